@@ -1,0 +1,26 @@
+"""Exceptions wanlab raises at its boundaries, each carrying a one-sentence message."""
+from __future__ import annotations
+
+
+class WanlabError(Exception):
+    """Base class for wanlab's own errors."""
+
+
+class ParamError(WanlabError, ValueError):
+    """A generation parameter broke its rule; the message names the field, the rule and the value."""
+
+    def __init__(self, field: str, rule: str, value: object) -> None:
+        self.field, self.rule, self.value = field, rule, value
+        super().__init__(f"{field}: must be {rule}; got {value!r}")
+
+
+class LoadError(WanlabError):
+    """A model could not be loaded (missing folder, not a Wan pipeline, hub unreachable)."""
+
+
+class LoRAError(WanlabError, ValueError):
+    """A LoRA file is missing, unreadable or does not fit the model."""
+
+
+class TaskError(WanlabError):
+    """A task id is unknown, the queue is full, or a task cannot be cancelled."""

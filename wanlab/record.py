@@ -1,0 +1,50 @@
+"""Reproducibility records: what a run needs to be repeated, and the environment it ran in."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from typing import Any
+
+#: Packages whose versions can change generated frames.
+VERSIONED = ("torch", "diffusers", "transformers", "peft", "numpy", "accelerate", "wanlab")
+#: Record fields that describe the environment, not the request (compared by ``verify``).
+ENVIRONMENT_FIELDS = ("python", "platform", "machine", "versions", "torch_threads", "device", "device_name")
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """Python, platform, package versions, torch thread count and the device that ran."""
+    import torch
+
+    device_name = platform.processor() or platform.machine()
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(torch.device(device))
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "versions": {name: package_version(name) for name in VERSIONED},
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "device_name": device_name,
+    }
+
+
+def stable_hash(data: Any, length: int = 16) -> str:
+    """Short hex sha256 of canonical JSON: the same data gives the same key in every process."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
