@@ -51,11 +51,19 @@ class LoRASet:
         self.pipe.set_adapters([self._names[h] for h in hashes], adapter_weights=[lo.scale for lo in loras])
         return described
 
+    def unload(self) -> None:
+        """Remove every adapter; the base weights come back bit for bit."""
+        if self._names:
+            self.pipe.unload_lora_weights()
+            self._names.clear()
+
     def _load(self, path: str, sha: str) -> None:
         file = Path(path).expanduser()
         name = f"lora_{sha[:16]}"
         try:
             self.pipe.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name)
         except Exception as exc:  # diffusers/peft/safetensors raise many kinds; one sentence for the user
+            if name in getattr(self.pipe.transformer, "peft_config", {}):
+                self.pipe.delete_adapters(name)
             raise LoRAError(f"loras.path: could not load LoRA {path} into this model: {exc}") from exc
         self._names[sha] = name

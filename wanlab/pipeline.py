@@ -394,9 +394,11 @@ class Pipeline:
         return to_uint8(video[0])
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Save the underlying diffusers pipeline (loadable with ``wanlab.load(folder)``)."""
+        """Save the base pipeline, without LoRA adapters (loadable with ``wanlab.load(folder)``)."""
         target = Path(folder)
-        self.diffusers.save_pretrained(str(target))
+        with self._lock:
+            self.loras.unload()
+            self.diffusers.save_pretrained(str(target))
         return target
 
 

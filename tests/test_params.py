@@ -1,0 +1,157 @@
+"""Params: every API range boundary and one step past it, messages, API round trip."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from wanlab import LoRA, ParamError, Params
+
+OK = dict(prompt="a red fox running through fresh snow")
+
+
+def test_defaults_are_the_hosted_api_defaults():
+    p = Params(**OK)
+    assert (p.width, p.height, p.seed, p.steps, p.guidance_scale, p.flow_shift) == (832, 480, -1, 30, 5.0, 5.0)
+    assert p.negative_prompt == "" and p.loras == () and p.num_frames == 81 and p.duration == 81 / 16
+
+
+@pytest.mark.parametrize(
+    "field, ok, bad",
+    [
+        ("steps", [1, 40], [0, 41]),
+        ("seed", [-1, 0, 9_999_999_999], [-2, 10_000_000_000]),
+        ("guidance_scale", [0, 0.0, 10, 10.0], [-0.001, 10.001]),
+        ("flow_shift", [1, 1.0, 10.0], [0.999, 10.01]),
+        ("num_frames", [1, 5, 81, 257], [0, 80, 82, 261]),
+        ("width", [16, 832, 2048], [0, 8, 100, 2064]),
+        ("height", [16, 480, 2048], [-16, 479, 2064]),
+    ],
+)
+def test_range_boundaries(field, ok, bad):
+    for value in ok:
+        assert getattr(Params(**OK, **{field: value}), field) == value
+    for value in bad:
+        with pytest.raises(ParamError) as info:
+            Params(**OK, **{field: value})
+        message = str(info.value)
+        assert message.startswith(f"{field}: must be") and repr(value) in message
+        assert info.value.field == field and info.value.value == value
+
+
+@pytest.mark.parametrize(
+    "field, value, rule",
+    [
+        ("prompt", "", "a string of 1..2000 characters"),
+        ("prompt", "x" * 2001, "a string of 1..2000 characters"),
+        ("prompt", 5, "a string of 1..2000 characters"),
+        ("negative_prompt", "x" * 2001, "a string of 0..2000 characters"),
+        ("steps", 30.0, "an integer in 1..40"),
+        ("steps", True, "an integer in 1..40"),
+        ("seed", "7", "an integer in -1..9999999999"),
+        ("guidance_scale", float("nan"), "a number in 0..10"),
+        ("guidance_scale", "5", "a number in 0..10"),
+        ("flow_shift", None, "a number in 1..10"),
+        ("width", 832.0, "a multiple of 16 in 16..2048"),
+        ("num_frames", 81.0, "4k+1 in 1..257"),
+    ],
+)
+def test_every_field_names_field_rule_and_value(field, value, rule):
+    with pytest.raises(ParamError, match="^" + re.escape(f"{field}: must be {rule}")) as info:
+        Params(**{**OK, field: value})
+    assert isinstance(info.value, ValueError)
+
+
+def test_nothing_is_rounded():
+    with pytest.raises(ParamError, match="num_frames"):
+        Params(**OK, num_frames=80)  # diffusers would round this down to 77
+    with pytest.raises(ParamError, match="width"):
+        Params(**OK, width=840)
+
+
+def test_prompt_limits_exact():
+    assert len(Params(prompt="x" * 2000).prompt) == 2000
+    assert Params(**OK, negative_prompt="x" * 2000).negative_prompt
+
+
+def test_loras_forms_and_limits(tmp_path):
+    p = Params(**OK, loras=[{"path": "a.safetensors", "scale": 0.5}, ("b.safetensors", 1), LoRA("c.safetensors")])
+    assert p.loras == (LoRA("a.safetensors", 0.5), LoRA("b.safetensors", 1.0), LoRA("c.safetensors", 1.0))
+    with pytest.raises(ParamError, match=r"^loras: must be at most 3 LoRAs"):
+        Params(**OK, loras=[f"{i}.safetensors" for i in range(4)])
+    with pytest.raises(ParamError, match=r"^loras.scale: must be a number in 0..4; got 4.5"):
+        Params(**OK, loras=[("a.safetensors", 4.5)])
+    with pytest.raises(ParamError, match=r"^loras.scale"):
+        Params(**OK, loras=[("a.safetensors", -0.1)])
+    with pytest.raises(ParamError, match=r"^loras.path: must be a non-empty file path"):
+        Params(**OK, loras=[("", 1.0)])
+    with pytest.raises(ParamError, match=r"^loras: must be entries with only the keys path and scale"):
+        Params(**OK, loras=[{"path": "a.safetensors", "weight": 1}])
+    with pytest.raises(ParamError, match=r"^loras: must be a list"):
+        Params(**OK, loras="a.safetensors")
+    assert Params(**OK, loras=[tmp_path / "x.safetensors"]).loras[0].path == str(tmp_path / "x.safetensors")
+
+
+def test_frozen_and_replace_validates():
+    p = Params(**OK)
+    with pytest.raises(Exception):
+        p.steps = 3  # type: ignore[misc]
+    q = p.replace(steps=10, seed=4)
+    assert (q.steps, q.seed, p.steps) == (10, 4, 30)
+    with pytest.raises(ParamError, match="^steps"):
+        p.replace(steps=0)
+    with pytest.raises(ParamError, match="^stepz: must be one of prompt"):
+        p.replace(stepz=3)
+
+
+def test_seed_minus_one_is_drawn_in_range_and_explicit_seed_kept():
+    p = Params(**OK)
+    seeds = {p.resolved().seed for _ in range(20)}
+    assert all(0 <= s <= 9_999_999_999 for s in seeds) and len(seeds) > 1
+    assert p.replace(seed=42).resolved().seed == 42
+
+
+def test_api_round_trip_and_names():
+    body = {
+        "model_name": "wan2.1-t2v", "prompt": "a cat", "negative_prompt": "blur", "width": 480, "height": 832,
+        "seed": 7, "steps": 25, "guidance_scale": 4.5, "flow_shift": 3.0,
+        "loras": [{"path": "x.safetensors", "scale": 0.8}],
+    }
+    p = Params.from_api(body)
+    assert (p.width, p.height, p.steps, p.loras[0].scale, p.num_frames) == (480, 832, 25, 0.8, 81)
+    assert p.to_api() == body
+    assert Params.from_api({"model_name": "wan2.1-t2v", "prompt": "x", "extra": {"webhook": {"url": "u"}}}).seed == -1
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ({"prompt": "x"}, r"^model_name: must be 'wan2.1-t2v'; got None"),
+        ({"model_name": "wan2.2", "prompt": "x"}, r"^model_name"),
+        ({"model_name": "wan2.1-t2v"}, r"^prompt: must be given"),
+        ({"model_name": "wan2.1-t2v", "prompt": "x", "num_frames": 81}, r"^num_frames: must be a field of the Wan"),
+        ({"model_name": "wan2.1-t2v", "prompt": "x", "cfg": 3}, r"^cfg: must be a field"),
+        ({"model_name": "wan2.1-t2v", "prompt": "x", "width": 128, "height": 128}, r"^width x height: must be one of the API sizes 832x480, 480x832, 1280x720, 720x1280; got '128x128'"),
+        ({"model_name": "wan2.1-t2v", "prompt": "x", "width": 832, "height": 832}, r"^width x height"),
+        ({"model_name": "wan2.1-t2v", "prompt": "x", "loras": {"path": "a"}}, r"^loras: must be a list"),
+        ({"model_name": "wan2.1-t2v", "prompt": "x", "extra": 3}, r"^extra: must be a JSON object"),
+        ("not a dict", r"^body: must be a JSON object"),
+    ],
+)
+def test_from_api_rejects(body, match):
+    with pytest.raises(ParamError, match=match):
+        Params.from_api(body)
+
+
+def test_to_api_refuses_local_only_values():
+    with pytest.raises(ParamError, match="^width x height"):
+        Params(**OK, width=128, height=128).to_api()
+    with pytest.raises(ParamError, match="^num_frames: must be 81 for the hosted API"):
+        Params(**OK, num_frames=17).to_api()
+
+
+def test_dict_round_trip():
+    p = Params(**OK, loras=[("a.safetensors", 0.3)], seed=5)
+    assert Params.from_dict(p.to_dict()) == p
+    with pytest.raises(ParamError, match="^colour"):
+        Params.from_dict({**p.to_dict(), "colour": "red"})
