@@ -1,0 +1,103 @@
+"""verify: re-generate a stored run from its record; 'identical', or exactly what differs."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+import wanlab
+from wanlab import Params
+from wanlab.cli import main
+from wanlab.store import Run, Store
+from wanlab.reproduce import format_report
+
+PROMPT = "a lighthouse beam sweeping over a stormy sea"
+
+
+@pytest.fixture(scope="module")
+def stored(pipe, tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("verify") / "store")
+    video = pipe.generate(Params(prompt=PROMPT, seed=5, width=32, height=32, num_frames=5, steps=2))
+    return store, store.put(video)
+
+
+def _edited(run: Run, folder, edit) -> Run:
+    """A copy of ``run`` whose record.json was edited by ``edit(record)``."""
+    target = folder / run.key
+    shutil.copytree(run.path, target)
+    record = json.loads((target / "record.json").read_text())
+    edit(record)
+    (target / "record.json").write_text(json.dumps(record, indent=2))
+    return Run(target)
+
+
+def test_unchanged_run_verifies_identical(pipe, stored):
+    _, run = stored
+    result = wanlab.verify(run, pipe=pipe)
+    assert result["identical"] is True and result["frames_identical"] is True
+    assert result["digest_actual"] == result["digest_expected"] == run.digest and result["key"] == run.key
+    assert result["environment_changes"] == {} and result["param_changes"] == {} and result["setting_changes"] == {}
+    assert result["frames"] is None and result["shape_expected"] == result["shape_actual"] == [5, 32, 32, 3]
+    assert result["notes"] == []
+    assert format_report(result).startswith(f"identical: run {run.key}")
+
+
+def test_edited_thread_count_is_reported_as_exactly_that(pipe, stored, tmp_path):
+    _, run = stored
+    now = run.record["environment"]["torch_threads"]
+    edited = _edited(run, tmp_path, lambda rec: rec["environment"].__setitem__("torch_threads", now + 5))
+    result = wanlab.verify(edited, pipe=pipe)
+    assert result["identical"] is False and result["frames_identical"] is True and result["frames"] is None
+    assert result["environment_changes"] == {"torch_threads": (now + 5, now)}
+    assert result["param_changes"] == {} and result["setting_changes"] == {}
+    report = format_report(result)
+    assert report.startswith("different:") and "frames: bit-identical" in report
+    assert f"torch_threads: {now + 5} -> {now}" in report
+
+
+def test_edited_param_is_reported_with_the_frame_differences(pipe, stored, tmp_path):
+    _, run = stored
+    edited = _edited(run, tmp_path, lambda rec: rec["params"].__setitem__("guidance_scale", 3.0))
+    result = wanlab.verify(edited, pipe=pipe)
+    assert result["identical"] is False and result["frames_identical"] is False
+    assert result["param_changes"] == {"guidance_scale": (5.0, 3.0)}  # made with 5.0; the record now says 3.0
+    assert result["environment_changes"] == {} and result["setting_changes"] == {}
+    frames = result["frames"]
+    assert len(frames["max_abs_delta"]) == len(frames["psnr"]) == 5
+    assert frames["max_abs_delta_max"] == max(frames["max_abs_delta"]) > 0
+    assert frames["psnr_min"] == min(frames["psnr"]) and math.isfinite(frames["psnr_min"])
+    assert result["digest_actual"] != result["digest_expected"]
+    report = format_report(result)
+    assert "guidance_scale: 5 -> 3" in report and "PSNR per frame" in report
+
+
+def test_cli_verify_by_key_and_by_folder_with_exit_codes(stored, tmp_path, capsys):
+    store, run = stored
+    assert main(["verify", run.key, "--store", str(store.path)]) == 0  # loads the recorded model ("tiny")
+    assert capsys.readouterr().out.startswith(f"identical: run {run.key}")
+
+    edited = _edited(run, tmp_path, lambda rec: rec["environment"].__setitem__("torch_threads", 64))
+    assert main(["verify", str(edited.path), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["identical"] is False and list(out["environment_changes"]) == ["torch_threads"]
+    assert out["environment_changes"]["torch_threads"][0] == 64
+
+    assert main(["verify", str(tmp_path / "no-such-run")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    assert main(["verify", "abcdef12", "--store", str(tmp_path / "empty")]) == 2
+    assert "no run 'abcdef12'" in capsys.readouterr().err
+
+
+def test_pipe_and_model_together_are_ambiguous(pipe, stored):
+    with pytest.raises(ValueError, match="not both"):
+        wanlab.verify(stored[1], pipe=pipe, model="tiny")
+
+
+def test_an_accelerated_run_is_regenerated_with_its_setting(pipe, tmp_path):
+    video = pipe.generate(Params(prompt=PROMPT, seed=8, width=32, height=32, num_frames=5, steps=3), accel="fbc")
+    run = Store(tmp_path).put(video)
+    assert run.record["accel"]["cache"] == "first_block"
+    result = wanlab.verify(run, pipe=pipe)
+    assert result["identical"] is True and result["setting_changes"] == {}

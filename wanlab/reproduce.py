@@ -1,0 +1,255 @@
+"""Re-generate a stored run from its record and report whether it comes out identical, or what differs.
+
+``verify`` runs in the current environment on purpose (it does not re-apply the recorded torch
+thread count or versions): the point is to learn whether *this* environment reproduces the run,
+and if not, which recorded facts differ from now and how far the frames moved.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import WanlabError
+from .params import Params
+from .record import ENVIRONMENT_FIELDS, environment, stable_hash
+from .store import find_run, key_parts
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data} if prefix else {"": data}
+
+
+def _changes(recorded: Mapping[str, Any], now: Mapping[str, Any], strip: str = "") -> dict[str, tuple[Any, Any]]:
+    """{field: (recorded, now)} for every flattened field whose value differs."""
+    a, b = _flatten(recorded), _flatten(now)
+    out = {}
+    for name in sorted(set(a) | set(b)):
+        if a.get(name) != b.get(name):
+            label = name[len(strip):] if strip and name.startswith(strip) else name
+            out[label] = (a.get(name), b.get(name))
+    return out
+
+
+def _env_subset(env: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: env.get(name) for name in ENVIRONMENT_FIELDS if name in env}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 images (inf when equal)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+def frame_differences(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
+    """Per-frame max |delta| (0..255) and PSNR (dB, inf for an equal frame) of two equal-shaped videos."""
+    deltas = [int(np.max(np.abs(e.astype(np.int16) - a.astype(np.int16)))) for e, a in zip(expected, actual)]
+    psnrs = [psnr(e, a) for e, a in zip(expected, actual)]
+    return {"max_abs_delta": deltas, "psnr": psnrs, "max_abs_delta_max": max(deltas), "psnr_min": min(psnrs),
+            "frames_differing": sum(1 for d in deltas if d)}
+
+
+def _pick_device(recorded: str | None) -> str | None:
+    """The recorded device when this machine has it, else the default (the change is then reported)."""
+    import torch
+
+    if not recorded:
+        return None
+    if recorded.startswith("cuda"):
+        return recorded if torch.cuda.is_available() else None
+    if recorded == "mps":
+        return recorded if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else None
+    return recorded
+
+
+def verify(run: Any, *, model: Any = None, pipe: Any = None, device: str | None = None,
+           store: Any = None) -> dict[str, Any]:
+    """Re-generate ``run`` from its record and compare.
+
+    ``run``: a :class:`~wanlab.store.Run`, a run folder (or a file in it), or a run key looked up
+    in ``store`` (default: ``$WANLAB_STORE``, ``runs`` and the stores directly under ``runs``).
+    The model is ``pipe`` if given, else ``model`` (a built-in name, folder or hub id), else the
+    record's model id, loaded with the recorded dtype, ``max_sequence_length`` and VAE/offload
+    settings, on ``device`` or the recorded device (when this machine has it).
+
+    Returns a dict: ``identical`` (frames bit-identical and nothing below changed), ``frames_identical``,
+    ``key``, ``run`` (folder), ``model`` (id used), ``digest_expected``/``digest_actual``,
+    ``shape_expected``/``shape_actual``, ``environment_changes`` ({field: (recorded, now)}, e.g.
+    ``torch_threads``, ``versions.torch``), ``param_changes`` ({field: (value the run was made with,
+    value in the record now)}: non-empty only when the record was edited after the run),
+    ``setting_changes`` (model fingerprint, dtype, scheduler, acceleration or LoRA files that differ
+    between the record and the re-generation; names starting ``record.`` are key-relevant settings
+    edited in the record after the run), ``frames`` (None when identical, else per-frame
+    ``max_abs_delta`` and ``psnr`` lists with ``max_abs_delta_max``, ``psnr_min``,
+    ``frames_differing``), ``seconds`` and ``notes``.
+    """
+    if pipe is not None and model is not None:
+        raise ValueError("verify: pass pipe= (a loaded pipeline) or model= (a model to load), not both")
+    source = find_run(run, store)
+    record = source.record
+    for field in ("params", "model", "digest"):
+        if field not in record:
+            raise WanlabError(f"{source.path}/record.json has no {field!r}: it is not a complete wanlab record")
+    notes: list[str] = []
+    key = record.get("key") or source.key
+
+    # What the run was made with (key_parts, frozen at put) against what the record says now.
+    param_changes: dict[str, tuple[Any, Any]] = {}
+    setting_changes: dict[str, tuple[Any, Any]] = {}
+    now_parts = key_parts(record)
+    original = record.get("key_parts")
+    if isinstance(original, Mapping):
+        if stable_hash(dict(original), len(key)) != key:
+            notes.append("record.json's key_parts no longer hash to the run key: the record was edited; "
+                         "the values the run was made with cannot be told")
+        else:
+            param_changes = _changes(original.get("params", {}), now_parts["params"])
+            other = {k: v for k, v in original.items() if k not in ("params", "v")}
+            now_other = {k: v for k, v in now_parts.items() if k not in ("params", "v")}
+            for name, change in _changes(other, now_other).items():
+                setting_changes[f"record.{name}"] = change
+    elif record.get("key") and stable_hash(now_parts, len(key)) != key:
+        notes.append("the record's params or settings no longer match its run key: it was edited after the run")
+
+    params = Params.from_dict(record["params"])
+    settings = dict(record.get("settings") or {})
+    recorded_env = dict(record.get("environment") or {})
+    if pipe is None:
+        from .pipeline import load
+
+        name = model if model is not None else (record.get("model") or {}).get("id")
+        if not name:
+            raise WanlabError(f"{source.path}: the record names no model id; pass model=")
+        kwargs: dict[str, Any] = {"progress": False, "device": device or _pick_device(recorded_env.get("device"))}
+        if settings.get("dtype"):
+            kwargs["dtype"] = settings["dtype"]
+        if settings.get("max_sequence_length"):
+            kwargs["max_sequence_length"] = settings["max_sequence_length"]
+        for flag in ("cpu_offload", "vae_tiling"):
+            if isinstance(settings.get(flag), bool):
+                kwargs[flag] = settings[flag]
+        if settings.get("group_offload"):
+            kwargs["group_offload"] = settings["group_offload"]
+        pipe = load(os.fspath(name) if isinstance(name, os.PathLike) else name, **kwargs)
+
+    # Re-generate with the recorded acceleration, then compare what the new record says with the old:
+    # weights, generation settings, acceleration (and MagCache calibration), LoRA file contents.
+    video = pipe.generate(params, progress=False, accel=record.get("accel"))
+    now_record = video.record
+    recorded_model = (record.get("model") or {}).get("fingerprint")
+    if recorded_model != (now_record.get("model") or {}).get("fingerprint"):
+        setting_changes["model.fingerprint"] = (recorded_model, now_record["model"]["fingerprint"])
+    for section in ("settings", "accel"):
+        for name, change in _changes(record.get(section) or {}, now_record.get(section) or {}).items():
+            setting_changes[f"{section}.{name}"] = change
+    recorded_loras = [lo.get("sha256") for lo in record.get("loras") or []]
+    now_loras = [lo.get("sha256") for lo in now_record.get("loras") or []]
+    if recorded_loras != now_loras:
+        setting_changes["loras.sha256"] = (recorded_loras, now_loras)
+    calibration = [(r.get("accel_calibration") or {}).get("sha256") for r in (record, now_record)]
+    if calibration[0] != calibration[1]:
+        setting_changes["accel_calibration.sha256"] = tuple(calibration)
+
+    now_env = now_record.get("environment") or environment(pipe.device)
+    environment_changes = _changes(_env_subset(recorded_env), _env_subset(now_env))
+
+    digest_expected = record["digest"]
+    shape_expected = list(record.get("shape") or [])
+    expected_frames = None
+    try:
+        expected_frames = source.video(check=False).frames
+        if not shape_expected:
+            shape_expected = list(expected_frames.shape)
+    except (OSError, ValueError, WanlabError) as exc:
+        notes.append(f"the stored frames could not be read ({exc}); compared by digest only")
+    if expected_frames is not None:
+        from .video import frames_digest
+
+        if frames_digest(expected_frames) != digest_expected:
+            notes.append("the stored lossless frames do not match the recorded digest (damaged file or edited "
+                         "record); frames were compared with the stored file")
+    frames_identical = video.digest == digest_expected
+    shape_actual = list(video.frames.shape)
+    frames = None
+    if expected_frames is not None and not np.array_equal(expected_frames, video.frames):
+        frames_identical = False
+        if expected_frames.shape == video.frames.shape:
+            frames = frame_differences(expected_frames, video.frames)
+        else:
+            notes.append(f"frame shapes differ: {list(expected_frames.shape)} stored, {shape_actual} now")
+    identical = frames_identical and not (environment_changes or param_changes or setting_changes)
+    return {
+        "identical": identical, "frames_identical": frames_identical, "key": key, "run": str(source.path),
+        "model": pipe.model_id, "device": pipe.device,
+        "digest_expected": digest_expected, "digest_actual": video.digest,
+        "shape_expected": shape_expected, "shape_actual": shape_actual,
+        "environment_changes": environment_changes, "param_changes": param_changes,
+        "setting_changes": setting_changes, "frames": frames,
+        "seconds": float(video.timings.get("total", 0.0)), "notes": notes,
+    }
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def format_report(result: Mapping[str, Any]) -> str:
+    """The human-readable form of :func:`verify`'s dict (what ``wanlab verify`` prints)."""
+    key, model = result["key"], result["model"]
+    if result["identical"]:
+        return (f"identical: run {key} regenerates bit for bit on {model} ({result['device']}); "
+                f"digest {result['digest_actual'][:16]}")
+    lines = [f"different: run {key} regenerated on {model} ({result['device']})"]
+    frames = result.get("frames")
+    if result["frames_identical"]:
+        lines.append("  frames: bit-identical")
+    elif frames:
+        n = len(frames["max_abs_delta"])
+        lines.append(f"  frames: {frames['frames_differing']} of {n} differ; max |delta| {frames['max_abs_delta_max']} "
+                     f"(of 255), min PSNR {frames['psnr_min']:.2f} dB")
+        lines.append("    max |delta| per frame: " + " ".join(str(d) for d in frames["max_abs_delta"]))
+        lines.append("    PSNR per frame (dB):   " + " ".join("inf" if math.isinf(p) else f"{p:.1f}"
+                                                            for p in frames["psnr"]))
+    else:
+        lines.append(f"  frames: differ (digest {result['digest_expected'][:16]} recorded, "
+                     f"{result['digest_actual'][:16]} now; shape {result['shape_expected']} recorded, "
+                     f"{result['shape_actual']} now)")
+    sections = (("environment (recorded -> now)", "environment_changes"),
+                ("params edited in the record (run made with -> record now)", "param_changes"),
+                ("settings (recorded -> now)", "setting_changes"))
+    for title, name in sections:
+        if result.get(name):
+            lines.append(f"  {title}:")
+            for field, (before, after) in result[name].items():
+                lines.append(f"    {field}: {_show(before)} -> {_show(after)}")
+    for note in result.get("notes") or []:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def to_json(result: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`verify`'s dict with infinite PSNRs as None and change pairs as lists (strict JSON)."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and math.isinf(value):
+            return None
+        if isinstance(value, Mapping):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(dict(result))
+
+
+__all__ = ["verify", "format_report", "frame_differences", "psnr", "to_json"]
