@@ -21,8 +21,8 @@ _LAZY = {
     "Store": ("store", "Store"),
     "Sweep": ("sweep", "Sweep"),
     "SweepResult": ("sweep", "SweepResult"),
-    "verify": ("verify", "verify"),
-    "show": ("show", "show"),
+    "verify": ("reproduce", "verify"),
+    "show": ("player", "show"),
 }
 _SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy"}
 

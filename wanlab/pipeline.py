@@ -166,15 +166,23 @@ def _from_pretrained(source: str, torch_dtype: Any, *, local: bool) -> Any:
 
 def load(model: str | os.PathLike[str] = "tiny", *, device: str | None = None, dtype: Any = None,
          cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
-         progress: bool = True) -> "Pipeline":
+         progress: bool = True, accel: Any = None, group_offload: str | bool | None = None) -> "Pipeline":
     """Load a Wan 2.1 text-to-video pipeline.
 
     ``model`` is a built-in name (``"tiny"``), a local diffusers folder, or a hub id such as
     ``"Wan-AI/Wan2.1-T2V-14B-Diffusers"`` (read from the local Hugging Face cache; this
     workplace has no internet). ``dtype`` applies to transformer and text encoder (default
     bfloat16 on CUDA, float32 on CPU); the VAE stays float32, as Wan recommends.
+
+    ``accel`` is the default acceleration setting of every call (a :class:`wanlab.accel.Accel`, a
+    preset name such as ``"fbc"`` or a mapping; default exact); ``pipe.generate(..., accel=...)``
+    overrides it per call. ``group_offload`` (``"block_level"``, ``"leaf_level"`` or True; CUDA only)
+    uses diffusers' group offloading instead of moving the whole pipeline to the device.
     """
+    from .accel import Accel, apply_group_offload, check_group_offload
+
     resolved_device = _resolve_device(device)
+    default_accel = Accel.coerce(accel)
     torch_dtype = _torch_dtype(dtype, resolved_device)
     name = os.fspath(model) if isinstance(model, os.PathLike) else model
     if not isinstance(name, str) or not name:
@@ -186,6 +194,7 @@ def load(model: str | os.PathLike[str] = "tiny", *, device: str | None = None, d
                                             or not isinstance(max_sequence_length, int)
                                             or not 1 <= max_sequence_length <= 512):
         raise ParamError("max_sequence_length", "an integer in 1..512", max_sequence_length)
+    offload_mode = check_group_offload(group_offload, resolved_device, cpu_offload)
 
     folder = Path(name).expanduser()
     if not progress:
@@ -217,6 +226,8 @@ def load(model: str | os.PathLike[str] = "tiny", *, device: str | None = None, d
         _cast(pipe, torch_dtype)
     if cpu_offload:
         pipe.enable_model_cpu_offload(device=resolved_device if resolved_device != "cpu" else None)
+    elif offload_mode is not None:
+        apply_group_offload(pipe, offload_mode, resolved_device)
     else:
         pipe.to(resolved_device)
     if source != "builtin" and resolved_device == "cpu":
@@ -228,8 +239,11 @@ def load(model: str | os.PathLike[str] = "tiny", *, device: str | None = None, d
         "dtype": str(torch_dtype).replace("torch.", ""), "vae_dtype": "float32", "device": resolved_device,
         "cpu_offload": cpu_offload, "vae_tiling": vae_tiling,
     }
+    if offload_mode is not None:
+        settings["group_offload"] = offload_mode
     return Pipeline(pipe, model_id=name, source=source, native=native,
-                    max_sequence_length=max_sequence_length or msl, settings=settings, fingerprint=fingerprint)
+                    max_sequence_length=max_sequence_length or msl, settings=settings, fingerprint=fingerprint,
+                    accel=default_accel)
 
 
 class Pipeline:
@@ -239,7 +253,9 @@ class Pipeline:
     """
 
     def __init__(self, pipe: Any, *, model_id: str, source: str, native: Mapping[str, Any],
-                 max_sequence_length: int, settings: Mapping[str, Any], fingerprint: str | None = None) -> None:
+                 max_sequence_length: int, settings: Mapping[str, Any], fingerprint: str | None = None,
+                 accel: Any = None) -> None:
+        from .accel import Accel
         from .lora import LoRASet
 
         self.diffusers = pipe
@@ -255,6 +271,10 @@ class Pipeline:
         self._embeds: OrderedDict[tuple[str, int], Any] = OrderedDict()
         self._lock = threading.RLock()
         self.loras = LoRASet(pipe)
+        #: The default acceleration setting (``wanlab.accel.Accel``); ``generate(accel=...)`` overrides it.
+        self.accel = Accel.coerce(accel)
+        # what store.key_for records for calls that use the default (the record's "accel")
+        self.accel_settings = lambda: Accel.coerce(self.accel).to_dict()
         self._tasks: Any = None
 
     def __repr__(self) -> str:
@@ -286,6 +306,7 @@ class Pipeline:
                           "config": {k: v for k, v in self._scheduler_config.items()
                                      if not k.startswith("_") and k != "flow_shift"}},
             "cpu_offload": self.settings["cpu_offload"], "vae_tiling": self.settings["vae_tiling"],
+            **({"group_offload": self.settings["group_offload"]} if self.settings.get("group_offload") else {}),
         }
 
     # --- requests ----------------------------------------------------------------------------------
@@ -327,18 +348,28 @@ class Pipeline:
             return embeds
 
     def generate(self, params: Params | None = None, *, progress: bool | None = None,
-                 on_step: Callable[[int, int], None] | None = None, **fields: Any) -> Video:
+                 on_step: Callable[[int, int], None] | None = None, accel: Any = None, **fields: Any) -> Video:
         """Generate one video. Unspecified fields come from the model's native settings.
 
         A ``seed`` of -1 is drawn and recorded; the same model, request and environment give
         bit-identical frames. ``on_step(done, total)`` is called after each denoising step.
+        ``accel`` (an :class:`wanlab.accel.Accel`, a preset name or a mapping) overrides the
+        pipeline's default acceleration for this call only; it is recorded and part of the run key.
         """
+        from .accel import Accel
+
+        accel_ = Accel.coerce(self.accel if accel is None else accel)
         p = self.params(params, **fields).resolved()
         with self._lock:
-            return self._generate(p, progress=progress, on_step=on_step)
+            return self._generate(p, progress=progress, on_step=on_step, accel=accel_)
 
-    def _generate(self, p: Params, *, progress: bool | None, on_step: Callable[[int, int], None] | None) -> Video:
+    def _generate(self, p: Params, *, progress: bool | None, on_step: Callable[[int, int], None] | None,
+                  accel: Any = None) -> Video:
         import torch
+
+        from .accel import Accel, applied
+
+        accel_ = Accel.coerce(self.accel if accel is None else accel)
 
         pipe = self.diffusers
         t_start = time.perf_counter()
@@ -348,32 +379,44 @@ class Pipeline:
         t_encode = time.perf_counter()
         prompt_embeds = self.encode(p.prompt)
         negative_embeds = self.encode(p.negative_prompt) if cfg else None
-        t_denoise = time.perf_counter()
+        t_accel = time.perf_counter()
         callback = None
         if on_step is not None:
             def callback(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
                 on_step(i + 1, p.steps)
                 return {}
+        saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
         if progress is not None:
             pipe.set_progress_bar_config(disable=not progress, leave=False)
         generator = torch.Generator("cpu").manual_seed(p.seed)
+        # acceleration (MagCache calibration, attention backend, cache hook, compile, work counters) is
+        # applied around the denoising loop only and always undone, so exact calls stay bit-identical
+        try:
+            with applied(self, accel_, p) as acc:
+                t_denoise = time.perf_counter()
+                with torch.inference_mode():
+                    latents = pipe(
+                        prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds, height=p.height,
+                        width=p.width, num_frames=p.num_frames, num_inference_steps=p.steps,
+                        guidance_scale=p.guidance_scale, generator=generator, output_type="latent",
+                        max_sequence_length=self.max_sequence_length, callback_on_step_end=callback,
+                    ).frames
+                t_decode = time.perf_counter()
+        finally:
+            pipe._progress_bar_config = saved_bar
         with torch.inference_mode():
-            latents = pipe(
-                prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds, height=p.height,
-                width=p.width, num_frames=p.num_frames, num_inference_steps=p.steps,
-                guidance_scale=p.guidance_scale, generator=generator, output_type="latent",
-                max_sequence_length=self.max_sequence_length, callback_on_step_end=callback,
-            ).frames
-            t_decode = time.perf_counter()
             frames = self.decode(latents)
         t_end = time.perf_counter()
-        timings = {"loras": t_encode - t_start, "encode": t_denoise - t_encode, "denoise": t_decode - t_denoise,
+        timings = {"loras": t_encode - t_start, "encode": t_accel - t_encode, "denoise": t_decode - t_denoise,
                    "decode": t_end - t_decode, "total": t_end - t_start}
         record = {
             "params": p.to_dict(), "model": self.model_info, "settings": self.generation_settings(),
-            "accel": {"cache": "none"}, "loras": loras, "environment": environment(self.device),
+            "accel": acc.record(), "loras": loras, "environment": environment(self.device),
             "created": now_iso(),
         }
+        if acc.calibration_record() is not None:
+            record["accel_calibration"] = acc.calibration_record()
+        record["accel_stats"] = {**acc.stats(), "setup_s": t_denoise - t_accel}
         return Video(frames, fps=WAN_FPS, params=p, model=self.model_info, timings=timings, record=record,
                      latents=latents.float().cpu().numpy())
 
@@ -400,6 +443,35 @@ class Pipeline:
             self.loras.unload()
             self.diffusers.save_pretrained(str(target))
         return target
+
+    # --- tasks: the hosted API's asynchronous shape (wanlab.tasks) -----------------------------------
+    def submit(self, params: Params | None = None, *, store: Any = None, **fields: Any) -> str:
+        """Queue a generation for the background worker; returns its task id (a uuid4 string).
+
+        The request is validated now (bad fields raise ParamError); the run goes into ``store``
+        (default: the store given on first submit, else ``$WANLAB_STORE`` or ``runs/tasks``).
+        """
+        from .tasks import queue_for
+
+        return queue_for(self, store).submit(params, store=store, **fields)
+
+    def task_result(self, task_id: str) -> dict[str, Any]:
+        """The task's state in the hosted API's shape (``task``, ``videos``, ``extra``)."""
+        from .tasks import queue_for
+
+        return queue_for(self).result(task_id)
+
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the task has finished and return its result (TaskTimeout after ``timeout`` s)."""
+        from .tasks import queue_for
+
+        return queue_for(self).wait(task_id, timeout=timeout)
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a queued task (it ends FAILED, reason "cancelled ..."); TaskError once it has started."""
+        from .tasks import queue_for
+
+        return queue_for(self).cancel(task_id)
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:

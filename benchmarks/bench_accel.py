@@ -1,0 +1,129 @@
+"""Acceleration settings: speedup and fidelity against the exact output, on the tiny model and a deeper variant.
+
+Run: python benchmarks/bench_accel.py [--steps 30] [--size 64] [--frames 17] [--seeds 2] [--repeats 3]
+                                       [--layers 2,8] [--threads 1] [--compile] [--quick]
+
+For each model (the built-in tiny model, 2 layers, and the same configuration with 8 layers,
+seeded), `wanlab.accel.study` runs the exact baseline and every setting on the same requests
+(interleaved, best of --repeats) and prints one table: setting, speedup of the denoising loop
+(exact time / setting's time, mean over seeds and the worst), PSNR and SSIM of the frames vs exact,
+relative L2 of the final latents, transformer calls served from the cache, and the fraction of
+attention/FFN work that ran. Ratios are measured side by side in one process, so machine load
+affects both sides alike; absolute times are not the point. The tiny models' random weights make
+PSNR a rough guide (their VAE amplifies latent changes); rel L2 of latents is the steadier number.
+`--compile` adds torch.compile settings (cold compile is excluded by a warm-up run; needs g++).
+GPU numbers are not measured here (this machine has no GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+
+def deep_pipeline(layers: int):
+    """The tiny model's configuration with ``layers`` transformer blocks (seeded like tiny)."""
+    import torch
+    from diffusers import WanPipeline, WanTransformer3DModel
+
+    from wanlab import tiny
+    from wanlab.builtin import BUILTINS
+    from wanlab.pipeline import Pipeline, tensors_fingerprint
+
+    base = tiny.build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(tiny.SEED + 1)
+        transformer = WanTransformer3DModel(**{**tiny.TRANSFORMER_CONFIG, "num_layers": layers})
+    transformer.eval().requires_grad_(False)
+    pipe = WanPipeline(tokenizer=base.tokenizer, text_encoder=base.text_encoder, transformer=transformer,
+                       vae=base.vae, scheduler=base.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    spec = BUILTINS["tiny"]
+    settings = {"dtype": "float32", "vae_dtype": "float32", "device": "cpu", "cpu_offload": False,
+                "vae_tiling": False}
+    return Pipeline(pipe, model_id=f"tiny-{layers}layer", source="builtin", native=spec.native,
+                    max_sequence_length=spec.max_sequence_length, settings=settings,
+                    fingerprint=tensors_fingerprint(pipe))
+
+
+def settings(with_compile: bool) -> dict:
+    from wanlab.accel import Accel
+
+    out = {name: Accel.preset(name) for name in
+           ("fbc", "fbc-fast", "mag", "mag-fast", "taylorseer", "taylorseer-fast", "pab", "seacache")}
+    out["pab-shared"] = Accel("pab", {"per_branch": False})  # diffusers' one state for both branches
+    out["fbc(0.05)"] = Accel("first_block", {"threshold": 0.05})  # diffusers' default threshold
+    if with_compile:
+        out["compile-blocks"] = Accel(compile="blocks")
+        out["compile-transformer"] = Accel(compile="transformer")
+        out["fbc+compile"] = Accel.preset("fbc").replace(compile="blocks")
+    return out
+
+
+def table(summary) -> str:
+    head = (f"{'setting':<20} {'speedup':>7} {'(min)':>6} {'PSNR dB':>8} {'SSIM':>6} {'rel L2':>8} "
+            f"{'skipped':>9} {'work':>5} {'Pareto':>6}")
+    lines = [head, "-" * len(head)]
+    for row in summary.itertuples():
+        psnr = "inf" if row.psnr == float("inf") else f"{row.psnr:.1f}"
+        skipped = "n/a" if row.calls != row.calls else f"{row.skipped * row.calls:.0f}/{row.calls:.0f}"
+        work = "n/a" if row.block_work != row.block_work else f"{row.block_work:.2f}"
+        lines.append(f"{row.setting:<20} {row.speedup:>6.2f}x {row.speedup_min:>5.2f}x {psnr:>8} {row.ssim:>6.3f} "
+                     f"{row.rel_l2:>8.1e} {skipped:>9} {work:>5} {'*' if row.pareto else '':>6}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--size", type=int, default=64, help="width = height, a multiple of 16")
+    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--layers", default="2,8", help="comma-separated block counts (2 = the tiny model)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared machine)")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile settings")
+    parser.add_argument("--quick", action="store_true", help="10 steps, 1 seed, 1 repeat (a smoke run)")
+    parser.add_argument("--plot", default=None, help="save the speed-vs-PSNR plot of each model to PREFIX_<model>.png")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.seeds, args.repeats = 10, 1, 1
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    import torch
+
+    import wanlab
+    from wanlab.accel import plot_study, study, summarize
+
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} torch thread(s), load average {load_before[0]:.1f} at start")
+    print(f"requests: {args.size}x{args.size}, {args.frames} frames, {args.steps} steps, guidance 5.0, "
+          f"{args.seeds} seed(s), best of {args.repeats} interleaved repeat(s)\n")
+    plan = settings(args.compile)
+    for layers in [int(x) for x in args.layers.split(",")]:
+        pipe = wanlab.load("tiny", progress=False) if layers == 2 else deep_pipeline(layers)
+        points = [dict(prompt="a red fox running through fresh snow", width=args.size, height=args.size,
+                       num_frames=args.frames, steps=args.steps, guidance_scale=5.0, seed=seed)
+                  for seed in range(1, args.seeds + 1)]
+        t0 = time.perf_counter()
+        df = study(pipe, points, plan, repeats=args.repeats, timing="min")
+        summary = summarize(df)
+        exact_s = summary.set_index("setting").loc["exact", "denoise_s"]
+        print(f"model {pipe.model_id} ({layers} layers): exact denoising {exact_s:.3f} s per video; "
+              f"study took {time.perf_counter() - t0:.0f} s")
+        print(table(summary))
+        print()
+        if args.plot:
+            plot_study(df, title=f"{pipe.model_id}: speed vs fidelity").savefig(f"{args.plot}_{pipe.model_id}.png",
+                                                                                dpi=120)
+    print(f"load average {os.getloadavg()[0]:.1f} at end. skipped = transformer calls whose block stack was "
+          "served from the cache / all calls (2 per step with guidance); work = fraction of attention and "
+          "feed-forward computations that ran; * = on the speed-vs-PSNR Pareto front.")
+
+
+if __name__ == "__main__":
+    main()
