@@ -1,0 +1,331 @@
+"""``wanlab.show``: videos inline in a notebook, side by side and synchronized.
+
+``show(video)``, ``show([a, b])`` or ``show({"guidance 3": a, "guidance 5": b})`` returns a
+:class:`Player`; as the last expression of a cell it renders as one self-contained HTML block (no
+network, no widget kernel needed, so it survives in saved notebooks and exported HTML): a title above
+each video, one play/pause button and one frame slider that drive *the same frame index* in every
+video at the videos' fps. Elsewhere in a cell, ``display(wanlab.show(...))`` or ``player.display()``.
+
+Each video travels as a sequence of encoded frames (PNG, lossless, for small frames; JPEG for large
+ones), not as an mp4: a browser seeks mp4s only approximately, and a comparison that drifts a frame
+apart is a wrong comparison. Without JavaScript (a static render) the first frames show.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+#: Frames with at most this many pixels are embedded as PNG under ``format="auto"``; larger as JPEG.
+PNG_MAX_PIXELS = 256 * 256
+#: Under ``zoom=None`` small videos are enlarged (pixelated, by a whole factor) to at least this height.
+MIN_DISPLAY_HEIGHT = 128
+FORMATS = ("auto", "png", "jpeg")
+
+
+def encode_frame(frame: np.ndarray, fmt: str = "png", quality: int = 85) -> bytes:
+    """One uint8 (H, W, 3) RGB frame as PNG or JPEG bytes."""
+    import cv2
+
+    if fmt not in ("png", "jpeg"):
+        raise ValueError(f"format: must be 'png' or 'jpeg'; got {fmt!r}")
+    bgr = np.ascontiguousarray(frame[..., ::-1])
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    else:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover - cv2 fails only on invalid input, which check_frames rules out
+        raise RuntimeError(f"could not encode a {frame.shape} frame as {fmt}")
+    return buf.tobytes()
+
+
+def pick_format(fmt: str, height: int, width: int) -> str:
+    """Resolve ``"auto"``: PNG (exact pixels) for small frames, JPEG for large ones."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format: must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if fmt == "auto":
+        return "png" if height * width <= PNG_MAX_PIXELS else "jpeg"
+    return fmt
+
+
+def fit_width(frames: np.ndarray, max_width: int | None) -> np.ndarray:
+    """``frames`` shrunk (area averaging, aspect kept) to at most ``max_width`` pixels wide."""
+    t, h, w, _ = frames.shape
+    if max_width is None or w <= max_width:
+        return frames
+    import cv2
+
+    size = (int(max_width), max(1, round(h * max_width / w)))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def check_max_width(max_width: int | None) -> None:
+    if max_width is not None and (isinstance(max_width, bool) or not isinstance(max_width, int) or max_width < 16):
+        raise ValueError(f"max_width: must be an integer of at least 16 (pixels) or None; got {max_width!r}")
+
+
+def auto_zoom(height: int, min_height: int = MIN_DISPLAY_HEIGHT) -> int:
+    """The whole factor that brings a ``height``-pixel video to at least ``min_height`` (at most 8)."""
+    return int(max(1, min(8, -(-min_height // max(1, height)))))
+
+
+def _label_of(video: Any, index: int) -> str:
+    params = getattr(video, "params", None)
+    seed = getattr(video, "seed", None)
+    if params is not None and getattr(params, "prompt", None):
+        prompt = params.prompt if len(params.prompt) <= 40 else params.prompt[:39] + "…"
+        return f"{prompt} (seed {seed})" if seed is not None else prompt
+    return f"video {index}"
+
+
+def as_labelled(videos: Any, titles: Iterable[str] | None = None) -> dict[str, Any]:
+    """``video | [videos] | {label: video}`` -> ``{label: video}`` (labels unique, in order)."""
+    if isinstance(videos, Mapping):
+        items = [(str(k), v) for k, v in videos.items()]
+    elif isinstance(videos, (list, tuple)):
+        items = [(_label_of(v, i), v) for i, v in enumerate(videos)]
+    else:
+        items = [(_label_of(videos, 0), videos)]
+    if not items:
+        raise ValueError("videos: must hold at least one video; got none")
+    if titles is not None:
+        titles = [str(t) for t in titles]
+        if len(titles) != len(items):
+            raise ValueError(f"titles: must give one title per video ({len(items)}); got {len(titles)}")
+        items = [(t, v) for t, (_, v) in zip(titles, items)]
+    out: dict[str, Any] = {}
+    for label, video in items:
+        name, n = label, 2
+        while name in out:
+            name, n = f"{label} ({n})", n + 1
+        out[name] = video
+    return out
+
+
+def common_fps(videos: Mapping[str, Any], fps: float | None = None) -> float:
+    """The playback rate: ``fps`` if given, else the videos' fps (the first one's if they differ)."""
+    if fps is not None:
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
+            raise ValueError(f"fps: must be a positive number; got {fps!r}")
+        return float(fps)
+    rates = [float(getattr(v, "fps", 16.0)) for v in videos.values()]
+    return rates[0]
+
+
+@dataclass
+class _Entry:
+    label: str
+    frames: np.ndarray
+    fps: float
+    size: tuple[int, int]  # the video's own (width, height), before max_width
+
+
+class Player:
+    """Synchronized inline playback of one or more videos (see :func:`show`).
+
+    ``labels``, ``fps`` (playback rate), ``num_frames`` (the longest video; shorter ones hold their last
+    frame), ``to_html()``, ``save(path)`` (a standalone .html file) and ``display()``.
+    """
+
+    def __init__(self, videos: Mapping[str, Any], *, fps: float | None = None, zoom: int | None = None,
+                 format: str = "auto", quality: int = 85, max_width: int | None = None, loop: bool = True,
+                 autoplay: bool = False) -> None:
+        from .video import as_frames
+
+        check_max_width(max_width)
+        self._entries = []
+        for label, v in videos.items():
+            frames = as_frames(v, f"videos[{label!r}]")
+            self._entries.append(_Entry(label, fit_width(frames, max_width), float(getattr(v, "fps", 16.0)),
+                                        (frames.shape[2], frames.shape[1])))
+        self.fps = common_fps(videos, fps)
+        if zoom is not None and (isinstance(zoom, bool) or not isinstance(zoom, int) or not 1 <= zoom <= 16):
+            raise ValueError(f"zoom: must be an integer in 1..16 or None; got {zoom!r}")
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+            raise ValueError(f"quality: must be an integer in 1..100; got {quality!r}")
+        pick_format(format, 1, 1)
+        self.zoom = zoom
+        self.format = format
+        self.quality = quality
+        self.max_width = max_width
+        self.loop = bool(loop)
+        self.autoplay = bool(autoplay)
+        self._encoded: list[list[str]] | None = None
+
+    # --- facts -----------------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return [e.label for e in self._entries]
+
+    @property
+    def num_frames(self) -> int:
+        return max(e.frames.shape[0] for e in self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return (f"Player({len(self)} video{'s' if len(self) != 1 else ''}: {', '.join(self.labels)}; "
+                f"{self.num_frames} frames @ {self.fps:g} fps)")
+
+    # --- rendering ---------------------------------------------------------------------------------
+    def _data_uris(self) -> list[list[str]]:
+        if self._encoded is None:
+            self._encoded = []
+            for e in self._entries:
+                fmt = pick_format(self.format, *e.frames.shape[1:3])
+                mime = "image/png" if fmt == "png" else "image/jpeg"
+                self._encoded.append([
+                    f"data:{mime};base64," + base64.b64encode(encode_frame(f, fmt, self.quality)).decode("ascii")
+                    for f in e.frames
+                ])
+        return self._encoded
+
+    def to_html(self) -> str:
+        """The self-contained HTML block (markup, frames and a small player script)."""
+        uid = "wanlab-show-" + uuid.uuid4().hex[:12]
+        uris = self._data_uris()
+        last = self.num_frames - 1
+        figures = []
+        for e, frames in zip(self._entries, uris):
+            t, h, w, _ = e.frames.shape
+            z = self.zoom or auto_zoom(max(x.frames.shape[1] for x in self._entries))
+            note = f"{e.size[0]}x{e.size[1]}, {t} frames" + (f", shown at {w}x{h}" if (w, h) != e.size else "")
+            if e.fps != self.fps:
+                note += f", recorded at {e.fps:g} fps"
+            figures.append(
+                f'<figure style="margin:0;display:flex;flex-direction:column;align-items:flex-start">'
+                f'<figcaption style="font-weight:600;max-width:{max(w * z, 120)}px;overflow-wrap:anywhere" '
+                f'title="{html.escape(e.label)} ({note})">'
+                f"{html.escape(e.label)}</figcaption>"
+                f'<img class="wanlab-frame" data-frame="0" alt="{html.escape(e.label)}, frame 0" src="{frames[0]}" '
+                f'width="{w * z}" height="{h * z}" style="image-rendering:pixelated;max-width:none">'
+                f'<span style="font-size:11px;color:#666">{html.escape(note)}</span></figure>'
+            )
+        config = {
+            "fps": self.fps, "frames": uris, "last": last, "loop": self.loop, "autoplay": self.autoplay,
+        }
+        return (
+            f'<div class="wanlab-show" id="{uid}" style="font-family:sans-serif;font-size:12px">'
+            f'<div class="wanlab-videos" style="display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start">'
+            f'{"".join(figures)}</div>'
+            f'<div class="wanlab-controls" style="display:flex;align-items:center;gap:8px;margin-top:6px">'
+            f'<button type="button" class="wanlab-play" style="min-width:5.5em">&#9654; play</button>'
+            f'<input type="range" class="wanlab-slider" min="0" max="{last}" value="0" step="1" '
+            f'style="width:{min(480, max(160, 8 * (last + 1)))}px" aria-label="frame">'
+            f'<span class="wanlab-label" style="font-variant-numeric:tabular-nums">'
+            f"frame 0 / {last} · t = 0.00 s</span>"
+            f'<span style="color:#666">{self.fps:g} fps</span></div>'
+            f"<script>{_PLAYER_JS.replace('__UID__', uid).replace('__CONFIG__', json.dumps(config))}</script>"
+            f"</div>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a standalone HTML page holding the player; return its path."""
+        target = Path(path)
+        title = html.escape(", ".join(self.labels))
+        target.write_text(
+            f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+            f"<body>{self.to_html()}</body></html>", encoding="utf-8",
+        )
+        return target
+
+    def display(self) -> None:
+        """Show the player now (for use inside loops, or not as a cell's last expression)."""
+        from IPython.display import display
+
+        display(self)
+
+
+def show(videos: Any, *, titles: Iterable[str] | None = None, fps: float | None = None, zoom: int | None = None,
+         format: str = "auto", quality: int = 85, max_width: int | None = None, loop: bool = True,
+         autoplay: bool = False) -> Player:
+    """Show ``video``, ``[videos]`` or ``{label: video}`` inline, side by side and synchronized.
+
+    One play button and one slider drive the same frame index in every video, at ``fps`` (default: the
+    videos' fps; the first one's if they differ). Titles are the dict's labels, ``titles``, or each
+    video's prompt and seed. ``zoom`` enlarges every video by a whole factor, pixelated (default: enough
+    to bring small videos to at least 128 px high). ``format``: ``"png"`` (exact pixels), ``"jpeg"``
+    (``quality``, smaller) or ``"auto"`` (PNG up to 256x256 px per frame, JPEG above). ``max_width``
+    shrinks wider videos to that many pixels for display. The HTML embeds every frame, so a notebook that
+    keeps the output grows by their encoded size: about 5-12 MB for one 81-frame 832x480 video at the
+    defaults, less than half of that with ``max_width=416``.
+    Videos may also be bare uint8 ``(T, H, W, 3)`` arrays (shown at 16 fps unless ``fps`` is given).
+    """
+    return Player(as_labelled(videos, titles), fps=fps, zoom=zoom, format=format, quality=quality,
+                  max_width=max_width, loop=loop, autoplay=autoplay)
+
+
+# The player: one shared frame index, advanced by wall-clock time at `fps` (dropped animation frames do
+# not slow playback down), written into every <img>; a shorter video holds its last frame.
+_PLAYER_JS = r"""
+(function () {
+  var cfg = __CONFIG__;
+  var scriptEl = document.currentScript;
+  var root = (scriptEl && scriptEl.parentNode) || document.getElementById("__UID__");
+  if (!root || root.dataset.wanlabReady) { return; }
+  root.dataset.wanlabReady = "1";
+  var imgs = root.querySelectorAll("img.wanlab-frame");
+  var slider = root.querySelector(".wanlab-slider");
+  var button = root.querySelector(".wanlab-play");
+  var label = root.querySelector(".wanlab-label");
+  var n = cfg.last + 1, index = 0, playing = false, start = 0, startIndex = 0, timer = null;
+  cfg.frames.forEach(function (list) { list.forEach(function (src) { var im = new Image(); im.src = src; }); });
+  function render(i) {
+    index = i;
+    for (var k = 0; k < imgs.length; k++) {
+      var list = cfg.frames[k], j = Math.min(i, list.length - 1);
+      if (imgs[k].dataset.frame !== String(j)) { imgs[k].src = list[j]; imgs[k].dataset.frame = String(j); }
+    }
+    root.dataset.frame = String(i);
+    slider.value = String(i);
+    label.textContent = "frame " + i + " / " + cfg.last + " \u00b7 t = " + (i / cfg.fps).toFixed(2) + " s";
+  }
+  function tick() {
+    if (!playing) { return; }
+    if (!root.isConnected && root.dataset.wanlabSeen) { stop(); return; }
+    if (root.isConnected) { root.dataset.wanlabSeen = "1"; }
+    var i = startIndex + Math.floor((performance.now() - start) * cfg.fps / 1000);
+    if (i >= n) {
+      if (cfg.loop) { i = i % n; } else { render(n - 1); stop(); return; }
+    }
+    if (i !== index) { render(i); }
+    timer = window.requestAnimationFrame(tick);
+  }
+  function play() {
+    if (index >= n - 1 && !cfg.loop) { render(0); }
+    playing = true; start = performance.now(); startIndex = index;
+    button.innerHTML = "&#10074;&#10074; pause";
+    timer = window.requestAnimationFrame(tick);
+  }
+  function stop() {
+    playing = false;
+    if (timer !== null) { window.cancelAnimationFrame(timer); timer = null; }
+    button.innerHTML = "&#9654; play";
+  }
+  button.addEventListener("click", function () { if (playing) { stop(); } else { play(); } });
+  slider.addEventListener("input", function () {
+    render(parseInt(slider.value, 10));
+    if (playing) { start = performance.now(); startIndex = index; }
+  });
+  root.tabIndex = 0;
+  root.addEventListener("keydown", function (ev) {
+    if (ev.target === slider) { return; }
+    if (ev.key === "ArrowRight") { stop(); render(Math.min(n - 1, index + 1)); ev.preventDefault(); }
+    else if (ev.key === "ArrowLeft") { stop(); render(Math.max(0, index - 1)); ev.preventDefault(); }
+    else if (ev.key === " ") { if (playing) { stop(); } else { play(); } ev.preventDefault(); }
+  });
+  render(0);
+  if (cfg.autoplay) { play(); }
+})();
+"""
