@@ -80,6 +80,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from .reproduce import format_report, to_json, verify
+
+    result = verify(args.run, model=args.model, device=args.device, store=args.store)
+    print(json.dumps(to_json(result), indent=2, default=str) if args.json else format_report(result))
+    return 0 if result["identical"] else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or with --dry-run, list) a TOML sweep. Exit code 0: every point of this shard done;
+    1: some failed or are left pending; 2: an error before running."""
+    from .pipeline import load
+    from .sweep import Sweep, check_shard
+
+    sweep = Sweep.load(args.file)
+    shard = check_shard(args.shard) if args.shard else (0, 1)
+    model = args.model or sweep.model or "tiny"
+    store = args.store or str(Path("runs") / (sweep.name or Path(args.file).stem))
+    pipe = load(model, device=args.device, dtype=args.dtype, progress=False)
+    mine = set(sweep.shard(*shard))
+    if args.dry_run:
+        result = sweep.result(pipe, store)
+        df = result.df
+        table = df[["point", *sweep.swept, "status", "key"]].copy()
+        if shard != (0, 1):
+            table.insert(1, "shard", ["this" if i in mine else "other" for i in df["point"]])
+        if "loras" in table.columns:
+            table["loras"] = table["loras"].replace("", "-")
+        counts = df[df["point"].isin(mine)]["status"].value_counts().to_dict()
+        print(f"sweep {sweep.name}: {len(sweep)} points, model {model}, store {store}"
+              + (f", shard {shard[0]}/{shard[1]} ({len(mine)} points)" if shard != (0, 1) else ""))
+        if sweep.question:
+            print(f"question: {sweep.question}")
+        print(table.to_string(index=False))
+        done, failed, pending = (int(counts.get(k, 0)) for k in ("done", "failed", "pending"))
+        todo = pending + (0 if args.no_retry else failed)
+        print(f"{'this shard' if shard != (0, 1) else 'points'}: {done} done, {failed} failed, {pending} pending; "
+              f"a run would generate {todo} (dry run: nothing was run)")
+        return 0
+    result = sweep.run(pipe, store=store, metrics=not args.no_metrics, progress=not args.quiet,
+                       max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry)
+    print(result.summary())
+    df = result.df
+    for _, row in df[(df["status"] == "failed") & df["point"].isin(mine)].iterrows():
+        print(f"  failed: point {row['point']} ({sweep.label(int(row['point']), result.points[int(row['point'])])}): "
+              f"{row['error']}")
+    if args.csv:
+        print(f"wrote {result.to_csv(args.csv)}")
+    if args.report:
+        print(f"report: {result.report(args.report)}")
+    mine_df = df[df["point"].isin(mine)]
+    return 0 if (mine_df["status"] == "done").all() else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="wanlab", description="Study Wan 2.1 text-to-video: generate, sweep, measure, verify.")
     parser.add_argument("--version", action="version", version=f"wanlab {__version__}")
@@ -97,6 +153,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default=None, help="model to run (default: the demo sweep's own)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
+
+    sw = sub.add_parser("sweep", help="run a TOML sweep into a run store (resumable, shardable)",
+                        description="Run the points of a TOML sweep file that are not yet in the store. A re-run "
+                                    "skips what is done, so a killed sweep resumes; failed points are recorded "
+                                    "and the rest go on. Exit code 0 every point of this shard done, 1 some "
+                                    "failed or pending, 2 error.")
+    sw.add_argument("file", help="sweep definition (.toml), e.g. sweeps/guidance_x_shift.toml")
+    _model_args(sw, default=None)
+    sw.add_argument("--store", default=None, help="run store folder (default: runs/NAME)")
+    sw.add_argument("--shard", default=None, metavar="i/N",
+                    help="run only share i of N (0 <= i < N): points i, i+N, i+2N, ...; N processes on one "
+                         "store together run the whole sweep")
+    sw.add_argument("--dry-run", action="store_true", help="list the points and which are done; run nothing")
+    sw.add_argument("--no-metrics", action="store_true", help="do not compute motion metrics")
+    sw.add_argument("--max-failures", type=int, default=None, metavar="K",
+                    help="stop after K failures (the rest stay pending)")
+    sw.add_argument("--no-retry", action="store_true", help="leave points that failed earlier as failed")
+    sw.add_argument("--csv", default=None, metavar="PATH", help="also write the sweep table as CSV")
+    sw.add_argument("--report", default=None, metavar="DIR",
+                    help="also write videos, plots and a self-contained HTML report into DIR")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=cmd_sweep)
+
+    ver = sub.add_parser("verify", help="re-generate a stored run from its record: identical, or what differs",
+                         description="Re-generate a stored run from its record.json and report 'identical' "
+                                     "or what differs (environment, params, settings, per-frame max |delta| "
+                                     "and PSNR). Exit code 0 identical, 1 different, 2 error.")
+    ver.add_argument("run", help="a run folder, or a run key (looked up in --store)")
+    ver.add_argument("--store", default=None,
+                     help="store folder to look the key up in (default: $WANLAB_STORE, runs, runs/*)")
+    ver.add_argument("--model", default=None, help="model to re-generate with (default: the record's model id)")
+    ver.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the recorded device if present)")
+    ver.add_argument("--json", action="store_true", help="print the full comparison as JSON")
+    ver.set_defaults(func=cmd_verify)
 
     return parser
 

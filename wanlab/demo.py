@@ -1,25 +1,49 @@
-"""The main job for a newcomer: a few videos on the built-in model, a frame grid and a metrics table."""
+"""The main job for a newcomer: ``wanlab demo`` runs the demo sweep and writes a report to open.
+
+It runs ``sweeps/demo.toml`` (seeds x guidance_scale x flow_shift on the sweep's model, ``tiny``
+unless ``--model`` says otherwise) into a store inside the output folder, then writes the
+videos, a frame grid, the metrics table, a metric-vs-parameter plot and a self-contained HTML
+report (see :mod:`wanlab.report`). Running it again reuses the stored runs.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-DEMO_PROMPT = "a red fox running through fresh snow"
+#: The demo sweep inside the package (an identical copy of the repository's sweeps/demo.toml).
+PACKAGE_DEMO = Path(__file__).with_name("data") / "demo.toml"
+#: The repository's copy, used when wanlab runs from a checkout.
+REPO_DEMO = Path(__file__).resolve().parents[1] / "sweeps" / "demo.toml"
+#: Environment variable naming another sweep file for the demo (tests use a smaller one).
+DEMO_SWEEP_ENV = "WANLAB_DEMO_SWEEP"
 
 
-def run_demo(out: Path, model: str | None = None, progress: bool = True) -> Path:
-    """Generate three seeds on ``model`` (default tiny), save mp4s and a frame-grid PNG; return the folder."""
+def demo_sweep_path() -> Path:
+    """``$WANLAB_DEMO_SWEEP`` if set, else the repository's ``sweeps/demo.toml`` when present, else the
+    package's copy."""
+    override = os.environ.get(DEMO_SWEEP_ENV)
+    if override:
+        return Path(override)
+    return REPO_DEMO if REPO_DEMO.is_file() else PACKAGE_DEMO
+
+
+def run_demo(out: Path, model: str | None = None, progress: bool = True, *,
+             sweep: str | os.PathLike[str] | None = None) -> Path:
+    """Run the demo sweep into ``out/store`` and write its report folder; return ``out/report.html``.
+
+    ``model`` overrides the sweep file's ``model``; ``sweep`` runs another sweep file instead.
+    """
     from .pipeline import load
-    from .plots import compare_grid
+    from .sweep import Sweep
 
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = load(model or "tiny", progress=progress)
-    videos = {}
-    for seed in (1, 2, 3):
-        video = pipe.generate(prompt=DEMO_PROMPT, seed=seed, steps=20, progress=progress)
-        path = video.save(out / f"seed{seed}.mp4")
-        print(f"wrote {path}")
-        videos[f"seed {seed}"] = video
-    grid = out / "frame_grid.png"
-    compare_grid(videos, n=6).savefig(grid, dpi=80)
-    print(f"wrote {grid}")
-    return out
+    definition = Sweep.load(sweep if sweep is not None else demo_sweep_path())
+    name = model or definition.model or "tiny"
+    if progress:
+        print(f"loading model {name} ...", flush=True)
+    pipe = load(name, progress=False)
+    result = definition.run(pipe, store=out / "store", progress=progress)
+    if progress:
+        print(result.summary(), flush=True)
+    return result.report(out)

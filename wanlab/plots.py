@@ -57,3 +57,88 @@ def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | 
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def _pyplot():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() == "":
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _check_columns(df: Any, names: Sequence[str | None]) -> None:
+    missing = [n for n in names if n is not None and n not in df.columns]
+    if missing:
+        raise ValueError(f"{missing[0]}: not a column of the table; the columns are {', '.join(map(str, df.columns))}")
+
+
+def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = None, title: str | None = None):
+    """Metric ``y`` against parameter ``x``, one line per value of ``hue``.
+
+    Rows sharing ``(x, hue)`` (e.g. several seeds) are averaged; the band shows their standard
+    deviation and the dots every single row, so the spread across seeds stays visible.
+    Takes any DataFrame with those columns (``SweepResult.df``, ``Store.df()``); NaN rows are left out.
+    """
+    _check_columns(df, [x, y, hue])
+    data = df.dropna(subset=[y])
+    if data.empty:
+        raise ValueError(f"{y}: no values to plot (every row is NaN or the table is empty)")
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    else:
+        fig = ax.figure
+    groups = [(None, data)] if hue is None else list(data.groupby(hue, sort=True))
+    for value, part in groups:
+        stats = part.groupby(x, sort=True)[y].agg(["mean", "std", "count"])
+        xs = stats.index.to_numpy()
+        label = None if hue is None else f"{hue}={value:g}" if isinstance(value, float) else f"{hue}={value}"
+        line = ax.plot(xs, stats["mean"].to_numpy(), marker="o", label=label)[0]
+        if (stats["count"] > 1).any():
+            std = stats["std"].fillna(0.0).to_numpy()
+            ax.fill_between(xs, stats["mean"] - std, stats["mean"] + std, alpha=0.15, color=line.get_color())
+            ax.scatter(part[x], part[y], s=10, alpha=0.5, color=line.get_color())
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    n = int(data.groupby([x] + ([hue] if hue else [])).size().max())
+    ax.set_title(title or (f"{y} vs {x}" + (f" (mean ± sd of {n} runs each)" if n > 1 else "")), fontsize=10)
+    if hue is not None:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def heatmap(df: Any, x: str, y: str, value: str, *, ax: Any = None, title: str | None = None, fmt: str = ".3g"):
+    """Mean of ``value`` over the grid of ``x`` (columns) and ``y`` (rows), annotated in every cell."""
+    _check_columns(df, [x, y, value])
+    data = df.dropna(subset=[value])
+    if data.empty:
+        raise ValueError(f"{value}: no values to plot (every row is NaN or the table is empty)")
+    table = data.pivot_table(index=y, columns=x, values=value, aggfunc="mean").sort_index().sort_index(axis=1)
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.1 * table.shape[1] + 2.5, 0.8 * table.shape[0] + 1.5))
+    else:
+        fig = ax.figure
+    arr = table.to_numpy(dtype=float)
+    image = ax.imshow(arr, cmap="viridis", aspect="auto", origin="lower")
+    ax.set_xticks(range(table.shape[1]), [f"{v:g}" if isinstance(v, float) else str(v) for v in table.columns])
+    ax.set_yticks(range(table.shape[0]), [f"{v:g}" if isinstance(v, float) else str(v) for v in table.index])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    finite = arr[np.isfinite(arr)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for (r, c), v in np.ndenumerate(arr):
+        if np.isfinite(v):
+            ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=8,
+                    color="black" if v > mid else "white")
+    fig.colorbar(image, ax=ax, label=value)
+    ax.set_title(title or f"mean {value}", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -1,0 +1,282 @@
+"""A sweep's report folder: videos, a frame grid, the metrics table, plots and one self-contained HTML page.
+
+:func:`write_sweep_report` writes into ``out``::
+
+    videos/<point>.mp4        one playable mp4 per done point, named by its swept values
+                              (with <point>.lossless.mkv and <point>.json: ``Video.load`` reads them exactly)
+    frame_grid.png            rows = videos, columns = the same frame indices
+    metrics.csv               the sweep table (``SweepResult.df``; with ``psnr_vs_ref`` and
+                              ``ssim_vs_ref`` when the sweep names a ``reference`` point)
+    metric_vs_param.png       a metric against the first swept parameter, one line per the second
+    heatmap.png               the metric's mean over two swept parameters (when there are two)
+    vs_reference.png          SSIM against the reference point (when the sweep names one)
+    report.html               all of the above in one file: videos and images embedded as base64,
+                              so it opens anywhere (browsers play the h264 mp4s inline)
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from .sweep import SweepResult
+
+#: Videos smaller than this (px wide) are shown scaled up by a whole factor, pixels kept sharp.
+MIN_SHOWN_WIDTH = 160
+#: At most this many videos go into the frame grid (a bigger sweep would make a huge image).
+MAX_GRID_ROWS = 16
+GRID_FRAMES = 6
+
+STYLE = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.15em; margin-top: 1.8em;
+     border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+.question { font-size: 1.1em; font-style: italic; color: #333; }
+.meta { color: #666; font-size: .9em; }
+.videos { display: flex; flex-wrap: wrap; gap: 12px; }
+figure { margin: 0; text-align: center; }
+figcaption { font-size: .8em; color: #444; max-width: 100%; }
+video, img.pixel { image-rendering: pixelated; background: #000; }
+img.plot { max-width: 100%; }
+table.metrics { border-collapse: collapse; font-size: .85em; }
+table.metrics th, table.metrics td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
+table.metrics th { background: #f4f4f4; }
+tr.failed td { background: #fdecea; } tr.pending td { background: #f7f7f7; color: #888; }
+pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
+.failed-list { color: #a00; font-size: .9em; }
+"""
+
+
+def data_uri(path: str | os.PathLike[str], mime: str) -> str:
+    """``data:<mime>;base64,...`` of a file's bytes."""
+    return f"data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode('ascii')}"
+
+
+def video_tag(path: str | os.PathLike[str], width: int, caption: str = "") -> str:
+    """A ``<figure>`` with an embedded, looping, muted mp4 (plays inline in every browser)."""
+    shown = width * max(1, math.ceil(MIN_SHOWN_WIDTH / max(width, 1)))
+    return (f'<figure><video src="{data_uri(path, "video/mp4")}" width="{shown}" autoplay loop muted playsinline '
+            f'controls></video><figcaption>{caption}</figcaption></figure>')
+
+
+def image_tag(path: str | os.PathLike[str], alt: str, css: str = "plot") -> str:
+    return f'<img class="{css}" alt="{html.escape(alt)}" src="{data_uri(path, "image/png")}">'
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_html(df: "pd.DataFrame", links: Mapping[int, str] | None = None) -> str:
+    """The sweep table as an HTML table (floats to 4 significant digits, rows shaded by status)."""
+    columns = [c for c in df.columns if c not in ("key", "path")]
+    if "error" in columns and not df["error"].notna().any():
+        columns.remove("error")
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns) + ("<th>video</th>" if links else "")
+    rows = []
+    for _, row in df.iterrows():
+        cells = "".join(f"<td>{html.escape(_fmt(row[c])[:12] if c == 'digest' else _fmt(row[c]))}</td>"
+                        for c in columns)
+        if links:
+            link = links.get(int(row["point"]))
+            cells += (f'<td><a href="{html.escape(link)}">{html.escape(Path(link).name)}</a></td>' if link
+                      else "<td></td>")
+        rows.append(f'<tr class="{html.escape(str(row.get("status", "")))}">{cells}</tr>')
+    return f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _copy_run_files(run: Any, target: Path) -> Path:
+    """Copy a stored run's mp4, lossless copy and record to ``target`` (.mp4, .lossless.mkv, .json)."""
+    from .video import lossless_path, sidecar_path
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run.mp4, target)
+    if Path(run.lossless).exists():
+        shutil.copyfile(run.lossless, lossless_path(target))
+    record = Path(run.path) / "record.json"
+    if record.exists():
+        shutil.copyfile(record, sidecar_path(target))
+    return target
+
+
+def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_magnitude",
+                       title: str | None = None, x: str | None = None, hue: str | None = None) -> Path:
+    """Write the report folder of a sweep result (see the module docstring); return ``out/report.html``."""
+    from . import __version__
+    from .plots import compare_grid
+    from .sweep import format_value
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sweep, df = result.sweep, result.df
+    done = df[df["status"] == "done"]
+    name = sweep.name or "sweep"
+
+    # --- videos, named by their point
+    video_files: dict[int, Path] = {}
+    names: set[str] = set()
+    for _, row in done.iterrows():
+        i = int(row["point"])
+        run = result.store.get(row["key"])
+        name_i = sweep.slug(i, result.points[i])
+        if name_i in names:  # two points that print alike (e.g. LoRA files of one name in two folders)
+            name_i = f"{name_i}_point{i}"
+        names.add(name_i)
+        video_files[i] = _copy_run_files(run, out / "videos" / f"{name_i}.mp4")
+
+    # --- table (with the comparison against the sweep's reference point, when it names one)
+    table = result.compare() if sweep.reference else df
+    csv = write_text(out / "metrics.csv", table.to_csv(index=False))
+
+    # --- frame grid
+    grid_file: Path | None = None
+    grid_note = ""
+    if len(done):
+        shown = done.head(MAX_GRID_ROWS)
+        free = [n for n in sweep.swept if done[n].astype(str).nunique() > 1] or sweep.swept
+        videos = {sweep.label(int(r["point"]), result.points[int(r["point"])], free, short=True, sep="\n"):
+                  result.store.get(r["key"]).video() for _, r in shown.iterrows()}
+        fig = compare_grid(videos, n=GRID_FRAMES, width=1.4)
+        grid_file = out / "frame_grid.png"
+        fig.savefig(grid_file, dpi=72)
+        if len(done) > MAX_GRID_ROWS:
+            grid_note = f"(the first {MAX_GRID_ROWS} of {len(done)} videos)"
+
+    # --- metric plots
+    plot_file: Path | None = None
+    heat_file: Path | None = None
+    plot_note = ""
+    have_metric = metric in df.columns and done[metric].notna().any() if len(done) else False
+    px, phue = result._default_axes(x, hue)
+    if have_metric:
+        fig = result.plot(y=metric, x=px, hue=phue)
+        plot_file = out / "metric_vs_param.png"
+        fig.savefig(plot_file, dpi=90)
+        if phue is not None and px != "seed" and done[px].nunique() > 1 and done[phue].nunique() > 1:
+            heat_file = out / "heatmap.png"
+            result.heatmap(value=metric, x=px, y=phue).savefig(heat_file, dpi=90)
+    else:
+        plot_note = f"no {metric} values to plot (metrics off, or no point done)"
+    ref_file: Path | None = None
+    if sweep.reference and table["ssim_vs_ref"].notna().any():
+        from .plots import metric_plot
+
+        ref_x = next(iter(sweep.reference))
+        ref_hue = next((n for n in sweep.swept if n not in (ref_x, "seed") and done[n].nunique() > 1
+                        and done[n].dtype.kind in "if"), None)
+        ref_label = ", ".join(f"{k}={format_value(v)}" for k, v in sweep.reference.items())
+        fig = metric_plot(table[table["status"] == "done"], x=ref_x, y="ssim_vs_ref", hue=ref_hue,
+                          title=f"SSIM against the {ref_label} run of the same other settings")
+        ref_file = out / "vs_reference.png"
+        fig.savefig(ref_file, dpi=90)
+
+    # --- the page
+    counts = result.counts
+    model = done.iloc[0] if len(done) else None
+    record: dict[str, Any] = {}
+    if model is not None:
+        record = result.store.get(model["key"]).record
+    env = record.get("environment") or {}
+    model_info = record.get("model") or {}
+    meta = [f"{len(df)} points: {counts['done']} done, {counts['failed']} failed, {counts['pending']} pending"]
+    if model_info:
+        meta.append(f"model {html.escape(str(model_info.get('id')))} "
+                    f"(weights {html.escape(str(model_info.get('fingerprint', ''))[:12])})")
+    if env:
+        torch_version = (env.get("versions") or {}).get("torch")
+        meta.append(html.escape(f"{env.get('device')}, torch {torch_version}, {env.get('torch_threads')} threads"))
+    meta.append(f"wanlab {__version__}, {time.strftime('%Y-%m-%d %H:%M')}")
+
+    parts = [f"<h1>{html.escape(title or f'Sweep: {name}')}</h1>"]
+    if sweep.question:
+        parts.append(f'<p class="question">Question: {html.escape(sweep.question)}</p>')
+    parts.append(f'<p class="meta">{" · ".join(meta)}</p>')
+
+    parts.append("<h2>Videos</h2>")
+    figures = []
+    free = [n for n in sweep.swept if len(done) and done[n].astype(str).nunique() > 1] or sweep.swept
+    for _, row in done.iterrows():
+        i = int(row["point"])
+        caption = html.escape(sweep.label(i, result.points[i], free))
+        if metric in row and not _missing(row[metric]):
+            caption += f"<br>{html.escape(metric)} {row[metric]:.3g}"
+        width = int(result.points[i].width)
+        figures.append(video_tag(video_files[i], width, caption))
+    parts.append(f'<div class="videos">{"".join(figures)}</div>' if figures else "<p>No video yet.</p>")
+    failed = df[df["status"] == "failed"]
+    if len(failed):
+        items = "".join(
+            f"<li>point {i} ({html.escape(sweep.label(i, result.points[i]))}): {html.escape(str(r['error']))}</li>"
+            for i, r in ((int(r["point"]), r) for _, r in failed.iterrows()))
+        parts.append(f'<p class="failed-list">Failed:</p><ul class="failed-list">{items}</ul>')
+
+    if grid_file is not None:
+        parts.append(f"<h2>Frame grid {grid_note}</h2>")
+        parts.append(image_tag(grid_file, "frame grid", "plot pixel"))
+    parts.append(f"<h2>{html.escape(metric)} vs {html.escape(px)}</h2>")
+    if plot_file is not None:
+        parts.append(image_tag(plot_file, f"{metric} vs {px}"))
+        if heat_file is not None:
+            parts.append(image_tag(heat_file, f"{metric} heatmap"))
+    else:
+        parts.append(f"<p>{html.escape(plot_note)}</p>")
+
+    if ref_file is not None:
+        parts.append(f"<h2>Against the reference ({html.escape(ref_label)})</h2>")
+        parts.append(image_tag(ref_file, "similarity to the reference run"))
+
+    parts.append("<h2>Metrics</h2>")
+    parts.append(table_html(table, {i: f"videos/{p.name}" for i, p in video_files.items()}))
+    parts.append(f'<p class="meta">Also in <a href="{csv.name}">{csv.name}</a>. Motion metrics are computed with '
+                 "classical optical flow: proxies for VBench / EvalCrafter scores, not comparable to their "
+                 "published numbers.</p>")
+
+    parts.append("<h2>Sweep definition</h2>")
+    parts.append(f"<pre>{html.escape(sweep.to_toml())}</pre>")
+    parts.append(f'<p class="meta">Store: {html.escape(str(Path(result.store.path).resolve()))}. Re-run the same '
+                 "definition to resume; every run there has its full reproducibility record.</p>")
+
+    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title or name)}'
+            f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return write_text(out / "report.html", page)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically, with the usual (umask) permissions rather than mkstemp's 0600."""
+    from .fsutil import atomic_file
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o666 & ~_umask())
+    return path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask sets it to read it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
