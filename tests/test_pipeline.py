@@ -161,3 +161,9 @@ def test_load_errors_are_one_clear_sentence(tmp_path):
         wanlab.load("tiny", dtype="float64")
     with pytest.raises(ParamError, match=r"^device: must be"):
         wanlab.load("tiny", device="gpu")
+
+
+def test_progress_per_call_does_not_stick(pipe, base):
+    before = dict(pipe.diffusers._progress_bar_config)
+    pipe.generate(base, progress=True)
+    assert pipe.diffusers._progress_bar_config == before

@@ -1,6 +1,7 @@
 """Reproducibility records: what a run needs to be repeated, and the environment it ran in."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -15,7 +16,9 @@ VERSIONED = ("torch", "diffusers", "transformers", "peft", "numpy", "accelerate"
 ENVIRONMENT_FIELDS = ("python", "platform", "machine", "versions", "torch_threads", "device", "device_name")
 
 
+@functools.lru_cache(maxsize=None)
 def package_version(name: str) -> str | None:
+    """Installed version of a package (cached: looking it up costs milliseconds on every run)."""
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:

@@ -405,7 +405,7 @@ class Store:
         video.path = folder / MP4_NAME
         run = Run(folder)
         self._index_put([key])
-        (self.path / FAILURES_DIR / f"{key}.json").unlink(missing_ok=True)
+        self.forget_failure(key)
         return run
 
     def put_metrics(self, key: str, metrics: Mapping[str, Any], *, replace: bool = False) -> Run:
@@ -427,6 +427,10 @@ class Store:
         data = {"key": key, "params": params.to_dict() if isinstance(params, Params) else dict(params),
                 "error": str(error), "extra": _jsonable(dict(extra or {})), "created": now_iso()}
         _write_json(self.path / FAILURES_DIR / f"{key}.json", data)
+
+    def forget_failure(self, key: str) -> None:
+        """Drop the failure recorded under ``key``, if any (a later attempt succeeded)."""
+        (self.path / FAILURES_DIR / f"{key}.json").unlink(missing_ok=True)
 
     def failures(self) -> dict[str, dict[str, Any]]:
         """Recorded failures by key (those whose key has since been stored are left out)."""

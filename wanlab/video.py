@@ -150,9 +150,15 @@ class Video:
         ext = target.suffix.lower()
         if ext not in (".mp4", ".mkv", ".gif", ".npz"):
             raise ValueError(f"path: must end in .mp4, .mkv, .gif or .npz; got {str(path)!r}")
-        self._write(target, ext)
         if ext == ".mp4" and lossless:
-            self._write(lossless_path(target), ".mkv")
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=2) as pool:  # two ffmpeg processes at once
+                jobs = [pool.submit(self._write, target, ext), pool.submit(self._write, lossless_path(target), ".mkv")]
+                for job in jobs:
+                    job.result()
+        else:
+            self._write(target, ext)
         write_json(sidecar_path(target), self.to_record())
         self.path = target
         return target
