@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import WanlabError
-from .params import LoRA, Params
+from .params import LoRA
 
 EXIT_ERROR = 2
 

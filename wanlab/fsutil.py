@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask sets it to read it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -47,7 +54,7 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; readers expect the usual mode
+    os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes 0600; readers expect the usual mode
     try:
         yield tmp_path
         fsync_tree(tmp_path)
@@ -58,10 +65,16 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @contextlib.contextmanager
@@ -74,7 +87,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; readers expect the usual mode
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; readers expect the usual mode
     try:
         yield tmp
         fsync_tree(tmp)

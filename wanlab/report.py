@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .fsutil import write_text
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -252,29 +254,6 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title or name)}'
             f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
     return write_text(out / "report.html", page)
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` atomically, with the usual (umask) permissions rather than mkstemp's 0600."""
-    from .fsutil import atomic_file
-
-    with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o666 & ~_umask())
-    return path
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where Linux allows (os.umask sets it to read it)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _missing(value: Any) -> bool:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from .errors import ParamError, TaskError, WanlabError
-from .fsutil import atomic_dir, atomic_file
+from .fsutil import atomic_dir, write_json
 from .params import LoRA, Params
 from .record import now_iso, stable_hash
 
@@ -155,25 +155,6 @@ def loras_text(loras: Any) -> str:
 
 
 # --- small file helpers -----------------------------------------------------------------------------
-def _umask() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
-
-
-def _share(path: Path) -> None:
-    """Give a freshly built folder (mkdtemp: 0700, mkstemp: 0600) the usual permissions."""
-    mask = _umask()
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o777 & ~mask)
-        for item in path.rglob("*"):
-            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
-
-
 def _jsonable(value: Any) -> Any:
     """numpy scalars and arrays to plain Python, recursively (json's default=str would stringify them)."""
     if isinstance(value, Mapping):
@@ -183,13 +164,6 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist") and type(value).__module__.startswith("numpy"):
         return value.tolist()
     return value
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write with the usual (umask) permissions."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-        os.chmod(tmp, 0o666 & ~_umask())
 
 
 def _read_json(path: Path) -> Any:
@@ -390,10 +364,9 @@ class Store:
                 with atomic_dir(folder) as tmp:
                     video.save(tmp / MP4_NAME)
                     (tmp / MP4_NAME).with_suffix(".json").unlink(missing_ok=True)  # record.json replaces it
-                    _write_json(tmp / RECORD_NAME, record)
+                    write_json(tmp / RECORD_NAME, record)
                     if metrics:
-                        _write_json(tmp / METRICS_NAME, _jsonable(dict(metrics)))
-                    _share(tmp)
+                        write_json(tmp / METRICS_NAME, _jsonable(dict(metrics)))
                 metrics = None
             except FileExistsError:
                 if not self.has(key):
@@ -416,7 +389,7 @@ class Store:
         with self._lock():
             current = {} if replace else run.metrics
             current.update(_jsonable(dict(metrics)))
-            _write_json(run.path / METRICS_NAME, current)
+            write_json(run.path / METRICS_NAME, current)
         self._index_put([run.key])
         return run
 
@@ -426,7 +399,7 @@ class Store:
         self._check_key(key)
         data = {"key": key, "params": params.to_dict() if isinstance(params, Params) else dict(params),
                 "error": str(error), "extra": _jsonable(dict(extra or {})), "created": now_iso()}
-        _write_json(self.path / FAILURES_DIR / f"{key}.json", data)
+        write_json(self.path / FAILURES_DIR / f"{key}.json", data)
 
     def forget_failure(self, key: str) -> None:
         """Drop the failure recorded under ``key``, if any (a later attempt succeeded)."""
@@ -448,7 +421,7 @@ class Store:
     def put_task(self, task_id: str, result: Mapping[str, Any]) -> None:
         """Keep a finished task's result (``tasks/<task_id>.json``)."""
         self._check_task_id(task_id)
-        _write_json(self.path / TASKS_DIR / f"{task_id}.json", _jsonable(dict(result)))
+        write_json(self.path / TASKS_DIR / f"{task_id}.json", _jsonable(dict(result)))
 
     def task_result(self, task_id: str) -> dict[str, Any]:
         """A finished task's result in the hosted API's shape, from any process."""
