@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import wanlab
+
 from wanlab import Video
 from wanlab.cli import main
 from wanlab.demo import DEMO_SWEEP_ENV, PACKAGE_DEMO, REPO_DEMO, demo_sweep_path, run_demo
@@ -27,10 +29,10 @@ def test_the_package_copy_of_the_demo_sweep_is_identical_to_the_repositorys():
 
 def test_the_demo_sweep_is_small_and_on_its_model():
     sweep = Sweep.load(REPO_DEMO)
-    assert sweep.model == "tiny" and sweep.question
-    assert sweep.swept == ["seed", "guidance_scale", "flow_shift"] and len(sweep) == 8
+    assert sweep.model == "toy" and sweep.question
+    assert sweep.swept == ["seed", "guidance_scale", "flow_shift"] and len(sweep) == 18
     p = sweep.points()[0]
-    assert p.width * p.height * p.num_frames <= 128 * 128 * 33 and p.steps <= 20
+    assert (p.width, p.height, p.num_frames, p.steps) == (64, 64, 17, 25)
 
 
 @pytest.fixture()
@@ -45,7 +47,7 @@ def small_demo(tmp_path, monkeypatch) -> Path:
     return path
 
 
-def test_wanlab_demo_writes_videos_grid_csv_plot_and_a_self_contained_report(pipe, small_demo, tmp_path, capsys):
+def test_wanlab_demo_writes_videos_grid_csv_plot_and_a_self_contained_report(small_demo, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
@@ -57,7 +59,7 @@ def test_wanlab_demo_writes_videos_grid_csv_plot_and_a_self_contained_report(pip
                                         "seed2_gs3.0_fs2.0.mp4", "seed2_gs6.0_fs2.0.mp4"]
     exact = Video.load(videos[0])  # the lossless copy and record come along: frames read back exactly
     assert exact.params.seed == 1 and exact.params.guidance_scale == 3.0
-    assert exact.digest == pipe.generate(exact.params, progress=False).digest
+    assert exact.digest == wanlab.load("toy", progress=False).generate(exact.params, progress=False).digest
 
     for png in ("frame_grid.png", "metric_vs_param.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
