@@ -1,4 +1,4 @@
-"""The notebooks in notebooks/ run top to bottom on the tiny model (nbclient, a fresh kernel each) and are
+"""The notebooks in notebooks/ run top to bottom on the toy model (nbclient, a fresh kernel each) and are
 kept in git without outputs.
 
 Each notebook runs in a copy inside a temporary folder (what it writes under ``runs/`` stays out of the
