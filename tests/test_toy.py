@@ -54,12 +54,12 @@ def test_load_toy_offline_with_native_settings(toy):
     spec = BUILTINS["toy"]
     assert isinstance(toy.diffusers, WanPipeline)
     assert toy.max_sequence_length == 16 == spec.max_sequence_length
-    assert (spec.width, spec.height, spec.num_frames) == (64, 64, 17)
-    assert toy.native["steps"] == spec.steps and toy.native["flow_shift"] == spec.flow_shift
+    assert (spec.native["width"], spec.native["height"], spec.native["num_frames"]) == (64, 64, 17)
+    assert toy.native["steps"] == spec.native["steps"] and toy.native["flow_shift"] == spec.native["flow_shift"]
     assert toy.diffusers.vae_scale_factor_temporal == 2
     p = toy.params(prompt="a red square moving right quickly")
     assert (p.width, p.height, p.num_frames, p.steps, p.guidance_scale, p.flow_shift) == (
-        64, 64, 17, spec.steps, spec.guidance_scale, spec.flow_shift)
+        64, 64, 17, spec.native["steps"], spec.native["guidance_scale"], spec.native["flow_shift"])
     # the tiny model keeps its own settings
     assert BUILTINS["tiny"].native == {"width": 128, "height": 128, "num_frames": 33}
 
@@ -80,7 +80,7 @@ def test_generate_records_native_fields_and_is_reproducible(toy):
     a = toy.generate(prompt="a blue circle moving left quickly", seed=3, steps=4)
     b = toy.generate(prompt="a blue circle moving left quickly", seed=3, steps=4)
     assert a.frames.shape == (17, 64, 64, 3)
-    assert a.params.guidance_scale == BUILTINS["toy"].guidance_scale
+    assert a.params.guidance_scale == BUILTINS["toy"].native["guidance_scale"]
     assert a.record["settings"]["max_sequence_length"] == 16
     assert np.array_equal(a.frames, b.frames)
 

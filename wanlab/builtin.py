@@ -29,30 +29,6 @@ class Builtin:
     demo_prompts: tuple[str, ...] = ()
     folder: Path | None = None
 
-    @property
-    def width(self) -> int | None:
-        return self.native.get("width")
-
-    @property
-    def height(self) -> int | None:
-        return self.native.get("height")
-
-    @property
-    def num_frames(self) -> int | None:
-        return self.native.get("num_frames")
-
-    @property
-    def steps(self) -> int | None:
-        return self.native.get("steps")
-
-    @property
-    def guidance_scale(self) -> float | None:
-        return self.native.get("guidance_scale")
-
-    @property
-    def flow_shift(self) -> float | None:
-        return self.native.get("flow_shift")
-
 
 def _tiny() -> Any:
     from . import tiny

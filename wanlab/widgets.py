@@ -121,7 +121,26 @@ def _caption(text: str, width_px: int) -> widgets.HTML:
         f'title="{html.escape(text)}">{html.escape(text)}</div>')
 
 
-class FrameViewer(widgets.VBox):
+class _Scrubbed:
+    """The frame index of a widget driven by ``self.slider`` over frames 0..``self.last``."""
+
+    slider: Any
+    last: int
+
+    @property
+    def index(self) -> int:
+        """The frame index shown."""
+        return int(self.slider.value)
+
+    @index.setter
+    def index(self, value: int) -> None:
+        value = int(value)
+        if not 0 <= value <= self.last:
+            raise ValueError(f"index: must be a frame index in 0..{self.last}; got {value}")
+        self.slider.value = value
+
+
+class FrameViewer(_Scrubbed, widgets.VBox):
     """One video: the current frame, a play button and slider over frames, the frame index and time.
 
     ``viewer.index`` (get or set) is the frame shown; ``viewer.slider``, ``viewer.play`` and
@@ -155,18 +174,6 @@ class FrameViewer(widgets.VBox):
         self.slider.observe(self._on_index, names="value")
         if index:
             self.index = index
-
-    @property
-    def index(self) -> int:
-        """The frame index shown."""
-        return int(self.slider.value)
-
-    @index.setter
-    def index(self, value: int) -> None:
-        value = int(value)
-        if not 0 <= value <= self.last:
-            raise ValueError(f"index: must be a frame index in 0..{self.last}; got {value}")
-        self.slider.value = value
 
     @property
     def frame(self) -> np.ndarray:
@@ -256,7 +263,7 @@ def html_table(df, *, index: bool = True) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-class Compare(widgets.VBox):
+class Compare(_Scrubbed, widgets.VBox):
     """Several videos in one row, one shared slider and play button, a metrics table under them.
 
     ``videos``: ``{label: video}`` or a list. ``reference``: the label PSNR/SSIM are measured against
@@ -300,18 +307,6 @@ class Compare(widgets.VBox):
         note = (f"<div style='font-size:11px;color:#666'>psnr (dB) and ssim against “{html.escape(self.reference)}”; "
                 "motion metrics from classical optical flow (proxies, see wanlab.metrics)</div>")
         return html_table(table) + note
-
-    @property
-    def index(self) -> int:
-        """The shared frame index."""
-        return int(self.slider.value)
-
-    @index.setter
-    def index(self, value: int) -> None:
-        value = int(value)
-        if not 0 <= value <= self.last:
-            raise ValueError(f"index: must be a frame index in 0..{self.last}; got {value}")
-        self.slider.value = value
 
     @property
     def indices(self) -> dict[str, int]:
