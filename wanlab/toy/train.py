@@ -273,7 +273,6 @@ class Trainer:
         log = Logger("vae", state["log"], self.progress, total)
         vae.train()
         t_start = time.perf_counter() - state["elapsed"]
-        z = vae.config.z_dim
         running: list[float] = []
         for step in range(state["step"], total):
             image = step < r["image_steps"]
@@ -318,15 +317,23 @@ class Trainer:
         return {"stage": "vae", "steps": total, "seconds": state["elapsed"],
                 "params": sum(p.numel() for p in vae.parameters())}
 
-    # --- 3. latent encoding
-    def stage_encode(self) -> dict[str, Any]:
+    def _trained_vae(self) -> Any:
+        """The stage-2 VAE from the work folder, realigned so it computes as it did in memory."""
         import torch
         from diffusers import AutoencoderKLWan
 
-        r = self.recipe["encode"]
+        from ..pipeline import realign
+
         vae = AutoencoderKLWan.from_pretrained(str(self.work / "vae"), dtype=torch.float32)
-        for t in list(vae.parameters()) + list(vae.buffers()):
-            t.data = t.data.clone()
+        realign(vae)
+        return vae
+
+    # --- 3. latent encoding
+    def stage_encode(self) -> dict[str, Any]:
+        import torch
+
+        r = self.recipe["encode"]
+        vae = self._trained_vae()
         vae.eval()
         path = self.work / "latents.pt"
         ck = _load(path) if path.exists() else {"latents": [], "captions": [], "elapsed": 0.0, "log": []}
@@ -465,12 +472,9 @@ class Trainer:
     # --- 5. decoder refinement (encoder frozen, so the latents the transformer learnt stay valid)
     def stage_decoder(self) -> dict[str, Any]:
         import torch
-        from diffusers import AutoencoderKLWan
 
         r = self.recipe["decoder"]
-        vae = AutoencoderKLWan.from_pretrained(str(self.work / "vae"), dtype=torch.float32)
-        for t in list(vae.parameters()) + list(vae.buffers()):
-            t.data = t.data.clone()
+        vae = self._trained_vae()
         stats = json.loads((self.work / "latent_stats.json").read_text())
         std = torch.tensor(stats["latents_std"]).view(1, -1, 1, 1, 1)
         vae.requires_grad_(False)
