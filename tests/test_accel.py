@@ -157,7 +157,8 @@ def test_canonical_dict_key_and_round_trips():
     assert fbc.key() != Accel("first_block", {"threshold": 0.1}).key() != Accel().key()
     assert len({Accel(), Accel(), fbc}) == 2
     assert fbc.replace(cache_params={"threshold": 0.3}).cache_params["threshold"] == 0.3
-    assert fbc.label == "first_block(threshold=0.2)" and Accel().label == "exact"
+    assert fbc.label == "fbc-fast" and Accel().label == "exact"  # the preset it equals
+    assert fbc.replace(cache_params={"threshold": 0.3}).label == "first_block(threshold=0.3)"
     with pytest.raises(TypeError):
         fbc.cache_params["threshold"] = 0.5  # read-only
 
@@ -434,3 +435,147 @@ def test_calibration_key_follows_the_loras(pipe, lora_files):
     keys = {calibration_key(pipe, q, mag) for q in (p, with_lora, with_lora.replace(loras=[
         LoRA(str(lora_files["diffusers"]), 0.5)]))}
     assert len(keys) == 3
+
+
+# --- the accel sweep axis -----------------------------------------------------------------------------
+AXIS_BASE = {k: v for k, v in CASE.items() if k != "seed"}
+
+
+def accel_sweep(**kw):
+    from wanlab import Sweep
+
+    if not {"grid", "zip", "points"} & set(kw):
+        kw["grid"] = {"accel": ["exact", "fbc-fast", {"cache": "pab"}]}
+    return Sweep(base=kw.pop("base", dict(AXIS_BASE)), seeds=kw.pop("seeds", [1, 2]), name="accel-axis", **kw)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"grid": {"accel": ["exact", "turbo"]}}, r"^grid\.accel\[1\]: must be an Accel, a mapping or a preset name "
+                                              r"\(exact, fbc, .*\); got 'turbo'$"),
+    ({"grid": {"accel": [{"cache": "first_block", "cache_params": {"treshold": 0.2}}]}},
+     r"^grid\.accel\[0\]\.cache_params\.treshold: must be a parameter of cache='first_block' \(threshold\)"),
+    ({"zip": {"accel": ["fbc", {"cache": "faster"}], "steps": [8, 9]}},
+     r"^zip\.accel\[1\]\.cache: must be a method that works with Wan"),
+    ({"points": [{"accel": 3}]}, r"^points\[0\]\.accel: must be an Accel"),
+    ({"grid": {"accel": ["fbc", {"cache": "first_block", "cache_params": {"threshold": 0.1}}]}},
+     r"^point 1: must be a request different from every other point"),
+    ({"grid": {"accel": [{"cache": "pab", "name": "x"}, {"cache": "mag", "name": "x"}]}},
+     r"^accel: must be settings with distinct labels"),
+    ({"grid": {"accel": ["exact", "fbc"]}, "reference": {"accel": "mag"}},
+     r"^reference\.accel: must be a value some point of the sweep has"),
+])
+def test_the_accel_axis_validates_every_setting_up_front(kwargs, message):
+    with pytest.raises(ParamError, match=message):
+        accel_sweep(**kwargs)
+
+
+def test_the_accel_axis_round_trips_through_toml(tmp_path):
+    from wanlab import Sweep
+
+    sweep = accel_sweep(grid={"accel": ["exact", Accel.preset("fbc"), Accel("first_block", {"threshold": 0.3}),
+                                        Accel("pab", name="pab-mine")]},
+                        reference={"accel": "exact"})
+    assert sweep.swept == ["seed", "accel"] and len(sweep) == 8
+    assert sweep.grid["accel"] == ("exact", "fbc", {"cache": "first_block", "cache_params": {"threshold": 0.3}},
+                                   {"cache": "pab", "name": "pab-mine"})
+    assert [a.label for a in sweep.accels()[:4]] == ["exact", "fbc", "first_block(threshold=0.3)", "pab-mine"]
+    assert sweep.label(2) == "seed=1, accel=first_block(threshold=0.3)"
+    assert sweep.slug(1) == "seed1_accelfbc"
+    file = sweep.save(tmp_path / "acc.toml")
+    assert '{ cache = "first_block", cache_params = { threshold = 0.3 } },' in file.read_text()
+    again = Sweep.load(file)
+    assert again == sweep and again.accels() == sweep.accels()
+    # a setting in the base applies to every point; a sweep without accel leaves the pipeline's default
+    based = accel_sweep(grid={"steps": [8, 9]}, base={**AXIS_BASE, "accel": "mag"})
+    assert based.accels() == [Accel.preset("mag")] * 4 and "accel" not in based.swept
+    assert accel_sweep(grid={"steps": [8, 9]}).accels() == [None] * 4
+
+
+def test_an_accel_sweep_runs_every_setting_on_the_same_requests(pipe, tmp_path, cache_dir):
+    from wanlab import Store
+    from wanlab.accel import plot_study, rel_l2, summarize
+
+    store = Store(tmp_path / "runs")
+    sweep = accel_sweep()
+    result = sweep.run(pipe, store, progress=False, metrics=False)
+    df = result.df
+    assert list(df["accel"]) == ["exact", "fbc-fast", "pab"] * 2 and result.complete
+    assert {"denoise_s", "calls_skipped"} <= set(df.columns) and (df["denoise_s"] > 0).all()
+    assert (df[df.accel == "fbc-fast"]["calls_skipped"] > 0).all()
+    assert (df[df.accel != "fbc-fast"]["calls_skipped"] == 0).all()
+    # keys, records and latents: the same as generating each point with its setting by hand
+    for i, (params, accel) in enumerate(zip(result.points, result.accels)):
+        run = store.get(df["key"][i])
+        assert run.key == store.key_for(pipe, params, accel=accel)
+        assert run.record["accel"] == accel.to_dict() and run.has_latents
+    by_hand = pipe.generate(result.points[1], accel="fbc-fast", progress=False)
+    exact = pipe.generate(result.points[0], progress=False)
+    assert store.get(df["key"][1]).digest == by_hand.digest
+    assert np.array_equal(store.get(df["key"][1]).latents(), by_hand.latents)
+    table = store.df()
+    assert dict(zip(table["key"], table["accel"])) == dict(zip(df["key"], df["accel"]))  # labels in the store's table
+    # the exact point of an accel sweep is the very run a plain sweep stores
+    assert df["key"][0] == store.key_for(pipe, result.points[0]) and df["digest"][0] == exact.digest
+
+    study = result.accel_study()
+    assert list(study["setting"]) == ["exact", "fbc-fast", "pab"] * 2 and list(study["seed"]) == [1] * 3 + [2] * 3
+    ex = study[study.setting == "exact"]
+    assert ex["identical"].all() and (ex["speedup"] == 1.0).all() and np.isinf(ex["psnr"]).all()
+    assert (ex["rel_l2"] == 0).all()
+    fast = study[study.setting != "exact"]
+    assert not fast["identical"].any() and np.isfinite(fast["psnr"]).all() and (fast["rel_l2"] > 0).all()
+    assert study["rel_l2"][1] == pytest.approx(rel_l2(by_hand.latents, exact.latents))
+    assert (study["calls"] == 2 * STEPS).all() and study.attrs["reference"] == "exact"
+    summary = summarize(study)
+    assert list(summary["setting"]) == ["exact", "fbc-fast", "pab"]
+    assert {t.get_text() for t in plot_study(study).axes[0].texts} == {"exact", "fbc-fast", "pab"}
+    # against another reference; select and compare take settings too
+    assert (result.accel_study("pab").query("setting == 'pab'")["identical"]).all()
+    assert list(result.select(accel=Accel.preset("fbc-fast"))["seed"]) == [1, 2]
+    assert np.isinf(result.compare(accel="exact").set_index("accel").loc["exact", "psnr_vs_ref"]).all()
+
+    # resumable: a re-run generates nothing
+    assert sweep.run(pipe, store, progress=False, metrics=False).ran == []
+
+    # the report has the acceleration section: the study as CSV, the speed-vs-PSNR plot, the summary
+    page = result.report(tmp_path / "report", metric="calls_skipped").read_text()
+    assert "Acceleration: speed vs fidelity" in page and page.count("fbc-fast") >= 3
+    assert (tmp_path / "report" / "accel_speed_vs_psnr.png").stat().st_size > 1000
+    import pandas as pd
+
+    written = pd.read_csv(tmp_path / "report" / "accel_study.csv")
+    assert list(written["setting"]) == list(study["setting"])
+    assert sorted(p.name for p in (tmp_path / "report" / "videos").glob("*.mp4"))[0] == "seed1_accelexact.mp4"
+
+
+def test_an_accel_sweep_adds_latents_to_exact_runs_stored_without_them(pipe, tmp_path):
+    from wanlab import Store, Sweep
+
+    store = Store(tmp_path / "runs")
+    plain = Sweep(base=dict(AXIS_BASE), seeds=[1]).run(pipe, store, progress=False, metrics=False)
+    key = plain.df["key"][0]
+    assert not store.get(key).has_latents
+    result = accel_sweep(seeds=[1], grid={"accel": ["exact", "pab"]}).run(pipe, store, progress=False, metrics=False)
+    assert result.df["key"][0] == key and result.ran == [0, 1]
+    run = store.get(key)
+    assert run.has_latents and run.digest == plain.df["digest"][0] and len(store) == 2
+    assert result.accel_study()["rel_l2"][0] == 0
+
+
+def test_accel_study_needs_an_accel_sweep_with_its_reference_done(pipe, tmp_path):
+    from wanlab import Sweep
+
+    plain = Sweep(base=dict(AXIS_BASE), seeds=[1]).result(pipe, tmp_path / "runs")
+    with pytest.raises(ValueError, match="does not vary accel"):
+        plain.accel_study()
+    pending = accel_sweep().result(pipe, tmp_path / "runs")
+    with pytest.raises(ValueError, match=r"no done run has the reference setting 'exact' \(the sweep's settings: "
+                                         r"exact, fbc-fast, pab\)"):
+        pending.accel_study()
+
+
+def test_study_takes_a_sweep_with_an_accel_axis_once_per_request(pipe):
+    from wanlab.accel import study
+
+    df = study(pipe, accel_sweep(seeds=[1]), ["fbc-fast"], warmup=False)
+    assert list(df["setting"]) == ["exact", "fbc-fast"]

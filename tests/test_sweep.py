@@ -175,7 +175,7 @@ def test_the_design_example_loads(tmp_path):
 def test_shipped_study_files_state_their_question_and_load():
     files = sorted((REPO / "sweeps").glob("*.toml"))
     names = {f.stem for f in files}
-    assert {"demo", "seed_variance", "guidance_x_shift", "steps_convergence"} <= names
+    assert {"demo", "seed_variance", "guidance_x_shift", "steps_convergence", "acceleration"} <= names
     for file in files:
         assert file.read_text().startswith("# Question: "), file
         sweep = Sweep.load(file)
@@ -183,6 +183,16 @@ def test_shipped_study_files_state_their_question_and_load():
     assert len(Sweep.load(REPO / "sweeps" / "seed_variance.toml").seeds) == 8
     steps = {p.steps for p in Sweep.load(REPO / "sweeps" / "steps_convergence.toml").points()}
     assert min(steps) == 5 and max(steps) == 40
+    accel = Sweep.load(REPO / "sweeps" / "acceleration.toml")
+    assert accel.swept == ["seed", "accel"] and accel.grid["accel"][0] == "exact"
+    assert {a.label for a in accel.accels()} >= {"exact", "fbc", "mag", "taylorseer", "pab", "seacache", "compile"}
+
+
+def test_cli_dry_run_lists_acceleration_settings(tmp_path, capsys):
+    assert main(["sweep", str(REPO / "sweeps" / "acceleration.toml"), "--model", "tiny", "--store",
+                 str(tmp_path / "runs"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "accel" in out and "taylorseer-fast" in out and "a run would generate 30" in out
 
 
 # --- running ----------------------------------------------------------------------------------------

@@ -365,9 +365,13 @@ class Accel:
 
     @property
     def label(self) -> str:
-        """``name`` when set, else a short description such as ``first_block(threshold=0.2)+compile``."""
+        """``name`` when set, else the name of the preset it equals (``fbc``), else a short description
+        such as ``first_block(threshold=0.3)+compile``; the same for a setting read back from a record."""
         if self.name:
             return self.name
+        for preset, spec in PRESETS.items():
+            if Accel(**spec) == self:
+                return preset
         if self.cache == "none":
             text = "exact"
         else:
@@ -991,7 +995,7 @@ def _points(pipe: "Pipeline", points: Any) -> list["Params"]:
     from .params import Params
 
     if hasattr(points, "points") and callable(points.points) and not isinstance(points, Mapping):
-        items = list(points.points(pipe))  # a wanlab.Sweep
+        items = list(dict.fromkeys(points.points(pipe)))  # a wanlab.Sweep (its requests, once each)
     elif isinstance(points, (Params, Mapping)):
         items = [points]
     elif isinstance(points, (list, tuple)) and points:
@@ -1097,25 +1101,15 @@ def study(pipe: "Pipeline", points: Any, settings: Any, *, repeats: int = 1, war
             for label, accel in plan:
                 videos = results[label]
                 video = videos[0]
-                denoise = float(pick([v.timings["denoise"] for v in videos]))
-                identical = video.digest == exact.digest
-                stats = video.record.get("accel_stats") or {}
                 row = {"point": index, **{k: v for k, v in p.to_dict().items() if k != "loras"},
-                       "loras": len(p.loras), "setting": label, "cache": accel.cache, "compile": accel.compile,
-                       "attention_backend": accel.attention_backend, "accel_key": accel.key(),
-                       "denoise_s": denoise,
-                       "setup_s": float(np.median([(v.record.get("accel_stats") or {}).get("setup_s", 0.0)
-                                                   for v in videos])),
-                       "speedup": exact_time / denoise if denoise > 0 else float("nan"),
-                       **_fidelity(video.frames, exact.frames, identical),
-                       "rel_l2": rel_l2(video.latents, exact.latents),
-                       "max_abs": float(np.abs(video.latents.astype(np.float64) - exact.latents).max()),
-                       "identical": identical}
-                for k in ("calls", "calls_full", "calls_skipped", "calls_partial", "block_work"):
-                    value = stats.get(k)
-                    row[k] = float("nan") if value is None else value
-                row["repeatable"] = all(v.digest == video.digest for v in videos)
-                row["digest"] = video.digest
+                       "loras": len(p.loras),
+                       **study_row(label, accel, denoise=float(pick([v.timings["denoise"] for v in videos])),
+                                   setup=float(np.median([(v.record.get("accel_stats") or {}).get("setup_s", 0.0)
+                                                          for v in videos])),
+                                   exact_denoise=exact_time, stats=video.record.get("accel_stats"),
+                                   fidelity=fidelity(video.frames, exact.frames, video.latents, exact.latents,
+                                                     identical=video.digest == exact.digest)),
+                       "repeatable": all(v.digest == video.digest for v in videos), "digest": video.digest}
                 rows.append(row)
     finally:
         if bar is not None:
@@ -1142,14 +1136,50 @@ def pooled_psnr(values: Sequence[float], peak: float = 255.0) -> float:
     return float("inf") if mean == 0 else float(10.0 * np.log10(peak**2 / mean))
 
 
-def _fidelity(frames: Any, exact: Any, identical: bool) -> dict[str, float]:
+def fidelity(frames: Any, exact_frames: Any, latents: Any = None, exact_latents: Any = None, *,
+             identical: bool | None = None) -> dict[str, Any]:
+    """How far a run is from the exact run of the same request: ``psnr`` (pooled over frames, see
+    :func:`pooled_psnr`), ``psnr_frame_mean``, ``ssim``, and of the final latents ``rel_l2`` and
+    ``max_abs`` (NaN when either run has none), and ``identical`` (frames bit for bit; computed
+    unless given, e.g. from digests)."""
+    import numpy as np
+
     from . import metrics
 
+    frames, exact_frames = np.asarray(frames), np.asarray(exact_frames)
+    if identical is None:
+        identical = frames.shape == exact_frames.shape and bool(np.array_equal(frames, exact_frames))
     if identical:
-        return {"psnr": float("inf"), "psnr_frame_mean": float("inf"), "ssim": 1.0}
-    per_frame = metrics.psnr(frames, exact)
-    return {"psnr": pooled_psnr(per_frame.per_frame), "psnr_frame_mean": per_frame.mean,
-            "ssim": metrics.ssim(frames, exact).mean}
+        out: dict[str, Any] = {"psnr": float("inf"), "psnr_frame_mean": float("inf"), "ssim": 1.0}
+    else:
+        per_frame = metrics.psnr(frames, exact_frames)
+        out = {"psnr": pooled_psnr(per_frame.per_frame), "psnr_frame_mean": per_frame.mean,
+               "ssim": metrics.ssim(frames, exact_frames).mean}
+    if latents is None or exact_latents is None:
+        out.update(rel_l2=float("nan"), max_abs=float("nan"))
+    else:
+        out.update(rel_l2=rel_l2(latents, exact_latents),
+                   max_abs=float(np.abs(np.asarray(latents, np.float64) - np.asarray(exact_latents, np.float64)).max()))
+    out["identical"] = bool(identical)
+    return out
+
+
+#: Work counters a run records (``record["accel_stats"]``), as study columns.
+STAT_COLUMNS = ("calls", "calls_full", "calls_skipped", "calls_partial", "block_work")
+
+
+def study_row(label: str, accel: Accel, *, denoise: float, setup: float, exact_denoise: float,
+              fidelity: Mapping[str, Any], stats: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The columns :func:`study` (and ``SweepResult.accel_study``) give one (request, setting):
+    the setting, its timings and speedup over exact, its fidelity and its work counters."""
+    stats = stats or {}
+    row = {"setting": label, "cache": accel.cache, "compile": accel.compile,
+           "attention_backend": accel.attention_backend, "accel_key": accel.key(), "denoise_s": denoise,
+           "setup_s": setup, "speedup": exact_denoise / denoise if denoise > 0 else float("nan"), **fidelity}
+    for k in STAT_COLUMNS:
+        value = stats.get(k)
+        row[k] = float("nan") if value is None else value
+    return row
 
 
 def summarize(df: "pd.DataFrame") -> "pd.DataFrame":
@@ -1230,4 +1260,4 @@ def plot_study(df: "pd.DataFrame", *, title: str | None = None):
 
 __all__ = ["Accel", "PRESETS", "CACHE_METHODS", "CACHE_PARAMS", "COMPILE_MODES", "ATTENTION_BACKENDS",
            "applied", "calibrate", "calibration_key", "clear_calibrations", "cache_dir", "study", "summarize",
-           "plot_study", "pareto_mask", "pooled_psnr", "rel_l2", "CallCounter"]
+           "plot_study", "pareto_mask", "pooled_psnr", "rel_l2", "fidelity", "study_row", "CallCounter"]

@@ -79,7 +79,8 @@ def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = No
     """Metric ``y`` against parameter ``x``, one line per value of ``hue``.
 
     Rows sharing ``(x, hue)`` (e.g. several seeds) are averaged; the band shows their standard
-    deviation and the dots every single row, so the spread across seeds stays visible.
+    deviation and the dots every single row, so the spread across seeds stays visible. A
+    non-numeric ``x`` (e.g. acceleration settings) keeps the table's order, labels slanted.
     Takes any DataFrame with those columns (``SweepResult.df``, ``Store.df()``); NaN rows are left out.
     """
     _check_columns(df, [x, y, hue])
@@ -91,9 +92,10 @@ def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = No
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
     else:
         fig = ax.figure
+    numeric_x = data[x].dtype.kind in "iufb"
     groups = [(None, data)] if hue is None else list(data.groupby(hue, sort=True))
     for value, part in groups:
-        stats = part.groupby(x, sort=True)[y].agg(["mean", "std", "count"])
+        stats = part.groupby(x, sort=numeric_x)[y].agg(["mean", "std", "count"])
         xs = stats.index.to_numpy()
         label = None if hue is None else f"{hue}={value:g}" if isinstance(value, float) else f"{hue}={value}"
         line = ax.plot(xs, stats["mean"].to_numpy(), marker="o", label=label)[0]
@@ -103,6 +105,10 @@ def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = No
             ax.scatter(part[x], part[y], s=10, alpha=0.5, color=line.get_color())
     ax.set_xlabel(x)
     ax.set_ylabel(y)
+    if not numeric_x:
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     n = int(data.groupby([x] + ([hue] if hue else [])).size().max())
     ax.set_title(title or (f"{y} vs {x}" + (f" (mean ± sd of {n} runs each)" if n > 1 else "")), fontsize=10)
     if hue is not None:

@@ -10,6 +10,9 @@
     metric_vs_param.png       a metric against the first swept parameter, one line per the second
     heatmap.png               the metric's mean over two swept parameters (when there are two)
     vs_reference.png          SSIM against the reference point (when the sweep names one)
+    accel_study.csv           for a sweep over ``accel``: ``SweepResult.accel_study()``, each run
+                              against the exact run of the same request (speedup, PSNR, SSIM, ...)
+    accel_speed_vs_psnr.png   its per-setting summary: speedup against PSNR, Pareto front marked
     report.html               all of the above in one file: videos and images embedded as base64,
                               so it opens anywhere (browsers play the h264 mp4s inline)
 """
@@ -185,6 +188,25 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
         ref_file = out / "vs_reference.png"
         fig.savefig(ref_file, dpi=90)
 
+    # --- acceleration: each setting against the exact run (the sweep's accel reference, else "exact")
+    accel_file: Path | None = None
+    accel_summary = None
+    accel_note = ""
+    if "accel" in sweep.swept and len(done):
+        from .accel import plot_study, summarize
+
+        accel_ref = (sweep.reference or {}).get("accel", "exact")
+        try:
+            study = result.accel_study(accel_ref)
+        except ValueError as exc:
+            accel_note = str(exc)
+        else:
+            write_text(out / "accel_study.csv", study.to_csv(index=False))
+            accel_summary = summarize(study)
+            accel_file = out / "accel_speed_vs_psnr.png"
+            plot_study(accel_summary, title=f"{name}: speed vs fidelity (against {study.attrs['reference']})"
+                       ).savefig(accel_file, dpi=90)
+
     # --- the page
     counts = result.counts
     model = done.iloc[0] if len(done) else None
@@ -239,6 +261,20 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     if ref_file is not None:
         parts.append(f"<h2>Against the reference ({html.escape(ref_label)})</h2>")
         parts.append(image_tag(ref_file, "similarity to the reference run"))
+
+    if "accel" in sweep.swept:
+        parts.append("<h2>Acceleration: speed vs fidelity</h2>")
+        if accel_file is not None and accel_summary is not None:
+            parts.append(image_tag(accel_file, "speedup against PSNR per acceleration setting"))
+            parts.append(accel_summary.to_html(index=False, classes="metrics", float_format=lambda v: f"{v:.3g}",
+                                               border=0))
+            parts.append('<p class="meta">Speedup: the exact run\'s denoising time over the setting\'s, one run each '
+                         '(see <a href="accel_study.csv">accel_study.csv</a>); PSNR pooled over frames and points, '
+                         "SSIM and relative L2 of the final latents averaged over points; skipped: the share of "
+                         "transformer calls served from the cache. <code>wanlab.accel.study</code> repeats and "
+                         "interleaves runs for steadier speedups.</p>")
+        else:
+            parts.append(f"<p>{html.escape(accel_note or 'no point done yet')}</p>")
 
     parts.append("<h2>Metrics</h2>")
     parts.append(table_html(table, {i: f"videos/{p.name}" for i, p in video_files.items()}))

@@ -8,6 +8,8 @@ A store is a folder::
         video.lossless.mkv    FFV1 RGB: reads back bit for bit, the frames of record
         record.json           the reproducibility record (params, model, settings, environment, digest, ...)
         metrics.json          measurements, once computed
+        latents.npy           the final latents (float32), when asked for (acceleration sweeps
+                              compare them with the exact run's)
       failures/<key>.json     requests that failed (not runs: a retry runs them again)
       tasks/<task_id>.json    finished results of ``pipe.submit`` tasks
       index.sqlite            a cache of the run folders behind ``df()`` and ``find()``
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from .errors import ParamError, TaskError, WanlabError
-from .fsutil import atomic_dir, write_json
+from .fsutil import atomic_dir, atomic_file, write_json
 from .params import LoRA, Params
 from .record import now_iso, stable_hash
 
@@ -49,18 +51,19 @@ KEY_RE = re.compile(r"^[0-9a-f]{16}$")
 TASK_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 STORE_FORMAT = 1
 INDEX_NAME = "index.sqlite"
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"
 MP4_NAME = "video.mp4"
 LOSSLESS_NAME = "video.lossless.mkv"
 RECORD_NAME = "record.json"
 METRICS_NAME = "metrics.json"
+LATENTS_NAME = "latents.npy"
 FAILURES_DIR = "failures"
 TASKS_DIR = "tasks"
 #: Temporary build folders older than this are left-overs of killed writers and are removed.
 STALE_TEMP_SECONDS = 3600.0
 #: Columns of ``Store.df()`` before the metric and extra columns, in this order.
 CORE_COLUMNS = ("key", *Params.field_names(), "model", "fingerprint", "digest", "seconds", "created",
-                "device", "dtype", "path", "mp4")
+                "device", "dtype", "accel", "path", "mp4")
 
 
 class RunNotFoundError(WanlabError, KeyError):
@@ -166,6 +169,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _save_latents(path: Path, latents: Any) -> None:
+    import numpy as np
+
+    with open(path, "wb") as fh:  # np.save(str) would append ".npy" to a temporary name
+        np.save(fh, np.ascontiguousarray(np.asarray(latents, dtype=np.float32)), allow_pickle=False)
+
+
+def accel_label(data: Any) -> str:
+    """The short label of a record's ``"accel"`` entry (``exact``, ``first_block(threshold=0.2)``, ...)."""
+    from .accel import Accel
+
+    if not data:
+        return "exact"
+    try:
+        return Accel.from_dict(data).label
+    except (ValueError, TypeError):  # a setting this version no longer knows: show it as recorded
+        return json.dumps(data, sort_keys=True)
+
+
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
@@ -265,6 +287,18 @@ class Run:
         """The FFV1 file holding the exact frames."""
         return self.path / LOSSLESS_NAME
 
+    @property
+    def has_latents(self) -> bool:
+        return (self.path / LATENTS_NAME).is_file()
+
+    def latents(self) -> Any:
+        """The final latents (float32 numpy array) when they were stored (``put(latents=True)``), else None."""
+        if not self.has_latents:
+            return None
+        import numpy as np
+
+        return np.load(self.path / LATENTS_NAME, allow_pickle=False)
+
     def video(self, *, check: bool = True) -> "Video":
         """The run's video with its exact (lossless) frames and its record.
 
@@ -343,28 +377,35 @@ class Store:
 
     # --- writing -------------------------------------------------------------------------------------
     def put(self, video: "Video", metrics: Mapping[str, Any] | None = None,
-            extra: Mapping[str, Any] | None = None) -> Run:
+            extra: Mapping[str, Any] | None = None, *, latents: bool = False) -> Run:
         """Store a video from ``Pipeline.generate`` as a run, atomically; return the :class:`Run`.
 
         If the key is already stored (this or another process wrote it), the existing run is
         returned and nothing is rewritten; ``metrics`` given then are merged into its metrics.
         ``extra`` (JSON-able) is kept in the record under ``"extra"`` (sweep name, notes, ...).
+        ``latents=True`` also keeps the video's final latents (``latents.npy``, float32); they are
+        added to an existing run that lacks them when the frames are the same (same digest).
         """
         if not hasattr(video, "to_record") or getattr(video, "params", None) is None:
             raise ValueError("store.put: needs a wanlab.Video with params (as Pipeline.generate returns)")
+        if latents and getattr(video, "latents", None) is None:
+            raise ValueError("store.put: latents=True needs a Video with latents (as Pipeline.generate returns)")
         record = video.to_record()
         parts = key_parts(record)
         key = run_key(parts)
         folder = self.path / key
         if not self.has(key):
+            files = {"mp4": MP4_NAME, "lossless": LOSSLESS_NAME, **({"latents": LATENTS_NAME} if latents else {})}
             record.update(key=key, key_parts=parts, store_format=STORE_FORMAT, extra=_jsonable(dict(extra or {})),
-                          files={"mp4": MP4_NAME, "lossless": LOSSLESS_NAME})
+                          files=files)
             self.path.mkdir(parents=True, exist_ok=True)
             try:
                 with atomic_dir(folder) as tmp:
                     video.save(tmp / MP4_NAME)
                     (tmp / MP4_NAME).with_suffix(".json").unlink(missing_ok=True)  # record.json replaces it
                     write_json(tmp / RECORD_NAME, record)
+                    if latents:
+                        _save_latents(tmp / LATENTS_NAME, video.latents)
                     if metrics:
                         write_json(tmp / METRICS_NAME, _jsonable(dict(metrics)))
                 metrics = None
@@ -373,10 +414,16 @@ class Store:
                     raise WanlabError(f"store: {folder} exists but is not a whole run (it has no {RECORD_NAME}); "
                                       "move it away and put again") from None
                 # another writer stored the same key first: theirs is as good as ours
+        run = Run(folder)
+        if latents and not run.has_latents:
+            if run.digest != video.digest:
+                raise WanlabError(f"store: run {key} holds other frames than this video (digest {run.digest[:12]} vs "
+                                  f"{video.digest[:12]}), so its latents cannot be added")
+            with atomic_file(folder / LATENTS_NAME) as tmp:
+                _save_latents(tmp, video.latents)
         if metrics:
             self.put_metrics(key, metrics)
         video.path = folder / MP4_NAME
-        run = Run(folder)
         self._index_put([key])
         self.forget_failure(key)
         return run
@@ -470,7 +517,8 @@ class Store:
     def df(self) -> "pd.DataFrame":
         """One row per run: ``key``, every Params field (``loras`` as text), ``model`` (id),
         ``fingerprint``, ``digest``, ``seconds`` (total generation time), ``created``, ``device``,
-        ``dtype``, ``path`` (run folder), ``mp4``, then one column per metric, then the ``extra``
+        ``dtype``, ``accel`` (the acceleration setting's label, ``exact`` when none), ``path`` (run
+        folder), ``mp4``, then one column per metric, then the ``extra``
         values (prefixed ``extra_`` where a name is taken). Oldest first."""
         import pandas as pd
 
@@ -546,7 +594,8 @@ class Store:
         core = {"key": key, **{name: params.get(name) for name in Params.field_names()},
                 "model": model.get("id"), "fingerprint": model.get("fingerprint"), "digest": rec.get("digest"),
                 "seconds": (rec.get("timings") or {}).get("total"), "created": rec.get("created"),
-                "device": env.get("device"), "dtype": (rec.get("settings") or {}).get("dtype")}
+                "device": env.get("device"), "dtype": (rec.get("settings") or {}).get("dtype"),
+                "accel": accel_label(rec.get("accel"))}
         metrics = metrics if isinstance(metrics, dict) else {}
         extra = rec.get("extra") if isinstance(rec.get("extra"), dict) else {}
         return {"key": key, "core": core, "metrics": metrics, "extra": extra}

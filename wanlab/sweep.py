@@ -7,6 +7,15 @@ A :class:`Sweep` is a ``base`` request and the axes that vary it:
 - ``zip``: fields varied together (lists of equal length, one value of each per variant);
 - ``grid``: fields varied independently (the cartesian product, in the order given).
 
+Besides the :class:`~wanlab.Params` fields, every axis (and ``base``) takes ``accel``: an
+acceleration setting (:class:`wanlab.accel.Accel`, a preset name such as ``"fbc"``, or a mapping),
+so one sweep runs the exact baseline and each setting on the same requests. Such a sweep keeps
+each run's final latents, and :meth:`SweepResult.accel_study` turns it into the table of
+:func:`wanlab.accel.study` (speedup, PSNR/SSIM/latent error against exact, calls skipped), ready
+for :func:`wanlab.accel.summarize` and :func:`wanlab.accel.plot_study`. Timings of a sweep are
+single runs: before the first timed run in a process the first request is run once untimed, and
+a compiled setting once per size (compilation is not what the study measures).
+
 The sweep's points are the product of these axes, outermost first in the order above (the last
 grid field varies fastest). Every point is validated when the sweep is built; a bad point raises
 :class:`~wanlab.ParamError` naming the point and the field. A point whose seed is -1 (the base's
@@ -58,8 +67,13 @@ STATUSES = ("done", "failed", "pending")
 #: Short names used in point labels and file names (``seed1_gs3.0_fs5.0``).
 SHORT_NAMES = {
     "seed": "seed", "guidance_scale": "gs", "flow_shift": "fs", "steps": "steps", "num_frames": "frames",
-    "width": "w", "height": "h", "prompt": "prompt", "negative_prompt": "neg", "loras": "lora",
+    "width": "w", "height": "h", "prompt": "prompt", "negative_prompt": "neg", "loras": "lora", "accel": "accel",
 }
+#: The axis that varies the acceleration setting (not a Params field: it changes how a request is
+#: computed, not what is asked; it is part of the run key).
+ACCEL = "accel"
+#: Columns a sweep over ``accel`` adds to its table.
+ACCEL_COLUMNS = ("denoise_s", "calls_skipped")
 AXES = ("seeds", "points", "zip", "grid")
 #: Metric columns come in this order (those of ``metrics.motion``), any others after them.
 METRIC_ORDER = ("flow_magnitude", "dynamic_degree", "dynamic_score", "dynamic_threshold", "temporal_flicker",
@@ -95,7 +109,12 @@ def _default_sweep_seed(text: str) -> int:
 # --------------------------------------------------------------------------------------------------
 # plain values (TOML-able, comparable)
 def _plain(value: Any) -> Any:
-    """LoRAs as ``{path, scale}`` tables, tuples as lists: what TOML and JSON hold."""
+    """LoRAs as ``{path, scale}`` tables, tuples as lists, acceleration settings as preset names or
+    tables: what TOML and JSON hold."""
+    from .accel import Accel
+
+    if isinstance(value, Accel):
+        return _accel_plain(value)
     if isinstance(value, LoRA):
         return value.to_dict()
     if isinstance(value, Params):
@@ -111,10 +130,44 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _accel_plain(accel: Any) -> str | dict[str, Any]:
+    """A setting as its preset name when it is one, else a table of what differs from the defaults
+    (parameters left at their defaults are left out: shorter, and TOML has no None)."""
+    from .accel import CACHE_PARAMS, PRESETS, Accel
+
+    if accel.name in PRESETS and Accel.preset(accel.name) == accel:
+        return accel.name
+    out = accel.to_dict()
+    if "cache_params" in out:
+        defaults = {k: d for k, (d, _) in CACHE_PARAMS[accel.cache].items()}
+        changed = {k: v for k, v in out["cache_params"].items() if Accel(accel.cache, {k: v}).cache_params[k]
+                   != defaults[k]}
+        if changed:
+            out["cache_params"] = changed
+        else:
+            del out["cache_params"]
+    if accel.name:
+        out["name"] = accel.name
+    return out
+
+
 def _check_field(where: str, name: object) -> str:
-    if not isinstance(name, str) or name not in Params.field_names():
-        raise ParamError(f"{where}.{name}", f"a Params field ({', '.join(Params.field_names())})", name)
+    if not isinstance(name, str) or (name not in Params.field_names() and name != ACCEL):
+        raise ParamError(f"{where}.{name}", f"a Params field ({', '.join(Params.field_names())}) or accel", name)
     return name
+
+
+def _check_accel(where: str, value: Any) -> Any:
+    """A validated acceleration setting in its plain (TOML) form; errors name where it was given
+    (``grid.accel[1].cache_params.threshold``)."""
+    from .accel import Accel
+
+    try:
+        return _plain(Accel.coerce(value, where))
+    except ParamError as exc:
+        if exc.field == where:
+            raise
+        raise ParamError(f"{where}.{exc.field}", exc.rule, exc.value) from None
 
 
 def _check_values(where: str, values: object) -> list[Any]:
@@ -179,6 +232,8 @@ class Sweep:
             base_fields = base.to_dict()
         elif isinstance(base, Mapping):
             base_fields = {_check_field("base", k): _plain(v) for k, v in base.items()}
+            if ACCEL in base_fields:
+                base_fields[ACCEL] = _check_accel("base.accel", base_fields[ACCEL])
         else:
             raise ParamError("base", "a wanlab.Params or a mapping of Params fields", base)
         self.base_fields: dict[str, Any] = base_fields
@@ -203,12 +258,16 @@ class Sweep:
             _check_field("grid", key)
             claim(key, "grid")
             self.grid[key] = _check_values(f"grid.{key}", values)
+            if key == ACCEL:
+                self.grid[key] = [_check_accel(f"grid.accel[{j}]", v) for j, v in enumerate(self.grid[key])]
 
         self.zip: dict[str, list[Any]] = {}
         for key, values in (zip or {}).items():
             _check_field("zip", key)
             claim(key, "zip")
             self.zip[key] = _check_values(f"zip.{key}", values)
+            if key == ACCEL:
+                self.zip[key] = [_check_accel(f"zip.accel[{j}]", v) for j, v in enumerate(self.zip[key])]
         lengths = {k: len(v) for k, v in self.zip.items()}
         if len(set(lengths.values())) > 1:
             raise ParamError("zip", "lists of equal length", lengths)
@@ -226,7 +285,10 @@ class Sweep:
                     _check_field(f"points[{i}]", key)
                     if key not in point_fields:
                         point_fields.append(key)
-                self.explicit_points.append({k: _plain(v) for k, v in point.items()})
+                plain = {k: _plain(v) for k, v in point.items()}
+                if ACCEL in plain:
+                    plain[ACCEL] = _check_accel(f"points[{i}].accel", plain[ACCEL])
+                self.explicit_points.append(plain)
             for key in point_fields:
                 claim(key, "points")
 
@@ -257,6 +319,8 @@ class Sweep:
         self.sweep_seed: int = sweep_seed
 
         self._overrides = self._build_overrides()
+        self._accels = self._build_accels()
+        self._check_accel_labels()
         self._points = self._materialize(None)
 
         # --- the reference point every other is compared with (e.g. steps = 40), if any
@@ -267,9 +331,12 @@ class Sweep:
             for key, value in reference.items():
                 if key not in self.swept:
                     raise ParamError(f"reference.{key}", f"a swept field ({', '.join(self.swept)})", value)
-                if not any(getattr(p, key) == value for p in self._points):
+                if key == ACCEL:
+                    value = _check_accel("reference.accel", value)
+                if not any(self._value(i, p, key) == self._cell_of(key, value) for i, p in enumerate(self._points)):
                     raise ParamError(f"reference.{key}", "a value some point of the sweep has", value)
-            self.reference = {k: _plain(v) for k, v in reference.items()}
+            self.reference = {k: (_check_accel("reference.accel", v) if k == ACCEL else _plain(v))
+                              for k, v in reference.items()}
         self._freeze()
 
     def _freeze(self) -> None:
@@ -345,13 +412,24 @@ class Sweep:
     def _raw_points(self) -> list[Params]:
         return getattr(self, "_raw", [])
 
+    def _build_accels(self) -> list[Any]:
+        """Per point, its :class:`~wanlab.accel.Accel`, or None where the sweep sets none (the
+        pipeline's default applies)."""
+        from .accel import Accel
+
+        out = []
+        for over in self._overrides:
+            value = over.get(ACCEL, self.base_fields.get(ACCEL))
+            out.append(None if value is None else Accel.coerce(value))
+        return out
+
     def _materialize(self, pipe: "Pipeline | None") -> list[Params]:
         raw: list[Params] = []
         out: list[Params] = []
-        seen: dict[Params, int] = {}
+        seen: dict[tuple[Params, str | None], int] = {}
         one_seed = None
         for i, over in enumerate(self._overrides):
-            fields = {**self.base_fields, **over}
+            fields = {k: v for k, v in {**self.base_fields, **over}.items() if k != ACCEL}
             try:
                 if pipe is not None:
                     params = pipe.params(**fields)
@@ -364,11 +442,13 @@ class Sweep:
                 if one_seed is None:
                     one_seed = self.one_seed
                 params = params.replace(seed=one_seed)
-            if params in seen:
+            accel = self._accels[i]
+            identity = (params, None if accel is None else accel.key())
+            if identity in seen:
                 err = ParamError(f"point {i}", f"a request different from every other point (it repeats point "
-                                 f"{seen[params]})", over)
+                                 f"{seen[identity]})", over)
                 raise err
-            seen[params] = i
+            seen[identity] = i
             out.append(params)
         if pipe is None:
             self._raw = raw
@@ -391,6 +471,37 @@ class Sweep:
             return list(self._points)
         return self._materialize(pipe)
 
+    def accels(self) -> list[Any]:
+        """Per point, its acceleration setting (:class:`wanlab.accel.Accel`), or None where the sweep
+        sets none (the pipeline's default applies), in sweep order."""
+        return list(self._accels)
+
+    def _check_accel_labels(self) -> None:
+        """Distinct settings must print differently: tables, reports and ``select`` use the labels."""
+        labels: dict[str, Any] = {}
+        for accel in self._accels:
+            if accel is None:
+                continue
+            other = labels.setdefault(accel.label, accel)
+            if other != accel:
+                raise ParamError("accel", "settings with distinct labels (give each a different name)", accel.label)
+
+    def _value(self, index: int, params: Params, name: str) -> Any:
+        """A swept value of a point: its Params field, or for ``accel`` its setting's label."""
+        if name == ACCEL:
+            accel = self._accels[index]
+            return "default" if accel is None else accel.label
+        return getattr(params, name)
+
+    @staticmethod
+    def _cell_of(name: str, value: Any) -> Any:
+        """A value as the sweep table shows it (acceleration settings by label; a string is a label)."""
+        if name == ACCEL and not isinstance(value, str):
+            from .accel import Accel
+
+            return Accel.coerce(value, "accel").label
+        return value
+
     def overrides(self) -> list[dict[str, Any]]:
         """Per point, the values its axes set (seeds drawn, -1 not yet resolved), in sweep order."""
         return [dict(o) for o in self._overrides]
@@ -411,14 +522,15 @@ class Sweep:
         """``"seed=1, guidance_scale=3.0"``: the swept values of one point (``short``: ``gs=3.0``)."""
         p = params or self._points[index]
         names = self.swept if fields is None else list(fields)
-        return sep.join(f"{SHORT_NAMES.get(n, n) if short else n}={format_value(getattr(p, n))}" for n in names)
+        return sep.join(f"{SHORT_NAMES.get(n, n) if short else n}={format_value(self._value(index, p, n))}"
+                        for n in names)
 
     def slug(self, index: int, params: Params | None = None) -> str:
         """A file-name form of a point: ``seed1_gs3.0_fs5.0`` (prompts as ``prompt2``: the axis index)."""
         p = params or self._points[index]
         parts = []
         for n in self.swept:
-            value = getattr(p, n)
+            value = self._value(index, p, n)
             if n in ("prompt", "negative_prompt"):
                 options = list(dict.fromkeys(getattr(q, n) for q in self._points))
                 text = str(options.index(value))
@@ -548,7 +660,12 @@ class Sweep:
         return Store(store)
 
     def _keys(self, store: "Store", pipe: "Pipeline", points: list[Params]) -> list[str]:
-        return [_key_for(store, pipe, p) for p in points]
+        return [_key_for(store, pipe, p, a) for p, a in builtins.zip(points, self._accels)]
+
+    @property
+    def keeps_latents(self) -> bool:
+        """Whether runs keep their final latents: when ``accel`` is swept (latent error vs exact)."""
+        return ACCEL in self.swept
 
     def run(self, pipe: "Pipeline | str | None" = None, store: "Store | str | os.PathLike[str] | None" = None, *,
             metrics: bool = True, progress: bool = True, max_failures: int | None = None,
@@ -586,10 +703,16 @@ class Sweep:
         mine = list(range(shard_[0], len(points), shard_[1]))
         failed_before = store_.failures()
 
+        latents = self.keeps_latents
+
+        def incomplete(run: "Run") -> bool:
+            """A stored run that lacks what this sweep adds to its runs (latents need a re-run)."""
+            return (metrics and _needs_metrics(run)) or (latents and not run.has_latents)
+
         todo: list[int] = []
         for i in mine:
             if store_.has(keys[i]):
-                if metrics and _needs_metrics(store_.get(keys[i])):
+                if incomplete(store_.get(keys[i])):
                     todo.append(i)
             elif retry_failed or keys[i] not in failed_before:
                 todo.append(i)
@@ -611,10 +734,10 @@ class Sweep:
             values, problem = _metrics_of(video) if metrics else (None, None)
             if problem:
                 extra["metrics_error"] = problem
-            run = store_.put(video, metrics=values, extra=extra)
+            run = store_.put(video, metrics=values, extra=extra, latents=latents)
             if run.key != keys[i]:
                 raise RuntimeError(f"store key mismatch for point {i}: key_for gave {keys[i]}, put gave {run.key}")
-            _forget_standin_failure(store_, pipe_, points[i])
+            _forget_standin_failure(store_, pipe_, points[i], self._accels[i])
             return i
 
         def finish(future: Any) -> None:
@@ -623,16 +746,34 @@ class Sweep:
 
         # Storing a run (metrics, mp4 + lossless encodes in ffmpeg processes, record) overlaps the
         # generation of the next point on one writer thread; at most WRITE_AHEAD runs wait for it.
+        warmed: set[Any] = set()
+
+        def warm_up(params: Params, accel: Any) -> None:
+            """Acceleration sweeps time single runs: run the first request once untimed (first-call
+            overheads), and a compiled setting once per size (compilation is not what is measured)."""
+            if not latents:
+                return
+            wanted = ["first"] if not warmed else []
+            if accel is not None and accel.compile != "off":
+                wanted.append((accel.key(), params.width, params.height, params.num_frames))
+            for what in wanted:
+                if what not in warmed:
+                    pipe_.generate(params, progress=False, accel=accel if what != "first" else None)
+                    warmed.add(what)
+
+        # An acceleration sweep times its runs: nothing else may run on the machine's cores meanwhile.
+        write_ahead = 0 if latents else WRITE_AHEAD
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlab-sweep-writer")
         pending: deque[Any] = deque()
         note()
         try:
             for i in todo:
-                key, params = keys[i], points[i]
+                key, params, accel = keys[i], points[i], self._accels[i]
                 extra = {"sweep": self.name, "point": i}
                 while pending and pending[0].done():
                     finish(pending.popleft())
-                if store_.has(key):  # done by now (already stored, or another process): metrics at most
+                if store_.has(key) and not (latents and not store_.get(key).has_latents):
+                    # done by now (already stored, or another process): metrics at most
                     if metrics:
                         run = store_.get(key)
                         if _needs_metrics(run):
@@ -644,7 +785,8 @@ class Sweep:
                     bar.update(1)
                     continue
                 try:
-                    video = pipe_.generate(params, progress=False)
+                    warm_up(params, accel)
+                    video = pipe_.generate(params, progress=False, accel=accel)
                 except Exception as exc:  # the point failed: record it and go on
                     store_.put_failure(key, params, f"{type(exc).__name__}: {exc}", extra=extra)
                     failures += 1
@@ -656,7 +798,7 @@ class Sweep:
                         break
                     continue
                 pending.append(writer.submit(store_run, i, video, extra))
-                while len(pending) > WRITE_AHEAD:
+                while len(pending) > write_ahead:
                     finish(pending.popleft())
             while pending:
                 finish(pending.popleft())
@@ -677,30 +819,30 @@ class Sweep:
         return SweepResult(self, store_, pipe_, points=points, keys=self._keys(store_, pipe_, points))
 
 
-def _key_for(store: "Store", pipe: "Pipeline", params: Params) -> str:
+def _key_for(store: "Store", pipe: "Pipeline", params: Params, accel: Any = None) -> str:
     """The run key of a point; for a point naming a LoRA file that cannot be read, a stand-in key
     (the file's path instead of its hash) under which its failure is recorded."""
     from .errors import LoRAError
 
     try:
-        return store.key_for(pipe, params)
+        return store.key_for(pipe, params, accel)
     except LoRAError:
-        return _standin_key(pipe, params)
+        return _standin_key(pipe, params, accel)
 
 
-def _standin_key(pipe: "Pipeline", params: Params) -> str:
-    from .store import key_parts, pipe_accel, run_key
+def _standin_key(pipe: "Pipeline", params: Params, accel: Any = None) -> str:
+    from .store import accel_record, key_parts, run_key
 
     loras = [{"path": lo.path, "scale": lo.scale, "sha256": f"unreadable:{lo.path}"} for lo in params.loras]
     record = {"params": params.to_dict(), "model": pipe.fingerprint, "settings": pipe.generation_settings(),
-              "accel": pipe_accel(pipe), "loras": loras}
+              "accel": accel_record(pipe, accel), "loras": loras}
     return run_key(key_parts(record))
 
 
-def _forget_standin_failure(store: "Store", pipe: "Pipeline", params: Params) -> None:
+def _forget_standin_failure(store: "Store", pipe: "Pipeline", params: Params, accel: Any = None) -> None:
     """A point with LoRAs ran: drop the failure recorded under its stand-in key while a file was missing."""
     if params.loras:
-        store.forget_failure(_standin_key(pipe, params))
+        store.forget_failure(_standin_key(pipe, params, accel))
 
 
 def _metrics_of(video: "Video") -> tuple[dict[str, float] | None, str | None]:
@@ -825,9 +967,11 @@ def _wrap_comment(text: str, width: int = 98) -> list[str]:
 class SweepResult:
     """The sweep's table, one row per point, read from the store (the same from every process).
 
-    ``df`` columns: ``point`` (index in sweep order), the swept fields (``sweep.swept``), ``status``
-    (``done`` / ``failed`` / ``pending``), ``error``, ``seconds`` (generation time), ``digest``
-    (sha256 of the frames), one column per metric, ``key`` (the run key) and ``path`` (the mp4).
+    ``df`` columns: ``point`` (index in sweep order), the swept fields (``sweep.swept``; ``accel`` as
+    the setting's label), ``status`` (``done`` / ``failed`` / ``pending``), ``error``, ``seconds``
+    (generation time), ``digest`` (sha256 of the frames), for a sweep over ``accel`` also
+    ``denoise_s`` and ``calls_skipped``, one column per metric, ``key`` (the run key) and ``path``
+    (the mp4).
     ``ran`` lists the points this call generated; ``stopped`` says why a run stopped early.
     """
 
@@ -837,6 +981,7 @@ class SweepResult:
         self.store = store
         self.pipe = pipe
         self.points = points
+        self.accels = sweep.accels()
         self.keys = keys
         self.ran = list(ran)
         self.stopped = stopped
@@ -849,10 +994,11 @@ class SweepResult:
         failures = self.store.failures()
         rows: list[dict[str, Any]] = []
         metric_names: list[str] = []
+        timing = list(ACCEL_COLUMNS) if ACCEL in self.sweep.swept else []
         for i, (params, key) in enumerate(builtins.zip(self.points, self.keys)):
             row: dict[str, Any] = {"point": i}
             for name in self.sweep.swept:
-                row[name] = _column_value(params, name)
+                row[name] = self.sweep._value(i, params, name) if name == ACCEL else _column_value(params, name)
             metrics: dict[str, Any] = {}
             if self.store.has(key):
                 run = self.store.get(key)
@@ -860,6 +1006,8 @@ class SweepResult:
                 metrics_error = (record.get("extra") or {}).get("metrics_error")
                 row.update(status="done", error=f"metrics: {metrics_error}" if metrics_error else None,
                            seconds=_seconds(record), digest=run.digest)
+                if timing:
+                    row.update(_accel_columns(record))
                 metrics = _run_metrics(run)
                 path = str(run.mp4)
             elif key in failures:
@@ -868,6 +1016,8 @@ class SweepResult:
             else:
                 row.update(status="pending", error=None, seconds=math.nan, digest=None)
                 path = None
+            for name in timing:
+                row.setdefault(name, math.nan)
             for name in metrics:
                 if name not in metric_names:
                     metric_names.append(name)
@@ -883,7 +1033,8 @@ class SweepResult:
             for name in metric_names:
                 row[name] = float(metrics[name]) if name in metrics and metrics[name] is not None else math.nan
             row["key"], row["path"] = key, path
-        columns = ["point", *self.sweep.swept, "status", "error", "seconds", "digest", *metric_names, "key", "path"]
+        columns = ["point", *self.sweep.swept, "status", "error", "seconds", "digest", *timing, *metric_names, "key",
+                   "path"]
         df = pd.DataFrame(rows, columns=columns)
         return df
 
@@ -904,7 +1055,7 @@ class SweepResult:
 
     @property
     def metric_names(self) -> list[str]:
-        fixed = {"point", *self.sweep.swept, "status", "error", "seconds", "digest", "key", "path"}
+        fixed = {"point", *self.sweep.swept, "status", "error", "seconds", "digest", "key", "path", *ACCEL_COLUMNS}
         return [c for c in self.df.columns if c not in fixed]
 
     def summary(self) -> str:
@@ -933,6 +1084,8 @@ class SweepResult:
     def _matches(self, i: int, filters: Mapping[str, Any]) -> bool:
         row = self.df.iloc[i]
         for name, wanted in filters.items():
+            if name == ACCEL and not isinstance(wanted, (str, list, tuple, set)):
+                wanted = self.sweep._cell_of(ACCEL, wanted)  # an Accel or a mapping: its label
             if name in self.df.columns:
                 value = row[name]
             elif name in Params.field_names():
@@ -997,6 +1150,7 @@ class SweepResult:
         for name in reference:
             if name not in self.sweep.swept:
                 raise ValueError(f"{name}: not a swept field; the swept fields are {', '.join(self.sweep.swept)}")
+        reference = {n: self.sweep._cell_of(n, v) for n, v in reference.items()}
         others = [n for n in self.sweep.swept if n not in reference]
         df = self.df.copy()
         df["psnr_vs_ref"] = math.nan
@@ -1018,6 +1172,61 @@ class SweepResult:
             scores = compare(frames(row["key"]), frames(ref))
             df.loc[index, "psnr_vs_ref"] = scores["psnr"]
             df.loc[index, "ssim_vs_ref"] = scores["ssim"]
+        return df
+
+    def accel_study(self, reference: Any = "exact") -> "pd.DataFrame":
+        """For a sweep over ``accel``: the table of :func:`wanlab.accel.study`, from the stored runs.
+
+        One row per done point (``point``, the other swept fields, ``setting`` = the accel label,
+        ``cache``, ``compile``, ``attention_backend``, ``accel_key``, ``denoise_s``, ``setup_s``,
+        ``speedup`` = the reference run's denoising time / this one's, ``psnr``, ``psnr_frame_mean``,
+        ``ssim``, ``rel_l2`` and ``max_abs`` of the final latents, ``identical``, the work counters,
+        ``digest``, ``key``), compared with the run of the ``reference`` setting (default exact) that
+        shares its other swept values; points whose reference is not done are left out. Feed it to
+        :func:`wanlab.accel.summarize` and :func:`wanlab.accel.plot_study`. Times are single runs
+        (``wanlab.accel.study`` repeats and interleaves them, for steadier speedups).
+        """
+        import pandas as pd
+
+        from .accel import Accel, fidelity, study_row
+
+        if ACCEL not in self.sweep.swept:
+            raise ValueError(f"accel_study: this sweep does not vary accel (it varies {', '.join(self.sweep.swept)})")
+        ref_label = self.sweep._cell_of(ACCEL, reference)
+        others = [n for n in self.sweep.swept if n != ACCEL]
+        done = self.df[self.df["status"] == "done"]
+        refs = {tuple(row[n] for n in others): row for _, row in done.iterrows() if row[ACCEL] == ref_label}
+        if not refs:
+            labels = ", ".join(dict.fromkeys(self.df[ACCEL]))
+            raise ValueError(f"accel_study: no done run has the reference setting {ref_label!r} (the sweep's settings: "
+                             f"{labels}); run the sweep, or name another reference")
+        loaded: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+
+        def load(key: str) -> tuple[Any, Any, dict[str, Any]]:
+            if key not in loaded:
+                run = self.store.get(key)
+                loaded[key] = (run.video().frames, run.latents(), run.record)
+            return loaded[key]
+
+        rows = []
+        for _, row in done.iterrows():
+            ref = refs.get(tuple(row[n] for n in others))
+            if ref is None:
+                continue
+            i = int(row["point"])
+            frames, latents, record = load(row["key"])
+            ref_frames, ref_latents, ref_record = load(ref["key"])
+            stats = record.get("accel_stats") or {}
+            accel = self.accels[i] if self.accels[i] is not None else Accel.from_dict(record.get("accel") or {})
+            rows.append({"point": i, **{n: row[n] for n in others},
+                         **study_row(str(row[ACCEL]), accel, denoise=float(record["timings"]["denoise"]),
+                                     setup=float(stats.get("setup_s", 0.0)),
+                                     exact_denoise=float(ref_record["timings"]["denoise"]), stats=stats,
+                                     fidelity=fidelity(frames, ref_frames, latents, ref_latents,
+                                                       identical=row["digest"] == ref["digest"])),
+                         "digest": row["digest"], "key": row["key"]})
+        df = pd.DataFrame(rows)
+        df.attrs.update({"reference": ref_label, "sweep": self.sweep.name, "store": str(self.store.path)})
         return df
 
     # --- output -------------------------------------------------------------------------------------------
@@ -1048,7 +1257,7 @@ class SweepResult:
         numeric = [n for n in self.sweep.swept if n != "seed" and n in self.df.columns
                    and self.df[n].nunique() > 1 and self.df[n].dtype.kind in "if"]
         if x is None:
-            x = numeric[0] if numeric else "seed"
+            x = numeric[0] if numeric else ACCEL if ACCEL in self.sweep.swept else "seed"
         if second is None:
             rest = [n for n in numeric if n != x]
             second = rest[0] if rest else None
@@ -1060,6 +1269,15 @@ class SweepResult:
         from .report import write_sweep_report
 
         return write_sweep_report(self, Path(out), metric=metric, title=title)
+
+
+def _accel_columns(record: Mapping[str, Any]) -> dict[str, float]:
+    """``denoise_s`` and ``calls_skipped`` of a stored run (NaN where not recorded)."""
+    stats = record.get("accel_stats") or {}
+    denoise = (record.get("timings") or {}).get("denoise")
+    skipped = stats.get("calls_skipped")
+    return {"denoise_s": float(denoise) if denoise is not None else math.nan,
+            "calls_skipped": float(skipped) if skipped is not None else math.nan}
 
 
 def _seconds(record: Mapping[str, Any]) -> float:
