@@ -19,12 +19,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXPECTED = ["01_quickstart", "02_sweeps", "03_reproducibility", "04_metrics"]
+EXPECTED = ["01_quickstart", "02_sweeps", "03_reproducibility", "04_metrics", "05_acceleration"]
 #: Each notebook must finish in about 2 minutes on 2 shared CPU cores; this is a hang guard, not the goal.
 CELL_TIMEOUT_S = 300
 NOTEBOOK_BUDGET_S = 240
 #: The notebooks that call wanlab.show.
-SHOWS_PLAYER = ("01_quickstart", "02_sweeps", "04_metrics")
+SHOWS_PLAYER = ("01_quickstart", "02_sweeps", "04_metrics", "05_acceleration")
 
 
 def kernelspec_dir(base: Path) -> Path:
@@ -71,6 +71,7 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     work = tmp_path / "notebooks"
     work.mkdir()
     shutil.copy(path, work / path.name)
+    shutil.copytree(ROOT / "sweeps", tmp_path / "sweeps")  # notebooks may load ../sweeps/NAME.toml
     monkeypatch.setenv("JUPYTER_PATH", _prepend(kernelspec_dir(tmp_path / "jupyter"), "JUPYTER_PATH"))
     monkeypatch.setenv("PYTHONPATH", _prepend(ROOT, "PYTHONPATH"))
     book = nbformat.read(work / path.name, as_version=4)

@@ -1127,7 +1127,7 @@ class SweepResult:
         free (ready for ``wanlab.show`` and ``plots.compare_grid``)."""
         rows = self.select(**filters)
         rows = rows[rows["status"] == "done"]
-        free = [n for n in self.sweep.swept if n not in filters]
+        free = [n for n in self.sweep.swept if n not in filters or isinstance(filters[n], (list, tuple, set))]
         if len(rows) > 1:
             free = [n for n in free if rows[n].astype(str).nunique() > 1] or free
         out: dict[str, "Video"] = {}
