@@ -579,3 +579,17 @@ def test_study_takes_a_sweep_with_an_accel_axis_once_per_request(pipe):
 
     df = study(pipe, accel_sweep(seeds=[1]), ["fbc-fast"], warmup=False)
     assert list(df["setting"]) == ["exact", "fbc-fast"]
+
+
+def test_cli_sweep_over_accel_prints_the_per_setting_summary(tmp_path, capsys):
+    from wanlab.cli import main
+
+    file = tmp_path / "acc.toml"
+    file.write_text('# Question: what does PAB cost?\nname = "acc"\nmodel = "tiny"\nseeds = [1]\n'
+                    '[base]\nprompt = "a fox"\nwidth = 32\nheight = 32\nnum_frames = 5\nsteps = 8\n'
+                    '[grid]\naccel = ["exact", "pab"]\n')
+    assert main(["sweep", str(file), "--store", str(tmp_path / "runs"), "--quiet", "--no-metrics"]) == 0
+    out = capsys.readouterr().out
+    assert "acceleration, against exact" in out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip().startswith(("exact", "pab"))}
+    assert lines["exact"][2:4] == ["1", "inf"] and float(lines["pab"][3]) > 20

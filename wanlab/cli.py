@@ -128,12 +128,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for _, row in df[(df["status"] == "failed") & df["point"].isin(mine)].iterrows():
         print(f"  failed: point {row['point']} ({sweep.label(int(row['point']), result.points[int(row['point'])])}): "
               f"{row['error']}")
+    if "accel" in sweep.swept:
+        _print_accel_summary(result)
     if args.csv:
         print(f"wrote {result.to_csv(args.csv)}")
     if args.report:
         print(f"report: {result.report(args.report)}")
     mine_df = df[df["point"].isin(mine)]
     return 0 if (mine_df["status"] == "done").all() else 1
+
+
+def _print_accel_summary(result: Any) -> None:
+    """For a sweep over ``accel``: one line per setting against the exact runs (when they are done)."""
+    from .accel import summarize
+
+    try:
+        study = result.accel_study((result.sweep.reference or {}).get("accel", "exact"))
+    except ValueError as exc:
+        print(f"acceleration: {exc}")
+        return
+    table = summarize(study)[["setting", "points", "speedup", "psnr", "ssim", "rel_l2", "skipped", "pareto"]]
+    print(f"acceleration, against {study.attrs['reference']} (single runs; wanlab.accel.study repeats them):")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 def build_parser() -> argparse.ArgumentParser:
