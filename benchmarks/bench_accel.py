@@ -1,7 +1,7 @@
 """Acceleration settings: speedup and fidelity against the exact output, on the tiny model and a deeper variant.
 
 Run: python benchmarks/bench_accel.py [--steps 30] [--size 64] [--frames 17] [--seeds 2] [--repeats 3]
-                                       [--layers 2,8] [--threads 1] [--compile] [--quick]
+                                       [--layers 2,8] [--threads 1] [--compile] [--quick] [--toy]
 
 For each model (the built-in tiny model, 2 layers, and the same configuration with 8 layers,
 seeded), `wanlab.accel.study` runs the exact baseline and every setting on the same requests
@@ -12,6 +12,10 @@ attention/FFN work that ran. Ratios are measured side by side in one process, so
 affects both sides alike; absolute times are not the point. The tiny models' random weights make
 PSNR a rough guide (their VAE amplifies latent changes); rel L2 of latents is the steadier number.
 `--compile` adds torch.compile settings (cold compile is excluded by a warm-up run; needs g++).
+`--toy` also runs the trained toy model at its native request, twice: `sweeps/acceleration.toml`
+as a sweep into a temporary store (single timed runs, what `wanlab sweep` reports) and the same
+requests and settings through `study` (interleaved, best of --repeats), checking that both paths
+give the same frames and showing how far single-run speedups are from repeated ones.
 GPU numbers are not measured here (this machine has no GPU).
 """
 from __future__ import annotations
@@ -61,6 +65,38 @@ def settings(with_compile: bool) -> dict:
     return out
 
 
+def toy_section(args) -> None:
+    """The trained toy model: the acceleration sweep's table next to study's, same requests and settings."""
+    import tempfile
+    from pathlib import Path
+
+    import wanlab
+    from wanlab.accel import study, summarize
+
+    pipe = wanlab.load("toy", progress=False)
+    sweep = wanlab.Sweep.load(Path(__file__).resolve().parents[1] / "sweeps" / "acceleration.toml")
+    accels = list(dict.fromkeys(a for a in sweep.accels() if args.compile or a.compile == "off"))
+    sweep = sweep.replace(grid={"seed": list(range(1, args.seeds + 1)), "accel": [a.label for a in accels]})
+    with tempfile.TemporaryDirectory() as folder:
+        t0 = time.perf_counter()
+        result = sweep.run(pipe, store=folder, progress=False, metrics=False)
+        swept = result.accel_study()
+        sweep_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    studied = study(pipe, sweep, {a.label: a for a in accels}, repeats=args.repeats, timing="min")
+    study_s = time.perf_counter() - t0
+    same = sorted(swept["digest"]) == sorted(studied["digest"])
+    p = sweep.points()[0]
+    print(f"model toy (trained): {p.width}x{p.height}, {p.num_frames} frames, {p.steps} steps, guidance "
+          f"{p.guidance_scale}, shift {p.flow_shift}, {args.seeds} seed(s); same frames through both paths: "
+          f"{'yes' if same else 'NO'}")
+    print(f"as a study (best of {args.repeats}, interleaved; {study_s:.0f} s):")
+    print(table(summarize(studied)))
+    print(f"\nas a sweep (`wanlab sweep sweeps/acceleration.toml`: single runs; {sweep_s:.0f} s):")
+    print(table(summarize(swept)))
+    print()
+
+
 def table(summary) -> str:
     head = (f"{'setting':<20} {'speedup':>7} {'(min)':>6} {'PSNR dB':>8} {'SSIM':>6} {'rel L2':>8} "
             f"{'skipped':>9} {'work':>5} {'Pareto':>6}")
@@ -85,6 +121,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared machine)")
     parser.add_argument("--compile", action="store_true", help="add torch.compile settings")
     parser.add_argument("--quick", action="store_true", help="10 steps, 1 seed, 1 repeat (a smoke run)")
+    parser.add_argument("--toy", action="store_true", help="also the trained toy model: sweep and study side by side")
     parser.add_argument("--plot", default=None, help="save the speed-vs-PSNR plot of each model to PREFIX_<model>.png")
     args = parser.parse_args()
     if args.quick:
@@ -120,6 +157,8 @@ def main() -> None:
         if args.plot:
             plot_study(df, title=f"{pipe.model_id}: speed vs fidelity").savefig(f"{args.plot}_{pipe.model_id}.png",
                                                                                 dpi=120)
+    if args.toy:
+        toy_section(args)
     print(f"load average {os.getloadavg()[0]:.1f} at end. skipped = transformer calls whose block stack was "
           "served from the cache / all calls (2 per step with guidance); work = fraction of attention and "
           "feed-forward computations that ran; * = on the speed-vs-PSNR Pareto front.")
