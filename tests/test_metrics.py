@@ -180,16 +180,19 @@ def test_psnr_of_known_gaussian_noise(sigma: float) -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda v: metrics.flow(v.astype(np.float32)), "dtype uint8 (values 0-255); got dtype float32"),
-        (lambda v: metrics.flow(v[..., 0]), "shape (T, H, W, 3) (RGB frames); got shape (3, 96, 128)"),
+        (lambda v: metrics.flow(v.astype(np.float32)), "frames: must be uint8 (T, H, W, 3) with values 0-255; got dtype float32"),
+        (lambda v: metrics.flow(v[..., 0]), "frames: must be uint8 (T, H, W, 3) (RGB frames); got shape (3, 96, 128)"),
         (lambda v: metrics.flow(np.concatenate([v, v[..., :1]], -1)), "got shape (3, 96, 128, 4)"),
-        (lambda v: metrics.flow(v[:1]), "at least 2 frames (T >= 2); got T=1"),
-        (lambda v: metrics.smoothness(v[:2]), "at least 3 frames (T >= 3); got T=2"),
+        (lambda v: metrics.flow(v[:1]), "frames: must hold at least 2 frames (T >= 2) of at least 1x1 px; got shape (1, 96, 128, 3)"),
+        (lambda v: metrics.smoothness(v[:2]), "at least 3 frames (T >= 3)"),
         (lambda v: metrics.motion(v[:2]), "at least 3 frames"),
         (lambda v: metrics.flow(v[:, :8, :8]), "at least 16x16 px; got 8x8"),
         (lambda v: metrics.flow(v, "raft"), "method must be one of ('dis', 'farneback'); got 'raft'"),
         (lambda v: metrics.dynamic_degree(v, fps=0), "fps must be a positive number"),
-        (lambda v: metrics.temporal_flicker(v.tolist()), "numpy uint8 array (T, H, W, 3)"),
+        (lambda v: metrics.temporal_flicker(v.tolist()), "frames: must be uint8 (T, H, W, 3) with values 0-255; got dtype int64"),
+        (lambda v: metrics.temporal_flicker("clip.mp4"), "frames: must be a numpy uint8 array (T, H, W, 3), a list of "
+                                                         "frames or a Video; got str"),
+        (lambda v: metrics.psnr(v, v.astype(np.int16)), "b: must be uint8"),
         (
             lambda v: metrics.compare(v, v[:, :, :64]),
             "same shape (T, H, W, 3); got a (3, 96, 128, 3) and b (3, 96, 64, 3)",

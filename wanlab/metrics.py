@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .video import as_frames
+
 __all__ = [
     "FLOW_METHODS",
     "WORK_SHORT_SIDE",
@@ -111,25 +113,6 @@ class DynamicDegree:
 # --------------------------------------------------------------------------- input checks
 
 
-def _as_frames(video: Any, name: str = "frames", min_frames: int = 1) -> np.ndarray:
-    """Return the (T, H, W, 3) uint8 array of ``video`` or raise ValueError saying what is wrong."""
-    arr = getattr(video, "frames", video)
-    if not isinstance(arr, np.ndarray):
-        raise ValueError(
-            f"{name} must be a numpy uint8 array (T, H, W, 3) or an object with such a "
-            f".frames attribute; got {type(arr).__name__}"
-        )
-    if arr.dtype != np.uint8:
-        raise ValueError(f"{name} must have dtype uint8 (values 0-255); got dtype {arr.dtype}")
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape (T, H, W, 3) (RGB frames); got shape {arr.shape}")
-    if arr.shape[0] < min_frames:
-        raise ValueError(
-            f"{name} needs at least {min_frames} frames (T >= {min_frames}); got T={arr.shape[0]}"
-        )
-    return arr
-
-
 def _check_flow_args(frames: np.ndarray, method: str, max_short_side: int | None) -> None:
     if method not in FLOW_METHODS:
         raise ValueError(f"method must be one of {FLOW_METHODS}; got {method!r}")
@@ -180,7 +163,7 @@ class _Motion:
     def __init__(self, video: Any, method: str, max_short_side: int | None, min_frames: int = 2):
         import cv2
 
-        frames = _as_frames(video, min_frames=min_frames)
+        frames = as_frames(video, "frames", min_frames)
         _check_flow_args(frames, method, max_short_side)
         self.frames = frames
         self.method = method
@@ -353,7 +336,7 @@ def temporal_flicker(video: Any) -> PairScores:
     """
     import cv2
 
-    frames = _as_frames(video, min_frames=2)
+    frames = as_frames(video, "frames", 2)
     n = frames[0].size
     diff = [sum(cv2.sumElems(cv2.absdiff(a, b))) / n for a, b in zip(frames[:-1], frames[1:])]
     per = (255.0 - np.asarray(diff, dtype=np.float64)) / 255.0
@@ -456,7 +439,7 @@ def motion(
 
 
 def _pair_frames(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
-    fa, fb = _as_frames(a, "a"), _as_frames(b, "b")
+    fa, fb = as_frames(a, "a"), as_frames(b, "b")
     if fa.shape != fb.shape:
         raise ValueError(
             f"a and b must have the same shape (T, H, W, 3); got a {fa.shape} and b {fb.shape}"

@@ -29,16 +29,23 @@ PLAYABLE_ARGS = ["-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium", "-mov
 LOSSLESS_ARGS = ["-pix_fmt", "bgr0", "-level", "3", "-g", "1"]
 
 
-def check_frames(frames: Any, name: str = "frames") -> np.ndarray:
-    """Return ``frames`` as a C-contiguous uint8 (T, H, W, 3) array, or raise ValueError saying why not."""
-    arr = np.asarray(frames)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"{name}: must be uint8 (T, H, W, 3); got dtype {arr.dtype}")
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"{name}: must be uint8 (T, H, W, 3); got shape {arr.shape}")
-    if min(arr.shape[:3]) < 1:
-        raise ValueError(f"{name}: must hold at least one frame of at least 1x1 pixels; got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+def check_frames(frames: Any, name: str = "frames", min_frames: int = 1) -> np.ndarray:
+    """Return ``frames`` (an array, or a list of frames) as a C-contiguous uint8 (T, H, W, 3) array
+    with at least ``min_frames`` frames, or raise ValueError naming ``name``, the rule and what was given.
+    The one frame check of wanlab: videos, metrics, plots and widgets all use it."""
+    if isinstance(frames, (list, tuple)):
+        frames = np.asarray(frames)
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(f"{name}: must be a numpy uint8 array (T, H, W, 3), a list of frames or a Video; "
+                         f"got {type(frames).__name__}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"{name}: must be uint8 (T, H, W, 3) with values 0-255; got dtype {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{name}: must be uint8 (T, H, W, 3) (RGB frames); got shape {frames.shape}")
+    if frames.shape[0] < min_frames or min(frames.shape[1:3]) < 1:
+        raise ValueError(f"{name}: must hold at least {min_frames} frame{'s' * (min_frames > 1)} (T >= {min_frames}) "
+                         f"of at least 1x1 px; got shape {frames.shape}")
+    return np.ascontiguousarray(frames)
 
 
 def frames_digest(frames: np.ndarray) -> str:
@@ -242,6 +249,6 @@ def lossless_path(path: Path) -> Path:
     return path.with_suffix(LOSSLESS_SUFFIX)
 
 
-def as_frames(video: Any, name: str = "video") -> np.ndarray:
-    """Frames of a Video, or a frames array itself, checked to be uint8 (T, H, W, 3)."""
-    return check_frames(getattr(video, "frames", video), name)
+def as_frames(video: Any, name: str = "video", min_frames: int = 1) -> np.ndarray:
+    """Frames of a Video (anything with ``.frames``), or a frames array itself, checked by :func:`check_frames`."""
+    return check_frames(getattr(video, "frames", video), name, min_frames)
