@@ -101,3 +101,36 @@ def test_an_accelerated_run_is_regenerated_with_its_setting(pipe, tmp_path):
     assert run.record["accel"]["cache"] == "first_block"
     result = wanlab.verify(run, pipe=pipe)
     assert result["identical"] is True and result["setting_changes"] == {}
+
+
+def test_a_saved_video_and_a_video_in_memory_verify_from_their_records(pipe, tmp_path, capsys):
+    video = pipe.generate(Params(prompt=PROMPT, seed=6, width=32, height=32, num_frames=5, steps=2), progress=False)
+    result = wanlab.verify(video, pipe=pipe)
+    assert result["identical"] is True and result["key"] == Store(tmp_path / "s").key_for(pipe, video.params)
+
+    saved = video.save(tmp_path / "clip.mp4")
+    result = wanlab.verify(saved, pipe=pipe)
+    assert result["identical"] is True and result["run"] == str(saved) and result["notes"] == []
+    assert main(["verify", str(saved)]) == 0  # the sidecar names the model: "tiny" is loaded
+    assert capsys.readouterr().out.startswith(f"identical: run {result['key']}")
+
+    # an edited sidecar (another seed) is reported with the frame differences
+    sidecar = tmp_path / "clip.json"
+    record = json.loads(sidecar.read_text())
+    record["params"]["seed"] = 7
+    sidecar.write_text(json.dumps(record))
+    result = wanlab.verify(saved, pipe=pipe)
+    assert result["identical"] is False and result["frames"]["frames_differing"] > 0
+
+    # without a lossless copy the frames are h264: compared by digest only, and said so
+    lossy = video.save(tmp_path / "lossy.mp4", lossless=False)
+    result = wanlab.verify(lossy, pipe=pipe)
+    assert result["identical"] is True and "no lossless copy" in result["notes"][0]
+
+    # a video without its record cannot be repeated: a clear error
+    (tmp_path / "bare").mkdir()
+    shutil.copy(saved, tmp_path / "bare" / "clip.mp4")
+    with pytest.raises(wanlab.WanlabError, match=r"clip.mp4: no sidecar clip.json beside it"):
+        wanlab.verify(tmp_path / "bare" / "clip.mp4", pipe=pipe)
+    with pytest.raises(wanlab.WanlabError, match="holds no generation record"):
+        wanlab.verify(wanlab.Video(video.frames), pipe=pipe)

@@ -193,10 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=cmd_sweep)
 
     ver = sub.add_parser("verify", help="re-generate a stored run from its record: identical, or what differs",
-                         description="Re-generate a stored run from its record.json and report 'identical' "
+                         description="Re-generate a stored run (or a saved video, from its .json sidecar) and "
+                                     "report 'identical' "
                                      "or what differs (environment, params, settings, per-frame max |delta| "
                                      "and PSNR). Exit code 0 identical, 1 different, 2 error.")
-    ver.add_argument("run", help="a run folder, or a run key (looked up in --store)")
+    ver.add_argument("run", help="a run folder, a run key (looked up in --store), or a video saved by wanlab "
+                                 "(x.mp4 with its x.json)")
     ver.add_argument("--store", default=None,
                      help="store folder to look the key up in (default: $WANLAB_STORE, runs, runs/*)")
     ver.add_argument("--model", default=None, help="model to re-generate with (default: the record's model id)")

@@ -1,21 +1,75 @@
 """Re-generate a stored run from its record and report whether it comes out identical, or what differs.
 
+What can be verified: a run in a store (its folder, its key, a :class:`~wanlab.store.Run`), a video
+saved with ``Video.save`` (its file: the record is the JSON sidecar beside it, the frames the
+lossless copy), or a :class:`~wanlab.Video` in memory as ``generate`` returned it.
+
 ``verify`` runs in the current environment on purpose (it does not re-apply the recorded torch
 thread count or versions): the point is to learn whether *this* environment reproduces the run,
 and if not, which recorded facts differ from now and how far the frames moved.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any, Mapping
 
 import numpy as np
 
+from pathlib import Path
+
 from .errors import WanlabError
 from .params import Params
 from .record import ENVIRONMENT_FIELDS, environment, stable_hash
-from .store import find_run, key_parts
+from .store import RECORD_NAME, find_run, key_parts, run_key
+from .video import Video, frames_digest, lossless_path, sidecar_path
+
+#: Extensions of files ``Video.save`` writes (a file with one of these outside a run folder is a saved video).
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".npz", ".gif")
+
+
+class SavedVideo:
+    """A saved or in-memory :class:`~wanlab.Video` as something to verify: ``record`` (its sidecar),
+    ``key`` (the run key its record hashes to), ``path`` and ``video()``; the interface of a stored Run."""
+
+    def __init__(self, video: Video, path: Path | None = None, record: Mapping[str, Any] | None = None) -> None:
+        if video.params is None:
+            where = f"{path}: its sidecar {sidecar_path(path).name} is missing or" if path else "this Video"
+            raise WanlabError(f"{where} holds no generation record (params, model): only videos made by "
+                              "wanlab's generate can be re-generated")
+        self._video = video
+        self.record = dict(record) if record is not None else video.to_record()
+        self.path = path if path is not None else Path(str(video.path or "<in memory>"))
+        try:
+            self.key = run_key(self.record)
+        except ValueError:  # a sidecar without settings/accel/loras: not a generate() record
+            self.key = self.record["digest"][:16]
+        self.exact = path is None or lossless_path(path).exists() or path.suffix.lower() in (".mkv", ".npz")
+
+    @classmethod
+    def load(cls, path: Path) -> "SavedVideo":
+        if not sidecar_path(path).is_file():
+            raise WanlabError(f"{path}: no sidecar {sidecar_path(path).name} beside it: a video cannot be "
+                              "re-generated without the record Video.save writes there")
+        # the sidecar as written, not the loaded video's to_record(): its digest is of the frames
+        # generated, which an h264-only file no longer holds
+        return cls(Video.load(path), path, json.loads(sidecar_path(path).read_text()))
+
+    def video(self, check: bool = False) -> Video:
+        return self._video
+
+
+def _source(run: Any, store: Any) -> Any:
+    """What ``verify`` was given, as an object with ``record``, ``key``, ``path`` and ``video()``."""
+    if isinstance(run, Video):
+        return SavedVideo(run)
+    if isinstance(run, (str, os.PathLike)):
+        path = Path(os.fspath(run)).expanduser()
+        if (path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+                and not path.parent.joinpath(RECORD_NAME).is_file()):
+            return SavedVideo.load(path)
+    return find_run(run, store)
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -74,8 +128,9 @@ def verify(run: Any, *, model: Any = None, pipe: Any = None, device: str | None 
            store: Any = None) -> dict[str, Any]:
     """Re-generate ``run`` from its record and compare.
 
-    ``run``: a :class:`~wanlab.store.Run`, a run folder (or a file in it), or a run key looked up
-    in ``store`` (default: ``$WANLAB_STORE``, ``runs`` and the stores directly under ``runs``).
+    ``run``: a :class:`~wanlab.store.Run`, a run folder (or a file in it), a run key looked up
+    in ``store`` (default: ``$WANLAB_STORE``, ``runs`` and the stores directly under ``runs``), a
+    video file saved with ``Video.save`` (with its ``.json`` sidecar), or a :class:`~wanlab.Video`.
     The model is ``pipe`` if given, else ``model`` (a built-in name, folder or hub id), else the
     record's model id, loaded with the recorded dtype, ``max_sequence_length`` and VAE/offload
     settings, on ``device`` or the recorded device (when this machine has it).
@@ -93,11 +148,11 @@ def verify(run: Any, *, model: Any = None, pipe: Any = None, device: str | None 
     """
     if pipe is not None and model is not None:
         raise ValueError("verify: pass pipe= (a loaded pipeline) or model= (a model to load), not both")
-    source = find_run(run, store)
+    source = _source(run, store)
     record = source.record
     for field in ("params", "model", "digest"):
         if field not in record:
-            raise WanlabError(f"{source.path}/record.json has no {field!r}: it is not a complete wanlab record")
+            raise WanlabError(f"{source.path} has a record with no {field!r}: it is not a complete wanlab record")
     notes: list[str] = []
     key = record.get("key") or source.key
 
@@ -170,9 +225,11 @@ def verify(run: Any, *, model: Any = None, pipe: Any = None, device: str | None 
             shape_expected = list(expected_frames.shape)
     except (OSError, ValueError, WanlabError) as exc:
         notes.append(f"the stored frames could not be read ({exc}); compared by digest only")
+    if expected_frames is not None and not getattr(source, "exact", True):
+        notes.append(f"{source.path.name} has no lossless copy (saved with lossless=False), so its frames are "
+                     "h264-compressed; compared by digest only")
+        expected_frames = None
     if expected_frames is not None:
-        from .video import frames_digest
-
         if frames_digest(expected_frames) != digest_expected:
             notes.append("the stored lossless frames do not match the recorded digest (damaged file or edited "
                          "record); frames were compared with the stored file")
@@ -252,4 +309,4 @@ def to_json(result: Mapping[str, Any]) -> dict[str, Any]:
     return clean(dict(result))
 
 
-__all__ = ["verify", "format_report", "frame_differences", "psnr", "to_json"]
+__all__ = ["verify", "format_report", "frame_differences", "psnr", "to_json", "SavedVideo"]
