@@ -37,6 +37,16 @@ def test_generate_with_lora_and_all_fields(tmp_path, lora_files, capsys):
     assert video.frames.dtype == np.uint8
 
 
+def test_generate_with_an_acceleration_setting(tmp_path, capsys):
+    out = tmp_path / "fast.mp4"
+    code = main(["generate", "--prompt", "a cat", "--seed", "3", "--steps", "8", "--width", "32", "--height", "32",
+                 "--num-frames", "5", "--accel", '{"cache": "first_block", "cache_params": {"threshold": 0.3}}',
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    assert "accel first_block(threshold=0.3):" in capsys.readouterr().out
+    assert Video.load(out).record["accel"] == {"cache": "first_block", "cache_params": {"threshold": 0.3}}
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -47,6 +57,13 @@ def test_generate_with_lora_and_all_fields(tmp_path, lora_files, capsys):
         (["--lora", "/no/such.safetensors:0.5"], "wanlab: error: loras.path: no such LoRA file: /no/such.safetensors"),
         (["--lora", "x.safetensors:9"], "wanlab: error: loras.scale: must be a number in 0..4; got 9.0"),
         (["--model", "/no/such/folder"], "wanlab: error: no such model folder: /no/such/folder."),
+        (["--accel", "turbo"], "wanlab: error: accel: must be an Accel, a mapping or a preset name (exact, fbc, "
+                               "fbc-fast, mag, mag-fast, taylorseer, taylorseer-fast, pab, seacache, compile); got "
+                               "'turbo'"),
+        (["--accel", '{"cache": "pab", "cache_params": {"per_branch": 1}}'],
+         "wanlab: error: cache_params.per_branch: must be True or False; got 1"),
+        (["--accel", "{cache: pab}"], "wanlab: error: accel: must be a preset name or a JSON object; got '{cache: pab} "
+                                      "(Expecting property name enclosed in double quotes)'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .errors import WanlabError
+from .errors import ParamError, WanlabError
 from .params import LoRA
 
 EXIT_ERROR = 2
@@ -63,13 +63,34 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import load
 
+    accel = _accel_arg(args.accel)
     pipe = load(args.model, device=args.device, dtype=args.dtype, progress=not args.quiet)
     params = pipe.params(**_fields(args))
-    video = pipe.generate(params, progress=not args.quiet)
+    video = pipe.generate(params, progress=not args.quiet, accel=accel)
     path = video.save(args.out)
+    stats = video.record.get("accel_stats") or {}
+    work = (f", accel {accel.label}: {stats['calls_skipped']} of {stats['calls']} transformer calls from the cache"
+            if accel is not None and stats.get("calls") else f", accel {accel.label}" if accel is not None else "")
     print(f"wrote {path} (seed {video.seed}, {video.num_frames} frames, {video.width}x{video.height}, "
-          f"{video.timings['total']:.2f} s)")
+          f"{video.timings['total']:.2f} s{work})")
     return 0
+
+
+def _accel_arg(text: str | None) -> Any:
+    """``--accel``: None, a preset name, or a JSON object (validated here, before any model loads)."""
+    from .accel import Accel
+
+    if text is None:
+        return None
+    if text.lstrip().startswith("{"):
+        import json
+
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ParamError("accel", "a preset name or a JSON object", f"{text} ({exc.msg})") from None
+        return Accel.coerce(data)
+    return Accel.coerce(text)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -160,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate one video")
     _add_params(gen)
     _model_args(gen)
+    gen.add_argument("--accel", default=None, metavar="SETTING",
+                     help="acceleration: a preset (exact, fbc, fbc-fast, mag, taylorseer, pab, seacache, compile, "
+                          "...) or a JSON object such as '{\"cache\": \"first_block\", \"cache_params\": "
+                          "{\"threshold\": 0.15}}'")
     gen.add_argument("--out", default="wanlab-video.mp4", help="output file (.mp4, .mkv, .gif, .npz)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
