@@ -24,6 +24,7 @@ folders when it is missing, damaged or stale (a folder added, removed or edited 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -177,15 +178,19 @@ def _save_latents(path: Path, latents: Any) -> None:
 
 
 def accel_label(data: Any) -> str:
-    """The short label of a record's ``"accel"`` entry (``exact``, ``first_block(threshold=0.2)``, ...)."""
+    """The short label of a record's ``"accel"`` entry (``exact``, ``fbc``, ``first_block(threshold=0.3)``)."""
+    return "exact" if not data else _accel_label(json.dumps(data, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _accel_label(text: str) -> str:
+    """Labels by canonical JSON: a store has few settings and many runs (the index builds one per run)."""
     from .accel import Accel
 
-    if not data:
-        return "exact"
     try:
-        return Accel.from_dict(data).label
+        return Accel.from_dict(json.loads(text)).label
     except (ValueError, TypeError):  # a setting this version no longer knows: show it as recorded
-        return json.dumps(data, sort_keys=True)
+        return text
 
 
 def _read_json(path: Path) -> Any:

@@ -14,7 +14,8 @@ each run's final latents, and :meth:`SweepResult.accel_study` turns it into the 
 :func:`wanlab.accel.study` (speedup, PSNR/SSIM/latent error against exact, calls skipped), ready
 for :func:`wanlab.accel.summarize` and :func:`wanlab.accel.plot_study`. Timings of a sweep are
 single runs: before the first timed run in a process the first request is run once untimed, and
-a compiled setting once per size (compilation is not what the study measures).
+a compiled setting once per size (compilation is not what the study measures); storing a run does
+not overlap the next generation, which would share the cores.
 
 The sweep's points are the product of these axes, outermost first in the order above (the last
 grid field varies fastest). Every point is validated when the sweep is built; a bad point raises
@@ -29,7 +30,7 @@ it stopped; a failing point is recorded with its error and the sweep goes on (``
 stops it gracefully after K failures: the rest stay pending, ``result.stopped`` says so and a
 warning is issued); prompt embeddings are computed once per text by the pipeline and reused
 (bit-identical to encoding every time); storing a run (metrics, video files, record) happens on a
-writer thread while the next point generates. ``shard=(i, n)`` runs points ``i, i+n, ...`` so n
+writer thread while the next point generates (not in a sweep over ``accel``, which times its runs). ``shard=(i, n)`` runs points ``i, i+n, ...`` so n
 processes (or machines sharing a folder) split a sweep with no coordinator.
 
 Statuses in :attr:`SweepResult.df`, read from the store (so every process sees the same table):
