@@ -167,3 +167,17 @@ def test_progress_per_call_does_not_stick(pipe, base):
     before = dict(pipe.diffusers._progress_bar_config)
     pipe.generate(base, progress=True)
     assert pipe.diffusers._progress_bar_config == before
+
+
+def test_stage_timings_wait_for_gpu_work(monkeypatch):
+    """On CUDA the denoising loop returns before its kernels finish; timings must wait for them."""
+    import torch
+
+    from wanlab.pipeline import synchronize
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    synchronize("cpu")
+    assert calls == []
+    synchronize("cuda:1")
+    assert calls == ["cuda:1"]

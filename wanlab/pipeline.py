@@ -50,6 +50,17 @@ def _resolve_device(device: str | None) -> str:
     return device
 
 
+def synchronize(device: str) -> None:
+    """Wait for the work queued on ``device`` (CUDA and MPS run kernels asynchronously), so a stage's
+    time is its own; nothing to do on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    elif device == "mps":
+        torch.mps.synchronize()
+
+
 def tensors_fingerprint(pipe: Any) -> str:
     """sha256 over every weight of text encoder, transformer and VAE plus the tokenizer's vocabulary."""
     import torch
@@ -383,6 +394,7 @@ class Pipeline:
         t_encode = time.perf_counter()
         prompt_embeds = self.encode(p.prompt)
         negative_embeds = self.encode(p.negative_prompt) if cfg else None
+        synchronize(self.device)
         t_accel = time.perf_counter()
         callback = None
         if on_step is not None:
@@ -397,6 +409,7 @@ class Pipeline:
         # applied around the denoising loop only and always undone, so exact calls stay bit-identical
         try:
             with applied(self, accel_, p) as acc:
+                synchronize(self.device)
                 t_denoise = time.perf_counter()
                 with torch.inference_mode():
                     latents = pipe(
@@ -405,6 +418,7 @@ class Pipeline:
                         guidance_scale=p.guidance_scale, generator=generator, output_type="latent",
                         max_sequence_length=self.max_sequence_length, callback_on_step_end=callback,
                     ).frames
+                synchronize(self.device)  # GPU kernels run asynchronously: the loop ends when they do
                 t_decode = time.perf_counter()
         finally:
             pipe._progress_bar_config = saved_bar
