@@ -16,7 +16,7 @@ PSNR a rough guide (their VAE amplifies latent changes); rel L2 of latents is th
 as a sweep into a temporary store (single timed runs, what `wanlab sweep` reports) and the same
 requests and settings through `study` (interleaved, best of --repeats), checking that both paths
 give the same frames and showing how far single-run speedups are from repeated ones.
-GPU numbers are not measured here (this machine has no GPU).
+GPU numbers at full size: benchmarks/bench_gpu.py.
 """
 from __future__ import annotations
 
