@@ -30,7 +30,8 @@ it stopped; a failing point is recorded with its error and the sweep goes on (``
 stops it gracefully after K failures: the rest stay pending, ``result.stopped`` says so and a
 warning is issued); prompt embeddings are computed once per text by the pipeline and reused
 (bit-identical to encoding every time); storing a run (metrics, video files, record) happens on a
-writer thread while the next point generates (not in a sweep over ``accel``, which times its runs). ``shard=(i, n)`` runs points ``i, i+n, ...`` so n
+writer thread, overlapping the next generation when that leaves CPU free (:func:`write_ahead`; never
+in a sweep over ``accel``, which times its runs). ``shard=(i, n)`` runs points ``i, i+n, ...`` so n
 processes (or machines sharing a folder) split a sweep with no coordinator.
 
 Statuses in :attr:`SweepResult.df`, read from the store (so every process sees the same table):
@@ -81,8 +82,8 @@ METRIC_ORDER = ("flow_magnitude", "dynamic_degree", "dynamic_score", "dynamic_th
                 "smoothness", "warp_error")
 TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "base", "grid", "zip", "points")
 SWEEP_SEED_MAX = 2**31 - 1
-#: Generated runs that may wait for the writer thread while the next point generates (0: store each
-#: run before generating the next).
+#: Generated runs that may wait for the writer thread while the next point generates, when the
+#: generation leaves CPU free (see :func:`write_ahead`).
 WRITE_AHEAD = 1
 
 
@@ -745,8 +746,8 @@ class Sweep:
             ran.append(future.result())  # re-raises what the writer raised
             bar.update(1)
 
-        # Storing a run (metrics, mp4 + lossless encodes in ffmpeg processes, record) overlaps the
-        # generation of the next point on one writer thread; at most WRITE_AHEAD runs wait for it.
+        # Storing a run (metrics, mp4 + lossless encodes in ffmpeg processes, record) happens on one
+        # writer thread; it overlaps the next generation only where that leaves CPU free.
         warmed: set[Any] = set()
 
         def warm_up(params: Params, accel: Any) -> None:
@@ -763,7 +764,7 @@ class Sweep:
                     warmed.add(what)
 
         # An acceleration sweep times its runs: nothing else may run on the machine's cores meanwhile.
-        write_ahead = 0 if latents else WRITE_AHEAD
+        ahead = 0 if latents else write_ahead(pipe_)
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlab-sweep-writer")
         pending: deque[Any] = deque()
         note()
@@ -799,7 +800,7 @@ class Sweep:
                         break
                     continue
                 pending.append(writer.submit(store_run, i, video, extra))
-                while len(pending) > write_ahead:
+                while len(pending) > ahead:
                     finish(pending.popleft())
             while pending:
                 finish(pending.popleft())
@@ -818,6 +819,18 @@ class Sweep:
         store_ = self._store(store)
         points = self.points(pipe_)
         return SweepResult(self, store_, pipe_, points=points, keys=self._keys(store_, pipe_, points))
+
+
+def write_ahead(pipe: "Pipeline") -> int:
+    """How many generated runs may wait to be stored while the next one generates: ``WRITE_AHEAD``
+    when generating leaves CPU free (on a GPU, or torch using fewer threads than there are cores),
+    else 0. On 2 CPU cores with torch on both, overlapping made sweeps ~10 % slower and less steady
+    (ffmpeg and torch's threads contend; benchmarks/bench_sweep.py)."""
+    import torch
+
+    if pipe.device != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1):
+        return WRITE_AHEAD
+    return 0
 
 
 def _key_for(store: "Store", pipe: "Pipeline", params: Params, accel: Any = None) -> str:
