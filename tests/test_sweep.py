@@ -401,3 +401,22 @@ def test_cli_sweep_exit_code_is_1_when_a_point_fails(pipe, tmp_path, capsys):
     assert main(["sweep", str(file), "--store", str(tmp_path / "runs"), "--quiet", "--no-metrics"]) == 1
     out = capsys.readouterr().out
     assert "1 done, 1 failed" in out and "failed: point 1" in out and "no such LoRA file" in out
+
+
+def test_storing_overlaps_generation_only_where_cpu_is_free(monkeypatch):
+    import types
+
+    import torch
+
+    from wanlab.sweep import WRITE_AHEAD, write_ahead
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cpu, gpu = types.SimpleNamespace(device="cpu"), types.SimpleNamespace(device="cuda:0")
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert write_ahead(cpu) == 0 and write_ahead(gpu) == WRITE_AHEAD
+        torch.set_num_threads(1)
+        assert write_ahead(cpu) == WRITE_AHEAD
+    finally:
+        torch.set_num_threads(saved)
