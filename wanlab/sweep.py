@@ -256,20 +256,14 @@ class Sweep:
             seen[field] = axis
 
         self.grid: dict[str, list[Any]] = {}
-        for key, values in (grid or {}).items():
-            _check_field("grid", key)
-            claim(key, "grid")
-            self.grid[key] = _check_values(f"grid.{key}", values)
-            if key == ACCEL:
-                self.grid[key] = [_check_accel(f"grid.accel[{j}]", v) for j, v in enumerate(self.grid[key])]
-
         self.zip: dict[str, list[Any]] = {}
-        for key, values in (zip or {}).items():
-            _check_field("zip", key)
-            claim(key, "zip")
-            self.zip[key] = _check_values(f"zip.{key}", values)
-            if key == ACCEL:
-                self.zip[key] = [_check_accel(f"zip.accel[{j}]", v) for j, v in enumerate(self.zip[key])]
+        for axis, given, table in (("grid", grid, self.grid), ("zip", zip, self.zip)):
+            for key, values in (given or {}).items():
+                _check_field(axis, key)
+                claim(key, axis)
+                table[key] = _check_values(f"{axis}.{key}", values)
+                if key == ACCEL:
+                    table[key] = [_check_accel(f"{axis}.accel[{j}]", v) for j, v in enumerate(table[key])]
         lengths = {k: len(v) for k, v in self.zip.items()}
         if len(set(lengths.values())) > 1:
             raise ParamError("zip", "lists of equal length", lengths)
