@@ -363,6 +363,11 @@ class Accel:
         fields_.update(changes)
         return Accel(**fields_)
 
+    def changed_params(self) -> dict[str, Any]:
+        """The cache parameters that differ from the method's defaults (JSON form)."""
+        defaults = {k: d for k, (d, _) in CACHE_PARAMS[self.cache].items()}
+        return {k: _plain(v) for k, v in self.cache_params.items() if v != defaults[k]}
+
     @property
     def label(self) -> str:
         """``name`` when set, else the name of the preset it equals (``fbc``), else a short description
@@ -375,8 +380,7 @@ class Accel:
         if self.cache == "none":
             text = "exact"
         else:
-            defaults = {k: d for k, (d, _) in CACHE_PARAMS[self.cache].items()}
-            changed = [f"{k}={_short(v)}" for k, v in self.cache_params.items() if v != defaults[k]]
+            changed = [f"{k}={_short(v)}" for k, v in self.changed_params().items()]
             text = f"{self.cache}({', '.join(changed)})" if changed else self.cache
         if self.compile != "off":
             text += f"+compile:{self.compile}"

@@ -135,19 +135,13 @@ def _plain(value: Any) -> Any:
 def _accel_plain(accel: Any) -> str | dict[str, Any]:
     """A setting as its preset name when it is one, else a table of what differs from the defaults
     (parameters left at their defaults are left out: shorter, and TOML has no None)."""
-    from .accel import CACHE_PARAMS, PRESETS, Accel
+    from .accel import PRESETS, Accel
 
     if accel.name in PRESETS and Accel.preset(accel.name) == accel:
         return accel.name
-    out = accel.to_dict()
-    if "cache_params" in out:
-        defaults = {k: d for k, (d, _) in CACHE_PARAMS[accel.cache].items()}
-        changed = {k: v for k, v in out["cache_params"].items() if Accel(accel.cache, {k: v}).cache_params[k]
-                   != defaults[k]}
-        if changed:
-            out["cache_params"] = changed
-        else:
-            del out["cache_params"]
+    changed = accel.changed_params()
+    out = {k: (changed if k == "cache_params" else v) for k, v in accel.to_dict().items()
+           if k != "cache_params" or changed}
     if accel.name:
         out["name"] = accel.name
     return out
@@ -701,9 +695,12 @@ class Sweep:
 
         latents = self.keeps_latents
 
+        def lacks_latents(run: "Run") -> bool:
+            """A stored run without the latents this sweep keeps: it is generated again to add them."""
+            return latents and not run.has_latents
+
         def incomplete(run: "Run") -> bool:
-            """A stored run that lacks what this sweep adds to its runs (latents need a re-run)."""
-            return (metrics and _needs_metrics(run)) or (latents and not run.has_latents)
+            return (metrics and _needs_metrics(run)) or lacks_latents(run)
 
         todo: list[int] = []
         for i in mine:
@@ -768,7 +765,7 @@ class Sweep:
                 extra = {"sweep": self.name, "point": i}
                 while pending and pending[0].done():
                     finish(pending.popleft())
-                if store_.has(key) and not (latents and not store_.get(key).has_latents):
+                if store_.has(key) and not lacks_latents(store_.get(key)):
                     # done by now (already stored, or another process): metrics at most
                     if metrics:
                         run = store_.get(key)
