@@ -531,6 +531,8 @@ def test_an_accel_sweep_runs_every_setting_on_the_same_requests(pipe, tmp_path, 
     assert {t.get_text() for t in plot_study(study).axes[0].texts} == {"exact", "fbc-fast", "pab"}
     # against another reference; select and compare take settings too
     assert (result.accel_study("pab").query("setting == 'pab'")["identical"]).all()
+    named = accel_sweep(reference={"accel": {"cache": "pab"}}).result(pipe, store)  # the same runs
+    assert named.accel_study().attrs["reference"] == "pab" and named.ran == []
     assert list(result.select(accel=Accel.preset("fbc-fast"))["seed"]) == [1, 2]
     assert np.isinf(result.compare(accel="exact").set_index("accel").loc["exact", "psnr_vs_ref"]).all()
 

@@ -164,7 +164,7 @@ def _print_accel_summary(result: Any) -> None:
     from .accel import summarize
 
     try:
-        study = result.accel_study((result.sweep.reference or {}).get("accel", "exact"))
+        study = result.accel_study()
     except ValueError as exc:
         print(f"acceleration: {exc}")
         return

@@ -195,9 +195,8 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     if "accel" in sweep.swept and len(done):
         from .accel import plot_study, summarize
 
-        accel_ref = (sweep.reference or {}).get("accel", "exact")
         try:
-            study = result.accel_study(accel_ref)
+            study = result.accel_study()
         except ValueError as exc:
             accel_note = str(exc)
         else:

@@ -1179,15 +1179,15 @@ class SweepResult:
             df.loc[index, "ssim_vs_ref"] = scores["ssim"]
         return df
 
-    def accel_study(self, reference: Any = "exact") -> "pd.DataFrame":
+    def accel_study(self, reference: Any = None) -> "pd.DataFrame":
         """For a sweep over ``accel``: the table of :func:`wanlab.accel.study`, from the stored runs.
 
         One row per done point (``point``, the other swept fields, ``setting`` = the accel label,
         ``cache``, ``compile``, ``attention_backend``, ``accel_key``, ``denoise_s``, ``setup_s``,
         ``speedup`` = the reference run's denoising time / this one's, ``psnr``, ``psnr_frame_mean``,
         ``ssim``, ``rel_l2`` and ``max_abs`` of the final latents, ``identical``, the work counters,
-        ``digest``, ``key``), compared with the run of the ``reference`` setting (default exact) that
-        shares its other swept values; points whose reference is not done are left out. Feed it to
+        ``digest``, ``key``), compared with the run of the ``reference`` setting (default: the sweep's
+        ``reference`` accel when it names one, else ``"exact"``) that shares its other swept values; points whose reference is not done are left out. Feed it to
         :func:`wanlab.accel.summarize` and :func:`wanlab.accel.plot_study`. Times are single runs
         (``wanlab.accel.study`` repeats and interleaves them, for steadier speedups).
         """
@@ -1197,6 +1197,8 @@ class SweepResult:
 
         if ACCEL not in self.sweep.swept:
             raise ValueError(f"accel_study: this sweep does not vary accel (it varies {', '.join(self.sweep.swept)})")
+        if reference is None:
+            reference = (self.sweep.reference or {}).get(ACCEL, "exact")
         ref_label = self.sweep._cell_of(ACCEL, reference)
         others = [n for n in self.sweep.swept if n != ACCEL]
         done = self.df[self.df["status"] == "done"]
