@@ -1155,14 +1155,9 @@ class SweepResult:
         for name in reference:
             if name not in self.sweep.swept:
                 raise ValueError(f"{name}: not a swept field; the swept fields are {', '.join(self.sweep.swept)}")
-        reference = {n: self.sweep._cell_of(n, v) for n, v in reference.items()}
-        others = [n for n in self.sweep.swept if n not in reference]
         df = self.df.copy()
         df["psnr_vs_ref"] = math.nan
         df["ssim_vs_ref"] = math.nan
-        done = df[df["status"] == "done"]
-        refs = {tuple(row[n] for n in others): row["key"] for _, row in done.iterrows()
-                if all(row[n] == v for n, v in reference.items())}
         cache: dict[str, Any] = {}
 
         def frames(key: str) -> Any:
@@ -1170,14 +1165,26 @@ class SweepResult:
                 cache[key] = self.store.get(key).video()
             return cache[key]
 
-        for index, row in done.iterrows():
-            ref = refs.get(tuple(row[n] for n in others))
-            if ref is None:
-                continue
-            scores = compare(frames(row["key"]), frames(ref))
+        for index, row, ref in self._reference_pairs(reference):
+            scores = compare(frames(row["key"]), frames(ref["key"]))
             df.loc[index, "psnr_vs_ref"] = scores["psnr"]
             df.loc[index, "ssim_vs_ref"] = scores["ssim"]
         return df
+
+    def _reference_pairs(self, reference: Mapping[str, Any]) -> list[tuple[Any, Any, Any]]:
+        """``(index, row, reference row)`` for each done point whose reference is done: the done point
+        with the ``reference`` values (settings by label) and the same other swept values."""
+        reference = {n: self.sweep._cell_of(n, v) for n, v in reference.items()}
+        others = [n for n in self.sweep.swept if n not in reference]
+        done = self.df[self.df["status"] == "done"]
+        refs = {tuple(row[n] for n in others): row for _, row in done.iterrows()
+                if all(row[n] == v for n, v in reference.items())}
+        pairs = []
+        for index, row in done.iterrows():
+            ref = refs.get(tuple(row[n] for n in others))
+            if ref is not None:
+                pairs.append((index, row, ref))
+        return pairs
 
     def accel_study(self, reference: Any = None) -> "pd.DataFrame":
         """For a sweep over ``accel``: the table of :func:`wanlab.accel.study`, from the stored runs.
@@ -1187,8 +1194,9 @@ class SweepResult:
         ``speedup`` = the reference run's denoising time / this one's, ``psnr``, ``psnr_frame_mean``,
         ``ssim``, ``rel_l2`` and ``max_abs`` of the final latents, ``identical``, the work counters,
         ``digest``, ``key``), compared with the run of the ``reference`` setting (default: the sweep's
-        ``reference`` accel when it names one, else ``"exact"``) that shares its other swept values; points whose reference is not done are left out. Feed it to
-        :func:`wanlab.accel.summarize` and :func:`wanlab.accel.plot_study`. Times are single runs
+        ``reference`` accel when it names one, else ``"exact"``) that shares its other swept values;
+        points whose reference is not done are left out. Feed it to :func:`wanlab.accel.summarize`
+        and :func:`wanlab.accel.plot_study`. Times are single runs
         (``wanlab.accel.study`` repeats and interleaves them, for steadier speedups).
         """
         import pandas as pd
@@ -1201,9 +1209,8 @@ class SweepResult:
             reference = (self.sweep.reference or {}).get(ACCEL, "exact")
         ref_label = self.sweep._cell_of(ACCEL, reference)
         others = [n for n in self.sweep.swept if n != ACCEL]
-        done = self.df[self.df["status"] == "done"]
-        refs = {tuple(row[n] for n in others): row for _, row in done.iterrows() if row[ACCEL] == ref_label}
-        if not refs:
+        pairs = self._reference_pairs({ACCEL: ref_label})
+        if not pairs:  # a done reference run pairs at least with itself
             labels = ", ".join(dict.fromkeys(self.df[ACCEL]))
             raise ValueError(f"accel_study: no done run has the reference setting {ref_label!r} (the sweep's settings: "
                              f"{labels}); run the sweep, or name another reference")
@@ -1216,10 +1223,7 @@ class SweepResult:
             return loaded[key]
 
         rows = []
-        for _, row in done.iterrows():
-            ref = refs.get(tuple(row[n] for n in others))
-            if ref is None:
-                continue
+        for _, row, ref in pairs:
             i = int(row["point"])
             frames, latents, record = load(row["key"])
             ref_frames, ref_latents, ref_record = load(ref["key"])
