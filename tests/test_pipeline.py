@@ -181,3 +181,43 @@ def test_stage_timings_wait_for_gpu_work(monkeypatch):
     assert calls == []
     synchronize("cuda:1")
     assert calls == ["cuda:1"]
+
+
+def _broken_lora(pipe, path):
+    """A diffusers-format LoRA whose up-projection holds NaN: a deliberately broken adapter."""
+    import torch
+    from safetensors.torch import save_file
+
+    # on the attention's output projection: NaN in a query is hidden by CPU attention kernels
+    layer = pipe.diffusers.transformer.get_submodule("blocks.0.attn1.to_out.0")
+    save_file({"transformer.blocks.0.attn1.to_out.0.lora_A.weight": torch.ones(2, layer.in_features),
+               "transformer.blocks.0.attn1.to_out.0.lora_B.weight": torch.full((layer.out_features, 2), float("nan"))},
+              str(path))
+    return str(path)
+
+
+def test_non_finite_latents_fail_the_run_naming_the_step(pipe, base, tmp_path):
+    from wanlab.errors import GenerationError
+
+    broken = _broken_lora(pipe, tmp_path / "nan.safetensors")
+    with pytest.raises(GenerationError, match=r"non-finite values \(NaN or inf\) in the latents after denoising "
+                                              r"step 1 of 2"):
+        pipe.generate(base.replace(loras=[(broken, 1.0)]))
+    assert pipe.generate(base).digest == pipe.generate(base).digest  # the pipeline is unharmed
+
+
+def test_a_broken_adapter_is_a_recorded_failure_in_sweeps_and_tasks(pipe, base, tmp_path):
+    from wanlab.store import Store
+    from wanlab.sweep import Sweep
+
+    broken = _broken_lora(pipe, tmp_path / "nan.safetensors")
+    sweep = Sweep(base=base.to_dict(), grid={"loras": [[], [{"path": broken, "scale": 1.0}]]}, name="nan")
+    result = sweep.run(pipe, tmp_path / "store", progress=False, metrics=False)
+    assert list(result.df["status"]) == ["done", "failed"]
+    assert "GenerationError: non-finite values" in result.df["error"][1]
+    assert len(Store(tmp_path / "store")) == 1  # garbage is never a stored run
+    from wanlab.tasks import TaskQueue
+
+    queue = TaskQueue(pipe, tmp_path / "tasks")
+    done = queue.wait(queue.submit(base.replace(loras=[(broken, 1.0)])), timeout=60)
+    assert done["task"]["status"] == "TASK_STATUS_FAILED" and "non-finite values" in done["task"]["reason"]

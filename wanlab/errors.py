@@ -24,3 +24,7 @@ class LoRAError(WanlabError, ValueError):
 
 class TaskError(WanlabError):
     """A task id is unknown, the queue is full, or a task cannot be cancelled."""
+
+
+class GenerationError(WanlabError):
+    """A generation produced garbage (non-finite latents or frames, every frame black): never stored as a run."""

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .builtin import BUILTINS, REAL_MAX_SEQUENCE_LENGTH, REAL_NATIVE
-from .errors import LoadError, ParamError
+from .errors import GenerationError, LoadError, ParamError
 from .params import Params
 from .record import environment, now_iso
 from .video import WAN_FPS, Video
@@ -396,11 +396,11 @@ class Pipeline:
         negative_embeds = self.encode(p.negative_prompt) if cfg else None
         synchronize(self.device)
         t_accel = time.perf_counter()
-        callback = None
-        if on_step is not None:
-            def callback(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        def callback(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            check_finite(kwargs["latents"], f"the latents after denoising step {i + 1} of {p.steps}")
+            if on_step is not None:
                 on_step(i + 1, p.steps)
-                return {}
+            return {}
         saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
         if progress is not None:
             pipe.set_progress_bar_config(disable=not progress, leave=False)
@@ -424,6 +424,9 @@ class Pipeline:
             pipe._progress_bar_config = saved_bar
         with torch.inference_mode():
             frames = self.decode(latents)
+        if not frames.any():
+            raise GenerationError(f"every frame is black (all {frames.size} values are 0): the model produced "
+                                  "nothing to look at; not stored")
         t_end = time.perf_counter()
         timings = {"loras": t_encode - t_start, "encode": t_accel - t_encode, "denoise": t_decode - t_denoise,
                    "decode": t_end - t_decode, "total": t_end - t_start}
@@ -451,6 +454,7 @@ class Pipeline:
         inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1).to(latents.device, latents.dtype)
         with torch.inference_mode():
             video = vae.decode(latents / inv_std + mean, return_dict=False)[0]
+            check_finite(video, "the decoded frames (VAE output)")
             video = pipe.video_processor.postprocess_video(video, output_type="np")
         return to_uint8(video[0])
 
@@ -490,6 +494,19 @@ class Pipeline:
         from .tasks import queue_for
 
         return queue_for(self).cancel(task_id)
+
+
+def check_finite(tensor: Any, what: str) -> None:
+    """Raise :class:`GenerationError` when ``tensor`` holds NaN or infinity: garbage is never a result.
+
+    Checked after every denoising step (so the message names the first bad step) and after decoding.
+    """
+    import torch
+
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise GenerationError(f"non-finite values (NaN or inf) in {what}: {bad} of {tensor.numel()} values; "
+                              "a broken LoRA or an unstable setting can cause this; the run is not stored")
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
