@@ -9,30 +9,38 @@ from .fsutil import sha256_file
 from .params import LoRA
 
 
+_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+
+
+def file_hash(path: str) -> str:
+    """sha256 of a LoRA file (cached by path, size and mtime); clear error if it is missing."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise LoRAError(f"loras.path: no such LoRA file: {path}")
+    if file.suffix != ".safetensors":
+        raise LoRAError(f"loras.path: must be a .safetensors file; got {path}")
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_file(file)
+    return _HASHES[key]
+
+
+def describe(loras: Sequence[LoRA]) -> list[dict[str, Any]]:
+    """Path, scale and sha256 of each requested LoRA (for records and run keys; no model needed)."""
+    return [{"path": lo.path, "scale": lo.scale, "sha256": file_hash(lo.path)} for lo in loras]
+
+
 class LoRASet:
     """The adapters loaded into one pipeline; :meth:`apply` activates exactly the requested ones."""
 
     def __init__(self, pipe: Any) -> None:
         self.pipe = pipe
         self._names: dict[str, str] = {}  # file sha256 -> adapter name
-        self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
-
-    def file_hash(self, path: str) -> str:
-        """sha256 of a LoRA file (cached by path, size and mtime); clear error if it is missing."""
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise LoRAError(f"loras.path: no such LoRA file: {path}")
-        if file.suffix != ".safetensors":
-            raise LoRAError(f"loras.path: must be a .safetensors file; got {path}")
-        stat = file.stat()
-        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in self._hashes:
-            self._hashes[key] = sha256_file(file)
-        return self._hashes[key]
 
     def describe(self, loras: Sequence[LoRA]) -> list[dict[str, Any]]:
         """Path, scale and sha256 of each requested LoRA (for records and run keys)."""
-        return [{"path": lo.path, "scale": lo.scale, "sha256": self.file_hash(lo.path)} for lo in loras]
+        return describe(loras)
 
     def apply(self, loras: Sequence[LoRA]) -> list[dict[str, Any]]:
         """Load what is new, then weight the requested adapters; none requested means the base model."""
