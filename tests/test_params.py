@@ -85,7 +85,7 @@ def test_loras_forms_and_limits(tmp_path):
         Params(**OK, loras=[("a.safetensors", -0.1)])
     with pytest.raises(ParamError, match=r"^loras.path: must be a non-empty file path"):
         Params(**OK, loras=[("", 1.0)])
-    with pytest.raises(ParamError, match=r"^loras: must be entries with only the keys path and scale"):
+    with pytest.raises(ParamError, match=r"^loras.weight: must be a field of a LoRA \(path, scale\); got 1"):
         Params(**OK, loras=[{"path": "a.safetensors", "weight": 1}])
     with pytest.raises(ParamError, match=r"^loras: must be a list"):
         Params(**OK, loras="a.safetensors")

@@ -80,7 +80,7 @@ def test_negative_prompt_matters_only_with_guidance(pipe, base):
 
 def test_prompt_embedding_cache_is_bit_identical(pipe, base):
     warm = pipe.generate(base)
-    pipe._embeds.clear()
+    pipe.forget_embeddings()
     assert pipe.generate(base).digest == warm.digest
 
 

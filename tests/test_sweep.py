@@ -280,14 +280,14 @@ def test_prompt_embeddings_are_encoded_once_and_reuse_is_bit_identical(pipe, tmp
         calls.append(1)
         return original(*args, **kwargs)
 
-    pipe._embeds.clear()
+    pipe.forget_embeddings()
     monkeypatch.setattr(encoder, "forward", counting)
     result = sweep.run(pipe, store=tmp_path / "runs", metrics=False, progress=False)
     assert len(result.ran) == 4 and len(calls) == 3  # 3 texts (2 prompts, 1 negative prompt), 4 runs
     monkeypatch.undo()
     assert "flow_magnitude" not in result.df.columns
     for params, digest in zip(sweep.points(), result.df["digest"]):
-        pipe._embeds.clear()  # no reuse: every text encoded afresh
+        pipe.forget_embeddings()  # no reuse: every text encoded afresh
         assert pipe.generate(params, progress=False).digest == digest
 
 
@@ -416,5 +416,25 @@ def test_storing_overlaps_generation_only_where_cpu_is_free(pipe, monkeypatch):
         assert pipe.max_in_flight == 1 and gpu.max_in_flight == 2
         torch.set_num_threads(1)
         assert pipe.max_in_flight == 2
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_jobs_run_with_the_thread_count_of_the_thread_that_starts_them(pipe, tmp_path):
+    """torch keeps its thread count per thread: a sweep (on the pipeline's worker thread) and a task
+    (started by the queue's dispatcher) run with the caller's count, so they give generate's frames."""
+    import torch
+
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        p = Params(**SMALL, seed=77)
+        direct = pipe.generate(p, progress=False)
+        swept = Sweep(base=dict(SMALL), grid={"seed": [77]}, name="threads").run(
+            pipe, tmp_path / "runs", progress=False, metrics=False)
+        run = swept.get(seed=77)
+        assert run.digest == direct.digest and run.record["environment"]["torch_threads"] == 1
+        task = pipe.wait(pipe.submit(p, store=tmp_path / "tasks"), timeout=60)
+        assert Store(tmp_path / "tasks").get(task["extra"]["wanlab"]["run_key"]).digest == direct.digest
     finally:
         torch.set_num_threads(saved)

@@ -127,6 +127,19 @@ def test_show_max_width_shrinks_large_videos_for_display():
         wanlab.show(big, max_width=0)
 
 
+def test_show_keeps_within_its_size_budget_and_says_so():
+    import numpy as np
+
+    noise = np.random.default_rng(0).integers(0, 256, (12, 480, 832, 3), dtype=np.uint8)  # compresses badly
+    with pytest.warns(UserWarning, match=r"wanlab.show: the videos would embed about .* MB, more than "
+                                         r"max_bytes=1.0 MB; shown at \d+x\d+"):
+        markup = wanlab.show(noise, max_bytes=2**20).to_html()
+    uris = data_uris(markup)[0]
+    assert sum(len(u) for u in uris) <= 2**20 and "shown at" in markup
+    full = data_uris(wanlab.show(noise, max_bytes=None).to_html())[0]
+    assert sum(len(u) for u in full) > 2**20  # None embeds them as they are
+
+
 def test_show_zooms_small_videos_pixelated():
     markup = wanlab.show(moving_square(h=32, w=48)).to_html()
     assert 'width="192" height="128"' in markup and "image-rendering:pixelated" in markup

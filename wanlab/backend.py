@@ -19,7 +19,9 @@ contract (``wanlab.connect``) or a pool of Ray workers (``wanlab.ray.pool``). Ea
 starts and after each step, what to do with a prompt longer than the model reads (``truncate``:
 ``"warn"`` or ``"error"``), an ``affinity`` (jobs sharing one run on the same worker: an acceleration study's settings of one
 request) and, for remote backends, ``resume`` (a task id submitted earlier, to poll instead of
-paying again) with ``on_accepted`` (called with the task id before polling, so it is recorded).
+paying again) with ``on_accepted`` (called with the task id before polling, so it is recorded),
+and ``threads``: the torch thread count to run with (None: that of the thread that starts the job;
+torch keeps the count per thread, and 1 vs 2 threads give other frames in the last bits).
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class Job:
     affinity: str | None = None
     resume: str | None = None
     on_accepted: Callable[[str], None] | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.params, Params):

@@ -91,9 +91,7 @@ class LoRA:
         if isinstance(value, LoRA):
             return value
         if isinstance(value, Mapping):
-            unknown = set(value) - {"path", "scale"}
-            if unknown:
-                raise ParamError("loras", "entries with only the keys path and scale", dict(value))
+            check_known("loras", value, ("path", "scale"), "a field of a LoRA")
             if "path" not in value:
                 raise ParamError("loras.path", "given for every LoRA", dict(value))
             return cls(value["path"], value.get("scale", 1.0))

@@ -354,11 +354,22 @@ class Pipeline(TaskMethods):
                      latents=latents.float().cpu().numpy())
 
     def start(self, job: Job) -> "Future[Video]":
-        """Run ``job`` on this pipeline's worker thread; the Future holds its video (or its error)."""
+        """Run ``job`` on this pipeline's worker thread, with the torch thread count of the thread that
+        starts it (or ``job.threads``); the Future holds its video (or its error)."""
+        import torch
+
+        threads = job.threads or torch.get_num_threads()
         with self._lock:
             if self._worker is None:
                 self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlab-pipeline")
-        return self._worker.submit(self.run, job)
+        return self._worker.submit(self._run_with, threads, job)
+
+    def _run_with(self, threads: int, job: Job) -> Video:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return self.run(job)
 
     def close(self) -> None:
         """Stop the task queue and the worker thread (what runs finishes); the model stays loaded."""

@@ -23,11 +23,17 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .values import check_int, check_number
+
 #: Frames with at most this many pixels are embedded as PNG under ``format="auto"``; larger as JPEG.
 PNG_MAX_PIXELS = 256 * 256
 #: Under ``zoom=None`` small videos are enlarged (pixelated, by a whole factor) to at least this height.
 MIN_DISPLAY_HEIGHT = 128
 FORMATS = ("auto", "png", "jpeg")
+#: Encoded bytes :func:`show` embeds at most (all videos together); beyond it the videos are shown
+#: downscaled, with a warning, as mediapy does: an 832x480x81 clip is 5-12 MB of frames, and a
+#: notebook that embeds a few of them becomes slow to open and to save.
+MAX_BYTES = 8 * 2**20
 
 
 def encode_frame(frame: np.ndarray, fmt: str = "png", quality: int = 85) -> bytes:
@@ -67,8 +73,7 @@ def fit_width(frames: np.ndarray, max_width: int | None) -> np.ndarray:
 
 
 def check_max_width(max_width: int | None) -> None:
-    if max_width is not None and (isinstance(max_width, bool) or not isinstance(max_width, int) or max_width < 16):
-        raise ValueError(f"max_width: must be an integer of at least 16 (pixels) or None; got {max_width!r}")
+    check_int("max_width", max_width, 16, optional=True, rule="an integer of at least 16 (pixels) or None")
 
 
 def auto_zoom(height: int, min_height: int = MIN_DISPLAY_HEIGHT) -> int:
@@ -112,9 +117,7 @@ def as_labelled(videos: Any, titles: Iterable[str] | None = None) -> dict[str, A
 def common_fps(videos: Mapping[str, Any], fps: float | None = None) -> float:
     """The playback rate: ``fps`` if given, else the videos' fps (the first one's if they differ)."""
     if fps is not None:
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
-            raise ValueError(f"fps: must be a positive number; got {fps!r}")
-        return float(fps)
+        return check_number("fps", fps, 0, lo_open=True, rule="a positive number")
     rates = [float(getattr(v, "fps", 16.0)) for v in videos.values()]
     return rates[0]
 
@@ -136,20 +139,19 @@ class Player:
 
     def __init__(self, videos: Mapping[str, Any], *, fps: float | None = None, zoom: int | None = None,
                  format: str = "auto", quality: int = 85, max_width: int | None = None, loop: bool = True,
-                 autoplay: bool = False) -> None:
+                 autoplay: bool = False, max_bytes: int | None = MAX_BYTES) -> None:
         from .frames import as_frames
 
         check_max_width(max_width)
+        self.max_bytes = check_int("max_bytes", max_bytes, 1024, optional=True)
         self._entries = []
         for label, v in videos.items():
             frames = as_frames(v, f"videos[{label!r}]")
             self._entries.append(_Entry(label, fit_width(frames, max_width), float(getattr(v, "fps", 16.0)),
                                         (frames.shape[2], frames.shape[1])))
         self.fps = common_fps(videos, fps)
-        if zoom is not None and (isinstance(zoom, bool) or not isinstance(zoom, int) or not 1 <= zoom <= 16):
-            raise ValueError(f"zoom: must be an integer in 1..16 or None; got {zoom!r}")
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-            raise ValueError(f"quality: must be an integer in 1..100; got {quality!r}")
+        check_int("zoom", zoom, 1, 16, optional=True)
+        check_int("quality", quality, 1, 100)
         pick_format(format, 1, 1)
         self.zoom = zoom
         self.format = format
@@ -176,8 +178,33 @@ class Player:
                 f"{self.num_frames} frames @ {self.fps:g} fps)")
 
     # --- rendering ---------------------------------------------------------------------------------
+    def _estimate(self, entry: _Entry) -> float:
+        """Bytes the entry's frames will embed as base64: its first and last frames encoded, times T."""
+        fmt = pick_format(self.format, *entry.frames.shape[1:3])
+        ends = [entry.frames[0], entry.frames[-1]]
+        return 4 / 3 * len(entry.frames) * sum(len(encode_frame(f, fmt, self.quality)) for f in ends) / 2
+
+    def _fit_budget(self) -> None:
+        """Downscale every video by one factor when their frames would embed more than ``max_bytes``."""
+        import math
+        import warnings
+
+        if self.max_bytes is None:
+            return
+        estimate = sum(self._estimate(e) for e in self._entries)
+        if estimate <= self.max_bytes:
+            return
+        scale = 0.95 * math.sqrt(self.max_bytes / estimate)  # encoded bytes grow with the pixels
+        for e in self._entries:
+            e.frames = fit_width(e.frames, max(16, int(e.frames.shape[2] * scale)))
+        shown = ", ".join(f"{e.frames.shape[2]}x{e.frames.shape[1]}" for e in self._entries)
+        warnings.warn(f"wanlab.show: the videos would embed about {estimate / 2**20:.1f} MB, more than max_bytes="
+                      f"{self.max_bytes / 2**20:.1f} MB; shown at {shown} (max_bytes=None embeds them as they are)",
+                      stacklevel=4)
+
     def _data_uris(self) -> list[list[str]]:
         if self._encoded is None:
+            self._fit_budget()
             self._encoded = []
             for e in self._entries:
                 fmt = pick_format(self.format, *e.frames.shape[1:3])
@@ -249,7 +276,7 @@ class Player:
 
 def show(videos: Any, *, titles: Iterable[str] | None = None, fps: float | None = None, zoom: int | None = None,
          format: str = "auto", quality: int = 85, max_width: int | None = None, loop: bool = True,
-         autoplay: bool = False) -> Player:
+         autoplay: bool = False, max_bytes: int | None = MAX_BYTES) -> Player:
     """Show ``video``, ``[videos]`` or ``{label: video}`` inline, side by side and synchronized.
 
     One play button and one slider drive the same frame index in every video, at ``fps`` (default: the
@@ -258,12 +285,15 @@ def show(videos: Any, *, titles: Iterable[str] | None = None, fps: float | None 
     to bring small videos to at least 128 px high). ``format``: ``"png"`` (exact pixels), ``"jpeg"``
     (``quality``, smaller) or ``"auto"`` (PNG up to 256x256 px per frame, JPEG above). ``max_width``
     shrinks wider videos to that many pixels for display. The HTML embeds every frame, so a notebook that
-    keeps the output grows by their encoded size: about 5-12 MB for one 81-frame 832x480 video at the
-    defaults, less than half of that with ``max_width=416``.
+    keeps the output grows by their encoded size (5-12 MB for one 81-frame 832x480 video at full size):
+    beyond ``max_bytes`` (default :data:`MAX_BYTES`, all videos together) they are shown downscaled by one
+    factor, with a warning; ``max_bytes=None`` embeds them as they are.
     Videos may also be bare uint8 ``(T, H, W, 3)`` arrays (shown at 16 fps unless ``fps`` is given).
+
+    >>> wanlab.show({"guidance 3": a, "guidance 5": b})  # doctest: +SKIP
     """
     return Player(as_labelled(videos, titles), fps=fps, zoom=zoom, format=format, quality=quality,
-                  max_width=max_width, loop=loop, autoplay=autoplay)
+                  max_width=max_width, loop=loop, autoplay=autoplay, max_bytes=max_bytes)
 
 
 # The player: one shared frame index, advanced by wall-clock time at `fps` (dropped animation frames do

@@ -5,6 +5,23 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .values import check_int
+
+
+#: Units of the measurements wanlab stores, for axis labels.
+UNITS = {
+    "flow_magnitude": "px/frame", "dynamic_score": "px per sampled pair", "dynamic_threshold": "px",
+    "dynamic_degree": "1 dynamic, 0 static", "temporal_flicker": "0..1, 1 = no change", "smoothness": "0..1, 1 = smooth",
+    "warp_error": "mean squared error, [0, 1] scale", "psnr_vs_ref": "dB", "ssim_vs_ref": "-1..1", "psnr": "dB",
+    "seconds": "s", "denoise_s": "s", "speedup": "x", "calls_skipped": "calls",
+}
+
+
+def axis_label(name: str) -> str:
+    """``flow_magnitude (px/frame)``: a column name with its unit, when wanlab knows it."""
+    unit = UNITS.get(name)
+    return f"{name} ({unit})" if unit else name
+
 
 def _frame_indices(count: int, n: int | None, frames: Sequence[int] | None) -> list[int]:
     if frames is not None:
@@ -14,8 +31,7 @@ def _frame_indices(count: int, n: int | None, frames: Sequence[int] | None) -> l
             raise ValueError(f"frames: must be indices in 0..{count - 1}; got {bad}")
         return picked
     n = count if n is None else n
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: must be a positive integer; got {n!r}")
+    check_int("n", n, 1, rule="a positive integer")
     return sorted(set(np.linspace(0, count - 1, min(n, count)).round().astype(int).tolist()))
 
 
@@ -100,8 +116,8 @@ def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = No
             std = stats["std"].fillna(0.0).to_numpy()
             ax.fill_between(xs, stats["mean"] - std, stats["mean"] + std, alpha=0.15, color=line.get_color())
             ax.scatter(part[x], part[y], s=10, alpha=0.5, color=line.get_color())
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(axis_label(y))
     if not numeric_x:
         ax.tick_params(axis="x", labelrotation=30)
         for label in ax.get_xticklabels():
@@ -140,7 +156,7 @@ def heatmap(df: Any, x: str, y: str, value: str, *, ax: Any = None, title: str |
         if np.isfinite(v):
             ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=8,
                     color="black" if v > mid else "white")
-    fig.colorbar(image, ax=ax, label=value)
+    fig.colorbar(image, ax=ax, label=axis_label(value))
     ax.set_title(title or f"mean {value}", fontsize=10)
     fig.tight_layout()
     plt.close(fig)

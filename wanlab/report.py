@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .fsutil import write_text
+from .tables import html_table
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -39,6 +40,10 @@ MIN_SHOWN_WIDTH = 160
 #: At most this many videos go into the frame grid (a bigger sweep would make a huge image).
 MAX_GRID_ROWS = 16
 GRID_FRAMES = 6
+#: Said under the frame grid: frame 0 is shown as generated, and why it may look unlike the rest.
+FRAME_ZERO_NOTE = ("Every frame is shown as generated. Wan's VAE is causal in time: latent frame 0 encodes frame 0 "
+                   "alone, and each later latent frame covers several frames, so frame 0 may look sharper or "
+                   "differently coloured than the frames after it.")
 
 STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1200px;
@@ -52,6 +57,7 @@ figure { margin: 0; text-align: center; }
 figcaption { font-size: .8em; color: #444; max-width: 100%; }
 video, img.pixel { image-rendering: pixelated; background: #000; }
 img.plot { max-width: 100%; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table.metrics { border-collapse: collapse; font-size: .85em; }
 table.metrics th, table.metrics td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
 table.metrics th { background: #f4f4f4; }
@@ -77,30 +83,34 @@ def image_tag(path: str | os.PathLike[str], alt: str, css: str = "plot") -> str:
     return f'<img class="{css}" alt="{html.escape(alt)}" src="{data_uri(path, "image/png")}">'
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def fold_constants(df: "pd.DataFrame", keep: tuple[str, ...] = ("point", "status")) -> tuple[dict[str, Any], "pd.DataFrame"]:
+    """Columns with one value in every row (said once, above the table) and the table without them."""
+    constant = {}
+    for name in df.columns:
+        if name in keep or len(df) < 2:
+            continue
+        values = df[name].astype(str).unique()
+        if len(values) == 1:
+            constant[name] = df[name].iloc[0]
+    return constant, df.drop(columns=list(constant))
 
 
-def table_html(df: "pd.DataFrame", links: Mapping[int, str] | None = None) -> str:
-    """The sweep table as an HTML table (floats to 4 significant digits, rows shaded by status)."""
-    columns = [c for c in df.columns if c not in ("key", "path")]
-    if "error" in columns and not df["error"].notna().any():
-        columns.remove("error")
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns) + ("<th>video</th>" if links else "")
-    rows = []
-    for _, row in df.iterrows():
-        cells = "".join(f"<td>{html.escape(_fmt(row[c])[:12] if c == 'digest' else _fmt(row[c]))}</td>"
-                        for c in columns)
-        if links:
-            link = links.get(int(row["point"]))
-            cells += (f'<td><a href="{html.escape(link)}">{html.escape(Path(link).name)}</a></td>' if link
-                      else "<td></td>")
-        rows.append(f'<tr class="{html.escape(str(row.get("status", "")))}">{cells}</tr>')
-    return f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+def metrics_table(df: "pd.DataFrame", links: Mapping[int, str]) -> str:
+    """The sweep table for the page: bookkeeping columns left out, constant columns folded into one
+    line above it, and the table in its own scrolling box (the page never scrolls sideways)."""
+    from .tables import cell_text, html_table
+
+    shown = df.drop(columns=[c for c in ("key", "path") if c in df.columns])
+    if "error" in shown.columns and not shown["error"].notna().any():
+        shown = shown.drop(columns=["error"])
+    constant, shown = fold_constants(shown)
+    line = ""
+    if constant:
+        line = ('<p class="meta">The same in every row: '
+                + ", ".join(f"{html.escape(k)} = {html.escape(cell_text(v)[:60])}" for k, v in constant.items())
+                + "</p>")
+    table = html_table(shown, row_class="status", links=links, cut={"digest": 12}, css_class="metrics")
+    return f'{line}<div class="scroll">{table}</div>'
 
 
 def _copy_run_files(run: Any, target: Path) -> Path:
@@ -231,9 +241,12 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     parts.append("<h2>Videos</h2>")
     figures = []
     free = [n for n in sweep.swept if len(done) and done[n].astype(str).nunique() > 1] or sweep.swept
+    prompts_vary = "prompt" in free
     for _, row in done.iterrows():
         i = int(row["point"])
-        caption = html.escape(sweep.label(i, result.points[i], free))
+        caption = html.escape(sweep.label(i, result.points[i], [n for n in free if n != "prompt"]))
+        if prompts_vary:
+            caption = f"<i>{html.escape(result.points[i].prompt)}</i><br>{caption}"
         if metric in row and not _missing(row[metric]):
             caption += f"<br>{html.escape(metric)} {row[metric]:.3g}"
         width = int(result.points[i].width)
@@ -249,6 +262,7 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     if grid_file is not None:
         parts.append(f"<h2>Frame grid {grid_note}</h2>")
         parts.append(image_tag(grid_file, "frame grid", "plot pixel"))
+        parts.append(f'<p class="meta">{FRAME_ZERO_NOTE}</p>')
     parts.append(f"<h2>{html.escape(metric)} vs {html.escape(px)}</h2>")
     if plot_file is not None:
         parts.append(image_tag(plot_file, f"{metric} vs {px}"))
@@ -265,8 +279,7 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
         parts.append("<h2>Acceleration: speed vs fidelity</h2>")
         if accel_file is not None and accel_summary is not None:
             parts.append(image_tag(accel_file, "speedup against PSNR per acceleration setting"))
-            parts.append(accel_summary.to_html(index=False, classes="metrics", float_format=lambda v: f"{v:.3g}",
-                                               border=0))
+            parts.append(f'<div class="scroll">{html_table(accel_summary, css_class="metrics")}</div>')
             parts.append('<p class="meta">Speedup: the exact run\'s denoising time over the setting\'s, one run each '
                          '(see <a href="accel_study.csv">accel_study.csv</a>); PSNR pooled over frames and points, '
                          "SSIM and relative L2 of the final latents averaged over points; skipped: the share of "
@@ -276,7 +289,7 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
             parts.append(f"<p>{html.escape(accel_note or 'no point done yet')}</p>")
 
     parts.append("<h2>Metrics</h2>")
-    parts.append(table_html(table, {i: f"videos/{p.name}" for i, p in video_files.items()}))
+    parts.append(metrics_table(table, {i: f"videos/{p.name}" for i, p in video_files.items()}))
     parts.append(f'<p class="meta">Also in <a href="{csv.name}">{csv.name}</a>. Motion metrics are computed with '
                  "classical optical flow: proxies for VBench / EvalCrafter scores, not comparable to their "
                  "published numbers.</p>")

@@ -49,12 +49,14 @@ def check_int(name: str, value: object, lo: int | None = None, hi: int | None = 
 
 
 def check_number(name: str, value: object, lo: float | None = None, hi: float | None = None, *,
-                 lo_open: bool = False, hi_open: bool = False, rule: str | None = None) -> float:
+                 lo_open: bool = False, hi_open: bool = False, optional: bool = False, rule: str | None = None) -> Any:
     """``value`` as a finite float in the range (``lo_open``/``hi_open`` exclude the bound).
 
     >>> check_number("guidance_scale", 5, 0, 10)
     5.0
     """
+    if value is None and optional:
+        return None
     if rule is None:
         if lo is not None and hi is not None:
             rule = (f"a number in {lo:g}..{hi:g}" if not (lo_open or hi_open) else
@@ -65,6 +67,8 @@ def check_number(name: str, value: object, lo: float | None = None, hi: float | 
             rule = f"a number {'<' if hi_open else '<='} {hi:g}"
         else:
             rule = "a finite number"
+        if optional:
+            rule += " or None"
     if not is_number(value) or not math.isfinite(value):  # type: ignore[arg-type]
         raise ParamError(name, rule, value)
     v = float(value)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from .errors import WanlabError
 from .frames import WAN_FPS, check_frames, frames_digest
 from .fsutil import atomic_file, write_json
 from .params import Params
+from .values import check_number
 
 LOSSLESS_SUFFIX = ".lossless.mkv"
 #: h264 yuv420p at a high quality: small files that every browser plays (not for analysis).
@@ -102,9 +103,7 @@ class Video:
 
     def __post_init__(self) -> None:
         self.frames = check_frames(self.frames)
-        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not self.fps > 0:
-            raise ValueError(f"fps: must be a positive number; got {self.fps!r}")
-        self.fps = float(self.fps)
+        self.fps = check_number("fps", self.fps, 0, lo_open=True, rule="a positive number")
         self._digest: str | None = None
 
     def __repr__(self) -> str:

@@ -33,7 +33,7 @@ from ..fsutil import atomic_dir, atomic_file, write_json
 from ..keys import KEY_LENGTH, KEY_RE, MIN_PREFIX, PREFIX_RE, check_key, record_key_parts, run_key
 from ..params import Params
 from ..record import now_iso
-from ..values import plain
+from ..values import is_number, plain
 from ..video import RUN_LOSSLESS, RUN_MP4, RUN_RECORD
 from .index import CORE_COLUMNS, Index, loras_text
 from .run import LATENTS_NAME, METRICS_NAME, Run, RunNotFoundError, read_json
@@ -313,8 +313,8 @@ def _matcher(name: str, value: Any):
     if isinstance(value, (list, tuple, set, frozenset)):
         tests = [_matcher(name, v) for v in value]
         return lambda got: any(t(got) for t in tests)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return lambda got: isinstance(got, (int, float)) and float(got) == float(value)
+    if is_number(value):
+        return lambda got: is_number(got) and float(got) == float(value)
     return lambda got: got == value
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from ..errors import ParamError
 from ..params import SEED_MAX, Params
-from ..values import plain
+from ..values import check_int, check_known, plain
 from .toml import read_toml, to_toml
 from .values import (
     ACCEL,
@@ -132,23 +132,17 @@ class Sweep:
         self.seeds_spec: int | list[int] | None = None
         if seeds is not None:
             claim("seed", "seeds")
-            if isinstance(seeds, bool):
-                raise ParamError("seeds", "a list of seeds or a count N >= 1", seeds)
-            if isinstance(seeds, int):
-                if seeds < 1:
-                    raise ParamError("seeds", "a list of seeds or a count N >= 1", seeds)
-                self.seeds_spec = seeds
+            if isinstance(seeds, (int, bool)):
+                self.seeds_spec = check_int("seeds", seeds, 1, rule="a list of seeds or a count N >= 1")
             else:
                 values = check_values("seeds", seeds)
                 for v in values:
-                    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= SEED_MAX:
-                        raise ParamError("seeds", f"seeds in 0..{SEED_MAX}", v)
+                    check_int("seeds", v, 0, SEED_MAX, rule=f"seeds in 0..{SEED_MAX}")
                 self.seeds_spec = values
 
         # --- the sweep seed: given, or derived from the name (or prompt); recorded either way
         if sweep_seed is not None:
-            if isinstance(sweep_seed, bool) or not isinstance(sweep_seed, int) or not 0 <= sweep_seed <= SEED_MAX:
-                raise ParamError("sweep_seed", f"an integer in 0..{SEED_MAX}", sweep_seed)
+            check_int("sweep_seed", sweep_seed, 0, SEED_MAX)
             self._sweep_seed_given = True
         else:
             sweep_seed = default_sweep_seed(name or str(base_fields.get("prompt", "sweep")))
@@ -191,9 +185,7 @@ class Sweep:
     def replace(self, **changes: Any) -> "Sweep":
         """A new sweep with some of the definition changed, e.g. ``sweep.replace(grid={"steps": [10, 20]})``
         or ``sweep.replace(base={**sweep.base_fields, "width": 64})``; the rest is kept."""
-        unknown = [k for k in changes if k not in TOP_LEVEL_KEYS]
-        if unknown:
-            raise ParamError(unknown[0], f"a sweep key ({', '.join(TOP_LEVEL_KEYS)})", changes[unknown[0]])
+        check_known("", changes, TOP_LEVEL_KEYS, "a sweep key")
         data = self.to_dict()
         if "sweep_seed" in data and not self._sweep_seed_given:
             del data["sweep_seed"]  # derived: derive it again (from a new name, say)
@@ -408,9 +400,7 @@ class Sweep:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, question: str | None = None,
                   default_name: str | None = None) -> "Sweep":
-        unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
-        if unknown:
-            raise ParamError(unknown[0], f"a sweep key ({', '.join(TOP_LEVEL_KEYS)})", data[unknown[0]])
+        check_known("", data, TOP_LEVEL_KEYS, "a sweep key")
         for key in ("base", "grid", "zip"):
             if key in data and not isinstance(data[key], Mapping):
                 raise ParamError(key, "a table of Params fields", data[key])

@@ -23,7 +23,7 @@ from ..backend import Job, is_backend
 from ..errors import LoRAError, ParamError
 from ..keys import run_key, unreadable_loras
 from ..values import check_bool, check_choice, check_int
-from .values import ACCEL, check_shard
+from .values import check_shard
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..params import Params

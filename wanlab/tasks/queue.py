@@ -7,8 +7,7 @@ and the task ends ``TASK_STATUS_SUCCEED`` (or ``TASK_STATUS_FAILED`` with a read
 cancelled task is FAILED too, the API having no cancelled status).
 
 - ``progress_percent`` follows the denoising steps and stays below 100 until the video is stored;
-  ``eta`` (seconds) comes from the measured time per step, scaled by each queued request's size,
-  plus the measured decode-and-store time (kept in the store, so a restarted queue starts from it).
+  ``eta`` (seconds, always a number) comes from :mod:`wanlab.tasks.eta`.
 - Polls (:meth:`result`) read memory under a lock that no disk write ever holds.
 - Tasks are written when accepted; a queue created on a store resumes that store's unfinished
   tasks of the same model (:mod:`wanlab.tasks.files` decides which process runs each one).
@@ -19,11 +18,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
+import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -31,65 +29,32 @@ from ..backend import Job
 from ..errors import TaskError, WanlabError
 from ..params import Params
 from ..store import Store, default_store_path
-from ..values import check_int
+from ..values import check_int, check_number
+from .eta import Rates
 from .files import TaskFiles, check_task_id
 from .shape import FAILED, FINISHED, LOCAL_URL_TTL, PROCESSING, QUEUED, SUCCEED, task_result, video_entry
+from .task import Task
 
 DEFAULT_MAXSIZE = 16
 KEEP_FINISHED = 1000
 CANCELLED_REASON = "cancelled before it started"
-#: Until a step has been measured: seconds per unit of :func:`work` per step, and per output pixel for
-#: decoding and storing (measured on the tiny model on 2 CPU cores; a GPU replaces them at once).
-PRIOR_STEP_RATE = 5e-4
-PRIOR_TAIL_RATE = 1.5e-6
-RATES_FILE = "rates.json"
 
 
 class TaskTimeout(TaskError, TimeoutError):
     """``wait`` ran out of time before the task finished (the task goes on)."""
 
 
-def work(params: Params) -> float:
-    """Relative cost of one denoising step: latent tokens, doubled under classifier-free guidance."""
-    tokens = ((params.num_frames - 1) // 4 + 1) * max(params.height // 16, 1) * max(params.width // 16, 1)
-    return float(tokens) * (2.0 if params.guidance_scale > 1.0 else 1.0)
-
-
-def pixels(params: Params) -> float:
-    return float(params.num_frames * params.height * params.width)
+def caller_threads() -> int | None:
+    """The calling thread's torch thread count when torch is in use (a task runs with the count its
+    submitter had, not the dispatcher thread's default); None otherwise."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 def reason_of(exc: BaseException) -> str:
     """One readable sentence: wanlab's own errors are already phrased for people."""
     text = str(exc).strip() or type(exc).__name__
     return text if isinstance(exc, (WanlabError, ValueError, FileNotFoundError)) else f"{type(exc).__name__}: {text}"
-
-
-@dataclass(eq=False)
-class Task:
-    """One task as the queue holds it."""
-
-    task_id: str
-    params: Params
-    accel: Any
-    parts: dict[str, Any]
-    store: Store
-    model: str = ""
-    owner: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    status: str = QUEUED
-    reason: str = ""
-    done: int = 0
-    submitted: float = field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
-    step_time: float | None = None
-    last_step: float | None = None
-    run_key: str | None = None
-    version: int = 0
-    written: int = -1
-    write_lock: threading.Lock = field(default_factory=threading.Lock)
-    future: Any = None
 
 
 class TaskQueue:
@@ -108,11 +73,9 @@ class TaskQueue:
                  keep_finished: int = KEEP_FINISHED, resume: bool = True,
                  video_url: Callable[[Any, Task], tuple[str, int]] | None = None,
                  on_finish: Callable[[Task, dict[str, Any]], None] | None = None) -> None:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            raise ValueError(f"maxsize: must be a positive integer; got {maxsize!r}")
         self.backend = backend
         self.store = Store(store) if store is not None else Store(default_store_path())
-        self.maxsize = maxsize
+        self.maxsize = check_int("maxsize", maxsize, 1)
         self.keep_finished = check_int("keep_finished", keep_finished, 1)
         self.video_url = video_url or _file_url
         self.on_finish = on_finish
@@ -124,9 +87,7 @@ class TaskQueue:
         self._running: list[Task] = []
         self._dispatcher: threading.Thread | None = None
         self._closing = False
-        rates = self._read_rates()
-        self._step_rate: float | None = rates.get("step_rate")  # seconds per unit of work, per step
-        self._tail_rate: float | None = rates.get("tail_rate")  # seconds of decode + store per output pixel
+        self._rates = Rates(self.store.path / "tasks", backend.identity.fingerprint)
         if resume:
             self._resume()
 
@@ -150,7 +111,8 @@ class TaskQueue:
         accel_ = Accel.coerce(accel) if accel is not None else None
         target = self.store if store is None else Store(store)
         task = Task(task_id=str(uuid.uuid4()), params=p, accel=accel_, parts={}, store=target, owner=owner,
-                    options=dict(options or {}), model=self.backend.identity.fingerprint)
+                    options={"torch_threads": caller_threads(), **dict(options or {})},
+                    model=self.backend.identity.fingerprint)
         with self._cond:
             if self._closing:
                 raise TaskError("the task queue is closed; it takes no new tasks")
@@ -184,9 +146,7 @@ class TaskQueue:
 
         Raises :class:`TaskTimeout` (a ``TaskError`` and ``TimeoutError``) after ``timeout`` seconds.
         """
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout < 0):
-            raise ValueError(f"timeout: must be a number of seconds >= 0 or None; got {timeout!r}")
+        check_number("timeout", timeout, 0, optional=True, rule="a number of seconds >= 0 or None")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             task = self._tasks.get(task_id) if isinstance(task_id, str) else None
@@ -286,7 +246,7 @@ class TaskQueue:
             if not task.parts:  # LoRA files are read (and downloaded) here, not while the request waits
                 task.parts = self.backend.key_parts(task.params, task.accel)
             job = Job(task.params, task.accel, on_step=self._step_counter(task), on_start=lambda: self._started(task),
-                      truncate=str(task.options.get("truncate", "warn")))
+                      truncate=str(task.options.get("truncate", "warn")), threads=task.options.get("torch_threads"))
             future = self.backend.start(job)
         except BaseException as exc:  # noqa: BLE001 - the task fails with the reason; the queue goes on
             self._complete(task, None, exc, claim)
@@ -309,8 +269,7 @@ class TaskQueue:
                 start = task.last_step if task.last_step is not None else now
                 task.step_time = now - start if task.step_time is None else 0.5 * (task.step_time + (now - start))
                 task.done = done
-                rate = task.step_time / work(task.params)
-                self._step_rate = rate if self._step_rate is None else 0.5 * (self._step_rate + rate)
+                self._rates.add_step(task.step_time, task.params)
                 task.last_step = now
                 self._cond.notify_all()
         return on_step
@@ -328,11 +287,10 @@ class TaskQueue:
                 run = task.store.put(video, key_parts=task.parts, extra={"task_id": task.task_id})
                 tail = time.perf_counter() - (task.last_step or time.perf_counter())
                 with self._cond:
-                    rate = tail / pixels(task.params)
-                    self._tail_rate = rate if self._tail_rate is None else 0.5 * (self._tail_rate + rate)
+                    self._rates.add_tail(tail, task.params)
                     task.run_key, task.done = run.key, task.params.steps
                     self._end(task, SUCCEED, "")
-                self._write_rates()
+                self._rates.save()
             else:
                 with self._cond:
                     self._end(task, FAILED, reason_of(error))
@@ -378,7 +336,7 @@ class TaskQueue:
     def _persist(self, task: Task) -> None:
         """Write the task's file if this version is newer than the last written (outside the queue lock)."""
         with self._cond:
-            version, data = task.version, self._file_data(task)
+            version, data = task.version, task.file_data(self._result(task))
         with task.write_lock:
             if version <= task.written:
                 return
@@ -387,54 +345,20 @@ class TaskQueue:
         with self._cond:
             self._cond.notify_all()
 
-    def _file_data(self, task: Task) -> dict[str, Any]:
-        return {"task_id": task.task_id, "status": task.status, "reason": task.reason,
-                "params": task.params.to_dict(), "accel": task.accel.to_dict() if task.accel is not None else None,
-                "key": _key_of(task.parts) if task.parts else None, "key_parts": task.parts or None, "model": task.model,
-                "submitted": task.submitted, "started": task.started, "finished": task.finished,
-                "run_key": task.run_key, "owner": task.owner, "options": task.options, "result": self._result(task)}
-
     def _resume(self) -> None:
         """Queue this store's unfinished tasks of this backend's model (oldest first)."""
-        from ..accel.setting import Accel
-
         files = TaskFiles(self.store.path)
-        fingerprint = self.backend.identity.fingerprint
         for data in files.unfinished():
-            if data.get("model") != fingerprint:
+            if data.get("model") != self.backend.identity.fingerprint:
                 continue
             with files.claim(data["task_id"]) as free:
                 if not free:
                     continue  # running in another process right now
-            params = Params.from_dict(data["params"])
-            accel = Accel.from_dict(data["accel"]) if data.get("accel") else None
-            task = Task(task_id=data["task_id"], params=params, accel=accel, parts=dict(data.get("key_parts") or {}),
-                        store=self.store, model=fingerprint, owner=data.get("owner"),
-                        options=dict(data.get("options") or {}), submitted=float(data.get("submitted") or time.time()))
-            task.version = 1  # the file says QUEUED or PROCESSING; it becomes QUEUED again
+            task = Task.from_file(data, self.store)
             self._tasks[task.task_id] = task
             self._queue.append(task)
         if self._queue:
             self._start()
-
-    def _read_rates(self) -> dict[str, float]:
-        try:
-            data = json.loads((self.store.path / "tasks" / RATES_FILE).read_text())
-            return dict(data.get(self.backend.identity.fingerprint) or {})
-        except (OSError, ValueError, AttributeError):
-            return {}
-
-    def _write_rates(self) -> None:
-        from ..fsutil import write_json
-
-        file = self.store.path / "tasks" / RATES_FILE
-        with contextlib.suppress(OSError, ValueError):
-            try:
-                data = json.loads(file.read_text())
-            except (OSError, ValueError):
-                data = {}
-            data[self.backend.identity.fingerprint] = {"step_rate": self._step_rate, "tail_rate": self._tail_rate}
-            write_json(file, data)
 
     # --- answers -------------------------------------------------------------------------------------
     def _progress(self, task: Task) -> int:
@@ -450,8 +374,8 @@ class TaskQueue:
         if task.status == PROCESSING and task.step_time is not None:
             per_step = task.step_time
         else:
-            per_step = (self._step_rate if self._step_rate is not None else PRIOR_STEP_RATE) * work(p)
-        tail = (self._tail_rate if self._tail_rate is not None else PRIOR_TAIL_RATE) * pixels(p)
+            per_step = self._rates.per_step(p)
+        tail = self._rates.after_steps(p)
         remaining = per_step * (p.steps - task.done) + tail
         if task.status == PROCESSING and task.last_step is not None and task.done < p.steps:
             remaining -= min(time.perf_counter() - task.last_step, per_step)  # the step under way

@@ -1,0 +1,63 @@
+"""Tables as HTML: the one renderer the report, the widgets and notebook reprs share.
+
+Numbers to 4 significant digits, NaN and None as a dash, infinity as ∞; long text cut where asked;
+rows may carry a CSS class (the sweep report shades failed and pending rows) and a link.
+"""
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Mapping, Sequence
+
+CELL = "padding:2px 8px;text-align:right;white-space:nowrap"
+
+
+def cell_text(value: Any) -> str:
+    """A table cell's text: floats to 4 significant digits, missing values as a dash."""
+    if value is None:
+        return "—"
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
+        if math.isinf(value):
+            return "∞" if value > 0 else "-∞"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def html_table(df: Any, *, index: bool = False, columns: Sequence[str] | None = None,
+               row_class: str | None = None, links: Mapping[Any, str] | None = None,
+               cut: Mapping[str, int] | None = None, css_class: str = "wanlab-table") -> str:
+    """An HTML table of a DataFrame.
+
+    ``columns`` picks and orders columns; ``index`` adds the index as the first column; ``row_class``
+    names a column whose value becomes each row's CSS class; ``links`` maps an index value to a URL
+    shown in a last ``video`` column; ``cut`` shortens a column's text to that many characters.
+
+    >>> html_table(result.df, row_class="status")  # doctest: +SKIP
+    """
+    cols = list(df.columns if columns is None else columns)
+    cut = dict(cut or {})
+    head = "".join(f"<th style='{CELL}'>{html.escape(str(c))}</th>" for c in cols)
+    if index:
+        head = f"<th style='{CELL};text-align:left'>{html.escape(str(df.index.name or ''))}</th>" + head
+    if links is not None:
+        head += f"<th style='{CELL}'>video</th>"
+    body = []
+    for key, row in df.iterrows():
+        cells = "".join(f"<td style='{CELL}'>{html.escape(cell_text(row[c])[:cut.get(c)])}</td>" for c in cols)
+        if index:
+            cells = f"<td style='{CELL};text-align:left'>{html.escape(str(key))}</td>" + cells
+        if links is not None:
+            link = links.get(key)
+            cells += (f"<td style='{CELL}'><a href=\"{html.escape(link)}\">{html.escape(link.rsplit('/', 1)[-1])}</a></td>"
+                      if link else "<td></td>")
+        css = f' class="{html.escape(str(row[row_class]))}"' if row_class else ""
+        body.append(f"<tr{css}>{cells}</tr>")
+    return (f"<table class='{css_class}' style='border-collapse:collapse;font-size:12px;line-height:1.4'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")

@@ -1,0 +1,66 @@
+"""How long tasks still take: measured seconds per denoising step (scaled by each request's size) and
+per output pixel for decoding and storing, kept per model in the store (``tasks/rates.json``), so a
+restarted queue starts from what it measured; before any measurement, priors measured on the tiny
+model on 2 CPU cores (a GPU replaces them with the first step)."""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from ..params import Params
+
+PRIOR_STEP_RATE = 5e-4
+PRIOR_TAIL_RATE = 1.5e-6
+RATES_FILE = "rates.json"
+
+
+def work(params: Params) -> float:
+    """Relative cost of one denoising step: latent tokens, doubled under classifier-free guidance."""
+    tokens = ((params.num_frames - 1) // 4 + 1) * max(params.height // 16, 1) * max(params.width // 16, 1)
+    return float(tokens) * (2.0 if params.guidance_scale > 1.0 else 1.0)
+
+
+def pixels(params: Params) -> float:
+    return float(params.num_frames * params.height * params.width)
+
+
+class Rates:
+    """Seconds per unit of :func:`work` per step (``step``) and per output pixel after the last step
+    (``tail``), running averages, read from and written to ``folder/rates.json`` under ``model``."""
+
+    def __init__(self, folder: Path, model: str) -> None:
+        self.file = Path(folder) / RATES_FILE
+        self.model = model
+        try:
+            saved = dict(json.loads(self.file.read_text()).get(model) or {})
+        except (OSError, ValueError, AttributeError):
+            saved = {}
+        self.step: float | None = saved.get("step_rate")
+        self.tail: float | None = saved.get("tail_rate")
+
+    def add_step(self, seconds: float, params: Params) -> None:
+        rate = seconds / work(params)
+        self.step = rate if self.step is None else 0.5 * (self.step + rate)
+
+    def add_tail(self, seconds: float, params: Params) -> None:
+        rate = seconds / pixels(params)
+        self.tail = rate if self.tail is None else 0.5 * (self.tail + rate)
+
+    def per_step(self, params: Params) -> float:
+        return (self.step if self.step is not None else PRIOR_STEP_RATE) * work(params)
+
+    def after_steps(self, params: Params) -> float:
+        return (self.tail if self.tail is not None else PRIOR_TAIL_RATE) * pixels(params)
+
+    def save(self) -> None:
+        """Keep the rates for the next queue on this store (a cache: trouble writing it is ignored)."""
+        from ..fsutil import write_json
+
+        with contextlib.suppress(OSError, ValueError):
+            try:
+                data = json.loads(self.file.read_text())
+            except (OSError, ValueError):
+                data = {}
+            data[self.model] = {"step_rate": self.step, "tail_rate": self.tail}
+            write_json(self.file, data)

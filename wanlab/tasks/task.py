@@ -1,0 +1,62 @@
+"""One task as a queue holds it, and its file's fields (what is written when it is accepted and at
+every change, and read back by the next queue on the store)."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..params import Params
+from ..store import Store
+from .shape import QUEUED
+
+
+@dataclass(eq=False)
+class Task:
+    """One task as the queue holds it."""
+
+    task_id: str
+    params: Params
+    accel: Any
+    parts: dict[str, Any]
+    store: Store
+    model: str = ""
+    owner: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    status: str = QUEUED
+    reason: str = ""
+    done: int = 0
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    step_time: float | None = None
+    last_step: float | None = None
+    run_key: str | None = None
+    version: int = 0
+    written: int = -1
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    future: Any = None
+
+    def file_data(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """What the task's file holds: the request, setting, key, status, times, owner, options, result."""
+        from ..keys import run_key
+
+        return {"task_id": self.task_id, "status": self.status, "reason": self.reason,
+                "params": self.params.to_dict(), "accel": self.accel.to_dict() if self.accel is not None else None,
+                "key": run_key(self.parts) if self.parts else None, "key_parts": self.parts or None,
+                "model": self.model, "submitted": self.submitted, "started": self.started, "finished": self.finished,
+                "run_key": self.run_key, "owner": self.owner, "options": self.options, "result": dict(result)}
+
+    @classmethod
+    def from_file(cls, data: Mapping[str, Any], store: Store) -> "Task":
+        """An unfinished task read back from its file: queued again."""
+        from ..accel.setting import Accel
+
+        task = cls(task_id=data["task_id"], params=Params.from_dict(data["params"]),
+                   accel=Accel.from_dict(data["accel"]) if data.get("accel") else None,
+                   parts=dict(data.get("key_parts") or {}), store=store, model=str(data.get("model") or ""),
+                   owner=data.get("owner"), options=dict(data.get("options") or {}),
+                   submitted=float(data.get("submitted") or time.time()))
+        task.version = 1  # the file says QUEUED or PROCESSING; it becomes QUEUED again
+        return task

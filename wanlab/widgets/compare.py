@@ -1,0 +1,111 @@
+"""Comparing videos frame by frame in a notebook: :class:`Compare` and the table that tells them apart."""
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Iterable, Mapping
+
+import ipywidgets as widgets
+
+from ..player import as_labelled, common_fps
+from ..tables import html_table
+from .viewer import FrameCache, Scrubbed, caption, frame_label, image_of, transport, zoom_for
+
+
+def compare_metrics(videos: Mapping[str, Any], reference: str | None = None, *, motion: bool = True):
+    """A table (pandas DataFrame, one row per video) of what tells the videos apart.
+
+    Columns: ``frames``, ``size``, ``fps``, ``seed``; ``psnr`` (dB) and ``ssim`` against the
+    ``reference`` video (the first by default; NaN where shapes differ, inf PSNR for identical frames);
+    with ``motion``, the scalar motion metrics of :func:`wanlab.metrics.motion` (NaN for videos shorter
+    than 3 frames).
+    """
+    import pandas as pd
+
+    from .. import metrics
+    from ..frames import as_frames
+
+    labels = list(videos)
+    reference = labels[0] if reference is None else reference
+    if reference not in videos:
+        raise ValueError(f"reference: must be one of the labels {labels}; got {reference!r}")
+    ref = as_frames(videos[reference])
+    rows = []
+    for label in labels:
+        video = videos[label]
+        frames = as_frames(video)
+        t, h, w, _ = frames.shape
+        row: dict[str, Any] = {"video": label, "frames": t, "size": f"{w}x{h}",
+                               "fps": float(getattr(video, "fps", math.nan)), "seed": getattr(video, "seed", None)}
+        if frames.shape == ref.shape and min(h, w) >= 7:
+            row.update(metrics.compare(frames, ref))
+        else:
+            row.update(psnr=math.nan, ssim=math.nan)
+        if motion:
+            if t >= 3:
+                row.update(metrics.motion(frames, fps=float(getattr(video, "fps", 16.0))))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("video")
+
+
+class Compare(Scrubbed, widgets.VBox):
+    """Several videos in one row, one shared slider and play button, a metrics table under them.
+
+    ``videos``: ``{label: video}`` or a list. ``reference``: the label PSNR/SSIM are measured against
+    (default: the first). ``metrics=False`` skips the table (and its cost). ``cmp.index`` (get or set)
+    is the shared frame index; ``cmp.indices`` the index each video shows (the same, clamped to each
+    video's last frame); ``cmp.metrics`` the table as a DataFrame.
+    """
+
+    def __init__(self, videos: Any, *, reference: str | None = None, metrics: bool = True, fps: float | None = None,
+                 zoom: int | None = None, format: str = "auto", quality: int = 85,
+                 titles: Iterable[str] | None = None) -> None:
+        from ..frames import as_frames
+
+        self.videos = as_labelled(videos, titles)
+        self.fps = common_fps(self.videos, fps)
+        arrays = {label: as_frames(v, f"videos[{label!r}]") for label, v in self.videos.items()}
+        z = zoom_for([a.shape[1] for a in arrays.values()], zoom)
+        self.caches = {label: FrameCache(a, format=format, quality=quality, zoom=z) for label, a in arrays.items()}
+        self.last = max(len(c) for c in self.caches.values()) - 1
+        self.images = {label: image_of(c) for label, c in self.caches.items()}
+        self.play, self.slider, self._link = transport(self.last, self.fps)
+        self.label = widgets.HTML(frame_label(0, self.last, self.fps))
+        columns = [widgets.VBox([caption(label, max(arrays[label].shape[2] * z, 120)), self.images[label]],
+                                layout=widgets.Layout(margin="0 12px 4px 0"))
+                   for label in self.videos]
+        self.metrics = compare_metrics(self.videos, reference, motion=True) if metrics else None
+        self.reference = reference or next(iter(self.videos))
+        self.table = widgets.HTML(self._table_html() if metrics else "")
+        rows: list[widgets.Widget] = [widgets.HBox(columns, layout=widgets.Layout(flex_flow="row wrap")),
+                                      widgets.HBox([self.play, self.slider, self.label])]
+        if metrics:
+            rows.append(self.table)
+        super().__init__(rows)
+        self.add_class("wanlab-compare")
+        self.slider.observe(self._on_index, names="value")
+
+    def _table_html(self) -> str:
+        # one column per video (as the frames above), one row per measurement
+        table = self.metrics.T.rename(columns={self.reference: f"{self.reference} (reference)"})
+        table.index.name = ""
+        note = (f"<div style='font-size:11px;color:#666'>psnr (dB) and ssim against “{html.escape(self.reference)}”; "
+                "motion metrics from classical optical flow (proxies, see wanlab.metrics)</div>")
+        return html_table(table, index=True) + note
+
+    @property
+    def indices(self) -> dict[str, int]:
+        """The frame index each video shows now."""
+        return {label: min(self.index, len(c) - 1) for label, c in self.caches.items()}
+
+    def _on_index(self, change: Mapping[str, Any]) -> None:
+        i = int(change["new"])
+        for label, cache in self.caches.items():
+            self.images[label].value = cache[min(i, len(cache) - 1)]
+        self.label.value = frame_label(i, self.last, self.fps)
+
+    def __repr__(self) -> str:
+        return f"Compare({', '.join(self.videos)}; frame {self.index})"
+
+
+#

@@ -1,0 +1,337 @@
+"""Exploring a sweep in a notebook: :class:`SweepExplorer`."""
+from __future__ import annotations
+
+import html
+import io
+import math
+import os
+from collections import OrderedDict
+from typing import Any, Callable, Mapping, Sequence
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..sweep.values import format_value
+from ..tables import html_table
+from ..values import plain
+from .viewer import FrameCache, FrameViewer
+
+#: Columns of a sweep table that are bookkeeping, not swept values or metrics.
+BOOKKEEPING = ("point", "status", "error", "digest", "key", "path")
+#: How many loaded videos a SweepExplorer keeps in memory.
+VIDEO_CACHE_SIZE = 8
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+class SweepExplorer(widgets.VBox):
+    """Pick a point of a sweep with one dropdown per swept parameter; see its frames, its metrics, and
+    where it sits on a metric-vs-parameter plot.
+
+    ``result`` is a :class:`wanlab.SweepResult` (its ``df``, ``sweep.swept`` and store are used), or a
+    sweep table (pandas DataFrame) together with ``params`` (the swept column names) and ``loader`` (a
+    callable from a table row to a :class:`~wanlab.Video`; by default ``Video.load(row["path"])``).
+    ``metric`` is the metric plotted first (default ``flow_magnitude`` when there is one); ``x`` the
+    parameter on the plot's x axis (default: the first numeric swept parameter other than ``seed``
+    that varies). The plot shows every finished point (grey), the line through the points that share
+    the selection's other values, and the selected point (red).
+
+    Points that failed show their error; pending ones say so. For ``zip`` sweeps and other sparse
+    tables, choosing a value with no point at the other values moves the other dropdowns to the first
+    point that has it. ``explorer.select(**values)`` picks a point from code; ``explorer.row``,
+    ``explorer.video``, ``explorer.viewer`` and ``explorer.figure`` are what is shown.
+    """
+
+    def __init__(self, result: Any, metric: str | None = None, *, params: Sequence[str] | None = None,
+                 loader: Callable[[Any], Any] | None = None, x: str | None = None, zoom: int | None = None,
+                 format: str = "auto") -> None:
+        import pandas as pd
+
+        self.result = result
+        if isinstance(result, pd.DataFrame):
+            df = result
+            if params is None:
+                from ..params import Params
+
+                params = [c for c in df.columns if c in Params.field_names() and df[c].astype(str).nunique() > 1]
+                if not params:
+                    raise ValueError("params: give the swept column names; none of the table's columns varies")
+            self._loader = loader or _load_from_path
+        elif hasattr(result, "df") and hasattr(result, "sweep"):
+            df = result.df
+            params = list(result.sweep.swept) if params is None else list(params)
+            self._loader = loader or (lambda row: _load_from_result(result, row))
+        else:
+            raise TypeError(f"result: must be a wanlab.SweepResult or a pandas DataFrame; got {type(result).__name__}")
+        missing = [p for p in params if p not in df.columns]
+        if missing:
+            raise ValueError(f"params: {missing} are not columns of the table; the columns are {list(df.columns)}")
+        if not len(df):
+            raise ValueError("result: the sweep table has no rows")
+        self.df = df.reset_index(drop=True)
+        self.params = list(params)
+        self.metric_names = self._metric_columns()
+        if not self.metric_names and metric is None:
+            metric = None
+        elif metric is None:
+            metric = "flow_magnitude" if "flow_magnitude" in self.metric_names else self.metric_names[0]
+        elif metric not in self.metric_names:
+            raise ValueError(f"metric: must be one of {self.metric_names}; got {metric!r}")
+        if x is not None and x not in self.params:
+            raise ValueError(f"x: must be one of the swept parameters {self.params}; got {x!r}")
+        self.x = x or self._default_x()
+        self._zoom, self._format = zoom, format
+        self._videos: OrderedDict[int, tuple[Any, FrameCache | None]] = OrderedDict()
+        self._busy = False
+        self._last_index = 0
+
+        self.dropdowns: dict[str, widgets.Dropdown] = {}
+        for name in self.params:
+            values = list(dict.fromkeys(plain(v) for v in self.df[name]))
+            self.dropdowns[name] = widgets.Dropdown(
+                options=[(format_value(v), v) for v in values], value=values[0], description=name,
+                style={"description_width": "initial"}, layout=widgets.Layout(width="auto"))
+        self.metric_dropdown = widgets.Dropdown(
+            options=self.metric_names, value=metric, description="metric", style={"description_width": "initial"},
+            layout=widgets.Layout(width="auto", display="" if self.metric_names else "none"))
+        self.status = widgets.HTML()
+        self.viewer_box = widgets.VBox()
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(width="420px"))
+        self.table = widgets.HTML()
+        self.viewer: FrameViewer | None = None
+        self.video: Any = None
+        self.row = None
+        self.figure = None
+        self.marked: tuple[Any, float] | None = None
+        super().__init__([
+            widgets.HBox([*self.dropdowns.values(), self.metric_dropdown], layout=widgets.Layout(flex_flow="row wrap")),
+            self.status,
+            widgets.HBox([self.viewer_box, widgets.VBox([self.plot, self.table])],
+                         layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
+        ])
+        self.add_class("wanlab-sweep-explorer")
+        for name, dd in self.dropdowns.items():
+            dd.observe(lambda change, name=name: self._on_param(name), names="value")
+        self.metric_dropdown.observe(lambda change: self._draw_plot(), names="value")
+        self._update()
+
+    # --- what the table holds ------------------------------------------------------------------
+    def _metric_columns(self) -> list[str]:
+        result_metrics = getattr(self.result, "metric_names", None) if hasattr(self.result, "sweep") else None
+        if isinstance(result_metrics, (list, tuple)):
+            names = [m for m in result_metrics if m in self.df.columns]
+        else:
+            names = [c for c in self.df.columns if c not in self.params and c not in BOOKKEEPING
+                     and c != "seconds" and self.df[c].dtype.kind in "if"]
+        if "seconds" in self.df.columns and "seconds" not in names:
+            names.append("seconds")
+        return names
+
+    def _default_x(self) -> str:
+        numeric = [p for p in self.params if p != "seed" and self.df[p].dtype.kind in "if"
+                   and self.df[p].nunique() > 1]
+        return numeric[0] if numeric else self.params[0]
+
+    @property
+    def metric(self) -> str | None:
+        """The metric on the plot."""
+        return self.metric_dropdown.value
+
+    @property
+    def selected(self) -> dict[str, Any]:
+        """The swept values chosen in the dropdowns."""
+        return {name: dd.value for name, dd in self.dropdowns.items()}
+
+    def _mask(self, values: Mapping[str, Any]):
+        mask = np.ones(len(self.df), dtype=bool)
+        for name, value in values.items():
+            mask &= np.array([_same(plain(v), value) for v in self.df[name]], dtype=bool)
+        return mask
+
+    # --- choosing --------------------------------------------------------------------------------
+    def select(self, **values: Any) -> "SweepExplorer":
+        """Choose a point by its swept values, e.g. ``explorer.select(seed=2, guidance_scale=5.0)``."""
+        unknown = [k for k in values if k not in self.dropdowns]
+        if unknown:
+            raise ValueError(f"select: {unknown} are not swept parameters; they are {self.params}")
+        for name, value in values.items():
+            options = [v for _, v in self.dropdowns[name].options]
+            match = [v for v in options if _same(v, plain(value))]
+            if not match:
+                raise ValueError(f"{name}: must be one of {options}; got {value!r}")
+        self._busy = True
+        try:
+            for name, value in values.items():
+                self.dropdowns[name].value = next(v for _, v in self.dropdowns[name].options
+                                                  if _same(v, plain(value)))
+        finally:
+            self._busy = False
+        self._snap(next(iter(values), None))
+        self._update()
+        return self
+
+    def _on_param(self, name: str) -> None:
+        if self._busy:
+            return
+        self._snap(name)
+        self._update()
+
+    def _snap(self, changed: str | None) -> None:
+        """Where the chosen combination has no point (zip sweeps), move the other dropdowns to the
+        first point that has the value just chosen."""
+        if self._mask(self.selected).any() or changed is None:
+            return
+        rows = np.flatnonzero(self._mask({changed: self.dropdowns[changed].value}))
+        if not len(rows):
+            return
+        # prefer the point that agrees with most of the other choices
+        best = max(rows, key=lambda i: sum(_same(plain(self.df.at[i, n]), self.dropdowns[n].value)
+                                           for n in self.params))
+        self._busy = True
+        try:
+            for name in self.params:
+                self.dropdowns[name].value = plain(self.df.at[best, name])
+        finally:
+            self._busy = False
+
+    # --- showing ---------------------------------------------------------------------------------
+    def _update(self) -> None:
+        rows = np.flatnonzero(self._mask(self.selected))
+        label = ", ".join(f"{n}={format_value(v)}" for n, v in self.selected.items())
+        if not len(rows):
+            self.row, self.video = None, None
+            self._drop_viewer()
+            self.status.value = f"<b>{html.escape(label)}</b>: no point of the sweep has these values"
+            self.table.value = ""
+            self._draw_plot()
+            return
+        i = int(rows[0])
+        self.row = self.df.iloc[i]
+        status = str(self.row.get("status", "done"))
+        self._drop_viewer()
+        if status == "done":
+            try:
+                self.video, cache = self._video(i)
+            except Exception as exc:  # a missing or damaged file: say so, keep the explorer usable
+                self.video = None
+                self.status.value = (f"<b>{html.escape(label)}</b>: could not load the video: "
+                                     f"{html.escape(type(exc).__name__ + ': ' + str(exc))}")
+            else:
+                self.viewer = FrameViewer(self.video, zoom=self._zoom, format=self._format, cache=cache)
+                self.viewer.index = min(self._last_index, self.viewer.last)
+                self._videos[i] = (self.video, self.viewer.cache)
+                self.viewer_box.children = (self.viewer,)
+                self.status.value = f"<b>{html.escape(label)}</b> (point {self._point(i)})"
+        else:
+            self.video = None
+            error = self.row.get("error")
+            reason = f": {html.escape(str(error))}" if status == "failed" and error else ""
+            colour = "#b00" if status == "failed" else "#666"
+            self.status.value = (f"<b>{html.escape(label)}</b> (point {self._point(i)}): "
+                                 f"<span style='color:{colour}'>{html.escape(status)}{reason}</span>")
+        self.table.value = self._row_table(i)
+        self._draw_plot()
+
+    def _drop_viewer(self) -> None:
+        if self.viewer is not None:
+            self._last_index = self.viewer.index
+            self.viewer_box.children = ()
+            self.viewer.close()
+            self.viewer = None
+
+    def _point(self, i: int) -> int:
+        return int(self.df.at[i, "point"]) if "point" in self.df.columns else i
+
+    def _video(self, i: int) -> tuple[Any, FrameCache | None]:
+        """The video of table row ``i`` and its encoded frames so far (loaded ones are kept)."""
+        if i in self._videos:
+            self._videos.move_to_end(i)
+            return self._videos[i]
+        video = self._loader(self.df.iloc[i])
+        self._videos[i] = (video, None)
+        while len(self._videos) > VIDEO_CACHE_SIZE:
+            self._videos.popitem(last=False)
+        return video, None
+
+    def _row_table(self, i: int) -> str:
+        import pandas as pd
+
+        row = self.df.iloc[i]
+        names = [n for n in self.metric_names if n in row.index]
+        extra = [n for n in ("status", "digest") if n in row.index]
+        values = {n: row[n] for n in names}
+        for n in extra:
+            value = row[n]
+            values[n] = value[:12] if n == "digest" and isinstance(value, str) else value
+        table = pd.DataFrame({"value": values}).rename_axis("")
+        return html_table(table, index=True)
+
+    def _draw_plot(self) -> None:
+        metric = self.metric
+        if metric is None:
+            self.plot.layout.display = "none"
+            return
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        df, x = self.df, self.x
+        done = (df["status"] == "done").to_numpy() if "status" in df.columns else np.ones(len(df), dtype=bool)
+        fig = Figure(figsize=(4.6, 3.2), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        xs_all = df[x].map(plain)
+        categorical = df[x].dtype.kind not in "if"
+        order = list(dict.fromkeys(xs_all))
+        pos = (lambda v: order.index(v)) if categorical else (lambda v: v)
+        ax.scatter([pos(v) for v in xs_all[done]], df.loc[done, metric], s=14, color="0.7", label="all points",
+                   zorder=1)
+        others = {n: v for n, v in self.selected.items() if n != x}
+        line = done & self._mask(others)
+        if line.any():
+            part = df[line].assign(_x=[pos(v) for v in xs_all[line]]).sort_values("_x")
+            desc = ", ".join(f"{n}={format_value(v)}" for n, v in others.items()) or "all"
+            ax.plot(part["_x"], part[metric], "-o", color="tab:blue", ms=4, lw=1.2, label=desc, zorder=2)
+        self.marked = None
+        if self.row is not None and (("status" not in self.row.index) or self.row["status"] == "done"):
+            xv, yv = plain(self.row[x]), float(self.row[metric])
+            if not math.isnan(yv):
+                ax.scatter([pos(xv)], [yv], s=90, facecolor="none", edgecolor="red", linewidth=2, zorder=3,
+                           label="selected")
+                ax.annotate(f"{yv:.3g}", (pos(xv), yv), textcoords="offset points", xytext=(6, 6), color="red",
+                            fontsize=8)
+                self.marked = (xv, yv)
+        if categorical:
+            ax.set_xticks(range(len(order)), [format_value(v) for v in order], rotation=30 if len(order) > 4 else 0)
+        ax.set_xlabel(x)
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        self.figure = fig
+        self.plot.layout.display = ""
+        self.plot.value = buf.getvalue()
+
+    def __repr__(self) -> str:
+        return f"SweepExplorer({len(self.df)} points; {self.selected})"
+
+
+def _load_from_path(row: Any) -> Any:
+    from ..video import Video
+
+    path = row.get("path") if hasattr(row, "get") else None
+    if not path or (isinstance(path, float) and math.isnan(path)):
+        raise FileNotFoundError("the table row has no video path; pass loader= to SweepExplorer")
+    return Video.load(os.fspath(path))
+
+
+def _load_from_result(result: Any, row: Any) -> Any:
+    store, key = getattr(result, "store", None), row.get("key") if hasattr(row, "get") else None
+    if store is not None and isinstance(key, str) and key:
+        return store.get(key).video()
+    return _load_from_path(row)
