@@ -8,7 +8,7 @@ video is stored as its job completes, then measured: a metrics failure is record
 never loses it. Work a remote service accepted is recorded before waiting for it (``pending/``),
 so a sweep killed meanwhile polls that task again instead of paying twice. ``shard=(i, n)`` runs
 points ``i, i+n, ...`` so n processes (or machines sharing a folder) split a sweep with no
-coordinator. A sweep over ``accel`` times its runs: one job at a time, nothing stored meanwhile,
+coordinator. Library warnings are silenced while it runs (wanlab's own show). A sweep over ``accel`` times its runs: one job at a time, nothing stored meanwhile,
 the first request run once untimed and each compiled setting once per size.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..backend import Job, is_backend
 from ..errors import LoRAError, ParamError
 from ..keys import run_key, unreadable_loras
+from ..quiet import quiet
 from ..values import check_bool, check_choice, check_int
 from .values import check_shard
 
@@ -110,7 +111,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
     - ``shard=(i, n)`` (or ``"i/n"``): run only points ``i, i+n, i+2n, ...`` (0 <= i < n).
     - ``retry_failed``: run points whose earlier attempt failed again (default); False keeps them failed.
     - ``max_in_flight``: points running at once (default: the backend's ``max_in_flight``).
-    - ``truncate``: ``"warn"`` (default) or ``"error"`` for prompts longer than the model reads.
+    - ``truncate``: ``"warn"`` (default) or ``"error"``: a prompt longer than the model reads fails its
+      point and stops the sweep (the points not reached stay pending).
 
     Ctrl-C stops the sweep; what finished is in the store and the next run resumes.
     """
@@ -189,6 +191,7 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
     inflight: dict[Any, int] = {}
 
     def settle(block: bool) -> None:
+        nonlocal stopped
         if not inflight:
             return
         done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
@@ -197,51 +200,59 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
             error = future.exception()
             if error is not None:
                 fail(i, f"{type(error).__name__}: {error}")
+                if truncate == "error" and _too_long(error):  # a hard stop: the sweep asked for one
+                    stopped = stopped or f"stopped: {error}"
             else:
                 finish(i, future.result())
             bar.update(1)
             note()
 
     note()
-    try:
-        for i in todo:
-            if stopped:
-                break
-            settle(block=False)
-            key, params, accel = keys[i], points[i], accels[i]
-            if store_.has(key) and not (latents and not store_.get(key).has_latents):
-                if metrics and _needs_metrics(store_.get(key)):  # done by now (another process): metrics at most
-                    run = store_.get(key)
-                    measure(store_, run, run.video())
-                bar.update(1)
-                continue
-            if problems[i] is not None:
-                fail(i, problems[i])
-                bar.update(1)
-                note()
-                continue
-            if latents:
-                warm_up(params, accel)
-            job = Job(params, accel, truncate=truncate, affinity=_affinity(parts[i]) if latents else None,
-                      resume=(pending.get(key) or {}).get("task_id"),
-                      on_accepted=lambda task_id, key=key: store_.put_pending(
-                          key, {"task_id": task_id, "service": backend_.identity.model_id}))
-            inflight[backend_.start(job)] = i
-            while len(inflight) >= capacity:
+    with quiet():  # library notices (peft on every second LoRA, ...) say nothing about a sweep
+        try:
+            for i in todo:
+                if stopped:
+                    break
+                settle(block=False)
+                key, params, accel = keys[i], points[i], accels[i]
+                if store_.has(key) and not (latents and not store_.get(key).has_latents):
+                    if metrics and _needs_metrics(store_.get(key)):  # done by now (another process): metrics at most
+                        run = store_.get(key)
+                        measure(store_, run, run.video())
+                    bar.update(1)
+                    continue
+                if problems[i] is not None:
+                    fail(i, problems[i])
+                    bar.update(1)
+                    note()
+                    continue
+                if latents:
+                    warm_up(params, accel)
+                job = Job(params, accel, truncate=truncate, affinity=_affinity(parts[i]) if latents else None,
+                          resume=(pending.get(key) or {}).get("task_id"),
+                          on_accepted=lambda task_id, key=key: store_.put_pending(
+                              key, {"task_id": task_id, "service": backend_.identity.model_id}))
+                inflight[backend_.start(job)] = i
+                while len(inflight) >= capacity:
+                    settle(block=True)
+            while inflight:
                 settle(block=True)
-        while inflight:
-            settle(block=True)
-    finally:
-        for future in list(inflight):  # Ctrl-C: what is running finishes and is stored
-            try:
-                finish(inflight.pop(future), future.result())
-            except BaseException:  # noqa: BLE001 - its failure is recorded on the next run
-                pass
-        bar.close()
+        finally:
+            for future in list(inflight):  # Ctrl-C: what is running finishes and is stored
+                try:
+                    finish(inflight.pop(future), future.result())
+                except BaseException:  # noqa: BLE001 - its failure is recorded on the next run
+                    pass
+            bar.close()
     ran.sort()
     if stopped:
         warnings.warn(f"sweep {sweep.name or ''}: {stopped}; the points not reached are pending", stacklevel=3)
     return SweepResult(sweep, store_, backend_, points=points, keys=keys, ran=ran, stopped=stopped, shard=shard_)
+
+
+def _too_long(error: BaseException) -> bool:
+    """Whether a job failed because a prompt is longer than the model reads (``truncate="error"``)."""
+    return isinstance(error, ParamError) and error.field in ("prompt", "negative_prompt") and "tokens" in error.rule
 
 
 def _affinity(parts: dict[str, Any]) -> str:
