@@ -126,7 +126,9 @@ class LoRASet:
         if converted.state_dict:
             name = f"lora_{sha[:16]}"
             try:
-                self.pipe.load_lora_weights(converted.state_dict, adapter_name=name)
+                with warnings.catch_warnings():  # peft's note on loading a second adapter is not news here
+                    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+                    self.pipe.load_lora_weights(converted.state_dict, adapter_name=name)
                 self._verify(name, converted, text)
             except Exception as exc:  # diffusers/peft raise many kinds; never keep a half-loaded adapter
                 if name in getattr(self.pipe.transformer, "peft_config", {}):

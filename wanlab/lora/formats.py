@@ -133,10 +133,12 @@ def convert(tensors: Mapping[str, Any], layout: ModelLayout, *, name: str,
     unmatched = tuple(m for m, target in resolved.items() if target is None)
     if len(unmatched) == len(groups):
         family = keynames.foreign_model(names)
-        what = f"{family} (keys like {names[0]!r}), not a Wan LoRA" if family else (
-            f"LoRA weights ({fmt}) for modules such as {unmatched[0]!r}")
-        raise LoRAError(f"loras.path: {name} is {what}: none of its {len(groups)} modules is a module of this Wan "
-                        "transformer")
+        model = f"this Wan transformer ({layout.blocks} blocks, width {layout.width})"
+        if family:
+            raise LoRAError(f"loras.path: {name} is {family} (keys like {names[0]!r}), not a Wan LoRA: none of its "
+                            f"{len(groups)} modules is a module of {model}")
+        raise LoRAError(f"loras.path: {name} holds LoRA weights ({fmt}), but none of its {len(groups)} modules (e.g. "
+                        f"{unmatched[0]!r}) is a module of {model}")
     seen: dict[str, str] = {}
     for module, target in resolved.items():
         if target is not None and target in seen:
@@ -206,9 +208,8 @@ def _check_shapes(name: str, fmt: str, matched: Mapping[str, _Group], layout: Mo
     """Refuse factors or deltas whose shapes are not this model's (a 14B LoRA on the 1.3B, say)."""
     bad: list[str] = []
     file_width = None
-    for target, group in matched.items():
-        if target not in layout.linear:
-            continue
+    for target in (name for name in layout.linear if name in matched):  # model order: the first bad one first
+        group = matched[target]
         n_in, n_out = layout.linear[target]
         t = group.tensors
         down, up, diff = t.get("down"), t.get("up"), t.get("diff")
