@@ -27,6 +27,8 @@ def _lora_arg(text: str) -> LoRA:
     try:
         value = float(scale)
     except ValueError:
+        if "://" in text:  # a URL without a scale: its colons (scheme, port) separate no scale
+            return LoRA(text)
         raise argparse.ArgumentTypeError(f"--lora: must be PATH or PATH:SCALE; got {text!r}") from None
     return LoRA(path, value)
 

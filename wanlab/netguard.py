@@ -117,7 +117,8 @@ def check_url(url: str, policy: NetPolicy) -> Target:
     addresses = resolve(parsed.host, port)
     for address in addresses:
         if not policy.allows(address):
-            raise UnsafeURLError(f"{url}: must reach only public addresses; got {address} ({address_kind(address)})")
+            shown = _unmapped(address)
+            raise UnsafeURLError(f"{url}: must reach only public addresses; got {shown} ({address_kind(address)})")
     return Target(url=parsed, address=addresses[0])
 
 

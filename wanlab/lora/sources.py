@@ -173,45 +173,21 @@ def _hub(text: str, repo: str, filename: str | None, policy: SourcePolicy, *, lo
 def download(url: str, policy: SourcePolicy) -> tuple[Path, str]:
     """The cached copy of ``url`` and its sha256, downloaded under ``policy`` if it is not cached yet.
 
-    The bytes go to a temporary file in the cache, hashed on the way, and are renamed to
+    Nothing is written before the URL passed the policy and the server answered 200. The bytes go
+    to a temporary file in the cache, hashed on the way, and are renamed to
     ``<cache>/sha256/<hash>.safetensors`` once complete and checked; an index entry per URL
     (``<cache>/urls/<sha256 of the URL>.json``) lets later calls work offline.
 
     >>> download("https://example.org/style.safetensors", SourcePolicy())  # doctest: +SKIP
     (PosixPath('/root/.cache/wanlab/loras/sha256/5be1....safetensors'), '5be1...')
     """
+    import httpx
+
     cache = policy.cache()
     index = cache / "urls" / f"{hashlib.sha256(url.encode()).hexdigest()}.json"
     cached = _cached(index, cache)
     if cached is not None:
         return cached
-    (cache / "sha256").mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".tmp", dir=cache / "sha256")
-    tmp_path = Path(tmp)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            sha, size, content_type = _fetch(url, policy, out)
-            out.flush()
-            os.fsync(out.fileno())
-        _check_safetensors(tmp_path, url, size, content_type)
-        target = cache / "sha256" / f"{sha}.safetensors"
-        os.chmod(tmp_path, 0o666 & ~umask())
-        os.replace(tmp_path, target)
-        fsync_dir(target.parent)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-    write_json(index, {"url": url, "sha256": sha, "bytes": size})
-    return target, sha
-
-
-def _fetch(url: str, policy: SourcePolicy, out: Any) -> tuple[str, int, str]:
-    """Stream ``url`` into ``out`` within the policy's limits: (sha256, bytes, content type)."""
-    import httpx
-
-    digest = hashlib.sha256()
-    size = 0
-    started = time.monotonic()
     try:
         with stream("GET", url, policy.net) as response:
             if response.status_code != 200:
@@ -220,6 +196,42 @@ def _fetch(url: str, policy: SourcePolicy, out: Any) -> tuple[str, int, str]:
             declared = int(response.headers.get("content-length") or 0)
             if declared > policy.max_bytes:
                 raise LoRAError(_too_big(url, declared, policy))
+            tmp, sha, size = _save(response, url, policy, cache / "sha256")
+            content_type = response.headers.get("content-type", "unknown type")
+    except UnsafeURLError as exc:
+        raise LoRAError(f"loras.path: {exc}") from exc
+    except (OSError, httpx.HTTPError) as exc:
+        raise LoRAError(f"loras.path: could not download {url} ({type(exc).__name__}: {exc}); wanlab is offline "
+                        f"or the host is unreachable, and the URL is not in the LoRA cache {cache}") from exc
+    try:
+        _check_safetensors(tmp, url, size, content_type)
+        target = cache / "sha256" / f"{sha}.safetensors"
+        os.chmod(tmp, 0o666 & ~umask())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    write_json(index, {"url": url, "sha256": sha, "bytes": size})
+    return target, sha
+
+
+def _save(response: Any, url: str, policy: SourcePolicy, folder: Path) -> tuple[Path, str, int]:
+    """Stream a response into a temporary file in ``folder`` within the policy's limits: (file, sha256, bytes).
+
+    Network errors propagate (the caller words them); the temporary file never outlives a failure.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".download-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise LoRAError(f"loras.path: could not store the download of {url} in {folder}: {exc}") from exc
+    tmp = Path(name)
+    digest = hashlib.sha256()
+    size = 0
+    started = time.monotonic()
+    try:
+        with os.fdopen(fd, "wb") as out:
             for chunk in response.iter_bytes(1 << 20):
                 size += len(chunk)
                 if size > policy.max_bytes:
@@ -229,12 +241,12 @@ def _fetch(url: str, policy: SourcePolicy, out: Any) -> tuple[str, int, str]:
                                     f"{policy.max_seconds:g} s allowed")
                 digest.update(chunk)
                 out.write(chunk)
-            return digest.hexdigest(), size, response.headers.get("content-type", "unknown type")
-    except UnsafeURLError as exc:
-        raise LoRAError(f"loras.path: {exc}") from exc
-    except (OSError, httpx.HTTPError) as exc:
-        raise LoRAError(f"loras.path: could not download {url} ({type(exc).__name__}: {exc}); wanlab is offline "
-                        f"or the host is unreachable, and the URL is not in the LoRA cache {policy.cache()}") from exc
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, digest.hexdigest(), size
 
 
 def _cached(index: Path, cache: Path) -> tuple[Path, str] | None:
