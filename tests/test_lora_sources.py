@@ -75,6 +75,44 @@ def server():
 
 
 @pytest.fixture()
+def tls_server(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a certificate for 127.0.0.1 from a throwaway CA (trustme)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    body = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body["data"])))
+            self.end_headers()
+            self.wfile.write(body["data"])
+
+        def log_message(self, *args) -> None:
+            pass
+
+    def start(names):
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(*names).configure_cert(context)
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"https://127.0.0.1:{httpd.server_address[1]}"
+
+    servers: list = []
+    yield SimpleNamespace(start=start, ca_file=str(ca_file), body=body)
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture()
 def policy_on(pipe):
     """Set ``pipe.loras.policy`` for one test and restore the library default afterwards."""
     saved = pipe.loras.policy
@@ -108,6 +146,21 @@ def test_a_url_is_downloaded_once_by_sha256_and_then_works_offline(pipe, base, l
     cached = sorted(p.name for p in (tmp_path / "cache" / "sha256").iterdir())
     assert cached == [f"{lora_file[1]}.safetensors"]  # no temporary file left behind
     assert download(url, pipe.loras.policy) == (tmp_path / "cache" / "sha256" / cached[0], lora_file[1])
+
+
+def test_https_downloads_verify_the_certificate_through_the_pinned_connection(lora_file, tls_server, tmp_path):
+    tls_server.body["data"] = lora_file[0].read_bytes()
+    net = NetPolicy(allow=("127.0.0.1",), ca_file=tls_server.ca_file)
+    good = tls_server.start(["127.0.0.1"])
+    policy = SourcePolicy(net=net, cache_dir=str(tmp_path / "cache"))
+    assert locate(f"{good}/style.safetensors", policy).sha256 == lora_file[1]
+    wrong = tls_server.start(["lora.example.org"])  # a valid certificate, for another host
+    with pytest.raises(LoRAError, match=r"^loras\.path: could not download https://127\.0\.0\.1:\d+/style\.safetensors "
+                                        r"\(ConnectError: .*certificate verify failed"):
+        locate(f"{wrong}/style.safetensors", policy)
+    untrusted = SourcePolicy(net=NetPolicy(allow=("127.0.0.1",)), cache_dir=str(tmp_path / "other"))
+    with pytest.raises(LoRAError, match=r"certificate verify failed"):
+        locate(f"{good}/style.safetensors", untrusted)  # the throwaway CA is not trusted by default
 
 
 def test_redirects_are_followed_and_each_hop_is_checked(lora_file, server, tmp_path):

@@ -28,16 +28,18 @@ class NetPolicy:
     ``schemes``: allowed URL schemes (https only by default). ``allow``: networks or addresses
     (``"127.0.0.1"``, ``"10.0.0.0/8"``, ``"::1"``) reachable although they are not public.
     ``max_redirects``: redirects followed, each one checked like the first URL. ``timeout_s``:
-    seconds each connect, read or write may wait.
+    seconds each connect, read or write may wait. ``ca_file``: a PEM file of certificate
+    authorities to trust instead of the default ones (certifi's), for a site's own CA.
 
     >>> NetPolicy(schemes=("http", "https"), allow=("127.0.0.1",))  # a test server on loopback
-    NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0)
+    NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0, ca_file=None)
     """
 
     schemes: tuple[str, ...] = ("https",)
     allow: tuple[str, ...] = ()
     max_redirects: int = 5
     timeout_s: float = 30.0
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schemes", tuple(s.lower() for s in self.schemes))
@@ -150,9 +152,12 @@ def stream(method: str, url: str, policy: NetPolicy, *, headers: Mapping[str, st
     >>> with stream("GET", "https://example.org/lora.safetensors", NetPolicy()) as response:  # doctest: +SKIP
     ...     data = response.read()
     """
+    import ssl
+
     import httpx
 
-    with httpx.Client(trust_env=False, follow_redirects=False, timeout=policy.timeout_s) as client:
+    verify: Any = ssl.create_default_context(cafile=policy.ca_file) if policy.ca_file else True
+    with httpx.Client(trust_env=False, follow_redirects=False, timeout=policy.timeout_s, verify=verify) as client:
         current = url
         for _ in range(policy.max_redirects + 1):
             target = check_url(current, policy)
