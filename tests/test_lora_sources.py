@@ -10,6 +10,7 @@ import hashlib
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -56,6 +57,8 @@ def server():
             self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path == "/stall":
+                time.sleep(1.5)
             self._answer(b"")
 
         def do_POST(self) -> None:  # noqa: N802
@@ -250,6 +253,14 @@ def test_server_errors_and_unreachable_hosts_are_one_sentence(server, tmp_path):
                                         r"\(ConnectError: .*\); wanlab is offline or the host is unreachable, and the "
                                         r"URL is not in the LoRA cache "):
         locate(f"http://127.0.0.1:{port}/x.safetensors", policy)
+
+
+def test_a_host_that_stalls_is_refused_after_the_timeout(server, tmp_path):
+    policy = SourcePolicy(net=NetPolicy(schemes=("http",), allow=("127.0.0.1",), timeout_s=0.3),
+                          cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(LoRAError, match=r"^loras\.path: could not download http://127\.0\.0\.1:\d+/stall: the host did "
+                                        r"not answer within 0\.3 s \(ReadTimeout\)$"):
+        locate(f"{server.url}/stall", policy)
 
 
 def test_the_guard_sends_webhook_posts_too(server):

@@ -57,8 +57,11 @@ class Converted:
 
 
 def read(path: str | Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The tensors of a ``.safetensors`` LoRA and its peft config (from the file's metadata or an
-    ``adapter_config.json`` beside it), refusing unreadable files in one sentence."""
+    """The tensors of a ``.safetensors`` LoRA and its peft config (diffusers' file metadata, or the
+    ``adapter_config.json`` beside peft's ``adapter_model.safetensors``); unreadable files refused in one sentence.
+
+    >>> tensors, config = read("style.safetensors", "style.safetensors")  # doctest: +SKIP
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -70,10 +73,12 @@ def read(path: str | Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | 
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise LoRAError(f"loras.path: could not load LoRA {name} into this model: it is not a readable "
                         f"safetensors file ({exc})") from exc
-    return tensors, peft_config(metadata, file.parent / "adapter_config.json", name)
+    # peft saves adapter_model.safetensors beside adapter_config.json; any other file name is not its pair
+    config_file = file.parent / "adapter_config.json" if file.name == "adapter_model.safetensors" else None
+    return tensors, peft_config(metadata, config_file, name)
 
 
-def peft_config(metadata: Mapping[str, str], adapter_config: Path, name: str) -> dict[str, Any] | None:
+def peft_config(metadata: Mapping[str, str], adapter_config: Path | None, name: str) -> dict[str, Any] | None:
     """lora_alpha / alpha_pattern / use_rslora / use_dora as diffusers (file metadata) or peft
     (``adapter_config.json``) saved them; None when neither is there."""
     raw = metadata.get("lora_adapter_metadata")
@@ -82,7 +87,7 @@ def peft_config(metadata: Mapping[str, str], adapter_config: Path, name: str) ->
             packed = json.loads(raw)
             return {k.removeprefix("transformer."): v for k, v in packed.items()
                     if k.startswith("transformer.") or "." not in k}
-        if adapter_config.is_file():
+        if adapter_config is not None and adapter_config.is_file():
             return json.loads(adapter_config.read_text(encoding="utf-8"))
     except (ValueError, OSError) as exc:
         raise LoRAError(f"loras.path: could not read the peft config of LoRA {name}: {exc}") from exc

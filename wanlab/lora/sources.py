@@ -200,6 +200,9 @@ def download(url: str, policy: SourcePolicy) -> tuple[Path, str]:
             content_type = response.headers.get("content-type", "unknown type")
     except UnsafeURLError as exc:
         raise LoRAError(f"loras.path: {exc}") from exc
+    except httpx.TimeoutException as exc:
+        raise LoRAError(f"loras.path: could not download {url}: the host did not answer within "
+                        f"{policy.net.timeout_s:g} s ({type(exc).__name__})") from exc
     except (OSError, httpx.HTTPError) as exc:
         raise LoRAError(f"loras.path: could not download {url} ({type(exc).__name__}: {exc}); wanlab is offline "
                         f"or the host is unreachable, and the URL is not in the LoRA cache {cache}") from exc
