@@ -129,7 +129,7 @@ class LoRASet:
                 with warnings.catch_warnings():  # peft's note on loading a second adapter is not news here
                     warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
                     self.pipe.load_lora_weights(converted.state_dict, adapter_name=name)
-                self._verify(name, converted, text)
+                check_loaded(self.pipe.transformer, name, converted, text)
             except Exception as exc:  # diffusers/peft raise many kinds; never keep a half-loaded adapter
                 if name in getattr(self.pipe.transformer, "peft_config", {}):
                     self.pipe.delete_adapters(name)
@@ -138,36 +138,38 @@ class LoRASet:
                 raise LoRAError(f"loras.path: could not load LoRA {text} into this model: {exc}") from exc
         return _Adapter(name, converted.format, converted.modules, converted.unmatched, warning)
 
-    def _verify(self, name: str, converted: formats.Converted, text: str) -> None:
-        """Check that peft holds exactly the canonical tensors, on a real device, at scale 1."""
-        import torch
-        from peft.tuners.lora import LoraLayer
 
-        found = {module_name: module for module_name, module in self.pipe.transformer.named_modules()
-                 if isinstance(module, LoraLayer) and name in module.lora_A}
-        missing = [m for m in converted.modules if m not in found]
-        if missing:
-            raise LoRAError(f"loras.path: diffusers left {len(missing)} modules of LoRA {text} unloaded (e.g. "
-                            f"{missing[0]!r}); the file is refused rather than applied in part")
-        expected = set(converted.modules)
-        for module_name, module in found.items():
-            params = {"lora_A.weight": module.lora_A[name].weight, "lora_B.weight": module.lora_B[name].weight}
-            if module.lora_B[name].bias is not None:
-                params["lora_B.bias"] = module.lora_B[name].bias
-            if any(p.is_meta for p in params.values()):
-                raise LoRAError(f"loras.path: diffusers left LoRA {text} on the meta device in {module_name!r} "
-                                "(no values); the file is refused rather than run as garbage")
-            if module_name not in expected:  # diffusers' own padding (an image-to-video model): must be zero
-                if params["lora_B.weight"].any():
-                    raise LoRAError(f"loras.path: diffusers added a non-zero LoRA module {module_name!r} that "
-                                    f"{text} does not hold")
-                continue
-            if module.scaling[name] != 1.0:
-                raise LoRAError(f"loras.path: diffusers set scale {module.scaling[name]} instead of 1 on "
-                                f"{module_name!r} of LoRA {text}; this diffusers version mis-scales mixed ranks")
-            for key, param in params.items():
-                want = converted.state_dict[f"transformer.{module_name}.{key}"]
-                if not torch.allclose(want.to(param.device, param.dtype), param.detach(), rtol=0, atol=0, equal_nan=True):
-                    raise LoRAError(f"loras.path: diffusers loaded different values than LoRA {text} holds into "
-                                    f"{module_name}.{key}; the file is refused rather than run as garbage")
+def check_loaded(transformer: Any, name: str, converted: formats.Converted, text: str) -> None:
+    """Check that peft holds adapter ``name`` as exactly ``converted``'s tensors, off the meta device, at
+    scale 1 (LoRAError otherwise): what diffusers loaded is what the file says, never garbage."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    found = {module_name: module for module_name, module in transformer.named_modules()
+             if isinstance(module, LoraLayer) and name in module.lora_A}
+    missing = [m for m in converted.modules if m not in found]
+    if missing:
+        raise LoRAError(f"loras.path: diffusers left {len(missing)} modules of LoRA {text} unloaded (e.g. "
+                        f"{missing[0]!r}); the file is refused rather than applied in part")
+    expected = set(converted.modules)
+    for module_name, module in found.items():
+        params = {"lora_A.weight": module.lora_A[name].weight, "lora_B.weight": module.lora_B[name].weight}
+        if module.lora_B[name].bias is not None:
+            params["lora_B.bias"] = module.lora_B[name].bias
+        if any(p.is_meta for p in params.values()):
+            raise LoRAError(f"loras.path: diffusers left LoRA {text} on the meta device in {module_name!r} "
+                            "(no values); the file is refused rather than run as garbage")
+        if module_name not in expected:  # diffusers' own padding (an image-to-video model): must be zero
+            if params["lora_B.weight"].any():
+                raise LoRAError(f"loras.path: diffusers added a non-zero LoRA module {module_name!r} that "
+                                f"{text} does not hold")
+            continue
+        if module.scaling[name] != 1.0:
+            raise LoRAError(f"loras.path: diffusers set scale {module.scaling[name]} instead of 1 on "
+                            f"{module_name!r} of LoRA {text}; this diffusers version mis-scales mixed ranks")
+        for key, param in params.items():
+            want = converted.state_dict[f"transformer.{module_name}.{key}"]
+            if not torch.allclose(want.to(param.device, param.dtype), param.detach(), rtol=0, atol=0, equal_nan=True):
+                raise LoRAError(f"loras.path: diffusers loaded different values than LoRA {text} holds into "
+                                f"{module_name}.{key}; the file is refused rather than run as garbage")
 
