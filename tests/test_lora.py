@@ -172,7 +172,7 @@ def test_zero_norm_deltas_are_dropped_and_non_zero_ones_refused(pipe, base, delt
     assert _run(pipe, base, zero).digest == reference[1].digest
     tensors["diffusion_model.blocks.0.norm3.diff"] = torch.full((24,), 0.1)
     bad = write_tensors(tmp_path / "norms.safetensors", tensors)
-    with pytest.raises(LoRAError, match=r"holds non-zero weight deltas for 1 parameters that are not Linear layers "
+    with pytest.raises(LoRAError, match=r"holds non-zero weight deltas for 1 module outside the Linear layers "
                                          r"\(e\.g\. 'blocks\.0\.norm2'\); wanlab applies deltas to Linear layers only"):
         _run(pipe, base, bad)
 
@@ -211,6 +211,23 @@ def _no_module(pipe, path):
                                 for b in (7, 8) for f in "AB"})
 
 
+def _mixed(pipe, path):
+    """A LoRA that also carries a full weight (peft's modules_to_save would write one)."""
+    import torch
+
+    return write_tensors(path, {"transformer.blocks.0.attn1.to_q.lora_A.weight": torch.ones(2, 24),
+                                "transformer.blocks.0.attn1.to_q.lora_B.weight": torch.ones(24, 2),
+                                "transformer.blocks.0.norm2.weight": torch.ones(24)})
+
+
+def _dora(pipe, path):
+    import torch
+
+    return write_tensors(path, {"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.ones(2, 24),
+                                "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.ones(24, 2),
+                                "diffusion_model.blocks.0.self_attn.q.dora_scale": torch.ones(24, 1)})
+
+
 def _empty(pipe, path):
     return write_tensors(path, {})
 
@@ -241,6 +258,11 @@ REFUSALS = {
     "no_module": (_no_module, r"holds LoRA weights \(diffusers/peft names \(transformer\.\*\), lora_A/lora_B\), but "
                               r"none of its 2 modules \(e\.g\. 'blocks\.7\.attn1\.to_q'\) is a module of this Wan "
                               r"transformer \(2 blocks, width 24\)$"),
+    "mixed": (_mixed, r"holds 1 tensor that is neither a LoRA factor nor a weight delta \(e\.g\. "
+                      r"'transformer\.blocks\.0\.norm2\.weight'\) beside its LoRA weights; wanlab refuses rather "
+                      r"than apply part of the file$"),
+    "dora": (_dora, r"is a DoRA file \(keys like 'diffusion_model\.blocks\.0\.self_attn\.q\.dora_scale'\); wanlab "
+                    r"applies plain LoRA factor pairs"),
     "empty": (_empty, r"is an empty safetensors file: it holds no tensors, so there is no LoRA to apply$"),
     "loha": (_loha, r"is a LyCORIS LoHa file \(keys like 'lycoris_blocks_0_self_attn_q\.hada_w1_a'\); wanlab applies "
                     r"plain LoRA factor pairs"),
@@ -282,8 +304,8 @@ def test_keys_matching_no_module_beside_real_ones_warn_and_are_listed(pipe, base
     tensors["transformer.blocks.9.attn1.to_q.lora_A.weight"] = torch.ones(4, 24)
     tensors["transformer.blocks.9.attn1.to_q.lora_B.weight"] = torch.ones(24, 4)
     path = write_tensors(tmp_path / "forty_blocks.safetensors", tensors)
-    with pytest.warns(LoRAWarning, match=r"1 of its modules match no module of this model and are ignored \(e\.g\. "
-                                         r"'blocks\.9\.attn1\.to_q'\); it touches 20 modules$"):
+    with pytest.warns(LoRAWarning, match=r"forty_blocks\.safetensors names 1 module this model lacks, ignored "
+                                         r"\(e\.g\. 'blocks\.9\.attn1\.to_q'\); it touches 20 modules$"):
         video = _run(pipe, base, path)
     entry = video.record["loras"][0]
     assert entry["unmatched"] == ["blocks.9.attn1.to_q"] and len(entry["modules"]) == 20

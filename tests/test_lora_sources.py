@@ -300,6 +300,9 @@ def test_hugging_face_repos_and_files_come_from_the_local_hub_cache(pipe, base, 
                                         r"files \(a\.safetensors, sub/b\.safetensors\); name one as "
                                         r"someone/two-loras/<file>$"):
         pipe.loras.file_hash("someone/two-loras")
+    with pytest.raises(LoRAError, match=r"^loras\.path: a Hugging Face file must be a path inside its repo, without "
+                                        r"'\.\.'; got hf://someone/style-lora/\.\./\.\./\.\./etc/passwd$"):
+        pipe.loras.file_hash("hf://someone/style-lora/../../../etc/passwd")
     with pytest.raises(LoRAError, match=r"^loras\.path: 'someone/absent' is neither a local file nor a Hugging Face "
                                         r"repo in the local hub cache \(.*hub\); download it first with "
                                         r"`huggingface-cli download someone/absent` or give a local file "

@@ -98,9 +98,9 @@ def check_url(url: str, policy: NetPolicy) -> Target:
     :class:`UnsafeURLError` naming the URL, the rule and the address, or ``OSError`` when the host
     does not resolve.
 
-    >>> check_url("https://10.0.0.7/x.safetensors", NetPolicy())
+    >>> check_url("https://10.0.0.7/x", NetPolicy())
     Traceback (most recent call last):
-    wanlab.errors.UnsafeURLError: https://10.0.0.7/x.safetensors: must reach only public addresses; got 10.0.0.7 (private)
+    wanlab.errors.UnsafeURLError: https://10.0.0.7/x: must reach only public addresses; got 10.0.0.7 (private)
     """
     import httpx
 

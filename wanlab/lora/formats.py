@@ -46,13 +46,13 @@ class Converted:
 
     def warning(self, name: str) -> str | None:
         """The warning a user should see for this LoRA (nothing matched, or nothing changes), or None."""
-        touched = f"it touches {len(self.modules)} module{'s' * (len(self.modules) != 1)}"
+        touched = f"it touches {count(len(self.modules), 'module')}"
         if self.unmatched:
-            return (f"LoRA {name}: {len(self.unmatched)} of its modules match no module of this model and are "
-                    f"ignored (e.g. {self.unmatched[0]!r}); {touched}")
+            return (f"LoRA {name} names {count(len(self.unmatched), 'module')} this model lacks, ignored (e.g. "
+                    f"{self.unmatched[0]!r}); {touched}")
         if not self.modules:
-            return (f"LoRA {name} changes nothing at scale 1: the delta is zero in all {len(self.zero)} modules "
-                    f"it names; {touched}")
+            zero = count(len(self.zero), "module")
+            return f"LoRA {name} changes nothing at scale 1: the delta is zero in all {zero} it names; {touched}"
         return None
 
 
@@ -130,7 +130,7 @@ def convert(tensors: Mapping[str, Any], layout: ModelLayout, *, name: str,
                         "LoRA factor pairs and weight deltas only")
     parsed = {key: keynames.parse(key) for key in names}
     plain = [key for key, p in parsed.items() if p is None]
-    if plain:
+    if len(plain) == len(names):
         raise LoRAError(_plain_weights_message(name, plain, len(names), layout))
     groups = _group(name, {key: p for key, p in parsed.items() if p is not None}, tensors)
     fmt = _describe_format(list(groups.values()), parsed)
@@ -141,9 +141,11 @@ def convert(tensors: Mapping[str, Any], layout: ModelLayout, *, name: str,
         model = f"this Wan transformer ({layout.blocks} blocks, width {layout.width})"
         if family:
             raise LoRAError(f"loras.path: {name} is {family} (keys like {names[0]!r}), not a Wan LoRA: none of its "
-                            f"{len(groups)} modules is a module of {model}")
-        raise LoRAError(f"loras.path: {name} holds LoRA weights ({fmt}), but none of its {len(groups)} modules (e.g. "
-                        f"{unmatched[0]!r}) is a module of {model}")
+                            f"{count(len(groups), 'module')} is a module of {model}")
+        raise LoRAError(f"loras.path: {name} holds LoRA weights ({fmt}), but none of its "
+                        f"{count(len(groups), 'module')} (e.g. {unmatched[0]!r}) is a module of {model}")
+    if plain:
+        raise LoRAError(_plain_weights_message(name, plain, len(names), layout))
     seen: dict[str, str] = {}
     for module, target in resolved.items():
         if target is not None and target in seen:
@@ -180,8 +182,10 @@ def _plain_weights_message(name: str, plain: list[str], total: int, layout: Mode
                 else "full model weights")
         return (f"loras.path: {name} holds {what} ({total} tensors such as {plain[0]!r}), not a LoRA: a LoRA holds "
                 "lora_A/lora_B (or lora_down/lora_up) factor pairs; load full weights as a model with wanlab.load")
-    return (f"loras.path: {name} holds {len(plain)} tensors that are neither LoRA factors nor weight deltas (e.g. "
-            f"{plain[0]!r}) beside its LoRA weights; wanlab refuses rather than apply part of the file")
+    what = "that is neither a LoRA factor nor a weight delta" if len(plain) == 1 else (
+        "that are neither LoRA factors nor weight deltas")
+    return (f"loras.path: {name} holds {count(len(plain), 'tensor')} {what} (e.g. {plain[0]!r}) beside its LoRA "
+            "weights; wanlab refuses rather than apply part of the file")
 
 
 def _describe_format(groups: list[_Group], parsed: Mapping[str, Key | None]) -> str:
@@ -239,7 +243,7 @@ def _check_shapes(name: str, fmt: str, matched: Mapping[str, _Group], layout: Mo
         return
     made_for = (f" for a transformer of {layout.describe_width(file_width)}, but this model has width "
                 f"{layout.width}" if file_width is not None and file_width != layout.width else "")
-    more = f" (and {len(bad) - 1} more modules)" if len(bad) > 1 else ""
+    more = f" (and {count(len(bad) - 1, 'more module')})" if len(bad) > 1 else ""
     raise LoRAError(f"loras.path: {name} is a Wan LoRA ({fmt}){made_for}; its shapes do not fit: {bad[0]}{more}")
 
 
@@ -291,9 +295,9 @@ def _canonical(name: str, fmt: str, matched: Mapping[str, _Group], layout: Model
         up = torch.cat([b.to(dtype) for _, b in factors], dim=1)
         pairs[target] = (down, up, bias)
     if refused:
-        raise LoRAError(f"loras.path: {name} ({fmt}) holds non-zero weight deltas for {len(refused)} parameters "
-                        f"that are not Linear layers (e.g. {refused[0]!r}); wanlab applies deltas to Linear layers "
-                        "only and refuses rather than drop them")
+        raise LoRAError(f"loras.path: {name} ({fmt}) holds non-zero weight deltas for "
+                        f"{count(len(refused), 'module')} outside the Linear layers (e.g. {refused[0]!r}); wanlab "
+                        "applies deltas to Linear layers only and refuses rather than drop them")
     with_bias = any(bias is not None for _, _, bias in pairs.values())
     state: dict[str, Any] = {}
     order = {module: i for i, module in enumerate(layout.linear)}
@@ -355,6 +359,11 @@ def _identity_pair(diff: Any) -> tuple[Any, Any]:
     if n_in <= n_out:
         return torch.eye(n_in, dtype=diff.dtype), diff
     return diff, torch.eye(n_out, dtype=diff.dtype)
+
+
+def count(n: int, word: str) -> str:
+    """``"1 module"``, ``"2 modules"``."""
+    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def _common_dtype(tensors: list[Any]) -> Any:

@@ -42,8 +42,9 @@ class Key:
 def parse(key: str) -> Key | None:
     """Split one LoRA key; None when it is not a LoRA key (a plain ``.weight``, say).
 
-    >>> parse("diffusion_model.blocks.0.self_attn.q.lora_down.weight")
-    Key(key='diffusion_model.blocks.0.self_attn.q.lora_down.weight', prefix='diffusion_model.', module='blocks.0.self_attn.q', role='down', tag=None)
+    >>> key = parse("diffusion_model.blocks.0.self_attn.q.lora_down.weight")
+    >>> key.prefix, key.module, key.role
+    ('diffusion_model.', 'blocks.0.self_attn.q', 'down')
     """
     stem, _, last = key.rpartition(".")
     if not stem:

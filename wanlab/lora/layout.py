@@ -78,7 +78,7 @@ class ModelLayout:
     other: Mapping[str, Mapping[str, tuple[int, ...]]]
     width: int
     blocks: int
-    _underscored: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _underscored: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in (*self.linear, *self.other):

@@ -63,12 +63,13 @@ class SourcePolicy:
     def service(cls, local_roots: list[str] | tuple[str, ...] = (), *, cache_dir: str, max_bytes: int = 2 * GIB,
                 max_seconds: float = 600.0, allow: tuple[str, ...] = ()) -> "SourcePolicy":
         """The hosted API's policy: files only inside ``local_roots``, hub ids from the local cache only,
-        https URLs to public addresses only (plus ``allow``-listed networks), no redirect elsewhere."""
+        https URLs to public addresses only (plus ``allow``-listed networks), every redirect checked alike."""
         return cls(local_roots=tuple(local_roots), hub=True, hub_download=False, urls=True,
                    net=NetPolicy(schemes=("https",), allow=allow, max_redirects=5, timeout_s=30.0),
                    cache_dir=cache_dir, max_bytes=max_bytes, max_seconds=max_seconds)
 
     def cache(self) -> Path:
+        """The download cache folder: ``cache_dir``, else :func:`default_cache_dir`."""
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
 
 
@@ -90,6 +91,8 @@ def locate(text: str, policy: SourcePolicy | None = None) -> Source:
     PosixPath('/root/.cache/huggingface/hub/models--Remade-AI--Cyberpunk/snapshots/.../cyberpunk.safetensors')
     """
     policy = policy or SourcePolicy()
+    if "\x00" in text:
+        raise LoRAError(f"loras.path: must be a path, repo id or URL without NUL characters; got {text!r}")
     if "://" in text and not text.startswith("hf://"):
         if not policy.urls:
             raise LoRAError(f"loras.path: must be a local file or a Hugging Face repo id here (URLs are not "
@@ -97,16 +100,20 @@ def locate(text: str, policy: SourcePolicy | None = None) -> Source:
         path, sha = download(text, policy)
         return Source(text, "url", path, sha)
     hub = _HUB.match(text)
-    hub_like = hub is not None and (text.startswith("hf://") or not (
-        hub.group("file") is None and text.endswith(".safetensors")))
-    if not text.startswith("hf://") and policy.local_roots != ():
+    if hub is not None and hub.group("file") and ".." in Path(hub.group("file")).parts:
+        raise LoRAError(f"loras.path: a Hugging Face file must be a path inside its repo, without '..'; got {text}")
+    hf_uri = text.startswith("hf://")
+    # "owner/repo", "owner/repo/file" or hf://...; a missing "dir/file.safetensors" stays a local path
+    hub_like = hub is not None and (hf_uri or hub.group("file") is not None or not text.endswith(".safetensors"))
+    local_allowed = policy.local_roots != ()
+    if local_allowed and not hf_uri:
         local = _local(text, policy)
         if local is not None:
             return Source(text, "file", _safetensors(local, text))
     if hub_like and policy.hub:
-        return Source(text, "hub", _hub(text, hub.group("repo"), hub.group("file"), policy, local_tried=(
-            not text.startswith("hf://") and policy.local_roots != ())))
-    if policy.local_roots == ():
+        file = _hub(text, hub.group("repo"), hub.group("file"), policy, local_tried=local_allowed and not hf_uri)
+        return Source(text, "hub", file)
+    if not local_allowed:
         raise LoRAError(f"loras.path: must be a Hugging Face repo id or an https URL here (local files are not "
                         f"allowed); got {text}")
     raise LoRAError(f"loras.path: no such LoRA file: {text}")
