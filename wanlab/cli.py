@@ -44,7 +44,7 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow-shift", type=float)
     parser.add_argument("--num-frames", type=int)
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
-                        help="a LoRA .safetensors file and its scale (repeatable, at most 3)")
+                        help="a LoRA (.safetensors file, hub repo or https URL) and its scale (repeatable, at most 3)")
 
 
 def _model_args(parser: argparse.ArgumentParser, default: str | None = "tiny") -> None:

@@ -59,7 +59,8 @@ def _check_text(name: str, value: object, lo: int, hi: int) -> str:
 
 @dataclass(frozen=True)
 class LoRA:
-    """One LoRA adapter: a local ``.safetensors`` file and its weight (``scale``).
+    """One LoRA adapter: a local ``.safetensors`` file, a Hugging Face repo (or file in it) or an https URL
+    (see :mod:`wanlab.lora.sources`), and its weight (``scale``).
 
     The hosted API documents no range for ``scale``; wanlab accepts 0..4 (0 disables the adapter).
     """
