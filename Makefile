@@ -11,6 +11,7 @@ demo: setup
 	$(PY) -m wanlab.cli demo
 
 test: setup
+	$(dir $(PY))lint-imports --no-cache
 	$(PY) -m pytest -q
 
 bench: setup

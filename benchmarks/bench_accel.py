@@ -31,9 +31,10 @@ def deep_pipeline(layers: int):
     import torch
     from diffusers import WanPipeline, WanTransformer3DModel
 
-    from wanlab import tiny
-    from wanlab.builtin import BUILTINS
-    from wanlab.pipeline import Pipeline, tensors_fingerprint
+    from wanlab.models import tiny
+    from wanlab.models.identity import ModelIdentity, generation_settings, scheduler_settings, tensors_fingerprint
+    from wanlab.models.registry import builtins
+    from wanlab.pipeline import Pipeline
 
     base = tiny.build()
     with torch.random.fork_rng(devices=[]):
@@ -43,12 +44,11 @@ def deep_pipeline(layers: int):
     pipe = WanPipeline(tokenizer=base.tokenizer, text_encoder=base.text_encoder, transformer=transformer,
                        vae=base.vae, scheduler=base.scheduler)
     pipe.set_progress_bar_config(disable=True)
-    spec = BUILTINS["tiny"]
-    settings = {"dtype": "float32", "vae_dtype": "float32", "device": "cpu", "cpu_offload": False,
-                "vae_tiling": False}
-    return Pipeline(pipe, model_id=f"tiny-{layers}layer", source="builtin", native=spec.native,
-                    max_sequence_length=spec.max_sequence_length, settings=settings,
-                    fingerprint=tensors_fingerprint(pipe))
+    spec = builtins()["tiny"]
+    settings = generation_settings(dtype="float32", max_sequence_length=spec.max_sequence_length,
+                                   scheduler=scheduler_settings(type(pipe.scheduler), pipe.scheduler.config))
+    identity = ModelIdentity(f"tiny-{layers}layer", "builtin", tensors_fingerprint(pipe), settings, spec.native)
+    return Pipeline(pipe, identity, device="cpu")
 
 
 def settings(with_compile: bool) -> dict:

@@ -28,7 +28,7 @@ def main() -> None:
     import torch
 
     import wanlab
-    from wanlab.pipeline import to_uint8
+    from wanlab.frames import to_uint8
 
     t0 = time.perf_counter()
     pipe = wanlab.load("tiny", progress=False)
@@ -37,7 +37,7 @@ def main() -> None:
                            steps=30, seed=1)
 
     def via_wanlab():
-        pipe._embeds.clear()  # count the text encoder on both sides
+        pipe.forget_embeddings()  # count the text encoder on both sides
         return pipe.generate(params)
 
     def via_diffusers():

@@ -45,7 +45,8 @@ def build(arch: str, device: str, full_vae: bool):
     from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from wanlab import tiny
+    from wanlab.models import tiny
+    from wanlab.models.identity import ModelIdentity, generation_settings, scheduler_settings
     from wanlab.pipeline import Pipeline
 
     config = {**COMMON, **ARCHS[arch]}
@@ -78,13 +79,13 @@ def build(arch: str, device: str, full_vae: bool):
                        vae=vae.to(device), scheduler=base.scheduler)
     pipe.set_progress_bar_config(disable=True)
     params = sum(p.numel() for p in transformer.parameters())
-    settings = {"dtype": str(dtype).replace("torch.", ""), "vae_dtype": "float32", "device": device,
-                "cpu_offload": False, "vae_tiling": False}
+    settings = generation_settings(dtype=str(dtype).replace("torch.", ""), max_sequence_length=512,
+                                   scheduler=scheduler_settings(type(pipe.scheduler), pipe.scheduler.config))
     # seeded random weights: the configuration and seed identify them (hashing 28 GB would take minutes)
     fingerprint = hashlib.sha256(json.dumps({"arch": config, "seed": SEED, "full_vae": full_vae},
                                             sort_keys=True, default=str).encode()).hexdigest()
-    wanlab_pipe = Pipeline(pipe, model_id=f"wan2.1-{arch}-random", source="random", native={},
-                           max_sequence_length=512, settings=settings, fingerprint=fingerprint)
+    identity = ModelIdentity(f"wan2.1-{arch}-random", "random", fingerprint, settings)
+    wanlab_pipe = Pipeline(pipe, identity, device=device)
     return wanlab_pipe, params
 
 
@@ -141,7 +142,7 @@ def main() -> None:
         t0 = time.perf_counter()
         pipe, n_params = build(arch, args.device, args.full_vae)
         print(f"== Wan 2.1 {arch} architecture: {n_params / 1e9:.2f} B transformer parameters, "
-              f"{pipe.settings['dtype']}, built in {time.perf_counter() - t0:.0f} s")
+              f"{pipe.identity.settings['dtype']}, built in {time.perf_counter() - t0:.0f} s")
         p = Params(prompt=PROMPT, width=width, height=height, num_frames=args.frames, steps=args.steps,
                    guidance_scale=5.0, flow_shift=5.0, seed=1)
         if cuda:

@@ -49,9 +49,9 @@ def main() -> None:
     from diffusers.utils import export_to_video
 
     import wanlab
-    from wanlab.pipeline import to_uint8
+    from wanlab.frames import to_uint8
     from wanlab.sweep import Sweep
-    from wanlab.video import frames_digest
+    from wanlab.frames import frames_digest
 
     pipe = wanlab.load("tiny", progress=False)
     sweep = Sweep(base=dict(prompt="a red fox running through fresh snow", negative_prompt="static, blurry",
@@ -85,11 +85,11 @@ def main() -> None:
         generate = pipe.generate
         if not reuse:  # forget every prompt embedding before each run: what reuse saves
             def generate_fresh(*a, **k):
-                pipe._embeds.clear()
+                pipe.forget_embeddings()
                 return generate(*a, **k)
             pipe.generate = generate_fresh  # type: ignore[method-assign]
         try:
-            pipe._embeds.clear()
+            pipe.forget_embeddings()
             result = sweep.run(pipe, store=folder / "store", metrics=metrics, progress=False)
         finally:
             pipe.__dict__.pop("generate", None)
@@ -97,7 +97,7 @@ def main() -> None:
         return list(result.df["digest"])
 
     def encode_once() -> float:
-        pipe._embeds.clear()
+        pipe.forget_embeddings()
         t = time.perf_counter()
         for text in texts:
             pipe.encode(text)

@@ -42,6 +42,21 @@ def make_lora_files(pipe, folder: Path, rank: int = 4, seed: int = 7) -> dict[st
     return paths
 
 
+def key_for(backend, params, accel=None) -> str:
+    """The run key ``backend`` gives ``params`` with ``accel`` (None: its default), before generating."""
+    from wanlab.keys import run_key
+
+    return run_key(backend.key_parts(params, accel))
+
+
+def record_key(video_or_record) -> str:
+    """The run key a generated Video's record (or a stored record) hashes to."""
+    from wanlab.keys import record_key_parts, run_key
+
+    data = video_or_record.to_record() if hasattr(video_or_record, "to_record") else video_or_record
+    return run_key(record_key_parts(data))
+
+
 # --- LoRA files in every community convention, built from the tiny model's shapes -------------------
 
 #: the Linear layers inside each transformer block, by diffusers name

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from wanlab import ParamError
-from wanlab.accel import CACHE_PARAMS, PRESETS, Accel
+from wanlab.accel import METHODS as CACHE_METHODS_SPEC
+from wanlab.accel import PRESETS, Accel
+from wanlab.keys import run_key
+
+CACHE_PARAMS = {name: m.params for name, m in CACHE_METHODS_SPEC.items()}
 
 #: Enough steps for every method to skip something (TaylorSeer computes steps 0-2 in full).
 STEPS = 8
@@ -164,17 +168,18 @@ def test_canonical_dict_key_and_round_trips():
 
 
 def test_record_and_run_key_hold_the_setting(pipe):
-    from wanlab.store import key_for, run_key
+    from wanlab.keys import record_key_parts
 
     exact = pipe.generate(**CASE)
     fast = pipe.generate(**CASE, accel="fbc-fast")
     assert exact.record["accel"] == {"cache": "none"}
     assert fast.record["accel"] == Accel.preset("fbc-fast").to_dict()
-    assert run_key(exact) != run_key(fast)
-    assert run_key(exact) == key_for(pipe, exact.params)  # the key known before running is the stored one
+    recorded = {name: run_key(record_key_parts(v.to_record())) for name, v in (("exact", exact), ("fast", fast))}
+    assert recorded["exact"] != recorded["fast"]
+    assert recorded["exact"] == run_key(pipe.key_parts(exact.params))  # the key known before running is the stored one
     with default_accel(pipe, "fbc-fast"):
-        assert pipe.accel_settings() == fast.record["accel"]
-        assert key_for(pipe, fast.params) == run_key(fast)
+        assert pipe.key_parts(fast.params)["accel"] == fast.record["accel"]
+        assert run_key(pipe.key_parts(fast.params)) == recorded["fast"]
         by_default = pipe.generate(**CASE)
         assert by_default.digest == fast.digest and by_default.record["accel"] == fast.record["accel"]
         assert pipe.generate(**CASE, accel="exact").digest == exact.digest  # per call beats the default
@@ -233,7 +238,7 @@ def test_hooks_are_removed_when_the_call_fails(pipe):
 def test_taylorseer_targets_wans_blocks_where_diffusers_defaults_match_nothing(pipe):
     from diffusers.hooks import TaylorSeerCacheConfig
 
-    from wanlab.accel import _hooked_modules, applied
+    from wanlab.accel.apply import _hooked_modules, applied
 
     transformer = pipe.diffusers.transformer
     transformer.enable_cache(TaylorSeerCacheConfig())
@@ -279,7 +284,7 @@ def test_calibration_matches_diffusers_calibrate_mode(pipe, cache_dir):
     dpipe = pipe.diffusers
     accel = Accel("mag")
     saved = dpipe.scheduler
-    dpipe.scheduler = pipe._scheduler_class.from_config(pipe._scheduler_config, flow_shift=p.flow_shift)
+    dpipe.scheduler = type(saved).from_config(saved.config, flow_shift=p.flow_shift)
     dpipe.transformer.enable_cache(MagCacheConfig(calibrate=True, num_inference_steps=STEPS))
     out = io.StringIO()
     try:
@@ -417,11 +422,10 @@ def test_study_takes_a_sweeps_points(pipe):
 def test_the_default_setting_travels_with_the_pipeline(pipe):
     from wanlab.pipeline import Pipeline
 
-    other = Pipeline(pipe.diffusers, model_id="tiny", source="builtin", native=pipe.native,
-                     max_sequence_length=pipe.max_sequence_length, settings=pipe.settings,
-                     fingerprint=pipe.fingerprint, accel="fbc")
-    assert other.accel == Accel.preset("fbc") and other.accel_settings() == Accel.preset("fbc").to_dict()
-    assert pipe.accel == Accel() and pipe.accel_settings() == {"cache": "none"}
+    other = Pipeline(pipe.diffusers, pipe.identity, device=pipe.device, accel="fbc")
+    p = pipe.params(**CASE)
+    assert other.accel == Accel.preset("fbc") and other.key_parts(p)["accel"] == Accel.preset("fbc").to_dict()
+    assert pipe.accel == Accel() and pipe.key_parts(p)["accel"] == {"cache": "none"}
     assert "group_offload" not in pipe.generation_settings()  # keys of runs without it are unchanged
 
 
@@ -506,16 +510,16 @@ def test_an_accel_sweep_runs_every_setting_on_the_same_requests(pipe, tmp_path, 
     # keys, records and latents: the same as generating each point with its setting by hand
     for i, (params, accel) in enumerate(zip(result.points, result.accels)):
         run = store.get(df["key"][i])
-        assert run.key == store.key_for(pipe, params, accel=accel)
+        assert run.key == run_key(pipe.key_parts(params, accel))
         assert run.record["accel"] == accel.to_dict() and run.has_latents
     by_hand = pipe.generate(result.points[1], accel="fbc-fast", progress=False)
     exact = pipe.generate(result.points[0], progress=False)
     assert store.get(df["key"][1]).digest == by_hand.digest
     assert np.array_equal(store.get(df["key"][1]).latents(), by_hand.latents)
-    table = store.df()
+    table = store.df
     assert dict(zip(table["key"], table["accel"])) == dict(zip(df["key"], df["accel"]))  # labels in the store's table
     # the exact point of an accel sweep is the very run a plain sweep stores
-    assert df["key"][0] == store.key_for(pipe, result.points[0]) and df["digest"][0] == exact.digest
+    assert df["key"][0] == run_key(pipe.key_parts(result.points[0])) and df["digest"][0] == exact.digest
 
     study = result.accel_study()
     assert list(study["setting"]) == ["exact", "fbc-fast", "pab"] * 2 and list(study["seed"]) == [1] * 3 + [2] * 3
@@ -540,7 +544,9 @@ def test_an_accel_sweep_runs_every_setting_on_the_same_requests(pipe, tmp_path, 
     assert sweep.run(pipe, store, progress=False, metrics=False).ran == []
 
     # the report has the acceleration section: the study as CSV, the speed-vs-PSNR plot, the summary
-    page = result.report(tmp_path / "report", metric="calls_skipped").read_text()
+    from wanlab.report import write_sweep_report
+
+    page = write_sweep_report(result, tmp_path / "report", metric="calls_skipped").read_text()
     assert "Acceleration: speed vs fidelity" in page and page.count("fbc-fast") >= 3
     assert (tmp_path / "report" / "accel_speed_vs_psnr.png").stat().st_size > 1000
     import pandas as pd

@@ -29,7 +29,8 @@ def test_generate_with_lora_and_all_fields(tmp_path, lora_files, capsys):
     out = tmp_path / "styled.mkv"
     code = main(["generate", "--prompt", "a cat", "--negative-prompt", "blur", "--seed", "3", "--steps", "2",
                  "--guidance-scale", "4", "--flow-shift", "3", "--width", "32", "--height", "32",
-                 "--num-frames", "5", "--lora", f"{lora_files['diffusers']}:0.5", "--out", str(out), "--quiet"])
+                 "--num-frames", "5", "--lora", f"{lora_files['diffusers']}:0.5", "--out", str(out), "--quiet",
+                 "--model", "tiny"])
     assert code == 0
     assert "seed 3" in capsys.readouterr().out
     video = Video.load(out)

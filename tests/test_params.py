@@ -100,7 +100,7 @@ def test_frozen_and_replace_validates():
     assert (q.steps, q.seed, p.steps) == (10, 4, 30)
     with pytest.raises(ParamError, match="^steps"):
         p.replace(steps=0)
-    with pytest.raises(ParamError, match="^stepz: must be one of prompt"):
+    with pytest.raises(ParamError, match=r"^stepz: must be one of the Params fields \(prompt, "):
         p.replace(stepz=3)
 
 
@@ -126,8 +126,7 @@ def test_api_round_trip_and_names():
 @pytest.mark.parametrize(
     "body, match",
     [
-        ({"prompt": "x"}, r"^model_name: must be 'wan2.1-t2v'; got None"),
-        ({"model_name": "wan2.2", "prompt": "x"}, r"^model_name"),
+        ({"model_name": "wan2.2", "prompt": "x"}, r"^model_name: must be one of 'wan2.1-t2v', 'wan-t2v'"),
         ({"model_name": "wan2.1-t2v"}, r"^prompt: must be given"),
         ({"model_name": "wan2.1-t2v", "prompt": "x", "num_frames": 81}, r"^num_frames: must be a field of the Wan"),
         ({"model_name": "wan2.1-t2v", "prompt": "x", "cfg": 3}, r"^cfg: must be a field"),
@@ -135,6 +134,14 @@ def test_api_round_trip_and_names():
         ({"model_name": "wan2.1-t2v", "prompt": "x", "width": 832, "height": 832}, r"^width x height"),
         ({"model_name": "wan2.1-t2v", "prompt": "x", "loras": {"path": "a"}}, r"^loras: must be a list"),
         ({"model_name": "wan2.1-t2v", "prompt": "x", "extra": 3}, r"^extra: must be a JSON object"),
+        ({"prompt": "x", "extra": {"callback": 1}}, r"^extra.callback: must be a field of extra \(webhook\)"),
+        ({"prompt": "x", "extra": {"webhook": {"url": ""}}}, r"^extra.webhook.url: must be a string of 1..2048"),
+        ({"prompt": "x", "extra": {"webhook": {"url": "u", "test_mode": {"enabled": "yes"}}}},
+         r"^extra.webhook.test_mode.enabled: must be True or False"),
+        ({"prompt": "x", "extra": {"webhook": {"url": "u", "test_mode": {"return_task_status": "DONE"}}}},
+         r"^extra.webhook.test_mode.return_task_status: must be one of TASK_STATUS_SUCCEED, TASK_STATUS_FAILED"),
+        ({"prompt": "x", "fast_mode": 1}, r"^fast_mode: must be True or False; got 1"),
+        ({"prompt": "x", "enable_safety_checker": "no"}, r"^enable_safety_checker: must be True or False"),
         ("not a dict", r"^body: must be a JSON object"),
     ],
 )
@@ -155,3 +162,41 @@ def test_dict_round_trip():
     assert Params.from_dict(p.to_dict()) == p
     with pytest.raises(ParamError, match="^colour"):
         Params.from_dict({**p.to_dict(), "colour": "red"})
+
+
+def test_the_published_body_as_the_current_docs_give_it():
+    """model_name optional; a missing width or height means 832x480 (the docs say both are forced);
+    the options outside the request are read by ApiOptions."""
+    from wanlab.params import ApiOptions
+
+    p = Params.from_api({"height": 1280, "width": 720, "seed": -1, "prompt": "a cat"})  # the docs' example
+    assert (p.width, p.height, p.seed) == (720, 1280, -1)
+    assert Params.from_api({"prompt": "a cat", "width": 480}).size == (832, 480)
+    assert Params.from_api({"prompt": "a cat", "model_name": "wan-t2v"}).prompt == "a cat"
+    assert set(Params.from_api({"prompt": "a cat"}).explicit_fields()) == set(Params.field_names())
+    body = {"prompt": "a cat", "fast_mode": True, "enable_safety_checker": False,
+            "extra": {"webhook": {"url": "https://hooks.example/x", "test_mode": {"enabled": True,
+                                                                               "return_task_status": "TASK_STATUS_FAILED"}}}}
+    options = ApiOptions.from_body(body)
+    assert (options.fast_mode, options.enable_safety_checker, options.webhook_url, options.test_mode,
+            options.test_status) == (True, False, "https://hooks.example/x", True, "TASK_STATUS_FAILED")
+    local = Params.from_api({"prompt": "a cat", "width": 64, "height": 64, "num_frames": 17}, local=True)
+    assert (local.width, local.num_frames) == (64, 17)
+
+
+def test_fields_a_request_leaves_unset_come_from_the_models_native_settings():
+    """One rule for Params and keywords: what the caller sets is kept, the rest is the model's."""
+    from wanlab.backend import request
+
+    native = {"width": 64, "height": 64, "num_frames": 17, "steps": 25, "guidance_scale": 2.0}
+    by_params = request(native, Params(prompt="a fox", steps=10))
+    by_fields = request(native, prompt="a fox", steps=10)
+    assert by_params == by_fields and (by_params.width, by_params.steps, by_params.guidance_scale) == (64, 10, 2.0)
+    explicit = request(native, Params(prompt="a fox", width=832, height=480))
+    assert explicit.size == (832, 480) and explicit.num_frames == 17
+    assert Params(prompt="a fox").replace(steps=3).explicit_fields() == {"prompt": "a fox", "steps": 3}
+    assert Params(prompt="a fox") == Params(prompt="a fox", width=832)  # set or default: the same request
+    with pytest.raises(ParamError, match="^prompt: must be given"):
+        request(native, steps=3)
+    with pytest.raises(ParamError, match="^stepz"):
+        request(native, prompt="x", stepz=3)

@@ -153,7 +153,8 @@ def test_load_errors_are_one_clear_sentence(tmp_path):
     (other / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(LoadError, match=r"holds a StableDiffusionPipeline pipeline, not a Wan"):
         wanlab.load(other)
-    with pytest.raises(LoadError, match=r"^could not load 'Wan-AI/Wan2.1-T2V-1.3B-Diffusers': it is not in the local"):
+    with pytest.raises(LoadError, match=r"^'Wan-AI/Wan2.1-T2V-1.3B-Diffusers' is not in the local Hugging Face cache "
+                                        r"\(.*\): download it where there is internet \(huggingface-cli download"):
         wanlab.load("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
     with pytest.raises(LoadError, match=r"^unknown model 'tinyy': use a built-in model \(tiny"):
         wanlab.load("tinyy")

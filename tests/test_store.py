@@ -16,7 +16,9 @@ import pytest
 
 import wanlab
 from wanlab import LoRAError, ParamError, Params, WanlabError
-from wanlab.store import RunNotFoundError, Store, key_for, key_parts, run_key
+from tests.helpers import key_for, record_key
+from wanlab.keys import record_key_parts
+from wanlab.store import RunNotFoundError, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a paper boat drifting down a rain gutter"
@@ -66,8 +68,8 @@ def real_run(pipe, tmp_path_factory):
 # --- keys --------------------------------------------------------------------------------------------
 def test_key_before_generating_equals_key_of_the_result(pipe, real_run):
     store, video, run = real_run
-    assert store.key_for(pipe, video.params) == key_for(pipe, video.params) == run_key(video) == run.key
-    assert run_key(run.record) == run.key  # also after the JSON round trip
+    assert key_for(pipe, video.params) == record_key(video) == run.key
+    assert record_key(run.record) == run.key  # also after the JSON round trip
     assert run.path == store.path / run.key and run.record["key"] == run.key
 
 
@@ -79,17 +81,17 @@ def test_key_needs_a_resolved_seed(pipe):
 def test_key_covers_generation_settings_not_environment(real_run):
     _, video, run = real_run
     record = video.to_record()
-    key = run_key(record)
+    key = record_key(record)
     same = json.loads(json.dumps(record))
     same["environment"] = {"torch_threads": 99, "versions": {"torch": "0"}}
     same["timings"], same["created"] = {"total": 123.0}, "yesterday"
-    assert run_key(same) == key
+    assert record_key(same) == key
     for path, value in [(("params", "guidance_scale"), 4.0), (("params", "seed"), 22),
                         (("settings", "max_sequence_length"), 16), (("settings", "dtype"), "bfloat16"),
                         (("accel", "cache"), "first_block"), (("model", "fingerprint"), "0" * 64)]:
         changed = json.loads(json.dumps(record))
         changed[path[0]][path[1]] = value
-        assert run_key(changed) != key, path
+        assert record_key(changed) != key, path
 
 
 def test_lora_files_are_keyed_by_content_and_scale(pipe, lora_files, tmp_path):
@@ -101,8 +103,8 @@ def test_lora_files_are_keyed_by_content_and_scale(pipe, lora_files, tmp_path):
     assert key_for(pipe, params.replace(loras=[(str(copy), 0.5)])) == key
     assert key_for(pipe, params.replace(loras=[(str(copy), 0.7)])) != key
     assert key_for(pipe, params.replace(loras=[(str(lora_files["other"]), 0.5)])) != key
-    parts = key_parts({"params": params.to_dict(), "model": pipe.model_info, "settings": {}, "accel": {},
-                       "loras": pipe.loras.describe(params.loras)})
+    parts = record_key_parts({"params": params.to_dict(), "model": pipe.model_info, "settings": {}, "accel": {},
+                              "loras": pipe.loras.describe(params.loras)})
     assert parts["params"]["loras"][0]["sha256"] == pipe.loras.describe(params.loras)[0]["sha256"]
     with pytest.raises(LoRAError, match="no such LoRA file"):
         key_for(pipe, params.replace(loras=[str(tmp_path / "missing.safetensors")]))
@@ -148,7 +150,7 @@ def test_get_finds_unique_prefixes_and_says_clearly_what_is_missing(real_run, tm
     with pytest.raises(KeyError, match="hex digits"):
         store.get("../etc")
     assert not store.has("../etc") and not Store(tmp_path / "nothing").has(run.key)
-    assert len(Store(tmp_path / "nothing")) == 0 and Store(tmp_path / "nothing").df().empty
+    assert len(Store(tmp_path / "nothing")) == 0 and Store(tmp_path / "nothing").df.empty
     assert not (tmp_path / "nothing").exists()  # reading does not create a store
 
 
@@ -165,7 +167,7 @@ def test_find_and_df(tmp_path):
     assert store.find(model="tiny") == [] and store.find(seed=9) == [] and store.find(loras=[]) != []
     with pytest.raises(ParamError, match="colour"):
         store.find(colour="red")
-    df = store.df()
+    df = store.df
     assert len(df) == 4 and df["key"].is_unique
     assert list(df.columns[:18]) == ["key", *Params.field_names(), "model", "fingerprint", "digest", "seconds",
                                      "created", "device", "dtype"]
@@ -175,35 +177,35 @@ def test_find_and_df(tmp_path):
     assert row["flow_magnitude"] == 1.0 and row["seconds"] == 0.5 and row["sweep"] == "demo"
     assert Path(row["mp4"]).is_file() and Path(row["path"]) == runs[2, 5.0].path
     store.put_metrics(runs[2, 5.0].key, {"warp_error": 0.1})
-    assert store.df().set_index("key").loc[runs[2, 5.0].key, "warp_error"] == 0.1
+    assert store.df.set_index("key").loc[runs[2, 5.0].key, "warp_error"] == 0.1
     assert {r.key for r in store.runs()} == {r.key for r in runs.values()}
 
 
 def test_index_is_rebuilt_when_missing_damaged_or_stale(tmp_path):
     store = Store(tmp_path / "s")
     runs = [store.put(fake_video(seed), metrics={"m": seed}) for seed in range(3)]
-    before = store.df()
+    before = store.df
     index = store.path / "index.sqlite"
     index.unlink()
-    assert store.df().equals(before)
+    assert store.df.equals(before)
     index.write_bytes(b"this is not a database" * 100)
-    assert store.df().equals(before)
+    assert store.df.equals(before)
     assert store.rebuild_index() == 3
     shutil.rmtree(runs[0].path)  # removed by hand
     (runs[1].path / "metrics.json").write_text(json.dumps({"m": 41}))  # edited by hand
-    df = store.df().set_index("key")
+    df = store.df.set_index("key")
     assert set(df.index) == {runs[1].key, runs[2].key}
     assert df.loc[runs[1].key, "m"] == 41 and len(store) == 2
     shutil.copytree(runs[2].path, tmp_path / "elsewhere")
     shutil.rmtree(runs[2].path)
     shutil.copytree(tmp_path / "elsewhere", runs[2].path)  # copied back in by hand
-    assert set(store.df()["key"]) == {runs[1].key, runs[2].key}
+    assert set(store.df["key"]) == {runs[1].key, runs[2].key}
 
 
 def test_failures_are_kept_until_the_key_succeeds(tmp_path):
     store = Store(tmp_path / "s")
     video = fake_video(7)
-    key = run_key(video)
+    key = record_key(video)
     store.put_failure(key, video.params, "LoRAError: no such LoRA file: x.safetensors", extra={"sweep": "demo"})
     assert not store.has(key) and len(store) == 0
     failure = store.failures()[key]
@@ -250,10 +252,10 @@ def test_sigkill_in_the_middle_of_a_write_leaves_no_partial_run(tmp_path):
     assert len(runs) == len(store) >= 2 and all(not r.key.startswith(".") for r in runs)
     for run in runs:  # every visible run is whole: exact frames matching the recorded digest
         assert run.video().digest == run.digest and run.mp4.stat().st_size > 0
-    assert len(store.df()) == len(runs)
+    assert len(store.df) == len(runs)
     after = store.put(fake_video(999_999, frames=17, size=64))  # the next write succeeds
     assert store.has(after.key) and len(store) == len(runs) + 1
-    store._clean_temp(max_age=0)  # left-overs of killed writers are cleaned (rebuild_index: after an hour)
+    store.index.clean_temp(max_age=0)  # left-overs of killed writers are cleaned (rebuild_index: after an hour)
     assert not _visible_temp(store) and len(store) == len(runs) + 1
 
 
@@ -266,22 +268,22 @@ def test_two_writer_processes_lose_nothing(tmp_path):
         out, err = child.communicate(timeout=120)
         assert child.returncode == 0, err
     assert len(store) == 13 and not _visible_temp(store)
-    df = store.df()
+    df = store.df
     assert len(df) == 13 and df["key"].is_unique and sorted(df["seed"]) == [*range(12), 10_000]
     for run in store.runs():
         assert run.video().digest == run.digest
     assert shared.metrics == {"from_0": 7, "from_4": 11}  # concurrent metric merges lose nothing
     (store.path / "index.sqlite").unlink()
-    assert len(store.df()) == 13
+    assert len(store.df) == 13
 
 
 def test_a_folder_that_is_not_a_whole_run_is_never_a_run(tmp_path):
     store = Store(tmp_path / "s")
     video = fake_video(3)
-    junk = store.path / run_key(video)
+    junk = store.path / record_key(video)
     junk.mkdir(parents=True)
     (junk / "video.mp4").write_bytes(b"half")
-    assert not store.has(junk.name) and len(store) == 0 and store.df().empty
+    assert not store.has(junk.name) and len(store) == 0 and store.df.empty
     with pytest.raises(WanlabError, match="not a whole run"):
         store.put(video)
 
@@ -289,5 +291,5 @@ def test_a_folder_that_is_not_a_whole_run_is_never_a_run(tmp_path):
 def test_key_for_a_per_call_acceleration_setting(pipe, tmp_path):
     params = Params(prompt=PROMPT, seed=31, width=32, height=32, num_frames=5, steps=3)
     video = pipe.generate(params, accel="fbc")
-    assert key_for(pipe, params, accel="fbc") == run_key(video) == Store(tmp_path).put(video).key
+    assert key_for(pipe, params, accel="fbc") == record_key(video) == Store(tmp_path).put(video).key
     assert key_for(pipe, params, accel="fbc") != key_for(pipe, params) == key_for(pipe, params, accel="exact")

@@ -15,6 +15,7 @@ import pytest
 
 from wanlab import LoRA, ParamError, Params
 from wanlab.cli import main
+from wanlab.report import write_sweep_report
 from wanlab.store import Store
 from wanlab.sweep import Sweep, check_shard, draw_seeds
 
@@ -232,7 +233,7 @@ def test_a_failing_point_is_recorded_and_the_rest_go_on(pipe, tmp_path):
     assert df["error"][[0, 2]].isna().all() and df["digest"][[1]].isna().all()
     assert len(stored_keys(store)) == 2 and len(Store(store).failures()) == 1
     assert result.counts == {"done": 2, "failed": 1, "pending": 0} and not result.complete
-    page = result.report(tmp_path / "report").read_text()
+    page = write_sweep_report(result, tmp_path / "report").read_text()
     assert page.count("<video ") == 2 and '<tr class="failed">' in page and "no such LoRA file" in page
     # max_failures stops gracefully: the rest stay pending, the result says why
     fresh = tmp_path / "fresh"
@@ -338,7 +339,7 @@ def test_a_sweep_killed_with_sigkill_resumes_with_no_run_lost_or_duplicated(pipe
     assert not set(resumed.df["key"][resumed.ran]) & set(landed)  # nothing that had landed was redone
     keys = stored_keys(store)
     assert len(keys) == n and sorted(resumed.df["key"]) == keys
-    table = Store(store).df()
+    table = Store(store).df
     assert len(table) == n and table["key"].is_unique
     for params, digest in zip(sweep.points()[:2], resumed.df["digest"][:2]):
         assert pipe.generate(params, progress=False).digest == digest
@@ -357,18 +358,15 @@ def test_compare_against_a_reference_point_and_its_report(pipe, tmp_path):
         result.compare(guidance_scale=5.0)
     with pytest.raises(ParamError, match="reference.steps"):
         Sweep(base=SMALL, grid={"steps": [1, 2]}, reference={"steps": 3})
-    report = result.report(tmp_path / "report")
+    report = write_sweep_report(result, tmp_path / "report")
     assert (tmp_path / "report" / "vs_reference.png").is_file() and "ssim_vs_ref" in report.read_text()
     assert "ssim_vs_ref" in (tmp_path / "report" / "metrics.csv").read_text().splitlines()[0]
     assert Sweep.load(sweep.save(tmp_path / "conv.toml")).reference == {"steps": 2}
 
 
 # --- the command ------------------------------------------------------------------------------------
-def test_cli_sweep_shard_then_dry_run_then_the_rest(pipe, tmp_path, capsys, monkeypatch):
-    import wanlab.pipeline
-
-    monkeypatch.setattr(wanlab.pipeline, "load", lambda model, **kw: pipe)  # the session's tiny pipeline
-    file = small_sweep(name="cli", question="does the command work?", grid={"seed": [1, 2, 3]}).save(
+def test_cli_sweep_shard_then_dry_run_then_the_rest(pipe, tmp_path, capsys):
+    file = small_sweep(name="cli", question="does the command work?", grid={"seed": [1, 2, 3]}, model="tiny").save(
         tmp_path / "cli.toml")
     store = tmp_path / "runs"
     assert main(["sweep", str(file), "--store", str(store), "--shard", "0/2", "--quiet", "--no-metrics"]) == 0
@@ -403,20 +401,20 @@ def test_cli_sweep_exit_code_is_1_when_a_point_fails(pipe, tmp_path, capsys):
     assert "1 done, 1 failed" in out and "failed: point 1" in out and "no such LoRA file" in out
 
 
-def test_storing_overlaps_generation_only_where_cpu_is_free(monkeypatch):
-    import types
-
+def test_storing_overlaps_generation_only_where_cpu_is_free(pipe, monkeypatch):
+    """A pipeline keeps 2 jobs in flight (storing one overlaps the next generation) only where that
+    leaves CPU free: on a GPU, or with torch on fewer threads than there are cores."""
     import torch
 
-    from wanlab.sweep import WRITE_AHEAD, write_ahead
+    from wanlab.pipeline import Pipeline
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    cpu, gpu = types.SimpleNamespace(device="cpu"), types.SimpleNamespace(device="cuda:0")
+    gpu = Pipeline(pipe.diffusers, pipe.identity, device="cuda:0")  # only its device is read here
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert write_ahead(cpu) == 0 and write_ahead(gpu) == WRITE_AHEAD
+        assert pipe.max_in_flight == 1 and gpu.max_in_flight == 2
         torch.set_num_threads(1)
-        assert write_ahead(cpu) == WRITE_AHEAD
+        assert pipe.max_in_flight == 2
     finally:
         torch.set_num_threads(saved)

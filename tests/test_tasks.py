@@ -1,5 +1,6 @@
 """Tasks in the hosted API's shape: states in order, progress, eta, failures, a bounded queue, cancel,
-and results that outlive the process."""
+results that outlive the process, tasks written when accepted and resumed by the next queue, and
+every result field of the published shape. Most tests run through a backend defined in the tests."""
 from __future__ import annotations
 
 import json
@@ -15,9 +16,10 @@ from urllib.request import url2pathname
 
 import pytest
 
+from tests.backends import FakeBackend
 from wanlab import LoRA, ParamError, Params, TaskError
 from wanlab.store import Store
-from wanlab.tasks import FAILED, PROCESSING, QUEUED, SUCCEED, TaskQueue, TaskTimeout
+from wanlab.tasks import FAILED, PROCESSING, QUEUED, SUCCEED, TaskFiles, TaskQueue, TaskTimeout, task_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a hot air balloon rising over a canyon at dawn"
@@ -30,30 +32,19 @@ def _request(seed: int, **fields) -> Params:
 
 
 def _check_shape(result: dict) -> None:
-    assert set(result) == {"task", "videos", "extra"}
-    assert {"task_id", "status", "reason", "eta", "progress_percent"} <= set(result["task"])
+    """The published shape, field for field (notes/hosted-api.md)."""
+    assert list(result) == ["task", "images", "videos", "audios", "extra"]
+    task = result["task"]
+    assert set(task) == {"task_id", "task_type", "status", "reason", "eta", "progress_percent"}
+    assert task["task_type"] == "WAN_TXT_TO_VIDEO" and isinstance(task["eta"], int) and task["eta"] >= 0
+    assert isinstance(task["progress_percent"], int) and result["images"] == [] and result["audios"] == []
     for video in result["videos"]:
         assert set(video) == {"video_url", "video_url_ttl", "video_type"}
-
-
-class _Gate:
-    """Wraps a pipeline: each generate waits for the gate to open, and every step records the result."""
-
-    def __init__(self, pipe) -> None:
-        self.pipe, self.open, self.queue = pipe, threading.Event(), None
-        self.seen: list[dict] = []
-
-    def params(self, *args, **kwargs):
-        return self.pipe.params(*args, **kwargs)
-
-    def generate(self, params, *, progress=None, on_step=None):
-        assert self.open.wait(60)
-
-        def step(done, total):
-            on_step(done, total)
-            self.seen.append(self.queue.result(self.queue._current.task_id)["task"])
-
-        return self.pipe.generate(params, progress=progress, on_step=step)
+        assert video["video_type"] == "mp4" and video["video_url_ttl"].isdigit() and int(video["video_url_ttl"]) > 0
+    extra = result["extra"]
+    assert isinstance(extra["seed"], str) and set(extra["debug_info"]) == {
+        "request_info", "submit_time_ms", "execute_time_ms", "complete_time_ms"}
+    assert set(extra) == {"seed", "debug_info", "wanlab"}  # wanlab's own additions under one key only
 
 
 @pytest.fixture()
@@ -89,31 +80,41 @@ def test_states_in_order_one_at_a_time_and_the_result(pipe, store):
     task, videos, extra = result["task"], result["videos"], result["extra"]
     assert task["task_id"] == second and task["reason"] == "" and task["eta"] == 0
     assert extra["seed"] == "2" and len(videos) == 1
-    assert videos[0]["video_type"] == "mp4" and videos[0]["video_url_ttl"] == "0"
+    assert videos[0]["video_type"] == "mp4" and videos[0]["video_url_ttl"] == "86400"
     url = urlparse(videos[0]["video_url"])
     mp4 = Path(url2pathname(url.path))
     assert url.scheme == "file" and mp4.is_file() and mp4.parent.parent == store.path
-    run = store.get(extra["run_key"])
+    run = store.get(extra["wanlab"]["run_key"])
     assert run.mp4 == mp4 and run.params == _request(2, steps=6) and run.extra == {"task_id": second}
+    info = extra["debug_info"]
+    assert int(info["submit_time_ms"]) <= int(info["execute_time_ms"]) <= int(info["complete_time_ms"])
+    assert json.loads(info["request_info"])["steps"] == 6
 
 
-def test_progress_follows_the_steps_and_eta_comes_from_measured_steps(pipe, store):
-    gate = _Gate(pipe)
-    queue = gate.queue = TaskQueue(gate, store)
-    gate.open.set()
+def test_progress_follows_the_steps_and_eta_is_always_a_number(store):
+    gate = threading.Event()
+    backend = FakeBackend(max_in_flight=1, gate=gate, step_seconds=0.01)
+    queue = TaskQueue(backend, store)
+    seen = []
     a = queue.submit(_request(3, steps=4))
+    assert isinstance(queue.result(a)["task"]["eta"], int)  # before anything was measured: the prior
+    gate.set()
+    while queue.result(a)["task"]["status"] not in (SUCCEED, FAILED):
+        seen.append(queue.result(a)["task"])
+        time.sleep(0.001)
     assert queue.wait(a, timeout=60)["task"]["status"] == SUCCEED
-    assert [t["progress_percent"] for t in gate.seen] == [25, 50, 75, 99]  # 100 only once stored
-    assert all(t["status"] == PROCESSING for t in gate.seen)
-    assert all(isinstance(t["eta"], int) and t["eta"] >= 0 for t in gate.seen)
+    assert {t["progress_percent"] for t in seen if t["status"] == PROCESSING} <= {0, 25, 50, 75, 99}
+    assert all(isinstance(t["eta"], int) and t["eta"] >= 0 for t in seen)
 
-    gate.open.clear()
-    b = queue.submit(_request(4))  # now blocked: measured rates give queued tasks an eta
-    c = queue.submit(_request(5))
+    gate.clear()
+    b = queue.submit(_request(4))
+    c = queue.submit(_request(5))  # blocked: measured rates give queued tasks an eta
     assert queue.result(c)["task"]["status"] == QUEUED and isinstance(queue.result(c)["task"]["eta"], int)
-    gate.open.set()
+    gate.set()
     assert queue.wait(c, timeout=60)["task"]["status"] == SUCCEED
     assert queue.result(b)["task"]["status"] == SUCCEED
+    assert (store.path / "tasks" / "rates.json").is_file()  # the next queue starts from the measured rates
+    queue.close()
 
 
 def test_a_failing_task_ends_failed_with_its_reason_and_the_next_one_runs(pipe, store, tmp_path):
@@ -124,36 +125,35 @@ def test_a_failing_task_ends_failed_with_its_reason_and_the_next_one_runs(pipe, 
     assert failed["task"]["status"] == FAILED and failed["videos"] == []
     assert failed["task"]["reason"] == f"loras.path: no such LoRA file: {missing}"
     assert pipe.wait(good, timeout=60)["task"]["status"] == SUCCEED
-    assert store.task_result(bad)["task"]["reason"] == failed["task"]["reason"]  # failures are kept too
+    assert task_result(store, bad)["task"]["reason"] == failed["task"]["reason"]  # failures are kept too
 
 
-def test_bounded_queue_cancel_and_wait_timeout(pipe, store):
-    gate = _Gate(pipe)
-    queue = gate.queue = TaskQueue(gate, store, maxsize=2)
+def test_bounded_queue_cancel_and_wait_timeout(store):
+    gate = threading.Event()
+    queue = TaskQueue(FakeBackend(max_in_flight=1, gate=gate), store, maxsize=2)
     running = queue.submit(_request(8))
     deadline = time.monotonic() + 30
-    while queue.result(running)["task"]["status"] != PROCESSING and time.monotonic() < deadline:
+    while queue.task(running).future is None and time.monotonic() < deadline:  # dispatched, held by the gate
         time.sleep(0.005)
     waiting = [queue.submit(_request(9)), queue.submit(_request(10))]
     with pytest.raises(TaskError, match=r"queue is full \(2 tasks waiting\)"):
         queue.submit(_request(11))
-    with pytest.raises(TaskTimeout, match="still TASK_STATUS_PROCESSING after 0.05 s"):
+    with pytest.raises(TaskTimeout, match="still TASK_STATUS_QUEUED after 0.05 s"):
         queue.wait(running, timeout=0.05)
-    with pytest.raises(TaskError, match="is TASK_STATUS_PROCESSING; only queued tasks can be cancelled"):
-        queue.cancel(running)
-
     cancelled = queue.cancel(waiting[0])
     assert cancelled["task"]["status"] == FAILED and "cancelled" in cancelled["task"]["reason"]
     assert queue.result(waiting[0])["task"]["status"] == FAILED
+    assert task_result(store, waiting[0])["task"]["status"] == FAILED  # on disk too
     last = queue.submit(_request(12))  # the cancelled task freed a place
-    gate.open.set()
+    gate.set()
     assert queue.wait(waiting[1], timeout=60)["task"]["status"] == SUCCEED
     with pytest.raises(TaskError, match="only queued tasks can be cancelled"):
         queue.cancel(waiting[1])
     assert queue.wait(last, timeout=60)["task"]["status"] == SUCCEED
     assert [t["task"]["status"] for t in queue.tasks()] == [SUCCEED, FAILED, SUCCEED, SUCCEED]
     with pytest.raises(ValueError, match="maxsize"):
-        TaskQueue(pipe, store, maxsize=0)
+        TaskQueue(FakeBackend(), store, maxsize=0)
+    queue.close()
 
 
 def test_bad_requests_and_unknown_ids_are_clear_errors(pipe, store):
@@ -165,28 +165,100 @@ def test_bad_requests_and_unknown_ids_are_clear_errors(pipe, store):
         with pytest.raises(TaskError, match="unknown task id"):
             pipe.cancel(bad)
     with pytest.raises(TaskError, match="unknown task id"):
-        store.task_result(str(uuid.uuid4()))
+        task_result(store, str(uuid.uuid4()))
+    with pytest.raises(ParamError, match="accel"):
+        pipe.submit(_request(17), store=store, accel="warp-speed")
 
 
-def test_finished_results_persist_for_other_processes(pipe, store, tmp_path):
+def test_results_persist_for_other_processes(pipe, store, tmp_path):
     ok = pipe.submit(_request(14), store=store)
     bad = pipe.submit(_request(15, loras=[str(tmp_path / "missing.safetensors")]), store=store)
     results = {task_id: pipe.wait(task_id, timeout=60) for task_id in (ok, bad)}
-    script = ("import json, sys; from wanlab.store import Store; s = Store(sys.argv[1]); "
-              "print(json.dumps({t: s.task_result(t) for t in sys.argv[2:]}))")
+    script = ("import json, sys; from wanlab.tasks import task_result; "
+              "print(json.dumps({t: task_result(sys.argv[1], t) for t in sys.argv[2:]}))")
     out = subprocess.run([sys.executable, "-c", script, str(store.path), ok, bad], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=60, check=True).stdout
     assert json.loads(out) == json.loads(json.dumps(results))
     fresh = TaskQueue(pipe, store)  # a new queue (as in a new process) knows nothing in memory
     assert fresh.result(ok)["videos"] == results[ok]["videos"]
     assert fresh.wait(bad, timeout=1)["task"]["status"] == FAILED
-    assert sorted(store.task_ids()) == sorted([ok, bad])
+    assert set(TaskFiles(store.path).ids()) >= {ok, bad}
 
 
 def test_a_task_may_carry_its_own_acceleration_setting(pipe, store):
     task_id = pipe.submit(_request(16, steps=3), store=store, accel="fbc")
     result = pipe.wait(task_id, timeout=60)
     assert result["task"]["status"] == SUCCEED
-    assert store.get(result["extra"]["run_key"]).record["accel"]["cache"] == "first_block"
-    with pytest.raises(ParamError, match="accel"):
-        pipe.submit(_request(17), store=store, accel="warp-speed")
+    assert store.get(result["extra"]["wanlab"]["run_key"]).record["accel"]["cache"] == "first_block"
+    assert result["extra"]["wanlab"]["accel"]["cache"] == "first_block"
+
+
+def test_tasks_are_written_when_accepted_and_the_next_queue_runs_them(store):
+    """Queued tasks outlive their queue (a process that stopped): the next queue on the store runs them."""
+    gate = threading.Event()
+    first = TaskQueue(FakeBackend(max_in_flight=1, gate=gate), store)
+    ids = [first.submit(_request(20 + i)) for i in range(3)]
+    for task_id in ids:  # on disk at once, before anything ran
+        assert TaskFiles(store.path).read(task_id)["status"] == QUEUED
+    first.close(timeout=0)  # stops taking tasks; nothing started but the one held at the gate
+    backend = FakeBackend(max_in_flight=1)
+    second = TaskQueue(backend, store)
+    for task_id in ids[1:]:
+        assert second.wait(task_id, timeout=60)["task"]["status"] == SUCCEED
+    assert [job.params.seed for job in backend.ran] == [21, 22]  # the one held by the first queue is its own
+    gate.set()
+    assert first.wait(ids[0], timeout=60)["task"]["status"] == SUCCEED
+    assert TaskFiles(store.path).unfinished() == []
+    assert {r.params.seed for r in store.runs()} == {20, 21, 22}
+    second.close()
+
+
+def test_two_queues_on_one_store_run_each_task_once(store):
+    """Two processes sharing a store: each accepted task runs exactly once (a lock per task decides)."""
+    gate = threading.Event()
+    submitter = TaskQueue(FakeBackend(max_in_flight=1, gate=gate), store)
+    ids = [submitter.submit(_request(30 + i)) for i in range(4)]
+    a, b = FakeBackend(max_in_flight=1), FakeBackend(max_in_flight=1)
+    qa, qb = TaskQueue(a, store), TaskQueue(b, store)
+    gate.set()
+    for task_id in ids:
+        deadline = time.monotonic() + 60
+        while task_result(store, task_id)["task"]["status"] != SUCCEED and time.monotonic() < deadline:
+            time.sleep(0.01)
+    ran = [job.params.seed for job in a.ran + b.ran + submitter.backend.ran]
+    assert sorted(ran) == [30, 31, 32, 33]  # none twice
+    assert len(store) == 4
+    for queue in (submitter, qa, qb):
+        queue.close()
+
+
+def test_finished_tasks_leave_memory_but_not_the_store(store):
+    queue = TaskQueue(FakeBackend(), store, keep_finished=2)
+    ids = [queue.submit(_request(40 + i)) for i in range(4)]
+    for task_id in ids:
+        queue.wait(task_id, timeout=60)
+    assert [t["task"]["task_id"] for t in queue.tasks()] == ids[2:]
+    assert queue.result(ids[0])["task"]["status"] == SUCCEED  # read from the store
+    queue.close()
+    with pytest.raises(TaskError, match="closed"):
+        queue.submit(_request(50))
+
+
+def test_the_dispatcher_keeps_the_backends_jobs_in_flight(store):
+    backend = FakeBackend(max_in_flight=3, step_seconds=0.02)
+    queue = TaskQueue(backend, store)
+    ids = [queue.submit(_request(60 + i, steps=3)) for i in range(6)]
+    for task_id in ids:
+        assert queue.wait(task_id, timeout=60)["task"]["status"] == SUCCEED
+    assert backend.peak == 3
+    queue.close()
+
+
+def test_task_files_of_the_earlier_format_read_back_as_written(tmp_path):
+    import shutil
+
+    legacy = ROOT / "tests" / "data" / "legacy_store"
+    copy = tmp_path / "legacy"
+    shutil.copytree(legacy, copy)
+    expected = json.loads((ROOT / "tests" / "data" / "legacy_expected.json").read_text())
+    assert task_result(copy, expected["task_id"]) == expected["task_result"]

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wanlab.builtin import BUILTINS, TOY_FOLDER
+from wanlab.models.registry import TOY_FOLDER, builtins
+
+BUILTINS = builtins()
 
 WEIGHT_FILES = ("transformer/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
                 "text_encoder/model.safetensors", "tokenizer/tokenizer.json")

@@ -91,13 +91,15 @@ def test_repr_html_plays_inline_at_fps(noise_frames):
 
 
 def test_frame_grid_labels_frame_indices(noise_frames):
-    fig = Video(noise_frames).frame_grid(n=4)
+    from wanlab.plots import frame_grid
+
+    fig = frame_grid(Video(noise_frames), n=4)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["frame 0", "frame 3", "frame 5", "frame 8"]
-    fig = Video(noise_frames).frame_grid(frames=[0, 2])
+    fig = frame_grid(Video(noise_frames), frames=[0, 2])
     assert [ax.get_title() for ax in fig.axes] == ["frame 0", "frame 2"]
     with pytest.raises(ValueError, match=r"^frames: must be indices in 0..8; got \[9\]"):
-        Video(noise_frames).frame_grid(frames=[9])
+        frame_grid(Video(noise_frames), frames=[9])
 
 
 def test_generated_video_round_trips_with_its_record(pipe, small, tmp_path):

@@ -1,22 +1,39 @@
 """wanlab: study the Wan 2.1 text-to-video model from notebooks and sweep scripts.
 
-The public API is short: ``Params`` (the validated request), ``load`` (a pipeline), ``Video``
-(the result), ``Store`` and ``Sweep`` (many runs), ``metrics``, ``plots``, ``widgets`` and ``show``.
-Heavy libraries (torch, diffusers, cv2, ipywidgets) load on first use, so ``import wanlab`` is fast.
+The public API is short: ``Params`` (the validated request), ``load`` (a local pipeline),
+``identity`` (which model, without loading it), ``Video`` (the result), ``Store`` and ``Sweep``
+(many runs), ``verify``, ``metrics``, ``plots``, ``widgets`` and ``show``. Every way a request
+becomes a video is a backend (:mod:`wanlab.backend`). Heavy libraries (torch, diffusers, cv2,
+ipywidgets) load on first use, so ``import wanlab`` is fast.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import LoadError, LoRAError, ParamError, TaskError, WanlabError
+from .errors import GenerationError, LoadError, LoRAError, ParamError, TaskError, WanlabError
 from .params import LoRA, Params
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of the lazy names
+    from . import accel, keys, metrics, plots, toy, widgets
+    from .backend import Backend, Job
+    from .models.identity import ModelIdentity, identity
+    from .pipeline import Pipeline, load
+    from .player import show
+    from .store import Store
+    from .sweep import Sweep, SweepResult
+    from .reproduce import verify
+    from .video import Video
+
+__version__ = "0.2.0"
 
 _LAZY = {
     "load": ("pipeline", "load"),
+    "identity": ("models.identity", "identity"),
+    "ModelIdentity": ("models.identity", "ModelIdentity"),
     "Pipeline": ("pipeline", "Pipeline"),
+    "Backend": ("backend", "Backend"),
+    "Job": ("backend", "Job"),
     "Video": ("video", "Video"),
     "Store": ("store", "Store"),
     "Sweep": ("sweep", "Sweep"),
@@ -24,9 +41,9 @@ _LAZY = {
     "verify": ("reproduce", "verify"),
     "show": ("player", "show"),
 }
-_SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy"}
+_SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy", "keys"}
 
-__all__ = ["Params", "LoRA", "ParamError", "LoadError", "LoRAError", "TaskError", "WanlabError",
+__all__ = ["Params", "LoRA", "ParamError", "LoadError", "LoRAError", "TaskError", "GenerationError", "WanlabError",
            "__version__", *_LAZY, *sorted(_SUBMODULES)]
 
 

@@ -1,4 +1,8 @@
-"""The ``wanlab`` command: generate, sweep, verify and the demo, with one-line errors (exit code 2)."""
+"""The ``wanlab`` command: generate, sweep, verify, models and the demo, with one-line errors (exit code 2).
+
+Every request field, LoRA path and output file is checked before a model loads (on 14B loading
+costs minutes): the model's native settings come from its identity, which needs no weights.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +12,12 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import ParamError, WanlabError
-from .params import LoRA
+from .models.registry import DEFAULT_MODEL
+from .params import RULES, LoRA, Params
 
 EXIT_ERROR = 2
+FIELD_FLAGS = ("prompt", "negative_prompt", "width", "height", "seed", "steps", "guidance_scale", "flow_shift",
+               "num_frames")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,53 +29,73 @@ class _Parser(argparse.ArgumentParser):
 
 def _lora_arg(text: str) -> LoRA:
     path, sep, scale = text.rpartition(":")
-    if not sep or not path:
+    if not sep or not path or "/" in scale:  # a URL's "https:" is not a scale
         return LoRA(text)
     try:
         value = float(scale)
     except ValueError:
-        if "://" in text:  # a URL without a scale: its colons (scheme, port) separate no scale
-            return LoRA(text)
         raise argparse.ArgumentTypeError(f"--lora: must be PATH or PATH:SCALE; got {text!r}") from None
     return LoRA(path, value)
 
 
 def _add_params(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--negative-prompt")
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--height", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--guidance-scale", type=float)
-    parser.add_argument("--flow-shift", type=float)
-    parser.add_argument("--num-frames", type=int)
+    """One option per request field; help texts from Params' own rules and defaults."""
+    defaults = Params.defaults()
+    types = {"width": int, "height": int, "seed": int, "steps": int, "num_frames": int, "guidance_scale": float,
+             "flow_shift": float}
+    for name in FIELD_FLAGS:
+        default = f"; default: the model's native setting, else {defaults[name]!r}" if name in defaults else ""
+        parser.add_argument(f"--{name.replace('_', '-')}", type=types.get(name, str), required=name == "prompt",
+                            metavar=name.split("_")[-1].upper(), help=f"{RULES[name]}{default}")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
-                        help="a LoRA (.safetensors file, hub repo or https URL) and its scale (repeatable, at most 3)")
+                        help=f"a LoRA (.safetensors file, hub repo or https URL) and its scale (repeatable): "
+                             f"{RULES['loras']}")
 
 
-def _model_args(parser: argparse.ArgumentParser, default: str | None = "tiny") -> None:
-    parser.add_argument("--model", default=default, help="tiny, a local diffusers folder or a hub id")
+def _model_args(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL) -> None:
+    where = f"default: {default} (trained on moving shapes; 'tiny' is random weights, for tests)" if default else \
+        "default: the sweep file's model, else toy"
+    parser.add_argument("--model", default=default,
+                        help=f"a built-in model (toy, tiny; see `wanlab models`), a local diffusers folder or a hub "
+                             f"id from the local Hugging Face cache; {where}")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
-    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on CUDA)")
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("prompt", "negative_prompt", "width", "height", "seed", "steps", "guidance_scale", "flow_shift",
-             "num_frames")
-    fields = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    fields = {name: getattr(args, name) for name in FIELD_FLAGS if getattr(args, name) is not None}
     if args.lora:
         fields["loras"] = [_lora_arg(text) for text in args.lora]
     return fields
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from .pipeline import load
+def _one_line(params: Params) -> str:
+    parts = [f"{params.width}x{params.height}", f"{params.num_frames} frames", f"{params.steps} steps",
+             f"guidance {params.guidance_scale:g}", f"shift {params.flow_shift:g}",
+             "seed drawn" if params.seed == -1 else f"seed {params.seed}"]
+    if params.loras:
+        parts.append("loras " + ", ".join(f"{Path(lo.path).name}:{lo.scale:g}" for lo in params.loras))
+    return ", ".join(parts)
 
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .backend import request
+    from .lora import describe
+    from .models.identity import identity
+    from .pipeline import load
+    from .video import check_suffix
+
+    check_suffix(args.out)
     accel = _accel_arg(args.accel)
-    pipe = load(args.model, device=args.device, dtype=args.dtype, progress=not args.quiet)
-    params = pipe.params(**_fields(args))
-    video = pipe.generate(params, progress=not args.quiet, accel=accel)
+    model = identity(args.model, device=args.device, dtype=args.dtype)
+    params = request(model.native, **_fields(args))
+    describe(params.loras)  # every LoRA file is there and readable
+    if model.native and any(params.to_dict()[k] != v for k, v in Params.defaults().items() if k in model.native):
+        print(f"wanlab: {model.model_id} request: {_one_line(params)} (the model's native settings fill what is "
+              "not given)", file=sys.stderr)
+    with _quiet(args.quiet):
+        pipe = load(args.model, device=args.device, dtype=args.dtype, progress=not args.quiet)
+        video = pipe.generate(params, progress=not args.quiet, accel=accel)
     path = video.save(args.out)
     stats = video.record.get("accel_stats") or {}
     work = (f", accel {accel.label}: {stats['calls_skipped']} of {stats['calls']} transformer calls from the cache"
@@ -78,9 +105,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet(on: bool) -> Any:
+    from .quiet import quiet
+
+    return quiet(on)
+
+
 def _accel_arg(text: str | None) -> Any:
     """``--accel``: None, a preset name, or a JSON object (validated here, before any model loads)."""
-    from .accel import Accel
+    from .accel.setting import Accel
 
     if text is None:
         return None
@@ -95,10 +128,26 @@ def _accel_arg(text: str | None) -> Any:
     return Accel.coerce(text)
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """The built-in models: native settings, size on disk, what each is for."""
+    from .models.registry import builtins
+
+    for name, spec in builtins().items():
+        size = spec.size_bytes
+        where = f"{size / 1e6:.1f} MB on disk ({spec.folder})" if size is not None else "built from fixed seeds"
+        native = ", ".join(f"{k}={v}" for k, v in spec.native.items()) or "the hosted API's defaults"
+        print(f"{name}: {spec.description}\n    native: {native}; max_sequence_length {spec.max_sequence_length}; "
+              f"{where}")
+    print("real weights: a local diffusers folder or a hub id in the local Hugging Face cache "
+          "(Wan-AI/Wan2.1-T2V-1.3B-Diffusers, Wan-AI/Wan2.1-T2V-14B-Diffusers), at the API's defaults")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    report = run_demo(out=Path(args.out), model=args.model, progress=not args.quiet)
+    with _quiet(args.quiet):
+        report = run_demo(out=Path(args.out), model=args.model, progress=not args.quiet)
     print(f"report: {report}")
     return 0
 
@@ -108,7 +157,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from .reproduce import format_report, to_json, verify
 
-    result = verify(args.run, model=args.model, device=args.device, store=args.store)
+    with _quiet(True):
+        result = verify(args.run, model=args.model, device=args.device, store=args.store)
     print(json.dumps(to_json(result), indent=2, default=str) if args.json else format_report(result))
     return 0 if result["identical"] else 1
 
@@ -116,17 +166,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or with --dry-run, list) a TOML sweep. Exit code 0: every point of this shard done;
     1: some failed or are left pending; 2: an error before running."""
+    from .models.identity import identity
     from .pipeline import load
     from .sweep import Sweep, check_shard
 
     sweep = Sweep.load(args.file)
     shard = check_shard(args.shard) if args.shard else (0, 1)
-    model = args.model or sweep.model or "tiny"
-    store = args.store or str(Path("runs") / (sweep.name or Path(args.file).stem))
-    pipe = load(model, device=args.device, dtype=args.dtype, progress=False)
+    model = args.model or sweep.model or DEFAULT_MODEL
+    store = args.store or str(sweep.default_store())
     mine = set(sweep.shard(*shard))
-    if args.dry_run:
-        result = sweep.result(pipe, store)
+    if args.dry_run:  # nothing loads: keys come from the model's identity
+        result = sweep.result(identity(model, device=args.device, dtype=args.dtype), store)
         df = result.df
         table = df[["point", *sweep.swept, "status", "key"]].copy()
         if shard != (0, 1):
@@ -144,8 +194,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{'this shard' if shard != (0, 1) else 'points'}: {done} done, {failed} failed, {pending} pending; "
               f"a run would generate {todo} (dry run: nothing was run)")
         return 0
-    result = sweep.run(pipe, store=store, metrics=not args.no_metrics, progress=not args.quiet,
-                       max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry)
+    sweep.result(identity(model, device=args.device, dtype=args.dtype), store)  # every point checked before loading
+    if not Path(store).exists():
+        print(f"wanlab: runs go to {Path(store).resolve()}", file=sys.stderr)
+    with _quiet(True):
+        backend = load(model, device=args.device, dtype=args.dtype, progress=False)
+        result = sweep.run(backend, store=store, metrics=not args.no_metrics, progress=not args.quiet,
+                           max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry)
     print(result.summary())
     df = result.df
     for _, row in df[(df["status"] == "failed") & df["point"].isin(mine)].iterrows():
@@ -156,14 +211,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.csv:
         print(f"wrote {result.to_csv(args.csv)}")
     if args.report:
-        print(f"report: {result.report(args.report)}")
+        from .report import write_sweep_report
+
+        print(f"report: {write_sweep_report(result, Path(args.report))}")
     mine_df = df[df["point"].isin(mine)]
     return 0 if (mine_df["status"] == "done").all() else 1
 
 
 def _print_accel_summary(result: Any) -> None:
     """For a sweep over ``accel``: one line per setting against the exact runs (when they are done)."""
-    from .accel import summarize
+    from .accel.tradeoff import summarize
 
     try:
         study = result.accel_study()
@@ -180,20 +237,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wanlab {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
-    gen = sub.add_parser("generate", help="generate one video")
+    gen = sub.add_parser("generate", help="generate one video",
+                         description="Generate one video from a request with the hosted Wan 2.1 T2V API's fields and "
+                                     "rules, on the built-in toy model unless --model says otherwise. Fields not "
+                                     "given come from the model's native settings (toy: 64x64, 17 frames, 25 steps, "
+                                     "guidance 2, shift 3), else from the API's defaults; every value is checked "
+                                     "before the model loads. Writes the mp4, a lossless copy and the record.")
     _add_params(gen)
     _model_args(gen)
     gen.add_argument("--accel", default=None, metavar="SETTING",
                      help="acceleration: a preset (exact, fbc, fbc-fast, mag, taylorseer, pab, seacache, compile, "
                           "...) or a JSON object such as '{\"cache\": \"first_block\", \"cache_params\": "
                           "{\"threshold\": 0.15}}'")
-    gen.add_argument("--out", default="wanlab-video.mp4", help="output file (.mp4, .mkv, .gif, .npz)")
-    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.add_argument("--out", default="wanlab-video.mp4",
+                     help="output file: .mp4 (with NAME.lossless.mkv and NAME.json beside it), .mkv, .gif or .npz; "
+                          "default wanlab-video.mp4")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar and no library warnings")
     gen.set_defaults(func=cmd_generate)
 
+    models = sub.add_parser("models", help="list the built-in models, their native settings and what they are for")
+    models.set_defaults(func=cmd_models)
+
     demo = sub.add_parser("demo", help="the main job: a small sweep with videos, frame grid, metrics and report")
-    demo.add_argument("--out", default="wanlab-demo", help="output folder")
-    demo.add_argument("--model", default=None, help="model to run (default: the demo sweep's own)")
+    demo.add_argument("--out", default="wanlab-demo", help="output folder (default wanlab-demo)")
+    demo.add_argument("--model", default=None, help="model to run (default: the demo sweep's own, toy)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
@@ -204,11 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "failed or pending, 2 error.")
     sw.add_argument("file", help="sweep definition (.toml), e.g. sweeps/guidance_x_shift.toml")
     _model_args(sw, default=None)
-    sw.add_argument("--store", default=None, help="run store folder (default: runs/NAME)")
+    sw.add_argument("--store", default=None, help="run store folder (default: runs/NAME, NAME the sweep's name)")
     sw.add_argument("--shard", default=None, metavar="i/N",
                     help="run only share i of N (0 <= i < N): points i, i+N, i+2N, ...; N processes on one "
                          "store together run the whole sweep")
-    sw.add_argument("--dry-run", action="store_true", help="list the points and which are done; run nothing")
+    sw.add_argument("--dry-run", action="store_true", help="list the points and which are done; run nothing, "
+                                                           "load nothing")
     sw.add_argument("--no-metrics", action="store_true", help="do not compute motion metrics")
     sw.add_argument("--max-failures", type=int, default=None, metavar="K",
                     help="stop after K failures (the rest stay pending)")
@@ -221,9 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ver = sub.add_parser("verify", help="re-generate a stored run from its record: identical, or what differs",
                          description="Re-generate a stored run (or a saved video, from its .json sidecar) and "
-                                     "report 'identical' "
-                                     "or what differs (environment, params, settings, per-frame max |delta| "
-                                     "and PSNR). Exit code 0 identical, 1 different, 2 error.")
+                                     "report 'identical' or what differs (environment, params, settings, "
+                                     "per-frame max |delta| and PSNR). Exit code 0 identical, 1 different, 2 error.")
     ver.add_argument("run", help="a run folder, a run key (looked up in --store), or a video saved by wanlab "
                                  "(x.mp4 with its x.json)")
     ver.add_argument("--store", default=None,

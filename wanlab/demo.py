@@ -1,6 +1,6 @@
 """The main job for a newcomer: ``wanlab demo`` runs the demo sweep and writes a report to open.
 
-It runs ``sweeps/demo.toml`` (seeds x guidance_scale x flow_shift on the sweep's model, ``tiny``
+It runs ``sweeps/demo.toml`` (seeds x guidance_scale x flow_shift on the sweep's model, ``toy``,
 unless ``--model`` says otherwise) into a store inside the output folder, then writes the
 videos, a frame grid, the metrics table, a metric-vs-parameter plot and a self-contained HTML
 report (see :mod:`wanlab.report`). Running it again reuses the stored runs.
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from .models.registry import DEFAULT_MODEL
 
 #: The demo sweep inside the package (an identical copy of the repository's sweeps/demo.toml).
 PACKAGE_DEMO = Path(__file__).with_name("data") / "demo.toml"
@@ -34,16 +36,17 @@ def run_demo(out: Path, model: str | None = None, progress: bool = True, *,
     ``model`` overrides the sweep file's ``model``; ``sweep`` runs another sweep file instead.
     """
     from .pipeline import load
+    from .report import write_sweep_report
     from .sweep import Sweep
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     definition = Sweep.load(sweep if sweep is not None else demo_sweep_path())
-    name = model or definition.model or "tiny"
+    name = model or definition.model or DEFAULT_MODEL
     if progress:
         print(f"loading model {name} ...", flush=True)
     pipe = load(name, progress=False)
     result = definition.run(pipe, store=out / "store", progress=progress)
     if progress:
         print(result.summary(), flush=True)
-    return result.report(out)
+    return write_sweep_report(result, out)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .video import as_frames
+from .frames import as_frames
 
 __all__ = [
     "FLOW_METHODS",

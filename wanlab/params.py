@@ -7,14 +7,16 @@ value given; nothing is rounded or clipped.
 from __future__ import annotations
 
 import dataclasses
-import math
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .errors import ParamError
+from .values import check_bool, check_int, check_known, check_number, check_text
 
-API_MODEL_NAME = "wan2.1-t2v"
+#: What ``model_name`` may say: the published name, and the one client code in the wild sends.
+API_MODEL_NAMES = ("wan2.1-t2v", "wan-t2v")
+API_DEFAULT_SIZE = (832, 480)
 API_SIZES: tuple[tuple[int, int], ...] = ((832, 480), (480, 832), (1280, 720), (720, 1280))
 SEED_MAX = 9_999_999_999
 MAX_PROMPT_CHARS = 2000
@@ -23,38 +25,44 @@ LORA_SCALE_RANGE = (0.0, 4.0)
 SIZE_MULTIPLE = 16
 SIZE_RANGE = (16, 2048)
 FRAMES_RANGE = (1, 257)
+STEPS_RANGE = (1, 40)
+GUIDANCE_RANGE = (0.0, 10.0)
+SHIFT_RANGE = (1.0, 10.0)
 API_FRAMES = 81
 API_FIELDS = (
     "model_name", "prompt", "negative_prompt", "width", "height", "seed", "steps",
-    "guidance_scale", "flow_shift", "loras", "extra",
+    "guidance_scale", "flow_shift", "loras", "enable_safety_checker", "fast_mode", "extra",
 )
+TASK_STATUSES = ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED")
 
 
-def _check_int(name: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamError(name, f"an integer in {lo}..{hi}", value)
-    if not lo <= value <= hi:
-        raise ParamError(name, f"an integer in {lo}..{hi}", value)
-    return int(value)
+#: Each field's rule in words (for help texts; the checks below use the same constants).
+RULES = {
+    "prompt": f"a string of 1..{MAX_PROMPT_CHARS} characters",
+    "negative_prompt": f"a string of 0..{MAX_PROMPT_CHARS} characters",
+    "width": f"a multiple of {SIZE_MULTIPLE} in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}; the hosted API takes "
+             + ", ".join(f"{w}x{h}" for w, h in API_SIZES),
+    "height": f"a multiple of {SIZE_MULTIPLE} in {SIZE_RANGE[0]}..{SIZE_RANGE[1]} (see width)",
+    "seed": f"-1..{SEED_MAX}; -1 draws one, and the drawn seed is recorded",
+    "steps": f"denoising steps, {STEPS_RANGE[0]}..{STEPS_RANGE[1]}",
+    "guidance_scale": f"{GUIDANCE_RANGE[0]:g}..{GUIDANCE_RANGE[1]:g}; classifier-free guidance runs only above 1",
+    "flow_shift": f"{SHIFT_RANGE[0]:g}..{SHIFT_RANGE[1]:g}, the sampler's sigma shift",
+    "loras": f"up to {MAX_LORAS} LoRA files, each with a scale in {LORA_SCALE_RANGE[0]:g}..{LORA_SCALE_RANGE[1]:g}",
+    "num_frames": f"4k+1 in {FRAMES_RANGE[0]}..{FRAMES_RANGE[1]} ({API_FRAMES} = 5 s at 16 fps); a local field",
+}
 
 
-def _check_float(name: str, value: object, lo: float, hi: float) -> float:
-    rule = f"a number in {lo:g}..{hi:g}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParamError(name, rule, value)
-    if math.isnan(value) or not lo <= value <= hi:
-        raise ParamError(name, rule, value)
-    return float(value)
+class _Default:
+    """A field's default as Params shows it (its repr is the value); a field still holding one was
+    not set by the caller, so a backend may fill it from the model's native settings."""
 
+    __slots__ = ("value",)
 
-def _check_text(name: str, value: object, lo: int, hi: int) -> str:
-    rule = f"a string of {lo}..{hi} characters"
-    if not isinstance(value, str):
-        raise ParamError(name, rule, value)
-    if not lo <= len(value) <= hi:
-        shown = value if len(value) <= 60 else f"<{len(value)} characters>"
-        raise ParamError(name, rule, shown)
-    return value
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class LoRA:
             raise ParamError("loras.path", "a non-empty file path", self.path)
         object.__setattr__(self, "path", path)
         lo, hi = LORA_SCALE_RANGE
-        object.__setattr__(self, "scale", _check_float("loras.scale", self.scale, lo, hi))
+        object.__setattr__(self, "scale", check_number("loras.scale", self.scale, lo, hi))
 
     @classmethod
     def coerce(cls, value: object) -> "LoRA":
@@ -102,35 +110,47 @@ class LoRA:
 
 @dataclass(frozen=True)
 class Params:
-    """One generation request; validated on construction and on every :meth:`replace`."""
+    """One generation request; validated on construction and on every :meth:`replace`.
+
+    The defaults are the hosted API's. A backend fills the fields a request leaves unset (neither
+    given to ``Params(...)`` nor by :meth:`replace`) from its model's native settings, whether the
+    request comes as a ``Params`` or as keywords (:func:`wanlab.backend.request`).
+
+    >>> Params(prompt="a red fox running through fresh snow", seed=1).steps
+    30
+    """
 
     prompt: str
-    negative_prompt: str = ""
-    width: int = 832
-    height: int = 480
-    seed: int = -1
-    steps: int = 30
-    guidance_scale: float = 5.0
-    flow_shift: float = 5.0
-    loras: tuple[LoRA, ...] = field(default_factory=tuple)
-    num_frames: int = 81
+    negative_prompt: str = _Default("")  # type: ignore[assignment]
+    width: int = _Default(832)  # type: ignore[assignment]
+    height: int = _Default(480)  # type: ignore[assignment]
+    seed: int = _Default(-1)  # type: ignore[assignment]
+    steps: int = _Default(30)  # type: ignore[assignment]
+    guidance_scale: float = _Default(5.0)  # type: ignore[assignment]
+    flow_shift: float = _Default(5.0)  # type: ignore[assignment]
+    loras: tuple[LoRA, ...] = _Default(())  # type: ignore[assignment]
+    num_frames: int = _Default(81)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("prompt", _check_text("prompt", self.prompt, 1, MAX_PROMPT_CHARS))
-        set_("negative_prompt", _check_text("negative_prompt", self.negative_prompt, 0, MAX_PROMPT_CHARS))
-        for name in ("width", "height"):
+        unset = set()
+        for name in self.field_names():
             value = getattr(self, name)
-            lo, hi = SIZE_RANGE
-            rule = f"a multiple of {SIZE_MULTIPLE} in {lo}..{hi}"
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ParamError(name, rule, value)
-            if value % SIZE_MULTIPLE or not lo <= value <= hi:
-                raise ParamError(name, rule, value)
-        set_("seed", _check_int("seed", self.seed, -1, SEED_MAX))
-        set_("steps", _check_int("steps", self.steps, 1, 40))
-        set_("guidance_scale", _check_float("guidance_scale", self.guidance_scale, 0.0, 10.0))
-        set_("flow_shift", _check_float("flow_shift", self.flow_shift, 1.0, 10.0))
+            if isinstance(value, _Default):
+                unset.add(name)
+                set_(name, value.value)
+        set_("_explicit", frozenset(n for n in self.field_names() if n not in unset))
+        set_("prompt", check_text("prompt", self.prompt, 1, MAX_PROMPT_CHARS))
+        set_("negative_prompt", check_text("negative_prompt", self.negative_prompt, 0, MAX_PROMPT_CHARS))
+        lo, hi = SIZE_RANGE
+        for name in ("width", "height"):
+            value = check_int(name, getattr(self, name), lo, hi, rule=f"a multiple of {SIZE_MULTIPLE} in {lo}..{hi}")
+            if value % SIZE_MULTIPLE:
+                raise ParamError(name, f"a multiple of {SIZE_MULTIPLE} in {lo}..{hi}", value)
+        set_("seed", check_int("seed", self.seed, -1, SEED_MAX))
+        set_("steps", check_int("steps", self.steps, *STEPS_RANGE))
+        set_("guidance_scale", check_number("guidance_scale", self.guidance_scale, *GUIDANCE_RANGE))
+        set_("flow_shift", check_number("flow_shift", self.flow_shift, *SHIFT_RANGE))
         loras = self.loras
         if isinstance(loras, (str, Mapping, LoRA)) or not isinstance(loras, Iterable):
             raise ParamError("loras", f"a list of at most {MAX_LORAS} LoRAs", loras)
@@ -140,17 +160,19 @@ class Params:
         set_("loras", loras)
         lo, hi = FRAMES_RANGE
         rule = f"4k+1 in {lo}..{hi} (e.g. 17, 33, 81)"
-        n = self.num_frames
-        if isinstance(n, bool) or not isinstance(n, int) or not lo <= n <= hi or n % 4 != 1:
+        n = check_int("num_frames", self.num_frames, lo, hi, rule=rule)
+        if n % 4 != 1:
             raise ParamError("num_frames", rule, n)
+
+    def explicit_fields(self) -> dict[str, Any]:
+        """The fields this request sets itself (given to ``Params`` or :meth:`replace`), with their values."""
+        return {name: getattr(self, name) for name in self.field_names() if name in self._explicit}  # type: ignore[attr-defined]
 
     # --- derived records -------------------------------------------------------------------------
     def replace(self, **changes: Any) -> "Params":
-        """A new validated Params with ``changes`` applied."""
-        unknown = set(changes) - set(self.field_names())
-        if unknown:
-            raise ParamError(sorted(unknown)[0], f"one of {', '.join(self.field_names())}", changes[sorted(unknown)[0]])
-        return dataclasses.replace(self, **changes)
+        """A new validated Params with ``changes`` applied (they count as set; unset fields stay unset)."""
+        check_known("", changes, self.field_names(), "one of the Params fields")
+        return Params(**{**self.explicit_fields(), **changes})
 
     def resolved(self) -> "Params":
         """This request with ``seed=-1`` replaced by a seed drawn from 0..9999999999."""
@@ -162,6 +184,11 @@ class Params:
     def duration(self) -> float:
         """Seconds of video at Wan's 16 fps."""
         return self.num_frames / 16.0
+
+    @staticmethod
+    def defaults() -> dict[str, Any]:
+        """Each field's default (the hosted API's); ``prompt`` has none."""
+        return {f.name: f.default.value for f in dataclasses.fields(Params) if isinstance(f.default, _Default)}
 
     @staticmethod
     def field_names() -> tuple[str, ...]:
@@ -176,38 +203,49 @@ class Params:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Params":
         """Inverse of :meth:`to_dict`; unknown keys are rejected."""
-        unknown = set(data) - set(cls.field_names())
-        if unknown:
-            name = sorted(unknown)[0]
-            raise ParamError(name, f"one of {', '.join(cls.field_names())}", data[name])
+        check_known("", data, cls.field_names(), "one of the Params fields")
         if "prompt" not in data:
             raise ParamError("prompt", "given", None)
         return cls(**dict(data))
 
     # --- the hosted API's body -------------------------------------------------------------------
     @classmethod
-    def from_api(cls, body: Mapping[str, Any]) -> "Params":
-        """Validate a hosted-API JSON body: API field names, API sizes only, unknown fields rejected.
+    def from_api(cls, body: Mapping[str, Any], *, local: bool = False) -> "Params":
+        """Validate a hosted-API JSON body (``POST /v3/async/wan-t2v``): API field names, unknown
+        fields refused, and as the API documents, when ``width`` or ``height`` is missing both are
+        832x480. ``model_name`` is optional and must name Wan 2.1 text-to-video when given
+        (:data:`API_MODEL_NAMES`). ``enable_safety_checker``, ``fast_mode`` and ``extra`` are checked
+        here and read with :meth:`ApiOptions.from_body`. With ``local=False`` (the API's rules) only the
+        four API sizes and 81 frames pass; ``local=True`` also takes ``num_frames`` and any size that
+        is a multiple of 16 (``wanlab serve --allow-local-sizes``). Every field counts as set.
 
-        ``extra`` (webhook settings) is accepted for compatibility and has no local effect.
+        >>> Params.from_api({"prompt": "a fox", "height": 1280, "width": 720}).size
+        (720, 1280)
         """
         if not isinstance(body, Mapping):
             raise ParamError("body", "a JSON object", body)
-        unknown = sorted(set(body) - set(API_FIELDS))
-        if unknown:
-            raise ParamError(unknown[0], f"a field of the Wan 2.1 T2V API ({', '.join(API_FIELDS)})", body[unknown[0]])
-        if body.get("model_name") != API_MODEL_NAME:
-            raise ParamError("model_name", repr(API_MODEL_NAME), body.get("model_name"))
+        allowed = API_FIELDS + (("num_frames",) if local else ())
+        check_known("", body, allowed, "a field of the Wan 2.1 T2V API")
+        if "model_name" in body and body["model_name"] not in API_MODEL_NAMES:
+            raise ParamError("model_name", f"one of {', '.join(map(repr, API_MODEL_NAMES))} (Wan 2.1 text-to-video)",
+                             body["model_name"])
         if "prompt" not in body:
             raise ParamError("prompt", "given", None)
-        if "extra" in body and not isinstance(body["extra"], Mapping):
-            raise ParamError("extra", "a JSON object", body["extra"])
-        fields = {k: v for k, v in body.items() if k not in ("model_name", "extra")}
+        ApiOptions.from_body(body)
+        fields = {k: v for k, v in body.items() if k in cls.field_names()}
+        if "width" not in fields or "height" not in fields:
+            fields["width"], fields["height"] = API_DEFAULT_SIZE
         if "loras" in fields and not isinstance(fields["loras"], list):
             raise ParamError("loras", "a list of {path, scale} objects", fields["loras"])
-        params = cls(**fields)
-        params.check_api()
+        params = cls(**{**cls.defaults(), **fields})
+        if not local:
+            params.check_api()
         return params
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)``."""
+        return (self.width, self.height)
 
     def check_api(self) -> None:
         """Raise ParamError unless the hosted API would accept this request as it stands."""
@@ -220,8 +258,47 @@ class Params:
     def to_api(self) -> dict[str, Any]:
         """The hosted API's JSON body for this request (raises if it uses local-only values)."""
         self.check_api()
-        body: dict[str, Any] = {"model_name": API_MODEL_NAME}
+        body: dict[str, Any] = {"model_name": API_MODEL_NAMES[0]}
         for name in ("prompt", "negative_prompt", "width", "height", "seed", "steps", "guidance_scale", "flow_shift"):
             body[name] = getattr(self, name)
         body["loras"] = [lora.to_dict() for lora in self.loras]
         return body
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    """The hosted-API body's fields that are not part of the request: ``enable_safety_checker``
+    (default True), ``fast_mode`` (default False), and ``extra.webhook`` (``url``, and ``test_mode``
+    with ``enabled`` and ``return_task_status``), validated."""
+
+    enable_safety_checker: bool = True
+    fast_mode: bool = False
+    webhook_url: str | None = None
+    test_mode: bool = False
+    test_status: str = "TASK_STATUS_SUCCEED"
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "ApiOptions":
+        safety = check_bool("enable_safety_checker", body.get("enable_safety_checker", True))
+        fast = check_bool("fast_mode", body.get("fast_mode", False))
+        extra = body.get("extra", {})
+        if not isinstance(extra, Mapping):
+            raise ParamError("extra", "a JSON object", extra)
+        check_known("extra", extra, ("webhook",), "a field of extra")
+        webhook = extra.get("webhook")
+        if webhook is None:
+            return cls(safety, fast)
+        if not isinstance(webhook, Mapping):
+            raise ParamError("extra.webhook", "a JSON object with url (and test_mode)", webhook)
+        check_known("extra.webhook", webhook, ("url", "test_mode"), "a field of extra.webhook")
+        url = check_text("extra.webhook.url", webhook.get("url"), 1, 2048)
+        test = webhook.get("test_mode", {})
+        if not isinstance(test, Mapping):
+            raise ParamError("extra.webhook.test_mode", "a JSON object with enabled and return_task_status", test)
+        check_known("extra.webhook.test_mode", test, ("enabled", "return_task_status"),
+                    "a field of extra.webhook.test_mode")
+        enabled = check_bool("extra.webhook.test_mode.enabled", test.get("enabled", False))
+        status = test.get("return_task_status", TASK_STATUSES[0])
+        if status not in TASK_STATUSES:
+            raise ParamError("extra.webhook.test_mode.return_task_status", f"one of {', '.join(TASK_STATUSES)}", status)
+        return cls(safety, fast, url, enabled, status)

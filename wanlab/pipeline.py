@@ -1,53 +1,39 @@
-"""Loading a Wan 2.1 pipeline (built-in, local folder or hub id) and generating validated videos with it."""
+"""The local backend: a loaded Wan pipeline that turns validated requests into :class:`Video` s.
+
+``wanlab.load`` (:mod:`wanlab.loading`) makes one. It runs diffusers' own ``WanPipeline`` call
+with what wanlab adds around it: a fresh scheduler per call (``flow_shift``), prompt embeddings
+encoded once per text (bit-identical to encoding each time), LoRAs loaded once and weighted per
+call, the acceleration setting applied around the denoising loop only, staged timings, a
+garbage check after every step, and a record that says everything needed to repeat the run.
+"""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import threading
 import time
+import warnings
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .builtin import BUILTINS, REAL_MAX_SEQUENCE_LENGTH, REAL_NATIVE
-from .errors import GenerationError, LoadError, ParamError
+from .backend import Job, request
+from .errors import GenerationError, ParamError
+from .frames import WAN_FPS, to_uint8
+from .keys import key_parts
+from .models.registry import DEFAULT_MODEL
 from .params import Params
 from .record import environment, now_iso
-from .video import WAN_FPS, Video
+from .tasks import TaskMethods
+from .video import Video
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt")
+if TYPE_CHECKING:  # pragma: no cover
+    from .models.identity import ModelIdentity
+
 EMBED_CACHE_SIZE = 64
-
-
-def _torch_dtype(dtype: Any, device: str):
-    import torch
-
-    if dtype is None:
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if dtype not in names:
-        raise ParamError("dtype", f"one of {', '.join(names)} or a torch.dtype", dtype)
-    return names[dtype]
-
-
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not isinstance(device, str) or not re.match(r"^(cpu|cuda(:\d+)?|mps)$", device):
-        raise ParamError("device", "'cpu', 'cuda', 'cuda:N' or 'mps'", device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LoadError(f"device {device!r} was asked for, but torch sees no CUDA GPU on this machine.")
-    return device
+TRUNCATE = ("warn", "error")
 
 
 def synchronize(device: str) -> None:
@@ -61,285 +47,160 @@ def synchronize(device: str) -> None:
         torch.mps.synchronize()
 
 
-def tensors_fingerprint(pipe: Any) -> str:
-    """sha256 over every weight of text encoder, transformer and VAE plus the tokenizer's vocabulary."""
-    import torch
+def check_finite(tensor: Any, what: str) -> None:
+    """Raise :class:`GenerationError` when ``tensor`` holds NaN or infinity: garbage is never a result.
 
-    digest = hashlib.sha256()
-    for part in ("text_encoder", "transformer", "vae"):
-        module = getattr(pipe, part)
-        for key, tensor in sorted(module.state_dict().items()):
-            t = tensor.detach().to("cpu").contiguous()
-            digest.update(f"{part}.{key}:{t.dtype}:{tuple(t.shape)};".encode())
-            digest.update(t.view(torch.uint8).numpy().tobytes())
-    vocab = sorted(pipe.tokenizer.get_vocab().items())
-    digest.update(json.dumps(vocab).encode())
-    return digest.hexdigest()
-
-
-def files_fingerprint(folder: Path) -> str:
-    """sha256 over the relative names and sha256s of a checkpoint folder's files (cached on disk)."""
-    from .fsutil import sha256_file, write_json
-
-    cache_file = Path(os.environ.get("WANLAB_CACHE", Path.home() / ".cache" / "wanlab")) / "file-hashes.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    digest = hashlib.sha256()
-    changed = False
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
-        real = file.resolve()
-        stat = real.stat()
-        key = f"{real}:{stat.st_size}:{stat.st_mtime_ns}"
-        if key not in cache:
-            cache[key] = sha256_file(real)
-            changed = True
-        digest.update(f"{file.relative_to(folder).as_posix()}:{cache[key]};".encode())
-    if changed:
-        try:
-            write_json(cache_file, cache)
-        except OSError:
-            pass
-    return digest.hexdigest()
-
-
-def realign(*modules: Any) -> None:
-    """Clone every parameter and buffer: safetensors leaves CPU tensors unaligned, which changes results.
-
-    After this, weights loaded from a folder give the same outputs, bit for bit, as the same
-    weights built in memory (measured: 1.8e-7 differences without it).
+    Checked after every denoising step (so the message names the first bad step) and after decoding.
     """
     import torch
 
-    with torch.no_grad():
-        for module in modules:
-            for tensor in list(module.parameters()) + list(module.buffers()):
-                tensor.data = tensor.data.clone()
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise GenerationError(f"non-finite values (NaN or inf) in {what}: {bad} of {tensor.numel()} values; "
+                              "a broken LoRA or an unstable setting can cause this; the run is not stored")
 
 
-def _realign(pipe: Any) -> None:
-    """:func:`realign` every weight-carrying component of a pipeline."""
-    realign(pipe.text_encoder, pipe.transformer, pipe.vae)
-
-
-def _cast(pipe: Any, torch_dtype: Any) -> None:
-    """Cast text encoder and transformer to ``torch_dtype``, keeping the modules Wan needs in float32."""
-    import torch
-
-    pipe.text_encoder.to(dtype=torch_dtype)
-    transformer = pipe.transformer
-    keep = set(transformer._keep_in_fp32_modules or ())
-    torch.nn.Module.to(transformer, dtype=torch_dtype)
-    for name, module in transformer.named_modules():
-        if name.split(".")[-1] in keep:
-            torch.nn.Module.to(module, dtype=torch.float32)
-    for name, param in transformer.named_parameters():
-        if name.split(".")[-1] in keep:
-            param.data = param.data.to(torch.float32)
-
-
-def _quiet_loading() -> None:
-    """Silence diffusers' and transformers' loading bars and notices (wanlab reports its own errors)."""
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    dlog.disable_progress_bar()
-    tlog.disable_progress_bar()
-    dlog.set_verbosity_error()
-    tlog.set_verbosity_error()
-
-
-def _check_folder(folder: Path) -> None:
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise LoadError(f"{folder} is not a diffusers pipeline folder: it has no model_index.json.")
-    try:
-        cls = json.loads(index.read_text()).get("_class_name", "")
-    except ValueError as exc:
-        raise LoadError(f"{folder}/model_index.json is not valid JSON: {exc}.") from exc
-    if not str(cls).startswith("Wan"):
-        raise LoadError(f"{folder} holds a {cls or 'unnamed'} pipeline, not a Wan text-to-video pipeline.")
-
-
-def _from_pretrained(source: str, torch_dtype: Any, *, local: bool) -> Any:
-    import torch
-    from diffusers import AutoencoderKLWan, WanPipeline
-
-    try:
-        vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", dtype=torch.float32)
-        return WanPipeline.from_pretrained(source, vae=vae, dtype=torch_dtype)
-    except (OSError, ValueError, EnvironmentError) as exc:
-        if local:
-            raise LoadError(f"could not load the Wan pipeline in {source}: {exc}".rstrip(".") + ".") from exc
-        raise LoadError(
-            f"could not load {source!r}: it is not in the local Hugging Face cache and the hub cannot be "
-            "reached from here; download it where there is internet (huggingface-cli download "
-            f"{source}) or pass a local folder."
-        ) from exc
-
-
-def load(model: str | os.PathLike[str] = "tiny", *, device: str | None = None, dtype: Any = None,
+def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None,
          cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
          progress: bool = True, accel: Any = None, group_offload: str | bool | None = None) -> "Pipeline":
     """Load a Wan 2.1 text-to-video pipeline.
 
-    ``model`` is a built-in name (``"tiny"``), a local diffusers folder, or a hub id such as
-    ``"Wan-AI/Wan2.1-T2V-14B-Diffusers"`` (read from the local Hugging Face cache; this
-    workplace has no internet). ``dtype`` applies to transformer and text encoder (default
-    bfloat16 on CUDA, float32 on CPU); the VAE stays float32, as Wan recommends.
+    ``model`` is a built-in name (``"toy"``: trained on moving shapes, the default; ``"tiny"``: random
+    weights, for tests), a local diffusers folder, or a hub id such as
+    ``"Wan-AI/Wan2.1-T2V-14B-Diffusers"`` read from the local Hugging Face cache (no download is
+    attempted: a missing one fails at once, saying how to get it). ``dtype`` applies to transformer
+    and text encoder (default bfloat16 on CUDA, float32 on CPU); the VAE stays float32, as Wan
+    recommends. ``accel`` is the default acceleration setting of every call (a
+    :class:`wanlab.accel.Accel`, a preset name such as ``"fbc"`` or a mapping; default exact);
+    ``group_offload`` (``"block_level"``, ``"leaf_level"`` or True; CUDA only) uses diffusers' group
+    offloading instead of moving the whole pipeline to the device.
 
-    ``accel`` is the default acceleration setting of every call (a :class:`wanlab.accel.Accel`, a
-    preset name such as ``"fbc"`` or a mapping; default exact); ``pipe.generate(..., accel=...)``
-    overrides it per call. ``group_offload`` (``"block_level"``, ``"leaf_level"`` or True; CUDA only)
-    uses diffusers' group offloading instead of moving the whole pipeline to the device.
+    >>> pipe = wanlab.load("toy")  # doctest: +SKIP
+    >>> pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
     """
-    from .accel import Accel, apply_group_offload, check_group_offload
+    from .models.loading import load_weights
 
-    resolved_device = _resolve_device(device)
-    default_accel = Accel.coerce(accel)
-    torch_dtype = _torch_dtype(dtype, resolved_device)
-    name = os.fspath(model) if isinstance(model, os.PathLike) else model
-    if not isinstance(name, str) or not name:
-        raise ParamError("model", "a built-in name, a folder or a hub id", model)
-    for flag, value in (("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling), ("progress", progress)):
-        if not isinstance(value, bool):
-            raise ParamError(flag, "True or False", value)
-    if max_sequence_length is not None and (isinstance(max_sequence_length, bool)
-                                            or not isinstance(max_sequence_length, int)
-                                            or not 1 <= max_sequence_length <= 512):
-        raise ParamError("max_sequence_length", "an integer in 1..512", max_sequence_length)
-    offload_mode = check_group_offload(group_offload, resolved_device, cpu_offload)
-
-    folder = Path(name).expanduser()
-    if not progress:
-        _quiet_loading()
-    if name in BUILTINS:
-        spec = BUILTINS[name]
-        pipe = spec.build()
-        source, native, msl = "builtin", dict(spec.native), spec.max_sequence_length
-        fingerprint: str | None = tensors_fingerprint(pipe)
-    elif folder.exists():
-        if not folder.is_dir():
-            raise LoadError(f"{folder} is a file; a model is a built-in name, a diffusers folder or a hub id.")
-        _check_folder(folder)
-        pipe = _from_pretrained(str(folder), torch_dtype, local=True)
-        source, native, msl, fingerprint = "folder", dict(REAL_NATIVE), REAL_MAX_SEQUENCE_LENGTH, None
-        name = str(folder.resolve())
-    elif HUB_ID.match(name) and not name.startswith((".", "/", "~")):
-        pipe = _from_pretrained(name, torch_dtype, local=False)
-        source, native, msl, fingerprint = "hub", dict(REAL_NATIVE), REAL_MAX_SEQUENCE_LENGTH, None
-    elif any(sep in name for sep in ("/", os.sep)) or name.startswith((".", "~")):
-        raise LoadError(f"no such model folder: {folder}.")
-    else:
-        raise LoadError(
-            f"unknown model {name!r}: use a built-in model ({', '.join(BUILTINS)}), a local diffusers "
-            "folder, or a hub id such as 'Wan-AI/Wan2.1-T2V-1.3B-Diffusers'."
-        )
-
-    if source == "builtin":
-        _cast(pipe, torch_dtype)
-    if cpu_offload:
-        pipe.enable_model_cpu_offload(device=resolved_device if resolved_device != "cpu" else None)
-    elif offload_mode is not None:
-        apply_group_offload(pipe, offload_mode, resolved_device)
-    else:
-        pipe.to(resolved_device)
-    if source != "builtin" and resolved_device == "cpu":
-        _realign(pipe)
-    if vae_tiling:
-        pipe.vae.enable_tiling()
-    pipe.set_progress_bar_config(disable=not progress, leave=False)
-    settings = {
-        "dtype": str(torch_dtype).replace("torch.", ""), "vae_dtype": "float32", "device": resolved_device,
-        "cpu_offload": cpu_offload, "vae_tiling": vae_tiling,
-    }
-    if offload_mode is not None:
-        settings["group_offload"] = offload_mode
-    return Pipeline(pipe, model_id=name, source=source, native=native,
-                    max_sequence_length=max_sequence_length or msl, settings=settings, fingerprint=fingerprint,
-                    accel=default_accel)
+    loaded = load_weights(model, device=device, dtype=dtype, cpu_offload=cpu_offload, vae_tiling=vae_tiling,
+                          max_sequence_length=max_sequence_length, progress=progress, accel=accel,
+                          group_offload=group_offload)
+    return Pipeline(loaded.diffusers, loaded.identity, device=loaded.device, accel=loaded.accel)
 
 
-class Pipeline:
-    """A loaded Wan pipeline: validated requests in, :class:`Video` out.
+class Pipeline(TaskMethods):
+    """A loaded Wan pipeline: validated requests in, :class:`Video` out (a backend, :mod:`wanlab.backend`).
 
-    ``pipe.diffusers`` is the underlying ``diffusers.WanPipeline`` for anything wanlab does not wrap.
+    ``pipe.diffusers`` is the underlying ``diffusers.WanPipeline`` for anything wanlab does not wrap;
+    ``pipe.identity`` says which model and settings it runs.
+
+    >>> pipe = wanlab.load("toy")  # doctest: +SKIP
+    >>> video = pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
     """
 
-    def __init__(self, pipe: Any, *, model_id: str, source: str, native: Mapping[str, Any],
-                 max_sequence_length: int, settings: Mapping[str, Any], fingerprint: str | None = None,
-                 accel: Any = None) -> None:
-        from .accel import Accel
+    def __init__(self, pipe: Any, identity: "ModelIdentity", *, device: str, accel: Any = None) -> None:
+        from .accel.setting import Accel
         from .lora import LoRASet
 
         self.diffusers = pipe
-        self.model_id = model_id
-        self.source = source
-        self.native = dict(native)
-        self.max_sequence_length = max_sequence_length
-        self.settings = dict(settings)
-        self.device = self.settings["device"]
-        self._fingerprint = fingerprint
+        self.identity = identity
+        self.device = device
         self._scheduler_class = type(pipe.scheduler)
         self._scheduler_config = dict(pipe.scheduler.config)
         self._embeds: OrderedDict[tuple[str, int], Any] = OrderedDict()
+        self._tokens: dict[str, int] = {}
+        self._warned: set[str] = set()
         self._lock = threading.RLock()
+        self._worker: ThreadPoolExecutor | None = None
         self.loras = LoRASet(pipe)
         #: The default acceleration setting (``wanlab.accel.Accel``); ``generate(accel=...)`` overrides it.
         self.accel = Accel.coerce(accel)
-        # what store.key_for records for calls that use the default (the record's "accel")
-        self.accel_settings = lambda: Accel.coerce(self.accel).to_dict()
-        self._tasks: Any = None
 
     def __repr__(self) -> str:
-        return f"Pipeline(model={self.model_id!r}, device={self.device!r}, dtype={self.settings['dtype']!r})"
+        return (f"Pipeline(model={self.model_id!r}, device={self.device!r}, "
+                f"dtype={self.identity.settings['dtype']!r})")
 
     # --- identity ----------------------------------------------------------------------------------
     @property
-    def fingerprint(self) -> str:
-        """sha256 identifying the weights (tensors for built-ins, files for folders and hub ids)."""
-        if self._fingerprint is None:
-            folder = Path(self.model_id)
-            if not folder.is_dir():
-                from huggingface_hub import snapshot_download
+    def model_id(self) -> str:
+        return self.identity.model_id
 
-                folder = Path(snapshot_download(self.model_id, local_files_only=True))
-            self._fingerprint = files_fingerprint(folder)
-        return self._fingerprint
+    @property
+    def source(self) -> str:
+        return self.identity.source
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 identifying the weights (recorded for built-ins, the files' hashes for folders and hub ids)."""
+        return self.identity.fingerprint
+
+    @property
+    def native(self) -> dict[str, Any]:
+        """Request fields this model fills in when a request leaves them unset."""
+        return dict(self.identity.native)
+
+    @property
+    def max_sequence_length(self) -> int:
+        """The text length prompts are encoded at (the model's, or the one given to ``load``)."""
+        return int(self.identity.settings["max_sequence_length"])
 
     @property
     def model_info(self) -> dict[str, str]:
-        return {"id": self.model_id, "fingerprint": self.fingerprint, "source": self.source}
+        return self.identity.model_info
 
     def generation_settings(self) -> dict[str, Any]:
         """Every setting besides the request that changes frames: part of records and run keys."""
-        return {
-            "dtype": self.settings["dtype"], "vae_dtype": self.settings["vae_dtype"],
-            "max_sequence_length": self.max_sequence_length,
-            "scheduler": {"class": self._scheduler_class.__name__,
-                          "config": {k: v for k, v in self._scheduler_config.items()
-                                     if not k.startswith("_") and k != "flow_shift"}},
-            "cpu_offload": self.settings["cpu_offload"], "vae_tiling": self.settings["vae_tiling"],
-            **({"group_offload": self.settings["group_offload"]} if self.settings.get("group_offload") else {}),
-        }
+        return self.identity.to_dict()["settings"]
+
+    @property
+    def max_in_flight(self) -> int:
+        """Jobs worth starting at once: 2 when generating leaves CPU free (a GPU, or torch using fewer
+        threads than there are cores), so storing one run overlaps the next generation; else 1 (on 2
+        CPU cores with torch on both, overlapping made sweeps ~10 % slower: benchmarks/bench_sweep.py)."""
+        import torch
+
+        if self.device != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1):
+            return 2
+        return 1
 
     # --- requests ----------------------------------------------------------------------------------
     def params(self, params: Params | None = None, **fields: Any) -> Params:
-        """The validated request: ``params`` with ``fields`` applied, or the model's native settings
-        with ``fields`` applied when no ``params`` is given."""
-        if params is not None:
-            if not isinstance(params, Params):
-                raise ParamError("params", "a wanlab.Params", params)
-            return params.replace(**fields) if fields else params
-        unknown = set(fields) - set(Params.field_names())
-        if unknown:
-            name = sorted(unknown)[0]
-            raise ParamError(name, f"one of {', '.join(Params.field_names())}", fields[name])
-        if "prompt" not in fields:
-            raise ParamError("prompt", "given", None)
-        return Params(**{**self.native, **fields})
+        """The validated request: fields given (keywords, or set in ``params``) are kept, the others
+        come from the model's native settings (see :func:`wanlab.backend.request`)."""
+        return request(self.identity.native, params, **fields)
 
+    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
+        """What the run key of ``params`` with ``accel`` (None: this pipeline's default) is the hash of;
+        LoRA files are hashed (a missing one raises :class:`~wanlab.LoRAError`) unless ``loras`` gives
+        their descriptions (:func:`wanlab.keys.unreadable_loras` for a stand-in key)."""
+        return key_parts(self.identity, params, self.accel if accel is None else accel,
+                         self.loras.describe(params.loras) if loras is None else loras)
+
+    def prompt_tokens(self, text: str) -> int:
+        """How many tokens ``text`` encodes to (with the end token), before any truncation."""
+        if text not in self._tokens:
+            ids = self.diffusers.tokenizer(text, add_special_tokens=True, truncation=False).input_ids
+            self._tokens[text] = len(ids)
+        return self._tokens[text]
+
+    def _check_length(self, p: Params, truncate: str) -> dict[str, Any]:
+        """Token counts of the prompts; warn once per text (or refuse) when they exceed the model's length."""
+        limit = self.max_sequence_length
+        out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens(p.prompt)}
+        if p.guidance_scale > 1.0 and p.negative_prompt:
+            out["negative_prompt_tokens"] = self.prompt_tokens(p.negative_prompt)
+        long = {name.removesuffix("_tokens"): n for name, n in out.items() if n > limit}
+        out["truncated"] = bool(long)
+        for field, n in long.items():
+            if truncate == "error":
+                raise ParamError(field, f"at most {limit} tokens (this model's max_sequence_length); it would be cut",
+                                 f"{n} tokens")
+            text = getattr(p, field)
+            if text not in self._warned:
+                self._warned.add(text)
+                warnings.warn(f"{field} is {n} tokens long; this model reads {limit} (max_sequence_length), so the "
+                              f"rest is cut and does not change the video", stacklevel=4)
+        return out
+
+    # --- the model -----------------------------------------------------------------------------------
     def encode(self, text: str) -> Any:
         """Text-encoder embedding of ``text`` at this model's sequence length, cached per text.
 
@@ -362,84 +223,63 @@ class Pipeline:
                 self._embeds.popitem(last=False)
             return embeds
 
-    def generate(self, params: Params | None = None, *, progress: bool | None = None,
-                 on_step: Callable[[int, int], None] | None = None, accel: Any = None, **fields: Any) -> Video:
-        """Generate one video. Unspecified fields come from the model's native settings.
-
-        A ``seed`` of -1 is drawn and recorded; the same model, request and environment give
-        bit-identical frames. ``on_step(done, total)`` is called after each denoising step.
-        ``accel`` (an :class:`wanlab.accel.Accel`, a preset name or a mapping) overrides the
-        pipeline's default acceleration for this call only; it is recorded and part of the run key.
-        """
-        from .accel import Accel
-
-        accel_ = Accel.coerce(self.accel if accel is None else accel)
-        p = self.params(params, **fields).resolved()
+    def forget_embeddings(self) -> None:
+        """Drop the cached prompt embeddings (benchmarks measure what reusing them saves)."""
         with self._lock:
-            return self._generate(p, progress=progress, on_step=on_step, accel=accel_)
+            self._embeds.clear()
 
-    def _generate(self, p: Params, *, progress: bool | None, on_step: Callable[[int, int], None] | None,
-                  accel: Any = None) -> Video:
+    def denoise(self, params: Params, *, accel: Any = None, on_step: Callable[[int, int], None] | None = None,
+                progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
+        """The denoising loop alone for a resolved request: its LoRAs, a fresh scheduler with its
+        ``flow_shift``, cached prompt embeddings and ``accel`` applied around the loop.
+
+        Returns the final latents and what happened: ``timings`` (loras, encode, denoise), the record's
+        ``loras`` entry and the applied setting (``accel``, an :class:`wanlab.accel.apply.Applied`).
+        """
         import torch
 
-        from .accel import Accel, applied
+        from .accel.apply import applied
 
-        accel_ = Accel.coerce(self.accel if accel is None else accel)
-
+        p = params
         pipe = self.diffusers
-        t_start = time.perf_counter()
-        loras = self.loras.apply(p.loras)
-        pipe.scheduler = self._scheduler_class.from_config(self._scheduler_config, flow_shift=p.flow_shift)
-        cfg = p.guidance_scale > 1.0
-        t_encode = time.perf_counter()
-        prompt_embeds = self.encode(p.prompt)
-        negative_embeds = self.encode(p.negative_prompt) if cfg else None
-        synchronize(self.device)
-        t_accel = time.perf_counter()
-        def callback(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            check_finite(kwargs["latents"], f"the latents after denoising step {i + 1} of {p.steps}")
-            if on_step is not None:
-                on_step(i + 1, p.steps)
-            return {}
-        saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
-        if progress is not None:
-            pipe.set_progress_bar_config(disable=not progress, leave=False)
-        generator = torch.Generator("cpu").manual_seed(p.seed)
-        # acceleration (MagCache calibration, attention backend, cache hook, compile, work counters) is
-        # applied around the denoising loop only and always undone, so exact calls stay bit-identical
-        try:
-            with applied(self, accel_, p) as acc:
-                synchronize(self.device)
-                t_denoise = time.perf_counter()
-                with torch.inference_mode():
-                    latents = pipe(
-                        prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds, height=p.height,
-                        width=p.width, num_frames=p.num_frames, num_inference_steps=p.steps,
-                        guidance_scale=p.guidance_scale, generator=generator, output_type="latent",
-                        max_sequence_length=self.max_sequence_length, callback_on_step_end=callback,
-                    ).frames
-                synchronize(self.device)  # GPU kernels run asynchronously: the loop ends when they do
-                t_decode = time.perf_counter()
-        finally:
-            pipe._progress_bar_config = saved_bar
-        with torch.inference_mode():
-            frames = self.decode(latents)
-        if not frames.any():
-            raise GenerationError(f"every frame is black (all {frames.size} values are 0): the model produced "
-                                  "nothing to look at; not stored")
-        t_end = time.perf_counter()
-        timings = {"loras": t_encode - t_start, "encode": t_accel - t_encode, "denoise": t_decode - t_denoise,
-                   "decode": t_end - t_decode, "total": t_end - t_start}
-        record = {
-            "params": p.to_dict(), "model": self.model_info, "settings": self.generation_settings(),
-            "accel": acc.record(), "loras": loras, "environment": environment(self.device),
-            "created": now_iso(),
-        }
-        if acc.calibration_record() is not None:
-            record["accel_calibration"] = acc.calibration_record()
-        record["accel_stats"] = {**acc.stats(), "setup_s": t_denoise - t_accel}
-        return Video(frames, fps=WAN_FPS, params=p, model=self.model_info, timings=timings, record=record,
-                     latents=latents.float().cpu().numpy())
+        with self._lock:
+            t_start = time.perf_counter()
+            loras = self.loras.apply(p.loras)
+            pipe.scheduler = self._scheduler_class.from_config(self._scheduler_config, flow_shift=p.flow_shift)
+            t_encode = time.perf_counter()
+            prompt_embeds = self.encode(p.prompt)
+            negative_embeds = self.encode(p.negative_prompt) if p.guidance_scale > 1.0 else None
+            synchronize(self.device)
+            t_accel = time.perf_counter()
+
+            def callback(_pipe: Any, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+                check_finite(kwargs["latents"], f"the latents after denoising step {i + 1} of {p.steps}")
+                if on_step is not None:
+                    on_step(i + 1, p.steps)
+                return {}
+
+            saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
+            if progress is not None:
+                pipe.set_progress_bar_config(disable=not progress, leave=False)
+            generator = torch.Generator("cpu").manual_seed(p.seed)
+            try:  # acceleration is applied around the denoising loop only and always undone
+                with applied(self, self.accel if accel is None else accel, p) as acc:
+                    synchronize(self.device)
+                    t_denoise = time.perf_counter()
+                    with torch.inference_mode():
+                        latents = pipe(
+                            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds, height=p.height,
+                            width=p.width, num_frames=p.num_frames, num_inference_steps=p.steps,
+                            guidance_scale=p.guidance_scale, generator=generator, output_type="latent",
+                            max_sequence_length=self.max_sequence_length, callback_on_step_end=callback,
+                        ).frames
+                    synchronize(self.device)  # GPU kernels run asynchronously: the loop ends when they do
+                    t_end = time.perf_counter()
+            finally:
+                pipe._progress_bar_config = saved_bar
+        timings = {"loras": t_encode - t_start, "encode": t_accel - t_encode, "denoise": t_end - t_denoise,
+                   "setup": t_denoise - t_accel}
+        return latents, {"timings": timings, "loras": loras, "accel": acc}
 
     def decode(self, latents: Any) -> np.ndarray:
         """VAE-decode final latents to uint8 frames (T, H, W, 3), as diffusers' own call does."""
@@ -458,6 +298,76 @@ class Pipeline:
             video = pipe.video_processor.postprocess_video(video, output_type="np")
         return to_uint8(video[0])
 
+    # --- generating ----------------------------------------------------------------------------------
+    def generate(self, params: Params | None = None, *, progress: bool | None = None,
+                 on_step: Callable[[int, int], None] | None = None, accel: Any = None, truncate: str = "warn",
+                 **fields: Any) -> Video:
+        """Generate one video. Fields the request leaves unset come from the model's native settings.
+
+        A ``seed`` of -1 is drawn and recorded; the same model, request and environment give
+        bit-identical frames. ``on_step(done, total)`` is called after each denoising step.
+        ``accel`` (an :class:`wanlab.accel.Accel`, a preset name or a mapping) overrides the
+        pipeline's default acceleration for this call only; it is recorded and part of the run key.
+        A prompt longer than the model's ``max_sequence_length`` is cut by the text encoder: wanlab
+        warns once per text and records ``prompt_tokens`` and ``truncated``; ``truncate="error"``
+        refuses it instead.
+
+        >>> pipe.generate(prompt="a blue circle moving left slowly", seed=3, steps=20)  # doctest: +SKIP
+        Video(17 frames, 64x64, 16 fps, seed=3, digest=...)
+        """
+        from .accel.setting import Accel
+
+        job = Job(self.params(params, **fields).resolved(), Accel.coerce(self.accel if accel is None else accel),
+                  on_step=on_step, truncate=truncate)
+        return self.run(job, progress=progress)
+
+    def run(self, job: Job, *, progress: bool | None = False) -> Video:
+        """Run one :class:`~wanlab.backend.Job` in this thread and return its video."""
+        from .accel.setting import Accel
+
+        if job.truncate not in TRUNCATE:
+            raise ParamError("truncate", f"one of {', '.join(TRUNCATE)}", job.truncate)
+        p = job.params
+        accel = Accel.coerce(self.accel if job.accel is None else job.accel)
+        with self._lock:
+            lengths = self._check_length(p, job.truncate)
+            if job.on_start is not None:
+                job.on_start()
+            latents, info = self.denoise(p, accel=accel, on_step=job.on_step, progress=progress)
+            t_decode = time.perf_counter()
+            frames = self.decode(latents)
+        if not frames.any():
+            raise GenerationError(f"every frame is black (all {frames.size} values are 0): the model produced "
+                                  "nothing to look at; not stored")
+        timings = dict(info["timings"])
+        setup = timings.pop("setup")
+        timings["decode"] = time.perf_counter() - t_decode
+        timings["total"] = timings["loras"] + timings["encode"] + setup + timings["denoise"] + timings["decode"]
+        acc = info["accel"]
+        record = {"params": p.to_dict(), "model": self.model_info, "settings": self.generation_settings(),
+                  "accel": acc.record(), "loras": info["loras"], "environment": environment(self.device),
+                  "created": now_iso(), **lengths}
+        if acc.calibration_record() is not None:
+            record["accel_calibration"] = acc.calibration_record()
+        record["accel_stats"] = {**acc.stats(), "setup_s": setup}
+        return Video(frames, fps=WAN_FPS, params=p, model=self.model_info, timings=timings, record=record,
+                     latents=latents.float().cpu().numpy())
+
+    def start(self, job: Job) -> "Future[Video]":
+        """Run ``job`` on this pipeline's worker thread; the Future holds its video (or its error)."""
+        with self._lock:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlab-pipeline")
+        return self._worker.submit(self.run, job)
+
+    def close(self) -> None:
+        """Stop the task queue and the worker thread (what runs finishes); the model stays loaded."""
+        super().close()
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=True)
+
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
         """Save the base pipeline, without LoRA adapters (loadable with ``wanlab.load(folder)``)."""
         target = Path(folder)
@@ -465,50 +375,3 @@ class Pipeline:
             self.loras.unload()
             self.diffusers.save_pretrained(str(target))
         return target
-
-    # --- tasks: the hosted API's asynchronous shape (wanlab.tasks) -----------------------------------
-    def submit(self, params: Params | None = None, *, store: Any = None, **fields: Any) -> str:
-        """Queue a generation for the background worker; returns its task id (a uuid4 string).
-
-        The request is validated now (bad fields raise ParamError); the run goes into ``store``
-        (default: the store given on first submit, else ``$WANLAB_STORE`` or ``runs/tasks``).
-        """
-        from .tasks import queue_for
-
-        return queue_for(self, store).submit(params, store=store, **fields)
-
-    def task_result(self, task_id: str) -> dict[str, Any]:
-        """The task's state in the hosted API's shape (``task``, ``videos``, ``extra``)."""
-        from .tasks import queue_for
-
-        return queue_for(self).result(task_id)
-
-    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Block until the task has finished and return its result (TaskTimeout after ``timeout`` s)."""
-        from .tasks import queue_for
-
-        return queue_for(self).wait(task_id, timeout=timeout)
-
-    def cancel(self, task_id: str) -> dict[str, Any]:
-        """Cancel a queued task (it ends FAILED, reason "cancelled ..."); TaskError once it has started."""
-        from .tasks import queue_for
-
-        return queue_for(self).cancel(task_id)
-
-
-def check_finite(tensor: Any, what: str) -> None:
-    """Raise :class:`GenerationError` when ``tensor`` holds NaN or infinity: garbage is never a result.
-
-    Checked after every denoising step (so the message names the first bad step) and after decoding.
-    """
-    import torch
-
-    if not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise GenerationError(f"non-finite values (NaN or inf) in {what}: {bad} of {tensor.numel()} values; "
-                              "a broken LoRA or an unstable setting can cause this; the run is not stored")
-
-
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] to uint8, rounding to nearest (diffusers' ``numpy_to_pil`` rule)."""
-    return np.ascontiguousarray((np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8))

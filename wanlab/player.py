@@ -137,7 +137,7 @@ class Player:
     def __init__(self, videos: Mapping[str, Any], *, fps: float | None = None, zoom: int | None = None,
                  format: str = "auto", quality: int = 85, max_width: int | None = None, loop: bool = True,
                  autoplay: bool = False) -> None:
-        from .video import as_frames
+        from .frames import as_frames
 
         check_max_width(max_width)
         self._entries = []

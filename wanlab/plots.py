@@ -28,18 +28,14 @@ def frame_grid(video: Any, n: int = 8, frames: Sequence[int] | None = None, *, w
 def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | None = None, *,
                  width: float = 2.0):
     """Rows = videos (labelled), columns = the same frame indices in every video."""
-    import matplotlib
-
     if not videos:
         raise ValueError("videos: must hold at least one video; got none")
-    from .video import as_frames
+    from .frames import as_frames
 
     arrays = {label: as_frames(v, f"videos[{label!r}]") for label, v in videos.items()}
     count = min(a.shape[0] for a in arrays.values())
     picked = _frame_indices(count, n, frames)
-    if matplotlib.get_backend().lower() == "":
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     h, w = next(iter(arrays.values())).shape[1:3]
     rows, cols = len(arrays), len(picked)
@@ -59,7 +55,8 @@ def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | 
     return fig
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot``, on the Agg backend when no other is chosen (no display needed)."""
     import matplotlib
 
     if matplotlib.get_backend().lower() == "":
@@ -87,7 +84,7 @@ def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = No
     data = df.dropna(subset=[y])
     if data.empty:
         raise ValueError(f"{y}: no values to plot (every row is NaN or the table is empty)")
-    plt = _pyplot()
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
     else:
@@ -126,7 +123,7 @@ def heatmap(df: Any, x: str, y: str, value: str, *, ax: Any = None, title: str |
     if data.empty:
         raise ValueError(f"{value}: no values to plot (every row is NaN or the table is empty)")
     table = data.pivot_table(index=y, columns=x, values=value, aggfunc="mean").sort_index().sort_index(axis=1)
-    plt = _pyplot()
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(1.1 * table.shape[1] + 2.5, 0.8 * table.shape[0] + 1.5))
     else:

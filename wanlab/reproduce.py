@@ -13,17 +13,18 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from pathlib import Path
-
 from .errors import WanlabError
+from .frames import frames_digest, psnr_per_frame
+from .keys import record_key_parts, run_key
 from .params import Params
 from .record import ENVIRONMENT_FIELDS, environment, stable_hash
-from .store import RECORD_NAME, find_run, key_parts, run_key
-from .video import Video, frames_digest, lossless_path, sidecar_path
+from .store import find_run
+from .video import RUN_RECORD, Video, lossless_path, sidecar_path
 
 #: Extensions of files ``Video.save`` writes (a file with one of these outside a run folder is a saved video).
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".npz", ".gif")
@@ -42,7 +43,7 @@ class SavedVideo:
         self.record = dict(record) if record is not None else video.to_record()
         self.path = path if path is not None else Path(str(video.path or "<in memory>"))
         try:
-            self.key = run_key(self.record)
+            self.key = run_key(record_key_parts(self.record))
         except ValueError:  # a sidecar without settings/accel/loras: not a generate() record
             self.key = self.record["digest"][:16]
         self.exact = path is None or lossless_path(path).exists() or path.suffix.lower() in (".mkv", ".npz")
@@ -54,7 +55,11 @@ class SavedVideo:
                               "re-generated without the record Video.save writes there")
         # the sidecar as written, not the loaded video's to_record(): its digest is of the frames
         # generated, which an h264-only file no longer holds
-        return cls(Video.load(path), path, json.loads(sidecar_path(path).read_text()))
+        try:
+            record = json.loads(sidecar_path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise WanlabError(f"{sidecar_path(path)}: the video's record cannot be read ({exc})") from None
+        return cls(Video.load(path), path, record)
 
     def video(self, check: bool = False) -> Video:
         return self._video
@@ -67,7 +72,7 @@ def _source(run: Any, store: Any) -> Any:
     if isinstance(run, (str, os.PathLike)):
         path = Path(os.fspath(run)).expanduser()
         if (path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
-                and not path.parent.joinpath(RECORD_NAME).is_file()):
+                and not path.parent.joinpath(RUN_RECORD).is_file()):
             return SavedVideo.load(path)
     return find_run(run, store)
 
@@ -97,16 +102,10 @@ def _env_subset(env: Mapping[str, Any]) -> dict[str, Any]:
     return {name: env.get(name) for name in ENVIRONMENT_FIELDS if name in env}
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 images (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(255.0 ** 2 / mse)
-
-
 def frame_differences(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
     """Per-frame max |delta| (0..255) and PSNR (dB, inf for an equal frame) of two equal-shaped videos."""
     deltas = [int(np.max(np.abs(e.astype(np.int16) - a.astype(np.int16)))) for e, a in zip(expected, actual)]
-    psnrs = [psnr(e, a) for e, a in zip(expected, actual)]
+    psnrs = [float(v) for v in psnr_per_frame(expected, actual)]
     return {"max_abs_delta": deltas, "psnr": psnrs, "max_abs_delta_max": max(deltas), "psnr_min": min(psnrs),
             "frames_differing": sum(1 for d in deltas if d)}
 
@@ -124,42 +123,18 @@ def _pick_device(recorded: str | None) -> str | None:
     return recorded
 
 
-def verify(run: Any, *, model: Any = None, pipe: Any = None, device: str | None = None,
-           store: Any = None) -> dict[str, Any]:
-    """Re-generate ``run`` from its record and compare.
-
-    ``run``: a :class:`~wanlab.store.Run`, a run folder (or a file in it), a run key looked up
-    in ``store`` (default: ``$WANLAB_STORE``, ``runs`` and the stores directly under ``runs``), a
-    video file saved with ``Video.save`` (with its ``.json`` sidecar), or a :class:`~wanlab.Video`.
-    The model is ``pipe`` if given, else ``model`` (a built-in name, folder or hub id), else the
-    record's model id, loaded with the recorded dtype, ``max_sequence_length`` and VAE/offload
-    settings, on ``device`` or the recorded device (when this machine has it).
-
-    Returns a dict: ``identical`` (frames bit-identical and nothing below changed), ``frames_identical``,
-    ``key``, ``run`` (folder), ``model`` (id used), ``digest_expected``/``digest_actual``,
-    ``shape_expected``/``shape_actual``, ``environment_changes`` ({field: (recorded, now)}, e.g.
-    ``torch_threads``, ``versions.torch``), ``param_changes`` ({field: (value the run was made with,
-    value in the record now)}: non-empty only when the record was edited after the run),
-    ``setting_changes`` (model fingerprint, dtype, scheduler, acceleration or LoRA files that differ
-    between the record and the re-generation; names starting ``record.`` are key-relevant settings
-    edited in the record after the run), ``frames`` (None when identical, else per-frame
-    ``max_abs_delta`` and ``psnr`` lists with ``max_abs_delta_max``, ``psnr_min``,
-    ``frames_differing``), ``seconds`` and ``notes``.
-    """
-    if pipe is not None and model is not None:
-        raise ValueError("verify: pass pipe= (a loaded pipeline) or model= (a model to load), not both")
-    source = _source(run, store)
+def check_record(source: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """What a record says about itself, without any model: ``param_changes`` and ``setting_changes``
+    made to it after the run (its frozen ``key_parts`` against what it says now), and notes."""
     record = source.record
     for field in ("params", "model", "digest"):
         if field not in record:
             raise WanlabError(f"{source.path} has a record with no {field!r}: it is not a complete wanlab record")
     notes: list[str] = []
     key = record.get("key") or source.key
-
-    # What the run was made with (key_parts, frozen at put) against what the record says now.
     param_changes: dict[str, tuple[Any, Any]] = {}
     setting_changes: dict[str, tuple[Any, Any]] = {}
-    now_parts = key_parts(record)
+    now_parts = record_key_parts(record)
     original = record.get("key_parts")
     if isinstance(original, Mapping):
         if stable_hash(dict(original), len(key)) != key:
@@ -173,35 +148,86 @@ def verify(run: Any, *, model: Any = None, pipe: Any = None, device: str | None 
                 setting_changes[f"record.{name}"] = change
     elif record.get("key") and stable_hash(now_parts, len(key)) != key:
         notes.append("the record's params or settings no longer match its run key: it was edited after the run")
+    return param_changes, setting_changes, notes
 
-    params = Params.from_dict(record["params"])
+
+def _backend_for(record: Mapping[str, Any], model: Any, device: str | None, source: Any) -> Any:
+    """The recorded model, loaded with the recorded settings (or ``model``), on ``device`` or the
+    recorded device when this machine has it."""
+    from .pipeline import load
+
     settings = dict(record.get("settings") or {})
-    recorded_env = dict(record.get("environment") or {})
-    if pipe is None:
-        from .pipeline import load
+    name = model if model is not None else (record.get("model") or {}).get("id")
+    if not name:
+        raise WanlabError(f"{source.path}: the record names no model id; pass model=")
+    kwargs: dict[str, Any] = {"progress": False,
+                              "device": device or _pick_device((record.get("environment") or {}).get("device"))}
+    if settings.get("dtype"):
+        kwargs["dtype"] = settings["dtype"]
+    if settings.get("max_sequence_length"):
+        kwargs["max_sequence_length"] = settings["max_sequence_length"]
+    for flag in ("cpu_offload", "vae_tiling"):
+        if isinstance(settings.get(flag), bool):
+            kwargs[flag] = settings[flag]
+    if settings.get("group_offload"):
+        kwargs["group_offload"] = settings["group_offload"]
+    return load(os.fspath(name) if isinstance(name, os.PathLike) else name, **kwargs)
 
-        name = model if model is not None else (record.get("model") or {}).get("id")
-        if not name:
-            raise WanlabError(f"{source.path}: the record names no model id; pass model=")
-        kwargs: dict[str, Any] = {"progress": False, "device": device or _pick_device(recorded_env.get("device"))}
-        if settings.get("dtype"):
-            kwargs["dtype"] = settings["dtype"]
-        if settings.get("max_sequence_length"):
-            kwargs["max_sequence_length"] = settings["max_sequence_length"]
-        for flag in ("cpu_offload", "vae_tiling"):
-            if isinstance(settings.get(flag), bool):
-                kwargs[flag] = settings[flag]
-        if settings.get("group_offload"):
-            kwargs["group_offload"] = settings["group_offload"]
-        pipe = load(os.fspath(name) if isinstance(name, os.PathLike) else name, **kwargs)
+
+def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None, device: str | None = None,
+           store: Any = None) -> dict[str, Any]:
+    """Re-generate ``run`` from its record and compare.
+
+    ``run``: a :class:`~wanlab.store.Run`, a run folder (or a file in it), a run key looked up
+    in ``store`` (default: ``$WANLAB_STORE``, ``runs`` and the stores directly under ``runs``), a
+    video file saved with ``Video.save`` (with its ``.json`` sidecar), or a :class:`~wanlab.Video`.
+    The record is checked first, with no model loaded. The backend is ``backend`` (or ``pipe``) if
+    given, else ``model`` (a built-in name, folder or hub id), else the record's model id, loaded
+    with the recorded dtype, ``max_sequence_length`` and VAE/offload settings, on ``device`` or the
+    recorded device (when this machine has it). A run downloaded from a service that is not wanlab
+    (``exact: false`` in its record) cannot be re-generated bit for bit: give that service as
+    ``backend`` and it is compared with a new download (digest and PSNR), which the result says.
+
+    Returns a dict: ``identical`` (frames bit-identical and nothing below changed), ``frames_identical``,
+    ``key``, ``run`` (folder), ``model`` (id used), ``digest_expected``/``digest_actual``,
+    ``shape_expected``/``shape_actual``, ``environment_changes`` ({field: (recorded, now)}, e.g.
+    ``torch_threads``, ``versions.torch``), ``param_changes`` ({field: (value the run was made with,
+    value in the record now)}: non-empty only when the record was edited after the run),
+    ``setting_changes`` (model fingerprint, dtype, scheduler, acceleration or LoRA files that differ
+    between the record and the re-generation; names starting ``record.`` are key-relevant settings
+    edited in the record after the run), ``frames`` (None when identical, else per-frame
+    ``max_abs_delta`` and ``psnr`` lists with ``max_abs_delta_max``, ``psnr_min``,
+    ``frames_differing``), ``seconds`` and ``notes``.
+
+    >>> wanlab.verify("runs/demo/47b29c18240fe222")["identical"]  # doctest: +SKIP
+    True
+    """
+    given = [b for b in (backend, pipe) if b is not None]
+    if len(given) > 1 or (given and model is not None):
+        raise ValueError("verify: pass backend= (a loaded pipeline or other backend) or model= (a model to load), "
+                         "not both")
+    source = _source(run, store)
+    record = source.record
+    param_changes, setting_changes, notes = check_record(source)
+    key = record.get("key") or source.key
+    exact = bool(record.get("exact", True))
+    if not exact and not given:
+        raise WanlabError(f"run {key} was downloaded from {(record.get('model') or {}).get('id', 'a service')} as a "
+                          "lossy mp4 (exact: false): it cannot be re-generated bit for bit; pass that service as "
+                          "backend= to compare it with a new download (digest and PSNR; the service bills it)")
+    params = Params.from_dict(record["params"])
+    backend_ = given[0] if given else _backend_for(record, model, device, source)
+    if not exact:
+        notes.append("a lossy download compared with a new download of the same request: PSNR says how far apart "
+                     "two downloads are, not whether the model reproduces")
 
     # Re-generate with the recorded acceleration, then compare what the new record says with the old:
     # weights, generation settings, acceleration (and MagCache calibration), LoRA file contents.
-    video = pipe.generate(params, progress=False, accel=record.get("accel"))
+    video = backend_.generate(params, progress=False, accel=record.get("accel"))
     now_record = video.record
     recorded_model = (record.get("model") or {}).get("fingerprint")
     if recorded_model != (now_record.get("model") or {}).get("fingerprint"):
-        setting_changes["model.fingerprint"] = (recorded_model, now_record["model"]["fingerprint"])
+        setting_changes["model.fingerprint"] = (recorded_model, (now_record.get("model") or {}).get("fingerprint"))
     for section in ("settings", "accel"):
         for name, change in _changes(record.get(section) or {}, now_record.get(section) or {}).items():
             setting_changes[f"{section}.{name}"] = change
@@ -213,26 +239,30 @@ def verify(run: Any, *, model: Any = None, pipe: Any = None, device: str | None 
     if calibration[0] != calibration[1]:
         setting_changes["accel_calibration.sha256"] = tuple(calibration)
 
-    now_env = now_record.get("environment") or environment(pipe.device)
-    environment_changes = _changes(_env_subset(recorded_env), _env_subset(now_env))
+    device_ = getattr(backend_, "device", "remote")
+    now_env = now_record.get("environment") or environment(device_)
+    environment_changes = _changes(_env_subset(record.get("environment") or {}), _env_subset(now_env))
 
     digest_expected = record["digest"]
     shape_expected = list(record.get("shape") or [])
     expected_frames = None
-    try:
-        expected_frames = source.video(check=False).frames
-        if not shape_expected:
-            shape_expected = list(expected_frames.shape)
-    except (OSError, ValueError, WanlabError) as exc:
-        notes.append(f"the stored frames could not be read ({exc}); compared by digest only")
-    if expected_frames is not None and not getattr(source, "exact", True):
-        notes.append(f"{source.path.name} has no lossless copy (saved with lossless=False), so its frames are "
-                     "h264-compressed; compared by digest only")
-        expected_frames = None
-    if expected_frames is not None:
-        if frames_digest(expected_frames) != digest_expected:
-            notes.append("the stored lossless frames do not match the recorded digest (damaged file or edited "
-                         "record); frames were compared with the stored file")
+    lossless = getattr(source, "lossless", None)
+    if lossless is not None and not Path(lossless).exists():
+        notes.append(f"the run's lossless copy {Path(lossless).name} is missing, so its stored frames are not exact; "
+                     "compared by digest only")
+    elif not getattr(source, "exact", True):
+        notes.append(f"{Path(source.path).name} has no lossless copy, so its frames are h264-compressed; compared by "
+                     "digest only")
+    else:
+        try:
+            expected_frames = source.video(check=False).frames
+            if not shape_expected:
+                shape_expected = list(expected_frames.shape)
+        except (OSError, ValueError, WanlabError) as exc:
+            notes.append(f"the stored frames could not be read ({exc}); compared by digest only")
+    if expected_frames is not None and frames_digest(expected_frames) != digest_expected:
+        notes.append("the stored lossless frames do not match the recorded digest (damaged file or edited "
+                     "record); frames were compared with the stored file")
     frames_identical = video.digest == digest_expected
     shape_actual = list(video.frames.shape)
     frames = None
@@ -245,7 +275,7 @@ def verify(run: Any, *, model: Any = None, pipe: Any = None, device: str | None 
     identical = frames_identical and not (environment_changes or param_changes or setting_changes)
     return {
         "identical": identical, "frames_identical": frames_identical, "key": key, "run": str(source.path),
-        "model": pipe.model_id, "device": pipe.device,
+        "model": backend_.identity.model_id, "device": device_,
         "digest_expected": digest_expected, "digest_actual": video.digest,
         "shape_expected": shape_expected, "shape_actual": shape_actual,
         "environment_changes": environment_changes, "param_changes": param_changes,
@@ -265,8 +295,9 @@ def format_report(result: Mapping[str, Any]) -> str:
     """The human-readable form of :func:`verify`'s dict (what ``wanlab verify`` prints)."""
     key, model = result["key"], result["model"]
     if result["identical"]:
-        return (f"identical: run {key} regenerates bit for bit on {model} ({result['device']}); "
-                f"digest {result['digest_actual'][:16]}")
+        lines = [f"identical: run {key} regenerates bit for bit on {model} ({result['device']}); "
+                 f"digest {result['digest_actual'][:16]}"]
+        return "\n".join(lines + [f"  note: {note}" for note in result.get("notes") or []])
     lines = [f"different: run {key} regenerated on {model} ({result['device']})"]
     frames = result.get("frames")
     if result["frames_identical"]:
@@ -309,4 +340,4 @@ def to_json(result: Mapping[str, Any]) -> dict[str, Any]:
     return clean(dict(result))
 
 
-__all__ = ["verify", "format_report", "frame_differences", "psnr", "to_json", "SavedVideo"]
+__all__ = ["verify", "check_record", "format_report", "frame_differences", "to_json", "SavedVideo"]

@@ -2,88 +2,94 @@
 
 ``Video.save("x.mp4")`` writes a browser-playable h264 mp4, a lossless FFV1 copy
 (``x.lossless.mkv``) that reads back bit-exact, and a JSON sidecar (``x.json``) with the record.
+Both video files are encoded in-process with PyAV (FFmpeg's libraries): no ffmpeg process is
+started per file, which made saving a small video cost more than generating it.
 """
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
+import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import WanlabError
+from .frames import WAN_FPS, check_frames, frames_digest
 from .fsutil import atomic_file, write_json
 from .params import Params
 
-WAN_FPS = 16.0
 LOSSLESS_SUFFIX = ".lossless.mkv"
 #: h264 yuv420p at a high quality: small files that every browser plays (not for analysis).
-PLAYABLE_ARGS = ["-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium", "-movflags", "+faststart",
-                 "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+PLAYABLE = {"codec": "libx264", "pix_fmt": "yuv420p", "options": {"crf": "18", "preset": "veryfast"}}
 #: FFV1 on planar RGB: lossless, so frames read back bit for bit.
-LOSSLESS_ARGS = ["-pix_fmt", "bgr0", "-level", "3", "-g", "1"]
+LOSSLESS = {"codec": "ffv1", "pix_fmt": "bgr0", "options": {"level": "3", "g": "1"}}
+#: Record keys that :meth:`Video.to_record` writes from the Video's own fields.
+OWN_FIELDS = ("fps", "shape", "digest", "timings", "model", "params")
+#: Names of a run folder's files (``wanlab.store`` writes runs in this layout).
+RUN_MP4 = "video.mp4"
+RUN_LOSSLESS = "video.lossless.mkv"
+RUN_RECORD = "record.json"
 
 
-def check_frames(frames: Any, name: str = "frames", min_frames: int = 1) -> np.ndarray:
-    """Return ``frames`` (an array, or a list of frames) as a C-contiguous uint8 (T, H, W, 3) array
-    with at least ``min_frames`` frames, or raise ValueError naming ``name``, the rule and what was given.
-    The one frame check of wanlab: videos, metrics, plots and widgets all use it."""
-    if isinstance(frames, (list, tuple)):
-        frames = np.asarray(frames)
-    if not isinstance(frames, np.ndarray):
-        raise ValueError(f"{name}: must be a numpy uint8 array (T, H, W, 3), a list of frames or a Video; "
-                         f"got {type(frames).__name__}")
-    if frames.dtype != np.uint8:
-        raise ValueError(f"{name}: must be uint8 (T, H, W, 3) with values 0-255; got dtype {frames.dtype}")
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"{name}: must be uint8 (T, H, W, 3) (RGB frames); got shape {frames.shape}")
-    if frames.shape[0] < min_frames or min(frames.shape[1:3]) < 1:
-        raise ValueError(f"{name}: must hold at least {min_frames} frame{'s' * (min_frames > 1)} (T >= {min_frames}) "
-                         f"of at least 1x1 px; got shape {frames.shape}")
-    return np.ascontiguousarray(frames)
-
-
-def frames_digest(frames: np.ndarray) -> str:
-    """sha256 of the raw frame bytes together with their shape (so a reshaped array differs)."""
-    digest = hashlib.sha256(repr(tuple(frames.shape)).encode())
-    digest.update(np.ascontiguousarray(frames).tobytes())
-    return digest.hexdigest()
-
-
-def _write_ffmpeg(path: Path, frames: np.ndarray, fps: float, codec: str, args: list[str]) -> None:
-    import imageio_ffmpeg
-
+def _even(frames: np.ndarray) -> np.ndarray:
+    """Pad odd heights/widths with one black row/column: yuv420p needs even sizes."""
     t, h, w, _ = frames.shape
-    writer = imageio_ffmpeg.write_frames(
-        str(path), (w, h), fps=fps, codec=codec, pix_fmt_in="rgb24", output_params=args,
-        macro_block_size=1, ffmpeg_log_level="error", quality=None,
-    )
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
+    if h % 2 == 0 and w % 2 == 0:
+        return frames
+    out = np.zeros((t, h + h % 2, w + w % 2, 3), np.uint8)
+    out[:, :h, :w] = frames
+    return out
 
 
-def _read_ffmpeg(path: Path) -> tuple[np.ndarray, float]:
-    import imageio_ffmpeg
+def encode(frames: np.ndarray, target: Any, fps: float, spec: dict[str, Any], container: str | None = None) -> None:
+    """Encode uint8 RGB frames with PyAV into ``target``: a file path (an mp4 then starts with its index,
+    so browsers play it while it loads) or a binary file object in memory."""
+    import fractions
 
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    meta = reader.__next__()
-    w, h = meta["size"]
-    frames = [np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3) for buf in reader]
+    import av
+
+    frames = _even(frames) if spec["pix_fmt"] == "yuv420p" else frames
+    t, h, w, _ = frames.shape
+    seekable_file = isinstance(target, (str, os.PathLike))
+    options = {"movflags": "+faststart"} if spec["codec"] == "libx264" and seekable_file else {}
+    target = os.fspath(target) if seekable_file else target
+    with av.open(target, "w", format=container, options=options) as out:
+        stream = out.add_stream(spec["codec"], rate=fractions.Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = w, h, spec["pix_fmt"]
+        stream.options = dict(spec["options"])
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        out.mux(stream.encode())
+
+
+def decode(path: Path) -> tuple[np.ndarray, float]:
+    """All frames of a video file as uint8 (T, H, W, 3) and its frame rate; one-line errors."""
+    import av
+
+    try:
+        with av.open(str(path)) as src:
+            stream = src.streams.video[0]
+            rate = float(stream.average_rate or stream.base_rate or WAN_FPS)
+            frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise WanlabError(f"{path}: not a readable video file ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'no video stream'})") from None
     if not frames:
-        raise ValueError(f"{path}: the file holds no video frames")
-    return np.stack(frames), float(meta.get("fps") or WAN_FPS)
+        raise WanlabError(f"{path}: the file holds no video frames")
+    return np.stack(frames), rate
 
 
-@dataclass
+@dataclass(eq=False)
 class Video:
-    """Frames ``(T, H, W, 3)`` uint8 at ``fps``, with the request, model and record that made them."""
+    """Frames ``(T, H, W, 3)`` uint8 at ``fps``, with the request, model and record that made them.
+
+    Two videos are equal when their frames are (same digest) at the same fps.
+    """
 
     frames: np.ndarray
     fps: float = WAN_FPS
@@ -92,7 +98,7 @@ class Video:
     timings: dict[str, float] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
-    latents: Any = field(default=None, repr=False, compare=False)
+    latents: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.frames = check_frames(self.frames)
@@ -105,6 +111,14 @@ class Video:
         t, h, w, _ = self.frames.shape
         seed = self.params.seed if self.params else None
         return f"Video({t} frames, {w}x{h}, {self.fps:g} fps, seed={seed}, digest={self.digest[:12]})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Video):
+            return NotImplemented
+        return self.digest == other.digest and self.fps == other.fps
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
 
     # --- facts -----------------------------------------------------------------------------------
     @property
@@ -147,26 +161,22 @@ class Video:
         )
         return out
 
-    def save(self, path: str | os.PathLike[str], *, lossless: bool = True) -> Path:
+    def save(self, path: str | os.PathLike[str], *, lossless: bool = True, sidecar: bool = True) -> Path:
         """Write the video by extension (.mp4, .mkv, .gif, .npz) plus a JSON sidecar; return the path.
 
         For .mp4, ``lossless=True`` also writes ``NAME.lossless.mkv`` (FFV1), which :meth:`load`
         prefers, since h264 yuv420p changes pixel values. .mkv and .npz are lossless themselves.
+
+        >>> video.save("fox.mp4")  # doctest: +SKIP
+        PosixPath('fox.mp4')
         """
         target = Path(path)
-        ext = target.suffix.lower()
-        if ext not in (".mp4", ".mkv", ".gif", ".npz"):
-            raise ValueError(f"path: must end in .mp4, .mkv, .gif or .npz; got {str(path)!r}")
+        ext = check_suffix(target)
+        self._write(target, ext)
         if ext == ".mp4" and lossless:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=2) as pool:  # two ffmpeg processes at once
-                jobs = [pool.submit(self._write, target, ext), pool.submit(self._write, lossless_path(target), ".mkv")]
-                for job in jobs:
-                    job.result()
-        else:
-            self._write(target, ext)
-        write_json(sidecar_path(target), self.to_record())
+            self._write(lossless_path(target), ".mkv")
+        if sidecar:
+            write_json(sidecar_path(target), self.to_record())
         self.path = target
         return target
 
@@ -174,10 +184,8 @@ class Video:
         """Write the frames alone to ``target`` in the format of ``ext``, atomically."""
         with atomic_file(target) as tmp:
             if ext in (".mp4", ".mkv"):
-                staged = tmp.with_suffix(ext)
-                codec, args = ("libx264", PLAYABLE_ARGS) if ext == ".mp4" else ("ffv1", LOSSLESS_ARGS)
-                _write_ffmpeg(staged, self.frames, self.fps, codec, args)
-                os.replace(staged, tmp)
+                encode(self.frames, tmp, self.fps, PLAYABLE if ext == ".mp4" else LOSSLESS,
+                       container="mp4" if ext == ".mp4" else "matroska")
             elif ext == ".gif":
                 import imageio.v3 as iio
 
@@ -188,39 +196,48 @@ class Video:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Video":
-        """Read a saved video: frames from the lossless copy when present, record from the sidecar."""
+        """Read a saved video: frames from the lossless copy when present, record from the sidecar.
+
+        ``path`` may also be a run folder of a store (or its ``video.mp4``): then the frames come from
+        the run's lossless copy and the record from its ``record.json``.
+        """
         source = Path(path)
+        if source.is_dir():
+            if not (source / RUN_RECORD).is_file():
+                raise WanlabError(f"{source} is a folder but not a wanlab run folder (it has no {RUN_RECORD}); "
+                                  "give a video file (.mp4, .mkv, .gif, .npz) or a run folder")
+            return cls._load_run(source)
         if not source.exists():
             raise FileNotFoundError(f"path: no such video file: {source}")
+        if not sidecar_path(source).exists() and (source.parent / RUN_RECORD).is_file():
+            return cls._load_run(source.parent, shown=source)
         meta: dict[str, Any] = {}
         if sidecar_path(source).exists():
-            meta = json.loads(sidecar_path(source).read_text())
+            meta = _read_record(sidecar_path(source))
         exact = lossless_path(source) if source.suffix.lower() == ".mp4" else source
-        read_from = exact if exact.exists() else source
-        if read_from.suffix.lower() == ".npz":
-            with np.load(read_from) as data:
-                frames, fps = data["frames"], float(data["fps"])
-        elif read_from.suffix.lower() == ".gif":
-            import imageio.v3 as iio
+        frames, fps = read_frames(exact if exact.exists() else source)
+        return cls._from_record(frames, float(meta.get("fps", fps)), meta, source)
 
-            frames = iio.imread(read_from, index=None)[..., :3]
-            fps = float(meta.get("fps", WAN_FPS))
-        else:
-            frames, fps = _read_ffmpeg(read_from)
-        fps = float(meta.get("fps", fps))
+    @classmethod
+    def _load_run(cls, folder: Path, shown: Path | None = None) -> "Video":
+        meta = _read_record(folder / RUN_RECORD)
+        exact = folder / RUN_LOSSLESS
+        frames, fps = read_frames(exact if exact.exists() else (shown or folder / RUN_MP4))
+        return cls._from_record(frames, float(meta.get("fps", fps)), meta, shown or folder / RUN_MP4)
+
+    @classmethod
+    def _from_record(cls, frames: np.ndarray, fps: float, meta: dict[str, Any], path: Path) -> "Video":
         params = Params.from_dict(meta["params"]) if meta.get("params") else None
-        record = {k: v for k, v in meta.items() if k not in ("fps", "shape", "digest", "timings", "model", "params")}
-        video = cls(np.ascontiguousarray(frames), fps=fps, params=params, model=meta.get("model", {}),
-                    timings=meta.get("timings", {}), record=record, path=source)
-        return video
+        record = {k: v for k, v in meta.items() if k not in OWN_FIELDS}
+        return cls(np.ascontiguousarray(frames), fps=fps, params=params, model=meta.get("model", {}),
+                   timings=meta.get("timings", {}), record=record, path=path)
 
     # --- looking -----------------------------------------------------------------------------------
     def to_mp4_bytes(self) -> bytes:
         """The playable h264 mp4 as bytes (for inline display and reports)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "v.mp4"
-            _write_ffmpeg(out, self.frames, self.fps, "libx264", PLAYABLE_ARGS)
-            return out.read_bytes()
+        buffer = io.BytesIO()
+        encode(self.frames, buffer, self.fps, PLAYABLE, container="mp4")
+        return buffer.getvalue()
 
     def _repr_html_(self) -> str:
         data = base64.b64encode(self.to_mp4_bytes()).decode()
@@ -232,11 +249,40 @@ class Video:
             f"{f' · seed {self.seed}' if self.seed is not None else ''}</figcaption></figure>"
         )
 
-    def frame_grid(self, n: int = 8, frames: list[int] | None = None, **kwargs: Any):
-        """A matplotlib figure of ``n`` evenly spaced frames (or the given indices), labelled by index."""
-        from .plots import frame_grid
 
-        return frame_grid(self, n=n, frames=frames, **kwargs)
+SUFFIXES = (".mp4", ".mkv", ".gif", ".npz")
+
+
+def check_suffix(path: str | os.PathLike[str]) -> str:
+    """The lower-case suffix of a path :meth:`Video.save` can write, or ValueError naming the rule.
+
+    Checked before a video is made (``wanlab generate --out x.avi`` fails at once)."""
+    ext = Path(path).suffix.lower()
+    if ext not in SUFFIXES:
+        raise ValueError(f"path: must end in {', '.join(SUFFIXES[:-1])} or {SUFFIXES[-1]}; got {str(path)!r}")
+    return ext
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WanlabError(f"{path}: not a readable JSON record ({exc})") from None
+    if not isinstance(data, dict):
+        raise WanlabError(f"{path}: not a wanlab record (a JSON object was expected)")
+    return data
+
+
+def read_frames(path: Path) -> tuple[np.ndarray, float]:
+    """Frames (uint8 (T, H, W, 3)) and frame rate of a video file of any format wanlab writes."""
+    if path.suffix.lower() == ".npz":
+        with np.load(path) as data:
+            return data["frames"], float(data["fps"])
+    if path.suffix.lower() == ".gif":
+        import imageio.v3 as iio
+
+        return iio.imread(path, index=None)[..., :3], WAN_FPS
+    return decode(path)
 
 
 def sidecar_path(path: Path) -> Path:
@@ -247,8 +293,3 @@ def sidecar_path(path: Path) -> Path:
 def lossless_path(path: Path) -> Path:
     """``x.mp4`` -> ``x.lossless.mkv``."""
     return path.with_suffix(LOSSLESS_SUFFIX)
-
-
-def as_frames(video: Any, name: str = "video", min_frames: int = 1) -> np.ndarray:
-    """Frames of a Video (anything with ``.frames``), or a frames array itself, checked by :func:`check_frames`."""
-    return check_frames(getattr(video, "frames", video), name, min_frames)

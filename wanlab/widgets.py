@@ -56,7 +56,7 @@ class FrameCache:
     """
 
     def __init__(self, frames: np.ndarray, *, format: str = "auto", quality: int = 85, zoom: int = 1) -> None:
-        from .video import check_frames
+        from .frames import check_frames
 
         self.frames = check_frames(frames)
         self.zoom = int(zoom)
@@ -151,7 +151,7 @@ class FrameViewer(_Scrubbed, widgets.VBox):
 
     def __init__(self, video: Any, *, title: str | None = None, fps: float | None = None, zoom: int | None = None,
                  format: str = "auto", quality: int = 85, index: int = 0, cache: FrameCache | None = None) -> None:
-        from .video import as_frames
+        from .frames import as_frames
 
         self.video = video
         frames = as_frames(video)
@@ -207,7 +207,7 @@ def compare_metrics(videos: Mapping[str, Any], reference: str | None = None, *, 
     import pandas as pd
 
     from . import metrics
-    from .video import as_frames
+    from .frames import as_frames
 
     labels = list(videos)
     reference = labels[0] if reference is None else reference
@@ -275,7 +275,7 @@ class Compare(_Scrubbed, widgets.VBox):
     def __init__(self, videos: Any, *, reference: str | None = None, metrics: bool = True, fps: float | None = None,
                  zoom: int | None = None, format: str = "auto", quality: int = 85,
                  titles: Iterable[str] | None = None) -> None:
-        from .video import as_frames
+        from .frames import as_frames
 
         self.videos = as_labelled(videos, titles)
         self.fps = common_fps(self.videos, fps)

@@ -6,10 +6,10 @@
 - :mod:`wanlab.lora.layout`: the transformer's modules under diffusers, original Wan and kohya names.
 """
 from ..errors import LoRAError, LoRAWarning
-from .adapters import LoRASet
+from .adapters import LoRASet, describe, file_hash, locate_hashed
 from .formats import Converted, convert, read
 from .layout import ModelLayout
 from .sources import Source, SourcePolicy, download, locate
 
-__all__ = ["LoRASet", "SourcePolicy", "Source", "locate", "download", "convert", "read", "Converted", "ModelLayout",
-           "LoRAError", "LoRAWarning"]
+__all__ = ["LoRASet", "describe", "file_hash", "locate_hashed", "SourcePolicy", "Source", "locate", "download",
+           "convert", "read", "Converted", "ModelLayout", "LoRAError", "LoRAWarning"]

@@ -14,6 +14,44 @@ from .layout import ModelLayout
 from .sources import Source, SourcePolicy, locate
 
 
+_HASHES: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256, for every LoRASet
+
+
+def locate_hashed(path: str, policy: SourcePolicy | None = None) -> tuple[Source, str]:
+    """The local file a LoRA path means under ``policy`` (default: any local file, the hub cache, public
+    https URLs) and its sha256, hashes cached by path, size and mtime; LoRAError when it is missing,
+    refused or not a .safetensors file.
+
+    >>> source, sha = locate_hashed("style.safetensors")  # doctest: +SKIP
+    """
+    source = locate(path, policy)
+    if source.sha256 is not None:
+        return source, source.sha256
+    stat = source.file.stat()
+    key = (str(source.file.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_file(source.file)
+    return source, _HASHES[key]
+
+
+def file_hash(path: str, policy: SourcePolicy | None = None) -> str:
+    """sha256 of a LoRA file, whatever the path form (local, hub id, URL); no model needed.
+
+    >>> file_hash("style.safetensors")  # doctest: +SKIP
+    '5be1...'
+    """
+    return locate_hashed(path, policy)[1]
+
+
+def describe(loras: Sequence[LoRA], policy: SourcePolicy | None = None) -> list[dict[str, Any]]:
+    """Path, scale and sha256 of each requested LoRA (for records and run keys; no model needed).
+
+    >>> describe([LoRA("style.safetensors", 0.8)])  # doctest: +SKIP
+    [{'path': 'style.safetensors', 'scale': 0.8, 'sha256': '5be1...'}]
+    """
+    return [{"path": lo.path, "scale": lo.scale, "sha256": file_hash(lo.path, policy)} for lo in loras]
+
+
 @dataclass(frozen=True)
 class _Adapter:
     """One loaded LoRA file: its peft adapter name (None when it changes nothing) and what it touched."""
@@ -48,28 +86,19 @@ class LoRASet:
         self.pipe = pipe
         self.policy = policy or SourcePolicy()
         self._adapters: dict[str, _Adapter] = {}  # file sha256 -> loaded adapter
-        self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
         self._layout: ModelLayout | None = None
 
     def locate(self, path: str) -> tuple[Source, str]:
-        """The local file a LoRA path means under :attr:`policy`, and its sha256 (hashes cached by
-        path, size and mtime); LoRAError when it is missing, refused or not a .safetensors file."""
-        source = locate(path, self.policy)
-        if source.sha256 is not None:
-            return source, source.sha256
-        stat = source.file.stat()
-        key = (str(source.file.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in self._hashes:
-            self._hashes[key] = sha256_file(source.file)
-        return source, self._hashes[key]
+        """:func:`locate_hashed` under this set's :attr:`policy`."""
+        return locate_hashed(path, self.policy)
 
     def file_hash(self, path: str) -> str:
-        """sha256 of a LoRA file, whatever the path form (local, hub id, URL)."""
-        return self.locate(path)[1]
+        """sha256 of a LoRA file under this set's :attr:`policy`, whatever the path form."""
+        return file_hash(path, self.policy)
 
     def describe(self, loras: Sequence[LoRA]) -> list[dict[str, Any]]:
-        """Path, scale and sha256 of each requested LoRA (for records and run keys)."""
-        return [{"path": lo.path, "scale": lo.scale, "sha256": self.file_hash(lo.path)} for lo in loras]
+        """Path, scale and sha256 of each requested LoRA under this set's :attr:`policy` (records, run keys)."""
+        return describe(loras, self.policy)
 
     def layout(self) -> ModelLayout:
         """The transformer's LoRA targets (built once)."""

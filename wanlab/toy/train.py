@@ -322,7 +322,7 @@ class Trainer:
         import torch
         from diffusers import AutoencoderKLWan
 
-        from ..pipeline import realign
+        from ..models.loading import realign
 
         vae = AutoencoderKLWan.from_pretrained(str(self.work / "vae"), dtype=torch.float32)
         realign(vae)

@@ -1,0 +1,258 @@
+"""Applying an acceleration setting around one denoising call, and undoing it.
+
+Every hook is enabled just before the denoising loop and removed right after it (also on
+errors), so a later exact call gives output bit-identical to one made before. What wanlab adds
+on top of diffusers' mechanisms, each measured on the tiny model:
+
+- TaylorSeer's default module patterns match no module of Wan's transformer (it silently does
+  nothing); wanlab targets ``blocks.N.attn1/attn2/ffn`` and refuses a setting that hooks nothing.
+- PAB keeps one cache per guidance branch (:mod:`wanlab.accel.pab`).
+- Setting an attention backend in diffusers changes the process-wide default and
+  ``reset_attention_backend()`` does not restore it; wanlab restores both.
+- ``disable_cache()`` leaves instance ``forward`` attributes and empty hook registries that make
+  ``torch.compile`` recompile every call; wanlab removes them.
+- Work skipped is counted per call (:class:`CallCounter`): transformer calls made, calls served
+  from the cache, and the fraction of attention/feed-forward computations that ran
+  (``record["accel_stats"]``; not counted under ``torch.compile``).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+
+from ..errors import ParamError
+from .methods import BuildContext
+from .setting import CPU_ATTENTION_BACKENDS, Accel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..params import Params
+
+#: One "unit" of block work: the output projection of each attention and of the feed-forward layer.
+WORK_UNITS = ("attn1.to_out.0", "attn2.to_out.0", "ffn.net.2")
+
+
+class CallCounter:
+    """Counts, during one generation, the transformer calls and the attention/feed-forward
+    computations that actually ran (output projections of attn1, attn2 and ffn in every block)."""
+
+    def __init__(self, transformer: Any) -> None:
+        self.blocks = len(transformer.blocks)
+        self.per_call: list[list[int]] = []  # per transformer call: units run in each block
+        self._handles = [transformer.register_forward_pre_hook(self._on_call)]
+        for index, block in enumerate(transformer.blocks):
+            for unit in WORK_UNITS:
+                try:
+                    module = block.get_submodule(unit)
+                except AttributeError:
+                    continue
+                self._handles.append(module.register_forward_hook(self._unit_hook(index)))
+
+    def _on_call(self, _module: Any, _args: Any) -> None:
+        self.per_call.append([0] * self.blocks)
+
+    def _unit_hook(self, index: int) -> Callable[..., None]:
+        def hook(_module: Any, _args: Any, _output: Any) -> None:
+            if self.per_call:
+                self.per_call[-1][index] += 1
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def stats(self) -> dict[str, Any]:
+        """``calls`` (transformer calls made: steps x branches), ``calls_full`` (every block computed),
+        ``calls_skipped`` (the block stack served from the cache: nothing after the first block ran),
+        ``calls_partial`` (the rest) and ``block_work`` (fraction of attention/FFN computations run)."""
+        per_unit = len(WORK_UNITS)
+        full = skipped = units = 0
+        for counts in self.per_call:
+            units += sum(counts)
+            if all(c >= per_unit for c in counts):
+                full += 1
+            elif sum(counts[1:] if self.blocks > 1 else counts) == 0:
+                skipped += 1
+        calls = len(self.per_call)
+        expected = calls * self.blocks * per_unit
+        return {"calls": calls, "calls_full": full, "calls_skipped": skipped,
+                "calls_partial": calls - full - skipped,
+                "block_work": (units / expected) if expected else None}
+
+
+class Applied:
+    """What :func:`applied` did for one call: the setting, MagCache's calibration and the counts."""
+
+    def __init__(self, accel: Accel) -> None:
+        self.accel = accel
+        self.calibration: dict[str, Any] | None = None
+        self.counter: CallCounter | None = None
+        self.hooked: list[str] = []
+
+    def record(self) -> dict[str, Any]:
+        """The record's ``"accel"`` entry: the setting's canonical form (part of the run key)."""
+        return self.accel.to_dict()
+
+    def calibration_record(self) -> dict[str, Any] | None:
+        """The record's ``"accel_calibration"`` entry for MagCache with calibrated ratios."""
+        c = self.calibration
+        if c is None:
+            return None
+        return {"key": c["key"], "sha256": c["sha256"], "ratios": list(c["ratios"]), "source": c["source"],
+                "prompt": c["prompt"], "seed": c["seed"]}
+
+    def stats(self) -> dict[str, Any]:
+        """The record's ``"accel_stats"``: :meth:`CallCounter.stats` (None values under compile)."""
+        if self.counter is None:
+            return {"calls": None, "calls_full": None, "calls_skipped": None, "calls_partial": None,
+                    "block_work": None}
+        return self.counter.stats()
+
+
+@contextlib.contextmanager
+def applied(pipe: Any, accel: Accel | str | Mapping[str, Any] | None, params: "Params") -> Iterator[Applied]:
+    """Apply ``accel`` to ``pipe``'s transformer for one denoising call of ``params``, and undo it.
+
+    ``pipe`` is a :class:`wanlab.Pipeline` (its ``diffusers`` pipeline, ``device`` and, for MagCache's
+    calibration, ``denoise``). Order: MagCache calibration (an exact run, when needed), attention
+    backend, cache hook, compilation, work counters; undone in reverse order on exit, also when the
+    call raises, so the next exact call is bit-identical to one made before.
+    """
+    from .magcache import calibrate
+    from .pab import per_branch
+
+    accel = Accel.coerce(accel)
+    dpipe = pipe.diffusers
+    transformer = dpipe.transformer
+    state = Applied(accel)
+    if getattr(transformer, "is_cache_enabled", False):
+        raise RuntimeError(
+            "a cache hook is already enabled on the transformer, outside wanlab: call "
+            "pipe.diffusers.transformer.disable_cache() and pass the setting as accel= instead")
+    with contextlib.ExitStack() as stack:
+        if accel.cache == "mag" and accel.cache_params["mag_ratios"] == "auto":
+            state.calibration = calibrate(pipe, params, accel)
+        if accel.attention_backend is not None:
+            stack.enter_context(_attention_backend(transformer, accel.attention_backend, pipe.device))
+        if accel.cache != "none":
+            context = BuildContext(steps=params.steps, transformer_dtype=transformer.dtype,
+                                   current_timestep=lambda: dpipe.current_timestep,
+                                   mag_ratios=state.calibration["ratios"] if state.calibration else None)
+            config = accel.method.build(accel.cache_params, context)  # type: ignore[misc]
+            stack.callback(_restore_modules, transformer, _module_state(transformer))
+            _enable_cache(transformer, config)
+            stack.callback(transformer.disable_cache)
+            if accel.cache == "pab" and accel.cache_params["per_branch"]:
+                per_branch(transformer)
+            state.hooked = _hooked_modules(transformer)
+            if not state.hooked:
+                raise ParamError("cache", f"a method that hooks some module of this transformer "
+                                 f"({type(transformer).__name__}); {accel.cache} hooked none", accel.cache)
+        if accel.compile != "off":
+            stack.enter_context(_compiled(transformer, accel.compile))
+        else:
+            state.counter = CallCounter(transformer)
+            stack.callback(state.counter.remove)
+        yield state
+
+
+def _module_state(transformer: Any) -> dict[int, tuple[bool, bool]]:
+    """Per submodule: whether it has an instance ``forward`` and a diffusers hook registry."""
+    return {id(m): ("forward" in m.__dict__, "_diffusers_hook" in m.__dict__) for m in transformer.modules()}
+
+
+def _restore_modules(transformer: Any, before: dict[int, tuple[bool, bool]]) -> None:
+    """After ``disable_cache``: drop the instance ``forward`` and the empty hook registries that
+    enabling left on the blocks, so every module is as it was (``torch.compile`` guards on them:
+    without this, each cached call makes the next compiled call recompile)."""
+    for module in transformer.modules():
+        had_forward, had_registry = before.get(id(module), (False, False))
+        registry = module.__dict__.get("_diffusers_hook")
+        if registry is not None and registry.hooks:
+            continue  # hooks that are not ours
+        if not had_forward and "forward" in module.__dict__:
+            del module.__dict__["forward"]
+        if not had_registry and registry is not None and module is not transformer:
+            del module.__dict__["_diffusers_hook"]
+    root = transformer.__dict__.get("_diffusers_hook")
+    if root is not None:
+        root.invalidate_child_registries_cache()
+
+
+def _enable_cache(transformer: Any, config: Any) -> None:
+    from diffusers.utils import logging as dlog
+
+    logger = dlog.get_logger("diffusers.hooks")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # MagCache logs each block it hooks at INFO
+    try:
+        transformer.enable_cache(config)
+    finally:
+        logger.setLevel(level)
+
+
+def _hooked_modules(transformer: Any) -> list[str]:
+    """Names of the transformer's submodules that carry a cache hook now."""
+    names = []
+    for name, module in transformer.named_modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None and registry.hooks:
+            names.append(name or "<root>")
+    return names
+
+
+@contextlib.contextmanager
+def _attention_backend(transformer: Any, backend: str, device: str) -> Iterator[None]:
+    """Set the attention backend of every attention processor and restore it, and diffusers'
+    process-wide active backend (which ``reset_attention_backend`` leaves changed), afterwards."""
+    from diffusers.models import attention_dispatch
+    from diffusers.utils import logging as dlog
+
+    if not device.startswith("cuda") and backend not in CPU_ATTENTION_BACKENDS:
+        raise ParamError("attention_backend", f"one that runs on {device} ({', '.join(CPU_ATTENTION_BACKENDS)})",
+                         backend)
+    registry = attention_dispatch._AttentionBackendRegistry
+    active = registry.get_active_backend()[0]
+    processors = []
+    for module in transformer.modules():
+        processor = getattr(module, "processor", None)
+        if processor is not None and hasattr(processor, "_attention_backend"):
+            processors.append((processor, processor._attention_backend))
+    logger = dlog.get_logger("diffusers.models.modeling_utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "Attention backends are an experimental feature" on every call
+    try:
+        try:
+            transformer.set_attention_backend(backend)
+        except (RuntimeError, ValueError, ImportError) as exc:
+            raise ParamError("attention_backend", f"a backend usable here ({exc})", backend) from None
+        yield
+    finally:
+        logger.setLevel(level)
+        for processor, value in processors:
+            processor._attention_backend = value
+        registry.set_active_backend(active)
+
+
+@contextlib.contextmanager
+def _compiled(transformer: Any, mode: str) -> Iterator[None]:
+    """Compile the transformer (or its repeated blocks) with ``torch.compile``, once per module;
+    the compiled callables are kept and reused, and the plain ones restored after the call."""
+    modules = [transformer] if mode == "transformer" else [
+        m for m in transformer.modules() if type(m).__name__ in (getattr(transformer, "_repeated_blocks", None) or ())]
+    if not modules:
+        raise ParamError("compile", f"'transformer': {type(transformer).__name__} declares no repeated blocks", mode)
+    saved = [m._compiled_call_impl for m in modules]
+    try:
+        for m in modules:
+            compiled = getattr(m, "_wanlab_compiled", None)
+            if compiled is None:
+                m.compile()
+                compiled = m._compiled_call_impl
+                m._wanlab_compiled = compiled
+            m._compiled_call_impl = compiled
+        yield
+    finally:
+        for m, impl in zip(modules, saved):
+            m._compiled_call_impl = impl

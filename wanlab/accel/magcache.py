@@ -1,0 +1,188 @@
+"""MagCache's magnitude ratios, measured on the model itself and cached (memory and disk).
+
+MagCache skips steps by predicting how much the block stack's residual changes from one step to
+the next; the per-step ratios are a property of the model, its LoRAs and the sampler settings,
+not of the prompt. With ``mag_ratios="auto"`` wanlab measures them with one exact run of a fixed
+calibration prompt and seed at the request's size, frames, steps, guidance and flow shift, the
+way diffusers' ``MagCacheConfig(calibrate=True)`` does, and keeps them per
+(weights, LoRAs, request shape, settings, device, threads, versions) in memory and under
+``$WANLAB_CACHE/magcache/`` (default ``~/.cache/wanlab``). Several processes that need the same
+calibration at once (Ray actors on one machine) wait on a file lock: it is computed once.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+from ..errors import ParamError
+from .setting import Accel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..params import Params
+
+CALIBRATION_VERSION = 1
+_CALIBRATIONS: dict[str, dict[str, Any]] = {}
+_LOCK = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Where calibrations are kept on disk: ``$WANLAB_CACHE/magcache`` (default ``~/.cache/wanlab``)."""
+    from ..models.identity import cache_root
+
+    return cache_root() / "magcache"
+
+
+def clear_calibrations(disk: bool = False) -> None:
+    """Forget calibrated MagCache ratios held in memory (and on disk when ``disk=True``)."""
+    with _LOCK:
+        _CALIBRATIONS.clear()
+    if disk and cache_dir().is_dir():
+        for file in cache_dir().glob("*.json"):
+            file.unlink(missing_ok=True)
+
+
+def calibration_inputs(pipe: Any, params: "Params", accel: Accel) -> dict[str, Any]:
+    """Everything MagCache's calibrated ratios depend on: model weights (and LoRAs), the request's
+    shape and sampler settings, the calibration prompt and seed, device, thread count (it changes
+    results in the last bits) and library versions."""
+    import torch
+
+    from ..record import package_version
+
+    cp = accel.cache_params
+    return {
+        "v": CALIBRATION_VERSION, "model": pipe.identity.fingerprint, "loras": pipe.loras.describe(params.loras),
+        "steps": params.steps, "guidance_scale": params.guidance_scale, "flow_shift": params.flow_shift,
+        "width": params.width, "height": params.height, "num_frames": params.num_frames,
+        "settings": dict(pipe.identity.settings), "prompt": cp["calibration_prompt"], "negative_prompt": "",
+        "seed": cp["calibration_seed"], "device": pipe.device, "torch_threads": torch.get_num_threads(),
+        "versions": {"torch": package_version("torch"), "diffusers": package_version("diffusers")},
+    }
+
+
+def calibration_key(pipe: Any, params: "Params", accel: Accel) -> str:
+    from ..record import stable_hash
+
+    return stable_hash(calibration_inputs(pipe, params, accel), 24)
+
+
+def _ratios_sha256(ratios: Sequence[float]) -> str:
+    return hashlib.sha256(json.dumps([float(r) for r in ratios]).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes (so one process calibrates and the others read its result)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _from_disk(file: Path, key: str, steps: int) -> dict[str, Any] | None:
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if data.get("key") == key and len(data.get("ratios") or []) == steps else None
+
+
+def calibrate(pipe: Any, params: "Params", accel: Accel | str | Mapping[str, Any] = "mag", *,
+              force: bool = False) -> dict[str, Any]:
+    """MagCache magnitude ratios for ``params``' step count and settings on ``pipe``'s model.
+
+    Returns ``{"key", "ratios", "cond", "uncond", "sha256", "source", "prompt", "seed", "seconds"}``:
+    ``ratios`` (one per step) is what MagCache uses, the mean of the conditional and unconditional
+    branches' ratios (``cond``/``uncond``; ``uncond`` is None without guidance), measured as diffusers'
+    ``MagCacheConfig(calibrate=True)`` does: mean over tokens of
+    ``|residual(step)| / |residual(step - 1)|``, where the residual is the block stack's output minus
+    its input. ``source`` says whether the ratios were calibrated now or came from the memory or
+    disk cache.
+
+    >>> wanlab.accel.calibrate(pipe, pipe.params(prompt="a fox"))["source"]  # doctest: +SKIP
+    'calibrated'
+    """
+    from ..fsutil import write_json
+
+    accel = Accel.coerce(accel)
+    if accel.cache != "mag":
+        raise ParamError("accel.cache", "'mag' to calibrate MagCache", accel.cache)
+    key = calibration_key(pipe, params, accel)
+    with _LOCK:
+        if not force and key in _CALIBRATIONS:
+            return {**_CALIBRATIONS[key], "source": "memory"}
+    file = cache_dir() / f"{key}.json"
+    with _file_lock(cache_dir() / f".{key}.lock"):
+        data = None if force else _from_disk(file, key, params.steps)
+        if data is not None:
+            source = "disk"
+        else:
+            start = time.perf_counter()
+            cond, uncond = _measure_ratios(pipe, params, accel)
+            ratios = cond if uncond is None else [(a + b) / 2.0 for a, b in zip(cond, uncond)]
+            data = {"key": key, "ratios": ratios, "cond": cond, "uncond": uncond, "sha256": _ratios_sha256(ratios),
+                    "prompt": accel.cache_params["calibration_prompt"], "seed": accel.cache_params["calibration_seed"],
+                    "steps": params.steps, "seconds": time.perf_counter() - start,
+                    "inputs": calibration_inputs(pipe, params, accel)}
+            source = "calibrated"
+            with contextlib.suppress(OSError):
+                write_json(file, data)
+    with _LOCK:
+        _CALIBRATIONS[key] = data
+    return {**data, "source": source}
+
+
+def _measure_ratios(pipe: Any, params: "Params", accel: Accel) -> tuple[list[float], list[float] | None]:
+    """One exact run of the calibration request, recording the block stack's residual ratios per branch."""
+    import torch
+
+    transformer = pipe.diffusers.transformer
+    blocks = transformer.blocks
+    cfg = params.guidance_scale > 1.0
+    branches = ("cond", "uncond") if cfg else ("cond",)  # WanPipeline's call order within a step
+    seen: dict[str, Any] = {"calls": 0, "branch": "cond", "input": None}
+    previous: dict[str, Any] = {}
+    ratios: dict[str, list[float]] = {b: [] for b in branches}
+
+    def on_call(_module: Any, _args: Any) -> None:
+        seen["branch"] = branches[seen["calls"] % len(branches)]
+        seen["calls"] += 1
+
+    def on_head(_module: Any, args: tuple, kwargs: dict) -> None:
+        seen["input"] = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+
+    def on_tail(_module: Any, _args: Any, output: Any) -> None:
+        out = output[0] if isinstance(output, tuple) else output
+        residual = out - seen["input"]
+        branch = seen["branch"]
+        prev = previous.get(branch)
+        if prev is None:
+            ratio = 1.0
+        else:  # diffusers' MagCacheBlockHook._perform_calibration_step, verbatim
+            curr_norm = torch.linalg.norm(residual.float(), dim=-1)
+            prev_norm = torch.linalg.norm(prev.float(), dim=-1)
+            ratio = (curr_norm / (prev_norm + 1e-8)).mean().item()
+        ratios[branch].append(ratio)
+        previous[branch] = residual
+
+    cp = accel.cache_params
+    request = params.replace(prompt=cp["calibration_prompt"], negative_prompt="", seed=cp["calibration_seed"])
+    handles = [transformer.register_forward_pre_hook(on_call),
+               blocks[0].register_forward_pre_hook(on_head, with_kwargs=True),
+               blocks[-1].register_forward_hook(on_tail)]
+    try:
+        pipe.denoise(request, accel=Accel())
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ratios["cond"], (ratios["uncond"] if cfg else None)

@@ -1,0 +1,121 @@
+"""Run keys: the one place that says what a run's key is the hash of.
+
+A run key (16 hex digits) names the frames a request gives: the resolved request (LoRA files by
+sha256 and scale, not by path), the model's weights fingerprint, the generation settings that
+change frames (dtype, text length, scheduler, offload, tiling) and the acceleration setting.
+Environment, timings and creation time are not part of it. Keys of existing stores never change:
+:data:`KEY_VERSION` is bumped only with a new meaning, and ``tests/data/legacy_store`` proves
+that stores written before this module read back with the same keys.
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from .errors import ParamError
+from .params import Params
+from .record import stable_hash
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models.identity import ModelIdentity
+
+#: Bumped when what goes into a run key changes (old runs then simply no longer match).
+KEY_VERSION = 1
+KEY_LENGTH = 16
+KEY_PATTERN = f"[0-9a-f]{{{KEY_LENGTH}}}"
+KEY_RE = re.compile(f"^{KEY_PATTERN}$")
+#: A key given by a unique prefix of at least this many digits (``wanlab verify 47b29c``).
+MIN_PREFIX = 6
+PREFIX_RE = re.compile(f"^[0-9a-f]{{{MIN_PREFIX},{KEY_LENGTH}}}$")
+#: The sha256 a LoRA that could not be read is keyed by (its failure is recorded under that key).
+UNREADABLE = "unreadable:"
+
+
+def accel_dict(accel: Any) -> dict[str, Any]:
+    """An acceleration setting (an ``Accel``, a preset name, a mapping or None for exact) in the
+    canonical form records and keys hold (``{"cache": "none"}`` when exact)."""
+    from .accel.setting import Accel
+
+    return Accel.coerce(accel).to_dict()
+
+
+def key_parts(identity: "ModelIdentity | Mapping[str, Any]", params: Params, accel: Any = None,
+              loras: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """What the run key of ``params`` on ``identity`` with ``accel`` is the hash of.
+
+    ``loras`` describes each of ``params.loras`` by its file's ``sha256`` (and ``scale``), in order;
+    ``identity`` is a :class:`~wanlab.identity.ModelIdentity` or a mapping with ``fingerprint`` and
+    ``settings``. ``params`` must have a resolved seed.
+    """
+    if not isinstance(params, Params):
+        raise ParamError("params", "a wanlab.Params", params)
+    if params.seed == -1:
+        raise ParamError("seed", "resolved (not -1) before a run key can be computed; use params.resolved()", -1)
+    if len(loras) != len(params.loras):
+        raise ValueError(f"run key: {len(params.loras)} LoRAs in the request but {len(loras)} LoRA descriptions")
+    fingerprint = identity["fingerprint"] if isinstance(identity, Mapping) else identity.fingerprint
+    settings = identity["settings"] if isinstance(identity, Mapping) else identity.settings
+    return _parts(params.to_dict(), fingerprint, settings, accel_dict(accel), loras)
+
+
+def _parts(params: dict[str, Any], fingerprint: Any, settings: Any, accel: Mapping[str, Any],
+           loras: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise ValueError("run key: the record names no model fingerprint (record['model']['fingerprint']); "
+                         "store runs made by a backend's generate, whose records carry one")
+    params["loras"] = [{"sha256": lo["sha256"], "scale": float(lo["scale"])} for lo in loras]
+    return {"v": KEY_VERSION, "params": params, "model": fingerprint, "settings": _thaw(settings),
+            "accel": dict(accel or {})}
+
+
+def record_key_parts(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The key parts of a stored or generated record (``params``, ``model``, ``settings``, ``accel``,
+    ``loras``), for runs whose key was not given when they were stored."""
+    if not isinstance(record, Mapping) or "params" not in record:
+        raise ValueError("run key: needs a record with 'params', 'model', 'settings', 'accel' and 'loras'")
+    raw = record["params"]
+    params = raw.to_dict() if isinstance(raw, Params) else dict(raw)
+    if params.get("seed", -1) == -1:
+        raise ParamError("seed", "resolved (not -1) before a run key can be computed", params.get("seed"))
+    loras = record.get("loras") or []
+    if len(loras) != len(params.get("loras") or []):
+        raise ValueError(f"run key: the record lists {len(params.get('loras') or [])} LoRAs in params but "
+                         f"{len(loras)} LoRA file hashes; records from generate carry both")
+    model = record.get("model")
+    fingerprint = model.get("fingerprint") if isinstance(model, Mapping) else model
+    return _parts(params, fingerprint, record.get("settings") or {}, record.get("accel") or {}, loras)
+
+
+def run_key(parts: Mapping[str, Any]) -> str:
+    """The run key (16 hex digits) of :func:`key_parts`' output: the same request on the same weights
+    and settings gives the same key in every process.
+
+    >>> run_key(key_parts(wanlab.identity("tiny"), Params(prompt="a fox", seed=1)))  # doctest: +SKIP
+    '3f1c...'
+    """
+    if not isinstance(parts, Mapping) or parts.get("v") != KEY_VERSION or not isinstance(parts.get("model"), str):
+        raise ValueError("run key: needs the output of wanlab.keys.key_parts (or record_key_parts)")
+    return stable_hash(dict(parts), KEY_LENGTH)
+
+
+def unreadable_loras(params: Params) -> list[dict[str, Any]]:
+    """Stand-in LoRA descriptions (the path instead of the file's hash) for a request whose LoRA files
+    cannot be read: its failure is recorded under the key they give, and a later run with the files
+    there forgets it."""
+    return [{"path": lo.path, "scale": lo.scale, "sha256": f"{UNREADABLE}{lo.path}"} for lo in params.loras]
+
+
+def check_key(key: Any) -> str:
+    """``key`` when it is a run key (16 hex digits), else ValueError naming the rule."""
+    if not isinstance(key, str) or not KEY_RE.match(key):
+        raise ValueError(f"run key: must be {KEY_LENGTH} hex digits; got {key!r}")
+    return key
+
+
+def _thaw(value: Any) -> Any:
+    """Plain dicts and lists of a settings mapping (read-only mappings and tuples included)."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value

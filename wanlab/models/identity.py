@@ -1,0 +1,385 @@
+"""Which model a backend runs, known without loading its weights: :class:`ModelIdentity`.
+
+A run key is the hash of the request and of everything about the model that changes frames:
+the weights (a fingerprint), the generation settings (dtype, text length, scheduler, offload and
+tiling) and the acceleration setting. :func:`identity` computes the first two for a built-in
+name, a checkpoint folder or a hub id from the recorded fingerprint or the files' hashes (cached
+on disk by size and modification time) and the scheduler's configuration file, so a sweep's
+table, its dry run and ``verify``'s record checks never wait for a 14B model to load.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from ..errors import LoadError, ParamError
+from .registry import (
+    DEFAULT_MODEL,
+    REAL_MAX_SEQUENCE_LENGTH,
+    REAL_NATIVE,
+    Builtin,
+    builtin_for_folder,
+    builtins,
+    read_card,
+)
+from ..values import check_bool, check_int
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt")
+DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+          "bfloat16": "bfloat16", "bf16": "bfloat16"}
+#: Where a request's rules come from: ``"local"`` (any multiple of 16, ``num_frames``) or ``"api"``
+#: (the hosted API's four sizes and 81 frames only).
+RULES = ("local", "api")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Everything about a backend's model that run keys and records need, and what it can give.
+
+    - ``model_id``: a built-in name, a folder (resolved), a hub id, or a service's model name;
+    - ``source``: ``builtin``, ``folder``, ``hub``, ``wanlab-server`` or ``service``;
+    - ``fingerprint``: sha256 of the weights (or the service's identity);
+    - ``settings``: the generation settings that change frames (part of every run key);
+    - ``native``: request fields filled in when a request leaves them out;
+    - ``exact``: frames are bit-reproducible and stored losslessly (False: lossy downloads);
+    - ``latents``: final latents come with each video;
+    - ``rules``: ``"local"`` or ``"api"`` (see :data:`RULES`).
+    """
+
+    model_id: str
+    source: str
+    fingerprint: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    native: Mapping[str, Any] = field(default_factory=dict)
+    exact: bool = True
+    latents: bool = True
+    rules: str = "local"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+        object.__setattr__(self, "native", MappingProxyType(dict(self.native)))
+        if self.rules not in RULES:
+            raise ParamError("rules", f"one of {', '.join(RULES)}", self.rules)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # mapping proxies do not pickle (Ray ships identities)
+        return (_rebuild, (self.to_dict(),))
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        """The record's ``"model"`` entry: id, fingerprint and source."""
+        return {"id": self.model_id, "fingerprint": self.fingerprint, "source": self.source}
+
+    @property
+    def max_sequence_length(self) -> int | None:
+        return self.settings.get("max_sequence_length")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form (``wanlab serve`` publishes it at ``GET /health``)."""
+        return {"model_id": self.model_id, "source": self.source, "fingerprint": self.fingerprint,
+                "settings": _thaw(self.settings), "native": dict(self.native), "exact": self.exact,
+                "latents": self.latents, "rules": self.rules}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelIdentity":
+        known = ("model_id", "source", "fingerprint", "settings", "native", "exact", "latents", "rules")
+        missing = [k for k in ("model_id", "source", "fingerprint") if k not in data]
+        if missing:
+            raise ParamError(f"identity.{missing[0]}", "given", None)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def same_model(self, other: "ModelIdentity") -> bool:
+        """Whether ``other`` generates the same frames for the same request (weights and settings)."""
+        return self.fingerprint == other.fingerprint and _thaw(self.settings) == _thaw(other.settings)
+
+
+def _rebuild(data: Mapping[str, Any]) -> ModelIdentity:
+    return ModelIdentity.from_dict(data)
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# where a model comes from
+@dataclass(frozen=True)
+class ModelSource:
+    """A model name resolved: ``source`` is ``builtin``, ``folder`` or ``hub``; ``folder`` is the
+    checkpoint folder when there is one (a hub id's folder in the local cache, once looked up)."""
+
+    model_id: str
+    source: str
+    builtin: Builtin | None = None
+    folder: Path | None = None
+
+
+def resolve(model: Any) -> ModelSource:
+    """Tell what ``model`` names (a built-in, a folder, a hub id) without loading anything.
+
+    A folder that is a built-in's shipped checkpoint is that built-in. A hub id is looked up in the
+    local Hugging Face cache only; one that is not there is a :class:`LoadError` at once.
+    """
+    name = os.fspath(model) if isinstance(model, os.PathLike) else model
+    if not isinstance(name, str) or not name:
+        raise ParamError("model", "a built-in name, a folder or a hub id", model)
+    specs = builtins()
+    if name in specs:
+        spec = specs[name]
+        return ModelSource(name, "builtin", spec, spec.folder)
+    folder = Path(name).expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            raise LoadError(f"{folder} is a file; a model is a built-in name, a diffusers folder or a hub id.")
+        spec = builtin_for_folder(folder)
+        if spec is not None:
+            return ModelSource(spec.name, "builtin", spec, spec.folder)
+        check_folder(folder)
+        return ModelSource(str(folder.resolve()), "folder", None, folder.resolve())
+    if HUB_ID.match(name) and not name.startswith((".", "/", "~")):
+        return ModelSource(name, "hub", None, hub_folder(name))
+    if any(sep in name for sep in ("/", os.sep)) or name.startswith((".", "~")):
+        raise LoadError(f"no such model folder: {folder}.")
+    raise LoadError(f"unknown model {name!r}: use a built-in model ({', '.join(specs)}), a local diffusers "
+                    "folder, or a hub id such as 'Wan-AI/Wan2.1-T2V-1.3B-Diffusers'.")
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse a folder that is not a diffusers Wan pipeline (one sentence)."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise LoadError(f"{folder} is not a diffusers pipeline folder: it has no model_index.json.")
+    try:
+        cls = json.loads(index.read_text()).get("_class_name", "")
+    except ValueError as exc:
+        raise LoadError(f"{folder}/model_index.json is not valid JSON: {exc}.") from exc
+    if not str(cls).startswith("Wan"):
+        raise LoadError(f"{folder} holds a {cls or 'unnamed'} pipeline, not a Wan text-to-video pipeline.")
+
+
+def hub_folder(repo_id: str) -> Path:
+    """The local snapshot of a hub repository, or a LoadError saying how to get it here (no network)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+            os.environ.get("HF_HOME", os.path.join(Path.home(), ".cache", "huggingface")), "hub")
+        raise LoadError(f"{repo_id!r} is not in the local Hugging Face cache ({cache}): download it where there is "
+                        f"internet (huggingface-cli download {repo_id}), then copy that cache folder here (or set "
+                        "HF_HOME / HF_HUB_CACHE to it), or pass a local diffusers folder.") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# fingerprints
+def tensors_fingerprint(pipe: Any) -> str:
+    """sha256 over every weight of text encoder, transformer and VAE plus the tokenizer's vocabulary."""
+    import torch
+
+    digest = hashlib.sha256()
+    for part in ("text_encoder", "transformer", "vae"):
+        module = getattr(pipe, part)
+        for key, tensor in sorted(module.state_dict().items()):
+            t = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{part}.{key}:{t.dtype}:{tuple(t.shape)};".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes())
+    vocab = sorted(pipe.tokenizer.get_vocab().items())
+    digest.update(json.dumps(vocab).encode())
+    return digest.hexdigest()
+
+
+def cache_root() -> Path:
+    """wanlab's cache folder: ``$WANLAB_CACHE``, default ``~/.cache/wanlab``."""
+    return Path(os.environ.get("WANLAB_CACHE", Path.home() / ".cache" / "wanlab"))
+
+
+def files_fingerprint(folder: Path) -> str:
+    """sha256 over the relative names and sha256s of a checkpoint folder's files (cached on disk)."""
+    from ..fsutil import sha256_file, write_json
+
+    cache_file = cache_root() / "file-hashes.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    digest = hashlib.sha256()
+    changed = False
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+        real = file.resolve()
+        stat = real.stat()
+        key = f"{real}:{stat.st_size}:{stat.st_mtime_ns}"
+        if key not in cache:
+            cache[key] = sha256_file(real)
+            changed = True
+        digest.update(f"{file.relative_to(folder).as_posix()}:{cache[key]};".encode())
+    if changed:
+        try:
+            write_json(cache_file, cache)
+        except OSError:
+            pass
+    return digest.hexdigest()
+
+
+def recorded_fingerprint(source: ModelSource) -> str | None:
+    """The fingerprint a built-in or a carded folder records, trusted only while its files match
+    its ``SHA256SUMS`` (so an edited checkpoint is identified by its files instead)."""
+    recorded = source.builtin.fingerprint if source.builtin is not None else None
+    if source.folder is not None and source.builtin is None:
+        card = read_card(source.folder)
+        recorded = card.fingerprint if card is not None else None
+    if recorded is None or source.folder is None:
+        return recorded
+    return recorded if _sums_match(source.folder) else None
+
+
+def _sums_match(folder: Path) -> bool:
+    from ..fsutil import sha256_file
+
+    sums = folder / "SHA256SUMS"
+    if not sums.is_file():
+        return False
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        file = folder / name
+        if not file.is_file() or sha256_file(file) != digest:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# settings and the identity itself
+def resolve_device(device: str | None) -> str:
+    """``device`` checked (``cpu``, ``cuda``, ``cuda:N``, ``mps``), or the default: CUDA when present."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not isinstance(device, str) or not re.match(r"^(cpu|cuda(:\d+)?|mps)$", device):
+        raise ParamError("device", "'cpu', 'cuda', 'cuda:N' or 'mps'", device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LoadError(f"device {device!r} was asked for, but torch sees no CUDA GPU on this machine.")
+    return device
+
+
+def dtype_name(dtype: Any, device: str) -> str:
+    """The weights' dtype as a name: given, or bfloat16 on CUDA and float32 elsewhere."""
+    if dtype is None:
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    if not isinstance(dtype, str):
+        text = str(dtype).replace("torch.", "")
+        if text in DTYPES:
+            return DTYPES[text]
+    if dtype not in DTYPES:
+        raise ParamError("dtype", f"one of {', '.join(DTYPES)} or a torch.dtype", dtype)
+    return DTYPES[dtype]
+
+
+def scheduler_settings(scheduler_class: type, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The scheduler part of the settings: its class and every config value but ``flow_shift`` (set per
+    request) and diffusers' private ``_`` keys."""
+    return {"class": scheduler_class.__name__,
+            "config": {k: v for k, v in dict(config).items() if not k.startswith("_") and k != "flow_shift"}}
+
+
+def _scheduler_of(source: ModelSource) -> dict[str, Any]:
+    """The scheduler settings of a model from its configuration alone (no weights)."""
+    import diffusers
+
+    if source.builtin is not None and source.builtin.build is not None:
+        from . import tiny
+
+        cls, config = diffusers.UniPCMultistepScheduler, dict(tiny.SCHEDULER_CONFIG)
+    else:
+        assert source.folder is not None
+        file = source.folder / "scheduler" / "scheduler_config.json"
+        try:
+            config = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise LoadError(f"{file}: cannot read the scheduler's configuration ({exc}).") from None
+        cls = getattr(diffusers, str(config.get("_class_name", "")), None)
+        if cls is None:
+            raise LoadError(f"{file}: unknown scheduler class {config.get('_class_name')!r}.")
+    return scheduler_settings(cls, cls.from_config(config).config)
+
+
+def generation_settings(*, dtype: str, max_sequence_length: int, scheduler: Mapping[str, Any],
+                        cpu_offload: bool = False, vae_tiling: bool = False,
+                        group_offload: str | None = None) -> dict[str, Any]:
+    """Every setting besides the request that changes frames, in the form records and run keys hold."""
+    out = {"dtype": dtype, "vae_dtype": "float32", "max_sequence_length": max_sequence_length,
+           "scheduler": dict(scheduler), "cpu_offload": cpu_offload, "vae_tiling": vae_tiling}
+    if group_offload:
+        out["group_offload"] = group_offload
+    return out
+
+
+GROUP_OFFLOAD_MODES = ("block_level", "leaf_level")
+
+
+def check_group_offload(value: Any, device: str, cpu_offload: bool) -> str | None:
+    """Validate ``load(group_offload=...)``: None, ``"block_level"`` or ``"leaf_level"``, CUDA only."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = "block_level"
+    if not isinstance(value, str) or value not in GROUP_OFFLOAD_MODES:
+        raise ParamError("group_offload", f"None, True or one of {', '.join(GROUP_OFFLOAD_MODES)}", value)
+    if not device.startswith("cuda"):
+        raise ParamError("group_offload", "used with a CUDA device: it streams weight groups from CPU memory to "
+                         f"the GPU as they are needed; on {device!r} every weight already lives in that memory, "
+                         "so there is nothing to offload", value)
+    if cpu_offload:
+        raise ParamError("group_offload", "used without cpu_offload (they are two ways to do the same thing)", value)
+    return value
+
+
+def check_max_sequence_length(value: Any) -> int | None:
+    return check_int("max_sequence_length", value, 1, 512, optional=True)
+
+
+def native_and_length(source: ModelSource) -> tuple[dict[str, Any], int]:
+    """The native request fields and text length a model declares (built-in, card, or Wan's own)."""
+    if source.builtin is not None:
+        return dict(source.builtin.native), source.builtin.max_sequence_length
+    card = read_card(source.folder) if source.folder is not None else None
+    if card is not None:
+        return dict(card.native), card.max_sequence_length
+    return dict(REAL_NATIVE), REAL_MAX_SEQUENCE_LENGTH
+
+
+def identity(model: Any = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None, cpu_offload: bool = False,
+             vae_tiling: bool = False, max_sequence_length: int | None = None,
+             group_offload: str | bool | None = None) -> ModelIdentity:
+    """The :class:`ModelIdentity` that ``wanlab.load(model, ...)`` with the same options will have,
+    computed without loading weights (built-ins and carded folders: their recorded fingerprint;
+    other folders and hub ids: their files' hashes, cached on disk).
+
+    >>> wanlab.identity("toy").fingerprint[:12]  # doctest: +SKIP
+    'b8597b6922fc'
+    """
+    source = resolve(model)
+    device_ = resolve_device(device)
+    for flag, value in (("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling)):
+        check_bool(flag, value)
+    offload = check_group_offload(group_offload, device_, cpu_offload)
+    native, length = native_and_length(source)
+    fingerprint = recorded_fingerprint(source)
+    if fingerprint is None:
+        assert source.folder is not None
+        fingerprint = files_fingerprint(source.folder)
+    settings = generation_settings(
+        dtype=dtype_name(dtype, device_), max_sequence_length=check_max_sequence_length(max_sequence_length) or length,
+        scheduler=_scheduler_of(source), cpu_offload=cpu_offload, vae_tiling=vae_tiling, group_offload=offload)
+    return ModelIdentity(source.model_id, source.source, fingerprint, settings, native)

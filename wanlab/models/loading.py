@@ -1,0 +1,177 @@
+"""Loading a Wan 2.1 model's weights from a built-in name, a local folder or the local hub cache.
+
+The model is resolved and identified first (:mod:`wanlab.models.identity`: a missing hub id fails at
+once, without retries), then loaded with diffusers' own classes, cast and placed.
+:func:`wanlab.load` wraps the result as a :class:`~wanlab.pipeline.Pipeline`.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import LoadError
+from .registry import DEFAULT_MODEL
+from .identity import (
+    ModelIdentity,
+    ModelSource,
+    check_group_offload,
+    check_max_sequence_length,
+    dtype_name,
+    generation_settings,
+    native_and_length,
+    recorded_fingerprint,
+    resolve,
+    resolve_device,
+    scheduler_settings,
+    tensors_fingerprint,
+)
+from ..values import check_bool
+
+
+def torch_dtype(name: str) -> Any:
+    """The torch dtype of a dtype name (``float32``, ``float16``, ``bfloat16``)."""
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def realign(*modules: Any) -> None:
+    """Clone every parameter and buffer: safetensors leaves CPU tensors unaligned, which changes results.
+
+    After this, weights loaded from a folder give the same outputs, bit for bit, as the same
+    weights built in memory (measured: 1.8e-7 differences without it).
+    """
+    import torch
+
+    with torch.no_grad():
+        for module in modules:
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                tensor.data = tensor.data.clone()
+
+
+def cast(pipe: Any, dtype: Any) -> None:
+    """Cast text encoder and transformer to ``dtype``, keeping the modules Wan needs in float32."""
+    import torch
+
+    pipe.text_encoder.to(dtype=dtype)
+    transformer = pipe.transformer
+    keep = set(transformer._keep_in_fp32_modules or ())
+    torch.nn.Module.to(transformer, dtype=dtype)
+    for name, module in transformer.named_modules():
+        if name.split(".")[-1] in keep:
+            torch.nn.Module.to(module, dtype=torch.float32)
+    for name, param in transformer.named_parameters():
+        if name.split(".")[-1] in keep:
+            param.data = param.data.to(torch.float32)
+
+
+def quiet_loading() -> None:
+    """Silence diffusers' and transformers' loading bars and notices (wanlab reports its own errors)."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+
+
+def from_folder(folder: str, dtype: Any) -> Any:
+    """diffusers' ``WanPipeline`` from a checkpoint folder, offline, with the VAE in float32."""
+    import torch
+    from diffusers import AutoencoderKLWan, WanPipeline
+
+    try:
+        vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=torch.float32, local_files_only=True)
+        return WanPipeline.from_pretrained(folder, vae=vae, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise LoadError(f"could not load the Wan pipeline in {folder}: {exc}".rstrip(".") + ".") from exc
+
+
+def apply_group_offload(pipe: Any, mode: str, device: str) -> None:
+    """diffusers' pipeline-level group offloading (every component) onto ``device`` (CUDA), with a
+    CUDA stream overlapping transfers and compute. Not measured by wanlab: this workplace has no GPU."""
+    import torch
+
+    pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                              offload_type=mode, num_blocks_per_group=1 if mode == "block_level" else None,
+                              use_stream=True)
+
+
+def _weights(source: ModelSource, dtype: Any) -> Any:
+    if source.builtin is not None and source.builtin.build is not None:
+        pipe = source.builtin.build()
+        cast(pipe, dtype)
+        return pipe
+    assert source.folder is not None
+    pipe = from_folder(str(source.folder), dtype)
+    for module in (pipe.text_encoder, pipe.transformer, pipe.vae):
+        module.eval().requires_grad_(False)
+    return pipe
+
+
+def _fingerprint(source: ModelSource, pipe: Any) -> str:
+    """The weights' fingerprint: recorded (checked for a model built in code), else the files' hashes."""
+    from .identity import files_fingerprint
+
+    recorded = recorded_fingerprint(source)
+    if source.builtin is not None and source.builtin.build is not None:
+        actual = tensors_fingerprint(pipe)
+        if recorded is not None and actual != recorded:
+            warnings.warn(f"the built-in {source.model_id} model built on this machine has other weights than the "
+                          f"recorded ones (fingerprint {actual[:12]}, recorded {recorded[:12]}: another torch "
+                          "version draws other random numbers); its runs are keyed by the weights built here",
+                          stacklevel=3)
+        return actual
+    if recorded is not None:
+        return recorded
+    assert source.folder is not None
+    return files_fingerprint(source.folder)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A loaded model: diffusers' pipeline, its identity, the device it runs on and its default acceleration."""
+
+    diffusers: Any
+    identity: ModelIdentity
+    device: str
+    accel: Any
+
+
+def load_weights(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None,
+                 cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
+                 progress: bool = True, accel: Any = None, group_offload: str | bool | None = None) -> Loaded:
+    """Resolve, identify and load a model with diffusers' own classes (see :func:`wanlab.load`)."""
+    from ..accel.setting import Accel
+
+    device_ = resolve_device(device)
+    default_accel = Accel.coerce(accel)
+    dtype_ = dtype_name(dtype, device_)
+    for flag, value in (("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling), ("progress", progress)):
+        check_bool(flag, value)
+    length = check_max_sequence_length(max_sequence_length)
+    offload = check_group_offload(group_offload, device_, cpu_offload)
+    source = resolve(model)
+    if not progress:
+        quiet_loading()
+    pipe = _weights(source, torch_dtype(dtype_))
+    if cpu_offload:
+        pipe.enable_model_cpu_offload(device=device_ if device_ != "cpu" else None)
+    elif offload is not None:
+        apply_group_offload(pipe, offload, device_)
+    else:
+        pipe.to(device_)
+    if source.folder is not None and device_ == "cpu":
+        realign(pipe.text_encoder, pipe.transformer, pipe.vae)
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    pipe.set_progress_bar_config(disable=not progress, leave=False)
+    native, declared = native_and_length(source)
+    settings = generation_settings(dtype=dtype_, max_sequence_length=length or declared,
+                                   scheduler=scheduler_settings(type(pipe.scheduler), pipe.scheduler.config),
+                                   cpu_offload=cpu_offload, vae_tiling=vae_tiling, group_offload=offload)
+    identity = ModelIdentity(source.model_id, source.source, _fingerprint(source, pipe), settings, native)
+    return Loaded(pipe, identity, device_, default_accel)

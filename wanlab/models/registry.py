@@ -1,0 +1,143 @@
+"""The built-in offline models, and model cards: what a checkpoint folder declares about itself.
+
+A built-in is either built in code from fixed seeds (``tiny``) or a trained checkpoint folder
+shipped inside the package (``toy``). A checkpoint folder may carry a model card, ``wanlab.json``:
+its name, description, native request fields, text length (``max_sequence_length``), weights
+fingerprint and demo prompts, so that the same folder gives the same identity and defaults
+whether it is named (``"toy"``) or given by its path, and before any weight is loaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import LoadError
+
+#: The model used when none is named: the built-in one trained on moving shapes, whose videos show what
+#: the request asks (``tiny`` has random weights: its videos are noise).
+DEFAULT_MODEL = "toy"
+CARD_NAME = "wanlab.json"
+CARD_FORMAT = 1
+#: The trained toy checkpoint shipped inside the package (``python -m wanlab.toy.train --out`` here).
+TOY_FOLDER = Path(__file__).resolve().parent / "toy"
+#: The settings a real Wan 2.1 checkpoint runs at: none besides the hosted API's defaults.
+REAL_NATIVE: dict[str, Any] = {}
+REAL_MAX_SEQUENCE_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class Card:
+    """What a checkpoint declares about itself (``wanlab.json``); see the module docstring."""
+
+    name: str
+    description: str = ""
+    native: Mapping[str, Any] = field(default_factory=dict)
+    max_sequence_length: int = REAL_MAX_SEQUENCE_LENGTH
+    fingerprint: str | None = None
+    demo_prompts: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": CARD_FORMAT, "name": self.name, "description": self.description, "native": dict(self.native),
+                "max_sequence_length": self.max_sequence_length, "fingerprint": self.fingerprint,
+                "demo_prompts": list(self.demo_prompts)}
+
+
+def read_card(folder: Path) -> Card | None:
+    """The model card of a checkpoint folder, or None when it has none; a damaged card is a LoadError."""
+    file = folder / CARD_NAME
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text())
+        if data.get("format") != CARD_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, expected {CARD_FORMAT}")
+        return Card(name=str(data["name"]), description=str(data.get("description", "")),
+                    native=dict(data.get("native") or {}),
+                    max_sequence_length=int(data.get("max_sequence_length", REAL_MAX_SEQUENCE_LENGTH)),
+                    fingerprint=data.get("fingerprint"), demo_prompts=tuple(data.get("demo_prompts") or ()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LoadError(f"{file}: not a readable wanlab model card ({exc}).") from None
+
+
+def write_card(folder: str | os.PathLike[str], card: Card) -> Path:
+    """Write ``card`` as the folder's ``wanlab.json`` (atomically); e.g. after training a checkpoint."""
+    from ..fsutil import write_json
+
+    target = Path(folder) / CARD_NAME
+    write_json(target, card.to_dict())
+    return target
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """An offline model: built in code (``build``) or a shipped checkpoint ``folder`` with a card.
+
+    ``native`` holds request fields (``wanlab.Params`` names) that generation fills in when they are
+    not given; ``max_sequence_length`` is the text length the model was trained with (a property of
+    the model, not of the request); ``fingerprint`` is the sha256 its weights hash to (recorded, so
+    that run keys are known without loading it).
+    """
+
+    name: str
+    description: str
+    build: Callable[[], Any] | None = None
+    folder: Path | None = None
+    native: Mapping[str, Any] = field(default_factory=dict)
+    max_sequence_length: int = REAL_MAX_SEQUENCE_LENGTH
+    fingerprint: str | None = None
+    demo_prompts: tuple[str, ...] = ()
+
+    @property
+    def size_bytes(self) -> int | None:
+        """Bytes on disk of a shipped checkpoint (None for a model built in code)."""
+        if self.folder is None:
+            return None
+        return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+
+
+def _build_tiny() -> Any:
+    from . import tiny
+
+    return tiny.build()
+
+
+def _from_card(name: str, folder: Path) -> Builtin:
+    card = read_card(folder)
+    if card is None:
+        raise LoadError(f"the {name} checkpoint is missing its model card {folder / CARD_NAME}: reinstall wanlab, "
+                        f"or train it again with python -m wanlab.toy.train --out {folder}.")
+    return Builtin(name, card.description, folder=folder, native=dict(card.native),
+                   max_sequence_length=card.max_sequence_length, fingerprint=card.fingerprint,
+                   demo_prompts=card.demo_prompts)
+
+
+#: sha256 of the tiny model's weights and vocabulary, built from fixed seeds (tests/test_models.py
+#: checks that a build on this machine gives it).
+TINY_FINGERPRINT = "aedea0b8717dd26540e3842411403a107e352950ebdbe43638ea525fa02398a7"
+
+_BUILTINS: dict[str, Builtin] = {}
+
+
+def builtins() -> dict[str, Builtin]:
+    """The built-in models by name (the toy's entry is read from its shipped model card)."""
+    if not _BUILTINS:
+        _BUILTINS["tiny"] = Builtin(
+            "tiny", "seeded random weights in the real diffusers Wan classes: every code path in seconds (tests); "
+            "its videos are noise", build=_build_tiny, native={"width": 128, "height": 128, "num_frames": 33},
+            max_sequence_length=512, fingerprint=TINY_FINGERPRINT)
+        _BUILTINS["toy"] = _from_card("toy", TOY_FOLDER)
+    return dict(_BUILTINS)
+
+
+def builtin_for_folder(folder: Path) -> Builtin | None:
+    """The built-in whose shipped checkpoint is ``folder`` (the same folder by path), if any."""
+    for spec in builtins().values():
+        if spec.folder is not None and spec.folder.exists() and folder.exists() and os.path.samefile(spec.folder, folder):
+            return spec
+    return None
+
+
+BUILTIN_NAMES = ("tiny", "toy")

@@ -1,0 +1,154 @@
+"""One stored run: a folder named by its run key, holding the video files, the record and the metrics."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..errors import WanlabError
+from ..params import Params
+from ..video import OWN_FIELDS, RUN_LOSSLESS, RUN_MP4, RUN_RECORD
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..video import Video
+
+METRICS_NAME = "metrics.json"
+LATENTS_NAME = "latents.npy"
+
+
+class RunNotFoundError(WanlabError, KeyError):
+    """No run with that key in the store (a ``KeyError`` too, so ``except KeyError`` works)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+class Run:
+    """One stored run: ``key``, ``path`` (its folder), ``record``, ``params``, ``metrics``, ``video()``, ``mp4``."""
+
+    def __init__(self, path: str | os.PathLike[str], record: Mapping[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.key = self.path.name
+        self._record = dict(record) if record is not None else None
+
+    def __repr__(self) -> str:
+        try:
+            p = self.params
+            what = f"seed={p.seed}, {p.width}x{p.height}x{p.num_frames}, steps={p.steps}"
+        except (OSError, ValueError, KeyError, WanlabError):
+            what = "unreadable record"
+        return f"Run({self.key}, {what})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.path.resolve() == self.path.resolve()
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The reproducibility record (``record.json``), read once; a damaged file names itself."""
+        if self._record is None:
+            file = self.path / RUN_RECORD
+            if not file.is_file():
+                raise RunNotFoundError(f"{self.path} is not a wanlab run folder: it has no {RUN_RECORD}")
+            try:
+                data = read_json(file)
+            except (OSError, ValueError) as exc:
+                raise WanlabError(f"{file}: the run's record cannot be read ({exc}); restore it from a backup, "
+                                  "or forget the run by removing its folder") from None
+            if not isinstance(data, dict) or "params" not in data:
+                raise WanlabError(f"{file}: not a wanlab run record (no params)")
+            self._record = data
+        return self._record
+
+    @property
+    def params(self) -> Params:
+        return Params.from_dict(self.record["params"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.record["params"]["seed"])
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return dict(self.record.get("model") or {})
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the raw frames (as :attr:`Video.digest`)."""
+        return str(self.record["digest"])
+
+    @property
+    def exact(self) -> bool:
+        """Whether the stored frames are the generated ones bit for bit (False for lossy downloads)."""
+        return bool(self.record.get("exact", True))
+
+    @property
+    def created(self) -> str | None:
+        return self.record.get("created")
+
+    @property
+    def seconds(self) -> float | None:
+        return (self.record.get("timings") or {}).get("total")
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return dict(self.record.get("extra") or {})
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Measurements stored with the run (``metrics.json``); empty until computed."""
+        try:
+            data = read_json(self.path / METRICS_NAME)
+        except FileNotFoundError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def mp4(self) -> Path:
+        """The playable h264 mp4 (for looking; its pixels are not exact)."""
+        return self.path / RUN_MP4
+
+    @property
+    def lossless(self) -> Path:
+        """The FFV1 file holding the exact frames."""
+        return self.path / RUN_LOSSLESS
+
+    @property
+    def has_latents(self) -> bool:
+        return (self.path / LATENTS_NAME).is_file()
+
+    def latents(self) -> Any:
+        """The final latents (float32 numpy array) when they were stored (``put(latents=True)``), else None."""
+        if not self.has_latents:
+            return None
+        import numpy as np
+
+        return np.load(self.path / LATENTS_NAME, allow_pickle=False)
+
+    def video(self, *, check: bool = True) -> "Video":
+        """The run's video with its stored frames (the lossless copy) and its record.
+
+        With ``check`` (default) the frames' digest is compared with the recorded one and a
+        mismatch raises :class:`WanlabError` (a damaged file).
+        """
+        from ..video import Video, read_frames
+
+        rec = self.record
+        source = self.lossless if self.lossless.exists() else self.mp4
+        if not source.exists():
+            raise WanlabError(f"run {self.key}: neither {RUN_LOSSLESS} nor {RUN_MP4} is in {self.path}")
+        frames, _ = read_frames(source)
+        meta = {k: v for k, v in rec.items() if k not in OWN_FIELDS}
+        video = Video(frames, fps=float(rec.get("fps", 16.0)), params=self.params, model=self.model,
+                      timings=dict(rec.get("timings") or {}), record=meta, path=self.mp4)
+        if check and video.digest != rec.get("digest"):
+            raise WanlabError(f"run {self.key}: the frames in {source.name} do not match the recorded digest "
+                              "(the file is damaged, or record.json was edited)")
+        return video

@@ -1,0 +1,508 @@
+"""A sweep's definition: a base request and the axes that vary it, validated when it is built.
+
+- ``seeds``: a list of seeds, or ``N`` for N fixed seeds drawn from the sweep's recorded ``sweep_seed``;
+- ``points``: explicit variants, each a mapping of fields (they may differ in which fields they set);
+- ``zip``: fields varied together (lists of equal length, one value of each per variant);
+- ``grid``: fields varied independently (the cartesian product, in the order given).
+
+Besides the :class:`~wanlab.Params` fields, every axis (and ``base``) takes ``accel``: an
+acceleration setting (:class:`wanlab.accel.Accel`, a preset name such as ``"fbc"``, or a mapping),
+so one sweep runs the exact baseline and each setting on the same requests.
+
+The sweep's points are the product of these axes, outermost first in the order above (the last
+grid field varies fastest). Every point is validated when the sweep is built; a bad point raises
+:class:`~wanlab.ParamError` naming the point and the field. A point whose seed is -1 (the base's
+default) gets one seed drawn from ``sweep_seed``, so a sweep is reproducible and resumable; when no
+``sweep_seed`` is given it is derived from the sweep's ``name`` (or its prompt), never drawn at
+random, so every process that loads the same definition (a resume, another shard) agrees.
+Fields neither the base nor an axis sets come from the model's native settings when the sweep
+runs on a backend (as ``generate`` does), else from ``Params``' defaults.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+from ..errors import ParamError
+from ..params import SEED_MAX, Params
+from ..values import plain
+from .toml import read_toml, to_toml
+from .values import (
+    ACCEL,
+    SHORT_NAMES,
+    check_accel,
+    check_field,
+    check_shard,
+    check_values,
+    default_sweep_seed,
+    draw_seeds,
+    format_value,
+    slug_part,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..store import Store
+    from .result import SweepResult
+
+AXES = ("seeds", "points", "zip", "grid")
+TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "base", "grid", "zip", "points")
+
+
+class Sweep:
+    """A base request and the axes that vary it; see the module docstring for the rules.
+
+    >>> sweep = Sweep(base=Params(prompt="a fox", width=64, height=64, num_frames=17, steps=10),
+    ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]}, seeds=[1, 2])
+    >>> len(sweep)
+    8
+    """
+
+    def __init__(self, base: Params | Mapping[str, Any] | None = None,
+                 grid: Mapping[str, Sequence[Any]] | None = None,
+                 zip: Mapping[str, Sequence[Any]] | None = None,  # noqa: A002 (the contract's name)
+                 points: Sequence[Mapping[str, Any]] | None = None,
+                 seeds: Sequence[int] | int | None = None, *, name: str | None = None,
+                 model: str | None = None, question: str | None = None, sweep_seed: int | None = None,
+                 reference: Mapping[str, Any] | None = None) -> None:
+        # --- base: a Params or a mapping; fields it leaves unset come from the model's native settings
+        # at run time (Params' defaults when no backend is given)
+        if base is None:
+            base_fields: dict[str, Any] = {}
+        elif isinstance(base, Params):
+            base_fields = plain(base.explicit_fields())
+        elif isinstance(base, Mapping):
+            base_fields = {check_field("base", k): plain(v) for k, v in base.items()}
+            if ACCEL in base_fields:
+                base_fields[ACCEL] = check_accel("base.accel", base_fields[ACCEL])
+        else:
+            raise ParamError("base", "a wanlab.Params or a mapping of Params fields", base)
+        self.base_fields: dict[str, Any] = base_fields
+
+        for label, value in (("name", name), ("model", model), ("question", question)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ParamError(label, "a non-empty string", value)
+        self.name = name
+        self.model = model
+        self.question = question.strip() if question else None
+
+        # --- axes
+        seen: dict[str, str] = {}
+
+        def claim(field: str, axis: str) -> None:
+            if field in seen:
+                raise ParamError(field, f"varied by one axis only (it is in both {seen[field]} and {axis})", field)
+            seen[field] = axis
+
+        self.grid: dict[str, list[Any]] = {}
+        self.zip: dict[str, list[Any]] = {}
+        for axis, given, table in (("grid", grid, self.grid), ("zip", zip, self.zip)):
+            for key, values in (given or {}).items():
+                check_field(axis, key)
+                claim(key, axis)
+                table[key] = check_values(f"{axis}.{key}", values)
+                if key == ACCEL:
+                    table[key] = [check_accel(f"{axis}.accel[{j}]", v) for j, v in enumerate(table[key])]
+        lengths = {k: len(v) for k, v in self.zip.items()}
+        if len(set(lengths.values())) > 1:
+            raise ParamError("zip", "lists of equal length", lengths)
+
+        self.explicit_points: list[dict[str, Any]] | None = None
+        if points is not None:
+            if isinstance(points, (str, bytes, Mapping)) or not isinstance(points, (list, tuple)) or not points:
+                raise ParamError("points", "a non-empty list of mappings of Params fields", points)
+            self.explicit_points = []
+            point_fields: list[str] = []
+            for i, point in enumerate(points):
+                if not isinstance(point, Mapping):
+                    raise ParamError(f"points[{i}]", "a mapping of Params fields", point)
+                for key in point:
+                    check_field(f"points[{i}]", key)
+                    if key not in point_fields:
+                        point_fields.append(key)
+                values = {k: plain(v) for k, v in point.items()}
+                if ACCEL in values:
+                    values[ACCEL] = check_accel(f"points[{i}].accel", values[ACCEL])
+                self.explicit_points.append(values)
+            for key in point_fields:
+                claim(key, "points")
+
+        self.seeds_spec: int | list[int] | None = None
+        if seeds is not None:
+            claim("seed", "seeds")
+            if isinstance(seeds, bool):
+                raise ParamError("seeds", "a list of seeds or a count N >= 1", seeds)
+            if isinstance(seeds, int):
+                if seeds < 1:
+                    raise ParamError("seeds", "a list of seeds or a count N >= 1", seeds)
+                self.seeds_spec = seeds
+            else:
+                values = check_values("seeds", seeds)
+                for v in values:
+                    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= SEED_MAX:
+                        raise ParamError("seeds", f"seeds in 0..{SEED_MAX}", v)
+                self.seeds_spec = values
+
+        # --- the sweep seed: given, or derived from the name (or prompt); recorded either way
+        if sweep_seed is not None:
+            if isinstance(sweep_seed, bool) or not isinstance(sweep_seed, int) or not 0 <= sweep_seed <= SEED_MAX:
+                raise ParamError("sweep_seed", f"an integer in 0..{SEED_MAX}", sweep_seed)
+            self._sweep_seed_given = True
+        else:
+            sweep_seed = default_sweep_seed(name or str(base_fields.get("prompt", "sweep")))
+            self._sweep_seed_given = False
+        self.sweep_seed: int = sweep_seed
+
+        self._overrides = self._build_overrides()
+        self._accels = self._build_accels()
+        self._check_accel_labels()
+        self._points = self._materialize(None)
+
+        # --- the reference point every other is compared with (e.g. steps = 40), if any
+        self.reference: dict[str, Any] | None = None
+        if reference is not None:
+            if not isinstance(reference, Mapping) or not reference:
+                raise ParamError("reference", "a table of swept fields and their reference values", reference)
+            for key, value in reference.items():
+                if key not in self.swept:
+                    raise ParamError(f"reference.{key}", f"a swept field ({', '.join(self.swept)})", value)
+                if key == ACCEL:
+                    value = check_accel("reference.accel", value)
+                if not any(self._value(i, p, key) == self._cell_of(key, value) for i, p in enumerate(self._points)):
+                    raise ParamError(f"reference.{key}", "a value some point of the sweep has", value)
+            self.reference = {k: (check_accel("reference.accel", v) if k == ACCEL else plain(v))
+                              for k, v in reference.items()}
+        self._freeze()
+
+    def _freeze(self) -> None:
+        """A sweep is a value: its definition is read-only (make another with :meth:`replace`)."""
+        self.base_fields = MappingProxyType(self.base_fields)  # type: ignore[assignment]
+        self.grid = MappingProxyType({k: tuple(v) for k, v in self.grid.items()})  # type: ignore[assignment]
+        self.zip = MappingProxyType({k: tuple(v) for k, v in self.zip.items()})  # type: ignore[assignment]
+        if self.explicit_points is not None:
+            self.explicit_points = tuple(MappingProxyType(p) for p in self.explicit_points)  # type: ignore[assignment]
+        if isinstance(self.seeds_spec, list):
+            self.seeds_spec = tuple(self.seeds_spec)  # type: ignore[assignment]
+        if self.reference is not None:
+            self.reference = MappingProxyType(self.reference)  # type: ignore[assignment]
+
+    def replace(self, **changes: Any) -> "Sweep":
+        """A new sweep with some of the definition changed, e.g. ``sweep.replace(grid={"steps": [10, 20]})``
+        or ``sweep.replace(base={**sweep.base_fields, "width": 64})``; the rest is kept."""
+        unknown = [k for k in changes if k not in TOP_LEVEL_KEYS]
+        if unknown:
+            raise ParamError(unknown[0], f"a sweep key ({', '.join(TOP_LEVEL_KEYS)})", changes[unknown[0]])
+        data = self.to_dict()
+        if "sweep_seed" in data and not self._sweep_seed_given:
+            del data["sweep_seed"]  # derived: derive it again (from a new name, say)
+        data["question"] = self.question
+        data.update(changes)
+        return Sweep.from_dict({k: v for k, v in data.items() if v is not None})
+
+    # --- construction ---------------------------------------------------------------------------------
+    @property
+    def seeds(self) -> list[int] | None:
+        """The seeds axis as concrete seeds (drawn from ``sweep_seed`` when given as a count)."""
+        if self.seeds_spec is None:
+            return None
+        if isinstance(self.seeds_spec, int):
+            return draw_seeds(self.sweep_seed, self.seeds_spec)
+        return list(self.seeds_spec)
+
+    def _axes(self) -> list[list[dict[str, Any]]]:
+        axes: list[list[dict[str, Any]]] = []
+        seeds = self.seeds
+        if seeds is not None:
+            axes.append([{"seed": s} for s in seeds])
+        if self.explicit_points is not None:
+            axes.append([dict(p) for p in self.explicit_points])
+        if self.zip:
+            n = len(next(iter(self.zip.values())))
+            axes.append([{k: v[i] for k, v in self.zip.items()} for i in range(n)])
+        for key, values in self.grid.items():
+            axes.append([{key: v} for v in values])
+        return axes
+
+    def _build_overrides(self) -> list[dict[str, Any]]:
+        out = []
+        for combo in itertools.product(*self._axes()):
+            merged: dict[str, Any] = {}
+            for part in combo:
+                merged.update(part)
+            out.append(merged)
+        return out
+
+    @property
+    def one_seed(self) -> int:
+        """The seed every point with seed -1 gets (drawn from ``sweep_seed``)."""
+        return draw_seeds(self.sweep_seed, 1)[0]
+
+    @property
+    def uses_sweep_seed(self) -> bool:
+        """Whether any seed of this sweep is drawn from ``sweep_seed`` (then it is saved with it)."""
+        if isinstance(self.seeds_spec, int):
+            return True
+        return any(p.seed == -1 for p in self._raw_points())
+
+    def _raw_points(self) -> list[Params]:
+        return getattr(self, "_raw", [])
+
+    def _build_accels(self) -> list[Any]:
+        """Per point, its :class:`~wanlab.accel.Accel`, or None where the sweep sets none (the
+        backend's default applies)."""
+        from ..accel.setting import Accel
+
+        out = []
+        for over in self._overrides:
+            value = over.get(ACCEL, self.base_fields.get(ACCEL))
+            out.append(None if value is None else Accel.coerce(value))
+        return out
+
+    def _materialize(self, backend: Any) -> list[Params]:
+        raw: list[Params] = []
+        out: list[Params] = []
+        seen: dict[tuple[Params, str | None], int] = {}
+        one_seed = None
+        for i, over in enumerate(self._overrides):
+            fields = {k: v for k, v in {**self.base_fields, **over}.items() if k != ACCEL}
+            try:
+                if backend is not None:
+                    params = backend.params(**fields)
+                else:
+                    params = Params.from_dict(fields)
+            except ParamError as exc:
+                raise _point_error(i, over, exc) from None
+            raw.append(params)
+            if params.seed == -1:
+                if one_seed is None:
+                    one_seed = self.one_seed
+                params = params.replace(seed=one_seed)
+            accel = self._accels[i]
+            identity = (params, None if accel is None else accel.key())
+            if identity in seen:
+                err = ParamError(f"point {i}", f"a request different from every other point (it repeats point "
+                                 f"{seen[identity]})", over)
+                raise err
+            seen[identity] = i
+            out.append(params)
+        if backend is None:
+            self._raw = raw
+        return out
+
+    # --- the points -------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._overrides)
+
+    def __iter__(self) -> Iterator[Params]:
+        return iter(self.points())
+
+    def points(self, backend: Any = None) -> list[Params]:
+        """Every point as a validated :class:`Params` with a concrete seed, in sweep order.
+
+        Fields the base does not set come from ``backend``'s native settings when one is given (as its
+        ``generate`` does), else from ``Params``' defaults.
+        """
+        if backend is None:
+            return list(self._points)
+        return self._materialize(backend)
+
+    def accels(self) -> list[Any]:
+        """Per point, its acceleration setting (:class:`wanlab.accel.Accel`), or None where the sweep
+        sets none (the backend's default applies), in sweep order."""
+        return list(self._accels)
+
+    def _check_accel_labels(self) -> None:
+        """Distinct settings must print differently: tables, reports and ``select`` use the labels."""
+        labels: dict[str, Any] = {}
+        for accel in self._accels:
+            if accel is None:
+                continue
+            other = labels.setdefault(accel.label, accel)
+            if other != accel:
+                raise ParamError("accel", "settings with distinct labels (give each a different name)", accel.label)
+
+    def _value(self, index: int, params: Params, name: str) -> Any:
+        """A swept value of a point: its Params field, or for ``accel`` its setting's label."""
+        if name == ACCEL:
+            accel = self._accels[index]
+            return "default" if accel is None else accel.label
+        return getattr(params, name)
+
+    @staticmethod
+    def _cell_of(name: str, value: Any) -> Any:
+        """A value as the sweep table shows it (acceleration settings by label; a string is a label)."""
+        if name == ACCEL and not isinstance(value, str):
+            from ..accel.setting import Accel
+
+            return Accel.coerce(value, "accel").label
+        return value
+
+    def overrides(self) -> list[dict[str, Any]]:
+        """Per point, the values its axes set (seeds drawn, -1 not yet resolved), in sweep order."""
+        return [dict(o) for o in self._overrides]
+
+    @property
+    def swept(self) -> list[str]:
+        """The fields the axes vary, in axis order (``seed`` always included: every point has one)."""
+        names: list[str] = ["seed"] if self.seeds_spec is not None else []
+        for point in self.explicit_points or []:
+            names += [k for k in point if k not in names]
+        names += list(self.zip) + list(self.grid)
+        if "seed" not in names:
+            names.insert(0, "seed")
+        return names
+
+    def label(self, index: int, params: Params | None = None, fields: Sequence[str] | None = None, *,
+              short: bool = False, sep: str = ", ") -> str:
+        """``"seed=1, guidance_scale=3.0"``: the swept values of one point (``short``: ``gs=3.0``)."""
+        p = params or self._points[index]
+        names = self.swept if fields is None else list(fields)
+        return sep.join(f"{SHORT_NAMES.get(n, n) if short else n}={format_value(self._value(index, p, n))}"
+                        for n in names)
+
+    def slug(self, index: int, params: Params | None = None) -> str:
+        """A file-name form of a point: ``seed1_gs3.0_fs5.0`` (prompts as ``prompt2``: the axis index)."""
+        p = params or self._points[index]
+        parts = []
+        for n in self.swept:
+            value = self._value(index, p, n)
+            if n in ("prompt", "negative_prompt"):
+                options = list(dict.fromkeys(getattr(q, n) for q in self._points))
+                text = str(options.index(value))
+            else:
+                text = format_value(value)
+            parts.append(slug_part(f"{SHORT_NAMES.get(n, n)}{text}"))
+        return "_".join(parts) or f"point{index}"
+
+    def shard(self, index: int, count: int) -> list[int]:
+        """Indices of the points shard ``index`` of ``count`` runs (round robin: ``index::count``)."""
+        index, count = check_shard((index, count))
+        return list(range(index, len(self), count))
+
+    # --- identity ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as plain data (what the TOML file holds; the question is its comment)."""
+        out: dict[str, Any] = {}
+        if self.name:
+            out["name"] = self.name
+        if self.model:
+            out["model"] = self.model
+        if self.seeds_spec is not None:
+            out["seeds"] = self.seeds_spec if isinstance(self.seeds_spec, int) else list(self.seeds_spec)
+        if self._sweep_seed_given or self.uses_sweep_seed:
+            out["sweep_seed"] = self.sweep_seed
+        if self.reference:
+            out["reference"] = dict(self.reference)
+        if self.base_fields:
+            out["base"] = {k: plain(v) for k, v in self.base_fields.items()}
+        if self.grid:
+            out["grid"] = {k: plain(v) for k, v in self.grid.items()}
+        if self.zip:
+            out["zip"] = {k: plain(v) for k, v in self.zip.items()}
+        if self.explicit_points is not None:
+            out["points"] = [{k: plain(v) for k, v in p.items()} for p in self.explicit_points]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, question: str | None = None,
+                  default_name: str | None = None) -> "Sweep":
+        unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
+        if unknown:
+            raise ParamError(unknown[0], f"a sweep key ({', '.join(TOP_LEVEL_KEYS)})", data[unknown[0]])
+        for key in ("base", "grid", "zip"):
+            if key in data and not isinstance(data[key], Mapping):
+                raise ParamError(key, "a table of Params fields", data[key])
+        return cls(base=data.get("base"), grid=data.get("grid"), zip=data.get("zip"), points=data.get("points"),
+                   seeds=data.get("seeds"), name=data.get("name", default_name), model=data.get("model"),
+                   question=data.get("question", question), sweep_seed=data.get("sweep_seed"),
+                   reference=data.get("reference"))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sweep):
+            return NotImplemented
+        return self.to_dict() == other.to_dict() and self.question == other.question and self.points() == other.points()
+
+    def __repr__(self) -> str:
+        axes = []
+        if self.seeds_spec is not None:
+            axes.append(f"seeds={self.seeds_spec!r}")
+        if self.explicit_points is not None:
+            axes.append(f"points={len(self.explicit_points)}")
+        if self.zip:
+            axes.append(f"zip={list(self.zip)}x{len(next(iter(self.zip.values())))}")
+        for k, v in self.grid.items():
+            axes.append(f"{k}={len(v)}")
+        name = f"{self.name!r}, " if self.name else ""
+        return f"Sweep({name}{len(self)} points: {', '.join(axes) or 'base only'})"
+
+    # --- files -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Sweep":
+        """Read a TOML sweep file; its leading ``# Question: ...`` comment becomes ``question``.
+
+        The sweep's ``name`` defaults to the file's stem.
+
+        >>> Sweep.load("sweeps/demo.toml").name  # doctest: +SKIP
+        'demo'
+        """
+        data, question = read_toml(path)
+        try:
+            return cls.from_dict(data, question=question, default_name=Path(path).stem)
+        except ParamError as exc:
+            exc.args = (f"{path}: {exc}",)
+            raise
+
+    def to_toml(self) -> str:
+        """The TOML text :meth:`save` writes: the question as the first comment, then the definition."""
+        return to_toml(self.to_dict(), self.question)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the sweep as TOML (atomically); ``Sweep.load`` gives back an equal sweep."""
+        from ..fsutil import write_text
+
+        return write_text(Path(path), self.to_toml())
+
+    # --- running -----------------------------------------------------------------------------------------
+    @property
+    def keeps_latents(self) -> bool:
+        """Whether runs keep their final latents: when ``accel`` is swept (latent error vs exact)."""
+        return ACCEL in self.swept
+
+    def default_store(self) -> Path:
+        """Where the sweep's runs go when no store is given: ``runs/<name>`` (the name made file-safe),
+        the same for ``Sweep.run`` and ``wanlab sweep``."""
+        return Path("runs") / slug_part(self.name or "sweep")
+
+    def run(self, backend: Any = None, store: "Store | str | os.PathLike[str] | None" = None,
+            **options: Any) -> "SweepResult":
+        """Run the points not yet in ``store`` on ``backend`` and return the whole sweep's table.
+
+        ``backend`` is a loaded pipeline or any backend (``wanlab.connect``, ``wanlab.ray.pool``), or a
+        model name, or None for the sweep's ``model``; ``store`` a :class:`wanlab.Store` or its folder
+        (default :meth:`default_store`). See :func:`wanlab.sweep.runner.run` for the options
+        (``metrics``, ``progress``, ``max_failures``, ``shard``, ``retry_failed``, ``max_in_flight``,
+        ``truncate``).
+
+        >>> result = Sweep.load("sweeps/demo.toml").run()  # doctest: +SKIP
+        """
+        from .runner import run
+
+        return run(self, backend, store, **options)
+
+    def result(self, model: Any = None, store: "Store | str | os.PathLike[str] | None" = None) -> "SweepResult":
+        """The sweep's table as the store holds it now, without running anything and without loading
+        a model (``model``: a backend, a :class:`~wanlab.identity.ModelIdentity`, a model name, or None
+        for the sweep's own)."""
+        from .runner import result
+
+        return result(self, model, store)
+
+
+def _point_error(index: int, overrides: Mapping[str, Any], exc: ParamError) -> ParamError:
+    shown = ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+    err = ParamError(exc.field, exc.rule, exc.value)
+    err.point = index  # type: ignore[attr-defined]
+    err.args = (f"sweep point {index} ({shown or 'base'}): {exc}",)
+    return err

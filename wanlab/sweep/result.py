@@ -1,0 +1,362 @@
+"""A sweep's table, one row per point, read from the store: the same from every process.
+
+Statuses: ``done`` (the run is in the store: ran now, earlier, or in another shard), ``failed``
+(the last attempt failed; ``error`` holds ``"ExceptionType: message"``), ``pending`` (not run yet:
+another shard's share, or a sweep stopped by ``max_failures``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from ..params import Params
+from .values import ACCEL, column_value
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from ..store import Run, Store
+    from ..video import Video
+    from .definition import Sweep
+
+STATUSES = ("done", "failed", "pending")
+#: Columns a sweep over ``accel`` adds to its table.
+ACCEL_COLUMNS = ("denoise_s", "calls_skipped")
+#: Metric columns come in this order (those of ``metrics.motion``), any others after them.
+METRIC_ORDER = ("flow_magnitude", "dynamic_degree", "dynamic_score", "dynamic_threshold", "temporal_flicker",
+                "smoothness", "warp_error")
+
+
+class SweepResult:
+    """The sweep's table, one row per point, read from the store (the same from every process).
+
+    ``df`` columns: ``point`` (index in sweep order), the swept fields (``sweep.swept``; ``accel`` as
+    the setting's label), ``status`` (``done`` / ``failed`` / ``pending``), ``error``, ``seconds``
+    (generation time), ``digest`` (sha256 of the frames), for a sweep over ``accel`` also
+    ``denoise_s`` and ``calls_skipped``, one column per metric, ``key`` (the run key) and ``path``
+    (the mp4).
+    ``ran`` lists the points this call generated; ``stopped`` says why a run stopped early.
+    """
+
+    def __init__(self, sweep: "Sweep", store: "Store", backend: Any, *, points: list[Params], keys: list[str],
+                 ran: Sequence[int] = (), stopped: str | None = None, shard: tuple[int, int] = (0, 1)) -> None:
+        self.sweep = sweep
+        self.store = store
+        self.backend = backend
+        self.points = points
+        self.accels = sweep.accels()
+        self.keys = keys
+        self.ran = list(ran)
+        self.stopped = stopped
+        self.shard = shard
+        self.df = self._table()
+
+    def _table(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        failures = self.store.failures()
+        rows: list[dict[str, Any]] = []
+        metric_names: list[str] = []
+        timing = list(ACCEL_COLUMNS) if ACCEL in self.sweep.swept else []
+        for i, (params, key) in enumerate(zip(self.points, self.keys)):
+            row: dict[str, Any] = {"point": i}
+            for name in self.sweep.swept:
+                row[name] = self.sweep._value(i, params, name) if name == ACCEL else column_value(params, name)
+            metrics: dict[str, Any] = {}
+            if self.store.has(key):
+                run = self.store.get(key)
+                record = run.record
+                metrics = dict(run.metrics)
+                metrics_error = metrics.pop("metrics_error", None) or (record.get("extra") or {}).get("metrics_error")
+                row.update(status="done", error=f"metrics: {metrics_error}" if metrics_error else None,
+                           seconds=_seconds(record), digest=run.digest)
+                if timing:
+                    row.update(_accel_columns(record))
+                path = str(run.mp4)
+            elif key in failures:
+                row.update(status="failed", error=_failure_error(failures[key]), seconds=math.nan, digest=None)
+                path = None
+            else:
+                row.update(status="pending", error=None, seconds=math.nan, digest=None)
+                path = None
+            for name in timing:
+                row.setdefault(name, math.nan)
+            for name in metrics:
+                if name not in metric_names:
+                    metric_names.append(name)
+            row["_metrics"] = metrics
+            row["key"] = key
+            row["path"] = path
+            rows.append(row)
+        metric_names = [n for n in METRIC_ORDER if n in metric_names] + [n for n in metric_names
+                                                                          if n not in METRIC_ORDER]
+        for row in rows:
+            metrics = row.pop("_metrics")
+            key, path = row.pop("key"), row.pop("path")
+            for name in metric_names:
+                row[name] = float(metrics[name]) if name in metrics and metrics[name] is not None else math.nan
+            row["key"], row["path"] = key, path
+        columns = ["point", *self.sweep.swept, "status", "error", "seconds", "digest", *timing, *metric_names, "key",
+                   "path"]
+        df = pd.DataFrame(rows, columns=columns)
+        return df
+
+    # --- summary ---------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.df)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many points are done, failed and pending."""
+        values = self.df["status"].value_counts().to_dict() if len(self.df) else {}
+        return {status: int(values.get(status, 0)) for status in STATUSES}
+
+    @property
+    def complete(self) -> bool:
+        """Whether every point of the sweep is done."""
+        return self.counts["done"] == len(self.df)
+
+    @property
+    def metric_names(self) -> list[str]:
+        fixed = {"point", *self.sweep.swept, "status", "error", "seconds", "digest", "key", "path", *ACCEL_COLUMNS}
+        return [c for c in self.df.columns if c not in fixed]
+
+    def summary(self) -> str:
+        c = self.counts
+        text = (f"sweep {self.sweep.name or ''}: {len(self)} points, {c['done']} done, {c['failed']} failed, "
+                f"{c['pending']} pending; {len(self.ran)} run now; store {self.store.path}")
+        text = text.replace("sweep :", "sweep:")
+        if self.stopped:
+            text += f" ({self.stopped})"
+        return text
+
+    def __repr__(self) -> str:
+        return f"SweepResult({self.summary()})"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<p>{html.escape(self.summary())}</p>" + self.df.drop(columns=["key", "path"]).to_html(index=False)
+
+    # --- selecting ---------------------------------------------------------------------------------------
+    def select(self, **filters: Any) -> "pd.DataFrame":
+        """Rows whose columns (or Params fields) equal the given values, e.g. ``select(seed=1, status="done")``."""
+        mask = [self._matches(i, filters) for i in range(len(self.df))]
+        return self.df[mask]
+
+    def _matches(self, i: int, filters: Mapping[str, Any]) -> bool:
+        row = self.df.iloc[i]
+        for name, wanted in filters.items():
+            if name == ACCEL and not isinstance(wanted, (str, list, tuple, set)):
+                wanted = self.sweep._cell_of(ACCEL, wanted)  # an Accel or a mapping: its label
+            if name in self.df.columns:
+                value = row[name]
+            elif name in Params.field_names():
+                value = column_value(self.points[i], name)
+            else:
+                raise ValueError(f"{name}: not a column of the sweep table or a Params field; the columns are "
+                                 f"{', '.join(self.df.columns)}")
+            if isinstance(wanted, (list, tuple, set)) and not isinstance(value, (list, tuple)):
+                if value not in wanted:
+                    return False
+            elif value != wanted:
+                return False
+        return True
+
+    def runs(self, **filters: Any) -> list["Run"]:
+        """The stored runs of the done points that match ``filters``, in sweep order."""
+        rows = self.select(**filters)
+        return [self.store.get(key) for key in rows.loc[rows["status"] == "done", "key"]]
+
+    def get(self, **filters: Any) -> "Run":
+        """The stored run of the one point that matches ``filters`` (LookupError unless exactly one is done).
+
+        >>> result.get(seed=1, guidance_scale=5.0)  # doctest: +SKIP
+        Run(...)
+        """
+        rows = self.select(**filters)
+        if len(rows) != 1:
+            raise LookupError(f"{len(rows)} points match {filters or 'no filter'}; give filters that pick exactly "
+                              f"one (swept: {', '.join(self.sweep.swept)})")
+        row = rows.iloc[0]
+        if row["status"] != "done":
+            i = int(row["point"])
+            reason = f": {row['error']}" if row["status"] == "failed" else ""
+            raise LookupError(f"point {i} ({self.sweep.label(i, self.points[i])}) is {row['status']}{reason}")
+        return self.store.get(row["key"])
+
+    def video(self, **filters: Any) -> "Video":
+        """The video of the one point that matches ``filters``, e.g. ``result.video(seed=1, guidance_scale=5)``."""
+        return self.get(**filters).video()
+
+    def videos(self, **filters: Any) -> dict[str, "Video"]:
+        """Videos of the done points matching ``filters``, labelled by the swept fields the filters leave
+        free (ready for ``wanlab.show`` and ``plots.compare_grid``)."""
+        rows = self.select(**filters)
+        rows = rows[rows["status"] == "done"]
+        free = [n for n in self.sweep.swept if n not in filters or isinstance(filters[n], (list, tuple, set))]
+        if len(rows) > 1:
+            free = [n for n in free if rows[n].astype(str).nunique() > 1] or free
+        out: dict[str, "Video"] = {}
+        for _, row in rows.iterrows():
+            i = int(row["point"])
+            out[self.sweep.label(i, self.points[i], free) or f"point {i}"] = self.store.get(row["key"]).video()
+        return out
+
+    def compare(self, **reference: Any) -> "pd.DataFrame":
+        """The table plus ``psnr_vs_ref`` (dB) and ``ssim_vs_ref``: each done point's frames against
+        the reference point that shares its other swept values, e.g. ``compare(steps=40)`` in a steps
+        sweep compares every step count with the 40-step run of the same seed. Without arguments
+        the sweep's own ``reference`` is used. The reference itself scores ``inf`` / 1.0."""
+        from ..metrics import compare
+
+        reference = reference or dict(self.sweep.reference or {})
+        if not reference:
+            raise ValueError("compare: name the reference point, e.g. compare(steps=40) (or set the sweep's "
+                             "reference)")
+        for name in reference:
+            if name not in self.sweep.swept:
+                raise ValueError(f"{name}: not a swept field; the swept fields are {', '.join(self.sweep.swept)}")
+        df = self.df.copy()
+        df["psnr_vs_ref"] = math.nan
+        df["ssim_vs_ref"] = math.nan
+        cache: dict[str, Any] = {}
+
+        def frames(key: str) -> Any:
+            if key not in cache:
+                cache[key] = self.store.get(key).video()
+            return cache[key]
+
+        for index, row, ref in self._reference_pairs(reference):
+            scores = compare(frames(row["key"]), frames(ref["key"]))
+            df.loc[index, "psnr_vs_ref"] = scores["psnr"]
+            df.loc[index, "ssim_vs_ref"] = scores["ssim"]
+        return df
+
+    def _reference_pairs(self, reference: Mapping[str, Any]) -> list[tuple[Any, Any, Any]]:
+        """``(index, row, reference row)`` for each done point whose reference is done: the done point
+        with the ``reference`` values (settings by label) and the same other swept values."""
+        reference = {n: self.sweep._cell_of(n, v) for n, v in reference.items()}
+        others = [n for n in self.sweep.swept if n not in reference]
+        done = self.df[self.df["status"] == "done"]
+        refs = {tuple(row[n] for n in others): row for _, row in done.iterrows()
+                if all(row[n] == v for n, v in reference.items())}
+        pairs = []
+        for index, row in done.iterrows():
+            ref = refs.get(tuple(row[n] for n in others))
+            if ref is not None:
+                pairs.append((index, row, ref))
+        return pairs
+
+    def accel_study(self, reference: Any = None) -> "pd.DataFrame":
+        """For a sweep over ``accel``: the table of :func:`wanlab.accel.study`, from the stored runs.
+
+        One row per done point (``point``, the other swept fields, ``setting`` = the accel label,
+        ``cache``, ``compile``, ``attention_backend``, ``accel_key``, ``denoise_s``, ``setup_s``,
+        ``speedup`` = the reference run's denoising time / this one's, ``psnr``, ``psnr_frame_mean``,
+        ``ssim``, ``rel_l2`` and ``max_abs`` of the final latents, ``identical``, the work counters,
+        ``digest``, ``key``), compared with the run of the ``reference`` setting (default: the sweep's
+        ``reference`` accel when it names one, else ``"exact"``) that shares its other swept values;
+        points whose reference is not done are left out. Feed it to :func:`wanlab.accel.summarize`
+        and :func:`wanlab.accel.plot_study`. Times are single runs
+        (``wanlab.accel.study`` repeats and interleaves them, for steadier speedups).
+        """
+        import pandas as pd
+
+        from ..accel.setting import Accel
+        from ..accel.tradeoff import fidelity, study_row
+
+        if ACCEL not in self.sweep.swept:
+            raise ValueError(f"accel_study: this sweep does not vary accel (it varies {', '.join(self.sweep.swept)})")
+        if reference is None:
+            reference = (self.sweep.reference or {}).get(ACCEL, "exact")
+        ref_label = self.sweep._cell_of(ACCEL, reference)
+        others = [n for n in self.sweep.swept if n != ACCEL]
+        pairs = self._reference_pairs({ACCEL: ref_label})
+        if not pairs:  # a done reference run pairs at least with itself
+            labels = ", ".join(dict.fromkeys(self.df[ACCEL]))
+            raise ValueError(f"accel_study: no done run has the reference setting {ref_label!r} (the sweep's settings: "
+                             f"{labels}); run the sweep, or name another reference")
+        loaded: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+
+        def load(key: str) -> tuple[Any, Any, dict[str, Any]]:
+            if key not in loaded:
+                run = self.store.get(key)
+                loaded[key] = (run.video().frames, run.latents(), run.record)
+            return loaded[key]
+
+        rows = []
+        for _, row, ref in pairs:
+            i = int(row["point"])
+            frames, latents, record = load(row["key"])
+            ref_frames, ref_latents, ref_record = load(ref["key"])
+            stats = record.get("accel_stats") or {}
+            accel = self.accels[i] if self.accels[i] is not None else Accel.from_dict(record.get("accel") or {})
+            rows.append({"point": i, **{n: row[n] for n in others},
+                         **study_row(str(row[ACCEL]), accel, denoise=float(record["timings"]["denoise"]),
+                                     setup=float(stats.get("setup_s", 0.0)),
+                                     exact_denoise=float(ref_record["timings"]["denoise"]), stats=stats,
+                                     fidelity=fidelity(frames, ref_frames, latents, ref_latents,
+                                                       identical=row["digest"] == ref["digest"])),
+                         "digest": row["digest"], "key": row["key"]})
+        df = pd.DataFrame(rows)
+        df.attrs.update({"reference": ref_label, "sweep": self.sweep.name, "store": str(self.store.path)})
+        return df
+
+    # --- output -------------------------------------------------------------------------------------------
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the table as CSV (atomically)."""
+        from ..fsutil import write_text
+
+        return write_text(Path(path), self.df.to_csv(index=False))
+
+    def plot(self, y: str = "flow_magnitude", x: str | None = None, hue: str | None = None):
+        """Metric ``y`` against swept field ``x`` (one line per ``hue`` value), mean and spread over the
+        other axes; ``x``/``hue`` default to the first swept numeric fields other than ``seed``."""
+        from ..plots import metric_plot
+
+        x, hue = self._default_axes(x, hue)
+        return metric_plot(self.df[self.df["status"] == "done"], x=x, y=y, hue=hue)
+
+    def heatmap(self, value: str = "flow_magnitude", x: str | None = None, y: str | None = None):
+        """Mean of ``value`` over a grid of two swept fields."""
+        from ..plots import heatmap
+
+        x, y = self._default_axes(x, y)
+        if y is None:
+            raise ValueError("heatmap: needs two swept fields (x and y)")
+        return heatmap(self.df[self.df["status"] == "done"], x=x, y=y, value=value)
+
+    def _default_axes(self, x: str | None, second: str | None) -> tuple[str, str | None]:
+        numeric = [n for n in self.sweep.swept if n != "seed" and n in self.df.columns
+                   and self.df[n].nunique() > 1 and self.df[n].dtype.kind in "if"]
+        if x is None:
+            x = numeric[0] if numeric else ACCEL if ACCEL in self.sweep.swept else "seed"
+        if second is None:
+            rest = [n for n in numeric if n != x]
+            second = rest[0] if rest else None
+        return x, second
+
+
+
+def _accel_columns(record: Mapping[str, Any]) -> dict[str, float]:
+    """``denoise_s`` and ``calls_skipped`` of a stored run (NaN where not recorded)."""
+    stats = record.get("accel_stats") or {}
+    denoise = (record.get("timings") or {}).get("denoise")
+    skipped = stats.get("calls_skipped")
+    return {"denoise_s": float(denoise) if denoise is not None else math.nan,
+            "calls_skipped": float(skipped) if skipped is not None else math.nan}
+
+
+def _seconds(record: Mapping[str, Any]) -> float:
+    timings = record.get("timings") or {}
+    value = timings.get("total")
+    return float(value) if value is not None else math.nan
+
+
+def _failure_error(failure: Any) -> str:
+    if isinstance(failure, Mapping):
+        return str(failure.get("error", failure))
+    return str(getattr(failure, "error", failure))

@@ -1,0 +1,267 @@
+"""Running a sweep into a store on any backend: resumable, failure tolerant, shardable.
+
+Points already in the store (same run key) are skipped, so a killed sweep resumes where it
+stopped; a failing point is recorded with its error and the sweep goes on (``max_failures=K``
+stops it gracefully after K failures: the rest stay pending, ``result.stopped`` says so and a
+warning is issued). Up to ``max_in_flight`` points run at once (default: the backend's own); each
+video is stored as its job completes, then measured: a metrics failure is recorded on the run and
+never loses it. Work a remote service accepted is recorded before waiting for it (``pending/``),
+so a sweep killed meanwhile polls that task again instead of paying twice. ``shard=(i, n)`` runs
+points ``i, i+n, ...`` so n processes (or machines sharing a folder) split a sweep with no
+coordinator. A sweep over ``accel`` times its runs: one job at a time, nothing stored meanwhile,
+the first request run once untimed and each compiled setting once per size.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, wait
+from typing import TYPE_CHECKING, Any
+
+from ..backend import Job, is_backend
+from ..errors import LoRAError, ParamError
+from ..keys import run_key, unreadable_loras
+from ..values import check_bool, check_choice, check_int
+from .values import ACCEL, check_shard
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..params import Params
+    from ..store import Run, Store
+    from ..video import Video
+    from .definition import Sweep
+    from .result import SweepResult
+
+
+def backend_for(sweep: "Sweep", backend: Any) -> Any:
+    """The backend to run on: the one given, or the model it names (or the sweep's own) loaded."""
+    from ..pipeline import load
+    from ..models.registry import DEFAULT_MODEL
+
+    if is_backend(backend):
+        return backend
+    if backend is None or isinstance(backend, (str, os.PathLike)):
+        return load(backend or sweep.model or DEFAULT_MODEL, progress=False)
+    raise ParamError("backend", "a wanlab backend (wanlab.load, wanlab.connect, wanlab.ray.pool), a model name "
+                     "or None (the sweep's model)", backend)
+
+
+def keyer_for(sweep: "Sweep", model: Any) -> Any:
+    """What computes the sweep's keys: a backend, or a model known by its identity (nothing loaded)."""
+    from ..backend import IdentityBackend
+    from ..models.identity import ModelIdentity, identity
+    from ..models.registry import DEFAULT_MODEL
+
+    if is_backend(model) or isinstance(model, IdentityBackend):
+        return model
+    if isinstance(model, ModelIdentity):
+        return IdentityBackend(model)
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return IdentityBackend(identity(model or sweep.model or DEFAULT_MODEL))
+    raise ParamError("model", "a backend, a ModelIdentity, a model name or None (the sweep's model)", model)
+
+
+def store_for(sweep: "Sweep", store: Any) -> "Store":
+    from ..store import Store
+
+    if isinstance(store, Store):
+        return store
+    if store is None:
+        store = sweep.default_store()
+    if not isinstance(store, (str, os.PathLike)):
+        raise ParamError("store", "a wanlab.Store, a folder path or None (runs/NAME)", store)
+    return Store(store)
+
+
+def point_keys(sweep: "Sweep", keyer: Any, points: list["Params"]) -> tuple[list[dict[str, Any]], list[str | None]]:
+    """Each point's key parts, and for a point whose LoRA file cannot be read why not (its key is then a
+    stand-in from the files' paths, under which its failure is recorded)."""
+    parts, problems = [], []
+    for p, accel in zip(points, sweep.accels()):
+        try:
+            parts.append(keyer.key_parts(p, accel))
+            problems.append(None)
+        except LoRAError as exc:
+            parts.append(keyer.key_parts(p, accel, loras=unreadable_loras(p)))
+            problems.append(f"{type(exc).__name__}: {exc}")
+    return parts, problems
+
+
+def result(sweep: "Sweep", model: Any = None, store: Any = None) -> "SweepResult":
+    """The sweep's table as the store holds it now (nothing runs, nothing loads)."""
+    from .result import SweepResult
+
+    keyer = keyer_for(sweep, model)
+    store_ = store_for(sweep, store)
+    points = sweep.points(keyer)
+    parts, _ = point_keys(sweep, keyer, points)
+    return SweepResult(sweep, store_, keyer, points=points, keys=[run_key(p) for p in parts])
+
+
+def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool = True, progress: bool = True,
+        max_failures: int | None = None, shard: Any = None, retry_failed: bool = True,
+        max_in_flight: int | None = None, truncate: str = "warn") -> "SweepResult":
+    """Run the points of ``sweep`` not yet in ``store`` on ``backend``; the whole sweep's table.
+
+    - ``metrics``: compute :func:`wanlab.metrics.motion` for every stored run (also for runs stored
+      earlier without metrics).
+    - ``progress``: one ``tqdm.auto`` bar over the runs to do, with ETA (and runs per worker).
+    - ``max_failures``: after that many failures in this call, stop gracefully.
+    - ``shard=(i, n)`` (or ``"i/n"``): run only points ``i, i+n, i+2n, ...`` (0 <= i < n).
+    - ``retry_failed``: run points whose earlier attempt failed again (default); False keeps them failed.
+    - ``max_in_flight``: points running at once (default: the backend's ``max_in_flight``).
+    - ``truncate``: ``"warn"`` (default) or ``"error"`` for prompts longer than the model reads.
+
+    Ctrl-C stops the sweep; what finished is in the store and the next run resumes.
+    """
+    from tqdm.auto import tqdm
+
+    from .result import SweepResult
+
+    check_int("max_failures", max_failures, 1, optional=True, rule="None or an integer >= 1")
+    check_int("max_in_flight", max_in_flight, 1, 1024, optional=True)
+    for flag, value in (("metrics", metrics), ("progress", progress), ("retry_failed", retry_failed)):
+        check_bool(flag, value)
+    check_choice("truncate", truncate, ("warn", "error"))
+    shard_ = check_shard(shard) if shard is not None else (0, 1)
+    backend_ = backend_for(sweep, backend)
+    store_ = store_for(sweep, store)
+    points = sweep.points(backend_)
+    accels = sweep.accels()
+    parts, problems = point_keys(sweep, backend_, points)
+    keys = [run_key(p) for p in parts]
+    mine = list(range(shard_[0], len(points), shard_[1]))
+    failed_before = store_.failures()
+    pending = store_.pending()
+    latents = sweep.keeps_latents
+
+    def incomplete(run: "Run") -> bool:
+        return (metrics and _needs_metrics(run)) or (latents and not run.has_latents)
+
+    todo = [i for i in mine if (incomplete(store_.get(keys[i])) if store_.has(keys[i])
+                                else retry_failed or keys[i] not in failed_before)]
+    capacity = 1 if latents else (max_in_flight or max(1, int(backend_.max_in_flight)))
+    ran: list[int] = []
+    failures = 0
+    stopped: str | None = None
+    workers: Counter[str] = Counter()
+    bar = tqdm(total=len(todo), desc=f"sweep {sweep.name or ''}".strip(), unit="run", disable=not progress,
+               dynamic_ncols=True)
+    cached = len(mine) - len(todo)
+
+    def note() -> None:
+        bits = [f"{cached} already done"] if cached else []
+        bits += [f"{failures} failed"] if failures else []
+        bits += [", ".join(f"{w}: {n}" for w, n in sorted(workers.items()))] if len(workers) > 1 else []
+        bar.set_postfix_str("; ".join(bits), refresh=False)
+
+    def fail(i: int, error: str) -> None:
+        nonlocal failures, stopped
+        store_.put_failure(keys[i], points[i], error, extra={"sweep": sweep.name, "point": i})
+        failures += 1
+        if max_failures is not None and failures >= max_failures and stopped is None:
+            stopped = f"stopped after {failures} failure{'s' * (failures != 1)} (max_failures={max_failures})"
+
+    def finish(i: int, video: "Video") -> None:
+        """Store one generated video first, then measure it (a metrics failure is kept on the run)."""
+        extra = {"sweep": sweep.name, "point": i}
+        run = store_.put(video, extra=extra, key_parts=parts[i], latents=latents)
+        if metrics:
+            measure(store_, run, video)
+        if points[i].loras:  # a failure recorded while a LoRA file was missing is over
+            store_.forget_failure(run_key(backend_.key_parts(points[i], accels[i], loras=unreadable_loras(points[i]))))
+        workers[str(video.record.get("worker") or "local")] += 1
+        ran.append(i)
+
+    warmed: set[Any] = set()
+
+    def warm_up(params: "Params", accel: Any) -> None:
+        """Accel sweeps time single runs: run the first request once untimed (first-call overheads),
+        and a compiled setting once per size (compilation is not what is measured)."""
+        wanted = ["first"] if not warmed else []
+        if accel is not None and accel.compile != "off":
+            wanted.append((accel.key(), params.width, params.height, params.num_frames))
+        for what in wanted:
+            if what not in warmed:
+                backend_.start(Job(params, accel if what != "first" else None, truncate=truncate)).result()
+                warmed.add(what)
+
+    inflight: dict[Any, int] = {}
+
+    def settle(block: bool) -> None:
+        if not inflight:
+            return
+        done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            i = inflight.pop(future)
+            error = future.exception()
+            if error is not None:
+                fail(i, f"{type(error).__name__}: {error}")
+            else:
+                finish(i, future.result())
+            bar.update(1)
+            note()
+
+    note()
+    try:
+        for i in todo:
+            if stopped:
+                break
+            settle(block=False)
+            key, params, accel = keys[i], points[i], accels[i]
+            if store_.has(key) and not (latents and not store_.get(key).has_latents):
+                if metrics and _needs_metrics(store_.get(key)):  # done by now (another process): metrics at most
+                    run = store_.get(key)
+                    measure(store_, run, run.video())
+                bar.update(1)
+                continue
+            if problems[i] is not None:
+                fail(i, problems[i])
+                bar.update(1)
+                note()
+                continue
+            if latents:
+                warm_up(params, accel)
+            job = Job(params, accel, truncate=truncate, affinity=_affinity(parts[i]) if latents else None,
+                      resume=(pending.get(key) or {}).get("task_id"),
+                      on_accepted=lambda task_id, key=key: store_.put_pending(
+                          key, {"task_id": task_id, "service": backend_.identity.model_id}))
+            inflight[backend_.start(job)] = i
+            while len(inflight) >= capacity:
+                settle(block=True)
+        while inflight:
+            settle(block=True)
+    finally:
+        for future in list(inflight):  # Ctrl-C: what is running finishes and is stored
+            try:
+                finish(inflight.pop(future), future.result())
+            except BaseException:  # noqa: BLE001 - its failure is recorded on the next run
+                pass
+        bar.close()
+    ran.sort()
+    if stopped:
+        warnings.warn(f"sweep {sweep.name or ''}: {stopped}; the points not reached are pending", stacklevel=3)
+    return SweepResult(sweep, store_, backend_, points=points, keys=keys, ran=ran, stopped=stopped, shard=shard_)
+
+
+def _affinity(parts: dict[str, Any]) -> str:
+    """Jobs of one request (every acceleration setting of it) share an affinity: one worker runs them."""
+    from ..record import stable_hash
+
+    return stable_hash({k: v for k, v in parts.items() if k != "accel"})
+
+
+def measure(store: "Store", run: "Run", video: "Video") -> None:
+    """``metrics.motion`` of a stored run, kept with it; a failure is kept too (``metrics_error``)."""
+    from ..metrics import motion
+
+    try:
+        values: dict[str, Any] = {k: float(v) for k, v in motion(video).items()}
+    except Exception as exc:  # noqa: BLE001 - e.g. cv2.error, too few frames: the run stays, the reason too
+        values = {"metrics_error": f"{type(exc).__name__}: {exc}"}
+    store.put_metrics(run.key, values)
+
+
+def _needs_metrics(run: "Run") -> bool:
+    """A stored run with no metrics yet (and no recorded reason why it cannot have them)."""
+    return not run.metrics and not (run.record.get("extra") or {}).get("metrics_error")

@@ -1,0 +1,108 @@
+"""Sweeps in TOML files: the definition's tables, with the question as the file's first comment.
+
+A TOML file holds top-level values (``name``, ``model``, ``seeds``, ``sweep_seed``, ``reference``),
+then ``[base]``, ``[grid]``, ``[zip]`` and ``[[points]]``; arrays stay on one line when they fit.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def read_toml(path: str | Path) -> tuple[dict[str, Any], str | None]:
+    """A TOML file's tables and its leading question (ValueError naming the file when it is not TOML)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"sweep file: no such file: {file}")
+    text = file.read_text(encoding="utf-8")
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{file}: not valid TOML: {exc}") from None
+    return data, leading_question(text)
+
+
+def to_toml(data: Mapping[str, Any], question: str | None = None) -> str:
+    """The TOML text of a sweep definition (``Sweep.to_dict()``), its question as the first comment."""
+    head = "\n".join(wrap_comment(f"Question: {question}")) + "\n" if question else ""
+    return head + toml_dumps(data)
+
+
+def _toml_scalar(value: Any) -> str:
+    import tomli_w
+
+    return tomli_w.dumps({"v": value}).split(" = ", 1)[1].rstrip("\n")
+
+
+def _toml_key(key: str) -> str:
+    import tomli_w
+
+    return tomli_w.dumps({key: 0}).rsplit(" = ", 1)[0]
+
+
+def _toml_value(value: Any, width: int = 100) -> str:
+    """Arrays on one line when they fit (tomli_w puts every item on its own line)."""
+    if isinstance(value, (list, tuple)):
+        items = [_toml_value(v, width) for v in value]
+        inline = "[" + ", ".join(items) + "]"
+        if len(inline) <= width or not items:
+            return inline
+        return "[\n" + "".join(f"    {item},\n" for item in items) + "]"
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_toml_key(str(k))} = {_toml_value(v, width)}" for k, v in value.items()) + " }"
+    return _toml_scalar(value)
+
+
+def toml_dumps(data: Mapping[str, Any]) -> str:
+    """TOML for a sweep definition: top-level values, then [base], [grid], [zip] and [[points]]."""
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items()
+             if k not in ("base", "grid", "zip", "points")]
+    for table in ("base", "grid", "zip"):
+        if table in data:
+            lines += ["", f"[{table}]"]
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data[table].items()]
+    for point in data.get("points", []):
+        lines += ["", "[[points]]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in point.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def leading_question(text: str) -> str | None:
+    """The first paragraph of a TOML file's leading comment (up to a bare ``#`` line), without ``#``
+    and a leading ``Question:``."""
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("#"):
+            break
+        content = stripped.lstrip("#").strip()
+        if not content:
+            if lines:
+                break
+            continue
+        lines.append(content)
+    body = " ".join(line for line in lines if line)
+    body = re.sub(r"^question:\s*", "", body, flags=re.IGNORECASE)
+    return body or None
+
+
+def wrap_comment(text: str, width: int = 98) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        lines.append(line)
+    return [f"# {line}" for line in lines]
+
+

@@ -1,0 +1,121 @@
+"""Small pieces of a sweep definition: seeds drawn from a sweep seed, swept values as TOML holds them
+and as tables and file names show them, and shard specifications."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import ParamError
+from ..params import SEED_MAX, LoRA, Params
+from ..values import is_int, plain
+
+#: The axis that varies the acceleration setting (not a Params field: it changes how a request is
+#: computed, not what is asked; it is part of the run key).
+ACCEL = "accel"
+SWEEP_SEED_MAX = 2**31 - 1
+#: Short names used in point labels and file names (``seed1_gs3.0_fs5.0``).
+SHORT_NAMES = {
+    "seed": "seed", "guidance_scale": "gs", "flow_shift": "fs", "steps": "steps", "num_frames": "frames",
+    "width": "w", "height": "h", "prompt": "prompt", "negative_prompt": "neg", "loras": "lora", "accel": "accel",
+}
+
+
+def draw_seeds(sweep_seed: int, n: int) -> list[int]:
+    """``n`` distinct seeds in 0..9999999999 drawn from ``sweep_seed`` (sha256-based: the same on every
+    machine and Python version).
+
+    >>> len(set(draw_seeds(7, 4)))
+    4
+    """
+    seeds: list[int] = []
+    counter = 0
+    while len(seeds) < n:
+        digest = hashlib.sha256(f"wanlab-sweep-seed:{sweep_seed}:{counter}".encode()).digest()
+        seed = int.from_bytes(digest[:8], "big") % (SEED_MAX + 1)
+        counter += 1
+        if seed not in seeds:
+            seeds.append(seed)
+    return seeds
+
+
+def default_sweep_seed(text: str) -> int:
+    """The sweep seed of a sweep that gives none: derived from its name (or prompt), never random."""
+    digest = hashlib.sha256(f"wanlab-sweep:{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (SWEEP_SEED_MAX + 1)
+
+
+def check_field(where: str, name: object) -> str:
+    """A swept field's name: a Params field or ``accel``."""
+    if not isinstance(name, str) or (name not in Params.field_names() and name != ACCEL):
+        raise ParamError(f"{where}.{name}", f"a Params field ({', '.join(Params.field_names())}) or accel", name)
+    return name
+
+
+def check_accel(where: str, value: Any) -> Any:
+    """A validated acceleration setting in its plain (TOML) form; errors name where it was given
+    (``grid.accel[1].cache_params.threshold``)."""
+    from ..accel.setting import Accel
+
+    try:
+        return plain(Accel.coerce(value, where))
+    except ParamError as exc:
+        if exc.field == where:
+            raise
+        raise ParamError(f"{where}.{exc.field}", exc.rule, exc.value) from None
+
+
+def check_values(where: str, values: object) -> list[Any]:
+    """A non-empty list of values in plain form (TOML tables and lists)."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, (list, tuple)) or not values:
+        raise ParamError(where, "a non-empty list of values", values)
+    return [plain(v) for v in values]
+
+
+def format_value(value: Any) -> str:
+    """A short human form of a swept value (floats as ``3.0``, LoRAs as ``name@scale``)."""
+    if isinstance(value, float):
+        return repr(value) if not value.is_integer() else f"{value:.1f}"
+    if isinstance(value, (list, tuple)):
+        return "+".join(format_value(v) for v in value) if value else "none"
+    if isinstance(value, LoRA):
+        return f"{Path(value.path).stem}@{value.scale:g}"
+    if isinstance(value, Mapping) and "path" in value:
+        return f"{Path(str(value['path'])).stem}@{float(value.get('scale', 1.0)):g}"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def slug_part(text: str) -> str:
+    """``text`` with what file names dislike replaced by ``-``."""
+    return re.sub(r"[^A-Za-z0-9.@+-]+", "-", text).strip("-") or "x"
+
+
+def column_value(params: Params, name: str) -> Any:
+    """A Params field as a table cell: LoRAs as ``"path:scale; ..."`` (empty for none), as ``Store.df`` writes them."""
+    value = getattr(params, name)
+    if name == "loras":
+        return "; ".join(f"{lo.path}:{lo.scale:g}" for lo in value)
+    return value
+
+
+def check_shard(shard: tuple[int, int] | str | Sequence[int]) -> tuple[int, int]:
+    """``(i, n)`` or ``"i/n"`` with 0 <= i < n, checked.
+
+    >>> check_shard("1/3")
+    (1, 3)
+    """
+    rule = "i/N (or (i, N)) with 0 <= i < N, e.g. 0/2 and 1/2"
+    if isinstance(shard, str):
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+        if not match:
+            raise ParamError("shard", rule, shard)
+        i, n = int(match.group(1)), int(match.group(2))
+    elif isinstance(shard, (tuple, list)) and len(shard) == 2 and all(is_int(x) for x in shard):
+        i, n = int(shard[0]), int(shard[1])
+    else:
+        raise ParamError("shard", rule, shard)
+    if not (n >= 1 and 0 <= i < n):
+        raise ParamError("shard", rule, shard if isinstance(shard, str) else f"{i}/{n}")
+    return i, n

@@ -1,0 +1,123 @@
+"""Tasks on disk: ``STORE/tasks/<task_id>.json``, written when a task is accepted and at every change
+of status, atomically, so results outlive the process and a restart finds every accepted task.
+
+A task file holds the request, its acceleration setting, its run key, its status and times, an
+opaque ``owner`` (``wanlab serve`` keeps a hash of the API key there) and ``options`` (what the
+service needs, e.g. a webhook), and ``result``: the task's answer in the hosted API's shape as of
+its last change. Files written by wanlab before tasks were persisted at submit hold the finished
+result alone; they read back as they are.
+
+Which process runs a task is decided by a lock on ``tasks/<task_id>.lock`` (``flock``), held while
+the task runs: two processes on one store never run the same task, and a task whose process died
+(a ``kill -9``) holds no lock, so a restart runs it again.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ..errors import TaskError
+from ..fsutil import write_json
+from ..values import plain
+from .shape import FINISHED, STATUSES
+
+TASKS_DIR = "tasks"
+FORMAT = 2
+TASK_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def check_task_id(task_id: Any) -> str:
+    """``task_id`` when it is a uuid string, else TaskError (unknown id)."""
+    if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
+        raise TaskError(f"unknown task id {task_id!r}: task ids are uuid4 strings as returned by submit")
+    return task_id
+
+
+class TaskFiles:
+    """The task files of one store folder."""
+
+    def __init__(self, store_path: str | os.PathLike[str]) -> None:
+        self.root = Path(store_path)
+        self.folder = self.root / TASKS_DIR
+
+    def __repr__(self) -> str:
+        return f"TaskFiles({str(self.folder)!r})"
+
+    def path(self, task_id: str) -> Path:
+        return self.folder / f"{check_task_id(task_id)}.json"
+
+    def write(self, data: Mapping[str, Any]) -> None:
+        """Write one task's file (atomically: readers see the old file or the new one)."""
+        out = {"format": FORMAT, **plain(dict(data))}
+        if out.get("status") not in STATUSES:
+            raise ValueError(f"task status: must be one of {', '.join(STATUSES)}; got {out.get('status')!r}")
+        write_json(self.path(out["task_id"]), out)
+
+    def read(self, task_id: str) -> dict[str, Any]:
+        """One task's file (a file of the earlier format: its finished result, as it was written)."""
+        file = self.path(task_id)
+        try:
+            data = json.loads(file.read_text())
+        except FileNotFoundError:
+            raise TaskError(f"unknown task id {task_id!r}: store {self.root} holds no task with it") from None
+        except (OSError, ValueError) as exc:
+            raise TaskError(f"task {task_id}: its file {file} cannot be read ({exc})") from None
+        if not isinstance(data, dict):
+            raise TaskError(f"task {task_id}: its file {file} is not a task record")
+        return data
+
+    def result(self, task_id: str) -> dict[str, Any]:
+        """The task's answer in the hosted API's shape, as its file last recorded it."""
+        data = self.read(task_id)
+        return data["result"] if data.get("format") == FORMAT else data
+
+    def ids(self) -> list[str]:
+        """Ids of every task kept in this store."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(f.stem for f in self.folder.glob("*.json") if TASK_ID_RE.match(f.stem))
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Files of tasks accepted but not finished (queued, or running when their process stopped),
+        oldest first."""
+        out = []
+        for task_id in self.ids():
+            with contextlib.suppress(TaskError):
+                data = self.read(task_id)
+                if data.get("format") == FORMAT and data.get("status") not in FINISHED:
+                    out.append(data)
+        return sorted(out, key=lambda d: (d.get("submitted") or 0.0, d["task_id"]))
+
+    @contextlib.contextmanager
+    def claim(self, task_id: str) -> Iterator[bool]:
+        """Try to become the one process that runs this task: yields True while holding its lock
+        (released on exit, or by the kernel when the process dies), False when another holds it."""
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / f"{check_task_id(task_id)}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def task_result(store: Any, task_id: str) -> dict[str, Any]:
+    """A task's result in the hosted API's shape from a store folder, from any process.
+
+    >>> wanlab.tasks.task_result("runs/tasks", task_id)["task"]["status"]  # doctest: +SKIP
+    'TASK_STATUS_SUCCEED'
+    """
+    return TaskFiles(getattr(store, "path", store)).result(task_id)

@@ -1,0 +1,60 @@
+"""The hosted API's task methods on every backend: ``submit``, ``task_result``, ``wait``, ``cancel``.
+
+A backend class inherits :class:`TaskMethods`; its task queue (:class:`~wanlab.tasks.queue.TaskQueue`
+over the backend itself) is made on first use and kept by the backend, in the store given on
+first submit, else ``$WANLAB_STORE``, else ``runs/tasks`` (announced once, where it writes).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+_LOCK = threading.Lock()
+
+
+class TaskMethods:
+    """Mixin: the asynchronous shape of the hosted API on a backend (see the module docstring)."""
+
+    _task_queue: Any = None
+
+    def task_queue(self, store: Any = None) -> Any:
+        """This backend's task queue, made on first use (with ``store``, or the default store)."""
+        from ..store import default_store_path
+        from .queue import TaskQueue
+
+        with _LOCK:
+            if self._task_queue is None:
+                if store is None:
+                    print(f"wanlab: tasks and their videos go to {default_store_path().resolve()} "
+                          "(pass store=... or set WANLAB_STORE)", file=sys.stderr)
+                self._task_queue = TaskQueue(self, store)
+            return self._task_queue
+
+    def submit(self, params: Any = None, *, store: Any = None, accel: Any = None, **fields: Any) -> str:
+        """Queue a generation; returns its task id (a uuid4 string). The request is validated now (bad
+        fields raise :class:`~wanlab.ParamError`, as the API answers 400) and the task written to the
+        store, so it outlives this process.
+
+        >>> task_id = pipe.submit(prompt="a red square moving right quickly")  # doctest: +SKIP
+        """
+        return self.task_queue(store).submit(params, store=store, accel=accel, **fields)
+
+    def task_result(self, task_id: str) -> dict[str, Any]:
+        """The task's state in the hosted API's shape (``task``, ``images``, ``videos``, ``audios``, ``extra``)."""
+        return self.task_queue().result(task_id)
+
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the task has finished and return its result (TaskTimeout after ``timeout`` s)."""
+        return self.task_queue().wait(task_id, timeout=timeout)
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a queued task (it ends FAILED, reason "cancelled ..."); TaskError once it has started."""
+        return self.task_queue().cancel(task_id)
+
+    def close(self) -> None:
+        """Stop the task queue: running tasks finish, queued ones stay queued in the store."""
+        with _LOCK:
+            queue, self._task_queue = self._task_queue, None
+        if queue is not None:
+            queue.close()

@@ -1,0 +1,505 @@
+"""The task queue: the hosted API's asynchronous shape (submit, poll the result) over any backend.
+
+A :class:`TaskQueue` validates a request at submit (bad fields raise at once, as the API answers
+400), writes the task to its store, and a dispatcher thread starts up to the backend's
+``max_in_flight`` tasks at a time, oldest first. Each finished video goes into the store as a run
+and the task ends ``TASK_STATUS_SUCCEED`` (or ``TASK_STATUS_FAILED`` with a readable reason; a
+cancelled task is FAILED too, the API having no cancelled status).
+
+- ``progress_percent`` follows the denoising steps and stays below 100 until the video is stored;
+  ``eta`` (seconds) comes from the measured time per step, scaled by each queued request's size,
+  plus the measured decode-and-store time (kept in the store, so a restarted queue starts from it).
+- Polls (:meth:`result`) read memory under a lock that no disk write ever holds.
+- Tasks are written when accepted; a queue created on a store resumes that store's unfinished
+  tasks of the same model (:mod:`wanlab.tasks.files` decides which process runs each one).
+- Finished tasks are kept in memory up to ``keep_finished``; older ones are read from the store.
+- :meth:`close` stops taking tasks, lets running ones finish and leaves queued ones queued on disk.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..backend import Job
+from ..errors import TaskError, WanlabError
+from ..params import Params
+from ..store import Store, default_store_path
+from ..values import check_int
+from .files import TaskFiles, check_task_id
+from .shape import FAILED, FINISHED, LOCAL_URL_TTL, PROCESSING, QUEUED, SUCCEED, task_result, video_entry
+
+DEFAULT_MAXSIZE = 16
+KEEP_FINISHED = 1000
+CANCELLED_REASON = "cancelled before it started"
+#: Until a step has been measured: seconds per unit of :func:`work` per step, and per output pixel for
+#: decoding and storing (measured on the tiny model on 2 CPU cores; a GPU replaces them at once).
+PRIOR_STEP_RATE = 5e-4
+PRIOR_TAIL_RATE = 1.5e-6
+RATES_FILE = "rates.json"
+
+
+class TaskTimeout(TaskError, TimeoutError):
+    """``wait`` ran out of time before the task finished (the task goes on)."""
+
+
+def work(params: Params) -> float:
+    """Relative cost of one denoising step: latent tokens, doubled under classifier-free guidance."""
+    tokens = ((params.num_frames - 1) // 4 + 1) * max(params.height // 16, 1) * max(params.width // 16, 1)
+    return float(tokens) * (2.0 if params.guidance_scale > 1.0 else 1.0)
+
+
+def pixels(params: Params) -> float:
+    return float(params.num_frames * params.height * params.width)
+
+
+def reason_of(exc: BaseException) -> str:
+    """One readable sentence: wanlab's own errors are already phrased for people."""
+    text = str(exc).strip() or type(exc).__name__
+    return text if isinstance(exc, (WanlabError, ValueError, FileNotFoundError)) else f"{type(exc).__name__}: {text}"
+
+
+@dataclass(eq=False)
+class Task:
+    """One task as the queue holds it."""
+
+    task_id: str
+    params: Params
+    accel: Any
+    parts: dict[str, Any]
+    store: Store
+    model: str = ""
+    owner: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    status: str = QUEUED
+    reason: str = ""
+    done: int = 0
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    step_time: float | None = None
+    last_step: float | None = None
+    run_key: str | None = None
+    version: int = 0
+    written: int = -1
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    future: Any = None
+
+
+class TaskQueue:
+    """A bounded queue of generation tasks over ``backend``, kept in ``store`` (see the module docstring).
+
+    ``maxsize`` bounds the queued tasks not yet handed to the backend; ``video_url(run, task)`` gives a finished
+    task's ``(url, ttl_seconds)`` (default: the run's mp4 as a ``file://`` URL); ``on_finish(task,
+    result)`` is called once per task that ends (``wanlab serve`` sends webhooks from it).
+
+    >>> queue = TaskQueue(wanlab.load("toy"), "runs/tasks")  # doctest: +SKIP
+    >>> queue.wait(queue.submit(prompt="a red square moving right quickly"))["task"]["status"]  # doctest: +SKIP
+    'TASK_STATUS_SUCCEED'
+    """
+
+    def __init__(self, backend: Any, store: Store | str | None = None, *, maxsize: int = DEFAULT_MAXSIZE,
+                 keep_finished: int = KEEP_FINISHED, resume: bool = True,
+                 video_url: Callable[[Any, Task], tuple[str, int]] | None = None,
+                 on_finish: Callable[[Task, dict[str, Any]], None] | None = None) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"maxsize: must be a positive integer; got {maxsize!r}")
+        self.backend = backend
+        self.store = Store(store) if store is not None else Store(default_store_path())
+        self.maxsize = maxsize
+        self.keep_finished = check_int("keep_finished", keep_finished, 1)
+        self.video_url = video_url or _file_url
+        self.on_finish = on_finish
+        self._cond = threading.Condition()
+        self._queue: collections.deque[Task] = collections.deque()
+        self._tasks: dict[str, Task] = {}
+        self._finished: collections.deque[str] = collections.deque()
+        self._stores: dict[str, Store] = {str(self.store.path): self.store}
+        self._running: list[Task] = []
+        self._dispatcher: threading.Thread | None = None
+        self._closing = False
+        rates = self._read_rates()
+        self._step_rate: float | None = rates.get("step_rate")  # seconds per unit of work, per step
+        self._tail_rate: float | None = rates.get("tail_rate")  # seconds of decode + store per output pixel
+        if resume:
+            self._resume()
+
+    def __repr__(self) -> str:
+        with self._cond:
+            return (f"TaskQueue({len(self._queue)} queued, {len(self._running)} running, "
+                    f"store={str(self.store.path)!r})")
+
+    # --- the API -------------------------------------------------------------------------------------
+    def submit(self, params: Params | None = None, *, store: Store | str | None = None, accel: Any = None,
+               owner: str | None = None, options: Mapping[str, Any] | None = None, **fields: Any) -> str:
+        """Validate the request (a bad field raises :class:`ParamError` now, as the API answers 400),
+        resolve its seed, write it to the store, queue it and return its task id (a uuid4 string).
+
+        ``accel`` is a per-task acceleration setting (None: the backend's default); ``owner`` and
+        ``options`` are kept with the task for the service (who may read it, its webhook).
+        """
+        from ..accel.setting import Accel
+
+        p = self.backend.params(params, **fields).resolved()
+        accel_ = Accel.coerce(accel) if accel is not None else None
+        target = self.store if store is None else Store(store)
+        task = Task(task_id=str(uuid.uuid4()), params=p, accel=accel_, parts={}, store=target, owner=owner,
+                    options=dict(options or {}), model=self.backend.identity.fingerprint)
+        with self._cond:
+            if self._closing:
+                raise TaskError("the task queue is closed; it takes no new tasks")
+            if len(self._queue) >= self.maxsize:
+                raise TaskError(f"the task queue is full ({self.maxsize} tasks waiting); wait for one to finish "
+                                "or cancel one, then submit again")
+            self._stores.setdefault(str(target.path), target)
+            self._tasks[task.task_id] = task
+        self._persist(task)
+        with self._cond:
+            self._queue.append(task)
+            self._start()
+            self._cond.notify_all()
+        return task.task_id
+
+    def result(self, task_id: str) -> dict[str, Any]:
+        """The task's state in the hosted API's shape (tasks not in memory: from the store)."""
+        with self._cond:
+            task = self._tasks.get(task_id) if isinstance(task_id, str) else None
+            if task is not None:
+                return self._result(task)
+        return self._stored(task_id)
+
+    def task(self, task_id: str) -> Task | None:
+        """The in-memory task (None when it is only in the store)."""
+        with self._cond:
+            return self._tasks.get(task_id)
+
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the task has finished (SUCCEED or FAILED), and its file says so, and return its result.
+
+        Raises :class:`TaskTimeout` (a ``TaskError`` and ``TimeoutError``) after ``timeout`` seconds.
+        """
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or timeout < 0):
+            raise ValueError(f"timeout: must be a number of seconds >= 0 or None; got {timeout!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            task = self._tasks.get(task_id) if isinstance(task_id, str) else None
+            if task is None:
+                return self._stored(task_id)
+            while task.status not in FINISHED or task.written < task.version:  # finished and on disk
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TaskTimeout(f"task {task_id} is still {task.status} after {timeout:g} s "
+                                      f"({self._progress(task)}% done); it goes on running")
+                self._cond.wait(remaining if remaining is not None else 1.0)
+            return self._result(task)
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a queued task: it ends FAILED with reason "cancelled ..."; running or finished
+        tasks cannot be cancelled (:class:`TaskError`)."""
+        with self._cond:
+            task = self._tasks.get(task_id) if isinstance(task_id, str) else None
+            if task is None:
+                status = self._stored(task_id)["task"]["status"]  # raises for unknown ids
+                raise TaskError(f"task {task_id} is {status}; only queued tasks can be cancelled")
+            if task.status != QUEUED or (task not in self._queue and not (task.future and task.future.cancel())):
+                raise TaskError(f"task {task_id} is {task.status}; only queued tasks can be cancelled")
+            if task in self._queue:
+                self._queue.remove(task)
+            self._end(task, FAILED, CANCELLED_REASON)
+        self._persist(task)
+        self._finished_hook(task)
+        return self.result(task_id)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Results of the tasks this queue holds in memory, oldest first."""
+        with self._cond:
+            return [self._result(task) for task in self._tasks.values()]
+
+    def counts(self) -> dict[str, int]:
+        """How many tasks in memory are queued, processing and finished."""
+        with self._cond:
+            statuses = [t.status for t in self._tasks.values()]
+        return {QUEUED: statuses.count(QUEUED), PROCESSING: statuses.count(PROCESSING),
+                "finished": sum(statuses.count(s) for s in FINISHED)}
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking tasks; running tasks finish (within ``timeout`` seconds), queued ones stay queued
+        in the store for the next queue on it. Safe to call twice."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._running:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining if remaining is not None else 1.0)
+
+    # --- the dispatcher --------------------------------------------------------------------------------
+    def _start(self) -> None:
+        if self._dispatcher is None or not self._dispatcher.is_alive():
+            self._dispatcher = threading.Thread(target=self._loop, name=f"wanlab-tasks-{id(self):x}", daemon=True)
+            self._dispatcher.start()
+
+    def _capacity(self) -> int:
+        return max(1, int(getattr(self.backend, "max_in_flight", 1)))
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing and not (self._queue and len(self._running) < self._capacity()):
+                    self._cond.wait()
+                if self._closing:
+                    return
+                task = self._queue.popleft()
+                self._running.append(task)
+            try:
+                self._dispatch(task)
+            except BaseException as exc:  # noqa: BLE001 - the dispatcher must outlive every task
+                self._complete(task, None, exc, None)
+
+    def _dispatch(self, task: Task) -> None:
+        """Claim the task (another process may run it), then start its job on the backend."""
+        files = TaskFiles(task.store.path)
+        claim = contextlib.ExitStack()
+        try:
+            if not claim.enter_context(files.claim(task.task_id)):
+                claim.close()
+                self._drop(task)  # another process runs it: its file answers for it
+                return
+            with contextlib.suppress(TaskError):
+                if files.read(task.task_id).get("status") in FINISHED:  # another process finished it meanwhile
+                    claim.close()
+                    self._drop(task)
+                    return
+            if not task.parts:  # LoRA files are read (and downloaded) here, not while the request waits
+                task.parts = self.backend.key_parts(task.params, task.accel)
+            job = Job(task.params, task.accel, on_step=self._step_counter(task), on_start=lambda: self._started(task),
+                      truncate=str(task.options.get("truncate", "warn")))
+            future = self.backend.start(job)
+        except BaseException as exc:  # noqa: BLE001 - the task fails with the reason; the queue goes on
+            self._complete(task, None, exc, claim)
+            return
+        task.future = future
+        future.add_done_callback(lambda f: self._complete(task, f, None, claim))
+
+    def _started(self, task: Task) -> None:
+        with self._cond:
+            task.status, task.started, task.last_step = PROCESSING, time.time(), time.perf_counter()
+            task.version += 1
+            self._cond.notify_all()
+        self._persist(task)
+
+    def _step_counter(self, task: Task) -> Callable[[int, int], None]:
+        """The job's step callback: progress, and the measured time per step (for every eta)."""
+        def on_step(done: int, total: int) -> None:
+            now = time.perf_counter()
+            with self._cond:
+                start = task.last_step if task.last_step is not None else now
+                task.step_time = now - start if task.step_time is None else 0.5 * (task.step_time + (now - start))
+                task.done = done
+                rate = task.step_time / work(task.params)
+                self._step_rate = rate if self._step_rate is None else 0.5 * (self._step_rate + rate)
+                task.last_step = now
+                self._cond.notify_all()
+        return on_step
+
+    def _complete(self, task: Task, future: Any, error: BaseException | None, claim: Any) -> None:
+        """A task's job ended: store its video (SUCCEED) or say why not (FAILED), then let go of it."""
+        cancelled = future is not None and future.cancelled()
+        try:
+            if cancelled:
+                return  # cancel() has ended the task
+            if error is None and future is not None:
+                error = future.exception()
+            if error is None:
+                video = future.result()
+                run = task.store.put(video, key_parts=task.parts, extra={"task_id": task.task_id})
+                tail = time.perf_counter() - (task.last_step or time.perf_counter())
+                with self._cond:
+                    rate = tail / pixels(task.params)
+                    self._tail_rate = rate if self._tail_rate is None else 0.5 * (self._tail_rate + rate)
+                    task.run_key, task.done = run.key, task.params.steps
+                    self._end(task, SUCCEED, "")
+                self._write_rates()
+            else:
+                with self._cond:
+                    self._end(task, FAILED, reason_of(error))
+        except BaseException as exc:  # noqa: BLE001 - storing failed: the task says so
+            with self._cond:
+                self._end(task, FAILED, f"the video was made but could not be stored: {reason_of(exc)}")
+        finally:
+            if not cancelled:
+                self._persist(task)
+            if claim is not None:
+                claim.close()
+            with self._cond:
+                if task in self._running:
+                    self._running.remove(task)
+                self._cond.notify_all()
+            if task.status in FINISHED and not cancelled:
+                self._finished_hook(task)
+
+    def _end(self, task: Task, status: str, reason: str) -> None:
+        """Set a final status (under the lock) and forget the oldest finished tasks beyond the limit."""
+        task.status, task.reason, task.finished = status, reason, time.time()
+        task.version += 1
+        self._finished.append(task.task_id)
+        while len(self._finished) > self.keep_finished:
+            old = self._finished.popleft()
+            if old in self._tasks and self._tasks[old].status in FINISHED:
+                del self._tasks[old]
+        self._cond.notify_all()
+
+    def _drop(self, task: Task) -> None:
+        with self._cond:
+            self._tasks.pop(task.task_id, None)
+            if task in self._running:
+                self._running.remove(task)
+            self._cond.notify_all()
+
+    def _finished_hook(self, task: Task) -> None:
+        if self.on_finish is not None:
+            with contextlib.suppress(Exception):  # a webhook's trouble never changes the task
+                self.on_finish(task, self.result(task.task_id))
+
+    # --- disk ----------------------------------------------------------------------------------------
+    def _persist(self, task: Task) -> None:
+        """Write the task's file if this version is newer than the last written (outside the queue lock)."""
+        with self._cond:
+            version, data = task.version, self._file_data(task)
+        with task.write_lock:
+            if version <= task.written:
+                return
+            TaskFiles(task.store.path).write(data)
+            task.written = version
+        with self._cond:
+            self._cond.notify_all()
+
+    def _file_data(self, task: Task) -> dict[str, Any]:
+        return {"task_id": task.task_id, "status": task.status, "reason": task.reason,
+                "params": task.params.to_dict(), "accel": task.accel.to_dict() if task.accel is not None else None,
+                "key": _key_of(task.parts) if task.parts else None, "key_parts": task.parts or None, "model": task.model,
+                "submitted": task.submitted, "started": task.started, "finished": task.finished,
+                "run_key": task.run_key, "owner": task.owner, "options": task.options, "result": self._result(task)}
+
+    def _resume(self) -> None:
+        """Queue this store's unfinished tasks of this backend's model (oldest first)."""
+        from ..accel.setting import Accel
+
+        files = TaskFiles(self.store.path)
+        fingerprint = self.backend.identity.fingerprint
+        for data in files.unfinished():
+            if data.get("model") != fingerprint:
+                continue
+            with files.claim(data["task_id"]) as free:
+                if not free:
+                    continue  # running in another process right now
+            params = Params.from_dict(data["params"])
+            accel = Accel.from_dict(data["accel"]) if data.get("accel") else None
+            task = Task(task_id=data["task_id"], params=params, accel=accel, parts=dict(data.get("key_parts") or {}),
+                        store=self.store, model=fingerprint, owner=data.get("owner"),
+                        options=dict(data.get("options") or {}), submitted=float(data.get("submitted") or time.time()))
+            task.version = 1  # the file says QUEUED or PROCESSING; it becomes QUEUED again
+            self._tasks[task.task_id] = task
+            self._queue.append(task)
+        if self._queue:
+            self._start()
+
+    def _read_rates(self) -> dict[str, float]:
+        try:
+            data = json.loads((self.store.path / "tasks" / RATES_FILE).read_text())
+            return dict(data.get(self.backend.identity.fingerprint) or {})
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def _write_rates(self) -> None:
+        from ..fsutil import write_json
+
+        file = self.store.path / "tasks" / RATES_FILE
+        with contextlib.suppress(OSError, ValueError):
+            try:
+                data = json.loads(file.read_text())
+            except (OSError, ValueError):
+                data = {}
+            data[self.backend.identity.fingerprint] = {"step_rate": self._step_rate, "tail_rate": self._tail_rate}
+            write_json(file, data)
+
+    # --- answers -------------------------------------------------------------------------------------
+    def _progress(self, task: Task) -> int:
+        if task.status == SUCCEED:
+            return 100
+        if task.status == QUEUED:
+            return 0
+        return min(99, int(100 * task.done / task.params.steps))
+
+    def _estimate(self, task: Task) -> float:
+        """Seconds this task still needs (from measured rates, else the priors)."""
+        p = task.params
+        if task.status == PROCESSING and task.step_time is not None:
+            per_step = task.step_time
+        else:
+            per_step = (self._step_rate if self._step_rate is not None else PRIOR_STEP_RATE) * work(p)
+        tail = (self._tail_rate if self._tail_rate is not None else PRIOR_TAIL_RATE) * pixels(p)
+        remaining = per_step * (p.steps - task.done) + tail
+        if task.status == PROCESSING and task.last_step is not None and task.done < p.steps:
+            remaining -= min(time.perf_counter() - task.last_step, per_step)  # the step under way
+        return max(remaining, 0.0)
+
+    def _eta(self, task: Task) -> float:
+        if task.status in FINISHED:
+            return 0.0
+        if task.status == PROCESSING:
+            return self._estimate(task)
+        ahead = [t for t in self._running if t.status == PROCESSING]
+        waiting = [t for t in self._running if t.status == QUEUED] + list(self._queue)
+        ahead += waiting[: waiting.index(task) + 1] if task in waiting else [task]
+        return sum(self._estimate(t) for t in ahead) / min(self._capacity(), len(ahead))
+
+    def _result(self, task: Task) -> dict[str, Any]:
+        videos = []
+        if task.status == SUCCEED and task.run_key is not None:
+            url, ttl = self.video_url(task.store.get(task.run_key), task)
+            videos.append(video_entry(url, ttl))
+        wanlab = {"run_key": task.run_key or (_key_of(task.parts) if task.parts else None),
+                  "params": task.params.to_dict(),
+                  "accel": task.accel.to_dict() if task.accel is not None else None, "store": str(task.store.path)}
+        return task_result(task_id=task.task_id, status=task.status, reason=task.reason, eta=self._eta(task),
+                           progress=self._progress(task), videos=videos, seed=task.params.seed,
+                           request=_request_info(task.params), submitted=task.submitted, started=task.started,
+                           finished=task.finished, wanlab=wanlab)
+
+    def _stored(self, task_id: str) -> dict[str, Any]:
+        """A task's result from one of the stores this queue has written to."""
+        check_task_id(task_id)
+        for store in list(self._stores.values()):
+            with contextlib.suppress(TaskError):
+                return TaskFiles(store.path).result(task_id)
+        looked = ", ".join(str(s.path) for s in self._stores.values())
+        raise TaskError(f"unknown task id {task_id!r}: not submitted here, and no task with that id in {looked}")
+
+
+def _key_of(parts: Mapping[str, Any]) -> str:
+    from ..keys import run_key
+
+    return run_key(parts)
+
+
+def _request_info(params: Params) -> dict[str, Any]:
+    return {k: v for k, v in params.to_dict().items() if k != "loras"} | {"loras": len(params.loras)}
+
+
+def _file_url(run: Any, task: Task) -> tuple[str, int]:
+    """A finished task's video as the in-process API gives it: the run's mp4 as a ``file://`` URL."""
+    return Path(run.mp4).resolve().as_uri(), LOCAL_URL_TTL

@@ -1,0 +1,62 @@
+"""The hosted API's task-result shape (``GET /v3/async/task-result``), field for field.
+
+::
+
+    {"task": {"task_id", "task_type": "WAN_TXT_TO_VIDEO", "status", "reason", "eta", "progress_percent"},
+     "images": [],
+     "videos": [{"video_url", "video_url_ttl", "video_type": "mp4"}],
+     "audios": [],
+     "extra": {"seed": "<string>", "debug_info": {"request_info", "submit_time_ms", "execute_time_ms",
+                                                  "complete_time_ms"},
+               "wanlab": {...}}}
+
+``eta`` (seconds) and ``progress_percent`` are integers, never null; ``video_url_ttl`` is a string
+of seconds; the ``*_time_ms`` are epoch milliseconds as strings (empty until they happen). wanlab's
+own additions (run key, resolved request, acceleration, store) live under ``extra.wanlab`` only.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping, Sequence
+
+QUEUED = "TASK_STATUS_QUEUED"
+PROCESSING = "TASK_STATUS_PROCESSING"
+SUCCEED = "TASK_STATUS_SUCCEED"
+FAILED = "TASK_STATUS_FAILED"
+STATUSES = (QUEUED, PROCESSING, SUCCEED, FAILED)
+FINISHED = (SUCCEED, FAILED)
+TASK_TYPE = "WAN_TXT_TO_VIDEO"
+#: How long an in-process ``file://`` video URL is promised to stay valid (a store keeps its runs).
+LOCAL_URL_TTL = 86400
+
+
+def ms(t: float | None) -> str:
+    """Epoch seconds as the API's millisecond string (empty when the moment has not come)."""
+    return "" if t is None else str(int(t * 1000))
+
+
+def video_entry(url: str, ttl: int, video_type: str = "mp4") -> dict[str, str]:
+    """One ``videos`` entry."""
+    return {"video_url": url, "video_url_ttl": str(int(ttl)), "video_type": video_type}
+
+
+def task_result(*, task_id: str, status: str, reason: str = "", eta: float = 0.0, progress: int = 0,
+                videos: Sequence[Mapping[str, str]] = (), seed: int | None = None,
+                request: Mapping[str, Any] | None = None, submitted: float | None = None,
+                started: float | None = None, finished: float | None = None,
+                wanlab: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A task result in the published shape (see the module docstring)."""
+    return {
+        "task": {"task_id": task_id, "task_type": TASK_TYPE, "status": status, "reason": reason,
+                 "eta": 0 if status in FINISHED else int(math.ceil(max(eta, 0.0))),
+                 "progress_percent": int(progress)},
+        "images": [],
+        "videos": [dict(v) for v in videos],
+        "audios": [],
+        "extra": {"seed": "" if seed is None else str(seed),
+                  "debug_info": {"request_info": json.dumps(dict(request or {}), sort_keys=True),
+                                 "submit_time_ms": ms(submitted), "execute_time_ms": ms(started),
+                                 "complete_time_ms": ms(finished)},
+                  "wanlab": dict(wanlab or {})},
+    }

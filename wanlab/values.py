@@ -1,0 +1,131 @@
+"""Checks of single values and plain (JSON/TOML) forms: the one place wanlab's validation rules live.
+
+Every check raises :class:`~wanlab.errors.ParamError` naming the field, the rule and the value
+(``steps: must be an integer in 1..40; got 50``) and returns the value in its canonical type.
+Booleans are never numbers here (``True`` is not the integer 1).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Iterable, Mapping
+
+from .errors import ParamError
+
+
+def is_int(value: object) -> bool:
+    """An ``int`` that is not a ``bool``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """An ``int`` or ``float`` that is not a ``bool`` (NaN included: range checks refuse it)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: object, lo: int | None = None, hi: int | None = None, *,
+              optional: bool = False, rule: str | None = None) -> Any:
+    """``value`` as an int in ``lo..hi`` (either bound may be None); None passes when ``optional``.
+
+    >>> check_int("steps", 30, 1, 40)
+    30
+    """
+    if value is None and optional:
+        return None
+    if rule is None:
+        if lo is not None and hi is not None:
+            rule = f"an integer in {lo}..{hi}"
+        elif lo is not None:
+            rule = f"an integer >= {lo}"
+        elif hi is not None:
+            rule = f"an integer <= {hi}"
+        else:
+            rule = "an integer"
+        if optional:
+            rule += " or None"
+    if not is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ParamError(name, rule, value)
+    return int(value)  # type: ignore[arg-type]
+
+
+def check_number(name: str, value: object, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False, rule: str | None = None) -> float:
+    """``value`` as a finite float in the range (``lo_open``/``hi_open`` exclude the bound).
+
+    >>> check_number("guidance_scale", 5, 0, 10)
+    5.0
+    """
+    if rule is None:
+        if lo is not None and hi is not None:
+            rule = (f"a number in {lo:g}..{hi:g}" if not (lo_open or hi_open) else
+                    f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}")
+        elif lo is not None:
+            rule = f"a number {'>' if lo_open else '>='} {lo:g}"
+        elif hi is not None:
+            rule = f"a number {'<' if hi_open else '<='} {hi:g}"
+        else:
+            rule = "a finite number"
+    if not is_number(value) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise ParamError(name, rule, value)
+    v = float(value)  # type: ignore[arg-type]
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        raise ParamError(name, rule, value)
+    if hi is not None and (v > hi or (hi_open and v == hi)):
+        raise ParamError(name, rule, value)
+    return v
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` when it is True or False (not 0/1, not a string)."""
+    if not isinstance(value, bool):
+        raise ParamError(name, "True or False", value)
+    return value
+
+
+def check_text(name: str, value: object, lo: int = 0, hi: int | None = None) -> str:
+    """A string of ``lo..hi`` characters (long values are shown by their length in the message)."""
+    rule = f"a string of {lo}..{hi} characters" if hi is not None else f"a string of at least {lo} characters"
+    if not isinstance(value, str):
+        raise ParamError(name, rule, value)
+    if len(value) < lo or (hi is not None and len(value) > hi):
+        raise ParamError(name, rule, value if len(value) <= 60 else f"<{len(value)} characters>")
+    return value
+
+
+def check_choice(name: str, value: object, options: Iterable[Any], rule: str | None = None) -> Any:
+    """``value`` when it equals one of ``options`` (and has its type: 1 is not True)."""
+    options = tuple(options)
+    for option in options:
+        if type(option) is type(value) and option == value:
+            return option
+    raise ParamError(name, rule or "one of " + ", ".join(repr(o) for o in options), value)
+
+
+def check_known(where: str, data: Mapping[str, Any], known: Iterable[str], what: str = "a field") -> None:
+    """Refuse the first key of ``data`` (in sorted order) that is not in ``known``, listing the known ones.
+
+    ``where`` prefixes the field name (``"cache_params"`` gives ``cache_params.treshold: ...``).
+    """
+    known = tuple(known)
+    unknown = sorted((k for k in data if k not in known), key=str)
+    if unknown:
+        name = f"{where}.{unknown[0]}" if where else str(unknown[0])
+        raise ParamError(name, f"{what} ({', '.join(map(str, known)) or 'none'})", data[unknown[0]])
+
+
+def plain(value: Any) -> Any:
+    """JSON/TOML-able form of a value: objects with ``to_plain()`` or ``to_dict()`` through it, mappings
+    with string keys, tuples as lists, paths as strings, numpy scalars and arrays as Python values."""
+    if hasattr(value, "to_plain") and not isinstance(value, type):
+        return value.to_plain()
+    if hasattr(value, "to_dict") and not isinstance(value, (type, Mapping)):
+        return plain(value.to_dict())
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if type(value).__module__ == "numpy":
+        return value.tolist() if hasattr(value, "tolist") else value
+    return value
