@@ -48,7 +48,8 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=types.get(name, str), required=name == "prompt",
                             metavar=name.split("_")[-1].upper(), help=f"{RULES[name]}{default}")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
-                        help=f"a LoRA .safetensors file and its scale (repeatable): {RULES['loras']}")
+                        help=f"a LoRA (.safetensors file, hub repo or https URL) and its scale (repeatable): "
+                             f"{RULES['loras']}")
 
 
 def _model_args(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL) -> None:

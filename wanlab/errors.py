@@ -22,6 +22,14 @@ class LoRAError(WanlabError, ValueError):
     """A LoRA file is missing, unreadable or does not fit the model."""
 
 
+class LoRAWarning(UserWarning):
+    """A LoRA loaded but changes nothing, or part of it matches no module of the model."""
+
+
+class UnsafeURLError(WanlabError, ValueError):
+    """A URL the network policy refuses: a scheme not allowed, or a host with a non-public address."""
+
+
 class TaskError(WanlabError):
     """A task id is unknown, the queue is full, or a task cannot be cancelled."""
 

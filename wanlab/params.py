@@ -67,7 +67,8 @@ class _Default:
 
 @dataclass(frozen=True)
 class LoRA:
-    """One LoRA adapter: a local ``.safetensors`` file and its weight (``scale``).
+    """One LoRA adapter: a local ``.safetensors`` file, a Hugging Face repo (or file in it) or an https URL
+    (see :mod:`wanlab.lora.sources`), and its weight (``scale``).
 
     The hosted API documents no range for ``scale``; wanlab accepts 0..4 (0 disables the adapter).
     """
