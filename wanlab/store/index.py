@@ -118,6 +118,7 @@ class Index:
             con = sqlite3.connect(self.file, timeout=60.0, isolation_level=None)
             try:
                 con.execute("PRAGMA busy_timeout=60000")
+                con.execute("PRAGMA synchronous=OFF")  # a cache of the folders: a crash costs a rebuild, not data
                 con.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 con.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, stamp TEXT NOT NULL, "
                             "created TEXT, row TEXT NOT NULL)")
