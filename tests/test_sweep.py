@@ -394,7 +394,7 @@ def test_cli_sweep_shard_then_dry_run_then_the_rest(pipe, tmp_path, capsys):
 
 def test_cli_sweep_exit_code_is_1_when_a_point_fails(pipe, tmp_path, capsys):
     sweep = Sweep(base=SMALL, points=[{}, {"loras": [{"path": str(tmp_path / "gone.safetensors")}]}],
-                  grid={"seed": [1]}, name="fails")
+                  grid={"seed": [1]}, name="fails", model="tiny")
     file = sweep.save(tmp_path / "fails.toml")
     assert main(["sweep", str(file), "--store", str(tmp_path / "runs"), "--quiet", "--no-metrics"]) == 1
     out = capsys.readouterr().out
