@@ -83,17 +83,17 @@ def main() -> None:
         return digests
 
     def wanlab_sweep(folder: Path, *, reuse: bool = True, metrics: bool = False) -> list[str]:
-        generate = pipe.generate
-        if not reuse:  # forget every prompt embedding before each run: what reuse saves
-            def generate_fresh(*a, **k):
+        run = pipe.run
+        if not reuse:  # forget every prompt embedding before each run (the runner's jobs go through run)
+            def run_fresh(*a, **k):
                 pipe.forget_embeddings()
-                return generate(*a, **k)
-            pipe.generate = generate_fresh  # type: ignore[method-assign]
+                return run(*a, **k)
+            pipe.run = run_fresh  # type: ignore[method-assign]
         try:
             pipe.forget_embeddings()
             result = sweep.run(pipe, store=folder / "store", metrics=metrics, progress=False)
         finally:
-            pipe.__dict__.pop("generate", None)
+            pipe.__dict__.pop("run", None)
         assert result.complete and len(result.ran) == 12
         return list(result.df["digest"])
 

@@ -175,7 +175,7 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     heat_file: Path | None = None
     plot_note = ""
     have_metric = metric in df.columns and done[metric].notna().any() if len(done) else False
-    px, phue = result._default_axes(x, hue)
+    px, phue = result.default_axes(x, hue)
     if have_metric:
         fig = result.plot(y=metric, x=px, hue=phue)
         plot_file = out / "metric_vs_param.png"
