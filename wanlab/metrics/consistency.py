@@ -134,7 +134,7 @@ def warp_error(video: Any, method: str = "dis", *, convention: str = "wanlab",
     pixels), divided by the number of kept pixels; a pixel is dropped when it fails the same
     forward-backward check or lies on a motion boundary ``|grad f|^2 > 0.01 |f|^2 + 0.002``, and
     pixels whose flow leaves the frame are kept and compared with the clamped edge pixel, as
-    its ``Resample2d`` does. A clean pan therefore pays for the columns entering the frame.
+    its ``Resample2d`` does. A clean pan therefore pays for the columns moving out of the frame.
 
     ``given_flow=(forward, backward)``: flows to use instead of estimating them, ``(T-1, h, w, 2)``
     in px of the convention's grid (the working grid, or the half-resolution grid) — the exact

@@ -2,7 +2,8 @@
 
 Each :class:`Check` builds its videos with :mod:`wanlab.metrics.synthetic`, measures, and says
 whether the metric did what its definition promises. ``python -m wanlab.metrics.validation``
-prints the table in Markdown; the test suite re-runs every row and compares it with the docs.
+prints the table in Markdown (``--write docs/metrics.md`` replaces it there); the test suite
+re-runs every row and compares it with the docs.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def warp_exact() -> tuple[Measured, bool]:
     wanlab = warp_error(video, given_flow=given).mean
     ec = warp_error(video, convention="evalcrafter", given_flow=given).mean
     half = Flows(video, size=(240, 416)).rgb.astype(np.float64) / 255.0
-    d = 2  # the content moves 2 half-res px right: the last 2 columns are compared with column w-1-d
+    d = 2  # the content moves 2 half-res px right: the last 2 columns land outside and meet column w-1-d
     hand = np.mean([((half[t][:, -d:] - half[t][:, -1 - d:-d]) ** 2).sum() / (240 * 416) for t in range(len(fw))])
     out = {"wanlab": wanlab, "evalcrafter": ec, "evalcrafter_by_hand": hand}
     return out, wanlab == 0.0 and abs(ec - hand) <= 1e-5 * hand
@@ -212,11 +213,12 @@ CHECKS = [
     Check("smooth-random-steps", "smoothness", f"square: linear 16 px/frame vs steps U(0, 8), {SMOOTH_FRAMES} frames",
           "linear scores higher in every draw (1e4 x (1 - score))", smooth_vs_random_steps),
     Check("smooth-noise", "smoothness", f"still clip + Gaussian noise sd 5, {SMOOTH_FRAMES} frames",
-          "1e4 x (1 - score) = mean |(f0 + f2) / 2 - f1| / 255 by hand, +- 1", smooth_noise),
+          "1e4 x (1 - score) = 1e4 x mean abs((f0 + f2) / 2 - f1) / 255 by hand, +- 1", smooth_noise),
     Check("smooth-floor", "smoothness", "fine-texture (sigma 1 px) pans at 2.5 and 3 px/frame",
           "error floor; flow at 240p or full resolution gives the same score +- 1e-4", smooth_floor),
     Check("warp-exact", "warp_error", "4 px/frame pan with its exact flow",
-          "wanlab 0 (pixels leaving the frame dropped); evalcrafter = entering columns vs the clamped edge, by hand",
+          "wanlab 0 (pixels whose flow leaves the frame dropped); evalcrafter = those 2 half-res columns compared "
+          "with the clamped edge column, by hand",
           warp_exact),
     Check("warp-channels", "warp_error", "still clip + noise sd 3, exact (zero) flow",
           "evalcrafter = 3 x wanlab (channel sum vs mean; same grid at 832x480)", warp_channels),
@@ -243,5 +245,26 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def write(path: str) -> None:
+    """Replace the table between ``<!-- validation:start -->`` and ``<!-- validation:end -->`` in ``path``."""
+    from ..fsutil import write_text
+
+    with open(path) as fh:
+        text = fh.read()
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    write_text(path, f"{head}{START}\n{table()}\n{END}{tail}")
+
+
+START, END = "<!-- validation:start -->", "<!-- validation:end -->"
+
 if __name__ == "__main__":
-    print(table())
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Run every metric check; print the table or write it into a file.")
+    ap.add_argument("--write", metavar="FILE", help="e.g. docs/metrics.md: replace its table in place")
+    args = ap.parse_args()
+    if args.write:
+        write(args.write)
+    else:
+        print(table())
