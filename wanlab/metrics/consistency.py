@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .optical_flow import MIN_FLOW_SIDE, WORK_SHORT_SIDE, Flows, PairScores, sq_norm
+from .optical_flow import MIN_FLOW_SIDE, WORK_SHORT_SIDE, Flows, PairScores, in_parallel, sq_norm
 
 CONVENTIONS = ("wanlab", "evalcrafter")
 #: Forward-backward consistency (Sundaram et al. 2010): a pixel is occluded when
@@ -42,9 +42,9 @@ def residuals_of(flows: Flows) -> Residuals:
     import cv2
 
     far = (1e6, 1e6)
-    mse, mae, valid = [], [], []
     rgb = flows.rgb
-    for t in range(len(flows.forward)):
+
+    def pair(t: int) -> tuple[float, float, float]:
         f = flows.forward[t]
         where = flows.grid + f  # where each pixel of frame t lands in frame t+1
         bw = cv2.remap(flows.backward[t], where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
@@ -53,12 +53,14 @@ def residuals_of(flows: Flows) -> Residuals:
         warped = cv2.remap(rgb[t + 1].astype(np.float32), where, None, cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
         diff = cv2.subtract(warped, rgb[t].astype(np.float32))
-        share = float(ok.mean())
+        share = np.count_nonzero(ok) / ok.size
         mask = ok.view(np.uint8) if share > 0 else None
-        mse.append(float(np.mean(cv2.mean(cv2.multiply(diff, diff), mask=mask)[:3])) / 255.0**2)
-        mae.append(float(np.mean(cv2.mean(cv2.absdiff(diff, 0.0), mask=mask)[:3])))
-        valid.append(share)
-    return Residuals(np.asarray(mse), np.asarray(mae), np.asarray(valid))
+        mse = float(np.mean(cv2.mean(cv2.multiply(diff, diff), mask=mask)[:3])) / 255.0**2
+        mae = float(np.mean(cv2.mean(cv2.absdiff(diff, 0.0), mask=mask)[:3]))
+        return mse, mae, share
+
+    mse, mae, valid = np.asarray(in_parallel(pair, range(len(flows.forward)))).T.reshape(3, -1)
+    return Residuals(mse, mae, valid)
 
 
 def _flow_gradient_sq(f: np.ndarray) -> np.ndarray:
@@ -74,9 +76,9 @@ def _evalcrafter_errors(flows: Flows) -> np.ndarray:
     """EvalCrafter's per-pair warping error on its half-resolution flows (see :func:`warp_error`)."""
     import cv2
 
-    out = []
     rgb = flows.rgb
-    for t in range(len(flows.forward)):
+
+    def pair(t: int) -> float:
         fw, bw = flows.forward[t], flows.backward[t]
         where = flows.grid + fw
         bw_w = cv2.remap(bw, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # Resample2d clamps
@@ -87,9 +89,9 @@ def _evalcrafter_errors(flows: Flows) -> np.ndarray:
         warped = cv2.remap(nxt, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         sq = (warped - rgb[t].astype(np.float32) / 255.0) ** 2
         n = int(keep.sum())
-        total = float(sq[keep].sum(dtype=np.float64))
-        out.append(total / n if n else float(sq.sum(dtype=np.float64)) / sq.size)
-    return np.asarray(out)
+        return float(sq[keep].sum(dtype=np.float64)) / n if n else float(sq.sum(dtype=np.float64)) / sq.size
+
+    return np.asarray(in_parallel(pair, range(len(flows.forward))))
 
 
 def _flows_for(video: Any, method: str, convention: str, max_short_side: int | None,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .optical_flow import WAN_FPS, WORK_SHORT_SIDE, Flows, PairScores, top_mean
+from .optical_flow import WAN_FPS, WORK_SHORT_SIDE, Flows, PairScores, in_parallel, top_mean
 
 #: VBench's dynamic degree scores a pair by the mean of its top 5 % flow magnitudes ...
 DYNAMIC_TOP = 0.05
@@ -100,7 +100,7 @@ def dynamic_degree_of(flows: Flows, fps: float) -> DynamicDegree:
     if n < 2:
         raise ValueError(f"frames: dynamic_degree samples every {k}th frame (fps={fps}) and needs at least "
                          f"{k + 1} frames; got T={T}")
-    per = np.array([top_mean(flows.magnitude(flows.span(i * k, k)), DYNAMIC_TOP) for i in range(n - 1)])
+    per = np.array(in_parallel(lambda i: top_mean(flows.magnitude(flows.span(i * k, k)), DYNAMIC_TOP), range(n - 1)))
     required = max(1, round(4 * n / 16))
     threshold = 6.0 * min(H, W) / 256.0
     dynamic = int(np.count_nonzero(per > threshold)) >= required
@@ -142,20 +142,27 @@ def _end_to_end(flows: Flows) -> np.ndarray:
     def sample(f: np.ndarray, where: np.ndarray) -> np.ndarray:
         return cv2.remap(f, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    ahead = np.zeros_like(points)
-    for f in flows.forward:
-        ahead += sample(f, points + ahead)
-    back = np.zeros_like(points)
-    for f in flows.forward[::-1]:
-        here = points + back
-        back -= sample(f, here - sample(f, here))
-    return np.array([top_mean(cv2.magnitude(*cv2.split(m * scale)), STATIC_TOP) for m in (ahead, back)])
+    def ahead() -> np.ndarray:
+        moved = np.zeros_like(points)
+        for f in flows.forward:
+            moved += sample(f, points + moved)
+        return moved
+
+    def back() -> np.ndarray:
+        moved = np.zeros_like(points)
+        for f in flows.forward[::-1]:
+            here = points + moved
+            moved -= sample(f, here - sample(f, here))
+        return moved
+
+    ends = in_parallel(lambda chain: chain(), (ahead, back))
+    return np.array([top_mean(cv2.magnitude(*cv2.split(m * scale)), STATIC_TOP) for m in ends])
 
 
 def static_filter_of(flows: Flows) -> StaticFilter:
     """:func:`static_filter` of flows already computed (shared with other metrics)."""
     T, H, W = flows.frames.shape[:3]
-    per = np.array([top_mean(m, STATIC_TOP) for m in flows.magnitudes])
+    per = np.array(in_parallel(lambda m: top_mean(m, STATIC_TOP), flows.magnitudes))
     threshold = 3.0 * min(H, W) / 256.0
     allowed = round(2 * T / 16)
     ends = _end_to_end(flows)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .optical_flow import WORK_SHORT_SIDE, Flows, PairScores, pixel_grid, remap
+from .optical_flow import WORK_SHORT_SIDE, Flows, PairScores, in_parallel, pixel_grid, remap
 
 #: Fixed-point iterations that move the 2i -> 2i+2 flow onto the middle frame's grid.
 MIDPOINT_ITERATIONS = 2
@@ -44,26 +44,22 @@ def smoothness_of(flows: Flows) -> PairScores:
     resize = flows.gray.shape[1:] != (H, W)
     grid = pixel_grid(H, W)
     to_half = np.float32(0.5) * np.asarray(flows.scale, dtype=np.float32)
-    floats: dict[int, np.ndarray] = {}
 
-    def as_float(k: int) -> np.ndarray:
-        if k not in floats:
-            floats.pop(k - 4, None)  # even frames serve two predictions, then are done
-            floats[k] = frames[k].astype(np.float32)
-        return floats[k]
-
-    scores = []
-    for i in range((len(frames) - 1) // 2):
+    def predicted(i: int) -> float:
         a = 2 * i
         u = midpoint_flow(flows, a)
         if resize:
             u = cv2.resize(u, (W, H), interpolation=cv2.INTER_LINEAR)
         half = u * to_half  # original px
-        before = cv2.remap(as_float(a), grid - half, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        after = cv2.remap(as_float(a + 2), grid + half, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        before = cv2.remap(frames[a].astype(np.float32), grid - half, None, cv2.INTER_CUBIC,
+                           borderMode=cv2.BORDER_REPLICATE)
+        after = cv2.remap(frames[a + 2].astype(np.float32), grid + half, None, cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REPLICATE)
         pred = cv2.addWeighted(before, 0.5, after, 0.5, 0.0)
         mad = np.mean(cv2.mean(cv2.absdiff(pred, frames[a + 1].astype(np.float32)))[:3])
-        scores.append((255.0 - mad) / 255.0)
+        return (255.0 - mad) / 255.0
+
+    scores = in_parallel(predicted, range((len(frames) - 1) // 2))
     per = np.asarray(scores, dtype=np.float64)
     return PairScores(per, float(per.mean()))
 

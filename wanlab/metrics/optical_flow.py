@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -40,6 +40,8 @@ DIS_PATCH_STRIDE = 6
 DIS_BACKWARD_FINEST_SCALE = 2
 #: Threads computing flow pairs concurrently (each also uses OpenCV's own threads).
 MAX_FLOW_THREADS = 4
+#: Threads for the per-pair work that follows (numpy and OpenCV release the GIL).
+MAX_WORK_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,19 @@ def top_mean(values: np.ndarray, fraction: float) -> float:
     if candidates.size < k:
         candidates = flat
     return float(np.sort(candidates)[-k:].mean(dtype=np.float64))
+
+
+def in_parallel(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+    """``[fn(x) for x in items]`` on up to ``MAX_WORK_THREADS`` threads, in order: the numpy parts of
+    one pair's work overlap OpenCV's of another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    workers = min(MAX_WORK_THREADS, os.cpu_count() or 1, len(items))
+    if workers <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
 
 
 def _check_given_flow(name: str, given: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -229,7 +244,7 @@ class Flows:
     @cached_property
     def magnitudes(self) -> np.ndarray:
         """(T-1, h, w) float32 magnitudes of the forward flow in original px."""
-        return np.stack([self.magnitude(f) for f in self.forward])
+        return np.stack(in_parallel(self.magnitude, self.forward))
 
     def to_original(self, f: np.ndarray) -> np.ndarray:
         """Convert working-px flow vectors to original-resolution px."""
