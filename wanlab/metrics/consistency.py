@@ -161,7 +161,8 @@ def warped_flicker(video: Any, method: str = "dis", *, max_short_side: int | Non
     much as a static clip's. Noise is averaged by the working-grid downscaling, so values are
     not interchangeable with :func:`temporal_flicker`'s full-resolution ones.
 
-    Example: ``metrics.warped_flicker(video).mean`` -> 0.94 for a pan whose brightness jumps +-15.
+    Example: ``metrics.warped_flicker(video).mean`` -> 0.957 for a pan whose brightness jitters by up to
+    +-15 levels from frame to frame (a still clip with the same jitter: 0.957 too).
     """
     flows = _flows_for(video, method, "wanlab", max_short_side, given_flow)
     per = (255.0 - residuals_of(flows).mae) / 255.0

@@ -74,6 +74,6 @@ def smoothness(video: Any, method: str = "dis", *, max_short_side: int | None = 
     estimated on the working grid and upsampled. VBench interpolates with the AMT network
     instead (``vbench/motion_smoothness.py``): a proxy, not comparable to its numbers. Needs T >= 3.
 
-    Example: ``metrics.smoothness(video).mean`` -> 0.9998 for an object moving 2 px/frame.
+    Example: ``metrics.smoothness(video).mean`` -> 0.9999 for a textured square moving 2 px/frame.
     """
     return smoothness_of(Flows.of(video, method, max_short_side, min_frames=3))
