@@ -153,21 +153,25 @@ class Flows:
 
         frames = as_frames(video, "frames", min_frames)
         check_method(method)
-        if max_short_side is not None and (isinstance(max_short_side, bool) or max_short_side < MIN_FLOW_SIDE):
+        if max_short_side is not None and (isinstance(max_short_side, bool) or not isinstance(max_short_side, int)
+                                           or max_short_side < MIN_FLOW_SIDE):
             raise ValueError(f"max_short_side: must be None or an integer >= {MIN_FLOW_SIDE} px; got {max_short_side!r}")
         H, W = frames.shape[1:3]
         h, w = working_size(H, W, max_short_side) if size is None else size
         if min(h, w) < MIN_FLOW_SIDE:
-            raise ValueError(f"frames: optical flow needs a working grid of at least {MIN_FLOW_SIDE}x{MIN_FLOW_SIDE} px; "
-                             f"got {w}x{h} (WxH) from frames of {W}x{H}")
+            raise ValueError(f"frames: must give a working grid of at least {MIN_FLOW_SIDE}x{MIN_FLOW_SIDE} px for "
+                             f"optical flow; got {w}x{h} (WxH) from frames of {W}x{H}")
         self.frames = frames
         self.method = method
         self.max_short_side = max_short_side
         self.backward_finest_scale = DIS_FINEST_SCALE if fine_backward else DIS_BACKWARD_FINEST_SCALE
-        small = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames] if (h, w) != (H, W) else frames
+        if (h, w) != (H, W):
+            small = np.stack(in_parallel(lambda f: cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA), frames))
+        else:
+            small = frames
         #: (T, h, w, 3) uint8 working-resolution RGB and (T, h, w) luma
         self.rgb = np.ascontiguousarray(small)
-        self.gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in self.rgb])
+        self.gray = np.stack(in_parallel(lambda f: cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), self.rgb))
         #: (sx, sy): original px per working px
         self.scale = (W / w, H / h)
         self.grid = pixel_grid(h, w)
