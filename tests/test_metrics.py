@@ -249,8 +249,10 @@ def test_psnr_of_known_gaussian_noise(sigma: float) -> None:
         (lambda v: metrics.temporal_flicker("clip.mp4"), "frames: must be a numpy uint8 array (T, H, W, 3), a list of "
                                                          "frames or a Video; got str"),
         (lambda v: metrics.warp_error(v, convention="raft"), "convention: must be one of ('wanlab', 'evalcrafter'); got 'raft'"),
-        (lambda v: metrics.warp_error(v[:, :30, :30], convention="evalcrafter"), "needs frames of at least 32x32 px; got 30x30"),
+        (lambda v: metrics.warp_error(v[:, :30, :30], convention="evalcrafter"), "frames: must be at least 32x32 px for convention='evalcrafter', which works at half resolution; got 30x30"),
         (lambda v: metrics.warp_error(v, given_flow=np.zeros(3)), "given_flow: must be a pair (forward, backward)"),
+        (lambda v: metrics.warp_error(metrics.Flows(v), convention="evalcrafter"), "video: must be a video for "
+                                                                                  "convention='evalcrafter'"),
         (lambda v: metrics.warp_error(v, given_flow=(np.zeros((2, 9, 9, 2)),) * 2),
          "forward: must be a float array of shape (2, 96, 128, 2) (T-1 pairs, working h, w, (dx, dy)); got float64 (2, 9, 9, 2)"),
         (lambda v: metrics.Flows(v, forward=np.full((2, 96, 128, 2), np.nan)), "forward: must be finite; got 49152 non-finite"),

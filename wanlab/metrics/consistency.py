@@ -103,19 +103,20 @@ def _flows_for(video: Any, method: str, convention: str, max_short_side: int | N
                          f"got {type(given_flow).__name__}")
     if convention == "evalcrafter":
         if isinstance(video, Flows):
-            raise ValueError("video: the evalcrafter convention works on its own half-resolution flows; "
-                             "pass the video, not shared Flows")
+            raise ValueError("video: must be a video for convention='evalcrafter', which computes its own "
+                             "half-resolution flows; got shared Flows")
         frames = getattr(video, "frames", video)
         shape = np.shape(frames)
         if len(shape) == 4 and min(shape[1:3]) < 2 * MIN_FLOW_SIDE:
-            raise ValueError(f"frames: warp_error(convention='evalcrafter') works at half resolution and needs "
-                             f"frames of at least {2 * MIN_FLOW_SIDE}x{2 * MIN_FLOW_SIDE} px; got {shape[2]}x{shape[1]} (WxH)")
+            raise ValueError(f"frames: must be at least {2 * MIN_FLOW_SIDE}x{2 * MIN_FLOW_SIDE} px for "
+                             f"convention='evalcrafter', which works at half resolution; got {shape[2]}x{shape[1]} (WxH)")
         size = (shape[1] // 2, shape[2] // 2) if len(shape) == 4 else None
         fw, bw = given_flow if given_flow is not None else (None, None)
         return Flows(video, method, max_short_side=None, size=size, forward=fw, backward=bw, fine_backward=True)
     if given_flow is not None:
         if isinstance(video, Flows):
-            raise ValueError("given_flow: pass either shared Flows or given_flow, not both")
+            raise ValueError("given_flow: must come with a video, not with shared Flows (they have their flows); "
+                             "got both")
         return Flows(video, method, max_short_side=max_short_side, forward=given_flow[0], backward=given_flow[1])
     return Flows.of(video, method, max_short_side)
 
