@@ -29,9 +29,9 @@ WAN_FPS = 16.0
 MIN_FLOW_SIDE = 16
 #: DIS settings for the forward flow: OpenCV's ULTRAFAST preset (8 px patches, 6 px stride, so
 #: patches overlap) refined down to the finest pyramid level (coarser finest levels bias
-#: sub-pixel motion by 5-30 %), no variational refinement. A stride of 8 (no overlap) is 30 %
-#: faster but loses moving objects: endpoint error 3.6 px instead of 0.15 px on a 160x120
-#: textured square moving 16 px/frame (measured in benchmarks/bench_metrics.py).
+#: sub-pixel motion by 5-30 %), no variational refinement. A stride of 8 (no overlap) is a third
+#: faster but loses more moving objects: 4.3 px error instead of 0.0 inside a 160x120 textured
+#: square moving 16 px/frame (benchmarks/bench_metrics.py), 3 of 10 random squares instead of 2.
 DIS_FINEST_SCALE = 0
 DIS_PATCH_STRIDE = 6
 #: The backward flow only feeds wanlab's occlusion mask (tolerance ~0.7 px), so it stops two
