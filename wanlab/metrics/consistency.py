@@ -59,6 +59,7 @@ def residuals_of(flows: Flows) -> Residuals:
         mae = float(np.mean(cv2.mean(cv2.absdiff(diff, 0.0), mask=mask)[:3]))
         return mse, mae, share
 
+    flows.backward  # computed once, before the threads share it
     mse, mae, valid = np.asarray(in_parallel(pair, range(len(flows.forward)))).T.reshape(3, -1)
     return Residuals(mse, mae, valid)
 
@@ -91,6 +92,7 @@ def _evalcrafter_errors(flows: Flows) -> np.ndarray:
         n = int(keep.sum())
         return float(sq[keep].sum(dtype=np.float64)) / n if n else float(sq.sum(dtype=np.float64)) / sq.size
 
+    flows.backward  # computed once, before the threads share it
     return np.asarray(in_parallel(pair, range(len(flows.forward))))
 
 

@@ -100,6 +100,7 @@ def dynamic_degree_of(flows: Flows, fps: float) -> DynamicDegree:
     if n < 2:
         raise ValueError(f"frames: dynamic_degree samples every {k}th frame (fps={fps}) and needs at least "
                          f"{k + 1} frames; got T={T}")
+    flows.forward  # computed once, before the threads share it
     per = np.array(in_parallel(lambda i: top_mean(flows.magnitude(flows.span(i * k, k)), DYNAMIC_TOP), range(n - 1)))
     required = max(1, round(4 * n / 16))
     threshold = 6.0 * min(H, W) / 256.0

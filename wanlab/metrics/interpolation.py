@@ -79,6 +79,7 @@ def smoothness_of(flows: Flows) -> PairScores:
         real = np.ascontiguousarray(frames[a + 1, oy::step, ox::step]).astype(np.float32)
         return (255.0 - np.mean(cv2.mean(cv2.absdiff(pred, real))[:3])) / 255.0
 
+    flows.forward  # computed once, before the threads share it
     per = np.asarray(in_parallel(predicted, range((len(frames) - 1) // 2)), dtype=np.float64)
     return PairScores(per, float(per.mean()))
 
