@@ -3,7 +3,6 @@ model loads, long prompts are never cut silently, the terminal stays quiet, file
 and damaged runs say what is wrong."""
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys

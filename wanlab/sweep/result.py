@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import WanlabError
+from ..metrics import MOTION_KEYS
 from ..params import Params
 from .values import ACCEL, column_value
 
@@ -26,8 +27,7 @@ STATUSES = ("done", "failed", "pending")
 #: Columns a sweep over ``accel`` adds to its table.
 ACCEL_COLUMNS = ("denoise_s", "calls_skipped")
 #: Metric columns come in this order (those of ``metrics.motion``), any others after them.
-METRIC_ORDER = ("flow_magnitude", "dynamic_degree", "dynamic_score", "dynamic_threshold", "temporal_flicker",
-                "smoothness", "warp_error")
+METRIC_ORDER = MOTION_KEYS
 
 
 class SweepResult:
@@ -256,6 +256,25 @@ class SweepResult:
             if ref is not None:
                 pairs.append((index, row, ref))
         return pairs
+
+    def effects(self, metric: str, by: str, **options: Any) -> Any:
+        """What changing ``by`` does to ``metric``, over the sweep's seeds: per setting the mean and its
+        95 % bootstrap interval, and the paired differences between settings on the same seeds, Holm-
+        adjusted, flagging those that exclude zero (:func:`wanlab.stats.effects`; the other swept axes
+        are pooled per seed unless ``hold=True``).
+
+        >>> result.effects("flow_magnitude", by="guidance_scale").differences  # doctest: +SKIP
+        """
+        from ..stats import effects
+
+        if by not in self.sweep.swept or by == "seed":
+            raise ValueError(f"by: must be a swept field other than seed ({', '.join(n for n in self.sweep.swept if n != 'seed')}); "
+                             f"got {by!r}")
+        if self.df["seed"].nunique() < 2:
+            raise ValueError("effects: the sweep has one seed; differences need several seeds to tell from noise "
+                             "(give it seeds = N)")
+        axes = [a for a in self.sweep.swept if a not in (by, "seed")]
+        return effects(self.df, metric, by, axes=axes, **options)
 
     def accel_study(self, reference: Any = None) -> "pd.DataFrame":
         """For a sweep over ``accel``: the table of :func:`wanlab.accel.study`, from the stored runs.

@@ -278,5 +278,10 @@ def measure(store: "Store", run: "Run", video: "Video") -> None:
 
 
 def _needs_metrics(run: "Run") -> bool:
-    """A stored run with no metrics yet (and no recorded reason why it cannot have them)."""
-    return not run.metrics and not (run.record.get("extra") or {}).get("metrics_error")
+    """A stored run with no metrics yet, or measured before the metrics' definitions changed (no
+    ``static`` key: temporal flicker then also scored moving clips), and no recorded reason why it
+    cannot be measured."""
+    metrics = run.metrics
+    if metrics.get("metrics_error") or (run.record.get("extra") or {}).get("metrics_error"):
+        return False
+    return "static" not in metrics
