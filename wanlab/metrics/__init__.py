@@ -28,7 +28,8 @@ from .similarity import FrameScores, compare, psnr, ssim
 from .consistency import CONVENTIONS, residuals_of, warp_error, warped_flicker
 from .dynamics import (DynamicDegree, StaticFilter, TemporalFlicker, dynamic_degree, dynamic_degree_of,
                        static_filter, temporal_flicker, temporal_flicker_of)
-from .optical_flow import FLOW_METHODS, WAN_FPS, WORK_SHORT_SIDE, Flows, PairScores, flow, flow_magnitude
+from ..frames import WAN_FPS
+from .optical_flow import FLOW_METHODS, WORK_SHORT_SIDE, Flows, PairScores, flow, flow_magnitude
 from .interpolation import smoothness, smoothness_of
 
 __all__ = [

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .optical_flow import WAN_FPS, WORK_SHORT_SIDE, Flows, PairScores, in_parallel, top_mean
+from ..frames import WAN_FPS
+from .optical_flow import WORK_SHORT_SIDE, Flows, PairScores, in_parallel, top_mean
 
 #: VBench's dynamic degree scores a pair by the mean of its top 5 % flow magnitudes ...
 DYNAMIC_TOP = 0.05
