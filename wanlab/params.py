@@ -113,7 +113,10 @@ class Params:
 
     The defaults are the hosted API's. A backend fills the fields a request leaves unset (neither
     given to ``Params(...)`` nor by :meth:`replace`) from its model's native settings, whether the
-    request comes as a ``Params`` or as keywords (:func:`wanlab.backend.request`).
+    request comes as a ``Params`` or as keywords (:func:`wanlab.backend.request`). Equality and
+    hashing compare the values only: ``Params(prompt="a", steps=30) == Params(prompt="a")``, though
+    a backend fills ``steps`` of the second from its model (compare :meth:`explicit_fields` too
+    when that matters).
 
     >>> Params(prompt="a red fox running through fresh snow", seed=1).steps
     30
