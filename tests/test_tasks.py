@@ -57,14 +57,14 @@ def test_states_in_order_one_at_a_time_and_the_result(pipe, store):
     second = pipe.submit(_request(2, steps=6), store=store)
     assert str(uuid.UUID(second, version=4)) == second
     statuses, progress = [], []
-    first_status_when_second_started = None
+    first_when_second_started = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         result = pipe.task_result(second)
         _check_shape(result)
         task = result["task"]
-        if task["status"] == PROCESSING and first_status_when_second_started is None:
-            first_status_when_second_started = pipe.task_result(first)["task"]["status"]
+        if task["status"] == PROCESSING and first_when_second_started is None:
+            first_when_second_started = pipe.task_result(first)["task"]
         statuses.append(task["status"])
         progress.append(task["progress_percent"])
         if task["status"] in (SUCCEED, FAILED):
@@ -74,7 +74,10 @@ def test_states_in_order_one_at_a_time_and_the_result(pipe, store):
     assert [ORDER[s] for s in statuses] == sorted(ORDER[s] for s in statuses)  # never goes back
     assert progress == sorted(progress) and progress[0] == 0 and progress[-1] == 100
     assert all(p < 100 for s, p in zip(statuses, progress) if s != SUCCEED)
-    assert first_status_when_second_started == SUCCEED  # one task at a time, in order
+    # one generation at a time, in order: the first had done all its steps when the second began (it may
+    # still be storing its video where the pipeline overlaps storing with the next generation)
+    assert first_when_second_started["status"] in (PROCESSING, SUCCEED)
+    assert first_when_second_started["progress_percent"] >= 99
 
     result = pipe.wait(second, timeout=60)
     task, videos, extra = result["task"], result["videos"], result["extra"]
