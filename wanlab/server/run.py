@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Any, Callable
 
@@ -29,7 +30,8 @@ def missing_dependencies() -> str | None:
 
 def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any] | None = None,
           access_log: bool = True) -> int:
-    """Serve ``config`` until stopped; returns the exit code (0 clean, 2 the model failed to load).
+    """Serve ``config`` until stopped (SIGTERM or Ctrl-C); returns the exit code (0 clean, 2 the model failed
+    to load; Ctrl-C raises KeyboardInterrupt after the clean stop).
 
     >>> serve(ServerConfig(model="tiny", no_auth=True, port=8000))  # doctest: +SKIP
     """
@@ -51,6 +53,8 @@ def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, access_log=access_log,
                                            log_level="info", lifespan="on", server_header=False))
     holder["server"] = server
+    terminated: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))  # uvicorn raises it again at exit
     auth = f"{len(service.keys)} API key(s) from {config.api_keys}" if service.keys else "no authentication"
     logging.getLogger("wanlab.server").info("wanlab serve %s on %s (%s; store %s)", config.model, config.public_base,
                                             auth, service.store.path)

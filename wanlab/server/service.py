@@ -344,6 +344,9 @@ class Service:
         return self.signer.url(self.config.public_base, run.key, RUN_MP4), self.config.url_ttl
 
     def _finished(self, task: Any, result: Mapping[str, Any]) -> None:
+        took = f" in {task.finished - task.started:.2f} s" if task.started and task.finished else ""
+        log.info("task %s %s%s%s", task.task_id, result["task"]["status"].removeprefix("TASK_STATUS_"), took,
+                 f": {task.reason}" if task.reason else f" (run {task.run_key})")
         webhook = (task.options or {}).get("webhook")
         if webhook and webhook.get("url"):
             self.deliveries.send(task.task_id, webhook["url"], event(self.present(result, task.options)))

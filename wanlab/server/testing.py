@@ -41,9 +41,9 @@ def free_port(host: str = HOST) -> int:
         return int(sock.getsockname()[1])
 
 
-def write_keys(path: str | os.PathLike[str], count: int = 2) -> list[str]:
-    """Write ``count`` fresh API keys to a key file (mode 0600) and return them."""
-    keys = [f"wanlab-test-{secrets.token_urlsafe(24)}" for _ in range(count)]
+def write_keys(path: str | os.PathLike[str], keys: int | Sequence[str] = 2) -> list[str]:
+    """Write API keys to a key file (mode 0600): ``keys`` fresh ones, or those given; returns them."""
+    keys = [f"wanlab-test-{secrets.token_urlsafe(24)}" for _ in range(keys)] if isinstance(keys, int) else list(keys)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -160,21 +160,24 @@ class ServerProcess:
         self.stop()
 
 
-def start_server(*, model: str = "tiny", store: str | os.PathLike[str] | None = None, keys: int = 2,
+def start_server(*, model: str = "tiny", store: str | os.PathLike[str] | None = None, keys: int | Sequence[str] = 2,
                  no_auth: bool = False, allow_local_sizes: bool = True, args: Sequence[str] = (),
-                 env: dict[str, str] | None = None, port: int | None = None, wait: bool = True,
-                 timeout: float = READY_TIMEOUT_S) -> ServerProcess:
+                 env: dict[str, str] | None = None, port: int | None = None, threads: int | None = 1,
+                 wait: bool = True, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
     """Start ``wanlab serve --model MODEL`` on 127.0.0.1 and (with ``wait``) return once it is ready.
 
-    ``keys`` API keys are made (none with ``no_auth``); ``store`` defaults to a new temporary folder;
+    ``keys``: how many API keys to make, or the keys (another server's ``keys``: several servers on
+    one store with the same keys); none with ``no_auth``. ``store`` defaults to a new temporary folder;
     ``args`` are further ``wanlab serve`` options (``["--webhook-allow", "127.0.0.1:9000"]``); ``env``
-    adds environment variables. See the module docstring for an example.
+    adds environment variables; ``threads`` sets the server's torch threads (``OMP_NUM_THREADS``; 1 by
+    default, steady on a shared machine; None: torch's default). See the module docstring for an example.
     """
     folder = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="wanlab-serve-")) / "store"
     folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="wanlab-serve-", dir=folder.parent))
     made = [] if no_auth else write_keys(work / "keys.txt", keys)
-    child_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    child_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                 **({"OMP_NUM_THREADS": str(threads)} if threads is not None else {}), **(env or {})}
     package_root = str(Path(__file__).resolve().parents[2])
     child_env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [child_env.get("PYTHONPATH")])])
     for attempt in range(3):
