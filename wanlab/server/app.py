@@ -49,7 +49,7 @@ async def read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
     too_big = ApiError(413, "REQUEST_TOO_LARGE", f"body: must be at most {limit} bytes; got more",
                        {"limit": limit})
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_big
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -63,9 +63,13 @@ def request_body(local: bool, model_id: str | None = None) -> dict[str, Any]:
         "extra": {"type": "object", "additionalProperties": False, "properties": {"webhook": webhook}},
     }
     if local:
-        properties["num_frames"] = {"type": "integer", "minimum": FRAMES_RANGE[0], "maximum": FRAMES_RANGE[1],
+        properties["num_frames"] = {"type": "integer", "enum": list(range(FRAMES_RANGE[0], FRAMES_RANGE[1] + 1, 4)),
                                     "description": "4k+1 (e.g. 17, 33, 81)"}
-    return {"type": "object", "required": ["prompt"], "additionalProperties": False, "properties": properties}
+    out = {"type": "object", "required": ["prompt"], "additionalProperties": False, "properties": properties}
+    if not local:  # a size is a pair; either one missing means 832x480
+        out["anyOf"] = [{"not": {"required": ["width", "height"]}}] + [
+            {"properties": {"width": {"const": w}, "height": {"const": h}}} for w, h in API_SIZES]
+    return out
 
 
 ERROR = {"type": "object", "required": ["code", "reason", "message", "metadata"], "properties": {

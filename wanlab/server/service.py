@@ -36,9 +36,15 @@ from .webhooks import Deliveries, WebhookRules, event
 LOADING, READY, FAILED, STOPPING = "loading", "ok", "failed", "stopping"
 SAFETY_CHECKER = "none: no safety checker runs on a wanlab server; enable_safety_checker is accepted and recorded"
 TEST_FAILURE = "test mode: a simulated failure (extra.webhook.test_mode); the task did not run"
+INTEGER_FIELDS = ("width", "height", "seed", "steps", "num_frames")
 TASK_FIELDS = ("task_id", "task_type", "status", "reason", "eta", "progress_percent")
 DEBUG_FIELDS = ("request_info", "submit_time_ms", "execute_time_ms", "complete_time_ms")
 log = logging.getLogger("wanlab.server")
+
+
+def integral(value: Any) -> Any:
+    """A JSON number without a fractional part as an int (JSON does not tell 30 from 30.0; 30.5 stays)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def load_backend(config: ServerConfig) -> Any:
@@ -201,6 +207,7 @@ class Service:
                                                                         "rule": rule, "value": echo(body[unknown[0]])})
         if body.get("model_name") == self.config.model:  # the served model's own name is as good as the API's
             body = {k: v for k, v in body.items() if k != "model_name"}
+        body = {k: integral(v) if k in INTEGER_FIELDS else v for k, v in body.items()}
         try:
             params = Params.from_api(body, local=local).resolved()
             options = ApiOptions.from_body(body)

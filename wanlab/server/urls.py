@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from typing import Mapping
 from urllib.parse import urlencode
@@ -19,6 +20,8 @@ from ..video import RUN_LOSSLESS, RUN_MP4, RUN_RECORD
 from .errors import ApiError
 
 PREFIX = "/v3/files"
+EXPIRES_RE = re.compile(r"[0-9]{1,12}")
+SIGNATURE_RE = re.compile(r"[0-9a-fA-F]{64}")
 #: What a signed URL may name in a run folder, and the media type it is served as.
 FILES: Mapping[str, str] = {RUN_MP4: "video/mp4", RUN_LOSSLESS: "video/x-matroska", RUN_RECORD: "application/json"}
 
@@ -56,11 +59,12 @@ class UrlSigner:
 
     def check(self, path: str, expires: str | None, signature: str | None, *, now: float | None = None) -> None:
         """Return when the URL's signature is right and it has not expired; 403 otherwise."""
-        if not expires or not signature or not expires.isdigit() or len(expires) > 12:
+        if not expires or not signature or not EXPIRES_RE.fullmatch(expires):
             raise ApiError(403, "INVALID_SIGNATURE", "signature: must come with expires, as in the video_url the "
                                                      "task result gave; got a URL without them", {"path": path})
         good = self.signature(path, int(expires))
-        if not hmac.compare_digest(good, signature.lower() if len(signature) == len(good) else "x" * len(good)):
+        given = signature.lower() if SIGNATURE_RE.fullmatch(signature) else "x" * len(good)
+        if not hmac.compare_digest(good, given):
             raise ApiError(403, "INVALID_SIGNATURE", "signature: must be the one this server made for this path and "
                                                      "expiry; got another (the URL was altered)", {"path": path})
         if int(expires) < (time.time() if now is None else now):
