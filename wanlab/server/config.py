@@ -23,7 +23,7 @@ DEFAULT_URL_TTL = 3600
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_QUEUE_SIZE = 100
 #: The acceleration preset ``fast_mode: true`` runs (README "Serve the API": the study behind the choice).
-FAST_MODE_PRESET = "mag-fast"
+FAST_MODE_PRESET = "taylorseer-fast"
 LOOPBACK_NAMES = ("localhost",)
 #: Webhook delivery: the first try and up to five retries (the published behaviour), 5 s each.
 WEBHOOK_ATTEMPTS = 6
