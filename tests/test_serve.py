@@ -288,7 +288,8 @@ def test_unknown_and_missing_fields_are_named(http):
     missing = http.post("/v3/async/wan-t2v", json={"width": 32, "height": 32})
     assert missing.status_code == 400 and missing.json()["metadata"]["field"] == "prompt"
     for payload in ([body(1)], "a fox", None, 3):
-        answer = http.post("/v3/async/wan-t2v", content=json.dumps(payload), headers={"Content-Type": "application/json"})
+        answer = http.post("/v3/async/wan-t2v", content=json.dumps(payload),
+                           headers={"Content-Type": "application/json"})
         assert answer.status_code == 400 and answer.json()["metadata"]["field"] == "body"
 
 

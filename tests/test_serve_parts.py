@@ -133,8 +133,8 @@ def test_webhook_destinations_need_the_operators_allow_list():
         WebhookRules((), 5.0).check("https://hooks.example.org/x")
     rules = WebhookRules(("hooks.example.org", "127.0.0.1:9000"), 5.0)
     assert rules.check("https://hooks.example.org/any/path?token=1") and rules.check("http://127.0.0.1:9000/x")
-    for url in ("https://evil.example.org/x", "http://127.0.0.1:9001/x", "http://10.0.0.5/x", "ftp://hooks.example.org/",
-                "https://user:pw@hooks.example.org/", "not a url", "http://[::1]:9000/"):
+    for url in ("https://evil.example.org/x", "http://127.0.0.1:9001/x", "http://10.0.0.5/x",
+                "ftp://hooks.example.org/", "https://user:pw@hooks.example.org/", "not a url", "http://[::1]:9000/"):
         with pytest.raises(ParamError, match=r"^extra\.webhook\.url: must be"):
             rules.check(url)
     assert rules.policy.allow == ("127.0.0.1",)  # listed as an address: reachable although loopback
@@ -182,3 +182,38 @@ def test_serve_checks_its_options_before_loading_anything():
     for flag in ("--model", "--host", "--port", "--api-keys", "--store", "--workers", "--allow-local-sizes",
                  "--webhook-allow", "--no-auth"):
         assert flag in help_text
+
+
+def test_workers_run_jobs_on_several_copies_at_once_with_the_same_frames(pipe, tmp_path):
+    import torch
+
+    import wanlab
+    from tests.backends import FakeBackend
+    from wanlab.server.workers import LocalWorkers
+    from wanlab.tasks import TaskQueue
+
+    second = wanlab.load("tiny", progress=False)
+    try:
+        workers = LocalWorkers([pipe, second])
+        assert workers.identity == pipe.identity and workers.threads == max(1, (os.cpu_count() or 1) // 2)
+        queue = TaskQueue(workers, tmp_path / "store")
+        ids = [queue.submit(prompt="a kite", width=32, height=32, num_frames=5, steps=6, seed=s) for s in range(1, 5)]
+        results = [queue.wait(task_id, timeout=300) for task_id in ids]
+        queue.close()
+        assert [r["task"]["status"] for r in results] == ["TASK_STATUS_SUCCEED"] * 4
+        spans = [(int(r["extra"]["debug_info"]["execute_time_ms"]), int(r["extra"]["debug_info"]["complete_time_ms"]))
+                 for r in results]
+        assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:])  # two at once
+        run = queue.store.get(results[0]["extra"]["wanlab"]["run_key"])
+        assert run.record["environment"]["torch_threads"] == workers.threads
+        threads = torch.get_num_threads()
+        torch.set_num_threads(workers.threads)
+        try:
+            alone = pipe.generate(prompt="a kite", width=32, height=32, num_frames=5, steps=6, seed=1)
+        finally:
+            torch.set_num_threads(threads)
+        assert alone.digest == run.digest
+        with pytest.raises(ValueError, match="must all run the same model"):
+            LocalWorkers([pipe, FakeBackend()])
+    finally:
+        second.close()

@@ -87,7 +87,8 @@ def parse_host(entry: str) -> tuple[str, int | None]:
         port = rest[1:] or None
     elif text.count(":") == 1:
         host, port = text.split(":")
-    if not host or any(c in host for c in "/@?# ") or (port is not None and not (port.isdigit() and 0 < int(port) < 65536)):
+    port_ok = port is None or (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+    if not host or any(c in host for c in "/@?# ") or not port_ok:
         raise UnsafeURLError(f"host: must be {rule}; got {entry!r}")
     return host.lower(), int(port) if port is not None else None
 

@@ -41,7 +41,8 @@ def _reject_constant(name: str) -> Any:
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON: 415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 400 if not JSON."""
+    """The request body as JSON: 415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 400 if
+    not JSON."""
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind not in JSON_TYPES and not (kind.startswith("application/") and kind.endswith("+json")):
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type: must be application/json; got "

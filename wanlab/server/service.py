@@ -86,8 +86,8 @@ class Service:
         self.rules = WebhookRules(config.webhook_allow, config.webhook_timeout_s)
         self.deliveries = Deliveries(self.store.path, self.rules, attempts=config.webhook_attempts,
                                      backoff_s=config.webhook_backoff_s)
-        self.lora_policy = SourcePolicy.service(config.lora_dirs, cache_dir=config.lora_cache or str(default_cache_dir()),
-                                                max_bytes=config.lora_max_bytes)
+        self.lora_policy = SourcePolicy.service(config.lora_dirs, max_bytes=config.lora_max_bytes,
+                                                cache_dir=config.lora_cache or str(default_cache_dir()))
         self.fast_accel = Accel.coerce(config.fast_mode_accel, "fast_mode_accel")
         self.state, self.reason = LOADING, ""
         self.identity: Any = None
@@ -170,7 +170,7 @@ class Service:
 
     # --- submit --------------------------------------------------------------------------------------
     def submit(self, body: Any, owner: str | None) -> str:
-        """Validate a published request body, queue it (or, in webhook test mode, announce it) and return its task id."""
+        """Validate a published request body, queue it (or, in webhook test mode, announce it); its task id."""
         params, options = self.validate(body)
         if self.state != READY or self.queue is None:
             raise self._unavailable()
