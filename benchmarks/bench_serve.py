@@ -148,6 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what `wanlab serve` runs with: the same work both ways
 
     import torch
 
@@ -155,7 +156,7 @@ def main() -> None:
     bodies = requests(args)
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs (shared), torch "
           f"{torch.__version__}, {args.threads or torch.get_num_threads()} torch thread(s); load average "
-          f"{start_load:.1f} at start")
+          f"{start_load:.1f} at start, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     print(f"{args.tasks} tasks of tiny at {args.size}x{args.size}x{args.frames}, {args.steps} steps, from "
           f"{args.clients} clients polling every {args.poll:g} s\n")
     before = in_process(bodies, args.threads)

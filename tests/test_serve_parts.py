@@ -217,3 +217,14 @@ def test_workers_run_jobs_on_several_copies_at_once_with_the_same_frames(pipe, t
             LocalWorkers([pipe, FakeBackend()])
     finally:
         second.close()
+
+
+def test_a_model_that_cannot_be_loaded_stops_the_server_with_its_reason(tmp_path):
+    from wanlab.server.testing import free_port
+
+    done = subprocess.run([sys.executable, "-m", "wanlab.cli", "serve", "--model", str(tmp_path / "no-such-model"),
+                           "--no-auth", "--port", str(free_port()), "--store", str(tmp_path / "store")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"wanlab: error: the model {tmp_path / 'no-such-model'} could not be loaded: ")

@@ -125,8 +125,10 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/v3/async/task-result", summary="The state and result of a task",
              responses=schema.responses(400, 401, 404, ok=schema.TASK_RESULT), openapi_extra={"security": bearer})
-    def task_result(request: Request, task_id: str = Query(..., description="as returned by POST "
-                                                                          "/v3/async/wan-t2v")) -> JSONResponse:
+    async def task_result(request: Request, task_id: str = Query(..., description="as returned by POST "
+                                                                                "/v3/async/wan-t2v")) -> JSONResponse:
+        # On the event loop itself: an answer from memory (or one small file) takes well under a millisecond,
+        # and every hop to a worker thread waits for the GIL while a generation holds it.
         owner = service.authenticate(request.headers.get("authorization"))
         return JSONResponse(service.result(task_id, owner, base(request)))
 
@@ -146,7 +148,7 @@ def create_app(service: Service) -> FastAPI:
              responses={200: {"description": "ready", "content": {schema.JSON: {"schema": schema.HEALTH}}},
                         503: {"description": "loading, failed or stopping", "content": {
                             schema.JSON: {"schema": schema.HEALTH}}}})
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         status, body = service.health()
         return JSONResponse(body, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
 

@@ -138,7 +138,8 @@ class Service:
     def close(self) -> None:
         """Stop taking tasks; the running ones finish (within ``drain_timeout_s``, else they are written
         back as queued for the next server and listed in :attr:`abandoned`); queued ones stay queued."""
-        self.state = STOPPING
+        if self.state != FAILED:
+            self.state = STOPPING
         queue = self.queue
         if queue is not None:
             queue.close(timeout=self.config.drain_timeout_s)
