@@ -3,7 +3,6 @@ model loads, long prompts are never cut silently, the terminal stays quiet, file
 and damaged runs say what is wrong."""
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -200,3 +199,25 @@ def test_the_report_folds_constant_columns_and_captions_prompts(pipe, tmp_path):
     assert "Wan's VAE is causal in time" in page
     fig = wanlab.plots.metric_plot(result.df, x="prompt", y="flow_magnitude")
     assert fig.axes[0].get_ylabel() == "flow_magnitude (px/frame)"
+
+
+def test_a_bad_lora_scale_on_the_command_line_is_one_line(capsys):
+    assert main(["generate", "--prompt", "x", "--lora", "a.safetensors:abc", "--out", "x.mp4"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "wanlab: error: --lora: must be PATH or PATH:SCALE with a number for SCALE; got 'a.safetensors:abc'"
+
+
+def test_token_counts_follow_the_cleaning_diffusers_applies(pipe):
+    raw = "a red fox &amp; a cat &amp; a dog"
+    assert pipe.prompt_tokens(raw) == pipe.prompt_tokens("a red fox & a cat & a dog")
+
+
+def test_one_damaged_record_leaves_the_tables_standing(pipe, tmp_path):
+    sweep = Sweep(base={"prompt": "a fox", **SMALL}, grid={"seed": [1, 2]}, name="damaged")
+    result = sweep.run(pipe, tmp_path / "runs", progress=False, metrics=False)
+    bad = result.get(seed=2)
+    (bad.path / "record.json").write_text("{ damaged")
+    store = Store(tmp_path / "runs")
+    assert list(store.df["seed"]) == [1]  # listed again once repaired
+    table = sweep.result(pipe, store).df
+    assert list(table["status"]) == ["done", "failed"] and "record cannot be read" in table["error"][1]

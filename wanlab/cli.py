@@ -34,7 +34,7 @@ def _lora_arg(text: str) -> LoRA:
     try:
         value = float(scale)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--lora: must be PATH or PATH:SCALE; got {text!r}") from None
+        raise ParamError("--lora", "PATH or PATH:SCALE with a number for SCALE", text) from None
     return LoRA(path, value)
 
 
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (WanlabError, ValueError, FileNotFoundError) as exc:
+    except (WanlabError, ValueError, OSError) as exc:
         print(f"wanlab: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

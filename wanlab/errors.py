@@ -14,6 +14,10 @@ class ParamError(WanlabError, ValueError):
         super().__init__(f"{field}: must be {rule}; got {value!r}")
 
 
+class TruncationError(ParamError):
+    """A prompt is longer than the model reads and the caller asked for no cutting (``truncate="error"``)."""
+
+
 class LoadError(WanlabError):
     """A model could not be loaded (missing folder, not a Wan pipeline, hub unreachable)."""
 

@@ -184,34 +184,16 @@ class Deliveries:
 
     def _try(self, task_id: str, url: str, payload: bytes, attempt: int) -> None:
         """One try, under the task's lock so that one server delivers it; schedules the next on failure."""
-        with TaskFiles(self.root).claim(task_id) as mine:
-            if not mine:
-                return  # another server on the store is delivering it
+        claim = TaskFiles(self.root).claim(task_id)
+        if claim is None:
+            return  # another server on the store is delivering it
+        try:
             record = self.read(task_id) or {"task_id": task_id, "url": shown(url), "attempts": []}
             if record.get("state") in ("delivered", "failed"):
                 return
-            started = time.perf_counter()
-            status, error, final = None, None, False
-            try:
-                response = request("POST", url, self.rules.policy, content=payload,
-                                   headers={"Content-Type": "application/json", "User-Agent": _agent()})
-                status = response.status_code
-                final = 200 <= status < 300
-            except UnsafeURLError as exc:  # the destination is not allowed: trying again cannot help
-                error, final = str(exc), True
-            except Exception as exc:  # noqa: BLE001 - timeouts, refused connections, DNS: tried again
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            seconds = time.perf_counter() - started
-            ok = status is not None and 200 <= status < 300
-            outcome = f"answered {status}" if status is not None else f"failed ({error})"
-            log.info("webhook for task %s, try %d of %d, to %s: %s in %.2f s", task_id, attempt, self.attempts,
-                     shown(url), outcome, seconds)
-            record["attempts"] = [*record.get("attempts", []), {"at": now_iso(), "status": status, "error": error,
-                                                                "seconds": round(seconds, 3)}]
-            last = final or attempt >= self.attempts
-            record["state"] = "delivered" if ok else ("failed" if last else "waiting")
-            with contextlib.suppress(OSError):
-                write_json(self.record_file(task_id), record)
+            ok, last = self._post(task_id, url, payload, attempt, record)
+        finally:
+            claim.release()
         if not last:
             delay = self.backoff_s * 2 ** (attempt - 1)
             with self._cond:
@@ -222,6 +204,32 @@ class Deliveries:
                     self._cond.notify()
         elif not ok:
             log.warning("webhook for task %s to %s given up after %d tries", task_id, shown(url), attempt)
+
+    def _post(self, task_id: str, url: str, payload: bytes, attempt: int, record: dict[str, Any]) -> tuple[bool, bool]:
+        """POST once, log it and record it: (delivered, no more tries)."""
+        started = time.perf_counter()
+        status, error, final = None, None, False
+        try:
+            response = request("POST", url, self.rules.policy, content=payload,
+                               headers={"Content-Type": "application/json", "User-Agent": _agent()})
+            status = response.status_code
+            final = 200 <= status < 300
+        except UnsafeURLError as exc:  # the destination is not allowed: trying again cannot help
+            error, final = str(exc), True
+        except Exception as exc:  # noqa: BLE001 - timeouts, refused connections, DNS: tried again
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        seconds = time.perf_counter() - started
+        ok = status is not None and 200 <= status < 300
+        outcome = f"answered {status}" if status is not None else f"failed ({error})"
+        log.info("webhook for task %s, try %d of %d, to %s: %s in %.2f s", task_id, attempt, self.attempts,
+                 shown(url), outcome, seconds)
+        record["attempts"] = [*record.get("attempts", []), {"at": now_iso(), "status": status, "error": error,
+                                                            "seconds": round(seconds, 3)}]
+        last = final or attempt >= self.attempts
+        record["state"] = "delivered" if ok else ("failed" if last else "waiting")
+        with contextlib.suppress(OSError):
+            write_json(self.record_file(task_id), record)
+        return ok, last
 
 
 def _agent() -> str:

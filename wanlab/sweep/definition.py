@@ -20,7 +20,6 @@ runs on a backend (as ``generate`` does), else from ``Params``' defaults.
 """
 from __future__ import annotations
 
-import itertools
 import os
 from pathlib import Path
 from types import MappingProxyType
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 from ..errors import ParamError
 from ..params import SEED_MAX, Params
 from ..values import check_int, check_known, plain
+from .axes import overrides_of, read_axes
 from .toml import read_toml, to_toml
 from .values import (
     ACCEL,
@@ -36,7 +36,6 @@ from .values import (
     check_accel,
     check_field,
     check_shard,
-    check_values,
     default_sweep_seed,
     draw_seeds,
     format_value,
@@ -89,56 +88,7 @@ class Sweep:
         self.question = question.strip() if question else None
 
         # --- axes
-        seen: dict[str, str] = {}
-
-        def claim(field: str, axis: str) -> None:
-            if field in seen:
-                raise ParamError(field, f"varied by one axis only (it is in both {seen[field]} and {axis})", field)
-            seen[field] = axis
-
-        self.grid: dict[str, list[Any]] = {}
-        self.zip: dict[str, list[Any]] = {}
-        for axis, given, table in (("grid", grid, self.grid), ("zip", zip, self.zip)):
-            for key, values in (given or {}).items():
-                check_field(axis, key)
-                claim(key, axis)
-                table[key] = check_values(f"{axis}.{key}", values)
-                if key == ACCEL:
-                    table[key] = [check_accel(f"{axis}.accel[{j}]", v) for j, v in enumerate(table[key])]
-        lengths = {k: len(v) for k, v in self.zip.items()}
-        if len(set(lengths.values())) > 1:
-            raise ParamError("zip", "lists of equal length", lengths)
-
-        self.explicit_points: list[dict[str, Any]] | None = None
-        if points is not None:
-            if isinstance(points, (str, bytes, Mapping)) or not isinstance(points, (list, tuple)) or not points:
-                raise ParamError("points", "a non-empty list of mappings of Params fields", points)
-            self.explicit_points = []
-            point_fields: list[str] = []
-            for i, point in enumerate(points):
-                if not isinstance(point, Mapping):
-                    raise ParamError(f"points[{i}]", "a mapping of Params fields", point)
-                for key in point:
-                    check_field(f"points[{i}]", key)
-                    if key not in point_fields:
-                        point_fields.append(key)
-                values = {k: plain(v) for k, v in point.items()}
-                if ACCEL in values:
-                    values[ACCEL] = check_accel(f"points[{i}].accel", values[ACCEL])
-                self.explicit_points.append(values)
-            for key in point_fields:
-                claim(key, "points")
-
-        self.seeds_spec: int | list[int] | None = None
-        if seeds is not None:
-            claim("seed", "seeds")
-            if isinstance(seeds, (int, bool)):
-                self.seeds_spec = check_int("seeds", seeds, 1, rule="a list of seeds or a count N >= 1")
-            else:
-                values = check_values("seeds", seeds)
-                for v in values:
-                    check_int("seeds", v, 0, SEED_MAX, rule=f"seeds in 0..{SEED_MAX}")
-                self.seeds_spec = values
+        self.grid, self.zip, self.explicit_points, self.seeds_spec = read_axes(grid, zip, points, seeds)
 
         # --- the sweep seed: given, or derived from the name (or prompt); recorded either way
         if sweep_seed is not None:
@@ -164,7 +114,7 @@ class Sweep:
                     raise ParamError(f"reference.{key}", f"a swept field ({', '.join(self.swept)})", value)
                 if key == ACCEL:
                     value = check_accel("reference.accel", value)
-                if not any(self._value(i, p, key) == self._cell_of(key, value) for i, p in enumerate(self._points)):
+                if not any(self.value_of(i, p, key) == self.cell_of(key, value) for i, p in enumerate(self._points)):
                     raise ParamError(f"reference.{key}", "a value some point of the sweep has", value)
             self.reference = {k: (check_accel("reference.accel", v) if k == ACCEL else plain(v))
                               for k, v in reference.items()}
@@ -203,28 +153,8 @@ class Sweep:
             return draw_seeds(self.sweep_seed, self.seeds_spec)
         return list(self.seeds_spec)
 
-    def _axes(self) -> list[list[dict[str, Any]]]:
-        axes: list[list[dict[str, Any]]] = []
-        seeds = self.seeds
-        if seeds is not None:
-            axes.append([{"seed": s} for s in seeds])
-        if self.explicit_points is not None:
-            axes.append([dict(p) for p in self.explicit_points])
-        if self.zip:
-            n = len(next(iter(self.zip.values())))
-            axes.append([{k: v[i] for k, v in self.zip.items()} for i in range(n)])
-        for key, values in self.grid.items():
-            axes.append([{key: v} for v in values])
-        return axes
-
     def _build_overrides(self) -> list[dict[str, Any]]:
-        out = []
-        for combo in itertools.product(*self._axes()):
-            merged: dict[str, Any] = {}
-            for part in combo:
-                merged.update(part)
-            out.append(merged)
-        return out
+        return overrides_of(self.seeds, self.explicit_points, self.zip, self.grid)
 
     @property
     def one_seed(self) -> int:
@@ -315,7 +245,7 @@ class Sweep:
             if other != accel:
                 raise ParamError("accel", "settings with distinct labels (give each a different name)", accel.label)
 
-    def _value(self, index: int, params: Params, name: str) -> Any:
+    def value_of(self, index: int, params: Params, name: str) -> Any:
         """A swept value of a point: its Params field, or for ``accel`` its setting's label."""
         if name == ACCEL:
             accel = self._accels[index]
@@ -323,7 +253,7 @@ class Sweep:
         return getattr(params, name)
 
     @staticmethod
-    def _cell_of(name: str, value: Any) -> Any:
+    def cell_of(name: str, value: Any) -> Any:
         """A value as the sweep table shows it (acceleration settings by label; a string is a label)."""
         if name == ACCEL and not isinstance(value, str):
             from ..accel.setting import Accel
@@ -351,7 +281,7 @@ class Sweep:
         """``"seed=1, guidance_scale=3.0"``: the swept values of one point (``short``: ``gs=3.0``)."""
         p = params or self._points[index]
         names = self.swept if fields is None else list(fields)
-        return sep.join(f"{SHORT_NAMES.get(n, n) if short else n}={format_value(self._value(index, p, n))}"
+        return sep.join(f"{SHORT_NAMES.get(n, n) if short else n}={format_value(self.value_of(index, p, n))}"
                         for n in names)
 
     def slug(self, index: int, params: Params | None = None) -> str:
@@ -359,7 +289,7 @@ class Sweep:
         p = params or self._points[index]
         parts = []
         for n in self.swept:
-            value = self._value(index, p, n)
+            value = self.value_of(index, p, n)
             if n in ("prompt", "negative_prompt"):
                 options = list(dict.fromkeys(getattr(q, n) for q in self._points))
                 text = str(options.index(value))
@@ -483,7 +413,7 @@ class Sweep:
 
     def result(self, model: Any = None, store: "Store | str | os.PathLike[str] | None" = None) -> "SweepResult":
         """The sweep's table as the store holds it now, without running anything and without loading
-        a model (``model``: a backend, a :class:`~wanlab.identity.ModelIdentity`, a model name, or None
+        a model (``model``: a backend, a :class:`~wanlab.models.identity.ModelIdentity`, a model name, or None
         for the sweep's own)."""
         from .runner import result
 

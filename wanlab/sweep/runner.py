@@ -13,6 +13,7 @@ the first request run once untimed and each compiled setting once per size.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections import Counter
@@ -20,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from typing import TYPE_CHECKING, Any
 
 from ..backend import Job, is_backend
-from ..errors import LoRAError, ParamError
+from ..errors import LoRAError, ParamError, TruncationError
 from ..keys import run_key, unreadable_loras
 from ..quiet import quiet
 from ..values import check_bool, check_choice, check_int
@@ -126,7 +127,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
         check_bool(flag, value)
     check_choice("truncate", truncate, ("warn", "error"))
     shard_ = check_shard(shard) if shard is not None else (0, 1)
-    backend_ = backend_for(sweep, backend)
+    with quiet():
+        backend_ = backend_for(sweep, backend)
     store_ = store_for(sweep, store)
     points = sweep.points(backend_)
     accels = sweep.accels()
@@ -185,8 +187,9 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
             wanted.append((accel.key(), params.width, params.height, params.num_frames))
         for what in wanted:
             if what not in warmed:
-                backend_.start(Job(params, accel if what != "first" else None, truncate=truncate)).result()
                 warmed.add(what)
+                with contextlib.suppress(Exception):  # a request that fails fails as its own point, below
+                    backend_.start(Job(params, accel if what != "first" else None, truncate=truncate)).result()
 
     inflight: dict[Any, int] = {}
 
@@ -200,10 +203,13 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
             error = future.exception()
             if error is not None:
                 fail(i, f"{type(error).__name__}: {error}")
-                if truncate == "error" and _too_long(error):  # a hard stop: the sweep asked for one
+                if isinstance(error, TruncationError):  # a hard stop: the sweep asked for one (truncate="error")
                     stopped = stopped or f"stopped: {error}"
             else:
-                finish(i, future.result())
+                try:
+                    finish(i, future.result())
+                except Exception as exc:  # noqa: BLE001 - e.g. a full disk: recorded, the sweep goes on
+                    fail(i, f"the video was made but could not be stored: {type(exc).__name__}: {exc}")
             bar.update(1)
             note()
 
@@ -238,21 +244,19 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
             while inflight:
                 settle(block=True)
         finally:
-            for future in list(inflight):  # Ctrl-C: what is running finishes and is stored
+            for future in list(inflight):  # Ctrl-C: what has not started is dropped; what runs finishes, stored
+                i = inflight.pop(future)
+                if future.cancel():
+                    continue
                 try:
-                    finish(inflight.pop(future), future.result())
-                except BaseException:  # noqa: BLE001 - its failure is recorded on the next run
+                    finish(i, future.result())
+                except Exception:  # noqa: BLE001 - it failed: the next run retries it
                     pass
             bar.close()
     ran.sort()
     if stopped:
         warnings.warn(f"sweep {sweep.name or ''}: {stopped}; the points not reached are pending", stacklevel=3)
     return SweepResult(sweep, store_, backend_, points=points, keys=keys, ran=ran, stopped=stopped, shard=shard_)
-
-
-def _too_long(error: BaseException) -> bool:
-    """Whether a job failed because a prompt is longer than the model reads (``truncate="error"``)."""
-    return isinstance(error, ParamError) and error.field in ("prompt", "negative_prompt") and "tokens" in error.rule
 
 
 def _affinity(parts: dict[str, Any]) -> str:
@@ -274,5 +278,10 @@ def measure(store: "Store", run: "Run", video: "Video") -> None:
 
 
 def _needs_metrics(run: "Run") -> bool:
-    """A stored run with no metrics yet (and no recorded reason why it cannot have them)."""
-    return not run.metrics and not (run.record.get("extra") or {}).get("metrics_error")
+    """A stored run with no metrics yet, or measured before the metrics' definitions changed (no
+    ``static`` key: temporal flicker then also scored moving clips), and no recorded reason why it
+    cannot be measured."""
+    metrics = run.metrics
+    if metrics.get("metrics_error") or (run.record.get("extra") or {}).get("metrics_error"):
+        return False
+    return "static" not in metrics
