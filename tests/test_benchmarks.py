@@ -30,3 +30,16 @@ def test_bench_lora_smoke_run():
         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert "| wanlab apply (musubi file) |" in out and "| wanlab stage: verify |" in out
     assert "same adapter weights as diffusers' loader (diffusers and musubi files): yes" in out
+
+
+def test_bench_serve_smoke_run():
+    import os
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_serve.py"), "--tasks", "4", "--clients", "2", "--size", "32",
+         "--frames", "5", "--steps", "2", "--poll", "0.05", "--threads", "1"],
+        capture_output=True, text=True, timeout=600, check=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert "| tasks succeeded / submitted" in out and "| 4 / 4 |" in out
+    assert "| 4 / 4 / yes |" in out  # distinct task ids / runs / seeds: none lost or doubled
+    assert "task-result latency while generating: p50 / p99 / max" in out

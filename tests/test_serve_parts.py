@@ -1,0 +1,230 @@
+"""The parts of ``wanlab serve`` that need no running server: the operator's configuration, API key files,
+the store's secret, signed URLs, webhook destinations, error bodies and the ``serve`` command line."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wanlab.errors import ParamError, UnsafeURLError
+from wanlab.netguard import NetPolicy, check_url, parse_host
+from wanlab.server.auth import ApiKeys, ServerSecret, read_keys
+from wanlab.server.config import ServerConfig
+from wanlab.server.errors import ApiError
+from wanlab.server.urls import UrlSigner
+from wanlab.server.webhooks import WebhookRules
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY_A, KEY_B = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef"
+
+
+def test_config_refuses_an_open_server_off_loopback_and_bad_values():
+    with pytest.raises(ParamError, match=r"^api_keys: must be a file of API keys"):
+        ServerConfig(model="tiny")
+    with pytest.raises(ParamError, match=r"^host: must be a loopback address .*; got '0.0.0.0'"):
+        ServerConfig(model="tiny", host="0.0.0.0", no_auth=True)
+    with pytest.raises(ParamError, match=r"^no_auth: must be left off when --api-keys is given"):
+        ServerConfig(model="tiny", api_keys="keys.txt", no_auth=True)
+    for fields, message in (({"port": 0}, r"^port: must be an integer in 1..65535"),
+                            ({"workers": 0}, r"^workers: must be an integer in 1..64"),
+                            ({"webhook_allow": ("http://x/",)}, r"^webhook_allow: must be HOST or HOST:PORT"),
+                            ({"lora_dirs": ("/no/such/folder",)}, r"^lora_dirs: must be existing folders"),
+                            ({"public_url": "gpu1:8000"}, r"^public_url: must be an http\(s\) base URL"),
+                            ({"fast_mode_accel": "warp-speed"}, r"^fast_mode_accel: must be an Accel"),
+                            ({"url_ttl": 0}, r"^url_ttl: must be an integer")):
+        with pytest.raises(ParamError, match=message):
+            ServerConfig(model="tiny", no_auth=True, **fields)
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert ServerConfig(model="tiny", host=host, no_auth=True).auth is False
+    assert ServerConfig(model="tiny", host="::1", no_auth=True, port=9).public_base == "http://[::1]:9"
+    assert ServerConfig(model="tiny", no_auth=True, public_url="https://gpu1.lab/").public_base == "https://gpu1.lab"
+
+
+def test_key_files_take_comments_and_name_bad_lines_without_showing_keys(tmp_path):
+    file = tmp_path / "keys.txt"
+    file.write_text(f"# lab keys\n{KEY_A}  # alice\n\n   {KEY_B}\n")
+    assert read_keys(file) == [KEY_A, KEY_B]
+    file.write_text(f"{KEY_A}\nshort-secret\n")
+    with pytest.raises(ParamError) as caught:
+        read_keys(file)
+    assert "line 2 of" in str(caught.value) and "short-secret" not in str(caught.value)
+    file.write_text("# nothing here\n")
+    with pytest.raises(ParamError, match="at least one key"):
+        read_keys(file)
+    with pytest.raises(ParamError, match="readable UTF-8 file"):
+        read_keys(tmp_path / "missing.txt")
+
+
+def test_keys_are_checked_as_digests_and_reread_when_the_file_changes(tmp_path):
+    secret = ServerSecret.of_store(tmp_path / "store")
+    file = tmp_path / "keys.txt"
+    file.write_text(KEY_A + "\n")
+    os.chmod(file, 0o600)
+    keys = ApiKeys(file, secret)
+    owner = keys.owner(f"Bearer {KEY_A}")
+    assert len(owner) == 64 and KEY_A not in owner and owner == keys.owner(f"bearer   {KEY_A} ")
+    assert KEY_A not in repr(keys) and "hidden" in repr(secret)
+    for header in (None, "", f"Basic {KEY_A}", "Bearer", f"Bearer {KEY_B}", f"Bearer {KEY_A}x"):
+        with pytest.raises(ApiError) as caught:
+            keys.owner(header)
+        assert caught.value.status == 401 and caught.value.headers["WWW-Authenticate"].startswith("Bearer")
+    file.write_text(f"{KEY_A}\n{KEY_B}\n")
+    os.utime(file, ns=(1, 10**18))  # a different modification time, whatever the clock's resolution
+    assert keys.owner(f"Bearer {KEY_B}") != owner and len(keys) == 2
+    file.write_text("broken\n")  # a broken edit keeps the keys read last
+    os.utime(file, ns=(1, 2 * 10**18))
+    assert keys.owner(f"Bearer {KEY_A}") == owner
+    again = tmp_path / "again.txt"
+    again.write_text(KEY_A + "\n")
+    os.chmod(again, 0o600)
+    same_store = ApiKeys(again, ServerSecret.of_store(tmp_path / "store"))
+    assert same_store.owner(f"Bearer {KEY_A}") == owner  # the store's secret makes owners agree across servers
+    assert ApiKeys(again, ServerSecret.of_store(tmp_path / "other")).owner(f"Bearer {KEY_A}") != owner
+
+
+def test_a_key_file_readable_by_others_is_warned_about(tmp_path):
+    file = tmp_path / "keys.txt"
+    file.write_text(KEY_A + "\n")
+    os.chmod(file, 0o644)
+    with pytest.warns(UserWarning, match="chmod 600"):
+        ApiKeys(file, ServerSecret.of_store(tmp_path / "store"))
+
+
+def test_the_store_secret_is_made_once_private_and_kept(tmp_path):
+    first = ServerSecret.of_store(tmp_path)
+    file = tmp_path / "server" / "secret.key"
+    assert file.stat().st_mode & 0o777 == 0o600 and len(file.read_bytes()) == 32
+    assert ServerSecret.of_store(tmp_path).derive("urls") == first.derive("urls") != first.derive("owners")
+    file.write_bytes(b"short")
+    with pytest.raises(ParamError, match="secret.key"):
+        ServerSecret.of_store(tmp_path)
+
+
+def test_signed_urls_are_valid_for_their_path_until_they_expire():
+    signer = UrlSigner(b"k" * 32, ttl=60)
+    url = signer.url("http://h:1/", "0123456789abcdef", "video.mp4", now=1000)
+    path, query = url.removeprefix("http://h:1").split("?")
+    params = dict(part.split("=") for part in query.split("&"))
+    assert path == "/v3/files/0123456789abcdef/video.mp4" and params["expires"] == "1060"
+    signer.check(path, params["expires"], params["signature"], now=1059)
+    signer.check(path, params["expires"], params["signature"].upper(), now=1000)
+    refusals = [(path, params["expires"], params["signature"], 1061, "URL_EXPIRED"),
+                (path, "1061", params["signature"], 1000, "INVALID_SIGNATURE"),
+                (path.replace("video.mp4", "record.json"), params["expires"], params["signature"], 1000,
+                 "INVALID_SIGNATURE"),
+                (path, params["expires"], "é" * 64, 1000, "INVALID_SIGNATURE"),
+                (path, "¹²³", params["signature"], 1000, "INVALID_SIGNATURE"),
+                (path, None, None, 1000, "INVALID_SIGNATURE")]
+    for where, expires, signature, now, reason in refusals:
+        with pytest.raises(ApiError) as caught:
+            signer.check(where, expires, signature, now=now)
+        assert caught.value.status == 403 and caught.value.reason == reason
+    assert UrlSigner(b"x" * 32, ttl=60).signature(path, 1060) != params["signature"]
+    for key, name in (("../../etc", "video.mp4"), ("0123456789abcdef", "metrics.json")):
+        with pytest.raises(ValueError):
+            signer.url("http://h:1", key, name)
+
+
+def test_webhook_destinations_need_the_operators_allow_list():
+    with pytest.raises(ParamError, match=r"operator allowed no webhook destinations \(wanlab serve --webhook-allow"):
+        WebhookRules((), 5.0).check("https://hooks.example.org/x")
+    rules = WebhookRules(("hooks.example.org", "127.0.0.1:9000"), 5.0)
+    assert rules.check("https://hooks.example.org/any/path?token=1") and rules.check("http://127.0.0.1:9000/x")
+    for url in ("https://evil.example.org/x", "http://127.0.0.1:9001/x", "http://10.0.0.5/x",
+                "ftp://hooks.example.org/", "https://user:pw@hooks.example.org/", "not a url", "http://[::1]:9000/"):
+        with pytest.raises(ParamError, match=r"^extra\.webhook\.url: must be"):
+            rules.check(url)
+    assert rules.policy.allow == ("127.0.0.1",)  # listed as an address: reachable although loopback
+    assert WebhookRules(("localhost:9000",), 5.0).policy.allow == ()  # a name does not allow its addresses
+
+
+def test_net_policy_hosts_limit_every_hop_and_addresses_are_still_checked():
+    assert parse_host("[::1]:8080") == ("::1", 8080) and parse_host("Hooks.Example.org") == ("hooks.example.org", None)
+    for bad in ("http://x", "x:99999", "a b", "[::1", "x:", ""):
+        with pytest.raises(UnsafeURLError, match="^host: must be HOST or HOST:PORT"):
+            parse_host(bad)
+    policy = NetPolicy(schemes=("http",), hosts=("127.0.0.1:9000",), allow=("127.0.0.1",))
+    assert check_url("http://127.0.0.1:9000/a", policy).address.compressed == "127.0.0.1"
+    with pytest.raises(UnsafeURLError, match="must go to one of the allowed hosts"):
+        check_url("http://127.0.0.1:9001/a", policy)
+    with pytest.raises(UnsafeURLError, match=r"got 127\.0\.0\.1 \(loopback\)"):
+        check_url("http://localhost:9000/a", NetPolicy(schemes=("http",), hosts=("localhost:9000",)))
+
+
+def test_error_bodies_name_field_rule_and_value_and_echo_little():
+    error = ApiError.invalid(ParamError("steps", "an integer in 1..40", 50))
+    assert error.body() == {"code": 400, "reason": "INVALID_REQUEST_BODY",
+                            "message": "steps: must be an integer in 1..40; got 50",
+                            "metadata": {"field": "steps", "rule": "an integer in 1..40", "value": 50}}
+    huge = ApiError.invalid(ParamError("loras", "at most 3 LoRAs", ["x" * 50] * 100))
+    assert len(huge.message) < 300 and isinstance(huge.body()["metadata"]["value"], str)
+
+
+def test_serve_without_fastapi_prints_how_to_install_it():
+    code = ("import sys; sys.modules['fastapi'] = None; from wanlab.cli import main; "
+            "sys.exit(main(['serve', '--model', 'tiny', '--no-auth']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "wanlab: error: wanlab serve needs FastAPI and uvicorn: pip install 'wanlab[serve]' (or: pip install "
+        "fastapi uvicorn)"]
+
+
+def test_serve_checks_its_options_before_loading_anything():
+    done = subprocess.run([sys.executable, "-m", "wanlab.cli", "serve", "--model", "tiny", "--host", "0.0.0.0",
+                           "--no-auth"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("wanlab: error: host: must be a loopback address")
+    help_text = subprocess.run([sys.executable, "-m", "wanlab.cli", "serve", "--help"], capture_output=True,
+                               text=True, cwd=ROOT, timeout=120).stdout
+    for flag in ("--model", "--host", "--port", "--api-keys", "--store", "--workers", "--allow-local-sizes",
+                 "--webhook-allow", "--no-auth"):
+        assert flag in help_text
+
+
+def test_workers_run_jobs_on_several_copies_at_once_with_the_same_frames(pipe, tmp_path):
+    import torch
+
+    import wanlab
+    from tests.backends import FakeBackend
+    from wanlab.server.workers import LocalWorkers
+    from wanlab.tasks import TaskQueue
+
+    second = wanlab.load("tiny", progress=False)
+    try:
+        workers = LocalWorkers([pipe, second])
+        assert workers.identity == pipe.identity and workers.threads == max(1, (os.cpu_count() or 1) // 2)
+        queue = TaskQueue(workers, tmp_path / "store")
+        ids = [queue.submit(prompt="a kite", width=32, height=32, num_frames=5, steps=6, seed=s) for s in range(1, 5)]
+        results = [queue.wait(task_id, timeout=300) for task_id in ids]
+        queue.close()
+        assert [r["task"]["status"] for r in results] == ["TASK_STATUS_SUCCEED"] * 4
+        spans = [(int(r["extra"]["debug_info"]["execute_time_ms"]), int(r["extra"]["debug_info"]["complete_time_ms"]))
+                 for r in results]
+        assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:])  # two at once
+        run = queue.store.get(results[0]["extra"]["wanlab"]["run_key"])
+        assert run.record["environment"]["torch_threads"] == workers.threads
+        threads = torch.get_num_threads()
+        torch.set_num_threads(workers.threads)
+        try:
+            alone = pipe.generate(prompt="a kite", width=32, height=32, num_frames=5, steps=6, seed=1)
+        finally:
+            torch.set_num_threads(threads)
+        assert alone.digest == run.digest
+        with pytest.raises(ValueError, match="must all run the same model"):
+            LocalWorkers([pipe, FakeBackend()])
+    finally:
+        second.close()
+
+
+def test_a_model_that_cannot_be_loaded_stops_the_server_with_its_reason(tmp_path):
+    from wanlab.server.testing import free_port
+
+    done = subprocess.run([sys.executable, "-m", "wanlab.cli", "serve", "--model", str(tmp_path / "no-such-model"),
+                           "--no-auth", "--port", str(free_port()), "--store", str(tmp_path / "store")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"wanlab: error: the model {tmp_path / 'no-such-model'} could not be loaded: ")
