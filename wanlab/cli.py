@@ -275,7 +275,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             result = sweep.run(backend, store=store, metrics=not args.no_metrics, progress=not args.quiet,
                                max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry,
-                               max_in_flight=args.max_in_flight)
+                               max_in_flight=None if remote is not None else args.max_in_flight)
         finally:
             if remote is not None:
                 remote.close()
@@ -365,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write videos, plots and a self-contained HTML report into DIR")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.add_argument("--max-in-flight", type=int, default=None, metavar="K",
-                    help="points running at once (default: the backend's; with --remote the server's queue limit, "
-                         "else 4)")
+                    help="points running at once (default: the backend's); with --remote, tasks at the service at "
+                         "once (default: the server's queue limit, else 4)")
     _remote_args(sw)
     sw.set_defaults(func=cmd_sweep)
 

@@ -37,7 +37,8 @@ def connect(base_url: str, api_key: Any = None, *, kind: str = "auto", max_in_fl
       rules, run keys from the service's address and ``model_name``, default ``"wan2.1-t2v"``).
       ``rules="local"`` lets a service used in the API's mode take local sizes and ``num_frames``
       (a ``wanlab serve --allow-local-sizes`` box).
-    - ``max_in_flight``: tasks a sweep keeps submitted at once (default: the server's queue limit, else 4).
+    - ``max_in_flight``: tasks kept at the service at once (default: the server's queue limit, at most 32,
+      else 4); a sweep keeps one more point started, downloading and storing while the service works.
     - ``timeout`` (seconds per connect/read/write), ``retry`` (:class:`RetryPolicy`), ``net_policy``
       (where video URLs on other hosts may be fetched from; default https to public addresses),
       ``ready_timeout`` (seconds to wait for a server that is loading), ``poll_min``/``poll_max``.

@@ -11,6 +11,7 @@ Neither record ever holds the API key or a video URL (a signed URL is a credenti
 from __future__ import annotations
 
 import json
+from concurrent.futures import wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -108,17 +109,23 @@ def wanlab_video(remote: "Remote", task_id: str, result: Mapping[str, Any], para
     record_url, lossless_url = record_link(result), lossless_link(result)
     if record_url is None or lossless_url is None:
         raise ServiceError(f"task {task_id}: the server's result links no record and lossless copy")
-    record = fetch_json(remote.transport, remote.transport.url(record_url), policy=remote.net_policy)
+    digests = _digests(result)
+    url, _ = video_entry(result, task_id)
+    # the three files at once: on a busy server each request waits its turn
+    mp4_ = remote.in_parallel(remote.download, remote.transport.url(url), folder / RUN_MP4, digests.get(RUN_MP4))
+    lossless_ = remote.in_parallel(remote.download, remote.transport.url(lossless_url), folder / RUN_LOSSLESS,
+                                   digests.get(RUN_LOSSLESS))
+    try:
+        record = fetch_json(remote.transport, remote.transport.url(record_url), policy=remote.net_policy)
+    finally:
+        wait([mp4_, lossless_])  # nothing writes into the folder after this returns or raises
+    mp4, lossless = mp4_.result(), lossless_.result()
     if not isinstance(record, Mapping) or "params" not in record or "digest" not in record:
         raise DownloadError(f"task {task_id}: the server's record is not a wanlab run record")
     p = Params.from_dict(record["params"])
     if params is not None and p.to_dict() != params.to_dict():
         raise ServiceError(f"task {task_id}: the server ran another request than was asked "
                            f"(record {p.to_dict()} vs asked {params.to_dict()})")
-    digests = _digests(result)
-    url, _ = video_entry(result, task_id)
-    mp4 = remote.download(remote.transport.url(url), folder / RUN_MP4, digests.get(RUN_MP4))
-    lossless = remote.download(remote.transport.url(lossless_url), folder / RUN_LOSSLESS, digests.get(RUN_LOSSLESS))
     frames, _ = _frames(lossless.path, task_id)
     if frames_digest(frames) != record["digest"]:
         raise DownloadError(f"task {task_id}: the lossless copy's frames are not those of the record's digest")

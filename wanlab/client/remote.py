@@ -2,11 +2,15 @@
 
 :class:`Remote` (made by :func:`wanlab.connect`) turns each job into one task: ``POST
 /v3/async/wan-t2v``, then ``GET /v3/async/task-result`` until it ends, then the download, verified.
+At most ``slots`` tasks are at the service at once (``connect(max_in_flight=K)``); a sweep keeps one
+more job started, which downloads and stores a finished task while the service runs the next.
 The task id is handed to ``job.on_accepted`` before the first poll (a sweep writes it to the store),
 and a job with ``resume`` polls that task instead of submitting again: what a killed sweep paid for
 is fetched, never paid twice. A task the service failed ends the job with the service's reason.
 Polls come often while a task is young and rarer as it ages (about a tenth of its age, between
-``poll_min`` and ``poll_max`` seconds), and never more often than half the service's ``eta``.
+``poll_min`` and ``poll_max`` seconds, never more often than half the service's ``eta``); once tasks of
+a shape have finished, a running one of that shape is polled when it should end (from the service's
+own start time and their run times), then again soon after.
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ RESULT = "/v3/async/task-result"
 DOWNLOAD_TRIES = 3
 #: How LoRA files a service reads (and this machine cannot) are keyed: by the request's path.
 REQUEST_PATH = "request:"
+#: The most tasks kept at a service by default (a server's queue limit may be larger).
+MAX_SLOTS = 32
 
 
 class Remote:
@@ -64,11 +70,18 @@ class Remote:
         self.net_policy = net_policy
         self.poll_min = check_number("poll_min", poll_min, 0, lo_open=True, rule="a number of seconds > 0")
         self.poll_max = check_number("poll_max", poll_max, self.poll_min, rule=f"a number of seconds >= {poll_min}")
-        self.max_in_flight = int(max_in_flight or info.queue_limit or 4)
+        #: Tasks at the service at once (submitted, not finished there): ``connect(max_in_flight=)``, else the
+        #: server's queue limit (at most :data:`MAX_SLOTS`), else 4.
+        self.slots = int(max_in_flight or min(info.queue_limit or 4, MAX_SLOTS))
+        #: Jobs worth starting at once: one more than the service's tasks, downloading and storing while it works.
+        self.max_in_flight = self.slots + 1
+        self._slots = threading.BoundedSemaphore(self.slots)
         self.stats = {"submitted": 0, "resumed": 0, "polls": 0, "downloads": 0}
         self._requests: dict[str, tuple[Params, Any]] = {}
+        self._run_seconds: dict[tuple[Any, ...], float] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._downloads: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"Remote({self.base_url!r}, kind={self.kind!r}, model={self.identity.model_id!r})"
@@ -85,12 +98,13 @@ class Remote:
 
     # --- requests and keys ---------------------------------------------------------------------------
     def params(self, params: Params | None = None, **fields: Any) -> Params:
-        """The validated request (fields not given: the served model's native settings, else the API's
-        defaults); a service with the API's rules refuses local sizes and ``num_frames`` here, before
-        any call."""
-        p = request(self.identity.native, params, **fields)
-        if self.identity.rules == "api":
-            p.check_api()
+        """The validated request: fields not given come from the served model's native settings, else
+        the API's defaults; under the API's rules from the API's defaults alone (as the service reads a
+        body), and local sizes and ``num_frames`` are refused here, before any call."""
+        if self.identity.rules != "api":
+            return request(self.identity.native, params, **fields)
+        p = request({}, params, **fields)
+        p.check_api()
         return p
 
     def check_accel(self, accel: Any) -> Any:
@@ -239,18 +253,29 @@ class Remote:
         """Stop: jobs not started are cancelled, running ones finish; the connections close."""
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            downloads, self._downloads = self._downloads, None
+        for executor in (pool, downloads):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
         self.transport.close()
 
     # --- one job -----------------------------------------------------------------------------------
     def _run(self, job: Job) -> Any:
-        from ..tasks.shape import FAILED
-
         p = job.params
         accel = self.check_accel(job.accel)
         if self.identity.rules == "api":
             p.check_api()
+        with self._slots:  # held while the task is at the service; its download overlaps the next one's run
+            task_id = self._accepted(job, accel)
+            result = self._follow(task_id, job)
+        return self._fetch(task_id, result, p)
+
+    def _accepted(self, job: Job, accel: Any) -> str:
+        """The task of this job at the service: the one it resumes, or a new one (announced to
+        ``job.on_accepted`` before anything else happens)."""
+        from ..tasks.shape import FAILED
+
+        p = job.params
         task_id = None
         if job.resume:
             try:
@@ -270,8 +295,7 @@ class Remote:
                     job.on_accepted(task_id)
                 except Exception as exc:  # noqa: BLE001 - the task is accepted (and paid): fetch it anyway
                     log.warning("task %s: recording it failed (%s); fetching it anyway", task_id, exc)
-        result = self._follow(task_id, job)
-        return self._fetch(task_id, result, p)
+        return task_id
 
     def _follow(self, task_id: str, job: Job) -> dict[str, Any]:
         """Poll the task to its end, reporting start and progress to the job's callbacks."""
@@ -295,16 +319,47 @@ class Remote:
                     done = now
                     job.on_step(done, steps)
             if status == SUCCEED:
+                self._learn(job.params, result)
                 return result
             if status == FAILED:
                 raise TaskError(f"task {task_id} failed at {self.base_url}: {task.get('reason') or 'no reason given'}")
-            time.sleep(self._pause(time.monotonic() - since, task))
+            time.sleep(self._pause(time.monotonic() - since, task, self._expected_end(job.params, result)))
 
-    def _pause(self, age: float, task: Mapping[str, Any]) -> float:
-        """Seconds to the next poll: a tenth of the task's age, at least half its eta, within the bounds."""
-        eta = task.get("eta")
-        floor = 0.5 * float(eta) if isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta > 1 else 0.0
-        return min(self.poll_max, max(self.poll_min, 0.1 * age, floor))
+    def _pause(self, age: float, task: Mapping[str, Any], expected_end: float | None = None) -> float:
+        """Seconds to the next poll: until the expected end of a running task when earlier ones of its
+        shape say when (then again soon after, ever less often), else a tenth of its age and at least
+        half its eta; always within ``poll_min`` .. ``poll_max``."""
+        if expected_end is not None:
+            remaining = expected_end - time.time()
+            pause = remaining if remaining > 0 else 0.1 * -remaining
+        else:
+            eta = task.get("eta")
+            floor = 0.5 * float(eta) if isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta > 1 else 0.0
+            pause = max(0.1 * age, floor)
+        return min(self.poll_max, max(self.poll_min, pause))
+
+    def _learn(self, params: Params, result: Mapping[str, Any]) -> None:
+        """Keep how long the service ran a task of this shape (its own start and end times)."""
+        debug = _debug(result)
+        try:
+            seconds = (float(debug["complete_time_ms"]) - float(debug["execute_time_ms"])) / 1000.0
+        except (KeyError, TypeError, ValueError):
+            return
+        if seconds > 0:
+            shape = _shape(params)
+            with self._lock:
+                before = self._run_seconds.get(shape)
+                self._run_seconds[shape] = seconds if before is None else 0.5 * (before + seconds)
+
+    def _expected_end(self, params: Params, result: Mapping[str, Any]) -> float | None:
+        """When a running task should end (epoch seconds), from its start and earlier tasks of its shape."""
+        with self._lock:
+            seconds = self._run_seconds.get(_shape(params))
+        try:
+            started = float(_debug(result)["execute_time_ms"]) / 1000.0
+        except (KeyError, TypeError, ValueError):
+            return None
+        return None if seconds is None else started + seconds
 
     def _fetch(self, task_id: str, result: Mapping[str, Any], params: Params | None) -> Any:
         """Download a finished task's files into a folder of their own (removed with the Video) and build
@@ -333,9 +388,29 @@ class Remote:
         weakref.finalize(video, shutil.rmtree, str(folder), True)
         return video
 
+    def in_parallel(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+        """``fn(*args)`` on the download threads (a task's files come at once)."""
+        with self._lock:
+            if self._downloads is None:
+                self._downloads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wanlab-download")
+            pool = self._downloads
+        return pool.submit(fn, *args)
+
     def download(self, url: str, target: Path, sha256: str | None = None) -> Any:
         """One file of a task, verified (:func:`wanlab.client.download.fetch`)."""
         return fetch(self.transport, url, target, policy=self.net_policy, sha256=sha256)
+
+
+def _shape(params: Params) -> tuple[Any, ...]:
+    """What a task's run time depends on most."""
+    return (params.width, params.height, params.num_frames, params.steps, params.guidance_scale > 1.0,
+            len(params.loras))
+
+
+def _debug(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    extra = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
+    debug = extra.get("debug_info")
+    return debug if isinstance(debug, Mapping) else {}
 
 
 def _has_lossless(result: Mapping[str, Any]) -> bool:
