@@ -1,4 +1,4 @@
-"""The ``wanlab`` command: generate, sweep, verify, models and the demo, with one-line errors (exit code 2).
+"""The ``wanlab`` command: generate, sweep, verify, models, serve and the demo, with one-line errors (exit code 2).
 
 Every request field, LoRA path and output file is checked before a model loads (on 14B loading
 costs minutes): the model's native settings come from its identity, which needs no weights.
@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="print the full comparison as JSON")
     ver.set_defaults(func=cmd_verify)
 
+    from .server.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

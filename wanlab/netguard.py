@@ -29,10 +29,12 @@ class NetPolicy:
     (``"127.0.0.1"``, ``"10.0.0.0/8"``, ``"::1"``) reachable although they are not public.
     ``max_redirects``: redirects followed, each one checked like the first URL. ``timeout_s``:
     seconds each connect, read or write may wait. ``ca_file``: a PEM file of certificate
-    authorities to trust instead of the default ones (certifi's), for a site's own CA.
+    authorities to trust instead of the default ones (certifi's), for a site's own CA. ``hosts``:
+    when given, the only destinations (``"HOST"`` or ``"HOST:PORT"``, see :func:`parse_host`) that
+    the URL and every redirect may name; their addresses are still checked as above.
 
     >>> NetPolicy(schemes=("http", "https"), allow=("127.0.0.1",))  # a test server on loopback
-    NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0, ca_file=None)
+    NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0, ca_file=None, hosts=())
     """
 
     schemes: tuple[str, ...] = ("https",)
@@ -40,15 +42,26 @@ class NetPolicy:
     max_redirects: int = 5
     timeout_s: float = 30.0
     ca_file: str | None = None
+    hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schemes", tuple(s.lower() for s in self.schemes))
         object.__setattr__(self, "allow", tuple(self.allow))
+        object.__setattr__(self, "hosts", tuple(self.hosts))
+        for entry in self.hosts:
+            parse_host(entry)
         for entry in self.allow:
             try:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 raise UnsafeURLError(f"allow: must be IP addresses or networks such as '10.0.0.0/8'; got {entry!r}")
+
+    def allows_host(self, host: str, port: int) -> bool:
+        """True when ``hosts`` is empty or names ``host`` (any port, or this one)."""
+        if not self.hosts:
+            return True
+        wanted = host.strip("[]").lower()
+        return any(h == wanted and p in (None, port) for h, p in map(parse_host, self.hosts))
 
     def allows(self, address: Address) -> bool:
         """True when ``address`` is public or inside an allow-listed network."""
@@ -56,6 +69,27 @@ class NetPolicy:
             return True
         plain = _unmapped(address)
         return any(plain in ipaddress.ip_network(entry, strict=False) for entry in self.allow)
+
+
+def parse_host(entry: str) -> tuple[str, int | None]:
+    """``"HOST"`` or ``"HOST:PORT"`` (an IPv6 address in brackets when it has a port) as (host, port or None).
+
+    >>> parse_host("hooks.example.org"), parse_host("127.0.0.1:9000"), parse_host("[::1]:9000")
+    (('hooks.example.org', None), ('127.0.0.1', 9000), ('::1', 9000))
+    """
+    rule = "HOST or HOST:PORT (an IPv6 address as [ADDRESS]:PORT), without scheme or path"
+    text = entry.strip() if isinstance(entry, str) else ""
+    host, port = text, None
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise UnsafeURLError(f"host: must be {rule}; got {entry!r}")
+        port = rest[1:] or None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or any(c in host for c in "/@?# ") or (port is not None and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise UnsafeURLError(f"host: must be {rule}; got {entry!r}")
+    return host.lower(), int(port) if port is not None else None
 
 
 def is_public(address: Address) -> bool:
@@ -116,6 +150,9 @@ def check_url(url: str, policy: NetPolicy) -> Target:
     if parsed.userinfo:
         raise UnsafeURLError(f"{url}: must not carry a user name or password")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not policy.allows_host(parsed.host, port):
+        raise UnsafeURLError(f"{url}: must go to one of the allowed hosts ({', '.join(policy.hosts)}); got "
+                             f"{parsed.host}:{port}")
     addresses = resolve(parsed.host, port)
     for address in addresses:
         if not policy.allows(address):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from .files import TaskFiles, task_result
 from .methods import TaskMethods
-from .queue import TaskQueue, TaskTimeout
+from .queue import QueueClosed, QueueFull, TaskQueue, TaskTimeout
 from .shape import FAILED, FINISHED, PROCESSING, QUEUED, STATUSES, SUCCEED, TASK_TYPE
 
-__all__ = ["TaskQueue", "TaskMethods", "TaskTimeout", "TaskFiles", "task_result", "QUEUED", "PROCESSING", "SUCCEED",
+__all__ = ["TaskQueue", "TaskMethods", "TaskTimeout", "QueueFull", "QueueClosed", "TaskFiles", "task_result", "QUEUED", "PROCESSING", "SUCCEED",
            "FAILED", "FINISHED", "STATUSES", "TASK_TYPE"]

@@ -44,6 +44,14 @@ class TaskTimeout(TaskError, TimeoutError):
     """``wait`` ran out of time before the task finished (the task goes on)."""
 
 
+class QueueFull(TaskError):
+    """``submit`` found ``maxsize`` tasks waiting (the HTTP service answers 429 and says when to retry)."""
+
+
+class QueueClosed(TaskError):
+    """``submit`` after :meth:`TaskQueue.close` (the HTTP service answers 503 while it shuts down)."""
+
+
 def caller_threads() -> int | None:
     """The calling thread's torch thread count when torch is in use (a task runs with the count its
     submitter had, not the dispatcher thread's default); None otherwise."""
@@ -115,9 +123,9 @@ class TaskQueue:
                     model=self.backend.identity.fingerprint)
         with self._cond:
             if self._closing:
-                raise TaskError("the task queue is closed; it takes no new tasks")
+                raise QueueClosed("the task queue is closed; it takes no new tasks")
             if len(self._queue) >= self.maxsize:
-                raise TaskError(f"the task queue is full ({self.maxsize} tasks waiting); wait for one to finish "
+                raise QueueFull(f"the task queue is full ({self.maxsize} tasks waiting); wait for one to finish "
                                 "or cancel one, then submit again")
             self._stores.setdefault(str(target.path), target)
             self._tasks[task.task_id] = task

@@ -1,0 +1,165 @@
+"""The HTTP routes of ``wanlab serve`` (FastAPI), over a :class:`~wanlab.server.service.Service`.
+
+- ``POST /v3/async/wan-t2v``: the published body -> ``{"task_id": ...}``;
+- ``GET /v3/async/task-result?task_id=...``: the published task-result shape;
+- ``GET /v3/files/<run key>/<file>?expires=&signature=``: a task's video (range requests work),
+  lossless copy or record, by the signed URL a result gave;
+- ``GET /health``: 200 with the model's identity when ready, 503 while loading.
+
+Every answer that is not a success has the body of :mod:`wanlab.server.errors`; FastAPI's own
+validation format never reaches a client, and an unexpected exception is a logged 500 in the same
+shape (the tests fuzz the schema to find none).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from . import schema
+from .errors import REASONS, ApiError
+from .service import Service
+
+log = logging.getLogger("wanlab.server")
+JSON_TYPES = ("application/json",)
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request body as JSON: 415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 400 if not JSON."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind not in JSON_TYPES and not (kind.startswith("application/") and kind.endswith("+json")):
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type: must be application/json; got "
+                                                      f"{kind or 'none'}", {"field": "Content-Type"})
+    declared = request.headers.get("content-length")
+    too_big = ApiError(413, "REQUEST_TOO_LARGE", f"body: must be at most {limit} bytes; got more",
+                       {"limit": limit})
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks).decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ApiError(400, "INVALID_JSON", f"body: must be a JSON object (UTF-8, no NaN or Infinity); got "
+                                            f"unreadable JSON ({type(exc).__name__}: {str(exc)[:120]})",
+                       {"field": "body"}) from None
+
+
+def create_app(service: Service) -> FastAPI:
+    """The FastAPI application serving ``service`` (the model starts loading when the app starts)."""
+    config = service.config
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        yield
+        await run_in_threadpool(service.close)
+
+    app = FastAPI(title="wanlab serve", version=__version__, lifespan=lifespan, redoc_url=None,
+                  description="The hosted Wan 2.1 text-to-video API (async), served by wanlab on your own machine.")
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = (exc.errors() or [{}])[0]
+        where = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+        field = ".".join(where) or "request"
+        value = first.get("input")
+        rule = "given" if first.get("type") == "missing" else "a string"
+        return error_response(ApiError(400, "INVALID_REQUEST", f"{field}: must be {rule}; got "
+                                       f"{'nothing' if value is None else repr(value)[:100]}",
+                                       {"field": field, "rule": rule}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = REASONS.get(exc.status_code, "ERROR")
+        message = {404: "no such route on this server (the API: POST /v3/async/wan-t2v, GET "
+                        "/v3/async/task-result?task_id=..., GET /health)",
+                   405: "method not allowed on this route"}.get(exc.status_code, str(exc.detail))
+        return error_response(ApiError(exc.status_code, reason, message, headers=dict(exc.headers or {})))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error answering %s %s", request.method, request.url.path)
+        return error_response(ApiError(500, "INTERNAL_ERROR", f"the server failed to answer ({type(exc).__name__}); "
+                                                              "the operator's log has the details"))
+
+    def base(request: Request) -> str:
+        return config.public_url or str(request.base_url).rstrip("/")
+
+    bearer = [{"bearer": []}]
+
+    @app.post("/v3/async/wan-t2v", summary="Submit a Wan 2.1 text-to-video task",
+              responses=schema.responses(400, 401, 413, 415, 429, 503, ok=schema.SUBMITTED),
+              openapi_extra={"requestBody": {"required": True, "content": {schema.JSON: {
+                  "schema": schema.request_body(config.allow_local_sizes, config.model)}}}, "security": bearer})
+    async def submit(request: Request) -> JSONResponse:
+        owner = service.authenticate(request.headers.get("authorization"))
+        body = await read_json(request, config.max_body)
+        task_id = await run_in_threadpool(service.submit, body, owner)
+        return JSONResponse({"task_id": task_id})
+
+    @app.get("/v3/async/task-result", summary="The state and result of a task",
+             responses=schema.responses(400, 401, 404, ok=schema.TASK_RESULT), openapi_extra={"security": bearer})
+    def task_result(request: Request, task_id: str = Query(..., description="as returned by POST "
+                                                                          "/v3/async/wan-t2v")) -> JSONResponse:
+        owner = service.authenticate(request.headers.get("authorization"))
+        return JSONResponse(service.result(task_id, owner, base(request)))
+
+    @app.api_route("/v3/files/{run_key}/{name}", methods=["GET", "HEAD"], summary="A task's file by its signed URL",
+                   responses={**schema.responses(403, 404, 416), 200: {"description": "the file", "content": {
+                       kind: {"schema": {"type": "string", "format": "binary"}} for kind in
+                       ("video/mp4", "video/x-matroska", schema.JSON)}},
+                       206: {"description": "the requested byte range", "content": {
+                           kind: {"schema": {"type": "string", "format": "binary"}} for kind in
+                           ("video/mp4", "video/x-matroska", schema.JSON)}}})
+    def files(run_key: str, name: str, expires: str | None = None, signature: str | None = None) -> FileResponse:
+        path, media_type = service.file(run_key, name, expires, signature)
+        return FileResponse(path, media_type=media_type,
+                            headers={"Cache-Control": f"private, max-age={config.url_ttl}"})
+
+    @app.get("/health", summary="Readiness and the served model's identity",
+             responses={200: {"description": "ready", "content": {schema.JSON: {"schema": schema.HEALTH}}},
+                        503: {"description": "loading, failed or stopping", "content": {
+                            schema.JSON: {"schema": schema.HEALTH}}}})
+    def health() -> JSONResponse:
+        status, body = service.health()
+        return JSONResponse(body, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            spec.setdefault("components", {})["securitySchemes"] = schema.security()
+            for path in spec.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,77 @@
+"""Running the service: uvicorn on the configured address, clean shutdown on SIGTERM or Ctrl-C.
+
+:func:`serve` blocks until the server stops and returns its exit code: 0 after a clean stop, 2 when
+the model could not be loaded. On SIGTERM uvicorn stops taking connections, answers those under
+way, and the service lets running tasks finish (``--drain-timeout``: at most that long, then the
+tasks still running are written back as queued and the process exits at once); queued tasks stay
+queued in the store for the next start.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any, Callable
+
+from .config import ServerConfig
+
+MISSING = "wanlab serve needs FastAPI and uvicorn: pip install 'wanlab[serve]' (or: pip install fastapi uvicorn)"
+
+
+def missing_dependencies() -> str | None:
+    """The one line to print when the server's packages are not installed, else None."""
+    import importlib.util
+
+    if all(importlib.util.find_spec(name) is not None for name in ("fastapi", "uvicorn")):
+        return None
+    return MISSING
+
+
+def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any] | None = None,
+          access_log: bool = True) -> int:
+    """Serve ``config`` until stopped (SIGTERM or Ctrl-C); returns the exit code (0 clean, 2 the model failed
+    to load; Ctrl-C raises KeyboardInterrupt after the clean stop).
+
+    >>> serve(ServerConfig(model="tiny", no_auth=True, port=8000))  # doctest: +SKIP
+    """
+    import uvicorn
+
+    from .app import create_app
+    from .service import FAILED, Service
+
+    _log_to_stderr()
+    holder: dict[str, Any] = {}
+
+    def stop() -> None:
+        server = holder.get("server")
+        if server is not None:
+            server.should_exit = True
+
+    service = Service(config, backend_factory=backend_factory, on_failure=stop)
+    app = create_app(service)
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, access_log=access_log,
+                                           log_level="info", lifespan="on", server_header=False))
+    holder["server"] = server
+    terminated: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))  # uvicorn raises it again at exit
+    auth = f"{len(service.keys)} API key(s) from {config.api_keys}" if service.keys else "no authentication"
+    logging.getLogger("wanlab.server").info("wanlab serve %s on %s (%s; store %s)", config.model, config.public_base,
+                                            auth, service.store.path)
+    server.run()
+    if service.abandoned:  # running tasks are written back as queued: do not wait for their threads
+        sys.stderr.flush()
+        os._exit(0)
+    if service.state == FAILED:
+        print(f"wanlab: error: the model {config.model} could not be loaded: {service.reason}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("wanlab")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

@@ -1,0 +1,367 @@
+"""The service behind the HTTP routes: accepts tasks, answers for them, serves their files; no HTTP here.
+
+One :class:`Service` per server process. It loads the model in the background (``GET /health``
+says ``loading`` until then, and task results are answered from the store meanwhile), runs tasks
+through a :class:`~wanlab.tasks.TaskQueue` over any backend (a pipeline, ``--workers`` copies, or
+a Ray pool: :func:`load_backend` is where each plugs in), keeps tasks in the store when accepted,
+and presents each result in the published shape with freshly signed file URLs. Every refusal is
+an :class:`~wanlab.server.errors.ApiError` with its HTTP status.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .. import __version__
+from ..errors import LoRAError, ParamError, TaskError
+from ..params import API_FIELDS, ApiOptions, Params
+from ..store import Store
+from ..tasks import FINISHED, PROCESSING, QUEUED, SUCCEED, QueueClosed, QueueFull, TaskFiles, TaskQueue
+from ..tasks.files import FORMAT, TASK_ID_RE
+from ..tasks.queue import reason_of
+from ..tasks.shape import task_result, video_entry
+from ..video import RUN_LOSSLESS, RUN_MP4, RUN_RECORD
+from .auth import ApiKeys, ServerSecret
+from .config import ServerConfig
+from .errors import ApiError, echo, not_found, unavailable
+from .urls import FILES, UrlSigner, file_path
+from .webhooks import Deliveries, WebhookRules, event
+
+LOADING, READY, FAILED, STOPPING = "loading", "ok", "failed", "stopping"
+SAFETY_CHECKER = "none: no safety checker runs on a wanlab server; enable_safety_checker is accepted and recorded"
+TEST_FAILURE = "test mode: a simulated failure (extra.webhook.test_mode); the task did not run"
+INTEGER_FIELDS = ("width", "height", "seed", "steps", "num_frames")
+TASK_FIELDS = ("task_id", "task_type", "status", "reason", "eta", "progress_percent")
+DEBUG_FIELDS = ("request_info", "submit_time_ms", "execute_time_ms", "complete_time_ms")
+log = logging.getLogger("wanlab.server")
+
+
+def integral(value: Any) -> Any:
+    """A JSON number without a fractional part as an int (JSON does not tell 30 from 30.0; 30.5 stays)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def load_backend(config: ServerConfig) -> Any:
+    """The backend ``wanlab serve`` runs tasks on: one pipeline, or ``--workers N`` copies in this process.
+
+    This is where another backend plugs in (``--ray``: ``wanlab.ray.pool(config.model, workers=...)``);
+    the service needs only the backend protocol.
+    """
+    from ..pipeline import load
+
+    if config.workers == 1:
+        return load(config.model, device=config.device, dtype=config.dtype, progress=False)
+    from .workers import LocalWorkers, devices
+
+    return LocalWorkers([load(config.model, device=d, dtype=config.dtype, progress=False)
+                         for d in devices(config.workers, config.device)])
+
+
+class Service:
+    """What ``wanlab serve`` does, callable without HTTP (see the module docstring).
+
+    ``backend_factory(config)`` makes the backend (default :func:`load_backend`); ``on_failure`` is
+    called when loading fails (the server then stops).
+    """
+
+    def __init__(self, config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any] | None = None,
+                 on_failure: Callable[[], None] | None = None) -> None:
+        from ..accel.setting import Accel
+        from ..lora import SourcePolicy
+        from ..lora.sources import default_cache_dir
+
+        self.config = config
+        self.store = Store(config.store)
+        self.store.path.mkdir(parents=True, exist_ok=True)
+        self.files = TaskFiles(self.store.path)
+        secret = ServerSecret.of_store(self.store.path)
+        self.keys = ApiKeys(config.api_keys, secret) if config.api_keys else None
+        self.signer = UrlSigner(secret.derive("urls"), config.url_ttl)
+        self.rules = WebhookRules(config.webhook_allow, config.webhook_timeout_s)
+        self.deliveries = Deliveries(self.store.path, self.rules, attempts=config.webhook_attempts,
+                                     backoff_s=config.webhook_backoff_s)
+        self.lora_policy = SourcePolicy.service(config.lora_dirs, cache_dir=config.lora_cache or str(default_cache_dir()),
+                                                max_bytes=config.lora_max_bytes)
+        self.fast_accel = Accel.coerce(config.fast_mode_accel, "fast_mode_accel")
+        self.state, self.reason = LOADING, ""
+        self.identity: Any = None
+        self.backend: Any = None
+        self.queue: TaskQueue | None = None
+        self._factory = backend_factory or load_backend
+        self.on_failure = on_failure
+        self._retry_after = (0.0, 1)
+        self.abandoned: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"Service({self.config.model!r}, {self.state}, store={str(self.store.path)!r})"
+
+    # --- life ----------------------------------------------------------------------------------------
+    def start(self) -> threading.Thread:
+        """Load the model in a background thread (the server answers meanwhile)."""
+        thread = threading.Thread(target=self.load, name="wanlab-serve-load", daemon=True)
+        thread.start()
+        return thread
+
+    def load(self) -> None:
+        """Load the backend, start the queue (resuming the store's unfinished tasks), send undelivered webhooks."""
+        from ..models.identity import identity
+
+        started = time.perf_counter()
+        try:
+            self.identity = identity(self.config.model, device=self.config.device, dtype=self.config.dtype)
+            backend = self._factory(self.config)
+            if hasattr(backend, "set_lora_policy"):
+                backend.set_lora_policy(self.lora_policy)
+            elif hasattr(backend, "loras"):
+                backend.loras.policy = self.lora_policy
+            self.queue = TaskQueue(backend, self.store, maxsize=self.config.queue_size, resume=True,
+                                   video_url=self._video_url, on_finish=self._finished)
+            self.backend, self.identity = backend, backend.identity
+            if self.state == LOADING:
+                self.state = READY
+            resumed = self.queue.counts()[QUEUED]
+            sent = self.deliveries.resume(self._undelivered)
+            log.info("model %s ready in %.1f s; %d unfinished task(s) queued again, %d webhook(s) resumed",
+                     self.identity.model_id, time.perf_counter() - started, resumed, sent)
+        except BaseException as exc:  # noqa: BLE001 - the reason is shown at /health and the server stops
+            self.state, self.reason = FAILED, reason_of(exc)
+            log.error("wanlab serve: the model %s could not be loaded: %s", self.config.model, self.reason)
+            if self.on_failure is not None:
+                self.on_failure()
+
+    def close(self) -> None:
+        """Stop taking tasks; the running ones finish (within ``drain_timeout_s``, else they are written
+        back as queued for the next server and listed in :attr:`abandoned`); queued ones stay queued."""
+        self.state = STOPPING
+        queue = self.queue
+        if queue is not None:
+            queue.close(timeout=self.config.drain_timeout_s)
+            running = [r["task"]["task_id"] for r in queue.tasks() if r["task"]["status"] == PROCESSING]
+            for task_id in running:
+                self._requeue(task_id)
+            self.abandoned = running
+        self.deliveries.close()
+        if self.backend is not None and not self.abandoned and hasattr(self.backend, "close"):
+            self.backend.close()
+
+    def _requeue(self, task_id: str) -> None:
+        """Write a task that is still running at shutdown back as queued (the next server runs it again)."""
+        data = self.files.read(task_id)
+        result = dict(data["result"])
+        result["task"] = {**result["task"], "status": QUEUED, "progress_percent": 0}
+        self.files.write({**data, "status": QUEUED, "started": None, "result": result})
+        log.warning("task %s was still running at shutdown; written back as queued", task_id)
+
+    # --- who -----------------------------------------------------------------------------------------
+    def authenticate(self, authorization: str | None) -> str | None:
+        """The caller's owner id (None when the server runs without keys); 401 for a missing or wrong key."""
+        return None if self.keys is None else self.keys.owner(authorization)
+
+    def _owns(self, owner: str | None, task_owner: Any) -> bool:
+        if self.keys is None:
+            return True
+        return isinstance(task_owner, str) and owner is not None and hmac.compare_digest(owner, task_owner)
+
+    # --- submit --------------------------------------------------------------------------------------
+    def submit(self, body: Any, owner: str | None) -> str:
+        """Validate a published request body, queue it (or, in webhook test mode, announce it) and return its task id."""
+        params, options = self.validate(body)
+        if self.state != READY or self.queue is None:
+            raise self._unavailable()
+        if options.webhook_url and options.test_mode:
+            return self._test_task(params, options, owner)
+        recorded = {"api": {"enable_safety_checker": options.enable_safety_checker, "fast_mode": options.fast_mode},
+                    "webhook": {"url": options.webhook_url} if options.webhook_url else None}
+        try:
+            task_id = self.queue.submit(params, owner=owner, options=recorded,
+                                        accel=self.fast_accel if options.fast_mode else None)
+        except QueueFull as exc:
+            wait = self._retry_seconds()
+            raise ApiError(429, "QUEUE_FULL", f"{exc}; retry after {wait} s", {"retry_after": wait},
+                           headers={"Retry-After": str(wait)}) from None
+        except QueueClosed:
+            raise self._unavailable() from None
+        if options.webhook_url:
+            self.deliveries.accepted(task_id, options.webhook_url)
+        return task_id
+
+    def validate(self, body: Any) -> tuple[Params, ApiOptions]:
+        """The request and its options from a body; ApiError 400 naming the field, the rule and the value."""
+        local = self.config.allow_local_sizes
+        if not isinstance(body, dict):
+            raise ApiError.invalid(ParamError("body", "a JSON object with the fields of the Wan 2.1 T2V API", body))
+        allowed = API_FIELDS + (("num_frames",) if local else ())
+        unknown = sorted(str(k) for k in body if k not in allowed)
+        if unknown:
+            rule = f"fields of the Wan 2.1 T2V API ({', '.join(allowed)})"
+            if "num_frames" in unknown:
+                rule += "; num_frames and local sizes need a server started with --allow-local-sizes"
+            raise ApiError(400, "INVALID_REQUEST_BODY", f"{', '.join(unknown)}: must be {rule}; got unknown "
+                           f"field{'s' if len(unknown) > 1 else ''}", {"field": unknown[0], "fields": unknown,
+                                                                        "rule": rule, "value": echo(body[unknown[0]])})
+        if body.get("model_name") == self.config.model:  # the served model's own name is as good as the API's
+            body = {k: v for k, v in body.items() if k != "model_name"}
+        body = {k: integral(v) if k in INTEGER_FIELDS else v for k, v in body.items()}
+        try:
+            params = Params.from_api(body, local=local).resolved()
+            options = ApiOptions.from_body(body)
+            if options.webhook_url:
+                self.rules.check(options.webhook_url)
+        except ParamError as exc:
+            raise ApiError.invalid(exc) from None
+        self._check_loras(params)
+        return params, options
+
+    def _check_loras(self, params: Params) -> None:
+        """What can be known of each LoRA path without downloading it (URLs are fetched when the task runs)."""
+        from ..lora import locate
+
+        rule = ("a .safetensors file inside the server's LoRA folders, a Hugging Face repo id in its hub cache, "
+                "or an https URL")
+        for i, lora in enumerate(params.loras):
+            field = f"loras[{i}].path"
+            if "://" in lora.path and not lora.path.startswith("hf://"):
+                if not lora.path.lower().startswith("https://"):
+                    raise ApiError.invalid(ParamError(field, rule, lora.path))
+                continue
+            try:
+                locate(lora.path, self.lora_policy)
+            except (LoRAError, OSError, ValueError) as exc:
+                message = str(exc).replace("loras.path:", f"{field}:", 1)
+                raise ApiError(400, "INVALID_REQUEST_BODY", message,
+                               {"field": field, "rule": rule, "value": echo(lora.path)}) from None
+
+    def _test_task(self, params: Params, options: ApiOptions, owner: str | None) -> str:
+        """Webhook test mode: a task that does not run, ends with the requested status, and is announced."""
+        task_id, now = str(uuid.uuid4()), time.time()
+        status = options.test_status
+        reason = "" if status == SUCCEED else TEST_FAILURE
+        recorded = {"api": {"enable_safety_checker": options.enable_safety_checker, "fast_mode": options.fast_mode},
+                    "webhook": {"url": options.webhook_url, "test_mode": True}}
+        result = task_result(task_id=task_id, status=status, reason=reason, seed=params.seed,
+                             request={**params.to_dict(), "loras": len(params.loras)}, submitted=now, finished=now,
+                             wanlab={"run_key": None, "params": params.to_dict(), "accel": None, "test_mode": True})
+        self.files.write({"task_id": task_id, "status": status, "reason": reason, "params": params.to_dict(),
+                          "accel": None, "key": None, "key_parts": None, "model": self.identity.fingerprint,
+                          "submitted": now, "started": None, "finished": now, "run_key": None, "owner": owner,
+                          "options": recorded, "result": result})
+        self.deliveries.accepted(task_id, options.webhook_url)
+        self.deliveries.send(task_id, options.webhook_url, event(self.present(result, recorded)))
+        return task_id
+
+    def _unavailable(self) -> ApiError:
+        if self.state == LOADING:
+            return unavailable("MODEL_LOADING", f"the model {self.config.model} is loading; retry in a few seconds", 5)
+        if self.state == FAILED:
+            return unavailable("MODEL_FAILED", f"the model {self.config.model} could not be loaded: {self.reason}", 60)
+        return unavailable("SHUTTING_DOWN", "the server is shutting down; retry at another server or after its "
+                                            "restart (queued tasks are kept)", 10)
+
+    def _retry_seconds(self) -> int:
+        """When a full queue will likely have room: the soonest eta of a running task (computed once a second)."""
+        at, seconds = self._retry_after
+        if time.monotonic() - at < 1.0 or self.queue is None:
+            return seconds
+        etas = [r["task"]["eta"] for r in self.queue.tasks() if r["task"]["status"] == PROCESSING]
+        seconds = max(1, int(math.ceil(min(etas)))) if etas else 1
+        self._retry_after = (time.monotonic(), seconds)
+        return seconds
+
+    # --- answers -------------------------------------------------------------------------------------
+    def result(self, task_id: Any, owner: str | None, base: str | None = None) -> dict[str, Any]:
+        """A task's result in the published shape, if ``owner`` may read it (else 404, as for unknown ids)."""
+        result, options = self._lookup(task_id, owner)
+        return self.present(result, options, base)
+
+    def _lookup(self, task_id: Any, owner: str | None) -> tuple[dict[str, Any], Mapping[str, Any]]:
+        if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
+            raise not_found(task_id)
+        queue = self.queue
+        task = queue.task(task_id) if queue is not None else None
+        if task is not None:
+            if not self._owns(owner, task.owner):
+                raise not_found(task_id)
+            try:
+                return queue.result(task_id), dict(task.options)  # type: ignore[union-attr]
+            except TaskError:
+                raise not_found(task_id) from None
+        try:
+            data = self.files.read(task_id)
+        except TaskError:
+            raise not_found(task_id) from None
+        if data.get("format") != FORMAT or not self._owns(owner, data.get("owner")):
+            raise not_found(task_id)
+        return dict(data["result"]), dict(data.get("options") or {})
+
+    def present(self, result: Mapping[str, Any], options: Mapping[str, Any], base: str | None = None) -> dict[str, Any]:
+        """A result as this server answers it: fresh signed URLs (under ``base``), what the options did,
+        and no server paths."""
+        base = base or self.config.public_base
+        wanlab = {k: v for k, v in dict(result["extra"].get("wanlab") or {}).items() if k != "store"}
+        videos: list[dict[str, str]] = []
+        run_key = wanlab.get("run_key")
+        if result["task"]["status"] == SUCCEED and isinstance(run_key, str) and self.store.has(run_key):
+            videos.append(video_entry(self.signer.url(base, run_key, RUN_MP4), self.config.url_ttl))
+            wanlab["files"] = {"lossless_url": self.signer.url(base, run_key, RUN_LOSSLESS),
+                               "record_url": self.signer.url(base, run_key, RUN_RECORD)}
+        api = dict(options.get("api") or {})
+        wanlab["service"] = {"enable_safety_checker": api.get("enable_safety_checker", True),
+                             "safety_checker": SAFETY_CHECKER, "fast_mode": api.get("fast_mode", False)}
+        webhook = options.get("webhook")
+        if webhook:
+            record = self.deliveries.read(result["task"]["task_id"]) or {}
+            wanlab["webhook"] = {"state": record.get("state", "waiting"), "attempts": len(record.get("attempts", [])),
+                                 "test_mode": bool(webhook.get("test_mode"))}
+        task, extra = result["task"], result["extra"]
+        return {"task": {k: task[k] for k in TASK_FIELDS}, "images": [], "videos": videos, "audios": [],
+                "extra": {"seed": extra["seed"], "debug_info": {k: extra["debug_info"][k] for k in DEBUG_FIELDS},
+                          "wanlab": wanlab}}  # in the published order (task files keep keys sorted)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """``GET /health``: 200 with the model's identity when ready, 503 while loading, failed or stopping."""
+        model = None
+        if self.identity is not None:
+            model = {**self.identity.to_dict(), "rules": "local" if self.config.allow_local_sizes else "api"}
+        body: dict[str, Any] = {"status": self.state, "version": __version__, "model": model,
+                                "server": self.config.summary(),
+                                "queue": self.queue.counts() if self.queue is not None else None}
+        if self.reason:
+            body["reason"] = self.reason
+        return (200 if self.state == READY else 503), body
+
+    def file(self, run_key: str, name: str, expires: str | None, signature: str | None) -> tuple[Path, str]:
+        """The run file a signed URL names, and its media type: 403 for a bad or expired signature, 404 if absent."""
+        path = file_path(run_key, name)
+        self.signer.check(path, expires, signature)
+        if name not in FILES or not self.store.has(run_key):
+            raise ApiError(404, "NOT_FOUND", f"{path}: no such file on this server", {"path": path})
+        target = (self.store.path / run_key / name).resolve()
+        if not target.is_relative_to(self.store.path.resolve()) or not target.is_file():
+            raise ApiError(404, "NOT_FOUND", f"{path}: no such file on this server", {"path": path})
+        return target, FILES[name]
+
+    # --- callbacks of the queue ----------------------------------------------------------------------
+    def _video_url(self, run: Any, task: Any) -> tuple[str, int]:
+        return self.signer.url(self.config.public_base, run.key, RUN_MP4), self.config.url_ttl
+
+    def _finished(self, task: Any, result: Mapping[str, Any]) -> None:
+        took = f" in {task.finished - task.started:.2f} s" if task.started and task.finished else ""
+        log.info("task %s %s%s%s", task.task_id, result["task"]["status"].removeprefix("TASK_STATUS_"), took,
+                 f": {task.reason}" if task.reason else f" (run {task.run_key})")
+        webhook = (task.options or {}).get("webhook")
+        if webhook and webhook.get("url"):
+            self.deliveries.send(task.task_id, webhook["url"], event(self.present(result, task.options)))
+
+    def _undelivered(self, task_id: str) -> tuple[str, dict[str, Any]] | None:
+        data = self.files.read(task_id)
+        if data.get("status") not in FINISHED:
+            return None
+        options = dict(data.get("options") or {})
+        url = (options.get("webhook") or {}).get("url")
+        return (url, event(self.present(data["result"], options))) if url else None

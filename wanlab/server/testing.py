@@ -1,0 +1,295 @@
+"""A real ``wanlab serve`` for tests and benchmarks: a subprocess on a free loopback port, ready when returned.
+
+::
+
+    from wanlab.server.testing import start_server
+
+    with start_server(model="tiny", store=tmp_path / "store") as server:   # waits for GET /health: 200
+        with server.client() as http:                                     # httpx, base URL and key set
+            task_id = http.post("/v3/async/wan-t2v", json={"prompt": "a fox", "width": 32, "height": 32,
+                                                           "num_frames": 5, "steps": 2}).json()["task_id"]
+            server.wait_task(task_id)["task"]["status"]                   # 'TASK_STATUS_SUCCEED'
+    # leaving the block stops it with SIGTERM (kill -9: server.kill(); again: server.restart())
+
+The server runs ``python -m wanlab.cli serve`` with this wanlab on its path, its output in a log
+file (:meth:`ServerProcess.log`), API keys written to a 0600 file (:attr:`ServerProcess.keys`).
+Only httpx and the standard library are imported here.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 180.0
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port nothing listens on right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def write_keys(path: str | os.PathLike[str], keys: int | Sequence[str] = 2) -> list[str]:
+    """Write API keys to a key file (mode 0600): ``keys`` fresh ones, or those given; returns them."""
+    keys = [f"wanlab-test-{secrets.token_urlsafe(24)}" for _ in range(keys)] if isinstance(keys, int) else list(keys)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# API keys of a test server\n" + "\n".join(keys) + "\n")
+    return keys
+
+
+@dataclass
+class ServerProcess:
+    """A running ``wanlab serve`` subprocess (see the module docstring)."""
+
+    args: list[str]
+    port: int
+    store: Path
+    keys: list[str]
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen = field(repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def key(self) -> str | None:
+        """The first API key (None for a server without keys)."""
+        return self.keys[0] if self.keys else None
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        """``Authorization: Bearer KEY`` for ``key`` (default: the first key)."""
+        key = key or self.key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def client(self, key: str | None = None, **kwargs: Any) -> Any:
+        """An ``httpx.Client`` for this server with ``key`` (default: the first)."""
+        import httpx
+
+        return httpx.Client(base_url=self.base_url, headers=self.headers(key), timeout=kwargs.pop("timeout", 30.0),
+                            **kwargs)
+
+    def log(self) -> str:
+        """The server's output so far."""
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+        """Wait until ``GET /health`` answers 200 and return its body; RuntimeError (with the log) if the
+        server exits or reports a failed load first."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"wanlab serve exited with {self.process.returncode} before it was ready:\n"
+                                   f"{self.log()[-4000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                response = httpx.get(f"{self.base_url}/health", timeout=5.0)
+                body = response.json()
+                if response.status_code == 200:
+                    return body
+                if body.get("status") == "failed":
+                    raise RuntimeError(f"wanlab serve could not load its model: {body.get('reason')}")
+            time.sleep(0.1)
+        raise RuntimeError(f"wanlab serve was not ready within {timeout:g} s:\n{self.log()[-4000:]}")
+
+    def wait_task(self, task_id: str, timeout: float = 120.0, key: str | None = None,
+                  interval: float = 0.05) -> dict[str, Any]:
+        """Poll ``task-result`` until the task has finished; its last answer."""
+        with self.client(key) as http:
+            deadline = time.monotonic() + timeout
+            while True:
+                body = http.get("/v3/async/task-result", params={"task_id": task_id}).json()
+                if body.get("task", {}).get("status") in ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"):
+                    return body
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"task {task_id} did not finish within {timeout:g} s: {body}")
+                time.sleep(interval)
+
+    def kill(self) -> None:
+        """``kill -9``: no chance to clean up (what a crash looks like)."""
+        if self.alive():
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self, timeout: float = 120.0) -> int:
+        """SIGTERM and wait (then SIGKILL after ``timeout``); the exit code."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+        return int(self.process.returncode)
+
+    def restart(self, *, wait: bool = True, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
+        """Start the same server again (same port, store and keys) after it stopped; returns self."""
+        if self.alive():
+            raise RuntimeError("restart: the server is still running; stop() or kill() it first")
+        self.process = _launch(self.args, self.env, self.log_path)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start_server(*, model: str = "tiny", store: str | os.PathLike[str] | None = None, keys: int | Sequence[str] = 2,
+                 no_auth: bool = False, allow_local_sizes: bool = True, args: Sequence[str] = (),
+                 env: dict[str, str] | None = None, port: int | None = None, threads: int | None = 1,
+                 wait: bool = True, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
+    """Start ``wanlab serve --model MODEL`` on 127.0.0.1 and (with ``wait``) return once it is ready.
+
+    ``keys``: how many API keys to make, or the keys (another server's ``keys``: several servers on
+    one store with the same keys); none with ``no_auth``. ``store`` defaults to a new temporary folder;
+    ``args`` are further ``wanlab serve`` options (``["--webhook-allow", "127.0.0.1:9000"]``); ``env``
+    adds environment variables; ``threads`` sets the server's torch threads (``OMP_NUM_THREADS``; 1 by
+    default, steady on a shared machine; None: torch's default). See the module docstring for an example.
+    """
+    folder = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="wanlab-serve-")) / "store"
+    folder.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="wanlab-serve-", dir=folder.parent))
+    made = [] if no_auth else write_keys(work / "keys.txt", keys)
+    child_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                 **({"OMP_NUM_THREADS": str(threads)} if threads is not None else {}), **(env or {})}
+    package_root = str(Path(__file__).resolve().parents[2])
+    child_env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [child_env.get("PYTHONPATH")])])
+    for attempt in range(3):
+        chosen = port or free_port()
+        command = [sys.executable, "-m", "wanlab.cli", "serve", "--model", model, "--host", HOST, "--port",
+                   str(chosen), "--store", str(folder)]
+        command += ["--no-auth"] if no_auth else ["--api-keys", str(work / "keys.txt")]
+        command += ["--allow-local-sizes"] if allow_local_sizes else []
+        command += list(args)
+        log_path = work / f"server-{chosen}.log"
+        server = ServerProcess(command, chosen, folder, made, log_path, child_env,
+                               _launch(command, child_env, log_path))
+        if not wait:
+            return server
+        try:
+            server.wait_ready(timeout)
+            return server
+        except RuntimeError:
+            server.kill()
+            if port is None and "address already in use" in server.log().lower() and attempt < 2:
+                continue  # another process took the free port first
+            raise
+    raise AssertionError("unreachable")
+
+
+def _launch(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 - the child keeps it; closed with the process
+    try:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    finally:
+        log.close()
+
+
+class WebhookReceiver:
+    """A webhook endpoint on 127.0.0.1 for tests: records every POST and answers by path.
+
+    ``/ok`` answers 200; ``/fail/N`` answers 500 to its first N posts, then 200; ``/redirect/URL``
+    answers 302 to the (URL-quoted) URL. :attr:`events` holds ``(path, json body)`` in arrival order.
+
+    >>> with WebhookReceiver() as hooks:  # doctest: +SKIP
+    ...     hooks.url("/ok"), hooks.wait(1)
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+        from urllib.parse import unquote
+
+        self.events: list[tuple[str, Any]] = []
+        self._seen: dict[str, int] = {}
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                with receiver._cond:
+                    receiver._seen[self.path] = count = receiver._seen.get(self.path, 0) + 1
+                    receiver.events.append((self.path, json.loads(body or b"null")))
+                    receiver._cond.notify_all()
+                status, headers = 200, {}
+                if self.path.startswith("/fail/") and count <= int(self.path.split("/")[2]):
+                    status = 500
+                elif self.path.startswith("/redirect/"):
+                    status, headers = 302, {"Location": unquote(self.path[len("/redirect/"):])}
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``, as ``--webhook-allow`` takes it."""
+        return f"{HOST}:{self.port}"
+
+    def url(self, path: str = "/ok") -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+    def posts(self, path: str) -> list[Any]:
+        """Bodies received at ``path``."""
+        with self._cond:
+            return [body for p, body in self.events if p == path]
+
+    def wait(self, count: int, path: str | None = None, timeout: float = 60.0) -> list[Any]:
+        """Wait until ``count`` posts arrived (at ``path``, or anywhere); their bodies."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                bodies = [b for p, b in self.events if path is None or p == path]
+                if len(bodies) >= count:
+                    return bodies
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(bodies)} of {count} webhook posts arrived within {timeout:g} s")
+                self._cond.wait(remaining)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "WebhookReceiver":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

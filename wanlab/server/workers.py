@@ -1,0 +1,99 @@
+"""``wanlab serve --workers N``: N copies of the model in one process, as one backend.
+
+Each copy is a :class:`~wanlab.pipeline.Pipeline` with its own worker thread; a job goes to the
+copy with the fewest jobs in flight. On a machine with several GPUs (and no ``--device``) copy
+``i`` goes to ``cuda:i``; on CPU each copy's jobs run with ``cores // N`` torch threads, so the
+copies share the cores instead of fighting over them. Every copy must have the same identity
+(same weights and settings): they give the same frames for the same request.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from concurrent.futures import Future
+from typing import Any, Sequence
+
+from ..backend import Job
+from ..params import Params
+from ..tasks import TaskMethods
+
+
+def devices(workers: int, device: str | None) -> list[str | None]:
+    """Where each copy goes: ``device`` for all when given, else one GPU each while there are GPUs."""
+    if device is not None or workers == 1:
+        return [device] * workers
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i % count}" for i in range(workers)] if count > 1 else [None] * workers
+
+
+class LocalWorkers(TaskMethods):
+    """Several loaded pipelines of one model behind the backend protocol.
+
+    >>> workers = LocalWorkers([wanlab.load("toy"), wanlab.load("toy")])  # doctest: +SKIP
+    >>> workers.max_in_flight  # doctest: +SKIP
+    2
+    """
+
+    def __init__(self, pipes: Sequence[Any]) -> None:
+        if not pipes:
+            raise ValueError("workers: must be at least one pipeline; got none")
+        first = pipes[0].identity
+        for pipe in pipes[1:]:
+            if not pipe.identity.same_model(first):
+                raise ValueError(f"workers: must all run the same model and settings; got {first.model_id} and "
+                                 f"{pipe.identity.model_id} with other weights or settings")
+        self.pipes = list(pipes)
+        self.identity = first
+        self._busy = [0] * len(self.pipes)
+        self._lock = threading.Lock()
+        on_cpu = all(p.device == "cpu" for p in self.pipes)
+        self.threads = max(1, (os.cpu_count() or 1) // len(self.pipes)) if on_cpu and len(self.pipes) > 1 else None
+
+    def __repr__(self) -> str:
+        return f"LocalWorkers({len(self.pipes)} x {self.identity.model_id!r})"
+
+    @property
+    def max_in_flight(self) -> int:
+        return sum(p.max_in_flight for p in self.pipes)
+
+    @property
+    def loras(self) -> Any:
+        """The first copy's LoRA set (its ``policy`` is set on every copy by :meth:`set_lora_policy`)."""
+        return self.pipes[0].loras
+
+    def set_lora_policy(self, policy: Any) -> None:
+        for pipe in self.pipes:
+            pipe.loras.policy = policy
+
+    def params(self, params: Params | None = None, **fields: Any) -> Params:
+        return self.pipes[0].params(params, **fields)
+
+    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
+        return self.pipes[0].key_parts(params, accel, loras)
+
+    def generate(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> Any:
+        """One video, on the least busy copy."""
+        return self.start(Job(self.params(params, **fields).resolved(), accel)).result()
+
+    def start(self, job: Job) -> "Future[Any]":
+        """Run ``job`` on the least busy copy."""
+        with self._lock:
+            index = min(range(len(self.pipes)), key=lambda i: self._busy[i])
+            self._busy[index] += 1
+        if self.threads is not None:
+            job = dataclasses.replace(job, threads=self.threads)
+        future = self.pipes[index].start(job)
+        future.add_done_callback(lambda _: self._done(index))
+        return future
+
+    def _done(self, index: int) -> None:
+        with self._lock:
+            self._busy[index] -= 1
+
+    def close(self) -> None:
+        super().close()
+        for pipe in self.pipes:
+            pipe.close()
