@@ -84,11 +84,11 @@ def main() -> None:
                 for name in order:
                     folder = Path(tmp) / f"round{r}-{name}"
                     client = remotes[int(name[2:])] if name != "in-process" else remote
-                    before = (client.transport.stats.get("bytes", 0), client.stats["polls"])
+                    before = (client.transport.stats["bytes"], client.stats["polls"])
                     start = time.perf_counter()
                     digests = in_process(folder) if name == "in-process" else through_server(folder, int(name[2:]))
                     times[name].append(time.perf_counter() - start)
-                    traffic[name].append((client.transport.stats.get("bytes", 0) - before[0],
+                    traffic[name].append((client.transport.stats["bytes"] - before[0],
                                           client.stats["polls"] - before[1]))
                     assert digests == reference, f"{name}: digests differ from the in-process sweep's"
             for client in (remote, *remotes.values()):

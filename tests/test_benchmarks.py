@@ -30,3 +30,16 @@ def test_bench_lora_smoke_run():
         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert "| wanlab apply (musubi file) |" in out and "| wanlab stage: verify |" in out
     assert "same adapter weights as diffusers' loader (diffusers and musubi files): yes" in out
+
+
+def test_bench_remote_smoke_run():
+    """The remote benchmark runs end to end on the smallest sizes (a real server on loopback)."""
+    import os
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_remote.py"), "--rounds", "1", "--size", "32", "--frames", "5",
+         "--steps", "2", "--inflight", "1,2"],
+        capture_output=True, text=True, timeout=600, check=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert "| through the server, K=1" in out and "| through the server, K=2" in out
+    assert "digests: identical for every point in every variant and round" in out

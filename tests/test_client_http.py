@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,6 +81,9 @@ def test_requests_the_hosted_api_cannot_take_are_refused_before_any_call(api, tm
         remote.submit(prompt="a fox", num_frames=17)
     with pytest.raises(ParamError, match=r"^accel: must be exact \(no acceleration\).*got 'fbc'"):
         remote.generate(prompt="a fox", accel="fbc")
+    for path in (str(tmp_path / "style.safetensors"), "http://example.org/style.safetensors"):
+        with pytest.raises(ParamError, match=r"^loras.path: must be .*an https URL"):
+            remote.submit(prompt="a fox", loras=[{"path": path, "scale": 0.8}])
     sweep = Sweep(base=dict(prompt="a fox", **LOCAL), grid={"seed": [1, 2]})
     with pytest.raises(ParamError, match="width x height"):
         sweep.run(remote, tmp_path / "store", progress=False)
@@ -340,3 +345,29 @@ def test_keys_come_from_the_argument_then_the_environment(monkeypatch, tmp_path)
         read_key_file(tmp_path / "empty")
     with pytest.raises(ParamError, match=r"^api_key_file: must be a readable text file"):
         read_key_file(tmp_path / "missing")
+
+
+# --- the command line -------------------------------------------------------------------------------------------
+def test_the_cli_refuses_before_any_call_and_dry_runs_without_submitting(api, tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    key_file = save_key(tmp_path, KEY)
+    sweep_file = tmp_path / "api.toml"
+    sweep_file.write_text('name = "api"\n[base]\nprompt = "a fox"\nsteps = 2\n[grid]\nseed = [1, 2, 3]\n')
+    common = ["--remote", api.url, "--remote-kind", "api", "--api-key-file", str(key_file)]
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "wanlab.cli", *args], capture_output=True, text=True, cwd=root,
+                              timeout=300)
+
+    dry = cli("sweep", str(sweep_file), *common, "--store", str(tmp_path / "store"), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "a run would generate 3 (each a task" in dry.stdout and "832" not in dry.stderr
+    small = cli("generate", *common, "--prompt", "a fox", "--width", "64", "--height", "64")
+    assert small.returncode == 2 and "width x height: must be one of the API sizes" in small.stderr
+    frames = cli("generate", *common, "--prompt", "a fox", "--num-frames", "17")
+    assert frames.returncode == 2 and "num_frames: must be 81 for the hosted API" in frames.stderr
+    accel = cli("generate", *common, "--prompt", "a fox", "--accel", "fbc")
+    assert accel.returncode == 2 and "accel: must be exact" in accel.stderr
+    local = cli("generate", *common, "--prompt", "a fox", "--device", "cpu")
+    assert local.returncode == 2 and "--device: must be left out with --remote" in local.stderr
+    assert api.routes(POST) == 0 and KEY not in dry.stdout + dry.stderr + small.stderr

@@ -70,7 +70,7 @@ def fetch(transport: Transport, url: str, target: Path, *, policy: NetPolicy | N
             if sha256 is not None and digest.hexdigest() != sha256.lower():
                 raise DownloadError(f"{shown_url(url)}: the file's sha256 {digest.hexdigest()[:16]}... is not the "
                                     f"{sha256[:16]}... the service gives")
-    transport.stats["bytes"] = transport.stats.get("bytes", 0) + size
+    transport.count("bytes", size)
     return Downloaded(target, size, digest.hexdigest(), time.perf_counter() - start)
 
 
@@ -80,7 +80,7 @@ def fetch_json(transport: Transport, url: str, *, policy: NetPolicy | None = Non
 
     with _response(transport, url, policy) as response:
         data = response.read()
-    transport.stats["bytes"] = transport.stats.get("bytes", 0) + len(data)
+    transport.count("bytes", len(data))
     try:
         return json.loads(data)
     except ValueError:

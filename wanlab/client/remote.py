@@ -15,6 +15,7 @@ own start time and their run times), then again soon after.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -43,6 +44,8 @@ DOWNLOAD_TRIES = 3
 REQUEST_PATH = "request:"
 #: The most tasks kept at a service by default (a server's queue limit may be larger).
 MAX_SLOTS = 32
+#: A Hugging Face repo id or a file in one (``owner/name`` or ``owner/name/file.safetensors``).
+HUB_PATH = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(/[^\s]+)?$")
 
 
 class Remote:
@@ -102,9 +105,13 @@ class Remote:
         the API's defaults; under the API's rules from the API's defaults alone (as the service reads a
         body), and local sizes and ``num_frames`` are refused here, before any call."""
         if self.identity.rules != "api":
-            return request(self.identity.native, params, **fields)
-        p = request({}, params, **fields)
-        p.check_api()
+            p = request(self.identity.native, params, **fields)
+        else:
+            p = request({}, params, **fields)
+            p.check_api()
+        if self.kind == "api":
+            for lo in p.loras:
+                check_service_lora(lo.path)
         return p
 
     def check_accel(self, accel: Any) -> Any:
@@ -399,6 +406,19 @@ class Remote:
     def download(self, url: str, target: Path, sha256: str | None = None) -> Any:
         """One file of a task, verified (:func:`wanlab.client.download.fetch`)."""
         return fetch(self.transport, url, target, policy=self.net_policy, sha256=sha256)
+
+
+def check_service_lora(path: str) -> str:
+    """A LoRA path the hosted API can read (a Hugging Face repo id or file, or an https URL), else a
+    ParamError before any call: it cannot read files on this machine."""
+    if "://" in path:
+        if not path.startswith("https://"):
+            raise ParamError("loras.path", "an https URL or a Hugging Face repo id for the hosted API", path)
+        return path
+    if not HUB_PATH.match(path) or Path(path).expanduser().exists():
+        raise ParamError("loras.path", "a Hugging Face repo id (owner/name) or an https URL for the hosted API: it "
+                         "cannot read files on this machine", path)
+    return path
 
 
 def _shape(params: Params) -> tuple[Any, ...]:

@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import re
+import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -98,7 +99,8 @@ class Transport:
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             follow_redirects=False, headers={"User-Agent": f"wanlab/{__version__}", "Accept": "application/json"})
         self._origin = httpx.URL(self.base_url)
-        self.stats = {"requests": 0, "retries": 0, "busy_waits": 0, "busy_seconds": 0.0}
+        self.stats = {"requests": 0, "retries": 0, "busy_waits": 0, "busy_seconds": 0.0, "bytes": 0}
+        self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Transport({self.base_url!r}, key={'set' if self.key else 'none'})"
@@ -116,6 +118,11 @@ class Transport:
 
     def close(self) -> None:
         self._client.close()
+
+    def count(self, name: str, amount: float = 1) -> None:
+        """Add to one of :attr:`stats` (requests run on many threads at once)."""
+        with self._count_lock:
+            self.stats[name] = self.stats.get(name, 0) + amount
 
     # --- sending -------------------------------------------------------------------------------------
     def send(self, method: str, path: str, *, body: Mapping[str, Any] | None = None,
@@ -137,7 +144,7 @@ class Transport:
         waited = 0.0
         patience = self.retry.busy_s if patience is None else patience
         while True:
-            self.stats["requests"] += 1
+            self.count("requests")
             request = self._client.build_request(method, url, json=body, params=query, headers=headers)
             try:
                 response = self._client.send(request, stream=stream)
@@ -164,8 +171,8 @@ class Transport:
                 if waited + wait > patience:
                     raise self.error(response, what, note=f"still busy after {waited:.0f} s of waiting")
                 busy += 1
-                self.stats["busy_waits"] += 1
-                self.stats["busy_seconds"] += wait
+                self.count("busy_waits")
+                self.count("busy_seconds", wait)
                 waited += wait
                 self._pause(wait, what, f"{status} {_reason(response)}")
                 continue
@@ -187,7 +194,7 @@ class Transport:
                                response.status_code) from None
 
     def _pause(self, seconds: float, what: str, why: str) -> None:
-        self.stats["retries"] += 1
+        self.count("retries")
         log.info("%s: %s; trying again in %.2f s", what, why, seconds)
         time.sleep(seconds)
 
