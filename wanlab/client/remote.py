@@ -7,15 +7,11 @@ more job started, which downloads and stores a finished task while the service r
 The task id is handed to ``job.on_accepted`` before the first poll (a sweep writes it to the store),
 and a job with ``resume`` polls that task instead of submitting again: what a killed sweep paid for
 is fetched, never paid twice. A task the service failed ends the job with the service's reason.
-Polls come often while a task is young and rarer as it ages (about a tenth of its age, between
-``poll_min`` and ``poll_max`` seconds, never more often than half the service's ``eta``); once tasks of
-a shape have finished, a running one of that shape is polled when it should end (from the service's
-own start time and their run times), then again soon after.
+Polls are timed by :mod:`wanlab.client.polling`.
 """
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import tempfile
 import threading
@@ -32,20 +28,18 @@ from ..params import Params
 from ..values import check_number
 from .download import DownloadError, fetch
 from .fetched import api_video, wanlab_video
+from .polling import Polling, progress_bar
 from .service import ServiceInfo
 from .transport import Transport
+from .wire import body, check_service_lora, describe_loras
 
 log = logging.getLogger("wanlab.client")
 SUBMIT = "/v3/async/wan-t2v"
 RESULT = "/v3/async/task-result"
 #: Tries of a download that did not arrive whole (each after a fresh task-result: its URLs may have expired).
 DOWNLOAD_TRIES = 3
-#: How LoRA files a service reads (and this machine cannot) are keyed: by the request's path.
-REQUEST_PATH = "request:"
 #: The most tasks kept at a service by default (a server's queue limit may be larger).
 MAX_SLOTS = 32
-#: A Hugging Face repo id or a file in one (``owner/name`` or ``owner/name/file.safetensors``).
-HUB_PATH = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(/[^\s]+)?$")
 
 
 class Remote:
@@ -71,8 +65,7 @@ class Remote:
         self.identity = info.identity
         self.accel = Accel.coerce(info.accel) if info.accel else Accel.coerce(None)
         self.net_policy = net_policy
-        self.poll_min = check_number("poll_min", poll_min, 0, lo_open=True, rule="a number of seconds > 0")
-        self.poll_max = check_number("poll_max", poll_max, self.poll_min, rule=f"a number of seconds >= {poll_min}")
+        self.polling = Polling(poll_min, poll_max)
         #: Tasks at the service at once (submitted, not finished there): ``connect(max_in_flight=)``, else the
         #: server's queue limit (at most :data:`MAX_SLOTS`), else 4.
         self.slots = int(max_in_flight or min(info.queue_limit or 4, MAX_SLOTS))
@@ -81,7 +74,6 @@ class Remote:
         self._slots = threading.BoundedSemaphore(self.slots)
         self.stats = {"submitted": 0, "resumed": 0, "polls": 0, "downloads": 0}
         self._requests: dict[str, tuple[Params, Any]] = {}
-        self._run_seconds: dict[tuple[Any, ...], float] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._downloads: ThreadPoolExecutor | None = None
@@ -129,17 +121,8 @@ class Remote:
         return self.accel
 
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
-        """Each LoRA as run keys hold it: a wanlab server's file by its sha256 when this machine can read
-        it (the same file the server reads), else (and always for the hosted API) by the request's path."""
-        from ..lora import SourcePolicy, file_hash
-
-        out = []
-        for lo in params.loras:
-            sha = f"{REQUEST_PATH}{lo.path}"
-            if self.kind == "wanlab" and Path(lo.path).expanduser().is_file():
-                sha = file_hash(lo.path, SourcePolicy(hub=False, urls=False))
-            out.append({"path": lo.path, "scale": lo.scale, "sha256": sha})
-        return out
+        """Each LoRA as run keys hold it (:func:`wanlab.client.wire.describe_loras`)."""
+        return describe_loras(params, self.kind)
 
     def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
         """What the run key of ``params`` on this service is the hash of (``accel``: None or the
@@ -148,19 +131,8 @@ class Remote:
                          self.describe_loras(params) if loras is None else loras)
 
     def body(self, params: Params) -> dict[str, Any]:
-        """The JSON body of ``POST /v3/async/wan-t2v`` for ``params``: the hosted API's fields (and
-        ``num_frames`` where the service takes local sizes)."""
-        if self.identity.rules == "api":
-            body = params.to_api()
-            if self.kind == "wanlab":
-                body.pop("model_name")
-            elif self.identity.model_id != body["model_name"]:
-                body["model_name"] = self.identity.model_id
-            return body
-        body = {name: getattr(params, name) for name in ("prompt", "negative_prompt", "width", "height", "seed",
-                                                        "steps", "guidance_scale", "flow_shift", "num_frames")}
-        body["loras"] = [lo.to_dict() for lo in params.loras]
-        return body if self.kind == "wanlab" else {"model_name": self.identity.model_id, **body}
+        """The JSON body of ``POST /v3/async/wan-t2v`` for ``params`` (:func:`wanlab.client.wire.body`)."""
+        return body(params, self.identity, self.kind)
 
     # --- the hosted API's task methods -------------------------------------------------------------
     def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str:
@@ -219,7 +191,7 @@ class Remote:
             if timeout is not None and age >= timeout:
                 raise TaskTimeout(f"task {task_id} is still {task['status']} after {timeout:g} s "
                                   f"({task.get('progress_percent', 0)}% done); it goes on running at {self.base_url}")
-            pause = self._pause(age, task)
+            pause = self.polling.pause(age, task)
             time.sleep(pause if timeout is None else min(pause, max(timeout - age, 0.0)))
 
     def cancel(self, task_id: str) -> dict[str, Any]:
@@ -252,7 +224,7 @@ class Remote:
         >>> remote.generate(prompt="a blue circle moving left slowly", seed=3)  # doctest: +SKIP
         """
         p = self.params(params, **fields).resolved()
-        job = Job(p, self.check_accel(accel), on_step=on_step or (_bar(p.steps) if progress else None),
+        job = Job(p, self.check_accel(accel), on_step=on_step or (progress_bar(p.steps) if progress else None),
                   truncate=truncate)
         return self._run(job)
 
@@ -326,47 +298,12 @@ class Remote:
                     done = now
                     job.on_step(done, steps)
             if status == SUCCEED:
-                self._learn(job.params, result)
+                self.polling.learn(job.params, result)
                 return result
             if status == FAILED:
                 raise TaskError(f"task {task_id} failed at {self.base_url}: {task.get('reason') or 'no reason given'}")
-            time.sleep(self._pause(time.monotonic() - since, task, self._expected_end(job.params, result)))
-
-    def _pause(self, age: float, task: Mapping[str, Any], expected_end: float | None = None) -> float:
-        """Seconds to the next poll: until the expected end of a running task when earlier ones of its
-        shape say when (then again soon after, ever less often), else a tenth of its age and at least
-        half its eta; always within ``poll_min`` .. ``poll_max``."""
-        if expected_end is not None:
-            remaining = expected_end - time.time()
-            pause = remaining if remaining > 0 else 0.1 * -remaining
-        else:
-            eta = task.get("eta")
-            floor = 0.5 * float(eta) if isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta > 1 else 0.0
-            pause = max(0.1 * age, floor)
-        return min(self.poll_max, max(self.poll_min, pause))
-
-    def _learn(self, params: Params, result: Mapping[str, Any]) -> None:
-        """Keep how long the service ran a task of this shape (its own start and end times)."""
-        debug = _debug(result)
-        try:
-            seconds = (float(debug["complete_time_ms"]) - float(debug["execute_time_ms"])) / 1000.0
-        except (KeyError, TypeError, ValueError):
-            return
-        if seconds > 0:
-            shape = _shape(params)
-            with self._lock:
-                before = self._run_seconds.get(shape)
-                self._run_seconds[shape] = seconds if before is None else 0.5 * (before + seconds)
-
-    def _expected_end(self, params: Params, result: Mapping[str, Any]) -> float | None:
-        """When a running task should end (epoch seconds), from its start and earlier tasks of its shape."""
-        with self._lock:
-            seconds = self._run_seconds.get(_shape(params))
-        try:
-            started = float(_debug(result)["execute_time_ms"]) / 1000.0
-        except (KeyError, TypeError, ValueError):
-            return None
-        return None if seconds is None else started + seconds
+            time.sleep(self.polling.pause(time.monotonic() - since, task,
+                                          self.polling.expected_end(job.params, result)))
 
     def _fetch(self, task_id: str, result: Mapping[str, Any], params: Params | None) -> Any:
         """Download a finished task's files into a folder of their own (removed with the Video) and build
@@ -408,45 +345,7 @@ class Remote:
         return fetch(self.transport, url, target, policy=self.net_policy, sha256=sha256)
 
 
-def check_service_lora(path: str) -> str:
-    """A LoRA path the hosted API can read (a Hugging Face repo id or file, or an https URL), else a
-    ParamError before any call: it cannot read files on this machine."""
-    if "://" in path:
-        if not path.startswith("https://"):
-            raise ParamError("loras.path", "an https URL or a Hugging Face repo id for the hosted API", path)
-        return path
-    if not HUB_PATH.match(path) or Path(path).expanduser().exists():
-        raise ParamError("loras.path", "a Hugging Face repo id (owner/name) or an https URL for the hosted API: it "
-                         "cannot read files on this machine", path)
-    return path
-
-
-def _shape(params: Params) -> tuple[Any, ...]:
-    """What a task's run time depends on most."""
-    return (params.width, params.height, params.num_frames, params.steps, params.guidance_scale > 1.0,
-            len(params.loras))
-
-
-def _debug(result: Mapping[str, Any]) -> Mapping[str, Any]:
-    extra = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
-    debug = extra.get("debug_info")
-    return debug if isinstance(debug, Mapping) else {}
-
-
 def _has_lossless(result: Mapping[str, Any]) -> bool:
     from .fetched import lossless_link
 
     return lossless_link(result) is not None
-
-
-def _bar(total: int) -> Callable[[int, int], None]:
-    """An ``on_step`` that draws a tqdm bar over the denoising steps as the service reports them."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, unit="step", leave=False, desc="remote")
-
-    def on_step(done: int, steps: int) -> None:
-        bar.update(done - bar.n)
-        if done >= steps:
-            bar.close()
-    return on_step
