@@ -50,12 +50,13 @@ def api(monkeypatch):
 
 def local(server: StandinServer, **kwargs):
     """The stand-in in the hosted API's mode, taking local sizes (as a --allow-local-sizes server would)."""
-    return connect(server.url, KEY, rules="local", retry=FAST, **kwargs)
+    return connect(server.url, KEY, kind="api", rules="local", retry=FAST, **kwargs)
 
 
 # --- telling services apart, identities, refusals before any call -------------------------------------------
 def test_a_service_without_a_wanlab_identity_is_the_hosted_api(api):
-    with connect(api.url, KEY) as remote:
+    with pytest.warns(UserWarning, match="publishes no wanlab model identity at /health, so it is used as the "
+                                         "hosted API"), connect(api.url, KEY) as remote:
         assert remote.kind == "api" and remote.identity.source == "service"
         assert remote.identity.exact is False and remote.identity.latents is False and remote.identity.rules == "api"
         assert remote.identity.model_id == "wan2.1-t2v" and remote.identity.settings["service"] == api.url
@@ -74,7 +75,7 @@ def test_service_identity_keys_the_address_and_model_name():
 
 
 def test_requests_the_hosted_api_cannot_take_are_refused_before_any_call(api, tmp_path):
-    remote = connect(api.url, KEY, retry=FAST)
+    remote = connect(api.url, KEY, kind="api", retry=FAST)
     with pytest.raises(ParamError, match=r"^width x height: must be one of the API sizes .*got '64x64'"):
         remote.generate(prompt="a fox", width=64, height=64)
     with pytest.raises(ParamError, match=r"^num_frames: must be 81 for the hosted API"):
@@ -120,7 +121,7 @@ def test_generate_downloads_the_served_mp4_and_records_where_it_came_from(api, t
 
 
 def test_the_api_mode_sends_the_published_body_at_the_api_sizes(api):
-    remote = connect(api.url, KEY, retry=FAST)
+    remote = connect(api.url, KEY, kind="api", retry=FAST)
     task_id = remote.submit(prompt="a fox", seed=3, steps=1)
     assert api.accepted[0] == {"model_name": "wan2.1-t2v", "prompt": "a fox", "negative_prompt": "", "width": 832,
                                "height": 480, "seed": 3, "steps": 1, "guidance_scale": 5.0, "flow_shift": 5.0,
@@ -170,7 +171,7 @@ def test_a_400_is_a_param_error_with_the_services_field(api):
 def test_a_refused_key_says_so_and_never_shows_the_key(api, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
     wrong = "sk-wrong-key-do-not-print-42"
-    remote = connect(api.url, wrong, rules="local", retry=FAST)
+    remote = connect(api.url, wrong, kind="api", rules="local", retry=FAST)
     with pytest.raises(AuthError, match=r"the API key was refused \(401 Unauthorized; the key from the api_key "
                                         r"argument\): invalid API key") as info:
         remote.generate(prompt="a fox", seed=1, **LOCAL)
@@ -179,9 +180,9 @@ def test_a_refused_key_says_so_and_never_shows_the_key(api, caplog, monkeypatch)
     assert api.log[-1]["headers"]["Authorization"] == f"Bearer {wrong}"  # it was sent, only there
     with pytest.raises(AuthError, match=r"asks for an API key and none was given: pass api_key=, set "
                                         r"\$WANLAB_API_KEY \(or \$NOVITA_API_KEY\)"):
-        connect(api.url, rules="local", retry=FAST).submit(prompt="a fox", seed=1, **LOCAL)
+        connect(api.url, kind="api", rules="local", retry=FAST).submit(prompt="a fox", seed=1, **LOCAL)
     monkeypatch.setenv("NOVITA_API_KEY", KEY)
-    assert connect(api.url, rules="local").submit(prompt="a fox", seed=1, **LOCAL)
+    assert connect(api.url, kind="api", rules="local").submit(prompt="a fox", seed=1, **LOCAL)
 
 
 def test_the_key_reaches_no_record_no_store_file_and_no_log(api, tmp_path, caplog):

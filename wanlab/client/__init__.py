@@ -69,6 +69,10 @@ def connect(base_url: str, api_key: Any = None, *, kind: str = "auto", max_in_fl
     except BaseException:
         transport.close()
         raise
+    if kind == "auto" and info.kind == "api":
+        warnings.warn(f"{url} publishes no wanlab model identity at /health, so it is used as the hosted API: frames "
+                      "from its lossy mp4, the API's rules, every task billed; pass kind='api' to say so (or check "
+                      "the URL of a wanlab server)", stacklevel=2)
     return Remote(transport, info, max_in_flight=max_in_flight, net_policy=net_policy, poll_min=poll_min,
                   poll_max=poll_max)
 

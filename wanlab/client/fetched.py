@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Record fields of a server's run that its store wrote (the client's store writes its own).
 STORE_FIELDS = ("key", "key_parts", "store_format", "extra", "files")
+#: Record fields a Video writes from its frames and timings (a generated video's record holds the rest).
+FRAME_FIELDS = tuple(k for k in OWN_FIELDS if k not in ("params", "model"))
 LOSSLESS_NAMES = ("lossless_url", "lossless", "video_lossless_url")
 RECORD_NAMES = ("record_url", "record")
 VIDEO_TYPES = ("mp4", "gif")
@@ -130,7 +132,7 @@ def wanlab_video(remote: "Remote", task_id: str, result: Mapping[str, Any], para
     if frames_digest(frames) != record["digest"]:
         raise DownloadError(f"task {task_id}: the lossless copy's frames are not those of the record's digest")
     _check_playable(mp4.path, frames.shape, task_id)
-    kept = {k: v for k, v in record.items() if k not in OWN_FIELDS and k not in STORE_FIELDS}
+    kept = {k: v for k, v in record.items() if k not in FRAME_FIELDS and k not in STORE_FIELDS}
     kept["service"] = {**service_entry(remote, task_id, result), "downloaded": {
         RUN_MP4: {"bytes": mp4.size, "sha256": mp4.sha256}, RUN_LOSSLESS: {"bytes": lossless.size,
                                                                             "sha256": lossless.sha256}},
