@@ -43,3 +43,16 @@ def test_bench_serve_smoke_run():
     assert "| tasks succeeded / submitted" in out and "| 4 / 4 |" in out
     assert "| 4 / 4 / yes |" in out  # distinct task ids / runs / seeds: none lost or doubled
     assert "task-result latency while generating: p50 / p99 / max" in out
+
+
+def test_bench_remote_smoke_run():
+    """The remote benchmark runs end to end on the smallest sizes (a real server on loopback)."""
+    import os
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_remote.py"), "--rounds", "1", "--size", "32", "--frames", "5",
+         "--steps", "2", "--inflight", "1,2"],
+        capture_output=True, text=True, timeout=600, check=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert "| through the server, K=1" in out and "| through the server, K=2" in out
+    assert "digests: identical for every point in every variant and round" in out

@@ -19,12 +19,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXPECTED = ["01_quickstart", "02_sweeps", "03_reproducibility", "04_metrics", "05_acceleration"]
+EXPECTED = ["01_quickstart", "02_sweeps", "03_reproducibility", "04_metrics", "05_acceleration", "06_service"]
 #: Each notebook must finish in about 2 minutes on 2 shared CPU cores; this is a hang guard, not the goal.
 CELL_TIMEOUT_S = 300
 NOTEBOOK_BUDGET_S = 240
 #: The notebooks that call wanlab.show.
-SHOWS_PLAYER = ("01_quickstart", "02_sweeps", "04_metrics", "05_acceleration")
+SHOWS_PLAYER = ("01_quickstart", "02_sweeps", "04_metrics", "05_acceleration", "06_service")
 
 
 def kernelspec_dir(base: Path) -> Path:

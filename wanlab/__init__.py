@@ -1,8 +1,9 @@
 """wanlab: study the Wan 2.1 text-to-video model from notebooks and sweep scripts.
 
 The public API is short: ``Params`` (the validated request), ``load`` (a local pipeline),
-``identity`` (which model, without loading it), ``Video`` (the result), ``Store`` and ``Sweep``
-(many runs), ``verify``, ``metrics``, ``plots``, ``widgets`` and ``show``. Every way a request
+``connect`` (a service with the hosted API's contract), ``identity`` (which model, without loading
+it), ``Video`` (the result), ``Store`` and ``Sweep`` (many runs), ``verify``, ``metrics``, ``plots``,
+``widgets`` and ``show``. Every way a request
 becomes a video is a backend (:mod:`wanlab.backend`). Heavy libraries (torch, diffusers, cv2,
 ipywidgets) load on first use, so ``import wanlab`` is fast.
 """
@@ -17,6 +18,7 @@ from .params import LoRA, Params
 if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of the lazy names
     from . import accel, keys, metrics, plots, stats, toy, widgets
     from .backend import Backend, Job
+    from .client import connect
     from .models.identity import ModelIdentity, identity
     from .pipeline import Pipeline, load
     from .player import show
@@ -29,6 +31,7 @@ __version__ = "0.2.0"
 
 _LAZY = {
     "load": ("pipeline", "load"),
+    "connect": ("client", "connect"),
     "identity": ("models.identity", "identity"),
     "ModelIdentity": ("models.identity", "ModelIdentity"),
     "Pipeline": ("pipeline", "Pipeline"),

@@ -87,6 +87,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     check_suffix(args.out)
     accel = _accel_arg(args.accel)
+    if args.remote:
+        return _generate_remote(args, accel)
+    args.model = args.model or DEFAULT_MODEL
     model = identity(args.model, device=args.device, dtype=args.dtype)
     params = request(model.native, **_fields(args))
     describe(params.loras)  # every LoRA file is there and readable
@@ -103,6 +106,69 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"wrote {path} (seed {video.seed}, {video.num_frames} frames, {video.width}x{video.height}, "
           f"{video.timings['total']:.2f} s{work})")
     return 0
+
+
+def _generate_remote(args: argparse.Namespace, accel: Any) -> int:
+    """``wanlab generate --remote URL``: one task on the service, its video downloaded and verified."""
+    with _connect(args, args.model) as remote:
+        params = remote.params(**_fields(args))
+        accel = remote.check_accel(accel)
+        print(f"wanlab: {remote.kind} service {remote.base_url} ({remote.identity.model_id}) request: "
+              f"{_one_line(params)}", file=sys.stderr)
+        with _quiet(args.quiet):
+            video = remote.generate(params, progress=not args.quiet, accel=accel)
+    path = _save_as_served(video, args.out)
+    service = video.record.get("service") or {}
+    exact = "exact frames" if video.record.get("exact", True) else "frames decoded from the service's lossy mp4"
+    print(f"wrote {path} (seed {video.seed}, {video.num_frames} frames, {video.width}x{video.height}, task "
+          f"{service.get('task_id')}, {exact})")
+    return 0
+
+
+def _save_as_served(video: Any, out: str) -> Path:
+    """Save a downloaded video; an ``.mp4`` is the file the service served, byte for byte."""
+    import shutil
+
+    from .fsutil import atomic_file
+    from .video import RUN_MP4
+
+    path = video.save(out)
+    served = video.files.get(RUN_MP4)
+    if path.suffix.lower() == ".mp4" and served is not None:
+        with atomic_file(path) as tmp:
+            shutil.copyfile(served, tmp)
+    return path
+
+
+def _connect(args: argparse.Namespace, model: str | None = None, where: str = "--model",
+             max_in_flight: int | None = None) -> Any:
+    """The service of ``--remote``, with the key of ``--api-key-file`` (else the environment); a model
+    asked for (``--model``, or the sweep file's, named by ``where``) must be the one it serves."""
+    from .client import connect
+    from .client.credentials import read_key_file
+
+    for flag in ("device", "dtype"):
+        if getattr(args, flag, None):
+            raise ParamError(f"--{flag}", "left out with --remote (the service runs its own model its own way)",
+                             getattr(args, flag))
+    key = read_key_file(args.api_key_file) if args.api_key_file else None
+    remote = connect(args.remote, key, kind=args.remote_kind, max_in_flight=max_in_flight)
+    if model and model != remote.identity.model_id:
+        remote.close()
+        raise ParamError(where, f"the model {args.remote} serves ({remote.identity.model_id}), or left out", model)
+    return remote
+
+
+def _remote_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--remote", default=None, metavar="URL",
+                        help="run on a service with the hosted API's contract instead of a local model: a `wanlab "
+                             "serve` box (exact frames, the same run keys as local runs) or the hosted API (lossy "
+                             "mp4 downloads, the API's sizes; every task is billed)")
+    parser.add_argument("--api-key-file", default=None, metavar="FILE",
+                        help="file whose first line is the service's API key (default: $WANLAB_API_KEY, else "
+                             "$NOVITA_API_KEY; none for a server started with --no-auth)")
+    parser.add_argument("--remote-kind", default="auto", choices=("auto", "wanlab", "api"),
+                        help="what --remote is: auto (ask its /health), wanlab or api (treat it as the hosted API)")
 
 
 def _quiet(on: bool) -> Any:
@@ -172,11 +238,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = Sweep.load(args.file)
     shard = check_shard(args.shard) if args.shard else (0, 1)
-    model = args.model or sweep.model or DEFAULT_MODEL
     store = args.store or str(sweep.default_store())
     mine = set(sweep.shard(*shard))
+    if args.remote:
+        where = "--model" if args.model else f"model (in {args.file})"
+        remote = _connect(args, args.model or sweep.model, where, max_in_flight=args.max_in_flight)
+        model, keyer = remote.identity.model_id, remote
+    else:
+        remote, model = None, args.model or sweep.model or DEFAULT_MODEL
+        keyer = identity(model, device=args.device, dtype=args.dtype)
     if args.dry_run:  # nothing loads: keys come from the model's identity
-        result = sweep.result(identity(model, device=args.device, dtype=args.dtype), store)
+        result = sweep.result(keyer, store)
         df = result.df
         table = df[["point", *sweep.swept, "status", "key"]].copy()
         if shard != (0, 1):
@@ -191,16 +263,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(table.to_string(index=False))
         done, failed, pending = (int(counts.get(k, 0)) for k in ("done", "failed", "pending"))
         todo = pending + (0 if args.no_retry else failed)
+        billed = f" (each a task {remote.base_url} runs and may bill)" if remote is not None else ""
         print(f"{'this shard' if shard != (0, 1) else 'points'}: {done} done, {failed} failed, {pending} pending; "
-              f"a run would generate {todo} (dry run: nothing was run)")
+              f"a run would generate {todo}{billed} (dry run: nothing was run)")
         return 0
-    sweep.result(identity(model, device=args.device, dtype=args.dtype), store)  # every point checked before loading
+    sweep.result(keyer, store)  # every point checked before loading (or before the service runs any)
     if not Path(store).exists():
         print(f"wanlab: runs go to {Path(store).resolve()}", file=sys.stderr)
     with _quiet(True):
-        backend = load(model, device=args.device, dtype=args.dtype, progress=False)
-        result = sweep.run(backend, store=store, metrics=not args.no_metrics, progress=not args.quiet,
-                           max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry)
+        backend = remote or load(model, device=args.device, dtype=args.dtype, progress=False)
+        try:
+            result = sweep.run(backend, store=store, metrics=not args.no_metrics, progress=not args.quiet,
+                               max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry,
+                               max_in_flight=None if remote is not None else args.max_in_flight)
+        finally:
+            if remote is not None:
+                remote.close()
     print(result.summary())
     df = result.df
     for _, row in df[(df["status"] == "failed") & df["point"].isin(mine)].iterrows():
@@ -253,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output file: .mp4 (with NAME.lossless.mkv and NAME.json beside it), .mkv, .gif or .npz; "
                           "default wanlab-video.mp4")
     gen.add_argument("--quiet", action="store_true", help="no progress bar and no library warnings")
-    gen.set_defaults(func=cmd_generate)
+    _remote_args(gen)
+    gen.set_defaults(func=cmd_generate, model=None)
 
     models = sub.add_parser("models", help="list the built-in models, their native settings and what they are for")
     models.set_defaults(func=cmd_models)
@@ -285,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--report", default=None, metavar="DIR",
                     help="also write videos, plots and a self-contained HTML report into DIR")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.add_argument("--max-in-flight", type=int, default=None, metavar="K",
+                    help="points running at once (default: the backend's); with --remote, tasks at the service at "
+                         "once (default: the server's queue limit, else 4)")
+    _remote_args(sw)
     sw.set_defaults(func=cmd_sweep)
 
     ver = sub.add_parser("verify", help="re-generate a stored run from its record: identical, or what differs",

@@ -40,3 +40,16 @@ class TaskError(WanlabError):
 
 class GenerationError(WanlabError):
     """A generation produced garbage (non-finite latents or frames, every frame black): never stored as a run."""
+
+
+class ServiceError(WanlabError):
+    """A service (a wanlab server or the hosted API) answered with an error, or gave no answer in time;
+    ``status`` is the HTTP status it answered (None when none came)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(ServiceError):
+    """The service refused the API key (401) or what it may do (403)."""

@@ -186,7 +186,9 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
     with the recorded dtype, ``max_sequence_length`` and VAE/offload settings, on ``device`` or the
     recorded device (when this machine has it). A run downloaded from a service that is not wanlab
     (``exact: false`` in its record) cannot be re-generated bit for bit: give that service as
-    ``backend`` and it is compared with a new download (digest and PSNR), which the result says.
+    ``backend`` and it is compared with a new download (digest and PSNR; ``lossy`` in the result says
+    so): the stored frames are the first download's, decoded, and neither service environment is
+    known, so no environment is compared.
 
     Returns a dict: ``identical`` (frames bit-identical and nothing below changed), ``frames_identical``,
     ``key``, ``run`` (folder), ``model`` (id used), ``digest_expected``/``digest_actual``,
@@ -220,6 +222,9 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
     if not exact:
         notes.append("a lossy download compared with a new download of the same request: PSNR says how far apart "
                      "two downloads are, not whether the model reproduces")
+        if getattr(backend_.identity, "exact", True):
+            notes.append(f"the new frames come from {backend_.identity.model_id}, not from the service the run was "
+                         "downloaded from: they differ by the service's compression at least")
 
     # Re-generate with the recorded acceleration, then compare what the new record says with the old:
     # weights, generation settings, acceleration (and MagCache calibration), LoRA file contents.
@@ -240,8 +245,11 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
         setting_changes["accel_calibration.sha256"] = tuple(calibration)
 
     device_ = getattr(backend_, "device", "remote")
-    now_env = now_record.get("environment") or environment(device_)
-    environment_changes = _changes(_env_subset(record.get("environment") or {}), _env_subset(now_env))
+    if exact:
+        now_env = now_record.get("environment") or environment(device_)
+        environment_changes = _changes(_env_subset(record.get("environment") or {}), _env_subset(now_env))
+    else:  # a service's environment is not known, then or now
+        environment_changes = {}
 
     digest_expected = record["digest"]
     shape_expected = list(record.get("shape") or [])
@@ -250,7 +258,7 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
     if lossless is not None and not Path(lossless).exists():
         notes.append(f"the run's lossless copy {Path(lossless).name} is missing, so its stored frames are not exact; "
                      "compared by digest only")
-    elif not getattr(source, "exact", True):
+    elif exact and not getattr(source, "exact", True):
         notes.append(f"{Path(source.path).name} has no lossless copy, so its frames are h264-compressed; compared by "
                      "digest only")
     else:
@@ -280,7 +288,7 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
         "shape_expected": shape_expected, "shape_actual": shape_actual,
         "environment_changes": environment_changes, "param_changes": param_changes,
         "setting_changes": setting_changes, "frames": frames,
-        "seconds": float(video.timings.get("total", 0.0)), "notes": notes,
+        "seconds": float(video.timings.get("total", 0.0)), "lossy": not exact, "notes": notes,
     }
 
 
@@ -295,10 +303,11 @@ def format_report(result: Mapping[str, Any]) -> str:
     """The human-readable form of :func:`verify`'s dict (what ``wanlab verify`` prints)."""
     key, model = result["key"], result["model"]
     if result["identical"]:
-        lines = [f"identical: run {key} regenerates bit for bit on {model} ({result['device']}); "
-                 f"digest {result['digest_actual'][:16]}"]
+        how = "a new download gives the same frames" if result.get("lossy") else "regenerates bit for bit"
+        lines = [f"identical: run {key} {how} on {model} ({result['device']}); digest {result['digest_actual'][:16]}"]
         return "\n".join(lines + [f"  note: {note}" for note in result.get("notes") or []])
-    lines = [f"different: run {key} regenerated on {model} ({result['device']})"]
+    how = "downloaded again" if result.get("lossy") else "regenerated"
+    lines = [f"different: run {key} {how} on {model} ({result['device']})"]
     frames = result.get("frames")
     if result["frames_identical"]:
         lines.append("  frames: bit-identical")

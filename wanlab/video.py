@@ -100,6 +100,9 @@ class Video:
     record: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     latents: Any = field(default=None, repr=False)
+    #: Files these frames already are, by run-folder name (a service's downloads: ``video.mp4`` as it was
+    #: served, ``video.lossless.mkv``); ``Store.put`` keeps them as they are instead of encoding again.
+    files: dict[str, Path] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.frames = check_frames(self.frames)

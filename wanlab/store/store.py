@@ -123,7 +123,8 @@ class Store:
         ``"extra"`` (sweep name, task id, ...). ``latents=True`` also keeps the video's final latents
         (``latents.npy``, float32); they are added to an existing run that lacks them when the frames
         are the same (same digest). ``files`` places existing files in the run folder as they are
-        instead of encoding them (``{"video.mp4": path}``: the mp4 a service returned).
+        instead of encoding them (``{"video.mp4": path}``: the mp4 a service returned); by default the
+        video's own :attr:`~wanlab.Video.files`.
         """
         if not hasattr(video, "to_record") or getattr(video, "params", None) is None:
             raise ValueError("store.put: needs a wanlab.Video with params (as a backend's generate returns)")
@@ -134,7 +135,8 @@ class Store:
         key = run_key(parts)
         folder = self.path / key
         if not self.has(key):
-            given = {name: Path(src) for name, src in (files or {}).items()}
+            kept = (getattr(video, "files", None) or {}) if files is None else files
+            given = {name: Path(src) for name, src in kept.items()}
             names = {"mp4": RUN_MP4, "lossless": RUN_LOSSLESS, **({"latents": LATENTS_NAME} if latents else {})}
             record.update(key=key, key_parts=parts, store_format=STORE_FORMAT, extra=plain(dict(extra or {})),
                           files=names)

@@ -1,0 +1,92 @@
+"""When to ask a service about a task again: often while it is young, rarer as it ages, and at the
+moment it should end once tasks of its shape have finished before.
+
+Without history a task is polled after about a tenth of its age (between ``poll_min`` and
+``poll_max`` seconds, never more often than half the service's ``eta``), so a short task is seen
+finished soon and a long one costs few requests. Each finished task teaches how long the service
+ran one of its shape (its own ``execute``/``complete`` times); a running task of that shape is
+then polled when it should end (from its own start time), and again soon after, ever less often.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Mapping
+
+from ..params import Params
+from ..values import check_number
+
+
+def debug_info(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A task result's ``extra.debug_info`` (empty when absent)."""
+    extra = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
+    debug = extra.get("debug_info")
+    return debug if isinstance(debug, Mapping) else {}
+
+
+def shape(params: Params) -> tuple[Any, ...]:
+    """What a task's run time depends on most."""
+    return (params.width, params.height, params.num_frames, params.steps, params.guidance_scale > 1.0,
+            len(params.loras))
+
+
+class Polling:
+    """Poll timing for one service (see the module docstring); safe to share between threads.
+
+    >>> Polling(0.01, 5.0).pause(age=2.0, task={"eta": 0})
+    0.2
+    """
+
+    def __init__(self, poll_min: float = 0.01, poll_max: float = 5.0) -> None:
+        self.poll_min = check_number("poll_min", poll_min, 0, lo_open=True, rule="a number of seconds > 0")
+        self.poll_max = check_number("poll_max", poll_max, self.poll_min, rule=f"a number of seconds >= {poll_min}")
+        self._run_seconds: dict[tuple[Any, ...], float] = {}
+        self._lock = threading.Lock()
+
+    def pause(self, age: float, task: Mapping[str, Any], expected_end: float | None = None) -> float:
+        """Seconds to the next poll of a task ``age`` seconds old (``expected_end``: epoch seconds)."""
+        import time
+
+        if expected_end is not None:
+            remaining = expected_end - time.time()
+            pause = remaining if remaining > 0 else 0.1 * -remaining
+        else:
+            eta = task.get("eta")
+            floor = 0.5 * float(eta) if isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta > 1 else 0.0
+            pause = max(0.1 * age, floor)
+        return min(self.poll_max, max(self.poll_min, pause))
+
+    def learn(self, params: Params, result: Mapping[str, Any]) -> None:
+        """Keep how long the service ran a finished task of this shape (from its own times)."""
+        debug = debug_info(result)
+        try:
+            seconds = (float(debug["complete_time_ms"]) - float(debug["execute_time_ms"])) / 1000.0
+        except (KeyError, TypeError, ValueError):
+            return
+        if seconds > 0:
+            key = shape(params)
+            with self._lock:
+                before = self._run_seconds.get(key)
+                self._run_seconds[key] = seconds if before is None else 0.5 * (before + seconds)
+
+    def expected_end(self, params: Params, result: Mapping[str, Any]) -> float | None:
+        """When a running task should end (epoch seconds), or None when nothing says."""
+        with self._lock:
+            seconds = self._run_seconds.get(shape(params))
+        try:
+            started = float(debug_info(result)["execute_time_ms"]) / 1000.0
+        except (KeyError, TypeError, ValueError):
+            return None
+        return None if seconds is None else started + seconds
+
+
+def progress_bar(total: int) -> Callable[[int, int], None]:
+    """An ``on_step`` that draws a tqdm bar over the denoising steps as the service reports them."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="step", leave=False, desc="remote")
+
+    def on_step(done: int, steps: int) -> None:
+        bar.update(done - bar.n)
+        if done >= steps:
+            bar.close()
+    return on_step

@@ -1,0 +1,351 @@
+"""The client backend: a service with the hosted API's contract, used wherever a local pipeline is.
+
+:class:`Remote` (made by :func:`wanlab.connect`) turns each job into one task: ``POST
+/v3/async/wan-t2v``, then ``GET /v3/async/task-result`` until it ends, then the download, verified.
+At most ``slots`` tasks are at the service at once (``connect(max_in_flight=K)``); a sweep keeps one
+more job started, which downloads and stores a finished task while the service runs the next.
+The task id is handed to ``job.on_accepted`` before the first poll (a sweep writes it to the store),
+and a job with ``resume`` polls that task instead of submitting again: what a killed sweep paid for
+is fetched, never paid twice. A task the service failed ends the job with the service's reason.
+Polls are timed by :mod:`wanlab.client.polling`.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..backend import Job, request
+from ..errors import ParamError, ServiceError, TaskError
+from ..keys import key_parts
+from ..params import Params
+from ..values import check_number
+from .download import DownloadError, fetch
+from .fetched import api_video, wanlab_video
+from .polling import Polling, progress_bar
+from .service import ServiceInfo
+from .transport import Transport
+from .wire import body, check_service_lora, describe_loras
+
+log = logging.getLogger("wanlab.client")
+SUBMIT = "/v3/async/wan-t2v"
+RESULT = "/v3/async/task-result"
+#: Tries of a download that did not arrive whole (each after a fresh task-result: its URLs may have expired).
+DOWNLOAD_TRIES = 3
+#: The most tasks kept at a service by default (a server's queue limit may be larger).
+MAX_SLOTS = 32
+
+
+class Remote:
+    """A service with the hosted API's contract as a backend (see the module docstring).
+
+    ``identity``, ``params``, ``key_parts``, ``start``, ``generate`` (the backend protocol) and the
+    hosted API's ``submit``, ``task_result``, ``wait``, plus ``video(task_id)`` for a finished task.
+    ``kind`` is ``"wanlab"`` (a wanlab server: exact frames, keys as local runs) or ``"api"``.
+
+    >>> remote = wanlab.connect("http://127.0.0.1:8000")  # doctest: +SKIP
+    >>> sweep.run(remote, "runs/demo", max_in_flight=4)  # doctest: +SKIP
+    """
+
+    device = "remote"
+
+    def __init__(self, transport: Transport, info: ServiceInfo, *, max_in_flight: int | None = None,
+                 net_policy: Any = None, poll_min: float = 0.01, poll_max: float = 5.0) -> None:
+        from ..accel.setting import Accel
+
+        self.transport = transport
+        self.info = info
+        self.kind = info.kind
+        self.identity = info.identity
+        self.accel = Accel.coerce(info.accel) if info.accel else Accel.coerce(None)
+        self.net_policy = net_policy
+        self.polling = Polling(poll_min, poll_max)
+        #: Tasks at the service at once (submitted, not finished there): ``connect(max_in_flight=)``, else the
+        #: server's queue limit (at most :data:`MAX_SLOTS`), else 4.
+        self.slots = int(max_in_flight or min(info.queue_limit or 4, MAX_SLOTS))
+        #: Jobs worth starting at once: one more than the service's tasks, downloading and storing while it works.
+        self.max_in_flight = self.slots + 1
+        self._slots = threading.BoundedSemaphore(self.slots)
+        self.stats = {"submitted": 0, "resumed": 0, "polls": 0, "downloads": 0}
+        self._requests: dict[str, tuple[Params, Any]] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._downloads: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"Remote({self.base_url!r}, kind={self.kind!r}, model={self.identity.model_id!r})"
+
+    def __enter__(self) -> "Remote":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def base_url(self) -> str:
+        return self.transport.base_url
+
+    # --- requests and keys ---------------------------------------------------------------------------
+    def params(self, params: Params | None = None, **fields: Any) -> Params:
+        """The validated request: fields not given come from the served model's native settings, else
+        the API's defaults; under the API's rules from the API's defaults alone (as the service reads a
+        body), and local sizes and ``num_frames`` are refused here, before any call."""
+        if self.identity.rules != "api":
+            p = request(self.identity.native, params, **fields)
+        else:
+            p = request({}, params, **fields)
+            p.check_api()
+        if self.kind == "api":
+            for lo in p.loras:
+                check_service_lora(lo.path)
+        return p
+
+    def check_accel(self, accel: Any) -> Any:
+        """``accel`` when this service runs it (None: its own setting), else a ParamError before any call:
+        the API's body has no field for an acceleration setting."""
+        from ..accel.setting import Accel
+
+        if accel is None:
+            return self.accel
+        wanted = Accel.coerce(accel)
+        if wanted != self.accel:
+            own = "exact (no acceleration): the hosted API takes no acceleration setting" if self.kind == "api" else \
+                f"{self.accel.label}, the server's own setting (the API's body has no field for another)"
+            raise ParamError("accel", own, wanted.label)
+        return self.accel
+
+    def describe_loras(self, params: Params) -> list[dict[str, Any]]:
+        """Each LoRA as run keys hold it (:func:`wanlab.client.wire.describe_loras`)."""
+        return describe_loras(params, self.kind)
+
+    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
+        """What the run key of ``params`` on this service is the hash of (``accel``: None or the
+        service's own; another one is refused)."""
+        return key_parts(self.identity, params, self.check_accel(accel),
+                         self.describe_loras(params) if loras is None else loras)
+
+    def body(self, params: Params) -> dict[str, Any]:
+        """The JSON body of ``POST /v3/async/wan-t2v`` for ``params`` (:func:`wanlab.client.wire.body`)."""
+        return body(params, self.identity, self.kind)
+
+    # --- the hosted API's task methods -------------------------------------------------------------
+    def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str:
+        """Submit one request (validated here first; its seed drawn here when -1, so it is known) and
+        return the service's task id. Every call is a task the service runs (and may bill).
+
+        >>> task_id = remote.submit(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
+        """
+        p = self.params(params, **fields).resolved()
+        accel_ = self.check_accel(accel)
+        return self._submit(p, accel_)
+
+    def _submit(self, params: Params, accel: Any) -> str:
+        data = self.transport.json("POST", SUBMIT, body=self.body(params), replay=False,
+                                   what=f"POST {self.base_url}{SUBMIT}")
+        task_id = data.get("task_id") if isinstance(data, Mapping) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise ServiceError(f"POST {self.base_url}{SUBMIT}: the answer holds no task_id ({str(data)[:200]})")
+        with self._lock:
+            self.stats["submitted"] += 1
+            self._requests[task_id] = (params, accel)
+        return task_id
+
+    def task_result(self, task_id: str) -> dict[str, Any]:
+        """The task's state as the service gives it (the published shape); TaskError for an unknown id."""
+        if not isinstance(task_id, str) or not task_id:
+            raise ParamError("task_id", "a task id string", task_id)
+        with self._lock:
+            self.stats["polls"] += 1
+        try:
+            result = self.transport.json("GET", RESULT, query={"task_id": task_id},
+                                         what=f"GET {self.base_url}{RESULT}")
+        except ServiceError as exc:
+            if exc.status == 404:
+                raise TaskError(f"unknown task id {task_id!r} at {self.base_url} (404): not submitted there, or "
+                                "with another API key") from None
+            raise
+        if not isinstance(result, Mapping) or not isinstance(result.get("task"), Mapping) \
+                or not isinstance(result["task"].get("status"), str):
+            raise ServiceError(f"GET {self.base_url}{RESULT}: not a task result (no task.status): {str(result)[:200]}")
+        return dict(result)
+
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Poll until the task has finished and return its result (TaskTimeout after ``timeout`` s)."""
+        from ..tasks.queue import TaskTimeout
+        from ..tasks.shape import FINISHED
+
+        check_number("timeout", timeout, 0, optional=True, rule="a number of seconds >= 0 or None")
+        start = time.monotonic()
+        while True:
+            result = self.task_result(task_id)
+            task = result["task"]
+            if task["status"] in FINISHED:
+                return result
+            age = time.monotonic() - start
+            if timeout is not None and age >= timeout:
+                raise TaskTimeout(f"task {task_id} is still {task['status']} after {timeout:g} s "
+                                  f"({task.get('progress_percent', 0)}% done); it goes on running at {self.base_url}")
+            pause = self.polling.pause(age, task)
+            time.sleep(pause if timeout is None else min(pause, max(timeout - age, 0.0)))
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """The hosted API has no cancel route: a submitted task runs to its end."""
+        raise TaskError(f"task {task_id} cannot be cancelled: the hosted API's contract has no cancel route, so a "
+                        "submitted task runs (and is billed) to its end")
+
+    def video(self, task_id: str, params: Params | None = None) -> Any:
+        """The :class:`~wanlab.Video` of a finished task (downloaded and verified now). ``params``: the
+        request, when it was not submitted through this client (a wanlab server's record says it)."""
+        with self._lock:
+            known = self._requests.get(task_id)
+        p = params if params is not None else (known[0] if known else None)
+        return self._fetch(task_id, self.wait(task_id), p)
+
+    # --- the backend protocol ----------------------------------------------------------------------
+    def start(self, job: Job) -> "Future[Any]":
+        """Run ``job`` as one task (or poll ``job.resume``); the Future holds its Video or its error."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(32, self.max_in_flight),
+                                                thread_name_prefix="wanlab-remote")
+            pool = self._pool
+        return pool.submit(self._run, job)
+
+    def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
+                 on_step: Callable[[int, int], None] | None = None, truncate: str = "warn", **fields: Any) -> Any:
+        """Generate one video on the service and return it (downloaded, verified).
+
+        >>> remote.generate(prompt="a blue circle moving left slowly", seed=3)  # doctest: +SKIP
+        """
+        p = self.params(params, **fields).resolved()
+        job = Job(p, self.check_accel(accel), on_step=on_step or (progress_bar(p.steps) if progress else None),
+                  truncate=truncate)
+        return self._run(job)
+
+    def close(self) -> None:
+        """Stop: jobs not started are cancelled, running ones finish; the connections close."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            downloads, self._downloads = self._downloads, None
+        for executor in (pool, downloads):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+        self.transport.close()
+
+    # --- one job -----------------------------------------------------------------------------------
+    def _run(self, job: Job) -> Any:
+        p = job.params
+        accel = self.check_accel(job.accel)
+        if self.identity.rules == "api":
+            p.check_api()
+        with self._slots:  # held while the task is at the service; its download overlaps the next one's run
+            task_id = self._accepted(job, accel)
+            result = self._follow(task_id, job)
+        return self._fetch(task_id, result, p)
+
+    def _accepted(self, job: Job, accel: Any) -> str:
+        """The task of this job at the service: the one it resumes, or a new one (announced to
+        ``job.on_accepted`` before anything else happens)."""
+        from ..tasks.shape import FAILED
+
+        p = job.params
+        task_id = None
+        if job.resume:
+            try:
+                if self.task_result(job.resume)["task"]["status"] == FAILED:
+                    log.info("task %s failed earlier at %s; submitting the request again", job.resume, self.base_url)
+                else:
+                    task_id = job.resume
+                    with self._lock:
+                        self.stats["resumed"] += 1
+                        self._requests[task_id] = (p, accel)
+            except TaskError:
+                log.warning("task %s is unknown at %s; submitting the request again", job.resume, self.base_url)
+        if task_id is None:
+            task_id = self._submit(p, accel)
+            if job.on_accepted is not None:
+                try:
+                    job.on_accepted(task_id)
+                except Exception as exc:  # noqa: BLE001 - the task is accepted (and paid): fetch it anyway
+                    log.warning("task %s: recording it failed (%s); fetching it anyway", task_id, exc)
+        return task_id
+
+    def _follow(self, task_id: str, job: Job) -> dict[str, Any]:
+        """Poll the task to its end, reporting start and progress to the job's callbacks."""
+        from ..tasks.shape import FAILED, QUEUED, SUCCEED
+
+        steps = job.params.steps
+        started = False
+        done = 0
+        since = time.monotonic()
+        while True:
+            result = self.task_result(task_id)
+            task = result["task"]
+            status = task["status"]
+            if status != QUEUED and not started:
+                started = True
+                if job.on_start is not None:
+                    job.on_start()
+            if job.on_step is not None and status != QUEUED:
+                now = steps if status == SUCCEED else min(steps, int(task.get("progress_percent") or 0) * steps // 100)
+                if now > done:
+                    done = now
+                    job.on_step(done, steps)
+            if status == SUCCEED:
+                self.polling.learn(job.params, result)
+                return result
+            if status == FAILED:
+                raise TaskError(f"task {task_id} failed at {self.base_url}: {task.get('reason') or 'no reason given'}")
+            time.sleep(self.polling.pause(time.monotonic() - since, task,
+                                          self.polling.expected_end(job.params, result)))
+
+    def _fetch(self, task_id: str, result: Mapping[str, Any], params: Params | None) -> Any:
+        """Download a finished task's files into a folder of their own (removed with the Video) and build
+        its Video; a download that does not arrive whole is tried again with a fresh result."""
+        folder = Path(tempfile.mkdtemp(prefix="wanlab-download-"))
+        try:
+            for attempt in range(DOWNLOAD_TRIES):
+                try:
+                    if self.kind == "wanlab" and _has_lossless(result):
+                        video = wanlab_video(self, task_id, result, params, folder)
+                    else:
+                        video = api_video(self, task_id, result, params, folder)
+                    break
+                except DownloadError as exc:
+                    if attempt + 1 == DOWNLOAD_TRIES:
+                        raise DownloadError(f"task {task_id}: its video could not be downloaded whole in "
+                                            f"{DOWNLOAD_TRIES} tries ({exc}); the task is done at {self.base_url}, "
+                                            "so a later run fetches it without paying again") from None
+                    log.info("task %s: %s; downloading again", task_id, exc)
+                    result = self.task_result(task_id)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        with self._lock:
+            self.stats["downloads"] += 1
+        weakref.finalize(video, shutil.rmtree, str(folder), True)
+        return video
+
+    def in_parallel(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+        """``fn(*args)`` on the download threads (a task's files come at once)."""
+        with self._lock:
+            if self._downloads is None:
+                self._downloads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wanlab-download")
+            pool = self._downloads
+        return pool.submit(fn, *args)
+
+    def download(self, url: str, target: Path, sha256: str | None = None) -> Any:
+        """One file of a task, verified (:func:`wanlab.client.download.fetch`)."""
+        return fetch(self.transport, url, target, policy=self.net_policy, sha256=sha256)
+
+
+def _has_lossless(result: Mapping[str, Any]) -> bool:
+    from .fetched import lossless_link
+
+    return lossless_link(result) is not None

@@ -1,0 +1,68 @@
+"""A request as a service receives it: the JSON body of ``POST /v3/async/wan-t2v``, the LoRA paths the
+hosted API can read, and how LoRA files are described in run keys when this machine cannot read them.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ParamError
+from ..params import Params
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models.identity import ModelIdentity
+
+#: How LoRA files a service reads (and this machine cannot) are keyed: by the request's path.
+REQUEST_PATH = "request:"
+#: A Hugging Face repo id or a file in one (``owner/name`` or ``owner/name/file.safetensors``).
+HUB_PATH = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(/[^\s]+)?$")
+LOCAL_FIELDS = ("prompt", "negative_prompt", "width", "height", "seed", "steps", "guidance_scale", "flow_shift",
+                "num_frames")
+
+
+def body(params: Params, identity: "ModelIdentity", kind: str) -> dict[str, Any]:
+    """The JSON body for ``params``: the hosted API's fields, ``num_frames`` too where the service takes
+    local sizes, and ``model_name`` for a service that is not wanlab (a wanlab server needs none).
+
+    >>> body(Params(prompt="a fox", seed=1), service_identity("https://api.example.org"), "api")["width"]  # doctest: +SKIP
+    832
+    """
+    if identity.rules == "api":
+        out = params.to_api()
+        out.pop("model_name")
+    else:
+        out = {name: getattr(params, name) for name in LOCAL_FIELDS}
+        out["loras"] = [lo.to_dict() for lo in params.loras]
+    return out if kind == "wanlab" else {"model_name": identity.model_id, **out}
+
+
+def check_service_lora(path: str) -> str:
+    """A LoRA path the hosted API can read (a Hugging Face repo id or file, or an https URL), else a
+    ParamError before any call: it cannot read files on this machine.
+
+    >>> check_service_lora("Remade-AI/Cyberpunk")
+    'Remade-AI/Cyberpunk'
+    """
+    if "://" in path:
+        if not path.startswith("https://"):
+            raise ParamError("loras.path", "an https URL or a Hugging Face repo id for the hosted API", path)
+        return path
+    if not HUB_PATH.match(path) or Path(path).expanduser().exists():
+        raise ParamError("loras.path", "a Hugging Face repo id (owner/name) or an https URL for the hosted API: it "
+                         "cannot read files on this machine", path)
+    return path
+
+
+def describe_loras(params: Params, kind: str) -> list[dict[str, Any]]:
+    """Each LoRA as run keys hold it: for a wanlab server a file by its sha256 when this machine can read
+    it (the same file the server reads), else (and always for the hosted API) by the request's path."""
+    from ..lora import SourcePolicy, file_hash
+
+    out = []
+    for lo in params.loras:
+        sha = f"{REQUEST_PATH}{lo.path}"
+        if kind == "wanlab" and Path(lo.path).expanduser().is_file():
+            sha = file_hash(lo.path, SourcePolicy(hub=False, urls=False))
+        out.append({"path": lo.path, "scale": lo.scale, "sha256": sha})
+    return out
