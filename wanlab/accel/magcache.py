@@ -142,6 +142,23 @@ def calibrate(pipe: Any, params: "Params", accel: Accel | str | Mapping[str, Any
     return {**data, "source": source}
 
 
+def remember(calibration: Mapping[str, Any]) -> None:
+    """Keep a calibration measured by another process on the same model and settings (a Ray pool's
+    other worker sends the ``accel_calibration`` of its record) in memory, so this process does not
+    measure it again. Its ratios must hash to its ``sha256``.
+
+    >>> remember(video.record["accel_calibration"])  # doctest: +SKIP
+    """
+    ratios = [float(r) for r in calibration["ratios"]]
+    if _ratios_sha256(ratios) != calibration.get("sha256"):
+        raise ValueError(f"calibration.sha256: must be the sha256 of its ratios; got {calibration.get('sha256')!r}")
+    data = {"key": str(calibration["key"]), "ratios": ratios, "cond": calibration.get("cond"),
+            "uncond": calibration.get("uncond"), "sha256": calibration["sha256"], "prompt": calibration.get("prompt"),
+            "seed": calibration.get("seed"), "steps": len(ratios), "seconds": calibration.get("seconds")}
+    with _LOCK:
+        _CALIBRATIONS.setdefault(data["key"], data)
+
+
 def _measure_ratios(pipe: Any, params: "Params", accel: Accel) -> tuple[list[float], list[float] | None]:
     """One exact run of the calibration request, recording the block stack's residual ratios per branch."""
     import torch
