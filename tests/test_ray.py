@@ -277,11 +277,10 @@ def test_the_driver_killed_mid_sweep_resumes_from_the_store(cluster, tmp_path, c
                   name="driver-killed")
     file = sweep.save(tmp_path / "sweep.toml")
     store = tmp_path / "runs"
-    args = ["sweep", str(file), "--ray", ray.get_runtime_context().gcs_address, "--workers", "2", "--store", str(store),
-            "--no-metrics"]
+    args = ["sweep", str(file), "--ray", ray.get_runtime_context().gcs_address, "--store", str(store), "--no-metrics"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "wanlab.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "wanlab.cli", *args, "--workers", "1"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     try:
         while len(stored(store)) < 2:
@@ -297,7 +296,7 @@ def test_the_driver_killed_mid_sweep_resumes_from_the_store(cluster, tmp_path, c
     landed = stored(store)
     assert 2 <= len(landed) < len(sweep), "killed too late to test resuming"
     capsys.readouterr()
-    assert main(args) == 0  # run again (here, on this process's Ray): the rest, and only the rest
+    assert main([*args, "--workers", "2"]) == 0  # run again (here, on this process's Ray): the rest, and only the rest
     err = capsys.readouterr().err
     assert f"{len(landed)} already done" in err
     assert "ray-0: " in err and "ray-1: " in err  # the progress bar counts runs per worker

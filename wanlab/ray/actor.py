@@ -86,8 +86,7 @@ class Worker:
         from ..accel.magcache import calibration_key, remember
         from ..accel.setting import Accel
 
-        setting = Accel.coerce(self.pipe.accel if accel is None else accel)
-        if calibration_key(self.pipe, params, setting) == calibration.get("key"):
+        if calibration_key(self.pipe, params, Accel.coerce(accel)) == calibration.get("key"):
             remember(calibration)
 
     def _finish(self, video: "Video", attempt: int) -> "Video":

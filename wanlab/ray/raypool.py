@@ -21,6 +21,7 @@ from ..backend import Job, failed, request
 from ..errors import ParamError, WanlabError
 from ..models.registry import DEFAULT_MODEL
 from ..params import Params
+from ..pipeline import TRUNCATE
 from ..tasks import TaskMethods
 from ..values import check_int, check_known, check_number
 from .lane import Lane
@@ -96,7 +97,9 @@ class RayPool(TaskMethods):
                   f"{'s' * (threads != 1)} each", file=sys.stderr, flush=True)
             num_gpus = 0
         self.num_gpus, self.threads = float(num_gpus), threads
-        self.identity = _identity(model, "cuda" if num_gpus > 0 else "cpu", load_options)
+        #: Where each worker runs: ``cuda`` (the GPUs Ray gives it) or ``cpu``.
+        self.device = "cuda" if num_gpus > 0 else "cpu"
+        self.identity = _identity(model, self.device, load_options)
         room, unit = capacity(ray, num_gpus, threads)
         count = workers if workers is not None else room
         if count < 1:
@@ -116,7 +119,7 @@ class RayPool(TaskMethods):
         self._lanes: list[Lane] = []
         for i in range(count):
             name = f"ray-{i}"
-            actor = remote.remote(name, model_arg, dict(load_options), threads)
+            actor = remote.remote(name, model_arg, {**load_options, "device": self.device}, threads)
             self._lanes.append(Lane(ray, name, actor, self._scheduler, self.identity, __version__, max_retries,
                                     self._changed))
         for lane in self._lanes:
@@ -162,12 +165,16 @@ class RayPool(TaskMethods):
     def start(self, job: Job) -> "Future[Video]":
         """Queue ``job`` for the next free worker (``job.affinity``: the worker that ran its first
         job); the Future holds its video or its error. ``job.threads`` is not used: each worker runs
-        with the pool's ``threads``. Callbacks (``on_start``, ``on_step``) run in this process."""
+        with the pool's ``threads``; ``job.resume`` and ``on_accepted`` concern remote services (a pool's
+        work dies with its driver, so there is nothing to resume). Callbacks (``on_start``, ``on_step``)
+        run in this process."""
         from ..accel.setting import Accel
         from ..lora import describe
 
         if not isinstance(job, Job):
             return failed(ParamError("job", "a wanlab.backend.Job", job))
+        if job.truncate not in TRUNCATE:
+            return failed(ParamError("truncate", f"one of {', '.join(TRUNCATE)}", job.truncate))
         if not self._alive():
             return failed(self._no_workers())
         accel = Accel.coerce(self.accel if job.accel is None else job.accel)
@@ -181,6 +188,7 @@ class RayPool(TaskMethods):
             self._scheduler.put(ticket)
         except RuntimeError:
             return failed(WanlabError("the Ray pool is closed"))
+        self._changed()  # the last worker may have gone meanwhile
         return ticket.future
 
     def generate(self, params: Params | None = None, *, progress: bool | None = None,
