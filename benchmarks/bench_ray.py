@@ -45,7 +45,7 @@ def gpu_model(arch: str, folder: Path) -> str:
     from bench_gpu import build
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipe = build(arch, device, full_vae=False)
+    pipe, _ = build(arch, device, full_vae=False)
     pipe.save_pretrained(folder)
     del pipe
     if device == "cuda":

@@ -96,6 +96,28 @@ def test_without_ray_one_line_says_how_to_get_it(monkeypatch):
     assert str(err.value) == "wanlab.ray needs Ray: pip install 'wanlab[ray]' (or pip install ray)"
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(device="cuda:1"), "device: must be left to the pool"),
+    (dict(progres=True), "progres: must be a wanlab.load option a pool passes on (dtype, cpu_offload"),
+    (dict(workers=0), "workers: must be an integer in 1..4096 or None; got 0"),
+    (dict(num_gpus=-1), "num_gpus: must be a number of GPUs per worker in 0..64; got -1"),
+    (dict(runtime_env="env"), "runtime_env: must be None or a dict"),
+])
+def test_bad_pool_options_are_refused_before_ray_is_touched(options, message):
+    import wanlab.ray
+
+    with pytest.raises(WanlabError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        wanlab.ray.pool("tiny", **options)
+
+
+def test_the_command_line_wants_ray_for_workers(tmp_path, capsys):
+    from wanlab.cli import main
+
+    file = small_sweep("cli").save(tmp_path / "s.toml")
+    assert main(["sweep", str(file), "--workers", "2"]) == 2
+    assert "--workers: must be used with --ray; got 2" in capsys.readouterr().err
+
+
 def test_the_scheduler_keeps_affinity_retries_first_and_gates_a_calibration():
     from wanlab.ray.scheduler import Scheduler, Ticket
 
@@ -139,7 +161,7 @@ def test_a_sweep_on_the_pool_has_the_keys_and_frames_of_the_same_sweep_in_proces
     assert set(workers) == {"ray-0", "ray-1"}  # both workers ran points
     run = Store(tmp_path / "pool").get(on_pool.df["key"][0])
     assert run.record["environment"]["torch_threads"] == 1 and run.video().digest == run.digest
-    assert pool2.max_in_flight == 4
+    assert pool2.max_in_flight == 3
 
 
 def test_a_task_queue_runs_on_the_pool_with_progress(pool2, pipe, one_thread, tmp_path):

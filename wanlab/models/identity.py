@@ -206,7 +206,15 @@ def cache_root() -> Path:
 
 
 def files_fingerprint(folder: Path) -> str:
-    """sha256 over the relative names and sha256s of a checkpoint folder's files (cached on disk)."""
+    """sha256 over the relative names and sha256s of a checkpoint folder's files (cached on disk, under a
+    lock: processes loading one checkpoint at once, a pool's workers on one machine, hash it once)."""
+    from ..fsutil import file_lock
+
+    with file_lock(cache_root() / "file-hashes.lock"):
+        return _files_fingerprint(folder)
+
+
+def _files_fingerprint(folder: Path) -> str:
     from ..fsutil import sha256_file, write_json
 
     cache_file = cache_root() / "file-hashes.json"

@@ -146,9 +146,9 @@ class RayPool(TaskMethods):
     # --- the backend protocol --------------------------------------------------------------------------
     @property
     def max_in_flight(self) -> int:
-        """Jobs worth starting at once: two per live worker, so each finds its next job waiting while the
-        driver stores the last one."""
-        return max(1, 2 * len(self._alive()))
+        """Jobs worth starting at once: one more than the live workers, so a worker that finishes finds its
+        next job waiting while the driver stores the last video (and a task queue's eta stays close)."""
+        return len(self._alive()) + 1
 
     def params(self, params: Params | None = None, **fields: Any) -> Params:
         return request(self.identity.native, params, **fields)
