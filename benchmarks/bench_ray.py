@@ -152,8 +152,8 @@ def main() -> None:
     share = per_point / (best["in-process"] / n)
     print(f"scaling efficiency at {count} workers: {efficiency:.2f} (goal >= 0.85); against in-process: "
           f"{(n / many) / (count * n / best['in-process']):.2f}")
-    print(f"Ray overhead per point: {per_point * 1000:+.1f} ms = {share * 100:+.1f} % of {best['in-process'] / n:.3f} s "
-          f"in-process (goal <= 5 %)")
+    print(f"Ray overhead per point: {per_point * 1000:+.1f} ms = {share * 100:+.1f} % of "
+          f"{best['in-process'] / n:.3f} s in-process (goal <= 5 %)")
     print(f"load average after: {after}")
     for p in pools.values():
         p.close()

@@ -4,7 +4,8 @@ The pool (:mod:`wanlab.ray.raypool`) makes one actor per worker from :class:`Wor
 the model with ``wanlab.load`` in its constructor (a load error is kept and raised by :meth:`info`,
 so the driver reads it as the error it is), pins torch to its thread count, and runs each job on
 its pipeline's worker thread, exactly as a local :class:`~wanlab.Pipeline` runs ``start(job)``:
-same code, same frames. Videos go back to the driver through Ray's object store, their digest
+same code, same frames. Libraries' loading chatter and notices are silenced here
+(:func:`wanlab.quiet.quiet`), as in the CLI; wanlab's own warnings reach the driver's log. Videos go back to the driver through Ray's object store, their digest
 already computed here; the store is written by the driver alone.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ..backend import Job
 from ..errors import WanlabError
+from ..quiet import quiet
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..params import Params
@@ -35,7 +37,8 @@ class Worker:
             torch.set_num_threads(threads)
             from ..pipeline import load
 
-            self.pipe = load(model, progress=False, **options)
+            with quiet():
+                self.pipe = load(model, progress=False, **options)
         except Exception as exc:  # noqa: BLE001 - kept and raised by info(), as the error it is
             self.error = exc
 
@@ -60,7 +63,8 @@ class Worker:
         """Run one request and return its video."""
         job = Job(params, accel, truncate=truncate, threads=self.threads)
         self._remember(params, accel, calibration)
-        return self._finish(self.pipe.start(job).result(), attempt)
+        with quiet():
+            return self._finish(self.pipe.start(job).result(), attempt)
 
     def stream(self, params: "Params", accel: Any, truncate: str, calibration: dict[str, Any] | None,
                attempt: int) -> Iterator[tuple[Any, ...]]:
@@ -70,14 +74,16 @@ class Worker:
         job = Job(params, accel, truncate=truncate, threads=self.threads, on_start=lambda: events.put(("start",)),
                   on_step=lambda done, total: events.put(("step", done, total)))
         self._remember(params, accel, calibration)
-        future = self.pipe.start(job)
-        future.add_done_callback(lambda _f: events.put(("end",)))
-        while True:
-            event = events.get()
-            if event[0] == "end":
-                break
-            yield event
-        yield ("video", self._finish(future.result(), attempt))
+        with quiet():
+            future = self.pipe.start(job)
+            future.add_done_callback(lambda _f: events.put(("end",)))
+            while True:
+                event = events.get()
+                if event[0] == "end":
+                    break
+                yield event
+            video = self._finish(future.result(), attempt)
+        yield ("video", video)
 
     def _remember(self, params: "Params", accel: Any, calibration: dict[str, Any] | None) -> None:
         """Adopt a MagCache calibration another worker measured, when it is the one this worker would measure."""
@@ -115,8 +121,8 @@ def check_worker(name: str, info: dict[str, Any], expected: Any, version: str) -
                           "wanlab on every node")
     if loaded.fingerprint != expected.fingerprint:
         raise WanlabError(f"{where} loaded other weights than the driver identified for {expected.model_id} "
-                          f"(fingerprint {loaded.fingerprint[:12]}, expected {expected.fingerprint[:12]}): every node must "
-                          "hold the same checkpoint; the worker is refused")
+                          f"(fingerprint {loaded.fingerprint[:12]}, expected {expected.fingerprint[:12]}): every node "
+                          "must hold the same checkpoint; the worker is refused")
     if not loaded.same_model(expected):
         diff = sorted(k for k in set(loaded.settings) | set(expected.settings)
                       if loaded.to_dict()["settings"].get(k) != expected.to_dict()["settings"].get(k))

@@ -45,7 +45,8 @@ def connect(address: str | None) -> Any:
     try:
         ray.init(address=address)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise WanlabError(f"cannot join the Ray cluster at {address or os.environ.get('RAY_ADDRESS') or 'this machine'}: "
+        where = address or os.environ.get("RAY_ADDRESS") or "this machine"
+        raise WanlabError(f"cannot join the Ray cluster at {where}: "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return ray
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import warnings
 from concurrent.futures import Future
 from dataclasses import replace
@@ -91,7 +92,6 @@ class RayPool(TaskMethods):
             raise ParamError("runtime_env", "None or a dict (Ray's runtime environment)", runtime_env)
         self.accel = Accel.coerce(load_options.get("accel"))
         ray = connect(address)
-        self._ray = ray
         if num_gpus > 0 and not has_gpus(ray):
             print(f"wanlab.ray: the Ray cluster has no GPUs: CPU workers with {threads} torch thread"
                   f"{'s' * (threads != 1)} each", file=sys.stderr, flush=True)
@@ -101,15 +101,15 @@ class RayPool(TaskMethods):
         self.device = "cuda" if num_gpus > 0 else "cpu"
         self.identity = _identity(model, self.device, load_options)
         room, unit = capacity(ray, num_gpus, threads)
+        have = f"{ray.cluster_resources().get(unit, 0):g} {unit}s"
+        if room < 1:
+            raise WanlabError(f"the Ray cluster has no room for a worker ({have}, "
+                              f"{num_gpus if num_gpus else threads:g} per worker)")
         count = workers if workers is not None else room
-        if count < 1:
-            raise WanlabError(f"the Ray cluster has no room for a worker ({unit}s: {ray.cluster_resources().get(unit, 0):g}"
-                              f", {num_gpus if num_gpus else threads:g} per worker)")
-        if workers is not None and workers > room:
-            warnings.warn(f"{workers} workers need {workers * (num_gpus or threads):g} {unit}s and the Ray cluster has "
-                          f"{ray.cluster_resources().get(unit, 0):g} now: the others start when it grows", stacklevel=3)
+        if count > room:
+            warnings.warn(f"{count} workers need {count * (num_gpus or threads):g} {unit}s and the Ray cluster has "
+                          f"{have} now: the pool starts with {room}, the others join when it grows", stacklevel=3)
         self._scheduler = Scheduler()
-        self._lock = threading.Lock()
         options: dict[str, Any] = {"num_cpus": threads if num_gpus == 0 else 1, "num_gpus": num_gpus,
                                    "max_restarts": max_restarts, "max_task_retries": 0}
         if runtime_env is not None:
@@ -118,19 +118,22 @@ class RayPool(TaskMethods):
         model_arg = os.fspath(model) if isinstance(model, os.PathLike) else model
         self._lanes: list[Lane] = []
         for i in range(count):
-            name = f"ray-{i}"
-            actor = remote.remote(name, model_arg, {**load_options, "device": self.device}, threads)
-            self._lanes.append(Lane(ray, name, actor, self._scheduler, self.identity, __version__, max_retries,
-                                    self._changed))
+            actor = remote.remote(f"ray-{i}", model_arg, {**load_options, "device": self.device}, threads)
+            self._lanes.append(Lane(ray, f"ray-{i}", actor, self._scheduler, self.identity, __version__,
+                                    max_retries, self._changed))
         for lane in self._lanes:
             lane.start()
-        for lane in self._lanes:
-            lane.ready.wait()
-        refused = [lane for lane in self._lanes if lane.state in ("refused", "dead")]
+        self._wait_started(min(count, room))
+
+    def _wait_started(self, needed: int) -> None:
+        """Wait until ``needed`` workers have loaded the model (or failed to); raise if any of them failed."""
+        while sum(lane.ready.is_set() for lane in self._lanes) < needed:
+            time.sleep(0.05)
+        refused = [lane for lane in self._lanes if lane.ready.is_set() and lane.state in ("refused", "dead")]
         if refused:
             self.close()
             first = refused[0]
-            raise WanlabError(f"{len(refused)} of {count} Ray workers did not start: {first.worker}: "
+            raise WanlabError(f"{len(refused)} of {len(self._lanes)} Ray workers did not start: {first.worker}: "
                               f"{first.error}") from None
 
     def __repr__(self) -> str:
@@ -233,7 +236,8 @@ class RayPool(TaskMethods):
         return [lane for lane in self._lanes if lane.state in ("loading", "ready", "running", "restarting")]
 
     def _no_workers(self) -> WanlabError:
-        why = "; ".join(f"{lane.worker} {lane.state}" + (f" ({lane.error})" if lane.error else "") for lane in self._lanes)
+        why = "; ".join(f"{lane.worker} {lane.state}" + (f" ({lane.error})" if lane.error else "")
+                        for lane in self._lanes)
         return WanlabError(f"no Ray worker of this pool is left to run jobs: {why}")
 
     def _changed(self) -> None:
@@ -272,7 +276,8 @@ def _identity(model: Any, device: str, options: dict[str, Any]) -> "ModelIdentit
     dtype = dtype_name(options.get("dtype"), device)
     cpu_offload = options.get("cpu_offload", False)
     ident = identity(model, device="cpu", dtype=dtype, cpu_offload=cpu_offload,
-                     vae_tiling=options.get("vae_tiling", False), max_sequence_length=options.get("max_sequence_length"))
+                     vae_tiling=options.get("vae_tiling", False),
+                     max_sequence_length=options.get("max_sequence_length"))
     offload = check_group_offload(options.get("group_offload"), device, cpu_offload)
     if offload:
         ident = replace(ident, settings={**ident.to_dict()["settings"], "group_offload": offload})
