@@ -11,7 +11,9 @@ other work, only numbers taken at a low load mean much.
 
 - scaling efficiency = throughput(2 workers) / (2 x throughput(1 worker)); goal >= 0.85;
 - overhead per point = (wall(pool of 1) - wall(in-process)) / points, also as a share of the
-  in-process time per point; goal <= 5 %.
+  in-process time per point; goal <= 5 %;
+- CPU seconds per point of this process and all Ray processes (psutil): what the pool costs in
+  work, which other load on the machine does not inflate the way it inflates wall time.
 
 Ray starts here with 3 logical CPUs so both pools stay up between rounds (only one runs at a time;
 each CPU actor reserves 1). ``--arch 1.3B`` (a CUDA machine) builds benchmarks/bench_gpu.py's
@@ -37,6 +39,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def load_average() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and all its descendants (Ray's GCS, raylet and workers):
+    a cost that other work on a shared machine does not inflate, unlike wall time."""
+    import psutil
+
+    total = 0.0
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def gpu_model(arch: str, folder: Path) -> str:
@@ -106,11 +124,14 @@ def main() -> None:
             t_pools += time.perf_counter() - t
         return pools[name]
 
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+
     def run(name: str, folder: Path) -> tuple[float, list[str]]:
         b = backend(name)
-        start = time.perf_counter()
+        start, used = time.perf_counter(), cpu_seconds()
         result = sweep.run(b, store=folder, metrics=False, progress=False)
         wall = time.perf_counter() - start
+        cpu[name].append(cpu_seconds() - used)
         assert result.complete and len(result.ran) == n, name
         return wall, list(result.df["digest"])
 
@@ -142,10 +163,11 @@ def main() -> None:
     print(f"\n== {n}-point sweep, {what}, {args.size}x{args.size}, {args.frames} frames, {args.steps} steps; {device}")
     print(f"   Ray start {t_init:.1f} s, pools loaded in {t_pools:.1f} s (not in the walls); {args.rounds} rounds, "
           "best (median)")
-    print(f"{'variant':<14}{'wall s':>16}{'runs/s':>9}{'speedup':>9}")
+    cpu_point = {k: statistics.median(v[-args.rounds:]) / n for k, v in cpu.items()}
+    print(f"{'variant':<14}{'wall s':>16}{'runs/s':>9}{'speedup':>9}{'CPU s/point':>13}")
     for name in names:
         print(f"{name:<14}{best[name]:>8.2f} ({median[name]:.2f}){n / best[name]:>9.2f}"
-              f"{best['in-process'] / best[name]:>9.2f}")
+              f"{best['in-process'] / best[name]:>9.2f}{cpu_point[name]:>13.3f}")
     one, many = best[names[1]], best[names[2]]
     efficiency = (n / many) / (count * n / one)
     per_point = (one - best["in-process"]) / n
@@ -154,6 +176,9 @@ def main() -> None:
           f"{(n / many) / (count * n / best['in-process']):.2f}")
     print(f"Ray overhead per point: {per_point * 1000:+.1f} ms = {share * 100:+.1f} % of "
           f"{best['in-process'] / n:.3f} s in-process (goal <= 5 %)")
+    extra = cpu_point[names[1]] - cpu_point["in-process"]
+    print(f"CPU per point (this process + every Ray process, median): pool of 1 {extra * 1000:+.1f} ms = "
+          f"{extra / cpu_point['in-process'] * 100:+.1f} % against in-process (what Ray costs, whatever the load)")
     print(f"load average after: {after}")
     for p in pools.values():
         p.close()
