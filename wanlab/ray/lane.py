@@ -149,13 +149,18 @@ class Lane(threading.Thread):
     def _lose(self, ticket: Ticket, exc: WorkerLost) -> None:
         """The actor died under ``ticket``: queue it again, or fail it once it has outlived its retries."""
         ticket.attempts += 1
-        if ticket.attempts > self.max_retries:
-            self.scheduler.done(ticket)
-            ticket.future.set_exception(WanlabError(
-                f"the Ray worker running this job died {ticket.attempts} times (last: {self.worker}: {exc}); "
-                f"not retried again (max_retries={self.max_retries})"))
+        if ticket.attempts <= self.max_retries:
+            try:
+                self.scheduler.retry(ticket)
+                return
+            except RuntimeError:  # the pool is closing: nobody will run it again
+                error = WanlabError(f"the Ray worker running this job died ({self.worker}: {exc}) while the pool "
+                                    "was closing")
         else:
-            self.scheduler.retry(ticket)
+            error = WanlabError(f"the Ray worker running this job died {ticket.attempts} times (last: {self.worker}: "
+                                f"{exc}); not retried again (max_retries={self.max_retries})")
+        self.scheduler.done(ticket)
+        ticket.future.set_exception(error)
 
     def _execute(self, ticket: Ticket) -> "Video":
         """Run one ticket on the actor; the job's callbacks run here, in the driver, as events arrive."""

@@ -77,18 +77,13 @@ class Scheduler:
                 del self._calibrating[group]
             self._cond.notify_all()
 
-    @property
-    def workers(self) -> set[str]:
-        with self._cond:
-            return set(self._workers)
-
     # --- tickets ---------------------------------------------------------------------------------------
-    def put(self, ticket: Ticket, *, front: bool = False) -> None:
-        """Queue a ticket (a retried one at the front: it has waited longest)."""
+    def put(self, ticket: Ticket) -> None:
+        """Queue a ticket at the back; RuntimeError once closed."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("the pool is closed")
-            (self._queue.appendleft if front else self._queue.append)(ticket)
+            self._queue.append(ticket)
             self._cond.notify_all()
 
     def take(self, worker: str, timeout: float | None = None) -> Ticket | None:
@@ -134,11 +129,12 @@ class Scheduler:
         return None
 
     def retry(self, ticket: Ticket) -> None:
-        """Queue a ticket again at the front: its worker died under it. Its future stays running."""
+        """Queue a ticket again at the front (it has waited longest): its worker died under it. Its future
+        stays running; RuntimeError once closed (then the caller fails it)."""
         with self._cond:
             self._release(ticket)
             if self._closed:
-                return
+                raise RuntimeError("the pool is closed")
             self._queue.appendleft(ticket)
             self._cond.notify_all()
 
