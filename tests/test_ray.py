@@ -22,8 +22,6 @@ from wanlab import LoRA, Params, Sweep, WanlabError
 from wanlab.backend import Job
 from wanlab.store import Store
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray listens on 127.0.0.1 only
-ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(prompt="a red fox running through fresh snow", width=32, height=32, num_frames=5, steps=2)
@@ -33,7 +31,10 @@ SLOW = dict(SMALL, width=64, height=64, num_frames=17, steps=20)  # long enough 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """One local Ray for the module, its workers' caches in a fresh folder (they inherit this environment)."""
+    """One local Ray for the module (listening on 127.0.0.1 only), its workers' caches in a fresh folder
+    (they inherit this environment). Ray is imported here, not when the tests are collected (seconds)."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is first imported
+    ray = pytest.importorskip("ray")
     saved = os.environ.get("WANLAB_CACHE")
     os.environ["WANLAB_CACHE"] = str(tmp_path_factory.mktemp("wanlab-cache"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -264,11 +265,11 @@ def test_a_worker_whose_process_is_killed_mid_point_hands_the_point_on_and_comes
     assert back["pid"] != victim["pid"]
 
 
-def test_a_worker_killed_with_ray_kill_mid_point_hands_the_point_on(pool2, tmp_path):
+def test_a_worker_killed_with_ray_kill_mid_point_hands_the_point_on(cluster, pool2, tmp_path):
     sweep = Sweep(base=dict(SLOW), grid={"seed": [5, 6, 7, 8]}, name="ray-kill")
     thread, out = _sweep_in_thread(pool2, sweep, tmp_path / "runs")
     victim = running_worker(pool2)
-    ray.kill(pool2.actors[victim["worker"]])
+    cluster.kill(pool2.actors[victim["worker"]])
     thread.join(300)
     _check_killed_sweep(pool2, sweep, tmp_path / "runs", out, victim)
     assert {w["worker"]: w["state"] for w in pool2.status()["workers"]}[victim["worker"]] == "dead"
@@ -299,7 +300,8 @@ def test_the_driver_killed_mid_sweep_resumes_from_the_store(cluster, tmp_path, c
                   name="driver-killed")
     file = sweep.save(tmp_path / "sweep.toml")
     store = tmp_path / "runs"
-    args = ["sweep", str(file), "--ray", ray.get_runtime_context().gcs_address, "--store", str(store), "--no-metrics"]
+    args = ["sweep", str(file), "--ray", cluster.get_runtime_context().gcs_address, "--store", str(store),
+            "--no-metrics"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "wanlab.cli", *args, "--workers", "1"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
