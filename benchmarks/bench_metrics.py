@@ -1,15 +1,17 @@
-"""Speed and ground-truth accuracy of wanlab.metrics on a Wan-sized video (81 x 832x480).
+"""Speed and ground-truth accuracy of wanlab.metrics on a Wan-sized video (81 x 832x480), and of wanlab.stats.effects.
 
-Run: ``python benchmarks/bench_metrics.py``. Prints the time of each motion metric
-(sharing one flow computation, as ``motion()`` does), the end-to-end ``motion()``
-time, and the flow error against a known translation at the default working
-resolution versus full resolution, so the speed/accuracy trade-off is visible.
+Run: ``python benchmarks/bench_metrics.py``. Prints the machine (CPU, cores, load average,
+library versions), the time of each step of ``motion()`` on one shared flow computation, the
+end-to-end ``motion()`` time against its 1 s budget, the flow error against known motion per
+flow setting (so the speed/accuracy trade-off of the defaults is visible), and the time of
+``stats.effects()`` on a 1000-run sweep table against its 1 s budget.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import time
 from typing import Callable
@@ -18,26 +20,32 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from wanlab import metrics  # noqa: E402
+from wanlab import metrics, stats  # noqa: E402
+from wanlab.metrics import consistency, dynamics, interpolation, optical_flow, synthetic  # noqa: E402
 
 T, H, W = 81, 480, 832
 
 
-def translating_video(t: int, h: int, w: int, vx: float, vy: float, sigma: float = 3.0, seed: int = 0) -> np.ndarray:
-    """Smooth random RGB texture moving by (vx, vy) px/frame; exact sub-pixel shifts via the Fourier shift theorem."""
-    rng = np.random.default_rng(seed)
-    pad = 16
-    hp, wp = h + 2 * pad, w + 2 * pad
-    ky = np.fft.fftfreq(hp)[:, None, None]
-    kx = np.fft.fftfreq(wp)[None, :, None]
-    spec = np.fft.fft2(rng.standard_normal((hp, wp, 3)), axes=(0, 1))
-    spec *= np.exp(-2 * (np.pi * sigma) ** 2 * (kx**2 + ky**2))  # Gaussian blur, sigma px
-    frames = np.empty((t, h, w, 3), np.float64)
-    for i in range(t):
-        shifted = np.fft.ifft2(spec * np.exp(-2j * np.pi * (kx * vx * i + ky * vy * i)), axes=(0, 1)).real
-        frames[i] = shifted[pad : pad + h, pad : pad + w]
-    frames = (frames - frames.mean()) / frames.std() * 40 + 128
-    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+def machine() -> str:
+    """CPU model, cores, load average and the versions that decide the numbers."""
+    import cv2
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "absent"
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"machine: {model}, {os.cpu_count()} CPUs, {platform.machine()}; load average {load}\n"
+            f"versions: python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, "
+            f"torch {torch_version}; cv2 threads {cv2.getNumThreads()}")
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
@@ -50,22 +58,28 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
+def wan_video() -> np.ndarray:
+    """81 frames of 832x480: a textured square moving 6 px/frame over a background panning 1.5 px/frame."""
+    return synthetic.scene(synthetic.linear(6, T, start=(20.0, 180.0)), pan=synthetic.linear(1.5, T, start=(0.0, 0.0)))
+
+
 def timing_table(video: np.ndarray, repeat: int) -> float:
-    """Print per-metric times on one shared flow computation; return motion()'s best end-to-end time (s)."""
+    """Print each step of motion() on one shared flow computation; return motion()'s best end-to-end time (s)."""
     rows: list[tuple[str, float]] = []
     for _ in range(repeat):
         times: dict[str, float] = {}
         t0 = time.perf_counter()
-        m = metrics._Motion(video, "dis", metrics.WORK_SHORT_SIDE, min_frames=3)
+        flows = metrics.Flows(video, min_frames=3)
         times["resize + luma"] = time.perf_counter() - t0
         for name, fn in [
-            ("forward flow", lambda: m.forward),
-            ("backward flow", lambda: m.backward),
-            ("flow_magnitude", lambda: metrics._flow_magnitude(m)),
-            ("dynamic_degree", lambda: metrics._dynamic_degree(m, metrics.WAN_FPS)),
-            ("temporal_flicker", lambda: metrics.temporal_flicker(video)),
-            ("smoothness", lambda: metrics._smoothness(m)),
-            ("warp_error", lambda: metrics._warp_error(m)),
+            ("forward flow", lambda: flows.forward),
+            ("backward flow", lambda: flows.backward),
+            ("flow_magnitude", lambda: metrics.flow_magnitude(flows)),
+            ("dynamic_degree", lambda: dynamics.dynamic_degree_of(flows, metrics.WAN_FPS)),
+            ("static filter", lambda: dynamics.static_filter_of(flows)),
+            ("temporal_flicker", lambda: dynamics.temporal_flicker_of(flows)),
+            ("warp_error+warped", lambda: consistency.residuals_of(flows)),
+            ("smoothness", lambda: interpolation.smoothness_of(flows)),
         ]:
             t0 = time.perf_counter()
             fn()
@@ -73,54 +87,86 @@ def timing_table(video: np.ndarray, repeat: int) -> float:
         if not rows or sum(times.values()) < sum(t for _, t in rows):
             rows = list(times.items())
     total = best_of(lambda: metrics.motion(video), repeat)
-    h, w = metrics._working_size(H, W, metrics.WORK_SHORT_SIDE)
-    print(f"motion metrics, {T} frames {W}x{H}, flow at {w}x{h} (DIS), best of {repeat}, "
-          f"{os.cpu_count()} CPUs")
+    h, w = optical_flow.working_size(H, W, metrics.WORK_SHORT_SIDE)
+    print(f"\nmotion metrics, {T} frames {W}x{H}, flow at {w}x{h} (DIS, stride {optical_flow.DIS_PATCH_STRIDE}), "
+          f"best of {repeat}")
     print(f"{'step':<22}{'time [ms]':>10}")
     for name, sec in rows:
         print(f"{name:<22}{sec * 1e3:>10.1f}")
-    print(f"{'sum of steps':<22}{sum(s for _, s in rows) * 1e3:>10.1f}")
+    print(f"{'sum of steps':<22}{sum(s for _, s in rows) * 1e3:>10.1f}   (the static filter includes temporal_flicker's)")
     print(f"{'motion() end to end':<22}{total * 1e3:>10.1f}   ({'PASS' if total < 1.0 else 'FAIL'}: budget 1000 ms)")
     return total
 
 
 def accuracy_table(frames: int, repeat: int) -> None:
-    """Relative error of the mean flow magnitude against a known translation, per flow setting."""
+    """Flow error against known motion (pans along x; a 160x120 square at 16 px/frame), per flow setting."""
     speeds = (0.5, 1.0, 3.0, 8.0)
-    chosen = metrics.DIS_FINEST_SCALE
-    settings = [  # label, method, working short side, DIS finest scale
-        ("dis (default)", "dis", metrics.WORK_SHORT_SIDE, chosen),
-        ("dis full res", "dis", None, chosen),
-        ("dis finest=2", "dis", metrics.WORK_SHORT_SIDE, 2),  # OpenCV's ULTRAFAST as shipped
-        ("farneback", "farneback", metrics.WORK_SHORT_SIDE, chosen),
+    chosen = (optical_flow.DIS_FINEST_SCALE, optical_flow.DIS_PATCH_STRIDE)
+    settings = [  # label, method, working short side, DIS finest scale, patch stride
+        ("dis (default)", "dis", metrics.WORK_SHORT_SIDE, *chosen),
+        ("dis stride 8", "dis", metrics.WORK_SHORT_SIDE, chosen[0], 8),
+        ("dis full res", "dis", None, *chosen),
+        ("dis finest=2", "dis", metrics.WORK_SHORT_SIDE, 2, chosen[1]),  # OpenCV's ULTRAFAST finest level
+        ("farneback", "farneback", metrics.WORK_SHORT_SIDE, *chosen),
     ]
-    videos = {v: translating_video(frames, H, W, v, 0.0) for v in speeds}
-    print(f"\nflow vs ground truth: {W}x{H} texture translated along x by v px/frame, {frames} frames;")
-    print("error = (mean flow magnitude - v) / v")
+    pans = {v: synthetic.scene(pan=synthetic.linear(v, frames, start=(0.0, 0.0))) for v in speeds}
+    square = synthetic.scene(synthetic.linear(16, frames))
+    print(f"\nflow vs ground truth, {W}x{H}, {frames} frames: pans along x at v px/frame, error = (mean flow "
+          "magnitude - v) / v;\nsquare: mean |flow - 16| inside a 160x120 textured square moving 16 px/frame (px)")
     head = "".join(f"{f'v={v:g}':>9}" for v in speeds)
-    print(f"{'setting':<15}{'work res':>9}{'ms/pair':>9}{head}")
+    print(f"{'setting':<15}{'work res':>9}{'ms/pair':>9}{head}{'square':>9}")
     try:
-        for label, method, short, finest in settings:
-            metrics.DIS_FINEST_SCALE = finest
-            errs = [(metrics.flow_magnitude(videos[v], method, max_short_side=short).mean - v) / v for v in speeds]
-            sec = best_of(lambda: metrics.flow(videos[3.0], method, max_short_side=short), repeat)
-            h, w = metrics._working_size(H, W, short)
+        for label, method, short, finest, stride in settings:
+            optical_flow.DIS_FINEST_SCALE, optical_flow.DIS_PATCH_STRIDE = finest, stride
+            errs = [(metrics.flow_magnitude(pans[v], method, max_short_side=short).mean - v) / v for v in speeds]
+            f = metrics.flow(square, method, max_short_side=short)
+            k = f.shape[2] / W  # working px per original px
+            inside = [f[t, int(195 * k):int(285 * k), int((55 + 16 * t) * k):int((185 + 16 * t) * k), 0]
+                      for t in range(len(f))]
+            square_err = float(np.mean([np.abs(a - 16).mean() for a in inside]))
+            sec = best_of(lambda: metrics.flow(pans[3.0], method, max_short_side=short), repeat)
+            h, w = optical_flow.working_size(H, W, short)
             cells = "".join(f"{e:>+9.2%}" for e in errs)
-            print(f"{label:<15}{f'{w}x{h}':>9}{sec / (frames - 1) * 1e3:>9.2f}{cells}")
+            print(f"{label:<15}{f'{w}x{h}':>9}{sec / (frames - 1) * 1e3:>9.2f}{cells}{square_err:>9.2f}")
     finally:
-        metrics.DIS_FINEST_SCALE = chosen
+        optical_flow.DIS_FINEST_SCALE, optical_flow.DIS_PATCH_STRIDE = chosen
+
+
+def effects_table(repeat: int) -> float:
+    """Time stats.effects() on 1000 runs (50 seeds x 5 guidance x 4 shift); return the slowest best time (s)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = [dict(seed=s, guidance_scale=g, flow_shift=f, status="done", smoothness=0.99 + 1e-3 * rng.normal())
+            for s in range(50) for g in (1.0, 3.0, 5.0, 7.0, 9.0) for f in (2.0, 4.0, 6.0, 8.0)]
+    df = pd.DataFrame(rows)
+    cases = [("pooled over flow_shift", dict(axes=["flow_shift"])),
+             ("held per flow_shift", dict(axes=["flow_shift"], hold=True)),
+             ("t intervals, pooled", dict(axes=["flow_shift"], method="t"))]
+    print(f"\nstats.effects on {len(df)} runs (50 seeds x 5 guidance_scale x 4 flow_shift), "
+          f"{stats.N_BOOT} bootstrap resamples, best of {repeat}")
+    worst = 0.0
+    for label, kw in cases:
+        sec = best_of(lambda: stats.effects(df, "smoothness", "guidance_scale", **kw), repeat)
+        worst = max(worst, sec)
+        print(f"{label:<26}{sec * 1e3:>8.1f} ms   ({'PASS' if sec < 1.0 else 'FAIL'}: budget 1000 ms)")
+    return worst
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="timing repetitions (best is shown)")
     ap.add_argument("--accuracy-frames", type=int, default=9, help="frames per ground-truth video")
-    ap.add_argument("--check", action="store_true", help="exit 1 when motion() takes 1 s or more")
+    ap.add_argument("--check", action="store_true", help="exit 1 when motion() or effects() takes 1 s or more")
     args = ap.parse_args()
-    video = translating_video(T, H, W, 3.0, 0.0)
+    print(machine())
+    video = wan_video()
+    metrics.motion(video[:5])  # imports and first-call set-up, not part of the budget
     total = timing_table(video, args.repeat)
     accuracy_table(args.accuracy_frames, args.repeat)
-    if args.check and total >= 1.0:
+    worst = effects_table(args.repeat)
+    print("\n" + machine().splitlines()[0])
+    if args.check and (total >= 1.0 or worst >= 1.0):
         sys.exit(1)
 
 

@@ -55,3 +55,111 @@ def record_key(video_or_record) -> str:
 
     data = video_or_record.to_record() if hasattr(video_or_record, "to_record") else video_or_record
     return run_key(record_key_parts(data))
+
+
+# --- LoRA files in every community convention, built from the tiny model's shapes -------------------
+
+#: the Linear layers inside each transformer block, by diffusers name
+BLOCK_LINEARS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k", "attn2.to_v",
+                 "attn2.to_out.0", "ffn.net.0.proj", "ffn.net.2")
+#: the Linear layers outside the blocks (embeddings, time projection, output head)
+TOP_LINEARS = ("condition_embedder.time_embedder.linear_1", "condition_embedder.time_embedder.linear_2",
+               "condition_embedder.text_embedder.linear_1", "condition_embedder.text_embedder.linear_2",
+               "condition_embedder.time_proj", "proj_out")
+#: diffusers name -> the original Wan name (Wan's own model code, which ComfyUI, musubi-tuner and DiffSynth use)
+_ORIGINAL_BLOCK = {"attn1.to_q": "self_attn.q", "attn1.to_k": "self_attn.k", "attn1.to_v": "self_attn.v",
+                   "attn1.to_out.0": "self_attn.o", "attn2.to_q": "cross_attn.q", "attn2.to_k": "cross_attn.k",
+                   "attn2.to_v": "cross_attn.v", "attn2.to_out.0": "cross_attn.o", "ffn.net.0.proj": "ffn.0",
+                   "ffn.net.2": "ffn.2", "attn1.norm_q": "self_attn.norm_q", "norm2": "norm3"}
+_ORIGINAL_TOP = {"condition_embedder.time_embedder.linear_1": "time_embedding.0",
+                 "condition_embedder.time_embedder.linear_2": "time_embedding.2",
+                 "condition_embedder.text_embedder.linear_1": "text_embedding.0",
+                 "condition_embedder.text_embedder.linear_2": "text_embedding.2",
+                 "condition_embedder.time_proj": "time_projection.1", "proj_out": "head.head"}
+
+#: convention -> (prefix, naming, down/up factor names, peft ".default" tag, writes ".alpha")
+CONVENTIONS = {
+    "diffusers": ("transformer.", "diffusers", ("lora_A", "lora_B"), False, False),
+    "diffusers_default": ("transformer.", "diffusers", ("lora_A", "lora_B"), True, False),
+    "peft": ("", "diffusers", ("lora_A", "lora_B"), False, False),
+    "peft_model": ("base_model.model.", "diffusers", ("lora_A", "lora_B"), True, False),
+    "diffusion_model_diffusers": ("diffusion_model.", "diffusers", ("lora_A", "lora_B"), False, False),
+    "comfyui": ("diffusion_model.", "original", ("lora_down", "lora_up"), False, True),
+    "diffusion_pipe": ("diffusion_model.", "original", ("lora_A", "lora_B"), False, False),
+    "diffsynth": ("", "original", ("lora_A", "lora_B"), False, False),
+    "diffsynth_default": ("", "original", ("lora_A", "lora_B"), True, False),
+    "musubi": ("lora_unet_", "underscore", ("lora_down", "lora_up"), False, True),
+    "musubi_no_alpha": ("lora_unet_", "underscore", ("lora_down", "lora_up"), False, False),
+    "wan_fun": ("lora_unet__", "underscore", ("lora_down", "lora_up"), False, True),
+}
+
+
+def original_name(module: str) -> str:
+    """The original Wan name of a diffusers module name (``blocks.0.attn1.to_q`` -> ``blocks.0.self_attn.q``)."""
+    if module.startswith("blocks."):
+        _, index, rest = module.split(".", 2)
+        return f"blocks.{index}.{_ORIGINAL_BLOCK[rest]}"
+    return _ORIGINAL_TOP[module]
+
+
+def base_linear(pipe, module: str):
+    """The tiny model's Linear layer ``module`` (under a peft wrapper when adapters are loaded)."""
+    layer = pipe.diffusers.transformer.get_submodule(module)
+    return getattr(layer, "base_layer", layer)
+
+
+def random_delta(pipe, modules, rank: int = 4, seed: int = 0, std: float = 0.5) -> dict:
+    """A LoRA delta for ``modules``: diffusers module name -> (down (rank x in), up (out x rank)), float32."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    delta = {}
+    for module in modules:
+        layer = base_linear(pipe, module)
+        down = torch.randn(rank, layer.in_features, generator=generator) * std
+        up = torch.randn(layer.out_features, rank, generator=generator) * std
+        delta[module] = (down, up)
+    return delta
+
+
+def block_modules(blocks=(0, 1), names=BLOCK_LINEARS) -> list[str]:
+    """Diffusers names of ``names`` in each of ``blocks``."""
+    return [f"blocks.{b}.{name}" for b in blocks for name in names]
+
+
+def write_lora(path: Path, delta: dict, convention: str = "diffusers", *, file_scale: float = 0.5,
+               metadata: dict | None = None) -> Path:
+    """Write ``delta`` as a LoRA file in ``convention`` (see CONVENTIONS) holding exactly that delta.
+
+    Conventions with ``.alpha`` store alpha = ``file_scale`` x rank and a down factor divided by
+    ``file_scale``, as trainers do with alpha != rank; a power-of-two ``file_scale`` keeps it exact.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    prefix, naming, (down_name, up_name), tagged, with_alpha = CONVENTIONS[convention]
+    tag = ".default" if tagged else ""
+    tensors = {}
+    for module, (down, up) in delta.items():
+        name = module if naming == "diffusers" else original_name(module)
+        if naming == "underscore":
+            name = name.replace(".", "_")
+        rank = down.shape[0]
+        if with_alpha:
+            tensors[f"{prefix}{name}.{down_name}{tag}.weight"] = (down / file_scale).contiguous()
+            tensors[f"{prefix}{name}.alpha"] = torch.tensor(file_scale * rank)
+        else:
+            tensors[f"{prefix}{name}.{down_name}{tag}.weight"] = down.contiguous()
+        tensors[f"{prefix}{name}.{up_name}{tag}.weight"] = up.contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def write_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> Path:
+    """Write raw ``tensors`` (made contiguous) as a safetensors file."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    return path

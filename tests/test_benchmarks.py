@@ -19,3 +19,14 @@ def test_bench_gpu_smoke_run_on_cpu():
     assert "ratio " in out and "per denoising step: wanlab" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip().startswith(("exact", "fbc"))}
     assert set(rows) == {"exact", "fbc-fast"} and rows["exact"][1] == "1"
+
+
+def test_bench_lora_smoke_run():
+    import os
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_lora.py"), "--blocks", "1", "--rank", "4", "--repeats", "1"],
+        capture_output=True, text=True, timeout=300, check=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert "| wanlab apply (musubi file) |" in out and "| wanlab stage: verify |" in out
+    assert "same adapter weights as diffusers' loader (diffusers and musubi files): yes" in out

@@ -115,6 +115,36 @@ def test_show_player_plays_all_videos_in_step(browser_context, tmp_path):
         page.close()
 
 
+# ------------------------------------------------------------------------------------- the report
+def test_a_wide_sweep_report_fits_1280_px_without_a_sideways_scroll(browser_context, pipe, tmp_path):
+    """Many swept fields and every metric: the table scrolls inside its own box, the page never does."""
+    from wanlab import Sweep
+    from wanlab.report import write_sweep_report
+
+    sweep = Sweep(base={"prompt": "a red fox running through fresh snow", "width": 32, "height": 32,
+                        "num_frames": 5, "steps": 2},
+                  grid={"seed": [1, 2], "guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0],
+                        "negative_prompt": ["", "blurry, static, low quality, overexposed"]}, name="wide")
+    result = sweep.run(pipe, tmp_path / "runs", progress=False)
+    report = write_sweep_report(result, tmp_path / "report")
+    page = browser_context.new_page()
+    try:
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(report.as_uri())
+        page.wait_for_selector("table.metrics")
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+                               " document.querySelector('.scroll').scrollWidth,"
+                               " document.querySelector('.scroll').clientWidth]")
+        page_scroll, page_width, table_scroll, box_width = widths
+        assert page_scroll <= page_width, f"the page scrolls sideways: {page_scroll} px wide in a {page_width} px window"
+        assert box_width <= page_width and table_scroll >= box_width
+        assert page.locator("video").count() == 16 and page.locator("img.plot").count() >= 2
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "report-1280.png"), full_page=True)
+    finally:
+        page.close()
+
+
 # ------------------------------------------------------------------------------------- JupyterLab
 def _free_port() -> int:
     with socket.socket() as s:

@@ -364,6 +364,31 @@ def test_compare_against_a_reference_point_and_its_report(pipe, tmp_path):
     assert Sweep.load(sweep.save(tmp_path / "conv.toml")).reference == {"steps": 2}
 
 
+def test_effects_over_seeds_in_the_result_and_its_report(pipe, tmp_path):
+    sweep = Sweep(base=dict(SMALL, steps=1), grid={"seed": list(range(6)), "guidance_scale": [1.0, 5.0]}, name="fx")
+    result = sweep.run(pipe, store=tmp_path / "runs", progress=False)
+    found = result.effects("flow_magnitude", by="guidance_scale")
+    assert list(found.means["guidance_scale"]) == [1.0, 5.0] and (found.means["seeds"] == 6).all()
+    table = result.df
+    for g, mean in zip(found.means["guidance_scale"], found.means["mean"]):
+        assert mean == pytest.approx(table[table["guidance_scale"] == g]["flow_magnitude"].mean())
+    (diff,) = found.differences.to_dict("records")
+    paired = table.pivot(index="seed", columns="guidance_scale", values="flow_magnitude")
+    assert diff["difference"] == pytest.approx((paired[5.0] - paired[1.0]).mean())
+    assert diff["ci_low"] <= diff["difference"] <= diff["ci_high"]
+    with pytest.raises(ValueError, match="by: must be a swept field other than seed"):
+        result.effects("flow_magnitude", by="steps")
+    page = write_sweep_report(result, tmp_path / "report").read_text()
+    assert "Effects on flow_magnitude, over seeds" in page and "paired on seeds" in page
+
+    one = Sweep(base=dict(SMALL, steps=1), grid={"seed": [1], "guidance_scale": [1.0, 5.0]}, name="one")
+    single = one.run(pipe, store=tmp_path / "runs", progress=False)
+    with pytest.raises(ValueError, match="one seed"):
+        single.effects("flow_magnitude", by="guidance_scale")
+    page = write_sweep_report(single, tmp_path / "report1").read_text()
+    assert "cannot be told from seed-to-seed noise" in page
+
+
 # --- the command ------------------------------------------------------------------------------------
 def test_cli_sweep_shard_then_dry_run_then_the_rest(pipe, tmp_path, capsys):
     file = small_sweep(name="cli", question="does the command work?", grid={"seed": [1, 2, 3]}, model="tiny").save(
@@ -394,7 +419,7 @@ def test_cli_sweep_shard_then_dry_run_then_the_rest(pipe, tmp_path, capsys):
 
 def test_cli_sweep_exit_code_is_1_when_a_point_fails(pipe, tmp_path, capsys):
     sweep = Sweep(base=SMALL, points=[{}, {"loras": [{"path": str(tmp_path / "gone.safetensors")}]}],
-                  grid={"seed": [1]}, name="fails")
+                  grid={"seed": [1]}, name="fails", model="tiny")
     file = sweep.save(tmp_path / "fails.toml")
     assert main(["sweep", str(file), "--store", str(tmp_path / "runs"), "--quiet", "--no-metrics"]) == 1
     out = capsys.readouterr().out

@@ -262,3 +262,51 @@ def test_task_files_of_the_earlier_format_read_back_as_written(tmp_path):
     shutil.copytree(legacy, copy)
     expected = json.loads((ROOT / "tests" / "data" / "legacy_expected.json").read_text())
     assert task_result(copy, expected["task_id"]) == expected["task_result"]
+
+
+def test_a_task_owned_by_another_queue_is_waited_for_through_its_file(store):
+    """One queue accepted the task (and owns it); another queue on the store waits for it by its file."""
+    gate = threading.Event()
+    owner = TaskQueue(FakeBackend(max_in_flight=1, gate=gate), store)
+    task_id = owner.submit(_request(70))
+    other = TaskQueue(FakeBackend(), store)  # resumes nothing: the owner holds the task
+    assert other.task(task_id) is None
+    threading.Timer(0.3, gate.set).start()
+    assert other.wait(task_id, timeout=30)["task"]["status"] == SUCCEED
+    with pytest.raises(TaskTimeout, match="another process runs it"):
+        gate.clear()
+        other.wait(owner.submit(_request(71)), timeout=0.2)
+    gate.set()
+    owner.close()
+    other.close()
+
+
+def test_a_task_file_that_cannot_be_read_back_fails_alone(store):
+    files = TaskFiles(store.path)
+    task_id = str(uuid.uuid4())
+    files.write({"task_id": task_id, "status": QUEUED, "model": "f" * 64, "params": {"prompt": "x", "steps": 99},
+                 "result": {}})
+    queue = TaskQueue(FakeBackend(), store)  # starts, and its tasks run
+    failed = task_result(store, task_id)
+    assert failed["task"]["status"] == FAILED and f"{task_id}.json could not be read back" in failed["task"]["reason"]
+    assert "steps" in failed["task"]["reason"]
+    assert queue.wait(queue.submit(_request(72)), timeout=30)["task"]["status"] == SUCCEED
+    queue.close()
+
+
+def test_reading_a_result_starts_no_queue(tmp_path, monkeypatch):
+    """A backend that has submitted nothing answers from the default store's task files."""
+    from wanlab.tasks import TaskMethods
+
+    monkeypatch.setenv("WANLAB_STORE", str(tmp_path / "tasks"))
+    owner = TaskQueue(FakeBackend(), tmp_path / "tasks")
+    task_id = owner.submit(_request(73))
+    owner.wait(task_id, timeout=30)
+
+    class Reader(TaskMethods):
+        """Only the task methods: it cannot run anything, so a result must come from the files."""
+
+    reader = Reader()
+    assert reader.task_result(task_id)["task"]["status"] == SUCCEED
+    assert reader.wait(task_id, timeout=5)["task"]["status"] == SUCCEED and reader._task_queue is None
+    owner.close()

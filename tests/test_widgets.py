@@ -326,6 +326,25 @@ def test_sweep_explorer_selection_shows_the_matching_run():
     assert loaded.count("k1") == 1
 
 
+def test_sweep_explorer_shows_the_effect_of_x_over_seeds():
+    from wanlab.widgets import SweepExplorer
+
+    df, loader, _, _ = sweep_table()
+    ex = SweepExplorer(df, params=["seed", "guidance_scale"], loader=loader)
+    means = ex.effects.means.set_index("guidance_scale")
+    assert means.loc[3.0, "mean"] == 31.5 and means.loc[5.0, "mean"] == 51.5  # flow = 10 gs + seed
+    assert means.loc[7.0, "seeds"] == 1  # seed 2 failed there
+    diffs = ex.effects.differences.set_index(["a", "b"])
+    assert diffs.loc[(3.0, 5.0), "difference"] == 20.0  # paired on seeds 1 and 2
+    assert "flow_magnitude by guidance_scale" in ex.effects_pane.value
+    ex.metric_dropdown.value = "temporal_flicker"
+    assert ex.effects.metric == "temporal_flicker" and "temporal_flicker by" in ex.effects_pane.value
+    ex.metric_dropdown.value = "seconds"
+    assert ex.effects is None and ex.effects_pane.value == ""
+    one_seed = SweepExplorer(df[df["seed"] == 1], params=["seed", "guidance_scale"], loader=loader)
+    assert one_seed.effects is None and one_seed.effects_pane.value == ""
+
+
 def test_sweep_explorer_keeps_the_frame_index_across_selections():
     from wanlab.widgets import SweepExplorer
 

@@ -15,7 +15,7 @@ from .errors import GenerationError, LoadError, LoRAError, ParamError, TaskError
 from .params import LoRA, Params
 
 if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of the lazy names
-    from . import accel, keys, metrics, plots, ray, toy, widgets
+    from . import accel, keys, metrics, plots, ray, stats, toy, widgets
     from .backend import Backend, Job
     from .models.identity import ModelIdentity, identity
     from .pipeline import Pipeline, load
@@ -41,7 +41,7 @@ _LAZY = {
     "verify": ("reproduce", "verify"),
     "show": ("player", "show"),
 }
-_SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy", "keys", "ray"}
+_SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy", "keys", "stats", "ray"}
 
 __all__ = ["Params", "LoRA", "ParamError", "LoadError", "LoRAError", "TaskError", "GenerationError", "WanlabError",
            "__version__", *_LAZY, *sorted(_SUBMODULES)]

@@ -4,7 +4,7 @@ anything that turns requests into videos, and nothing more.
 A backend is a local :class:`wanlab.Pipeline`, a client of a service with the hosted API's
 contract (``wanlab.connect``) or a pool of Ray workers (``wanlab.ray.pool``). Each has:
 
-- ``identity``: a :class:`~wanlab.identity.ModelIdentity` (what run keys and records need);
+- ``identity``: a :class:`~wanlab.models.identity.ModelIdentity` (what run keys and records need);
 - ``params(params=None, **fields)``: the validated request, with the model's native settings and
   the backend's rules (a hosted API refuses local sizes);
 - ``key_parts(params, accel=None, loras=None)``: what the run key of that request is the hash of
@@ -25,7 +25,6 @@ torch keeps the count per thread, and 1 vs 2 threads give other frames in the la
 """
 from __future__ import annotations
 
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
@@ -33,6 +32,8 @@ from .errors import ParamError
 from .params import Params
 
 if TYPE_CHECKING:  # pragma: no cover
+    from concurrent.futures import Future
+
     from .models.identity import ModelIdentity
     from .video import Video
 
@@ -76,7 +77,7 @@ class Backend(Protocol):
 
 def is_backend(value: Any) -> bool:
     """Whether ``value`` offers the backend protocol."""
-    return all(hasattr(value, name) for name in ("identity", "max_in_flight", "params", "key_parts", "start"))
+    return isinstance(value, Backend)
 
 
 def request(native: Mapping[str, Any], params: Params | None = None, **fields: Any) -> Params:
@@ -100,22 +101,8 @@ def request(native: Mapping[str, Any], params: Params | None = None, **fields: A
     return Params(**merged)
 
 
-def finished(video: "Video") -> "Future[Video]":
-    """A Future that already holds ``video`` (for backends that run a job in the calling thread)."""
-    future: "Future[Video]" = Future()
-    future.set_result(video)
-    return future
-
-
-def failed(exc: BaseException) -> "Future[Video]":
-    """A Future that already holds the exception ``exc``."""
-    future: "Future[Video]" = Future()
-    future.set_exception(exc)
-    return future
-
-
 class IdentityBackend:
-    """A model known by its :class:`~wanlab.identity.ModelIdentity` alone: requests and run keys, no
+    """A model known by its :class:`~wanlab.models.identity.ModelIdentity` alone: requests and run keys, no
     generation. What a sweep's table, its dry run and record checks need without loading weights.
 
     >>> keyer = IdentityBackend(wanlab.identity("toy"))  # doctest: +SKIP

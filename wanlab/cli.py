@@ -34,7 +34,7 @@ def _lora_arg(text: str) -> LoRA:
     try:
         value = float(scale)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--lora: must be PATH or PATH:SCALE; got {text!r}") from None
+        raise ParamError("--lora", "PATH or PATH:SCALE with a number for SCALE", text) from None
     return LoRA(path, value)
 
 
@@ -48,7 +48,8 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=types.get(name, str), required=name == "prompt",
                             metavar=name.split("_")[-1].upper(), help=f"{RULES[name]}{default}")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
-                        help=f"a LoRA .safetensors file and its scale (repeatable): {RULES['loras']}")
+                        help=f"a LoRA (.safetensors file, hub repo or https URL) and its scale (repeatable): "
+                             f"{RULES['loras']}")
 
 
 def _model_args(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL) -> None:
@@ -326,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (WanlabError, ValueError, FileNotFoundError) as exc:
+    except (WanlabError, ValueError, OSError) as exc:
         print(f"wanlab: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

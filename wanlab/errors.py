@@ -14,12 +14,24 @@ class ParamError(WanlabError, ValueError):
         super().__init__(f"{field}: must be {rule}; got {value!r}")
 
 
+class TruncationError(ParamError):
+    """A prompt is longer than the model reads and the caller asked for no cutting (``truncate="error"``)."""
+
+
 class LoadError(WanlabError):
     """A model could not be loaded (missing folder, not a Wan pipeline, hub unreachable)."""
 
 
 class LoRAError(WanlabError, ValueError):
     """A LoRA file is missing, unreadable or does not fit the model."""
+
+
+class LoRAWarning(UserWarning):
+    """A LoRA loaded but changes nothing, or part of it matches no module of the model."""
+
+
+class UnsafeURLError(WanlabError, ValueError):
+    """A URL the network policy refuses: a scheme not allowed, or a host with a non-public address."""
 
 
 class TaskError(WanlabError):

@@ -72,16 +72,22 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return Path(path)
 
 
-def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: str | os.PathLike[str], data: Any, *, atomic: bool = True) -> None:
+    """Write ``data`` as indented JSON, atomically (``atomic=False``: straight into a folder that is
+    itself being built atomically, see :func:`atomic_dir`)."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    if atomic:
+        write_text(path, text)
+    else:
+        Path(path).write_text(text, encoding="utf-8")
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it is fsynced and renamed to ``path``.
 
-    If ``path`` already exists when the build finishes (another writer won), the new build is
+    Files written into it need no atomic writes of their own: every file is fsynced once, then the
+    folder is renamed into place. If ``path`` already exists when the build finishes (another writer won), the new build is
     discarded and ``FileExistsError`` is raised.
     """
     target = Path(path)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from .errors import ParamError
 from .params import Params
 from .record import stable_hash
+from .values import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models.identity import ModelIdentity
@@ -44,7 +45,7 @@ def key_parts(identity: "ModelIdentity | Mapping[str, Any]", params: Params, acc
     """What the run key of ``params`` on ``identity`` with ``accel`` is the hash of.
 
     ``loras`` describes each of ``params.loras`` by its file's ``sha256`` (and ``scale``), in order;
-    ``identity`` is a :class:`~wanlab.identity.ModelIdentity` or a mapping with ``fingerprint`` and
+    ``identity`` is a :class:`~wanlab.models.identity.ModelIdentity` or a mapping with ``fingerprint`` and
     ``settings``. ``params`` must have a resolved seed.
     """
     if not isinstance(params, Params):
@@ -64,7 +65,7 @@ def _parts(params: dict[str, Any], fingerprint: Any, settings: Any, accel: Mappi
         raise ValueError("run key: the record names no model fingerprint (record['model']['fingerprint']); "
                          "store runs made by a backend's generate, whose records carry one")
     params["loras"] = [{"sha256": lo["sha256"], "scale": float(lo["scale"])} for lo in loras]
-    return {"v": KEY_VERSION, "params": params, "model": fingerprint, "settings": _thaw(settings),
+    return {"v": KEY_VERSION, "params": params, "model": fingerprint, "settings": plain(settings),
             "accel": dict(accel or {})}
 
 
@@ -112,10 +113,3 @@ def check_key(key: Any) -> str:
     return key
 
 
-def _thaw(value: Any) -> Any:
-    """Plain dicts and lists of a settings mapping (read-only mappings and tuples included)."""
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .errors import ParamError
+from .frames import WAN_FPS
 from .values import check_bool, check_int, check_known, check_number, check_text
 
 #: What ``model_name`` may say: the published name, and the one client code in the wild sends.
@@ -67,7 +68,8 @@ class _Default:
 
 @dataclass(frozen=True)
 class LoRA:
-    """One LoRA adapter: a local ``.safetensors`` file and its weight (``scale``).
+    """One LoRA adapter: a local ``.safetensors`` file, a Hugging Face repo (or file in it) or an https URL
+    (see :mod:`wanlab.lora.sources`), and its weight (``scale``).
 
     The hosted API documents no range for ``scale``; wanlab accepts 0..4 (0 disables the adapter).
     """
@@ -180,7 +182,7 @@ class Params:
     @property
     def duration(self) -> float:
         """Seconds of video at Wan's 16 fps."""
-        return self.num_frames / 16.0
+        return self.num_frames / WAN_FPS
 
     @staticmethod
     def defaults() -> dict[str, Any]:

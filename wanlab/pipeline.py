@@ -1,6 +1,6 @@
 """The local backend: a loaded Wan pipeline that turns validated requests into :class:`Video` s.
 
-``wanlab.load`` (:mod:`wanlab.loading`) makes one. It runs diffusers' own ``WanPipeline`` call
+:func:`load` makes one (the weights through :mod:`wanlab.models.loading`). It runs diffusers' own ``WanPipeline`` call
 with what wanlab adds around it: a fresh scheduler per call (``flow_shift``), prompt embeddings
 encoded once per text (bit-identical to encoding each time), LoRAs loaded once and weighted per
 call, the acceleration setting applied around the denoising loop only, staged timings, a
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .backend import Job, request
-from .errors import GenerationError, ParamError
+from .errors import GenerationError, ParamError, TruncationError
 from .frames import WAN_FPS, to_uint8
 from .keys import key_parts
 from .models.registry import DEFAULT_MODEL
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models.identity import ModelIdentity
 
 EMBED_CACHE_SIZE = 64
+TOKEN_CACHE_SIZE = 4096
 TRUNCATE = ("warn", "error")
 
 
@@ -108,7 +109,8 @@ class Pipeline(TaskMethods):
         self._embeds: OrderedDict[tuple[str, int], Any] = OrderedDict()
         self._tokens: dict[str, int] = {}
         self._warned: set[str] = set()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # held while the model generates (the transformer and scheduler are shared)
+        self._worker_lock = threading.Lock()
         self._worker: ThreadPoolExecutor | None = None
         self.loras = LoRASet(pipe)
         #: The default acceleration setting (``wanlab.accel.Accel``); ``generate(accel=...)`` overrides it.
@@ -175,10 +177,15 @@ class Pipeline(TaskMethods):
                          self.loras.describe(params.loras) if loras is None else loras)
 
     def prompt_tokens(self, text: str) -> int:
-        """How many tokens ``text`` encodes to (with the end token), before any truncation."""
+        """How many tokens ``text`` encodes to (with the end token) before any truncation, after the
+        cleaning diffusers applies to prompts (ftfy, HTML entities, whitespace)."""
+        from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
         if text not in self._tokens:
-            ids = self.diffusers.tokenizer(text, add_special_tokens=True, truncation=False).input_ids
+            ids = self.diffusers.tokenizer(prompt_clean(text), add_special_tokens=True, truncation=False).input_ids
             self._tokens[text] = len(ids)
+            while len(self._tokens) > TOKEN_CACHE_SIZE:
+                self._tokens.pop(next(iter(self._tokens)))
         return self._tokens[text]
 
     def _check_length(self, p: Params, truncate: str) -> dict[str, Any]:
@@ -191,10 +198,10 @@ class Pipeline(TaskMethods):
         out["truncated"] = bool(long)
         for field, n in long.items():
             if truncate == "error":
-                raise ParamError(field, f"at most {limit} tokens (this model's max_sequence_length); it would be cut",
-                                 f"{n} tokens")
+                raise TruncationError(field, f"at most {limit} tokens (this model's max_sequence_length); it would "
+                                      "be cut", f"{n} tokens")
             text = getattr(p, field)
-            if text not in self._warned:
+            if text not in self._warned and len(self._warned) < TOKEN_CACHE_SIZE:
                 self._warned.add(text)
                 warnings.warn(f"{field} is {n} tokens long; this model reads {limit} (max_sequence_length), so the "
                               f"rest is cut and does not change the video", stacklevel=4)
@@ -359,10 +366,10 @@ class Pipeline(TaskMethods):
         import torch
 
         threads = job.threads or torch.get_num_threads()
-        with self._lock:
+        with self._worker_lock:  # not the generation lock: starting a job never waits for one to end
             if self._worker is None:
                 self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlab-pipeline")
-        return self._worker.submit(self._run_with, threads, job)
+            return self._worker.submit(self._run_with, threads, job)
 
     def _run_with(self, threads: int, job: Job) -> Video:
         import torch
@@ -374,7 +381,7 @@ class Pipeline(TaskMethods):
     def close(self) -> None:
         """Stop the task queue and the worker thread (what runs finishes); the model stays loaded."""
         super().close()
-        with self._lock:
+        with self._worker_lock:
             worker, self._worker = self._worker, None
         if worker is not None:
             worker.shutdown(wait=True)

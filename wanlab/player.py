@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .frames import WAN_FPS
 from .values import check_int, check_number
 
 #: Frames with at most this many pixels are embedded as PNG under ``format="auto"``; larger as JPEG.
@@ -118,7 +119,7 @@ def common_fps(videos: Mapping[str, Any], fps: float | None = None) -> float:
     """The playback rate: ``fps`` if given, else the videos' fps (the first one's if they differ)."""
     if fps is not None:
         return check_number("fps", fps, 0, lo_open=True, rule="a positive number")
-    rates = [float(getattr(v, "fps", 16.0)) for v in videos.values()]
+    rates = [float(getattr(v, "fps", WAN_FPS)) for v in videos.values()]
     return rates[0]
 
 
@@ -147,7 +148,7 @@ class Player:
         self._entries = []
         for label, v in videos.items():
             frames = as_frames(v, f"videos[{label!r}]")
-            self._entries.append(_Entry(label, fit_width(frames, max_width), float(getattr(v, "fps", 16.0)),
+            self._entries.append(_Entry(label, fit_width(frames, max_width), float(getattr(v, "fps", WAN_FPS)),
                                         (frames.shape[2], frames.shape[1])))
         self.fps = common_fps(videos, fps)
         check_int("zoom", zoom, 1, 16, optional=True)

@@ -88,16 +88,26 @@ def _check_columns(df: Any, names: Sequence[str | None]) -> None:
         raise ValueError(f"{missing[0]}: not a column of the table; the columns are {', '.join(map(str, df.columns))}")
 
 
-def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = None, title: str | None = None):
-    """Metric ``y`` against parameter ``x``, one line per value of ``hue``.
+def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = None, title: str | None = None,
+                seed: str = "seed", level: float = 0.95, method: str = "bootstrap"):
+    """Metric ``y`` against parameter ``x``, one line per value of ``hue``: the mean over seeds with its interval.
 
-    Rows sharing ``(x, hue)`` (e.g. several seeds) are averaged; the band shows their standard
-    deviation and the dots every single row, so the spread across seeds stays visible. A
-    non-numeric ``x`` (e.g. acceleration settings) keeps the table's order, labels slanted.
-    Takes any DataFrame with those columns (``SweepResult.df``, ``Store.df()``); NaN rows are left out.
+    Rows sharing ``(x, hue)`` and a seed are averaged first (pooling any other swept axis), so each
+    seed counts once; the line is the mean over seeds, the band its ``level`` interval
+    (:func:`wanlab.stats.interval`: a bootstrap over seeds, which needs 6 seeds for 95 %;
+    ``method="t"`` assumes normal seed-to-seed variation), the dots each seed's value. The title
+    states the seed count and what the band is. Without a ``seed`` column every row counts as a
+    seed. A non-numeric ``x`` (e.g. acceleration settings) keeps the table's order, labels
+    slanted. Takes any DataFrame with those columns (``SweepResult.df``, ``Store.df()``); NaN rows
+    and rows whose ``status`` is not ``done`` are left out.
+
+    Example: ``metric_plot(result.df, x="guidance_scale", y="smoothness", hue="flow_shift")``.
     """
+    from .stats import interval, min_seeds
+
     _check_columns(df, [x, y, hue])
-    data = df.dropna(subset=[y])
+    data = df[df["status"] == "done"] if "status" in df.columns else df
+    data = data.dropna(subset=[y])
     if data.empty:
         raise ValueError(f"{y}: no values to plot (every row is NaN or the table is empty)")
     plt = pyplot()
@@ -106,24 +116,42 @@ def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = No
     else:
         fig = ax.figure
     numeric_x = data[x].dtype.kind in "iufb"
+    unit = seed if seed in data.columns else None
     groups = [(None, data)] if hue is None else list(data.groupby(hue, sort=True))
+    counts: list[int] = []
+    banded = False
+    rng = np.random.default_rng(0)
     for value, part in groups:
-        stats = part.groupby(x, sort=numeric_x)[y].agg(["mean", "std", "count"])
-        xs = stats.index.to_numpy()
+        keys = [x] + ([unit] if unit else [])
+        per_seed = part.groupby(keys, sort=numeric_x)[y].mean() if unit else part.set_index(x)[y]
+        points = [(k, interval(v.to_numpy(), level=level, method=method, rng=rng))
+                  for k, v in per_seed.groupby(level=0, sort=numeric_x)]
+        xs = np.asarray([k for k, _ in points], dtype=object if not numeric_x else float)
+        means = np.array([iv.mean for _, iv in points])
+        low, high = np.array([iv.low for _, iv in points]), np.array([iv.high for _, iv in points])
+        counts += [iv.n for _, iv in points]
         label = None if hue is None else f"{hue}={value:g}" if isinstance(value, float) else f"{hue}={value}"
-        line = ax.plot(xs, stats["mean"].to_numpy(), marker="o", label=label)[0]
-        if (stats["count"] > 1).any():
-            std = stats["std"].fillna(0.0).to_numpy()
-            ax.fill_between(xs, stats["mean"] - std, stats["mean"] + std, alpha=0.15, color=line.get_color())
-            ax.scatter(part[x], part[y], s=10, alpha=0.5, color=line.get_color())
+        line = ax.plot(xs, means, marker="o", label=label)[0]
+        if np.isfinite(low).any():
+            banded = True
+            ax.fill_between(xs, low, high, alpha=0.18, color=line.get_color(), where=np.isfinite(low))
+        if max(iv.n for _, iv in points) > 1:
+            ax.scatter(per_seed.index.get_level_values(0), per_seed.to_numpy(), s=10, alpha=0.5, color=line.get_color())
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(y))
     if not numeric_x:
         ax.tick_params(axis="x", labelrotation=30)
-        for label in ax.get_xticklabels():
-            label.set_horizontalalignment("right")
-    n = int(data.groupby([x] + ([hue] if hue else [])).size().max())
-    ax.set_title(title or (f"{y} vs {x}" + (f" (mean ± sd of {n} runs each)" if n > 1 else "")), fontsize=10)
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
+    what = "seeds" if unit else "runs"
+    n = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+    if max(counts) <= 1:
+        detail = f"one {what[:-1]} each"
+    elif banded:
+        detail = f"mean and {level:.0%} {'bootstrap' if method == 'bootstrap' else 't'} CI over {n} {what}"
+    else:
+        detail = f"mean of {n} {what}; {min_seeds(level)} needed for a {level:.0%} bootstrap CI"
+    ax.set_title(title or f"{y} vs {x} ({detail})", fontsize=10)
     if hue is not None:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

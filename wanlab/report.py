@@ -175,7 +175,7 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     heat_file: Path | None = None
     plot_note = ""
     have_metric = metric in df.columns and done[metric].notna().any() if len(done) else False
-    px, phue = result._default_axes(x, hue)
+    px, phue = result.default_axes(x, hue)
     if have_metric:
         fig = result.plot(y=metric, x=px, hue=phue)
         plot_file = out / "metric_vs_param.png"
@@ -215,6 +215,11 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
             accel_file = out / "accel_speed_vs_psnr.png"
             plot_study(accel_summary, title=f"{name}: speed vs fidelity (against {study.attrs['reference']})"
                        ).savefig(accel_file, dpi=90)
+
+    # --- effects: what each swept field does to the metric, with intervals over seeds
+    effects_html: list[str] = []
+    if have_metric:
+        effects_html = _effects_sections(result, metric, done)
 
     # --- the page
     counts = result.counts
@@ -271,6 +276,10 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     else:
         parts.append(f"<p>{html.escape(plot_note)}</p>")
 
+    if effects_html:
+        parts.append(f"<h2>Effects on {html.escape(metric)}, over seeds</h2>")
+        parts.extend(effects_html)
+
     if ref_file is not None:
         parts.append(f"<h2>Against the reference ({html.escape(ref_label)})</h2>")
         parts.append(image_tag(ref_file, "similarity to the reference run"))
@@ -302,6 +311,31 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title or name)}'
             f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
     return write_text(out / "report.html", page)
+
+
+def _effects_sections(result: "SweepResult", metric: str, done: "pd.DataFrame") -> list[str]:
+    """One block per swept field (other than seed) with several values: :meth:`SweepResult.effects`
+    as HTML, or why there is none (one seed cannot tell an effect from noise)."""
+    axes = [n for n in result.sweep.swept if n != "seed" and done[n].astype(str).nunique() > 1]
+    if not axes:
+        return []
+    seeds = done["seed"].nunique() if "seed" in done else 1
+    if seeds < 2:
+        return ['<p class="meta">Every setting ran with one seed, so a difference between settings cannot be told '
+                "from seed-to-seed noise. Sweep <code>seed</code> too (e.g. <code>seeds = 5</code>) for means with "
+                "95 % intervals and paired differences.</p>"]
+    blocks = []
+    for axis in axes:
+        try:
+            found = result.effects(metric, by=axis)
+        except ValueError as exc:
+            blocks.append(f"<p>{html.escape(axis)}: {html.escape(str(exc))}</p>")
+            continue
+        blocks.append(f'<div class="scroll effects">{found.to_html(css_class="metrics")}</div>')
+    blocks.append(f'<p class="meta">Means with {seeds}-seed bootstrap 95 % intervals; differences are paired on '
+                  "seeds (the other swept fields averaged per seed) and Holm-adjusted; \"differs\" marks those "
+                  "whose interval excludes zero. See <code>wanlab.stats.effects</code>.</p>")
+    return blocks
 
 
 def _missing(value: Any) -> bool:

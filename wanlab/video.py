@@ -160,38 +160,54 @@ class Video:
         )
         return out
 
-    def save(self, path: str | os.PathLike[str], *, lossless: bool = True, sidecar: bool = True) -> Path:
+    def save(self, path: str | os.PathLike[str], *, lossless: bool = True, sidecar: bool = True,
+             atomic: bool = True) -> Path:
         """Write the video by extension (.mp4, .mkv, .gif, .npz) plus a JSON sidecar; return the path.
 
         For .mp4, ``lossless=True`` also writes ``NAME.lossless.mkv`` (FFV1), which :meth:`load`
-        prefers, since h264 yuv420p changes pixel values. .mkv and .npz are lossless themselves.
+        prefers, since h264 yuv420p changes pixel values (the two are encoded at once, on two threads:
+        FFmpeg's encoders run without Python's lock). .mkv and .npz are lossless themselves. Each file
+        is written atomically; ``atomic=False`` writes straight into a folder that is built
+        atomically as a whole (a store's run).
 
         >>> video.save("fox.mp4")  # doctest: +SKIP
         PosixPath('fox.mp4')
         """
         target = Path(path)
         ext = check_suffix(target)
-        self._write(target, ext)
-        if ext == ".mp4" and lossless:
-            self._write(lossless_path(target), ".mkv")
+        jobs = [(target, ext)] + ([(lossless_path(target), ".mkv")] if ext == ".mp4" and lossless else [])
+        if len(jobs) == 1:
+            self._write(*jobs[0], atomic=atomic)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(jobs)) as pool:
+                for done in [pool.submit(self._write, file, kind, atomic=atomic) for file, kind in jobs]:
+                    done.result()
         if sidecar:
-            write_json(sidecar_path(target), self.to_record())
+            write_json(sidecar_path(target), self.to_record(), atomic=atomic)
         self.path = target
         return target
 
-    def _write(self, target: Path, ext: str) -> None:
-        """Write the frames alone to ``target`` in the format of ``ext``, atomically."""
+    def _write(self, target: Path, ext: str, *, atomic: bool = True) -> None:
+        """Write the frames alone to ``target`` in the format of ``ext`` (atomically unless told not to)."""
+        if not atomic:
+            self._encode_to(target, ext)
+            return
         with atomic_file(target) as tmp:
-            if ext in (".mp4", ".mkv"):
-                encode(self.frames, tmp, self.fps, PLAYABLE if ext == ".mp4" else LOSSLESS,
-                       container="mp4" if ext == ".mp4" else "matroska")
-            elif ext == ".gif":
-                import imageio.v3 as iio
+            self._encode_to(tmp, ext)
 
-                iio.imwrite(tmp, self.frames, extension=".gif", duration=1000.0 / self.fps, loop=0)
-            else:
-                with open(tmp, "wb") as fh:
-                    np.savez_compressed(fh, frames=self.frames, fps=np.float64(self.fps))
+    def _encode_to(self, target: Path, ext: str) -> None:
+        if ext in (".mp4", ".mkv"):
+            encode(self.frames, target, self.fps, PLAYABLE if ext == ".mp4" else LOSSLESS,
+                   container="mp4" if ext == ".mp4" else "matroska")
+        elif ext == ".gif":
+            import imageio.v3 as iio
+
+            iio.imwrite(target, self.frames, extension=".gif", duration=1000.0 / self.fps, loop=0)
+        else:
+            with open(target, "wb") as fh:
+                np.savez_compressed(fh, frames=self.frames, fps=np.float64(self.fps))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Video":

@@ -61,7 +61,7 @@ def _points(backend: Any, points: Any) -> list["Params"]:
     out = []
     for i, item in enumerate(items):
         if isinstance(item, Params):
-            p = item
+            p = backend.params(item)  # the one rule: fields it leaves unset come from the model
         elif isinstance(item, Mapping):
             p = backend.params(**dict(item))
         else:

@@ -9,6 +9,7 @@ table, its dry run and ``verify``'s record checks never wait for a 14B model to 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,15 +21,16 @@ from typing import Any, Mapping
 
 from ..errors import LoadError, ParamError
 from .registry import (
+    BUILTIN_NAMES,
     DEFAULT_MODEL,
     REAL_MAX_SEQUENCE_LENGTH,
     REAL_NATIVE,
     Builtin,
+    builtin,
     builtin_for_folder,
-    builtins,
     read_card,
 )
-from ..values import check_bool, check_int
+from ..values import check_bool, check_int, plain
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt")
@@ -83,7 +85,7 @@ class ModelIdentity:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (``wanlab serve`` publishes it at ``GET /health``)."""
         return {"model_id": self.model_id, "source": self.source, "fingerprint": self.fingerprint,
-                "settings": _thaw(self.settings), "native": dict(self.native), "exact": self.exact,
+                "settings": plain(self.settings), "native": dict(self.native), "exact": self.exact,
                 "latents": self.latents, "rules": self.rules}
 
     @classmethod
@@ -94,21 +96,16 @@ class ModelIdentity:
             raise ParamError(f"identity.{missing[0]}", "given", None)
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    def __hash__(self) -> int:
+        return hash((self.model_id, self.source, self.fingerprint, json.dumps(plain(self.settings), sort_keys=True)))
+
     def same_model(self, other: "ModelIdentity") -> bool:
         """Whether ``other`` generates the same frames for the same request (weights and settings)."""
-        return self.fingerprint == other.fingerprint and _thaw(self.settings) == _thaw(other.settings)
+        return self.fingerprint == other.fingerprint and plain(self.settings) == plain(other.settings)
 
 
 def _rebuild(data: Mapping[str, Any]) -> ModelIdentity:
     return ModelIdentity.from_dict(data)
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
-    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,9 +130,8 @@ def resolve(model: Any) -> ModelSource:
     name = os.fspath(model) if isinstance(model, os.PathLike) else model
     if not isinstance(name, str) or not name:
         raise ParamError("model", "a built-in name, a folder or a hub id", model)
-    specs = builtins()
-    if name in specs:
-        spec = specs[name]
+    if name in BUILTIN_NAMES:
+        spec = builtin(name)
         return ModelSource(name, "builtin", spec, spec.folder)
     folder = Path(name).expanduser()
     if folder.exists():
@@ -150,7 +146,7 @@ def resolve(model: Any) -> ModelSource:
         return ModelSource(name, "hub", None, hub_folder(name))
     if any(sep in name for sep in ("/", os.sep)) or name.startswith((".", "~")):
         raise LoadError(f"no such model folder: {folder}.")
-    raise LoadError(f"unknown model {name!r}: use a built-in model ({', '.join(specs)}), a local diffusers "
+    raise LoadError(f"unknown model {name!r}: use a built-in model ({', '.join(BUILTIN_NAMES)}), a local diffusers "
                     "folder, or a hub id such as 'Wan-AI/Wan2.1-T2V-1.3B-Diffusers'.")
 
 
@@ -205,38 +201,58 @@ def cache_root() -> Path:
     return Path(os.environ.get("WANLAB_CACHE", Path.home() / ".cache" / "wanlab"))
 
 
-def files_fingerprint(folder: Path) -> str:
-    """sha256 over the relative names and sha256s of a checkpoint folder's files (cached on disk, under a
-    lock: processes loading one checkpoint at once, a pool's workers on one machine, hash it once)."""
-    from ..fsutil import file_lock
+class FileHashes:
+    """sha256 of files, kept on disk by resolved path, size and modification time
+    (``$WANLAB_CACHE/file-hashes.json``): a 14B checkpoint is hashed once, not on every identity.
 
-    with file_lock(cache_root() / "file-hashes.lock"):
-        return _files_fingerprint(folder)
+    Used as ``with FileHashes() as hashes:``, which holds a lock across processes, so processes
+    identifying one checkpoint at once (a Ray pool's workers on one machine) hash it once."""
 
+    def __init__(self) -> None:
+        self.file = cache_root() / "file-hashes.json"
+        self.known: dict[str, str] = {}
+        self.changed = False
+        self._held = contextlib.ExitStack()
 
-def _files_fingerprint(folder: Path) -> str:
-    from ..fsutil import sha256_file, write_json
+    def __enter__(self) -> "FileHashes":
+        from ..fsutil import file_lock
 
-    cache_file = cache_root() / "file-hashes.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    digest = hashlib.sha256()
-    changed = False
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
-        real = file.resolve()
+        self._held.enter_context(file_lock(self.file.with_suffix(".lock")))
+        try:
+            self.known = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._held:  # the lock is let go even if saving fails
+            self.save()
+
+    def __call__(self, path: Path) -> str:
+        from ..fsutil import sha256_file
+
+        real = path.resolve()
         stat = real.stat()
         key = f"{real}:{stat.st_size}:{stat.st_mtime_ns}"
-        if key not in cache:
-            cache[key] = sha256_file(real)
-            changed = True
-        digest.update(f"{file.relative_to(folder).as_posix()}:{cache[key]};".encode())
-    if changed:
-        try:
-            write_json(cache_file, cache)
-        except OSError:
-            pass
+        if key not in self.known:
+            self.known[key] = sha256_file(real)
+            self.changed = True
+        return self.known[key]
+
+    def save(self) -> None:
+        from ..fsutil import write_json
+
+        if self.changed:
+            with contextlib.suppress(OSError):
+                write_json(self.file, self.known)
+
+
+def files_fingerprint(folder: Path) -> str:
+    """sha256 over the relative names and sha256s of a checkpoint folder's files (cached on disk)."""
+    digest = hashlib.sha256()
+    with FileHashes() as hashes:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+            digest.update(f"{file.relative_to(folder).as_posix()}:{hashes(file)};".encode())
     return digest.hexdigest()
 
 
@@ -253,17 +269,17 @@ def recorded_fingerprint(source: ModelSource) -> str | None:
 
 
 def _sums_match(folder: Path) -> bool:
-    from ..fsutil import sha256_file
-
+    """Whether every file ``SHA256SUMS`` lists is there with that sha256 (hashes cached on disk)."""
     sums = folder / "SHA256SUMS"
     if not sums.is_file():
         return False
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        file = folder / name
-        if not file.is_file() or sha256_file(file) != digest:
-            return False
-    return True
+    with FileHashes() as hashes:
+        for line in sums.read_text().splitlines():
+            digest, _, name = line.partition("  ")
+            file = folder / name
+            if not file.is_file() or hashes(file) != digest:
+                return False
+        return True
 
 
 # --------------------------------------------------------------------------------------------------

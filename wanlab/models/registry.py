@@ -46,7 +46,10 @@ class Card:
 
 
 def read_card(folder: Path) -> Card | None:
-    """The model card of a checkpoint folder, or None when it has none; a damaged card is a LoadError."""
+    """The model card of a checkpoint folder, or None when it has none; a damaged card, or native
+    settings that are not valid request fields, is a LoadError naming the file."""
+    from ..params import Params
+
     file = folder / CARD_NAME
     if not file.is_file():
         return None
@@ -54,8 +57,11 @@ def read_card(folder: Path) -> Card | None:
         data = json.loads(file.read_text())
         if data.get("format") != CARD_FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {CARD_FORMAT}")
-        return Card(name=str(data["name"]), description=str(data.get("description", "")),
-                    native=dict(data.get("native") or {}),
+        native = dict(data.get("native") or {})
+        Params(**{"prompt": "x", **{k: v for k, v in native.items() if k != "prompt"}})  # the fields and ranges
+        if "prompt" in native:
+            raise ValueError("a model card's native settings do not hold a prompt")
+        return Card(name=str(data["name"]), description=str(data.get("description", "")), native=native,
                     max_sequence_length=int(data.get("max_sequence_length", REAL_MAX_SEQUENCE_LENGTH)),
                     fingerprint=data.get("fingerprint"), demo_prompts=tuple(data.get("demo_prompts") or ()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -118,26 +124,35 @@ def _from_card(name: str, folder: Path) -> Builtin:
 #: checks that a build on this machine gives it).
 TINY_FINGERPRINT = "aedea0b8717dd26540e3842411403a107e352950ebdbe43638ea525fa02398a7"
 
-_BUILTINS: dict[str, Builtin] = {}
+TINY = Builtin("tiny", "seeded random weights in the real diffusers Wan classes: every code path in seconds "
+               "(tests); its videos are noise", build=_build_tiny, native={"width": 128, "height": 128, "num_frames": 33},
+               max_sequence_length=512, fingerprint=TINY_FINGERPRINT)
+#: The built-ins by name, each read when asked for (a shipped checkpoint's entry from its model card).
+BUILTIN_FOLDERS = {"toy": TOY_FOLDER}
+BUILTIN_NAMES = ("tiny", *BUILTIN_FOLDERS)
+
+
+def builtin(name: str) -> Builtin:
+    """One built-in model; a shipped checkpoint whose card is missing or damaged is a LoadError."""
+    if name == "tiny":
+        return TINY
+    return _from_card(name, BUILTIN_FOLDERS[name])
 
 
 def builtins() -> dict[str, Builtin]:
-    """The built-in models by name (the toy's entry is read from its shipped model card)."""
-    if not _BUILTINS:
-        _BUILTINS["tiny"] = Builtin(
-            "tiny", "seeded random weights in the real diffusers Wan classes: every code path in seconds (tests); "
-            "its videos are noise", build=_build_tiny, native={"width": 128, "height": 128, "num_frames": 33},
-            max_sequence_length=512, fingerprint=TINY_FINGERPRINT)
-        _BUILTINS["toy"] = _from_card("toy", TOY_FOLDER)
-    return dict(_BUILTINS)
+    """The built-in models by name (those whose shipped checkpoint cannot be read are left out)."""
+    out = {}
+    for name in BUILTIN_NAMES:
+        try:
+            out[name] = builtin(name)
+        except LoadError:
+            continue
+    return out
 
 
 def builtin_for_folder(folder: Path) -> Builtin | None:
     """The built-in whose shipped checkpoint is ``folder`` (the same folder by path), if any."""
-    for spec in builtins().values():
-        if spec.folder is not None and spec.folder.exists() and folder.exists() and os.path.samefile(spec.folder, folder):
-            return spec
+    for name, shipped in BUILTIN_FOLDERS.items():
+        if shipped.exists() and folder.exists() and os.path.samefile(shipped, folder):
+            return builtin(name)
     return None
-
-
-BUILTIN_NAMES = ("tiny", "toy")

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..errors import WanlabError
 from ..keys import KEY_RE
 from ..params import LoRA, Params
 from ..video import RUN_RECORD
@@ -75,8 +76,8 @@ def row_of(folder: Path) -> dict[str, Any] | None:
         rec = run.record
         metrics = run.metrics
         params = dict(rec["params"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # a hand-damaged record: not listed until repaired
+    except (OSError, ValueError, KeyError, TypeError, WanlabError):
+        return None  # a hand-damaged record: not listed until repaired (Run.record names the file)
     params["loras"] = loras_text(params.get("loras"))
     model = rec.get("model") or {}
     env = rec.get("environment") or {}
@@ -118,6 +119,7 @@ class Index:
             con = sqlite3.connect(self.file, timeout=60.0, isolation_level=None)
             try:
                 con.execute("PRAGMA busy_timeout=60000")
+                con.execute("PRAGMA synchronous=OFF")  # a cache of the folders: a crash costs a rebuild, not data
                 con.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 con.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, stamp TEXT NOT NULL, "
                             "created TEXT, row TEXT NOT NULL)")
@@ -182,6 +184,8 @@ class Index:
                     row = row_of(self.root / key)
                     if row is not None:
                         rows.append((key, folders[key], row["core"]["created"], json.dumps(row, default=str)))
+                    elif key in indexed:
+                        gone.append(key)  # its record no longer reads: not listed until repaired
                 con.execute("BEGIN IMMEDIATE")
                 con.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", rows)
                 con.executemany("DELETE FROM runs WHERE key = ?", [(key,) for key in gone])

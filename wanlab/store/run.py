@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import WanlabError
+from ..frames import WAN_FPS
 from ..params import Params
 from ..video import OWN_FIELDS, RUN_LOSSLESS, RUN_MP4, RUN_RECORD
 
@@ -146,7 +147,7 @@ class Run:
             raise WanlabError(f"run {self.key}: neither {RUN_LOSSLESS} nor {RUN_MP4} is in {self.path}")
         frames, _ = read_frames(source)
         meta = {k: v for k, v in rec.items() if k not in OWN_FIELDS}
-        video = Video(frames, fps=float(rec.get("fps", 16.0)), params=self.params, model=self.model,
+        video = Video(frames, fps=float(rec.get("fps", WAN_FPS)), params=self.params, model=self.model,
                       timings=dict(rec.get("timings") or {}), record=meta, path=self.mp4)
         if check and video.digest != rec.get("digest"):
             raise WanlabError(f"run {self.key}: the frames in {source.name} do not match the recorded digest "

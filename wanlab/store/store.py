@@ -143,15 +143,15 @@ class Store:
                 with atomic_dir(folder) as tmp:
                     for name, src in given.items():
                         shutil.copyfile(src, tmp / name)
-                    if RUN_MP4 not in given:
-                        video.save(tmp / RUN_MP4, lossless=RUN_LOSSLESS not in given, sidecar=False)
+                    if RUN_MP4 not in given:  # the build folder is atomic as a whole: plain writes inside
+                        video.save(tmp / RUN_MP4, lossless=RUN_LOSSLESS not in given, sidecar=False, atomic=False)
                     elif RUN_LOSSLESS not in given:
-                        video.save(tmp / RUN_LOSSLESS, sidecar=False)
-                    write_json(tmp / RUN_RECORD, record)
+                        video.save(tmp / RUN_LOSSLESS, sidecar=False, atomic=False)
+                    write_json(tmp / RUN_RECORD, record, atomic=False)
                     if latents:
                         _save_latents(tmp / LATENTS_NAME, video.latents)
                     if metrics:
-                        write_json(tmp / METRICS_NAME, plain(dict(metrics)))
+                        write_json(tmp / METRICS_NAME, plain(dict(metrics)), atomic=False)
                 metrics = None
             except FileExistsError:
                 if not self.has(key):

@@ -164,7 +164,7 @@ class Sweep:
                     raise ParamError(f"reference.{key}", f"a swept field ({', '.join(self.swept)})", value)
                 if key == ACCEL:
                     value = check_accel("reference.accel", value)
-                if not any(self._value(i, p, key) == self._cell_of(key, value) for i, p in enumerate(self._points)):
+                if not any(self.value_of(i, p, key) == self.cell_of(key, value) for i, p in enumerate(self._points)):
                     raise ParamError(f"reference.{key}", "a value some point of the sweep has", value)
             self.reference = {k: (check_accel("reference.accel", v) if k == ACCEL else plain(v))
                               for k, v in reference.items()}
@@ -315,7 +315,7 @@ class Sweep:
             if other != accel:
                 raise ParamError("accel", "settings with distinct labels (give each a different name)", accel.label)
 
-    def _value(self, index: int, params: Params, name: str) -> Any:
+    def value_of(self, index: int, params: Params, name: str) -> Any:
         """A swept value of a point: its Params field, or for ``accel`` its setting's label."""
         if name == ACCEL:
             accel = self._accels[index]
@@ -323,7 +323,7 @@ class Sweep:
         return getattr(params, name)
 
     @staticmethod
-    def _cell_of(name: str, value: Any) -> Any:
+    def cell_of(name: str, value: Any) -> Any:
         """A value as the sweep table shows it (acceleration settings by label; a string is a label)."""
         if name == ACCEL and not isinstance(value, str):
             from ..accel.setting import Accel
@@ -351,7 +351,7 @@ class Sweep:
         """``"seed=1, guidance_scale=3.0"``: the swept values of one point (``short``: ``gs=3.0``)."""
         p = params or self._points[index]
         names = self.swept if fields is None else list(fields)
-        return sep.join(f"{SHORT_NAMES.get(n, n) if short else n}={format_value(self._value(index, p, n))}"
+        return sep.join(f"{SHORT_NAMES.get(n, n) if short else n}={format_value(self.value_of(index, p, n))}"
                         for n in names)
 
     def slug(self, index: int, params: Params | None = None) -> str:
@@ -359,7 +359,7 @@ class Sweep:
         p = params or self._points[index]
         parts = []
         for n in self.swept:
-            value = self._value(index, p, n)
+            value = self.value_of(index, p, n)
             if n in ("prompt", "negative_prompt"):
                 options = list(dict.fromkeys(getattr(q, n) for q in self._points))
                 text = str(options.index(value))
@@ -483,7 +483,7 @@ class Sweep:
 
     def result(self, model: Any = None, store: "Store | str | os.PathLike[str] | None" = None) -> "SweepResult":
         """The sweep's table as the store holds it now, without running anything and without loading
-        a model (``model``: a backend, a :class:`~wanlab.identity.ModelIdentity`, a model name, or None
+        a model (``model``: a backend, a :class:`~wanlab.models.identity.ModelIdentity`, a model name, or None
         for the sweep's own)."""
         from .runner import result
 

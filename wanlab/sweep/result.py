@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from ..errors import WanlabError
+from ..metrics import MOTION_KEYS
 from ..params import Params
 from .values import ACCEL, column_value
 
@@ -25,8 +27,7 @@ STATUSES = ("done", "failed", "pending")
 #: Columns a sweep over ``accel`` adds to its table.
 ACCEL_COLUMNS = ("denoise_s", "calls_skipped")
 #: Metric columns come in this order (those of ``metrics.motion``), any others after them.
-METRIC_ORDER = ("flow_magnitude", "dynamic_degree", "dynamic_score", "dynamic_threshold", "temporal_flicker",
-                "smoothness", "warp_error")
+METRIC_ORDER = MOTION_KEYS
 
 
 class SweepResult:
@@ -63,11 +64,14 @@ class SweepResult:
         for i, (params, key) in enumerate(zip(self.points, self.keys)):
             row: dict[str, Any] = {"point": i}
             for name in self.sweep.swept:
-                row[name] = self.sweep._value(i, params, name) if name == ACCEL else column_value(params, name)
+                row[name] = self.sweep.value_of(i, params, name) if name == ACCEL else column_value(params, name)
             metrics: dict[str, Any] = {}
-            if self.store.has(key):
-                run = self.store.get(key)
-                record = run.record
+            run = self.store.get(key) if self.store.has(key) else None
+            try:
+                record = run.record if run is not None else None
+            except WanlabError as exc:  # a damaged record.json: the point says so, the table stands
+                run, failures = None, {**failures, key: {"error": str(exc)}}
+            if run is not None:
                 metrics = dict(run.metrics)
                 metrics_error = metrics.pop("metrics_error", None) or (record.get("extra") or {}).get("metrics_error")
                 row.update(status="done", error=f"metrics: {metrics_error}" if metrics_error else None,
@@ -138,7 +142,10 @@ class SweepResult:
     def _repr_html_(self) -> str:
         import html
 
-        return f"<p>{html.escape(self.summary())}</p>" + self.df.drop(columns=["key", "path"]).to_html(index=False)
+        from ..tables import html_table
+
+        return f"<p>{html.escape(self.summary())}</p>" + html_table(self.df.drop(columns=["key", "path"]),
+                                                                  row_class="status", cut={"digest": 12})
 
     # --- selecting ---------------------------------------------------------------------------------------
     def select(self, **filters: Any) -> "pd.DataFrame":
@@ -150,7 +157,7 @@ class SweepResult:
         row = self.df.iloc[i]
         for name, wanted in filters.items():
             if name == ACCEL and not isinstance(wanted, (str, list, tuple, set)):
-                wanted = self.sweep._cell_of(ACCEL, wanted)  # an Accel or a mapping: its label
+                wanted = self.sweep.cell_of(ACCEL, wanted)  # an Accel or a mapping: its label
             if name in self.df.columns:
                 value = row[name]
             elif name in Params.field_names():
@@ -238,7 +245,7 @@ class SweepResult:
     def _reference_pairs(self, reference: Mapping[str, Any]) -> list[tuple[Any, Any, Any]]:
         """``(index, row, reference row)`` for each done point whose reference is done: the done point
         with the ``reference`` values (settings by label) and the same other swept values."""
-        reference = {n: self.sweep._cell_of(n, v) for n, v in reference.items()}
+        reference = {n: self.sweep.cell_of(n, v) for n, v in reference.items()}
         others = [n for n in self.sweep.swept if n not in reference]
         done = self.df[self.df["status"] == "done"]
         refs = {tuple(row[n] for n in others): row for _, row in done.iterrows()
@@ -249,6 +256,25 @@ class SweepResult:
             if ref is not None:
                 pairs.append((index, row, ref))
         return pairs
+
+    def effects(self, metric: str, by: str, **options: Any) -> Any:
+        """What changing ``by`` does to ``metric``, over the sweep's seeds: per setting the mean and its
+        95 % bootstrap interval, and the paired differences between settings on the same seeds, Holm-
+        adjusted, flagging those that exclude zero (:func:`wanlab.stats.effects`; the other swept axes
+        are pooled per seed unless ``hold=True``).
+
+        >>> result.effects("flow_magnitude", by="guidance_scale").differences  # doctest: +SKIP
+        """
+        from ..stats import effects
+
+        if by not in self.sweep.swept or by == "seed":
+            raise ValueError(f"by: must be a swept field other than seed ({', '.join(n for n in self.sweep.swept if n != 'seed')}); "
+                             f"got {by!r}")
+        if self.df["seed"].nunique() < 2:
+            raise ValueError("effects: the sweep has one seed; differences need several seeds to tell from noise "
+                             "(give it seeds = N)")
+        axes = [a for a in self.sweep.swept if a not in (by, "seed")]
+        return effects(self.df, metric, by, axes=axes, **options)
 
     def accel_study(self, reference: Any = None) -> "pd.DataFrame":
         """For a sweep over ``accel``: the table of :func:`wanlab.accel.study`, from the stored runs.
@@ -272,7 +298,7 @@ class SweepResult:
             raise ValueError(f"accel_study: this sweep does not vary accel (it varies {', '.join(self.sweep.swept)})")
         if reference is None:
             reference = (self.sweep.reference or {}).get(ACCEL, "exact")
-        ref_label = self.sweep._cell_of(ACCEL, reference)
+        ref_label = self.sweep.cell_of(ACCEL, reference)
         others = [n for n in self.sweep.swept if n != ACCEL]
         pairs = self._reference_pairs({ACCEL: ref_label})
         if not pairs:  # a done reference run pairs at least with itself
@@ -317,19 +343,21 @@ class SweepResult:
         other axes; ``x``/``hue`` default to the first swept numeric fields other than ``seed``."""
         from ..plots import metric_plot
 
-        x, hue = self._default_axes(x, hue)
+        x, hue = self.default_axes(x, hue)
         return metric_plot(self.df[self.df["status"] == "done"], x=x, y=y, hue=hue)
 
     def heatmap(self, value: str = "flow_magnitude", x: str | None = None, y: str | None = None):
         """Mean of ``value`` over a grid of two swept fields."""
         from ..plots import heatmap
 
-        x, y = self._default_axes(x, y)
+        x, y = self.default_axes(x, y)
         if y is None:
             raise ValueError("heatmap: needs two swept fields (x and y)")
         return heatmap(self.df[self.df["status"] == "done"], x=x, y=y, value=value)
 
-    def _default_axes(self, x: str | None, second: str | None) -> tuple[str, str | None]:
+    def default_axes(self, x: str | None, second: str | None) -> tuple[str, str | None]:
+        """The plot's x axis and line (or heatmap row) field: the ones given, else the first swept
+        numeric fields other than seed that vary (accel for an acceleration sweep)."""
         numeric = [n for n in self.sweep.swept if n != "seed" and n in self.df.columns
                    and self.df[n].nunique() > 1 and self.df[n].dtype.kind in "if"]
         if x is None:

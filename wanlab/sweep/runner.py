@@ -8,11 +8,12 @@ video is stored as its job completes, then measured: a metrics failure is record
 never loses it. Work a remote service accepted is recorded before waiting for it (``pending/``),
 so a sweep killed meanwhile polls that task again instead of paying twice. ``shard=(i, n)`` runs
 points ``i, i+n, ...`` so n processes (or machines sharing a folder) split a sweep with no
-coordinator. A sweep over ``accel`` times its runs: one job at a time, nothing stored meanwhile,
+coordinator. Library warnings are silenced while it runs (wanlab's own show). A sweep over ``accel`` times its runs: one job at a time, nothing stored meanwhile,
 the first request run once untimed and each compiled setting once per size.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections import Counter
@@ -20,8 +21,9 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from typing import TYPE_CHECKING, Any
 
 from ..backend import Job, is_backend
-from ..errors import LoRAError, ParamError
+from ..errors import LoRAError, ParamError, TruncationError
 from ..keys import run_key, unreadable_loras
+from ..quiet import quiet
 from ..values import check_bool, check_choice, check_int
 from .values import check_shard
 
@@ -110,7 +112,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
     - ``shard=(i, n)`` (or ``"i/n"``): run only points ``i, i+n, i+2n, ...`` (0 <= i < n).
     - ``retry_failed``: run points whose earlier attempt failed again (default); False keeps them failed.
     - ``max_in_flight``: points running at once (default: the backend's ``max_in_flight``).
-    - ``truncate``: ``"warn"`` (default) or ``"error"`` for prompts longer than the model reads.
+    - ``truncate``: ``"warn"`` (default) or ``"error"``: a prompt longer than the model reads fails its
+      point and stops the sweep (the points not reached stay pending).
 
     Ctrl-C stops the sweep; what finished is in the store and the next run resumes.
     """
@@ -124,7 +127,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
         check_bool(flag, value)
     check_choice("truncate", truncate, ("warn", "error"))
     shard_ = check_shard(shard) if shard is not None else (0, 1)
-    backend_ = backend_for(sweep, backend)
+    with quiet():
+        backend_ = backend_for(sweep, backend)
     store_ = store_for(sweep, store)
     points = sweep.points(backend_)
     accels = sweep.accels()
@@ -183,12 +187,14 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
             wanted.append((accel.key(), params.width, params.height, params.num_frames))
         for what in wanted:
             if what not in warmed:
-                backend_.start(Job(params, accel if what != "first" else None, truncate=truncate)).result()
                 warmed.add(what)
+                with contextlib.suppress(Exception):  # a request that fails fails as its own point, below
+                    backend_.start(Job(params, accel if what != "first" else None, truncate=truncate)).result()
 
     inflight: dict[Any, int] = {}
 
     def settle(block: bool) -> None:
+        nonlocal stopped
         if not inflight:
             return
         done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
@@ -197,47 +203,56 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
             error = future.exception()
             if error is not None:
                 fail(i, f"{type(error).__name__}: {error}")
+                if isinstance(error, TruncationError):  # a hard stop: the sweep asked for one (truncate="error")
+                    stopped = stopped or f"stopped: {error}"
             else:
-                finish(i, future.result())
+                try:
+                    finish(i, future.result())
+                except Exception as exc:  # noqa: BLE001 - e.g. a full disk: recorded, the sweep goes on
+                    fail(i, f"the video was made but could not be stored: {type(exc).__name__}: {exc}")
             bar.update(1)
             note()
 
     note()
-    try:
-        for i in todo:
-            if stopped:
-                break
-            settle(block=False)
-            key, params, accel = keys[i], points[i], accels[i]
-            if store_.has(key) and not (latents and not store_.get(key).has_latents):
-                if metrics and _needs_metrics(store_.get(key)):  # done by now (another process): metrics at most
-                    run = store_.get(key)
-                    measure(store_, run, run.video())
-                bar.update(1)
-                continue
-            if problems[i] is not None:
-                fail(i, problems[i])
-                bar.update(1)
-                note()
-                continue
-            if latents:
-                warm_up(params, accel)
-            job = Job(params, accel, truncate=truncate, affinity=_affinity(parts[i]) if latents else None,
-                      resume=(pending.get(key) or {}).get("task_id"),
-                      on_accepted=lambda task_id, key=key: store_.put_pending(
-                          key, {"task_id": task_id, "service": backend_.identity.model_id}))
-            inflight[backend_.start(job)] = i
-            while len(inflight) >= capacity:
+    with quiet():  # library notices (peft on every second LoRA, ...) say nothing about a sweep
+        try:
+            for i in todo:
+                if stopped:
+                    break
+                settle(block=False)
+                key, params, accel = keys[i], points[i], accels[i]
+                if store_.has(key) and not (latents and not store_.get(key).has_latents):
+                    if metrics and _needs_metrics(store_.get(key)):  # done by now (another process): metrics at most
+                        run = store_.get(key)
+                        measure(store_, run, run.video())
+                    bar.update(1)
+                    continue
+                if problems[i] is not None:
+                    fail(i, problems[i])
+                    bar.update(1)
+                    note()
+                    continue
+                if latents:
+                    warm_up(params, accel)
+                job = Job(params, accel, truncate=truncate, affinity=_affinity(parts[i]) if latents else None,
+                          resume=(pending.get(key) or {}).get("task_id"),
+                          on_accepted=lambda task_id, key=key: store_.put_pending(
+                              key, {"task_id": task_id, "service": backend_.identity.model_id}))
+                inflight[backend_.start(job)] = i
+                while len(inflight) >= capacity:
+                    settle(block=True)
+            while inflight:
                 settle(block=True)
-        while inflight:
-            settle(block=True)
-    finally:
-        for future in list(inflight):  # Ctrl-C: what is running finishes and is stored
-            try:
-                finish(inflight.pop(future), future.result())
-            except BaseException:  # noqa: BLE001 - its failure is recorded on the next run
-                pass
-        bar.close()
+        finally:
+            for future in list(inflight):  # Ctrl-C: what has not started is dropped; what runs finishes, stored
+                i = inflight.pop(future)
+                if future.cancel():
+                    continue
+                try:
+                    finish(i, future.result())
+                except Exception:  # noqa: BLE001 - it failed: the next run retries it
+                    pass
+            bar.close()
     ran.sort()
     if stopped:
         warnings.warn(f"sweep {sweep.name or ''}: {stopped}; the points not reached are pending", stacklevel=3)
@@ -263,5 +278,10 @@ def measure(store: "Store", run: "Run", video: "Video") -> None:
 
 
 def _needs_metrics(run: "Run") -> bool:
-    """A stored run with no metrics yet (and no recorded reason why it cannot have them)."""
-    return not run.metrics and not (run.record.get("extra") or {}).get("metrics_error")
+    """A stored run with no metrics yet, or measured before the metrics' definitions changed (no
+    ``static`` key: temporal flicker then also scored moving clips), and no recorded reason why it
+    cannot be measured."""
+    metrics = run.metrics
+    if metrics.get("metrics_error") or (run.record.get("extra") or {}).get("metrics_error"):
+        return False
+    return "static" not in metrics

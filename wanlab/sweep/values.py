@@ -94,10 +94,10 @@ def slug_part(text: str) -> str:
 
 def column_value(params: Params, name: str) -> Any:
     """A Params field as a table cell: LoRAs as ``"path:scale; ..."`` (empty for none), as ``Store.df`` writes them."""
+    from ..store.index import loras_text
+
     value = getattr(params, name)
-    if name == "loras":
-        return "; ".join(f"{lo.path}:{lo.scale:g}" for lo in value)
-    return value
+    return loras_text(value) if name == "loras" else value
 
 
 def check_shard(shard: tuple[int, int] | str | Sequence[int]) -> tuple[int, int]:

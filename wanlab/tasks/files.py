@@ -7,9 +7,9 @@ service needs, e.g. a webhook), and ``result``: the task's answer in the hosted 
 its last change. Files written by wanlab before tasks were persisted at submit hold the finished
 result alone; they read back as they are.
 
-Which process runs a task is decided by a lock on ``tasks/<task_id>.lock`` (``flock``), held while
-the task runs: two processes on one store never run the same task, and a task whose process died
-(a ``kill -9``) holds no lock, so a restart runs it again.
+Which process owns a task is decided by a lock on ``tasks/<task_id>.lock`` (``flock``), held by the
+queue that accepted (or resumed) it until the task ends: two processes on one store never run the
+same task, and a task whose process died (a ``kill -9``) holds no lock, so the next queue runs it.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from ..errors import TaskError
 from ..fsutil import write_json
@@ -92,25 +92,35 @@ class TaskFiles:
                     out.append(data)
         return sorted(out, key=lambda d: (d.get("submitted") or 0.0, d["task_id"]))
 
-    @contextlib.contextmanager
-    def claim(self, task_id: str) -> Iterator[bool]:
-        """Try to become the one process that runs this task: yields True while holding its lock
-        (released on exit, or by the kernel when the process dies), False when another holds it."""
+    def claim(self, task_id: str) -> "Claim | None":
+        """Become the one process that owns this task: a :class:`Claim` holding its lock (released by
+        :meth:`Claim.release`, or by the kernel when the process dies), or None when another holds it."""
         import fcntl
 
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.folder / f"{check_task_id(task_id)}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return Claim(fd)
+
+
+class Claim:
+    """The lock a queue holds on one task from the moment it accepts (or resumes) it until it ends."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Let go of the task (safe to call twice)."""
+        import fcntl
+
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
             os.close(fd)
 
 

@@ -1,8 +1,9 @@
 """The hosted API's task methods on every backend: ``submit``, ``task_result``, ``wait``, ``cancel``.
 
 A backend class inherits :class:`TaskMethods`; its task queue (:class:`~wanlab.tasks.queue.TaskQueue`
-over the backend itself) is made on first use and kept by the backend, in the store given on
-first submit, else ``$WANLAB_STORE``, else ``runs/tasks`` (announced once, where it writes).
+over the backend itself) is made on the first ``submit`` (or ``cancel``) and kept by the backend, in
+the store given then, else ``$WANLAB_STORE``, else ``runs/tasks`` (announced once, where it writes).
+Reading a result before any submit reads the default store's task files and starts nothing.
 """
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ import threading
 from typing import Any
 
 _LOCK = threading.Lock()
+
+
+def _default_files() -> Any:
+    from ..store import default_store_path
+    from .files import TaskFiles
+
+    return TaskFiles(default_store_path())
 
 
 class TaskMethods:
@@ -41,12 +49,19 @@ class TaskMethods:
         return self.task_queue(store).submit(params, store=store, accel=accel, **fields)
 
     def task_result(self, task_id: str) -> dict[str, Any]:
-        """The task's state in the hosted API's shape (``task``, ``images``, ``videos``, ``audios``, ``extra``)."""
-        return self.task_queue().result(task_id)
+        """The task's state in the hosted API's shape (``task``, ``images``, ``videos``, ``audios``, ``extra``);
+        with no queue in this process, as the default store's task file says (nothing starts)."""
+        if self._task_queue is None:
+            return _default_files().result(task_id)
+        return self._task_queue.result(task_id)
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the task has finished and return its result (TaskTimeout after ``timeout`` s)."""
-        return self.task_queue().wait(task_id, timeout=timeout)
+        if self._task_queue is None:
+            from .queue import wait_file
+
+            return wait_file(_default_files().result, task_id, timeout)
+        return self._task_queue.wait(task_id, timeout=timeout)
 
     def cancel(self, task_id: str) -> dict[str, Any]:
         """Cancel a queued task (it ends FAILED, reason "cancelled ..."); TaskError once it has started."""

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -85,7 +86,9 @@ class TaskQueue:
         self._finished: collections.deque[str] = collections.deque()
         self._stores: dict[str, Store] = {str(self.store.path): self.store}
         self._running: list[Task] = []
+        self._reserved = 0  # places taken by submits writing their task file
         self._dispatcher: threading.Thread | None = None
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlab-tasks-finish")
         self._closing = False
         self._rates = Rates(self.store.path / "tasks", backend.identity.fingerprint)
         if resume:
@@ -116,13 +119,23 @@ class TaskQueue:
         with self._cond:
             if self._closing:
                 raise TaskError("the task queue is closed; it takes no new tasks")
-            if len(self._queue) >= self.maxsize:
+            if len(self._queue) + self._reserved >= self.maxsize:
                 raise TaskError(f"the task queue is full ({self.maxsize} tasks waiting); wait for one to finish "
                                 "or cancel one, then submit again")
+            self._reserved += 1
             self._stores.setdefault(str(target.path), target)
-            self._tasks[task.task_id] = task
-        self._persist(task)
+        try:
+            task.claim = TaskFiles(target.path).claim(task.task_id)  # a fresh id: ours from now on
+            self._persist(task)
+        except BaseException:
+            with self._cond:
+                self._reserved -= 1
+            if task.claim is not None:
+                task.claim.release()
+            raise
         with self._cond:
+            self._reserved -= 1
+            self._tasks[task.task_id] = task
             self._queue.append(task)
             self._start()
             self._cond.notify_all()
@@ -151,7 +164,7 @@ class TaskQueue:
         with self._cond:
             task = self._tasks.get(task_id) if isinstance(task_id, str) else None
             if task is None:
-                return self._stored(task_id)
+                return wait_file(self._stored, task_id, timeout)  # another process owns it (or it is done)
             while task.status not in FINISHED or task.written < task.version:  # finished and on disk
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -173,7 +186,10 @@ class TaskQueue:
             if task in self._queue:
                 self._queue.remove(task)
             self._end(task, FAILED, CANCELLED_REASON)
-        self._persist(task)
+        try:
+            self._persist(task)
+        finally:
+            self._let_go(task)
         self._finished_hook(task)
         return self.result(task_id)
 
@@ -191,20 +207,26 @@ class TaskQueue:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking tasks; running tasks finish (within ``timeout`` seconds), queued ones stay queued
-        in the store for the next queue on it. Safe to call twice."""
+        in the store for the next queue on it (this queue lets go of them). Safe to call twice."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closing = True
+            queued, self._queue = list(self._queue), collections.deque()
             self._cond.notify_all()
             dispatcher = self._dispatcher
+        for task in queued:
+            self._let_go(task)
         if dispatcher is not None:
-            dispatcher.join(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+            dispatcher.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         with self._cond:
             while self._running:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 self._cond.wait(remaining if remaining is not None else 1.0)
+            idle = not self._running
+        if idle:
+            self._finisher.shutdown(wait=True)
 
     # --- the dispatcher --------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -227,32 +249,22 @@ class TaskQueue:
             try:
                 self._dispatch(task)
             except BaseException as exc:  # noqa: BLE001 - the dispatcher must outlive every task
-                self._complete(task, None, exc, None)
+                self._complete(task, None, exc)
 
     def _dispatch(self, task: Task) -> None:
-        """Claim the task (another process may run it), then start its job on the backend."""
-        files = TaskFiles(task.store.path)
-        claim = contextlib.ExitStack()
+        """Start the task's job on the backend; its end is handled on the finisher thread."""
         try:
-            if not claim.enter_context(files.claim(task.task_id)):
-                claim.close()
-                self._drop(task)  # another process runs it: its file answers for it
-                return
-            with contextlib.suppress(TaskError):
-                if files.read(task.task_id).get("status") in FINISHED:  # another process finished it meanwhile
-                    claim.close()
-                    self._drop(task)
-                    return
             if not task.parts:  # LoRA files are read (and downloaded) here, not while the request waits
                 task.parts = self.backend.key_parts(task.params, task.accel)
             job = Job(task.params, task.accel, on_step=self._step_counter(task), on_start=lambda: self._started(task),
                       truncate=str(task.options.get("truncate", "warn")), threads=task.options.get("torch_threads"))
             future = self.backend.start(job)
         except BaseException as exc:  # noqa: BLE001 - the task fails with the reason; the queue goes on
-            self._complete(task, None, exc, claim)
+            self._complete(task, None, exc)
             return
         task.future = future
-        future.add_done_callback(lambda f: self._complete(task, f, None, claim))
+        # storing (video encodes, fsyncs) runs on the queue's own thread, not the backend's worker
+        future.add_done_callback(lambda f: self._finisher.submit(self._complete, task, f, None))
 
     def _started(self, task: Task) -> None:
         with self._cond:
@@ -274,12 +286,12 @@ class TaskQueue:
                 self._cond.notify_all()
         return on_step
 
-    def _complete(self, task: Task, future: Any, error: BaseException | None, claim: Any) -> None:
+    def _complete(self, task: Task, future: Any, error: BaseException | None) -> None:
         """A task's job ended: store its video (SUCCEED) or say why not (FAILED), then let go of it."""
         cancelled = future is not None and future.cancelled()
         try:
             if cancelled:
-                return  # cancel() has ended the task
+                return  # cancel() has ended the task and written it
             if error is None and future is not None:
                 error = future.exception()
             if error is None:
@@ -294,20 +306,27 @@ class TaskQueue:
             else:
                 with self._cond:
                     self._end(task, FAILED, reason_of(error))
-        except BaseException as exc:  # noqa: BLE001 - storing failed: the task says so
+        except Exception as exc:  # noqa: BLE001 - storing failed: the task says so
             with self._cond:
                 self._end(task, FAILED, f"the video was made but could not be stored: {reason_of(exc)}")
         finally:
-            if not cancelled:
-                self._persist(task)
-            if claim is not None:
-                claim.close()
-            with self._cond:
-                if task in self._running:
-                    self._running.remove(task)
-                self._cond.notify_all()
-            if task.status in FINISHED and not cancelled:
-                self._finished_hook(task)
+            try:
+                if not cancelled:
+                    self._persist(task)
+            finally:
+                self._let_go(task)
+                with self._cond:
+                    if task in self._running:
+                        self._running.remove(task)
+                    self._cond.notify_all()
+        if task.status in FINISHED:
+            self._finished_hook(task)
+
+    def _let_go(self, task: Task) -> None:
+        """Release the task's claim (the next queue on the store may take it, if it is unfinished)."""
+        claim, task.claim = task.claim, None
+        if claim is not None:
+            claim.release()
 
     def _end(self, task: Task, status: str, reason: str) -> None:
         """Set a final status (under the lock) and forget the oldest finished tasks beyond the limit."""
@@ -319,13 +338,6 @@ class TaskQueue:
             if old in self._tasks and self._tasks[old].status in FINISHED:
                 del self._tasks[old]
         self._cond.notify_all()
-
-    def _drop(self, task: Task) -> None:
-        with self._cond:
-            self._tasks.pop(task.task_id, None)
-            if task in self._running:
-                self._running.remove(task)
-            self._cond.notify_all()
 
     def _finished_hook(self, task: Task) -> None:
         if self.on_finish is not None:
@@ -346,19 +358,33 @@ class TaskQueue:
             self._cond.notify_all()
 
     def _resume(self) -> None:
-        """Queue this store's unfinished tasks of this backend's model (oldest first)."""
+        """Queue this store's unfinished tasks of this backend's model that no live process owns
+        (oldest first); a task file that cannot be read back ends FAILED, naming the file."""
         files = TaskFiles(self.store.path)
         for data in files.unfinished():
             if data.get("model") != self.backend.identity.fingerprint:
                 continue
-            with files.claim(data["task_id"]) as free:
-                if not free:
-                    continue  # running in another process right now
-            task = Task.from_file(data, self.store)
+            claim = files.claim(data["task_id"])
+            if claim is None:
+                continue  # a live queue owns it
+            try:
+                task = Task.from_file(data, self.store)
+            except (ValueError, KeyError, TypeError) as exc:
+                self._fail_file(files, data, exc)
+                claim.release()
+                continue
+            task.claim = claim
             self._tasks[task.task_id] = task
             self._queue.append(task)
         if self._queue:
             self._start()
+
+    def _fail_file(self, files: TaskFiles, data: dict[str, Any], exc: BaseException) -> None:
+        reason = f"{files.path(data['task_id'])} could not be read back ({reason_of(exc)}); the task cannot run"
+        result = task_result(task_id=data["task_id"], status=FAILED, reason=reason, submitted=data.get("submitted"),
+                             finished=time.time())
+        with contextlib.suppress(OSError, ValueError):
+            files.write({**data, "status": FAILED, "reason": reason, "finished": time.time(), "result": result})
 
     # --- answers -------------------------------------------------------------------------------------
     def _progress(self, task: Task) -> int:
@@ -427,3 +453,18 @@ def _request_info(params: Params) -> dict[str, Any]:
 def _file_url(run: Any, task: Task) -> tuple[str, int]:
     """A finished task's video as the in-process API gives it: the run's mp4 as a ``file://`` URL."""
     return Path(run.mp4).resolve().as_uri(), LOCAL_URL_TTL
+
+
+def wait_file(read: Callable[[str], dict[str, Any]], task_id: str, timeout: float | None,
+              interval: float = 0.1) -> dict[str, Any]:
+    """Poll a task's file (another process owns the task) until it says the task finished."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        result = read(task_id)
+        status = result["task"]["status"]
+        if status in FINISHED:
+            return result
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TaskTimeout(f"task {task_id} is still {status} after {timeout:g} s; it goes on running "
+                              "(another process runs it)")
+        time.sleep(interval)

@@ -37,6 +37,7 @@ class Task:
     written: int = -1
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     future: Any = None
+    claim: Any = None  # the lock that makes this queue the task's one owner (wanlab.tasks.files.Claim)
 
     def file_data(self, result: Mapping[str, Any]) -> dict[str, Any]:
         """What the task's file holds: the request, setting, key, status, times, owner, options, result."""

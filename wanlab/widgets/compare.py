@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping
 
 import ipywidgets as widgets
 
+from ..frames import WAN_FPS
 from ..player import as_labelled, common_fps
 from ..tables import html_table
 from .viewer import FrameCache, Scrubbed, caption, frame_label, image_of, transport, zoom_for
@@ -43,7 +44,7 @@ def compare_metrics(videos: Mapping[str, Any], reference: str | None = None, *, 
             row.update(psnr=math.nan, ssim=math.nan)
         if motion:
             if t >= 3:
-                row.update(metrics.motion(frames, fps=float(getattr(video, "fps", 16.0))))
+                row.update(metrics.motion(frames, fps=float(getattr(video, "fps", WAN_FPS))))
         rows.append(row)
     return pd.DataFrame(rows).set_index("video")
 

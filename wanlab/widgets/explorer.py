@@ -38,7 +38,9 @@ class SweepExplorer(widgets.VBox):
     ``metric`` is the metric plotted first (default ``flow_magnitude`` when there is one); ``x`` the
     parameter on the plot's x axis (default: the first numeric swept parameter other than ``seed``
     that varies). The plot shows every finished point (grey), the line through the points that share
-    the selection's other values, and the selected point (red).
+    the selection's other values, and the selected point (red). Below it, when ``seed`` is swept
+    with several values, ``explorer.effects`` holds what changing ``x`` does to the metric over seeds
+    (:func:`wanlab.stats.effects`: means with intervals, paired differences), shown as tables.
 
     Points that failed show their error; pending ones say so. For ``zip`` sweeps and other sparse
     tables, choosing a value with no point at the other values moves the other dropdowns to the first
@@ -102,6 +104,9 @@ class SweepExplorer(widgets.VBox):
         self.viewer_box = widgets.VBox()
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="420px"))
         self.table = widgets.HTML()
+        self.effects_pane = widgets.HTML(layout=widgets.Layout(max_width="640px", overflow="auto"))
+        self.effects: Any = None
+        self._effects_cache: dict[tuple[str, str], Any] = {}
         self.viewer: FrameViewer | None = None
         self.video: Any = None
         self.row = None
@@ -110,13 +115,14 @@ class SweepExplorer(widgets.VBox):
         super().__init__([
             widgets.HBox([*self.dropdowns.values(), self.metric_dropdown], layout=widgets.Layout(flex_flow="row wrap")),
             self.status,
-            widgets.HBox([self.viewer_box, widgets.VBox([self.plot, self.table])],
+            widgets.HBox([self.viewer_box, widgets.VBox([self.plot, self.table, self.effects_pane])],
                          layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
         ])
         self.add_class("wanlab-sweep-explorer")
         for name, dd in self.dropdowns.items():
             dd.observe(lambda change, name=name: self._on_param(name), names="value")
-        self.metric_dropdown.observe(lambda change: self._draw_plot(), names="value")
+        self.metric_dropdown.observe(lambda change: (self._draw_plot(), self._show_effects()), names="value")
+        self._show_effects()
         self._update()
 
     # --- what the table holds ------------------------------------------------------------------
@@ -316,6 +322,29 @@ class SweepExplorer(widgets.VBox):
         self.figure = fig
         self.plot.layout.display = ""
         self.plot.value = buf.getvalue()
+
+    def _show_effects(self) -> None:
+        """The effect of ``x`` on the metric over seeds (nothing when seed is not swept, or x is seed)."""
+        metric, x = self.metric, self.x
+        self.effects = None
+        if metric is None or x == "seed" or "seed" not in self.params or self.df["seed"].nunique() < 2 \
+                or metric == "seconds":
+            self.effects_pane.value = ""
+            return
+        from ..stats import effects
+
+        if (metric, x) not in self._effects_cache:
+            axes = [n for n in self.params if n not in ("seed", x)]
+            try:
+                self._effects_cache[metric, x] = effects(self.df, metric, x, axes=axes)
+            except ValueError as exc:
+                self._effects_cache[metric, x] = str(exc)
+        found = self._effects_cache[metric, x]
+        if isinstance(found, str):
+            self.effects_pane.value = f"<p style='color:#666'>effects: {html.escape(found)}</p>"
+        else:
+            self.effects = found
+            self.effects_pane.value = found.to_html()
 
     def __repr__(self) -> str:
         return f"SweepExplorer({len(self.df)} points; {self.selected})"

@@ -1,0 +1,290 @@
+"""Optical flow shared by the motion metrics: working-resolution frames plus flows computed once.
+
+Flow is OpenCV's DIS (Kroeger et al. 2016; Farneback optionally) on luma at a working resolution
+whose short side is at most ``WORK_SHORT_SIDE`` px (area averaging, never upscaling). Vectors are
+stored in *working* px; :meth:`Flows.to_original` and :meth:`Flows.magnitude` report them in px of
+the original frames. A :class:`Flows` can be handed to every motion metric in place of the video,
+so several metrics share one flow computation (``motion()`` does exactly that).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..frames import as_frames
+
+FLOW_METHODS = ("dis", "farneback")
+#: Flow working resolution: short side in px (832x480 -> 416x240). Chosen by
+#: benchmarks/bench_metrics.py: all of motion() on an 81-frame 832x480 video under 1 s on
+#: 2 cores, translation error < 3 %.
+WORK_SHORT_SIDE = 240
+#: Smallest working-grid side the flow estimators handle reliably.
+MIN_FLOW_SIDE = 16
+#: DIS settings for the forward flow: OpenCV's ULTRAFAST preset (8 px patches, 6 px stride, so
+#: patches overlap) refined down to the finest pyramid level (coarser finest levels bias
+#: sub-pixel motion by 5-30 %), no variational refinement. A stride of 8 (no overlap) is a third
+#: faster but loses more moving objects: 4.3 px error instead of 0.0 inside a 160x120 textured
+#: square moving 16 px/frame (benchmarks/bench_metrics.py), 3 of 10 random squares instead of 2.
+DIS_FINEST_SCALE = 0
+DIS_PATCH_STRIDE = 6
+#: The backward flow only feeds wanlab's occlusion mask (tolerance ~0.7 px), so it stops two
+#: pyramid levels earlier: ~10x cheaper, and 1-2 % fewer trusted pixels next to moving objects.
+#: ``Flows(fine_backward=True)`` (EvalCrafter's convention) computes it like the forward flow.
+DIS_BACKWARD_FINEST_SCALE = 2
+#: Threads computing flow pairs concurrently (each also uses OpenCV's own threads).
+MAX_FLOW_THREADS = 4
+#: Threads for the per-pair work that follows (numpy and OpenCV release the GIL).
+MAX_WORK_THREADS = 2
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """One score per frame pair (``per_pair``, float64) and their mean."""
+
+    per_pair: np.ndarray
+    mean: float
+
+
+def check_method(method: str) -> None:
+    """Raise ValueError unless ``method`` names a flow estimator wanlab offers."""
+    if method not in FLOW_METHODS:
+        raise ValueError(f"method: must be one of {FLOW_METHODS}; got {method!r}")
+
+
+def working_size(h: int, w: int, max_short_side: int | None) -> tuple[int, int]:
+    """(h, w) of the working grid: short side <= max_short_side, aspect kept, never upscaled."""
+    if max_short_side is None or min(h, w) <= max_short_side:
+        return h, w
+    s = max_short_side / min(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def pixel_grid(h: int, w: int) -> np.ndarray:
+    """(h, w, 2) float32 pixel coordinates (x, y): a cv2.remap map for zero flow."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.dstack([xs, ys])
+
+
+def remap(img: np.ndarray, grid: np.ndarray, flow_: np.ndarray, interpolation: int | None = None) -> np.ndarray:
+    """Sample ``img`` at ``grid + flow_`` (bilinear unless told otherwise, borders replicated)."""
+    import cv2
+
+    mode = cv2.INTER_LINEAR if interpolation is None else interpolation
+    return cv2.remap(img, grid + flow_, None, mode, borderMode=cv2.BORDER_REPLICATE)
+
+
+def compose(first: np.ndarray, second: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Flow a -> c from flows a -> b (``first``) and b -> c (``second``): ``f(x) + g(x + f(x))``."""
+    return first + remap(second, grid, first)
+
+
+def sq_norm(f: np.ndarray) -> np.ndarray:
+    """|f|^2 of an (h, w, 2) vector field (faster than ``(f**2).sum(-1)``)."""
+    return f[..., 0] * f[..., 0] + f[..., 1] * f[..., 1]
+
+
+def top_mean(values: np.ndarray, fraction: float) -> float:
+    """Mean of the largest ``fraction`` of ``values`` (VBench: top 5 % or 2 % of flow magnitudes).
+
+    Counts ``int(size * fraction)`` values as VBench does (``cut_index``), at least one. Exact:
+    a sorted 1-in-16 subsample gives a bound below the k-th largest value (checked by counting),
+    and only the values above it are sorted. ``np.partition`` is 5-60x slower on flow
+    magnitudes, whose many equal values (a still background) are its worst case.
+    """
+    flat = values.ravel()
+    k = max(1, int(flat.size * fraction))
+    sample = np.sort(flat[::16])
+    bound = sample[max(0, sample.size - 2 * (k // 16) - 2)]
+    candidates = flat[flat >= bound]
+    if candidates.size < k:
+        candidates = flat
+    return float(np.sort(candidates)[-k:].mean(dtype=np.float64))
+
+
+def in_parallel(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+    """``[fn(x) for x in items]`` on up to ``MAX_WORK_THREADS`` threads, in order: the numpy parts of
+    one pair's work overlap OpenCV's of another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    workers = min(MAX_WORK_THREADS, os.cpu_count() or 1, len(items))
+    if workers <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def _check_given_flow(name: str, given: Any, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(given)
+    if arr.shape != shape or arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: must be a float array of shape {shape} (T-1 pairs, working h, w, (dx, dy)); "
+                         f"got {arr.dtype} {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: must be finite; got {int((~np.isfinite(arr)).sum())} non-finite values")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+class Flows:
+    """Working-resolution frames of one video and the optical flows its motion metrics share, computed once.
+
+    ``method``: ``"dis"`` or ``"farneback"``; ``max_short_side``: working-grid short side (``None``:
+    full resolution); ``size``: an explicit working (h, w) instead (EvalCrafter's half resolution);
+    ``forward`` / ``backward``: flows you already have (RAFT, or the exact flow of a synthetic
+    video), ``(T-1, h, w, 2)`` in working px, used instead of estimating them; ``fine_backward``:
+    estimate the backward flow as precisely as the forward one (else a coarser one, for masks).
+
+    Example::
+
+        flows = Flows(video)                  # nothing computed yet
+        smoothness(flows), warp_error(flows)  # one forward and one backward flow, shared
+    """
+
+    def __init__(self, video: Any, method: str = "dis", *, max_short_side: int | None = WORK_SHORT_SIDE,
+                 size: tuple[int, int] | None = None, forward: Any = None, backward: Any = None,
+                 fine_backward: bool = False, min_frames: int = 2) -> None:
+        import cv2
+
+        frames = as_frames(video, "frames", min_frames)
+        check_method(method)
+        if max_short_side is not None and (isinstance(max_short_side, bool) or not isinstance(max_short_side, int)
+                                           or max_short_side < MIN_FLOW_SIDE):
+            raise ValueError(f"max_short_side: must be None or an integer >= {MIN_FLOW_SIDE} px; got {max_short_side!r}")
+        H, W = frames.shape[1:3]
+        h, w = working_size(H, W, max_short_side) if size is None else size
+        if min(h, w) < MIN_FLOW_SIDE:
+            raise ValueError(f"frames: must give a working grid of at least {MIN_FLOW_SIDE}x{MIN_FLOW_SIDE} px for "
+                             f"optical flow; got {w}x{h} (WxH) from frames of {W}x{H}")
+        self.frames = frames
+        self.method = method
+        self.max_short_side = max_short_side
+        self.backward_finest_scale = DIS_FINEST_SCALE if fine_backward else DIS_BACKWARD_FINEST_SCALE
+        if (h, w) != (H, W):
+            small = np.stack(in_parallel(lambda f: cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA), frames))
+        else:
+            small = frames
+        #: (T, h, w, 3) uint8 working-resolution RGB and (T, h, w) luma
+        self.rgb = np.ascontiguousarray(small)
+        self.gray = np.stack(in_parallel(lambda f: cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), self.rgb))
+        #: (sx, sy): original px per working px
+        self.scale = (W / w, H / h)
+        self.grid = pixel_grid(h, w)
+        self._spans: dict[tuple[int, int], np.ndarray] = {}
+        pairs = (len(frames) - 1, h, w, 2)
+        if forward is not None:
+            self.__dict__["forward"] = _check_given_flow("forward", forward, pairs)
+        if backward is not None:
+            self.__dict__["backward"] = _check_given_flow("backward", backward, pairs)
+
+    @classmethod
+    def of(cls, video: Any, method: str, max_short_side: int | None, min_frames: int = 2) -> "Flows":
+        """``video`` itself when it already is a :class:`Flows` (with the same settings), else new flows for it."""
+        if isinstance(video, Flows):
+            if (video.method, video.max_short_side) != (method, max_short_side):
+                raise ValueError(f"flows: were computed with method={video.method!r}, max_short_side="
+                                 f"{video.max_short_side}; got method={method!r}, max_short_side={max_short_side}")
+            as_frames(video.frames, "frames", min_frames)
+            return video
+        return cls(video, method, max_short_side=max_short_side, min_frames=min_frames)
+
+    def _pairs(self, pairs: list[tuple[int, int]], finest_scale: int) -> np.ndarray:
+        """(len(pairs), h, w, 2) float32 flow from frame i to frame j for each (i, j).
+
+        Pairs are spread over a few threads (OpenCV releases the GIL): ~20 % faster on 2 cores
+        than OpenCV's own threading alone.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = max(1, min(MAX_FLOW_THREADS, os.cpu_count() or 1, len(pairs) // 4))
+        if workers == 1:
+            return np.stack(self._pairs_serial(pairs, finest_scale))
+        chunks = [pairs[k::workers] for k in range(workers)]
+        with ThreadPoolExecutor(workers) as pool:
+            done = list(pool.map(lambda c: self._pairs_serial(c, finest_scale), chunks))
+        out = np.empty((len(pairs), *self.gray.shape[1:], 2), np.float32)
+        for k, flows in enumerate(done):
+            out[k::workers] = flows
+        return out
+
+    def _pairs_serial(self, pairs: list[tuple[int, int]], finest_scale: int) -> list[np.ndarray]:
+        """Flows of ``pairs`` in one thread, with its own (not thread-safe) DIS instance."""
+        import cv2
+
+        g = self.gray
+        if self.method == "farneback":
+            return [cv2.calcOpticalFlowFarneback(g[i], g[j], None, 0.5, 4, 15, 3, 5, 1.1, 0) for i, j in pairs]
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        dis.setFinestScale(finest_scale)
+        dis.setPatchStride(DIS_PATCH_STRIDE)
+        dis.setVariationalRefinementIterations(0)
+        return [dis.calc(g[i], g[j], None) for i, j in pairs]
+
+    @cached_property
+    def forward(self) -> np.ndarray:
+        """Flow t -> t+1, (T-1, h, w, 2), working px."""
+        return self._pairs([(t, t + 1) for t in range(len(self.gray) - 1)], DIS_FINEST_SCALE)
+
+    @cached_property
+    def backward(self) -> np.ndarray:
+        """Flow t+1 -> t, (T-1, h, w, 2), working px (coarser unless ``fine_backward``: it feeds occlusion masks)."""
+        return self._pairs([(t + 1, t) for t in range(len(self.gray) - 1)], self.backward_finest_scale)
+
+    def span(self, start: int, steps: int) -> np.ndarray:
+        """Flow start -> start+steps by chaining forward flows with :func:`compose`; cached."""
+        key = (start, steps)
+        if key not in self._spans:
+            acc = self.forward[start]
+            for t in range(start + 1, start + steps):
+                acc = compose(acc, self.forward[t], self.grid)
+            self._spans[key] = acc
+        return self._spans[key]
+
+    @cached_property
+    def magnitudes(self) -> np.ndarray:
+        """(T-1, h, w) float32 magnitudes of the forward flow in original px."""
+        return np.stack(in_parallel(self.magnitude, self.forward))
+
+    def to_original(self, f: np.ndarray) -> np.ndarray:
+        """Convert working-px flow vectors to original-resolution px."""
+        return f * np.asarray(self.scale, dtype=np.float32)
+
+    def magnitude(self, f: np.ndarray) -> np.ndarray:
+        """Flow magnitude of one (h, w, 2) field in original px, (h, w) float32."""
+        import cv2
+
+        u, v = cv2.split(f)
+        sx, sy = self.scale
+        return cv2.magnitude(u * np.float32(sx), v * np.float32(sy))
+
+
+def flow(video: Any, method: str = "dis", *, max_short_side: int | None = WORK_SHORT_SIDE) -> np.ndarray:
+    """Dense optical flow between consecutive frames: OpenCV DIS (Kroeger et al. 2016) or Farneback (2003).
+
+    Computed on luma downscaled (area averaging) so its short side is at most
+    ``max_short_side`` px (``None``: full resolution). Returns float32
+    ``(T-1, h, w, 2)`` on that working grid (h, w = H, W when no downscaling):
+    ``[..., 0]`` = dx (rightwards), ``[..., 1]`` = dy (downwards), in pixels of
+    the ORIGINAL resolution, mapping frame t to frame t+1.
+
+    Example: ``metrics.flow(video)[..., 0].mean()`` is the mean rightward motion in px/frame.
+    """
+    f = Flows.of(video, method, max_short_side)
+    return f.to_original(f.forward)
+
+
+def flow_magnitude(video: Any, method: str = "dis", *, max_short_side: int | None = WORK_SHORT_SIDE) -> PairScores:
+    """Mean optical-flow magnitude per consecutive pair, in px/frame of the original resolution.
+
+    ``per_pair[t]`` averages ``sqrt(dx^2 + dy^2)`` of ``flow()`` over all pixels; ``mean``
+    averages the pairs. The statistic of EvalCrafter's ``flow_score``
+    (``metrics/RAFT/optical_flow_scores.py`` l. 81-88), with DIS instead of RAFT.
+
+    Example: ``metrics.flow_magnitude(video).mean`` -> 3.0 for a 3 px/frame pan.
+    """
+    mags = Flows.of(video, method, max_short_side).magnitudes
+    per = mags.reshape(len(mags), -1).mean(axis=1, dtype=np.float64)
+    return PairScores(per, float(per.mean()))
