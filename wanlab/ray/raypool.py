@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..backend import Job, failed, request
+from ..backend import Job, request
 from ..errors import ParamError, WanlabError
 from ..models.registry import DEFAULT_MODEL
 from ..params import Params
@@ -266,6 +266,13 @@ class RayPool(TaskMethods):
         for lane in self._lanes:
             if lane is not threading.current_thread():
                 lane.join(timeout=10)
+
+
+def failed(exc: BaseException) -> "Future[Video]":
+    """A Future that already holds the exception ``exc`` (a job refused before it is queued)."""
+    future: "Future[Video]" = Future()
+    future.set_exception(exc)
+    return future
 
 
 def _identity(model: Any, device: str, options: dict[str, Any]) -> "ModelIdentity":
