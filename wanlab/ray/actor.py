@@ -27,8 +27,11 @@ class Worker:
     """The body of one Ray actor (see the module docstring); the pool wraps it with ``ray.remote``."""
 
     def __init__(self, name: str, model: str, options: dict[str, Any], threads: int) -> None:
+        import ray
+
         self.name = name
         self.threads = threads
+        self.node = ray.util.get_node_ip_address()
         self.error: BaseException | None = None
         self.pipe: Any = None
         try:
@@ -47,7 +50,6 @@ class Worker:
         this worker runs. Raises the load error if the model did not load."""
         if self.error is not None:
             raise self.error
-        import ray
         import torch
 
         from .. import __version__
@@ -55,7 +57,7 @@ class Worker:
 
         env = environment(self.pipe.device)
         return {"identity": self.pipe.identity.to_dict(), "wanlab": __version__, "pid": os.getpid(),
-                "node": ray.util.get_node_ip_address(), "device": self.pipe.device,
+                "node": self.node, "device": self.pipe.device,
                 "device_name": env["device_name"], "threads": torch.get_num_threads(), "versions": env["versions"]}
 
     def run(self, params: "Params", accel: Any, truncate: str, calibration: dict[str, Any] | None,
@@ -97,10 +99,8 @@ class Worker:
 
     def _finish(self, video: "Video", attempt: int) -> "Video":
         """Name the worker in the record (the sweep's progress counts runs per worker) and hash the frames here."""
-        import ray
-
         video.record["worker"] = self.name
-        video.record["ray"] = {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "attempt": attempt}
+        video.record["ray"] = {"node": self.node, "pid": os.getpid(), "attempt": attempt}
         _ = video.digest
         return video
 
