@@ -5,8 +5,9 @@ the model with ``wanlab.load`` in its constructor (a load error is kept and rais
 so the driver reads it as the error it is), pins torch to its thread count, and runs each job on
 its pipeline's worker thread, exactly as a local :class:`~wanlab.Pipeline` runs ``start(job)``:
 same code, same frames. Libraries' loading chatter and notices are silenced here
-(:func:`wanlab.quiet.quiet`), as in the CLI; wanlab's own warnings reach the driver's log. Videos go back to the driver through Ray's object store, their digest
-already computed here; the store is written by the driver alone.
+(:func:`wanlab.quiet.quiet`), as in the CLI; wanlab's own warnings reach the driver's log. Videos
+go back to the driver through Ray's object store, their digest already computed here; the store
+is written by the driver alone.
 """
 from __future__ import annotations
 
