@@ -61,22 +61,23 @@ class Worker:
                 "node": self.node, "device": self.pipe.device,
                 "device_name": env["device_name"], "threads": torch.get_num_threads(), "versions": env["versions"]}
 
-    def run(self, params: "Params", accel: Any, truncate: str, calibration: dict[str, Any] | None,
-            attempt: int) -> "Video":
-        """Run one request and return its video."""
+    def run(self, params: "Params", accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
+            attempt: int, lora_policy: Any = None) -> "Video":
+        """Run one request and return its video (``calibration``: a MagCache calibration another worker
+        measured; ``lora_policy``: the driver's LoRA source policy; ``attempt``: 1, or more on a retry)."""
         job = Job(params, accel, truncate=truncate, threads=self.threads)
-        self._remember(params, accel, calibration)
+        self._prepare(params, accel, calibration, lora_policy)
         with quiet():
             return self._finish(self.pipe.start(job).result(), attempt)
 
-    def stream(self, params: "Params", accel: Any, truncate: str, calibration: dict[str, Any] | None,
-               attempt: int) -> Iterator[tuple[Any, ...]]:
+    def stream(self, params: "Params", accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
+               attempt: int, lora_policy: Any = None) -> Iterator[tuple[Any, ...]]:
         """Run one request, yielding ``("start",)``, ``("step", done, total)`` per denoising step, then
         ``("video", video)``: the driver calls the job's callbacks as these arrive (a Ray streaming generator)."""
         events: "queue.Queue[tuple[Any, ...]]" = queue.Queue()
         job = Job(params, accel, truncate=truncate, threads=self.threads, on_start=lambda: events.put(("start",)),
                   on_step=lambda done, total: events.put(("step", done, total)))
-        self._remember(params, accel, calibration)
+        self._prepare(params, accel, calibration, lora_policy)
         with quiet():
             future = self.pipe.start(job)
             future.add_done_callback(lambda _f: events.put(("end",)))
@@ -88,8 +89,11 @@ class Worker:
             video = self._finish(future.result(), attempt)
         yield ("video", video)
 
-    def _remember(self, params: "Params", accel: Any, calibration: dict[str, Any] | None) -> None:
-        """Adopt a MagCache calibration another worker measured, when it is the one this worker would measure."""
+    def _prepare(self, params: "Params", accel: Any, calibration: dict[str, Any] | None, lora_policy: Any) -> None:
+        """Read LoRA paths under the driver's policy, and adopt a MagCache calibration another worker
+        measured when it is the one this worker would measure."""
+        if lora_policy is not None:
+            self.pipe.loras.policy = lora_policy
         if calibration is None:
             return
         from ..accel.magcache import calibration_key, remember

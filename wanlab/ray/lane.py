@@ -167,14 +167,16 @@ class Lane(threading.Thread):
         import numpy as np
 
         job = ticket.job
-        args = (job.params, job.accel, job.truncate, ticket.calibration, ticket.attempts + 1)
+        options = {"truncate": job.truncate, "calibration": ticket.calibration, "attempt": ticket.attempts + 1,
+                   "lora_policy": ticket.lora_policy}
         callback_error: BaseException | None = None
         try:
             if job.on_start is None and job.on_step is None:
-                video = self.ray.get(self.actor.run.remote(*args))
+                video = self.ray.get(self.actor.run.remote(job.params, job.accel, **options))
             else:
                 video = None
-                for ref in self.actor.stream.options(num_returns="streaming").remote(*args):
+                stream = self.actor.stream.options(num_returns="streaming")
+                for ref in stream.remote(job.params, job.accel, **options):
                     kind, *rest = self.ray.get(ref)
                     if kind == "video":
                         video = rest[0]

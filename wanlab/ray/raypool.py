@@ -91,6 +91,9 @@ class RayPool(TaskMethods):
         if runtime_env is not None and not isinstance(runtime_env, dict):
             raise ParamError("runtime_env", "None or a dict (Ray's runtime environment)", runtime_env)
         self.accel = Accel.coerce(load_options.get("accel"))
+        #: Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: local files, the hub
+        #: cache, https URLs), as ``pipe.loras.policy``: applied here (run keys) and on every worker.
+        self.lora_policy: Any = None
         ray = connect(address)
         if num_gpus > 0 and not has_gpus(ray):
             print(f"wanlab.ray: the Ray cluster has no GPUs: CPU workers with {threads} torch thread"
@@ -163,7 +166,7 @@ class RayPool(TaskMethods):
         from ..lora import describe
 
         return key_parts(self.identity, params, self.accel if accel is None else accel,
-                         describe(params.loras) if loras is None else loras)
+                         describe(params.loras, self.lora_policy) if loras is None else loras)
 
     def start(self, job: Job) -> "Future[Video]":
         """Queue ``job`` for the next free worker (``job.affinity``: the worker that ran its first
@@ -182,11 +185,11 @@ class RayPool(TaskMethods):
             return failed(self._no_workers())
         accel = Accel.coerce(self.accel if job.accel is None else job.accel)
         try:
-            loras = describe(job.params.loras)
+            loras = describe(job.params.loras, self.lora_policy)
         except WanlabError as exc:
             return failed(exc)
-        ticket = Ticket(replace(job, accel=accel), loras=loras, calibration_group=_calibration_group(
-            self.identity, job.params, accel, loras))
+        ticket = Ticket(replace(job, accel=accel), loras=loras, lora_policy=self.lora_policy,
+                        calibration_group=_calibration_group(self.identity, job.params, accel, loras))
         try:
             self._scheduler.put(ticket)
         except RuntimeError:

@@ -29,7 +29,7 @@ class Ticket:
     """One job on its way through a pool: the job, the future its caller holds and what routing needs.
 
     ``loras`` are the driver's descriptions of the job's LoRA files (the worker must read the same
-    bytes); ``calibration_group`` names the MagCache calibration the job needs (None: none);
+    bytes, under the same ``lora_policy``); ``calibration_group`` names the MagCache calibration the job needs (None: none);
     ``calibration`` is that calibration when another worker has measured it; ``attempts`` counts the
     workers that died under it; ``started`` says its future is marked running (a retry keeps it so).
     """
@@ -39,6 +39,7 @@ class Ticket:
     loras: list[dict[str, Any]] = field(default_factory=list)
     calibration_group: str | None = None
     calibration: dict[str, Any] | None = None
+    lora_policy: Any = None
     attempts: int = 0
     calibrating: bool = False
     started: bool = False
