@@ -197,6 +197,24 @@ def test_a_point_failing_for_its_own_reason_fails_once_and_the_workers_go_on(poo
     assert len(Store(tmp_path / "runs").failures()) == 2
 
 
+def test_the_pools_lora_policy_reaches_every_worker(pool2, pipe, one_thread, tmp_path):
+    from tests.helpers import make_lora_files
+    from wanlab.lora import SourcePolicy
+
+    make_lora_files(pipe, tmp_path / "loras")
+    p = Params(**SMALL, seed=4, loras=[LoRA("style_diffusers.safetensors", 0.8)])  # a name inside the allowed root
+    saved = pipe.loras.policy
+    pool2.lora_policy = pipe.loras.policy = SourcePolicy(local_roots=(str(tmp_path / "loras"),))
+    try:
+        videos = [f.result() for f in [pool2.start(Job(p)), pool2.start(Job(p))]]
+        local = pipe.generate(p)
+        assert pool2.key_parts(p) == pipe.key_parts(p)
+    finally:
+        pool2.lora_policy, pipe.loras.policy = None, saved
+    assert {v.record["worker"] for v in videos} == {"ray-0", "ray-1"}  # both resolved the name as the driver did
+    assert {v.digest for v in videos} == {local.digest}
+
+
 def test_affinity_keeps_jobs_on_one_worker_and_magcache_is_calibrated_once(pool2):
     from wanlab.accel import study
 
