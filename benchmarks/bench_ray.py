@@ -106,8 +106,8 @@ def main() -> None:
                   grid={"seed": [1, 2, 3], "guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]}, name="bench")
     n = len(sweep)
     assert n == 12
-    names = ["in-process", "pool of 1", f"pool of {count}"]
-    sizes = {names[1]: 1, names[2]: count}
+    names = ["in-process", "pool of 1"] + ([f"pool of {count}"] if count > 1 else [])  # one GPU: no scaling
+    sizes = {name: int(name.split()[-1]) for name in names[1:]}
     pools: dict[str, object] = {}
     t_pools = 0.0
 
@@ -137,7 +137,7 @@ def main() -> None:
 
     walls: dict[str, list[float]] = {k: [] for k in names}
     reference = None
-    order = [[names[(r + i) % 3] for i in range(3)] for r in range(args.rounds)]  # rotated: none always first
+    order = [[names[(r + i) % len(names)] for i in range(len(names))] for r in range(args.rounds)]  # rotated
     if gpus:
         order = [[name] * args.rounds for name in names]
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,12 +168,13 @@ def main() -> None:
     for name in names:
         print(f"{name:<14}{best[name]:>8.2f} ({median[name]:.2f}){n / best[name]:>9.2f}"
               f"{best['in-process'] / best[name]:>9.2f}{cpu_point[name]:>13.3f}")
-    one, many = best[names[1]], best[names[2]]
-    efficiency = (n / many) / (count * n / one)
+    one = best[names[1]]
     per_point = (one - best["in-process"]) / n
     share = per_point / (best["in-process"] / n)
-    print(f"scaling efficiency at {count} workers: {efficiency:.2f} (goal >= 0.85); against in-process: "
-          f"{(n / many) / (count * n / best['in-process']):.2f}")
+    if count > 1:
+        many = best[names[2]]
+        print(f"scaling efficiency at {count} workers: {(n / many) / (count * n / one):.2f} (goal >= 0.85); "
+              f"against in-process: {(n / many) / (count * n / best['in-process']):.2f}")
     print(f"Ray overhead per point: {per_point * 1000:+.1f} ms = {share * 100:+.1f} % of "
           f"{best['in-process'] / n:.3f} s in-process (goal <= 5 %)")
     extra = cpu_point[names[1]] - cpu_point["in-process"]
