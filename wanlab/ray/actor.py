@@ -6,8 +6,9 @@ so the driver reads it as the error it is), pins torch to its thread count, and 
 its pipeline's worker thread, exactly as a local :class:`~wanlab.Pipeline` runs ``start(job)``:
 same code, same frames. Libraries' loading chatter and notices are silenced here
 (:func:`wanlab.quiet.quiet`), as in the CLI; wanlab's own warnings reach the driver's log. Videos
-go back to the driver through Ray's object store, their digest already computed here; the store
-is written by the driver alone.
+go back to the driver through Ray's object store with their run files already encoded and their
+digest computed here (:class:`~wanlab.ray.encoded.EncodedVideo`); the store is written by the
+driver alone, which then only writes bytes.
 """
 from __future__ import annotations
 
@@ -103,11 +104,15 @@ class Worker:
             remember(calibration)
 
     def _finish(self, video: "Video", attempt: int) -> "Video":
-        """Name the worker in the record (the sweep's progress counts runs per worker) and hash the frames here."""
+        """Name the worker in the record (the sweep's progress counts runs per worker), then encode the run's
+        files and hash the frames here, on the worker, so the driver only writes bytes."""
+        from .encoded import EncodedVideo
+
         video.record["worker"] = self.name
         video.record["ray"] = {"node": self.node, "pid": os.getpid(), "attempt": attempt}
-        _ = video.digest
-        return video
+        encoded = EncodedVideo.of(video)
+        _ = encoded.digest
+        return encoded
 
     def ping(self) -> int:
         """This actor's process id (cheap: says the actor is up)."""
