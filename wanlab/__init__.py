@@ -16,7 +16,7 @@ from .errors import GenerationError, LoadError, LoRAError, ParamError, TaskError
 from .params import LoRA, Params
 
 if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of the lazy names
-    from . import accel, keys, metrics, plots, stats, toy, widgets
+    from . import accel, keys, metrics, plots, ray, stats, toy, widgets
     from .backend import Backend, Job
     from .client import connect
     from .models.identity import ModelIdentity, identity
@@ -44,7 +44,7 @@ _LAZY = {
     "verify": ("reproduce", "verify"),
     "show": ("player", "show"),
 }
-_SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy", "keys", "stats"}
+_SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy", "keys", "stats", "ray"}
 
 __all__ = ["Params", "LoRA", "ParamError", "LoadError", "LoRAError", "TaskError", "GenerationError", "WanlabError",
            "__version__", *_LAZY, *sorted(_SUBMODULES)]

@@ -237,6 +237,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import Sweep, check_shard
 
     sweep = Sweep.load(args.file)
+    if args.workers is not None and args.ray is None:
+        raise ParamError("--workers", "used with --ray", args.workers)
+    if args.ray is not None and args.remote:
+        raise ParamError("--ray", "left out with --remote (the service runs the tasks)", args.ray or "(no address)")
     shard = check_shard(args.shard) if args.shard else (0, 1)
     store = args.store or str(sweep.default_store())
     mine = set(sweep.shard(*shard))
@@ -271,14 +275,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not Path(store).exists():
         print(f"wanlab: runs go to {Path(store).resolve()}", file=sys.stderr)
     with _quiet(True):
-        backend = remote or load(model, device=args.device, dtype=args.dtype, progress=False)
+        if remote is not None:
+            backend = remote
+        elif args.ray is not None:
+            backend = _ray_pool(args, model)
+        else:
+            backend = load(model, device=args.device, dtype=args.dtype, progress=False)
         try:
             result = sweep.run(backend, store=store, metrics=not args.no_metrics, progress=not args.quiet,
                                max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry,
                                max_in_flight=None if remote is not None else args.max_in_flight)
         finally:
-            if remote is not None:
-                remote.close()
+            if remote is not None or args.ray is not None:  # the connection, or the Ray workers
+                backend.close()
     print(result.summary())
     df = result.df
     for _, row in df[(df["status"] == "failed") & df["point"].isin(mine)].iterrows():
@@ -294,6 +303,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"report: {write_sweep_report(result, Path(args.report))}")
     mine_df = df[df["point"].isin(mine)]
     return 0 if (mine_df["status"] == "done").all() else 1
+
+
+def _ray_pool(args: argparse.Namespace, model: str) -> Any:
+    """``wanlab sweep --ray [ADDRESS] --workers N``: the sweep's backend is a pool of Ray workers."""
+    from .ray import pool
+
+    if args.device is not None:
+        raise ParamError("--device", "left out with --ray (each worker runs on the GPU Ray gives it, or the CPU)",
+                         args.device)
+    return pool(model, workers=args.workers, address=args.ray or None, dtype=args.dtype)
 
 
 def _print_accel_summary(result: Any) -> None:
@@ -368,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="points running at once (default: the backend's); with --remote, tasks at the service at "
                          "once (default: the server's queue limit, else 4)")
     _remote_args(sw)
+    sw.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="run on a pool of Ray workers, one GPU each (CPU workers where the cluster has no GPU): "
+                         "ADDRESS is the cluster's head (HOST:PORT, ray://HOST:PORT or auto); without it, "
+                         "$RAY_ADDRESS or a new Ray on this machine. The store stays on this machine")
+    sw.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="with --ray: workers to start (default: as many as the cluster holds)")
     sw.set_defaults(func=cmd_sweep)
 
     ver = sub.add_parser("verify", help="re-generate a stored run from its record: identical, or what differs",

@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import ParamError
 from .setting import Accel
@@ -75,20 +75,6 @@ def _ratios_sha256(ratios: Sequence[float]) -> str:
     return hashlib.sha256(json.dumps([float(r) for r in ratios]).encode()).hexdigest()
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (so one process calibrates and the others read its result)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _from_disk(file: Path, key: str, steps: int) -> dict[str, Any] | None:
     try:
         data = json.loads(file.read_text())
@@ -112,7 +98,7 @@ def calibrate(pipe: Any, params: "Params", accel: Accel | str | Mapping[str, Any
     >>> wanlab.accel.calibrate(pipe, pipe.params(prompt="a fox"))["source"]  # doctest: +SKIP
     'calibrated'
     """
-    from ..fsutil import write_json
+    from ..fsutil import file_lock, write_json
 
     accel = Accel.coerce(accel)
     if accel.cache != "mag":
@@ -122,7 +108,7 @@ def calibrate(pipe: Any, params: "Params", accel: Accel | str | Mapping[str, Any
         if not force and key in _CALIBRATIONS:
             return {**_CALIBRATIONS[key], "source": "memory"}
     file = cache_dir() / f"{key}.json"
-    with _file_lock(cache_dir() / f".{key}.lock"):
+    with file_lock(cache_dir() / f".{key}.lock"):
         data = None if force else _from_disk(file, key, params.steps)
         if data is not None:
             source = "disk"
@@ -140,6 +126,23 @@ def calibrate(pipe: Any, params: "Params", accel: Accel | str | Mapping[str, Any
     with _LOCK:
         _CALIBRATIONS[key] = data
     return {**data, "source": source}
+
+
+def remember(calibration: Mapping[str, Any]) -> None:
+    """Keep a calibration measured by another process on the same model and settings (a Ray pool's
+    other worker sends the ``accel_calibration`` of its record) in memory, so this process does not
+    measure it again. Its ratios must hash to its ``sha256``.
+
+    >>> remember(video.record["accel_calibration"])  # doctest: +SKIP
+    """
+    ratios = [float(r) for r in calibration["ratios"]]
+    if _ratios_sha256(ratios) != calibration.get("sha256"):
+        raise ValueError(f"calibration.sha256: must be the sha256 of its ratios; got {calibration.get('sha256')!r}")
+    data = {"key": str(calibration["key"]), "ratios": ratios, "cond": calibration.get("cond"),
+            "uncond": calibration.get("uncond"), "sha256": calibration["sha256"], "prompt": calibration.get("prompt"),
+            "seed": calibration.get("seed"), "steps": len(ratios), "seconds": calibration.get("seconds")}
+    with _LOCK:
+        _CALIBRATIONS.setdefault(data["key"], data)
 
 
 def _measure_ratios(pipe: Any, params: "Params", accel: Accel) -> tuple[list[float], list[float] | None]:

@@ -203,15 +203,30 @@ def cache_root() -> Path:
 
 class FileHashes:
     """sha256 of files, kept on disk by resolved path, size and modification time
-    (``$WANLAB_CACHE/file-hashes.json``): a 14B checkpoint is hashed once, not on every identity."""
+    (``$WANLAB_CACHE/file-hashes.json``): a 14B checkpoint is hashed once, not on every identity.
+
+    Used as ``with FileHashes() as hashes:``, which holds a lock across processes, so processes
+    identifying one checkpoint at once (a Ray pool's workers on one machine) hash it once."""
 
     def __init__(self) -> None:
         self.file = cache_root() / "file-hashes.json"
+        self.known: dict[str, str] = {}
+        self.changed = False
+        self._held = contextlib.ExitStack()
+
+    def __enter__(self) -> "FileHashes":
+        from ..fsutil import file_lock
+
+        self._held.enter_context(file_lock(self.file.with_suffix(".lock")))
         try:
-            self.known: dict[str, str] = json.loads(self.file.read_text())
+            self.known = json.loads(self.file.read_text())
         except (OSError, ValueError):
             self.known = {}
-        self.changed = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._held:  # the lock is let go even if saving fails
+            self.save()
 
     def __call__(self, path: Path) -> str:
         from ..fsutil import sha256_file
@@ -234,11 +249,10 @@ class FileHashes:
 
 def files_fingerprint(folder: Path) -> str:
     """sha256 over the relative names and sha256s of a checkpoint folder's files (cached on disk)."""
-    hashes = FileHashes()
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
-        digest.update(f"{file.relative_to(folder).as_posix()}:{hashes(file)};".encode())
-    hashes.save()
+    with FileHashes() as hashes:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+            digest.update(f"{file.relative_to(folder).as_posix()}:{hashes(file)};".encode())
     return digest.hexdigest()
 
 
@@ -259,16 +273,13 @@ def _sums_match(folder: Path) -> bool:
     sums = folder / "SHA256SUMS"
     if not sums.is_file():
         return False
-    hashes = FileHashes()
-    try:
+    with FileHashes() as hashes:
         for line in sums.read_text().splitlines():
             digest, _, name = line.partition("  ")
             file = folder / name
             if not file.is_file() or hashes(file) != digest:
                 return False
         return True
-    finally:
-        hashes.save()
 
 
 # --------------------------------------------------------------------------------------------------
