@@ -344,3 +344,22 @@ def test_the_driver_killed_mid_sweep_resumes_from_the_store(cluster, tmp_path, c
     assert "ray-0: " in err and "ray-1: " in err  # the progress bar counts runs per worker
     table = Store(store).df
     assert len(table) == len(sweep) and table["key"].is_unique and set(table["key"]) >= landed
+
+
+def test_wanlab_serve_runs_its_tasks_on_a_ray_pool(cluster, pipe, one_thread, tmp_path):
+    """``wanlab serve --ray ADDRESS``: the server's tasks run on the pool's workers, the served frames are the
+    in-process ones, and the health answer says the backend is a pool."""
+    from wanlab.server.testing import start_server
+
+    address = cluster.get_runtime_context().gcs_address
+    with start_server(model="tiny", store=tmp_path / "store", no_auth=True,
+                      args=["--ray", address, "--workers", "1"]) as server, server.client() as http:
+        health = http.get("/health").json()
+        body = {"prompt": SMALL["prompt"], "width": 32, "height": 32, "num_frames": 5, "steps": 2, "seed": 5}
+        task_id = http.post("/v3/async/wan-t2v", json=body).json()["task_id"]
+        result = server.wait_task(task_id)
+    assert health["server"]["ray"] is True and health["server"]["workers"] == 1
+    assert result["task"]["status"] == "TASK_STATUS_SUCCEED", result["task"]["reason"]
+    run = Store(tmp_path / "store").get(result["extra"]["wanlab"]["run_key"])
+    assert run.record["worker"] == "ray-0"
+    assert run.digest == pipe.generate(**SMALL, seed=5).digest

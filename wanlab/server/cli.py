@@ -31,8 +31,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true", help="serve without keys (only on a loopback --host)")
     p.add_argument("--store", default=None, metavar="DIR",
                    help="run store for tasks and videos (default: $WANLAB_STORE, else runs/tasks)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="copies of the model generating at once (one per GPU when there are several; default 1)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="copies of the model generating at once (one per GPU when there are several; default 1; "
+                        "with --ray: as many as the cluster holds)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run tasks on a pool of Ray workers, one GPU each (wanlab[ray]): ADDRESS is the cluster's "
+                        "head (HOST:PORT, ray://HOST:PORT or auto); without it, $RAY_ADDRESS or a new Ray on this "
+                        "machine. The store stays on this machine")
     p.add_argument("--allow-local-sizes", action="store_true",
                    help="also accept num_frames and any size that is a multiple of 16 (for tiny/toy; default: the "
                         "API's four sizes and 81 frames only)")
@@ -73,7 +78,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """The validated configuration of ``wanlab serve`` arguments."""
     fields: dict[str, Any] = dict(
         model=args.model, host=args.host, port=args.port, api_keys=args.api_keys, no_auth=args.no_auth,
-        workers=args.workers, allow_local_sizes=args.allow_local_sizes, webhook_allow=tuple(args.webhook_allow),
+        workers=args.workers, ray=args.ray, allow_local_sizes=args.allow_local_sizes, webhook_allow=tuple(args.webhook_allow),
         public_url=args.public_url, url_ttl=args.url_ttl, queue_size=args.queue_size, max_body=args.max_body,
         lora_dirs=tuple(args.lora_dir), lora_cache=args.lora_cache, lora_max_bytes=args.lora_max_mb << 20,
         fast_mode_accel=args.fast_mode_accel, device=args.device, dtype=args.dtype,

@@ -55,7 +55,8 @@ class ServerConfig:
     api_keys: str | None = None
     no_auth: bool = False
     store: str = field(default_factory=lambda: str(default_store_path()))
-    workers: int = 1
+    workers: int | None = 1
+    ray: str | None = None
     allow_local_sizes: bool = False
     webhook_allow: tuple[str, ...] = ()
     webhook_attempts: int = WEBHOOK_ATTEMPTS
@@ -78,7 +79,14 @@ class ServerConfig:
         check_text("model", self.model, 1)
         check_text("host", self.host, 1)
         set_("port", check_int("port", self.port, 1, 65535))
-        set_("workers", check_int("workers", self.workers, 1, 64))
+        if self.ray is not None:  # a Ray pool: the cluster's address ("" = $RAY_ADDRESS or a Ray on this machine)
+            check_text("ray", self.ray, 0, 512)
+            set_("workers", check_int("workers", self.workers, 1, 1024, optional=True))
+            if self.device is not None:
+                raise ParamError("device", "left out with ray (each worker runs on the GPU Ray gives it, or the CPU)",
+                                 self.device)
+        else:
+            set_("workers", check_int("workers", 1 if self.workers is None else self.workers, 1, 64))
         set_("url_ttl", check_int("url_ttl", self.url_ttl, 1, 7 * 86400))
         set_("max_body", check_int("max_body", self.max_body, 1024, 16 << 20))
         set_("queue_size", check_int("queue_size", self.queue_size, 1, 100_000))
@@ -131,7 +139,8 @@ class ServerConfig:
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /health`` says about the service (nothing secret: no key, no path)."""
-        return {"auth": self.auth, "workers": self.workers, "allow_local_sizes": self.allow_local_sizes,
+        return {"auth": self.auth, "workers": self.workers, "ray": self.ray is not None,
+                "allow_local_sizes": self.allow_local_sizes,
                 "rules": "local" if self.allow_local_sizes else "api", "url_ttl": self.url_ttl,
                 "max_body": self.max_body, "queue_size": self.queue_size, "webhooks": bool(self.webhook_allow),
                 "fast_mode_accel": self.fast_mode_accel, "lora_sources": {

@@ -48,13 +48,15 @@ def integral(value: Any) -> Any:
 
 
 def load_backend(config: ServerConfig) -> Any:
-    """The backend ``wanlab serve`` runs tasks on: one pipeline, or ``--workers N`` copies in this process.
-
-    This is where another backend plugs in (``--ray``: ``wanlab.ray.pool(config.model, workers=...)``);
-    the service needs only the backend protocol.
+    """The backend ``wanlab serve`` runs tasks on: one pipeline, ``--workers N`` copies in this process,
+    or (``--ray``) a pool of Ray workers; the service needs only the backend protocol.
     """
     from ..pipeline import load
 
+    if config.ray is not None:
+        from ..ray import pool
+
+        return pool(config.model, workers=config.workers, address=config.ray or None, dtype=config.dtype)
     if config.workers == 1:
         return load(config.model, device=config.device, dtype=config.dtype, progress=False)
     from .workers import LocalWorkers, devices
@@ -120,6 +122,8 @@ class Service:
                 backend.set_lora_policy(self.lora_policy)
             elif hasattr(backend, "loras"):
                 backend.loras.policy = self.lora_policy
+            elif hasattr(backend, "lora_policy"):  # a Ray pool: resolved in the driver, sent with each job
+                backend.lora_policy = self.lora_policy
             self.queue = TaskQueue(backend, self.store, maxsize=self.config.queue_size, resume=True,
                                    video_url=self._video_url, on_finish=self._finished)
             self.backend, self.identity = backend, backend.identity
