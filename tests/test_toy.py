@@ -175,6 +175,29 @@ def test_generated_clips_follow_the_caption_direction(toy):
 
 
 # --------------------------------------------------------------------------- training command
+def test_frame_aligned_vae_codes_every_latent_frame_like_the_first():
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from wanlab.toy import data
+    from wanlab.toy.autoencoder import clips_tensor, decode_unclamped, encode_mean, init_frame_aligned
+    from wanlab.toy.recipe import VAE_CONFIG
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(**{**VAE_CONFIG, "base_dim": 8}).eval()
+    init_frame_aligned(vae)
+    x, _ = clips_tensor([data.make_clip(np.random.default_rng(1), width=32, height=32, num_frames=9)])
+    with torch.no_grad():
+        z = encode_mean(vae, x)  # latent k encodes frame 2k, as latent 0 encodes frame 0
+        alone = torch.cat([encode_mean(vae, x[:, :, t:t + 1]) for t in range(0, 9, 2)], 2)
+        assert z.shape[2] == 5 and torch.allclose(z, alone, atol=1e-5)
+        y = decode_unclamped(vae, z)  # latent k decodes to frames 2k-1 and 2k, each its image decode
+        for k in range(5):
+            image = decode_unclamped(vae, z[:, :, k:k + 1])[:, :, 0]
+            for t in ([0] if k == 0 else [2 * k - 1, 2 * k]):
+                assert torch.allclose(y[:, :, t], image, atol=1e-5)
+
+
 def test_short_training_is_bit_identical_resumable_and_across_processes(tmp_path):
     from wanlab.toy.train import StopTraining, train
 
@@ -207,3 +230,4 @@ def test_short_training_is_bit_identical_resumable_and_across_processes(tmp_path
     from wanlab.toy.train import STAGES
 
     assert [s["summary"]["stage"] for s in stages if "summary" in s] == list(STAGES)
+    assert not [p for p in (tmp_path / "wb").rglob("*") if p.name.endswith(".tmp")]  # atomic writes left nothing

@@ -73,17 +73,18 @@ class Loop:
         self.name, self.path, self.total = name, Path(path), int(total)
         self.log_every, self.ckpt_every = int(log_every), int(ckpt_every)
         self.progress, self.stop_after = progress, stop_after
-        self.state: dict[str, Any] = {"step": 0, "log": [], "elapsed": 0.0}
-        self._t0 = time.perf_counter()
+        self.state: dict[str, Any] = {"step": 0, "log": [], "elapsed": 0.0, "cpu": 0.0}
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
 
     def resume(self) -> dict[str, Any] | None:
         """The saved checkpoint (its state restored into this loop), or None when there is none."""
         if not self.path.exists():
-            self._t0 = time.perf_counter()
+            self._t0, self._c0 = time.perf_counter(), time.process_time()
             return None
         ck = load_checkpoint(self.path)
         self.state = ck["state"]
         self._t0 = time.perf_counter() - self.state["elapsed"]
+        self._c0 = time.process_time() - self.state.get("cpu", 0.0)
         if self.progress:
             print(f"[{self.name}] resuming at step {self.state['step']}", flush=True)
         return ck
@@ -97,8 +98,13 @@ class Loop:
 
     @property
     def seconds(self) -> float:
-        """Training seconds summed over every session of this loop (as saved at its last checkpoint)."""
+        """Wall seconds summed over every session of this loop (as saved at its last checkpoint)."""
         return float(self.state["elapsed"])
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this process in the loop, summed like :attr:`seconds` (wall time counts other jobs)."""
+        return float(self.state.get("cpu", 0.0))
 
     def log(self, done: int, **values: Any) -> None:
         """Record one log line (and print it when ``progress``)."""
@@ -119,7 +125,7 @@ class Loop:
         """Checkpoint ``payload()`` plus the loop state when due, then stop if asked to."""
         if done % self.ckpt_every and done != self.total:
             return
-        self.state.update(step=done, elapsed=self.elapsed)
+        self.state.update(step=done, elapsed=self.elapsed, cpu=time.process_time() - self._c0)
         save_checkpoint({**payload(), "state": self.state}, self.path)
         if self.stop_after and self.stop_after(self.name, done) and done < self.total:
             raise StopTraining(f"{self.name}: stopped after {done} steps")

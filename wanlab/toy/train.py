@@ -28,6 +28,7 @@ recipe, thread count, machine and versions give bit-identical weights.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -42,7 +43,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import data
-from .autoencoder import clips_tensor, decode_unclamped, encode_mean, init_frame_aligned, reconstruction_loss
+from .autoencoder import (clips_tensor, decode_unclamped, encode_mean, init_frame_aligned, reconstruction_loss,
+                          single_frame_convs)
 from .recipe import RECIPE, RECIPES, STAGES, TEST_RECIPE, recipe_hash, stage_hash
 from .resume import Loop, StopTraining, generator, load_checkpoint, lr_at, save_checkpoint
 from .text import build_tokenizer, text_embeddings, tokenize
@@ -87,12 +89,13 @@ class Trainer:
 
     # --- 1. tokenizer
     def stage_tokenizer(self) -> dict[str, Any]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         tok = build_tokenizer()
         tok.save_pretrained(str(self.work / "tokenizer"))
         if len(tok(" ".join(data.WORDS)).input_ids) != len(data.WORDS) + 1:
             raise RuntimeError("every caption word must be one token")
-        return {"stage": "tokenizer", "vocab_size": len(tok), "seconds": time.perf_counter() - t0}
+        return {"stage": "tokenizer", "vocab_size": len(tok), "seconds": time.perf_counter() - t0,
+                "cpu_seconds": time.process_time() - c0}
 
     # --- 2. VAE
     def stage_vae(self) -> dict[str, Any]:
@@ -123,11 +126,13 @@ class Trainer:
             x, cov = clips_tensor(clips, frame)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, loop.total, r["lr"], r["warmup"], r["min_lr_ratio"])
-            mu = encode_mean(vae, x)
-            y = decode_unclamped(vae, mu)
-            loss = reconstruction_loss(y, x, cov, r["fg_weight"], r["l1"]) + r["latent_l2"] * mu.pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            with single_frame_convs(vae) if image else contextlib.nullcontext():
+                mu = encode_mean(vae, x)
+                y = decode_unclamped(vae, mu)
+                loss = (reconstruction_loss(y, x, cov, r["fg_weight"], r["l1"], r.get("edge", 0.0))
+                        + r["latent_l2"] * mu.pow(2).mean())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
             torch.nn.utils.clip_grad_norm_(vae.parameters(), r["grad_clip"])
             opt.step()
             with torch.no_grad():
@@ -141,7 +146,7 @@ class Trainer:
             loop.end_step(done, lambda: {"model": vae.state_dict(), "opt": opt.state_dict()})
         vae.eval().requires_grad_(False)
         vae.save_pretrained(str(self.work / "vae"))
-        return {"stage": "vae", "steps": loop.total, "seconds": loop.seconds,
+        return {"stage": "vae", "steps": loop.total, "seconds": loop.seconds, "cpu_seconds": loop.cpu_seconds,
                 "params": sum(p.numel() for p in vae.parameters())}
 
     def trained_vae(self, folder: str = "vae") -> Any:
@@ -182,7 +187,8 @@ class Trainer:
         from ..fsutil import write_json
 
         write_json(self.work / "latent_stats.json", stats)
-        return {"stage": "encode", "clips": r["clips"], "seconds": loop.seconds, **stats}
+        return {"stage": "encode", "clips": r["clips"], "seconds": loop.seconds, "cpu_seconds": loop.cpu_seconds,
+                **stats}
 
     def latent_stats(self):
         """(mean, std) tensors (1, C, 1, 1, 1) of the encoded training latents."""
@@ -273,7 +279,7 @@ class Trainer:
         prefix = "" if section == "transformer" else f"{section}_"
         ema_tr.save_pretrained(str(self.work / f"{prefix}transformer"))
         ema_te.save_pretrained(str(self.work / f"{prefix}text_encoder"))
-        return {"stage": section, "steps": loop.total, "seconds": loop.seconds,
+        return {"stage": section, "steps": loop.total, "seconds": loop.seconds, "cpu_seconds": loop.cpu_seconds,
                 "params": sum(p.numel() for p in transformer.parameters()),
                 "text_encoder_params": sum(p.numel() for p in text_encoder.parameters())}
 
@@ -305,7 +311,7 @@ class Trainer:
                 noise = torch.randn(mu.shape, generator=generator(self.seed, 5, step))
                 mu = mu + r["latent_noise"] * std * noise  # robustness to imperfect generated latents
             y = decode_unclamped(vae, mu)
-            loss = reconstruction_loss(y, x, cov, r["fg_weight"], r["l1"])
+            loss = reconstruction_loss(y, x, cov, r["fg_weight"], r["l1"], r.get("edge", 0.0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, r["grad_clip"])
@@ -365,6 +371,7 @@ class Trainer:
             "recipe": self.recipe, "recipe_hash": recipe_hash(self.recipe), "seed": self.seed,
             "threads": torch.get_num_threads(),
             "stage_seconds": {s["stage"]: round(s["seconds"], 1) for s in summaries},
+            "stage_cpu_seconds": {s["stage"]: round(s.get("cpu_seconds", 0.0), 1) for s in summaries},
             "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
                          "diffusers": diffusers.__version__, "transformers": transformers.__version__},
             "command": f"python -m wanlab.toy.train --out {out} --recipe {self.recipe['name']}"})
