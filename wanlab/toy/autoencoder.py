@@ -31,6 +31,25 @@ def clips_tensor(clips: Sequence[Any], frame: Sequence[int] | None = None):
     return x.contiguous(), torch.from_numpy(cov)[:, None].float().contiguous()
 
 
+def latent_coverage(coverage: Any, spatial: int, temporal: int):
+    """Where the shape is, at latent resolution: (B, 1, T, H, W) pixel coverage -> (B, 1, T', H', W') in [0, 1].
+
+    Latent frame 0 covers video frame 0, latent k the ``temporal`` frames that end at frame
+    ``temporal * k``; each latent cell takes the largest coverage of its pixels, widened by one
+    cell on every side (the cells next to an edge carry the edge too).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    first, rest = coverage[:, :, :1], coverage[:, :, 1:]
+    if rest.shape[2]:
+        b, c, t, h, w = rest.shape
+        rest = rest.reshape(b, c, t // temporal, temporal, h, w).amax(3)
+    per_frame = torch.cat([first, rest], 2)
+    cells = F.max_pool3d(per_frame, (1, spatial, spatial))
+    return F.max_pool3d(cells, (1, 3, 3), stride=1, padding=(0, 1, 1))
+
+
 def decode_unclamped(vae: Any, z: Any):
     """``AutoencoderKLWan._decode`` without its final clamp (so saturated pixels keep a gradient)."""
     import torch

@@ -43,8 +43,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import data
-from .autoencoder import (clips_tensor, decode_unclamped, encode_mean, init_frame_aligned, reconstruction_loss,
-                          single_frame_convs)
+from .autoencoder import (clips_tensor, decode_unclamped, encode_mean, init_frame_aligned, latent_coverage,
+                          reconstruction_loss, single_frame_convs)
 from .recipe import RECIPE, RECIPES, STAGES, TEST_RECIPE, recipe_hash, stage_hash
 from .resume import Loop, StopTraining, generator, load_checkpoint, lr_at, save_checkpoint
 from .text import build_tokenizer, text_embeddings, tokenize
@@ -170,17 +170,20 @@ class Trainer:
         batches = math.ceil(r["clips"] / r["batch"])
         loop = self.loop("encode", batches, {"log_every": max(1, r["ckpt_every"] // r["batch"]),
                                               "ckpt_every": max(1, r["ckpt_every"] // r["batch"])})
-        ck = loop.resume() or {"latents": [], "captions": []}
+        ck = loop.resume() or {"latents": [], "captions": [], "coverage": []}
         size = {k: self.recipe[k] for k in ("width", "height", "num_frames")}
+        factors = (vae.config.scale_factor_spatial, vae.config.scale_factor_temporal)
         for step in loop.steps():
             idx = list(range(step * r["batch"], min(r["clips"], (step + 1) * r["batch"])))
             clips = [data.make_clip(data.clip_seed(self.seed, 2, i), captions[i % len(captions)], **size) for i in idx]
+            x, cov = clips_tensor(clips)
             with torch.no_grad():
-                ck["latents"].append(encode_mean(vae, clips_tensor(clips)[0]))
+                ck["latents"].append(encode_mean(vae, x))
+            ck["coverage"].append(latent_coverage(cov, *factors).to(torch.float16))
             ck["captions"] += [i % len(captions) for i in idx]
             if loop.due(step + 1):
-                loop.log(len(ck["captions"]))
-            loop.end_step(step + 1, lambda: {"latents": ck["latents"], "captions": ck["captions"]})
+                loop.log(step + 1, clips=len(ck["captions"]))
+            loop.end_step(step + 1, lambda: {k: ck[k] for k in ("latents", "captions", "coverage")})
         lat = torch.cat(ck["latents"])
         stats = {"latents_mean": [float(v) for v in lat.mean(dim=(0, 2, 3, 4))],
                  "latents_std": [float(v) for v in lat.std(dim=(0, 2, 3, 4))]}
@@ -198,22 +201,19 @@ class Trainer:
         return (torch.tensor(stats["latents_mean"]).view(1, -1, 1, 1, 1),
                 torch.tensor(stats["latents_std"]).view(1, -1, 1, 1, 1))
 
-    # --- 4. transformer + text encoder, and 6. its warm restart
-    def stage_finetune(self) -> dict[str, Any]:
-        """6. A second cosine cycle of the transformer stage, from its EMA weights (a warm restart)."""
-        return self.stage_transformer("finetune")
-
-    def stage_transformer(self, section: str = "transformer") -> dict[str, Any]:
+    # --- 5. transformer + text encoder
+    def stage_transformer(self) -> dict[str, Any]:
         import torch
         from diffusers import WanTransformer3DModel
         from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 
-        r = {**self.recipe["transformer"], **(self.recipe[section] if section != "transformer" else {})}
-        stage_id, init = (4, False) if section == "transformer" else (6, True)
+        r = self.recipe["transformer"]
         tok = T5Tokenizer.from_pretrained(str(self.work / "tokenizer"))
         encoded = load_checkpoint(self.work / "encode.pt")
         mean, std = self.latent_stats()
         latents = ((torch.cat(encoded["latents"]) - mean) / std).contiguous()
+        fg_weight = float(r.get("fg_weight", 0.0))
+        weights = 1.0 + fg_weight * torch.cat(encoded["coverage"]).float() if fg_weight else None
         cap_index = torch.tensor(encoded["captions"])
         texts = list(data.TRAIN_CAPTIONS) + [""]
         ids, mask = tokenize(tok, texts, r["max_sequence_length"])
@@ -225,13 +225,9 @@ class Trainer:
             transformer = WanTransformer3DModel(**r["config"])
         params = list(transformer.parameters()) + list(text_encoder.parameters())
         opt = torch.optim.AdamW(params, lr=r["lr"], betas=(0.9, 0.99), weight_decay=r["weight_decay"])
-        if init:  # start from the transformer stage's EMA weights
-            start = load_checkpoint(self.work / "transformer.pt")
-            transformer.load_state_dict(start["ema_transformer"])
-            text_encoder.load_state_dict(start["ema_text_encoder"])
         ema_tr = copy.deepcopy(transformer).requires_grad_(False)
         ema_te = copy.deepcopy(text_encoder).requires_grad_(False)
-        loop = self.loop(section, r["steps"], r)
+        loop = self.loop("transformer", r["steps"], r)
         ck = loop.resume()
         if ck:
             for module, key in ((transformer, "transformer"), (text_encoder, "text_encoder"),
@@ -243,7 +239,7 @@ class Trainer:
         running: list[float] = []
         ema_pairs = list(zip(list(ema_tr.parameters()) + list(ema_te.parameters()), params))
         for step in loop.steps():
-            g = generator(self.seed, stage_id, step)
+            g = generator(self.seed, 4, step)
             pick = torch.randint(len(latents), (batch,), generator=g)
             x0 = latents[pick]
             cap = cap_index[pick].clone()
@@ -258,12 +254,17 @@ class Trainer:
             emb = text_embeddings(text_encoder, ids[cap], mask[cap])
             pred = transformer(hidden_states=xt, timestep=s * 1000.0, encoder_hidden_states=emb,
                                return_dict=False)[0]
-            loss = (pred.float() - (eps - x0)).pow(2).mean()
+            err = (pred.float() - (eps - x0)).pow(2)
+            if weights is None:
+                loss = err.mean()
+            else:  # shape cells weigh more: the shape is a few cells of a uniform background
+                w = weights[pick]
+                loss = (w * err).sum() / (w.sum() * err.shape[1])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, r["grad_clip"])
             opt.step()
-            decay = r["ema"] if init else min(r["ema"], (1 + step) / (10 + step))
+            decay = min(r["ema"], (1 + step) / (10 + step))
             with torch.no_grad():
                 for e, p in ema_pairs:
                     e.mul_(decay).add_(p.detach(), alpha=1 - decay)
@@ -276,14 +277,13 @@ class Trainer:
                 "transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
                 "ema_transformer": ema_tr.state_dict(), "ema_text_encoder": ema_te.state_dict(),
                 "opt": opt.state_dict()})
-        prefix = "" if section == "transformer" else f"{section}_"
-        ema_tr.save_pretrained(str(self.work / f"{prefix}transformer"))
-        ema_te.save_pretrained(str(self.work / f"{prefix}text_encoder"))
-        return {"stage": section, "steps": loop.total, "seconds": loop.seconds, "cpu_seconds": loop.cpu_seconds,
+        ema_tr.save_pretrained(str(self.work / "transformer"))
+        ema_te.save_pretrained(str(self.work / "text_encoder"))
+        return {"stage": "transformer", "steps": loop.total, "seconds": loop.seconds, "cpu_seconds": loop.cpu_seconds,
                 "params": sum(p.numel() for p in transformer.parameters()),
                 "text_encoder_params": sum(p.numel() for p in text_encoder.parameters())}
 
-    # --- 5. decoder refinement (encoder frozen, so the latents the transformer learnt stay valid)
+    # --- 4. decoder refinement (encoder frozen, so the latents the transformer learnt stay valid)
     def stage_decoder(self) -> dict[str, Any]:
         import torch
 
@@ -338,15 +338,14 @@ class Trainer:
 
         from ..fsutil import write_json
 
-        tr = "finetune_" if (self.work / "finetune_transformer").is_dir() else ""
         refined = self.work / "vae_refined"
         vae = AutoencoderKLWan.from_pretrained(str(refined if refined.is_dir() else self.work / "vae"),
                                                dtype=torch.float32)
         vae.register_to_config(**json.loads((self.work / "latent_stats.json").read_text()))
         pipe = WanPipeline(
             tokenizer=T5Tokenizer.from_pretrained(str(self.work / "tokenizer")),
-            text_encoder=UMT5EncoderModel.from_pretrained(str(self.work / f"{tr}text_encoder"), dtype=torch.float32),
-            transformer=WanTransformer3DModel.from_pretrained(str(self.work / f"{tr}transformer"), dtype=torch.float32),
+            text_encoder=UMT5EncoderModel.from_pretrained(str(self.work / "text_encoder"), dtype=torch.float32),
+            transformer=WanTransformer3DModel.from_pretrained(str(self.work / "transformer"), dtype=torch.float32),
             vae=vae, scheduler=UniPCMultistepScheduler(**self.recipe["scheduler"]),
         )
         out = self.out
@@ -359,7 +358,7 @@ class Trainer:
         for file in out.rglob("*"):
             if file.is_file():
                 file.chmod(0o644)  # safetensors writes 0600; a packaged checkpoint must be world-readable
-        lines = [line for stage in ("vae", "encode", "transformer", "decoder", "finetune")
+        lines = [line for stage in STAGES
                  if (self.work / f"{stage}.pt").exists()
                  for line in load_checkpoint(self.work / f"{stage}.pt")["state"]["log"]]
         with open(out / "training_log.jsonl", "w") as fh:
