@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     parser = argparse.ArgumentParser(prog="python -m wanlab.toy.scoring", description=main.__doc__)
-    parser.add_argument("--model", default="toy")
+    parser.add_argument("--model", default="toy", help="'toy' or a folder written by python -m wanlab.toy.train")
     parser.add_argument("--prompts", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001])
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0])
@@ -338,8 +338,16 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     truth = evaluate_clips([make_clip(np.random.default_rng([3, i]), c) for i, c in enumerate(all_captions())])
     print("ground truth (135 clips):\n" + truth.table(), flush=True)
-    pipe = wanlab.load(args.model, progress=False)
-    fields = {"steps": args.steps} if args.steps else {}
+    from ..builtin import BUILTINS
+
+    toy = BUILTINS["toy"]
+    if args.model == "toy":
+        pipe, fields = wanlab.load("toy", progress=False), {}
+    else:  # a folder trained by wanlab.toy.train: run it at the toy's native settings
+        pipe = wanlab.load(args.model, progress=False, max_sequence_length=toy.max_sequence_length)
+        fields = {k: v for k, v in toy.native.items() if k != "guidance_scale"}
+    if args.steps:
+        fields["steps"] = args.steps
     report = evaluate(pipe, args.prompts, args.seeds, guidance_scales=args.guidance, progress=True, **fields)
     print(report.table(), flush=True)
     speed = speed_contrast(pipe, args.speed_guidance, args.speed_pairs, args.seeds, **fields)
