@@ -97,7 +97,65 @@ def test_evaluator_scores_ground_truth_perfectly():
     clips = [data.make_clip(np.random.default_rng([7, i]), c) for i, c in enumerate(picks)]
     report = evaluate_clips(clips)
     acc = report.accuracy()
-    assert acc == {"direction": 1.0, "speed": 1.0, "colour": 1.0, "shape": 1.0, "n": 45}
+    assert acc == {"direction": 1.0, "speed": 1.0, "colour": 1.0, "shape": 1.0, "visible": 1.0, "n": 45}
+
+
+def _shifted(clip, dx_per_frame: float, dy_per_frame: float):
+    """The clip with frame t translated by (t * dx, t * dy) px (integer-rounded), background filled in."""
+    frames = clip.frames.copy()
+    bg = np.median(frames[0].reshape(-1, 3), axis=0).astype(np.uint8)
+    out = np.empty_like(frames)
+    for t, frame in enumerate(frames):
+        sx, sy = int(round(t * dx_per_frame)), int(round(t * dy_per_frame))
+        out[t] = bg
+        h, w = frame.shape[:2]
+        src = frame[max(0, -sy):h - max(0, sy), max(0, -sx):w - max(0, sx)]
+        out[t, max(0, sy):max(0, sy) + src.shape[0], max(0, sx):max(0, sx) + src.shape[1]] = src
+    return out
+
+
+def test_strict_direction_rejects_drift_across_the_axis():
+    from wanlab.toy import data, score_frames
+    from wanlab.toy.scoring import classify_direction
+
+    assert classify_direction(1.25, 0.29) == "right" and classify_direction(1.25, 0.31) == "diagonal"
+    assert classify_direction(0.29, -0.29) == "still" and classify_direction(-0.31, 0.0) == "left"
+    clip = data.make_clip(np.random.default_rng(5), "a blue square moving left slowly")
+    assert score_frames(clip.frames)["direction"] == "left"
+    # the same clip drifting up by 0.5 px/frame (the first checkpoint's failure): no longer "left"
+    drifting = _shifted(clip, 0.0, -0.5)
+    pred = score_frames(drifting)
+    assert pred["direction"] == "diagonal" and pred["velocity"][1] == pytest.approx(-0.5, abs=0.05)
+    still = data.make_clip(np.random.default_rng(6), "a red circle standing still")
+    assert score_frames(_shifted(still, 0.0, 0.4))["direction"] == "down"  # 0.4 px/frame is motion
+
+
+def test_visible_requires_one_whole_shape_in_every_frame():
+    from wanlab.toy import data, score_frames
+
+    clip = data.make_clip(np.random.default_rng(8), "a green circle moving right slowly")
+    assert score_frames(clip.frames)["visible"]
+    two = clip.frames.copy()
+    two[0, 2:8, 2:8] = two[0][clip.coverage[0] > 0.9][0]  # a second blob in frame 0 only
+    pred = score_frames(two)
+    assert not pred["visible"] and pred["components"][0] == 2 and pred["components"][1:] == [1] * 16
+    faded = clip.frames.astype(np.float64)
+    bg = np.median(faded[9].reshape(-1, 3), axis=0)
+    faded[9] = bg + (faded[9] - bg) * 0.4  # one frame fades to 40 % of the clip's contrast
+    assert not score_frames(faded.round().astype(np.uint8))["visible"]
+    split = clip.frames.copy()
+    ys, xs = np.nonzero(clip.coverage[4] > 0)
+    middle = (xs.min() + xs.max()) // 2
+    split[4, :, middle - 1:middle + 2] = np.median(clip.frames[4].reshape(-1, 3), axis=0)
+    pred = score_frames(split)  # a stripe of background through the shape in one frame: two pieces
+    assert not pred["visible"] and pred["components"][4] == 2
+    grown = clip.frames.copy()
+    ys, xs = np.nonzero(clip.coverage[12] > 0.5)
+    colour = clip.frames[12][clip.coverage[12] > 0.9][0]
+    grown[12, ys.min() - 7:ys.min() + 2, xs.min():xs.max() + 1] = colour  # a band on top, joined to the shape
+    pred = score_frames(grown)  # one whole shape, but in one frame well over 30 % larger
+    assert pred["components"] == [1] * 17 and pred["area_range"][1] > 1.3 * pred["area_range"][2]
+    assert not pred["visible"]
 
 
 def test_held_out_captions_are_never_trained():
@@ -119,6 +177,29 @@ def test_generated_clips_follow_the_caption_direction(toy):
 
 
 # --------------------------------------------------------------------------- training command
+def test_frame_aligned_vae_codes_every_latent_frame_like_the_first():
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from wanlab.toy import data
+    from wanlab.toy.autoencoder import clips_tensor, decode_unclamped, encode_mean, init_frame_aligned
+    from wanlab.toy.recipe import VAE_CONFIG
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(**{**VAE_CONFIG, "base_dim": 8}).eval()
+    init_frame_aligned(vae)
+    x, _ = clips_tensor([data.make_clip(np.random.default_rng(1), width=32, height=32, num_frames=9)])
+    with torch.no_grad():
+        z = encode_mean(vae, x)  # latent k encodes frame 2k, as latent 0 encodes frame 0
+        alone = torch.cat([encode_mean(vae, x[:, :, t:t + 1]) for t in range(0, 9, 2)], 2)
+        assert z.shape[2] == 5 and torch.allclose(z, alone, atol=1e-5)
+        y = decode_unclamped(vae, z)  # latent k decodes to frames 2k-1 and 2k, each its image decode
+        for k in range(5):
+            image = decode_unclamped(vae, z[:, :, k:k + 1])[:, :, 0]
+            for t in ([0] if k == 0 else [2 * k - 1, 2 * k]):
+                assert torch.allclose(y[:, :, t], image, atol=1e-5)
+
+
 def test_short_training_is_bit_identical_resumable_and_across_processes(tmp_path):
     from wanlab.toy.train import StopTraining, train
 
@@ -151,3 +232,4 @@ def test_short_training_is_bit_identical_resumable_and_across_processes(tmp_path
     from wanlab.toy.train import STAGES
 
     assert [s["summary"]["stage"] for s in stages if "summary" in s] == list(STAGES)
+    assert not [p for p in (tmp_path / "wb").rglob("*") if p.name.endswith(".tmp")]  # atomic writes left nothing

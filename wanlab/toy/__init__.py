@@ -1,14 +1,26 @@
 """The ``toy`` model's training and evaluation: captioned moving shapes.
 
 ``wanlab.toy.data`` generates the clips and captions, ``python -m wanlab.toy.train --out DIR``
-trains a stock diffusers ``WanPipeline`` on them, and :func:`evaluate` measures how well a
-pipeline's videos follow their captions (direction, speed class, colour, shape).
+trains a stock diffusers ``WanPipeline`` on them, and :func:`evaluate` (``wanlab.toy.scoring``,
+``python -m wanlab.toy.scoring``) measures how well a pipeline's videos follow their captions:
+direction, speed class, colour, shape, and one whole shape visible in every frame.
 """
 from __future__ import annotations
 
-from . import data
-# Imported by name so that ``wanlab.toy.evaluate`` is the function, not its module.
-from .evaluate import Report, empty_prompt_directions, evaluate, evaluate_clips, prompts_for, score_frames
+from typing import Any
 
-__all__ = ["data", "evaluate", "evaluate_clips", "score_frames", "empty_prompt_directions", "prompts_for",
-           "Report"]
+from . import data
+
+#: Names served from ``wanlab.toy.scoring`` (imported on first use, so ``python -m wanlab.toy.scoring`` runs clean).
+_SCORING = ("Report", "empty_prompt_directions", "evaluate", "evaluate_clips", "prompts_for", "score_frames",
+            "speed_contrast")
+
+__all__ = ["data", *_SCORING]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SCORING:
+        from . import scoring
+
+        return getattr(scoring, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,372 @@
+"""Measure what a generated clip shows: direction, speed class, colour, shape, and whether one shape stays whole.
+
+:func:`score_frames` reads one uint8 clip (T, H, W, 3); distances scale with the frame's short side / 64:
+
+* **foreground**: each frame's background is its median colour (the shape covers under 10 % of the
+  frame); a pixel is foreground when its RGB distance to that background exceeds half the clip's
+  median (over frames) 99.5th-percentile distance, and at least ``MIN_CONTRAST``. One threshold for
+  the whole clip, so a shape that fades loses area instead of being re-thresholded.
+* **components**: 8-connected foreground regions of at least ``MIN_PIXELS`` pixels, per frame.
+* **visible**: every frame (frame 0 included) holds exactly one component, and its area stays
+  within +-``AREA_TOLERANCE`` (30 %) of the clip's median area.
+* **velocity**: least-squares slope of the largest component's centroid over time (px/frame); the
+  mean optical flow (``wanlab.metrics.flow``, DIS) over foreground pixels is reported alongside.
+* **direction** (strict): "still" when both velocity components are under ``DIRECTION_MIN``
+  (0.3 px/frame); "right" / "left" / "down" / "up" when exactly one axis reaches it (its sign says
+  which); "diagonal" when both do - a diagonal clip matches no caption.
+* **speed class**: "still" under ``STILL_MAX`` px/frame, "slowly" under ``SLOW_MAX`` (midway
+  between 1.25 and 2.5), else "quickly".
+* **colour**: mean RGB of the strongest foreground pixels, nearest palette colour.
+* **shape**: median over frames of the component's fill of its bounding box: square ~1, circle
+  ~pi/4, triangle ~1/2 (thresholds :data:`SQUARE_MIN_FILL`, :data:`CIRCLE_MIN_FILL`).
+
+:func:`evaluate` generates clips from a pipeline for seen and held-out captions and reports
+accuracy per attribute, split and guidance; :func:`evaluate_clips` scores clips with known captions
+(ground truth scores 100 %); :func:`speed_contrast` checks that "quickly" captions measure a larger
+``flow_magnitude`` than their "slowly" twins; :func:`empty_prompt_directions` counts the directions
+an empty prompt produces. ``python -m wanlab.toy.scoring`` prints all of them for a model.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .data import COLOURS, DIRECTIONS, HELD_OUT, SHAPES, TRAIN_CAPTIONS, caption, parse_caption
+
+ATTRIBUTES = ("direction", "speed", "colour", "shape")
+#: Report columns: the four attributes (right or wrong against the caption) and "visible".
+COLUMNS = (*ATTRIBUTES, "visible")
+MIN_CONTRAST = 40.0
+DIRECTION_MIN = 0.3
+STILL_MAX = 0.5
+SLOW_MAX = 1.875
+SQUARE_MIN_FILL = 0.92
+CIRCLE_MIN_FILL = 0.65
+AREA_TOLERANCE = 0.3
+#: A connected foreground region counts as a component from this many pixels (at 64x64).
+MIN_PIXELS = 6
+
+
+def foreground(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask (T, H, W) bool, distance to each frame's median colour (T, H, W) float32), one threshold per clip.
+
+    >>> mask, dist = foreground(np.zeros((2, 16, 16, 3), np.uint8))
+    >>> bool(mask.any())
+    False
+    """
+    f = frames.astype(np.float32)
+    bg = np.median(f.reshape(len(f), -1, 3), axis=1)  # (T, 3)
+    dist = np.sqrt(((f - bg[:, None, None, :]) ** 2).sum(-1))
+    peak = float(np.median(np.percentile(dist.reshape(len(f), -1), 99.5, axis=1)))
+    return dist > max(MIN_CONTRAST, 0.5 * peak), dist
+
+
+def _components(mask: np.ndarray, min_pixels: int) -> list[np.ndarray]:
+    """Boolean masks of the 8-connected regions of at least ``min_pixels`` pixels, largest first."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_pixels]
+    keep.sort(key=lambda i: -stats[i, cv2.CC_STAT_AREA])
+    return [labels == i for i in keep]
+
+
+def _fill(mask: np.ndarray) -> float:
+    ys, xs = np.nonzero(mask)
+    return float(len(ys) / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)))
+
+
+def classify_direction(vx: float, vy: float, unit: float = 1.0) -> str:
+    """The strict direction of a velocity (px/frame): one axis at least ``DIRECTION_MIN``, the other below.
+
+    >>> classify_direction(1.3, 0.1), classify_direction(1.3, -0.9), classify_direction(0.1, -0.2)
+    ('right', 'diagonal', 'still')
+    """
+    along_x, along_y = abs(vx) >= DIRECTION_MIN * unit, abs(vy) >= DIRECTION_MIN * unit
+    if along_x and along_y:
+        return "diagonal"
+    if along_x:
+        return "right" if vx > 0 else "left"
+    if along_y:
+        return "down" if vy > 0 else "up"
+    return "still"
+
+
+def classify_speed(speed: float, unit: float = 1.0) -> str:
+    """Speed class of a speed in px/frame: still < 0.5 <= slowly < 1.875 <= quickly."""
+    if speed < STILL_MAX * unit:
+        return "still"
+    return "slowly" if speed < SLOW_MAX * unit else "quickly"
+
+
+def score_frames(frames: Any, *, use_flow: bool = True) -> dict[str, Any]:
+    """What one clip shows, with the measurements behind it.
+
+    >>> from wanlab.toy import data
+    >>> clip = data.make_clip(np.random.default_rng(0), "a red square moving left quickly")
+    >>> s = score_frames(clip.frames, use_flow=False)
+    >>> s["direction"], s["speed"], s["colour"], s["shape"], s["visible"]
+    ('left', 'quickly', 'red', 'square', True)
+    """
+    from .. import metrics
+
+    frames = np.asarray(getattr(frames, "frames", frames))
+    T, H, W = frames.shape[:3]
+    unit = min(H, W) / 64.0
+    mask, dist = foreground(frames)
+    per_frame = [_components(m, max(1, round(MIN_PIXELS * unit * unit))) for m in mask]
+    counts = [len(c) for c in per_frame]
+    main = np.stack([c[0] if c else np.zeros((H, W), bool) for c in per_frame])
+    areas = main.reshape(T, -1).sum(1).astype(np.float64)
+    ok = areas > 0
+    median_area = float(np.median(areas[ok])) if ok.any() else 0.0
+    visible = bool(all(n == 1 for n in counts) and median_area > 0
+                   and np.all(np.abs(areas - median_area) <= AREA_TOLERANCE * median_area))
+    ys, xs = np.mgrid[0:H, 0:W]
+    cx = np.array([(xs * m).sum() / max(m.sum(), 1) for m in main])
+    cy = np.array([(ys * m).sum() / max(m.sum(), 1) for m in main])
+    t = np.arange(T, dtype=np.float64)
+    if ok.sum() >= 2:
+        vx = float(np.polyfit(t[ok], cx[ok], 1)[0])
+        vy = float(np.polyfit(t[ok], cy[ok], 1)[0])
+    else:
+        vx = vy = 0.0
+    flow_v = None
+    if use_flow and T >= 2 and min(H, W) >= 16:
+        fl = metrics.flow(frames, max_short_side=None)  # (T-1, H, W, 2) px/frame
+        sel = main[:-1] & main[1:]
+        if sel.sum() > 0:
+            flow_v = (float(fl[..., 0][sel].mean()), float(fl[..., 1][sel].mean()))
+    colour = None
+    if ok.any():
+        core = main & (dist >= np.percentile(dist[main], 50))
+        rgb = frames[core].astype(np.float64).mean(0)
+        colour = min(COLOURS, key=lambda c: float(((np.array(COLOURS[c]) - rgb) ** 2).sum()))
+    fills = [_fill(m) for m, a in zip(main, areas) if a >= MIN_PIXELS * unit * unit]
+    fill = float(np.median(fills)) if fills else None
+    if fill is None:
+        shape = None
+    elif fill >= SQUARE_MIN_FILL:
+        shape = "square"
+    elif fill >= CIRCLE_MIN_FILL:
+        shape = "circle"
+    else:
+        shape = "triangle"
+    return {"direction": classify_direction(vx, vy, unit), "speed": classify_speed(float(np.hypot(vx, vy)), unit),
+            "colour": colour, "shape": shape, "visible": visible, "velocity": (vx, vy), "flow_velocity": flow_v,
+            "fill": fill, "components": counts, "area_range": (float(areas.min()), float(areas.max()), median_area)}
+
+
+def _correct(pred: dict[str, Any], truth: dict[str, Any]) -> dict[str, bool]:
+    return {a: pred[a] == truth[a] for a in ATTRIBUTES} | {"visible": bool(pred["visible"])}
+
+
+@dataclass
+class Report:
+    """Per-clip rows; accuracy per (split, guidance) of each attribute, and the share of visible clips."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def accuracy(self, split: str | None = None, guidance: float | None = None) -> dict[str, float]:
+        """Share of rows right per column (and ``n``), over one split and guidance or all of them."""
+        rows = [r for r in self.rows if (split is None or r["split"] == split)
+                and (guidance is None or r.get("guidance_scale") == guidance)]
+        if not rows:
+            return {}
+        return {a: float(np.mean([r["correct"][a] for r in rows])) for a in COLUMNS} | {"n": len(rows)}
+
+    def table(self) -> str:
+        """Markdown table: accuracy per split (and guidance, when several were run)."""
+        guidances = sorted({r.get("guidance_scale") for r in self.rows}, key=lambda g: (g is None, g))
+        splits = [s for s in ("seen", "held-out", "ground-truth") if any(r["split"] == s for r in self.rows)]
+        lines = ["| guidance | captions | n | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (3 + len(COLUMNS))]
+        for g in guidances:
+            for s in splits + (["all"] if len(splits) > 1 else []):
+                acc = self.accuracy(None if s == "all" else s, g)
+                if acc:
+                    cells = " | ".join(f"{100 * acc[a]:.1f}%" for a in COLUMNS)
+                    lines.append(f"| {'-' if g is None else f'{g:g}'} | {s} | {acc['n']} | {cells} |")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.table()
+
+
+def evaluate_clips(clips: Iterable[Any], split: str = "ground-truth") -> Report:
+    """Score clips whose caption is known (objects with ``.frames`` and ``.caption``).
+
+    >>> from wanlab.toy import data
+    >>> clips = [data.make_clip(np.random.default_rng(i), c) for i, c in enumerate(data.HELD_OUT[:3])]
+    >>> evaluate_clips(clips).accuracy()["direction"]
+    1.0
+    """
+    report = Report()
+    for clip in clips:
+        truth = parse_caption(clip.caption)
+        pred = score_frames(clip.frames)
+        report.rows.append({"caption": clip.caption, "split": split, "pred": pred, "truth": truth,
+                            "correct": _correct(pred, truth)})
+    return report
+
+
+def prompts_for(n_prompts: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n_prompts`` (caption, split) pairs: half seen captions, half held-out, in a seeded spread."""
+    rng = np.random.default_rng(seed)
+    n_held = n_prompts // 2
+    seen = [TRAIN_CAPTIONS[i] for i in rng.permutation(len(TRAIN_CAPTIONS))]
+    held = [HELD_OUT[i] for i in rng.permutation(len(HELD_OUT))]
+    return ([(seen[i % len(seen)], "seen") for i in range(n_prompts - n_held)]
+            + [(held[i % len(held)], "held-out") for i in range(n_held)])
+
+
+def _native_guidance(pipe: Any, fields: dict[str, Any]) -> float:
+    return float(fields.pop("guidance_scale", getattr(pipe, "native", {}).get("guidance_scale", 5.0)))
+
+
+def evaluate(pipe: Any, n_prompts: int = 40, seeds: Sequence[int] = (1000, 1001), *,
+             guidance_scales: Sequence[float] | None = None, prompts: Sequence[str] | None = None,
+             progress: bool = False, **fields: Any) -> Report:
+    """Generate clips with ``pipe`` (a ``wanlab.Pipeline``) and score them against their captions.
+
+    Prompts: ``prompts`` (toy captions; split "seen" or "held-out" by :data:`HELD_OUT`) or
+    :func:`prompts_for(n_prompts)`. Each prompt runs with every seed and guidance scale
+    (default: the pipeline's native one). ``fields`` override other request fields (steps, ...).
+    Example: ``evaluate(wanlab.load("toy"), 8, [11]).accuracy()["direction"]``.
+    """
+    pairs = ([(p, "held-out" if p in HELD_OUT else "seen") for p in prompts] if prompts is not None
+             else prompts_for(n_prompts))
+    if guidance_scales is None:
+        guidance_scales = [_native_guidance(pipe, fields)]
+    report = Report()
+    total, t0 = len(pairs) * len(seeds) * len(guidance_scales), time.perf_counter()
+    for g in guidance_scales:
+        for text, split in pairs:
+            truth = parse_caption(text)
+            for seed in seeds:
+                video = pipe.generate(prompt=text, seed=int(seed), guidance_scale=float(g), **fields)
+                pred = score_frames(video.frames)
+                report.rows.append({"caption": text, "split": split, "seed": int(seed), "guidance_scale": float(g),
+                                    "pred": pred, "truth": truth, "correct": _correct(pred, truth)})
+                if progress:
+                    print(f"\r  evaluate {len(report.rows)}/{total} ({time.perf_counter() - t0:.0f} s)", end="",
+                          flush=True)
+    if progress:
+        print()
+    return report
+
+
+def speed_pairs(n_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n_pairs`` ("... quickly", "... slowly") caption twins (same colour, shape, direction), seeded spread."""
+    triples = list(itertools.product(COLOURS, SHAPES, DIRECTIONS))
+    order = np.random.default_rng(seed).permutation(len(triples))
+    picks = [triples[i] for i in order[:n_pairs]]
+    return [(caption(c, s, d, "quickly"), caption(c, s, d, "slowly")) for c, s, d in picks]
+
+
+def speed_contrast(pipe: Any, guidance_scales: Sequence[float] = (2.0, 3.0, 4.0, 5.0), n_pairs: int = 8,
+                   seeds: Sequence[int] = (1000, 1001), **fields: Any) -> list[dict[str, Any]]:
+    """Per guidance: mean ``flow_magnitude`` of "quickly" and "slowly" twins, and how often quickly is larger.
+
+    Each twin pair runs with the same seeds; ``quicker`` is the share of (pair, seed) where the
+    "quickly" clip measures the larger ``wanlab.metrics.flow_magnitude`` (px/frame, whole frame).
+    Example: ``speed_contrast(wanlab.load("toy"), [2.0], n_pairs=2, seeds=[1])``.
+    """
+    from .. import metrics
+
+    out = []
+    for g in guidance_scales:
+        quick, slow = [], []
+        for q_text, s_text in speed_pairs(n_pairs):
+            for seed in seeds:
+                for text, into in ((q_text, quick), (s_text, slow)):
+                    video = pipe.generate(prompt=text, seed=int(seed), guidance_scale=float(g), **fields)
+                    into.append(metrics.flow_magnitude(video.frames).mean)
+        q, s = np.array(quick), np.array(slow)
+        out.append({"guidance_scale": float(g), "n": len(q), "quickly_flow": float(q.mean()),
+                    "slowly_flow": float(s.mean()), "quicker": float(np.mean(q > s))})
+    return out
+
+
+def speed_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`speed_contrast` rows."""
+    lines = ["| guidance | pairs x seeds | flow_magnitude quickly | slowly | quickly larger |", "|---|---|---|---|---|"]
+    lines += [f"| {r['guidance_scale']:g} | {r['n']} | {r['quickly_flow']:.2f} | {r['slowly_flow']:.2f} | "
+              f"{100 * r['quicker']:.0f}% |" for r in rows]
+    return "\n".join(lines)
+
+
+def empty_prompt_directions(pipe: Any, seeds: Sequence[int], **fields: Any) -> dict[str, int]:
+    """Direction counts of clips generated from an empty prompt (should be spread, not one direction)."""
+    counts: dict[str, int] = {}
+    for seed in seeds:
+        video = pipe.generate(prompt=" ", seed=int(seed), **fields)
+        d = score_frames(video.frames, use_flow=False)["direction"]
+        counts[d] = counts.get(d, 0) + 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m wanlab.toy.scoring``: the full evaluation of a model (default: the built-in toy)."""
+    import argparse
+    import json
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m wanlab.toy.scoring", description=main.__doc__)
+    parser.add_argument("--model", default="toy", help="'toy' or a folder written by python -m wanlab.toy.train")
+    parser.add_argument("--prompts", type=int, default=40)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001])
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0])
+    parser.add_argument("--speed-guidance", type=float, nargs="+", default=[2.0, 3.0, 4.0, 5.0])
+    parser.add_argument("--speed-pairs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--empty-seeds", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="write rows and summaries here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    import wanlab
+    from ..fsutil import write_json
+    from .data import all_captions, make_clip
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    truth = evaluate_clips([make_clip(np.random.default_rng([3, i]), c) for i, c in enumerate(all_captions())])
+    print("ground truth (135 clips):\n" + truth.table(), flush=True)
+    from ..builtin import BUILTINS
+
+    toy = BUILTINS["toy"]
+    if args.model == "toy":
+        pipe, fields = wanlab.load("toy", progress=False), {}
+    else:  # a folder trained by wanlab.toy.train: run it at the toy's native settings
+        pipe = wanlab.load(args.model, progress=False, max_sequence_length=toy.max_sequence_length)
+        fields = {k: v for k, v in toy.native.items() if k != "guidance_scale"}
+    if args.steps:
+        fields["steps"] = args.steps
+    report = evaluate(pipe, args.prompts, args.seeds, guidance_scales=args.guidance, progress=True, **fields)
+    print(report.table(), flush=True)
+    speed = speed_contrast(pipe, args.speed_guidance, args.speed_pairs, args.seeds, **fields)
+    print(speed_table(speed), flush=True)
+    empty = empty_prompt_directions(pipe, range(2000, 2000 + args.empty_seeds), **fields)
+    print("empty prompt directions:", json.dumps(empty), flush=True)
+    if args.json:
+        summary = {
+            "model": pipe.model_info, "native": pipe.native, "prompts": args.prompts, "seeds": args.seeds,
+            "guidance": args.guidance, "threads": args.threads, "seconds": time.perf_counter() - t0,
+            "ground_truth": truth.accuracy(), "table": report.table(), "speed_contrast": speed,
+            "empty_prompt_directions": empty,
+            "accuracy": {f"{s}@{g:g}": report.accuracy(s, g) for g in args.guidance for s in ("seen", "held-out")},
+        }
+        rows = [{k: v for k, v in r.items() if k != "pred"} | {"pred": {k: r["pred"][k] for k in COLUMNS}}
+                | {"velocity": r["pred"]["velocity"], "components": r["pred"]["components"]} for r in report.rows]
+        write_json(args.json, {"summary": summary, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
