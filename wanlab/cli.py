@@ -329,6 +329,18 @@ def _print_accel_summary(result: Any) -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
+def _native_text(name: str) -> str:
+    """A built-in model's native settings in words, from its card (e.g. ``64x64, 17 frames, 25 steps, ...``)."""
+    from .models.registry import builtin
+
+    n = builtin(name).native
+    words = [f"{n['width']}x{n['height']}" if "width" in n and "height" in n else "",
+             f"{n['num_frames']} frames" if "num_frames" in n else "", f"{n['steps']} steps" if "steps" in n else "",
+             f"guidance {n['guidance_scale']:g}" if "guidance_scale" in n else "",
+             f"shift {n['flow_shift']:g}" if "flow_shift" in n else ""]
+    return ", ".join(w for w in words if w)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="wanlab", description="Study Wan 2.1 text-to-video: generate, sweep, measure, verify.")
     parser.add_argument("--version", action="version", version=f"wanlab {__version__}")
@@ -337,9 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate one video",
                          description="Generate one video from a request with the hosted Wan 2.1 T2V API's fields and "
                                      "rules, on the built-in toy model unless --model says otherwise. Fields not "
-                                     "given come from the model's native settings (toy: 64x64, 17 frames, 25 steps, "
-                                     "guidance 2, shift 3), else from the API's defaults; every value is checked "
-                                     "before the model loads. Writes the mp4, a lossless copy and the record.")
+                                     f"given come from the model's native settings (toy: {_native_text('toy')}), "
+                                     "else from the API's defaults; every value is checked before the model loads. "
+                                     "Writes the mp4, a lossless copy and the record.")
     _add_params(gen)
     _model_args(gen)
     gen.add_argument("--accel", default=None, metavar="SETTING",
