@@ -20,16 +20,16 @@ def main() -> None:
     import torch
 
     import wanlab
-    from wanlab.builtin import BUILTINS, TOY_FOLDER
+    from wanlab.models.registry import TOY_FOLDER, builtin
 
     torch.set_num_threads(1)
     folder = TOY_FOLDER if args.model == "toy" else Path(args.model)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     t0 = time.perf_counter()
     pipe = (wanlab.load("toy", progress=False) if args.model == "toy"
-            else wanlab.load(args.model, progress=False, max_sequence_length=BUILTINS["toy"].max_sequence_length))
+            else wanlab.load(args.model, progress=False, max_sequence_length=builtin("toy").max_sequence_length))
     t_load = time.perf_counter() - t0
-    fields = dict(BUILTINS["toy"].native)
+    fields = dict(builtin("toy").native)
     prompts = ["a red square moving right quickly", "a blue circle moving left slowly"]
     pipe.generate(prompt=prompts[0], seed=0, **fields)  # warm-up
     rows = []

@@ -338,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     truth = evaluate_clips([make_clip(np.random.default_rng([3, i]), c) for i, c in enumerate(all_captions())])
     print("ground truth (135 clips):\n" + truth.table(), flush=True)
-    from ..builtin import BUILTINS
+    from ..models.registry import builtin
 
-    toy = BUILTINS["toy"]
+    toy = builtin("toy")
     if args.model == "toy":
         pipe, fields = wanlab.load("toy", progress=False), {}
     else:  # a folder trained by wanlab.toy.train: run it at the toy's native settings
