@@ -38,6 +38,18 @@ class TaskError(WanlabError):
     """A task id is unknown, the queue is full, or a task cannot be cancelled."""
 
 
+class TaskTimeout(TaskError, TimeoutError):
+    """``wait`` ran out of time before the task finished (the task goes on)."""
+
+
+class QueueFull(TaskError):
+    """``submit`` found ``maxsize`` tasks waiting (the HTTP service answers 429 and says when to retry)."""
+
+
+class QueueClosed(TaskError):
+    """``submit`` after :meth:`TaskQueue.close` (the HTTP service answers 503 while it shuts down)."""
+
+
 class GenerationError(WanlabError):
     """A generation produced garbage (non-finite latents or frames, every frame black): never stored as a run."""
 

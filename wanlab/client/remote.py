@@ -177,7 +177,7 @@ class Remote:
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Poll until the task has finished and return its result (TaskTimeout after ``timeout`` s)."""
-        from ..tasks.queue import TaskTimeout
+        from ..errors import TaskTimeout
         from ..tasks.shape import FINISHED
 
         check_number("timeout", timeout, 0, optional=True, rule="a number of seconds >= 0 or None")

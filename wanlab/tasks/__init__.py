@@ -7,10 +7,11 @@ through the backend protocol; tasks are written to the store when accepted
 """
 from __future__ import annotations
 
+from ..errors import QueueClosed, QueueFull, TaskTimeout
 from .files import TaskFiles, task_result
 from .methods import TaskMethods
-from .queue import QueueClosed, QueueFull, TaskQueue, TaskTimeout
+from .queue import TaskQueue
 from .shape import FAILED, FINISHED, PROCESSING, QUEUED, STATUSES, SUCCEED, TASK_TYPE
 
-__all__ = ["TaskQueue", "TaskMethods", "TaskTimeout", "QueueFull", "QueueClosed", "TaskFiles", "task_result", "QUEUED", "PROCESSING", "SUCCEED",
-           "FAILED", "FINISHED", "STATUSES", "TASK_TYPE"]
+__all__ = ["TaskQueue", "TaskMethods", "TaskTimeout", "QueueFull", "QueueClosed", "TaskFiles", "task_result", "QUEUED",
+           "PROCESSING", "SUCCEED", "FAILED", "FINISHED", "STATUSES", "TASK_TYPE"]

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 
+from typing import Any, Sequence
+
 from ..params import Params
+from .shape import FINISHED, PROCESSING, QUEUED, SUCCEED
 
 PRIOR_STEP_RATE = 5e-4
 PRIOR_TAIL_RATE = 1.5e-6
@@ -64,3 +68,34 @@ class Rates:
                 data = {}
             data[self.model] = {"step_rate": self.step, "tail_rate": self.tail}
             write_json(self.file, data)
+
+
+def progress(task: Any) -> int:
+    """``progress_percent``: 0 while queued, the share of denoising steps done (at most 99) while
+    processing, 100 only once the video is stored."""
+    if task.status == SUCCEED:
+        return 100
+    if task.status == QUEUED:
+        return 0
+    return min(99, int(100 * task.done / task.params.steps))
+
+
+def remaining(task: Any, rates: Rates) -> float:
+    """Seconds this task still needs (its own measured step time while it runs, else the rates)."""
+    p = task.params
+    per_step = task.step_time if task.status == PROCESSING and task.step_time is not None else rates.per_step(p)
+    left = per_step * (p.steps - task.done) + rates.after_steps(p)
+    if task.status == PROCESSING and task.last_step is not None and task.done < p.steps:
+        left -= min(time.perf_counter() - task.last_step, per_step)  # the step under way
+    return max(left, 0.0)
+
+
+def eta(task: Any, processing: Sequence[Any], waiting: Sequence[Any], capacity: int, rates: Rates) -> float:
+    """``eta`` in seconds: 0 when finished, the task's own remaining time while it runs; while it waits,
+    the work of the running tasks and of those ahead of it (itself included), shared by ``capacity``."""
+    if task.status in FINISHED:
+        return 0.0
+    if task.status == PROCESSING:
+        return remaining(task, rates)
+    ahead = list(processing) + (list(waiting[: list(waiting).index(task) + 1]) if task in waiting else [task])
+    return sum(remaining(t, rates) for t in ahead) / min(capacity, len(ahead))

@@ -17,10 +17,11 @@ import contextlib
 import json
 import os
 import re
+import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from ..errors import TaskError
+from ..errors import TaskError, TaskTimeout
 from ..fsutil import write_json
 from ..values import plain
 from .shape import FINISHED, STATUSES
@@ -131,3 +132,18 @@ def task_result(store: Any, task_id: str) -> dict[str, Any]:
     'TASK_STATUS_SUCCEED'
     """
     return TaskFiles(getattr(store, "path", store)).result(task_id)
+
+
+def wait_file(read: Callable[[str], dict[str, Any]], task_id: str, timeout: float | None,
+              interval: float = 0.1) -> dict[str, Any]:
+    """Poll a task's file (another process owns the task) until it says the task finished."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        result = read(task_id)
+        status = result["task"]["status"]
+        if status in FINISHED:
+            return result
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TaskTimeout(f"task {task_id} is still {status} after {timeout:g} s; it goes on running "
+                              "(another process runs it)")
+        time.sleep(interval)

@@ -58,7 +58,7 @@ class TaskMethods:
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the task has finished and return its result (TaskTimeout after ``timeout`` s)."""
         if self._task_queue is None:
-            from .queue import wait_file
+            from .files import wait_file
 
             return wait_file(_default_files().result, task_id, timeout)
         return self._task_queue.wait(task_id, timeout=timeout)

@@ -27,30 +27,18 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..backend import Job
-from ..errors import TaskError, WanlabError
+from ..errors import QueueClosed, QueueFull, TaskError, TaskTimeout, WanlabError
 from ..params import Params
 from ..store import Store, default_store_path
 from ..values import check_int, check_number
-from .eta import Rates
-from .files import TaskFiles, check_task_id
+from .eta import Rates, eta, progress
+from .files import TaskFiles, check_task_id, wait_file
 from .shape import FAILED, FINISHED, LOCAL_URL_TTL, PROCESSING, QUEUED, SUCCEED, task_result, video_entry
 from .task import Task
 
 DEFAULT_MAXSIZE = 16
 KEEP_FINISHED = 1000
 CANCELLED_REASON = "cancelled before it started"
-
-
-class TaskTimeout(TaskError, TimeoutError):
-    """``wait`` ran out of time before the task finished (the task goes on)."""
-
-
-class QueueFull(TaskError):
-    """``submit`` found ``maxsize`` tasks waiting (the HTTP service answers 429 and says when to retry)."""
-
-
-class QueueClosed(TaskError):
-    """``submit`` after :meth:`TaskQueue.close` (the HTTP service answers 503 while it shuts down)."""
 
 
 def caller_threads() -> int | None:
@@ -396,34 +384,11 @@ class TaskQueue:
 
     # --- answers -------------------------------------------------------------------------------------
     def _progress(self, task: Task) -> int:
-        if task.status == SUCCEED:
-            return 100
-        if task.status == QUEUED:
-            return 0
-        return min(99, int(100 * task.done / task.params.steps))
-
-    def _estimate(self, task: Task) -> float:
-        """Seconds this task still needs (from measured rates, else the priors)."""
-        p = task.params
-        if task.status == PROCESSING and task.step_time is not None:
-            per_step = task.step_time
-        else:
-            per_step = self._rates.per_step(p)
-        tail = self._rates.after_steps(p)
-        remaining = per_step * (p.steps - task.done) + tail
-        if task.status == PROCESSING and task.last_step is not None and task.done < p.steps:
-            remaining -= min(time.perf_counter() - task.last_step, per_step)  # the step under way
-        return max(remaining, 0.0)
+        return progress(task)
 
     def _eta(self, task: Task) -> float:
-        if task.status in FINISHED:
-            return 0.0
-        if task.status == PROCESSING:
-            return self._estimate(task)
-        ahead = [t for t in self._running if t.status == PROCESSING]
         waiting = [t for t in self._running if t.status == QUEUED] + list(self._queue)
-        ahead += waiting[: waiting.index(task) + 1] if task in waiting else [task]
-        return sum(self._estimate(t) for t in ahead) / min(self._capacity(), len(ahead))
+        return eta(task, [t for t in self._running if t.status == PROCESSING], waiting, self._capacity(), self._rates)
 
     def _result(self, task: Task) -> dict[str, Any]:
         videos = []
@@ -461,18 +426,3 @@ def _request_info(params: Params) -> dict[str, Any]:
 def _file_url(run: Any, task: Task) -> tuple[str, int]:
     """A finished task's video as the in-process API gives it: the run's mp4 as a ``file://`` URL."""
     return Path(run.mp4).resolve().as_uri(), LOCAL_URL_TTL
-
-
-def wait_file(read: Callable[[str], dict[str, Any]], task_id: str, timeout: float | None,
-              interval: float = 0.1) -> dict[str, Any]:
-    """Poll a task's file (another process owns the task) until it says the task finished."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        result = read(task_id)
-        status = result["task"]["status"]
-        if status in FINISHED:
-            return result
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TaskTimeout(f"task {task_id} is still {status} after {timeout:g} s; it goes on running "
-                              "(another process runs it)")
-        time.sleep(interval)
