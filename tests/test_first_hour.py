@@ -221,3 +221,13 @@ def test_one_damaged_record_leaves_the_tables_standing(pipe, tmp_path):
     assert list(store.df["seed"]) == [1]  # listed again once repaired
     table = sweep.result(pipe, store).df
     assert list(table["status"]) == ["done", "failed"] and "record cannot be read" in table["error"][1]
+
+
+def test_import_wanlab_and_a_request_load_no_heavy_library():
+    """``import wanlab`` and building a request stay fast: numpy, torch, diffusers, cv2, matplotlib, ipywidgets,
+    fastapi, httpx and ray load only when something needs them."""
+    heavy = ["numpy", "torch", "diffusers", "cv2", "matplotlib", "ipywidgets", "fastapi", "httpx", "ray"]
+    code = ("import sys, wanlab; wanlab.Params(prompt='a fox').duration; "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

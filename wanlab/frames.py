@@ -10,8 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-#: Wan 2.1 generates 16 frames per second.
-WAN_FPS = 16.0
+from .values import WAN_FPS  # noqa: F401 - frames' rate, importable beside the frame helpers
 
 
 def check_frames(frames: Any, name: str = "frames", min_frames: int = 1) -> np.ndarray:

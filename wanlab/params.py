@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .errors import ParamError
-from .frames import WAN_FPS
-from .values import check_bool, check_int, check_known, check_number, check_text
+from .values import WAN_FPS, check_bool, check_int, check_known, check_number, check_text
 
 #: What ``model_name`` may say: the published name, and the one client code in the wild sends.
 API_MODEL_NAMES = ("wan2.1-t2v", "wan-t2v")

@@ -10,6 +10,10 @@ import math
 import os
 from typing import Any, Iterable, Mapping
 
+#: Wan 2.1 generates 16 frames per second (here, below every layer that needs it, so a request's
+#: duration needs no numpy).
+WAN_FPS = 16.0
+
 from .errors import ParamError
 
 
