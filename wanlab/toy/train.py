@@ -1,4 +1,7 @@
-"""Train the ``toy`` Wan checkpoint: ``python -m wanlab.toy.train --out DIR``.
+"""Train a ``toy`` Wan checkpoint with the second-generation recipe: ``python -m wanlab.toy.train --out DIR``.
+
+The shipped checkpoint is the first generation (trained by the code of commit 3f4b74e; its
+``TRAINING.md`` says how to reproduce it and why this recipe's result was not shipped).
 
 All stages run in order with fixed seeds and pinned threads, each resumable from its own
 checkpoint in a work folder (re-run the same command after an interruption):
@@ -12,13 +15,12 @@ checkpoint in a work folder (re-run the same command after an interruption):
    (``wanlab.toy.autoencoder``), so Wan's causal first latent frame means what the others mean.
 3. ``encode``: encoder means of a fixed set of training clips; per-channel statistics go to the
    VAE config (``latents_mean`` / ``latents_std``) as Wan does.
-4. ``transformer``: ``WanTransformer3DModel`` and the ``UMT5EncoderModel`` text encoder trained
+4. ``decoder``: the VAE decoder refined on full clips with the encoder frozen (so the latents the
+   transformer learns stay valid), with a little noise on the latents for robustness.
+5. ``transformer``: ``WanTransformer3DModel`` and the ``UMT5EncoderModel`` text encoder trained
    jointly with flow matching as UniPC's ``flow_prediction`` expects (x_t = (1-s) x0 + s eps,
    target eps - x0, timestep 1000 s, s shifted like the sampler), captions dropped to "" some of
    the time (classifier-free guidance), EMA weights saved.
-5. ``decoder``: the VAE decoder refined on full clips with the encoder frozen (so the latents the
-   transformer learnt stay valid), with a little noise on the latents for robustness.
-6. ``finetune``: a second, shorter cosine cycle of stage 4 from its EMA weights (a warm restart).
 
 The result is a stock diffusers pipeline folder (``WanPipeline.save_pretrained``, safetensors)
 plus ``training_log.jsonl``, ``recipe.json`` and ``SHA256SUMS``. Randomness is a pure function of
