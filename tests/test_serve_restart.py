@@ -23,9 +23,9 @@ QUEUED, PROCESSING, SUCCEED = "TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "T
 SLOW = {"prompt": "a lighthouse beam sweeping over fog", "width": 64, "height": 64, "num_frames": 17, "steps": 40}
 
 
-def submit_all(server, seeds) -> list[str]:
+def submit_all(server, seeds, **fields) -> list[str]:
     with server.client() as http:
-        return [http.post("/v3/async/wan-t2v", json={**SLOW, "seed": s}).json()["task_id"] for s in seeds]
+        return [http.post("/v3/async/wan-t2v", json={**SLOW, "seed": s, **fields}).json()["task_id"] for s in seeds]
 
 
 def wait_for_status(server, task_id: str, status: str, timeout: float = 120.0) -> None:
@@ -85,7 +85,9 @@ def test_a_server_life_loses_no_accepted_task(tmp_path):
         keys = {r["extra"]["wanlab"]["run_key"] for r in results.values()}
         store = Store(first.store)
         assert len(keys) == 3 and set(store.df["key"]) == keys  # each task once; the store whole
-        assert not list(first.store.glob(".tmp-*"))
+        # the kill may have caught the first server storing crashed[0]: its build folder stays (never a run)
+        leftovers = [p.name for p in first.store.glob(".tmp-*")]
+        assert len(leftovers) <= 1 and all(name.split("-")[1] in keys for name in leftovers), leftovers
         for result in results.values():
             assert store.get(result["extra"]["wanlab"]["run_key"]).params.seed == int(result["extra"]["seed"])
 
@@ -96,7 +98,7 @@ def test_a_server_life_loses_no_accepted_task(tmp_path):
         assert files.read(stopped[2])["status"] == QUEUED  # never started: kept for the next server
         assert "Application shutdown complete" in second.log()
 
-        (drained,) = submit_all(third, [20])  # 4
+        (drained,) = submit_all(third, [20], width=128, height=128)  # 4: long enough to outlast the server's shutdown
         wait_for_status(third, drained, PROCESSING)
         started = time.monotonic()
         assert third.stop() == 0 and time.monotonic() - started < 30

@@ -313,3 +313,25 @@ def test_reading_a_result_starts_no_queue(tmp_path, monkeypatch):
     assert reader.task_result(task_id)["task"]["status"] == SUCCEED
     assert reader.wait(task_id, timeout=5)["task"]["status"] == SUCCEED and reader._task_queue is None
     owner.close()
+
+
+def test_a_task_abandoned_at_shutdown_is_written_back_as_queued_and_runs_once_more(store):
+    """A server whose drain time ran out: the running task is written back as queued, the end of its job
+    is ignored (no run, no file written after), and the next queue on the store runs it once."""
+    first = TaskQueue(FakeBackend(max_in_flight=1, step_seconds=0.4), store)
+    task_id = first.submit(_request(40, steps=3))
+    deadline = time.monotonic() + 30
+    while first.result(task_id)["task"]["status"] != PROCESSING and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with pytest.raises(TaskError, match="for a closed queue"):
+        first.abandon()
+    first.close(timeout=0)
+    assert first.abandon() == [task_id] and first.abandon() == []
+    assert TaskFiles(store.path).read(task_id)["status"] == QUEUED
+    time.sleep(1.6)  # the abandoned job ends meanwhile: nothing of it may land
+    assert TaskFiles(store.path).read(task_id)["status"] == QUEUED and list(store.runs()) == []
+    backend = FakeBackend(max_in_flight=1)
+    second = TaskQueue(backend, store)
+    assert second.wait(task_id, timeout=60)["task"]["status"] == SUCCEED
+    assert [job.params.seed for job in backend.ran] == [40] and len(list(store.runs())) == 1
+    second.close()

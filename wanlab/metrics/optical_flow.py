@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..frames import WAN_FPS, as_frames
+from ..frames import as_frames
 
 FLOW_METHODS = ("dis", "farneback")
 #: Flow working resolution: short side in px (832x480 -> 416x240). Chosen by

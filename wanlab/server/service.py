@@ -147,21 +147,12 @@ class Service:
         queue = self.queue
         if queue is not None:
             queue.close(timeout=self.config.drain_timeout_s)
-            running = [r["task"]["task_id"] for r in queue.tasks() if r["task"]["status"] == PROCESSING]
-            for task_id in running:
-                self._requeue(task_id)
-            self.abandoned = running
+            self.abandoned = queue.abandon()
+            for task_id in self.abandoned:
+                log.warning("task %s was still running at shutdown; written back as queued", task_id)
         self.deliveries.close()
         if self.backend is not None and not self.abandoned and hasattr(self.backend, "close"):
             self.backend.close()
-
-    def _requeue(self, task_id: str) -> None:
-        """Write a task that is still running at shutdown back as queued (the next server runs it again)."""
-        data = self.files.read(task_id)
-        result = dict(data["result"])
-        result["task"] = {**result["task"], "status": QUEUED, "progress_percent": 0}
-        self.files.write({**data, "status": QUEUED, "started": None, "result": result})
-        log.warning("task %s was still running at shutdown; written back as queued", task_id)
 
     # --- who -----------------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> str | None:

@@ -202,8 +202,9 @@ class TaskQueue:
                 "finished": sum(statuses.count(s) for s in FINISHED)}
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop taking tasks; running tasks finish (within ``timeout`` seconds), queued ones stay queued
-        in the store for the next queue on it (this queue lets go of them). Safe to call twice."""
+        """Stop taking tasks; running tasks finish (within ``timeout`` seconds; after it they go on in
+        the background, see :meth:`abandon`), queued ones stay queued in the store for the next queue
+        on it (this queue lets go of them). Safe to call twice."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closing = True
@@ -223,6 +224,22 @@ class TaskQueue:
             idle = not self._running
         if idle:
             self._finisher.shutdown(wait=True)
+
+    def abandon(self) -> list[str]:
+        """For a closed queue whose process is about to exit: write every task still running back as
+        queued and let go of it, so the next queue on the store runs it once; the end of its job is
+        ignored here (no run stored, no file written). Returns their task ids."""
+        with self._cond:
+            if not self._closing:
+                raise TaskError("abandon() is for a closed queue: call close() first")
+            tasks = [t for t in self._running if not t.abandoned]
+            for task in tasks:
+                task.abandoned, task.status, task.started, task.done = True, QUEUED, None, 0
+                task.version += 1
+        for task in tasks:
+            self._persist(task)
+            self._let_go(task)
+        return [t.task_id for t in tasks]
 
     # --- the dispatcher --------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -264,6 +281,8 @@ class TaskQueue:
 
     def _started(self, task: Task) -> None:
         with self._cond:
+            if task.abandoned:
+                return
             task.status, task.started, task.last_step = PROCESSING, time.time(), time.perf_counter()
             task.version += 1
             self._cond.notify_all()
@@ -284,10 +303,10 @@ class TaskQueue:
 
     def _complete(self, task: Task, future: Any, error: BaseException | None) -> None:
         """A task's job ended: store its video (SUCCEED) or say why not (FAILED), then let go of it."""
-        cancelled = future is not None and future.cancelled()
+        cancelled = (future is not None and future.cancelled()) or task.abandoned
         try:
             if cancelled:
-                return  # cancel() has ended the task and written it
+                return  # cancel() has ended the task and written it, or abandon() has written it back
             if error is None and future is not None:
                 error = future.exception()
             if error is None:
@@ -296,18 +315,22 @@ class TaskQueue:
                 tail = time.perf_counter() - (task.last_step or time.perf_counter())
                 with self._cond:
                     self._rates.add_tail(tail, task.params)
+                    if task.abandoned:  # abandon() wrote it back as queued while it was being stored
+                        return
                     task.run_key, task.done = run.key, task.params.steps
                     self._end(task, SUCCEED, "")
                 self._rates.save()
             else:
                 with self._cond:
-                    self._end(task, FAILED, reason_of(error))
+                    if not task.abandoned:
+                        self._end(task, FAILED, reason_of(error))
         except Exception as exc:  # noqa: BLE001 - storing failed: the task says so
             with self._cond:
-                self._end(task, FAILED, f"the video was made but could not be stored: {reason_of(exc)}")
+                if not task.abandoned:
+                    self._end(task, FAILED, f"the video was made but could not be stored: {reason_of(exc)}")
         finally:
             try:
-                if not cancelled:
+                if not cancelled and not task.abandoned:
                     self._persist(task)
             finally:
                 self._let_go(task)

@@ -38,6 +38,7 @@ class Task:
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     future: Any = None
     claim: Any = None  # the lock that makes this queue the task's one owner (wanlab.tasks.files.Claim)
+    abandoned: bool = False  # written back as queued by TaskQueue.abandon: its job's end is ignored
 
     def file_data(self, result: Mapping[str, Any]) -> dict[str, Any]:
         """What the task's file holds: the request, setting, key, status, times, owner, options, result."""

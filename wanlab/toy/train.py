@@ -48,7 +48,7 @@ from . import data
 from .autoencoder import (clips_tensor, decode_unclamped, encode_mean, init_frame_aligned, latent_coverage,
                           reconstruction_loss, single_frame_convs)
 from .recipe import RECIPE, RECIPES, STAGES, TEST_RECIPE, recipe_hash, stage_hash
-from .resume import Loop, StopTraining, generator, load_checkpoint, lr_at, save_checkpoint
+from .resume import Loop, StopTraining, generator, load_checkpoint, lr_at
 from .text import build_tokenizer, text_embeddings, tokenize
 
 __all__ = ["train", "Trainer", "StopTraining", "RECIPE", "TEST_RECIPE", "RECIPES", "STAGES", "pin",
