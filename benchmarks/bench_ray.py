@@ -35,6 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the local Ray listens on 127.0.0.1 only
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workload import add_sweep_args, twelve_points  # noqa: E402
 
 
 def load_average() -> str:
@@ -73,10 +74,7 @@ def gpu_model(arch: str, folder: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--frames", type=int, default=17)
-    parser.add_argument("--steps", type=int, default=10)
+    add_sweep_args(parser)
     parser.add_argument("--arch", default=None, choices=("smoke", "1.3B", "14B"),
                         help="instead of the tiny model: bench_gpu.py's architecture with random weights, one "
                              "worker per GPU (smoke: the same code path on CPU)")
@@ -88,7 +86,6 @@ def main() -> None:
     torch.set_num_threads(1)
     import wanlab
     import wanlab.ray
-    from wanlab.sweep import Sweep
 
     print(f"load average before: {load_average()} (1/5/15 min), {os.cpu_count()} cores, ray {ray.__version__}")
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
@@ -101,9 +98,7 @@ def main() -> None:
     ray.init(num_cpus=3 if not gpus else count + 1, include_dashboard=False, log_to_driver=False)
     t_init = time.perf_counter() - t
     pipe = wanlab.load(model, progress=False, device="cuda" if gpus else "cpu")
-    sweep = Sweep(base=dict(prompt="a red fox running through fresh snow", negative_prompt="static, blurry",
-                            width=args.size, height=args.size, num_frames=args.frames, steps=args.steps),
-                  grid={"seed": [1, 2, 3], "guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]}, name="bench")
+    sweep = twelve_points(args)
     n = len(sweep)
     assert n == 12
     names = ["in-process", "pool of 1"] + ([f"pool of {count}"] if count > 1 else [])  # one GPU: no scaling

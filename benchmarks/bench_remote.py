@@ -21,9 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared workload beside this script
+from workload import add_sweep_args, twelve_points  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -31,10 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--frames", type=int, default=17)
-    parser.add_argument("--steps", type=int, default=10)
+    add_sweep_args(parser)
     parser.add_argument("--inflight", default="1,2,4", help="K values to measure, comma-separated")
     parser.add_argument("--metrics", action="store_true", help="compute motion metrics of every run (both sides)")
     args = parser.parse_args()
@@ -43,14 +44,11 @@ def main() -> None:
 
     import wanlab
     from wanlab.server.testing import start_server
-    from wanlab.sweep import Sweep
 
     ks = [int(k) for k in args.inflight.split(",")]
     load_before = os.getloadavg()
     pipe = wanlab.load("tiny", progress=False)
-    sweep = Sweep(base=dict(prompt="a red fox running through fresh snow", negative_prompt="static, blurry",
-                            width=args.size, height=args.size, num_frames=args.frames, steps=args.steps),
-                  grid={"seed": [1, 2, 3], "guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]}, name="bench")
+    sweep = twelve_points(args)
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(model="tiny", store=Path(tmp) / "server", no_auth=True,
                               args=["--no-access-log", "--queue-size", str(max(ks) + 1)])

@@ -18,9 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared workload beside this script
+from workload import add_sweep_args, twelve_points  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -34,10 +38,7 @@ def cpu_seconds() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--frames", type=int, default=17)
-    parser.add_argument("--steps", type=int, default=10)
+    add_sweep_args(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own choice). On a machine where other processes "
                              "keep cores busy, 2 starved threads can run 10-50x slower: use 1 there")
@@ -51,13 +52,10 @@ def main() -> None:
 
     import wanlab
     from wanlab.frames import to_uint8
-    from wanlab.sweep import Sweep
     from wanlab.frames import frames_digest
 
     pipe = wanlab.load("tiny", progress=False)
-    sweep = Sweep(base=dict(prompt="a red fox running through fresh snow", negative_prompt="static, blurry",
-                            width=args.size, height=args.size, num_frames=args.frames, steps=args.steps),
-                  grid={"seed": [1, 2, 3], "guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]}, name="bench")
+    sweep = twelve_points(args)
     points = sweep.points(pipe)
     assert len(points) == 12
     texts = {t for p in points for t in ([p.prompt, p.negative_prompt] if p.guidance_scale > 1 else [p.prompt])}
