@@ -348,6 +348,21 @@ def test_keys_come_from_the_argument_then_the_environment(monkeypatch, tmp_path)
         read_key_file(tmp_path / "missing")
 
 
+def test_a_key_with_a_byte_order_mark_or_other_non_ascii_is_one_sentence_without_the_key(tmp_path):
+    secret = "sk-\u00e9l\u00e8ve-0123456789"  # an accented key, e.g. pasted from a document
+    with pytest.raises(ParamError) as caught:
+        ApiKey(secret, "a test")
+    assert str(caught.value).startswith("api_key: must be ASCII characters only") and "\n" not in str(caught.value)
+    assert secret not in str(caught.value) + repr(caught.value) and "0123456789" not in str(caught.value)
+    with pytest.raises(ParamError, match="byte-order mark") as caught:
+        ApiKey("\ufeff" + KEY, "a test")
+    assert KEY not in str(caught.value)
+    file = tmp_path / "bom.key"
+    file.write_bytes(b"\xef\xbb\xbf" + KEY.encode() + b"\n")  # as Notepad saves it: the mark is not the key's
+    file.chmod(0o600)
+    assert read_key_file(file).headers() == {"Authorization": f"Bearer {KEY}"}
+
+
 # --- the command line -------------------------------------------------------------------------------------------
 def test_the_cli_refuses_before_any_call_and_dry_runs_without_submitting(api, tmp_path):
     root = Path(__file__).resolve().parents[1]

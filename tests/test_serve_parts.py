@@ -11,7 +11,7 @@ import pytest
 
 from wanlab.errors import ParamError, UnsafeURLError
 from wanlab.netguard import NetPolicy, check_url, parse_host
-from wanlab.server.auth import ApiKeys, ServerSecret, read_keys
+from wanlab.server.auth import ApiKeys, ServerSecret, parse_keys, read_keys
 from wanlab.server.config import ServerConfig
 from wanlab.server.errors import ApiError
 from wanlab.server.urls import UrlSigner
@@ -48,14 +48,20 @@ def test_key_files_take_comments_and_name_bad_lines_without_showing_keys(tmp_pat
     file.write_text(f"# lab keys\n{KEY_A}  # alice\n\n   {KEY_B}\n")
     assert read_keys(file) == [KEY_A, KEY_B]
     file.write_text(f"{KEY_A}\nshort-secret\n")
-    with pytest.raises(ParamError) as caught:
-        read_keys(file)
-    assert "line 2 of" in str(caught.value) and "short-secret" not in str(caught.value)
+    assert read_keys(file) == [KEY_A]  # a line that is not a key is skipped, the others count
+    keys, problems = parse_keys(f"{KEY_A}\nshort-secret\n")
+    assert keys == [KEY_A] and problems[0].startswith("line 2:") and "short-secret" not in problems[0]
     file.write_text("# nothing here\n")
     with pytest.raises(ParamError, match="at least one key"):
         read_keys(file)
+    file.write_text("short-secret\n")
+    with pytest.raises(ParamError) as caught:
+        read_keys(file)
+    assert "line 1" in str(caught.value) and "short-secret" not in str(caught.value)
     with pytest.raises(ParamError, match="readable UTF-8 file"):
         read_keys(tmp_path / "missing.txt")
+    file.write_bytes(b"\xef\xbb\xbf" + KEY_A.encode() + b"\n")  # a byte-order mark, as Windows editors write
+    assert read_keys(file) == [KEY_A]
 
 
 def test_keys_are_checked_as_digests_and_reread_when_the_file_changes(tmp_path):
@@ -63,7 +69,7 @@ def test_keys_are_checked_as_digests_and_reread_when_the_file_changes(tmp_path):
     file = tmp_path / "keys.txt"
     file.write_text(KEY_A + "\n")
     os.chmod(file, 0o600)
-    keys = ApiKeys(file, secret)
+    keys = ApiKeys(file, secret, reload_s=0)
     owner = keys.owner(f"Bearer {KEY_A}")
     assert len(owner) == 64 and KEY_A not in owner and owner == keys.owner(f"bearer   {KEY_A} ")
     assert KEY_A not in repr(keys) and "hidden" in repr(secret)
@@ -74,15 +80,63 @@ def test_keys_are_checked_as_digests_and_reread_when_the_file_changes(tmp_path):
     file.write_text(f"{KEY_A}\n{KEY_B}\n")
     os.utime(file, ns=(1, 10**18))  # a different modification time, whatever the clock's resolution
     assert keys.owner(f"Bearer {KEY_B}") != owner and len(keys) == 2
-    file.write_text("broken\n")  # a broken edit keeps the keys read last
+    file.write_text("broken\n")  # an edit that leaves no valid key: no key is valid
     os.utime(file, ns=(1, 2 * 10**18))
-    assert keys.owner(f"Bearer {KEY_A}") == owner
+    with pytest.raises(ApiError):
+        keys.owner(f"Bearer {KEY_A}")
     again = tmp_path / "again.txt"
     again.write_text(KEY_A + "\n")
     os.chmod(again, 0o600)
     same_store = ApiKeys(again, ServerSecret.of_store(tmp_path / "store"))
     assert same_store.owner(f"Bearer {KEY_A}") == owner  # the store's secret makes owners agree across servers
     assert ApiKeys(again, ServerSecret.of_store(tmp_path / "other")).owner(f"Bearer {KEY_A}") != owner
+
+
+def test_a_bare_key_is_accepted_as_the_javascript_sdk_sends_it(tmp_path):
+    file = tmp_path / "keys.txt"
+    file.write_text(KEY_A + "\n")
+    os.chmod(file, 0o600)
+    keys = ApiKeys(file, ServerSecret.of_store(tmp_path / "store"))
+    assert keys.owner(KEY_A) == keys.owner(f"Bearer {KEY_A}") == keys.owner(f"  {KEY_A} ")
+    for header in (KEY_B, f"{KEY_A} extra", f"Token {KEY_A}", "Bearer  "):
+        with pytest.raises(ApiError) as caught:
+            keys.owner(header)
+        assert caught.value.status == 401 and KEY_A not in caught.value.message
+
+
+def test_a_removed_key_is_revoked_whatever_the_edit_and_no_file_means_no_key(tmp_path, caplog):
+    file = tmp_path / "keys.txt"
+    key_c = KEY_A.replace("alice", "carol")  # the same length: the edit keeps the file's size
+    file.write_text(f"{KEY_A}\n{KEY_B}\n")
+    os.chmod(file, 0o600)
+    keys = ApiKeys(file, ServerSecret.of_store(tmp_path / "store"), reload_s=0)
+    assert keys.owner(KEY_A) and keys.owner(KEY_B)
+    stamp = file.stat()
+    file.write_text(f"{key_c}\n{KEY_B}\n")
+    os.utime(file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # same size, same modification time
+    assert file.stat().st_size == stamp.st_size and file.stat().st_mtime_ns == stamp.st_mtime_ns
+    with pytest.raises(ApiError):
+        keys.owner(KEY_A)
+    assert keys.owner(key_c) and keys.owner(KEY_B)
+    caplog.set_level("WARNING", logger="wanlab.server")
+    file.write_text(f"{KEY_B}\nnot a key\nwanlab-\u00e9t\u00e9-0123456789abcdef\n")  # spaces; non-ASCII
+    assert keys.owner(KEY_B) and len(keys) == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("line 2:" in m for m in lines) and any("line 3:" in m for m in lines)
+    assert not any("not a key\n" in m or "\u00e9t\u00e9" in m for m in lines)
+    for edit in ("", "# all comments\n", None):
+        caplog.clear()
+        if edit is None:
+            file.unlink()
+        else:
+            file.write_text(edit)
+        for _ in range(3):
+            with pytest.raises(ApiError) as caught:
+                keys.owner(KEY_B)
+            assert caught.value.status == 401
+        assert sum("no API key is valid" in r.getMessage() for r in caplog.records) == 1  # logged once
+    file.write_text(KEY_B + "\n")
+    assert keys.owner(KEY_B)
 
 
 def test_a_key_file_readable_by_others_is_warned_about(tmp_path):

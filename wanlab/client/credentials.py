@@ -35,6 +35,10 @@ class ApiKey:
         if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
             raise ParamError("api_key", "one token without spaces, line breaks or control characters",
                              f"<{len(value)} characters from {source}, hidden>")
+        if not value.isascii():  # an HTTP header carries ASCII only (a byte-order mark, a pasted quote...)
+            where = "a byte-order mark at its start" if value.startswith("\ufeff") else "a character that is not ASCII"
+            raise ParamError("api_key", "ASCII characters only (HTTP headers carry no others)",
+                             f"<{len(value)} characters from {source} with {where}, hidden>")
         self._value = value
         self.source = source
 
@@ -82,7 +86,7 @@ def read_key_file(path: str | os.PathLike[str]) -> ApiKey:
     """
     file = Path(path).expanduser()
     try:
-        lines = file.read_text().splitlines()
+        lines = file.read_bytes().decode("utf-8-sig").splitlines()  # a byte-order mark is not the key's
         mode = file.stat().st_mode
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

@@ -1,8 +1,12 @@
 """Who may call the service: the operator's API keys, checked in constant time and never kept.
 
 - The key file (``--api-keys FILE``) holds one key per line; ``#`` starts a comment, blank lines
-  are skipped. Keys are 16 to 512 printable characters without spaces. The file is read again
-  when it changes, so a lab member is added or removed without a restart.
+  are skipped. Keys are 16 to 512 printable ASCII characters without spaces; other lines are
+  logged (by line number, never their text) and skipped. The file is read again every second and
+  its content compared, so a lab member is added or removed without a restart, and a removed key
+  stops working within a second, whatever the edit. A deleted or empty key file: no key is valid.
+- A key comes as ``Authorization: Bearer KEY`` or, as the provider's JavaScript SDK sends it, as
+  the bare ``Authorization: KEY``.
 - In memory a key exists only as its HMAC-SHA256 under the store's server secret; a presented key
   is hashed the same way and compared with every entry by :func:`hmac.compare_digest` (no early
   exit). A task's ``owner`` is that digest in hex: task files say which key, never the key, and
@@ -14,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
 
 from ..errors import ParamError
@@ -26,6 +32,9 @@ from .errors import unauthorized
 SECRET_FILE = Path("server") / "secret.key"
 SECRET_BYTES = 32
 KEY_CHARS = (16, 512)
+#: Seconds between two reads of the key file (a removed key stops working within this time).
+RELOAD_S = 1.0
+log = logging.getLogger("wanlab.server")
 
 
 class ServerSecret:
@@ -73,43 +82,78 @@ class ServerSecret:
         return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
 
-def read_keys(path: str | os.PathLike[str]) -> list[str]:
-    """The keys of a key file (see the module docstring); ParamError naming the line, never the key."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParamError("api_keys", "a readable UTF-8 file of API keys, one per line", str(file)) from exc
-    keys = []
+def parse_keys(text: str) -> tuple[list[str], list[str]]:
+    """The keys of a key file's text, and one sentence per line that is not a valid key (naming the
+    line and what is wrong, never the line's text): such lines are skipped, every other key counts.
+
+    >>> parse_keys("# lab\\nalice-key-0123456789abcdef\\nshort\\n")
+    (['alice-key-0123456789abcdef'], ['line 3: not a key of 16..512 printable ASCII characters without spaces (5 characters; not shown); ignored'])
+    """
+    keys: list[str] = []
+    problems: list[str] = []
     lo, hi = KEY_CHARS
     for number, line in enumerate(text.splitlines(), 1):
         key = line.split("#", 1)[0].strip()
         if not key:
             continue
-        if not (lo <= len(key) <= hi) or not key.isprintable() or any(c.isspace() for c in key):
-            raise ParamError("api_keys", f"one key of {lo}..{hi} printable characters without spaces per line",
-                             f"line {number} of {file} ({len(key)} characters; the key itself is not shown)")
-        keys.append(key)
+        if is_key(key):
+            keys.append(key)
+        else:
+            problems.append(f"line {number}: not a key of {lo}..{hi} printable ASCII characters without spaces "
+                            f"({len(key)} characters; not shown); ignored")
+    return keys, problems
+
+
+def is_key(key: str) -> bool:
+    """Whether ``key`` has the form of an API key: 16..512 printable ASCII characters, no spaces."""
+    lo, hi = KEY_CHARS
+    return lo <= len(key) <= hi and all(33 <= ord(c) <= 126 for c in key)
+
+
+def read_keys(path: str | os.PathLike[str]) -> list[str]:
+    """The keys of a key file (UTF-8, a byte-order mark allowed); ParamError when it cannot be read or
+    holds no valid key (lines that are not keys are skipped: :func:`parse_keys`).
+
+    >>> read_keys("keys.txt")  # doctest: +SKIP
+    ['alice-key-0123456789abcdef']
+    """
+    file = Path(path)
+    try:
+        text = file.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamError("api_keys", "a readable UTF-8 file of API keys, one per line", str(file)) from exc
+    keys, problems = parse_keys(text)
     if not keys:
-        raise ParamError("api_keys", "a file with at least one key (one per line, # comments)", str(file))
+        lo, hi = KEY_CHARS
+        detail = f" ({'; '.join(problems)})" if problems else ""
+        raise ParamError("api_keys", f"a file with at least one key of {lo}..{hi} printable ASCII characters "
+                         "(one per line, # comments)", f"{file}{detail}")
     return keys
 
 
 class ApiKeys:
     """The keys of ``path``, held as digests (see the module docstring).
 
+    The file is read again at most every :data:`RELOAD_S` seconds and its content compared (an edit
+    that keeps the size and the modification time is seen too): a key removed from it stops working
+    within that time. Lines that are not keys are logged and skipped; a key file that is deleted,
+    unreadable, empty or all comments means no key is valid (logged once, until it changes).
+
     >>> keys = ApiKeys("keys.txt", ServerSecret.of_store("runs/serve"))  # doctest: +SKIP
     >>> keys.owner("Bearer " + key)  # doctest: +SKIP
     '3f5a...'
     """
 
-    def __init__(self, path: str | os.PathLike[str], secret: ServerSecret) -> None:
+    def __init__(self, path: str | os.PathLike[str], secret: ServerSecret, *, reload_s: float = RELOAD_S) -> None:
         self.path = Path(path)
+        self.reload_s = reload_s
         self._hash_key = secret.derive("owners")
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._content: bytes | None = None
+        self._checked = 0.0
         self._digests: tuple[bytes, ...] = ()
-        self._reload()
+        read_keys(self.path)  # a server does not start on a key file without a valid key
+        self._reload(force=True)
         if self.path.stat().st_mode & 0o077:
             import warnings
 
@@ -124,28 +168,52 @@ class ApiKeys:
     def digest(self, key: str) -> bytes:
         return hmac.new(self._hash_key, key.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
 
-    def _reload(self) -> None:
-        """Read the file again when its size or modification time changed (a broken edit keeps the old keys)."""
-        stat = self.path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._stamp:
-            return
-        digests = tuple(self.digest(k) for k in read_keys(self.path))
+    def _reload(self, force: bool = False) -> None:
+        """Read the file again when :attr:`reload_s` has passed, and take its keys when its content changed."""
+        now = time.monotonic()
         with self._lock:
-            self._digests, self._stamp = digests, stamp
+            if not force and now - self._checked < self.reload_s:
+                return
+            self._checked = now
+            try:
+                content: bytes | None = self.path.read_bytes()
+            except OSError as exc:
+                content, why = None, f"cannot be read ({exc.strerror or type(exc).__name__})"
+            if content == self._content and not force:
+                return
+            self._content = content
+            keys: list[str] = []
+            if content is not None:
+                try:
+                    keys, problems = parse_keys(content.decode("utf-8-sig"))
+                    why = "holds no valid key"
+                except UnicodeDecodeError:
+                    problems, why = [], "is not UTF-8 text"
+                for problem in problems:
+                    log.warning("API key file %s, %s", self.path, problem)
+            self._digests = tuple(self.digest(k) for k in keys)
+            if not keys:
+                log.error("API key file %s %s: no API key is valid until it holds one", self.path, why)
+            elif not force:
+                log.info("API key file %s changed: %d key(s) in force", self.path, len(keys))
 
     def owner(self, authorization: str | None) -> str:
-        """The owner id (hex digest) of the key in an ``Authorization: Bearer KEY`` header; 401 otherwise."""
+        """The owner id (hex digest) of the key in an ``Authorization`` header: ``Bearer KEY``, or the
+        bare ``KEY`` as the provider's JavaScript SDK sends it; 401 otherwise."""
         if not authorization:
             raise unauthorized("Authorization: must be 'Bearer <API key>'; got no Authorization header")
-        scheme, _, key = authorization.strip().partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise unauthorized("Authorization: must be 'Bearer <API key>'; got another form (not shown)")
-        try:
-            self._reload()
-        except (OSError, ValueError):
-            pass  # a file being rewritten or a broken edit: the keys read last stay in force
+        text = authorization.strip()
+        scheme, _, rest = text.partition(" ")
+        if scheme.lower() == "bearer":
+            key = rest.strip()
+        elif rest:
+            key = ""  # another scheme (Basic ...), or a value with spaces: no key of this server
+        else:
+            key = scheme  # a bare key
+        if not key:
+            raise unauthorized("Authorization: must be 'Bearer <API key>' (or the bare key); got another form "
+                               "(not shown)")
+        self._reload()
         presented = self.digest(key)
         match = False
         for digest in self._digests:  # every entry, whatever matched: the time says nothing
