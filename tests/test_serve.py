@@ -281,10 +281,10 @@ def test_every_invalid_field_is_a_400_naming_field_rule_and_value(http, fields, 
 
 
 def test_unknown_and_missing_fields_are_named(http):
-    answer = http.post("/v3/async/wan-t2v", json=body(1, frames=17, duration=5))
+    answer = http.post("/v3/async/wan-t2v", json=body(1, fps=16, duration=5))
     assert answer.status_code == 400
-    assert answer.json()["metadata"]["fields"] == ["duration", "frames"]
-    assert answer.json()["message"].startswith("duration, frames: must be fields of the Wan 2.1 T2V API")
+    assert answer.json()["metadata"]["fields"] == ["duration", "fps"]
+    assert answer.json()["message"].startswith("duration, fps: must be fields of the Wan 2.1 T2V API")
     missing = http.post("/v3/async/wan-t2v", json={"width": 32, "height": 32})
     assert missing.status_code == 400 and missing.json()["metadata"]["field"] == "prompt"
     for payload in ([body(1)], "a fox", None, 3):

@@ -19,6 +19,9 @@ from urllib.parse import urljoin
 from .errors import UnsafeURLError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+DEFAULT_PORTS = {"http": 80, "https": 443}
+#: IPv6 prefixes whose last 32 bits are an IPv4 address: NAT64 (well-known and local-use, RFC 6052/8215).
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,18 @@ class NetPolicy:
     ``max_redirects``: redirects followed, each one checked like the first URL. ``timeout_s``:
     seconds each connect, read or write may wait. ``ca_file``: a PEM file of certificate
     authorities to trust instead of the default ones (certifi's), for a site's own CA. ``hosts``:
-    when given, the only destinations (``"HOST"`` or ``"HOST:PORT"``, see :func:`parse_host`) that
-    the URL and every redirect may name; their addresses are still checked as above.
+    when given, the only destinations that the URL and every redirect may name: ``"HOST:PORT"``
+    admits that host name or address at that port only, a bare ``"HOST"`` only at the scheme's own
+    port (80 for http, 443 for https); a name admits the name only, never the address it resolves to
+    (``localhost`` does not admit ``127.0.0.1``), and an address only itself. With ``hosts``, a
+    non-public address is reached only when the URL names it literally (a listed name that resolves
+    to a private or loopback address is refused even when the address is in ``allow``).
+    ``keep_method``: a redirect that would turn the request into another method (301, 302 or 303
+    answering a POST) is not followed; its answer is returned as it is (a webhook's receiver must
+    answer at the URL given, not send the event elsewhere as a GET).
 
     >>> NetPolicy(schemes=("http", "https"), allow=("127.0.0.1",))  # a test server on loopback
-    NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0, ca_file=None, hosts=())
+    NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0, ca_file=None, hosts=(), keep_method=False)
     """
 
     schemes: tuple[str, ...] = ("https",)
@@ -43,6 +53,7 @@ class NetPolicy:
     timeout_s: float = 30.0
     ca_file: str | None = None
     hosts: tuple[str, ...] = ()
+    keep_method: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schemes", tuple(s.lower() for s in self.schemes))
@@ -56,12 +67,13 @@ class NetPolicy:
             except ValueError:
                 raise UnsafeURLError(f"allow: must be IP addresses or networks such as '10.0.0.0/8'; got {entry!r}")
 
-    def allows_host(self, host: str, port: int) -> bool:
-        """True when ``hosts`` is empty or names ``host`` (any port, or this one)."""
+    def allows_host(self, host: str, port: int, scheme: str = "https") -> bool:
+        """True when ``hosts`` is empty or lists ``host`` at ``port`` (a bare entry: the scheme's own port)."""
         if not self.hosts:
             return True
         wanted = host.strip("[]").lower()
-        return any(h == wanted and p in (None, port) for h, p in map(parse_host, self.hosts))
+        own = DEFAULT_PORTS.get(scheme.lower())
+        return any(h == wanted and (p if p is not None else own) == port for h, p in map(parse_host, self.hosts))
 
     def allows(self, address: Address) -> bool:
         """True when ``address`` is public or inside an allow-listed network."""
@@ -115,8 +127,20 @@ def address_kind(address: Address) -> str:
 
 
 def _unmapped(address: Address) -> Address:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+    """The IPv4 address an IPv6 address carries, when it carries one (then it is judged by it): mapped
+    (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``, e.g. ``::7f00:1``), NAT64 (``64:ff9b::/96``),
+    6to4 (``2002::/16``) and Teredo (``2001::/32``, its client); else the address itself."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    packed = int(address)
+    if any(address in net for net in NAT64) or (packed >> 32 == 0 and packed > 1):  # NAT64; ::a.b.c.d
+        return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
     return address
 
 
@@ -150,16 +174,27 @@ def check_url(url: str, policy: NetPolicy) -> Target:
         raise UnsafeURLError(f"{url}: must name a host; got none")
     if parsed.userinfo:
         raise UnsafeURLError(f"{url}: must not carry a user name or password")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    if not policy.allows_host(parsed.host, port):
+    port = parsed.port or DEFAULT_PORTS.get(parsed.scheme, 443)
+    if not policy.allows_host(parsed.host, port, parsed.scheme):
         raise UnsafeURLError(f"{url}: must go to one of the allowed hosts ({', '.join(policy.hosts)}); got "
                              f"{parsed.host}:{port}")
     addresses = resolve(parsed.host, port)
+    literal = _literal(parsed.host)
     for address in addresses:
-        if not policy.allows(address):
+        named = literal is not None and _unmapped(literal) == _unmapped(address)
+        if not policy.allows(address) or (policy.hosts and not is_public(address) and not named):
             shown = _unmapped(address)
-            raise UnsafeURLError(f"{url}: must reach only public addresses; got {shown} ({address_kind(address)})")
+            how = "" if named or not policy.hosts else " (a listed name admits no private address: list the address)"
+            raise UnsafeURLError(f"{url}: must reach only public addresses; got {shown} ({address_kind(address)})"
+                                 f"{how}")
     return Target(url=parsed, address=addresses[0])
+
+
+def _literal(host: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
 
 
 def resolve(host: str, port: int) -> list[Address]:
@@ -201,10 +236,11 @@ def stream(method: str, url: str, policy: NetPolicy, *, headers: Mapping[str, st
             target = check_url(current, policy)
             response = client.send(_pinned_request(client, method, target, headers, content), stream=True)
             location = response.headers.get("location")
-            if response.is_redirect and location:
+            becomes_get = response.status_code == 303 or (response.status_code in (301, 302) and method == "POST")
+            if response.is_redirect and location and not (becomes_get and policy.keep_method):
                 response.close()
                 current = urljoin(str(target.url), location)
-                if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+                if becomes_get:
                     method, content = "GET", None
                 continue
             try:

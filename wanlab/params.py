@@ -31,7 +31,7 @@ SHIFT_RANGE = (1.0, 10.0)
 API_FRAMES = 81
 API_FIELDS = (
     "model_name", "prompt", "negative_prompt", "width", "height", "seed", "steps",
-    "guidance_scale", "flow_shift", "loras", "enable_safety_checker", "fast_mode", "extra",
+    "guidance_scale", "flow_shift", "loras", "enable_safety_checker", "fast_mode", "extra", "frames",
 )
 TASK_STATUSES = ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED")
 
@@ -234,6 +234,8 @@ class Params:
             raise ParamError("prompt", "given", None)
         ApiOptions.from_body(body)
         fields = {k: v for k, v in body.items() if k in cls.field_names()}
+        if "frames" in body:
+            fields["num_frames"] = _frames(body, local)
         if "width" not in fields or "height" not in fields:
             fields["width"], fields["height"] = API_DEFAULT_SIZE
         if "loras" in fields and not isinstance(fields["loras"], list):
@@ -264,6 +266,20 @@ class Params:
             body[name] = getattr(self, name)
         body["loras"] = [lora.to_dict() for lora in self.loras]
         return body
+
+
+def _frames(body: Mapping[str, Any], local: bool) -> int:
+    """``frames``, the frame count as the provider's JavaScript SDK names it: ``num_frames`` by another
+    name (both given must agree); under the API's rules only the count the API produces."""
+    lo, hi = FRAMES_RANGE
+    frames = check_int("frames", body["frames"], lo, hi, rule=f"4k+1 in {lo}..{hi} (the frame count)")
+    if "num_frames" in body and body["num_frames"] != frames:
+        raise ParamError("frames", f"equal to num_frames ({body['num_frames']!r}) when both are given: frames and "
+                         "num_frames are two names of the frame count", frames)
+    if not local and frames != API_FRAMES:
+        raise ParamError("frames", f"{API_FRAMES} under the API's rules (5 s at 16 fps; other 4k+1 counts need a "
+                         "server started with --allow-local-sizes)", frames)
+    return frames
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,8 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
     between the record and the re-generation; names starting ``record.`` are key-relevant settings
     edited in the record after the run), ``frames`` (None when identical, else per-frame
     ``max_abs_delta`` and ``psnr`` lists with ``max_abs_delta_max``, ``psnr_min``,
-    ``frames_differing``), ``seconds`` and ``notes``.
+    ``frames_differing``), ``damage`` (None, or why the stored run's files are missing, truncated or
+    do not match their record: such a run is never ``identical``), ``seconds`` and ``notes``.
 
     >>> wanlab.verify("runs/demo/47b29c18240fe222")["identical"]  # doctest: +SKIP
     True
@@ -280,9 +281,14 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
             frames = frame_differences(expected_frames, video.frames)
         else:
             notes.append(f"frame shapes differ: {list(expected_frames.shape)} stored, {shape_actual} now")
-    identical = frames_identical and not (environment_changes or param_changes or setting_changes)
+    damage = source.damage(deep=True) if hasattr(source, "damage") else None
+    if damage:
+        notes.append(f"the stored run is damaged: {damage}; it is not identical to its record, whatever the "
+                     "re-generation gave (restore its files, or store the re-generated video again)")
+    identical = frames_identical and not (environment_changes or param_changes or setting_changes or damage)
     return {
         "identical": identical, "frames_identical": frames_identical, "key": key, "run": str(source.path),
+        "damage": damage,
         "model": backend_.identity.model_id, "device": device_,
         "digest_expected": digest_expected, "digest_actual": video.digest,
         "shape_expected": shape_expected, "shape_actual": shape_actual,

@@ -80,7 +80,7 @@ def check_number(name: str, value: object, lo: float | None = None, hi: float | 
         raise ParamError(name, rule, value)
     if hi is not None and (v > hi or (hi_open and v == hi)):
         raise ParamError(name, rule, value)
-    return v
+    return v + 0.0  # -0.0 is 0.0: one value, one run key
 
 
 def check_bool(name: str, value: object) -> bool:
@@ -97,6 +97,22 @@ def check_text(name: str, value: object, lo: int = 0, hi: int | None = None) -> 
         raise ParamError(name, rule, value)
     if len(value) < lo or (hi is not None and len(value) > hi):
         raise ParamError(name, rule, value if len(value) <= 60 else f"<{len(value)} characters>")
+    check_unicode(name, value)
+    return value
+
+
+def check_unicode(name: str, value: str) -> str:
+    """``value`` when it is valid Unicode text: a lone UTF-16 surrogate (``"\\ud800"``, which JSON's
+    ``\\u`` escapes can carry) cannot be written as UTF-8, stored or tokenized, so it is refused.
+
+    >>> check_unicode("prompt", "a fox")
+    'a fox'
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ParamError(name, "valid Unicode text (no lone UTF-16 surrogate)",
+                         f"<text with {value[exc.start]!a} at character {exc.start}>") from None
     return value
 
 

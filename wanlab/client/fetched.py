@@ -22,12 +22,13 @@ from ..params import Params
 from ..record import now_iso
 from ..video import OWN_FIELDS, RUN_LOSSLESS, RUN_MP4, Video, read_frames
 from .download import DownloadError, fetch_json
+from .polling import moment
 
 if TYPE_CHECKING:  # pragma: no cover
     from .remote import Remote
 
 #: Record fields of a server's run that its store wrote (the client's store writes its own).
-STORE_FIELDS = ("key", "key_parts", "store_format", "extra", "files")
+STORE_FIELDS = ("key", "key_parts", "store_format", "extra", "files", "stored")
 #: Record fields a Video writes from its frames and timings (a generated video's record holds the rest).
 FRAME_FIELDS = tuple(k for k in OWN_FIELDS if k not in ("params", "model"))
 LOSSLESS_NAMES = ("lossless_url", "lossless", "video_lossless_url")
@@ -88,13 +89,7 @@ def service_entry(remote: "Remote", task_id: str, result: Mapping[str, Any]) -> 
 def service_timings(debug: Mapping[str, Any]) -> dict[str, float]:
     """The service's own timings (seconds) from ``debug_info``'s epoch-millisecond strings: ``queue``
     (submit to start), ``generate`` (start to complete) and ``total``."""
-    def moment(name: str) -> float | None:
-        try:
-            return float(debug.get(name)) / 1000.0
-        except (TypeError, ValueError):
-            return None
-
-    submit, execute, complete = (moment(f"{n}_time_ms") for n in ("submit", "execute", "complete"))
+    submit, execute, complete = (moment(debug, f"{n}_time_ms") for n in ("submit", "execute", "complete"))
     out = {}
     if submit is not None and execute is not None:
         out["queue"] = max(execute - submit, 0.0)
@@ -160,7 +155,7 @@ def api_video(remote: "Remote", task_id: str, result: Mapping[str, Any], params:
     if t != p.num_frames:
         notes.append(f"the service returned {t} frames; the request's num_frames is {p.num_frames}")
     entry = service_entry(remote, task_id, result)
-    if entry["seed"] not in (None, "", str(p.seed)):
+    if entry["seed"] not in (None, "", "-1", str(p.seed)):
         notes.append(f"the service reports seed {entry['seed']}; the request sent {p.seed}")
     entry["downloaded"] = {name: {"bytes": got.size, "sha256": got.sha256, "video_type": kind}}
     entry["download_s"] = got.seconds

@@ -29,6 +29,20 @@ def shape(params: Params) -> tuple[Any, ...]:
             len(params.loras))
 
 
+def moment(debug: Mapping[str, Any], name: str) -> float | None:
+    """A ``debug_info`` time (``submit_time_ms`` ...) in epoch seconds; None when it has not happened
+    (``"0"``, as the hosted API and wanlab send it, an empty string from older servers, or absent).
+
+    >>> moment({"execute_time_ms": "1700000000000"}, "execute_time_ms"), moment({"execute_time_ms": "0"}, "execute_time_ms")
+    (1700000000.0, None)
+    """
+    try:
+        value = float(debug.get(name)) / 1000.0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
 class Polling:
     """Poll timing for one service (see the module docstring); safe to share between threads.
 
@@ -58,10 +72,10 @@ class Polling:
     def learn(self, params: Params, result: Mapping[str, Any]) -> None:
         """Keep how long the service ran a finished task of this shape (from its own times)."""
         debug = debug_info(result)
-        try:
-            seconds = (float(debug["complete_time_ms"]) - float(debug["execute_time_ms"])) / 1000.0
-        except (KeyError, TypeError, ValueError):
+        started, completed = moment(debug, "execute_time_ms"), moment(debug, "complete_time_ms")
+        if started is None or completed is None:
             return
+        seconds = completed - started
         if seconds > 0:
             key = shape(params)
             with self._lock:
@@ -72,11 +86,8 @@ class Polling:
         """When a running task should end (epoch seconds), or None when nothing says."""
         with self._lock:
             seconds = self._run_seconds.get(shape(params))
-        try:
-            started = float(debug_info(result)["execute_time_ms"]) / 1000.0
-        except (KeyError, TypeError, ValueError):
-            return None
-        return None if seconds is None else started + seconds
+        started = moment(debug_info(result), "execute_time_ms")
+        return None if seconds is None or started is None else started + seconds
 
 
 def progress_bar(total: int) -> Callable[[int, int], None]:

@@ -12,7 +12,9 @@ shape (the tests fuzz the schema to find none).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import json
 import logging
 from typing import Any, AsyncIterator
@@ -21,49 +23,129 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..errors import ParamError
+from ..values import check_unicode
+from ..video import RUN_RECORD
 from . import schema
 from .errors import REASONS, ApiError
 from .service import Service
 
 log = logging.getLogger("wanlab.server")
 JSON_TYPES = ("application/json",)
+#: What a write that found no room fails with: a full disk, or a quota.
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+def storage_full() -> ApiError:
+    return ApiError(507, "INSUFFICIENT_STORAGE", "the server's store has no room left on its disk; nothing was "
+                                                 "accepted (retry later; the operator must free space)",
+                    {"retry_after": 60}, headers={"Retry-After": "60"})
+
+
+class JsonResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: any text, even one a client sent back to be
+    echoed in an error, renders (a lone surrogate cannot be encoded as UTF-8, its escape can)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def error_response(error: ApiError) -> JsonResponse:
+    return JsonResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its request body had arrived: nobody to answer."""
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON: 415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 400 if
-    not JSON."""
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: a key given twice makes the request ambiguous (which one counts
+    differs between parsers), so it is refused."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            shown = key if key.isascii() and key.isprintable() else ascii(key)
+            raise ApiError(400, "INVALID_JSON", f"{shown}: must appear once in a JSON object; got it twice (an "
+                                                "ambiguous request)", {"field": shown, "rule": "unique keys"})
+        out[key] = value
+    return out
+
+
+def find_bad_text(value: Any, where: str = "") -> ApiError | None:
+    """A 400 for the first text in a parsed body (a value or a field name) that is not valid Unicode
+    (a lone UTF-16 surrogate such as ``"\\ud800"``), naming its field; None when all text is valid."""
+    if isinstance(value, str):
+        try:
+            check_unicode(where or "body", value)
+        except ParamError as exc:
+            return ApiError.invalid(exc)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if find_bad_text(key) is not None:
+                return ApiError.invalid(ParamError(f"{where}.{ascii(key)}" if where else ascii(key),
+                                                   "a field name in valid Unicode (no lone UTF-16 surrogate)",
+                                                   "<a field name with a lone surrogate>"))
+            found = find_bad_text(item, f"{where}.{key}" if where else key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = find_bad_text(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+async def read_json(request: Request, limit: int, timeout: float) -> Any:
+    """The request body as JSON: 415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 408
+    when it has not arrived whole within ``timeout`` seconds (a body that trickles), 400 if not JSON, if a
+    key is given twice in an object, or if a text is not valid Unicode. :class:`ClientGone` when the
+    client left before sending it."""
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind not in JSON_TYPES and not (kind.startswith("application/") and kind.endswith("+json")):
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type: must be application/json; got "
-                                                      f"{kind or 'none'}", {"field": "Content-Type"})
+                                                      f"{ascii(kind) if kind else 'none'}", {"field": "Content-Type"})
     declared = request.headers.get("content-length")
     too_big = ApiError(413, "REQUEST_TOO_LARGE", f"body: must be at most {limit} bytes; got more",
                        {"limit": limit})
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+
+    async def receive() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+
     try:
-        return json.loads(b"".join(chunks).decode("utf-8"), parse_constant=_reject_constant)
+        await asyncio.wait_for(receive(), timeout)
+    except asyncio.TimeoutError:
+        raise ApiError(408, "REQUEST_TIMEOUT", f"body: must arrive whole within {timeout:g} s; got "
+                                               f"{sum(map(len, chunks))} bytes by then", {"timeout_s": timeout},
+                       headers={"Connection": "close"}) from None
+    except ClientDisconnect:
+        raise ClientGone() from None
+    try:
+        body = json.loads(b"".join(chunks).decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_object)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ApiError(400, "INVALID_JSON", f"body: must be a JSON object (UTF-8, no NaN or Infinity); got "
                                             f"unreadable JSON ({type(exc).__name__}: {str(exc)[:120]})",
                        {"field": "body"}) from None
+    bad = find_bad_text(body)
+    if bad is not None:
+        raise bad
+    return body
 
 
 def create_app(service: Service) -> FastAPI:
@@ -102,8 +184,18 @@ def create_app(service: Service) -> FastAPI:
                    405: "method not allowed on this route"}.get(exc.status_code, str(exc.detail))
         return error_response(ApiError(exc.status_code, reason, message, headers=dict(exc.headers or {})))
 
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, _: ClientGone) -> JSONResponse:
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.info("%s closed the connection before its %s %s body had arrived; nothing was accepted", client,
+                 request.method, request.url.path)
+        return error_response(ApiError(400, "CLIENT_DISCONNECTED", "body: must arrive whole; the connection closed"))
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, OSError) and exc.errno in FULL:
+            log.error("%s %s: the store's disk is full (%s)", request.method, request.url.path, exc)
+            return error_response(storage_full())
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
         return error_response(ApiError(500, "INTERNAL_ERROR", f"the server failed to answer ({type(exc).__name__}); "
                                                               "the operator's log has the details"))
@@ -114,14 +206,14 @@ def create_app(service: Service) -> FastAPI:
     bearer = [{"bearer": []}]
 
     @app.post("/v3/async/wan-t2v", summary="Submit a Wan 2.1 text-to-video task",
-              responses=schema.responses(400, 401, 413, 415, 429, 503, ok=schema.SUBMITTED),
+              responses=schema.responses(400, 401, 408, 413, 415, 429, 503, 507, ok=schema.SUBMITTED),
               openapi_extra={"requestBody": {"required": True, "content": {schema.JSON: {
                   "schema": schema.request_body(config.allow_local_sizes, config.model)}}}, "security": bearer})
     async def submit(request: Request) -> JSONResponse:
         owner = service.authenticate(request.headers.get("authorization"))
-        body = await read_json(request, config.max_body)
+        body = await read_json(request, config.max_body, config.body_timeout_s)
         task_id = await run_in_threadpool(service.submit, body, owner)
-        return JSONResponse({"task_id": task_id})
+        return JsonResponse({"task_id": task_id})
 
     @app.get("/v3/async/task-result", summary="The state and result of a task",
              responses=schema.responses(400, 401, 404, ok=schema.TASK_RESULT), openapi_extra={"security": bearer})
@@ -130,7 +222,7 @@ def create_app(service: Service) -> FastAPI:
         # On the event loop itself: an answer from memory (or one small file) takes well under a millisecond,
         # and every hop to a worker thread waits for the GIL while a generation holds it.
         owner = service.authenticate(request.headers.get("authorization"))
-        return JSONResponse(service.result(task_id, owner, base(request)))
+        return JsonResponse(service.result(task_id, owner, base(request)))
 
     @app.api_route("/v3/files/{run_key}/{name}", methods=["GET", "HEAD"], summary="A task's file by its signed URL",
                    responses={**schema.responses(403, 404, 416), 200: {"description": "the file", "content": {
@@ -139,10 +231,12 @@ def create_app(service: Service) -> FastAPI:
                        206: {"description": "the requested byte range", "content": {
                            kind: {"schema": {"type": "string", "format": "binary"}} for kind in
                            ("video/mp4", "video/x-matroska", schema.JSON)}}})
-    def files(run_key: str, name: str, expires: str | None = None, signature: str | None = None) -> FileResponse:
+    def files(run_key: str, name: str, expires: str | None = None, signature: str | None = None) -> Any:
         path, media_type = service.file(run_key, name, expires, signature)
-        return FileResponse(path, media_type=media_type,
-                            headers={"Cache-Control": f"private, max-age={config.url_ttl}"})
+        headers = {"Cache-Control": f"private, max-age={config.url_ttl}"}
+        if name == RUN_RECORD:
+            return JsonResponse(service.record(run_key), headers=headers)
+        return FileResponse(path, media_type=media_type, headers=headers)
 
     @app.get("/health", summary="Readiness and the served model's identity",
              responses={200: {"description": "ready", "content": {schema.JSON: {"schema": schema.HEALTH}}},
@@ -150,7 +244,7 @@ def create_app(service: Service) -> FastAPI:
                             schema.JSON: {"schema": schema.HEALTH}}}})
     async def health() -> JSONResponse:
         status, body = service.health()
-        return JSONResponse(body, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
+        return JsonResponse(body, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from .config import DEFAULT_MAX_BODY, DEFAULT_QUEUE_SIZE, DEFAULT_URL_TTL, FAST_MODE_PRESET, ServerConfig
+from .config import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_BODY, DEFAULT_QUEUE_SIZE, DEFAULT_URL_TTL, FAST_MODE_PRESET, ServerConfig
 
 DESCRIPTION = (
     "Serve the hosted Wan 2.1 T2V API over HTTP on this machine: POST /v3/async/wan-t2v with "
@@ -55,6 +55,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help=f"tasks waiting at most; more are answered 429 with Retry-After (default {DEFAULT_QUEUE_SIZE})")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                    help=f"largest request body; larger ones are answered 413 (default {DEFAULT_MAX_BODY})")
+    p.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S, metavar="S",
+                   help=f"seconds a request body may take to arrive; a slower one is cut with 408 "
+                        f"(default {DEFAULT_BODY_TIMEOUT_S:g})")
     p.add_argument("--lora-dir", action="append", default=[], metavar="DIR",
                    help="a folder whose .safetensors files requests may name as LoRA paths (repeatable; default: "
                         "no local files, only hub-cache repo ids and https URLs)")
@@ -80,6 +83,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         model=args.model, host=args.host, port=args.port, api_keys=args.api_keys, no_auth=args.no_auth,
         workers=args.workers, ray=args.ray, allow_local_sizes=args.allow_local_sizes, webhook_allow=tuple(args.webhook_allow),
         public_url=args.public_url, url_ttl=args.url_ttl, queue_size=args.queue_size, max_body=args.max_body,
+        body_timeout_s=args.body_timeout,
         lora_dirs=tuple(args.lora_dir), lora_cache=args.lora_cache, lora_max_bytes=args.lora_max_mb << 20,
         fast_mode_accel=args.fast_mode_accel, device=args.device, dtype=args.dtype,
         drain_timeout_s=args.drain_timeout)

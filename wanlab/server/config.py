@@ -22,6 +22,8 @@ DEFAULT_URL_TTL = 3600
 #: The largest request body accepted (a published body with three LoRA URLs is a few KiB).
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_QUEUE_SIZE = 100
+#: Seconds a request body may take to arrive whole (a body that trickles in is cut: 408).
+DEFAULT_BODY_TIMEOUT_S = 30.0
 #: The acceleration preset ``fast_mode: true`` runs (README "Serve the API": the study behind the choice).
 FAST_MODE_PRESET = "taylorseer-fast"
 LOOPBACK_NAMES = ("localhost",)
@@ -65,6 +67,7 @@ class ServerConfig:
     public_url: str | None = None
     url_ttl: int = DEFAULT_URL_TTL
     max_body: int = DEFAULT_MAX_BODY
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     queue_size: int = DEFAULT_QUEUE_SIZE
     lora_dirs: tuple[str, ...] = ()
     lora_cache: str | None = None
@@ -89,6 +92,7 @@ class ServerConfig:
             set_("workers", check_int("workers", 1 if self.workers is None else self.workers, 1, 64))
         set_("url_ttl", check_int("url_ttl", self.url_ttl, 1, 7 * 86400))
         set_("max_body", check_int("max_body", self.max_body, 1024, 16 << 20))
+        set_("body_timeout_s", check_number("body_timeout_s", self.body_timeout_s, 0, 3600, lo_open=True))
         set_("queue_size", check_int("queue_size", self.queue_size, 1, 100_000))
         set_("lora_max_bytes", check_int("lora_max_bytes", self.lora_max_bytes, 1))
         set_("webhook_attempts", check_int("webhook_attempts", self.webhook_attempts, 1, 20))

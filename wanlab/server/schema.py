@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..params import (
+    API_FRAMES,
     API_MODEL_NAMES,
     API_SIZES,
     FRAMES_RANGE,
@@ -62,6 +63,9 @@ def request_body(local: bool, model_id: str | None = None) -> dict[str, Any]:
                       ">= 30 dB (GET /health says which)"},
         "extra": {"type": "object", "additionalProperties": False, "properties": {"webhook": webhook}},
     }
+    frames = list(range(FRAMES_RANGE[0], FRAMES_RANGE[1] + 1, 4)) if local else [API_FRAMES]
+    properties["frames"] = {"type": "integer", "enum": frames, "description": "the frame count as the provider's "
+                            "JavaScript SDK names it (num_frames by another name; both given must agree)"}
     if local:
         properties["num_frames"] = {"type": "integer", "enum": list(range(FRAMES_RANGE[0], FRAMES_RANGE[1] + 1, 4)),
                                     "description": "4k+1 (e.g. 17, 33, 81)"}
@@ -77,6 +81,9 @@ ERROR = {"type": "object", "required": ["code", "reason", "message", "metadata"]
     "metadata": {"type": "object"}}}
 
 _STRING = {"type": "string"}
+#: Strings the provider's Python SDK parses as integers: digits in every state (never "").
+_DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
+_INTEGER_TEXT = {"type": "string", "pattern": "^-?[0-9]+$"}
 TASK_RESULT = {"type": "object", "required": ["task", "images", "videos", "audios", "extra"], "properties": {
     "task": {"type": "object", "required": ["task_id", "task_type", "status", "reason", "eta", "progress_percent"],
              "properties": {"task_id": _STRING, "task_type": {"type": "string", "enum": [TASK_TYPE]},
@@ -85,13 +92,14 @@ TASK_RESULT = {"type": "object", "required": ["task", "images", "videos", "audio
                             "progress_percent": {"type": "integer", "minimum": 0, "maximum": 100}}},
     "images": {"type": "array", "maxItems": 0},
     "videos": {"type": "array", "items": {"type": "object", "required": ["video_url", "video_url_ttl", "video_type"],
-                                          "properties": {"video_url": _STRING, "video_url_ttl": _STRING,
+                                          "properties": {"video_url": _STRING, "video_url_ttl": _DIGITS,
                                                          "video_type": {"type": "string", "enum": ["mp4"]}}}},
     "audios": {"type": "array", "maxItems": 0},
     "extra": {"type": "object", "required": ["seed", "debug_info", "wanlab"], "properties": {
-        "seed": _STRING, "wanlab": {"type": "object"},
+        "seed": _INTEGER_TEXT, "wanlab": {"type": "object"},
         "debug_info": {"type": "object", "required": ["request_info", "submit_time_ms", "execute_time_ms",
-                                                      "complete_time_ms"]}}},
+                                                      "complete_time_ms"], "properties": {
+            "request_info": _STRING, **{f"{n}_time_ms": _DIGITS for n in ("submit", "execute", "complete")}}}}},
 }}
 SUBMITTED = {"type": "object", "required": ["task_id"], "properties": {"task_id": _STRING}}
 HEALTH = {"type": "object", "required": ["status", "version", "model", "server"], "properties": {
@@ -107,10 +115,12 @@ def responses(*codes: int, ok: dict[str, Any] | None = None, ok_status: int = 20
         out[ok_status] = {"description": "success", "content": {JSON: {"schema": ok}}}
     words = {400: "an invalid field (field, rule and value in metadata)", 401: "no API key, or a wrong one",
              403: "an altered or expired signed URL", 404: "no such task for this key, or no such file",
-             405: "method not allowed", 413: "the body is over the size limit",
+             405: "method not allowed", 408: "the body did not arrive whole in time",
+             413: "the body is over the size limit",
              415: "the body is not JSON (Content-Type: application/json)", 416: "the byte range is outside the file",
              429: "the queue is full (Retry-After says when to try again)",
-             503: "the model is loading or the server is stopping (Retry-After)"}
+             503: "the model is loading or the server is stopping (Retry-After)",
+             507: "the server's disk is full; nothing was accepted (Retry-After)"}
     for code in codes:
         out[code] = {"description": words[code], "content": {JSON: {"schema": ERROR}}}
     return out

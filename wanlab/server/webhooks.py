@@ -1,11 +1,15 @@
 """Webhooks: the published ``ASYNC_TASK_RESULT`` event, POSTed to ``extra.webhook.url`` when a task ends.
 
 - **Where**: only to destinations the operator listed (``--webhook-allow HOST[:PORT]``, repeatable);
-  with none listed a body with a webhook is refused (400). Every hop (the URL and each redirect)
-  must name a listed host, and every address it resolves to must be public, unless the operator
-  listed that address itself (``127.0.0.1:9000``; listing ``localhost`` allows the name, not the
-  loopback address it resolves to): the connection goes to the checked address
-  (:mod:`wanlab.netguard`), so DNS cannot move it.
+  with none listed a body with a webhook is refused (400). An entry admits exactly its host (a name
+  admits the name, an address the address: ``localhost:9003`` does not admit ``127.0.0.1:9003``) at
+  exactly its port (a bare ``HOST``: 80 for http, 443 for https only). Every hop (the URL and each
+  redirect that keeps the POST: 307, 308) must name a listed host, and every address it resolves to
+  must be public, unless the URL names a listed address itself (``127.0.0.1:9000``: a listed name
+  that resolves to a loopback or private address is refused). IPv6 forms that carry an IPv4
+  address (``::ffff:127.0.0.1``, ``::7f00:1``, NAT64, 6to4, Teredo) count as that address. The
+  connection goes to the checked address (:mod:`wanlab.netguard`), so DNS cannot move it. An answer
+  301/302/303 is not followed (that would resend the event as a GET): it is a failed try.
 - **How**: ``{"event_type": "ASYNC_TASK_RESULT", "payload": <the task result>}`` as JSON, each try
   with a timeout (5 s), retried on a timeout, a connection error or a non-2xx answer with
   exponential backoff (2, 4, 8, 16, 32 s) up to five times, as the hosted API does; a refused
@@ -60,7 +64,7 @@ class WebhookRules:
             with contextlib.suppress(ValueError):
                 explicit.append(str(ipaddress.ip_address(parse_host(entry)[0])))
         self.policy = NetPolicy(schemes=("http", "https"), allow=tuple(dict.fromkeys(explicit)), max_redirects=3,
-                                timeout_s=timeout_s, hosts=self.allow)
+                                timeout_s=timeout_s, hosts=self.allow, keep_method=True)
 
     def check(self, url: str) -> str:
         """``url`` when this server may send to it (what is known without DNS); ParamError otherwise."""
@@ -77,8 +81,9 @@ class WebhookRules:
         if parsed.scheme not in self.policy.schemes or not parsed.host or parsed.userinfo:
             raise ParamError(field, "an http(s) URL with a host and no user name or password", url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        if not self.policy.allows_host(parsed.host, port):
-            raise ParamError(field, f"a URL on an allowed host ({', '.join(self.allow)})", url)
+        if not self.policy.allows_host(parsed.host, port, parsed.scheme):
+            raise ParamError(field, f"a URL on an allowed host ({', '.join(self.allow)}; a host listed without a "
+                                    "port admits only port 80 for http and 443 for https)", url)
         with contextlib.suppress(ValueError):
             address = ipaddress.ip_address(parsed.host.strip("[]"))
             if not self.policy.allows(address):
@@ -214,6 +219,9 @@ class Deliveries:
                                headers={"Content-Type": "application/json", "User-Agent": _agent()})
             status = response.status_code
             final = 200 <= status < 300
+            if response.is_redirect:
+                error = ("redirected; a POST is not followed as a GET: the receiver must answer 2xx at the URL "
+                         "given")
         except UnsafeURLError as exc:  # the destination is not allowed: trying again cannot help
             error, final = str(exc), True
         except Exception as exc:  # noqa: BLE001 - timeouts, refused connections, DNS: tried again

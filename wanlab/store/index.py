@@ -25,10 +25,12 @@ from ..video import RUN_RECORD
 from .run import METRICS_NAME, Run
 
 INDEX_NAME = "index.sqlite"
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
 #: Columns of ``Store.df`` before the metric and extra columns, in this order.
 CORE_COLUMNS = ("key", *Params.field_names(), "model", "fingerprint", "digest", "seconds", "created",
-                "device", "dtype", "accel", "exact", "prompt_tokens", "truncated", "path", "mp4")
+                "device", "dtype", "accel", "exact", "prompt_tokens", "truncated", "path", "mp4", "status", "reason")
+#: The columns that say whether a run's files are whole (``Store.df``), computed on each read.
+HEALTH = ("status", "reason")
 #: Temporary build folders older than this are left-overs of killed writers and are removed.
 STALE_TEMP_SECONDS = 3600.0
 
@@ -88,7 +90,7 @@ def row_of(folder: Path) -> dict[str, Any] | None:
             "accel": accel_label(rec.get("accel")), "exact": bool(rec.get("exact", True)),
             "prompt_tokens": rec.get("prompt_tokens"), "truncated": rec.get("truncated")}
     extra = rec.get("extra") if isinstance(rec.get("extra"), dict) else {}
-    return {"key": folder.name, "core": core, "metrics": metrics, "extra": extra}
+    return {"key": folder.name, "core": core, "metrics": metrics, "extra": extra, "stored": rec.get("stored")}
 
 
 class Index:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 METRICS_NAME = "metrics.json"
 LATENTS_NAME = "latents.npy"
+#: The files every run holds beside its record; the record keeps each one's size and sha256 (``"stored"``).
+VIDEO_FILES = (RUN_MP4, RUN_LOSSLESS)
 
 
 class RunNotFoundError(WanlabError, KeyError):
@@ -27,6 +29,34 @@ class RunNotFoundError(WanlabError, KeyError):
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def file_problem(folder: Path, stored: Any, *, deep: bool = False) -> str | None:
+    """What is wrong with a run folder's video files, given the sizes and hashes its record holds
+    (``stored``; older runs have none: then presence and non-zero size), in one sentence; None when fine.
+    ``deep`` also compares sha256s."""
+    import stat as stat_
+
+    for name in VIDEO_FILES:
+        try:
+            info = os.lstat(folder / name)
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except OSError as exc:
+            return f"{name} cannot be read ({exc.strerror})"
+        if not stat_.S_ISREG(info.st_mode):
+            return f"{name} is not a regular file (a link or a folder)"
+        want = stored.get(name) if isinstance(stored, Mapping) else None
+        if isinstance(want, Mapping) and info.st_size != want.get("bytes"):
+            return f"{name} is {info.st_size} bytes; the record says {want.get('bytes')} (truncated or replaced)"
+        if info.st_size == 0:
+            return f"{name} is empty"
+        if deep and isinstance(want, Mapping):
+            from ..fsutil import sha256_file
+
+            if sha256_file(folder / name) != want.get("sha256"):
+                return f"{name} does not match the sha256 its record holds (damaged or replaced)"
+    return None
 
 
 class Run:
@@ -132,6 +162,30 @@ class Run:
         import numpy as np
 
         return np.load(self.path / LATENTS_NAME, allow_pickle=False)
+
+    def damage(self, *, deep: bool = False) -> str | None:
+        """Why the run's stored files cannot be trusted, in one sentence; None when they are whole.
+
+        Checks that the record reads, and that the mp4 and the lossless copy are regular files (not
+        links) of the sizes the record holds. With ``deep``, also their sha256 (or, for runs stored
+        before sizes and hashes were recorded, the lossless frames against the recorded digest).
+
+        >>> store.get("3f5a09c1").damage()  # doctest: +SKIP
+        'video.lossless.mkv is 1024 bytes; the record says 88313 (truncated or replaced)'
+        """
+        try:
+            stored = self.record.get("stored") or {}
+        except WanlabError as exc:
+            return str(exc)
+        problem = file_problem(self.path, stored, deep=deep)
+        if problem:
+            return problem
+        if deep and not stored:
+            try:
+                self.video(check=True)
+            except Exception as exc:  # noqa: BLE001 - any failure to read the frames back is damage
+                return f"its frames cannot be read back as recorded ({exc})"
+        return None
 
     def video(self, *, check: bool = True) -> "Video":
         """The run's video with its stored frames (the lossless copy) and its record.

@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..errors import ParamError, WanlabError
-from ..fsutil import atomic_dir, atomic_file, write_json
+from ..fsutil import atomic_dir, atomic_file, sha256_file, write_json
 from ..keys import KEY_LENGTH, KEY_RE, MIN_PREFIX, PREFIX_RE, check_key, record_key_parts, run_key
 from ..params import Params
 from ..record import now_iso
 from ..values import is_number, plain
 from ..video import RUN_LOSSLESS, RUN_MP4, RUN_RECORD
-from .index import CORE_COLUMNS, Index, loras_text
-from .run import LATENTS_NAME, METRICS_NAME, Run, RunNotFoundError, read_json
+from .index import CORE_COLUMNS, HEALTH, Index, loras_text
+from .run import LATENTS_NAME, METRICS_NAME, VIDEO_FILES, Run, RunNotFoundError, file_problem, read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -149,6 +149,8 @@ class Store:
                         video.save(tmp / RUN_MP4, lossless=RUN_LOSSLESS not in given, sidecar=False, atomic=False)
                     elif RUN_LOSSLESS not in given:
                         video.save(tmp / RUN_LOSSLESS, sidecar=False, atomic=False)
+                    record["stored"] = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
+                                        for name in VIDEO_FILES}
                     write_json(tmp / RUN_RECORD, record, atomic=False)
                     if latents:
                         _save_latents(tmp / LATENTS_NAME, video.latents)
@@ -264,21 +266,31 @@ class Store:
         ``key``, every Params field (``loras`` as text), ``model`` (id), ``fingerprint``, ``digest``,
         ``seconds`` (generation time), ``created``, ``device``, ``dtype``, ``accel`` (the acceleration
         setting's label, ``exact`` when none), ``exact`` (frames bit-exact), ``prompt_tokens``,
-        ``truncated``, ``path`` (run folder), ``mp4``, then one column per metric, then the ``extra``
-        values (prefixed ``extra_`` where a name is taken)."""
+        ``truncated``, ``path`` (run folder), ``mp4``, ``status`` (``stored``, or ``damaged`` when a video file
+        is missing, a link, empty or not the size its record says, or the record does not read: such runs
+        are listed, not dropped) and ``reason``, then one column per metric, then the ``extra`` values
+        (prefixed ``extra_`` where a name is taken)."""
         import pandas as pd
 
         rows = []
         root = str(self.path)
-        for row in self.index.rows():
-            flat = {name: row["core"].get(name) for name in CORE_COLUMNS if name not in ("path", "mp4")}
+        indexed = self.index.rows()
+        for row in indexed:
+            flat = {name: row["core"].get(name) for name in CORE_COLUMNS if name not in ("path", "mp4", *HEALTH)}
             flat["path"] = folder = os.path.join(root, row["key"])
             flat["mp4"] = os.path.join(folder, RUN_MP4)
+            problem = file_problem(Path(folder), row.get("stored"))
+            flat["status"], flat["reason"] = ("damaged", problem) if problem else ("stored", None)
             for name, value in row["metrics"].items():
                 flat[name if name not in flat else f"metric_{name}"] = value
             for name, value in row["extra"].items():
                 flat[name if name not in flat else f"extra_{name}"] = value
             rows.append(flat)
+        listed = {row["key"] for row in indexed}
+        for key in sorted(set(self.index.scan()) - listed):  # a record that does not read: shown, not dropped
+            folder = os.path.join(root, key)
+            rows.append({"key": key, "path": folder, "mp4": os.path.join(folder, RUN_MP4), "status": "damaged",
+                         "reason": Run(folder).damage() or f"its {RUN_RECORD} cannot be read"})
         columns = list(CORE_COLUMNS)
         seen = set(columns)
         for flat in rows:

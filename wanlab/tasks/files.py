@@ -7,6 +7,9 @@ service needs, e.g. a webhook), and ``result``: the task's answer in the hosted 
 its last change. Files written by wanlab before tasks were persisted at submit hold the finished
 result alone; they read back as they are.
 
+A task whose final state cannot be written (a full disk) has its last file renamed aside, which
+needs no free space: it then reads back as FAILED, never as queued, and is not run again.
+
 Which process owns a task is decided by a lock on ``tasks/<task_id>.lock`` (``flock``), held by the
 queue that accepted (or resumed) it until the task ends: two processes on one store never run the
 same task, and a task whose process died (a ``kill -9``) holds no lock, so the next queue runs it.
@@ -24,10 +27,14 @@ from typing import Any, Callable, Mapping
 from ..errors import TaskError, TaskTimeout
 from ..fsutil import write_json
 from ..values import plain
-from .shape import FINISHED, STATUSES
+from .shape import FAILED, FINISHED, STATUSES
 
 TASKS_DIR = "tasks"
 FORMAT = 2
+#: The suffix of a task file set aside because its final state could not be written.
+UNWRITTEN = ".unwritten.json"
+UNWRITTEN_REASON = ("the server could not write this task's final state (its disk was full or failed), so it "
+                    "did not finish; submit the request again")
 TASK_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -58,18 +65,42 @@ class TaskFiles:
             raise ValueError(f"task status: must be one of {', '.join(STATUSES)}; got {out.get('status')!r}")
         write_json(self.path(out["task_id"]), out)
 
+    def set_aside(self, task_id: str) -> None:
+        """When a task's final state could not be written (a full disk): move its last file aside
+        (a rename needs no free space), so that it is neither run again nor read as still queued;
+        :meth:`read` then gives it as FAILED, saying why. Nothing happens if it has no file."""
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.path(task_id), self.folder / f"{task_id}{UNWRITTEN}")
+
     def read(self, task_id: str) -> dict[str, Any]:
         """One task's file (a file of the earlier format: its finished result, as it was written)."""
         file = self.path(task_id)
         try:
             data = json.loads(file.read_text())
         except FileNotFoundError:
+            aside = self._set_aside(task_id)
+            if aside is not None:
+                return aside
             raise TaskError(f"unknown task id {task_id!r}: store {self.root} holds no task with it") from None
         except (OSError, ValueError) as exc:
             raise TaskError(f"task {task_id}: its file {file} cannot be read ({exc})") from None
         if not isinstance(data, dict):
             raise TaskError(f"task {task_id}: its file {file} is not a task record")
         return data
+
+    def _set_aside(self, task_id: str) -> dict[str, Any] | None:
+        """A task whose final state could not be written (:meth:`set_aside`), as FAILED; None if none."""
+        file = self.folder / f"{task_id}{UNWRITTEN}"
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return None
+        reason = UNWRITTEN_REASON
+        result = dict(data.get("result") or {})
+        task = {**dict(result.get("task") or {}), "status": FAILED, "reason": reason, "eta": 0}
+        return {**data, "status": FAILED, "reason": reason, "result": {**result, "task": task}}
 
     def result(self, task_id: str) -> dict[str, Any]:
         """The task's answer in the hosted API's shape, as its file last recorded it."""

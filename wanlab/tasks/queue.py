@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -39,6 +40,7 @@ from .task import Task
 DEFAULT_MAXSIZE = 16
 KEEP_FINISHED = 1000
 CANCELLED_REASON = "cancelled before it started"
+log = logging.getLogger("wanlab.tasks")
 
 
 def caller_threads() -> int | None:
@@ -183,7 +185,7 @@ class TaskQueue:
                 self._queue.remove(task)
             self._end(task, FAILED, CANCELLED_REASON)
         try:
-            self._persist(task)
+            self._persist(task, final=True)
         finally:
             self._let_go(task)
         self._finished_hook(task)
@@ -286,7 +288,10 @@ class TaskQueue:
             task.status, task.started, task.last_step = PROCESSING, time.time(), time.perf_counter()
             task.version += 1
             self._cond.notify_all()
-        self._persist(task)
+        try:
+            self._persist(task)
+        except OSError as exc:  # the task runs on; its end is written (or set aside) when it ends
+            log.warning("task %s: its file could not be updated to PROCESSING (%s)", task.task_id, reason_of(exc))
 
     def _step_counter(self, task: Task) -> Callable[[int, int], None]:
         """The job's step callback: progress, and the measured time per step (for every eta)."""
@@ -331,7 +336,7 @@ class TaskQueue:
         finally:
             try:
                 if not cancelled and not task.abandoned:
-                    self._persist(task)
+                    self._persist(task, final=True)
             finally:
                 self._let_go(task)
                 with self._cond:
@@ -364,14 +369,25 @@ class TaskQueue:
                 self.on_finish(task, self.result(task.task_id))
 
     # --- disk ----------------------------------------------------------------------------------------
-    def _persist(self, task: Task) -> None:
-        """Write the task's file if this version is newer than the last written (outside the queue lock)."""
+    def _persist(self, task: Task, *, final: bool = False) -> None:
+        """Write the task's file if this version is newer than the last written (outside the queue lock).
+
+        A write that fails (a full disk) raises; with ``final`` (the task's end) the task's file is
+        set aside instead, so that the store never says queued or processing for a task that ended."""
         with self._cond:
             version, data = task.version, task.file_data(self._result(task))
         with task.write_lock:
             if version <= task.written:
                 return
-            TaskFiles(task.store.path).write(data)
+            files = TaskFiles(task.store.path)
+            try:
+                files.write(data)
+            except OSError as exc:
+                if not final:
+                    raise
+                log.error("task %s ended %s but its file could not be written (%s); set aside", task.task_id,
+                          task.status, reason_of(exc))
+                files.set_aside(task.task_id)
             task.written = version
         with self._cond:
             self._cond.notify_all()

@@ -11,7 +11,9 @@
                "wanlab": {...}}}
 
 ``eta`` (seconds) and ``progress_percent`` are integers, never null; ``video_url_ttl`` is a string
-of seconds; the ``*_time_ms`` are epoch milliseconds as strings (empty until they happen). wanlab's
+of seconds; ``seed`` and the ``*_time_ms`` (epoch milliseconds, ``"0"`` until they happen) are
+strings of an integer in every state, as the provider's Python SDK parses them (``"-1"`` for a seed
+never drawn). wanlab's
 own additions (run key, resolved request, acceleration, store) live under ``extra.wanlab`` only.
 """
 from __future__ import annotations
@@ -32,8 +34,8 @@ LOCAL_URL_TTL = 86400
 
 
 def ms(t: float | None) -> str:
-    """Epoch seconds as the API's millisecond string (empty when the moment has not come)."""
-    return "" if t is None else str(int(t * 1000))
+    """Epoch seconds as the API's millisecond string (``"0"`` when the moment has not come)."""
+    return "0" if t is None else str(int(t * 1000))
 
 
 def video_entry(url: str, ttl: int, video_type: str = "mp4") -> dict[str, str]:
@@ -54,7 +56,7 @@ def task_result(*, task_id: str, status: str, reason: str = "", eta: float = 0.0
         "images": [],
         "videos": [dict(v) for v in videos],
         "audios": [],
-        "extra": {"seed": "" if seed is None else str(seed),
+        "extra": {"seed": "-1" if seed is None else str(seed),
                   "debug_info": {"request_info": json.dumps(dict(request or {}), sort_keys=True),
                                  "submit_time_ms": ms(submitted), "execute_time_ms": ms(started),
                                  "complete_time_ms": ms(finished)},
