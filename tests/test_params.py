@@ -200,3 +200,29 @@ def test_fields_a_request_leaves_unset_come_from_the_models_native_settings():
         request(native, steps=3)
     with pytest.raises(ParamError, match="^stepz"):
         request(native, prompt="x", stepz=3)
+
+
+def test_frames_is_the_javascript_sdks_name_for_the_frame_count():
+    assert Params.from_api({"prompt": "a fox", "frames": 81}).num_frames == 81
+    assert Params.from_api({"prompt": "a fox", "frames": 17, "width": 32, "height": 32}, local=True).num_frames == 17
+    assert Params.from_api({"prompt": "a fox", "frames": 17, "num_frames": 17, "width": 32, "height": 32},
+                           local=True).num_frames == 17
+    with pytest.raises(ParamError, match=r"^frames: must be 81 under the API's rules .*--allow-local-sizes.*; got 17"):
+        Params.from_api({"prompt": "a fox", "frames": 17})
+    with pytest.raises(ParamError, match=r"^frames: must be equal to num_frames \(33\) when both are given.*; got 17"):
+        Params.from_api({"prompt": "a fox", "frames": 17, "num_frames": 33}, local=True)
+    with pytest.raises(ParamError, match=r"^frames: must be 4k\+1"):
+        Params.from_api({"prompt": "a fox", "frames": "81"})
+
+
+def test_negative_zero_is_zero_and_lone_surrogates_are_refused():
+    from wanlab.keys import key_parts, run_key
+    from wanlab.models.identity import identity as model_identity
+
+    zero, negative = (Params(prompt="a fox", seed=1, guidance_scale=g) for g in (0.0, -0.0))
+    assert str(negative.guidance_scale) == "0.0" and negative.to_dict() == zero.to_dict()
+    identity = model_identity("tiny")
+    assert run_key(key_parts(identity, zero, None, [])) == run_key(key_parts(identity, negative, None, []))
+    for field in ("prompt", "negative_prompt"):
+        with pytest.raises(ParamError, match=rf"^{field}: must be valid Unicode text \(no lone UTF-16 surrogate\)"):
+            Params(**{"prompt": "a fox", field: "a fox \ud800"})

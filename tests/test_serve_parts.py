@@ -3,6 +3,7 @@ the store's secret, signed URLs, webhook destinations, error bodies and the ``se
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -206,6 +207,80 @@ def test_net_policy_hosts_limit_every_hop_and_addresses_are_still_checked():
         check_url("http://127.0.0.1:9001/a", policy)
     with pytest.raises(UnsafeURLError, match=r"got 127\.0\.0\.1 \(loopback\)"):
         check_url("http://localhost:9000/a", NetPolicy(schemes=("http",), hosts=("localhost:9000",)))
+
+
+@pytest.mark.parametrize("host, inside, kind", [
+    ("::ffff:127.0.0.1", "127.0.0.1", "loopback"), ("::7f00:1", "127.0.0.1", "loopback"),
+    ("64:ff9b::7f00:1", "127.0.0.1", "loopback"), ("64:ff9b::a00:5", "10.0.0.5", "private"),
+    ("2002:7f00:1::", "127.0.0.1", "loopback"), ("2002:a9fe:a9fe::1", "169.254.169.254", "link-local")])
+def test_ipv6_forms_that_carry_an_ipv4_address_are_judged_by_it(host, inside, kind):
+    with pytest.raises(UnsafeURLError, match=rf"must reach only public addresses; got {re.escape(inside)} \({kind}\)"):
+        check_url(f"https://[{host}]/x", NetPolicy())
+
+
+def test_an_ipv6_form_of_a_public_ipv4_address_is_public():
+    assert check_url("https://[64:ff9b::5db8:d822]/x", NetPolicy()).address.compressed == "64:ff9b::5db8:d822"
+
+
+def test_webhook_allow_entries_admit_exactly_their_host_and_port():
+    bare = WebhookRules(("127.0.0.1",), 5.0)
+    assert bare.check("http://127.0.0.1/hook")  # a bare host: the scheme's own port only
+    for url in ("http://127.0.0.1:6379/", "https://127.0.0.1:80/", "http://127.0.0.1:443/"):  # Redis; other ports
+        with pytest.raises(ParamError, match="a host listed without a port admits only port 80 for http"):
+            bare.check(url)
+    named = WebhookRules(("localhost:9003", "127.0.0.1:9003"), 5.0)
+    assert named.check("http://localhost:9003/h")  # the name is listed ...
+    with pytest.raises(UnsafeURLError, match="a listed name admits no private address"):
+        check_url("http://localhost:9003/h", named.policy)  # ... but not the loopback address it resolves to
+    assert check_url("http://127.0.0.1:9003/h", named.policy).address.compressed == "127.0.0.1"
+    with pytest.raises(ParamError):
+        WebhookRules(("localhost:9003",), 5.0).check("http://127.0.0.1:9003/h")
+
+
+def test_a_webhook_answered_with_a_redirect_is_not_resent_as_a_get_nor_called_delivered(tmp_path):
+    import http.server
+    import threading
+    import time
+
+    from wanlab.server.webhooks import Deliveries
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the standard library's name
+            seen.append("POST")
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(302)
+            self.send_header("Location", "/landing")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):  # noqa: N802
+            seen.append("GET")
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    port = receiver.server_address[1]
+    deliveries = Deliveries(tmp_path, WebhookRules((f"127.0.0.1:{port}",), 5.0), attempts=2, backoff_s=0.01)
+    task_id, url = "0f8fad5b-d9cb-469f-a165-70867728950e", f"http://127.0.0.1:{port}/hook"
+    try:
+        deliveries.accepted(task_id, url)
+        deliveries.send(task_id, url, {"event_type": "ASYNC_TASK_RESULT", "payload": {}})
+        deadline = time.monotonic() + 20
+        while (deliveries.read(task_id) or {}).get("state") == "waiting" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        record = deliveries.read(task_id)
+    finally:
+        deliveries.close()
+        receiver.shutdown()
+    assert record["state"] == "failed" and [a["status"] for a in record["attempts"]] == [302, 302]
+    assert "not followed as a GET" in record["attempts"][0]["error"] and seen == ["POST", "POST"]
 
 
 def test_error_bodies_name_field_rule_and_value_and_echo_little():

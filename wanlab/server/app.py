@@ -191,11 +191,17 @@ def create_app(service: Service) -> FastAPI:
                  request.method, request.url.path)
         return error_response(ApiError(400, "CLIENT_DISCONNECTED", "body: must arrive whole; the connection closed"))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, OSError) and exc.errno in FULL:
+    @app.exception_handler(OSError)
+    async def disk_error(request: Request, exc: OSError) -> JSONResponse:
+        # a handler of its own: Starlette re-raises what the catch-all handler below answers, which drops the
+        # connection; a full disk is an expected condition with its own answer
+        if exc.errno in FULL:
             log.error("%s %s: the store's disk is full (%s)", request.method, request.url.path, exc)
             return error_response(storage_full())
+        return await unexpected(request, exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
         return error_response(ApiError(500, "INTERNAL_ERROR", f"the server failed to answer ({type(exc).__name__}); "
                                                               "the operator's log has the details"))

@@ -62,7 +62,8 @@ def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any
     service = Service(config, backend_factory=backend_factory, on_failure=stop)
     app = create_app(service)
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, access_log=access_log,
-                                           log_level="info", lifespan="on", server_header=False))
+                                           log_level="info", lifespan="on", server_header=False,
+                                           http=json_errors_protocol()))
     holder["server"] = server
     terminated: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))  # uvicorn raises it again at exit
@@ -77,6 +78,32 @@ def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any
         print(f"wanlab: error: the model {config.model} could not be loaded: {service.reason}", file=sys.stderr)
         return 2
     return 0
+
+
+def json_errors_protocol() -> type:
+    """uvicorn's HTTP/1.1 protocol (h11), answering a request it cannot parse (a malformed request line or
+    header) in the service's documented error body instead of uvicorn's plain text; uvicorn takes a
+    protocol class for this (``Config(http=...)``)."""
+    import json
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class JsonErrorsH11Protocol(H11Protocol):
+        def send_400_response(self, msg: str) -> None:
+            said = msg.rstrip(".") or "an unreadable request"
+            body = json.dumps({"code": 400, "reason": "INVALID_HTTP_REQUEST",
+                               "message": f"request: must be valid HTTP/1.1; got {said.lower()}",
+                               "metadata": {"field": "request"}}).encode("ascii")
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers,
+                                                             reason=b"Bad Request")))
+            self.transport.write(self.conn.send(h11.Data(data=body)))
+            self.transport.write(self.conn.send(h11.EndOfMessage()))
+            self.transport.close()
+
+    return JsonErrorsH11Protocol
 
 
 def _log_to_stderr() -> None:

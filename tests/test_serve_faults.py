@@ -1,0 +1,244 @@
+"""``wanlab serve`` against what attackers and faults bring (a real server on loopback): lone surrogates,
+duplicate keys, disconnects and trickling bodies, damaged runs and task files, symlinks in the store, a
+full disk (a tmpfs of its own, where this machine lets root mount one), and LoRA errors without server paths.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from wanlab.server.testing import HOST, start_server
+
+SUCCEED, FAILED = "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"
+BODY = {"prompt": "a blue circle moving left slowly", "width": 32, "height": 32, "num_frames": 5, "steps": 2}
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("private-lora-folder")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, lora_dir):
+    srv = start_server(model="tiny", store=tmp_path_factory.mktemp("faults") / "store", keys=2,
+                       args=["--body-timeout", "1.5", "--lora-dir", str(lora_dir)])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with server.client() as client:
+        yield client
+
+
+def post_raw(http, text: str):
+    return http.post("/v3/async/wan-t2v", content=text.encode(), headers={"Content-Type": "application/json"})
+
+
+def done(http, server, seed: int) -> dict:
+    task_id = http.post("/v3/async/wan-t2v", json={**BODY, "seed": seed}).json()["task_id"]
+    result = server.wait_task(task_id)
+    assert result["task"]["status"] == SUCCEED, result
+    return result
+
+
+def test_lone_surrogates_anywhere_are_a_400_naming_the_field(server, http):
+    cases = {'{"prompt": "a fox \\ud800"}': "prompt",
+             '{"prompt": "a fox", "negative_prompt": "\\udfff blur"}': "negative_prompt",
+             '{"prompt": "a fox", "loras": [{"path": "\\ud83d.safetensors"}]}': "loras[0].path",
+             '{"prompt": "a fox", "\\ud800": 1}': "'\\ud800'"}
+    for text, field in cases.items():
+        answer = post_raw(http, text)
+        assert answer.status_code == 400, (text, answer.text)
+        assert answer.json()["metadata"]["field"] == field and "surrogate" in answer.json()["message"]
+    # the server still answers, and every task it accepted reads back after a restart
+    task_id = http.post("/v3/async/wan-t2v", json={**BODY, "prompt": "a caf\u00e9 \U0001F98A", "seed": 4}).json()["task_id"]
+    assert server.wait_task(task_id)["task"]["status"] == SUCCEED
+    server.stop()
+    server.restart()
+    assert http.get("/v3/async/task-result", params={"task_id": task_id}).json()["task"]["status"] == SUCCEED
+    assert "Traceback" not in server.log()
+
+
+def test_the_client_refuses_a_lone_surrogate_before_sending(server):
+    import wanlab
+    from wanlab.errors import ParamError
+
+    with wanlab.connect(server.base_url, api_key=server.key) as remote:
+        sent = remote.transport.stats["requests"]
+        with pytest.raises(ParamError, match=r"^prompt: must be valid Unicode text \(no lone UTF-16 surrogate\)"):
+            remote.submit(prompt="a fox \ud800", width=32, height=32, num_frames=5)
+        assert remote.transport.stats["requests"] == sent
+
+
+def test_duplicate_keys_are_an_ambiguous_request(http):
+    answer = post_raw(http, '{"prompt": "a fox", "seed": 1, "seed": 2}')
+    assert answer.status_code == 400 and answer.json()["metadata"]["field"] == "seed"
+    assert "twice" in answer.json()["message"]
+    nested = post_raw(http, '{"prompt": "a fox", "loras": [{"path": "a/b", "path": "c/d"}]}')
+    assert nested.status_code == 400 and nested.json()["metadata"]["field"] == "path"
+
+
+def raw_socket(server) -> socket.socket:
+    sock = socket.create_connection((HOST, server.port), timeout=10)
+    head = (f"POST /v3/async/wan-t2v HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {server.key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n")
+    sock.sendall(head.encode())
+    return sock
+
+
+def test_a_client_that_leaves_mid_body_is_one_log_line_and_a_trickle_is_cut(server, http):
+    before = server.log()
+    sock = raw_socket(server)
+    sock.sendall(b'{"prompt": "a fo')
+    sock.close()
+    time.sleep(1.0)
+    assert http.get("/health").status_code == 200
+    new = server.log()[len(before):]
+    assert new.count("closed the connection before") == 1 and "Traceback" not in new, new
+    sock = raw_socket(server)
+    started = time.monotonic()
+    answer = b""
+    with sock:
+        for _ in range(40):  # one byte every 0.1 s: never the whole body within the 1.5 s allowed
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            time.sleep(0.1)
+            sock.setblocking(False)
+            try:
+                answer += sock.recv(4096)
+            except BlockingIOError:
+                pass
+            sock.setblocking(True)
+            if answer:
+                break
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"must arrive whole within 1.5 s" in answer and time.monotonic() - started < 4.0
+
+
+def test_requests_uvicorn_cannot_parse_get_the_documented_error_body(server):
+    import json
+
+    for garbage in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"):
+        with socket.create_connection((HOST, server.port), timeout=10) as sock:
+            sock.sendall(garbage)
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, answer
+        error = json.loads(body)
+        assert error["code"] == 400 and error["reason"] == "INVALID_HTTP_REQUEST" and error["metadata"]["field"] == "request"
+        assert error["message"].startswith("request: must be valid HTTP/1.1; got ")
+
+
+def test_damaged_runs_are_never_a_success_and_symlinks_are_never_served(server, http):
+    import wanlab
+
+    result = done(http, server, seed=21)
+    run_key = result["extra"]["wanlab"]["run_key"]
+    folder = server.store / run_key
+    files = result["extra"]["wanlab"]["files"]
+    assert set(files["sha256"]) == {"video.mp4", "video.lossless.mkv"}
+    record = http.get(files["record_url"]).json()
+    assert "extra" not in record and result["task"]["task_id"] not in str(record)  # no other key's task id
+    video_url = result["videos"][0]["video_url"]
+    lossless = folder / "video.lossless.mkv"
+    data = lossless.read_bytes()
+    lossless.write_bytes(data[: len(data) // 2])  # truncated
+    answer = http.get("/v3/async/task-result", params={"task_id": result["task"]["task_id"]}).json()
+    assert answer["task"]["status"] == FAILED and answer["videos"] == []
+    assert "damaged" in answer["task"]["reason"] and "video.lossless.mkv" in answer["task"]["reason"]
+    row = wanlab.Store(server.store).df.set_index("key").loc[run_key]
+    assert row["status"] == "damaged" and "truncated" in row["reason"]
+    lossless.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the same size, one bit changed
+    flipped = http.get("/v3/async/task-result", params={"task_id": result["task"]["task_id"]}).json()
+    assert flipped["task"]["status"] == FAILED and "sha256" in flipped["task"]["reason"]
+    lossless.write_bytes(data)
+    assert http.get("/v3/async/task-result", params={"task_id": result["task"]["task_id"]}).json()["task"][
+        "status"] == SUCCEED
+    mp4 = folder / "video.mp4"
+    saved = mp4.read_bytes()
+    mp4.unlink()
+    mp4.symlink_to(server.store / "server" / "secret.key")  # a link inside the store to the server's secret
+    stolen = http.get(video_url)
+    assert stolen.status_code == 404 and stolen.content != (server.store / "server" / "secret.key").read_bytes()
+    assert "not a regular file" in http.get("/v3/async/task-result", params={
+        "task_id": result["task"]["task_id"]}).json()["task"]["reason"]
+    mp4.unlink()
+    mp4.write_bytes(saved)
+    assert "Traceback" not in server.log() and "is damaged" in server.log()
+
+
+def test_a_damaged_task_file_is_logged_and_reported(server, http):
+    result = done(http, server, seed=22)
+    task_id = result["task"]["task_id"]
+    server.stop()
+    (server.store / "tasks" / f"{task_id}.json").write_text('{"format": 2, "task_id": "')  # cut short
+    server.restart()
+    answer = http.get("/v3/async/task-result", params={"task_id": task_id})
+    assert answer.status_code == 404 and answer.json()["reason"] == "TASK_DAMAGED"
+    assert task_id in server.log() and "cannot be answered" in server.log()
+
+
+def test_lora_errors_name_the_request_not_the_servers_paths(http, lora_dir):
+    answer = http.post("/v3/async/wan-t2v", json={**BODY, "loras": [{"path": "missing.safetensors"}]})
+    assert answer.status_code == 400 and answer.json()["metadata"]["field"] == "loras[0].path"
+    assert str(lora_dir) not in answer.text and str(Path.home()) not in answer.text
+
+
+# --- a full disk: the store on a 24 MiB tmpfs of its own -------------------------------------------------------
+@pytest.fixture()
+def small_disk(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()[:80]}): the full-disk test needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file until the disk is full (unbuffered: nothing is left to flush); delete it to free the space."""
+    filler = folder / "filler"
+    with open(filler, "ab", buffering=0) as out:
+        for size in (1 << 16, 512, 1):
+            try:
+                while True:
+                    out.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+def test_a_full_disk_is_507_and_a_task_whose_end_cannot_be_written_is_never_queued_again(small_disk):
+    store = small_disk / "store"
+    with start_server(model="tiny", store=store, keys=1) as srv, srv.client() as http:
+        filler = fill(small_disk)
+        answer = http.post("/v3/async/wan-t2v", json={**BODY, "seed": 1})
+        assert answer.status_code == 507 and answer.json()["reason"] == "INSUFFICIENT_STORAGE"
+        assert "no room" in answer.json()["message"] and answer.headers["retry-after"]
+        filler.unlink()
+        task_id = http.post("/v3/async/wan-t2v", json={**BODY, "seed": 2, "num_frames": 33, "steps": 30}).json()[
+            "task_id"]
+        fill(small_disk)  # the task file is written; its video and its end find no room
+        result = srv.wait_task(task_id)
+        assert result["task"]["status"] == FAILED and "could not be stored" in result["task"]["reason"]
+        assert not (store / "tasks" / f"{task_id}.json").exists()  # set aside: never read as queued
+        srv.kill()
+        (small_disk / "filler").unlink()
+        srv.restart()
+        again = http.get("/v3/async/task-result", params={"task_id": task_id}).json()
+        assert again["task"]["status"] == FAILED and "final state" in again["task"]["reason"]
+        assert http.get("/health").json()["queue"]["TASK_STATUS_QUEUED"] == 0  # not resumed, not run again
+        assert "Traceback" not in srv.log()
