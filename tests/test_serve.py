@@ -119,7 +119,7 @@ def test_a_task_goes_queued_processing_succeed_in_the_published_shape(server, ht
     assert result["extra"]["seed"] == "11" and len(result["videos"]) == 1
     wanlab = result["extra"]["wanlab"]
     assert wanlab["params"]["steps"] == 6 and wanlab["params"]["width"] == 32 and wanlab["accel"] is None
-    assert set(wanlab["files"]) == {"lossless_url", "record_url"}
+    assert set(wanlab["files"]) == {"lossless_url", "record_url", "sha256"}
     assert wanlab["service"]["safety_checker"].startswith("none")
     info = result["extra"]["debug_info"]
     assert int(info["submit_time_ms"]) <= int(info["execute_time_ms"]) <= int(info["complete_time_ms"])
@@ -416,13 +416,23 @@ def test_webhook_destinations_are_limited_to_the_allow_list_also_after_redirects
         answer = http.post("/v3/async/wan-t2v", json=body(23, extra={"webhook": {"url": url}}))
         assert answer.status_code == 400 and answer.json()["metadata"]["field"] == "extra.webhook.url", url
     target = quote(f"http://127.0.0.2:{hooks.port}/ok/after-redirect", safe="")
-    path = f"/redirect/{target}"
+    path = f"/redirect-307/{target}"  # a redirect that keeps the POST is followed only to a listed host
     task_id = submit(http, body(23, extra={"webhook": {"url": hooks.url(path)}}))
     hooks.wait(1, path)
-    deadline = time.monotonic() + 10
-    while (record := json.loads((server.store / "webhooks" / f"{task_id}.json").read_text()))["state"] == "waiting":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    record = settled_webhook(server, task_id)
     assert record["state"] == "failed" and len(record["attempts"]) == 1  # refused: not retried
     assert "must go to one of the allowed hosts" in record["attempts"][0]["error"]
     assert hooks.posts("/ok/after-redirect") == []
+    path = "/redirect/" + quote(hooks.url("/ok/landing"), safe="")  # 302 on a POST: never resent as a GET
+    task_id = submit(http, body(24, extra={"webhook": {"url": hooks.url(path)}}))
+    record = settled_webhook(server, task_id, timeout=30)
+    assert record["state"] == "failed" and {a["status"] for a in record["attempts"]} == {302}
+    assert hooks.posts("/ok/landing") == []
+
+
+def settled_webhook(server, task_id: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while (record := json.loads((server.store / "webhooks" / f"{task_id}.json").read_text()))["state"] == "waiting":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return record

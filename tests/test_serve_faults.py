@@ -229,8 +229,11 @@ def test_a_full_disk_is_507_and_a_task_whose_end_cannot_be_written_is_never_queu
         assert answer.status_code == 507 and answer.json()["reason"] == "INSUFFICIENT_STORAGE"
         assert "no room" in answer.json()["message"] and answer.headers["retry-after"]
         filler.unlink()
-        task_id = http.post("/v3/async/wan-t2v", json={**BODY, "seed": 2, "num_frames": 33, "steps": 30}).json()[
-            "task_id"]
+        try:
+            task_id = http.post("/v3/async/wan-t2v", json={**BODY, "seed": 2, "num_frames": 33, "steps": 30}).json()[
+                "task_id"]
+        except Exception as exc:  # what the server said, for a failure here
+            raise AssertionError(f"{exc!r}; the server's log:\n{srv.log()[-4000:]}") from exc
         fill(small_disk)  # the task file is written; its video and its end find no room
         result = srv.wait_task(task_id)
         assert result["task"]["status"] == FAILED and "could not be stored" in result["task"]["reason"]

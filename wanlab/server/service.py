@@ -328,7 +328,7 @@ class Service:
         videos: list[dict[str, str]] = []
         run_key = wanlab.get("run_key")
         task = dict(result["task"])
-        if task["status"] == SUCCEED:
+        if task["status"] == SUCCEED and run_key is not None:  # (a webhook test-mode task has no run)
             damage = self.damage(run_key)
             if damage is None:
                 videos.append(video_entry(self.signer.url(base, run_key, RUN_MP4), self.config.url_ttl))

@@ -215,7 +215,7 @@ class WebhookReceiver:
     """A webhook endpoint on 127.0.0.1 for tests: records every POST and answers by path.
 
     ``/ok`` answers 200; ``/fail/N`` answers 500 to its first N posts, then 200; ``/redirect/URL``
-    answers 302 to the (URL-quoted) URL. :attr:`events` holds ``(path, json body)`` in arrival order.
+    answers 302 to the (URL-quoted) URL, ``/redirect-307/URL`` 307. :attr:`events` holds ``(path, json body)`` in arrival order.
 
     >>> with WebhookReceiver() as hooks:  # doctest: +SKIP
     ...     hooks.url("/ok"), hooks.wait(1)
@@ -242,8 +242,9 @@ class WebhookReceiver:
                 status, headers = 200, {}
                 if self.path.startswith("/fail/") and count <= int(self.path.split("/")[2]):
                     status = 500
-                elif self.path.startswith("/redirect/"):
-                    status, headers = 302, {"Location": unquote(self.path[len("/redirect/"):])}
+                elif self.path.startswith(("/redirect/", "/redirect-307/")):
+                    code, _, target = self.path[1:].partition("/")
+                    status, headers = (307 if code.endswith("307") else 302), {"Location": unquote(target)}
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
