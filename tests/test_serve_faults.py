@@ -86,6 +86,33 @@ def test_duplicate_keys_are_an_ambiguous_request(http):
     assert nested.status_code == 400 and nested.json()["metadata"]["field"] == "path"
 
 
+def test_hand_made_inputs_fuzzers_miss_never_get_a_500(http):
+    """Every prefix of a full body, a lone surrogate in every text, every key twice, odd values in every field."""
+    import json
+
+    full = json.dumps({**BODY, "negative_prompt": "blur", "seed": 7, "guidance_scale": 3.5, "flow_shift": 2.0,
+                       "loras": [{"path": "owner/repo", "scale": 0.5}], "enable_safety_checker": True,
+                       "fast_mode": False, "extra": {"webhook": {"url": "https://hooks.example.org/x"}}})
+    bodies = [full[:n] for n in range(0, len(full), 7)]
+    for field in ("prompt", "negative_prompt", "path", "url"):
+        bodies.append(full.replace(f'"{field}": "', f'"{field}": "\\ud800', 1))
+        bodies.append(full.replace(f'"{field}": "', f'"{field}": "x\\udc00y', 1))
+    for key in json.loads(full):
+        bodies.append(full[:-1] + f', "{key}": null}}')
+    for value in ("-0.0", "1e400", "NaN", "-1e-400", "[]", "{}", '"\\u0000"', "true", "99999999999999999999999"):
+        for key in ("seed", "steps", "guidance_scale", "width", "prompt", "loras", "extra", "frames"):
+            bodies.append(json.dumps({**BODY, "prompt": "x"})[:-1] + f', "{key}": {value}}}')
+    statuses = set()
+    for text in bodies:
+        answer = post_raw(http, text)
+        statuses.add(answer.status_code)
+        assert answer.status_code < 500, (text, answer.text)
+        if answer.status_code != 200:
+            error = answer.json()
+            assert set(error) == {"code", "reason", "message", "metadata"} and error["code"] == answer.status_code
+    assert statuses <= {200, 400} and 400 in statuses
+
+
 def raw_socket(server) -> socket.socket:
     sock = socket.create_connection((HOST, server.port), timeout=10)
     head = (f"POST /v3/async/wan-t2v HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {server.key}\r\n"

@@ -293,3 +293,24 @@ def test_key_for_a_per_call_acceleration_setting(pipe, tmp_path):
     video = pipe.generate(params, accel="fbc")
     assert key_for(pipe, params, accel="fbc") == record_key(video) == Store(tmp_path).put(video).key
     assert key_for(pipe, params, accel="fbc") != key_for(pipe, params) == key_for(pipe, params, accel="exact")
+
+
+def test_runs_with_damaged_files_or_records_are_listed_with_a_status_and_reason(pipe, tmp_path):
+    store = Store(tmp_path / "store")
+    runs = [store.put(pipe.generate(Params(prompt="a fox", seed=s, width=32, height=32, num_frames=5, steps=1)))
+            for s in (1, 2, 3, 4)]
+    df = store.df.set_index("key")
+    assert list(df["status"]) == ["stored"] * 4 and df["reason"].isna().all()
+    record = runs[0].record
+    assert record["stored"]["video.mp4"]["bytes"] == runs[0].mp4.stat().st_size and len(
+        record["stored"]["video.lossless.mkv"]["sha256"]) == 64
+    (runs[1].path / "video.lossless.mkv").unlink()
+    mp4 = runs[2].mp4.read_bytes()
+    runs[2].mp4.write_bytes(mp4[:100])
+    (runs[3].path / "record.json").write_text("{ not json")
+    df = store.df.set_index("key")
+    assert len(df) == 4  # nothing dropped
+    assert df.loc[runs[0].key, "status"] == "stored"
+    assert df.loc[runs[1].key, "status"] == "damaged" and df.loc[runs[1].key, "reason"] == "video.lossless.mkv is missing"
+    assert "video.mp4 is 100 bytes; the record says" in df.loc[runs[2].key, "reason"]
+    assert df.loc[runs[3].key, "status"] == "damaged" and "record cannot be read" in df.loc[runs[3].key, "reason"]

@@ -135,3 +135,23 @@ def test_a_saved_video_and_a_video_in_memory_verify_from_their_records(pipe, tmp
         wanlab.verify(tmp_path / "bare" / "clip.mp4", pipe=pipe)
     with pytest.raises(wanlab.WanlabError, match="holds no generation record"):
         wanlab.verify(wanlab.Video(video.frames), pipe=pipe)
+
+
+@pytest.mark.parametrize("damage", ["missing lossless", "truncated lossless", "missing mp4", "one bit of the mp4"])
+def test_a_run_whose_files_are_missing_or_damaged_is_never_identical(pipe, stored, tmp_path, damage):
+    _, run = stored
+    copy = tmp_path / run.key
+    shutil.copytree(run.path, copy)
+    name = "video.mp4" if "mp4" in damage else "video.lossless.mkv"
+    data = (copy / name).read_bytes()
+    if damage.startswith("missing"):
+        (copy / name).unlink()
+    elif damage.startswith("truncated"):
+        (copy / name).write_bytes(data[: len(data) // 3])
+    else:
+        (copy / name).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    result = wanlab.verify(Run(copy), pipe=pipe)
+    assert result["identical"] is False and name in result["damage"]
+    assert any("the stored run is damaged" in note for note in result["notes"])
+    assert result["digest_actual"] == run.digest  # the model still reproduces the recorded digest
+    assert Run(run.path).damage(deep=True) is None and wanlab.verify(run, pipe=pipe)["damage"] is None
