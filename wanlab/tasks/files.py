@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import time
@@ -29,6 +30,7 @@ from ..fsutil import write_json
 from ..values import plain
 from .shape import FAILED, FINISHED, STATUSES
 
+log = logging.getLogger("wanlab.tasks")
 TASKS_DIR = "tasks"
 FORMAT = 2
 #: The suffix of a task file set aside because its final state could not be written.
@@ -118,10 +120,13 @@ class TaskFiles:
         oldest first."""
         out = []
         for task_id in self.ids():
-            with contextlib.suppress(TaskError):
+            try:
                 data = self.read(task_id)
-                if data.get("format") == FORMAT and data.get("status") not in FINISHED:
-                    out.append(data)
+            except TaskError as exc:  # damaged: reported, not run (a restored file is picked up next start)
+                log.error("%s; it is not resumed", exc)
+                continue
+            if data.get("format") == FORMAT and data.get("status") not in FINISHED:
+                out.append(data)
         return sorted(out, key=lambda d: (d.get("submitted") or 0.0, d["task_id"]))
 
     def claim(self, task_id: str) -> "Claim | None":
