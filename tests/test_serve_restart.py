@@ -68,6 +68,9 @@ def test_a_server_life_loses_no_accepted_task(tmp_path):
 
         crashed = submit_all(first, range(1, 4))  # 2
         wait_for_status(first, crashed[0], PROCESSING)
+        deadline = time.monotonic() + 30  # the answer says PROCESSING a moment before the task file does
+        while files.read(crashed[0])["status"] != PROCESSING and time.monotonic() < deadline:
+            time.sleep(0.01)
         first.kill()
         assert first.process.returncode == -9
         status = {task_id: files.read(task_id)["status"] for task_id in crashed}
