@@ -241,7 +241,7 @@ def create_app(service: Service) -> FastAPI:
         path, media_type = service.file(run_key, name, expires, signature)
         headers = {"Cache-Control": f"private, max-age={config.url_ttl}"}
         if name == RUN_RECORD:
-            return JsonResponse(service.record(run_key), headers=headers)
+            return JsonResponse(service.runs.record(run_key), headers=headers)
         return FileResponse(path, media_type=media_type, headers=headers)
 
     @app.get("/health", summary="Readiness and the served model's identity",

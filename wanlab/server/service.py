@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 import logging
 import math
-import os
 import threading
 import time
 import uuid
@@ -23,7 +22,6 @@ from .. import __version__
 from ..errors import LoRAError, ParamError, TaskError
 from ..params import API_FIELDS, ApiOptions, Params
 from ..store import Store
-from ..store.run import VIDEO_FILES
 from ..tasks import FAILED as TASK_FAILED, FINISHED, PROCESSING, QUEUED, SUCCEED, QueueClosed, QueueFull, TaskFiles, TaskQueue
 from ..tasks.files import FORMAT, TASK_ID_RE
 from ..tasks.queue import reason_of
@@ -32,6 +30,8 @@ from ..video import RUN_LOSSLESS, RUN_MP4, RUN_RECORD
 from .auth import ApiKeys, ServerSecret
 from .config import ServerConfig
 from .errors import ApiError, echo, not_found, unavailable
+from .redact import Redactor
+from .served import ServedRuns
 from .urls import FILES, UrlSigner, file_path
 from .webhooks import Deliveries, WebhookRules, event
 
@@ -102,10 +102,9 @@ class Service:
         self.on_failure = on_failure
         self._retry_after = (0.0, 1)
         self.abandoned: list[str] = []
-        self._checked: dict[str, tuple[Any, str | None]] = {}  # run key -> (file stamps, deep check's answer)
-        self._checked_lock = threading.Lock()
-        self._private_paths = _private_paths(config, self.store.path, self.lora_policy)
-        self._logged: set[str] = set()
+        self.runs = ServedRuns(self.store)
+        self.redactor = Redactor.of_server(config.lora_dirs, getattr(self.lora_policy, "cache_dir", None)
+                                           or config.lora_cache, self.store.path)
 
     def __repr__(self) -> str:
         return f"Service({self.config.model!r}, {self.state}, store={str(self.store.path)!r})"
@@ -236,16 +235,9 @@ class Service:
             try:
                 locate(lora.path, self.lora_policy)
             except (LoRAError, OSError, ValueError) as exc:
-                message = self.scrub(str(exc).replace("loras.path:", f"{field}:", 1))
+                message = self.redactor.scrub(str(exc).replace("loras.path:", f"{field}:", 1))
                 raise ApiError(400, "INVALID_REQUEST_BODY", message,
                                {"field": field, "rule": rule, "value": echo(lora.path)}) from None
-
-    def scrub(self, text: str) -> str:
-        """``text`` without this machine's paths (the LoRA folders and cache, the hub cache, the store, the
-        home folder): a client learns what was wrong with its request, not how the server is laid out."""
-        for path, shown in self._private_paths:
-            text = text.replace(path, shown)
-        return text
 
     def _test_task(self, params: Params, options: ApiOptions, owner: str | None) -> str:
         """Webhook test mode: a task that does not run, ends with the requested status, and is announced."""
@@ -329,17 +321,17 @@ class Service:
         run_key = wanlab.get("run_key")
         task = dict(result["task"])
         if task["status"] == SUCCEED and run_key is not None:  # (a webhook test-mode task has no run)
-            damage = self.damage(run_key)
+            damage = self.runs.damage(run_key)
             if damage is None:
                 videos.append(video_entry(self.signer.url(base, run_key, RUN_MP4), self.config.url_ttl))
                 wanlab["files"] = {"lossless_url": self.signer.url(base, run_key, RUN_LOSSLESS),
                                    "record_url": self.signer.url(base, run_key, RUN_RECORD),
-                                   "sha256": self._hashes(run_key)}
+                                   "sha256": self.runs.hashes(run_key)}
             else:
                 task.update(status=TASK_FAILED, reason=f"{DAMAGED}: {damage}. The video was made, but its stored files "
                                                   "cannot be served; ask the server's operator to restore them, or "
                                                   "submit the request again")
-        task["reason"] = self.scrub(str(task.get("reason") or ""))
+        task["reason"] = self.redactor.scrub(str(task.get("reason") or ""))
         api = dict(options.get("api") or {})
         wanlab["service"] = {"enable_safety_checker": api.get("enable_safety_checker", True),
                              "safety_checker": SAFETY_CHECKER, "fast_mode": api.get("fast_mode", False)}
@@ -352,42 +344,6 @@ class Service:
         return {"task": {k: task[k] for k in TASK_FIELDS}, "images": [], "videos": videos, "audios": [],
                 "extra": {"seed": extra["seed"], "debug_info": {k: extra["debug_info"][k] for k in DEBUG_FIELDS},
                           "wanlab": wanlab}}  # in the published order (task files keep keys sorted)
-
-    def damage(self, run_key: Any) -> str | None:
-        """Why a finished task's run cannot be served (missing, truncated or altered files), else None.
-
-        The files' sizes are checked on every call; their sha256 (or, for runs stored before those
-        were recorded, the frames against the recorded digest) once per change of the files."""
-        if not isinstance(run_key, str) or not self.store.has(run_key):
-            return f"its run {run_key} is not in the store (its record is missing)"
-        run = self.store.get(run_key)
-        quick = run.damage()
-        if quick is not None:
-            return self._damaged(run_key, quick)
-        stamp = tuple(_stamp(run.path / name) for name in (*VIDEO_FILES, RUN_RECORD))
-        with self._checked_lock:
-            known = self._checked.get(run_key)
-        if known is not None and known[0] == stamp:
-            return known[1]
-        problem = run.damage(deep=True)
-        with self._checked_lock:
-            self._checked[run_key] = (stamp, problem)
-        return self._damaged(run_key, problem) if problem else None
-
-    def _hashes(self, run_key: str) -> dict[str, str]:
-        """The sha256 of the run's video files as its record holds them (clients check their downloads)."""
-        stored = self.store.get(run_key).record.get("stored") or {}
-        return {name: entry["sha256"] for name, entry in stored.items() if isinstance(entry, dict)
-                and isinstance(entry.get("sha256"), str)}
-
-    def _damaged(self, run_key: str, problem: str) -> str:
-        with self._checked_lock:
-            first = problem not in self._logged
-            self._logged.add(problem)
-        if first:
-            log.error("run %s in %s is damaged: %s; tasks of it are answered FAILED until it is restored", run_key,
-                      self.store.path, problem)
-        return problem
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """``GET /health``: 200 with the model's identity when ready, 503 while loading, failed or stopping."""
@@ -402,22 +358,14 @@ class Service:
         return (200 if self.state == READY else 503), body
 
     def file(self, run_key: str, name: str, expires: str | None, signature: str | None) -> tuple[Path, str]:
-        """The run file a signed URL names, and its media type: 403 for a bad or expired signature, 404 if absent."""
+        """The run file a signed URL names, and its media type: 403 for a bad or expired signature, 404 if absent
+        (or not a regular file in its run folder)."""
         path = file_path(run_key, name)
         self.signer.check(path, expires, signature)
-        missing = ApiError(404, "NOT_FOUND", f"{path}: no such file on this server", {"path": path})
-        if name not in FILES or not self.store.has(run_key):
-            raise missing
-        folder = self.store.path / run_key
-        if not _plain_file(folder) or not _plain_file(folder / name, regular=True):
-            log.warning("refused to serve %s: not a regular file in a run folder (a link?)", folder / name)
-            raise missing
-        return folder / name, FILES[name]
-
-    def record(self, run_key: str) -> dict[str, Any]:
-        """A run's record as a signed URL serves it: what makes the video, without ``extra`` (the task that
-        stored it: the run is shared by every identical request, and that task id belongs to one key)."""
-        return {k: v for k, v in self.store.get(run_key).record.items() if k != "extra"}
+        found = self.runs.file(run_key, name) if name in FILES else None
+        if found is None:
+            raise ApiError(404, "NOT_FOUND", f"{path}: no such file on this server", {"path": path})
+        return found, FILES[name]
 
     # --- callbacks of the queue ----------------------------------------------------------------------
     def _video_url(self, run: Any, task: Any) -> tuple[str, int]:
@@ -440,50 +388,9 @@ class Service:
         return (url, event(self.present(data["result"], options))) if url else None
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return (info.st_size, info.st_mtime_ns)
-
-
-def _plain_file(path: Path, *, regular: bool = False) -> bool:
-    """Whether ``path`` is itself a folder (or, with ``regular``, a regular file), not a link to one."""
-    import stat
-
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode) if regular else stat.S_ISDIR(mode)
-
-
 def _is_result(result: Any) -> bool:
     """Whether a task file's ``result`` has the published shape's parts the service reads."""
     if not isinstance(result, dict) or not isinstance(result.get("task"), dict) or not isinstance(result.get("extra"), dict):
         return False
     return all(k in result["task"] for k in TASK_FIELDS) and isinstance(result["extra"].get("debug_info"), dict) \
         and all(k in result["extra"]["debug_info"] for k in DEBUG_FIELDS) and "seed" in result["extra"]
-
-
-def _private_paths(config: ServerConfig, store: Path, policy: Any) -> list[tuple[str, str]]:
-    """This machine's paths that answers must not show, longest first, each with what is shown instead."""
-    found: list[tuple[str, str]] = []
-    for i, folder in enumerate(config.lora_dirs):
-        found.append((str(folder), f"<LoRA folder {i + 1}>"))
-    cache = getattr(policy, "cache_dir", None) or config.lora_cache
-    if cache:
-        found.append((str(Path(cache).expanduser()), "<LoRA cache>"))
-    try:
-        from huggingface_hub import constants
-
-        found.append((str(Path(constants.HF_HUB_CACHE).expanduser()), "<hub cache>"))
-    except ImportError:  # pragma: no cover - a dependency of wanlab
-        pass
-    found.append((str(store.resolve()), "<store>"))
-    found.append((str(store), "<store>"))
-    found.append((str(Path.home()), "~"))
-    expanded = found + [(str(Path(p).resolve()), shown) for p, shown in found]
-    unique = {p: shown for p, shown in expanded if p and p not in ("/", ".")}
-    return sorted(unique.items(), key=lambda item: -len(item[0]))

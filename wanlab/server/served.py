@@ -1,0 +1,97 @@
+"""The runs a server hands out: whether a finished task's files are whole, and what a signed URL serves.
+
+- :meth:`ServedRuns.damage`: why a run cannot be served (its record does not read; its mp4 or
+  lossless copy is missing, a link, truncated, or not the sha256 its record holds), else None. Sizes
+  are checked on every call; hashes (or, for runs stored before they were recorded, the frames
+  against the recorded digest) once per change of the files. Each problem is logged once.
+- :meth:`ServedRuns.file`: a run file only as a regular file inside its run folder (no symlink,
+  even one pointing within the store); :meth:`ServedRuns.record`: the record without ``extra``
+  (identical requests share a run, and the task that stored it belongs to one key).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..store import Store
+from ..store.run import VIDEO_FILES
+from ..video import RUN_RECORD
+
+log = logging.getLogger("wanlab.server")
+
+
+class ServedRuns:
+    """The runs of ``store`` as the service serves them (see the module docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._checked: dict[str, tuple[Any, str | None]] = {}  # run key -> (file stamps, deep check's answer)
+        self._logged: set[str] = set()
+        self._lock = threading.Lock()
+
+    def damage(self, run_key: Any) -> str | None:
+        """Why the run ``run_key`` cannot be served, in one sentence; None when its files are whole."""
+        if not isinstance(run_key, str) or not self.store.has(run_key):
+            return self._logged_once(str(run_key), f"its run {run_key} is not in the store (its record is missing)")
+        run = self.store.get(run_key)
+        quick = run.damage()
+        if quick is not None:
+            return self._logged_once(run_key, quick)
+        stamp = tuple(_stamp(run.path / name) for name in (*VIDEO_FILES, RUN_RECORD))
+        with self._lock:
+            known = self._checked.get(run_key)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        problem = run.damage(deep=True)
+        with self._lock:
+            self._checked[run_key] = (stamp, problem)
+        return self._logged_once(run_key, problem) if problem else None
+
+    def hashes(self, run_key: str) -> dict[str, str]:
+        """The sha256 of the run's video files as its record holds them (clients check their downloads)."""
+        stored = self.store.get(run_key).record.get("stored") or {}
+        return {name: entry["sha256"] for name, entry in stored.items()
+                if isinstance(entry, dict) and isinstance(entry.get("sha256"), str)}
+
+    def file(self, run_key: str, name: str) -> Path | None:
+        """The path of a run's file when it is a regular file in a real run folder, else None (logged)."""
+        if not self.store.has(run_key):
+            return None
+        folder = self.store.path / run_key
+        if not _is(folder, stat.S_ISDIR) or not _is(folder / name, stat.S_ISREG):
+            log.warning("refused to serve %s: not a regular file in a run folder (a link?)", folder / name)
+            return None
+        return folder / name
+
+    def record(self, run_key: str) -> dict[str, Any]:
+        """A run's record as a signed URL serves it: what makes the video, without ``extra``."""
+        return {k: v for k, v in self.store.get(run_key).record.items() if k != "extra"}
+
+    def _logged_once(self, run_key: str, problem: str) -> str:
+        with self._lock:
+            first = problem not in self._logged
+            self._logged.add(problem)
+        if first:
+            log.error("run %s in %s is damaged: %s; tasks of it are answered FAILED until it is restored", run_key,
+                      self.store.path, problem)
+        return problem
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_size, info.st_mtime_ns)
+
+
+def _is(path: Path, kind: Any) -> bool:
+    """Whether ``path`` itself (not what a link points to) is of ``kind`` (``stat.S_ISREG``, ``S_ISDIR``)."""
+    try:
+        return bool(kind(os.lstat(path).st_mode))
+    except OSError:
+        return False
