@@ -109,7 +109,8 @@ def responses(*codes: int, ok: dict[str, Any] | None = None, ok_status: int = 20
              403: "an altered or expired signed URL", 404: "no such task for this key, or no such file",
              405: "method not allowed", 413: "the body is over the size limit",
              415: "the body is not JSON (Content-Type: application/json)", 416: "the byte range is outside the file",
-             429: "the queue is full (Retry-After says when to try again)",
+             429: "the queue is full, or this key has --max-queued-per-key tasks waiting (metadata.limit says "
+                  "which; Retry-After says when to try again)",
              503: "the model is loading or the server is stopping (Retry-After)"}
     for code in codes:
         out[code] = {"description": words[code], "content": {JSON: {"schema": ERROR}}}

@@ -125,7 +125,7 @@ class Service:
             elif hasattr(backend, "lora_policy"):  # a Ray pool: resolved in the driver, sent with each job
                 backend.lora_policy = self.lora_policy
             self.queue = TaskQueue(backend, self.store, maxsize=self.config.queue_size, resume=True,
-                                   video_url=self._video_url, on_finish=self._finished)
+                                   max_per_owner=self.config.max_queued_per_key, video_url=self._video_url, on_finish=self._finished)
             self.backend, self.identity = backend, backend.identity
             if self.state == LOADING:
                 self.state = READY
@@ -178,9 +178,7 @@ class Service:
             task_id = self.queue.submit(params, owner=owner, options=recorded,
                                         accel=self.fast_accel if options.fast_mode else None)
         except QueueFull as exc:
-            wait = self._retry_seconds()
-            raise ApiError(429, "QUEUE_FULL", f"{exc}; retry after {wait} s", {"retry_after": wait},
-                           headers={"Retry-After": str(wait)}) from None
+            raise self._busy(exc) from None
         except QueueClosed:
             raise self._unavailable() from None
         if options.webhook_url:
@@ -258,6 +256,21 @@ class Service:
             return unavailable("MODEL_FAILED", f"the model {self.config.model} could not be loaded: {self.reason}", 60)
         return unavailable("SHUTTING_DOWN", "the server is shutting down; retry at another server or after its "
                                             "restart (queued tasks are kept)", 10)
+
+    def _busy(self, exc: QueueFull) -> ApiError:
+        """429 naming the limit that was hit: the whole queue (``--queue-size``) or this key's share of it
+        (``--max-queued-per-key``), with Retry-After."""
+        wait = self._retry_seconds()
+        if exc.limit == "max_per_owner":
+            message = (f"this API key already has {exc.value} tasks waiting, the most one key may queue on this "
+                       f"server (--max-queued-per-key {exc.value}); retry after {wait} s, when one of them has started")
+            reason, limit = "KEY_QUEUE_FULL", "max_queued_per_key"
+        else:
+            message = (f"the task queue is full ({exc.value} tasks waiting, --queue-size {exc.value}); retry after "
+                       f"{wait} s")
+            reason, limit = "QUEUE_FULL", "queue_size"
+        return ApiError(429, reason, message, {"limit": limit, "value": exc.value, "retry_after": wait},
+                        headers={"Retry-After": str(wait)})
 
     def _retry_seconds(self) -> int:
         """When a full queue will likely have room: the soonest eta of a running task (computed once a second)."""

@@ -2,7 +2,8 @@
 
 A :class:`TaskQueue` validates a request at submit (bad fields raise at once, as the API answers
 400), writes the task to its store, and a dispatcher thread starts up to the backend's
-``max_in_flight`` tasks at a time, oldest first. Each finished video goes into the store as a run
+``max_in_flight`` tasks at a time: oldest first within each owner's tasks, the owners in turn
+(:mod:`wanlab.tasks.fair`), and at most ``max_per_owner`` waiting per owner. Each finished video goes into the store as a run
 and the task ends ``TASK_STATUS_SUCCEED`` (or ``TASK_STATUS_FAILED`` with a readable reason; a
 cancelled task is FAILED too, the API having no cancelled status).
 
@@ -32,6 +33,7 @@ from ..params import Params
 from ..store import Store, default_store_path
 from ..values import check_int, check_number
 from .eta import Rates, eta, progress
+from .fair import FairQueue
 from .files import TaskFiles, check_task_id, wait_file
 from .shape import FAILED, FINISHED, LOCAL_URL_TTL, PROCESSING, QUEUED, SUCCEED, task_result, video_entry
 from .task import Task
@@ -57,7 +59,8 @@ def reason_of(exc: BaseException) -> str:
 class TaskQueue:
     """A bounded queue of generation tasks over ``backend``, kept in ``store`` (see the module docstring).
 
-    ``maxsize`` bounds the queued tasks not yet handed to the backend; ``video_url(run, task)`` gives a finished
+    ``maxsize`` bounds the queued tasks not yet handed to the backend, ``max_per_owner`` (None: no
+    bound of its own) those of one ``owner`` (tasks without an owner are not bounded by it); ``video_url(run, task)`` gives a finished
     task's ``(url, ttl_seconds)`` (default: the run's mp4 as a ``file://`` URL); ``on_finish(task,
     result)`` is called once per task that ends (``wanlab serve`` sends webhooks from it).
 
@@ -67,22 +70,24 @@ class TaskQueue:
     """
 
     def __init__(self, backend: Any, store: Store | str | None = None, *, maxsize: int = DEFAULT_MAXSIZE,
-                 keep_finished: int = KEEP_FINISHED, resume: bool = True,
+                 keep_finished: int = KEEP_FINISHED, resume: bool = True, max_per_owner: int | None = None,
                  video_url: Callable[[Any, Task], tuple[str, int]] | None = None,
                  on_finish: Callable[[Task, dict[str, Any]], None] | None = None) -> None:
         self.backend = backend
         self.store = Store(store) if store is not None else Store(default_store_path())
         self.maxsize = check_int("maxsize", maxsize, 1)
         self.keep_finished = check_int("keep_finished", keep_finished, 1)
+        self.max_per_owner = check_int("max_per_owner", max_per_owner, 1, optional=True)
         self.video_url = video_url or _file_url
         self.on_finish = on_finish
         self._cond = threading.Condition()
-        self._queue: collections.deque[Task] = collections.deque()
+        self._queue = FairQueue()
         self._tasks: dict[str, Task] = {}
         self._finished: collections.deque[str] = collections.deque()
         self._stores: dict[str, Store] = {str(self.store.path): self.store}
         self._running: list[Task] = []
         self._reserved = 0  # places taken by submits writing their task file
+        self._reserved_by: collections.Counter[str | None] = collections.Counter()  # the same, by owner
         self._dispatcher: threading.Thread | None = None
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlab-tasks-finish")
         self._closing = False
@@ -117,8 +122,14 @@ class TaskQueue:
                 raise QueueClosed("the task queue is closed; it takes no new tasks")
             if len(self._queue) + self._reserved >= self.maxsize:
                 raise QueueFull(f"the task queue is full ({self.maxsize} tasks waiting); wait for one to finish "
-                                "or cancel one, then submit again")
+                                "or cancel one, then submit again", limit="maxsize", value=self.maxsize)
+            if owner is not None and self.max_per_owner is not None \
+                    and self._queue.count(owner) + self._reserved_by[owner] >= self.max_per_owner:
+                raise QueueFull(f"this owner already has {self.max_per_owner} tasks waiting, the most one owner may "
+                                "queue; wait for one to start, then submit again", limit="max_per_owner",
+                                value=self.max_per_owner)
             self._reserved += 1
+            self._reserved_by[owner] += 1
             self._stores.setdefault(str(target.path), target)
         try:
             task.claim = TaskFiles(target.path).claim(task.task_id)  # a fresh id: ours from now on
@@ -126,11 +137,13 @@ class TaskQueue:
         except BaseException:
             with self._cond:
                 self._reserved -= 1
+                self._reserved_by[owner] -= 1
             if task.claim is not None:
                 task.claim.release()
             raise
         with self._cond:
             self._reserved -= 1
+            self._reserved_by[owner] -= 1
             self._tasks[task.task_id] = task
             self._queue.append(task)
             self._start()
@@ -208,7 +221,7 @@ class TaskQueue:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closing = True
-            queued, self._queue = list(self._queue), collections.deque()
+            queued, self._queue = list(self._queue), FairQueue()
             self._cond.notify_all()
             dispatcher = self._dispatcher
         for task in queued:
