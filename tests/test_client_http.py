@@ -311,6 +311,29 @@ def test_a_pending_task_is_polled_not_paid_again(api, tmp_path):
     assert remote.stats["resumed"] == 1
 
 
+def test_a_point_whose_submit_got_no_answer_is_not_submitted_again_unless_asked(api, tmp_path):
+    remote = local(api)
+    sweep = Sweep(base=dict(prompt="a fox", **LOCAL), grid={"seed": [1, 2]}, name="uncertain")
+    api.faults[POST] = [Fault(drop=True, accept=True)]  # the first submit is accepted there; its answer is lost
+    first = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1)
+    assert list(first.df["status"]) == ["failed", "done"] and len(api.accepted) == 2
+    assert "may have accepted it, so it is not sent again" in first.df["error"][0]
+    assert "idempotency-key" not in {k.lower() for e in api.log for k in e["headers"]}  # the hosted API: none sent
+    (key,) = wanlab.Store(tmp_path / "store").pending()
+    posts = api.routes(POST)
+    again = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1)
+    assert list(again.df["status"]) == ["failed", "done"] and api.routes(POST) == posts  # nothing sent
+    assert "SubmitUncertain: an earlier submit of this request" in again.df["error"][0]
+    assert "retry_uncertain=True" in again.df["error"][0] and key in wanlab.Store(tmp_path / "store").pending()
+    api.faults[POST] = [Fault(400, {"message": "refused"})]  # a refusal: surely not accepted, nothing pending
+    retried = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1, retry_uncertain=True)
+    assert list(retried.df["status"]) == ["failed", "done"] and not wanlab.Store(tmp_path / "store").pending()
+    final = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1)
+    assert (final.df["status"] == "done").all() and len(api.accepted) == 3  # the uncertain one, paid again
+    with pytest.raises(ParamError, match="retry_uncertain: must be"):
+        sweep.run(remote, tmp_path / "store", progress=False, retry_uncertain="yes")
+
+
 def test_verify_of_a_lossy_download_compares_with_a_new_download(api, tmp_path):
     remote = local(api)
     video = remote.generate(prompt="a fox", seed=5, **LOCAL)

@@ -68,5 +68,11 @@ class ServiceError(WanlabError):
         self.status = status
 
 
+class SubmitUncertain(ServiceError):
+    """A submit was sent and its answer was lost (or an earlier one's was): the service may have accepted
+    it (and may bill it), so it is not sent again without a way to tell (an idempotency key the service
+    honours) or an explicit ``retry_uncertain=True``."""
+
+
 class AuthError(ServiceError):
     """The service refused the API key (401) or what it may do (403)."""

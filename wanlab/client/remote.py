@@ -6,7 +6,12 @@ At most ``slots`` tasks are at the service at once (``connect(max_in_flight=K)``
 more job started, which downloads and stores a finished task while the service runs the next.
 The task id is handed to ``job.on_accepted`` before the first poll (a sweep writes it to the store),
 and a job with ``resume`` polls that task instead of submitting again: what a killed sweep paid for
-is fetched, never paid twice. A task the service failed ends the job with the service's reason.
+is fetched, never paid twice. Each submit of a job is announced to ``job.on_submit`` with a fresh
+idempotency key before it is sent (a sweep records it): against a wanlab server the key goes along
+(``Idempotency-Key``), so a submit whose answer was lost is sent again under it, now or in a rerun
+(``job.uncertain``), and the server returns the task it accepted; another service cannot be asked,
+so such a job fails (:class:`~wanlab.errors.SubmitUncertain`) unless ``job.retry_uncertain``.
+A task the service failed ends the job with the service's reason.
 Polls are timed by :mod:`wanlab.client.polling`.
 """
 from __future__ import annotations
@@ -16,13 +21,14 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..backend import Job, request
-from ..errors import ParamError, ServiceError, TaskError
+from ..errors import ParamError, ServiceError, SubmitUncertain, TaskError
 from ..keys import key_parts
 from ..params import Params
 from ..values import check_number
@@ -40,6 +46,8 @@ RESULT = "/v3/async/task-result"
 DOWNLOAD_TRIES = 3
 #: The most tasks kept at a service by default (a server's queue limit may be larger).
 MAX_SLOTS = 32
+#: The header a wanlab server deduplicates submits by (announced at ``/health``: ``server.idempotency_header``).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class Remote:
@@ -77,6 +85,10 @@ class Remote:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._downloads: ThreadPoolExecutor | None = None
+        server = info.health.get("server") if isinstance(info.health.get("server"), Mapping) else {}
+        #: The header this service deduplicates submits by (None: it does not say it does, so none is sent).
+        self.idempotency_header = server.get("idempotency_header") if self.kind == "wanlab" and \
+            server.get("idempotency_header") == IDEMPOTENCY_HEADER else None
 
     def __repr__(self) -> str:
         return f"Remote({self.base_url!r}, kind={self.kind!r}, model={self.identity.model_id!r})"
@@ -135,18 +147,24 @@ class Remote:
         return body(params, self.identity, self.kind)
 
     # --- the hosted API's task methods -------------------------------------------------------------
-    def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str:
+    def submit(self, params: Params | None = None, *, accel: Any = None, idempotency_key: str | None = None,
+               **fields: Any) -> str:
         """Submit one request (validated here first; its seed drawn here when -1, so it is known) and
-        return the service's task id. Every call is a task the service runs (and may bill).
+        return the service's task id. Every call is a task the service runs (and may bill), except that a
+        wanlab server given the same ``idempotency_key`` (1 to 255 visible ASCII characters) for the same
+        request again returns the task it accepted first (another service ignores it).
 
         >>> task_id = remote.submit(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
         """
         p = self.params(params, **fields).resolved()
         accel_ = self.check_accel(accel)
-        return self._submit(p, accel_)
+        return self._submit(p, accel_, idempotency_key)
 
-    def _submit(self, params: Params, accel: Any) -> str:
-        data = self.transport.json("POST", SUBMIT, body=self.body(params), replay=False,
+    def _submit(self, params: Params, accel: Any, idempotency_key: str | None = None) -> str:
+        """POST the request; with a key a wanlab server honours, it goes along and the POST may be sent again."""
+        header = self.idempotency_header if idempotency_key is not None else None
+        data = self.transport.json("POST", SUBMIT, body=self.body(params), replay=False, idempotent=header is not None,
+                                   headers={header: idempotency_key} if header else None,
                                    what=f"POST {self.base_url}{SUBMIT}")
         task_id = data.get("task_id") if isinstance(data, Mapping) else None
         if not isinstance(task_id, str) or not task_id:
@@ -250,12 +268,14 @@ class Remote:
         return self._fetch(task_id, result, p)
 
     def _accepted(self, job: Job, accel: Any) -> str:
-        """The task of this job at the service: the one it resumes, or a new one (announced to
-        ``job.on_accepted`` before anything else happens)."""
+        """The task of this job at the service: the one it resumes, or a new one (its idempotency key
+        announced to ``job.on_submit`` before it is sent, its task id to ``job.on_accepted`` before anything
+        else happens)."""
         from ..tasks.shape import FAILED
 
         p = job.params
         task_id = None
+        idempotency_key = None
         if job.resume:
             try:
                 if self.task_result(job.resume)["task"]["status"] == FAILED:
@@ -267,8 +287,21 @@ class Remote:
                         self._requests[task_id] = (p, accel)
             except TaskError:
                 log.warning("task %s is unknown at %s; submitting the request again", job.resume, self.base_url)
+        elif job.uncertain:
+            if self.idempotency_header is not None:
+                idempotency_key = job.uncertain  # the server returns the task it accepted under it, if it did
+            elif not job.retry_uncertain:
+                raise SubmitUncertain(
+                    f"an earlier submit of this request to {self.base_url} got no answer, so the service may have "
+                    "accepted it (and may bill it); it is not submitted again: pass retry_uncertain=True (wanlab "
+                    "sweep --retry-uncertain) to submit it anyway, after checking the service's own task list")
+            else:
+                log.info("submitting again a request whose earlier submit got no answer (retry_uncertain)")
         if task_id is None:
-            task_id = self._submit(p, accel)
+            idempotency_key = idempotency_key or uuid.uuid4().hex
+            if job.on_submit is not None:
+                job.on_submit(idempotency_key)  # recorded before it is sent: a lost answer is known to a rerun
+            task_id = self._submit(p, accel, idempotency_key)
             if job.on_accepted is not None:
                 try:
                     job.on_accepted(task_id)

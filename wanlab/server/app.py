@@ -1,6 +1,7 @@
 """The HTTP routes of ``wanlab serve`` (FastAPI), over a :class:`~wanlab.server.service.Service`.
 
-- ``POST /v3/async/wan-t2v``: the published body -> ``{"task_id": ...}``;
+- ``POST /v3/async/wan-t2v``: the published body -> ``{"task_id": ...}`` (an ``Idempotency-Key``
+  header: the same task for the same key again, :mod:`wanlab.server.idempotency`);
 - ``GET /v3/async/task-result?task_id=...``: the published task-result shape;
 - ``GET /v3/files/<run key>/<file>?expires=&signature=``: a task's video (range requests work),
   lossless copy or record, by the signed URL a result gave;
@@ -26,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from . import schema
 from .errors import REASONS, ApiError
+from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .service import Service
 
 log = logging.getLogger("wanlab.server")
@@ -114,13 +116,14 @@ def create_app(service: Service) -> FastAPI:
     bearer = [{"bearer": []}]
 
     @app.post("/v3/async/wan-t2v", summary="Submit a Wan 2.1 text-to-video task",
-              responses=schema.responses(400, 401, 413, 415, 429, 503, ok=schema.SUBMITTED),
+              responses=schema.responses(400, 401, 409, 413, 415, 429, 503, ok=schema.SUBMITTED),
               openapi_extra={"requestBody": {"required": True, "content": {schema.JSON: {
-                  "schema": schema.request_body(config.allow_local_sizes, config.model)}}}, "security": bearer})
+                  "schema": schema.request_body(config.allow_local_sizes, config.model)}}}, "security": bearer,
+                  "parameters": [schema.IDEMPOTENCY_KEY]})
     async def submit(request: Request) -> JSONResponse:
         owner = service.authenticate(request.headers.get("authorization"))
         body = await read_json(request, config.max_body)
-        task_id = await run_in_threadpool(service.submit, body, owner)
+        task_id = await run_in_threadpool(service.submit, body, owner, request.headers.get(IDEMPOTENCY_HEADER))
         return JSONResponse({"task_id": task_id})
 
     @app.get("/v3/async/task-result", summary="The state and result of a task",

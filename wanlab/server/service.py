@@ -30,6 +30,7 @@ from ..video import RUN_LOSSLESS, RUN_MP4, RUN_RECORD
 from .auth import ApiKeys, ServerSecret
 from .config import ServerConfig
 from .errors import ApiError, echo, not_found, unavailable
+from .idempotency import Idempotency, check_key, request_digest
 from .urls import FILES, UrlSigner, file_path
 from .webhooks import Deliveries, WebhookRules, event
 
@@ -85,6 +86,7 @@ class Service:
         secret = ServerSecret.of_store(self.store.path)
         self.keys = ApiKeys(config.api_keys, secret) if config.api_keys else None
         self.signer = UrlSigner(secret.derive("urls"), config.url_ttl)
+        self.idempotency = Idempotency(self.store.path, secret.derive("idempotency"))
         self.rules = WebhookRules(config.webhook_allow, config.webhook_timeout_s)
         self.deliveries = Deliveries(self.store.path, self.rules, attempts=config.webhook_attempts,
                                      backoff_s=config.webhook_backoff_s)
@@ -165,17 +167,42 @@ class Service:
         return isinstance(task_owner, str) and owner is not None and hmac.compare_digest(owner, task_owner)
 
     # --- submit --------------------------------------------------------------------------------------
-    def submit(self, body: Any, owner: str | None) -> str:
-        """Validate a published request body, queue it (or, in webhook test mode, announce it); its task id."""
+    def submit(self, body: Any, owner: str | None, idempotency_key: str | None = None) -> str:
+        """Validate a published request body, queue it (or, in webhook test mode, announce it); its task id.
+        With ``idempotency_key`` (the ``Idempotency-Key`` header): the task accepted earlier under that key
+        from this owner, if any (409 for another body), else a new one recorded under it
+        (:mod:`wanlab.server.idempotency`)."""
+        if idempotency_key is None:
+            return self._submit(body, owner)
+        key = check_key(idempotency_key)
+        digest, request = self.idempotency.digest(owner, key), request_digest(body)
+        with self.idempotency.lock():
+            existing = self.idempotency.find(digest, request, self._task_file_exists)
+            if existing is not None:
+                log.info("task %s: submitted again under its idempotency key; the same task is answered", existing)
+                return existing
+            return self._submit(body, owner, lambda task_id: self.idempotency.record(digest, task_id, request),
+                                digest)
+
+    def _task_file_exists(self, task_id: str) -> bool:
+        queue = self.queue
+        return (queue is not None and queue.task(task_id) is not None) or self.files.path(task_id).is_file()
+
+    def _submit(self, body: Any, owner: str | None, accepting: Callable[[str], None] | None = None,
+                idempotency: str | None = None) -> str:
+        """:meth:`submit` itself; ``accepting(task_id)`` is called once the task is accepted, before its file
+        is written (the idempotency index entry), and ``idempotency`` (the index name) is kept in its options."""
         params, options = self.validate(body)
         if self.state != READY or self.queue is None:
             raise self._unavailable()
         if options.webhook_url and options.test_mode:
-            return self._test_task(params, options, owner)
+            return self._test_task(params, options, owner, accepting)
         recorded = {"api": {"enable_safety_checker": options.enable_safety_checker, "fast_mode": options.fast_mode},
                     "webhook": {"url": options.webhook_url} if options.webhook_url else None}
+        if idempotency is not None:
+            recorded["idempotency"] = idempotency
         try:
-            task_id = self.queue.submit(params, owner=owner, options=recorded,
+            task_id = self.queue.submit(params, owner=owner, options=recorded, accepting=accepting,
                                         accel=self.fast_accel if options.fast_mode else None)
         except QueueFull as exc:
             raise self._busy(exc) from None
@@ -231,7 +258,8 @@ class Service:
                 raise ApiError(400, "INVALID_REQUEST_BODY", message,
                                {"field": field, "rule": rule, "value": echo(lora.path)}) from None
 
-    def _test_task(self, params: Params, options: ApiOptions, owner: str | None) -> str:
+    def _test_task(self, params: Params, options: ApiOptions, owner: str | None,
+                   accepting: Callable[[str], None] | None = None) -> str:
         """Webhook test mode: a task that does not run, ends with the requested status, and is announced."""
         task_id, now = str(uuid.uuid4()), time.time()
         status = options.test_status
@@ -241,6 +269,8 @@ class Service:
         result = task_result(task_id=task_id, status=status, reason=reason, seed=params.seed,
                              request={**params.to_dict(), "loras": len(params.loras)}, submitted=now, finished=now,
                              wanlab={"run_key": None, "params": params.to_dict(), "accel": None, "test_mode": True})
+        if accepting is not None:
+            accepting(task_id)
         self.files.write({"task_id": task_id, "status": status, "reason": reason, "params": params.to_dict(),
                           "accel": None, "key": None, "key_parts": None, "model": self.identity.fingerprint,
                           "submitted": now, "started": None, "finished": now, "run_key": None, "owner": owner,

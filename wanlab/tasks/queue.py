@@ -102,12 +102,15 @@ class TaskQueue:
 
     # --- the API -------------------------------------------------------------------------------------
     def submit(self, params: Params | None = None, *, store: Store | str | None = None, accel: Any = None,
-               owner: str | None = None, options: Mapping[str, Any] | None = None, **fields: Any) -> str:
+               owner: str | None = None, options: Mapping[str, Any] | None = None,
+               accepting: Callable[[str], None] | None = None, **fields: Any) -> str:
         """Validate the request (a bad field raises :class:`ParamError` now, as the API answers 400),
         resolve its seed, write it to the store, queue it and return its task id (a uuid4 string).
 
         ``accel`` is a per-task acceleration setting (None: the backend's default); ``owner`` and
-        ``options`` are kept with the task for the service (who may read it, its webhook).
+        ``options`` are kept with the task for the service (who may read it, its webhook);
+        ``accepting(task_id)`` is called once the task is this queue's, before its file is written (an
+        exception from it refuses the task).
         """
         from ..accel.setting import Accel
 
@@ -133,6 +136,8 @@ class TaskQueue:
             self._stores.setdefault(str(target.path), target)
         try:
             task.claim = TaskFiles(target.path).claim(task.task_id)  # a fresh id: ours from now on
+            if accepting is not None:
+                accepting(task.task_id)
             self._persist(task)
         except BaseException:
             with self._cond:

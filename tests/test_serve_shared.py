@@ -1,0 +1,214 @@
+"""A shared ``wanlab serve`` (tiny model, two keys, one server for the module) as several clients find it:
+one key cannot fill the queue (429 naming the per-key limit, and the whole queue's), keys are served in
+turn, a submit whose answer was lost is not paid twice (the ``Idempotency-Key``), and a long poll of
+``task-result`` answers as soon as the task changes."""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+import wanlab
+from wanlab.client import RetryPolicy, connect
+from wanlab.errors import ServiceError
+from wanlab.server.testing import start_server
+from wanlab.sweep import Sweep
+
+SUBMIT = "/v3/async/wan-t2v"
+RESULT = "/v3/async/task-result"
+SMALL = dict(width=32, height=32, num_frames=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start_server(model="tiny", store=tmp_path_factory.mktemp("serve-fair") / "store", keys=2,
+                       args=["--queue-size", "5", "--max-queued-per-key", "3", "--no-access-log"])
+    yield srv
+    srv.stop()
+
+
+FAST = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.05, busy_s=60.0)
+
+
+class LosingProxy:
+    """A loopback proxy in front of a server that forwards every request and, for the next ``lose[prompt]``
+    submits of a prompt, drops the connection instead of passing the answer on (the server has accepted the
+    task: the client cannot tell). ``posts`` counts the submits it forwarded."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = httpx.Client(base_url=upstream, timeout=60.0)
+        self.lose: dict[str, int] = {}
+        self.posts = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                self.forward(None)
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.forward(self.rfile.read(int(self.headers.get("content-length") or 0)))
+
+            def forward(self, data) -> None:
+                skip = ("connection", "content-length", "transfer-encoding", "accept-encoding")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                answer = proxy.upstream.request(self.command, self.path, content=data, headers=headers)
+                if data is not None:
+                    proxy.posts += 1
+                    prompt = json.loads(data).get("prompt")
+                    if proxy.lose.get(prompt, 0) > 0:
+                        proxy.lose[prompt] -= 1
+                        self.connection.shutdown(socket.SHUT_RDWR)  # accepted there; the answer is lost
+                        return
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("connection", "content-length", "transfer-encoding", "content-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.upstream.close()
+
+
+@pytest.fixture()
+def proxy(server):
+    losing = LosingProxy(server.base_url)
+    yield losing
+    losing.close()
+
+
+def accepted(server, prompt: str) -> list[dict]:
+    """The requests the server accepted (its task files) with this prompt."""
+    out = []
+    for file in (server.store / "tasks").glob("*.json"):
+        with contextlib.suppress(ValueError, OSError):
+            data = json.loads(file.read_text())
+            if (data.get("params") or {}).get("prompt") == prompt:
+                out.append(data)
+    return out
+
+
+def body(prompt: str, seed: int, steps: int = 2) -> dict:
+    return {"prompt": prompt, "seed": seed, "steps": steps, **SMALL}
+
+
+def status(http: httpx.Client, task_id: str) -> dict:
+    return http.get(RESULT, params={"task_id": task_id}).json()["task"]
+
+
+def test_one_key_cannot_fill_the_queue_and_keys_are_served_in_turn(server):
+    a, b = server.client(server.keys[0]), server.client(server.keys[1])
+    with a, b:
+        long = {**body("fair a", 0, steps=40), "width": 64, "height": 64, "num_frames": 17}  # the rest waits
+        first = a.post(SUBMIT, json=long).json()["task_id"]
+        deadline = time.monotonic() + 60
+        while status(a, first)["status"] != "TASK_STATUS_PROCESSING":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        mine, over = [], None
+        for seed in range(1, 6):  # 3 wait; a backend that takes 2 jobs at once has taken the first of them
+            answer = a.post(SUBMIT, json=body("fair a", seed))
+            if answer.status_code != 200:
+                over = answer
+                break
+            mine.append(answer.json()["task_id"])
+        assert over is not None and over.status_code == 429 and over.json()["reason"] == "KEY_QUEUE_FULL"
+        assert over.json()["metadata"]["limit"] == "max_queued_per_key" and over.json()["metadata"]["value"] == 3
+        assert "--max-queued-per-key 3" in over.json()["message"] and int(over.headers["retry-after"]) >= 1
+        assert len(mine) in (3, 4), len(mine)
+        theirs = [b.post(SUBMIT, json=body("fair b", s)).json()["task_id"] for s in (1, 2)]  # 5 waiting: the queue
+        full = b.post(SUBMIT, json=body("fair b", 3))
+        assert full.status_code == 429 and full.json()["reason"] == "QUEUE_FULL"
+        assert full.json()["metadata"]["limit"] == "queue_size" and "--queue-size 5" in full.json()["message"]
+        started = {}
+        for key, task_id in [(0, first), *((0, t) for t in mine), *((1, t) for t in theirs)]:
+            result = server.wait_task(task_id, key=server.keys[key])
+            assert result["task"]["status"] == "TASK_STATUS_SUCCEED"
+            started[task_id] = int(result["extra"]["debug_info"]["execute_time_ms"])
+        order = sorted(started, key=started.__getitem__)
+        taken, waiting = mine[:-3], mine[-3:]  # taken by the backend before b came
+        # b had no task run yet, a just had one: b first, then in turn
+        assert order == [first, *taken, theirs[0], waiting[0], theirs[1], waiting[1], waiting[2]], order
+
+
+def test_the_per_key_limit_is_validated_and_defaults_to_a_quarter_of_the_queue():
+    from wanlab.errors import ParamError
+    from wanlab.server.config import ServerConfig
+
+    assert ServerConfig(model="tiny", no_auth=True).max_queued_per_key == 25
+    assert ServerConfig(model="tiny", no_auth=True, queue_size=2).max_queued_per_key == 1
+    with pytest.raises(ParamError, match=r"max_queued_per_key: must be an integer in 1\.\.8 \(at most queue_size\); got 9"):
+        ServerConfig(model="tiny", no_auth=True, queue_size=8, max_queued_per_key=9)
+    with pytest.raises(ParamError, match="max_queued_per_key"):
+        ServerConfig(model="tiny", no_auth=True, max_queued_per_key=0)
+
+
+# --- never paid twice ----------------------------------------------------------------------------------
+def test_a_lost_answer_is_asked_again_under_its_idempotency_key_now_and_in_a_rerun(server, proxy, tmp_path):
+    remote = connect(proxy.url, server.key, retry=FAST)
+    assert remote.kind == "wanlab" and remote.idempotency_header == "Idempotency-Key"
+    sweep = Sweep(base=dict(prompt="lost once", steps=2, **SMALL), grid={"seed": [1, 2]}, name="lost")
+    proxy.lose["lost once"] = 99
+    result = sweep.run(remote, tmp_path / "store", progress=False, metrics=False)
+    # every answer lost, each point's POST sent FAST.attempts times: the server accepted each point once
+    assert list(result.df["status"]) == ["failed", "failed"], list(result.df["error"])
+    assert all("may have accepted it" in e and "same idempotency key" in e for e in result.df["error"])
+    assert proxy.posts == 2 * FAST.attempts and len(accepted(server, "lost once")) == 2
+    pending = wanlab.Store(tmp_path / "store").pending()
+    assert len(pending) == 2 and all(p["submitting"] and "task_id" not in p for p in pending.values())
+    proxy.lose.clear()  # the rerun asks under the recorded keys and gets the tasks accepted then
+    again = sweep.run(remote, tmp_path / "store", progress=False, metrics=False)
+    assert (again.df["status"] == "done").all() and len(accepted(server, "lost once")) == 2
+    assert sorted(again.store.get(k).record["service"]["task_id"] for k in again.keys) == \
+        sorted(t["task_id"] for t in accepted(server, "lost once"))
+    assert not wanlab.Store(tmp_path / "store").pending()
+    proxy.lose["lost in one try"] = 1  # one lost answer in a run: sent again at once under its key
+    before = proxy.posts
+    video = remote.generate(prompt="lost in one try", seed=3, steps=2, **SMALL)
+    assert proxy.posts == before + 2 and len(accepted(server, "lost in one try")) == 1
+    assert video.record["service"]["task_id"] == accepted(server, "lost in one try")[0]["task_id"]
+
+
+def test_the_same_key_with_another_body_is_a_409_and_keys_hold_across_a_restart(server):
+    with server.client() as http, server.client(server.keys[1]) as other:
+        first = http.post(SUBMIT, json=body("keyed", 1), headers={"Idempotency-Key": "point-7"})
+        assert first.status_code == 200, first.text
+        task_id = first.json()["task_id"]
+        assert http.post(SUBMIT, json=body("keyed", 1), headers={"Idempotency-Key": "point-7"}).json() == \
+            {"task_id": task_id}
+        theirs = other.post(SUBMIT, json=body("keyed", 1), headers={"Idempotency-Key": "point-7"})
+        assert theirs.status_code == 200 and theirs.json()["task_id"] != task_id  # keys are per API key
+        clash = http.post(SUBMIT, json=body("keyed", 2), headers={"Idempotency-Key": "point-7"})
+        assert clash.status_code == 409 and clash.json()["metadata"]["field"] == "Idempotency-Key"
+        assert clash.json()["message"].startswith("Idempotency-Key: must name one request")
+        bad = http.post(SUBMIT, json=body("keyed", 3), headers={"Idempotency-Key": "x" * 256})
+        assert bad.status_code == 400 and bad.json()["metadata"]["field"] == "Idempotency-Key"
+        assert "256 characters" in bad.json()["message"] and "x" * 50 not in bad.text
+        server.wait_task(task_id)
+    server.stop()
+    server.restart()
+    with server.client() as http:
+        assert http.post(SUBMIT, json=body("keyed", 1), headers={"Idempotency-Key": "point-7"}).json() == \
+            {"task_id": task_id}
+        assert http.post(SUBMIT, json=body("keyed", 2), headers={"Idempotency-Key": "point-7"}).status_code == 409
+    assert len(accepted(server, "keyed")) == 2
