@@ -212,3 +212,43 @@ def test_the_same_key_with_another_body_is_a_409_and_keys_hold_across_a_restart(
             {"task_id": task_id}
         assert http.post(SUBMIT, json=body("keyed", 2), headers={"Idempotency-Key": "point-7"}).status_code == 409
     assert len(accepted(server, "keyed")) == 2
+
+
+# --- the long poll -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["31", "-1", "nan", "inf", "soon", ""])
+def test_the_long_poll_bound_is_validated(server, value):
+    with server.client() as http:
+        answer = http.get(RESULT, params={"task_id": "00000000-0000-4000-8000-000000000000", "wanlab_wait": value})
+    assert answer.status_code == 400 and answer.json()["metadata"]["field"] == "wanlab_wait"
+    assert answer.json()["message"].startswith("wanlab_wait: must be a number of seconds in 0..30")
+
+
+def test_a_long_poll_answers_as_soon_as_the_task_changes_and_at_once_when_it_has_ended(server):
+    with server.client() as http:
+        task_id = http.post(SUBMIT, json=body("long poll", 1, steps=20)).json()["task_id"]
+        seen, polls = [], 0
+        while not seen or seen[-1][0] not in ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"):
+            answer = http.get(RESULT, params={"task_id": task_id, "wanlab_wait": "30"})
+            polls += 1
+            assert answer.status_code == 200, answer.text
+            now = (answer.json()["task"]["status"], answer.json()["task"]["progress_percent"])
+            assert not seen or now != seen[-1]  # each answer came because something changed
+            seen.append(now)
+            arrived = time.time()
+        result = answer.json()
+        assert seen[-1] == ("TASK_STATUS_SUCCEED", 100) and polls <= 25  # about one per step, never per 10 ms
+        assert arrived - int(result["extra"]["debug_info"]["complete_time_ms"]) / 1000 < 1.0
+        assert result["videos"] and http.get(result["videos"][0]["video_url"]).status_code == 200
+        start = time.monotonic()
+        assert http.get(RESULT, params={"task_id": task_id, "wanlab_wait": "30"}).json()["task"] == result["task"]
+        missing = http.get(RESULT, params={"task_id": "00000000-0000-4000-8000-000000000000", "wanlab_wait": "30"})
+        assert missing.status_code == 404 and time.monotonic() - start < 2.0  # neither waits
+
+
+def test_the_client_long_polls_a_wanlab_server_and_polls_other_services(server):
+    remote = connect(server.base_url, server.key)
+    assert remote.long_poll_s == 25.0  # 30 s offered, 5 s under the 30 s read timeout
+    video = remote.generate(prompt="long polled", seed=1, steps=20, **SMALL)
+    assert video.frames.shape == (5, 32, 32, 3) and remote.stats["polls"] <= 25
+    assert connect(server.base_url, server.key, timeout=5.0).long_poll_s is None  # no room under the timeout
+    assert connect(server.base_url, server.key, kind="api", rules="local").long_poll_s is None  # the API's mode

@@ -12,7 +12,9 @@ idempotency key before it is sent (a sweep records it): against a wanlab server 
 (``job.uncertain``), and the server returns the task it accepted; another service cannot be asked,
 so such a job fails (:class:`~wanlab.errors.SubmitUncertain`) unless ``job.retry_uncertain``.
 A task the service failed ends the job with the service's reason.
-Polls are timed by :mod:`wanlab.client.polling`.
+Polls are timed by :mod:`wanlab.client.polling`; a wanlab server that offers a long poll (``/health``:
+``server.long_poll``) is asked to hold each answer until the task changes (``wanlab_wait``), so its
+end is seen at once, with no poll pauses.
 """
 from __future__ import annotations
 
@@ -48,6 +50,10 @@ DOWNLOAD_TRIES = 3
 MAX_SLOTS = 32
 #: The header a wanlab server deduplicates submits by (announced at ``/health``: ``server.idempotency_header``).
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: The query parameter of a wanlab server's long poll of task-result (announced at ``/health``: ``server.long_poll``).
+WAIT_PARAM = "wanlab_wait"
+#: Seconds a long poll may take less than the transport's read timeout (the answer must come before it).
+WAIT_MARGIN_S = 5.0
 
 
 class Remote:
@@ -89,6 +95,8 @@ class Remote:
         #: The header this service deduplicates submits by (None: it does not say it does, so none is sent).
         self.idempotency_header = server.get("idempotency_header") if self.kind == "wanlab" and \
             server.get("idempotency_header") == IDEMPOTENCY_HEADER else None
+        #: Seconds each task-result may wait for a change at this service (None: it offers no long poll: polling).
+        self.long_poll_s = _long_poll_s(server, transport.timeout) if self.kind == "wanlab" else None
 
     def __repr__(self) -> str:
         return f"Remote({self.base_url!r}, kind={self.kind!r}, model={self.identity.model_id!r})"
@@ -174,14 +182,20 @@ class Remote:
             self._requests[task_id] = (params, accel)
         return task_id
 
-    def task_result(self, task_id: str) -> dict[str, Any]:
-        """The task's state as the service gives it (the published shape); TaskError for an unknown id."""
+    def task_result(self, task_id: str, wait: float | None = None) -> dict[str, Any]:
+        """The task's state as the service gives it (the published shape); TaskError for an unknown id.
+        ``wait`` (seconds, on a service with a long poll; at most :attr:`long_poll_s`): the answer comes once
+        the task's status or progress changes or it ends, or after that long."""
         if not isinstance(task_id, str) or not task_id:
             raise ParamError("task_id", "a task id string", task_id)
+        check_number("wait", wait, 0, optional=True, rule="a number of seconds >= 0 or None")
+        query = {"task_id": task_id}
+        if wait and self.long_poll_s:
+            query[WAIT_PARAM] = f"{min(wait, self.long_poll_s):.3f}"
         with self._lock:
             self.stats["polls"] += 1
         try:
-            result = self.transport.json("GET", RESULT, query={"task_id": task_id},
+            result = self.transport.json("GET", RESULT, query=query,
                                          what=f"GET {self.base_url}{RESULT}")
         except ServiceError as exc:
             if exc.status == 404:
@@ -201,11 +215,14 @@ class Remote:
         check_number("timeout", timeout, 0, optional=True, rule="a number of seconds >= 0 or None")
         start = time.monotonic()
         while True:
-            result = self.task_result(task_id)
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+            result = self.task_result(task_id, wait=self.long_poll_s if left is None else left)
             task = result["task"]
             if task["status"] in FINISHED:
                 return result
             age = time.monotonic() - start
+            if self.long_poll_s and (timeout is None or age < timeout):
+                continue  # the service held the answer until something changed: ask again at once
             if timeout is not None and age >= timeout:
                 raise TaskTimeout(f"task {task_id} is still {task['status']} after {timeout:g} s "
                                   f"({task.get('progress_percent', 0)}% done); it goes on running at {self.base_url}")
@@ -318,7 +335,7 @@ class Remote:
         done = 0
         since = time.monotonic()
         while True:
-            result = self.task_result(task_id)
+            result = self.task_result(task_id, wait=self.long_poll_s)
             task = result["task"]
             status = task["status"]
             if status != QUEUED and not started:
@@ -335,6 +352,8 @@ class Remote:
                 return result
             if status == FAILED:
                 raise TaskError(f"task {task_id} failed at {self.base_url}: {task.get('reason') or 'no reason given'}")
+            if self.long_poll_s:
+                continue  # the service held the answer until the task changed: ask again at once
             time.sleep(self.polling.pause(time.monotonic() - since, task,
                                           self.polling.expected_end(job.params, result)))
 
@@ -376,6 +395,19 @@ class Remote:
     def download(self, url: str, target: Path, sha256: str | None = None) -> Any:
         """One file of a task, verified (:func:`wanlab.client.download.fetch`)."""
         return fetch(self.transport, url, target, policy=self.net_policy, sha256=sha256)
+
+
+def _long_poll_s(server: Mapping[str, Any], timeout: float) -> float | None:
+    """Seconds a task-result may wait at a wanlab server that announces a long poll (``server.long_poll``:
+    its parameter and longest wait), kept :data:`WAIT_MARGIN_S` under the read ``timeout``; None without one."""
+    offer = server.get("long_poll")
+    if not isinstance(offer, Mapping) or offer.get("param") != WAIT_PARAM:
+        return None
+    longest = offer.get("max_s")
+    if not isinstance(longest, (int, float)) or isinstance(longest, bool) or not longest > 0:
+        return None
+    seconds = min(float(longest), timeout - WAIT_MARGIN_S)
+    return seconds if seconds >= 1.0 else None
 
 
 def _has_lossless(result: Mapping[str, Any]) -> bool:

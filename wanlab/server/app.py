@@ -2,7 +2,8 @@
 
 - ``POST /v3/async/wan-t2v``: the published body -> ``{"task_id": ...}`` (an ``Idempotency-Key``
   header: the same task for the same key again, :mod:`wanlab.server.idempotency`);
-- ``GET /v3/async/task-result?task_id=...``: the published task-result shape;
+- ``GET /v3/async/task-result?task_id=...``: the published task-result shape (``&wanlab_wait=S``: a long
+  poll, answered when the task changes, :mod:`wanlab.server.longpoll`);
 - ``GET /v3/files/<run key>/<file>?expires=&signature=``: a task's video (range requests work),
   lossless copy or record, by the signed URL a result gave;
 - ``GET /health``: 200 with the model's identity when ready, 503 while loading.
@@ -28,6 +29,8 @@ from .. import __version__
 from . import schema
 from .errors import REASONS, ApiError
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
+from .longpoll import PARAM as WAIT_PARAM
+from .longpoll import answer, check_wait
 from .service import Service
 
 log = logging.getLogger("wanlab.server")
@@ -127,13 +130,19 @@ def create_app(service: Service) -> FastAPI:
         return JSONResponse({"task_id": task_id})
 
     @app.get("/v3/async/task-result", summary="The state and result of a task",
-             responses=schema.responses(400, 401, 404, ok=schema.TASK_RESULT), openapi_extra={"security": bearer})
+             responses=schema.responses(400, 401, 404, ok=schema.TASK_RESULT),
+             openapi_extra={"security": bearer, "parameters": [schema.WAIT]})
     async def task_result(request: Request, task_id: str = Query(..., description="as returned by POST "
                                                                                 "/v3/async/wan-t2v")) -> JSONResponse:
         # On the event loop itself: an answer from memory (or one small file) takes well under a millisecond,
-        # and every hop to a worker thread waits for the GIL while a generation holds it.
+        # and every hop to a worker thread waits for the GIL while a generation holds it. A long poll waits
+        # there too, woken by the queue (never blocking the loop).
         owner = service.authenticate(request.headers.get("authorization"))
-        return JSONResponse(service.result(task_id, owner, base(request)))
+        seconds = check_wait(request.query_params.get(WAIT_PARAM))
+        if not seconds:
+            return JSONResponse(service.result(task_id, owner, base(request)))
+        return JSONResponse(await answer(service, task_id, owner, base(request), seconds,
+                                         lambda: service.state != "ok" or service.exit_requested()))
 
     @app.api_route("/v3/files/{run_key}/{name}", methods=["GET", "HEAD"], summary="A task's file by its signed URL",
                    responses={**schema.responses(403, 404, 416), 200: {"description": "the file", "content": {

@@ -160,7 +160,8 @@ class ServerConfig:
                 "rules": "local" if self.allow_local_sizes else "api", "url_ttl": self.url_ttl,
                 "max_body": self.max_body, "queue_size": self.queue_size,
                 "max_queued_per_key": self.max_queued_per_key if self.auth else None,
-                "idempotency_header": "Idempotency-Key", "webhooks": bool(self.webhook_allow),
+                "idempotency_header": "Idempotency-Key", "long_poll": {"param": "wanlab_wait", "max_s": 30.0},
+                "webhooks": bool(self.webhook_allow),
                 "fast_mode_accel": self.fast_mode_accel, "lora_sources": {
                     "files": bool(self.lora_dirs), "hub_cache": True, "https": True,
                     "max_bytes": self.lora_max_bytes}}

@@ -124,5 +124,11 @@ IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"}}
 
 
+WAIT = {"name": "wanlab_wait", "in": "query", "required": False, "description":
+        "a wanlab extension (a long poll): answer once the task's status or progress changes or it ends, at most "
+        "this many seconds from now (default 0: at once)",
+        "schema": {"type": "number", "minimum": 0, "maximum": 30}}
+
+
 def security() -> dict[str, Any]:
     return {"bearer": {"type": "http", "scheme": "bearer", "description": "an API key of this server"}}

@@ -101,6 +101,8 @@ class Service:
         self.on_failure = on_failure
         self._retry_after = (0.0, 1)
         self.abandoned: list[str] = []
+        #: Whether the server has been asked to exit (``serve`` sets it: uvicorn's own flag); long polls end then.
+        self.exit_requested: Callable[[], bool] = lambda: False
 
     def __repr__(self) -> str:
         return f"Service({self.config.model!r}, {self.state}, store={str(self.store.path)!r})"

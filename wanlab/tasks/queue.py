@@ -9,7 +9,8 @@ cancelled task is FAILED too, the API having no cancelled status).
 
 - ``progress_percent`` follows the denoising steps and stays below 100 until the video is stored;
   ``eta`` (seconds, always a number) comes from :mod:`wanlab.tasks.eta`.
-- Polls (:meth:`result`) read memory under a lock that no disk write ever holds.
+- Polls (:meth:`result`) read memory under a lock that no disk write ever holds; :meth:`listen`
+  registers a callable told of every change (a long poll waiting on an event loop).
 - Tasks are written when accepted; a queue created on a store resumes that store's unfinished
   tasks of the same model (:mod:`wanlab.tasks.files` decides which process runs each one).
 - Finished tasks are kept in memory up to ``keep_finished``; older ones are read from the store.
@@ -80,7 +81,7 @@ class TaskQueue:
         self.max_per_owner = check_int("max_per_owner", max_per_owner, 1, optional=True)
         self.video_url = video_url or _file_url
         self.on_finish = on_finish
-        self._cond = threading.Condition()
+        self._cond = _Signal()
         self._queue = FairQueue()
         self._tasks: dict[str, Task] = {}
         self._finished: collections.deque[str] = collections.deque()
@@ -206,6 +207,18 @@ class TaskQueue:
             self._let_go(task)
         self._finished_hook(task)
         return self.result(task_id)
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` at every change of any task (status, progress, a file written), on the queue's
+        threads and under its lock: it must be quick and must not call the queue (e.g. wake an event loop).
+        :meth:`unlisten` stops it."""
+        with self._cond:
+            self._cond.listeners.add(listener)
+
+    def unlisten(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener`` (nothing happens when it was not listening)."""
+        with self._cond:
+            self._cond.listeners.discard(listener)
 
     def tasks(self) -> list[dict[str, Any]]:
         """Results of the tasks this queue holds in memory, oldest first."""
@@ -452,6 +465,20 @@ class TaskQueue:
                 return TaskFiles(store.path).result(task_id)
         looked = ", ".join(str(s.path) for s in self._stores.values())
         raise TaskError(f"unknown task id {task_id!r}: not submitted here, and no task with that id in {looked}")
+
+
+class _Signal(threading.Condition):
+    """The queue's condition: every ``notify_all`` (a change) also calls the listeners (:meth:`TaskQueue.listen`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners: set[Callable[[], None]] = set()
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        for listener in list(self.listeners):
+            with contextlib.suppress(Exception):  # a listener's trouble never stops the queue
+                listener()
 
 
 def _key_of(parts: Mapping[str, Any]) -> str:
