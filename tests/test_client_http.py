@@ -334,6 +334,30 @@ def test_a_point_whose_submit_got_no_answer_is_not_submitted_again_unless_asked(
         sweep.run(remote, tmp_path / "store", progress=False, retry_uncertain="yes")
 
 
+def test_wanlab_sweep_retry_uncertain_reaches_the_sweep(api, tmp_path, monkeypatch):
+    from wanlab import cli
+
+    class Ran(Exception):
+        pass
+
+    seen: dict = {}
+
+    def run(self, backend=None, store=None, **options):
+        seen.update(options)
+        raise Ran
+
+    monkeypatch.setattr(Sweep, "run", run)
+    sweep_file = tmp_path / "api.toml"
+    sweep_file.write_text('name = "api"\n[base]\nprompt = "a fox"\nsteps = 2\n[grid]\nseed = [1, 2]\n')
+    command = ["sweep", str(sweep_file), "--remote", api.url, "--remote-kind", "api", "--api-key-file",
+               str(save_key(tmp_path, KEY)), "--store", str(tmp_path / "store"), "--quiet"]
+    for flags, expected in (([], False), (["--retry-uncertain"], True)):
+        with pytest.raises(Ran):
+            cli.main([*command, *flags])
+        assert seen.pop("retry_uncertain") is expected
+    assert api.routes(POST) == 0
+
+
 def test_verify_of_a_lossy_download_compares_with_a_new_download(api, tmp_path):
     remote = local(api)
     video = remote.generate(prompt="a fox", seed=5, **LOCAL)

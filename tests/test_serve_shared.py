@@ -252,3 +252,71 @@ def test_the_client_long_polls_a_wanlab_server_and_polls_other_services(server):
     assert video.frames.shape == (5, 32, 32, 3) and remote.stats["polls"] <= 25
     assert connect(server.base_url, server.key, timeout=5.0).long_poll_s is None  # no room under the timeout
     assert connect(server.base_url, server.key, kind="api", rules="local").long_poll_s is None  # the API's mode
+
+
+class _Queue:
+    """What the long poll asks of a task queue: listeners told of each change, and its tasks."""
+
+    def __init__(self) -> None:
+        self.listeners: set = set()
+
+    def listen(self, fn) -> None:
+        self.listeners.add(fn)
+
+    def unlisten(self, fn) -> None:
+        self.listeners.discard(fn)
+
+    def task(self, task_id):
+        return object()
+
+
+class _Service:
+    def __init__(self) -> None:
+        self.queue = _Queue()
+        self.status, self.progress = "TASK_STATUS_QUEUED", 0
+
+    def result(self, task_id, owner, base):
+        return {"task": {"status": self.status, "progress_percent": self.progress}}
+
+    def change(self, after: float, **fields) -> None:
+        """From another thread, as the queue's threads do: change the task and tell the listeners."""
+        def later():
+            time.sleep(after)
+            self.status = fields.get("status", self.status)
+            self.progress = fields.get("progress", self.progress)
+            for fn in list(self.queue.listeners):
+                fn()
+        threading.Thread(target=later, daemon=True).start()
+
+
+@pytest.mark.parametrize("fields, least, most", [
+    ({"status": "TASK_STATUS_PROCESSING"}, 0.1, 0.4),  # a status change: answered at once
+    ({"progress": 50}, 0.5, 0.9),  # progress alone: not before 0.5 s from the request
+])
+def test_a_long_poll_wakes_on_the_queues_change(fields, least, most):
+    import asyncio
+
+    from wanlab.server.longpoll import answer
+
+    service = _Service()
+    service.change(0.1, **fields)
+    start = time.monotonic()
+    result = asyncio.run(answer(service, "t", None, "http://x", 10.0))
+    took = time.monotonic() - start
+    assert least <= took < most and result["task"] == {"status": service.status, "progress_percent": service.progress}
+    assert not service.queue.listeners  # let go of
+
+
+def test_a_long_poll_ends_when_the_server_stops_and_when_its_time_is_up():
+    import asyncio
+
+    from wanlab.server.longpoll import answer
+
+    service = _Service()
+    stop_at = time.monotonic() + 0.2
+    start = time.monotonic()
+    asyncio.run(answer(service, "t", None, "http://x", 30.0, stopping=lambda: time.monotonic() > stop_at))
+    assert time.monotonic() - start < 1.0
+    start = time.monotonic()
+    assert asyncio.run(answer(service, "t", None, "http://x", 0.3))["task"]["status"] == "TASK_STATUS_QUEUED"
+    assert 0.3 <= time.monotonic() - start < 0.8
