@@ -294,8 +294,8 @@ class _Service:
 
 
 @pytest.mark.parametrize("fields, least, most", [
-    ({"status": "TASK_STATUS_PROCESSING"}, 0.1, 0.4),  # a status change: answered at once
-    ({"progress": 50}, 0.5, 0.9),  # progress alone: not before 0.5 s from the request
+    ({"status": "TASK_STATUS_PROCESSING"}, 0.1, 2.0),  # a status change: answered at once (not after 10 s)
+    ({"progress": 50}, 0.5, 2.0),  # progress alone: not before 0.5 s from the request
 ])
 def test_a_long_poll_wakes_on_the_queues_change(fields, least, most):
     import asyncio
@@ -323,4 +323,4 @@ def test_a_long_poll_ends_when_the_server_stops_and_when_its_time_is_up():
     assert time.monotonic() - start < 1.0
     start = time.monotonic()
     assert asyncio.run(answer(service, "t", None, "http://x", 0.3))["task"]["status"] == "TASK_STATUS_QUEUED"
-    assert 0.3 <= time.monotonic() - start < 0.8
+    assert 0.3 <= time.monotonic() - start < 2.0

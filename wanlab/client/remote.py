@@ -214,14 +214,18 @@ class Remote:
 
         check_number("timeout", timeout, 0, optional=True, rule="a number of seconds >= 0 or None")
         start = time.monotonic()
+        seen = None
         while True:
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
-            result = self.task_result(task_id, wait=self.long_poll_s if left is None else left)
+            wait = self.long_poll_s if left is None else left
+            asked = time.monotonic()
+            result = self.task_result(task_id, wait=wait)
             task = result["task"]
             if task["status"] in FINISHED:
                 return result
             age = time.monotonic() - start
-            if self.long_poll_s and (timeout is None or age < timeout):
+            held, seen = self._held(asked, wait, seen, task), _state(task)
+            if held and (timeout is None or age < timeout):
                 continue  # the service held the answer until something changed: ask again at once
             if timeout is not None and age >= timeout:
                 raise TaskTimeout(f"task {task_id} is still {task['status']} after {timeout:g} s "
@@ -334,7 +338,9 @@ class Remote:
         started = False
         done = 0
         since = time.monotonic()
+        seen = None
         while True:
+            asked = time.monotonic()
             result = self.task_result(task_id, wait=self.long_poll_s)
             task = result["task"]
             status = task["status"]
@@ -352,10 +358,19 @@ class Remote:
                 return result
             if status == FAILED:
                 raise TaskError(f"task {task_id} failed at {self.base_url}: {task.get('reason') or 'no reason given'}")
-            if self.long_poll_s:
+            held, seen = self._held(asked, self.long_poll_s, seen, task), _state(task)
+            if held:
                 continue  # the service held the answer until the task changed: ask again at once
             time.sleep(self.polling.pause(time.monotonic() - since, task,
                                           self.polling.expected_end(job.params, result)))
+
+    def _held(self, asked: float, wait: float | None, seen: Any, task: Mapping[str, Any]) -> bool:
+        """Whether a long poll sent at ``asked`` did its work (the task changed from ``seen``, or the service
+        held the answer for the time asked), so the next may go at once; else (a server that answers long
+        polls of this task at once, e.g. one that does not run it) the usual poll pause comes first."""
+        if not self.long_poll_s or not wait:
+            return False
+        return _state(task) != seen or time.monotonic() - asked >= 0.9 * min(wait, self.long_poll_s)
 
     def _fetch(self, task_id: str, result: Mapping[str, Any], params: Params | None) -> Any:
         """Download a finished task's files into a folder of their own (removed with the Video) and build
@@ -395,6 +410,10 @@ class Remote:
     def download(self, url: str, target: Path, sha256: str | None = None) -> Any:
         """One file of a task, verified (:func:`wanlab.client.download.fetch`)."""
         return fetch(self.transport, url, target, policy=self.net_policy, sha256=sha256)
+
+
+def _state(task: Mapping[str, Any]) -> tuple[Any, Any]:
+    return task.get("status"), task.get("progress_percent")
 
 
 def _long_poll_s(server: Mapping[str, Any], timeout: float) -> float | None:
