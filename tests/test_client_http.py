@@ -311,6 +311,53 @@ def test_a_pending_task_is_polled_not_paid_again(api, tmp_path):
     assert remote.stats["resumed"] == 1
 
 
+def test_a_point_whose_submit_got_no_answer_is_not_submitted_again_unless_asked(api, tmp_path):
+    remote = local(api)
+    sweep = Sweep(base=dict(prompt="a fox", **LOCAL), grid={"seed": [1, 2]}, name="uncertain")
+    api.faults[POST] = [Fault(drop=True, accept=True)]  # the first submit is accepted there; its answer is lost
+    first = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1)
+    assert list(first.df["status"]) == ["failed", "done"] and len(api.accepted) == 2
+    assert "may have accepted it, so it is not sent again" in first.df["error"][0]
+    assert "idempotency-key" not in {k.lower() for e in api.log for k in e["headers"]}  # the hosted API: none sent
+    (key,) = wanlab.Store(tmp_path / "store").pending()
+    posts = api.routes(POST)
+    again = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1)
+    assert list(again.df["status"]) == ["failed", "done"] and api.routes(POST) == posts  # nothing sent
+    assert "SubmitUncertain: an earlier submit of this request" in again.df["error"][0]
+    assert "retry_uncertain=True" in again.df["error"][0] and key in wanlab.Store(tmp_path / "store").pending()
+    api.faults[POST] = [Fault(400, {"message": "refused"})]  # a refusal: surely not accepted, nothing pending
+    retried = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1, retry_uncertain=True)
+    assert list(retried.df["status"]) == ["failed", "done"] and not wanlab.Store(tmp_path / "store").pending()
+    final = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1)
+    assert (final.df["status"] == "done").all() and len(api.accepted) == 3  # the uncertain one, paid again
+    with pytest.raises(ParamError, match="retry_uncertain: must be"):
+        sweep.run(remote, tmp_path / "store", progress=False, retry_uncertain="yes")
+
+
+def test_wanlab_sweep_retry_uncertain_reaches_the_sweep(api, tmp_path, monkeypatch):
+    from wanlab import cli
+
+    class Ran(Exception):
+        pass
+
+    seen: dict = {}
+
+    def run(self, backend=None, store=None, **options):
+        seen.update(options)
+        raise Ran
+
+    monkeypatch.setattr(Sweep, "run", run)
+    sweep_file = tmp_path / "api.toml"
+    sweep_file.write_text('name = "api"\n[base]\nprompt = "a fox"\nsteps = 2\n[grid]\nseed = [1, 2]\n')
+    command = ["sweep", str(sweep_file), "--remote", api.url, "--remote-kind", "api", "--api-key-file",
+               str(save_key(tmp_path, KEY)), "--store", str(tmp_path / "store"), "--quiet"]
+    for flags, expected in (([], False), (["--retry-uncertain"], True)):
+        with pytest.raises(Ran):
+            cli.main([*command, *flags])
+        assert seen.pop("retry_uncertain") is expected
+    assert api.routes(POST) == 0
+
+
 def test_verify_of_a_lossy_download_compares_with_a_new_download(api, tmp_path):
     remote = local(api)
     video = remote.generate(prompt="a fox", seed=5, **LOCAL)

@@ -65,6 +65,15 @@ def accepted(server, prompt: str) -> list[dict]:
     return out
 
 
+def answered(pending: Path) -> int:
+    """How many of a store's pending submits have their task id recorded."""
+    count = 0
+    for file in pending.glob("*.json"):
+        with contextlib.suppress(ValueError, OSError):  # stored meanwhile: gone
+            count += "task_id" in json.loads(file.read_text())
+    return count
+
+
 def once_each(tasks: list[dict]) -> bool:
     """Whether no request was accepted twice."""
     requests = [json.dumps(t["params"], sort_keys=True) for t in tasks]
@@ -179,7 +188,7 @@ def test_a_client_killed_mid_sweep_polls_what_it_submitted_instead_of_paying_aga
                str(key_file), "--store", str(store), "--max-in-flight", "4", "--no-metrics", "--quiet"]
     client = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while len(list((store / "pending").glob("*.json"))) < 4:  # four accepted, recorded, none stored yet
+    while answered(store / "pending") < 4:  # four accepted, recorded, none stored yet
         assert client.poll() is None and time.monotonic() < deadline, client.stderr.read() if client.poll() else ""
         time.sleep(0.005)
     os.kill(client.pid, signal.SIGKILL)
@@ -203,9 +212,9 @@ def test_a_server_restarted_mid_sweep_and_a_full_queue(server, tmp_path):
     worker.start()
     deadline = time.monotonic() + 240
     pending = tmp_path / "store" / "pending"
-    # four accepted and their answers recorded (killed between accepting and answering, a server leaves the
-    # client unable to tell whether it accepted: that point fails rather than risk paying twice)
-    while len(list(pending.glob("*.json"))) < 4:
+    # four accepted and their answers recorded (submits are recorded in pending/ before they are sent, with
+    # the idempotency key under which the client asks again when a killed server leaves an answer lost)
+    while answered(pending) < 4:
         assert time.monotonic() < deadline and worker.is_alive()
         time.sleep(0.005)
     server.kill()

@@ -20,7 +20,10 @@ starts and after each step, what to do with a prompt longer than the model reads
 ``"warn"`` or ``"error"``), an ``affinity`` (jobs sharing one run on the same worker: an acceleration study's settings of one
 request) and, for remote backends, ``resume`` (a task id submitted earlier, to poll instead of
 paying again) with ``on_accepted`` (called with the task id before polling, so it is recorded),
-and ``threads``: the torch thread count to run with (None: that of the thread that starts the job;
+``on_submit`` (called with the idempotency key of a submit before it is sent, so a submit whose answer
+is lost is known to a rerun), ``uncertain`` (that key, from an earlier run whose submit got no answer:
+a wanlab server is asked again under the same key and returns the task it accepted, if any; another
+service is not asked again unless ``retry_uncertain``), and ``threads``: the torch thread count to run with (None: that of the thread that starts the job;
 torch keeps the count per thread, and 1 vs 2 threads give other frames in the last bits).
 """
 from __future__ import annotations
@@ -51,6 +54,9 @@ class Job:
     resume: str | None = None
     on_accepted: Callable[[str], None] | None = None
     threads: int | None = None
+    on_submit: Callable[[str], None] | None = None
+    uncertain: str | None = None
+    retry_uncertain: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.params, Params):

@@ -284,6 +284,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             result = sweep.run(backend, store=store, metrics=not args.no_metrics, progress=not args.quiet,
                                max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry,
+                               retry_uncertain=args.retry_uncertain,
                                max_in_flight=None if remote is not None else args.max_in_flight)
         finally:
             if remote is not None or args.ray is not None:  # the connection, or the Ray workers
@@ -391,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--max-failures", type=int, default=None, metavar="K",
                     help="stop after K failures (the rest stay pending)")
     sw.add_argument("--no-retry", action="store_true", help="leave points that failed earlier as failed")
+    sw.add_argument("--retry-uncertain", action="store_true",
+                    help="with --remote on a service that is not a wanlab server: submit again points whose earlier "
+                         "submit got no answer (the service may have accepted them: this may pay twice); a wanlab "
+                         "server is asked under the same idempotency key instead, which never pays twice")
     sw.add_argument("--csv", default=None, metavar="PATH", help="also write the sweep table as CSV")
     sw.add_argument("--report", default=None, metavar="DIR",
                     help="also write videos, plots and a self-contained HTML report into DIR")

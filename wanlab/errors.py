@@ -43,7 +43,12 @@ class TaskTimeout(TaskError, TimeoutError):
 
 
 class QueueFull(TaskError):
-    """``submit`` found ``maxsize`` tasks waiting (the HTTP service answers 429 and says when to retry)."""
+    """``submit`` found ``maxsize`` tasks waiting, or ``max_per_owner`` of the same owner (the HTTP
+    service answers 429 and says which limit and when to retry): ``limit`` names it, ``value`` is its size."""
+
+    def __init__(self, message: str, limit: str = "maxsize", value: int | None = None) -> None:
+        super().__init__(message)
+        self.limit, self.value = limit, value
 
 
 class QueueClosed(TaskError):
@@ -61,6 +66,12 @@ class ServiceError(WanlabError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class SubmitUncertain(ServiceError):
+    """A submit was sent and its answer was lost (or an earlier one's was): the service may have accepted
+    it (and may bill it), so it is not sent again without a way to tell (an idempotency key the service
+    honours) or an explicit ``retry_uncertain=True``."""
 
 
 class AuthError(ServiceError):

@@ -6,8 +6,15 @@ At most ``slots`` tasks are at the service at once (``connect(max_in_flight=K)``
 more job started, which downloads and stores a finished task while the service runs the next.
 The task id is handed to ``job.on_accepted`` before the first poll (a sweep writes it to the store),
 and a job with ``resume`` polls that task instead of submitting again: what a killed sweep paid for
-is fetched, never paid twice. A task the service failed ends the job with the service's reason.
-Polls are timed by :mod:`wanlab.client.polling`.
+is fetched, never paid twice. Each submit of a job is announced to ``job.on_submit`` with a fresh
+idempotency key before it is sent (a sweep records it): against a wanlab server the key goes along
+(``Idempotency-Key``), so a submit whose answer was lost is sent again under it, now or in a rerun
+(``job.uncertain``), and the server returns the task it accepted; another service cannot be asked,
+so such a job fails (:class:`~wanlab.errors.SubmitUncertain`) unless ``job.retry_uncertain``.
+A task the service failed ends the job with the service's reason.
+Polls are timed by :mod:`wanlab.client.polling`; a wanlab server that offers a long poll (``/health``:
+``server.long_poll``) is asked to hold each answer until the task changes (``wanlab_wait``), so its
+end is seen at once, with no poll pauses.
 """
 from __future__ import annotations
 
@@ -16,13 +23,14 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..backend import Job, request
-from ..errors import ParamError, ServiceError, TaskError
+from ..errors import ParamError, ServiceError, SubmitUncertain, TaskError
 from ..keys import key_parts
 from ..params import Params
 from ..values import check_number
@@ -40,6 +48,12 @@ RESULT = "/v3/async/task-result"
 DOWNLOAD_TRIES = 3
 #: The most tasks kept at a service by default (a server's queue limit may be larger).
 MAX_SLOTS = 32
+#: The header a wanlab server deduplicates submits by (announced at ``/health``: ``server.idempotency_header``).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: The query parameter of a wanlab server's long poll of task-result (announced at ``/health``: ``server.long_poll``).
+WAIT_PARAM = "wanlab_wait"
+#: Seconds a long poll may take less than the transport's read timeout (the answer must come before it).
+WAIT_MARGIN_S = 5.0
 
 
 class Remote:
@@ -77,6 +91,12 @@ class Remote:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._downloads: ThreadPoolExecutor | None = None
+        server = info.health.get("server") if isinstance(info.health.get("server"), Mapping) else {}
+        #: The header this service deduplicates submits by (None: it does not say it does, so none is sent).
+        self.idempotency_header = server.get("idempotency_header") if self.kind == "wanlab" and \
+            server.get("idempotency_header") == IDEMPOTENCY_HEADER else None
+        #: Seconds each task-result may wait for a change at this service (None: it offers no long poll: polling).
+        self.long_poll_s = _long_poll_s(server, transport.timeout) if self.kind == "wanlab" else None
 
     def __repr__(self) -> str:
         return f"Remote({self.base_url!r}, kind={self.kind!r}, model={self.identity.model_id!r})"
@@ -135,18 +155,24 @@ class Remote:
         return body(params, self.identity, self.kind)
 
     # --- the hosted API's task methods -------------------------------------------------------------
-    def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str:
+    def submit(self, params: Params | None = None, *, accel: Any = None, idempotency_key: str | None = None,
+               **fields: Any) -> str:
         """Submit one request (validated here first; its seed drawn here when -1, so it is known) and
-        return the service's task id. Every call is a task the service runs (and may bill).
+        return the service's task id. Every call is a task the service runs (and may bill), except that a
+        wanlab server given the same ``idempotency_key`` (1 to 255 visible ASCII characters) for the same
+        request again returns the task it accepted first (another service ignores it).
 
         >>> task_id = remote.submit(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
         """
         p = self.params(params, **fields).resolved()
         accel_ = self.check_accel(accel)
-        return self._submit(p, accel_)
+        return self._submit(p, accel_, idempotency_key)
 
-    def _submit(self, params: Params, accel: Any) -> str:
-        data = self.transport.json("POST", SUBMIT, body=self.body(params), replay=False,
+    def _submit(self, params: Params, accel: Any, idempotency_key: str | None = None) -> str:
+        """POST the request; with a key a wanlab server honours, it goes along and the POST may be sent again."""
+        header = self.idempotency_header if idempotency_key is not None else None
+        data = self.transport.json("POST", SUBMIT, body=self.body(params), replay=False, idempotent=header is not None,
+                                   headers={header: idempotency_key} if header else None,
                                    what=f"POST {self.base_url}{SUBMIT}")
         task_id = data.get("task_id") if isinstance(data, Mapping) else None
         if not isinstance(task_id, str) or not task_id:
@@ -156,14 +182,20 @@ class Remote:
             self._requests[task_id] = (params, accel)
         return task_id
 
-    def task_result(self, task_id: str) -> dict[str, Any]:
-        """The task's state as the service gives it (the published shape); TaskError for an unknown id."""
+    def task_result(self, task_id: str, wait: float | None = None) -> dict[str, Any]:
+        """The task's state as the service gives it (the published shape); TaskError for an unknown id.
+        ``wait`` (seconds, on a service with a long poll; at most :attr:`long_poll_s`): the answer comes once
+        the task's status or progress changes or it ends, or after that long."""
         if not isinstance(task_id, str) or not task_id:
             raise ParamError("task_id", "a task id string", task_id)
+        check_number("wait", wait, 0, optional=True, rule="a number of seconds >= 0 or None")
+        query = {"task_id": task_id}
+        if wait and self.long_poll_s:
+            query[WAIT_PARAM] = f"{min(wait, self.long_poll_s):.3f}"
         with self._lock:
             self.stats["polls"] += 1
         try:
-            result = self.transport.json("GET", RESULT, query={"task_id": task_id},
+            result = self.transport.json("GET", RESULT, query=query,
                                          what=f"GET {self.base_url}{RESULT}")
         except ServiceError as exc:
             if exc.status == 404:
@@ -182,12 +214,19 @@ class Remote:
 
         check_number("timeout", timeout, 0, optional=True, rule="a number of seconds >= 0 or None")
         start = time.monotonic()
+        seen = None
         while True:
-            result = self.task_result(task_id)
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+            wait = self.long_poll_s if left is None else left
+            asked = time.monotonic()
+            result = self.task_result(task_id, wait=wait)
             task = result["task"]
             if task["status"] in FINISHED:
                 return result
             age = time.monotonic() - start
+            held, seen = self._held(asked, wait, seen, task), _state(task)
+            if held and (timeout is None or age < timeout):
+                continue  # the service held the answer until something changed: ask again at once
             if timeout is not None and age >= timeout:
                 raise TaskTimeout(f"task {task_id} is still {task['status']} after {timeout:g} s "
                                   f"({task.get('progress_percent', 0)}% done); it goes on running at {self.base_url}")
@@ -250,12 +289,14 @@ class Remote:
         return self._fetch(task_id, result, p)
 
     def _accepted(self, job: Job, accel: Any) -> str:
-        """The task of this job at the service: the one it resumes, or a new one (announced to
-        ``job.on_accepted`` before anything else happens)."""
+        """The task of this job at the service: the one it resumes, or a new one (its idempotency key
+        announced to ``job.on_submit`` before it is sent, its task id to ``job.on_accepted`` before anything
+        else happens)."""
         from ..tasks.shape import FAILED
 
         p = job.params
         task_id = None
+        idempotency_key = None
         if job.resume:
             try:
                 if self.task_result(job.resume)["task"]["status"] == FAILED:
@@ -267,8 +308,21 @@ class Remote:
                         self._requests[task_id] = (p, accel)
             except TaskError:
                 log.warning("task %s is unknown at %s; submitting the request again", job.resume, self.base_url)
+        elif job.uncertain:
+            if self.idempotency_header is not None:
+                idempotency_key = job.uncertain  # the server returns the task it accepted under it, if it did
+            elif not job.retry_uncertain:
+                raise SubmitUncertain(
+                    f"an earlier submit of this request to {self.base_url} got no answer, so the service may have "
+                    "accepted it (and may bill it); it is not submitted again: pass retry_uncertain=True (wanlab "
+                    "sweep --retry-uncertain) to submit it anyway, after checking the service's own task list")
+            else:
+                log.info("submitting again a request whose earlier submit got no answer (retry_uncertain)")
         if task_id is None:
-            task_id = self._submit(p, accel)
+            idempotency_key = idempotency_key or uuid.uuid4().hex
+            if job.on_submit is not None:
+                job.on_submit(idempotency_key)  # recorded before it is sent: a lost answer is known to a rerun
+            task_id = self._submit(p, accel, idempotency_key)
             if job.on_accepted is not None:
                 try:
                     job.on_accepted(task_id)
@@ -284,8 +338,10 @@ class Remote:
         started = False
         done = 0
         since = time.monotonic()
+        seen = None
         while True:
-            result = self.task_result(task_id)
+            asked = time.monotonic()
+            result = self.task_result(task_id, wait=self.long_poll_s)
             task = result["task"]
             status = task["status"]
             if status != QUEUED and not started:
@@ -302,8 +358,19 @@ class Remote:
                 return result
             if status == FAILED:
                 raise TaskError(f"task {task_id} failed at {self.base_url}: {task.get('reason') or 'no reason given'}")
+            held, seen = self._held(asked, self.long_poll_s, seen, task), _state(task)
+            if held:
+                continue  # the service held the answer until the task changed: ask again at once
             time.sleep(self.polling.pause(time.monotonic() - since, task,
                                           self.polling.expected_end(job.params, result)))
+
+    def _held(self, asked: float, wait: float | None, seen: Any, task: Mapping[str, Any]) -> bool:
+        """Whether a long poll sent at ``asked`` did its work (the task changed from ``seen``, or the service
+        held the answer for the time asked), so the next may go at once; else (a server that answers long
+        polls of this task at once, e.g. one that does not run it) the usual poll pause comes first."""
+        if not self.long_poll_s or not wait:
+            return False
+        return _state(task) != seen or time.monotonic() - asked >= 0.9 * min(wait, self.long_poll_s)
 
     def _fetch(self, task_id: str, result: Mapping[str, Any], params: Params | None) -> Any:
         """Download a finished task's files into a folder of their own (removed with the Video) and build
@@ -343,6 +410,23 @@ class Remote:
     def download(self, url: str, target: Path, sha256: str | None = None) -> Any:
         """One file of a task, verified (:func:`wanlab.client.download.fetch`)."""
         return fetch(self.transport, url, target, policy=self.net_policy, sha256=sha256)
+
+
+def _state(task: Mapping[str, Any]) -> tuple[Any, Any]:
+    return task.get("status"), task.get("progress_percent")
+
+
+def _long_poll_s(server: Mapping[str, Any], timeout: float) -> float | None:
+    """Seconds a task-result may wait at a wanlab server that announces a long poll (``server.long_poll``:
+    its parameter and longest wait), kept :data:`WAIT_MARGIN_S` under the read ``timeout``; None without one."""
+    offer = server.get("long_poll")
+    if not isinstance(offer, Mapping) or offer.get("param") != WAIT_PARAM:
+        return None
+    longest = offer.get("max_s")
+    if not isinstance(longest, (int, float)) or isinstance(longest, bool) or not longest > 0:
+        return None
+    seconds = min(float(longest), timeout - WAIT_MARGIN_S)
+    return seconds if seconds >= 1.0 else None
 
 
 def _has_lossless(result: Mapping[str, Any]) -> bool:

@@ -128,7 +128,17 @@ def _accel_of(health: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _queue_limit(health: Mapping[str, Any]) -> int | None:
-    """How many tasks the server queues, from the names a health answer may give it."""
+    """How many tasks the server queues for one key, from the names a health answer may give it (a wanlab
+    server's ``max_queued_per_key`` when smaller than its queue)."""
+    server = health.get("server")
+    per_key = server.get("max_queued_per_key") if isinstance(server, Mapping) else None
+    whole = _whole_queue(health)
+    if isinstance(per_key, int) and not isinstance(per_key, bool) and per_key > 0:
+        return per_key if whole is None else min(whole, per_key)
+    return whole
+
+
+def _whole_queue(health: Mapping[str, Any]) -> int | None:
     candidates: list[Any] = [health.get(k) for k in ("queue_limit", "max_queue", "queue_size", "maxsize")]
     for section in ("queue", "server"):
         part = health.get(section)

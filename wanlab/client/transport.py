@@ -7,7 +7,9 @@ the service's refusals turned into wanlab's errors, saying what the service said
   :attr:`RetryPolicy.busy_s` seconds in all: the service did not accept the request;
 - other 5xx, and connections that fail -> up to :attr:`RetryPolicy.attempts` tries with exponential
   backoff and jitter; a request that must not run twice (a paid submit, ``replay=False``) is sent
-  again only when it surely did not arrive (the connection was never made, or 429/503).
+  again only when it surely did not arrive (the connection was never made, or 429/503), else it is a
+  :class:`~wanlab.errors.SubmitUncertain`; one the service deduplicates (an ``Idempotency-Key`` a
+  wanlab server honours, ``idempotent=True``) is sent again, and is SubmitUncertain only when every try failed.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 
-from ..errors import AuthError, ParamError, ServiceError
+from ..errors import AuthError, ParamError, ServiceError, SubmitUncertain
 from ..values import check_int, check_number
 from .credentials import ApiKey
 
@@ -127,19 +129,24 @@ class Transport:
     # --- sending -------------------------------------------------------------------------------------
     def send(self, method: str, path: str, *, body: Mapping[str, Any] | None = None,
              query: Mapping[str, str] | None = None, replay: bool = True, stream: bool = False,
-             what: str | None = None, patience: float | None = None) -> Any:
+             what: str | None = None, patience: float | None = None, headers: Mapping[str, str] | None = None,
+             idempotent: bool = False) -> Any:
         """Send a request and return the ``httpx.Response`` of a 2xx answer (with ``stream=True`` not yet
         read: close it). Retries and errors as the module docstring says; ``replay=False`` for a request
         that must not run twice. ``what`` names the request in messages (default ``METHOD URL``);
-        ``patience`` replaces :attr:`RetryPolicy.busy_s` (seconds of 429/503 waits) for this request."""
+        ``patience`` replaces :attr:`RetryPolicy.busy_s` (seconds of 429/503 waits) for this request;
+        ``headers`` are sent besides the key's; ``idempotent=True``: the service deduplicates this request
+        (an ``Idempotency-Key``), so it is sent again, and when no try got an answer after one may have
+        arrived, :class:`~wanlab.errors.SubmitUncertain`."""
         import httpx
 
         url = self.url(path)
         if not self.same_origin(url):
             raise ServiceError(f"{shown_url(url)} is not on {self.base_url}: the API key is sent to its service only")
         what = what or f"{method} {shown_url(url)}"
-        headers = self.key.headers() if self.key is not None else {}
+        headers = {**(headers or {}), **(self.key.headers() if self.key is not None else {})}
         failures = 0
+        arrived_once = False
         busy = 0
         waited = 0.0
         patience = self.retry.busy_s if patience is None else patience
@@ -150,11 +157,16 @@ class Transport:
                 response = self._client.send(request, stream=stream)
             except httpx.TransportError as exc:
                 arrived = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-                if arrived and not replay:
-                    raise ServiceError(f"{what}: the connection broke after the request was sent ({_describe(exc)}); "
-                                       "the service may have accepted it, so it is not sent again (that could pay "
-                                       "twice)") from None
+                if arrived and not replay and not idempotent:
+                    raise SubmitUncertain(f"{what}: the connection broke after the request was sent ({_describe(exc)}); "
+                                          "the service may have accepted it, so it is not sent again (that could pay "
+                                          "twice)") from None
+                arrived_once |= arrived
                 failures += 1
+                if failures >= self.retry.attempts and idempotent and arrived_once:
+                    raise SubmitUncertain(f"{what}: no answer from {self.base_url} after {failures} tries, the last "
+                                          f"{_describe(exc)}; the service may have accepted it: a rerun asks again "
+                                          "under the same idempotency key, so it is not paid twice") from None
                 if failures >= self.retry.attempts:
                     raise ServiceError(f"{what}: no answer from {self.base_url} after {failures} "
                                        f"tr{'ies' if failures > 1 else 'y'} ({_describe(exc)})") from None
@@ -176,7 +188,7 @@ class Transport:
                 waited += wait
                 self._pause(wait, what, f"{status} {_reason(response)}")
                 continue
-            if status >= 500 and status != 501 and replay:
+            if status >= 500 and status != 501 and (replay or idempotent):
                 failures += 1
                 if failures < self.retry.attempts:
                     self._pause(self.retry.delay(failures - 1), what, f"{status} {_reason(response)}")

@@ -1,7 +1,9 @@
 """The HTTP routes of ``wanlab serve`` (FastAPI), over a :class:`~wanlab.server.service.Service`.
 
-- ``POST /v3/async/wan-t2v``: the published body -> ``{"task_id": ...}``;
-- ``GET /v3/async/task-result?task_id=...``: the published task-result shape;
+- ``POST /v3/async/wan-t2v``: the published body -> ``{"task_id": ...}`` (an ``Idempotency-Key``
+  header: the same task for the same key again, :mod:`wanlab.server.idempotency`);
+- ``GET /v3/async/task-result?task_id=...``: the published task-result shape (``&wanlab_wait=S``: a long
+  poll, answered when the task changes, :mod:`wanlab.server.longpoll`);
 - ``GET /v3/files/<run key>/<file>?expires=&signature=``: a task's video (range requests work),
   lossless copy or record, by the signed URL a result gave;
 - ``GET /health``: 200 with the model's identity when ready, 503 while loading.
@@ -32,6 +34,9 @@ from ..values import check_unicode
 from ..video import RUN_RECORD
 from . import schema
 from .errors import REASONS, ApiError
+from .idempotency import HEADER as IDEMPOTENCY_HEADER
+from .longpoll import PARAM as WAIT_PARAM
+from .longpoll import answer, check_wait
 from .service import Service
 
 log = logging.getLogger("wanlab.server")
@@ -212,23 +217,30 @@ def create_app(service: Service) -> FastAPI:
     bearer = [{"bearer": []}]
 
     @app.post("/v3/async/wan-t2v", summary="Submit a Wan 2.1 text-to-video task",
-              responses=schema.responses(400, 401, 408, 413, 415, 429, 503, 507, ok=schema.SUBMITTED),
+              responses=schema.responses(400, 401, 408, 409, 413, 415, 429, 503, 507, ok=schema.SUBMITTED),
               openapi_extra={"requestBody": {"required": True, "content": {schema.JSON: {
-                  "schema": schema.request_body(config.allow_local_sizes, config.model)}}}, "security": bearer})
+                  "schema": schema.request_body(config.allow_local_sizes, config.model)}}}, "security": bearer,
+                  "parameters": [schema.IDEMPOTENCY_KEY]})
     async def submit(request: Request) -> JSONResponse:
         owner = service.authenticate(request.headers.get("authorization"))
         body = await read_json(request, config.max_body, config.body_timeout_s)
-        task_id = await run_in_threadpool(service.submit, body, owner)
+        task_id = await run_in_threadpool(service.submit, body, owner, request.headers.get(IDEMPOTENCY_HEADER))
         return JsonResponse({"task_id": task_id})
 
     @app.get("/v3/async/task-result", summary="The state and result of a task",
-             responses=schema.responses(400, 401, 404, ok=schema.TASK_RESULT), openapi_extra={"security": bearer})
+             responses=schema.responses(400, 401, 404, ok=schema.TASK_RESULT),
+             openapi_extra={"security": bearer, "parameters": [schema.WAIT]})
     async def task_result(request: Request, task_id: str = Query(..., description="as returned by POST "
                                                                                 "/v3/async/wan-t2v")) -> JSONResponse:
         # On the event loop itself: an answer from memory (or one small file) takes well under a millisecond,
-        # and every hop to a worker thread waits for the GIL while a generation holds it.
+        # and every hop to a worker thread waits for the GIL while a generation holds it. A long poll waits
+        # there too, woken by the queue (never blocking the loop).
         owner = service.authenticate(request.headers.get("authorization"))
-        return JsonResponse(service.result(task_id, owner, base(request)))
+        seconds = check_wait(request.query_params.get(WAIT_PARAM))
+        if not seconds:
+            return JsonResponse(service.result(task_id, owner, base(request)))
+        return JsonResponse(await answer(service, task_id, owner, base(request), seconds,
+                                         lambda: service.state != "ok" or service.exit_requested()))
 
     @app.api_route("/v3/files/{run_key}/{name}", methods=["GET", "HEAD"], summary="A task's file by its signed URL",
                    responses={**schema.responses(403, 404, 416), 200: {"description": "the file", "content": {

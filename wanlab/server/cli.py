@@ -53,6 +53,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help=f"seconds a signed video URL stays valid (default {DEFAULT_URL_TTL})")
     p.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE_SIZE, metavar="N",
                    help=f"tasks waiting at most; more are answered 429 with Retry-After (default {DEFAULT_QUEUE_SIZE})")
+    p.add_argument("--max-queued-per-key", type=int, default=None, metavar="N",
+                   help="tasks one API key may have waiting; more from that key are answered 429 with Retry-After, "
+                        "and keys are served in turn (default: a quarter of --queue-size, at least 1)")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                    help=f"largest request body; larger ones are answered 413 (default {DEFAULT_MAX_BODY})")
     p.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S, metavar="S",
@@ -82,8 +85,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     fields: dict[str, Any] = dict(
         model=args.model, host=args.host, port=args.port, api_keys=args.api_keys, no_auth=args.no_auth,
         workers=args.workers, ray=args.ray, allow_local_sizes=args.allow_local_sizes, webhook_allow=tuple(args.webhook_allow),
-        public_url=args.public_url, url_ttl=args.url_ttl, queue_size=args.queue_size, max_body=args.max_body,
-        body_timeout_s=args.body_timeout,
+        public_url=args.public_url, url_ttl=args.url_ttl, queue_size=args.queue_size,
+        max_queued_per_key=args.max_queued_per_key, max_body=args.max_body, body_timeout_s=args.body_timeout,
         lora_dirs=tuple(args.lora_dir), lora_cache=args.lora_cache, lora_max_bytes=args.lora_max_mb << 20,
         fast_mode_accel=args.fast_mode_accel, device=args.device, dtype=args.dtype,
         drain_timeout_s=args.drain_timeout)

@@ -24,6 +24,17 @@ DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_QUEUE_SIZE = 100
 #: Seconds a request body may take to arrive whole (a body that trickles in is cut: 408).
 DEFAULT_BODY_TIMEOUT_S = 30.0
+#: Without ``max_queued_per_key``: one key may keep this share of the queue waiting (at least one task).
+DEFAULT_KEY_SHARE = 4
+
+
+def default_max_queued_per_key(queue_size: int) -> int:
+    """The default per-key bound: a quarter of the queue (so four keys at least share it), at least 1.
+
+    >>> default_max_queued_per_key(100)
+    25
+    """
+    return max(1, queue_size // DEFAULT_KEY_SHARE)
 #: The acceleration preset ``fast_mode: true`` runs (README "Serve the API": the study behind the choice).
 FAST_MODE_PRESET = "taylorseer-fast"
 LOOPBACK_NAMES = ("localhost",)
@@ -69,6 +80,7 @@ class ServerConfig:
     max_body: int = DEFAULT_MAX_BODY
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     queue_size: int = DEFAULT_QUEUE_SIZE
+    max_queued_per_key: int | None = None
     lora_dirs: tuple[str, ...] = ()
     lora_cache: str | None = None
     lora_max_bytes: int = 2 << 30
@@ -94,6 +106,10 @@ class ServerConfig:
         set_("max_body", check_int("max_body", self.max_body, 1024, 16 << 20))
         set_("body_timeout_s", check_number("body_timeout_s", self.body_timeout_s, 0, 3600, lo_open=True))
         set_("queue_size", check_int("queue_size", self.queue_size, 1, 100_000))
+        if self.max_queued_per_key is None:
+            set_("max_queued_per_key", default_max_queued_per_key(self.queue_size))
+        set_("max_queued_per_key", check_int("max_queued_per_key", self.max_queued_per_key, 1, self.queue_size,
+                                             rule=f"an integer in 1..{self.queue_size} (at most queue_size)"))
         set_("lora_max_bytes", check_int("lora_max_bytes", self.lora_max_bytes, 1))
         set_("webhook_attempts", check_int("webhook_attempts", self.webhook_attempts, 1, 20))
         set_("webhook_timeout_s", check_number("webhook_timeout_s", self.webhook_timeout_s, 0, 120, lo_open=True))
@@ -146,7 +162,10 @@ class ServerConfig:
         return {"auth": self.auth, "workers": self.workers, "ray": self.ray is not None,
                 "allow_local_sizes": self.allow_local_sizes,
                 "rules": "local" if self.allow_local_sizes else "api", "url_ttl": self.url_ttl,
-                "max_body": self.max_body, "queue_size": self.queue_size, "webhooks": bool(self.webhook_allow),
+                "max_body": self.max_body, "queue_size": self.queue_size,
+                "max_queued_per_key": self.max_queued_per_key if self.auth else None,
+                "idempotency_header": "Idempotency-Key", "long_poll": {"param": "wanlab_wait", "max_s": 30.0},
+                "webhooks": bool(self.webhook_allow),
                 "fast_mode_accel": self.fast_mode_accel, "lora_sources": {
                     "files": bool(self.lora_dirs), "hub_cache": True, "https": True,
                     "max_bytes": self.lora_max_bytes}}

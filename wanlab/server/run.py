@@ -65,6 +65,7 @@ def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any
                                            log_level="info", lifespan="on", server_header=False,
                                            http=json_errors_protocol()))
     holder["server"] = server
+    service.exit_requested = lambda: bool(server.should_exit)  # long polls answer at once, not at their end
     terminated: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))  # uvicorn raises it again at exit
     auth = f"{len(service.keys)} API key(s) from {config.api_keys}" if service.keys else "no authentication"

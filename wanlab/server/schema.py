@@ -116,14 +116,28 @@ def responses(*codes: int, ok: dict[str, Any] | None = None, ok_status: int = 20
     words = {400: "an invalid field (field, rule and value in metadata)", 401: "no API key, or a wrong one",
              403: "an altered or expired signed URL", 404: "no such task for this key, or no such file",
              405: "method not allowed", 408: "the body did not arrive whole in time",
+             409: "the Idempotency-Key was used before with another request body",
              413: "the body is over the size limit",
              415: "the body is not JSON (Content-Type: application/json)", 416: "the byte range is outside the file",
-             429: "the queue is full (Retry-After says when to try again)",
+             429: "the queue is full, or this key has --max-queued-per-key tasks waiting (metadata.limit says "
+                  "which; Retry-After says when to try again)",
              503: "the model is loading or the server is stopping (Retry-After)",
              507: "the server's disk is full; nothing was accepted (Retry-After)"}
     for code in codes:
         out[code] = {"description": words[code], "content": {JSON: {"schema": ERROR}}}
     return out
+
+
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False, "description":
+                   "a wanlab extension: the same key with the same body again (e.g. after a lost answer) returns the "
+                   "task accepted first instead of a new one; keys are per API key and kept across restarts",
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"}}
+
+
+WAIT = {"name": "wanlab_wait", "in": "query", "required": False, "description":
+        "a wanlab extension (a long poll): answer once the task's status or progress changes or it ends, at most "
+        "this many seconds from now (default 0: at once)",
+        "schema": {"type": "number", "minimum": 0, "maximum": 30}}
 
 
 def security() -> dict[str, Any]:

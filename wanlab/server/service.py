@@ -30,6 +30,7 @@ from ..video import RUN_LOSSLESS, RUN_MP4, RUN_RECORD
 from .auth import ApiKeys, ServerSecret
 from .config import ServerConfig
 from .errors import ApiError, echo, not_found, unavailable
+from .idempotency import Idempotency, check_key, request_digest
 from .redact import Redactor
 from .served import ServedRuns
 from .urls import FILES, UrlSigner, file_path
@@ -88,6 +89,7 @@ class Service:
         secret = ServerSecret.of_store(self.store.path)
         self.keys = ApiKeys(config.api_keys, secret) if config.api_keys else None
         self.signer = UrlSigner(secret.derive("urls"), config.url_ttl)
+        self.idempotency = Idempotency(self.store.path, secret.derive("idempotency"))
         self.rules = WebhookRules(config.webhook_allow, config.webhook_timeout_s)
         self.deliveries = Deliveries(self.store.path, self.rules, attempts=config.webhook_attempts,
                                      backoff_s=config.webhook_backoff_s)
@@ -105,6 +107,8 @@ class Service:
         self.runs = ServedRuns(self.store)
         self.redactor = Redactor.of_server(config.lora_dirs, getattr(self.lora_policy, "cache_dir", None)
                                            or config.lora_cache, self.store.path)
+        #: Whether the server has been asked to exit (``serve`` sets it: uvicorn's own flag); long polls end then.
+        self.exit_requested: Callable[[], bool] = lambda: False
 
     def __repr__(self) -> str:
         return f"Service({self.config.model!r}, {self.state}, store={str(self.store.path)!r})"
@@ -131,7 +135,7 @@ class Service:
             elif hasattr(backend, "lora_policy"):  # a Ray pool: resolved in the driver, sent with each job
                 backend.lora_policy = self.lora_policy
             self.queue = TaskQueue(backend, self.store, maxsize=self.config.queue_size, resume=True,
-                                   video_url=self._video_url, on_finish=self._finished)
+                                   max_per_owner=self.config.max_queued_per_key, video_url=self._video_url, on_finish=self._finished)
             self.backend, self.identity = backend, backend.identity
             if self.state == LOADING:
                 self.state = READY
@@ -171,22 +175,45 @@ class Service:
         return isinstance(task_owner, str) and owner is not None and hmac.compare_digest(owner, task_owner)
 
     # --- submit --------------------------------------------------------------------------------------
-    def submit(self, body: Any, owner: str | None) -> str:
-        """Validate a published request body, queue it (or, in webhook test mode, announce it); its task id."""
+    def submit(self, body: Any, owner: str | None, idempotency_key: str | None = None) -> str:
+        """Validate a published request body, queue it (or, in webhook test mode, announce it); its task id.
+        With ``idempotency_key`` (the ``Idempotency-Key`` header): the task accepted earlier under that key
+        from this owner, if any (409 for another body), else a new one recorded under it
+        (:mod:`wanlab.server.idempotency`)."""
+        if idempotency_key is None:
+            return self._submit(body, owner)
+        key = check_key(idempotency_key)
+        digest, request = self.idempotency.digest(owner, key), request_digest(body)
+        with self.idempotency.lock():
+            existing = self.idempotency.find(digest, request, self._task_file_exists)
+            if existing is not None:
+                log.info("task %s: submitted again under its idempotency key; the same task is answered", existing)
+                return existing
+            return self._submit(body, owner, lambda task_id: self.idempotency.record(digest, task_id, request),
+                                digest)
+
+    def _task_file_exists(self, task_id: str) -> bool:
+        queue = self.queue
+        return (queue is not None and queue.task(task_id) is not None) or self.files.path(task_id).is_file()
+
+    def _submit(self, body: Any, owner: str | None, accepting: Callable[[str], None] | None = None,
+                idempotency: str | None = None) -> str:
+        """:meth:`submit` itself; ``accepting(task_id)`` is called once the task is accepted, before its file
+        is written (the idempotency index entry), and ``idempotency`` (the index name) is kept in its options."""
         params, options = self.validate(body)
         if self.state != READY or self.queue is None:
             raise self._unavailable()
         if options.webhook_url and options.test_mode:
-            return self._test_task(params, options, owner)
+            return self._test_task(params, options, owner, accepting)
         recorded = {"api": {"enable_safety_checker": options.enable_safety_checker, "fast_mode": options.fast_mode},
                     "webhook": {"url": options.webhook_url} if options.webhook_url else None}
+        if idempotency is not None:
+            recorded["idempotency"] = idempotency
         try:
-            task_id = self.queue.submit(params, owner=owner, options=recorded,
+            task_id = self.queue.submit(params, owner=owner, options=recorded, accepting=accepting,
                                         accel=self.fast_accel if options.fast_mode else None)
         except QueueFull as exc:
-            wait = self._retry_seconds()
-            raise ApiError(429, "QUEUE_FULL", f"{exc}; retry after {wait} s", {"retry_after": wait},
-                           headers={"Retry-After": str(wait)}) from None
+            raise self._busy(exc) from None
         except QueueClosed:
             raise self._unavailable() from None
         if options.webhook_url:
@@ -239,7 +266,8 @@ class Service:
                 raise ApiError(400, "INVALID_REQUEST_BODY", message,
                                {"field": field, "rule": rule, "value": echo(lora.path)}) from None
 
-    def _test_task(self, params: Params, options: ApiOptions, owner: str | None) -> str:
+    def _test_task(self, params: Params, options: ApiOptions, owner: str | None,
+                   accepting: Callable[[str], None] | None = None) -> str:
         """Webhook test mode: a task that does not run, ends with the requested status, and is announced."""
         task_id, now = str(uuid.uuid4()), time.time()
         status = options.test_status
@@ -249,6 +277,8 @@ class Service:
         result = task_result(task_id=task_id, status=status, reason=reason, seed=params.seed,
                              request={**params.to_dict(), "loras": len(params.loras)}, submitted=now, finished=now,
                              wanlab={"run_key": None, "params": params.to_dict(), "accel": None, "test_mode": True})
+        if accepting is not None:
+            accepting(task_id)
         self.files.write({"task_id": task_id, "status": status, "reason": reason, "params": params.to_dict(),
                           "accel": None, "key": None, "key_parts": None, "model": self.identity.fingerprint,
                           "submitted": now, "started": None, "finished": now, "run_key": None, "owner": owner,
@@ -264,6 +294,21 @@ class Service:
             return unavailable("MODEL_FAILED", f"the model {self.config.model} could not be loaded: {self.reason}", 60)
         return unavailable("SHUTTING_DOWN", "the server is shutting down; retry at another server or after its "
                                             "restart (queued tasks are kept)", 10)
+
+    def _busy(self, exc: QueueFull) -> ApiError:
+        """429 naming the limit that was hit: the whole queue (``--queue-size``) or this key's share of it
+        (``--max-queued-per-key``), with Retry-After."""
+        wait = self._retry_seconds()
+        if exc.limit == "max_per_owner":
+            message = (f"this API key already has {exc.value} tasks waiting, the most one key may queue on this "
+                       f"server (--max-queued-per-key {exc.value}); retry after {wait} s, when one of them has started")
+            reason, limit = "KEY_QUEUE_FULL", "max_queued_per_key"
+        else:
+            message = (f"the task queue is full ({exc.value} tasks waiting, --queue-size {exc.value}); retry after "
+                       f"{wait} s")
+            reason, limit = "QUEUE_FULL", "queue_size"
+        return ApiError(429, reason, message, {"limit": limit, "value": exc.value, "retry_after": wait},
+                        headers={"Retry-After": str(wait)})
 
     def _retry_seconds(self) -> int:
         """When a full queue will likely have room: the soonest eta of a running task (computed once a second)."""

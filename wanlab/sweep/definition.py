@@ -403,7 +403,7 @@ class Sweep:
         model name, or None for the sweep's ``model``; ``store`` a :class:`wanlab.Store` or its folder
         (default :meth:`default_store`). See :func:`wanlab.sweep.runner.run` for the options
         (``metrics``, ``progress``, ``max_failures``, ``shard``, ``retry_failed``, ``max_in_flight``,
-        ``truncate``).
+        ``truncate``, ``retry_uncertain``).
 
         >>> result = Sweep.load("sweeps/demo.toml").run()  # doctest: +SKIP
         """

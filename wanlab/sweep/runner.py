@@ -6,7 +6,10 @@ stops it gracefully after K failures: the rest stay pending, ``result.stopped`` 
 warning is issued). Up to ``max_in_flight`` points run at once (default: the backend's own); each
 video is stored as its job completes, then measured: a metrics failure is recorded on the run and
 never loses it. Work a remote service accepted is recorded before waiting for it (``pending/``),
-so a sweep killed meanwhile polls that task again instead of paying twice. ``shard=(i, n)`` runs
+so a sweep killed meanwhile polls that task again instead of paying twice; a submit is recorded there
+before it is sent (its idempotency key), so one whose answer was lost is not paid again by a rerun
+(a wanlab server is asked under the same key; another service is not asked unless
+``retry_uncertain=True``). ``shard=(i, n)`` runs
 points ``i, i+n, ...`` so n processes (or machines sharing a folder) split a sweep with no
 coordinator. Library warnings are silenced while it runs (wanlab's own show). A sweep over ``accel`` times its runs: one job at a time, nothing stored meanwhile,
 the first request run once untimed and each compiled setting once per size.
@@ -21,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from typing import TYPE_CHECKING, Any
 
 from ..backend import Job, is_backend
-from ..errors import LoRAError, ParamError, TruncationError
+from ..errors import LoRAError, ParamError, SubmitUncertain, TruncationError
 from ..keys import run_key, unreadable_loras
 from ..quiet import quiet
 from ..values import check_bool, check_choice, check_int
@@ -102,7 +105,7 @@ def result(sweep: "Sweep", model: Any = None, store: Any = None) -> "SweepResult
 
 def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool = True, progress: bool = True,
         max_failures: int | None = None, shard: Any = None, retry_failed: bool = True,
-        max_in_flight: int | None = None, truncate: str = "warn") -> "SweepResult":
+        max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False) -> "SweepResult":
     """Run the points of ``sweep`` not yet in ``store`` on ``backend``; the whole sweep's table.
 
     - ``metrics``: compute :func:`wanlab.metrics.motion` for every stored run (also for runs stored
@@ -114,6 +117,10 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
     - ``max_in_flight``: points running at once (default: the backend's ``max_in_flight``).
     - ``truncate``: ``"warn"`` (default) or ``"error"``: a prompt longer than the model reads fails its
       point and stops the sweep (the points not reached stay pending).
+    - ``retry_uncertain``: submit again a point whose earlier submit got no answer (the service may have
+      accepted it, and may bill it twice) on a service that cannot be asked under the same idempotency
+      key (the hosted API); default False: such a point fails again, saying so. A wanlab server is
+      always asked under the same key, and returns the task it accepted.
 
     Ctrl-C stops the sweep; what finished is in the store and the next run resumes.
     """
@@ -123,7 +130,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
 
     check_int("max_failures", max_failures, 1, optional=True, rule="None or an integer >= 1")
     check_int("max_in_flight", max_in_flight, 1, 1024, optional=True)
-    for flag, value in (("metrics", metrics), ("progress", progress), ("retry_failed", retry_failed)):
+    for flag, value in (("metrics", metrics), ("progress", progress), ("retry_failed", retry_failed),
+                        ("retry_uncertain", retry_uncertain)):
         check_bool(flag, value)
     check_choice("truncate", truncate, ("warn", "error"))
     shard_ = check_shard(shard) if shard is not None else (0, 1)
@@ -192,6 +200,15 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
                     backend_.start(Job(params, accel if what != "first" else None, truncate=truncate)).result()
 
     inflight: dict[Any, int] = {}
+    submitting: dict[str, str] = {}  # run key -> idempotency key of a submit sent and not yet answered
+
+    def sending(key: str, idempotency_key: str) -> None:
+        store_.put_pending(key, {"submitting": idempotency_key, "service": backend_.identity.model_id})
+        submitting[key] = idempotency_key
+
+    def accepted(key: str, task_id: str) -> None:
+        store_.put_pending(key, {"task_id": task_id, "service": backend_.identity.model_id})
+        submitting.pop(key, None)
 
     def settle(block: bool) -> None:
         nonlocal stopped
@@ -202,6 +219,9 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
             i = inflight.pop(future)
             error = future.exception()
             if error is not None:
+                if keys[i] in submitting and not isinstance(error, SubmitUncertain):
+                    store_.forget_pending(keys[i])  # refused, surely not accepted: nothing is waiting there
+                submitting.pop(keys[i], None)
                 fail(i, f"{type(error).__name__}: {error}")
                 if isinstance(error, TruncationError):  # a hard stop: the sweep asked for one (truncate="error")
                     stopped = stopped or f"stopped: {error}"
@@ -234,10 +254,12 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
                     continue
                 if latents:
                     warm_up(params, accel)
+                earlier = pending.get(key) or {}
                 job = Job(params, accel, truncate=truncate, affinity=_affinity(parts[i]) if latents else None,
-                          resume=(pending.get(key) or {}).get("task_id"),
-                          on_accepted=lambda task_id, key=key: store_.put_pending(
-                              key, {"task_id": task_id, "service": backend_.identity.model_id}))
+                          resume=earlier.get("task_id"), uncertain=None if earlier.get("task_id") else
+                          earlier.get("submitting"), retry_uncertain=retry_uncertain,
+                          on_submit=lambda idem, key=key: sending(key, idem),
+                          on_accepted=lambda task_id, key=key: accepted(key, task_id))
                 inflight[backend_.start(job)] = i
                 while len(inflight) >= capacity:
                     settle(block=True)

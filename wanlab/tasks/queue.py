@@ -2,13 +2,15 @@
 
 A :class:`TaskQueue` validates a request at submit (bad fields raise at once, as the API answers
 400), writes the task to its store, and a dispatcher thread starts up to the backend's
-``max_in_flight`` tasks at a time, oldest first. Each finished video goes into the store as a run
+``max_in_flight`` tasks at a time: oldest first within each owner's tasks, the owners in turn
+(:mod:`wanlab.tasks.fair`), and at most ``max_per_owner`` waiting per owner. Each finished video goes into the store as a run
 and the task ends ``TASK_STATUS_SUCCEED`` (or ``TASK_STATUS_FAILED`` with a readable reason; a
 cancelled task is FAILED too, the API having no cancelled status).
 
 - ``progress_percent`` follows the denoising steps and stays below 100 until the video is stored;
   ``eta`` (seconds, always a number) comes from :mod:`wanlab.tasks.eta`.
-- Polls (:meth:`result`) read memory under a lock that no disk write ever holds.
+- Polls (:meth:`result`) read memory under a lock that no disk write ever holds; :meth:`listen`
+  registers a callable told of every change (a long poll waiting on an event loop).
 - Tasks are written when accepted; a queue created on a store resumes that store's unfinished
   tasks of the same model (:mod:`wanlab.tasks.files` decides which process runs each one).
 - Finished tasks are kept in memory up to ``keep_finished``; older ones are read from the store.
@@ -33,6 +35,7 @@ from ..params import Params
 from ..store import Store, default_store_path
 from ..values import check_int, check_number
 from .eta import Rates, eta, progress
+from .fair import FairQueue
 from .files import TaskFiles, check_task_id, wait_file
 from .shape import FAILED, FINISHED, LOCAL_URL_TTL, PROCESSING, QUEUED, SUCCEED, task_result, video_entry
 from .task import Task
@@ -59,7 +62,8 @@ def reason_of(exc: BaseException) -> str:
 class TaskQueue:
     """A bounded queue of generation tasks over ``backend``, kept in ``store`` (see the module docstring).
 
-    ``maxsize`` bounds the queued tasks not yet handed to the backend; ``video_url(run, task)`` gives a finished
+    ``maxsize`` bounds the queued tasks not yet handed to the backend, ``max_per_owner`` (None: no
+    bound of its own) those of one ``owner`` (tasks without an owner are not bounded by it); ``video_url(run, task)`` gives a finished
     task's ``(url, ttl_seconds)`` (default: the run's mp4 as a ``file://`` URL); ``on_finish(task,
     result)`` is called once per task that ends (``wanlab serve`` sends webhooks from it).
 
@@ -69,22 +73,24 @@ class TaskQueue:
     """
 
     def __init__(self, backend: Any, store: Store | str | None = None, *, maxsize: int = DEFAULT_MAXSIZE,
-                 keep_finished: int = KEEP_FINISHED, resume: bool = True,
+                 keep_finished: int = KEEP_FINISHED, resume: bool = True, max_per_owner: int | None = None,
                  video_url: Callable[[Any, Task], tuple[str, int]] | None = None,
                  on_finish: Callable[[Task, dict[str, Any]], None] | None = None) -> None:
         self.backend = backend
         self.store = Store(store) if store is not None else Store(default_store_path())
         self.maxsize = check_int("maxsize", maxsize, 1)
         self.keep_finished = check_int("keep_finished", keep_finished, 1)
+        self.max_per_owner = check_int("max_per_owner", max_per_owner, 1, optional=True)
         self.video_url = video_url or _file_url
         self.on_finish = on_finish
-        self._cond = threading.Condition()
-        self._queue: collections.deque[Task] = collections.deque()
+        self._cond = _Signal()
+        self._queue = FairQueue()
         self._tasks: dict[str, Task] = {}
         self._finished: collections.deque[str] = collections.deque()
         self._stores: dict[str, Store] = {str(self.store.path): self.store}
         self._running: list[Task] = []
         self._reserved = 0  # places taken by submits writing their task file
+        self._reserved_by: collections.Counter[str | None] = collections.Counter()  # the same, by owner
         self._dispatcher: threading.Thread | None = None
         self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlab-tasks-finish")
         self._closing = False
@@ -99,12 +105,15 @@ class TaskQueue:
 
     # --- the API -------------------------------------------------------------------------------------
     def submit(self, params: Params | None = None, *, store: Store | str | None = None, accel: Any = None,
-               owner: str | None = None, options: Mapping[str, Any] | None = None, **fields: Any) -> str:
+               owner: str | None = None, options: Mapping[str, Any] | None = None,
+               accepting: Callable[[str], None] | None = None, **fields: Any) -> str:
         """Validate the request (a bad field raises :class:`ParamError` now, as the API answers 400),
         resolve its seed, write it to the store, queue it and return its task id (a uuid4 string).
 
         ``accel`` is a per-task acceleration setting (None: the backend's default); ``owner`` and
-        ``options`` are kept with the task for the service (who may read it, its webhook).
+        ``options`` are kept with the task for the service (who may read it, its webhook);
+        ``accepting(task_id)`` is called once the task is this queue's, before its file is written (an
+        exception from it refuses the task).
         """
         from ..accel.setting import Accel
 
@@ -119,20 +128,30 @@ class TaskQueue:
                 raise QueueClosed("the task queue is closed; it takes no new tasks")
             if len(self._queue) + self._reserved >= self.maxsize:
                 raise QueueFull(f"the task queue is full ({self.maxsize} tasks waiting); wait for one to finish "
-                                "or cancel one, then submit again")
+                                "or cancel one, then submit again", limit="maxsize", value=self.maxsize)
+            if owner is not None and self.max_per_owner is not None \
+                    and self._queue.count(owner) + self._reserved_by[owner] >= self.max_per_owner:
+                raise QueueFull(f"this owner already has {self.max_per_owner} tasks waiting, the most one owner may "
+                                "queue; wait for one to start, then submit again", limit="max_per_owner",
+                                value=self.max_per_owner)
             self._reserved += 1
+            self._reserved_by[owner] += 1
             self._stores.setdefault(str(target.path), target)
         try:
             task.claim = TaskFiles(target.path).claim(task.task_id)  # a fresh id: ours from now on
+            if accepting is not None:
+                accepting(task.task_id)
             self._persist(task)
         except BaseException:
             with self._cond:
                 self._reserved -= 1
+                self._reserved_by[owner] -= 1
             if task.claim is not None:
                 task.claim.release()
             raise
         with self._cond:
             self._reserved -= 1
+            self._reserved_by[owner] -= 1
             self._tasks[task.task_id] = task
             self._queue.append(task)
             self._start()
@@ -191,6 +210,18 @@ class TaskQueue:
         self._finished_hook(task)
         return self.result(task_id)
 
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` at every change of any task (status, progress, a file written), on the queue's
+        threads and under its lock: it must be quick and must not call the queue (e.g. wake an event loop).
+        :meth:`unlisten` stops it."""
+        with self._cond:
+            self._cond.listeners.add(listener)
+
+    def unlisten(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener`` (nothing happens when it was not listening)."""
+        with self._cond:
+            self._cond.listeners.discard(listener)
+
     def tasks(self) -> list[dict[str, Any]]:
         """Results of the tasks this queue holds in memory, oldest first."""
         with self._cond:
@@ -210,7 +241,7 @@ class TaskQueue:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closing = True
-            queued, self._queue = list(self._queue), collections.deque()
+            queued, self._queue = list(self._queue), FairQueue()
             self._cond.notify_all()
             dispatcher = self._dispatcher
         for task in queued:
@@ -450,6 +481,20 @@ class TaskQueue:
                 return TaskFiles(store.path).result(task_id)
         looked = ", ".join(str(s.path) for s in self._stores.values())
         raise TaskError(f"unknown task id {task_id!r}: not submitted here, and no task with that id in {looked}")
+
+
+class _Signal(threading.Condition):
+    """The queue's condition: every ``notify_all`` (a change) also calls the listeners (:meth:`TaskQueue.listen`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners: set[Callable[[], None]] = set()
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        for listener in list(self.listeners):
+            with contextlib.suppress(Exception):  # a listener's trouble never stops the queue
+                listener()
 
 
 def _key_of(parts: Mapping[str, Any]) -> str:
