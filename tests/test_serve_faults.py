@@ -4,6 +4,7 @@ full disk (a tmpfs of its own, where this machine lets root mount one), and LoRA
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -75,6 +76,11 @@ def test_the_client_refuses_a_lone_surrogate_before_sending(server):
         sent = remote.transport.stats["requests"]
         with pytest.raises(ParamError, match=r"^prompt: must be valid Unicode text \(no lone UTF-16 surrogate\)"):
             remote.submit(prompt="a fox \ud800", width=32, height=32, num_frames=5)
+        with pytest.raises(ParamError, match=r"^loras\.path: must be valid Unicode text") as caught:
+            remote.submit(prompt="a fox", loras=[("\ud800.safetensors", 1.0)], width=32, height=32, num_frames=5)
+        assert "a fox" not in str(caught.value)
+        with pytest.raises(ParamError, match=r"^task_id: must be valid Unicode text"):
+            remote.task_result("\ud800")
         assert remote.transport.stats["requests"] == sent
 
 
@@ -206,15 +212,97 @@ def test_damaged_runs_are_never_a_success_and_symlinks_are_never_served(server, 
     assert "Traceback" not in server.log() and "is damaged" in server.log()
 
 
-def test_a_damaged_task_file_is_logged_and_reported(server, http):
-    result = done(http, server, seed=22)
-    task_id = result["task"]["task_id"]
+def test_a_damaged_task_file_is_logged_and_reported_to_its_owner_only(server, http):
+    first, second = (done(http, server, seed=s)["task"]["task_id"] for s in (22, 23))
     server.stop()
-    (server.store / "tasks" / f"{task_id}.json").write_text('{"format": 2, "task_id": "')  # cut short
+    (server.store / "tasks" / f"{first}.json").write_text('{"format": 2, "task_id": "')  # cut short: owner unknown
+    file = server.store / "tasks" / f"{second}.json"
+    data = json.loads(file.read_text())
+    data["result"]["task"]["eta"] = "NaN"  # an edit the provider's SDK could not parse
+    file.write_text(json.dumps(data))
     server.restart()
-    answer = http.get("/v3/async/task-result", params={"task_id": task_id})
-    assert answer.status_code == 404 and answer.json()["reason"] == "TASK_DAMAGED"
-    assert task_id in server.log() and "cannot be answered" in server.log()
+    for _ in range(3):
+        answer = http.get("/v3/async/task-result", params={"task_id": first})
+        assert answer.status_code == 404 and answer.json()["reason"] == "TASK_NOT_FOUND"  # to every key alike
+    assert server.log().count(f"task {first} cannot be answered") == 1  # logged once
+    answer = http.get("/v3/async/task-result", params={"task_id": second})
+    assert answer.status_code == 404 and answer.json()["reason"] == "TASK_DAMAGED"  # its owner is told
+    with server.client(server.keys[1]) as other:
+        assert other.get("/v3/async/task-result", params={"task_id": second}).json()["reason"] == "TASK_NOT_FOUND"
+
+
+def test_a_run_removed_replaced_by_a_link_or_with_an_edited_record_is_failed_never_a_500(server, http):
+    result = done(http, server, seed=31)
+    task_id, run_key = result["task"]["task_id"], result["extra"]["wanlab"]["run_key"]
+    record_url = result["extra"]["wanlab"]["files"]["record_url"]
+    folder = server.store / run_key
+    assert "created" not in http.get(record_url).json()  # when it was made tells another key who asked first
+
+    def answer() -> dict:
+        got = http.get("/v3/async/task-result", params={"task_id": task_id})
+        assert got.status_code == 200, got.text
+        return got.json()["task"]
+
+    record = json.loads((folder / "record.json").read_text())
+    (folder / "record.json").write_text(json.dumps({**record, "stored": [1, 2]}))
+    assert answer()["status"] == FAILED and "malformed" in answer()["reason"]
+    (folder / "record.json").write_text("[1]")
+    assert answer()["status"] == FAILED and http.get(record_url).status_code == 404
+    (folder / "record.json").write_text(json.dumps(record))
+    assert answer()["status"] == SUCCEED
+    real = folder.with_name(run_key + ".real")
+    folder.rename(real)
+    folder.symlink_to(real)  # the run folder itself a link
+    assert answer()["status"] == FAILED and "link" in answer()["reason"]
+    folder.unlink()
+    assert answer()["status"] == FAILED and "not in the store" in answer()["reason"]  # removed
+    real.rename(folder)
+    mp4 = folder / "video.mp4"
+    stamp = mp4.stat()
+    data = mp4.read_bytes()
+    mp4.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    os.utime(mp4, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # size and modification time put back
+    assert answer()["status"] == FAILED and "sha256" in answer()["reason"]
+    mp4.write_bytes(data)
+    assert answer()["status"] == SUCCEED and "Traceback" not in server.log()
+
+
+def test_numbers_beyond_any_float_lora_urls_and_a_lone_width_are_checked_at_submit(http):
+    huge = "9" * 400
+    for field in ("guidance_scale", "flow_shift", "width"):
+        answer = post_raw(http, json.dumps({**BODY})[:-1] + f', "{field}": {huge}}}')
+        assert answer.status_code == 400 and answer.json()["metadata"]["field"] == field, answer.text
+    scale = post_raw(http, '{"prompt": "a", "loras": [{"path": "owner/repo", "scale": -%s}]}' % huge)
+    assert scale.status_code == 400 and scale.json()["metadata"]["field"] == "loras.scale"
+    for url, said in (("https://[::1]:99999/x", "port in 1..65535"), ("https://127.0.0.1/x.safetensors", "public"),
+                      ("https://[::ffff:10.0.0.1]/x", "public"), ("http://example.org/x", "https")):
+        answer = http.post("/v3/async/wan-t2v", json={**BODY, "loras": [{"path": url}]})
+        assert answer.status_code == 400 and answer.json()["metadata"]["field"] == "loras[0].path", answer.text
+        assert said in answer.json()["message"]
+    lone = http.post("/v3/async/wan-t2v", json={"prompt": "a fox", "width": "abc"})  # height missing: 832x480
+    assert lone.status_code == 400 and lone.json()["metadata"]["field"] == "width"
+
+
+def test_a_connection_that_sends_no_whole_request_is_closed_after_the_header_timeout(server, monkeypatch):
+    from wanlab.server import run
+
+    with socket.create_connection((HOST, server.port), timeout=1) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # headers that never end: one more each second
+        started = time.monotonic()
+        answer = b""
+        while time.monotonic() - started < 30:
+            try:
+                chunk = sock.recv(4096)
+            except socket.timeout:
+                sock.sendall(b"X-Trickle: 1\r\n")
+                continue
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and b'"REQUEST_TIMEOUT"' in answer
+    assert run.HEADERS_TIMEOUT_S - 1 < time.monotonic() - started < run.HEADERS_TIMEOUT_S + 5
 
 
 def test_lora_errors_name_the_request_not_the_servers_paths(http, lora_dir):

@@ -93,6 +93,23 @@ def test_keys_are_checked_as_digests_and_reread_when_the_file_changes(tmp_path):
     assert ApiKeys(again, ServerSecret.of_store(tmp_path / "other")).owner(f"Bearer {KEY_A}") != owner
 
 
+def test_a_key_may_hold_a_hash_and_a_line_of_other_bytes_spoils_only_itself(tmp_path, caplog):
+    file = tmp_path / "keys.txt"
+    with_hash = "wanlab#key-0123456789abcdef"
+    file.write_bytes(f"{with_hash}  # carol\n".encode() + b"# caf\xe9 (Latin-1)\n" + KEY_B.encode() + b"\n")
+    os.chmod(file, 0o600)
+    keys = ApiKeys(file, ServerSecret.of_store(tmp_path / "store"))
+    assert len(keys) == 2 and keys.owner(with_hash) and keys.owner(KEY_B)
+    with pytest.raises(ApiError):
+        keys.owner("wanlab")  # the part before the # is not the key
+
+
+def test_a_loopback_name_cannot_be_a_webhook_destination():
+    for entry in ("localhost", "localhost:9003", "LOCALHOST:80"):
+        with pytest.raises(ParamError, match=r"^webhook_allow: must be an address for a loopback destination"):
+            ServerConfig(model="tiny", no_auth=True, webhook_allow=(entry,))
+
+
 def test_a_bare_key_is_accepted_as_the_javascript_sdk_sends_it(tmp_path):
     file = tmp_path / "keys.txt"
     file.write_text(KEY_A + "\n")

@@ -161,23 +161,7 @@ def check_url(url: str, policy: NetPolicy) -> Target:
     Traceback (most recent call last):
     wanlab.errors.UnsafeURLError: https://10.0.0.7/x: must reach only public addresses; got 10.0.0.7 (private)
     """
-    import httpx
-
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise UnsafeURLError(f"{url}: must be a valid URL; got {exc}") from exc
-    if parsed.scheme not in policy.schemes:
-        allowed = " or ".join(policy.schemes)
-        raise UnsafeURLError(f"{url}: must be an {allowed} URL; got scheme {parsed.scheme or 'none'!r}")
-    if not parsed.host:
-        raise UnsafeURLError(f"{url}: must name a host; got none")
-    if parsed.userinfo:
-        raise UnsafeURLError(f"{url}: must not carry a user name or password")
-    port = parsed.port or DEFAULT_PORTS.get(parsed.scheme, 443)
-    if not policy.allows_host(parsed.host, port, parsed.scheme):
-        raise UnsafeURLError(f"{url}: must go to one of the allowed hosts ({', '.join(policy.hosts)}); got "
-                             f"{parsed.host}:{port}")
+    parsed, port = precheck(url, policy)
     addresses = resolve(parsed.host, port)
     literal = _literal(parsed.host)
     for address in addresses:
@@ -188,6 +172,41 @@ def check_url(url: str, policy: NetPolicy) -> Target:
             raise UnsafeURLError(f"{url}: must reach only public addresses; got {shown} ({address_kind(address)})"
                                  f"{how}")
     return Target(url=parsed, address=addresses[0])
+
+
+def precheck(url: str, policy: NetPolicy) -> tuple[Any, int]:
+    """What can be known of ``url`` without DNS (scheme, host, port, user info, allowed hosts, and an IP
+    literal's address): the parsed URL and its port, or :class:`UnsafeURLError`. A service runs it when a
+    request names the URL, :func:`check_url` again when it is fetched.
+
+    >>> precheck("https://[::ffff:127.0.0.1]/x", NetPolicy())
+    Traceback (most recent call last):
+    wanlab.errors.UnsafeURLError: https://[::ffff:127.0.0.1]/x: must reach only public addresses; got 127.0.0.1 (loopback)
+    """
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port or DEFAULT_PORTS.get(parsed.scheme, 443)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise UnsafeURLError(f"{url}: must be a valid URL; got {exc}") from exc
+    if parsed.scheme not in policy.schemes:
+        allowed = " or ".join(policy.schemes)
+        raise UnsafeURLError(f"{url}: must be an {allowed} URL; got scheme {parsed.scheme or 'none'!r}")
+    if not parsed.host:
+        raise UnsafeURLError(f"{url}: must name a host; got none")
+    if parsed.userinfo:
+        raise UnsafeURLError(f"{url}: must not carry a user name or password")
+    if not 0 < port < 65536:
+        raise UnsafeURLError(f"{url}: must name a port in 1..65535; got {port}")
+    if not policy.allows_host(parsed.host, port, parsed.scheme):
+        raise UnsafeURLError(f"{url}: must go to one of the allowed hosts ({', '.join(policy.hosts)}); got "
+                             f"{parsed.host}:{port}")
+    literal = _literal(parsed.host)
+    if literal is not None and not policy.allows(literal):
+        raise UnsafeURLError(f"{url}: must reach only public addresses; got {_unmapped(literal)} "
+                             f"({address_kind(literal)})")
+    return parsed, port
 
 
 def _literal(host: str) -> Address | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .errors import ParamError
-from .values import WAN_FPS, check_bool, check_int, check_known, check_number, check_text
+from .values import WAN_FPS, check_bool, check_int, check_known, check_number, check_text, check_unicode
 
 #: What ``model_name`` may say: the published name, and the one client code in the wild sends.
 API_MODEL_NAMES = ("wan2.1-t2v", "wan-t2v")
@@ -82,6 +82,7 @@ class LoRA:
             path = str(path)
         if not isinstance(path, str) or not path.strip():
             raise ParamError("loras.path", "a non-empty file path", self.path)
+        check_unicode("loras.path", path)
         object.__setattr__(self, "path", path)
         lo, hi = LORA_SCALE_RANGE
         object.__setattr__(self, "scale", check_number("loras.scale", self.scale, lo, hi))
@@ -234,6 +235,10 @@ class Params:
             raise ParamError("prompt", "given", None)
         ApiOptions.from_body(body)
         fields = {k: v for k, v in body.items() if k in cls.field_names()}
+        lo, hi = SIZE_RANGE
+        for name in ("width", "height"):  # one of them alone is forced to 832x480, but must still be a size
+            if name in fields:
+                check_int(name, fields[name], lo, hi, rule=f"a multiple of {SIZE_MULTIPLE} in {lo}..{hi}")
         if "frames" in body:
             fields["num_frames"] = _frames(body, local)
         if "width" not in fields or "height" not in fields:

@@ -73,9 +73,12 @@ def check_number(name: str, value: object, lo: float | None = None, hi: float | 
             rule = "a finite number"
         if optional:
             rule += " or None"
-    if not is_number(value) or not math.isfinite(value):  # type: ignore[arg-type]
+    try:
+        v = float(value) if is_number(value) else math.nan  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond any float (400 digits): out of every range
+        v = math.nan
+    if not math.isfinite(v):
         raise ParamError(name, rule, value)
-    v = float(value)  # type: ignore[arg-type]
     if lo is not None and (v < lo or (lo_open and v == lo)):
         raise ParamError(name, rule, value)
     if hi is not None and (v > hi or (hi_open and v == hi)):

@@ -33,7 +33,7 @@ from ..backend import Job, request
 from ..errors import ParamError, ServiceError, SubmitUncertain, TaskError
 from ..keys import key_parts
 from ..params import Params
-from ..values import check_number
+from ..values import check_number, check_unicode
 from .download import DownloadError, fetch
 from .fetched import api_video, wanlab_video
 from .polling import Polling, progress_bar
@@ -188,6 +188,7 @@ class Remote:
         the task's status or progress changes or it ends, or after that long."""
         if not isinstance(task_id, str) or not task_id:
             raise ParamError("task_id", "a task id string", task_id)
+        check_unicode("task_id", task_id)
         check_number("wait", wait, 0, optional=True, rule="a number of seconds >= 0 or None")
         query = {"task_id": task_id}
         if wait and self.long_poll_s:

@@ -1,7 +1,7 @@
 """Who may call the service: the operator's API keys, checked in constant time and never kept.
 
-- The key file (``--api-keys FILE``) holds one key per line; ``#`` starts a comment, blank lines
-  are skipped. Keys are 16 to 512 printable ASCII characters without spaces; other lines are
+- The key file (``--api-keys FILE``) holds one key per line; ``#`` at the start of a line or after
+  a space starts a comment, blank lines are skipped. Keys are 16 to 512 printable ASCII characters without spaces; other lines are
   logged (by line number, never their text) and skipped. The file is read again every second and
   its content compared, so a lab member is added or removed without a restart, and a removed key
   stops working within a second, whatever the edit. A deleted or empty key file: no key is valid.
@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -34,6 +35,8 @@ SECRET_BYTES = 32
 KEY_CHARS = (16, 512)
 #: Seconds between two reads of the key file (a removed key stops working within this time).
 RELOAD_S = 1.0
+#: A comment: ``#`` at the start of a line or after a space, to the end of the line (a key may hold ``#``).
+COMMENT = re.compile(r"(^|\s)#.*$")
 log = logging.getLogger("wanlab.server")
 
 
@@ -93,7 +96,7 @@ def parse_keys(text: str) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     lo, hi = KEY_CHARS
     for number, line in enumerate(text.splitlines(), 1):
-        key = line.split("#", 1)[0].strip()
+        key = COMMENT.sub("", line).strip()
         if not key:
             continue
         if is_key(key):
@@ -184,11 +187,9 @@ class ApiKeys:
             self._content = content
             keys: list[str] = []
             if content is not None:
-                try:
-                    keys, problems = parse_keys(content.decode("utf-8-sig"))
-                    why = "holds no valid key"
-                except UnicodeDecodeError:
-                    problems, why = [], "is not UTF-8 text"
+                # bytes that are not UTF-8 (a Latin-1 comment) spoil their own line only: it is not a key
+                keys, problems = parse_keys(content.decode("utf-8-sig", errors="replace"))
+                why = "holds no valid key"
                 for problem in problems:
                     log.warning("API key file %s, %s", self.path, problem)
             self._digests = tuple(self.digest(k) for k in keys)

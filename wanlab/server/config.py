@@ -128,9 +128,12 @@ class ServerConfig:
         set_("webhook_allow", tuple(self.webhook_allow))
         for entry in self.webhook_allow:
             try:
-                parse_host(entry)
+                host, _ = parse_host(entry)
             except ValueError as exc:
                 raise ParamError("webhook_allow", "HOST or HOST:PORT entries", entry) from exc
+            if host in LOOPBACK_NAMES:  # a listed name admits no loopback address: no delivery could succeed
+                raise ParamError("webhook_allow", "an address for a loopback destination (127.0.0.1:PORT or "
+                                 "[::1]:PORT): a name admits only public addresses", entry)
         set_("lora_dirs", tuple(str(Path(d).expanduser().resolve()) for d in self.lora_dirs))
         for folder in self.lora_dirs:
             if not Path(folder).is_dir():

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 from .config import ServerConfig
 
+#: Seconds a connection may take to send a whole request line and headers (uvicorn itself waits forever).
+HEADERS_TIMEOUT_S = 10.0
 MISSING = "wanlab serve needs FastAPI and uvicorn: pip install 'wanlab[serve]' (or: pip install fastapi uvicorn)"
 
 
@@ -83,14 +85,48 @@ def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any
 
 def json_errors_protocol() -> type:
     """uvicorn's HTTP/1.1 protocol (h11), answering a request it cannot parse (a malformed request line or
-    header) in the service's documented error body instead of uvicorn's plain text; uvicorn takes a
-    protocol class for this (``Config(http=...)``)."""
+    header) in the service's documented error body instead of uvicorn's plain text, and closing a
+    connection whose request line and headers have not arrived within :data:`HEADERS_TIMEOUT_S` (408: a
+    connection held open without a request, or headers that trickle); uvicorn takes a protocol class
+    for this (``Config(http=...)``)."""
     import json
 
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class JsonErrorsH11Protocol(H11Protocol):
+        _headers_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._headers_timer is None and self.conn.their_state is h11.IDLE:
+                self._arm()  # a request begins: its line and headers have HEADERS_TIMEOUT_S to arrive
+            super().data_received(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._headers_timer is not None:
+                self._headers_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._headers_timer = self.loop.call_later(HEADERS_TIMEOUT_S, self._headers_late)
+
+        def _headers_late(self) -> None:
+            """No whole request line and headers in time (a connection held open, a trickle): 408, closed."""
+            self._headers_timer = None
+            if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
+                return  # a request is being answered (or the keep-alive wait will close the connection)
+            body = json.dumps({"code": 408, "reason": "REQUEST_TIMEOUT", "message": f"request: must send its line and "
+                               f"headers within {HEADERS_TIMEOUT_S:g} s; got less", "metadata": {
+                                   "field": "request", "timeout_s": HEADERS_TIMEOUT_S}}).encode("ascii")
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                 b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+                                 + body)
+            self.transport.close()
+
         def send_400_response(self, msg: str) -> None:
             said = msg.rstrip(".") or "an unreadable request"
             body = json.dumps({"code": 400, "reason": "INVALID_HTTP_REQUEST",

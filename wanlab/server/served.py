@@ -5,8 +5,8 @@
   are checked on every call; hashes (or, for runs stored before they were recorded, the frames
   against the recorded digest) once per change of the files. Each problem is logged once.
 - :meth:`ServedRuns.file`: a run file only as a regular file inside its run folder (no symlink,
-  even one pointing within the store); :meth:`ServedRuns.record`: the record without ``extra``
-  (identical requests share a run, and the task that stored it belongs to one key).
+  even one pointing within the store), of a whole run; :meth:`ServedRuns.record`: the record without
+  ``extra`` and ``created`` (identical requests share a run; who stored it, and when, belongs to one key).
 """
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from ..store.run import VIDEO_FILES
 from ..video import RUN_RECORD
 
 log = logging.getLogger("wanlab.server")
+#: Record fields a served record leaves out: the task that stored the run (``extra``) and when it was made
+#: (``created``): identical requests share a run, and those belong to whoever asked first.
+PRIVATE = ("extra", "created")
 
 
 class ServedRuns:
@@ -53,13 +56,14 @@ class ServedRuns:
 
     def hashes(self, run_key: str) -> dict[str, str]:
         """The sha256 of the run's video files as its record holds them (clients check their downloads)."""
-        stored = self.store.get(run_key).record.get("stored") or {}
+        stored = self.store.get(run_key).record.get("stored")
         return {name: entry["sha256"] for name, entry in stored.items()
-                if isinstance(entry, dict) and isinstance(entry.get("sha256"), str)}
+                if isinstance(entry, dict) and isinstance(entry.get("sha256"), str)} if isinstance(stored, dict) else {}
 
     def file(self, run_key: str, name: str) -> Path | None:
-        """The path of a run's file when it is a regular file in a real run folder, else None (logged)."""
-        if not self.store.has(run_key):
+        """The path of a run's file when the run is whole and the file is a regular file in a real run folder,
+        else None (logged)."""
+        if not self.store.has(run_key) or self.damage(run_key) is not None:
             return None
         folder = self.store.path / run_key
         if not _is(folder, stat.S_ISDIR) or not _is(folder / name, stat.S_ISREG):
@@ -68,8 +72,9 @@ class ServedRuns:
         return folder / name
 
     def record(self, run_key: str) -> dict[str, Any]:
-        """A run's record as a signed URL serves it: what makes the video, without ``extra``."""
-        return {k: v for k, v in self.store.get(run_key).record.items() if k != "extra"}
+        """A run's record as a signed URL serves it: what makes the video, without what tells who asked for it
+        or when (:data:`PRIVATE`)."""
+        return {k: v for k, v in self.store.get(run_key).record.items() if k not in PRIVATE}
 
     def _logged_once(self, run_key: str, problem: str) -> str:
         with self._lock:
@@ -81,12 +86,13 @@ class ServedRuns:
         return problem
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    """What changes when a file is replaced or written, even with its size and modification time put back."""
     try:
-        info = path.stat()
+        info = os.lstat(path)
     except OSError:
         return None
-    return (info.st_size, info.st_mtime_ns)
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def _is(path: Path, kind: Any) -> bool:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .. import __version__
-from ..errors import LoRAError, ParamError, TaskError
+from ..errors import LoRAError, ParamError, TaskError, UnsafeURLError
+from ..netguard import precheck
 from ..params import API_FIELDS, ApiOptions, Params
 from ..store import Store
 from ..tasks import FAILED as TASK_FAILED, FINISHED, PROCESSING, QUEUED, SUCCEED, QueueClosed, QueueFull, TaskFiles, TaskQueue
@@ -105,6 +106,8 @@ class Service:
         self._retry_after = (0.0, 1)
         self.abandoned: list[str] = []
         self.runs = ServedRuns(self.store)
+        self._damaged_tasks: set[str] = set()
+        self._lock = threading.Lock()
         self.redactor = Redactor.of_server(config.lora_dirs, getattr(self.lora_policy, "cache_dir", None)
                                            or config.lora_cache, self.store.path)
         #: Whether the server has been asked to exit (``serve`` sets it: uvicorn's own flag); long polls end then.
@@ -256,8 +259,11 @@ class Service:
         for i, lora in enumerate(params.loras):
             field = f"loras[{i}].path"
             if "://" in lora.path and not lora.path.startswith("hf://"):
-                if not lora.path.lower().startswith("https://"):
-                    raise ApiError.invalid(ParamError(field, rule, lora.path))
+                try:  # what is known without DNS (the download checks every address again)
+                    precheck(lora.path, self.lora_policy.net)
+                except UnsafeURLError as exc:
+                    raise ApiError(400, "INVALID_REQUEST_BODY", f"{field}: {str(exc).removeprefix(lora.path + ': ')}",
+                                   {"field": field, "rule": rule, "value": echo(lora.path)}) from None
                 continue
             try:
                 locate(lora.path, self.lora_policy)
@@ -341,21 +347,25 @@ class Service:
         try:
             data = self.files.read(task_id)
         except TaskError as exc:
-            if not self.files.path(task_id).exists():
-                raise not_found(task_id) from None
-            raise self._damaged_task(task_id, str(exc)) from None
+            if self.files.path(task_id).exists():  # whose it is cannot be read either: unknown to every key
+                self._damaged_task(task_id, str(exc))
+            raise not_found(task_id) from None
         if data.get("format") != FORMAT or not self._owns(owner, data.get("owner")):
             raise not_found(task_id)
-        if not _is_result(data.get("result")):
-            raise self._damaged_task(task_id, f"{self.files.path(task_id)} holds no readable task result")
+        if not _is_result(data.get("result")):  # its owner asks: say so
+            self._damaged_task(task_id, f"{self.files.path(task_id)} holds no task result in the published shape")
+            raise ApiError(404, "TASK_DAMAGED", f"task_id: must be a task whose file on this server reads; the file "
+                                                f"of {task_id} is damaged (the operator's log names it; it may be "
+                                                "restored from a backup)", {"field": "task_id"})
         return dict(data["result"]), dict(data.get("options") or {})
 
-    def _damaged_task(self, task_id: str, problem: str) -> ApiError:
-        """The answer for a task whose file is damaged (logged for the operator, who can restore it)."""
-        log.error("task %s cannot be answered: %s", task_id, problem)
-        return ApiError(404, "TASK_DAMAGED", f"task_id: must be a task whose file on this server reads; the file of "
-                                             f"{task_id} is damaged (the operator's log names it; it may be restored "
-                                             "from a backup)", {"field": "task_id"})
+    def _damaged_task(self, task_id: str, problem: str) -> None:
+        """Log, once per task, that its file is damaged (the operator can restore it)."""
+        with self._lock:
+            first = task_id not in self._damaged_tasks
+            self._damaged_tasks.add(task_id)
+        if first:
+            log.error("task %s cannot be answered: %s", task_id, problem)
 
     def present(self, result: Mapping[str, Any], options: Mapping[str, Any], base: str | None = None) -> dict[str, Any]:
         """A result as this server answers it: fresh signed URLs (under ``base``), what the options did,
@@ -387,7 +397,9 @@ class Service:
                                  "test_mode": bool(webhook.get("test_mode"))}
         extra = result["extra"]
         return {"task": {k: task[k] for k in TASK_FIELDS}, "images": [], "videos": videos, "audios": [],
-                "extra": {"seed": extra["seed"], "debug_info": {k: extra["debug_info"][k] for k in DEBUG_FIELDS},
+                "extra": {"seed": extra["seed"] or "-1",
+                          "debug_info": {k: extra["debug_info"][k] or ("0" if k.endswith("_ms") else "")
+                                         for k in DEBUG_FIELDS},
                           "wanlab": wanlab}}  # in the published order (task files keep keys sorted)
 
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -434,8 +446,16 @@ class Service:
 
 
 def _is_result(result: Any) -> bool:
-    """Whether a task file's ``result`` has the published shape's parts the service reads."""
+    """Whether a task file's ``result`` has the published shape, with the types the provider's SDKs parse."""
     if not isinstance(result, dict) or not isinstance(result.get("task"), dict) or not isinstance(result.get("extra"), dict):
         return False
-    return all(k in result["task"] for k in TASK_FIELDS) and isinstance(result["extra"].get("debug_info"), dict) \
-        and all(k in result["extra"]["debug_info"] for k in DEBUG_FIELDS) and "seed" in result["extra"]
+    task, extra = result["task"], result["extra"]
+    debug = extra.get("debug_info")
+    if not all(k in task for k in TASK_FIELDS) or not isinstance(debug, dict) or not all(k in debug for k in DEBUG_FIELDS):
+        return False
+    numbers = [task["eta"], task["progress_percent"]]
+    texts = [debug[f"{n}_time_ms"] for n in ("submit", "execute", "complete")]
+    # "" for a time or seed not known: what task files written before wanlab 0.2.1 hold (answered as "0", "-1")
+    return (all(type(n) is int for n in numbers) and all(isinstance(t, str) and (t == "" or t.isdigit()) for t in texts)
+            and isinstance(extra.get("seed"), str) and (extra["seed"] == "" or extra["seed"].lstrip("-").isdigit())
+            and all(isinstance(task[k], str) for k in ("task_id", "status", "reason")))

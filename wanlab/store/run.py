@@ -37,6 +37,17 @@ def file_problem(folder: Path, stored: Any, *, deep: bool = False) -> str | None
     ``deep`` also compares sha256s."""
     import stat as stat_
 
+    try:
+        folder_mode = os.lstat(folder).st_mode
+        record_mode = os.lstat(folder / RUN_RECORD).st_mode
+    except OSError:
+        return f"{RUN_RECORD} is missing"
+    if not stat_.S_ISDIR(folder_mode):
+        return "the run folder is not a folder of its own (a link)"
+    if not stat_.S_ISREG(record_mode):
+        return f"{RUN_RECORD} is not a regular file (a link or a folder)"
+    if stored and not (isinstance(stored, Mapping) and all(isinstance(stored.get(n), Mapping) for n in VIDEO_FILES)):
+        return f"the record's list of stored files is malformed ({RUN_RECORD} was edited)"
     for name in VIDEO_FILES:
         try:
             info = os.lstat(folder / name)

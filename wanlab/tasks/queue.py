@@ -463,8 +463,11 @@ class TaskQueue:
     def _result(self, task: Task) -> dict[str, Any]:
         videos = []
         if task.status == SUCCEED and task.run_key is not None:
-            url, ttl = self.video_url(task.store.get(task.run_key), task)
-            videos.append(video_entry(url, ttl))
+            try:
+                url, ttl = self.video_url(task.store.get(task.run_key), task)
+                videos.append(video_entry(url, ttl))
+            except WanlabError:  # the run was removed or damaged since: no URL (the service says why)
+                pass
         wanlab = {"run_key": task.run_key or (_key_of(task.parts) if task.parts else None),
                   "params": task.params.to_dict(),
                   "accel": task.accel.to_dict() if task.accel is not None else None, "store": str(task.store.path)}
