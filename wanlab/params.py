@@ -183,7 +183,7 @@ class Params:
         """Every field on its own line, set fields marked ``set`` and the others ``default`` (the API's
         value, which a backend replaces with its model's native setting where it has one).
 
-        >>> print(Params(prompt="a fox", seed=1).describe().splitlines()[3])
+        >>> print(Params(prompt="a fox", seed=1).describe().splitlines()[2])
         width            832          default
         """
         lines = []
