@@ -38,3 +38,84 @@ def test_ipython_display_names_the_unset_fields():
     shown = pretty(Params(prompt="a fox", seed=1))
     assert shown.startswith("Params(prompt='a fox', seed=1)") and "unset" in shown and "steps" in shown
     assert "pipe.params(p)" in shown
+
+
+# --- 7. what the toy knows; warnings at the caller's line --------------------------------------------
+@pytest.fixture(scope="module")
+def toy():
+    return wanlab.load("toy", progress=False)
+
+
+TINY_RUN = dict(steps=1, seed=1)
+
+
+def test_the_toy_card_lists_the_words_it_was_trained_on():
+    from wanlab.models.registry import builtin
+    from wanlab.toy import data
+
+    spec = builtin("toy")
+    words = {w for entries in spec.vocabulary.values() for e in entries for w in e.split()}
+    assert words == set(data.WORDS)
+    assert spec.vocabulary["colours"] == tuple(data.COLOURS) and spec.vocabulary["shapes"] == data.SHAPES
+    assert dict(spec.trained) == {"width": data.WIDTH, "height": data.HEIGHT, "num_frames": data.NUM_FRAMES}
+
+
+def test_wanlab_models_prints_the_vocabulary_and_trained_size(capsys):
+    from wanlab.cli import main
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "colours: red, green, blue, yellow, white" in out and "shapes: square, circle, triangle" in out
+    assert "slowly, quickly" in out and "standing still" in out and "trained at 64x64, 17 frames" in out
+
+
+def test_unknown_words_warn_naming_them_at_the_callers_line(toy):
+    from wanlab.errors import PromptWarning
+
+    with pytest.warns(PromptWarning, match=r"never saw: 'purple', 'fox'") as seen:
+        toy.generate(prompt="a purple fox moving right quickly", **TINY_RUN)
+    assert seen[0].filename == __file__
+    assert "colours: red, green, blue, yellow, white" in str(seen[0].message)
+
+
+def test_known_words_and_the_trained_size_warn_nothing(toy):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        toy.generate(prompt="a blue circle moving left slowly.", **TINY_RUN)
+
+
+def test_capitals_are_unknown_to_the_toy_and_the_warning_says_so(toy):
+    from wanlab.errors import PromptWarning
+
+    with pytest.warns(PromptWarning, match=r"'Yellow'.*lower-case words only: yellow"):
+        toy.generate(prompt="a Yellow square moving up quickly", **TINY_RUN)
+
+
+def test_a_size_away_from_the_trained_one_warns_at_the_callers_line(toy):
+    from wanlab.errors import TrainedSizeWarning
+
+    with pytest.warns(TrainedSizeWarning, match=r"trained at 64x64, 17 frames; this request is 48x48, 9 frames") as seen:
+        toy.generate(prompt="a yellow triangle moving up quickly", width=48, height=48, num_frames=9, **TINY_RUN)
+    assert seen[0].filename == __file__
+
+
+def test_sweep_warnings_point_at_the_sweep_call_not_a_worker_thread(toy, tmp_path):
+    from wanlab.errors import PromptWarning
+
+    sweep = wanlab.Sweep(base=Params(prompt="a red dragon moving right quickly", steps=1), grid={"seed": [1, 2]})
+    with pytest.warns(PromptWarning, match="'dragon'") as seen:
+        sweep.run(toy, store=tmp_path / "s", progress=False)
+    mine = [w for w in seen if issubclass(w.category, PromptWarning)]
+    assert len(mine) == 1 and mine[0].filename == __file__  # once per prompt, at this line
+
+
+def test_truncation_warning_points_at_the_caller_from_a_started_job(toy):
+    from wanlab.backend import Job
+    from wanlab.errors import PromptWarning
+
+    long = " ".join(["a red square moving right quickly"] * 4)
+    with pytest.warns(PromptWarning, match=r"tokens long; this model reads 16") as seen:
+        toy.start(Job(toy.params(prompt=long, seed=3, steps=1))).result()
+    assert all(w.filename == __file__ for w in seen if issubclass(w.category, PromptWarning))
