@@ -119,3 +119,58 @@ def test_truncation_warning_points_at_the_caller_from_a_started_job(toy):
     with pytest.warns(PromptWarning, match=r"tokens long; this model reads 16") as seen:
         toy.start(Job(toy.params(prompt=long, seed=3, steps=1))).result()
     assert all(w.filename == __file__ for w in seen if issubclass(w.category, PromptWarning))
+
+
+# --- 2. sweep files that run the study they describe ----------------------------------------------------
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["guidance_x_shift", "seed_variance", "steps_convergence", "demo", "acceleration"])
+def test_shipped_sweeps_name_the_toy_and_speak_its_vocabulary(name):
+    from wanlab.models.scope import scope_of
+
+    sweep = wanlab.Sweep.load(REPO / "sweeps" / f"{name}.toml")
+    assert sweep.model == "toy"
+    scope = scope_of("toy", "builtin")
+    toy = IdentityBackend(wanlab.identity("toy"))
+    for p in sweep.points(toy):
+        assert scope.unknown_words(p.prompt) == [] and scope.unknown_words(p.negative_prompt) == []
+        assert scope.off_size(p) == {}
+
+
+def test_a_sweep_naming_another_model_warns_at_the_run_call(pipe, tmp_path):
+    from wanlab.errors import ModelMismatchWarning
+
+    sweep = wanlab.Sweep(base=Params(prompt="a red square", steps=1, width=32, height=32, num_frames=5),
+                         grid={"seed": [1]}, name="mismatch", model="toy")
+    with pytest.warns(ModelMismatchWarning, match=r"names model 'toy', but it runs on 'tiny'") as seen:
+        sweep.run(pipe, store=tmp_path / "s", progress=False, metrics=False)
+    assert [w.filename for w in seen if w.category is ModelMismatchWarning] == [__file__]
+
+
+def test_a_sweep_on_the_model_it_names_warns_nothing(pipe, tmp_path):
+    import warnings
+
+    from wanlab.errors import ModelMismatchWarning
+
+    sweep = wanlab.Sweep(base=Params(prompt="a red square", steps=1, width=32, height=32, num_frames=5),
+                         grid={"seed": [1]}, name="match", model="tiny")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        sweep.run(pipe, store=tmp_path / "s", progress=False, metrics=False)
+        sweep.replace(model=None).run(pipe, store=tmp_path / "s", progress=False, metrics=False)
+
+
+def test_wanlab_sweep_with_model_on_the_command_line_does_not_warn(tmp_path):
+    import warnings
+
+    from wanlab.cli import main
+    from wanlab.errors import ModelMismatchWarning
+
+    file = tmp_path / "one.toml"
+    file.write_text('# Question: q\nname = "one"\nmodel = "toy"\n[base]\nprompt = "a red square"\nwidth = 32\n'
+                    'height = 32\nnum_frames = 5\nsteps = 1\n[grid]\nseed = [1]\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        assert main(["sweep", str(file), "--model", "tiny", "--store", str(tmp_path / "runs"), "--quiet",
+                     "--no-metrics"]) == 0

@@ -244,6 +244,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import Sweep, check_shard
 
     sweep = Sweep.load(args.file)
+    if args.model and args.model != sweep.model:
+        sweep = sweep.replace(model=args.model)  # said on the command line: the study runs on this model
     if args.workers is not None and args.ray is None:
         raise ParamError("--workers", "used with --ray", args.workers)
     if args.ray is not None and args.remote:

@@ -46,6 +46,10 @@ class TrainedSizeWarning(UserWarning):
     """A request away from the size a model was trained at (the built-in toy: 64x64, 17 frames)."""
 
 
+class ModelMismatchWarning(UserWarning):
+    """A sweep file names one model and runs on a backend with another (its runs are the backend's)."""
+
+
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn`` attributed to the first frame outside wanlab: the user's line that asked
     for the work (a notebook cell, a script), however deep inside wanlab the check runs.
