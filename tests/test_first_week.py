@@ -174,3 +174,47 @@ def test_wanlab_sweep_with_model_on_the_command_line_does_not_warn(tmp_path):
         warnings.simplefilter("error", ModelMismatchWarning)
         assert main(["sweep", str(file), "--model", "tiny", "--store", str(tmp_path / "runs"), "--quiet",
                      "--no-metrics"]) == 0
+
+
+# --- 3. one name, one definition: psnr --------------------------------------------------------------------
+def _pair_with_one_identical_frame():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    b = a.copy()
+    b[1] = np.clip(a[1].astype(int) + 4, 0, 255).astype(np.uint8)  # frame 1 differs
+    b[2] = np.clip(a[2].astype(int) + rng.integers(-20, 21, a[2].shape), 0, 255).astype(np.uint8)
+    return a, b
+
+
+def test_psnr_is_the_pooled_one_in_compare_and_psnr_frame_mean_the_mean():
+    import math
+
+    import numpy as np
+
+    from wanlab import metrics
+
+    a, b = _pair_with_one_identical_frame()
+    mse = ((a.astype(float) - b.astype(float)) ** 2).mean()
+    expected = 10 * math.log10(255**2 / mse)
+    scores = metrics.psnr(a, b)
+    assert scores.pooled == pytest.approx(expected) and math.isinf(scores.mean)
+    got = metrics.compare(a, b)
+    assert got["psnr"] == pytest.approx(expected) and math.isinf(got["psnr_frame_mean"])
+    c = b.copy()
+    c[0] = np.clip(a[0].astype(int) + 2, 0, 255).astype(np.uint8)
+    per = scores.per_frame
+    assert metrics.compare(a, c)["psnr_frame_mean"] > metrics.compare(a, c)["psnr"]  # the mean of logs is higher
+    assert np.isinf(per[0]) and np.isfinite(per[1:]).all()
+
+
+def test_compare_widget_and_accel_study_use_the_same_psnr():
+    from wanlab.accel.tradeoff import fidelity
+    from wanlab.widgets.compare import compare_metrics
+
+    a, b = _pair_with_one_identical_frame()
+    table = compare_metrics({"ref": a, "other": b}, motion=False)
+    study = fidelity(b, a)
+    assert table.loc["other", "psnr"] == pytest.approx(study["psnr"])
+    assert table.loc["other", "psnr_frame_mean"] == study["psnr_frame_mean"]

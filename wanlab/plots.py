@@ -12,7 +12,7 @@ from .values import check_int
 UNITS = {
     "flow_magnitude": "px/frame", "dynamic_score": "px per sampled pair", "dynamic_threshold": "px",
     "dynamic_degree": "1 dynamic, 0 static", "temporal_flicker": "0..1, 1 = no change", "smoothness": "0..1, 1 = smooth",
-    "warp_error": "mean squared error, [0, 1] scale", "psnr_vs_ref": "dB", "ssim_vs_ref": "-1..1", "psnr": "dB",
+    "warp_error": "mean squared error, [0, 1] scale", "psnr_vs_ref": "dB", "ssim_vs_ref": "-1..1", "psnr": "dB", "psnr_frame_mean": "dB",
     "seconds": "s", "denoise_s": "s", "speedup": "x", "calls_skipped": "calls",
 }
 
