@@ -218,3 +218,57 @@ def test_compare_widget_and_accel_study_use_the_same_psnr():
     study = fidelity(b, a)
     assert table.loc["other", "psnr"] == pytest.approx(study["psnr"])
     assert table.loc["other", "psnr_frame_mean"] == study["psnr_frame_mean"]
+
+
+# --- 6. the explorer's axes; 10. its metric menu ------------------------------------------------------------
+def _seed_only_table():
+    import numpy as np
+    import pandas as pd
+
+    from wanlab.frames import as_frames  # noqa: F401  (frames are uint8 (T, H, W, 3))
+
+    seeds = [1_234_567_890, 987_654_321, 5_555_555_555, 42, 7_000_000_001, 3_141_592_653, 2_718_281_828, 1]
+    rng = np.random.default_rng(1)
+    frames = {s: rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8) for s in seeds}
+    df = pd.DataFrame({"point": range(8), "seed": seeds, "status": "done", "flow_magnitude": rng.random(8) + 1,
+                       "dynamic_threshold": 6.0, "static": 0.0, "warped_flicker": rng.random(8)})
+    return df, (lambda row: frames[row["seed"]])
+
+
+def test_explorer_shows_seeds_as_categories_without_a_trend_line():
+    from wanlab.widgets import SweepExplorer
+
+    df, loader = _seed_only_table()
+    ex = SweepExplorer(df, params=["seed"], loader=loader)
+    assert ex.x == "seed"
+    ax = ex.figure.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert sorted(labels) == sorted(str(s) for s in df["seed"])  # one category per seed, no "1e9" offset
+    assert ax.xaxis.get_offset_text().get_text() == ""
+    assert all(line.get_linestyle() in ("None", "none", "") for line in ax.get_lines())  # no line joins seeds
+
+
+def test_explorer_metric_menu_has_no_thresholds_or_constants():
+    from wanlab.widgets import SweepExplorer
+
+    df, loader = _seed_only_table()
+    ex = SweepExplorer(df, params=["seed"], loader=loader)
+    menu = list(ex.metric_dropdown.options)
+    assert "dynamic_threshold" not in menu and "static" not in menu
+    assert "flow_magnitude" in menu and "warped_flicker" in menu
+    assert "dynamic_threshold" in ex._row_table(0)  # still shown with the selected run's values
+
+
+def test_explorer_effects_sit_under_the_plot_across_the_width():
+    import numpy as np
+    import pandas as pd
+
+    from wanlab.widgets import SweepExplorer
+
+    rng = np.random.default_rng(2)
+    rows = [{"point": i, "seed": s, "guidance_scale": g, "status": "done", "flow_magnitude": g + rng.random()}
+            for i, (s, g) in enumerate((s, g) for s in range(1, 7) for g in (1.0, 5.0))]
+    frames = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    ex = SweepExplorer(pd.DataFrame(rows), params=["seed", "guidance_scale"], loader=lambda row: frames)
+    assert ex.children[-1] is ex.effects_pane and ex.effects_pane.layout.width == "100%"
+    assert "verdict" in ex.effects_pane.value

@@ -283,7 +283,7 @@ def sweep_table(tmp_path=None):
             rows.append({"point": point, "seed": seed, "guidance_scale": gs, "status": status,
                          "error": "RuntimeError: boom" if status == "failed" else None, "seconds": 0.1 * point,
                          "flow_magnitude": gs * 10 + seed if status == "done" else math.nan,
-                         "temporal_flicker": 0.9, "key": f"k{point}", "path": None})
+                         "temporal_flicker": 0.9 - 0.01 * point, "key": f"k{point}", "path": None})
             videos[f"k{point}"] = moving_square(t=5 + point, offset=point)
             point += 1
     df = pd.DataFrame(rows)
