@@ -272,3 +272,28 @@ def test_explorer_effects_sit_under_the_plot_across_the_width():
     ex = SweepExplorer(pd.DataFrame(rows), params=["seed", "guidance_scale"], loader=lambda row: frames)
     assert ex.children[-1] is ex.effects_pane and ex.effects_pane.layout.width == "100%"
     assert "verdict" in ex.effects_pane.value
+
+
+# --- 10. quiet and exact ----------------------------------------------------------------------------------
+def _run(code: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_loading_shows_no_bars_by_default():
+    quiet = _run("import wanlab; wanlab.load('toy')")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Loading" not in quiet.stderr and "it/s" not in quiet.stderr, quiet.stderr
+    loud = _run("import wanlab; wanlab.load('toy', progress=True)")
+    assert "Loading pipeline components" in loud.stderr
+
+
+def test_generate_refuses_an_out_of_range_field_before_importing_torch(tmp_path):
+    code = ("import sys\nfrom wanlab.cli import main\n"
+            f"rc = main(['generate', '--prompt', 'a red square', '--steps', '99', '--out', r'{tmp_path / 'x.mp4'}'])\n"
+            "print('rc', rc, 'torch' in sys.modules)")
+    done = _run(code)
+    assert "rc 2 False" in done.stdout, (done.stdout, done.stderr)
+    assert "steps" in done.stderr and "99" in done.stderr

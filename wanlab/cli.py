@@ -86,6 +86,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .video import check_suffix
 
     check_suffix(args.out)
+    request({}, **_fields(args))  # every field given is in its range: refused here, before torch is imported
     accel = _accel_arg(args.accel)
     if args.remote:
         return _generate_remote(args, accel)

@@ -63,7 +63,7 @@ def check_finite(tensor: Any, what: str) -> None:
 
 def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None,
          cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
-         progress: bool = True, accel: Any = None, group_offload: str | bool | None = None) -> "Pipeline":
+         progress: bool | None = None, accel: Any = None, group_offload: str | bool | None = None) -> "Pipeline":
     """Load a Wan 2.1 text-to-video pipeline.
 
     ``model`` is a built-in name (``"toy"``: trained on moving shapes, the default; ``"tiny"``: random
@@ -74,7 +74,9 @@ def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = 
     recommends. ``accel`` is the default acceleration setting of every call (a
     :class:`wanlab.accel.Accel`, a preset name such as ``"fbc"`` or a mapping; default exact);
     ``group_offload`` (``"block_level"``, ``"leaf_level"`` or True; CUDA only) uses diffusers' group
-    offloading instead of moving the whole pipeline to the device.
+    offloading instead of moving the whole pipeline to the device. ``progress``: None (default) loads
+    quietly (no "Loading pipeline components" or weights bars) and shows a bar while generating; True
+    shows the loading bars too (worth it for the 14B model's minutes of loading); False shows none.
 
     >>> pipe = wanlab.load("toy")  # doctest: +SKIP
     >>> pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
