@@ -297,3 +297,45 @@ def test_generate_refuses_an_out_of_range_field_before_importing_torch(tmp_path)
     done = _run(code)
     assert "rc 2 False" in done.stdout, (done.stdout, done.stderr)
     assert "steps" in done.stderr and "99" in done.stderr
+
+
+# --- 5. players you can use ---------------------------------------------------------------------------------
+def test_a_small_video_plays_at_the_size_wanlab_show_uses():
+    import re
+
+    import numpy as np
+
+    from wanlab.video import Video
+
+    rng = np.random.default_rng(3)
+    video = Video(rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8), fps=16.0,
+                  params=Params(prompt="a red square moving right quickly", seed=1, width=64, height=64, num_frames=5))
+    markup = video._repr_html_()
+    tag = re.search(r"<video [^>]*>", markup).group(0)
+    assert 'width="256" height="256"' in tag and "pixelated" in tag and "controls" in tag
+    shown = wanlab.show(video).to_html()
+    assert 'width="256" height="256"' in shown
+    big = Video(rng.integers(0, 256, (2, 480, 832, 3), dtype=np.uint8), fps=16.0)
+    assert 'width="832" height="480"' in big._repr_html_()
+
+
+# --- 8. notebooks that conclude -------------------------------------------------------------------------
+def test_notebook_02_runs_enough_seeds_for_intervals_and_states_its_answer():
+    import ast
+
+    import nbformat
+
+    book = nbformat.read(REPO / "notebooks" / "02_sweeps.ipynb", as_version=4)
+    code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
+    sweep_cell = next(c.source for c in book.cells if c.cell_type == "code" and "wanlab.Sweep(" in c.source)
+    grid = ast.literal_eval(sweep_cell.split("grid=", 1)[1].split(",\n", 1)[0].replace("list(range(1, 9))", "[1,2,3,4,5,6,7,8]"))
+    assert len(grid["seed"]) >= 6  # stats.effects' bootstrap needs 6 or more seeds
+    assert "effects(result.df" in code
+    answer = [c.source for c in book.cells if c.cell_type == "markdown" and c.source.startswith("**The answer**")]
+    assert answer and "[" in answer[0] and "px/frame" in answer[0]  # numbers with intervals
+
+
+def test_readme_no_longer_claims_guidance_simply_speeds_clips_up():
+    readme = (REPO / "README.md").read_text()
+    assert "guidance makes clips faster" not in readme
+    assert "toward the speed its caption asks for" in readme
