@@ -339,3 +339,84 @@ def test_readme_no_longer_claims_guidance_simply_speeds_clips_up():
     readme = (REPO / "README.md").read_text()
     assert "guidance makes clips faster" not in readme
     assert "toward the speed its caption asks for" in readme
+
+
+# --- 4. nothing cut off (figures and tables; the browser test checks the pages at 1280 px) ----------------
+def _demo_like_table(seeds=(1, 2)):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    rows = [{"seed": s, "guidance_scale": g, "flow_shift": f, "status": "done",
+             "flow_magnitude": 1.6 + 0.1 * g + rng.normal(0, 0.2), "warped_flicker": 0.98 + 1e-4 * g + rng.normal(0, 3e-4)}
+            for s in seeds for g in (1.0, 2.0, 5.0) for f in (1.0, 3.0, 6.0)]
+    return pd.DataFrame(rows)
+
+
+def _extent(artist, fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return artist.get_window_extent(canvas.get_renderer())
+
+
+def test_metric_plot_title_fits_the_figure():
+    from wanlab.plots import metric_plot
+
+    fig = metric_plot(_demo_like_table(), x="guidance_scale", y="flow_magnitude", hue="flow_shift")
+    box = _extent(fig.axes[0].title, fig)
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
+    assert "6 needed" in fig.axes[0].get_title()
+
+
+def test_metric_plot_legend_covers_no_point():
+    import numpy as np
+
+    from wanlab.plots import metric_plot
+
+    import pandas as pd
+
+    rows = [{"seed": s, "guidance_scale": g, "flow_shift": f, "status": "done",
+             "flow_magnitude": 1.0 + ((7 * s + 3 * g + 5 * f) % 17) / 8}  # points over the whole axes
+            for s in range(1, 9) for g in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0) for f in (1.0, 3.0, 6.0)]
+    table = pd.DataFrame(rows)
+    fig = metric_plot(table, x="guidance_scale", y="flow_magnitude", hue="flow_shift")
+    ax = fig.axes[0]
+    legend = _extent(ax.get_legend(), fig)
+    points = np.vstack([ax.transData.transform(line.get_xydata()) for line in ax.get_lines()]
+                       + [ax.transData.transform(c.get_offsets()) for c in ax.collections if len(c.get_offsets())])
+    inside = (points[:, 0] >= legend.x0) & (points[:, 0] <= legend.x1) & (points[:, 1] >= legend.y0) & (points[:, 1] <= legend.y1)
+    assert not inside.any()
+    assert legend.x1 <= fig.bbox.width  # and the legend itself is inside the figure
+
+
+def test_heatmap_labels_show_the_differences_their_colours_show():
+    from wanlab.plots import heatmap
+
+    fig = heatmap(_demo_like_table(), x="guidance_scale", y="flow_shift", value="warped_flicker")
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    table = _demo_like_table().pivot_table(index="flow_shift", columns="guidance_scale", values="warped_flicker")
+    assert len(set(labels)) == table.size  # every cell reads differently, as its colour differs
+    assert len({len(t.split(".")[1]) for t in labels}) == 1  # one number of decimals for all
+
+
+def test_effects_html_says_a_shared_note_once_and_keeps_the_verdict_before_it():
+    from wanlab.stats import effects
+
+    html = effects(_demo_like_table(), "flow_magnitude", by="guidance_scale", axes=["flow_shift"]).to_html()
+    assert html.count("needs 6 seeds") == 1  # once above the tables, not in every row
+    head = html.split("<thead>")[2].split("</thead>")[0]
+    assert "verdict" in head and "note" not in head
+
+
+def test_report_metrics_table_links_come_first_with_a_short_text():
+    import pandas as pd
+
+    from wanlab.tables import html_table
+
+    df = pd.DataFrame({"seed": [1], "flow_magnitude": [1.5]})
+    table = html_table(df, links={0: "videos/seed1_gs1.0_fs1.0_a_red_square.mp4"})
+    head = table.split("<thead>")[1]
+    assert head.index("video") < head.index("seed")
+    assert ">mp4</a>" in table and 'title="seed1_gs1.0_fs1.0_a_red_square.mp4"' in table

@@ -337,7 +337,7 @@ class SweepExplorer(widgets.VBox):
         ax.set_xlabel(x)
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)  # under, not over
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
