@@ -420,3 +420,29 @@ def test_report_metrics_table_links_come_first_with_a_short_text():
     head = table.split("<thead>")[1]
     assert head.index("video") < head.index("seed")
     assert ">mp4</a>" in table and 'title="seed1_gs1.0_fs1.0_a_red_square.mp4"' in table
+
+
+def test_frame_grid_labels_are_readable_and_horizontal():
+    import numpy as np
+
+    from wanlab.plots import compare_grid
+
+    rng = np.random.default_rng(5)
+    videos = {f"seed=1\ngs={g}\nfs=3.0": rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8) for g in (1, 2)}
+    fig = compare_grid(videos, n=3, width=1.4, fontsize=11)
+    label = fig.axes[0].yaxis.label
+    assert label.get_fontsize() >= 11 and label.get_rotation() == 0
+    assert fig.axes[0].title.get_fontsize() >= 11
+    box = _extent(label, fig)
+    assert box.x0 >= 0  # the label is inside the figure
+
+
+def test_report_frame_grid_is_capped_with_a_note(pipe, tmp_path):
+    from wanlab.report import MAX_GRID_ROWS, write_sweep_report
+
+    sweep = wanlab.Sweep(base=Params(prompt="a red square", width=32, height=32, num_frames=5, steps=1),
+                         grid={"seed": list(range(1, 11))}, name="grid-cap")
+    result = sweep.run(pipe, store=tmp_path / "s", progress=False, metrics=False)
+    page = write_sweep_report(result, tmp_path / "report").read_text()
+    assert MAX_GRID_ROWS <= 9
+    assert f"the first {MAX_GRID_ROWS} of 10 videos; every video plays in the Videos section above" in page

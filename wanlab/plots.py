@@ -42,8 +42,10 @@ def frame_grid(video: Any, n: int = 8, frames: Sequence[int] | None = None, *, w
 
 
 def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | None = None, *,
-                 width: float = 2.0):
-    """Rows = videos (labelled), columns = the same frame indices in every video."""
+                 width: float = 2.0, fontsize: float = 11.0):
+    """Rows = videos (labelled, horizontally, left of each row), columns = the same frame indices in every video.
+
+    ``fontsize`` sets the row labels and column titles (readable at the size a report shows the grid)."""
     if not videos:
         raise ValueError("videos: must hold at least one video; got none")
     from .frames import as_frames
@@ -63,9 +65,9 @@ def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | 
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"frame {index}", fontsize=9)
+                ax.set_title(f"frame {index}", fontsize=fontsize)
             if c == 0 and label:
-                ax.set_ylabel(str(label), fontsize=9)
+                ax.set_ylabel(str(label), fontsize=fontsize, rotation=0, ha="right", va="center", labelpad=6)
     fig.tight_layout()
     plt.close(fig)
     return fig
