@@ -57,7 +57,7 @@ def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | 
 
     h, w = next(iter(arrays.values())).shape[1:3]
     rows, cols = len(arrays), len(picked)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, width * rows * h / w + 0.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 1.0, width * rows * h / w + 0.5), squeeze=False)
     for r, (label, arr) in enumerate(arrays.items()):
         for c, index in enumerate(picked):
             ax = axes[r][c]

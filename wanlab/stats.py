@@ -194,8 +194,8 @@ class Effects:
         shared = [*self.notes]
         for table in (means, diffs):
             found = set(table["note"]) if "note" in table.columns and len(table) else set()
-            if len(found) == 1 and "" not in found:
-                shared += [n for n in found if n not in shared]
+            if len(found) == 1:  # the same note in every row (or none at all)
+                shared += [n for n in found if n and n not in shared]
                 table.drop(columns="note", inplace=True)
         shown = [c for c in diffs.columns if c not in ("significant", "p", "note", "verdict")] + ["verdict"] \
             + (["note"] if "note" in diffs.columns else [])
