@@ -446,3 +446,24 @@ def test_report_frame_grid_is_capped_with_a_note(pipe, tmp_path):
     page = write_sweep_report(result, tmp_path / "report").read_text()
     assert MAX_GRID_ROWS <= 9
     assert f"the first {MAX_GRID_ROWS} of 10 videos; every video plays in the Videos section above" in page
+
+
+# --- 9. getting to the notebooks ------------------------------------------------------------------------------
+def test_make_lab_installs_the_lab_extra_and_opens_the_notebooks():
+    import subprocess
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    lab = " ".join(extras["lab"])
+    assert "jupyterlab" in lab and "ipykernel" in lab and "fastapi" in lab
+    assert "ray" not in lab and "pytest" not in lab and "playwright" not in lab
+    dry = subprocess.run(["make", "-n", "lab"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert dry.returncode == 0, dry.stderr
+    assert "scripts/setup.sh lab" in dry.stdout and "-m jupyterlab notebooks/" in dry.stdout
+    bad = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh"), "nope"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "must be test or lab" in bad.stderr
+    assert "make lab" in (REPO / "README.md").read_text()
