@@ -467,3 +467,11 @@ def test_make_lab_installs_the_lab_extra_and_opens_the_notebooks():
     bad = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh"), "nope"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "must be test or lab" in bad.stderr
     assert "make lab" in (REPO / "README.md").read_text()
+
+
+def test_notebook_06_rounds_the_service_timings_it_prints():
+    import nbformat
+
+    book = nbformat.read(REPO / "notebooks" / "06_service.ipynb", as_version=4)
+    cell = next(c.source for c in book.cells if c.cell_type == "code" and "service timings" in c.source)
+    assert "round(seconds, 3)" in cell and "lossy.timings)" not in cell
