@@ -283,11 +283,13 @@ def _run(code: str) -> "subprocess.CompletedProcess[str]":
 
 
 def test_loading_shows_no_bars_by_default():
-    quiet = _run("import wanlab; wanlab.load('toy')")
-    assert quiet.returncode == 0, quiet.stderr
-    assert "Loading" not in quiet.stderr and "it/s" not in quiet.stderr, quiet.stderr
-    loud = _run("import wanlab; wanlab.load('toy', progress=True)")
-    assert "Loading pipeline components" in loud.stderr
+    # one process: the default load first (quiet), then one asking for bars (they show)
+    done = _run("import sys, wanlab; wanlab.load('toy'); print('=== asked', file=sys.stderr, flush=True); "
+                "wanlab.load('toy', progress=True)")
+    assert done.returncode == 0, done.stderr
+    quiet, loud = done.stderr.split("=== asked")
+    assert "Loading" not in quiet and "it/s" not in quiet, quiet
+    assert "Loading pipeline components" in loud
 
 
 def test_generate_refuses_an_out_of_range_field_before_importing_torch(tmp_path):

@@ -159,6 +159,12 @@ def load_weights(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str |
     source = resolve(model)
     if not progress:  # None (the default) and False: no loading bars ("Loading pipeline components", weights)
         quiet_loading()
+    else:  # asked for: shown, even after an earlier quiet load turned them off
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        dlog.enable_progress_bar()
+        tlog.enable_progress_bar()
     pipe = _weights(source, torch_dtype(dtype_))
     if cpu_offload:
         pipe.enable_model_cpu_offload(device=device_ if device_ != "cpu" else None)
