@@ -83,21 +83,22 @@ def test_known_words_and_the_trained_size_warn_nothing(toy):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        toy.generate(prompt="a blue circle moving left slowly.", **TINY_RUN)
+        toy.advise(toy.params(prompt="a blue circle moving left slowly.", **TINY_RUN))
+        toy.advise(toy.params(prompt="a white square standing still", **TINY_RUN))
 
 
 def test_capitals_are_unknown_to_the_toy_and_the_warning_says_so(toy):
     from wanlab.errors import PromptWarning
 
     with pytest.warns(PromptWarning, match=r"'Yellow'.*lower-case words only: yellow"):
-        toy.generate(prompt="a Yellow square moving up quickly", **TINY_RUN)
+        toy.advise(toy.params(prompt="a Yellow square moving up quickly", **TINY_RUN))
 
 
 def test_a_size_away_from_the_trained_one_warns_at_the_callers_line(toy):
     from wanlab.errors import TrainedSizeWarning
 
-    with pytest.warns(TrainedSizeWarning, match=r"trained at 64x64, 17 frames; this request is 48x48, 9 frames") as seen:
-        toy.generate(prompt="a yellow triangle moving up quickly", width=48, height=48, num_frames=9, **TINY_RUN)
+    with pytest.warns(TrainedSizeWarning, match=r"trained at 64x64, 17 frames; this request is 48x48, 5 frames") as seen:
+        toy.generate(prompt="a yellow triangle moving up quickly", width=48, height=48, num_frames=5, **TINY_RUN)
     assert seen[0].filename == __file__
 
 
