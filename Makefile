@@ -1,14 +1,19 @@
-# The two commands a new user runs: `make demo` (the main job) and `make test` (the test suite).
-# Both install wanlab first (scripts/setup.sh: into ./.venv, or the active virtualenv).
+# The commands a new user runs: `make demo` (the main job), `make lab` (the notebooks in JupyterLab) and
+# `make test` (the test suite). Each installs wanlab first (scripts/setup.sh: into ./.venv, or the active
+# virtualenv); `make lab` with the `lab` extra (JupyterLab and a kernel, no Ray, no test tools).
 PY := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV)/bin/python,.venv/bin/python)
 
-.PHONY: setup demo test bench
+.PHONY: setup demo lab test bench
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	$(PY) -m wanlab.cli demo
+
+lab:
+	@bash scripts/setup.sh lab
+	$(PY) -m jupyterlab notebooks/
 
 test: setup
 	$(dir $(PY))lint-imports --no-cache

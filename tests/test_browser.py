@@ -338,3 +338,123 @@ def _accept_kernel_dialog(page) -> None:
 
 def _centre(box: dict) -> tuple[float, float]:
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+# ------------------------------------------------------------------ issue 24: nothing cut off at 1280 px
+def test_sweep_report_shows_every_column_and_verdict_at_1280_px(browser_context, pipe, tmp_path):
+    """The report of a sweep with an effects section: no table hides a column inside its box (the
+    verdict, the video links), and the page never scrolls sideways."""
+    from wanlab import Sweep
+    from wanlab.report import write_sweep_report
+
+    sweep = Sweep(base={"prompt": "a red square moving right quickly", "width": 32, "height": 32, "num_frames": 5,
+                        "steps": 2}, grid={"seed": [1, 2], "guidance_scale": [1.0, 5.0], "flow_shift": [1.0, 3.0]},
+                  name="effects-1280")
+    result = sweep.run(pipe, tmp_path / "runs", progress=False)
+    report = write_sweep_report(result, tmp_path / "report")
+    page = browser_context.new_page()
+    try:
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(report.as_uri())
+        page.wait_for_selector("table.metrics")
+        boxes = page.evaluate("""() => Array.from(document.querySelectorAll('.scroll')).map(b => ({
+            cls: b.className, scroll: b.scrollWidth, client: b.clientWidth,
+            headers: Array.from(b.querySelectorAll('th')).map(th => th.innerText.trim())}))""")
+        assert any("verdict" in b["headers"] for b in boxes), boxes
+        for b in boxes:
+            assert b["scroll"] <= b["client"] + 1, f"a table hides columns in its box: {b}"
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[0] <= widths[1], widths
+        verdict = page.locator(".effects th", has_text="verdict").first
+        verdict.scroll_into_view_if_needed()
+        box = verdict.bounding_box()
+        assert box["x"] + box["width"] <= 1280
+        first = page.locator("table.metrics").last.locator("thead th").first.inner_text()
+        assert first == "video"
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "report-effects-1280.png"), full_page=True)
+    finally:
+        page.close()
+
+
+DISPLAYS_NOTEBOOK = r'''
+import numpy as np, pandas as pd, wanlab
+from wanlab.video import Video
+from wanlab.widgets import SweepExplorer
+
+def clip(seed, t=9):
+    frames = np.zeros((t, 64, 64, 3), np.uint8)
+    for i in range(t):
+        frames[i, 24:40, (4 * i + seed) % 48:(4 * i + seed) % 48 + 16] = (220, 40, 40)
+    return frames
+
+small = Video(clip(1), fps=16.0, params=wanlab.Params(prompt="a red square moving right quickly", seed=1,
+                                                      width=64, height=64, num_frames=9))
+small
+%%%
+wanlab.show({"a red square moving right quickly, seed 1, guidance 5, flow shift 3 (long title)": clip(1),
+             "short": clip(2), "another short": clip(3)})
+%%%
+rows = [{"point": i, "seed": s, "guidance_scale": g, "flow_shift": 3.0, "status": "done",
+         "flow_magnitude": 1.5 + 0.3 * g + 0.05 * ((7 * s) % 5), "dynamic_threshold": 6.0}
+        for i, (s, g) in enumerate((s, g) for s in range(1, 7) for g in (1.0, 2.0, 5.0))]
+explorer = SweepExplorer(pd.DataFrame(rows), params=["seed", "guidance_scale", "flow_shift"],
+                         loader=lambda row: clip(int(row["seed"])))
+explorer
+%%%
+print("displays ready")
+'''
+
+
+def test_first_week_displays_in_jupyterlab_at_1280_px(browser_context, jupyter_lab, tmp_path):
+    """A 64x64 Video plays at 256 px with its controls; wanlab.show keeps videos in line under titles of
+    different lengths; the SweepExplorer's effects (title, note, verdict) are in view, not cut off."""
+    import nbformat
+
+    base, token, log = jupyter_lab
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(src.strip()) for src in DISPLAYS_NOTEBOOK.split("%%%")]
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(book, tmp_path / "root" / "displays.ipynb")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page = browser_context.new_page()
+    try:
+        page.set_viewport_size({"width": 1280, "height": 1000})
+        page.goto(f"{base}/lab/tree/displays.ipynb?token={token}", timeout=60_000)
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+        _run_all_cells(page)
+        page.locator(".jp-OutputArea-output", has_text="displays ready").wait_for(timeout=120_000)
+
+        video = page.locator(".jp-OutputArea-output video").first
+        video.scroll_into_view_if_needed()
+        vbox = video.bounding_box()
+        assert vbox["width"] >= 256 and vbox["height"] >= 256, vbox
+
+        player = page.locator(".wanlab-show").first
+        player.scroll_into_view_if_needed()
+        tops = [b["y"] for b in (img.bounding_box() for img in player.locator("img.wanlab-frame").all())]
+        assert len(tops) == 3 and max(tops) - min(tops) < 1, f"videos out of line under their titles: {tops}"
+        player.screenshot(path=str(OUTPUT / "show-titles-1280.png"))
+
+        explorer = page.locator(".wanlab-sweep-explorer").first
+        pane = explorer.locator("th", has_text="verdict").first
+        pane.wait_for(timeout=30_000)
+        pane.scroll_into_view_if_needed()
+        notebook = page.locator(".jp-NotebookPanel").first.bounding_box()
+        for text in ("verdict", "flow_magnitude by guidance_scale"):
+            box = explorer.get_by_text(text).first.bounding_box()
+            assert box and box["x"] >= notebook["x"] and box["x"] + box["width"] <= notebook["x"] + notebook["width"], \
+                (text, box, notebook)
+        hidden = explorer.evaluate("el => Array.from(el.querySelectorAll('*')).filter(e => "
+                                   "getComputedStyle(e).overflowX !== 'visible' && e.scrollWidth > e.clientWidth + 1)"
+                                   ".map(e => e.className)")
+        assert not hidden, f"parts of the explorer scroll sideways (hidden columns): {hidden}"
+        options = explorer.locator("select").last.evaluate("s => Array.from(s.options).map(o => o.text)")
+        assert "dynamic_threshold" not in options
+        explorer.screenshot(path=str(OUTPUT / "explorer-1280.png"))
+    except Exception:
+        page.screenshot(path=str(OUTPUT / "displays-failure.png"))
+        print(log.read_text(errors="replace")[-4000:])
+        raise
+    finally:
+        page.close()

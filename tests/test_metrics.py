@@ -215,7 +215,7 @@ def test_psnr_ssim_identities() -> None:
     video = moving(1.0, 0, t=3)
     assert metrics.psnr(video, video).mean == math.inf
     assert metrics.ssim(video, video).per_frame == pytest.approx(np.ones(3))
-    assert metrics.compare(video, video) == {"psnr": math.inf, "ssim": 1.0}
+    assert metrics.compare(video, video) == {"psnr": math.inf, "psnr_frame_mean": math.inf, "ssim": 1.0}
 
 
 @pytest.mark.parametrize("sigma", [3.0, 10.0])

@@ -21,7 +21,7 @@ def test_band_is_the_interval_over_seeds_and_the_title_counts_them() -> None:
     df = table(8)
     fig = metric_plot(df, x="guidance_scale", y="score")
     ax = fig.axes[0]
-    assert ax.get_title() == "score vs guidance_scale (mean and 95% bootstrap CI over 8 seeds)"
+    assert ax.get_title() == "score vs guidance_scale\n(mean and 95% bootstrap CI over 8 seeds)"
     done = df[df.status == "done"]
     per_seed = done.groupby(["guidance_scale", "seed"])["score"].mean()  # flow_shift pooled per seed
     assert list(ax.get_lines()[0].get_ydata()) == pytest.approx(per_seed.groupby(level=0).mean().tolist())
@@ -33,7 +33,7 @@ def test_band_is_the_interval_over_seeds_and_the_title_counts_them() -> None:
 def test_too_few_seeds_show_means_only_and_say_why() -> None:
     fig = metric_plot(table(3), x="guidance_scale", y="score", hue="flow_shift")
     ax = fig.axes[0]
-    assert ax.get_title() == "score vs guidance_scale (mean of 3 seeds; 6 needed for a 95% bootstrap CI)"
+    assert ax.get_title() == "score vs guidance_scale\n(mean of 3 seeds; 6 needed for a 95% bootstrap CI)"
     assert len(ax.get_lines()) == 2 and len(ax.collections) == 2  # the seeds' dots, no band
     fig = metric_plot(table(3), x="guidance_scale", y="score", method="t")
     assert "mean and 95% t CI over 3 seeds" in fig.axes[0].get_title()
@@ -42,5 +42,5 @@ def test_too_few_seeds_show_means_only_and_say_why() -> None:
 def test_categorical_axis_and_one_run_each() -> None:
     df = pd.DataFrame({"accel": ["exact", "fbc", "mag"], "score": [1.0, 2.0, 1.5]})
     ax = metric_plot(df, x="accel", y="score").axes[0]
-    assert ax.get_title() == "score vs accel (one run each)"
+    assert ax.get_title() == "score vs accel\n(one run each)"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["exact", "fbc", "mag"]

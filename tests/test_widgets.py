@@ -142,7 +142,7 @@ def test_show_keeps_within_its_size_budget_and_says_so():
 
 def test_show_zooms_small_videos_pixelated():
     markup = wanlab.show(moving_square(h=32, w=48)).to_html()
-    assert 'width="192" height="128"' in markup and "image-rendering:pixelated" in markup
+    assert 'width="384" height="256"' in markup and "image-rendering:pixelated" in markup
     assert 'width="48" height="32"' in wanlab.show(moving_square(h=32, w=48), zoom=1).to_html()
 
 
@@ -183,7 +183,7 @@ def test_frame_viewer_slider_changes_the_image_bytes():
     video = moving_square(t=17)
     viewer = FrameViewer(video, title="square")
     z = viewer.cache.zoom
-    assert z == 4  # 32 px is enlarged to 128 px
+    assert z == 8  # 32 px is enlarged to 256 px, as wanlab.show and a Video show it
     before = viewer.image.value
     np.testing.assert_array_equal(shrink(decode(before), z), video.frames[0])
     viewer.slider.value = 7  # what the browser does when the slider moves
@@ -283,7 +283,7 @@ def sweep_table(tmp_path=None):
             rows.append({"point": point, "seed": seed, "guidance_scale": gs, "status": status,
                          "error": "RuntimeError: boom" if status == "failed" else None, "seconds": 0.1 * point,
                          "flow_magnitude": gs * 10 + seed if status == "done" else math.nan,
-                         "temporal_flicker": 0.9, "key": f"k{point}", "path": None})
+                         "temporal_flicker": 0.9 - 0.01 * point, "key": f"k{point}", "path": None})
             videos[f"k{point}"] = moving_square(t=5 + point, offset=point)
             point += 1
     df = pd.DataFrame(rows)

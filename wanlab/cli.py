@@ -86,6 +86,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .video import check_suffix
 
     check_suffix(args.out)
+    request({}, **_fields(args))  # every field given is in its range: refused here, before torch is imported
     accel = _accel_arg(args.accel)
     if args.remote:
         return _generate_remote(args, accel)
@@ -197,6 +198,7 @@ def _accel_arg(text: str | None) -> Any:
 def cmd_models(args: argparse.Namespace) -> int:
     """The built-in models: native settings, size on disk, what each is for."""
     from .models.registry import builtins
+    from .models.scope import Scope, size_text
 
     for name, spec in builtins().items():
         size = spec.size_bytes
@@ -204,6 +206,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         native = ", ".join(f"{k}={v}" for k, v in spec.native.items()) or "the hosted API's defaults"
         print(f"{name}: {spec.description}\n    native: {native}; max_sequence_length {spec.max_sequence_length}; "
               f"{where}")
+        scope = Scope(dict(spec.vocabulary), dict(spec.trained))
+        if scope.vocabulary:
+            print("    knows only these words (others warn): " + "; ".join(
+                f"{kind}: {', '.join(words)}" for kind, words in scope.vocabulary.items()))
+        if scope.trained:
+            print(f"    trained at {size_text(scope.trained)} (other sizes warn: colours and shapes break down there)")
     print("real weights: a local diffusers folder or a hub id in the local Hugging Face cache "
           "(Wan-AI/Wan2.1-T2V-1.3B-Diffusers, Wan-AI/Wan2.1-T2V-14B-Diffusers), at the API's defaults")
     return 0
@@ -237,6 +245,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import Sweep, check_shard
 
     sweep = Sweep.load(args.file)
+    if args.model and args.model != sweep.model:
+        sweep = sweep.replace(model=args.model)  # said on the command line: the study runs on this model
     if args.workers is not None and args.ray is None:
         raise ParamError("--workers", "used with --ray", args.workers)
     if args.ray is not None and args.remote:

@@ -1,5 +1,13 @@
-"""Exceptions wanlab raises at its boundaries, each carrying a one-sentence message."""
+"""Exceptions wanlab raises at its boundaries, each carrying a one-sentence message; its warnings,
+and :func:`warn`, which points a warning at the caller's line (not at wanlab's own code or a worker thread)."""
 from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+#: wanlab's own source folder: frames from files under it are skipped when a warning picks its line.
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class WanlabError(Exception):
@@ -28,6 +36,32 @@ class LoRAError(WanlabError, ValueError):
 
 class LoRAWarning(UserWarning):
     """A LoRA loaded but changes nothing, or part of it matches no module of the model."""
+
+
+class PromptWarning(UserWarning):
+    """A prompt the model cannot read in full: longer than its text length, or words outside its vocabulary."""
+
+
+class TrainedSizeWarning(UserWarning):
+    """A request away from the size a model was trained at (the built-in toy: 64x64, 17 frames)."""
+
+
+class ModelMismatchWarning(UserWarning):
+    """A sweep file names one model and runs on a backend with another (its runs are the backend's)."""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside wanlab: the user's line that asked
+    for the work (a notebook cell, a script), however deep inside wanlab the check runs.
+
+    >>> warn("a prompt with words the model never saw: 'fox'", PromptWarning)  # doctest: +SKIP
+    """
+    frame = sys._getframe(1)
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level - 1 if frame is None else level)
 
 
 class UnsafeURLError(WanlabError, ValueError):

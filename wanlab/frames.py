@@ -73,3 +73,18 @@ def pooled_psnr(values: Sequence[float], peak: float = 255.0) -> float:
     mse = np.where(np.isinf(arr), 0.0, peak**2 / np.power(10.0, np.where(np.isinf(arr), 0.0, arr) / 10.0))
     mean = float(mse.mean())
     return float("inf") if mean == 0 else float(10.0 * np.log10(peak**2 / mean))
+
+
+#: Small videos are shown enlarged (pixelated, by a whole factor) to at least this height: a 64x64 clip
+#: at 256 px, so that it can be seen and a browser's player keeps its controls (``Video`` in a notebook,
+#: ``wanlab.show``, the widgets).
+MIN_DISPLAY_HEIGHT = 256
+
+
+def display_zoom(height: int, min_height: int = MIN_DISPLAY_HEIGHT) -> int:
+    """The whole factor that brings a ``height``-pixel video to at least ``min_height`` (at most 8).
+
+    >>> display_zoom(64), display_zoom(480)
+    (4, 1)
+    """
+    return int(max(1, min(8, -(-min_height // max(1, height)))))

@@ -107,7 +107,7 @@ class LoRA:
         return {"path": self.path, "scale": self.scale}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Params:
     """One generation request; validated on construction and on every :meth:`replace`.
 
@@ -165,6 +165,34 @@ class Params:
         n = check_int("num_frames", self.num_frames, lo, hi, rule=rule)
         if n % 4 != 1:
             raise ParamError("num_frames", rule, n)
+
+    def __repr__(self) -> str:
+        """The fields this request sets, and only those: what you see is what you set. A backend fills
+        every other field from its model (``pipe.params(p)`` shows the request it will run), so showing
+        the API's defaults here would show settings that may not run. ``eval(repr(p)) == p`` and keeps
+        which fields are set."""
+        set_ = ", ".join(f"{name}={value!r}" for name, value in self.explicit_fields().items())
+        return f"Params({set_})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython / Jupyter
+        printer.text(repr(self))
+        unset = [name for name in self.field_names() if name not in self._explicit]  # type: ignore[attr-defined]
+        if unset:
+            printer.text(f"  # unset, filled by the model: {', '.join(unset)}; pipe.params(p) shows the values")
+
+    def describe(self) -> str:
+        """Every field on its own line, set fields marked ``set`` and the others ``default`` (the API's
+        value, which a backend replaces with its model's native setting where it has one).
+
+        >>> print(Params(prompt="a fox", seed=1).describe().splitlines()[2])
+        width            832          default
+        """
+        lines = []
+        for name in self.field_names():
+            value = getattr(self, name)
+            shown = repr(value) if name in ("prompt", "negative_prompt") else str(list(value) if name == "loras" else value)
+            lines.append(f"{name:<16} {shown:<12} {'set' if name in self._explicit else 'default'}")  # type: ignore[attr-defined]
+        return "\n".join(lines)
 
     def explicit_fields(self) -> dict[str, Any]:
         """The fields this request sets itself (given to ``Params`` or :meth:`replace`), with their values."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .backend import Job, request
-from .errors import GenerationError, ParamError, TruncationError
+from .errors import GenerationError, ParamError, PromptWarning, TrainedSizeWarning, TruncationError, warn
 from .frames import WAN_FPS, to_uint8
 from .keys import key_parts
 from .models.registry import DEFAULT_MODEL
+from .models.scope import prompt_message, scope_of, size_message
 from .params import Params
 from .record import environment, now_iso
 from .tasks import TaskMethods
@@ -63,7 +63,7 @@ def check_finite(tensor: Any, what: str) -> None:
 
 def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None,
          cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
-         progress: bool = True, accel: Any = None, group_offload: str | bool | None = None) -> "Pipeline":
+         progress: bool | None = None, accel: Any = None, group_offload: str | bool | None = None) -> "Pipeline":
     """Load a Wan 2.1 text-to-video pipeline.
 
     ``model`` is a built-in name (``"toy"``: trained on moving shapes, the default; ``"tiny"``: random
@@ -74,7 +74,9 @@ def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = 
     recommends. ``accel`` is the default acceleration setting of every call (a
     :class:`wanlab.accel.Accel`, a preset name such as ``"fbc"`` or a mapping; default exact);
     ``group_offload`` (``"block_level"``, ``"leaf_level"`` or True; CUDA only) uses diffusers' group
-    offloading instead of moving the whole pipeline to the device.
+    offloading instead of moving the whole pipeline to the device. ``progress``: None (default) loads
+    quietly (no "Loading pipeline components" or weights bars) and shows a bar while generating; True
+    shows the loading bars too (worth it for the 14B model's minutes of loading); False shows none.
 
     >>> pipe = wanlab.load("toy")  # doctest: +SKIP
     >>> pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
@@ -108,7 +110,9 @@ class Pipeline(TaskMethods):
         self._scheduler_config = dict(pipe.scheduler.config)
         self._embeds: OrderedDict[tuple[str, int], Any] = OrderedDict()
         self._tokens: dict[str, int] = {}
-        self._warned: set[str] = set()
+        self._warned: set[Any] = set()
+        #: What the model knows (its card's vocabulary and trained size): requests outside it warn.
+        self.scope = scope_of(identity.model_id, identity.source)
         self._lock = threading.RLock()  # held while the model generates (the transformer and scheduler are shared)
         self._worker_lock = threading.Lock()
         self._worker: ThreadPoolExecutor | None = None
@@ -200,12 +204,35 @@ class Pipeline(TaskMethods):
             if truncate == "error":
                 raise TruncationError(field, f"at most {limit} tokens (this model's max_sequence_length); it would "
                                       "be cut", f"{n} tokens")
-            text = getattr(p, field)
-            if text not in self._warned and len(self._warned) < TOKEN_CACHE_SIZE:
-                self._warned.add(text)
-                warnings.warn(f"{field} is {n} tokens long; this model reads {limit} (max_sequence_length), so the "
-                              f"rest is cut and does not change the video", stacklevel=4)
+            self._warn_once(("length", getattr(p, field)), PromptWarning,
+                            f"{field} is {n} tokens long; this model reads {limit} (max_sequence_length), so the "
+                            "rest is cut and does not change the video")
         return out
+
+    def advise(self, params: Params, truncate: str = "warn") -> None:
+        """Warn (once each) about what this model cannot follow in ``params``: a prompt longer than it
+        reads, words outside its vocabulary, a size away from the one it was trained at. The warnings
+        point at the caller's line; :meth:`generate` and :meth:`start` call this in the caller's thread."""
+        fields = ["prompt"] + (["negative_prompt"] if params.guidance_scale > 1.0 and params.negative_prompt else [])
+        for name in fields:
+            unknown = self.scope.unknown_words(getattr(params, name))
+            if unknown:
+                self._warn_once(("words", getattr(params, name)), PromptWarning,
+                                prompt_message(self.model_id, name, unknown, self.scope))
+        off = self.scope.off_size(params)
+        if off:
+            asked = {name: getattr(params, name) for name in self.scope.trained}
+            self._warn_once(("size", tuple(asked.items())), TrainedSizeWarning,
+                            size_message(self.model_id, asked, self.scope))
+        if truncate == "warn":
+            self._check_length(params, truncate)
+
+    def _warn_once(self, key: Any, category: type[Warning], message: str) -> None:
+        with self._worker_lock:
+            if key in self._warned or len(self._warned) >= TOKEN_CACHE_SIZE:
+                return
+            self._warned.add(key)
+        warn(message, category)
 
     # --- the model -----------------------------------------------------------------------------------
     def encode(self, text: str) -> Any:
@@ -326,6 +353,7 @@ class Pipeline(TaskMethods):
 
         job = Job(self.params(params, **fields).resolved(), Accel.coerce(self.accel if accel is None else accel),
                   on_step=on_step, truncate=truncate)
+        self.advise(job.params, job.truncate)
         return self.run(job, progress=progress)
 
     def run(self, job: Job, *, progress: bool | None = False) -> Video:
@@ -366,6 +394,7 @@ class Pipeline(TaskMethods):
         import torch
 
         threads = job.threads or torch.get_num_threads()
+        self.advise(job.params, job.truncate)  # here, in the caller's thread, so warnings name its line
         with self._worker_lock:  # not the generation lock: starting a job never waits for one to end
             if self._worker is None:
                 self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlab-pipeline")

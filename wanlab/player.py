@@ -23,13 +23,11 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .frames import WAN_FPS
+from .frames import MIN_DISPLAY_HEIGHT, WAN_FPS, display_zoom
 from .values import check_int, check_number
 
 #: Frames with at most this many pixels are embedded as PNG under ``format="auto"``; larger as JPEG.
 PNG_MAX_PIXELS = 256 * 256
-#: Under ``zoom=None`` small videos are enlarged (pixelated, by a whole factor) to at least this height.
-MIN_DISPLAY_HEIGHT = 128
 FORMATS = ("auto", "png", "jpeg")
 #: Encoded bytes :func:`show` embeds at most (all videos together); beyond it the videos are shown
 #: downscaled, with a warning, as mediapy does: an 832x480x81 clip is 5-12 MB of frames, and a
@@ -78,8 +76,9 @@ def check_max_width(max_width: int | None) -> None:
 
 
 def auto_zoom(height: int, min_height: int = MIN_DISPLAY_HEIGHT) -> int:
-    """The whole factor that brings a ``height``-pixel video to at least ``min_height`` (at most 8)."""
-    return int(max(1, min(8, -(-min_height // max(1, height)))))
+    """The whole factor that brings a ``height``-pixel video to at least ``min_height`` (at most 8):
+    :func:`wanlab.frames.display_zoom`, the one rule for every display of a video."""
+    return display_zoom(height, min_height)
 
 
 def _label_of(video: Any, index: int) -> str:
@@ -224,13 +223,18 @@ class Player:
         figures = []
         for e, frames in zip(self._entries, uris):
             t, h, w, _ = e.frames.shape
-            z = self.zoom or auto_zoom(max(x.frames.shape[1] for x in self._entries))
+            # enlarge by the videos' own heights (a video shrunk to fit max_width or max_bytes stays shrunk)
+            z = self.zoom or auto_zoom(max(x.size[1] for x in self._entries))
+            if self.max_width is not None and self.zoom is None:
+                z = max(1, min(z, self.max_width // w))
             note = f"{e.size[0]}x{e.size[1]}, {t} frames" + (f", shown at {w}x{h}" if (w, h) != e.size else "")
             if e.fps != self.fps:
                 note += f", recorded at {e.fps:g} fps"
             figures.append(
                 f'<figure style="margin:0;display:flex;flex-direction:column;align-items:flex-start">'
-                f'<figcaption style="font-weight:600;max-width:{max(w * z, 120)}px;overflow-wrap:anywhere" '
+                f'<figcaption style="font-weight:600;width:{max(w * z, 120)}px;overflow-wrap:anywhere;'
+                f'min-height:2.6em;line-height:1.3em;display:-webkit-box;-webkit-line-clamp:2;'
+                f'-webkit-box-orient:vertical;overflow:hidden" '
                 f'title="{html.escape(e.label)} ({note})">'
                 f"{html.escape(e.label)}</figcaption>"
                 f'<img class="wanlab-frame" data-frame="0" alt="{html.escape(e.label)}, frame 0" src="{frames[0]}" '

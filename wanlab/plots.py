@@ -12,7 +12,7 @@ from .values import check_int
 UNITS = {
     "flow_magnitude": "px/frame", "dynamic_score": "px per sampled pair", "dynamic_threshold": "px",
     "dynamic_degree": "1 dynamic, 0 static", "temporal_flicker": "0..1, 1 = no change", "smoothness": "0..1, 1 = smooth",
-    "warp_error": "mean squared error, [0, 1] scale", "psnr_vs_ref": "dB", "ssim_vs_ref": "-1..1", "psnr": "dB",
+    "warp_error": "mean squared error, [0, 1] scale", "psnr_vs_ref": "dB", "ssim_vs_ref": "-1..1", "psnr": "dB", "psnr_frame_mean": "dB",
     "seconds": "s", "denoise_s": "s", "speedup": "x", "calls_skipped": "calls",
 }
 
@@ -42,8 +42,10 @@ def frame_grid(video: Any, n: int = 8, frames: Sequence[int] | None = None, *, w
 
 
 def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | None = None, *,
-                 width: float = 2.0):
-    """Rows = videos (labelled), columns = the same frame indices in every video."""
+                 width: float = 2.0, fontsize: float = 11.0):
+    """Rows = videos (labelled, horizontally, left of each row), columns = the same frame indices in every video.
+
+    ``fontsize`` sets the row labels and column titles (readable at the size a report shows the grid)."""
     if not videos:
         raise ValueError("videos: must hold at least one video; got none")
     from .frames import as_frames
@@ -55,7 +57,7 @@ def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | 
 
     h, w = next(iter(arrays.values())).shape[1:3]
     rows, cols = len(arrays), len(picked)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, width * rows * h / w + 0.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 1.0, width * rows * h / w + 0.5), squeeze=False)
     for r, (label, arr) in enumerate(arrays.items()):
         for c, index in enumerate(picked):
             ax = axes[r][c]
@@ -63,9 +65,9 @@ def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | 
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"frame {index}", fontsize=9)
+                ax.set_title(f"frame {index}", fontsize=fontsize)
             if c == 0 and label:
-                ax.set_ylabel(str(label), fontsize=9)
+                ax.set_ylabel(str(label), fontsize=fontsize, rotation=0, ha="right", va="center", labelpad=6)
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -151,17 +153,51 @@ def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = No
         detail = f"mean and {level:.0%} {'bootstrap' if method == 'bootstrap' else 't'} CI over {n} {what}"
     else:
         detail = f"mean of {n} {what}; {min_seeds(level)} needed for a {level:.0%} bootstrap CI"
-    ax.set_title(title or f"{y} vs {x} ({detail})", fontsize=10)
-    if hue is not None:
-        ax.legend(fontsize=8)
+    # the detail on a line of its own and every line wrapped to the figure: a title is never clipped
+    ax.set_title(wrap_title(title or f"{y} vs {x}\n({detail})", fig), fontsize=10)
+    if hue is not None:  # beside the axes, never over the points
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     plt.close(fig)
     return fig
 
 
-def heatmap(df: Any, x: str, y: str, value: str, *, ax: Any = None, title: str | None = None, fmt: str = ".3g"):
-    """Mean of ``value`` over the grid of ``x`` (columns) and ``y`` (rows), annotated in every cell."""
+def wrap_title(text: str, fig: Any, fontsize: float = 10.0) -> str:
+    """``text`` with each line wrapped to fit the width of ``fig`` at ``fontsize`` (about 0.6 em a character)."""
+    import textwrap
+
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def distinct_decimals(values: Any, max_decimals: int = 6) -> int:
+    """The fewest decimals (at least 3 significant digits for the largest value) with which values that
+    differ also look different: 0.98047, 0.98053 and 0.97999 need 5 (0.98047 / 0.98053 / 0.97999), not
+    ``.3g``'s 0.98 / 0.981 / 0.98.
+
+    >>> distinct_decimals([0.98047, 0.98053, 0.97999])
+    5
+    """
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if not arr.size:
+        return 0
+    top = float(np.abs(arr).max())
+    start = max(0, 2 - int(np.floor(np.log10(top)))) if top > 0 else 0
+    target = len(np.unique(np.round(arr, max_decimals)))
+    for d in range(min(start, max_decimals), max_decimals + 1):
+        if len(np.unique(np.round(arr, d))) == target:
+            return d
+    return max_decimals
+
+
+def heatmap(df: Any, x: str, y: str, value: str, *, ax: Any = None, title: str | None = None, fmt: str | None = None):
+    """Mean of ``value`` over the grid of ``x`` (columns) and ``y`` (rows), annotated in every cell.
+
+    ``fmt`` (a format spec) sets the labels; by default every cell shows the same number of decimals,
+    as many as it takes for cells whose values differ to read differently (:func:`distinct_decimals`).
+    """
     _check_columns(df, [x, y, value])
     data = df.dropna(subset=[value])
     if data.empty:
@@ -180,12 +216,13 @@ def heatmap(df: Any, x: str, y: str, value: str, *, ax: Any = None, title: str |
     ax.set_ylabel(y)
     finite = arr[np.isfinite(arr)]
     mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    fmt = fmt or f".{distinct_decimals(arr)}f"
     for (r, c), v in np.ndenumerate(arr):
         if np.isfinite(v):
             ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=8,
                     color="black" if v > mid else "white")
     fig.colorbar(image, ax=ax, label=axis_label(value))
-    ax.set_title(title or f"mean {value}", fontsize=10)
+    ax.set_title(wrap_title(title or f"mean {value}", fig), fontsize=10)
     fig.tight_layout()
     plt.close(fig)
     return fig

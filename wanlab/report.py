@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Videos smaller than this (px wide) are shown scaled up by a whole factor, pixels kept sharp.
 MIN_SHOWN_WIDTH = 160
 #: At most this many videos go into the frame grid (a bigger sweep would make a huge image).
-MAX_GRID_ROWS = 16
+MAX_GRID_ROWS = 9
 GRID_FRAMES = 6
 #: Said under the frame grid: frame 0 is shown as generated, and why it may look unlike the rest.
 FRAME_ZERO_NOTE = ("Every frame is shown as generated. Wan's VAE is causal in time: latent frame 0 encodes frame 0 "
@@ -164,11 +164,12 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
         free = [n for n in sweep.swept if done[n].astype(str).nunique() > 1] or sweep.swept
         videos = {sweep.label(int(r["point"]), result.points[int(r["point"])], free, short=True, sep="\n"):
                   result.store.get(r["key"]).video() for _, r in shown.iterrows()}
-        fig = compare_grid(videos, n=GRID_FRAMES, width=1.4)
+        fig = compare_grid(videos, n=GRID_FRAMES, width=1.4, fontsize=11)
         grid_file = out / "frame_grid.png"
-        fig.savefig(grid_file, dpi=72)
+        fig.savefig(grid_file, dpi=90)
         if len(done) > MAX_GRID_ROWS:
-            grid_note = f"(the first {MAX_GRID_ROWS} of {len(done)} videos)"
+            grid_note = (f"(the first {MAX_GRID_ROWS} of {len(done)} videos; every video plays in the Videos "
+                         "section above)")
 
     # --- metric plots
     plot_file: Path | None = None

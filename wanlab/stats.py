@@ -189,10 +189,19 @@ class Effects:
 
         diffs = self.differences.copy()
         diffs["verdict"] = ["differs" if s else "" for s in diffs["significant"]]
-        shown = [c for c in diffs.columns if c not in ("significant", "p")]
-        notes = "".join(f"<p style='font-size:.85em;color:#666'>note: {html.escape(n)}</p>" for n in self.notes)
+        means = self.means.copy()
+        # a note every row shares is said once, above the tables, so the tables stay narrow (the verdict in view)
+        shared = [*self.notes]
+        for table in (means, diffs):
+            found = set(table["note"]) if "note" in table.columns and len(table) else set()
+            if len(found) == 1:  # the same note in every row (or none at all)
+                shared += [n for n in found if n and n not in shared]
+                table.drop(columns="note", inplace=True)
+        shown = [c for c in diffs.columns if c not in ("significant", "p", "note", "verdict")] + ["verdict"] \
+            + (["note"] if "note" in diffs.columns else [])
+        notes = "".join(f"<p style='font-size:.85em;color:#666'>note: {html.escape(n)}</p>" for n in shared)
         return (f"<p><b>{html.escape(self.summary().splitlines()[0])}</b></p>{notes}"
-                f"{html_table(self.means, css_class=css_class)}<br>"
+                f"{html_table(means, css_class=css_class)}<br>"
                 f"{html_table(diffs, columns=shown, css_class=css_class)}")
 
     def _repr_html_(self) -> str:

@@ -37,7 +37,7 @@ def html_table(df: Any, *, index: bool = False, columns: Sequence[str] | None = 
 
     ``columns`` picks and orders columns; ``index`` adds the index as the first column; ``row_class``
     names a column whose value becomes each row's CSS class; ``links`` maps an index value to a URL
-    shown in a last ``video`` column; ``cut`` shortens a column's text to that many characters.
+    shown in a first ``video`` column (linked as its file type, e.g. ``mp4``, the file name as its tooltip); ``cut`` shortens a column's text to that many characters.
 
     >>> html_table(result.df, row_class="status")  # doctest: +SKIP
     """
@@ -46,8 +46,8 @@ def html_table(df: Any, *, index: bool = False, columns: Sequence[str] | None = 
     head = "".join(f"<th style='{CELL}'>{html.escape(str(c))}</th>" for c in cols)
     if index:
         head = f"<th style='{CELL};text-align:left'>{html.escape(str(df.index.name or ''))}</th>" + head
-    if links is not None:
-        head += f"<th style='{CELL}'>video</th>"
+    if links is not None:  # first, with a short text: a table wider than the page never hides it
+        head = f"<th style='{CELL}'>video</th>" + head
     body = []
     for key, row in df.iterrows():
         cells = "".join(f"<td style='{CELL}'>{html.escape(cell_text(row[c])[:cut.get(c)])}</td>" for c in cols)
@@ -55,8 +55,9 @@ def html_table(df: Any, *, index: bool = False, columns: Sequence[str] | None = 
             cells = f"<td style='{CELL};text-align:left'>{html.escape(str(key))}</td>" + cells
         if links is not None:
             link = links.get(key)
-            cells += (f"<td style='{CELL}'><a href=\"{html.escape(link)}\">{html.escape(link.rsplit('/', 1)[-1])}</a></td>"
-                      if link else "<td></td>")
+            cells = (f"<td style='{CELL}'><a href=\"{html.escape(link)}\" title=\"{html.escape(link.rsplit('/', 1)[-1])}\">"
+                     f"{html.escape(link.rsplit('.', 1)[-1] if '.' in link.rsplit('/', 1)[-1] else 'open')}</a></td>"
+                     if link else "<td></td>") + cells
         css = f' class="{html.escape(str(row[row_class]))}"' if row_class else ""
         body.append(f"<tr{css}>{cells}</tr>")
     return (f"<table class='{css_class}' style='border-collapse:collapse;font-size:12px;line-height:1.4'>"

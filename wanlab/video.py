@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import WanlabError
-from .frames import WAN_FPS, check_frames, frames_digest
+from .frames import WAN_FPS, check_frames, display_zoom, frames_digest
 from .fsutil import atomic_file, write_json
 from .params import Params
 from .values import check_number
@@ -260,10 +260,14 @@ class Video:
     def _repr_html_(self) -> str:
         data = base64.b64encode(self.to_mp4_bytes()).decode()
         title = html.escape(self.params.prompt if self.params else "")
+        zoom = display_zoom(self.height)  # a 64x64 clip plays at 256 px, as wanlab.show shows it
+        size = f"{self.width}x{self.height}" + (f", shown x{zoom}" if zoom > 1 else "")
         return (
             f'<figure style="display:inline-block;margin:0"><video src="data:video/mp4;base64,{data}" '
-            f'width="{self.width}" autoplay loop muted playsinline controls></video>'
-            f'<figcaption style="font-size:small">{title} · {self.num_frames} frames @ {self.fps:g} fps'
+            f'width="{self.width * zoom}" height="{self.height * zoom}" style="image-rendering:pixelated" '
+            f'autoplay loop muted playsinline controls></video>'
+            f'<figcaption style="font-size:small;max-width:{max(self.width * zoom, 256)}px">{title} · '
+            f'{size} · {self.num_frames} frames @ {self.fps:g} fps'
             f"{f' · seed {self.seed}' if self.seed is not None else ''}</figcaption></figure>"
         )
 

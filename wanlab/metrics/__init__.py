@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .similarity import FrameScores, compare, psnr, ssim
+from .similarity import FrameScores, PSNRScores, compare, psnr, ssim
 from .consistency import CONVENTIONS, residuals_of, warp_error, warped_flicker
 from .dynamics import (DynamicDegree, StaticFilter, TemporalFlicker, dynamic_degree, dynamic_degree_of,
                        static_filter, temporal_flicker, temporal_flicker_of)
@@ -34,7 +34,7 @@ from .interpolation import smoothness, smoothness_of
 
 __all__ = [
     "FLOW_METHODS", "WORK_SHORT_SIDE", "WAN_FPS", "CONVENTIONS", "MOTION_KEYS",
-    "Flows", "PairScores", "FrameScores", "DynamicDegree", "StaticFilter", "TemporalFlicker",
+    "Flows", "PairScores", "FrameScores", "PSNRScores", "DynamicDegree", "StaticFilter", "TemporalFlicker",
     "flow", "flow_magnitude", "dynamic_degree", "static_filter", "temporal_flicker", "warped_flicker",
     "smoothness", "warp_error", "psnr", "ssim", "motion", "compare",
 ]

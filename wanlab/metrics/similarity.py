@@ -25,17 +25,35 @@ def _pair_frames(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     return fa, fb
 
 
-def psnr(a: Any, b: Any) -> FrameScores:
-    """Peak signal-to-noise ratio per frame, in dB: ``10 log10(255^2 / MSE)`` (the formula of
-    scikit-image's ``peak_signal_noise_ratio`` with ``data_range=255``; :func:`wanlab.frames.psnr_per_frame`,
-    the one PSNR that ``verify`` and the acceleration study use too); identical frames give ``inf``
-    (and so may ``mean``).
+@dataclass(frozen=True)
+class PSNRScores(FrameScores):
+    """PSNR per frame (``per_frame``), their mean (``mean``: what wanlab calls ``psnr_frame_mean``) and
+    the video's PSNR (``pooled``: from the MSE over all frames, what wanlab calls ``psnr`` everywhere)."""
 
-    Example: ``metrics.psnr(video, other).mean`` -> 38.5 for Gaussian noise of sd 3 levels.
+    pooled: float = float("nan")
+
+
+def psnr(a: Any, b: Any) -> PSNRScores:
+    """Peak signal-to-noise ratio in dB, ``10 log10(255^2 / MSE)`` (the formula of scikit-image's
+    ``peak_signal_noise_ratio`` with ``data_range=255``; :func:`wanlab.frames.psnr_per_frame`, the one
+    PSNR that ``verify`` and the acceleration study use too).
+
+    Two summaries of a video pair, each under one name everywhere in wanlab:
+
+    - ``pooled`` is **the** ``psnr``: the MSE over every pixel of every frame, then the formula (as
+      ffmpeg's ``psnr`` filter reports its average, :func:`wanlab.frames.pooled_psnr`). It is what
+      :func:`compare`, the ``Compare`` widget, ``psnr_vs_ref`` and the acceleration study report as
+      ``psnr``; ``inf`` only when every frame is identical.
+    - ``mean`` is ``psnr_frame_mean``: the mean of the per-frame dB values; ``inf`` as soon as one frame
+      is identical, and higher than ``pooled`` whenever frames differ unevenly (the mean of logs).
+
+    Example: ``metrics.psnr(video, other).pooled`` -> 38.5 for Gaussian noise of sd 3 levels.
     """
+    from ..frames import pooled_psnr
+
     fa, fb = _pair_frames(a, b)
     per = psnr_per_frame(fa, fb)
-    return FrameScores(per, float(per.mean()))
+    return PSNRScores(per, float(per.mean()), pooled_psnr(per))
 
 
 def ssim(a: Any, b: Any) -> FrameScores:
@@ -55,8 +73,11 @@ def ssim(a: Any, b: Any) -> FrameScores:
 
 
 def compare(a: Any, b: Any) -> dict[str, float]:
-    """Frame-by-frame similarity of two equally shaped videos: mean ``psnr`` (dB) and ``ssim``.
+    """Similarity of two equally shaped videos: ``psnr`` (dB, from the MSE over all frames:
+    :attr:`PSNRScores.pooled`), ``psnr_frame_mean`` (dB, the mean of per-frame PSNR) and ``ssim``
+    (mean over frames).
 
-    Example: ``metrics.compare(video, video)`` -> ``{"psnr": inf, "ssim": 1.0}``.
+    Example: ``metrics.compare(video, video)`` -> ``{"psnr": inf, "psnr_frame_mean": inf, "ssim": 1.0}``.
     """
-    return {"psnr": psnr(a, b).mean, "ssim": ssim(a, b).mean}
+    scores = psnr(a, b)
+    return {"psnr": scores.pooled, "psnr_frame_mean": scores.mean, "ssim": ssim(a, b).mean}

@@ -143,20 +143,28 @@ class Loaded:
 
 def load_weights(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None,
                  cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
-                 progress: bool = True, accel: Any = None, group_offload: str | bool | None = None) -> Loaded:
+                 progress: bool | None = None, accel: Any = None, group_offload: str | bool | None = None) -> Loaded:
     """Resolve, identify and load a model with diffusers' own classes (see :func:`wanlab.load`)."""
     from ..accel.setting import Accel
 
     device_ = resolve_device(device)
     default_accel = Accel.coerce(accel)
     dtype_ = dtype_name(dtype, device_)
-    for flag, value in (("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling), ("progress", progress)):
+    for flag, value in (("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling)):
         check_bool(flag, value)
+    if progress is not None:
+        check_bool("progress", progress)
     length = check_max_sequence_length(max_sequence_length)
     offload = check_group_offload(group_offload, device_, cpu_offload)
     source = resolve(model)
-    if not progress:
+    if not progress:  # None (the default) and False: no loading bars ("Loading pipeline components", weights)
         quiet_loading()
+    else:  # asked for: shown, even after an earlier quiet load turned them off
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        dlog.enable_progress_bar()
+        tlog.enable_progress_bar()
     pipe = _weights(source, torch_dtype(dtype_))
     if cpu_offload:
         pipe.enable_model_cpu_offload(device=device_ if device_ != "cpu" else None)
@@ -168,7 +176,7 @@ def load_weights(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str |
         realign(pipe.text_encoder, pipe.transformer, pipe.vae)
     if vae_tiling:
         pipe.vae.enable_tiling()
-    pipe.set_progress_bar_config(disable=not progress, leave=False)
+    pipe.set_progress_bar_config(disable=progress is False, leave=False)  # denoising bars: on unless False
     native, declared = native_and_length(source)
     settings = generation_settings(dtype=dtype_, max_sequence_length=length or declared,
                                    scheduler=scheduler_settings(type(pipe.scheduler), pipe.scheduler.config),

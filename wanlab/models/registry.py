@@ -26,6 +26,8 @@ TOY_FOLDER = Path(__file__).resolve().parent / "toy"
 #: The settings a real Wan 2.1 checkpoint runs at: none besides the hosted API's defaults.
 REAL_NATIVE: dict[str, Any] = {}
 REAL_MAX_SEQUENCE_LENGTH = 512
+#: The request fields a card's ``trained`` size may name.
+TRAINED_FIELDS = frozenset({"width", "height", "num_frames"})
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,20 @@ class Card:
     max_sequence_length: int = REAL_MAX_SEQUENCE_LENGTH
     fingerprint: str | None = None
     demo_prompts: tuple[str, ...] = ()
+    #: A closed vocabulary, by kind of word (a model trained on captions made of these words alone).
+    vocabulary: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The request size it was trained at (``width``, ``height``, ``num_frames``); empty when any size is its own.
+    trained: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": CARD_FORMAT, "name": self.name, "description": self.description, "native": dict(self.native),
-                "max_sequence_length": self.max_sequence_length, "fingerprint": self.fingerprint,
-                "demo_prompts": list(self.demo_prompts)}
+        out = {"format": CARD_FORMAT, "name": self.name, "description": self.description, "native": dict(self.native),
+               "max_sequence_length": self.max_sequence_length, "fingerprint": self.fingerprint,
+               "demo_prompts": list(self.demo_prompts)}
+        if self.vocabulary:
+            out["vocabulary"] = {kind: list(words) for kind, words in self.vocabulary.items()}
+        if self.trained:
+            out["trained"] = dict(self.trained)
+        return out
 
 
 def read_card(folder: Path) -> Card | None:
@@ -61,9 +72,14 @@ def read_card(folder: Path) -> Card | None:
         Params(**{"prompt": "x", **{k: v for k, v in native.items() if k != "prompt"}})  # the fields and ranges
         if "prompt" in native:
             raise ValueError("a model card's native settings do not hold a prompt")
+        vocabulary = {str(kind): tuple(str(w) for w in words) for kind, words in (data.get("vocabulary") or {}).items()}
+        trained = {str(k): int(v) for k, v in (data.get("trained") or {}).items()}
+        if set(trained) - TRAINED_FIELDS:
+            raise ValueError(f"trained holds {sorted(set(trained) - TRAINED_FIELDS)}; it may hold {sorted(TRAINED_FIELDS)}")
         return Card(name=str(data["name"]), description=str(data.get("description", "")), native=native,
                     max_sequence_length=int(data.get("max_sequence_length", REAL_MAX_SEQUENCE_LENGTH)),
-                    fingerprint=data.get("fingerprint"), demo_prompts=tuple(data.get("demo_prompts") or ()))
+                    fingerprint=data.get("fingerprint"), demo_prompts=tuple(data.get("demo_prompts") or ()),
+                    vocabulary=vocabulary, trained=trained)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LoadError(f"{file}: not a readable wanlab model card ({exc}).") from None
 
@@ -82,7 +98,8 @@ class Builtin:
     """An offline model: built in code (``build``) or a shipped checkpoint ``folder`` with a card.
 
     ``native`` holds request fields (``wanlab.Params`` names) that generation fills in when they are
-    not given; ``max_sequence_length`` is the text length the model was trained with (a property of
+    not given; ``vocabulary`` and ``trained`` say what a model trained on a closed world knows (its
+    words by kind, the size it was trained at: :mod:`wanlab.models.scope` warns outside them); ``max_sequence_length`` is the text length the model was trained with (a property of
     the model, not of the request); ``fingerprint`` is the sha256 its weights hash to (recorded, so
     that run keys are known without loading it).
     """
@@ -95,6 +112,8 @@ class Builtin:
     max_sequence_length: int = REAL_MAX_SEQUENCE_LENGTH
     fingerprint: str | None = None
     demo_prompts: tuple[str, ...] = ()
+    vocabulary: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    trained: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def size_bytes(self) -> int | None:
@@ -117,7 +136,7 @@ def _from_card(name: str, folder: Path) -> Builtin:
                         f"or train it again with python -m wanlab.toy.train --out {folder}.")
     return Builtin(name, card.description, folder=folder, native=dict(card.native),
                    max_sequence_length=card.max_sequence_length, fingerprint=card.fingerprint,
-                   demo_prompts=card.demo_prompts)
+                   demo_prompts=card.demo_prompts, vocabulary=card.vocabulary, trained=card.trained)
 
 
 #: sha256 of the tiny model's weights and vocabulary, built from fixed seeds (tests/test_models.py

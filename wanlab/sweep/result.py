@@ -213,7 +213,8 @@ class SweepResult:
         return out
 
     def compare(self, **reference: Any) -> "pd.DataFrame":
-        """The table plus ``psnr_vs_ref`` (dB) and ``ssim_vs_ref``: each done point's frames against
+        """The table plus ``psnr_vs_ref`` (dB, ``psnr`` as :func:`wanlab.metrics.compare` defines it: from the
+        MSE over all frames) and ``ssim_vs_ref``: each done point's frames against
         the reference point that shares its other swept values, e.g. ``compare(steps=40)`` in a steps
         sweep compares every step count with the 40-step run of the same seed. Without arguments
         the sweep's own ``reference`` is used. The reference itself scores ``inf`` / 1.0."""

@@ -51,6 +51,37 @@ def backend_for(sweep: "Sweep", backend: Any) -> Any:
                      "or None (the sweep's model)", backend)
 
 
+def names_model(name: str, ident: Any) -> bool:
+    """Whether the model ``name`` (a sweep's ``model``) is the one ``ident`` identifies: the same name,
+    the same folder, or the same weights fingerprint (a name wanlab cannot identify matches nothing else)."""
+    from pathlib import Path
+
+    from ..errors import LoadError
+    from ..models.identity import identity
+
+    if name == ident.model_id:
+        return True
+    try:
+        if Path(name).expanduser().exists() and Path(ident.model_id).exists():
+            return os.path.samefile(Path(name).expanduser(), ident.model_id)
+        return identity(name).fingerprint == ident.fingerprint
+    except (LoadError, ParamError, OSError):
+        return False
+
+
+def check_model(sweep: "Sweep", backend: Any) -> None:
+    """Warn when the sweep names a model other than the backend it runs on: its runs, keys and table are
+    the backend's, and a study written for one model says little about another (``tiny``'s videos are noise)."""
+    from ..errors import ModelMismatchWarning, warn
+
+    ident = getattr(backend, "identity", None)
+    if not sweep.model or ident is None or names_model(sweep.model, ident):
+        return
+    warn(f"sweep {sweep.name or ''}: its file names model {sweep.model!r}, but it runs on {ident.model_id!r} "
+         f"(the backend given), so these runs are {ident.model_id!r}'s; run it on the model it names, or say "
+         f"which model the study is for with sweep.replace(model=...) (wanlab sweep --model)", ModelMismatchWarning)
+
+
 def keyer_for(sweep: "Sweep", model: Any) -> Any:
     """What computes the sweep's keys: a backend, or a model known by its identity (nothing loaded)."""
     from ..backend import IdentityBackend
@@ -137,6 +168,7 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
     shard_ = check_shard(shard) if shard is not None else (0, 1)
     with quiet():
         backend_ = backend_for(sweep, backend)
+    check_model(sweep, backend_)
     store_ = store_for(sweep, store)
     points = sweep.points(backend_)
     accels = sweep.accels()

@@ -16,8 +16,9 @@ from .viewer import FrameCache, Scrubbed, caption, frame_label, image_of, transp
 def compare_metrics(videos: Mapping[str, Any], reference: str | None = None, *, motion: bool = True):
     """A table (pandas DataFrame, one row per video) of what tells the videos apart.
 
-    Columns: ``frames``, ``size``, ``fps``, ``seed``; ``psnr`` (dB) and ``ssim`` against the
-    ``reference`` video (the first by default; NaN where shapes differ, inf PSNR for identical frames);
+    Columns: ``frames``, ``size``, ``fps``, ``seed``; ``psnr`` (dB, from the MSE over all frames),
+    ``psnr_frame_mean`` (dB, the mean of per-frame PSNR) and ``ssim`` against the ``reference`` video
+    (:func:`wanlab.metrics.compare`; the first by default; NaN where shapes differ, inf PSNR for identical frames);
     with ``motion``, the scalar motion metrics of :func:`wanlab.metrics.motion` (NaN for videos shorter
     than 3 frames).
     """
@@ -41,7 +42,7 @@ def compare_metrics(videos: Mapping[str, Any], reference: str | None = None, *, 
         if frames.shape == ref.shape and min(h, w) >= 7:
             row.update(metrics.compare(frames, ref))
         else:
-            row.update(psnr=math.nan, ssim=math.nan)
+            row.update(psnr=math.nan, psnr_frame_mean=math.nan, ssim=math.nan)
         if motion:
             if t >= 3:
                 row.update(metrics.motion(frames, fps=float(getattr(video, "fps", WAN_FPS))))
@@ -90,7 +91,8 @@ class Compare(Scrubbed, widgets.VBox):
         # one column per video (as the frames above), one row per measurement
         table = self.metrics.T.rename(columns={self.reference: f"{self.reference} (reference)"})
         table.index.name = ""
-        note = (f"<div style='font-size:11px;color:#666'>psnr (dB) and ssim against “{html.escape(self.reference)}”; "
+        note = (f"<div style='font-size:11px;color:#666'>psnr (dB, from the MSE over all frames), psnr_frame_mean "
+                f"(dB, mean of per-frame PSNR) and ssim against “{html.escape(self.reference)}”; "
                 "motion metrics from classical optical flow (proxies, see wanlab.metrics)</div>")
         return html_table(table, index=True) + note
 

@@ -18,6 +18,8 @@ from .viewer import FrameCache, FrameViewer
 
 #: Columns of a sweep table that are bookkeeping, not swept values or metrics.
 BOOKKEEPING = ("point", "status", "error", "digest", "key", "path")
+#: Columns that say how a metric was measured (a threshold), not what the video did: never in the metric menu.
+MEASUREMENT_SETTINGS = ("dynamic_threshold",)
 #: How many loaded videos a SweepExplorer keeps in memory.
 VIDEO_CACHE_SIZE = 8
 
@@ -37,8 +39,10 @@ class SweepExplorer(widgets.VBox):
     callable from a table row to a :class:`~wanlab.Video`; by default ``Video.load(row["path"])``).
     ``metric`` is the metric plotted first (default ``flow_magnitude`` when there is one); ``x`` the
     parameter on the plot's x axis (default: the first numeric swept parameter other than ``seed``
-    that varies). The plot shows every finished point (grey), the line through the points that share
-    the selection's other values, and the selected point (red). Below it, when ``seed`` is swept
+    that varies; ``seed`` only when nothing else is swept, and then as categories, never a line).
+    The plot shows every finished point (grey), the line through the points that share
+    the selection's other values, and the selected point (red). The metric menu lists the metrics
+    that vary over the table (not thresholds such as ``dynamic_threshold``, nor constants). Below it, when ``seed`` is swept
     with several values, ``explorer.effects`` holds what changing ``x`` does to the metric over seeds
     (:func:`wanlab.stats.effects`: means with intervals, paired differences), shown as tables.
 
@@ -77,12 +81,17 @@ class SweepExplorer(widgets.VBox):
         self.df = df.reset_index(drop=True)
         self.params = list(params)
         self.metric_names = self._metric_columns()
+        #: The metric menu: the measurements that vary over the table (no thresholds, no constants).
+        self.menu_metrics = [m for m in self.metric_names if m not in MEASUREMENT_SETTINGS and self._varies(m)] \
+            or list(self.metric_names)
         if not self.metric_names and metric is None:
             metric = None
         elif metric is None:
-            metric = "flow_magnitude" if "flow_magnitude" in self.metric_names else self.metric_names[0]
+            metric = "flow_magnitude" if "flow_magnitude" in self.menu_metrics else self.menu_metrics[0]
         elif metric not in self.metric_names:
             raise ValueError(f"metric: must be one of {self.metric_names}; got {metric!r}")
+        elif metric not in self.menu_metrics:
+            self.menu_metrics.append(metric)
         if x is not None and x not in self.params:
             raise ValueError(f"x: must be one of the swept parameters {self.params}; got {x!r}")
         self.x = x or self._default_x()
@@ -98,13 +107,14 @@ class SweepExplorer(widgets.VBox):
                 options=[(format_value(v), v) for v in values], value=values[0], description=name,
                 style={"description_width": "initial"}, layout=widgets.Layout(width="auto"))
         self.metric_dropdown = widgets.Dropdown(
-            options=self.metric_names, value=metric, description="metric", style={"description_width": "initial"},
+            options=self.menu_metrics, value=metric, description="metric", style={"description_width": "initial"},
             layout=widgets.Layout(width="auto", display="" if self.metric_names else "none"))
         self.status = widgets.HTML()
         self.viewer_box = widgets.VBox()
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="420px"))
         self.table = widgets.HTML()
-        self.effects_pane = widgets.HTML(layout=widgets.Layout(max_width="640px", overflow="auto"))
+        # under the frames and plot, across the whole width: its title, note and verdict column stay in view
+        self.effects_pane = widgets.HTML(layout=widgets.Layout(width="100%", overflow_x="auto"))
         self.effects: Any = None
         self._effects_cache: dict[tuple[str, str], Any] = {}
         self.viewer: FrameViewer | None = None
@@ -115,8 +125,9 @@ class SweepExplorer(widgets.VBox):
         super().__init__([
             widgets.HBox([*self.dropdowns.values(), self.metric_dropdown], layout=widgets.Layout(flex_flow="row wrap")),
             self.status,
-            widgets.HBox([self.viewer_box, widgets.VBox([self.plot, self.table, self.effects_pane])],
+            widgets.HBox([self.viewer_box, widgets.VBox([self.plot, self.table])],
                          layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start")),
+            self.effects_pane,
         ])
         self.add_class("wanlab-sweep-explorer")
         for name, dd in self.dropdowns.items():
@@ -136,6 +147,12 @@ class SweepExplorer(widgets.VBox):
         if "seconds" in self.df.columns and "seconds" not in names:
             names.append("seconds")
         return names
+
+    def _varies(self, name: str) -> bool:
+        values = self.df[name]
+        if "status" in self.df.columns:
+            values = values[self.df["status"] == "done"]
+        return values.dropna().nunique() > 1
 
     def _default_x(self) -> str:
         numeric = [p for p in self.params if p != "seed" and self.df[p].dtype.kind in "if"
@@ -290,8 +307,12 @@ class SweepExplorer(widgets.VBox):
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
         xs_all = df[x].map(plain)
-        categorical = df[x].dtype.kind not in "if"
-        order = list(dict.fromkeys(xs_all))
+        # seeds are labels, not quantities: one category each, and never joined by a line as a trend
+        categorical = x == "seed" or df[x].dtype.kind not in "if"
+        if x == "seed":
+            order = sorted(dict.fromkeys(xs_all))
+        else:
+            order = list(dict.fromkeys(xs_all))
         pos = (lambda v: order.index(v)) if categorical else (lambda v: v)
         ax.scatter([pos(v) for v in xs_all[done]], df.loc[done, metric], s=14, color="0.7", label="all points",
                    zorder=1)
@@ -300,7 +321,8 @@ class SweepExplorer(widgets.VBox):
         if line.any():
             part = df[line].assign(_x=[pos(v) for v in xs_all[line]]).sort_values("_x")
             desc = ", ".join(f"{n}={format_value(v)}" for n, v in others.items()) or "all"
-            ax.plot(part["_x"], part[metric], "-o", color="tab:blue", ms=4, lw=1.2, label=desc, zorder=2)
+            ax.plot(part["_x"], part[metric], "o" if x == "seed" else "-o", color="tab:blue", ms=4, lw=1.2,
+                    label=desc, zorder=2)
         self.marked = None
         if self.row is not None and (("status" not in self.row.index) or self.row["status"] == "done"):
             xv, yv = plain(self.row[x]), float(self.row[metric])
@@ -315,7 +337,7 @@ class SweepExplorer(widgets.VBox):
         ax.set_xlabel(x)
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)  # under, not over
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
