@@ -29,6 +29,7 @@ from .consistency import CONVENTIONS, residuals_of, warp_error, warped_flicker
 from .dynamics import (DynamicDegree, StaticFilter, TemporalFlicker, dynamic_degree, dynamic_degree_of,
                        static_filter, temporal_flicker, temporal_flicker_of)
 from ..frames import WAN_FPS
+from .adherence import ADHERENCE_KEYS, adherence, caption_attributes
 from .optical_flow import FLOW_METHODS, WORK_SHORT_SIDE, Flows, PairScores, flow, flow_magnitude
 from .interpolation import smoothness, smoothness_of
 
@@ -36,7 +37,7 @@ __all__ = [
     "FLOW_METHODS", "WORK_SHORT_SIDE", "WAN_FPS", "CONVENTIONS", "MOTION_KEYS",
     "Flows", "PairScores", "FrameScores", "DynamicDegree", "StaticFilter", "TemporalFlicker",
     "flow", "flow_magnitude", "dynamic_degree", "static_filter", "temporal_flicker", "warped_flicker",
-    "smoothness", "warp_error", "psnr", "ssim", "motion", "compare",
+    "smoothness", "warp_error", "psnr", "ssim", "motion", "compare", "ADHERENCE_KEYS", "adherence", "caption_attributes",
 ]
 
 #: The keys of :func:`motion`, in order (sweep tables show them in this order).
