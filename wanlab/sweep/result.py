@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import WanlabError
-from ..metrics import MOTION_KEYS
+from ..metrics import ADHERENCE_KEYS, MOTION_KEYS, QUALITY_KEYS
+from ..metrics.suite import error_keys
 from ..params import Params
 from .values import ACCEL, column_value
 
@@ -26,8 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 STATUSES = ("done", "failed", "pending")
 #: Columns a sweep over ``accel`` adds to its table.
 ACCEL_COLUMNS = ("denoise_s", "calls_skipped")
-#: Metric columns come in this order (those of ``metrics.motion``), any others after them.
-METRIC_ORDER = MOTION_KEYS
+#: Metric columns come in this order (``metrics.motion``'s, then adherence and the reference metrics), any others after.
+METRIC_ORDER = (*MOTION_KEYS, *ADHERENCE_KEYS, *QUALITY_KEYS)
 
 
 class SweepResult:
@@ -74,7 +75,13 @@ class SweepResult:
             if run is not None:
                 metrics = dict(run.metrics)
                 metrics_error = metrics.pop("metrics_error", None) or (record.get("extra") or {}).get("metrics_error")
-                row.update(status="done", error=f"metrics: {metrics_error}" if metrics_error else None,
+                errors = [f"metrics: {metrics_error}"] if metrics_error else []
+                for name in [n for n in metrics if n in error_keys()]:  # a metric set that failed (suite.error_key)
+                    message = metrics.pop(name)
+                    if message:
+                        errors.append(f"{name[:-len('_error')]}: {message}")
+                metrics = {n: v for n, v in metrics.items() if v is None or isinstance(v, (int, float))}
+                row.update(status="done", error="; ".join(errors) or None,
                            seconds=_seconds(record), digest=run.digest)
                 if timing:
                     row.update(_accel_columns(record))
