@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 STATUSES = ("done", "failed", "pending")
 #: Columns a sweep over ``accel`` adds to its table.
 ACCEL_COLUMNS = ("denoise_s", "calls_skipped")
+#: Measured metrics :meth:`SweepResult.accel_study` compares with the reference run (``<name>_change``).
+STUDY_METRICS = ("flow_magnitude", *ADHERENCE_KEYS[:1], *QUALITY_KEYS)
 #: Metric columns come in this order (``metrics.motion``'s, then adherence and the reference metrics), any others after.
 METRIC_ORDER = (*MOTION_KEYS, *ADHERENCE_KEYS, *QUALITY_KEYS)
 
@@ -290,7 +292,8 @@ class SweepResult:
         ``cache``, ``compile``, ``attention_backend``, ``accel_key``, ``denoise_s``, ``setup_s``,
         ``speedup`` = the reference run's denoising time / this one's, ``psnr``, ``psnr_frame_mean``,
         ``ssim``, ``rel_l2`` and ``max_abs`` of the final latents, ``identical``, the work counters,
-        ``digest``, ``key``), compared with the run of the ``reference`` setting (default: the sweep's
+        for each measured metric of :data:`STUDY_METRICS` (flow magnitude, adherence, the reference quality
+        metrics) its value and ``<name>_change`` from the reference run, ``digest``, ``key``), compared with the run of the ``reference`` setting (default: the sweep's
         ``reference`` accel when it names one, else ``"exact"``) that shares its other swept values;
         points whose reference is not done are left out. Feed it to :func:`wanlab.accel.summarize`
         and :func:`wanlab.accel.plot_study`. Times are single runs
@@ -313,6 +316,7 @@ class SweepResult:
             raise ValueError(f"accel_study: no done run has the reference setting {ref_label!r} (the sweep's settings: "
                              f"{labels}); run the sweep, or name another reference")
         loaded: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+        changed = [m for m in STUDY_METRICS if m in self.df.columns]  # what a setting costs in adherence, quality
 
         def load(key: str) -> tuple[Any, Any, dict[str, Any]]:
             if key not in loaded:
@@ -333,6 +337,7 @@ class SweepResult:
                                      exact_denoise=float(ref_record["timings"]["denoise"]), stats=stats,
                                      fidelity=fidelity(frames, ref_frames, latents, ref_latents,
                                                        identical=row["digest"] == ref["digest"])),
+                         **_metric_changes(row, ref, changed),
                          "digest": row["digest"], "key": row["key"]})
         df = pd.DataFrame(rows)
         df.attrs.update({"reference": ref_label, "sweep": self.sweep.name, "store": str(self.store.path)})
@@ -383,6 +388,16 @@ def _accel_columns(record: Mapping[str, Any]) -> dict[str, float]:
     skipped = stats.get("calls_skipped")
     return {"denoise_s": float(denoise) if denoise is not None else math.nan,
             "calls_skipped": float(skipped) if skipped is not None else math.nan}
+
+
+def _metric_changes(row: Any, ref: Any, names: Sequence[str]) -> dict[str, float]:
+    """Each measured metric of a run and its change from the reference run (NaN where either is missing)."""
+    out: dict[str, float] = {}
+    for name in names:
+        value, base = float(row[name]), float(ref[name])
+        out[name] = value
+        out[f"{name}_change"] = value - base
+    return out
 
 
 def _seconds(record: Mapping[str, Any]) -> float:
