@@ -67,6 +67,11 @@ def test_runs_are_measured_with_the_named_sets_and_later_without_regenerating(pi
     again = sweep().run(pipe, store=store, progress=False, metrics=["motion", "adherence"])
     assert again.ran == [] and list(again.df["digest"]) == digests
     assert again.df["flow_magnitude"].notna().all() and again.df["adherence"].notna().all()
+    from wanlab.widgets import SweepExplorer
+
+    menu = SweepExplorer(again).metric_names  # the explorer's metric menu offers them
+    assert menu.index("flow_magnitude") < menu.index("adherence") and "adherence_visible" in menu
+    assert again.effects("adherence", by="guidance_scale").means is not None  # effects take any measured column
 
     # clip_score with its evaluator missing: the reason is kept, the runs stay, and it is not retried
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
