@@ -45,6 +45,24 @@ AREA_TOLERANCE = 0.3
 MIN_PIXELS = 6
 
 
+def _median_colour(frames: np.ndarray) -> np.ndarray:
+    """Per frame and channel, the median of uint8 values (T, 3) float32, from 256-bin histograms:
+    exactly ``np.median(frames.reshape(T, -1, 3), axis=1)`` (the mean of the two middle values when
+    the count is even), without sorting each frame's pixels."""
+    T = len(frames)
+    n = frames.shape[1] * frames.shape[2]
+    flat = frames.reshape(T, -1, 3)
+    out = np.empty((T, 3), np.float32)
+    lo_rank, hi_rank = (n - 1) // 2, n // 2
+    for t in range(T):
+        for c in range(3):
+            cum = np.cumsum(np.bincount(flat[t, :, c], minlength=256))
+            lo = int(np.searchsorted(cum, lo_rank, side="right"))
+            hi = int(np.searchsorted(cum, hi_rank, side="right"))
+            out[t, c] = (lo + hi) / 2.0
+    return out
+
+
 def foreground(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mask (T, H, W) bool, distance to each frame's median colour (T, H, W) float32), one threshold per clip.
 
@@ -53,20 +71,23 @@ def foreground(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     False
     """
     f = frames.astype(np.float32)
-    bg = np.median(f.reshape(len(f), -1, 3), axis=1)  # (T, 3)
+    bg = _median_colour(frames) if frames.dtype == np.uint8 else np.median(f.reshape(len(f), -1, 3), axis=1)
     dist = np.sqrt(((f - bg[:, None, None, :]) ** 2).sum(-1))
     peak = float(np.median(np.percentile(dist.reshape(len(f), -1), 99.5, axis=1)))
     return dist > max(MIN_CONTRAST, 0.5 * peak), dist
 
 
-def _components(mask: np.ndarray, min_pixels: int) -> list[np.ndarray]:
-    """Boolean masks of the 8-connected regions of at least ``min_pixels`` pixels, largest first."""
+def _components(mask: np.ndarray, min_pixels: int) -> tuple[int, np.ndarray | None]:
+    """How many 8-connected regions of at least ``min_pixels`` pixels the mask holds, and the largest
+    one's boolean mask (the lowest label among equals; None when there is none)."""
     import cv2
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_pixels]
-    keep.sort(key=lambda i: -stats[i, cv2.CC_STAT_AREA])
-    return [labels == i for i in keep]
+    areas = stats[1:n, cv2.CC_STAT_AREA]
+    keep = np.nonzero(areas >= min_pixels)[0]
+    if not len(keep):
+        return 0, None
+    return len(keep), labels == int(keep[np.argmax(areas[keep])]) + 1
 
 
 def _fill(mask: np.ndarray) -> float:
@@ -113,16 +134,18 @@ def score_frames(frames: Any, *, use_flow: bool = True) -> dict[str, Any]:
     unit = min(H, W) / 64.0
     mask, dist = foreground(frames)
     per_frame = [_components(m, max(1, round(MIN_PIXELS * unit * unit))) for m in mask]
-    counts = [len(c) for c in per_frame]
-    main = np.stack([c[0] if c else np.zeros((H, W), bool) for c in per_frame])
+    counts = [n for n, _ in per_frame]
+    main = np.stack([c if c is not None else np.zeros((H, W), bool) for _, c in per_frame])
     areas = main.reshape(T, -1).sum(1).astype(np.float64)
     ok = areas > 0
     median_area = float(np.median(areas[ok])) if ok.any() else 0.0
     visible = bool(all(n == 1 for n in counts) and median_area > 0
                    and np.all(np.abs(areas - median_area) <= AREA_TOLERANCE * median_area))
-    ys, xs = np.mgrid[0:H, 0:W]
-    cx = np.array([(xs * m).sum() / max(m.sum(), 1) for m in main])
-    cy = np.array([(ys * m).sum() / max(m.sum(), 1) for m in main])
+    cx, cy = np.zeros(T), np.zeros(T)
+    for t, m in enumerate(main):  # centroids: mean pixel index of the component (0 for an empty frame)
+        ys, xs = np.nonzero(m)
+        if len(xs):
+            cx[t], cy[t] = xs.sum() / len(xs), ys.sum() / len(ys)
     t = np.arange(T, dtype=np.float64)
     if ok.sum() >= 2:
         vx = float(np.polyfit(t[ok], cx[ok], 1)[0])
