@@ -91,7 +91,10 @@ def test_runs_are_measured_with_the_named_sets_and_later_without_regenerating(pi
     assert list(table.df["digest"]) == digests
     cols = list(table.df.columns)
     assert cols.index("warp_error") < cols.index("adherence") < cols.index("clip_score")  # motion, adherence, quality
-    assert "clip_score" in Store(store).df.columns
+    stored = Store(store).df
+    assert "clip_score" in stored.columns  # with what scored it: repo id at the cache snapshot's commit
+    assert (stored["clip_score_evaluator"] == f"{ev.CLIP_B32.repo_id}@{'0' * 40}").all()
+    assert "clip_score_evaluator" not in table.df.columns  # the sweep table keeps numbers
     ev.clear()
 
 

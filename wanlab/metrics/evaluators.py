@@ -105,6 +105,12 @@ def commit_of(folder: Path) -> str | None:
     return folder.name if folder.parent.name == "snapshots" and len(folder.name) == 40 else None
 
 
+def describe(folder: Path, source: str | os.PathLike[str]) -> str:
+    """How a score names its evaluator: ``repo_id@commit`` for a hub cache snapshot, else the folder or file."""
+    commit = commit_of(folder)
+    return f"{source}@{commit}" if commit and not Path(source).exists() else str(Path(folder).resolve())
+
+
 def head_file(source: str | os.PathLike[str] | None, metric: str = "aesthetic_quality") -> Path:
     """The aesthetic head's weights file: ``source`` (a file, or ``owner/repo/file`` in the hub cache),
     or by default ``$WANLAB_CACHE/evaluators/sa_0_4_vit_l_14_linear.pth``; EvaluatorMissing otherwise."""

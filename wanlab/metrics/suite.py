@@ -126,7 +126,8 @@ def compute(name: str, video: Any, prompt: str | None = None, *, device: str | N
             ``{"aesthetic_head": "x.pth"}``.
 
     Returns:
-        ``{key: float}`` for the set's keys.
+        ``{key: float}`` for the set's keys; a reference metric adds ``<name>_evaluator`` (a string:
+        ``repo_id@commit`` or the folder that scored it), kept with the run beside its value.
 
     Raises:
         ParamError: an unknown name, or a set that needs the prompt without one.
@@ -142,4 +143,20 @@ def compute(name: str, video: Any, prompt: str | None = None, *, device: str | N
         return {k: float(v) for k, v in motion(video, fps=float(getattr(video, "fps", fps))).items()}
     if name == "adherence":
         return adherence(video, str(prompt))
-    return quality(video, prompt, [name], device=device, **(evaluators or {}))
+    values: dict[str, Any] = quality(video, prompt, [name], device=device, **(evaluators or {}))
+    values[f"{name}_evaluator"] = evaluator_of(name, evaluators)
+    return values
+
+
+def evaluator_of(name: str, evaluators: dict[str, Any] | None = None) -> str:
+    """What scored a reference metric, as stored beside its value (``<name>_evaluator``):
+    ``repo_id@commit`` of the cache snapshot (or the folder given), plus the aesthetic head's file."""
+    from . import evaluators as ev
+
+    default = {"clip_score": ev.CLIP_B32, "subject_consistency": ev.DINO_B16,
+               "background_consistency": ev.CLIP_B32, "aesthetic_quality": ev.CLIP_L14}[name].repo_id
+    source = (evaluators or {}).get(name) or default
+    text = ev.describe(ev.resolve(source, name), source)
+    if name == "aesthetic_quality":
+        text += f" + {ev.head_file((evaluators or {}).get('aesthetic_head'))}"
+    return text
