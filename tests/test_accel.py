@@ -532,6 +532,17 @@ def test_an_accel_sweep_runs_every_setting_on_the_same_requests(pipe, tmp_path, 
     assert (study["calls"] == 2 * STEPS).all() and study.attrs["reference"] == "exact"
     summary = summarize(study)
     assert list(summary["setting"]) == ["exact", "fbc-fast", "pab"]
+    assert "flow_magnitude_change" not in study.columns  # nothing measured yet
+    # measured later (no regenerating): the study and its summary say what each setting changes
+    from wanlab.sweep.measure import measure_store
+
+    assert measure_store(store, "motion", progress=False)["measured"] == 6
+    measured = sweep.result(pipe, store).accel_study()
+    change = measured["flow_magnitude"] - measured.groupby("seed")["flow_magnitude"].transform("first")
+    assert np.allclose(measured["flow_magnitude_change"], change) and (measured.query("setting == 'exact'")[
+        "flow_magnitude_change"] == 0).all()
+    assert summarize(measured).set_index("setting")["flow_magnitude_change"].to_dict() == pytest.approx(
+        measured.groupby("setting")["flow_magnitude_change"].mean().to_dict())
     assert {t.get_text() for t in plot_study(study).axes[0].texts} == {"exact", "fbc-fast", "pab"}
     # against another reference; select and compare take settings too
     assert (result.accel_study("pab").query("setting == 'pab'")["identical"]).all()

@@ -56,3 +56,18 @@ def test_bench_remote_smoke_run():
         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert "| in-process (wanlab.load)" in out and "| through the server, K=2" in out
     assert "digests: identical for every point in every variant and round" in out
+
+
+def test_bench_metrics_quality_smoke_run(tmp_path):
+    """The quality table runs end to end with 2-layer evaluators on a short video (random weights
+    through a temporary hub cache, as the real-architecture timing does)."""
+    import os
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_metrics.py"), "--quality-only", "--evaluators", "tiny",
+         "--frames", "3"], capture_output=True, text=True, timeout=300, check=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "WANLAB_CACHE": str(tmp_path)}).stdout
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    for name in ("adherence", "clip_score", "subject_consistency", "background_consistency", "aesthetic_quality"):
+        assert name in rows, out
+    assert "PASS: 10 s" in rows["clip_score"] and "none (ViT-L/14" in rows["aesthetic_quality"]

@@ -30,7 +30,9 @@ def test_the_package_copy_of_the_demo_sweep_is_identical_to_the_repositorys():
 def test_the_demo_sweep_is_small_and_on_its_model():
     sweep = Sweep.load(REPO_DEMO)
     assert sweep.model == "toy" and sweep.question
-    assert sweep.swept == ["seed", "guidance_scale", "flow_shift"] and len(sweep) == 18
+    assert sweep.swept == ["seed", "guidance_scale", "flow_shift"] and len(sweep) == 48
+    assert len(sweep.grid["seed"]) >= 6  # effects get 95 % intervals over seeds
+    assert sweep.metrics == ("motion", "adherence")
     p = sweep.points()[0]
     assert (p.width, p.height, p.num_frames, p.steps) == (64, 64, 17, 25)
 
@@ -41,7 +43,7 @@ def small_demo(tmp_path, monkeypatch) -> Path:
     sweep = Sweep.load(REPO_DEMO)
     base = {**sweep.base_fields, "width": 32, "height": 32, "num_frames": 5, "steps": 2}
     small = Sweep(base=base, grid={"seed": [1, 2], "guidance_scale": [3.0, 6.0], "flow_shift": [2.0]},
-                  name="demo", model=sweep.model, question=sweep.question)
+                  name="demo", model=sweep.model, question=sweep.question, metrics=sweep.metrics)
     path = small.save(tmp_path / "demo-small.toml")
     monkeypatch.setenv(DEMO_SWEEP_ENV, str(path))
     return path
@@ -61,12 +63,13 @@ def test_wanlab_demo_writes_videos_grid_csv_plot_and_a_self_contained_report(sma
     assert exact.params.seed == 1 and exact.params.guidance_scale == 3.0
     assert exact.digest == wanlab.load("toy", progress=False).generate(exact.params, progress=False).digest
 
-    for png in ("frame_grid.png", "metric_vs_param.png"):
+    for png in ("frame_grid.png", "metric_vs_param.png", "adherence_vs_param.png", "adherence_visible_vs_param.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
     assert all(float(r["flow_magnitude"]) >= 0 for r in rows)
-    assert {"seed", "guidance_scale", "flow_shift", "digest", "seconds", "warp_error"} <= set(rows[0])
+    assert {"seed", "guidance_scale", "flow_shift", "digest", "seconds", "warp_error", "adherence"} <= set(rows[0])
+    assert all(0 <= float(r["adherence"]) <= 1 for r in rows)
 
     page = report.read_text()
     assert page.startswith("<!doctype html>") and "Question: " in page
@@ -78,6 +81,7 @@ def test_wanlab_demo_writes_videos_grid_csv_plot_and_a_self_contained_report(sma
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(v.read_bytes() for v in videos)
     assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) >= 2
     assert page.count('<tr class="done">') == 4 and "flow_magnitude" in page
+    assert "<h2>adherence vs guidance_scale</h2>" in page
 
     # again: everything comes from the store, nothing is generated
     again = run_demo(out, progress=False)

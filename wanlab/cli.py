@@ -237,6 +237,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if result["identical"] else 1
 
 
+def _metrics_option(args: argparse.Namespace) -> Any:
+    """``--no-metrics`` / ``--metrics a,b`` as ``Sweep.run``'s ``metrics`` (True: the sweep's own)."""
+    if args.no_metrics and args.metrics:
+        raise ParamError("--metrics", "left out with --no-metrics", args.metrics)
+    if args.no_metrics:
+        return False
+    return [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else True
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Measure the runs of a store; exit 0 when every set was computed (or already there), 1 when some failed."""
+    from .sweep.measure import measure_store
+
+    if not Path(args.store).is_dir():
+        raise ParamError("store", "an existing run store folder", args.store)
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    with _quiet(True):
+        counts = measure_store(args.store, names, redo=args.redo, device=args.device, progress=not args.quiet)
+    print(f"{counts['measured']} measured, {counts['failed']} with a failed metric (kept with the run), "
+          f"{counts['skipped']} already measured")
+    return 1 if counts["failed"] else 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or with --dry-run, list) a TOML sweep. Exit code 0: every point of this shard done;
     1: some failed or are left pending; 2: an error before running."""
@@ -292,7 +315,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         else:
             backend = load(model, device=args.device, dtype=args.dtype, progress=False)
         try:
-            result = sweep.run(backend, store=store, metrics=not args.no_metrics, progress=not args.quiet,
+            result = sweep.run(backend, store=store, metrics=_metrics_option(args), progress=not args.quiet,
                                max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry,
                                retry_uncertain=args.retry_uncertain,
                                max_in_flight=None if remote is not None else args.max_in_flight)
@@ -398,7 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "store together run the whole sweep")
     sw.add_argument("--dry-run", action="store_true", help="list the points and which are done; run nothing, "
                                                            "load nothing")
-    sw.add_argument("--no-metrics", action="store_true", help="do not compute motion metrics")
+    sw.add_argument("--no-metrics", action="store_true", help="compute no metrics")
+    sw.add_argument("--metrics", default=None, metavar="NAMES",
+                    help="comma-separated metric sets to compute (default: the sweep file's `metrics`, else motion): "
+                         "motion, adherence, clip_score, subject_consistency, background_consistency, "
+                         "aesthetic_quality, quality (the last four)")
     sw.add_argument("--max-failures", type=int, default=None, metavar="K",
                     help="stop after K failures (the rest stay pending)")
     sw.add_argument("--no-retry", action="store_true", help="leave points that failed earlier as failed")
@@ -421,6 +448,19 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=int, default=None, metavar="N",
                     help="with --ray: workers to start (default: as many as the cluster holds)")
     sw.set_defaults(func=cmd_sweep)
+
+    me = sub.add_parser("measure", help="compute metrics for runs already in a store (no regenerating)",
+                        description="Measure the runs of a store with the named metric sets, from their stored "
+                                    "frames and recorded prompts; sets already stored are skipped. Exit code 0 all "
+                                    "measured, 1 some set failed (the reason is kept with the run), 2 error.")
+    me.add_argument("store", help="run store folder (e.g. runs/demo)")
+    me.add_argument("--metrics", default="motion", metavar="NAMES",
+                    help="comma-separated metric sets (default motion): motion, adherence, clip_score, "
+                         "subject_consistency, background_consistency, aesthetic_quality, quality")
+    me.add_argument("--redo", action="store_true", help="compute again sets already stored or that failed")
+    me.add_argument("--device", default=None, help="where evaluators run: cpu, cuda or cuda:N (default: cuda if any)")
+    me.add_argument("--quiet", action="store_true", help="no progress bar")
+    me.set_defaults(func=cmd_measure)
 
     ver = sub.add_parser("verify", help="re-generate a stored run from its record: identical, or what differs",
                          description="Re-generate a stored run (or a saved video, from its .json sidecar) and "

@@ -9,6 +9,8 @@
                               ``ssim_vs_ref`` when the sweep names a ``reference`` point)
     metric_vs_param.png       a metric against the first swept parameter, one line per the second
     heatmap.png               the metric's mean over two swept parameters (when there are two)
+    <metric>_vs_param.png     the same plot for prompt adherence and each reference quality metric the
+                              sweep measured (``adherence``, ``clip_score``, ...), with their effects
     vs_reference.png          SSIM against the reference point (when the sweep names one)
     accel_study.csv           for a sweep over ``accel``: ``SweepResult.accel_study()``, each run
                               against the exact run of the same request (speedup, PSNR, SSIM, ...)
@@ -40,6 +42,8 @@ MIN_SHOWN_WIDTH = 160
 #: At most this many videos go into the frame grid (a bigger sweep would make a huge image).
 MAX_GRID_ROWS = 9
 GRID_FRAMES = 6
+#: Besides the report's main metric, these get their own plot and effects when the sweep measured them.
+EXTRA_METRICS = ("adherence", "adherence_visible", "clip_score", "subject_consistency", "background_consistency", "aesthetic_quality")
 #: Said under the frame grid: frame 0 is shown as generated, and why it may look unlike the rest.
 FRAME_ZERO_NOTE = ("Every frame is shown as generated. Wan's VAE is causal in time: latent frame 0 encodes frame 0 "
                    "alone, and each later latent frame covers several frames, so frame 0 may look sharper or "
@@ -221,6 +225,12 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     effects_html: list[str] = []
     if have_metric:
         effects_html = _effects_sections(result, metric, done)
+    # --- the same for prompt adherence and the reference quality metrics, when the sweep measured them
+    extra: list[tuple[str, Path | None, list[str]]] = []
+    for other in (m for m in EXTRA_METRICS if m != metric and m in df.columns and len(done) and done[m].notna().any()):
+        other_file = out / f"{other}_vs_param.png"
+        result.plot(y=other, x=px, hue=phue).savefig(other_file, dpi=90)
+        extra.append((other, other_file, _effects_sections(result, other, done)))
 
     # --- the page
     counts = result.counts
@@ -280,6 +290,13 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     if effects_html:
         parts.append(f"<h2>Effects on {html.escape(metric)}, over seeds</h2>")
         parts.extend(effects_html)
+
+    for other, other_file, other_effects in extra:
+        parts.append(f"<h2>{html.escape(other)} vs {html.escape(px)}</h2>")
+        parts.append(image_tag(other_file, f"{other} vs {px}"))
+        if other_effects:
+            parts.append(f"<h3>Effects on {html.escape(other)}, over seeds</h3>")
+            parts.extend(other_effects)
 
     if ref_file is not None:
         parts.append(f"<h2>Against the reference ({html.escape(ref_label)})</h2>")

@@ -228,7 +228,8 @@ def study_row(label: str, accel: Accel, *, denoise: float, setup: float, exact_d
 def summarize(df: "pd.DataFrame") -> "pd.DataFrame":
     """One row per setting, in study order: mean ``speedup`` (and the worst, ``speedup_min``),
     ``psnr`` pooled over points (:func:`pooled_psnr`), mean ``ssim``/``rel_l2`` over points, ``calls_skipped`` as a fraction of all calls, mean
-    ``block_work``, and ``pareto`` (True when no other setting is both at least as fast and at
+    ``block_work``, the mean of every ``<metric>_change`` column (a metric's change from the exact
+    run, e.g. ``adherence_change``, when the sweep measured it), and ``pareto`` (True when no other setting is both at least as fast and at
     least as faithful, one of them strictly)."""
     import numpy as np
     import pandas as pd
@@ -248,7 +249,9 @@ def summarize(df: "pd.DataFrame") -> "pd.DataFrame":
                      "skipped": float(group["calls_skipped"].sum() / calls) if calls and not np.isnan(calls)
                      else float("nan"),
                      "block_work": float(group["block_work"].mean()),
-                     "identical": bool(group["identical"].all())})
+                     "identical": bool(group["identical"].all()),
+                     # what the setting costs in the measured metrics (accel_study's <name>_change columns)
+                     **{c: float(group[c].mean()) for c in group.columns if c.endswith("_change")}})
     out = pd.DataFrame(rows)
     out["pareto"] = pareto_mask(out["speedup"].to_numpy(), out["psnr"].to_numpy())
     return out

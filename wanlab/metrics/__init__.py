@@ -16,7 +16,9 @@ are always reported in pixels of the *original* resolution.
 
 Modules: :mod:`.optical_flow` (shared flow), :mod:`.dynamics` (VBench's dynamic degree, static filter,
 temporal flicker), :mod:`.interpolation` (smoothness), :mod:`.consistency` (warp error, warped flicker),
-:mod:`.similarity` (PSNR, SSIM), :mod:`.synthetic` (videos with known motion, for validation).
+:mod:`.similarity` (PSNR, SSIM), :mod:`.synthetic` (videos with known motion, for validation);
+:mod:`.adherence` (the toy's captions checked exactly, read by :mod:`.shapes`), :mod:`.reference` (CLIP score and
+VBench's subject / background consistency and aesthetic quality, with evaluators from :mod:`.evaluators`).
 ``cv2`` and ``skimage`` are imported inside functions so ``import wanlab`` stays fast.
 """
 
@@ -29,6 +31,10 @@ from .consistency import CONVENTIONS, residuals_of, warp_error, warped_flicker
 from .dynamics import (DynamicDegree, StaticFilter, TemporalFlicker, dynamic_degree, dynamic_degree_of,
                        static_filter, temporal_flicker, temporal_flicker_of)
 from ..frames import WAN_FPS
+from .adherence import ADHERENCE_KEYS, adherence, caption_attributes
+from .evaluators import EvaluatorMissing
+from .reference import (QUALITY_KEYS, aesthetic_quality, background_consistency, clip_score, consistency_of, quality,
+                        subject_consistency)
 from .optical_flow import FLOW_METHODS, WORK_SHORT_SIDE, Flows, PairScores, flow, flow_magnitude
 from .interpolation import smoothness, smoothness_of
 
@@ -36,7 +42,9 @@ __all__ = [
     "FLOW_METHODS", "WORK_SHORT_SIDE", "WAN_FPS", "CONVENTIONS", "MOTION_KEYS",
     "Flows", "PairScores", "FrameScores", "PSNRScores", "DynamicDegree", "StaticFilter", "TemporalFlicker",
     "flow", "flow_magnitude", "dynamic_degree", "static_filter", "temporal_flicker", "warped_flicker",
-    "smoothness", "warp_error", "psnr", "ssim", "motion", "compare",
+    "smoothness", "warp_error", "psnr", "ssim", "motion", "compare", "ADHERENCE_KEYS", "adherence", "caption_attributes",
+    "QUALITY_KEYS", "EvaluatorMissing", "clip_score", "subject_consistency", "background_consistency",
+    "aesthetic_quality", "consistency_of", "quality",
 ]
 
 #: The keys of :func:`motion`, in order (sweep tables show them in this order).

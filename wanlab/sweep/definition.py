@@ -47,7 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .result import SweepResult
 
 AXES = ("seeds", "points", "zip", "grid")
-TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "base", "grid", "zip", "points")
+TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "metrics", "base", "grid", "zip",
+                  "points")
 
 
 class Sweep:
@@ -65,7 +66,7 @@ class Sweep:
                  points: Sequence[Mapping[str, Any]] | None = None,
                  seeds: Sequence[int] | int | None = None, *, name: str | None = None,
                  model: str | None = None, question: str | None = None, sweep_seed: int | None = None,
-                 reference: Mapping[str, Any] | None = None) -> None:
+                 reference: Mapping[str, Any] | None = None, metrics: Any = None) -> None:
         # --- base: a Params or a mapping; fields it leaves unset come from the model's native settings
         # at run time (Params' defaults when no backend is given)
         if base is None:
@@ -86,6 +87,12 @@ class Sweep:
         self.name = name
         self.model = model
         self.question = question.strip() if question else None
+        # --- what Sweep.run measures by default (None: motion); names of wanlab.metrics.suite.METRIC_SETS
+        self.metrics: tuple[str, ...] | None = None
+        if metrics is not None:
+            from ..metrics.suite import check_metrics
+
+            self.metrics = check_metrics(list(metrics) if isinstance(metrics, (list, tuple)) else metrics)
 
         # --- axes
         self.grid, self.zip, self.explicit_points, self.seeds_spec = read_axes(grid, zip, points, seeds)
@@ -317,6 +324,8 @@ class Sweep:
             out["sweep_seed"] = self.sweep_seed
         if self.reference:
             out["reference"] = dict(self.reference)
+        if self.metrics is not None:
+            out["metrics"] = list(self.metrics)
         if self.base_fields:
             out["base"] = {k: plain(v) for k, v in self.base_fields.items()}
         if self.grid:
@@ -337,7 +346,7 @@ class Sweep:
         return cls(base=data.get("base"), grid=data.get("grid"), zip=data.get("zip"), points=data.get("points"),
                    seeds=data.get("seeds"), name=data.get("name", default_name), model=data.get("model"),
                    question=data.get("question", question), sweep_seed=data.get("sweep_seed"),
-                   reference=data.get("reference"))
+                   reference=data.get("reference"), metrics=data.get("metrics"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sweep):

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import WanlabError
-from ..metrics import MOTION_KEYS
+from ..metrics import ADHERENCE_KEYS, MOTION_KEYS, QUALITY_KEYS
+from ..metrics.suite import error_keys
 from ..params import Params
 from .values import ACCEL, column_value
 
@@ -26,8 +27,10 @@ if TYPE_CHECKING:  # pragma: no cover
 STATUSES = ("done", "failed", "pending")
 #: Columns a sweep over ``accel`` adds to its table.
 ACCEL_COLUMNS = ("denoise_s", "calls_skipped")
-#: Metric columns come in this order (those of ``metrics.motion``), any others after them.
-METRIC_ORDER = MOTION_KEYS
+#: Measured metrics :meth:`SweepResult.accel_study` compares with the reference run (``<name>_change``).
+STUDY_METRICS = ("flow_magnitude", *ADHERENCE_KEYS[:1], *QUALITY_KEYS)
+#: Metric columns come in this order (``metrics.motion``'s, then adherence and the reference metrics), any others after.
+METRIC_ORDER = (*MOTION_KEYS, *ADHERENCE_KEYS, *QUALITY_KEYS)
 
 
 class SweepResult:
@@ -74,7 +77,13 @@ class SweepResult:
             if run is not None:
                 metrics = dict(run.metrics)
                 metrics_error = metrics.pop("metrics_error", None) or (record.get("extra") or {}).get("metrics_error")
-                row.update(status="done", error=f"metrics: {metrics_error}" if metrics_error else None,
+                errors = [f"metrics: {metrics_error}"] if metrics_error else []
+                for name in [n for n in metrics if n in error_keys()]:  # a metric set that failed (suite.error_key)
+                    message = metrics.pop(name)
+                    if message:
+                        errors.append(f"{name[:-len('_error')]}: {message}")
+                metrics = {n: v for n, v in metrics.items() if v is None or isinstance(v, (int, float))}
+                row.update(status="done", error="; ".join(errors) or None,
                            seconds=_seconds(record), digest=run.digest)
                 if timing:
                     row.update(_accel_columns(record))
@@ -284,7 +293,8 @@ class SweepResult:
         ``cache``, ``compile``, ``attention_backend``, ``accel_key``, ``denoise_s``, ``setup_s``,
         ``speedup`` = the reference run's denoising time / this one's, ``psnr``, ``psnr_frame_mean``,
         ``ssim``, ``rel_l2`` and ``max_abs`` of the final latents, ``identical``, the work counters,
-        ``digest``, ``key``), compared with the run of the ``reference`` setting (default: the sweep's
+        for each measured metric of :data:`STUDY_METRICS` (flow magnitude, adherence, the reference quality
+        metrics) its value and ``<name>_change`` from the reference run, ``digest``, ``key``), compared with the run of the ``reference`` setting (default: the sweep's
         ``reference`` accel when it names one, else ``"exact"``) that shares its other swept values;
         points whose reference is not done are left out. Feed it to :func:`wanlab.accel.summarize`
         and :func:`wanlab.accel.plot_study`. Times are single runs
@@ -307,6 +317,7 @@ class SweepResult:
             raise ValueError(f"accel_study: no done run has the reference setting {ref_label!r} (the sweep's settings: "
                              f"{labels}); run the sweep, or name another reference")
         loaded: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+        changed = [m for m in STUDY_METRICS if m in self.df.columns]  # what a setting costs in adherence, quality
 
         def load(key: str) -> tuple[Any, Any, dict[str, Any]]:
             if key not in loaded:
@@ -327,6 +338,7 @@ class SweepResult:
                                      exact_denoise=float(ref_record["timings"]["denoise"]), stats=stats,
                                      fidelity=fidelity(frames, ref_frames, latents, ref_latents,
                                                        identical=row["digest"] == ref["digest"])),
+                         **_metric_changes(row, ref, changed),
                          "digest": row["digest"], "key": row["key"]})
         df = pd.DataFrame(rows)
         df.attrs.update({"reference": ref_label, "sweep": self.sweep.name, "store": str(self.store.path)})
@@ -377,6 +389,16 @@ def _accel_columns(record: Mapping[str, Any]) -> dict[str, float]:
     skipped = stats.get("calls_skipped")
     return {"denoise_s": float(denoise) if denoise is not None else math.nan,
             "calls_skipped": float(skipped) if skipped is not None else math.nan}
+
+
+def _metric_changes(row: Any, ref: Any, names: Sequence[str]) -> dict[str, float]:
+    """Each measured metric of a run and its change from the reference run (NaN where either is missing)."""
+    out: dict[str, float] = {}
+    for name in names:
+        value, base = float(row[name]), float(ref[name])
+        out[name] = value
+        out[f"{name}_change"] = value - base
+    return out
 
 
 def _seconds(record: Mapping[str, Any]) -> float:

@@ -28,6 +28,8 @@ from ..errors import LoRAError, ParamError, SubmitUncertain, TruncationError
 from ..keys import run_key, unreadable_loras
 from ..quiet import quiet
 from ..values import check_bool, check_choice, check_int
+from ..metrics.suite import check_metrics
+from .measure import measure, needs
 from .values import check_shard
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -134,13 +136,16 @@ def result(sweep: "Sweep", model: Any = None, store: Any = None) -> "SweepResult
     return SweepResult(sweep, store_, keyer, points=points, keys=[run_key(p) for p in parts])
 
 
-def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool = True, progress: bool = True,
+def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any = True, progress: bool = True,
         max_failures: int | None = None, shard: Any = None, retry_failed: bool = True,
         max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False) -> "SweepResult":
     """Run the points of ``sweep`` not yet in ``store`` on ``backend``; the whole sweep's table.
 
-    - ``metrics``: compute :func:`wanlab.metrics.motion` for every stored run (also for runs stored
-      earlier without metrics).
+    - ``metrics``: the metric sets to compute for every stored run (also for runs stored earlier
+      without them): ``True`` the sweep's own (its file's ``metrics = [...]``, else ``["motion"]``),
+      ``False`` none, or a list of names of :data:`wanlab.metrics.suite.METRIC_SETS` (``"motion"``,
+      ``"adherence"``, ``"clip_score"``, ``"subject_consistency"``, ``"background_consistency"``,
+      ``"aesthetic_quality"``; ``"quality"`` for the last four). Evaluators run on the backend's device.
     - ``progress``: one ``tqdm.auto`` bar over the runs to do, with ETA (and runs per worker).
     - ``max_failures``: after that many failures in this call, stop gracefully.
     - ``shard=(i, n)`` (or ``"i/n"``): run only points ``i, i+n, i+2n, ...`` (0 <= i < n).
@@ -161,9 +166,9 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
 
     check_int("max_failures", max_failures, 1, optional=True, rule="None or an integer >= 1")
     check_int("max_in_flight", max_in_flight, 1, 1024, optional=True)
-    for flag, value in (("metrics", metrics), ("progress", progress), ("retry_failed", retry_failed),
-                        ("retry_uncertain", retry_uncertain)):
+    for flag, value in (("progress", progress), ("retry_failed", retry_failed), ("retry_uncertain", retry_uncertain)):
         check_bool(flag, value)
+    names = check_metrics(sweep.metrics if metrics is True and sweep.metrics is not None else metrics)
     check_choice("truncate", truncate, ("warn", "error"))
     shard_ = check_shard(shard) if shard is not None else (0, 1)
     with quiet():
@@ -179,8 +184,10 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
     pending = store_.pending()
     latents = sweep.keeps_latents
 
+    device = _device_of(backend_)
+
     def incomplete(run: "Run") -> bool:
-        return (metrics and _needs_metrics(run)) or (latents and not run.has_latents)
+        return bool(needs(run, names)) or (latents and not run.has_latents)
 
     todo = [i for i in mine if (incomplete(store_.get(keys[i])) if store_.has(keys[i])
                                 else retry_failed or keys[i] not in failed_before)]
@@ -210,8 +217,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
         """Store one generated video first, then measure it (a metrics failure is kept on the run)."""
         extra = {"sweep": sweep.name, "point": i}
         run = store_.put(video, extra=extra, key_parts=parts[i], latents=latents)
-        if metrics:
-            measure(store_, run, video)
+        if names:
+            measure(store_, run, video, names, device=device)
         if points[i].loras:  # a failure recorded while a LoRA file was missing is over
             store_.forget_failure(run_key(backend_.key_parts(points[i], accels[i], loras=unreadable_loras(points[i]))))
         workers[str(video.record.get("worker") or "local")] += 1
@@ -274,9 +281,9 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
                 settle(block=False)
                 key, params, accel = keys[i], points[i], accels[i]
                 if store_.has(key) and not (latents and not store_.get(key).has_latents):
-                    if metrics and _needs_metrics(store_.get(key)):  # done by now (another process): metrics at most
+                    if needs(store_.get(key), names):  # done by now (another process): metrics at most
                         run = store_.get(key)
-                        measure(store_, run, run.video())
+                        measure(store_, run, run.video(), names, device=device)
                     bar.update(1)
                     continue
                 if problems[i] is not None:
@@ -320,22 +327,7 @@ def _affinity(parts: dict[str, Any]) -> str:
     return stable_hash({k: v for k, v in parts.items() if k != "accel"})
 
 
-def measure(store: "Store", run: "Run", video: "Video") -> None:
-    """``metrics.motion`` of a stored run, kept with it; a failure is kept too (``metrics_error``)."""
-    from ..metrics import motion
-
-    try:
-        values: dict[str, Any] = {k: float(v) for k, v in motion(video).items()}
-    except Exception as exc:  # noqa: BLE001 - e.g. cv2.error, too few frames: the run stays, the reason too
-        values = {"metrics_error": f"{type(exc).__name__}: {exc}"}
-    store.put_metrics(run.key, values)
-
-
-def _needs_metrics(run: "Run") -> bool:
-    """A stored run with no metrics yet, or measured before the metrics' definitions changed (no
-    ``static`` key: temporal flicker then also scored moving clips), and no recorded reason why it
-    cannot be measured."""
-    metrics = run.metrics
-    if metrics.get("metrics_error") or (run.record.get("extra") or {}).get("metrics_error"):
-        return False
-    return "static" not in metrics
+def _device_of(backend: Any) -> str | None:
+    """Where evaluators run: a local pipeline's device (a CUDA index as torch names it), else the default."""
+    device = getattr(backend, "device", None)
+    return str(device) if isinstance(device, str) and device.split(":")[0] in ("cuda", "cpu", "mps") else None

@@ -1,0 +1,198 @@
+"""The networks the reference metrics score with: found in the local Hugging Face cache, loaded once.
+
+An evaluator is named by a Hugging Face repo id (read from the local cache only, like Wan's weights:
+no download is ever attempted, ``HF_HUB_OFFLINE`` or not) or by a local folder that
+``save_pretrained`` wrote. A missing one is one :class:`EvaluatorMissing` sentence with the
+``huggingface-cli download`` command. Each (evaluator, device) pair is loaded once per process and
+kept (:func:`loaded`; :func:`clear` drops them); models run in eval mode, float32, on the device the
+caller names (a pipeline's device when a sweep measures), with gradients off.
+
+The evaluators and what each reference loads (``docs/metrics.md`` gives the file and line):
+
+* :data:`CLIP_B32` ``openai/clip-vit-base-patch32``: OpenAI CLIP ViT-B/32, as converted to
+  transformers; VBench's background consistency loads the same weights through OpenAI's ``clip``
+  package (``clip.load("ViT-B/32")``), and CLIP score is commonly reported with it.
+* :data:`DINO_B16` ``facebook/dino-vitb16``: DINO ViT-B/16 (Caron et al. 2021), transformers' port of
+  the ``dino_vitb16`` checkpoint VBench's subject consistency loads through ``torch.hub``.
+* :data:`CLIP_L14` ``openai/clip-vit-large-patch14``: the image tower of the LAION aesthetic predictor.
+* :data:`AESTHETIC_HEAD` ``sa_0_4_vit_l_14_linear.pth``: LAION-AI/aesthetic-predictor's linear head
+  (768 -> 1), as VBench uses it. It is not on the hub: it is read from a local file
+  (``$WANLAB_CACHE/evaluators/``, or any path or ``owner/repo/file`` of the hub cache you name).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import WanlabError
+
+
+class EvaluatorMissing(WanlabError, FileNotFoundError):
+    """An evaluator's weights are not on this machine; the message says how to get them."""
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A scoring network: its hub repo id, the revision wanlab documents, and its architecture."""
+
+    repo_id: str
+    architecture: str  # "clip" (transformers CLIPModel) or "vit" (transformers ViTModel)
+    revision: str = "main"
+
+
+CLIP_B32 = Evaluator("openai/clip-vit-base-patch32", "clip")
+CLIP_L14 = Evaluator("openai/clip-vit-large-patch14", "clip")
+DINO_B16 = Evaluator("facebook/dino-vitb16", "vit")
+#: The LAION aesthetic predictor's linear head (file name as LAION-AI/aesthetic-predictor publishes it).
+AESTHETIC_HEAD = "sa_0_4_vit_l_14_linear.pth"
+AESTHETIC_HEAD_URL = "https://github.com/LAION-AI/aesthetic-predictor/raw/main/sa_0_4_vit_l_14_linear.pth"
+
+_LOCK = threading.Lock()
+_LOADED: dict[tuple[str, str, str], Any] = {}
+
+
+def hub_cache() -> str:
+    """The Hugging Face hub cache folder, read from the environment now: ``HF_HUB_CACHE``, else
+    ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    home = os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface")
+    return os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
+
+
+def wanlab_cache() -> Path:
+    """wanlab's cache folder: ``$WANLAB_CACHE``, default ``~/.cache/wanlab``."""
+    return Path(os.environ.get("WANLAB_CACHE") or Path.home() / ".cache" / "wanlab")
+
+
+def resolve(source: str | os.PathLike[str], metric: str, revision: str = "main") -> Path:
+    """The local folder of an evaluator: ``source`` itself when it is a folder, else the snapshot of
+    the hub repo ``source`` in the local cache (never downloaded).
+
+    Args:
+        source: a hub repo id (``"openai/clip-vit-base-patch32"``) or a local folder.
+        metric: the metric that needs it (named in the error).
+        revision: the hub revision (branch, tag or commit) to read from the cache.
+
+    Returns:
+        The folder holding ``config.json`` and the weights.
+
+    Raises:
+        EvaluatorMissing: neither a folder nor in the cache; the message gives the download command.
+
+    >>> resolve("no-such/evaluator", "clip_score")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    wanlab.metrics.evaluators.EvaluatorMissing: clip_score needs the evaluator 'no-such/evaluator', which is ...
+    """
+    path = Path(source)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(source), revision=revision, cache_dir=hub_cache(), local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached, a bad repo id, no such revision: all say the same
+        rev = f" --revision {revision}" if revision != "main" else ""
+        raise EvaluatorMissing(
+            f"{metric} needs the evaluator {str(source)!r}, which is not in the local Hugging Face cache "
+            f"({hub_cache()}): run `huggingface-cli download {source}{rev}` where there is internet and copy "
+            "the cache here (or set HF_HOME / HF_HUB_CACHE to it), or pass a local folder.") from None
+
+
+def commit_of(folder: Path) -> str | None:
+    """The hub commit a cache snapshot folder holds (``.../snapshots/<commit>``), None for other folders."""
+    return folder.name if folder.parent.name == "snapshots" and len(folder.name) == 40 else None
+
+
+def describe(folder: Path, source: str | os.PathLike[str]) -> str:
+    """How a score names its evaluator: ``repo_id@commit`` for a hub cache snapshot, else the folder or file."""
+    commit = commit_of(folder)
+    return f"{source}@{commit}" if commit and not Path(source).exists() else str(Path(folder).resolve())
+
+
+def head_file(source: str | os.PathLike[str] | None, metric: str = "aesthetic_quality") -> Path:
+    """The aesthetic head's weights file: ``source`` (a file, or ``owner/repo/file`` in the hub cache),
+    or by default ``$WANLAB_CACHE/evaluators/sa_0_4_vit_l_14_linear.pth``; EvaluatorMissing otherwise."""
+    if source is None:
+        path = wanlab_cache() / "evaluators" / AESTHETIC_HEAD
+        if path.is_file():
+            return path
+        raise EvaluatorMissing(
+            f"{metric} needs LAION's aesthetic head {AESTHETIC_HEAD}, which is not at {path}: run `wget "
+            f"{AESTHETIC_HEAD_URL} -P {path.parent}` where there is internet and copy it there, or pass its path.")
+    path = Path(source)
+    if path.is_file():
+        return path
+    parts = str(source).split("/")
+    if len(parts) >= 3:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), cache_dir=hub_cache(),
+                                        local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached
+            pass
+    raise EvaluatorMissing(
+        f"{metric} needs the aesthetic head {str(source)!r}, which is neither a file nor in the local Hugging Face "
+        f"cache ({hub_cache()}): run `huggingface-cli download {'/'.join(parts[:2])} {'/'.join(parts[2:])}` "
+        "where there is internet, or pass the file's path.")
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def loaded(source: str | os.PathLike[str], architecture: str, metric: str, device: str | None = None,
+           revision: str = "main") -> tuple[Any, Any, Path]:
+    """(model, processor or None, folder) for an evaluator, loaded once per process and device.
+
+    ``architecture`` ``"clip"`` loads ``CLIPModel`` and its ``CLIPProcessor`` (tokenizer and image
+    processor, as saved with it); ``"vit"`` loads ``ViTModel`` without its pooler.
+
+    Raises:
+        EvaluatorMissing: the weights are not here (see :func:`resolve`).
+        ValueError: ``architecture`` is neither ``"clip"`` nor ``"vit"``.
+    """
+    if architecture not in ("clip", "vit"):
+        raise ValueError(f"architecture: must be 'clip' or 'vit'; got {architecture!r}")
+    folder = resolve(source, metric, revision)
+    device = device or default_device()
+    key = (str(folder.resolve()), architecture, str(device))
+    with _LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = _load(folder, architecture, device)
+        model, processor = _LOADED[key]
+    return model, processor, folder
+
+
+def _load(folder: Path, architecture: str, device: str) -> tuple[Any, Any]:
+    import torch
+    import transformers
+
+    from transformers.utils import logging as hf_logging
+
+    from ..quiet import quiet
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars, once per evaluator, say nothing here
+    with quiet():
+        if architecture == "clip":
+            model = transformers.CLIPModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+            processor = transformers.CLIPProcessor.from_pretrained(folder, local_files_only=True)
+        else:
+            model = transformers.ViTModel.from_pretrained(folder, local_files_only=True, add_pooling_layer=False,
+                                                          dtype=torch.float32)
+            processor = None
+    if bars:
+        hf_logging.enable_progress_bar()
+    model.eval().requires_grad_(False).to(device)
+    return model, processor
+
+
+def clear() -> None:
+    """Forget every loaded evaluator (frees their memory; the next use loads again)."""
+    with _LOCK:
+        _LOADED.clear()

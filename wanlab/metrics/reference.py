@@ -1,0 +1,357 @@
+"""Prompt adherence and visual quality of real-model videos, as their reference implementations define them.
+
+* :func:`clip_score`: text-frame CLIP similarity as torchmetrics' ``CLIPScore`` computes it (the
+  form the video-generation literature reports): every frame against the prompt, ``100 * cos`` of
+  the L2-normalised CLIP image and text embeddings, averaged over frames, then ``max(., 0)``.
+  Evaluator :data:`~.evaluators.CLIP_B32` unless ``model=`` names another CLIP; preprocessing is the
+  evaluator's own ``CLIPProcessor`` (shortest side to 224 bicubic, centre crop 224, CLIP mean/std).
+* :func:`subject_consistency`: VBench's (DINO ViT-B/16 CLS features of every frame, resized to
+  224 on the short side without crop, ImageNet mean/std).
+* :func:`background_consistency`: VBench's (CLIP ViT-B/32 image embeddings of every frame,
+  resized to 224 bicubic and centre-cropped, CLIP mean/std).
+  Both consistencies use VBench's formula, :func:`consistency_of`.
+* :func:`aesthetic_quality`: VBench's (LAION aesthetic predictor: CLIP ViT-L/14 image embeddings,
+  L2-normalised, through a linear head, divided by 10, averaged over every frame).
+
+Frames go in as uint8 ``(T, H, W, 3)``; every frame is scored, in batches, on ``device`` (default:
+CUDA when available). Resizing follows torchvision's tensor ``Resize`` as VBench calls it (uint8 in,
+``antialias=False``, rounded back to uint8), reimplemented with ``torch.nn.functional.interpolate``
+so torchvision is not needed. Sources, evaluators and differences: ``docs/metrics.md``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..frames import as_frames
+from . import evaluators as ev
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: VBench's aesthetic head input width (CLIP ViT-L/14 embeddings) and its batch size.
+AESTHETIC_DIM = 768
+BATCH = 32
+#: The keys of :func:`quality`, in order.
+QUALITY_KEYS = ("clip_score", "subject_consistency", "background_consistency", "aesthetic_quality")
+
+
+# --- formulas on features (no network) ---------------------------------------------------------------
+def consistency_of(features: Any) -> float:
+    """VBench's consistency of per-frame features ``(T, D)``: mean over frames i >= 1 of
+    ``(max(0, cos(f_i, f_{i-1})) + max(0, cos(f_i, f_0))) / 2``.
+
+    Args:
+        features: ``(T, D)`` array or tensor, T >= 2 (normalised here).
+
+    Returns:
+        A float in [0, 1]: 1.0 when every frame's features point the same way.
+
+    Raises:
+        ValueError: fewer than 2 frames, or not 2-D.
+
+    >>> round(consistency_of(np.ones((5, 3))), 9)
+    1.0
+    """
+    f = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features, dtype=np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"features: must be (T, D) with T >= 2; got shape {f.shape}")
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    prev = np.maximum((f[1:] * f[:-1]).sum(1), 0.0)
+    first = np.maximum(f[1:] @ f[0], 0.0)
+    return float(((prev + first) / 2).mean())
+
+
+def clip_score_of(image_embeds: Any, text_embed: Any) -> float:
+    """torchmetrics' CLIP score of frames against one text: ``max(100 * mean_i cos(img_i, text), 0)``.
+
+    >>> clip_score_of(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 0.0]))
+    50.0
+    """
+    img = np.asarray(image_embeds.detach().cpu() if hasattr(image_embeds, "detach") else image_embeds, np.float64)
+    txt = np.asarray(text_embed.detach().cpu() if hasattr(text_embed, "detach") else text_embed, np.float64).ravel()
+    img = img / np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)
+    txt = txt / max(float(np.linalg.norm(txt)), 1e-12)
+    return float(max(100.0 * float((img @ txt).mean()), 0.0))
+
+
+# --- preprocessing as VBench does it (torchvision tensor transforms, reimplemented) -------------------
+def resize_short(x: Any, size: int, mode: str) -> Any:
+    """torchvision ``Resize(size, interpolation=mode, antialias=False)`` of a uint8 ``(N, 3, H, W)``
+    tensor: short side to ``size``, long side ``int(size * long / short)``, rounded back to uint8."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    if (new_h, new_w) == (h, w):
+        return x
+    y = F.interpolate(x.float(), size=(new_h, new_w), mode=mode, align_corners=False, antialias=False)
+    if mode == "bicubic":
+        y = y.clamp(0, 255)
+    return torch.round(y).to(torch.uint8)
+
+
+def center_crop(x: Any, size: int) -> Any:
+    """torchvision ``CenterCrop(size)`` of an ``(N, C, H, W)`` tensor at least ``size`` on each side."""
+    h, w = x.shape[-2:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return x[..., top:top + size, left:left + size]
+
+
+def normalize(x: Any, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """uint8 ``(N, 3, H, W)`` -> float ``/255``, then ``(x - mean) / std`` per channel."""
+    import torch
+
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return (x.float() / 255.0 - m) / s
+
+
+def vbench_clip_transform(x: Any, size: int = 224) -> Any:
+    """VBench's ``clip_transform(224)`` (vbench/utils.py): bicubic resize, centre crop, CLIP mean/std."""
+    return normalize(center_crop(resize_short(x, size, "bicubic"), size), CLIP_MEAN, CLIP_STD)
+
+
+def vbench_dino_transform(x: Any, size: int = 224) -> Any:
+    """VBench's ``dino_transform(224)`` (vbench/utils.py): bilinear resize of the short side, no crop,
+    ImageNet mean/std."""
+    return normalize(resize_short(x, size, "bilinear"), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _batches(frames: np.ndarray, device: str, batch: int):
+    import torch
+
+    for i in range(0, len(frames), batch):
+        yield torch.from_numpy(np.ascontiguousarray(frames[i:i + batch])).permute(0, 3, 1, 2).to(device)
+
+
+def _embeds(out: Any) -> Any:
+    """``get_image_features`` / ``get_text_features`` give a tensor (transformers 4) or an output whose
+    ``pooler_output`` is the projected embedding (transformers 5)."""
+    return out if hasattr(out, "ndim") else out.pooler_output
+
+
+# --- features through the evaluators ------------------------------------------------------------------
+def dino_features(video: Any, model: str | os.PathLike[str] = ev.DINO_B16.repo_id, *, device: str | None = None,
+                  batch_size: int = BATCH, metric: str = "subject_consistency") -> Any:
+    """DINO CLS features ``(T, 768)`` of every frame, after VBench's DINO preprocessing (positional
+    encodings interpolated to the frame's aspect, as DINO's ``VisionTransformer`` does)."""
+    import torch
+
+    frames = as_frames(video)
+    net, _, _ = ev.loaded(model, "vit", metric, device)
+    dev = str(next(net.parameters()).device)
+    out = []
+    with torch.inference_mode():
+        for x in _batches(frames, dev, batch_size):
+            hidden = net(pixel_values=vbench_dino_transform(x), interpolate_pos_encoding=True).last_hidden_state
+            out.append(hidden[:, 0].float().cpu())
+    return torch.cat(out)
+
+
+def clip_image_features(video: Any, model: str | os.PathLike[str] = ev.CLIP_B32.repo_id, *,
+                        device: str | None = None, batch_size: int = BATCH,
+                        metric: str = "background_consistency") -> Any:
+    """CLIP image embeddings ``(T, D)`` (projected, as ``clip``'s ``encode_image``) of every frame,
+    after VBench's ``clip_transform(224)``."""
+    import torch
+
+    frames = as_frames(video)
+    net, _, _ = ev.loaded(model, "clip", metric, device)
+    dev = str(next(net.parameters()).device)
+    out = []
+    with torch.inference_mode():
+        for x in _batches(frames, dev, batch_size):
+            out.append(_embeds(net.get_image_features(pixel_values=vbench_clip_transform(x))).float().cpu())
+    return torch.cat(out)
+
+
+# --- the metrics ----------------------------------------------------------------------------------------
+def clip_score(video: Any, prompt: str, *, model: str | os.PathLike[str] = ev.CLIP_B32.repo_id,
+               device: str | None = None, batch_size: int = BATCH) -> float:
+    """CLIP score of a video against its prompt, as torchmetrics' ``CLIPScore`` computes it over the frames.
+
+    Every frame is paired with the prompt: ``max(100 * mean_t cos(E_img(frame_t), E_txt(prompt)), 0)``,
+    embeddings from the evaluator's ``get_image_features`` / ``get_text_features`` after its own
+    ``CLIPProcessor``; the prompt is tokenised to at most 77 tokens (truncated, keeping the end token).
+
+    Args:
+        video: uint8 frames ``(T, H, W, 3)`` or a ``wanlab.Video``.
+        prompt: the text the video was made from.
+        model: a CLIP hub repo id in the local cache, or a local folder (default
+            ``openai/clip-vit-base-patch32``).
+        device: where the evaluator runs (default CUDA when available, else CPU).
+        batch_size: frames per forward pass.
+
+    Returns:
+        A float in [0, 100] (higher: the frames match the prompt better).
+
+    Raises:
+        EvaluatorMissing: the evaluator is not in the local cache (the message says how to get it).
+        ValueError: bad frames, or an empty prompt.
+
+    >>> wanlab.metrics.clip_score(video, "a cat on a fence")  # doctest: +SKIP
+    31.2
+    """
+    import torch
+
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"prompt: must be a non-empty string; got {prompt!r}")
+    frames = as_frames(video)
+    net, processor, _ = ev.loaded(model, "clip", "clip_score", device)
+    dev = str(next(net.parameters()).device)
+    limit = int(getattr(net.config.text_config, "max_position_embeddings", 77))
+    with torch.inference_mode():
+        text = processor.tokenizer([prompt], padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        txt = _embeds(net.get_text_features(input_ids=text["input_ids"].to(dev),
+                                            attention_mask=text["attention_mask"].to(dev)))[0].float().cpu()
+        images = []
+        for i in range(0, len(frames), batch_size):
+            pixels = processor.image_processor(images=list(frames[i:i + batch_size]), return_tensors="pt")
+            images.append(_embeds(net.get_image_features(pixel_values=pixels["pixel_values"].to(dev))).float().cpu())
+    return clip_score_of(torch.cat(images), txt)
+
+
+def subject_consistency(video: Any, *, model: str | os.PathLike[str] = ev.DINO_B16.repo_id,
+                        device: str | None = None, batch_size: int = BATCH) -> float:
+    """VBench's subject consistency: :func:`consistency_of` the DINO ViT-B/16 CLS features of every frame.
+
+    Args:
+        video: uint8 frames ``(T, H, W, 3)``, T >= 2, or a ``wanlab.Video``.
+        model: a DINO ViT hub repo id in the local cache, or a local folder (default
+            ``facebook/dino-vitb16``).
+        device: where the evaluator runs (default CUDA when available, else CPU).
+        batch_size: frames per forward pass.
+
+    Returns:
+        A float in [0, 1] (1: the subject looks the same in every frame).
+
+    Raises:
+        EvaluatorMissing: the evaluator is not in the local cache.
+        ValueError: bad frames, or fewer than 2.
+
+    >>> wanlab.metrics.subject_consistency(video)  # doctest: +SKIP
+    0.95
+    """
+    as_frames(video, min_frames=2)
+    return consistency_of(dino_features(video, model, device=device, batch_size=batch_size))
+
+
+def background_consistency(video: Any, *, model: str | os.PathLike[str] = ev.CLIP_B32.repo_id,
+                           device: str | None = None, batch_size: int = BATCH) -> float:
+    """VBench's background consistency: :func:`consistency_of` the CLIP ViT-B/32 image embeddings of every frame.
+
+    Args:
+        video: uint8 frames ``(T, H, W, 3)``, T >= 2, or a ``wanlab.Video``.
+        model: a CLIP hub repo id in the local cache, or a local folder (default
+            ``openai/clip-vit-base-patch32``).
+        device: where the evaluator runs (default CUDA when available, else CPU).
+        batch_size: frames per forward pass.
+
+    Returns:
+        A float in [0, 1].
+
+    Raises:
+        EvaluatorMissing: the evaluator is not in the local cache.
+        ValueError: bad frames, or fewer than 2.
+
+    >>> wanlab.metrics.background_consistency(video)  # doctest: +SKIP
+    0.93
+    """
+    as_frames(video, min_frames=2)
+    return consistency_of(clip_image_features(video, model, device=device, batch_size=batch_size))
+
+
+def load_aesthetic_head(source: str | os.PathLike[str] | None = None, device: str | None = None) -> Any:
+    """LAION's linear aesthetic head (``nn.Linear(768, 1)``) from a ``.pth`` / ``.safetensors`` state
+    dict (see :func:`wanlab.metrics.evaluators.head_file`), loaded once per process and device."""
+    import torch
+
+    path = ev.head_file(source)
+    device = device or ev.default_device()
+    key = (str(path.resolve()), "aesthetic-head", str(device))
+    with ev._LOCK:
+        if key not in ev._LOADED:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(path))
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            head = torch.nn.Linear(AESTHETIC_DIM, 1)
+            try:
+                head.load_state_dict(state)
+            except (RuntimeError, KeyError) as exc:
+                raise ValueError(f"aesthetic head: {path} is not a Linear(768, 1) state dict (weight, bias): "
+                                 f"{str(exc).splitlines()[0]}") from None
+            ev._LOADED[key] = (head.eval().requires_grad_(False).to(device), None)
+        return ev._LOADED[key][0]
+
+
+def aesthetic_quality(video: Any, *, model: str | os.PathLike[str] = ev.CLIP_L14.repo_id,
+                      head: str | os.PathLike[str] | None = None, device: str | None = None,
+                      batch_size: int = BATCH) -> float:
+    """VBench's aesthetic quality: LAION's aesthetic predictor on every frame, divided by 10, averaged.
+
+    Args:
+        video: uint8 frames ``(T, H, W, 3)`` or a ``wanlab.Video``.
+        model: the CLIP ViT-L/14 image tower (hub repo id in the local cache, or a folder).
+        head: the linear head's weights file (default ``$WANLAB_CACHE/evaluators/sa_0_4_vit_l_14_linear.pth``).
+        device: where the evaluators run (default CUDA when available, else CPU).
+        batch_size: frames per forward pass (VBench: 32).
+
+    Returns:
+        A float, the LAION score / 10 (LAION's scale is about 1..10, so about 0.1..1).
+
+    Raises:
+        EvaluatorMissing: the CLIP model or the head is not here.
+
+    >>> wanlab.metrics.aesthetic_quality(video)  # doctest: +SKIP
+    0.52
+    """
+    import torch
+
+    feats = clip_image_features(video, model, device=device, batch_size=batch_size, metric="aesthetic_quality")
+    linear = load_aesthetic_head(head, device)
+    if feats.shape[1] != linear.in_features:
+        raise ValueError(f"aesthetic_quality: the CLIP model gives {feats.shape[1]}-d embeddings, the head takes "
+                         f"{linear.in_features} (LAION's head needs CLIP ViT-L/14)")
+    dev = next(linear.parameters()).device
+    with torch.inference_mode():
+        scores = linear(torch.nn.functional.normalize(feats, dim=-1, p=2).to(dev)).squeeze(-1).float().cpu()
+    return float((scores / 10).mean())
+
+
+def quality(video: Any, prompt: str | None = None, metrics: Sequence[str] = QUALITY_KEYS, *,
+            device: str | None = None, **models: Any) -> dict[str, float]:
+    """Several reference metrics of one video at once: ``{name: value}`` for each name of ``metrics``.
+
+    ``models`` passes an evaluator per metric: ``clip_score="folder"``, ``aesthetic_head="x.pth"``, ...
+
+    Raises:
+        ValueError: an unknown metric name, or ``clip_score`` without a prompt.
+    """
+    unknown = [m for m in metrics if m not in QUALITY_KEYS]
+    if unknown:
+        raise ValueError(f"metrics: must be among {', '.join(QUALITY_KEYS)}; got {', '.join(map(repr, unknown))}")
+    out: dict[str, float] = {}
+    for name in metrics:
+        kw: dict[str, Any] = {"device": device}
+        if name in models:
+            kw["model"] = models[name]
+        if name == "clip_score":
+            if prompt is None:
+                raise ValueError("clip_score: needs the prompt")
+            out[name] = clip_score(video, prompt, **kw)
+        elif name == "aesthetic_quality":
+            out[name] = aesthetic_quality(video, head=models.get("aesthetic_head"), **kw)
+        else:
+            out[name] = {"subject_consistency": subject_consistency,
+                         "background_consistency": background_consistency}[name](video, **kw)
+    return out
