@@ -173,9 +173,10 @@ def test_verify_names_a_corrupt_record_and_says_when_it_compared_digests_only(pi
     copy = tmp_path / "copy" / run.key
     shutil.copytree(run.path, copy)
     copy.joinpath("video.lossless.mkv").unlink()
-    result = wanlab.verify(copy, backend=pipe)
-    assert result["identical"] and any("compared by digest only" in n for n in result["notes"])
-    assert main(["verify", str(copy)]) == 0
+    result = wanlab.verify(copy, backend=pipe)  # a run missing a file is never identical (issue 22)
+    assert not result["identical"] and result["digest_actual"] == result["digest_expected"]
+    assert any("compared by digest only" in n for n in result["notes"]) and "missing" in result["damage"]
+    assert main(["verify", str(copy)]) == 1
     assert "note: the run's lossless copy video.lossless.mkv is missing" in capsys.readouterr().out
     (run.path / "record.json").write_text("{ damaged")
     assert main(["verify", str(run.path)]) == 2
@@ -218,7 +219,9 @@ def test_one_damaged_record_leaves_the_tables_standing(pipe, tmp_path):
     bad = result.get(seed=2)
     (bad.path / "record.json").write_text("{ damaged")
     store = Store(tmp_path / "runs")
-    assert list(store.df["seed"]) == [1]  # listed again once repaired
+    df = store.df  # the damaged run is listed with its status and reason, not dropped (issue 22)
+    assert list(df.loc[df["status"] == "stored", "seed"]) == [1] and list(df["status"]) == ["stored", "damaged"]
+    assert "record cannot be read" in df["reason"].iloc[1]
     table = sweep.result(pipe, store).df
     assert list(table["status"]) == ["done", "failed"] and "record cannot be read" in table["error"][1]
 

@@ -52,11 +52,11 @@ def test_the_python_sdk_parses_every_state_and_downloads_the_video(server):
     done.download_videos()
     assert done.video_bytes[0][4:8] == b"ftyp"  # an mp4, fetched by its signed URL without the key
     assert client.wait_for_task_v3(second).task.status == V3TaskResponseStatus.TASK_STATUS_SUCCEED
-    # a task that fails when it runs (its LoRA URL points at a private address) parses too
+    # a task that fails when it runs (its LoRA URL's host never resolves: .invalid) parses too
     failing = client._post("/v3/async/wan-t2v", {**BODY, "num_frames": 5,
-                                                 "loras": [{"path": "https://10.0.0.1/x.safetensors"}]})["task_id"]
+                                                 "loras": [{"path": "https://lora.invalid/x.safetensors"}]})["task_id"]
     failed = client.wait_for_task_v3(failing)
-    assert failed.task.status == V3TaskResponseStatus.TASK_STATUS_FAILED and "public" in failed.task.reason
+    assert failed.task.status == V3TaskResponseStatus.TASK_STATUS_FAILED and "download" in failed.task.reason
     assert failed.videos == [] and isinstance(failed.extra.debug_info.complete_time_ms, int)
 
 

@@ -122,8 +122,8 @@ def read_keys(path: str | os.PathLike[str]) -> list[str]:
     """
     file = Path(path)
     try:
-        text = file.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = file.read_bytes().decode("utf-8-sig", errors="replace")  # other bytes spoil their own line only
+    except OSError as exc:
         raise ParamError("api_keys", "a readable UTF-8 file of API keys, one per line", str(file)) from exc
     keys, problems = parse_keys(text)
     if not keys:

@@ -128,12 +128,9 @@ class ServerConfig:
         set_("webhook_allow", tuple(self.webhook_allow))
         for entry in self.webhook_allow:
             try:
-                host, _ = parse_host(entry)
+                parse_host(entry)
             except ValueError as exc:
                 raise ParamError("webhook_allow", "HOST or HOST:PORT entries", entry) from exc
-            if host in LOOPBACK_NAMES:  # a listed name admits no loopback address: no delivery could succeed
-                raise ParamError("webhook_allow", "an address for a loopback destination (127.0.0.1:PORT or "
-                                 "[::1]:PORT): a name admits only public addresses", entry)
         set_("lora_dirs", tuple(str(Path(d).expanduser().resolve()) for d in self.lora_dirs))
         for folder in self.lora_dirs:
             if not Path(folder).is_dir():
@@ -155,6 +152,13 @@ class ServerConfig:
             return self.public_url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    def webhook_warnings(self) -> list[str]:
+        """Sentences about allow-list entries that can never be delivered to (logged when the server starts):
+        a loopback name admits the name only, never the loopback address it resolves to."""
+        return [f"--webhook-allow {entry}: a name admits only public addresses, so no webhook to it can be "
+                f"delivered; list the address instead (127.0.0.1:PORT or [::1]:PORT)"
+                for entry in self.webhook_allow if parse_host(entry)[0] in LOOPBACK_NAMES]
 
     @property
     def auth(self) -> bool:

@@ -105,6 +105,8 @@ class Service:
         self.on_failure = on_failure
         self._retry_after = (0.0, 1)
         self.abandoned: list[str] = []
+        for warning in config.webhook_warnings():
+            log.warning(warning)
         self.runs = ServedRuns(self.store)
         self._damaged_tasks: set[str] = set()
         self._lock = threading.Lock()
