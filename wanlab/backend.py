@@ -20,8 +20,10 @@ starts and after each step, what to do with a prompt longer than the model reads
 ``"warn"`` or ``"error"``), an ``affinity`` (jobs sharing one run on the same worker: an acceleration study's settings of one
 request) and, for remote backends, ``resume`` (a task id submitted earlier, to poll instead of
 paying again) with ``on_accepted`` (called with the task id before polling, so it is recorded),
-and ``threads``: the torch thread count to run with (None: that of the thread that starts the job;
-torch keeps the count per thread, and 1 vs 2 threads give other frames in the last bits).
+``threads``: the torch thread count to run with (None: that of the thread that starts the job;
+torch keeps the count per thread, and 1 vs 2 threads give other frames in the last bits), and
+``probes``: what to record inside the model (:mod:`wanlab.probes`; validated into canonical form;
+backends that cannot record them refuse a job that asks).
 """
 from __future__ import annotations
 
@@ -51,8 +53,13 @@ class Job:
     resume: str | None = None
     on_accepted: Callable[[str], None] | None = None
     threads: int | None = None
+    probes: Any = None
 
     def __post_init__(self) -> None:
+        if self.probes is not None:
+            from .probes.spec import normalize
+
+            object.__setattr__(self, "probes", normalize(self.probes))
         if not isinstance(self.params, Params):
             raise ParamError("job.params", "a wanlab.Params", self.params)
         if self.params.seed == -1:
