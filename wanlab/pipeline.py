@@ -247,11 +247,13 @@ class Pipeline(TaskMethods):
         import torch
 
         from .accel.apply import applied
+        from .accel.setting import Accel
         from .probes.record import recording
-        from .probes.spec import normalize
+        from .probes.spec import check_accel, normalize
 
         p = params
         probes = normalize(probes)
+        check_accel(probes, Accel.coerce(self.accel if accel is None else accel))
         pipe = self.diffusers
         with self._lock:
             t_start = time.perf_counter()
@@ -275,7 +277,7 @@ class Pipeline(TaskMethods):
             generator = torch.Generator("cpu").manual_seed(p.seed)
             try:  # acceleration is applied around the denoising loop only and always undone
                 with applied(self, self.accel if accel is None else accel, p) as acc, \
-                        recording(self, p, probes, acc.accel) as recorder:
+                        recording(self, p, probes) as recorder:
                     synchronize(self.device)
                     t_denoise = time.perf_counter()
                     with torch.inference_mode():

@@ -200,22 +200,17 @@ class Recorder:
 
 
 @contextlib.contextmanager
-def recording(pipeline: Any, params: Any, probes: Mapping[str, Mapping[str, Any]] | None,
-              accel: Any = None) -> Iterator[Recorder | None]:
+def recording(pipeline: Any, params: Any, probes: Mapping[str, Mapping[str, Any]] | None) -> Iterator[Recorder | None]:
     """Record ``probes`` (canonical, :func:`wanlab.probes.spec.normalize`) during one denoising call
     of ``params`` on ``pipeline`` (a :class:`wanlab.Pipeline` whose scheduler is the call's); yields
     None when there is nothing to record.
 
     Raises:
-        ProbeError: steps or blocks outside the request's or the model's, a word the prompt lacks, or
-            hooks asked of a compiled transformer.
+        ProbeError: steps or blocks outside the request's or the model's, or a word the prompt lacks.
     """
     if not probes:
         yield None
         return
-    if accel is not None and getattr(accel, "compile", "off") != "off" and set(probes) - {"trajectory"}:
-        raise ProbeError.invalid("probes", "only trajectory with compile (the other probes hook inside the "
-                                 "compiled blocks)", sorted(probes))
     recorder = Recorder(pipeline, params, probes)
     with contextlib.ExitStack() as stack:
         recorder.install(stack)

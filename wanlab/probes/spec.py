@@ -121,3 +121,15 @@ def check_against(probes: Mapping[str, Mapping[str, Any]], *, steps: int, blocks
             if chosen and max(chosen) >= limit:
                 raise ProbeError.invalid(f"probes.{name}.{key}", f"indices from 0 to {limit - 1} ({what}: {limit})",
                                          chosen)
+
+
+def check_accel(probes: Mapping[str, Any] | None, accel: Any) -> None:
+    """Refuse probes that hook inside the blocks with a compiled transformer (``accel.compile``):
+    compiled blocks do not run Python hooks as written. The trajectory needs no block hook.
+
+    Raises:
+        ProbeError: naming ``probes``, the rule and the probes asked for.
+    """
+    if probes and getattr(accel, "compile", "off") != "off" and set(probes) - {"trajectory"}:
+        raise ProbeError.invalid("probes", "only trajectory with compile (attention and features hook inside the "
+                                 "compiled blocks)", sorted(probes))
