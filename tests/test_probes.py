@@ -262,3 +262,57 @@ def test_store_refuses_probes_over_its_bound(runs, tmp_path):
 def test_trajectory_size_bound_is_checked_at_the_first_step(pipe, small):
     with pytest.raises(ProbeError, match=r"probes.trajectory: 2 steps of latents .* over max_mb=1e-06"):
         pipe.generate(**small, prompt=PROMPT, seed=1, progress=False, probes={"trajectory": {"max_mb": 1e-6}})
+
+
+# --- sweeps and backends ------------------------------------------------------------------------------
+def test_sweep_records_probes_and_their_summaries_are_columns(pipe, tmp_path):
+    sweep = wanlab.Sweep(base=dict(prompt=PROMPT, width=32, height=32, num_frames=5, steps=3),
+                         grid={"flow_shift": [2.0, 6.0]}, seeds=[1], probes=["trajectory"])
+    assert wanlab.Sweep.from_dict(sweep.to_dict()).probes == sweep.probes
+    assert "probes = [\"trajectory\"]" in sweep.to_toml()
+    plain = sweep.replace(probes=None)
+    first = plain.run(pipe, tmp_path / "s", progress=False)  # stored without probes first
+    assert "trajectory_decided_step" not in first.df.columns
+    result = sweep.run(pipe, tmp_path / "s", progress=False)  # the same runs: probes added, frames kept
+    df = result.df
+    assert df["trajectory_decided_step"].between(0, 2).all()
+    assert list(df["key"]) == list(first.df["key"])  # the same runs, the same frames (put checks the digest)
+    store = wanlab.Store(tmp_path / "s")
+    assert len(list(store.runs())) == 2
+    assert all(store.get(key).probes()["trajectory"].steps == 3 for key in df["key"])
+
+
+def test_wanlab_sweep_probes_flag(tmp_path, monkeypatch):
+    from wanlab.cli import main
+
+    (tmp_path / "s.toml").write_text('name = "s"\nmodel = "tiny"\n[base]\nprompt = "a red square"\nwidth = 32\n'
+                                     'height = 32\nnum_frames = 5\nsteps = 2\n[grid]\nseed = [1]\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "s.toml", "--store", "st", "--quiet", "--no-metrics", "--probes", "trajectory,features"]) == 0
+    run = next(wanlab.Store(tmp_path / "st").runs())
+    assert list(run.probes()) == ["trajectory", "features"]
+    assert main(["sweep", "s.toml", "--store", "st2", "--quiet", "--probes", "nope"]) == 2
+
+
+def test_sweep_probes_are_validated_and_refused_by_a_remote_backend(pipe, tmp_path):
+    with pytest.raises(ProbeError, match="probes: must be names among"):
+        wanlab.Sweep(base=dict(prompt=PROMPT), probes=["trajectroy"])
+
+    class Remote:
+        records_probes = False
+
+        def __getattr__(self, name):
+            return getattr(pipe, name)
+
+    sweep = wanlab.Sweep(base=dict(prompt=PROMPT, width=32, height=32, num_frames=5, steps=2), seeds=[1],
+                         probes=["features"])
+    with pytest.raises(wanlab.ParamError, match=r"^probes: must be left out with Remote"):
+        sweep.run(Remote(), tmp_path / "r", progress=False)
+
+
+def test_the_client_refuses_probes_naming_the_field():
+    from wanlab.client.remote import Remote
+
+    remote = object.__new__(Remote)
+    with pytest.raises(wanlab.ParamError, match=r"^probes: must be left out with a remote backend"):
+        remote.generate(prompt=PROMPT, probes=["trajectory"])

@@ -175,7 +175,8 @@ class Video:
         prefers, since h264 yuv420p changes pixel values (the two are encoded at once, on two threads:
         FFmpeg's encoders run without Python's lock). .mkv and .npz are lossless themselves. Each file
         is written atomically; ``atomic=False`` writes straight into a folder that is built
-        atomically as a whole (a store's run). Recorded probes go to ``NAME.probes.npz`` beside it.
+        atomically as a whole (a store's run). With the sidecar, recorded probes go to
+        ``NAME.probes.npz`` beside it (a store keeps them in the run folder itself).
 
         >>> video.save("fox.mp4")  # doctest: +SKIP
         PosixPath('fox.mp4')
@@ -191,7 +192,7 @@ class Video:
             with ThreadPoolExecutor(len(jobs)) as pool:
                 for done in [pool.submit(self._write, file, kind, atomic=atomic) for file, kind in jobs]:
                     done.result()
-        if self.probes:
+        if self.probes and sidecar:
             self.probes.save(probes_path(target), atomic=atomic)
         if sidecar:
             write_json(sidecar_path(target), self.to_record(), atomic=atomic)

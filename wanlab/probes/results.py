@@ -349,11 +349,12 @@ class Probes(Mapping[str, Any]):
         return f"Probes({', '.join(self._items)})"
 
     def summary(self) -> dict[str, float]:
-        """Scalar summaries of every probe that has them, as ``probe.name`` columns."""
+        """Scalar summaries of every probe that has them, as ``probe_name`` columns
+        (``trajectory_decided_step``, ``features_mean_change``, ...)."""
         out: dict[str, float] = {}
         for name, probe in self._items.items():
             if hasattr(probe, "summary"):
-                out.update({f"{name}.{k}": v for k, v in probe.summary().items()})
+                out.update({f"{name}_{k}": v for k, v in probe.summary().items()})
         return out
 
     @property

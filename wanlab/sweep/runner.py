@@ -102,7 +102,7 @@ def result(sweep: "Sweep", model: Any = None, store: Any = None) -> "SweepResult
 
 def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool = True, progress: bool = True,
         max_failures: int | None = None, shard: Any = None, retry_failed: bool = True,
-        max_in_flight: int | None = None, truncate: str = "warn") -> "SweepResult":
+        max_in_flight: int | None = None, truncate: str = "warn", probes: Any = None) -> "SweepResult":
     """Run the points of ``sweep`` not yet in ``store`` on ``backend``; the whole sweep's table.
 
     - ``metrics``: compute :func:`wanlab.metrics.motion` for every stored run (also for runs stored
@@ -114,6 +114,10 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
     - ``max_in_flight``: points running at once (default: the backend's ``max_in_flight``).
     - ``truncate``: ``"warn"`` (default) or ``"error"``: a prompt longer than the model reads fails its
       point and stops the sweep (the points not reached stay pending).
+    - ``probes``: what every run records inside the model (:mod:`wanlab.probes`; default: the sweep's
+      own ``probes``). Stored with each run; their scalar summaries (e.g. ``trajectory_decided_step``)
+      are kept as the run's metrics, so they are columns of ``SweepResult.df``. Runs stored earlier
+      without them are generated again (the frames come out the same) and the probes added.
 
     Ctrl-C stops the sweep; what finished is in the store and the next run resumes.
     """
@@ -126,9 +130,15 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
     for flag, value in (("metrics", metrics), ("progress", progress), ("retry_failed", retry_failed)):
         check_bool(flag, value)
     check_choice("truncate", truncate, ("warn", "error"))
+    from ..probes.spec import normalize
+
+    probes = normalize(probes) if probes is not None else sweep.probes
     shard_ = check_shard(shard) if shard is not None else (0, 1)
     with quiet():
         backend_ = backend_for(sweep, backend)
+    if probes and getattr(backend_, "records_probes", True) is False:
+        raise ParamError("probes", f"left out with {type(backend_).__name__} (it returns frames only; record probes "
+                         "with a local pipeline or a Ray pool)", list(probes))
     store_ = store_for(sweep, store)
     points = sweep.points(backend_)
     accels = sweep.accels()
@@ -140,7 +150,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
     latents = sweep.keeps_latents
 
     def incomplete(run: "Run") -> bool:
-        return (metrics and _needs_metrics(run)) or (latents and not run.has_latents)
+        return ((metrics and _needs_metrics(run)) or (latents and not run.has_latents)
+                or (bool(probes) and not run.has_probes))
 
     todo = [i for i in mine if (incomplete(store_.get(keys[i])) if store_.has(keys[i])
                                 else retry_failed or keys[i] not in failed_before)]
@@ -172,6 +183,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
         run = store_.put(video, extra=extra, key_parts=parts[i], latents=latents)
         if metrics:
             measure(store_, run, video)
+        if video.probes:
+            store_.put_metrics(run.key, video.probes.summary())
         if points[i].loras:  # a failure recorded while a LoRA file was missing is over
             store_.forget_failure(run_key(backend_.key_parts(points[i], accels[i], loras=unreadable_loras(points[i]))))
         workers[str(video.record.get("worker") or "local")] += 1
@@ -221,7 +234,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
                     break
                 settle(block=False)
                 key, params, accel = keys[i], points[i], accels[i]
-                if store_.has(key) and not (latents and not store_.get(key).has_latents):
+                if store_.has(key) and not ((latents and not store_.get(key).has_latents)
+                                            or (probes and not store_.get(key).has_probes)):
                     if metrics and _needs_metrics(store_.get(key)):  # done by now (another process): metrics at most
                         run = store_.get(key)
                         measure(store_, run, run.video())
@@ -235,6 +249,7 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: bool
                 if latents:
                     warm_up(params, accel)
                 job = Job(params, accel, truncate=truncate, affinity=_affinity(parts[i]) if latents else None,
+                          probes=probes,
                           resume=(pending.get(key) or {}).get("task_id"),
                           on_accepted=lambda task_id, key=key: store_.put_pending(
                               key, {"task_id": task_id, "service": backend_.identity.model_id}))
