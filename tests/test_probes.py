@@ -316,3 +316,39 @@ def test_the_client_refuses_probes_naming_the_field():
     remote = object.__new__(Remote)
     with pytest.raises(wanlab.ParamError, match=r"^probes: must be left out with a remote backend"):
         remote.generate(prompt=PROMPT, probes=["trajectory"])
+
+
+# --- looking ------------------------------------------------------------------------------------------
+def test_plots_draw_from_recorded_probes(runs, tmp_path):
+    from wanlab.probes.plots import attention_overlay, feature_heatmap, overlay, trajectory_grid
+
+    _, video, _ = runs
+    fig = trajectory_grid(video.probes["trajectory"], n_steps=3, n_frames=2)
+    assert len(fig.axes) == 6 and fig.axes[0].get_ylabel().startswith("step 0")
+    fig = attention_overlay(video, ["red", "square"], n_frames=3)
+    assert len(fig.axes) == 6 and fig.axes[3].get_ylabel() == "square"
+    fig = feature_heatmap(video.probes["features"])
+    assert fig.axes[0].get_xlabel() == "step"
+    frame = np.zeros((4, 4, 3), np.uint8)
+    assert overlay(frame, np.zeros((4, 4))).shape == (4, 4, 3)
+    assert not np.array_equal(overlay(frame, np.ones((4, 4))), overlay(frame, np.zeros((4, 4))))
+    with pytest.raises(ProbeError, match="attention_overlay needs"):
+        attention_overlay(runs[0])
+
+
+def test_probe_viewer_follows_its_sliders(runs):
+    from wanlab.widgets import ProbeViewer
+
+    _, video, _ = runs
+    viewer = ProbeViewer(video)
+    assert viewer.tabs.titles == ("trajectory", "attention", "features")
+    before = viewer.preview_image.value
+    viewer.step.value = 0
+    assert viewer.preview_image.value != before and "step 0 / 3" in viewer.trajectory_caption.value
+    att_before = viewer.attention_image.value
+    viewer.word.value = "right"
+    assert viewer.attention_image.value != att_before
+    viewer.frame.value = 4
+    assert "frame 4" in viewer.trajectory_caption.value
+    with pytest.raises(ProbeError, match="must be recorded with probes"):
+        ProbeViewer(runs[0])
