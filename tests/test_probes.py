@@ -352,3 +352,15 @@ def test_probe_viewer_follows_its_sliders(runs):
     assert "frame 4" in viewer.trajectory_caption.value
     with pytest.raises(ProbeError, match="must be recorded with probes"):
         ProbeViewer(runs[0])
+
+
+def test_sweep_report_shows_the_decided_step(pipe, tmp_path):
+    sweep = wanlab.Sweep(base=dict(prompt=PROMPT, width=32, height=32, num_frames=5, steps=3),
+                         grid={"flow_shift": [2.0, 6.0]}, seeds=[1, 2], probes=["trajectory"], name="p")
+    result = sweep.run(pipe, tmp_path / "s", progress=False)
+    from wanlab.report import write_sweep_report
+
+    page = write_sweep_report(result, tmp_path / "report").read_text()
+    assert "when is the video decided?" in page and 'alt="trajectory grid"' in page
+    assert 'alt="decided step vs flow_shift"' in page
+    assert (tmp_path / "report" / "trajectory_grid.png").is_file()
