@@ -13,6 +13,7 @@ def test_blocks_and_cross_attention_are_where_wan_keeps_them(pipe):
     blocks = internals.transformer_blocks(transformer)
     assert len(blocks) == transformer.config.num_layers
     assert type(blocks[0]).__name__ == "WanTransformerBlock"
+    assert type(internals.self_attention(blocks[0])).__name__ == "WanAttention"
     attn = internals.cross_attention(blocks[0])
     assert type(attn).__name__ == "WanAttention" and attn.add_k_proj is None
     for unit in ("attn1.to_out.0", "attn2.to_out.0", "ffn.net.2"):  # the work units the probes count
@@ -64,3 +65,20 @@ def test_wrap_scheduler_step_observes_and_is_removed(pipe):
 
 def test_prompt_clean_is_diffusers_cleaning():
     assert internals.prompt_clean("  a  red &amp; square ") == "a red & square"
+
+
+def test_self_attentions_first_input_is_the_timestep_modulated_input(pipe):
+    """What TeaCache compares: norm1(h) * (1 + scale_msa) + shift_msa, from the block's table and temb."""
+    block = internals.transformer_blocks(pipe.diffusers.transformer)[0]
+    seen = {}
+    hooks = [block.register_forward_pre_hook(lambda m, a: seen.setdefault("block", a)),
+             internals.self_attention(block).register_forward_pre_hook(lambda m, a: seen.setdefault("attn", a[0]))]
+    try:
+        pipe.generate(prompt="a red square", width=32, height=32, num_frames=5, steps=1, seed=1, progress=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    hidden, _context, temb, _rotary = seen["block"]
+    shift, scale = (block.scale_shift_table + temb.float()).chunk(6, dim=1)[:2]
+    expected = (block.norm1(hidden.float()) * (1 + scale) + shift).type_as(hidden)
+    assert torch.equal(seen["attn"], expected)

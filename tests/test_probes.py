@@ -155,6 +155,9 @@ def test_features_equal_an_independent_plain_forward_hook_computation(pipe, smal
     for i, block in enumerate(pipe.diffusers.transformer.blocks):
         handles.append(block.register_forward_hook(
             lambda m, a, out, i=i: outputs[i].append((len(calls), out.detach().clone()))))
+    modulated = []
+    handles.append(pipe.diffusers.transformer.blocks[0].attn1.register_forward_pre_hook(
+        lambda m, a: modulated.append((len(calls), a[0].detach().clone()))))
     try:
         video = pipe.generate(**kw, progress=False, probes=["features"])
     finally:
@@ -166,6 +169,9 @@ def test_features_equal_an_independent_plain_forward_hook_computation(pipe, smal
         cond = [out for call, out in outputs[block] if call % 2 == 1]  # calls 1, 3, 5, 7: the conditional branch
         expected = [float((b - a).abs().mean() / a.abs().mean()) for a, b in zip(cond, cond[1:])]
         assert np.allclose(features.change[:, block], expected, rtol=1e-6, atol=0)
+    cond = [x for call, x in modulated if call % 2 == 1]
+    expected = [float((b - a).abs().mean() / a.abs().mean()) for a, b in zip(cond, cond[1:])]
+    assert np.allclose(features.input_change, expected, rtol=1e-6, atol=0)
     assert not features.skipped.any() and features.skipped_calls == 0
 
 

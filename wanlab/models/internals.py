@@ -4,7 +4,8 @@ Probes look inside ``WanTransformer3DModel`` while it generates. What they touch
 diffusers' public API lives here, each with a test in ``tests/test_internals.py`` that fails when a
 diffusers release moves it:
 
-- the block list ``transformer.blocks`` and each block's cross-attention ``block.attn2``
+- the block list ``transformer.blocks``, each block's self-attention ``block.attn1`` (whose first input
+  is the timestep-modulated input) and cross-attention ``block.attn2``
   (``WanTransformerBlock``: self-attention ``attn1``, cross-attention ``attn2``, feed-forward ``ffn``);
 - how ``WanAttnProcessor`` turns a cross-attention's inputs into queries and keys
   (``diffusers.models.transformers.transformer_wan._get_qkv_projections``, then ``norm_q``/``norm_k``
@@ -26,6 +27,12 @@ from typing import Any, Callable, Iterator
 def transformer_blocks(transformer: Any) -> list[Any]:
     """The transformer's blocks in the order they run (``WanTransformer3DModel.blocks``)."""
     return list(transformer.blocks)
+
+
+def self_attention(block: Any) -> Any:
+    """A block's self-attention module, ``block.attn1``: its first input is the block's timestep-modulated
+    input ``norm1(h) * (1 + scale_msa) + shift_msa`` (what TeaCache compares between steps)."""
+    return block.attn1
 
 
 def cross_attention(block: Any) -> Any:

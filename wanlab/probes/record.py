@@ -51,6 +51,8 @@ class Recorder:
             self.f_change = np.full((max(params.steps - 1, 0), len(self.f_blocks)), np.nan, np.float32)
             self.f_units = np.zeros((params.steps, self.branches, len(self.blocks)), np.int8)
             self.f_current: int | None = None
+            self.f_input_prev: Any = None
+            self.f_input_change = np.full(max(params.steps - 1, 0), np.nan, np.float32)
         if "attention" in self.probes:
             settings = self.probes["attention"]
             words = prompt_words(dpipe.tokenizer, params.prompt, pipeline.max_sequence_length)
@@ -79,6 +81,8 @@ class Recorder:
                     self.handles.append(block.register_forward_hook(self._block_end(index)))
                 for unit in WORK_UNITS:
                     self.handles.append(block.get_submodule(unit).register_forward_hook(self._unit_ran(index)))
+            first = internals.self_attention(self.blocks[0])
+            self.handles.append(first.register_forward_pre_hook(self._modulated_input, with_kwargs=True))
         if "attention" in self.probes:
             for index in self.a_blocks:
                 attn = internals.cross_attention(self.blocks[index])
@@ -141,6 +145,17 @@ class Recorder:
             self.f_prev[index] = out.detach().clone()
         return hook
 
+    def _modulated_input(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """The first block's timestep-modulated input, conditional branch: TeaCache's indicator."""
+        if self.branch != 0:
+            return
+        current = args[0] if args else kwargs["hidden_states"]
+        prev = self.f_input_prev
+        if prev is not None and self.step >= 1:
+            prev_f = prev.float()
+            self.f_input_change[self.step - 1] = float((current.float() - prev_f).abs().mean() / prev_f.abs().mean())
+        self.f_input_prev = current.detach().clone()
+
     def _attention(self, index: int) -> Any:
         import torch
 
@@ -195,7 +210,7 @@ class Recorder:
                 settings=self.probes["attention"])
         if "features" in self.probes:
             out["features"] = Features(self.f_change, self.f_units, blocks=self.f_blocks,
-                                       settings=self.probes["features"])
+                                       input_change=self.f_input_change, settings=self.probes["features"])
         return Probes(out)
 
 

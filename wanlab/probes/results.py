@@ -271,7 +271,9 @@ class Features:
     ``change``: float ``(S-1, B_chosen)`` (NaN where a block was not called); ``units``: int
     ``(S, branches, blocks)``, how many of a block call's attention and feed-forward computations ran
     (3: all; 0: the call was served from an acceleration setting's cache); ``blocks``: the block
-    indices whose change was recorded.
+    indices whose change was recorded; ``input_change``: float ``(S-1,)``, the relative L1 change of the
+    first block's timestep-modulated input (``norm1(h) * (1 + scale) + shift``, the input of its
+    self-attention), the indicator TeaCache (Liu et al. 2024) thresholds.
 
     >>> video.probes["features"].change.shape  # doctest: +SKIP
     (24, 4)
@@ -280,8 +282,10 @@ class Features:
     name = "features"
 
     def __init__(self, change: np.ndarray, units: np.ndarray, *, blocks: list[int],
-                 settings: Mapping[str, Any] | None = None) -> None:
+                 input_change: np.ndarray | None = None, settings: Mapping[str, Any] | None = None) -> None:
         self.change = np.asarray(change, np.float32)
+        self.input_change = (np.full(self.change.shape[0], np.nan, np.float32) if input_change is None
+                             else np.asarray(input_change, np.float32))
         self.units = np.asarray(units, np.int8)
         self.blocks = [int(b) for b in blocks]
         self.settings = dict(settings or {})
@@ -309,13 +313,14 @@ class Features:
                 "first_block_change": float(np.nanmean(self.change[:, 0]))}
 
     def arrays(self) -> dict[str, Any]:
-        return {"change": self.change, "units": self.units, "meta": {"blocks": self.blocks,
-                                                                    "settings": self.settings}}
+        return {"change": self.change, "units": self.units, "input_change": self.input_change,
+                "meta": {"blocks": self.blocks, "settings": self.settings}}
 
     @classmethod
     def from_arrays(cls, a: Mapping[str, Any]) -> "Features":
         m = a["meta"]
-        return cls(a["change"], a["units"], blocks=m["blocks"], settings=m.get("settings"))
+        return cls(a["change"], a["units"], blocks=m["blocks"], input_change=a.get("input_change"),
+                   settings=m.get("settings"))
 
 
 KINDS = {"trajectory": Trajectory, "attention": Attention, "features": Features}
