@@ -56,3 +56,12 @@ def test_bench_remote_smoke_run():
         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert "| in-process (wanlab.load)" in out and "| through the server, K=2" in out
     assert "digests: identical for every point in every variant and round" in out
+
+
+def test_bench_probes_time_part_smoke_run():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_probes.py"), "--part", "time",
+                          "--repeats", "1"], capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert set(rows) == {"none", "trajectory", "features", "attention", "all"}
+    assert rows["none"][2] == "1.00x" and rows["attention"][3] == "1.35x"
+    assert float(rows["trajectory"][4]) > 0  # stored KB
