@@ -258,7 +258,7 @@ class Video:
         record = {k: v for k, v in meta.items() if k not in OWN_FIELDS}
         probes = None
         if probes_file is not None and probes_file.is_file():
-            from .probes.results import Probes
+            from .probes.bundle import Probes
 
             probes = Probes.load(probes_file)
         return cls(np.ascontiguousarray(frames), fps=fps, params=params, model=meta.get("model", {}),

@@ -13,7 +13,8 @@ they are stored with the run. Definitions, with the papers and code they follow,
 """
 from __future__ import annotations
 
-from .results import Attention, Features, Probes, Trajectory
+from .bundle import Probes
+from .results import Attention, Features, Trajectory
 from .spec import NAMES, normalize
 
 __all__ = ["Attention", "Features", "NAMES", "Probes", "Trajectory", "normalize"]

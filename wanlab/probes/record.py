@@ -18,7 +18,8 @@ import numpy as np
 
 from ..errors import ProbeError
 from ..models import internals
-from .results import Attention, Features, Probes, Trajectory
+from .bundle import Probes
+from .results import Attention, Features, Trajectory
 from .spec import check_against
 from .words import prompt_words
 

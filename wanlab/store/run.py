@@ -141,7 +141,7 @@ class Run:
         """What probes recorded in this run (a :class:`wanlab.probes.Probes`), or None for a run without."""
         if not self.has_probes:
             return None
-        from ..probes.results import Probes
+        from ..probes.bundle import Probes
 
         return Probes.load(self.path / RUN_PROBES)
 
