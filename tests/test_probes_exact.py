@@ -49,3 +49,17 @@ def test_probes_leave_the_frames_alone_under_acceleration_and_mark_what_it_skipp
 def test_probes_that_hook_blocks_are_refused_with_compile_before_compiling(pipe):
     with pytest.raises(ProbeError, match=r"probes: must be only trajectory with compile"):
         pipe.generate(**BASE, steps=2, accel="compile", probes=["features"])
+
+
+def test_attention_averages_over_the_block_calls_that_ran_under_a_cache(pipe):
+    """First-block cache skips block 1 at some steps: there, the all-blocks map equals block 0's own."""
+    import numpy as np
+
+    kw = dict(BASE, steps=6, guidance_scale=3.0, accel="fbc-fast")
+    both = pipe.generate(**kw, probes=["attention", "features"])
+    first = pipe.generate(**kw, probes={"attention": {"blocks": [0]}}).probes["attention"]
+    skipped = both.probes["features"].units[:, 0, 1] == 0  # block 1, conditional branch
+    assert skipped.any() and not skipped.all()
+    attention = both.probes["attention"]
+    assert np.allclose(attention.per_step[skipped], first.per_step[skipped], atol=1e-7)
+    assert not np.allclose(attention.per_step[~skipped], first.per_step[~skipped], atol=1e-7)

@@ -70,6 +70,10 @@ class Recorder:
             self.a_chunk = int(settings["chunk"])
             self.a_per_step: Any = None
             self.a_per_block: Any = None
+            # block calls that ran per recorded step and per recorded block: a cache that skips a block's
+            # call skips its cross-attention too, and averages are over the calls that ran
+            self.a_count_step = np.zeros(len(self.a_steps), np.int64)
+            self.a_count_block = np.zeros(len(self.a_blocks), np.int64)
 
     # --- installing ---------------------------------------------------------------------------------
     def install(self, stack: contextlib.ExitStack) -> None:
@@ -178,6 +182,8 @@ class Recorder:
             kt = k.float().permute(1, 2, 0)  # (heads, d, L)
             scale = dim ** -0.5
             row_s = self.a_steps.index(self.step)
+            self.a_count_step[row_s] += 1
+            self.a_count_block[row_b] += 1
             for start in range(0, n, self.a_chunk):
                 qc = q[start:start + self.a_chunk].float().transpose(0, 1)  # (heads, n_c, d)
                 probs = torch.softmax(torch.matmul(qc, kt) * scale, dim=-1).mean(dim=0)  # (n_c, L)
@@ -203,9 +209,10 @@ class Recorder:
             assert self.latent_shape is not None and self.a_per_step is not None
             pt, ph, pw = self.transformer.config.patch_size
             _, _, t, h, w = self.latent_shape
+            per_step = self.a_per_step.cpu().numpy() / np.maximum(self.a_count_step, 1)[:, None, None]
+            per_block = self.a_per_block.cpu().numpy() / np.maximum(self.a_count_block, 1)[:, None, None]
             out["attention"] = Attention(
-                (self.a_per_step / len(self.a_blocks)).cpu().numpy(),
-                (self.a_per_block / len(self.a_steps)).cpu().numpy(),
+                per_step.astype(np.float32), per_block.astype(np.float32),
                 words=self.a_words, steps=self.a_steps, blocks=self.a_blocks, grid=(t // pt, h // ph, w // pw),
                 frames=frames, temporal=self.temporal, prompt_words=self.prompt_words,
                 settings=self.probes["attention"])
