@@ -253,6 +253,8 @@ def test_store_keeps_probes_and_adds_them_to_a_run_without(runs, tmp_path):
     assert not run.has_probes and run.probes() is None and run.video().probes is None
     again = store.put(probed)  # the same run key: the probes are added, the frames kept
     assert again.key == run.key and again.has_probes
+    assert again.record["probes"] == probed.record["probes"] and again.record["files"]["probes"] == "probes.npz"
+    assert store.get(run.key).record["digest"] == plain.digest
     _same(probed.probes, again.probes())
     _same(probed.probes, wanlab.Video.load(again.path).probes)
     _same(probed.probes, store.get(run.key).video().probes)

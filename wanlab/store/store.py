@@ -186,6 +186,11 @@ class Store:
                 raise WanlabError(f"store: run {key} holds other frames than this video (digest {run.digest[:12]} vs "
                                   f"{video.digest[:12]}), so its probes cannot be added")
             probes.save(folder / RUN_PROBES)
+            record_now = dict(run.record)  # the record says what the run folder holds
+            record_now["probes"] = video.record.get("probes") or {name: {} for name in probes}
+            record_now["files"] = {**(record_now.get("files") or {}), "probes": RUN_PROBES}
+            write_json(folder / RUN_RECORD, record_now)
+            run = Run(folder)
         if latents and not run.has_latents:
             if run.digest != video.digest:
                 raise WanlabError(f"store: run {key} holds other frames than this video (digest {run.digest[:12]} vs "
