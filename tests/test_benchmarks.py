@@ -71,3 +71,12 @@ def test_bench_metrics_quality_smoke_run(tmp_path):
     for name in ("adherence", "clip_score", "subject_consistency", "background_consistency", "aesthetic_quality"):
         assert name in rows, out
     assert "PASS: 10 s" in rows["clip_score"] and "none (ViT-L/14" in rows["aesthetic_quality"]
+
+
+def test_bench_probes_time_part_smoke_run():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_probes.py"), "--part", "time",
+                          "--repeats", "1"], capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert set(rows) == {"none", "trajectory", "features", "attention", "all"}
+    assert rows["none"][2] == "1.00x" and rows["attention"][3] == "1.35x"
+    assert float(rows["trajectory"][4]) > 0  # stored KB

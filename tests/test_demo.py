@@ -43,7 +43,8 @@ def small_demo(tmp_path, monkeypatch) -> Path:
     sweep = Sweep.load(REPO_DEMO)
     base = {**sweep.base_fields, "width": 32, "height": 32, "num_frames": 5, "steps": 2}
     small = Sweep(base=base, grid={"seed": [1, 2], "guidance_scale": [3.0, 6.0], "flow_shift": [2.0]},
-                  name="demo", model=sweep.model, question=sweep.question, metrics=sweep.metrics)
+                  name="demo", model=sweep.model, question=sweep.question, metrics=sweep.metrics,
+                  probes=sweep.probes)
     path = small.save(tmp_path / "demo-small.toml")
     monkeypatch.setenv(DEMO_SWEEP_ENV, str(path))
     return path
@@ -82,6 +83,7 @@ def test_wanlab_demo_writes_videos_grid_csv_plot_and_a_self_contained_report(sma
     assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) >= 2
     assert page.count('<tr class="done">') == 4 and "flow_magnitude" in page
     assert "<h2>adherence vs guidance_scale</h2>" in page
+    assert "when is the video decided?" in page and "trajectory_decided_step" in page
 
     # again: everything comes from the store, nothing is generated
     again = run_demo(out, progress=False)

@@ -19,7 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXPECTED = ["01_quickstart", "02_sweeps", "03_reproducibility", "04_metrics", "05_acceleration", "06_service"]
+EXPECTED = ["01_quickstart", "02_sweeps", "03_reproducibility", "04_metrics", "05_acceleration", "06_service",
+            "07_inside_the_model"]
 #: Each notebook must finish in about 2 minutes on 2 shared CPU cores; this is a hang guard, not the goal.
 CELL_TIMEOUT_S = 300
 NOTEBOOK_BUDGET_S = 240

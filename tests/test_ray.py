@@ -165,6 +165,20 @@ def test_a_sweep_on_the_pool_has_the_keys_and_frames_of_the_same_sweep_in_proces
     assert pool2.max_in_flight == 3
 
 
+def test_the_pool_passes_probes_to_its_workers_and_stores_what_they_recorded(pool2, pipe, one_thread, tmp_path):
+    import numpy as np
+
+    sweep = Sweep(base=dict(SMALL), grid={"seed": [1, 2]}, name="probes", probes=["trajectory", "features"])
+    on_pool = sweep.run(pool2, store=tmp_path / "pool", progress=False)
+    local = sweep.run(pipe, store=tmp_path / "local", progress=False)
+    assert list(on_pool.df["digest"]) == list(local.df["digest"])
+    assert on_pool.df["trajectory_decided_step"].notna().all()
+    for key in on_pool.df["key"]:
+        theirs, ours = Store(tmp_path / "pool").get(key).probes(), Store(tmp_path / "local").get(key).probes()
+        assert list(theirs) == ["trajectory", "features"]
+        assert np.array_equal(theirs["trajectory"].x0, ours["trajectory"].x0)
+
+
 def test_a_task_queue_runs_on_the_pool_with_progress(pool2, pipe, one_thread, tmp_path):
     from wanlab.tasks import SUCCEED, TaskQueue
 

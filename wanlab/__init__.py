@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import GenerationError, LoadError, LoRAError, ParamError, TaskError, WanlabError
+from .errors import GenerationError, LoadError, LoRAError, ParamError, ProbeError, TaskError, WanlabError
 from .params import LoRA, Params
 
 if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of the lazy names
-    from . import accel, keys, metrics, plots, ray, stats, toy, widgets
+    from . import accel, keys, metrics, plots, probes, ray, stats, toy, widgets
     from .backend import Backend, Job
     from .client import connect
     from .models.identity import ModelIdentity, identity
@@ -44,9 +44,10 @@ _LAZY = {
     "verify": ("reproduce", "verify"),
     "show": ("player", "show"),
 }
-_SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy", "keys", "stats", "ray"}
+_SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy", "keys", "stats", "ray", "probes"}
 
-__all__ = ["Params", "LoRA", "ParamError", "LoadError", "LoRAError", "TaskError", "GenerationError", "WanlabError",
+__all__ = ["Params", "LoRA", "ParamError", "ProbeError", "LoadError", "LoRAError", "TaskError", "GenerationError",
+           "WanlabError",
            "__version__", *_LAZY, *sorted(_SUBMODULES)]
 
 

@@ -23,8 +23,10 @@ paying again) with ``on_accepted`` (called with the task id before polling, so i
 ``on_submit`` (called with the idempotency key of a submit before it is sent, so a submit whose answer
 is lost is known to a rerun), ``uncertain`` (that key, from an earlier run whose submit got no answer:
 a wanlab server is asked again under the same key and returns the task it accepted, if any; another
-service is not asked again unless ``retry_uncertain``), and ``threads``: the torch thread count to run with (None: that of the thread that starts the job;
-torch keeps the count per thread, and 1 vs 2 threads give other frames in the last bits).
+service is not asked again unless ``retry_uncertain``), ``threads``: the torch thread count to run with (None: that of
+the thread that starts the job; torch keeps the count per thread, and 1 vs 2 threads give other frames in the last
+bits), and ``probes``: what to record inside the model (:mod:`wanlab.probes`; validated into canonical form;
+backends that cannot record them refuse a job that asks).
 """
 from __future__ import annotations
 
@@ -57,8 +59,13 @@ class Job:
     on_submit: Callable[[str], None] | None = None
     uncertain: str | None = None
     retry_uncertain: bool = False
+    probes: Any = None
 
     def __post_init__(self) -> None:
+        if self.probes is not None:
+            from .probes.spec import normalize
+
+            object.__setattr__(self, "probes", normalize(self.probes))
         if not isinstance(self.params, Params):
             raise ParamError("job.params", "a wanlab.Params", self.params)
         if self.params.seed == -1:

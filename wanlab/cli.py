@@ -270,6 +270,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = Sweep.load(args.file)
     if args.model and args.model != sweep.model:
         sweep = sweep.replace(model=args.model)  # said on the command line: the study runs on this model
+    if args.probes is not None:
+        sweep = sweep.replace(probes=[name.strip() for name in args.probes.split(",") if name.strip()] or None)
     if args.workers is not None and args.ray is None:
         raise ParamError("--workers", "used with --ray", args.workers)
     if args.ray is not None and args.remote:
@@ -437,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--report", default=None, metavar="DIR",
                     help="also write videos, plots and a self-contained HTML report into DIR")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.add_argument("--probes", default=None, metavar="NAMES",
+                    help="record probes inside the model with every run, comma-separated: trajectory, attention, "
+                         "features (default: the file's probes = [...]); local and Ray backends only")
     sw.add_argument("--max-in-flight", type=int, default=None, metavar="K",
                     help="points running at once (default: the backend's); with --remote, tasks at the service at "
                          "once (default: the server's queue limit, else 4)")

@@ -110,3 +110,17 @@ class SubmitUncertain(ServiceError):
 
 class AuthError(ServiceError):
     """The service refused the API key (401) or what it may do (403)."""
+
+
+class ProbeError(WanlabError, ValueError):
+    """A probe was asked for something it cannot give: an unknown probe or setting (the message names
+    the field, the rule and the value), a word the prompt lacks, or a step or block not recorded."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    @classmethod
+    def invalid(cls, field: str, rule: str, value: object) -> "ProbeError":
+        """The error for a setting that broke its rule: ``"{field}: must be {rule}; got {value!r}"``."""
+        return cls(f"{field}: must be {rule}; got {value!r}", field)

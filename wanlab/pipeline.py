@@ -263,18 +263,24 @@ class Pipeline(TaskMethods):
             self._embeds.clear()
 
     def denoise(self, params: Params, *, accel: Any = None, on_step: Callable[[int, int], None] | None = None,
-                progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
+                progress: bool | None = None, probes: Any = None) -> tuple[Any, dict[str, Any]]:
         """The denoising loop alone for a resolved request: its LoRAs, a fresh scheduler with its
         ``flow_shift``, cached prompt embeddings and ``accel`` applied around the loop.
 
         Returns the final latents and what happened: ``timings`` (loras, encode, denoise), the record's
-        ``loras`` entry and the applied setting (``accel``, an :class:`wanlab.accel.apply.Applied`).
+        ``loras`` entry, the applied setting (``accel``, an :class:`wanlab.accel.apply.Applied`) and the
+        recorded ``probes`` (a :class:`wanlab.probes.Probes`, or None when ``probes`` asks for none).
         """
         import torch
 
         from .accel.apply import applied
+        from .accel.setting import Accel
+        from .probes.record import recording
+        from .probes.spec import check_accel, normalize
 
         p = params
+        probes = normalize(probes)
+        check_accel(probes, Accel.coerce(self.accel if accel is None else accel))
         pipe = self.diffusers
         with self._lock:
             t_start = time.perf_counter()
@@ -297,7 +303,8 @@ class Pipeline(TaskMethods):
                 pipe.set_progress_bar_config(disable=not progress, leave=False)
             generator = torch.Generator("cpu").manual_seed(p.seed)
             try:  # acceleration is applied around the denoising loop only and always undone
-                with applied(self, self.accel if accel is None else accel, p) as acc:
+                with applied(self, self.accel if accel is None else accel, p) as acc, \
+                        recording(self, p, probes) as recorder:
                     synchronize(self.device)
                     t_denoise = time.perf_counter()
                     with torch.inference_mode():
@@ -311,15 +318,19 @@ class Pipeline(TaskMethods):
                     t_end = time.perf_counter()
             finally:
                 pipe._progress_bar_config = saved_bar
+            recorded = recorder.results(self) if recorder is not None else None
         timings = {"loras": t_encode - t_start, "encode": t_accel - t_encode, "denoise": t_end - t_denoise,
                    "setup": t_denoise - t_accel}
-        return latents, {"timings": timings, "loras": loras, "accel": acc}
+        return latents, {"timings": timings, "loras": loras, "accel": acc, "probes": recorded}
 
     def decode(self, latents: Any) -> np.ndarray:
-        """VAE-decode final latents to uint8 frames (T, H, W, 3), as diffusers' own call does."""
+        """VAE-decode final latents (a tensor or a numpy array, normalised as the denoising loop leaves
+        them) to uint8 frames (T, H, W, 3), as diffusers' own call does."""
         import torch
         from diffusers.utils.torch_utils import get_module_execution_device
 
+        if isinstance(latents, np.ndarray):
+            latents = torch.from_numpy(latents)
         pipe = self.diffusers
         vae = pipe.vae
         latents = latents.to(get_module_execution_device(vae), dtype=vae.dtype)
@@ -335,7 +346,7 @@ class Pipeline(TaskMethods):
     # --- generating ----------------------------------------------------------------------------------
     def generate(self, params: Params | None = None, *, progress: bool | None = None,
                  on_step: Callable[[int, int], None] | None = None, accel: Any = None, truncate: str = "warn",
-                 **fields: Any) -> Video:
+                 probes: Any = None, **fields: Any) -> Video:
         """Generate one video. Fields the request leaves unset come from the model's native settings.
 
         A ``seed`` of -1 is drawn and recorded; the same model, request and environment give
@@ -344,7 +355,12 @@ class Pipeline(TaskMethods):
         pipeline's default acceleration for this call only; it is recorded and part of the run key.
         A prompt longer than the model's ``max_sequence_length`` is cut by the text encoder: wanlab
         warns once per text and records ``prompt_tokens`` and ``truncated``; ``truncate="error"``
-        refuses it instead.
+        refuses it instead. ``probes`` (names, or names mapped to settings: :mod:`wanlab.probes`) records
+        what happens inside the model into ``video.probes``, without changing the frames.
+
+        Raises:
+            ParamError: a request field that breaks its rule.
+            ProbeError: a probe name or setting that breaks its rule, or a word the prompt lacks.
 
         >>> pipe.generate(prompt="a blue circle moving left slowly", seed=3, steps=20)  # doctest: +SKIP
         Video(17 frames, 64x64, 16 fps, seed=3, digest=...)
@@ -352,7 +368,7 @@ class Pipeline(TaskMethods):
         from .accel.setting import Accel
 
         job = Job(self.params(params, **fields).resolved(), Accel.coerce(self.accel if accel is None else accel),
-                  on_step=on_step, truncate=truncate)
+                  on_step=on_step, truncate=truncate, probes=probes)
         self.advise(job.params, job.truncate)
         return self.run(job, progress=progress)
 
@@ -368,7 +384,7 @@ class Pipeline(TaskMethods):
             lengths = self._check_length(p, job.truncate)
             if job.on_start is not None:
                 job.on_start()
-            latents, info = self.denoise(p, accel=accel, on_step=job.on_step, progress=progress)
+            latents, info = self.denoise(p, accel=accel, on_step=job.on_step, progress=progress, probes=job.probes)
             t_decode = time.perf_counter()
             frames = self.decode(latents)
         if not frames.any():
@@ -385,8 +401,10 @@ class Pipeline(TaskMethods):
         if acc.calibration_record() is not None:
             record["accel_calibration"] = acc.calibration_record()
         record["accel_stats"] = {**acc.stats(), "setup_s": setup}
+        if job.probes:
+            record["probes"] = job.probes
         return Video(frames, fps=WAN_FPS, params=p, model=self.model_info, timings=timings, record=record,
-                     latents=latents.float().cpu().numpy())
+                     latents=latents.float().cpu().numpy(), probes=info["probes"])
 
     def start(self, job: Job) -> "Future[Video]":
         """Run ``job`` on this pipeline's worker thread, with the torch thread count of the thread that

@@ -136,6 +136,7 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
     """Write the report folder of a sweep result (see the module docstring); return ``out/report.html``."""
     from . import __version__
     from .plots import compare_grid
+    from .probes.section import probe_section
     from .sweep import format_value
 
     out = Path(out)
@@ -314,6 +315,8 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
                          "interleaves runs for steadier speedups.</p>")
         else:
             parts.append(f"<p>{html.escape(accel_note or 'no point done yet')}</p>")
+
+    parts.extend(probe_section(result, out, done, image_tag))
 
     parts.append("<h2>Metrics</h2>")
     parts.append(metrics_table(table, {i: f"videos/{p.name}" for i, p in video_files.items()}))

@@ -35,6 +35,8 @@ OWN_FIELDS = ("fps", "shape", "digest", "timings", "model", "params")
 RUN_MP4 = "video.mp4"
 RUN_LOSSLESS = "video.lossless.mkv"
 RUN_RECORD = "record.json"
+RUN_PROBES = "probes.npz"
+PROBES_SUFFIX = ".probes.npz"
 
 
 def _even(frames: np.ndarray) -> np.ndarray:
@@ -103,6 +105,8 @@ class Video:
     #: Files these frames already are, by run-folder name (a service's downloads: ``video.mp4`` as it was
     #: served, ``video.lossless.mkv``); ``Store.put`` keeps them as they are instead of encoding again.
     files: dict[str, Path] = field(default_factory=dict, repr=False)
+    #: What probes recorded inside the model (a :class:`wanlab.probes.Probes`), None for a run without.
+    probes: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.frames = check_frames(self.frames)
@@ -171,7 +175,8 @@ class Video:
         prefers, since h264 yuv420p changes pixel values (the two are encoded at once, on two threads:
         FFmpeg's encoders run without Python's lock). .mkv and .npz are lossless themselves. Each file
         is written atomically; ``atomic=False`` writes straight into a folder that is built
-        atomically as a whole (a store's run).
+        atomically as a whole (a store's run). With the sidecar, recorded probes go to
+        ``NAME.probes.npz`` beside it (a store keeps them in the run folder itself).
 
         >>> video.save("fox.mp4")  # doctest: +SKIP
         PosixPath('fox.mp4')
@@ -187,6 +192,8 @@ class Video:
             with ThreadPoolExecutor(len(jobs)) as pool:
                 for done in [pool.submit(self._write, file, kind, atomic=atomic) for file, kind in jobs]:
                     done.result()
+        if self.probes and sidecar:
+            self.probes.save(probes_path(target), atomic=atomic)
         if sidecar:
             write_json(sidecar_path(target), self.to_record(), atomic=atomic)
         self.path = target
@@ -234,21 +241,28 @@ class Video:
             meta = _read_record(sidecar_path(source))
         exact = lossless_path(source) if source.suffix.lower() == ".mp4" else source
         frames, fps = read_frames(exact if exact.exists() else source)
-        return cls._from_record(frames, float(meta.get("fps", fps)), meta, source)
+        return cls._from_record(frames, float(meta.get("fps", fps)), meta, source, probes_path(source))
 
     @classmethod
     def _load_run(cls, folder: Path, shown: Path | None = None) -> "Video":
         meta = _read_record(folder / RUN_RECORD)
         exact = folder / RUN_LOSSLESS
         frames, fps = read_frames(exact if exact.exists() else (shown or folder / RUN_MP4))
-        return cls._from_record(frames, float(meta.get("fps", fps)), meta, shown or folder / RUN_MP4)
+        return cls._from_record(frames, float(meta.get("fps", fps)), meta, shown or folder / RUN_MP4,
+                                folder / RUN_PROBES)
 
     @classmethod
-    def _from_record(cls, frames: np.ndarray, fps: float, meta: dict[str, Any], path: Path) -> "Video":
+    def _from_record(cls, frames: np.ndarray, fps: float, meta: dict[str, Any], path: Path,
+                     probes_file: Path | None = None) -> "Video":
         params = Params.from_dict(meta["params"]) if meta.get("params") else None
         record = {k: v for k, v in meta.items() if k not in OWN_FIELDS}
+        probes = None
+        if probes_file is not None and probes_file.is_file():
+            from .probes.bundle import Probes
+
+            probes = Probes.load(probes_file)
         return cls(np.ascontiguousarray(frames), fps=fps, params=params, model=meta.get("model", {}),
-                   timings=meta.get("timings", {}), record=record, path=path)
+                   timings=meta.get("timings", {}), record=record, path=path, probes=probes)
 
     # --- looking -----------------------------------------------------------------------------------
     def to_mp4_bytes(self) -> bytes:
@@ -310,6 +324,11 @@ def read_frames(path: Path) -> tuple[np.ndarray, float]:
 def sidecar_path(path: Path) -> Path:
     """``x.mp4`` -> ``x.json``."""
     return path.with_suffix(".json")
+
+
+def probes_path(path: Path) -> Path:
+    """``x.mp4`` -> ``x.probes.npz`` (the recorded probes beside a saved video)."""
+    return path.with_suffix(PROBES_SUFFIX)
 
 
 def lossless_path(path: Path) -> Path:

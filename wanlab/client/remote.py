@@ -68,6 +68,8 @@ class Remote:
     """
 
     device = "remote"
+    #: A service returns frames only: sweeps refuse ``probes`` with this backend before running anything.
+    records_probes = False
 
     def __init__(self, transport: Transport, info: ServiceInfo, *, max_in_flight: int | None = None,
                  net_policy: Any = None, poll_min: float = 0.01, poll_max: float = 5.0) -> None:
@@ -258,11 +260,15 @@ class Remote:
         return pool.submit(self._run, job)
 
     def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
-                 on_step: Callable[[int, int], None] | None = None, truncate: str = "warn", **fields: Any) -> Any:
+                 on_step: Callable[[int, int], None] | None = None, truncate: str = "warn", probes: Any = None,
+                 **fields: Any) -> Any:
         """Generate one video on the service and return it (downloaded, verified).
 
         >>> remote.generate(prompt="a blue circle moving left slowly", seed=3)  # doctest: +SKIP
         """
+        if probes:
+            raise ParamError("probes", "left out with a remote backend (the service's API returns frames only; record "
+                             "probes with a local pipeline or a Ray pool)", probes)
         p = self.params(params, **fields).resolved()
         job = Job(p, self.check_accel(accel), on_step=on_step or (progress_bar(p.steps) if progress else None),
                   truncate=truncate)
@@ -280,6 +286,9 @@ class Remote:
 
     # --- one job -----------------------------------------------------------------------------------
     def _run(self, job: Job) -> Any:
+        if job.probes:
+            raise ParamError("probes", "left out with a remote backend (the service's API returns frames only; record "
+                             "probes with a local pipeline or a Ray pool)", list(job.probes))
         p = job.params
         accel = self.check_accel(job.accel)
         if self.identity.rules == "api":

@@ -63,20 +63,21 @@ class Worker:
                 "device_name": env["device_name"], "threads": torch.get_num_threads(), "versions": env["versions"]}
 
     def run(self, params: "Params", accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
-            attempt: int, lora_policy: Any = None) -> "Video":
+            attempt: int, lora_policy: Any = None, probes: Any = None) -> "Video":
         """Run one request and return its video (``calibration``: a MagCache calibration another worker
         measured; ``lora_policy``: the driver's LoRA source policy; ``attempt``: 1, or more on a retry)."""
-        job = Job(params, accel, truncate=truncate, threads=self.threads)
+        job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes)
         self._prepare(params, accel, calibration, lora_policy)
         with quiet():
             return self._finish(self.pipe.start(job).result(), attempt)
 
     def stream(self, params: "Params", accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
-               attempt: int, lora_policy: Any = None) -> Iterator[tuple[Any, ...]]:
+               attempt: int, lora_policy: Any = None, probes: Any = None) -> Iterator[tuple[Any, ...]]:
         """Run one request, yielding ``("start",)``, ``("step", done, total)`` per denoising step, then
         ``("video", video)``: the driver calls the job's callbacks as these arrive (a Ray streaming generator)."""
         events: "queue.Queue[tuple[Any, ...]]" = queue.Queue()
-        job = Job(params, accel, truncate=truncate, threads=self.threads, on_start=lambda: events.put(("start",)),
+        job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes,
+                  on_start=lambda: events.put(("start",)),
                   on_step=lambda done, total: events.put(("step", done, total)))
         self._prepare(params, accel, calibration, lora_policy)
         with quiet():

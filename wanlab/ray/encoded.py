@@ -35,7 +35,7 @@ class EncodedVideo(Video):
             target = video.save(Path(tmp) / "video.mp4", sidecar=False, atomic=False)
             encoded = {MP4: target.read_bytes(), LOSSLESS_SUFFIX: lossless_path(target).read_bytes()}
         return cls(video.frames, fps=video.fps, params=video.params, model=video.model, timings=video.timings,
-                   record=video.record, latents=video.latents, encoded=encoded)
+                   record=video.record, latents=video.latents, probes=video.probes, encoded=encoded)
 
     def save(self, path: str | os.PathLike[str], *, lossless: bool = True, sidecar: bool = True,
              atomic: bool = True) -> Path:

@@ -168,7 +168,7 @@ class Lane(threading.Thread):
 
         job = ticket.job
         options = {"truncate": job.truncate, "calibration": ticket.calibration, "attempt": ticket.attempts + 1,
-                   "lora_policy": ticket.lora_policy}
+                   "lora_policy": ticket.lora_policy, "probes": job.probes}
         callback_error: BaseException | None = None
         try:
             if job.on_start is None and job.on_step is None:

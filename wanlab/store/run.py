@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ..errors import WanlabError
 from ..frames import WAN_FPS
 from ..params import Params
-from ..video import OWN_FIELDS, RUN_LOSSLESS, RUN_MP4, RUN_RECORD
+from ..video import OWN_FIELDS, RUN_LOSSLESS, RUN_MP4, RUN_PROBES, RUN_RECORD
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..video import Video
@@ -198,6 +198,18 @@ class Run:
                 return f"its frames cannot be read back as recorded ({exc})"
         return None
 
+    @property
+    def has_probes(self) -> bool:
+        return (self.path / RUN_PROBES).is_file()
+
+    def probes(self) -> Any:
+        """What probes recorded in this run (a :class:`wanlab.probes.Probes`), or None for a run without."""
+        if not self.has_probes:
+            return None
+        from ..probes.bundle import Probes
+
+        return Probes.load(self.path / RUN_PROBES)
+
     def video(self, *, check: bool = True) -> "Video":
         """The run's video with its stored frames (the lossless copy) and its record.
 
@@ -213,7 +225,7 @@ class Run:
         frames, _ = read_frames(source)
         meta = {k: v for k, v in rec.items() if k not in OWN_FIELDS}
         video = Video(frames, fps=float(rec.get("fps", WAN_FPS)), params=self.params, model=self.model,
-                      timings=dict(rec.get("timings") or {}), record=meta, path=self.mp4)
+                      timings=dict(rec.get("timings") or {}), record=meta, path=self.mp4, probes=self.probes())
         if check and video.digest != rec.get("digest"):
             raise WanlabError(f"run {self.key}: the frames in {source.name} do not match the recorded digest "
                               "(the file is damaged, or record.json was edited)")

@@ -34,7 +34,7 @@ from ..keys import KEY_LENGTH, KEY_RE, MIN_PREFIX, PREFIX_RE, check_key, record_
 from ..params import Params
 from ..record import now_iso
 from ..values import is_number, plain
-from ..video import RUN_LOSSLESS, RUN_MP4, RUN_RECORD
+from ..video import RUN_LOSSLESS, RUN_MP4, RUN_PROBES, RUN_RECORD
 from .index import CORE_COLUMNS, HEALTH, Index, loras_text
 from .run import LATENTS_NAME, METRICS_NAME, VIDEO_FILES, Run, RunNotFoundError, file_problem, read_json
 
@@ -55,6 +55,15 @@ def _save_latents(path: Path, latents: Any) -> None:
         np.save(fh, np.ascontiguousarray(np.asarray(latents, dtype=np.float32)), allow_pickle=False)
 
 
+def check_probe_size(probes: Any, limit_mb: float) -> None:
+    """Refuse probes whose arrays exceed ``limit_mb`` megabytes (before compression): a run's probes
+    stay bounded whatever the settings; the message names what to change."""
+    mb = probes.nbytes / 2 ** 20
+    if mb > limit_mb:
+        raise WanlabError(f"store: this run's probes take {mb:.1f} MB, over the store's max_probe_mb={limit_mb:g}; "
+                          "record fewer steps or blocks (probes settings) or raise Store.max_probe_mb")
+
+
 class Store:
     """A run store on local disk (see the module docstring for the layout).
 
@@ -65,6 +74,9 @@ class Store:
     >>> store = wanlab.Store("runs/demo")  # doctest: +SKIP
     >>> store.df[["seed", "guidance_scale", "flow_magnitude"]]  # doctest: +SKIP
     """
+
+    #: The most a run's probes may take (megabytes of arrays, before compression).
+    max_probe_mb: float = 256.0
 
     def __init__(self, path: str | os.PathLike[str] = "runs") -> None:
         if isinstance(path, Store):
@@ -124,20 +136,26 @@ class Store:
         (``latents.npy``, float32); they are added to an existing run that lacks them when the frames
         are the same (same digest). ``files`` places existing files in the run folder as they are
         instead of encoding them (``{"video.mp4": path}``: the mp4 a service returned); by default the
-        video's own :attr:`~wanlab.Video.files`.
+        video's own :attr:`~wanlab.Video.files`. The video's recorded probes (:attr:`~wanlab.Video.probes`)
+        are kept as ``probes.npz`` (compressed; refused over the store's ``max_probe_mb``), also added to
+        an existing run that lacks them when the frames are the same.
         """
         if not hasattr(video, "to_record") or getattr(video, "params", None) is None:
             raise ValueError("store.put: needs a wanlab.Video with params (as a backend's generate returns)")
         if latents and getattr(video, "latents", None) is None:
             raise ValueError("store.put: latents=True needs a Video with latents (as Pipeline.generate returns)")
         record = video.to_record()
+        probes = getattr(video, "probes", None)
+        if probes:
+            check_probe_size(probes, self.max_probe_mb)
         parts = dict(key_parts) if key_parts is not None else record_key_parts(record)
         key = run_key(parts)
         folder = self.path / key
         if not self.has(key):
             kept = (getattr(video, "files", None) or {}) if files is None else files
             given = {name: Path(src) for name, src in kept.items()}
-            names = {"mp4": RUN_MP4, "lossless": RUN_LOSSLESS, **({"latents": LATENTS_NAME} if latents else {})}
+            names = {"mp4": RUN_MP4, "lossless": RUN_LOSSLESS, **({"latents": LATENTS_NAME} if latents else {}),
+                     **({"probes": RUN_PROBES} if probes else {})}
             record.update(key=key, key_parts=parts, store_format=STORE_FORMAT, extra=plain(dict(extra or {})),
                           files=names)
             self.path.mkdir(parents=True, exist_ok=True)
@@ -154,6 +172,8 @@ class Store:
                     write_json(tmp / RUN_RECORD, record, atomic=False)
                     if latents:
                         _save_latents(tmp / LATENTS_NAME, video.latents)
+                    if probes:
+                        probes.save(tmp / RUN_PROBES, atomic=False)
                     if metrics:
                         write_json(tmp / METRICS_NAME, plain(dict(metrics)), atomic=False)
                 metrics = None
@@ -163,6 +183,16 @@ class Store:
                                       "move it away and put again") from None
                 # another writer stored the same key first: theirs is as good as ours
         run = Run(folder)
+        if probes and not run.has_probes:
+            if run.digest != video.digest:
+                raise WanlabError(f"store: run {key} holds other frames than this video (digest {run.digest[:12]} vs "
+                                  f"{video.digest[:12]}), so its probes cannot be added")
+            probes.save(folder / RUN_PROBES)
+            record_now = dict(run.record)  # the record says what the run folder holds
+            record_now["probes"] = video.record.get("probes") or {name: {} for name in probes}
+            record_now["files"] = {**(record_now.get("files") or {}), "probes": RUN_PROBES}
+            write_json(folder / RUN_RECORD, record_now)
+            run = Run(folder)
         if latents and not run.has_latents:
             if run.digest != video.digest:
                 raise WanlabError(f"store: run {key} holds other frames than this video (digest {run.digest[:12]} vs "

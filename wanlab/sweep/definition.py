@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .result import SweepResult
 
 AXES = ("seeds", "points", "zip", "grid")
-TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "metrics", "base", "grid", "zip",
+TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "metrics", "probes", "base", "grid", "zip",
                   "points")
 
 
@@ -66,7 +66,12 @@ class Sweep:
                  points: Sequence[Mapping[str, Any]] | None = None,
                  seeds: Sequence[int] | int | None = None, *, name: str | None = None,
                  model: str | None = None, question: str | None = None, sweep_seed: int | None = None,
-                 reference: Mapping[str, Any] | None = None, metrics: Any = None) -> None:
+                 reference: Mapping[str, Any] | None = None, metrics: Any = None,
+                 probes: Any = None) -> None:
+        from ..probes.spec import normalize
+
+        #: What every run records inside the model (:mod:`wanlab.probes`; canonical form), None for nothing.
+        self.probes = normalize(probes)
         # --- base: a Params or a mapping; fields it leaves unset come from the model's native settings
         # at run time (Params' defaults when no backend is given)
         if base is None:
@@ -326,6 +331,12 @@ class Sweep:
             out["reference"] = dict(self.reference)
         if self.metrics is not None:
             out["metrics"] = list(self.metrics)
+        if self.probes:
+            from ..probes.spec import DEFAULTS
+
+            defaults = all(settings == DEFAULTS[name] for name, settings in self.probes.items())
+            out["probes"] = list(self.probes) if defaults else {k: {s: v for s, v in settings.items() if v is not None}
+                                                                 for k, settings in self.probes.items()}
         if self.base_fields:
             out["base"] = {k: plain(v) for k, v in self.base_fields.items()}
         if self.grid:
@@ -346,7 +357,8 @@ class Sweep:
         return cls(base=data.get("base"), grid=data.get("grid"), zip=data.get("zip"), points=data.get("points"),
                    seeds=data.get("seeds"), name=data.get("name", default_name), model=data.get("model"),
                    question=data.get("question", question), sweep_seed=data.get("sweep_seed"),
-                   reference=data.get("reference"), metrics=data.get("metrics"))
+                   reference=data.get("reference"), metrics=data.get("metrics"),
+                   probes=data.get("probes"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sweep):

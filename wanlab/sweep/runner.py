@@ -138,7 +138,8 @@ def result(sweep: "Sweep", model: Any = None, store: Any = None) -> "SweepResult
 
 def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any = True, progress: bool = True,
         max_failures: int | None = None, shard: Any = None, retry_failed: bool = True,
-        max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False) -> "SweepResult":
+        max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False,
+        probes: Any = None) -> "SweepResult":
     """Run the points of ``sweep`` not yet in ``store`` on ``backend``; the whole sweep's table.
 
     - ``metrics``: the metric sets to compute for every stored run (also for runs stored earlier
@@ -157,6 +158,10 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any 
       accepted it, and may bill it twice) on a service that cannot be asked under the same idempotency
       key (the hosted API); default False: such a point fails again, saying so. A wanlab server is
       always asked under the same key, and returns the task it accepted.
+    - ``probes``: what every run records inside the model (:mod:`wanlab.probes`; default: the sweep's
+      own ``probes``). Stored with each run; their scalar summaries (e.g. ``trajectory_decided_step``)
+      are kept as the run's metrics, so they are columns of ``SweepResult.df``. Runs stored earlier
+      without them are generated again (the frames come out the same) and the probes added.
 
     Ctrl-C stops the sweep; what finished is in the store and the next run resumes.
     """
@@ -170,10 +175,16 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any 
         check_bool(flag, value)
     names = check_metrics(sweep.metrics if metrics is True and sweep.metrics is not None else metrics)
     check_choice("truncate", truncate, ("warn", "error"))
+    from ..probes.spec import normalize
+
+    probes = normalize(probes) if probes is not None else sweep.probes
     shard_ = check_shard(shard) if shard is not None else (0, 1)
     with quiet():
         backend_ = backend_for(sweep, backend)
     check_model(sweep, backend_)
+    if probes and getattr(backend_, "records_probes", True) is False:
+        raise ParamError("probes", f"left out with {type(backend_).__name__} (it returns frames only; record probes "
+                         "with a local pipeline or a Ray pool)", list(probes))
     store_ = store_for(sweep, store)
     points = sweep.points(backend_)
     accels = sweep.accels()
@@ -187,7 +198,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any 
     device = _device_of(backend_)
 
     def incomplete(run: "Run") -> bool:
-        return bool(needs(run, names)) or (latents and not run.has_latents)
+        return (bool(needs(run, names)) or (latents and not run.has_latents)
+                or (bool(probes) and not run.has_probes))
 
     todo = [i for i in mine if (incomplete(store_.get(keys[i])) if store_.has(keys[i])
                                 else retry_failed or keys[i] not in failed_before)]
@@ -219,6 +231,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any 
         run = store_.put(video, extra=extra, key_parts=parts[i], latents=latents)
         if names:
             measure(store_, run, video, names, device=device)
+        if video.probes:
+            store_.put_metrics(run.key, video.probes.summary())
         if points[i].loras:  # a failure recorded while a LoRA file was missing is over
             store_.forget_failure(run_key(backend_.key_parts(points[i], accels[i], loras=unreadable_loras(points[i]))))
         workers[str(video.record.get("worker") or "local")] += 1
@@ -280,7 +294,8 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any 
                     break
                 settle(block=False)
                 key, params, accel = keys[i], points[i], accels[i]
-                if store_.has(key) and not (latents and not store_.get(key).has_latents):
+                if store_.has(key) and not ((latents and not store_.get(key).has_latents)
+                                            or (probes and not store_.get(key).has_probes)):
                     if needs(store_.get(key), names):  # done by now (another process): metrics at most
                         run = store_.get(key)
                         measure(store_, run, run.video(), names, device=device)
@@ -296,7 +311,7 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any 
                 earlier = pending.get(key) or {}
                 job = Job(params, accel, truncate=truncate, affinity=_affinity(parts[i]) if latents else None,
                           resume=earlier.get("task_id"), uncertain=None if earlier.get("task_id") else
-                          earlier.get("submitting"), retry_uncertain=retry_uncertain,
+                          earlier.get("submitting"), retry_uncertain=retry_uncertain, probes=probes,
                           on_submit=lambda idem, key=key: sending(key, idem),
                           on_accepted=lambda task_id, key=key: accepted(key, task_id))
                 inflight[backend_.start(job)] = i

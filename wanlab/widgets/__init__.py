@@ -7,6 +7,8 @@
   under it (PSNR/SSIM against the reference video, motion metrics per video).
 - :class:`SweepExplorer` ``(result)``: a dropdown per swept parameter and one for the metric; shows the
   selected run's frames and metrics and marks the point on a metric-vs-parameter plot.
+- :class:`ProbeViewer` ``(video)``: a video's probes (trajectory: step x frame sliders; attention: a
+  word picker with the map over the frames; features: the change heatmap, skipped calls marked).
 
 All three are widgets themselves (``VBox`` subclasses): the last expression of a cell shows them, and
 they nest in other layouts. Frames travel to the browser as PNG (small frames) or JPEG bytes, encoded
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from .compare import Compare, compare_metrics
 from .explorer import SweepExplorer
+from .probes import ProbeViewer
 from .viewer import FrameCache, FrameViewer, frame_label
 
-__all__ = ["FrameCache", "FrameViewer", "Compare", "SweepExplorer", "frame_label", "compare_metrics"]
+__all__ = ["FrameCache", "FrameViewer", "Compare", "SweepExplorer", "ProbeViewer", "frame_label", "compare_metrics"]
