@@ -97,8 +97,9 @@ async def load(server, bodies: list[dict], clients: int, poll: float) -> tuple[l
     results: dict = {}
     queue = list(bodies)
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    sessions = [httpx.AsyncClient(base_url=server.base_url, headers=server.headers(), timeout=60.0, limits=limits)
-                for _ in range(clients)]
+    # one API key per client, as a lab hands them out (one shared key would meet --max-queued-per-key)
+    sessions = [httpx.AsyncClient(base_url=server.base_url, headers=server.headers(server.keys[i]), timeout=60.0,
+                                  limits=limits) for i in range(clients)]
     try:
         await asyncio.gather(*(client(s, queue, poll, polls, counts, results) for s in sessions))
     finally:
@@ -111,7 +112,7 @@ def over_server(args, bodies: list[dict]) -> dict:
     from wanlab.store import Store
 
     with tempfile.TemporaryDirectory() as folder:
-        server = start_server(model="tiny", store=Path(folder) / "store", threads=args.threads,
+        server = start_server(model="tiny", store=Path(folder) / "store", threads=args.threads, keys=args.clients,
                               args=["--queue-size", str(args.queue_size)])
         try:
             polls, counts, results = asyncio.run(load(server, bodies, args.clients, args.poll))
