@@ -163,3 +163,17 @@ def write_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
     return path
+
+
+def accepted(server, prompt: str) -> list[dict]:
+    """The requests a test server accepted (its task files) with this prompt."""
+    import contextlib
+    import json
+
+    out = []
+    for file in (server.store / "tasks").glob("*.json"):
+        with contextlib.suppress(ValueError, OSError):
+            data = json.loads(file.read_text())
+            if (data.get("params") or {}).get("prompt") == prompt:
+                out.append(data)
+    return out

@@ -25,6 +25,7 @@ from wanlab.client import RetryPolicy, connect
 from wanlab.errors import AuthError, TaskError
 from wanlab.keys import run_key
 from wanlab.reproduce import format_report
+from tests.helpers import accepted
 from wanlab.server.testing import start_server
 from wanlab.sweep import Sweep
 
@@ -52,17 +53,6 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def accepted(server, prompt: str) -> list[dict]:
-    """The requests the server accepted (its task files) with this prompt."""
-    out = []
-    for file in (server.store / "tasks").glob("*.json"):
-        with contextlib.suppress(ValueError, OSError):
-            data = json.loads(file.read_text())
-            if (data.get("params") or {}).get("prompt") == prompt:
-                out.append(data)
-    return out
 
 
 def answered(pending: Path) -> int:

@@ -4,7 +4,6 @@ turn, a submit whose answer was lost is not paid twice (the ``Idempotency-Key``)
 ``task-result`` answers as soon as the task changes."""
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import socket
@@ -17,6 +16,7 @@ import pytest
 import wanlab
 from wanlab.client import RetryPolicy, connect
 from wanlab.errors import ServiceError
+from tests.helpers import accepted
 from wanlab.server.testing import start_server
 from wanlab.sweep import Sweep
 
@@ -95,17 +95,6 @@ def proxy(server):
     losing = LosingProxy(server.base_url)
     yield losing
     losing.close()
-
-
-def accepted(server, prompt: str) -> list[dict]:
-    """The requests the server accepted (its task files) with this prompt."""
-    out = []
-    for file in (server.store / "tasks").glob("*.json"):
-        with contextlib.suppress(ValueError, OSError):
-            data = json.loads(file.read_text())
-            if (data.get("params") or {}).get("prompt") == prompt:
-                out.append(data)
-    return out
 
 
 def body(prompt: str, seed: int, steps: int = 2) -> dict:

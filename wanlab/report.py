@@ -316,7 +316,7 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
         else:
             parts.append(f"<p>{html.escape(accel_note or 'no point done yet')}</p>")
 
-    parts.extend(probe_section(result, out, done, image_tag))
+    parts.extend(probe_section(result, out, done, image_tag, lambda metric: _effects_sections(result, metric, done)))
 
     parts.append("<h2>Metrics</h2>")
     parts.append(metrics_table(table, {i: f"videos/{p.name}" for i, p in video_files.items()}))

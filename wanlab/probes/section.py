@@ -15,12 +15,13 @@ COLUMN = "trajectory_decided_step"
 
 
 def probe_section(result: "SweepResult", out: Path, done: "pd.DataFrame",
-                  image: Callable[[Path, str, str], str]) -> list[str]:
+                  image: Callable[[Path, str, str], str], effects: Callable[[str], list[str]]) -> list[str]:
     """HTML parts of the report's probes section (empty when the sweep recorded no trajectory).
 
     Writes ``decided_step.png`` (the decided step against the first swept axis) and
     ``trajectory_grid.png`` (the first run's predictions, steps x frames) into ``out``; ``image(path,
-    alt, css_class)`` makes the page's tag for each (the report embeds them as data URIs).
+    alt, css_class)`` makes the page's tag for each (the report embeds them as data URIs), and
+    ``effects(column)`` the report's effects blocks of a column over the swept axes.
     """
     from .plots import trajectory_grid
 
@@ -32,17 +33,8 @@ def probe_section(result: "SweepResult", out: Path, done: "pd.DataFrame",
         fig = result.plot(y=COLUMN, x=px, hue=phue)
         fig.savefig(out / "decided_step.png", dpi=90)
         parts.append(image(out / "decided_step.png", f"decided step vs {px}", "plot"))
-    seeds = done["seed"].nunique() if "seed" in done else 1
-    axes = [n for n in result.sweep.swept if n != "seed" and done[n].astype(str).nunique() > 1]
-    if seeds >= 2:
-        for axis in axes:
-            try:
-                found = result.effects(COLUMN, by=axis)
-            except ValueError as exc:
-                parts.append(f"<p>{html.escape(axis)}: {html.escape(str(exc))}</p>")
-                continue
-            parts.append(f'<div class="scroll effects">{found.to_html(css_class="metrics")}</div>')
-    first = next((result.store.get(key) for key in done["key"] if result.store.get(key).has_probes), None)
+    parts.extend(effects(COLUMN))
+    first = next((run for run in map(result.store.get, done["key"]) if run.has_probes), None)
     probes: Any = first.probes() if first is not None else None
     if probes is not None and "trajectory" in probes:
         trajectory_grid(probes["trajectory"], n_steps=5, n_frames=6).savefig(out / "trajectory_grid.png", dpi=72)
