@@ -1,9 +1,10 @@
 """The runs a server hands out: whether a finished task's files are whole, and what a signed URL serves.
 
-- :meth:`ServedRuns.damage`: why a run cannot be served (its record does not read; its mp4 or
-  lossless copy is missing, a link, truncated, or not the sha256 its record holds), else None. Sizes
-  are checked on every call; hashes (or, for runs stored before they were recorded, the frames
-  against the recorded digest) once per change of the files. Each problem is logged once.
+- :meth:`ServedRuns.damage`: why a run cannot be served (its record does not read; its folder, record,
+  mp4 or lossless copy is missing, a link, truncated, or not the sha256 its record holds), else None.
+  Every call compares the entries' stamps (inode, size, mtime, ctime: any write or replacement changes
+  one); the full check, hashes included (or, for runs stored before they were recorded, the frames
+  against the recorded digest), runs at first sight and after each change. Each problem is logged once.
 - :meth:`ServedRuns.file`: a run file only as a regular file inside its run folder (no symlink,
   even one pointing within the store), of a whole run; :meth:`ServedRuns.record`: the record without
   ``extra`` and ``created`` (identical requests share a run; who stored it, and when, belongs to one key).
@@ -32,7 +33,7 @@ class ServedRuns:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._checked: dict[str, tuple[Any, str | None]] = {}  # run key -> (file stamps, deep check's answer)
+        self._checked: dict[str, tuple[Any, str | None, dict[str, str]]] = {}  # key -> (stamps, problem, sha256s)
         self._logged: set[str] = set()
         self._lock = threading.Lock()
 
@@ -40,25 +41,25 @@ class ServedRuns:
         """Why the run ``run_key`` cannot be served, in one sentence; None when its files are whole."""
         if not isinstance(run_key, str) or not self.store.has(run_key):
             return self._logged_once(str(run_key), f"its run {run_key} is not in the store (its record is missing)")
-        run = self.store.get(run_key)
-        quick = run.damage()
-        if quick is not None:
-            return self._logged_once(run_key, quick)
-        stamp = tuple(_stamp(run.path / name) for name in (*VIDEO_FILES, RUN_RECORD))
+        folder = self.store.path / run_key
+        # the folder's own entry too: a folder replaced by a link to a copy keeps its files' stamps
+        stamp = tuple(_stamp(path) for path in (folder, *(folder / name for name in (*VIDEO_FILES, RUN_RECORD))))
         with self._lock:
             known = self._checked.get(run_key)
-        if known is not None and known[0] == stamp:
-            return known[1]
-        problem = run.damage(deep=True)
-        with self._lock:
-            self._checked[run_key] = (stamp, problem)
-        return self._logged_once(run_key, problem) if problem else None
+        if known is None or known[0] != stamp:  # first sight, or anything changed: check sizes and hashes
+            run = self.store.get(run_key)
+            problem = run.damage(deep=True)
+            known = (stamp, problem, {} if problem else _hashes(run.record.get("stored")))
+            with self._lock:
+                self._checked[run_key] = known
+        return self._logged_once(run_key, known[1]) if known[1] else None
 
     def hashes(self, run_key: str) -> dict[str, str]:
-        """The sha256 of the run's video files as its record holds them (clients check their downloads)."""
-        stored = self.store.get(run_key).record.get("stored")
-        return {name: entry["sha256"] for name, entry in stored.items()
-                if isinstance(entry, dict) and isinstance(entry.get("sha256"), str)} if isinstance(stored, dict) else {}
+        """The sha256 of the run's video files as its record holds them (clients check their downloads), as
+        read by the last :meth:`damage` check of a whole run (empty before it, or for a damaged run)."""
+        with self._lock:
+            known = self._checked.get(run_key)
+        return dict(known[2]) if known is not None else {}
 
     def file(self, run_key: str, name: str) -> Path | None:
         """The path of a run's file when the run is whole and the file is a regular file in a real run folder,
@@ -84,6 +85,14 @@ class ServedRuns:
             log.error("run %s in %s is damaged: %s; tasks of it are answered FAILED until it is restored", run_key,
                       self.store.path, problem)
         return problem
+
+
+def _hashes(stored: Any) -> dict[str, str]:
+    """File name -> sha256 from a record's ``stored`` entry."""
+    if not isinstance(stored, dict):
+        return {}
+    return {name: entry["sha256"] for name, entry in stored.items()
+            if isinstance(entry, dict) and isinstance(entry.get("sha256"), str)}
 
 
 def _stamp(path: Path) -> tuple[int, ...] | None:
