@@ -1,6 +1,7 @@
 """The toy checkpoint's training recipe: model configs, stage settings, seeds and thread count.
 
-``RECIPE`` ("full") trains the shipped checkpoint; ``TEST_RECIPE`` ("test") runs a few steps per
+``RECIPE`` ("full") is the second-generation recipe; ``WARM_RECIPE`` ("warm") restarts the
+first generation's transformer on that recipe's VAE; ``TEST_RECIPE`` ("test") runs a few steps per
 stage for tests of the command, its determinism and its resuming. A recipe is plain JSON data; it
 is written into the checkpoint's ``recipe.json`` and hashed per stage so a work folder never mixes
 stages of two recipes.
@@ -63,7 +64,35 @@ TEST_RECIPE["encode"].update(clips=6, batch=3, ckpt_every=3)
 TEST_RECIPE["transformer"].update(steps=4, batch=4, warmup=2, log_every=1, ckpt_every=2)
 TEST_RECIPE["decoder"].update(steps=2, batch=1, warmup=1, log_every=1, ckpt_every=1)
 
-RECIPES: dict[str, dict[str, Any]] = {"full": RECIPE, "test": TEST_RECIPE}
+#: The first-generation checkpoint (shipped since commit 3f4b74e) whose transformer and text encoder the
+#: warm recipes start from; the sha256 of each weights file pins it, so a resumed or repeated run
+#: cannot start from another checkpoint that happens to sit in ``wanlab/models/toy``.
+FIRST_GENERATION: dict[str, Any] = {
+    "folder": "builtin:toy",
+    "sha256": {
+        "transformer/diffusion_pytorch_model.safetensors":
+            "8a8766b40c4dda5abd6651ea531d27779a0a433569cd5bf06e2c29d7068c8582",
+        "text_encoder/model.safetensors": "c8a2ccc405f72a952311ce87329b9b2245bb9ad14a1d742b378aaba4650deda5",
+    },
+}
+
+#: Third try (issue 27): the second-generation VAE stages, then a warm restart of the first
+#: generation's transformer and text encoder on that VAE's latents (the first generation's own
+#: finetune stage restarted from its EMA weights at lr 3e-4; a new latent space asks for more steps).
+WARM_RECIPE: dict[str, Any] = copy.deepcopy(RECIPE)
+WARM_RECIPE["name"] = "warm"
+WARM_RECIPE["transformer"].update(init=FIRST_GENERATION, lr=3e-4, warmup=100, steps=3000, ema=0.998)
+#: The same warm restart at the first generation's from-scratch learning rate (run beside ``warm``).
+WARM_HIGH_LR_RECIPE: dict[str, Any] = copy.deepcopy(WARM_RECIPE)
+WARM_HIGH_LR_RECIPE["name"] = "warm-high-lr"
+WARM_HIGH_LR_RECIPE["transformer"].update(lr=8e-4, warmup=200)
+#: ``warm`` for tests: a few steps per stage.
+TEST_WARM_RECIPE: dict[str, Any] = copy.deepcopy(TEST_RECIPE)
+TEST_WARM_RECIPE["name"] = "test-warm"
+TEST_WARM_RECIPE["transformer"].update(init=FIRST_GENERATION)
+
+RECIPES: dict[str, dict[str, Any]] = {"full": RECIPE, "test": TEST_RECIPE, "warm": WARM_RECIPE,
+                                      "warm-high-lr": WARM_HIGH_LR_RECIPE, "test-warm": TEST_WARM_RECIPE}
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:

@@ -225,6 +225,8 @@ class Trainer:
             text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), **r["text_encoder"]))
             torch.manual_seed(self.seed + 3)
             transformer = WanTransformer3DModel(**r["config"])
+        if r.get("init"):
+            self.warm_start(r["init"], transformer, text_encoder)
         params = list(transformer.parameters()) + list(text_encoder.parameters())
         opt = torch.optim.AdamW(params, lr=r["lr"], betas=(0.9, 0.99), weight_decay=r["weight_decay"])
         ema_tr = copy.deepcopy(transformer).requires_grad_(False)
@@ -284,6 +286,27 @@ class Trainer:
         return {"stage": "transformer", "steps": loop.total, "seconds": loop.seconds, "cpu_seconds": loop.cpu_seconds,
                 "params": sum(p.numel() for p in transformer.parameters()),
                 "text_encoder_params": sum(p.numel() for p in text_encoder.parameters())}
+
+    def warm_start(self, init: dict[str, Any], transformer: Any, text_encoder: Any) -> None:
+        """Load ``init``'s transformer and text encoder weights (sha256-pinned) into the fresh modules."""
+        from diffusers import WanTransformer3DModel
+        from transformers import UMT5EncoderModel
+
+        from ..fsutil import sha256_file
+
+        folder = init["folder"]
+        if folder.startswith("builtin:"):
+            from ..models.registry import BUILTIN_FOLDERS
+
+            folder = BUILTIN_FOLDERS[folder.removeprefix("builtin:")]
+        folder = Path(folder)
+        for name, digest in init["sha256"].items():
+            if sha256_file(folder / name) != digest:
+                raise RuntimeError(f"{folder / name} is not the checkpoint this recipe starts from (sha256 "
+                                   f"{digest[:12]}...); check out commit 3f4b74e's wanlab/models/toy and point "
+                                   "the recipe's transformer.init.folder at it")
+        transformer.load_state_dict(WanTransformer3DModel.from_pretrained(str(folder / "transformer")).state_dict())
+        text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(str(folder / "text_encoder")).state_dict())
 
     # --- 4. decoder refinement (encoder frozen, so the latents the transformer learnt stay valid)
     def stage_decoder(self) -> dict[str, Any]:
