@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 
 #: wanlab's own source folder: frames from files under it are skipped when a warning picks its line.
@@ -56,7 +57,7 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
 
     >>> warn("a prompt with words the model never saw: 'fox'", PromptWarning)  # doctest: +SKIP
     """
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     level = 2
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back

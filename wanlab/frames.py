@@ -63,7 +63,7 @@ def psnr_per_frame(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> np.ndar
         return np.where(mse == 0.0, np.inf, 10.0 * np.log10(peak**2 / np.where(mse == 0.0, 1.0, mse)))
 
 
-def pooled_psnr(values: Sequence[float], peak: float = 255.0) -> float:
+def pooled_psnr(values: Sequence[float] | np.ndarray, peak: float = 255.0) -> float:
     """The PSNR of the mean MSE behind several PSNR values (dB; ``inf`` counts as MSE 0): the PSNR
     of frames or videos of equal size taken together. Equals the values when they are all equal;
     ``inf`` only when all are."""

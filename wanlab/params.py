@@ -134,7 +134,9 @@ class Params:
     num_frames: int = _Default(81)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        def set_(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
         unset = set()
         for name in self.field_names():
             value = getattr(self, name)
@@ -312,7 +314,7 @@ def _frames(body: Mapping[str, Any], local: bool) -> int:
     if not local and frames != API_FRAMES:
         raise ParamError("frames", f"{API_FRAMES} under the API's rules (5 s at 16 fps; other 4k+1 counts need a "
                          "server started with --allow-local-sizes)", frames)
-    return frames
+    return int(frames)
 
 
 @dataclass(frozen=True)

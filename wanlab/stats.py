@@ -83,8 +83,9 @@ def _bootstrap_p(boot: np.ndarray, mean: float, n: int) -> float:
     from scipy import stats
 
     beyond = min(np.count_nonzero(boot <= 0), np.count_nonzero(boot >= 0))
+    share: float
     if beyond >= TAIL_COUNT:
-        share = 2 * beyond / boot.size
+        share = 2.0 * beyond / boot.size
     else:
         spread = float(boot.std())
         if spread == 0:
@@ -131,14 +132,14 @@ def holm(p: Sequence[float]) -> np.ndarray:
 
     Example: ``holm([0.01, 0.04, 0.03])`` -> ``[0.03, 0.06, 0.06]``.
     """
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
+    values = np.asarray(p, dtype=np.float64)
+    out = np.full_like(values, np.nan)
+    ok = np.flatnonzero(np.isfinite(values))
+    order = ok[np.argsort(values[ok], kind="stable")]
     m = order.size
     running = 0.0
     for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
+        running = max(running, min(1.0, (m - rank) * float(values[i])))
         out[i] = running
     return out
 
@@ -304,13 +305,15 @@ def effects(df: Any, metric: str, by: str, *, seed: str = "seed", axes: Sequence
         seeds_of, seed_count = _codes(cells.index.get_level_values(seed) if pooled else cells.index)
         column = {s: cells[s].to_numpy(dtype=float) if s in cells else None for s in settings}
         for s in settings:
-            per_seed = _per_seed(column[s], seeds_of, seed_count)
+            values = column[s]
+            per_seed = _per_seed(values, seeds_of, seed_count) if values is not None else np.array([])
             iv = interval(per_seed, level=level, method=method, n_boot=n_boot, rng=rng)
             mean_rows.append({**where, by: s, "seeds": iv.n, "mean": iv.mean, "sd": iv.sd, "ci_low": iv.low,
                               "ci_high": iv.high, "note": iv.note})
         for a, b in pairs:
-            both = column[a] is not None and column[b] is not None
-            per_seed = _per_seed(column[b] - column[a], seeds_of, seed_count) if both else np.array([])
+            first, second = column[a], column[b]
+            both = first is not None and second is not None
+            per_seed = _per_seed(second - first, seeds_of, seed_count) if both else np.array([])  # type: ignore[operator]
             iv = interval(per_seed, level=level, method=method, n_boot=n_boot, rng=rng)
             diff_rows.append({**where, "a": a, "b": b, "seeds": iv.n, "difference": iv.mean, "ci_low": iv.low,
                               "ci_high": iv.high, "excludes_zero": bool(iv.low > 0 or iv.high < 0), "p": iv.p,

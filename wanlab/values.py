@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, TypeGuard
 
 #: Wan 2.1 generates 16 frames per second (here, below every layer that needs it, so a request's
 #: duration needs no numpy).
@@ -17,7 +17,7 @@ WAN_FPS = 16.0
 from .errors import ParamError
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """An ``int`` that is not a ``bool``."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -49,7 +49,7 @@ def check_int(name: str, value: object, lo: int | None = None, hi: int | None = 
             rule += " or None"
     if not is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ParamError(name, rule, value)
-    return int(value)  # type: ignore[arg-type]
+    return int(value)
 
 
 def check_number(name: str, value: object, lo: float | None = None, hi: float | None = None, *,

@@ -137,6 +137,8 @@ def _taylorseer(cp: Mapping[str, Any], ctx: BuildContext) -> Any:
 def _pab(cp: Mapping[str, Any], ctx: BuildContext) -> Any:
     from diffusers.hooks import PyramidAttentionBroadcastConfig
 
+    if ctx.current_timestep is None:
+        raise ValueError("pyramid attention broadcast needs the pipeline's current timestep (BuildContext)")
     return PyramidAttentionBroadcastConfig(
         spatial_attention_block_skip_range=cp["spatial_attention_block_skip_range"],
         cross_attention_block_skip_range=cp["cross_attention_block_skip_range"],

@@ -139,7 +139,7 @@ class Accel:
     def replace(self, **changes: Any) -> "Accel":
         """A new validated Accel with ``changes`` applied (``cache_params`` are merged when the
         method stays the same)."""
-        fields_ = {"cache": self.cache, "cache_params": dict(self.cache_params), "compile": self.compile,
+        fields_: dict[str, Any] = {"cache": self.cache, "cache_params": dict(self.cache_params), "compile": self.compile,
                    "attention_backend": self.attention_backend, "name": None}
         check_known("", changes, fields_, "an acceleration field")
         if "cache" in changes and changes["cache"] != self.cache:

@@ -108,7 +108,7 @@ def _response(transport: Transport, url: str, policy: NetPolicy | None) -> Itera
     except UnsafeURLError as exc:
         raise DownloadError(f"download refused: {exc} (pass connect(..., net_policy=NetPolicy(...)) to allow "
                             "that host)") from None
-    except (OSError, *_transport_errors()) as exc:
+    except (OSError, *_transport_errors()) as exc:  # type: ignore[misc]  # mypy reads no star in except
         raise DownloadError(f"download {shown_url(url)}: {type(exc).__name__}: {exc}") from None
 
 

@@ -37,8 +37,8 @@ VIDEO_TYPES = ("mp4", "gif")
 
 
 def _links(result: Mapping[str, Any]) -> Mapping[str, Any]:
-    extra = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
-    wanlab = extra.get("wanlab") if isinstance(extra.get("wanlab"), Mapping) else {}
+    extra: Any = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
+    wanlab: Any = extra.get("wanlab") if isinstance(extra.get("wanlab"), Mapping) else {}
     nested = {k: v for name in ("files", "links") if isinstance(wanlab.get(name), Mapping)
               for k, v in wanlab[name].items()}
     return {**wanlab, **nested}
@@ -76,7 +76,7 @@ def video_entry(result: Mapping[str, Any], task_id: str) -> tuple[str, str]:
 
 def service_entry(remote: "Remote", task_id: str, result: Mapping[str, Any]) -> dict[str, Any]:
     """The record's ``service`` entry: where the run came from (no key, no video URL)."""
-    extra = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
+    extra: Any = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
     entry = {"url": remote.base_url, "kind": remote.kind, "task_id": task_id,
              "model_name": remote.identity.settings.get("model_name", remote.identity.model_id),
              "seed": extra.get("seed"), "debug_info": dict(extra.get("debug_info") or {})}
@@ -195,7 +195,7 @@ def _check_playable(path: Path, shape: tuple[int, ...], task_id: str) -> None:
 
 def _asked(result: Mapping[str, Any], task_id: str) -> Params:
     """The request of a task this client did not submit, from the service's ``debug_info.request_info``."""
-    extra = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
+    extra: Any = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
     info = (extra.get("debug_info") or {}).get("request_info") if isinstance(extra.get("debug_info"), Mapping) else None
     try:
         data = json.loads(info) if isinstance(info, str) else None

@@ -18,7 +18,7 @@ from ..values import check_number
 
 def debug_info(result: Mapping[str, Any]) -> Mapping[str, Any]:
     """A task result's ``extra.debug_info`` (empty when absent)."""
-    extra = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
+    extra: Any = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
     debug = extra.get("debug_info")
     return debug if isinstance(debug, Mapping) else {}
 

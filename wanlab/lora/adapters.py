@@ -181,6 +181,7 @@ def check_loaded(transformer: Any, name: str, converted: formats.Converted, text
         raise LoRAError(f"loras.path: diffusers left {len(missing)} modules of LoRA {text} unloaded (e.g. "
                         f"{missing[0]!r}); the file is refused rather than applied in part")
     expected = set(converted.modules)
+    module: Any
     for module_name, module in found.items():
         params = {"lora_A.weight": module.lora_A[name].weight, "lora_B.weight": module.lora_B[name].weight}
         if module.lora_B[name].bias is not None:

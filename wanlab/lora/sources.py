@@ -110,7 +110,7 @@ def locate(text: str, policy: SourcePolicy | None = None) -> Source:
         local = _local(text, policy)
         if local is not None:
             return Source(text, "file", _safetensors(local, text))
-    if hub_like and policy.hub:
+    if hub is not None and hub_like and policy.hub:
         file = _hub(text, hub.group("repo"), hub.group("file"), policy, local_tried=local_allowed and not hf_uri)
         return Source(text, "hub", file)
     if not local_allowed:

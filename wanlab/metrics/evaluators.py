@@ -179,6 +179,7 @@ def _load(folder: Path, architecture: str, device: str) -> tuple[Any, Any]:
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" bars, once per evaluator, say nothing here
     with quiet():
+        model: Any
         if architecture == "clip":
             model = transformers.CLIPModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
             processor = transformers.CLIPProcessor.from_pretrained(folder, local_files_only=True)

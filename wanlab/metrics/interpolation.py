@@ -61,7 +61,7 @@ def smoothness_of(flows: Flows) -> PairScores:
     for oy in range(step):
         for ox in range(step):
             points = pixel_grid(H, W)[oy::step, ox::step]  # full-resolution pixels compared
-            on_work = (points + 0.5) * np.float32([w / W, h / H]) - 0.5  # the same points on the working grid
+            on_work = (points + 0.5) * np.array([w / W, h / H], dtype=np.float32) - 0.5  # the same points on the working grid
             lattices[oy * step + ox] = (oy, ox, points, np.ascontiguousarray(on_work))
 
     def predicted(i: int) -> float:

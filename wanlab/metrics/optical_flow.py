@@ -217,7 +217,7 @@ class Flows:
         g = self.gray
         if self.method == "farneback":
             return [cv2.calcOpticalFlowFarneback(g[i], g[j], None, 0.5, 4, 15, 3, 5, 1.1, 0) for i, j in pairs]
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)  # type: ignore[attr-defined]  # absent from its stubs
         dis.setFinestScale(finest_scale)
         dis.setPatchStride(DIS_PATCH_STRIDE)
         dis.setVariationalRefinementIterations(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 #: A character-level CLIP vocabulary (CLIP's BPE format: every letter, alone and word-final).
 _CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,'-!?"
@@ -74,7 +75,7 @@ def save_vit(folder: str | os.PathLike[str], size: str = "tiny", *, seed: int = 
     if size not in ("tiny", "base"):
         raise ValueError(f"size: must be 'tiny' or 'base'; got {size!r}")
     folder = Path(folder)
-    kwargs = dict(TINY_VISION, patch_size=16) if size == "tiny" else {}
+    kwargs: dict[str, Any] = dict(TINY_VISION, patch_size=16) if size == "tiny" else {}
     torch.manual_seed(seed)
     ViTModel(ViTConfig(image_size=224, **kwargs), add_pooling_layer=False).eval().save_pretrained(folder)
     return folder

@@ -146,10 +146,10 @@ def score_frames(frames: Any, *, use_flow: bool = True) -> dict[str, Any]:
         ys, xs = np.nonzero(m)
         if len(xs):
             cx[t], cy[t] = xs.sum() / len(xs), ys.sum() / len(ys)
-    t = np.arange(T, dtype=np.float64)
+    times = np.arange(T, dtype=np.float64)
     if ok.sum() >= 2:
-        vx = float(np.polyfit(t[ok], cx[ok], 1)[0])
-        vy = float(np.polyfit(t[ok], cy[ok], 1)[0])
+        vx = float(np.polyfit(times[ok], cx[ok], 1)[0])
+        vy = float(np.polyfit(times[ok], cy[ok], 1)[0])
     else:
         vx = vy = 0.0
     flow_v = None

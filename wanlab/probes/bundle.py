@@ -15,7 +15,8 @@ from ..fsutil import atomic_file
 from .results import Attention, Features, Trajectory
 
 FORMAT = 1
-KINDS = {"trajectory": Trajectory, "attention": Attention, "features": Features}
+KINDS: dict[str, type[Trajectory] | type[Attention] | type[Features]] = {
+    "trajectory": Trajectory, "attention": Attention, "features": Features}
 
 
 class Probes(Mapping[str, Any]):
@@ -62,7 +63,7 @@ class Probes(Mapping[str, Any]):
 
     def to_bytes(self) -> bytes:
         """The compressed ``.npz`` bytes: each probe's arrays under ``name/array``, its metadata as JSON."""
-        arrays: dict[str, np.ndarray] = {"format": np.asarray(FORMAT)}
+        arrays: dict[str, Any] = {"format": np.asarray(FORMAT)}
         for name, probe in self._items.items():
             for key, value in probe.arrays().items():
                 arrays[f"{name}/{key}"] = (np.asarray(json.dumps(value)) if key == "meta" else np.asarray(value))

@@ -18,7 +18,7 @@ def _cells(attention: Any, masks: np.ndarray) -> np.ndarray:
     """bool ``(T, h, w)``: which token cells of each frame touch the mask ``(T, H, W)``."""
     _, gh, gw = attention.grid
     t, height, width = masks.shape
-    return masks.reshape(t, gh, height // gh, gw, width // gw).any(axis=(2, 4))
+    return np.asarray(masks.reshape(t, gh, height // gh, gw, width // gw).any(axis=(2, 4)), dtype=bool)
 
 
 def pointing_game(attention: Any, word: str, masks: np.ndarray, **choice: Any) -> np.ndarray:

@@ -36,7 +36,7 @@ def probe_section(result: "SweepResult", out: Path, done: "pd.DataFrame",
     parts.extend(effects(COLUMN))
     first = next((run for run in map(result.store.get, done["key"]) if run.has_probes), None)
     probes: Any = first.probes() if first is not None else None
-    if probes is not None and "trajectory" in probes:
+    if first is not None and probes is not None and "trajectory" in probes:
         trajectory_grid(probes["trajectory"], n_steps=5, n_frames=6).savefig(out / "trajectory_grid.png", dpi=72)
         parts.append(image(out / "trajectory_grid.png", "trajectory grid", "plot pixel"))
         parts.append(f'<p class="meta">Rows: the model\'s prediction of the clean video at denoising steps of run '

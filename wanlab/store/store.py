@@ -26,7 +26,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from ..errors import ParamError, WanlabError
 from ..fsutil import atomic_dir, atomic_file, sha256_file, write_json
@@ -81,7 +81,7 @@ class Store:
     def __init__(self, path: str | os.PathLike[str] = "runs") -> None:
         if isinstance(path, Store):
             path = path.path
-        self.path = Path(path).expanduser()
+        self.path: Path = Path(path).expanduser()
         if self.path.exists() and not self.path.is_dir():
             raise WanlabError(f"store: {self.path} is a file; a store is a folder")
         self.index = Index(self.path)
@@ -349,7 +349,7 @@ class Store:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _matcher(name: str, value: Any):
+def _matcher(name: str, value: Any) -> Callable[[Any], bool]:
     """A predicate over an index value for ``find``."""
     if name == "loras":
         want = value if isinstance(value, str) else loras_text(value)

@@ -55,10 +55,10 @@ def read_axes(grid: Mapping[str, Sequence[Any]] | None, zip: Mapping[str, Sequen
                 check_field(f"points[{i}]", key)
                 if key not in point_fields:
                     point_fields.append(key)
-            values = {k: plain(v) for k, v in point.items()}
-            if ACCEL in values:
-                values[ACCEL] = check_accel(f"points[{i}].accel", values[ACCEL])
-            explicit.append(values)
+            point_values = {k: plain(v) for k, v in point.items()}
+            if ACCEL in point_values:
+                point_values[ACCEL] = check_accel(f"points[{i}].accel", point_values[ACCEL])
+            explicit.append(point_values)
         for key in point_fields:
             claim(key, "points")
 

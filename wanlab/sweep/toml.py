@@ -17,9 +17,9 @@ def read_toml(path: str | Path) -> tuple[dict[str, Any], str | None]:
         raise FileNotFoundError(f"sweep file: no such file: {file}")
     text = file.read_text(encoding="utf-8")
     try:
-        import tomllib  # type: ignore[import-not-found]
+        import tomllib
     except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -77,7 +77,7 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
 def leading_question(text: str) -> str | None:
     """The first paragraph of a TOML file's leading comment (up to a bare ``#`` line), without ``#``
     and a leading ``Question:``."""
-    lines = []
+    lines: list[str] = []
     for line in text.splitlines():
         stripped = line.strip()
         if not stripped.startswith("#"):

@@ -76,7 +76,7 @@ class Compare(Scrubbed, widgets.VBox):
         columns = [widgets.VBox([caption(label, max(arrays[label].shape[2] * z, 120)), self.images[label]],
                                 layout=widgets.Layout(margin="0 12px 4px 0"))
                    for label in self.videos]
-        self.metrics = compare_metrics(self.videos, reference, motion=True) if metrics else None
+        self.metrics: Any = compare_metrics(self.videos, reference, motion=True) if metrics else None
         self.reference = reference or next(iter(self.videos))
         self.table = widgets.HTML(self._table_html() if metrics else "")
         rows: list[widgets.Widget] = [widgets.HBox(columns, layout=widgets.Layout(flex_flow="row wrap")),

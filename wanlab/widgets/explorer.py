@@ -119,8 +119,8 @@ class SweepExplorer(widgets.VBox):
         self._effects_cache: dict[tuple[str, str], Any] = {}
         self.viewer: FrameViewer | None = None
         self.video: Any = None
-        self.row = None
-        self.figure = None
+        self.row: Any = None
+        self.figure: Any = None
         self.marked: tuple[Any, float] | None = None
         super().__init__([
             widgets.HBox([*self.dropdowns.values(), self.metric_dropdown], layout=widgets.Layout(flex_flow="row wrap")),
@@ -132,9 +132,13 @@ class SweepExplorer(widgets.VBox):
         self.add_class("wanlab-sweep-explorer")
         for name, dd in self.dropdowns.items():
             dd.observe(lambda change, name=name: self._on_param(name), names="value")
-        self.metric_dropdown.observe(lambda change: (self._draw_plot(), self._show_effects()), names="value")
+        self.metric_dropdown.observe(lambda change: self._on_metric(), names="value")
         self._show_effects()
         self._update()
+
+    def _on_metric(self) -> None:
+        self._draw_plot()
+        self._show_effects()
 
     # --- what the table holds ------------------------------------------------------------------
     def _metric_columns(self) -> list[str]:
