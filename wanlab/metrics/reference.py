@@ -166,7 +166,7 @@ def vbench_clip_transform(x: Any, size: int = 224) -> Any:
 
 
 def vbench_dino_transform(x: Any, size: int = 224) -> Any:
-    """VBench's ``dino_transform(224)`` (vbench/utils.py): bilinear resize of the short side, no crop, ImageNet mean/std.
+    """VBench's ``dino_transform(224)`` (vbench/utils.py): bilinear short-side resize, no crop, ImageNet mean/std.
 
     Args:
         x: uint8 ``(N, 3, H, W)`` tensor.
