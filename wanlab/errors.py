@@ -11,11 +11,38 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class WanlabError(Exception):
-    """Base class for wanlab's own errors."""
+    """Base class for wanlab's own errors: ``except wanlab.WanlabError`` catches every one of them.
+
+    Example:
+        >>> import wanlab
+        >>> try:
+        ...     wanlab.Params(prompt="a fox", steps=0)
+        ... except wanlab.WanlabError as exc:
+        ...     print(exc)
+        steps: must be an integer in 1..40; got 0
+    """
 
 
 class ParamError(WanlabError, ValueError):
-    """A generation parameter broke its rule; the message names the field, the rule and the value."""
+    """A generation parameter broke its rule; the message names the field, the rule and the value.
+
+    Also a ``ValueError``.
+
+    Args:
+        field: The field (``"steps"``, ``"loras.scale"``).
+        rule: What it must be, in words (``"an integer in 1..40"``).
+        value: The value given.
+
+    Attributes:
+        field: The field.
+        rule: The rule.
+        value: The value.
+
+    Example:
+        >>> err = ParamError("steps", "an integer in 1..40", 0)
+        >>> str(err), err.field
+        ('steps: must be an integer in 1..40; got 0', 'steps')
+    """
 
     def __init__(self, field: str, rule: str, value: object) -> None:
         self.field, self.rule, self.value = field, rule, value
@@ -51,10 +78,17 @@ class ModelMismatchWarning(UserWarning):
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` attributed to the first frame outside wanlab: the user's line that asked
-    for the work (a notebook cell, a script), however deep inside wanlab the check runs.
+    """``warnings.warn`` attributed to the first frame outside wanlab.
 
-    >>> warn("a prompt with words the model never saw: 'fox'", PromptWarning)  # doctest: +SKIP
+    The warning points at the user's line that asked for the work (a notebook cell, a script),
+    however deep inside wanlab the check runs (not at wanlab's own code or a worker thread).
+
+    Args:
+        message: The warning, one sentence.
+        category: The warning class.
+
+    Example:
+        >>> warn("a prompt with words the model never saw: 'fox'", PromptWarning)  # doctest: +SKIP
     """
     frame = sys._getframe(1)
     level = 2
@@ -77,8 +111,23 @@ class TaskTimeout(TaskError, TimeoutError):
 
 
 class QueueFull(TaskError):
-    """``submit`` found ``maxsize`` tasks waiting, or ``max_per_owner`` of the same owner (the HTTP
-    service answers 429 and says which limit and when to retry): ``limit`` names it, ``value`` is its size."""
+    """``submit`` found ``maxsize`` tasks waiting, or ``max_per_owner`` of the same owner.
+
+    The HTTP service answers 429 and says which limit and when to retry.
+
+    Args:
+        message: The sentence.
+        limit: Which limit: ``"maxsize"`` or ``"max_per_owner"``.
+        value: Its size.
+
+    Attributes:
+        limit: Which limit.
+        value: Its size.
+
+    Example:
+        >>> QueueFull("the queue holds 64 tasks", "maxsize", 64).limit
+        'maxsize'
+    """
 
     def __init__(self, message: str, limit: str = "maxsize", value: int | None = None) -> None:
         super().__init__(message)
@@ -94,8 +143,19 @@ class GenerationError(WanlabError):
 
 
 class ServiceError(WanlabError):
-    """A service (a wanlab server or the hosted API) answered with an error, or gave no answer in time;
-    ``status`` is the HTTP status it answered (None when none came)."""
+    """A service (a wanlab server or the hosted API) answered with an error, or gave no answer in time.
+
+    Args:
+        message: The sentence.
+        status: The HTTP status it answered (None when none came).
+
+    Attributes:
+        status: The HTTP status, or None.
+
+    Example:
+        >>> ServiceError("the service answered 503: shutting down", 503).status
+        503
+    """
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -113,8 +173,22 @@ class AuthError(ServiceError):
 
 
 class ProbeError(WanlabError, ValueError):
-    """A probe was asked for something it cannot give: an unknown probe or setting (the message names
-    the field, the rule and the value), a word the prompt lacks, or a step or block not recorded."""
+    """A probe was asked for something it cannot give.
+
+    An unknown probe or setting (the message names the field, the rule and the value), a word the
+    prompt lacks, or a step or block not recorded. Also a ``ValueError``.
+
+    Args:
+        message: The sentence.
+        field: The setting at fault, when one is.
+
+    Attributes:
+        field: The setting at fault, or None.
+
+    Example:
+        >>> str(ProbeError.invalid("probes.steps", "a list of step indices", "all"))
+        "probes.steps: must be a list of step indices; got 'all'"
+    """
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -122,5 +196,14 @@ class ProbeError(WanlabError, ValueError):
 
     @classmethod
     def invalid(cls, field: str, rule: str, value: object) -> "ProbeError":
-        """The error for a setting that broke its rule: ``"{field}: must be {rule}; got {value!r}"``."""
+        """The error for a setting that broke its rule: ``"{field}: must be {rule}; got {value!r}"``.
+
+        Args:
+            field: The setting.
+            rule: What it must be, in words.
+            value: The value given.
+
+        Returns:
+            The error, with ``field`` set.
+        """
         return cls(f"{field}: must be {rule}; got {value!r}", field)
