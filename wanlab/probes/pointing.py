@@ -36,7 +36,8 @@ def pointing_game(attention: Any, word: str, masks: np.ndarray, **choice: Any) -
     Raises:
         ProbeError: a word the prompt lacks.
 
-    >>> pointing_game(video.probes["attention"], "square", video.frames.max(-1) > 110).mean()  # doctest: +SKIP
+    Example:
+        >>> pointing_game(video.probes["attention"], "square", video.frames.max(-1) > 110).mean()  # doctest: +SKIP
     """
     grid = attention.tokens(word, **choice).reshape(attention.grid)
     masks = np.asarray(masks, bool)
@@ -52,7 +53,19 @@ def pointing_game(attention: Any, word: str, masks: np.ndarray, **choice: Any) -
 
 
 def chance(attention: Any, masks: np.ndarray) -> float:
-    """The hit rate of a uniformly random cell: the mean fraction of cells touching the mask."""
+    """The hit rate of a uniformly random cell: the mean fraction of cells touching the mask.
+
+    Args:
+        attention: An :class:`~wanlab.probes.Attention` result (for its token grid).
+        masks: bool ``(T, H, W)``, the object's pixels in each frame (frames without any are skipped).
+
+    Returns:
+        The rate in [0, 1], NaN when no frame has the object.
+
+    Example:
+        >>> chance(video.probes["attention"], video.frames.max(-1) > 110)  # doctest: +SKIP
+        0.04
+    """
     masks = np.asarray(masks, bool)
     keep = masks.any(axis=(1, 2))
     return float(_cells(attention, masks)[keep].mean()) if keep.any() else float("nan")
