@@ -478,8 +478,11 @@ class Store:
         return pd.DataFrame(rows, columns=columns)
 
     def rebuild_index(self) -> int:
-        """Rebuild the index from the run folders (also removes left-overs of killed writers); returns
-        the number of runs."""
+        """Rebuild the index from the run folders (also removes left-overs of killed writers).
+
+        Returns:
+            The number of runs.
+        """
         return self.index.rebuild()
 
     @contextlib.contextmanager
