@@ -50,23 +50,51 @@ class ParamError(WanlabError, ValueError):
 
 
 class TruncationError(ParamError):
-    """A prompt is longer than the model reads and the caller asked for no cutting (``truncate="error"``)."""
+    """A prompt is longer than the model reads and the caller asked for no cutting (``truncate="error"``).
+
+    Example:
+        >>> pipe.generate(prompt="a fox " * 400, truncate="error")  # doctest: +SKIP
+        Traceback (most recent call last):
+        wanlab.errors.TruncationError: prompt: must be ...
+    """
 
 
 class LoadError(WanlabError):
-    """A model could not be loaded (missing folder, not a Wan pipeline, hub unreachable)."""
+    """A model could not be loaded (missing folder, not a Wan pipeline, hub unreachable).
+
+    Example:
+        >>> wanlab.load("./no-such-folder")  # doctest: +SKIP
+        Traceback (most recent call last):
+        wanlab.errors.LoadError: ...
+    """
 
 
 class LoRAError(WanlabError, ValueError):
-    """A LoRA file is missing, unreadable or does not fit the model."""
+    """A LoRA file is missing, unreadable or does not fit the model (also a ``ValueError``).
+
+    Example:
+        >>> pipe.generate(prompt="a fox", loras=[("missing.safetensors", 1.0)])  # doctest: +SKIP
+        Traceback (most recent call last):
+        wanlab.errors.LoRAError: loras.path: ...
+    """
 
 
 class LoRAWarning(UserWarning):
-    """A LoRA loaded but changes nothing, or part of it matches no module of the model."""
+    """A LoRA loaded but changes nothing, or part of it matches no module of the model.
+
+    Example:
+        >>> import warnings
+        >>> warnings.simplefilter("error", LoRAWarning)  # doctest: +SKIP
+    """
 
 
 class PromptWarning(UserWarning):
-    """A prompt the model cannot read in full: longer than its text length, or words outside its vocabulary."""
+    """A prompt the model cannot read in full: longer than its text length, or words outside its vocabulary.
+
+    Example:
+        >>> import warnings
+        >>> warnings.simplefilter("error", PromptWarning)  # doctest: +SKIP
+    """
 
 
 class TrainedSizeWarning(UserWarning):
@@ -107,7 +135,13 @@ class TaskError(WanlabError):
 
 
 class TaskTimeout(TaskError, TimeoutError):
-    """``wait`` ran out of time before the task finished (the task goes on)."""
+    """``wait`` ran out of time before the task finished (the task goes on; also a ``TimeoutError``).
+
+    Example:
+        >>> client.wait(task_id, timeout=1.0)  # doctest: +SKIP
+        Traceback (most recent call last):
+        wanlab.errors.TaskTimeout: ...
+    """
 
 
 class QueueFull(TaskError):
@@ -139,7 +173,14 @@ class QueueClosed(TaskError):
 
 
 class GenerationError(WanlabError):
-    """A generation produced garbage (non-finite latents or frames, every frame black): never stored as a run."""
+    """A generation produced garbage (non-finite latents or frames, every frame black): never stored as a run.
+
+    Example:
+        >>> try:  # doctest: +SKIP
+        ...     video = pipe.generate(prompt="a fox", seed=1)
+        ... except wanlab.GenerationError as exc:
+        ...     print(exc)
+    """
 
 
 class ServiceError(WanlabError):
