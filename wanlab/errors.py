@@ -1,5 +1,7 @@
-"""Exceptions wanlab raises at its boundaries, each carrying a one-sentence message; its warnings,
-and :func:`warn`, which points a warning at the caller's line (not at wanlab's own code or a worker thread)."""
+"""Exceptions wanlab raises at its boundaries (each with a one-sentence message), its warnings, and :func:`warn`.
+
+Every error derives from :class:`WanlabError`.
+"""
 from __future__ import annotations
 
 import os
@@ -204,9 +206,11 @@ class ServiceError(WanlabError):
 
 
 class SubmitUncertain(ServiceError):
-    """A submit was sent and its answer was lost (or an earlier one's was): the service may have accepted
-    it (and may bill it), so it is not sent again without a way to tell (an idempotency key the service
-    honours) or an explicit ``retry_uncertain=True``."""
+    """A submit was sent and its answer was lost (or an earlier one's was).
+
+    The service may have accepted it (and may bill it), so it is not sent again without a way to tell
+    (an idempotency key the service honours) or an explicit ``retry_uncertain=True``.
+    """
 
 
 class AuthError(ServiceError):

@@ -54,7 +54,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def fsync_tree(path: Path) -> None:
-    """fsync every file below ``path`` (and ``path`` itself when it is a file).
+    """Flush (fsync) every file below ``path`` (and ``path`` itself when it is a file).
 
     Args:
         path: A file or folder.

@@ -53,8 +53,11 @@ RULES = {
 
 
 class _Default:
-    """A field's default as Params shows it (its repr is the value); a field still holding one was
-    not set by the caller, so a backend may fill it from the model's native settings."""
+    """A field's default as Params shows it (its repr is the value).
+
+    A field still holding one was not set by the caller, so a backend may fill it from the model's
+    native settings.
+    """
 
     __slots__ = ("value",)
 
@@ -219,10 +222,12 @@ class Params:
             raise ParamError("num_frames", rule, n)
 
     def __repr__(self) -> str:
-        """The fields this request sets, and only those: what you see is what you set. A backend fills
-        every other field from its model (``pipe.params(p)`` shows the request it will run), so showing
-        the API's defaults here would show settings that may not run. ``eval(repr(p)) == p`` and keeps
-        which fields are set."""
+        """The fields this request sets, and only those: what you see is what you set.
+
+        A backend fills every other field from its model (``pipe.params(p)`` shows the request it will
+        run), so showing the API's defaults here would show settings that may not run.
+        ``eval(repr(p)) == p`` and keeps which fields are set.
+        """
         set_ = ", ".join(f"{name}={value!r}" for name, value in self.explicit_fields().items())
         return f"Params({set_})"
 
@@ -460,8 +465,11 @@ class Params:
 
 
 def _frames(body: Mapping[str, Any], local: bool) -> int:
-    """``frames``, the frame count as the provider's JavaScript SDK names it: ``num_frames`` by another
-    name (both given must agree); under the API's rules only the count the API produces."""
+    """``frames``, the frame count as the provider's JavaScript SDK names it.
+
+    ``num_frames`` by another name (both given must agree); under the API's rules only the count the
+    API produces.
+    """
     lo, hi = FRAMES_RANGE
     frames = check_int("frames", body["frames"], lo, hi, rule=f"4k+1 in {lo}..{hi} (the frame count)")
     if "num_frames" in body and body["num_frames"] != frames:

@@ -196,9 +196,9 @@ def check_text(name: str, value: object, lo: int = 0, hi: int | None = None) -> 
 
 
 def check_unicode(name: str, value: str) -> str:
-    """``value`` when it is valid Unicode text.
+    r"""``value`` when it is valid Unicode text.
 
-    A lone UTF-16 surrogate (``"\\ud800"``, which JSON's ``\\u`` escapes can carry) cannot be
+    A lone UTF-16 surrogate (``"\ud800"``, which JSON's ``\u`` escapes can carry) cannot be
     written as UTF-8, stored or tokenized, so it is refused.
 
     Args:

@@ -1,5 +1,6 @@
-"""The acceleration setting, :class:`Accel`, and its named presets: validated, canonical, part of
-every run key and record. Nothing here imports torch or diffusers.
+"""The acceleration setting, :class:`Accel`, and its named presets (:data:`PRESETS`).
+
+Validated, canonical, part of every run key and record. Nothing here imports torch or diffusers.
 """
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""LoRA adapters: each file located, converted to canonical form and loaded into the transformer once
-(cached by content hash), then weighted per call."""
+"""LoRA adapters of one pipeline (:class:`LoRASet`) and the helpers that name a LoRA file by its hash.
+
+Each file is located, converted to canonical form and loaded into the transformer once (cached by
+content hash), then weighted per call.
+"""
 from __future__ import annotations
 
 import warnings

@@ -212,7 +212,7 @@ def convert(tensors: Mapping[str, Any], layout: ModelLayout, *, name: str,
 
 
 def _group(name: str, parsed: Mapping[str, Key], tensors: Mapping[str, Any]) -> dict[str, _Group]:
-    """module (as written, prefix removed) -> its tensors by role; one peft adapter per file."""
+    """Each module (as written, prefix removed) with its tensors by role; one peft adapter per file."""
     tags = sorted({p.tag for p in parsed.values() if p.tag is not None})
     if len(tags) > 1:
         raise LoRAError(f"loras.path: {name} holds {len(tags)} peft adapters ({', '.join(tags)}); save one adapter "
@@ -367,7 +367,7 @@ def _canonical(name: str, fmt: str, matched: Mapping[str, _Group], layout: Model
 
 
 def _scale(name: str, group: _Group, target: str, config: Mapping[str, Any]) -> float:
-    """alpha / rank of one module: its ``.alpha`` tensor, else the peft config, else 1 (alpha = rank)."""
+    """The alpha / rank of one module: its ``.alpha`` tensor, else the peft config, else 1 (alpha = rank)."""
     rank = int(group.tensors["down"].shape[0])
     if "alpha" in group.tensors:
         alpha = float(group.tensors["alpha"].float().reshape(-1)[0])
@@ -385,7 +385,7 @@ def _scale(name: str, group: _Group, target: str, config: Mapping[str, Any]) -> 
 
 
 def _pattern_value(patterns: Mapping[str, Any], names: tuple[str, ...], default: Any) -> Any:
-    """peft's ``alpha_pattern`` lookup: a key matches a module name or its dotted suffix."""
+    """The lookup in peft's ``alpha_pattern``: a key matches a module name or its dotted suffix."""
     for key, value in patterns.items():
         regex = rf"{key[1:]}$" if key.startswith("^") else rf"(.*\.)?{key}$"
         if any(re.match(regex, n) for n in names):

@@ -1,5 +1,7 @@
-"""Where a LoRA path points: a local file, a Hugging Face repo (or a file in it) in the local hub cache,
-or an https URL downloaded once into a cache keyed by the file's sha256.
+"""Where a LoRA path points (:func:`locate`), under which :class:`SourcePolicy`.
+
+A local file, a Hugging Face repo (or a file in it) in the local hub cache, or an https URL
+downloaded once into a cache keyed by the file's sha256.
 
 A :class:`SourcePolicy` says which of these a caller accepts: the library default takes any local
 path, the hub cache and public https URLs; the HTTP service uses :meth:`SourcePolicy.service`

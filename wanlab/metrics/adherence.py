@@ -1,5 +1,6 @@
-"""Exact prompt adherence on the toy model's captions (:func:`adherence`): does the clip show what
-its caption asks? :func:`caption_attributes` reads what a caption asks for.
+"""Exact prompt adherence on the toy model's captions: does the clip show what its caption asks?
+
+:func:`adherence` checks a clip; :func:`caption_attributes` reads what a caption asks for.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ ADHERENCE_KEYS = ("adherence", *(f"adherence_{a}" for a in ATTRIBUTES), "adheren
 
 
 def caption_attributes(prompt: str) -> dict[str, str]:
-    """The attributes a toy caption asks for: colour, shape, direction, speed (``"still"`` twice for
-    a shape standing still).
+    """The attributes a toy caption asks for: colour, shape, direction, speed.
+
+    A shape standing still has ``"still"`` for both direction and speed.
 
     Args:
         prompt: a caption of the toy's vocabulary, ``"a <colour> <shape> moving <direction> <speed>"``

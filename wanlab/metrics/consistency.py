@@ -165,7 +165,8 @@ def warp_error(video: Any, method: str = "dis", *, convention: str = "wanlab",
     RAFT; with DIS this is a proxy.
 
     Args:
-        video: uint8 (T, H, W, 3) frames, a ``wanlab.Video`` or :class:`~wanlab.metrics.Flows` (a video, not Flows, for ``"evalcrafter"`` or with ``given_flow``).
+        video: uint8 (T, H, W, 3) frames, a ``wanlab.Video`` or :class:`~wanlab.metrics.Flows` (a video,
+            not Flows, for ``"evalcrafter"`` or with ``given_flow``).
         method: ``"dis"`` or ``"farneback"``.
         convention: ``"wanlab"`` or ``"evalcrafter"`` (:data:`CONVENTIONS`), see above.
         max_short_side: Short side of the working grid in px (``"wanlab"`` only; None: full resolution).

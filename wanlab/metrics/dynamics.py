@@ -90,7 +90,7 @@ class StaticFilter:
 
     @property
     def end_threshold(self) -> float:
-        """px the first <-> last scores must not exceed (VBench: ``thres * count_num * 2``)."""
+        """Pixels the first <-> last scores must not exceed (VBench: ``thres * count_num * 2``)."""
         return self.threshold * self.allowed * 2
 
     @property

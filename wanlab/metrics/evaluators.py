@@ -1,5 +1,6 @@
-"""The networks the reference metrics score with (:class:`Evaluator`): found in the local Hugging Face
-cache or a local folder, never downloaded, and loaded once per process (:func:`loaded`).
+"""The networks the reference metrics score with (:class:`Evaluator`), loaded once per process (:func:`loaded`).
+
+Found in the local Hugging Face cache or a local folder, never downloaded.
 
 The evaluators and what each reference loads are listed at their constants (``docs/metrics.md``
 gives the file and line).
@@ -81,7 +82,7 @@ def hub_cache() -> str:
 
 
 def wanlab_cache() -> Path:
-    """wanlab's cache folder.
+    """The cache folder of wanlab.
 
     Returns:
         ``$WANLAB_CACHE``, default ``~/.cache/wanlab``.
@@ -94,8 +95,9 @@ def wanlab_cache() -> Path:
 
 
 def resolve(source: str | os.PathLike[str], metric: str, revision: str = "main") -> Path:
-    """The local folder of an evaluator: ``source`` itself when it is a folder, else the snapshot of
-    the hub repo ``source`` in the local cache (never downloaded).
+    """The local folder of an evaluator (never downloaded).
+
+    ``source`` itself when it is a folder, else the snapshot of the hub repo ``source`` in the local cache.
 
     Args:
         source: a hub repo id (``"openai/clip-vit-base-patch32"``) or a local folder.

@@ -1,5 +1,6 @@
-"""Motion smoothness after VBench (:func:`smoothness`): how well the odd frames are predicted by
-interpolating their neighbours along the optical flow.
+"""Motion smoothness after VBench (:func:`smoothness`).
+
+How well the odd frames are predicted by interpolating their neighbours along the optical flow.
 """
 
 from __future__ import annotations

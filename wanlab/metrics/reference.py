@@ -27,8 +27,9 @@ QUALITY_KEYS = ("clip_score", "subject_consistency", "background_consistency", "
 
 # --- formulas on features (no network) ---------------------------------------------------------------
 def consistency_of(features: Any) -> float:
-    """VBench's consistency of per-frame features ``(T, D)``: mean over frames i >= 1 of
-    ``(max(0, cos(f_i, f_{i-1})) + max(0, cos(f_i, f_0))) / 2``.
+    """VBench's consistency of per-frame features ``(T, D)``.
+
+    The mean over frames i >= 1 of ``(max(0, cos(f_i, f_{i-1})) + max(0, cos(f_i, f_0))) / 2``.
 
     Args:
         features: ``(T, D)`` array or tensor, T >= 2 (normalised here).
@@ -53,7 +54,9 @@ def consistency_of(features: Any) -> float:
 
 
 def clip_score_of(image_embeds: Any, text_embed: Any) -> float:
-    """torchmetrics' CLIP score of frames against one text: ``max(100 * mean_i cos(img_i, text), 0)``.
+    """The CLIP score of frames against one text, as torchmetrics computes it.
+
+    ``max(100 * mean_i cos(img_i, text), 0)``.
 
     Args:
         image_embeds: ``(T, D)`` image embeddings (array or tensor; normalised here).
@@ -75,7 +78,7 @@ def clip_score_of(image_embeds: Any, text_embed: Any) -> float:
 
 # --- preprocessing as VBench does it (torchvision tensor transforms, reimplemented) -------------------
 def resize_short(x: Any, size: int, mode: str) -> Any:
-    """torchvision ``Resize(size, interpolation=mode, antialias=False)`` of a uint8 ``(N, 3, H, W)`` tensor.
+    """The torchvision ``Resize(size, interpolation=mode, antialias=False)`` of a uint8 ``(N, 3, H, W)`` tensor.
 
     As VBench calls torchvision's tensor ``Resize`` (uint8 in, ``antialias=False``, rounded back to
     uint8), reimplemented with ``torch.nn.functional.interpolate`` so torchvision is not needed.
@@ -109,7 +112,7 @@ def resize_short(x: Any, size: int, mode: str) -> Any:
 
 
 def center_crop(x: Any, size: int) -> Any:
-    """torchvision ``CenterCrop(size)`` of an ``(N, C, H, W)`` tensor.
+    """The torchvision ``CenterCrop(size)`` of an ``(N, C, H, W)`` tensor.
 
     Args:
         x: A tensor (or array) at least ``size`` on each side.
@@ -190,8 +193,11 @@ def _batches(frames: np.ndarray, device: str, batch: int):
 
 
 def _embeds(out: Any) -> Any:
-    """``get_image_features`` / ``get_text_features`` give a tensor (transformers 4) or an output whose
-    ``pooler_output`` is the projected embedding (transformers 5)."""
+    """The embedding tensor of ``get_image_features`` / ``get_text_features``, in either transformers.
+
+    They give a tensor (transformers 4) or an output whose ``pooler_output`` is the projected
+    embedding (transformers 5).
+    """
     return out if hasattr(out, "ndim") else out.pooler_output
 
 

@@ -27,9 +27,11 @@ MIN_PIXELS = 6
 
 
 def _median_colour(frames: np.ndarray) -> np.ndarray:
-    """Per frame and channel, the median of uint8 values (T, 3) float32, from 256-bin histograms:
-    exactly ``np.median(frames.reshape(T, -1, 3), axis=1)`` (the mean of the two middle values when
-    the count is even), without sorting each frame's pixels."""
+    """Per frame and channel, the median of uint8 values (T, 3) float32, from 256-bin histograms.
+
+    Exactly ``np.median(frames.reshape(T, -1, 3), axis=1)`` (the mean of the two middle values when
+    the count is even), without sorting each frame's pixels.
+    """
     T = len(frames)
     n = frames.shape[1] * frames.shape[2]
     flat = frames.reshape(T, -1, 3)
@@ -66,8 +68,10 @@ def foreground(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _components(mask: np.ndarray, min_pixels: int) -> tuple[int, np.ndarray | None]:
-    """How many 8-connected regions of at least ``min_pixels`` pixels the mask holds, and the largest
-    one's boolean mask (the lowest label among equals; None when there is none)."""
+    """How many 8-connected regions of at least ``min_pixels`` pixels the mask holds, and the largest.
+
+    The largest one's boolean mask is the lowest label among equals; None when there is none.
+    """
     import cv2
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)

@@ -55,9 +55,11 @@ class PSNRScores(FrameScores):
 
 
 def psnr(a: Any, b: Any) -> PSNRScores:
-    """Peak signal-to-noise ratio in dB, ``10 log10(255^2 / MSE)`` (the formula of scikit-image's
-    ``peak_signal_noise_ratio`` with ``data_range=255``; :func:`wanlab.frames.psnr_per_frame`, the one
-    PSNR that ``verify`` and the acceleration study use too).
+    """Peak signal-to-noise ratio in dB, ``10 log10(255^2 / MSE)``.
+
+    The formula of scikit-image's ``peak_signal_noise_ratio`` with ``data_range=255``
+    (:func:`wanlab.frames.psnr_per_frame`, the one PSNR that ``verify`` and the acceleration study
+    use too).
 
     Two summaries of a video pair, each under one name everywhere in wanlab:
 

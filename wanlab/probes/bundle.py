@@ -1,5 +1,7 @@
-"""``video.probes``: the recorded probes of one run together (:class:`Probes`), saved to one compressed
-``.npz`` and read back (no torch)."""
+"""``video.probes``: the recorded probes of one run together (:class:`Probes`).
+
+Saved to one compressed ``.npz`` and read back (no torch).
+"""
 from __future__ import annotations
 
 import io

@@ -1,5 +1,7 @@
-"""Figures of recorded probes (matplotlib): the trajectory grid (steps x frames), attention overlays
-(the word's map over the frames) and the feature-change heatmap (blocks x steps, skipped calls marked).
+"""Figures of recorded probes (matplotlib).
+
+The trajectory grid (steps x frames), attention overlays (the word's map over the frames) and the
+feature-change heatmap (blocks x steps, skipped calls marked).
 
 Each takes what a stored run gives back (``video.probes`` or ``run.probes()``), so every figure can be
 redrawn from the store.

@@ -1,5 +1,6 @@
-"""The pointing game for attention maps (Zhang et al., "Top-down neural attention by excitation
-backprop", ECCV 2016): a map "points" at an object in a frame when its maximum falls on it.
+"""The pointing game for attention maps: a map "points" at an object in a frame when its maximum falls on it.
+
+After Zhang et al., "Top-down neural attention by excitation backprop", ECCV 2016.
 
 The maps live on the transformer's token grid, so the maximum is a token cell (for the toy model
 16 x 16 pixels): a frame is a hit when that cell holds at least one pixel of the object's mask. The
@@ -15,14 +16,14 @@ from .results import latent_frame_index
 
 
 def _cells(attention: Any, masks: np.ndarray) -> np.ndarray:
-    """bool ``(T, h, w)``: which token cells of each frame touch the mask ``(T, H, W)``."""
+    """Which token cells of each frame touch the mask ``(T, H, W)``, as bool ``(T, h, w)``."""
     _, gh, gw = attention.grid
     t, height, width = masks.shape
     return masks.reshape(t, gh, height // gh, gw, width // gw).any(axis=(2, 4))
 
 
 def pointing_game(attention: Any, word: str, masks: np.ndarray, **choice: Any) -> np.ndarray:
-    """bool per frame with an object: whether ``word``'s map points at the mask in that frame.
+    """Whether ``word``'s map points at the mask, per frame that shows the object.
 
     Args:
         attention: an :class:`~wanlab.probes.Attention` result.

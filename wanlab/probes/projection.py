@@ -1,5 +1,6 @@
-"""The latent-to-RGB projection trajectory previews use: ``rgb = latent @ factors + bias`` per latent
-cell, then ``(rgb + 1) * 127.5`` clipped to uint8 (ComfyUI's ``latent_rgb_factors`` previews).
+"""The latent-to-RGB projection trajectory previews use (ComfyUI's ``latent_rgb_factors`` previews).
+
+``rgb = latent @ factors + bias`` per latent cell, then ``(rgb + 1) * 127.5`` clipped to uint8.
 
 :func:`projection_for` picks a model's projection; :func:`fit` fits one; ``python -m
 wanlab.probes.projection toy`` refits the built-ins' (stored in ``projections.json``).

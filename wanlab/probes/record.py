@@ -1,5 +1,6 @@
-"""Recording probes during one denoising call with observing hooks only: :func:`recording` and the
-:class:`Recorder` its hooks fill.
+"""Recording probes during one denoising call with observing hooks only.
+
+:func:`recording` installs the hooks; the :class:`Recorder` holds what they gather.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""What probes recorded in one run, as numpy arrays: :class:`Trajectory`, :class:`Attention` and
-:class:`Features` (no torch: a stored run's probes are read without the model; :mod:`wanlab.probes.bundle`
-holds them together and saves them). Each class's docstring gives its definition and the code or
-paper it follows.
+"""What probes recorded in one run, as numpy arrays: :class:`Trajectory`, :class:`Attention`, :class:`Features`.
+
+No torch: a stored run's probes are read without the model (:mod:`wanlab.probes.bundle` holds them
+together and saves them). Each class's docstring gives its definition and the code or paper it follows.
 """
 from __future__ import annotations
 
@@ -172,15 +172,21 @@ class Trajectory:
 
     @property
     def distance(self) -> np.ndarray:
-        """float ``(S,)``: ``||x0_s - x0_last|| / ||x0_last||`` (relative L2; 0 at the last step)."""
+        """Distance of each step's prediction to the last: ``||x0_s - x0_last|| / ||x0_last||``, float ``(S,)``.
+
+        Relative L2; 0 at the last step.
+        """
         x = self.x0.reshape(self.steps, -1).astype(np.float64)
         ref = x[-1]
         return (np.linalg.norm(x - ref, axis=1) / max(float(np.linalg.norm(ref)), 1e-12)).astype(np.float32)
 
     @property
     def motion(self) -> np.ndarray:
-        """float ``(S,)``: each step's preview motion, the mean absolute difference between consecutive
-        preview frames (0..255 scale), taken at latent-frame resolution (one value per latent frame)."""
+        """Each step's preview motion, float ``(S,)``.
+
+        The mean absolute difference between consecutive preview frames (0..255 scale), taken at
+        latent-frame resolution (one value per latent frame).
+        """
         out = []
         for s in range(self.steps):
             x = self.x0[s].astype(np.float32)
@@ -440,13 +446,16 @@ class Features:
 
     @property
     def skipped(self) -> np.ndarray:
-        """bool ``(S, branches, B_chosen)``: block calls whose attention and feed-forward all did not run."""
+        """Block calls whose attention and feed-forward all did not run, bool ``(S, branches, B_chosen)``."""
         return self.units[:, :, self.blocks] == 0
 
     @property
     def skipped_calls(self) -> int:
-        """Transformer calls whose blocks after the first all skipped their work: what an acceleration
-        setting's own count (``record["accel_stats"]["calls_skipped"]``) says it served from cache."""
+        """Transformer calls whose blocks after the first all skipped their work.
+
+        What an acceleration setting's own count (``record["accel_stats"]["calls_skipped"]``) says it
+        served from cache.
+        """
         later = self.units[:, :, 1:] if self.units.shape[2] > 1 else self.units
         return int((later == 0).all(axis=2).sum())
 

@@ -1,5 +1,8 @@
-"""The probes section of a sweep report: when the layout is decided (the trajectory's decided step)
-against the swept axes, with intervals over seeds, and what one run's trajectory looks like."""
+"""The probes section of a sweep report (:func:`probe_section`).
+
+When the layout is decided (the trajectory's decided step) against the swept axes, with intervals
+over seeds, and what one run's trajectory looks like.
+"""
 from __future__ import annotations
 
 import html

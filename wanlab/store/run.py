@@ -1,5 +1,7 @@
-"""One stored run (:class:`Run`): a folder named by its run key, holding the video files, the record and
-the metrics; :func:`file_problem` says what is wrong with one."""
+"""One stored run (:class:`Run`): a folder named by its run key, with the video files, record and metrics.
+
+:func:`file_problem` says what is wrong with one.
+"""
 from __future__ import annotations
 
 import json

@@ -31,8 +31,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class SweepExplorer(widgets.VBox):
-    """Pick a point of a sweep with one dropdown per swept parameter; see its frames, its metrics, and
-    where it sits on a metric-vs-parameter plot.
+    """Pick a point of a sweep with one dropdown per swept parameter; see its frames, metrics and plot.
+
+    The frames and metrics are the point's; the plot shows where it sits against a parameter.
 
     The plot shows every finished point (grey), the line through the points that share the
     selection's other values, and the selected point (red). The metric menu lists the metrics that
@@ -230,8 +231,10 @@ class SweepExplorer(widgets.VBox):
         self._update()
 
     def _snap(self, changed: str | None) -> None:
-        """Where the chosen combination has no point (zip sweeps), move the other dropdowns to the
-        first point that has the value just chosen."""
+        """Move the other dropdowns to the first point that has the value just chosen.
+
+        Only where the chosen combination has no point (zip sweeps).
+        """
         if self._mask(self.selected).any() or changed is None:
             return
         rows = np.flatnonzero(self._mask({changed: self.dropdowns[changed].value}))

@@ -23,9 +23,11 @@ def _figure_png(fig: Any) -> bytes:
 
 
 class ProbeViewer(widgets.VBox):
-    """A video's probes, one tab each: the trajectory (a step slider x a frame slider over the
-    previews, beside the final frame), the attention (a word picker and a frame slider, the word's map
-    over the frames) and the features (the change heatmap with skipped calls marked).
+    """A video's probes, one tab each.
+
+    The trajectory (a step slider x a frame slider over the previews, beside the final frame), the
+    attention (a word picker and a frame slider, the word's map over the frames) and the features
+    (the change heatmap with skipped calls marked).
 
     Args:
         video: a :class:`wanlab.Video` with probes (``generate(probes=...)``, ``Video.load``, ``run.video()``).

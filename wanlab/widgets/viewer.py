@@ -1,5 +1,7 @@
-"""Scrubbing one video in a notebook: :class:`FrameViewer`, the frame cache, and the parts the
-other widgets share (play button and slider, image, caption, the frame index)."""
+"""Scrubbing one video in a notebook: :class:`FrameViewer` and :class:`FrameCache`.
+
+Also the parts the other widgets share (play button and slider, image, caption, the frame index).
+"""
 from __future__ import annotations
 
 import html
