@@ -205,7 +205,7 @@ class Store:
                 probes or latents to add to a run that holds other frames.
 
         Example:
-            >>> run = store.put(pipe.generate("a fox", seed=1), metrics={"flow": 0.5})  # doctest: +SKIP
+            >>> run = store.put(pipe.generate(prompt="a fox", seed=1), metrics={"flow": 0.5})  # doctest: +SKIP
         """
         if not hasattr(video, "to_record") or getattr(video, "params", None) is None:
             raise ValueError("store.put: needs a wanlab.Video with params (as a backend's generate returns)")

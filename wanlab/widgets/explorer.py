@@ -61,7 +61,8 @@ class SweepExplorer(widgets.VBox):
         format: ``"png"``, ``"jpeg"`` or ``"auto"``.
 
     Example:
-        >>> result = wanlab.Sweep(prompt="a fox", seed=range(6), guidance_scale=[1.0, 5.0]).run(pipe)  # doctest: +SKIP
+        >>> sweep = wanlab.Sweep(base={"prompt": "a fox"}, grid={"guidance_scale": [1.0, 5.0]}, seeds=6)  # doctest: +SKIP
+        >>> result = sweep.run(pipe, store="runs/fox")  # doctest: +SKIP
         >>> SweepExplorer(result, metric="smoothness")  # doctest: +SKIP
     """
 
