@@ -61,7 +61,7 @@ class SweepExplorer(widgets.VBox):
         format: ``"png"``, ``"jpeg"`` or ``"auto"``.
 
     Example:
-        >>> sweep = wanlab.Sweep(base={"prompt": "a fox"}, grid={"guidance_scale": [1.0, 5.0]}, seeds=6)  # doctest: +SKIP
+        >>> sweep = wanlab.Sweep(base={"prompt": "a fox"}, grid={"guidance_scale": [1, 5]}, seeds=6)  # doctest: +SKIP
         >>> result = sweep.run(pipe, store="runs/fox")  # doctest: +SKIP
         >>> SweepExplorer(result, metric="smoothness")  # doctest: +SKIP
     """
