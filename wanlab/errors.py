@@ -1,5 +1,7 @@
-"""Exceptions wanlab raises at its boundaries, each carrying a one-sentence message; its warnings,
-and :func:`warn`, which points a warning at the caller's line (not at wanlab's own code or a worker thread)."""
+"""Exceptions wanlab raises at its boundaries (each with a one-sentence message), its warnings, and :func:`warn`.
+
+Every error derives from :class:`WanlabError`.
+"""
 from __future__ import annotations
 
 import os
@@ -12,11 +14,38 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class WanlabError(Exception):
-    """Base class for wanlab's own errors."""
+    """Base class for wanlab's own errors: ``except wanlab.WanlabError`` catches every one of them.
+
+    Example:
+        >>> import wanlab
+        >>> try:
+        ...     wanlab.Params(prompt="a fox", steps=0)
+        ... except wanlab.WanlabError as exc:
+        ...     print(exc)
+        steps: must be an integer in 1..40; got 0
+    """
 
 
 class ParamError(WanlabError, ValueError):
-    """A generation parameter broke its rule; the message names the field, the rule and the value."""
+    """A generation parameter broke its rule; the message names the field, the rule and the value.
+
+    Also a ``ValueError``.
+
+    Args:
+        field: The field (``"steps"``, ``"loras.scale"``).
+        rule: What it must be, in words (``"an integer in 1..40"``).
+        value: The value given.
+
+    Attributes:
+        field: The field.
+        rule: The rule.
+        value: The value.
+
+    Example:
+        >>> err = ParamError("steps", "an integer in 1..40", 0)
+        >>> str(err), err.field
+        ('steps: must be an integer in 1..40; got 0', 'steps')
+    """
 
     def __init__(self, field: str, rule: str, value: object) -> None:
         self.field, self.rule, self.value = field, rule, value
@@ -24,23 +53,51 @@ class ParamError(WanlabError, ValueError):
 
 
 class TruncationError(ParamError):
-    """A prompt is longer than the model reads and the caller asked for no cutting (``truncate="error"``)."""
+    """A prompt is longer than the model reads and the caller asked for no cutting (``truncate="error"``).
+
+    Example:
+        >>> pipe.generate(prompt="a fox " * 400, truncate="error")  # doctest: +SKIP
+        Traceback (most recent call last):
+        wanlab.errors.TruncationError: prompt: must be ...
+    """
 
 
 class LoadError(WanlabError):
-    """A model could not be loaded (missing folder, not a Wan pipeline, hub unreachable)."""
+    """A model could not be loaded (missing folder, not a Wan pipeline, hub unreachable).
+
+    Example:
+        >>> wanlab.load("./no-such-folder")  # doctest: +SKIP
+        Traceback (most recent call last):
+        wanlab.errors.LoadError: ...
+    """
 
 
 class LoRAError(WanlabError, ValueError):
-    """A LoRA file is missing, unreadable or does not fit the model."""
+    """A LoRA file is missing, unreadable or does not fit the model (also a ``ValueError``).
+
+    Example:
+        >>> pipe.generate(prompt="a fox", loras=[("missing.safetensors", 1.0)])  # doctest: +SKIP
+        Traceback (most recent call last):
+        wanlab.errors.LoRAError: loras.path: ...
+    """
 
 
 class LoRAWarning(UserWarning):
-    """A LoRA loaded but changes nothing, or part of it matches no module of the model."""
+    """A LoRA loaded but changes nothing, or part of it matches no module of the model.
+
+    Example:
+        >>> import warnings
+        >>> warnings.simplefilter("error", LoRAWarning)  # doctest: +SKIP
+    """
 
 
 class PromptWarning(UserWarning):
-    """A prompt the model cannot read in full: longer than its text length, or words outside its vocabulary."""
+    """A prompt the model cannot read in full: longer than its text length, or words outside its vocabulary.
+
+    Example:
+        >>> import warnings
+        >>> warnings.simplefilter("error", PromptWarning)  # doctest: +SKIP
+    """
 
 
 class TrainedSizeWarning(UserWarning):
@@ -52,10 +109,17 @@ class ModelMismatchWarning(UserWarning):
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` attributed to the first frame outside wanlab: the user's line that asked
-    for the work (a notebook cell, a script), however deep inside wanlab the check runs.
+    """``warnings.warn`` attributed to the first frame outside wanlab.
 
-    >>> warn("a prompt with words the model never saw: 'fox'", PromptWarning)  # doctest: +SKIP
+    The warning points at the user's line that asked for the work (a notebook cell, a script),
+    however deep inside wanlab the check runs (not at wanlab's own code or a worker thread).
+
+    Args:
+        message: The warning, one sentence.
+        category: The warning class.
+
+    Example:
+        >>> warn("a prompt with words the model never saw: 'fox'", PromptWarning)  # doctest: +SKIP
     """
     frame: types.FrameType | None = sys._getframe(1)
     level = 2
@@ -74,12 +138,33 @@ class TaskError(WanlabError):
 
 
 class TaskTimeout(TaskError, TimeoutError):
-    """``wait`` ran out of time before the task finished (the task goes on)."""
+    """``wait`` ran out of time before the task finished (the task goes on; also a ``TimeoutError``).
+
+    Example:
+        >>> client.wait(task_id, timeout=1.0)  # doctest: +SKIP
+        Traceback (most recent call last):
+        wanlab.errors.TaskTimeout: ...
+    """
 
 
 class QueueFull(TaskError):
-    """``submit`` found ``maxsize`` tasks waiting, or ``max_per_owner`` of the same owner (the HTTP
-    service answers 429 and says which limit and when to retry): ``limit`` names it, ``value`` is its size."""
+    """``submit`` found ``maxsize`` tasks waiting, or ``max_per_owner`` of the same owner.
+
+    The HTTP service answers 429 and says which limit and when to retry.
+
+    Args:
+        message: The sentence.
+        limit: Which limit: ``"maxsize"`` or ``"max_per_owner"``.
+        value: Its size.
+
+    Attributes:
+        limit: Which limit.
+        value: Its size.
+
+    Example:
+        >>> QueueFull("the queue holds 64 tasks", "maxsize", 64).limit
+        'maxsize'
+    """
 
     def __init__(self, message: str, limit: str = "maxsize", value: int | None = None) -> None:
         super().__init__(message)
@@ -91,12 +176,30 @@ class QueueClosed(TaskError):
 
 
 class GenerationError(WanlabError):
-    """A generation produced garbage (non-finite latents or frames, every frame black): never stored as a run."""
+    """A generation produced garbage (non-finite latents or frames, every frame black): never stored as a run.
+
+    Example:
+        >>> try:  # doctest: +SKIP
+        ...     video = pipe.generate(prompt="a fox", seed=1)
+        ... except wanlab.GenerationError as exc:
+        ...     print(exc)
+    """
 
 
 class ServiceError(WanlabError):
-    """A service (a wanlab server or the hosted API) answered with an error, or gave no answer in time;
-    ``status`` is the HTTP status it answered (None when none came)."""
+    """A service (a wanlab server or the hosted API) answered with an error, or gave no answer in time.
+
+    Args:
+        message: The sentence.
+        status: The HTTP status it answered (None when none came).
+
+    Attributes:
+        status: The HTTP status, or None.
+
+    Example:
+        >>> ServiceError("the service answered 503: shutting down", 503).status
+        503
+    """
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -104,9 +207,11 @@ class ServiceError(WanlabError):
 
 
 class SubmitUncertain(ServiceError):
-    """A submit was sent and its answer was lost (or an earlier one's was): the service may have accepted
-    it (and may bill it), so it is not sent again without a way to tell (an idempotency key the service
-    honours) or an explicit ``retry_uncertain=True``."""
+    """A submit was sent and its answer was lost (or an earlier one's was).
+
+    The service may have accepted it (and may bill it), so it is not sent again without a way to tell
+    (an idempotency key the service honours) or an explicit ``retry_uncertain=True``.
+    """
 
 
 class AuthError(ServiceError):
@@ -114,8 +219,22 @@ class AuthError(ServiceError):
 
 
 class ProbeError(WanlabError, ValueError):
-    """A probe was asked for something it cannot give: an unknown probe or setting (the message names
-    the field, the rule and the value), a word the prompt lacks, or a step or block not recorded."""
+    """A probe was asked for something it cannot give.
+
+    An unknown probe or setting (the message names the field, the rule and the value), a word the
+    prompt lacks, or a step or block not recorded. Also a ``ValueError``.
+
+    Args:
+        message: The sentence.
+        field: The setting at fault, when one is.
+
+    Attributes:
+        field: The setting at fault, or None.
+
+    Example:
+        >>> str(ProbeError.invalid("probes.steps", "a list of step indices", "all"))
+        "probes.steps: must be a list of step indices; got 'all'"
+    """
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -123,5 +242,14 @@ class ProbeError(WanlabError, ValueError):
 
     @classmethod
     def invalid(cls, field: str, rule: str, value: object) -> "ProbeError":
-        """The error for a setting that broke its rule: ``"{field}: must be {rule}; got {value!r}"``."""
+        """The error for a setting that broke its rule: ``"{field}: must be {rule}; got {value!r}"``.
+
+        Args:
+            field: The setting.
+            rule: What it must be, in words.
+            value: The value given.
+
+        Returns:
+            The error, with ``field`` set.
+        """
         return cls(f"{field}: must be {rule}; got {value!r}", field)

@@ -1,11 +1,9 @@
 """Run keys: the one place that says what a run's key is the hash of.
 
-A run key (16 hex digits) names the frames a request gives: the resolved request (LoRA files by
-sha256 and scale, not by path), the model's weights fingerprint, the generation settings that
-change frames (dtype, text length, scheduler, offload, tiling) and the acceleration setting.
-Environment, timings and creation time are not part of it. Keys of existing stores never change:
-:data:`KEY_VERSION` is bumped only with a new meaning, and ``tests/data/legacy_store`` proves
-that stores written before this module read back with the same keys.
+:func:`key_parts` (or :func:`record_key_parts` for a stored record) names what a key hashes;
+:func:`run_key` hashes it. Keys of existing stores never change: :data:`KEY_VERSION` is bumped only
+with a new meaning, and ``tests/data/legacy_store`` proves that stores written before this module
+read back with the same keys.
 """
 from __future__ import annotations
 
@@ -33,8 +31,21 @@ UNREADABLE = "unreadable:"
 
 
 def accel_dict(accel: Any) -> dict[str, Any]:
-    """An acceleration setting (an ``Accel``, a preset name, a mapping or None for exact) in the
-    canonical form records and keys hold (``{"cache": "none"}`` when exact)."""
+    """An acceleration setting in the canonical form records and keys hold.
+
+    Args:
+        accel: An ``Accel``, a preset name, a mapping, or None for exact.
+
+    Returns:
+        The setting's dict (``{"cache": "none"}`` when exact).
+
+    Raises:
+        ParamError: Not a setting wanlab knows.
+
+    Example:
+        >>> accel_dict(None)
+        {'cache': 'none'}
+    """
     from .accel.setting import Accel
 
     return Accel.coerce(accel).to_dict()
@@ -44,9 +55,29 @@ def key_parts(identity: "ModelIdentity | Mapping[str, Any]", params: Params, acc
               loras: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """What the run key of ``params`` on ``identity`` with ``accel`` is the hash of.
 
-    ``loras`` describes each of ``params.loras`` by its file's ``sha256`` (and ``scale``), in order;
-    ``identity`` is a :class:`~wanlab.models.identity.ModelIdentity` or a mapping with ``fingerprint`` and
-    ``settings``. ``params`` must have a resolved seed.
+    A run key names the frames a request gives: the resolved request (LoRA files by sha256 and
+    scale, not by path), the model's weights fingerprint, the generation settings that change
+    frames (dtype, text length, scheduler, offload, tiling) and the acceleration setting.
+    Environment, timings and creation time are not part of it.
+
+    Args:
+        identity: A :class:`~wanlab.models.identity.ModelIdentity` or a mapping with ``fingerprint``
+            and ``settings``.
+        params: The request, with a resolved seed.
+        accel: The acceleration setting (see :func:`accel_dict`).
+        loras: Each of ``params.loras`` described by its file's ``sha256`` (and ``scale``), in order.
+
+    Returns:
+        The parts (``v``, ``params``, ``model``, ``settings``, ``accel``), JSON-able.
+
+    Raises:
+        ParamError: ``params`` is not a Params, or its seed is -1.
+        ValueError: A LoRA count that differs from the request's, or no model fingerprint.
+
+    Example:
+        >>> parts = key_parts({"fingerprint": "f" * 16, "settings": {}}, Params(prompt="a fox", seed=1))
+        >>> parts["model"], parts["accel"]
+        ('ffffffffffffffff', {'cache': 'none'})
     """
     if not isinstance(params, Params):
         raise ParamError("params", "a wanlab.Params", params)
@@ -70,8 +101,23 @@ def _parts(params: dict[str, Any], fingerprint: Any, settings: Any, accel: Mappi
 
 
 def record_key_parts(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The key parts of a stored or generated record (``params``, ``model``, ``settings``, ``accel``,
-    ``loras``), for runs whose key was not given when they were stored."""
+    """The key parts of a stored or generated record, for runs whose key was not given when they were stored.
+
+    Args:
+        record: A record with ``params``, ``model`` (its ``fingerprint``), ``settings``, ``accel``
+            and ``loras`` (the LoRA files' hashes).
+
+    Returns:
+        The parts, as :func:`key_parts` gives them.
+
+    Raises:
+        ParamError: The record's seed is not resolved.
+        ValueError: Not a record, LoRA hashes that do not match its LoRAs, or no model fingerprint.
+
+    Example:
+        >>> record_key_parts(run.record) == run.record["key_parts"]  # doctest: +SKIP
+        True
+    """
     if not isinstance(record, Mapping) or "params" not in record:
         raise ValueError("run key: needs a record with 'params', 'model', 'settings', 'accel' and 'loras'")
     raw = record["params"]
@@ -88,11 +134,25 @@ def record_key_parts(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_key(parts: Mapping[str, Any]) -> str:
-    """The run key (16 hex digits) of :func:`key_parts`' output: the same request on the same weights
-    and settings gives the same key in every process.
+    """The run key of :func:`key_parts`' output.
 
-    >>> run_key(key_parts(wanlab.identity("tiny"), Params(prompt="a fox", seed=1)))  # doctest: +SKIP
-    '3f1c...'
+    The same request on the same weights and settings gives the same key in every process.
+
+    Args:
+        parts: What :func:`key_parts` or :func:`record_key_parts` returned.
+
+    Returns:
+        16 hex digits.
+
+    Raises:
+        ValueError: Not key parts of this :data:`KEY_VERSION`.
+
+    Example:
+        >>> key = run_key(key_parts({"fingerprint": "f" * 16, "settings": {}}, Params(prompt="a fox", seed=1)))
+        >>> len(key), KEY_RE.match(key) is not None
+        (16, True)
+        >>> run_key(key_parts(wanlab.identity("tiny"), Params(prompt="a fox", seed=1)))  # doctest: +SKIP
+        '3f1c...'
     """
     if not isinstance(parts, Mapping) or parts.get("v") != KEY_VERSION or not isinstance(parts.get("model"), str):
         raise ValueError("run key: needs the output of wanlab.keys.key_parts (or record_key_parts)")
@@ -100,14 +160,39 @@ def run_key(parts: Mapping[str, Any]) -> str:
 
 
 def unreadable_loras(params: Params) -> list[dict[str, Any]]:
-    """Stand-in LoRA descriptions (the path instead of the file's hash) for a request whose LoRA files
-    cannot be read: its failure is recorded under the key they give, and a later run with the files
-    there forgets it."""
+    """Stand-in LoRA descriptions (the path instead of the file's hash) for a request whose LoRA files cannot be read.
+
+    Its failure is recorded under the key they give, and a later run with the files there forgets it.
+
+    Args:
+        params: The request.
+
+    Returns:
+        One ``{path, scale, sha256}`` per LoRA, the sha256 ``unreadable:<path>``.
+
+    Example:
+        >>> unreadable_loras(Params(prompt="a fox", loras=["x.safetensors"]))[0]["sha256"]
+        'unreadable:x.safetensors'
+    """
     return [{"path": lo.path, "scale": lo.scale, "sha256": f"{UNREADABLE}{lo.path}"} for lo in params.loras]
 
 
 def check_key(key: Any) -> str:
-    """``key`` when it is a run key (16 hex digits), else ValueError naming the rule."""
+    """``key`` when it is a run key (16 hex digits).
+
+    Args:
+        key: The value given.
+
+    Returns:
+        The key.
+
+    Raises:
+        ValueError: Anything else (the message names the rule).
+
+    Example:
+        >>> check_key("3f5a09c1d2e4b6a8")
+        '3f5a09c1d2e4b6a8'
+    """
     if not isinstance(key, str) or not KEY_RE.match(key):
         raise ValueError(f"run key: must be {KEY_LENGTH} hex digits; got {key!r}")
     return key

@@ -53,8 +53,11 @@ RULES = {
 
 
 class _Default:
-    """A field's default as Params shows it (its repr is the value); a field still holding one was
-    not set by the caller, so a backend may fill it from the model's native settings."""
+    """A field's default as Params shows it (its repr is the value).
+
+    A field still holding one was not set by the caller, so a backend may fill it from the model's
+    native settings.
+    """
 
     __slots__ = ("value",)
 
@@ -67,10 +70,21 @@ class _Default:
 
 @dataclass(frozen=True)
 class LoRA:
-    """One LoRA adapter: a local ``.safetensors`` file, a Hugging Face repo (or file in it) or an https URL
-    (see :mod:`wanlab.lora.sources`), and its weight (``scale``).
+    """One LoRA adapter and its weight.
 
     The hosted API documents no range for ``scale``; wanlab accepts 0..4 (0 disables the adapter).
+
+    Attributes:
+        path: A local ``.safetensors`` file, a Hugging Face repo (or a file in it) or an https URL
+            (see :mod:`wanlab.lora.sources`); a path-like is kept as its string.
+        scale: The adapter's weight, 0..4.
+
+    Raises:
+        ParamError: An empty path or a scale outside 0..4 (field ``loras.path`` / ``loras.scale``).
+
+    Example:
+        >>> LoRA("style.safetensors", 0.8)
+        LoRA(path='style.safetensors', scale=0.8)
     """
 
     path: str
@@ -89,7 +103,21 @@ class LoRA:
 
     @classmethod
     def coerce(cls, value: object) -> "LoRA":
-        """Accept a LoRA, a ``{path, scale}`` mapping, a ``(path, scale)`` pair or a bare path."""
+        """Make a LoRA of any of the forms a request may give.
+
+        Args:
+            value: A LoRA, a ``{path, scale}`` mapping, a ``(path, scale)`` pair or a bare path.
+
+        Returns:
+            The LoRA (``value`` itself when it is one; scale 1.0 when not given).
+
+        Raises:
+            ParamError: Any other form, a mapping with unknown keys or without ``path``, or a bad scale.
+
+        Example:
+            >>> LoRA.coerce({"path": "a.safetensors", "scale": 0.5}) == LoRA.coerce(("a.safetensors", 0.5))
+            True
+        """
         if isinstance(value, LoRA):
             return value
         if isinstance(value, Mapping):
@@ -104,6 +132,11 @@ class LoRA:
         raise ParamError("loras", "LoRA(path, scale), {path, scale} or (path, scale)", value)
 
     def to_dict(self) -> dict[str, Any]:
+        """The LoRA as the API's JSON ``{path, scale}`` object.
+
+        Returns:
+            ``{"path": ..., "scale": ...}``.
+        """
         return {"path": self.path, "scale": self.scale}
 
 
@@ -116,10 +149,32 @@ class Params:
     request comes as a ``Params`` or as keywords (:func:`wanlab.backend.request`). Equality and
     hashing compare the values only: ``Params(prompt="a", steps=30) == Params(prompt="a")``, though
     a backend fills ``steps`` of the second from its model (compare :meth:`explicit_fields` too
-    when that matters).
+    when that matters). Nothing is rounded or clipped.
 
-    >>> Params(prompt="a red fox running through fresh snow", seed=1).steps
-    30
+    Attributes:
+        prompt: What to show, 1..2000 characters.
+        negative_prompt: What to steer away from, 0..2000 characters.
+        width: A multiple of 16 in 16..2048 (the hosted API takes 832x480, 480x832, 1280x720, 720x1280).
+        height: A multiple of 16 in 16..2048.
+        seed: -1..9999999999; -1 draws one (:meth:`resolved`), and the drawn seed is recorded.
+        steps: Denoising steps, 1..40.
+        guidance_scale: 0..10; classifier-free guidance runs only above 1.
+        flow_shift: 1..10, the sampler's sigma shift.
+        loras: Up to 3 :class:`LoRA` adapters (or anything :meth:`LoRA.coerce` takes).
+        num_frames: 4k+1 in 1..257 (81 = 5 s at 16 fps); a local field.
+
+    Raises:
+        ParamError: A field breaks its rule (the message names the field, the rule and the value;
+            :data:`RULES` has each rule in words).
+
+    Example:
+        >>> from wanlab import Params
+        >>> Params(prompt="a red fox running through fresh snow", seed=1).steps
+        30
+        >>> Params(prompt="a fox", num_frames=80)
+        Traceback (most recent call last):
+        ...
+        wanlab.errors.ParamError: num_frames: must be 4k+1 in 1..257 (e.g. 17, 33, 81); got 80
     """
 
     prompt: str
@@ -169,10 +224,12 @@ class Params:
             raise ParamError("num_frames", rule, n)
 
     def __repr__(self) -> str:
-        """The fields this request sets, and only those: what you see is what you set. A backend fills
-        every other field from its model (``pipe.params(p)`` shows the request it will run), so showing
-        the API's defaults here would show settings that may not run. ``eval(repr(p)) == p`` and keeps
-        which fields are set."""
+        """The fields this request sets, and only those: what you see is what you set.
+
+        A backend fills every other field from its model (``pipe.params(p)`` shows the request it will
+        run), so showing the API's defaults here would show settings that may not run.
+        ``eval(repr(p)) == p`` and keeps which fields are set.
+        """
         set_ = ", ".join(f"{name}={value!r}" for name, value in self.explicit_fields().items())
         return f"Params({set_})"
 
@@ -183,11 +240,17 @@ class Params:
             printer.text(f"  # unset, filled by the model: {', '.join(unset)}; pipe.params(p) shows the values")
 
     def describe(self) -> str:
-        """Every field on its own line, set fields marked ``set`` and the others ``default`` (the API's
-        value, which a backend replaces with its model's native setting where it has one).
+        """Every field on its own line, marked ``set`` or ``default``.
 
-        >>> print(Params(prompt="a fox", seed=1).describe().splitlines()[2])
-        width            832          default
+        A ``default`` is the API's value, which a backend replaces with its model's native setting
+        where it has one.
+
+        Returns:
+            One line per field: name, value, ``set`` or ``default``.
+
+        Example:
+            >>> print(Params(prompt="a fox", seed=1).describe().splitlines()[2])
+            width            832          default
         """
         lines = []
         for name in self.field_names():
@@ -197,17 +260,47 @@ class Params:
         return "\n".join(lines)
 
     def explicit_fields(self) -> dict[str, Any]:
-        """The fields this request sets itself (given to ``Params`` or :meth:`replace`), with their values."""
+        """The fields this request sets itself (given to ``Params`` or :meth:`replace`).
+
+        Returns:
+            Field name to value, in field order.
+
+        Example:
+            >>> Params(prompt="a fox", seed=1).explicit_fields()
+            {'prompt': 'a fox', 'seed': 1}
+        """
         return {name: getattr(self, name) for name in self.field_names() if name in self._explicit}  # type: ignore[attr-defined]
 
     # --- derived records -------------------------------------------------------------------------
     def replace(self, **changes: Any) -> "Params":
-        """A new validated Params with ``changes`` applied (they count as set; unset fields stay unset)."""
+        """A new validated Params with ``changes`` applied.
+
+        Args:
+            **changes: New values by field name; they count as set (unset fields stay unset).
+
+        Returns:
+            The new Params.
+
+        Raises:
+            ParamError: An unknown field name, or a value that breaks its rule.
+
+        Example:
+            >>> Params(prompt="a fox").replace(steps=8)
+            Params(prompt='a fox', steps=8)
+        """
         check_known("", changes, self.field_names(), "one of the Params fields")
         return Params(**{**self.explicit_fields(), **changes})
 
     def resolved(self) -> "Params":
-        """This request with ``seed=-1`` replaced by a seed drawn from 0..9999999999."""
+        """This request with ``seed=-1`` replaced by a seed drawn from 0..9999999999.
+
+        Returns:
+            ``self`` when the seed is already fixed, else a copy with a drawn seed.
+
+        Example:
+            >>> Params(prompt="a fox").resolved().seed >= 0
+            True
+        """
         if self.seed != -1:
             return self
         return self.replace(seed=secrets.randbelow(SEED_MAX + 1))
@@ -219,22 +312,58 @@ class Params:
 
     @staticmethod
     def defaults() -> dict[str, Any]:
-        """Each field's default (the hosted API's); ``prompt`` has none."""
+        """Each field's default (the hosted API's).
+
+        Returns:
+            Field name to default; ``prompt`` has none and is absent.
+
+        Example:
+            >>> Params.defaults()["steps"]
+            30
+        """
         return {f.name: f.default.value for f in dataclasses.fields(Params) if isinstance(f.default, _Default)}
 
     @staticmethod
     def field_names() -> tuple[str, ...]:
+        """The names of the request's fields, in order.
+
+        Returns:
+            ``("prompt", "negative_prompt", "width", ...)``.
+        """
         return tuple(f.name for f in dataclasses.fields(Params))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict with wanlab's local field names."""
+        """Every field as a plain JSON-able dict with wanlab's local field names.
+
+        Returns:
+            Field name to value; ``loras`` as a list of ``{path, scale}``.
+
+        Example:
+            >>> Params(prompt="a fox").to_dict()["num_frames"]
+            81
+        """
         out = {name: getattr(self, name) for name in self.field_names()}
         out["loras"] = [lora.to_dict() for lora in self.loras]
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Params":
-        """Inverse of :meth:`to_dict`; unknown keys are rejected."""
+        """Inverse of :meth:`to_dict`.
+
+        Args:
+            data: Field name to value (``prompt`` required); the fields given count as set.
+
+        Returns:
+            The validated Params.
+
+        Raises:
+            ParamError: An unknown key, no ``prompt``, or a value that breaks its rule.
+
+        Example:
+            >>> p = Params(prompt="a fox", seed=3)
+            >>> Params.from_dict(p.to_dict()) == p
+            True
+        """
         check_known("", data, cls.field_names(), "one of the Params fields")
         if "prompt" not in data:
             raise ParamError("prompt", "given", None)
@@ -243,16 +372,29 @@ class Params:
     # --- the hosted API's body -------------------------------------------------------------------
     @classmethod
     def from_api(cls, body: Mapping[str, Any], *, local: bool = False) -> "Params":
-        """Validate a hosted-API JSON body (``POST /v3/async/wan-t2v``): API field names, unknown
-        fields refused, and as the API documents, when ``width`` or ``height`` is missing both are
-        832x480. ``model_name`` is optional and must name Wan 2.1 text-to-video when given
-        (:data:`API_MODEL_NAMES`). ``enable_safety_checker``, ``fast_mode`` and ``extra`` are checked
-        here and read with :meth:`ApiOptions.from_body`. With ``local=False`` (the API's rules) only the
-        four API sizes and 81 frames pass; ``local=True`` also takes ``num_frames`` and any size that
-        is a multiple of 16 (``wanlab serve --allow-local-sizes``). Every field counts as set.
+        """Validate a hosted-API JSON body (``POST /v3/async/wan-t2v``).
 
-        >>> Params.from_api({"prompt": "a fox", "height": 1280, "width": 720}).size
-        (720, 1280)
+        API field names, unknown fields refused, and as the API documents, when ``width`` or
+        ``height`` is missing both are 832x480. ``model_name`` is optional and must name Wan 2.1
+        text-to-video when given (:data:`API_MODEL_NAMES`). ``enable_safety_checker``, ``fast_mode``
+        and ``extra`` are checked here and read with :meth:`ApiOptions.from_body`. ``frames`` (the
+        provider's JavaScript SDK's name) is ``num_frames`` by another name. Every field counts as set.
+
+        Args:
+            body: The JSON body, parsed.
+            local: False (the API's rules): only the four API sizes and 81 frames pass. True also takes
+                ``num_frames`` and any size that is a multiple of 16 (``wanlab serve --allow-local-sizes``).
+
+        Returns:
+            The validated Params.
+
+        Raises:
+            ParamError: Not an object, an unknown field, a wrong ``model_name``, no prompt, or a
+                value the API (or, with ``local``, wanlab) does not accept.
+
+        Example:
+            >>> Params.from_api({"prompt": "a fox", "height": 1280, "width": 720}).size
+            (720, 1280)
         """
         if not isinstance(body, Mapping):
             raise ParamError("body", "a JSON object", body)
@@ -286,7 +428,17 @@ class Params:
         return (self.width, self.height)
 
     def check_api(self) -> None:
-        """Raise ParamError unless the hosted API would accept this request as it stands."""
+        """Check that the hosted API would accept this request as it stands.
+
+        Raises:
+            ParamError: A size other than the four API sizes, or ``num_frames`` other than 81.
+
+        Example:
+            >>> Params(prompt="a fox", width=64, height=64).check_api()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            wanlab.errors.ParamError: width x height: must be one of the API sizes 832x480, ...; got '64x64'
+        """
         if (self.width, self.height) not in API_SIZES:
             pairs = ", ".join(f"{w}x{h}" for w, h in API_SIZES)
             raise ParamError("width x height", f"one of the API sizes {pairs}", f"{self.width}x{self.height}")
@@ -294,7 +446,18 @@ class Params:
             raise ParamError("num_frames", f"{API_FRAMES} for the hosted API (5 s at 16 fps)", self.num_frames)
 
     def to_api(self) -> dict[str, Any]:
-        """The hosted API's JSON body for this request (raises if it uses local-only values)."""
+        """The hosted API's JSON body for this request.
+
+        Returns:
+            The body with ``model_name`` and the API's field names (``num_frames`` is implied: 81).
+
+        Raises:
+            ParamError: The request uses local-only values (see :meth:`check_api`).
+
+        Example:
+            >>> Params(prompt="a fox").to_api()["model_name"]
+            'wan2.1-t2v'
+        """
         self.check_api()
         body: dict[str, Any] = {"model_name": API_MODEL_NAMES[0]}
         for name in ("prompt", "negative_prompt", "width", "height", "seed", "steps", "guidance_scale", "flow_shift"):
@@ -304,8 +467,11 @@ class Params:
 
 
 def _frames(body: Mapping[str, Any], local: bool) -> int:
-    """``frames``, the frame count as the provider's JavaScript SDK names it: ``num_frames`` by another
-    name (both given must agree); under the API's rules only the count the API produces."""
+    """``frames``, the frame count as the provider's JavaScript SDK names it.
+
+    ``num_frames`` by another name (both given must agree); under the API's rules only the count the
+    API produces.
+    """
     lo, hi = FRAMES_RANGE
     frames = check_int("frames", body["frames"], lo, hi, rule=f"4k+1 in {lo}..{hi} (the frame count)")
     if "num_frames" in body and body["num_frames"] != frames:
@@ -319,9 +485,20 @@ def _frames(body: Mapping[str, Any], local: bool) -> int:
 
 @dataclass(frozen=True)
 class ApiOptions:
-    """The hosted-API body's fields that are not part of the request: ``enable_safety_checker``
-    (default True), ``fast_mode`` (default False), and ``extra.webhook`` (``url``, and ``test_mode``
-    with ``enabled`` and ``return_task_status``), validated."""
+    """The hosted-API body's fields that are not part of the request, validated.
+
+    Attributes:
+        enable_safety_checker: ``enable_safety_checker`` (default True).
+        fast_mode: ``fast_mode`` (default False).
+        webhook_url: ``extra.webhook.url``, or None.
+        test_mode: ``extra.webhook.test_mode.enabled``.
+        test_status: ``extra.webhook.test_mode.return_task_status``.
+
+    Example:
+        >>> body = {"prompt": "a fox", "extra": {"webhook": {"url": "https://x.test/h"}}}
+        >>> ApiOptions.from_body(body).webhook_url
+        'https://x.test/h'
+    """
 
     enable_safety_checker: bool = True
     fast_mode: bool = False
@@ -331,6 +508,18 @@ class ApiOptions:
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> "ApiOptions":
+        """Read and check the options of a hosted-API body (its other fields are left alone).
+
+        Args:
+            body: The JSON body, parsed.
+
+        Returns:
+            The options, defaults where the body gives none.
+
+        Raises:
+            ParamError: A non-boolean flag, an ``extra`` or ``webhook`` that is not an object or has
+                unknown fields, a missing or empty webhook url, or an unknown test status.
+        """
         safety = check_bool("enable_safety_checker", body.get("enable_safety_checker", True))
         fast = check_bool("fast_mode", body.get("fast_mode", False))
         extra = body.get("extra", {})

@@ -1,14 +1,6 @@
-"""``wanlab.show``: videos inline in a notebook, side by side and synchronized.
+"""``wanlab.show``: videos inline in a notebook, side by side and synchronized (:func:`show`, :class:`Player`).
 
-``show(video)``, ``show([a, b])`` or ``show({"guidance 3": a, "guidance 5": b})`` returns a
-:class:`Player`; as the last expression of a cell it renders as one self-contained HTML block (no
-network, no widget kernel needed, so it survives in saved notebooks and exported HTML): a title above
-each video, one play/pause button and one frame slider that drive *the same frame index* in every
-video at the videos' fps. Elsewhere in a cell, ``display(wanlab.show(...))`` or ``player.display()``.
-
-Each video travels as a sequence of encoded frames (PNG, lossless, for small frames; JPEG for large
-ones), not as an mp4: a browser seeks mp4s only approximately, and a comparison that drifts a frame
-apart is a wrong comparison. Without JavaScript (a static render) the first frames show.
+Also the frame encoding and labelling helpers the widgets share (:func:`encode_frame`, :func:`as_labelled`).
 """
 from __future__ import annotations
 
@@ -36,7 +28,23 @@ MAX_BYTES = 8 * 2**20
 
 
 def encode_frame(frame: np.ndarray, fmt: str = "png", quality: int = 85) -> bytes:
-    """One uint8 (H, W, 3) RGB frame as PNG or JPEG bytes."""
+    """One RGB frame as PNG or JPEG bytes (OpenCV).
+
+    Args:
+        frame: uint8 (H, W, 3) RGB.
+        fmt: ``"png"`` or ``"jpeg"``.
+        quality: JPEG quality, 1..100.
+
+    Returns:
+        The encoded bytes.
+
+    Raises:
+        ValueError: Another format.
+
+    Example:
+        >>> encode_frame(np.zeros((4, 4, 3), np.uint8))[1:4]
+        b'PNG'
+    """
     import cv2
 
     if fmt not in ("png", "jpeg"):
@@ -52,7 +60,23 @@ def encode_frame(frame: np.ndarray, fmt: str = "png", quality: int = 85) -> byte
 
 
 def pick_format(fmt: str, height: int, width: int) -> str:
-    """Resolve ``"auto"``: PNG (exact pixels) for small frames, JPEG for large ones."""
+    """Resolve ``"auto"``: PNG (exact pixels) for small frames, JPEG for large ones.
+
+    Args:
+        fmt: ``"auto"``, ``"png"`` or ``"jpeg"``.
+        height: Frame height.
+        width: Frame width.
+
+    Returns:
+        ``"png"`` or ``"jpeg"`` (``"auto"`` gives PNG up to 256x256 px).
+
+    Raises:
+        ValueError: Another format.
+
+    Example:
+        >>> pick_format("auto", 64, 64), pick_format("auto", 480, 832)
+        ('png', 'jpeg')
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format: must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if fmt == "auto":
@@ -61,7 +85,19 @@ def pick_format(fmt: str, height: int, width: int) -> str:
 
 
 def fit_width(frames: np.ndarray, max_width: int | None) -> np.ndarray:
-    """``frames`` shrunk (area averaging, aspect kept) to at most ``max_width`` pixels wide."""
+    """``frames`` shrunk (area averaging, aspect kept) to at most ``max_width`` pixels wide.
+
+    Args:
+        frames: uint8 (T, H, W, 3).
+        max_width: The most pixels wide; None keeps the size.
+
+    Returns:
+        The frames (the same array when narrow enough).
+
+    Example:
+        >>> fit_width(np.zeros((1, 480, 832, 3), np.uint8), 416).shape
+        (1, 240, 416, 3)
+    """
     t, h, w, _ = frames.shape
     if max_width is None or w <= max_width:
         return frames
@@ -72,12 +108,33 @@ def fit_width(frames: np.ndarray, max_width: int | None) -> np.ndarray:
 
 
 def check_max_width(max_width: int | None) -> None:
+    """Check a ``max_width`` setting.
+
+    Args:
+        max_width: An integer of at least 16 (pixels) or None.
+
+    Raises:
+        ParamError: Anything else.
+    """
     check_int("max_width", max_width, 16, optional=True, rule="an integer of at least 16 (pixels) or None")
 
 
 def auto_zoom(height: int, min_height: int = MIN_DISPLAY_HEIGHT) -> int:
-    """The whole factor that brings a ``height``-pixel video to at least ``min_height`` (at most 8):
-    :func:`wanlab.frames.display_zoom`, the one rule for every display of a video."""
+    """The whole factor that brings a ``height``-pixel video to at least ``min_height`` (at most 8).
+
+    :func:`wanlab.frames.display_zoom`, the one rule for every display of a video.
+
+    Args:
+        height: The video's height in pixels.
+        min_height: The least height shown.
+
+    Returns:
+        The zoom factor, 1 to 8.
+
+    Example:
+        >>> auto_zoom(64)
+        4
+    """
     return display_zoom(height, min_height)
 
 
@@ -91,7 +148,23 @@ def _label_of(video: Any, index: int) -> str:
 
 
 def as_labelled(videos: Any, titles: Iterable[str] | None = None) -> dict[str, Any]:
-    """``video | [videos] | {label: video}`` -> ``{label: video}`` (labels unique, in order)."""
+    """``video | [videos] | {label: video}`` -> ``{label: video}`` (labels unique, in order).
+
+    Args:
+        videos: One video, a list or tuple of videos, or a mapping of label to video.
+        titles: One label per video instead (else the mapping's keys, or each video's prompt and
+            seed, or ``video i``).
+
+    Returns:
+        Label to video; a repeated label gets `` (2)``, `` (3)``, ...
+
+    Raises:
+        ValueError: No videos, or a number of titles other than the number of videos.
+
+    Example:
+        >>> list(as_labelled([np.zeros((1, 2, 2, 3), np.uint8)] * 2, titles=["a", "a"]))
+        ['a', 'a (2)']
+    """
     if isinstance(videos, Mapping):
         items = [(str(k), v) for k, v in videos.items()]
     elif isinstance(videos, (list, tuple)):
@@ -115,7 +188,22 @@ def as_labelled(videos: Any, titles: Iterable[str] | None = None) -> dict[str, A
 
 
 def common_fps(videos: Mapping[str, Any], fps: float | None = None) -> float:
-    """The playback rate: ``fps`` if given, else the videos' fps (the first one's if they differ)."""
+    """The playback rate: ``fps`` if given, else the videos' fps (the first one's if they differ).
+
+    Args:
+        videos: Label to video (a bare array counts as 16 fps).
+        fps: A rate asked for.
+
+    Returns:
+        Frames per second.
+
+    Raises:
+        ParamError: ``fps`` is not a positive number.
+
+    Example:
+        >>> common_fps({"a": np.zeros((1, 2, 2, 3), np.uint8)})
+        16.0
+    """
     if fps is not None:
         return check_number("fps", fps, 0, lo_open=True, rule="a positive number")
     rates = [float(getattr(v, "fps", WAN_FPS)) for v in videos.values()]
@@ -131,10 +219,18 @@ class _Entry:
 
 
 class Player:
-    """Synchronized inline playback of one or more videos (see :func:`show`).
+    """Synchronized inline playback of one or more videos (made by :func:`show`, whose arguments it takes).
 
     ``labels``, ``fps`` (playback rate), ``num_frames`` (the longest video; shorter ones hold their last
     frame), ``to_html()``, ``save(path)`` (a standalone .html file) and ``display()``.
+
+    Raises:
+        ValueError: Bad frames or settings (see :func:`show`).
+
+    Example:
+        >>> player = Player({"a": np.zeros((17, 64, 64, 3), np.uint8)})
+        >>> player
+        Player(1 video: a; 17 frames @ 16 fps)
     """
 
     def __init__(self, videos: Mapping[str, Any], *, fps: float | None = None, zoom: int | None = None,
@@ -164,10 +260,12 @@ class Player:
     # --- facts -----------------------------------------------------------------------------------
     @property
     def labels(self) -> list[str]:
+        """The videos' titles, in order."""
         return [e.label for e in self._entries]
 
     @property
     def num_frames(self) -> int:
+        """Frames of the longest video (shorter ones hold their last frame)."""
         return max(e.frames.shape[0] for e in self._entries)
 
     def __len__(self) -> int:
@@ -216,7 +314,14 @@ class Player:
         return self._encoded
 
     def to_html(self) -> str:
-        """The self-contained HTML block (markup, frames and a small player script)."""
+        """The self-contained HTML block (markup, frames and a small player script).
+
+        No network and no widget kernel needed, so it survives in saved notebooks and exported HTML;
+        without JavaScript (a static render) the first frames show.
+
+        Returns:
+            The HTML (what a notebook renders).
+        """
         uid = "wanlab-show-" + uuid.uuid4().hex[:12]
         uris = self._data_uris()
         last = self.num_frames - 1
@@ -263,7 +368,18 @@ class Player:
         return self.to_html()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a standalone HTML page holding the player; return its path."""
+        """Write a standalone HTML page holding the player.
+
+        Args:
+            path: The .html file to write.
+
+        Returns:
+            The path written.
+
+        Example:
+            >>> wanlab.show(video).save("fox.html")  # doctest: +SKIP
+            PosixPath('fox.html')
+        """
         target = Path(path)
         title = html.escape(", ".join(self.labels))
         target.write_text(
@@ -273,7 +389,11 @@ class Player:
         return target
 
     def display(self) -> None:
-        """Show the player now (for use inside loops, or not as a cell's last expression)."""
+        """Show the player now (for use inside loops, or not as a cell's last expression).
+
+        Example:
+            >>> wanlab.show(video).display()  # doctest: +SKIP
+        """
         from IPython.display import display
 
         display(self)
@@ -284,18 +404,44 @@ def show(videos: Any, *, titles: Iterable[str] | None = None, fps: float | None 
          autoplay: bool = False, max_bytes: int | None = MAX_BYTES) -> Player:
     """Show ``video``, ``[videos]`` or ``{label: video}`` inline, side by side and synchronized.
 
-    One play button and one slider drive the same frame index in every video, at ``fps`` (default: the
-    videos' fps; the first one's if they differ). Titles are the dict's labels, ``titles``, or each
-    video's prompt and seed. ``zoom`` enlarges every video by a whole factor, pixelated (default: enough
-    to bring small videos to at least 128 px high). ``format``: ``"png"`` (exact pixels), ``"jpeg"``
-    (``quality``, smaller) or ``"auto"`` (PNG up to 256x256 px per frame, JPEG above). ``max_width``
-    shrinks wider videos to that many pixels for display. The HTML embeds every frame, so a notebook that
-    keeps the output grows by their encoded size (5-12 MB for one 81-frame 832x480 video at full size):
-    beyond ``max_bytes`` (default :data:`MAX_BYTES`, all videos together) they are shown downscaled by one
-    factor, with a warning; ``max_bytes=None`` embeds them as they are.
-    Videos may also be bare uint8 ``(T, H, W, 3)`` arrays (shown at 16 fps unless ``fps`` is given).
+    As the last expression of a cell the :class:`Player` renders as one self-contained HTML block
+    (no network, no widget kernel needed, so it survives in saved notebooks and exported HTML): a
+    title above each video, one play/pause button and one frame slider that drive *the same frame
+    index* in every video. Elsewhere in a cell, ``display(wanlab.show(...))`` or ``player.display()``.
 
-    >>> wanlab.show({"guidance 3": a, "guidance 5": b})  # doctest: +SKIP
+    Each video travels as a sequence of encoded frames, not as an mp4: a browser seeks mp4s only
+    approximately, and a comparison that drifts a frame apart is a wrong comparison. The HTML embeds
+    every frame, so a notebook that keeps the output grows by their encoded size (5-12 MB for one
+    81-frame 832x480 video at full size).
+
+    Args:
+        videos: A :class:`wanlab.Video`, a list of them, or ``{label: video}``; videos may also be
+            bare uint8 ``(T, H, W, 3)`` arrays (shown at 16 fps unless ``fps`` is given).
+        titles: Titles, one per video (default: the dict's labels, or each video's prompt and seed).
+        fps: The playback rate (default: the videos' fps; the first one's if they differ).
+        zoom: Enlarge every video by a whole factor, pixelated (default: enough to bring small videos
+            to at least 256 px high).
+        format: ``"png"`` (exact pixels), ``"jpeg"`` (``quality``, smaller) or ``"auto"`` (PNG up to
+            256x256 px per frame, JPEG above).
+        quality: JPEG quality, 1..100.
+        max_width: Shrink wider videos to that many pixels for display.
+        loop: Start again after the last frame.
+        autoplay: Start playing when shown.
+        max_bytes: Beyond this many encoded bytes (all videos together; default :data:`MAX_BYTES`) the
+            videos are shown downscaled by one factor, with a warning (as mediapy does); None embeds
+            them as they are.
+
+    Returns:
+        The :class:`Player`.
+
+    Raises:
+        ValueError: Bad frames or settings (the message names the field).
+
+    Example:
+        >>> import numpy as np, wanlab
+        >>> wanlab.show({"guidance 3": np.zeros((17, 64, 64, 3), np.uint8)}).num_frames
+        17
+        >>> wanlab.show({"guidance 3": a, "guidance 5": b})  # doctest: +SKIP
     """
     return Player(as_labelled(videos, titles), fps=fps, zoom=zoom, format=format, quality=quality,
                   max_width=max_width, loop=loop, autoplay=autoplay, max_bytes=max_bytes)

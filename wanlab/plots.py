@@ -1,4 +1,7 @@
-"""Matplotlib figures: frame grids of one video or several, and metric-vs-parameter plots."""
+"""Matplotlib figures: frame grids of one video or several, metric-vs-parameter plots and heatmaps.
+
+Every function returns a closed ``matplotlib.figure.Figure`` (shown by Jupyter, saved with ``savefig``).
+"""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -21,7 +24,18 @@ UNITS = {
 
 
 def axis_label(name: str) -> str:
-    """``flow_magnitude (px/frame)``: a column name with its unit, when wanlab knows it."""
+    """A column name with its unit, when wanlab knows it (:data:`UNITS`).
+
+    Args:
+        name: A column of a store's or sweep's table.
+
+    Returns:
+        ``"name (unit)"``, or the name alone.
+
+    Example:
+        >>> axis_label("flow_magnitude"), axis_label("steps")
+        ('flow_magnitude (px/frame)', 'steps')
+    """
     unit = UNITS.get(name)
     return f"{name} ({unit})" if unit else name
 
@@ -40,7 +54,28 @@ def _frame_indices(count: int, n: int | None, frames: Sequence[int] | None) -> l
 
 def frame_grid(video: Any, n: int = 8, frames: Sequence[int] | None = None, *, width: float = 2.0,
                title: str | None = None):
-    """One row of ``n`` evenly spaced frames (or the given ``frames``), each labelled with its index."""
+    """One row of ``n`` evenly spaced frames (or the given ``frames``), each labelled with its index.
+
+    Args:
+        video: uint8 (T, H, W, 3) frames or a ``wanlab.Video``.
+        n: How many frames, evenly spaced from first to last (fewer when T < n).
+        frames: The frame indices to show instead.
+        width: Inches per frame.
+        title: A label left of the row.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: Bad frames, ``n`` < 1 or an index outside the video.
+
+    Example:
+        >>> import numpy as np
+        >>> from wanlab import plots
+        >>> fig = plots.frame_grid(np.zeros((17, 64, 64, 3), np.uint8), n=4)
+        >>> [ax.get_title() for ax in fig.axes]
+        ['frame 0', 'frame 5', 'frame 11', 'frame 16']
+    """
     return compare_grid({title or "": video}, n=n, frames=frames, width=width)
 
 
@@ -48,7 +83,28 @@ def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | 
                  width: float = 2.0, fontsize: float = 11.0):
     """Rows = videos (labelled, horizontally, left of each row), columns = the same frame indices in every video.
 
-    ``fontsize`` sets the row labels and column titles (readable at the size a report shows the grid)."""
+    Args:
+        videos: Label to video (uint8 (T, H, W, 3) frames or a ``wanlab.Video``); the frame indices
+            are picked from the shortest.
+        n: How many frames, evenly spaced.
+        frames: The frame indices to show instead.
+        width: Inches per frame.
+        fontsize: Size of the row labels and column titles (readable at the size a report shows the grid).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: No videos, bad frames, ``n`` < 1 or an index outside the shortest video.
+
+    Example:
+        >>> import numpy as np
+        >>> from wanlab import plots
+        >>> still = np.zeros((9, 32, 32, 3), np.uint8)
+        >>> fig = plots.compare_grid({"exact": still, "cached": still}, n=3)
+        >>> len(fig.axes)
+        6
+    """
     if not videos:
         raise ValueError("videos: must hold at least one video; got none")
     from .frames import as_frames
@@ -77,7 +133,15 @@ def compare_grid(videos: Mapping[str, Any], n: int = 8, frames: Sequence[int] | 
 
 
 def pyplot():
-    """``matplotlib.pyplot``, on the Agg backend when no other is chosen (no display needed)."""
+    """``matplotlib.pyplot``, on the Agg backend when no other is chosen (no display needed).
+
+    Returns:
+        The ``matplotlib.pyplot`` module.
+
+    Example:
+        >>> pyplot().__name__
+        'matplotlib.pyplot'
+    """
     import matplotlib
 
     if matplotlib.get_backend().lower() == "":
@@ -103,10 +167,33 @@ def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = No
     ``method="t"`` assumes normal seed-to-seed variation), the dots each seed's value. The title
     states the seed count and what the band is. Without a ``seed`` column every row counts as a
     seed. A non-numeric ``x`` (e.g. acceleration settings) keeps the table's order, labels
-    slanted. Takes any DataFrame with those columns (``SweepResult.df``, ``Store.df()``); NaN rows
-    and rows whose ``status`` is not ``done`` are left out.
+    slanted. NaN rows and rows whose ``status`` is not ``done`` are left out.
 
-    Example: ``metric_plot(result.df, x="guidance_scale", y="smoothness", hue="flow_shift")``.
+    Args:
+        df: Any DataFrame with those columns (``SweepResult.df``, ``Store.df``).
+        x: The parameter column (the x axis).
+        y: The metric column.
+        hue: A column whose values get a line each.
+        ax: Axes to draw on (a new figure when None).
+        title: The title (by default ``y vs x`` and what the band is).
+        seed: The column naming the seed.
+        level: The interval's confidence level.
+        method: ``"bootstrap"`` or ``"t"`` (see :func:`wanlab.stats.interval`).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: A column not in the table, or no values of ``y`` left to plot.
+
+    Example:
+        >>> import pandas as pd
+        >>> from wanlab import plots
+        >>> df = pd.DataFrame({"guidance_scale": [1.0, 1.0, 5.0, 5.0], "seed": [0, 1, 0, 1],
+        ...                    "smoothness": [0.90, 0.92, 0.97, 0.95]})
+        >>> fig = plots.metric_plot(df, x="guidance_scale", y="smoothness")
+        >>> fig.axes[0].get_ylabel()
+        'smoothness (0..1, 1 = smooth)'
     """
     from .stats import interval, min_seeds
 
@@ -167,7 +254,21 @@ def metric_plot(df: Any, x: str, y: str, hue: str | None = None, *, ax: Any = No
 
 
 def wrap_title(text: str, fig: Any, fontsize: float = 10.0) -> str:
-    """``text`` with each line wrapped to fit the width of ``fig`` at ``fontsize`` (about 0.6 em a character)."""
+    """``text`` with each line wrapped to fit the width of ``fig`` at ``fontsize`` (about 0.6 em a character).
+
+    Args:
+        text: The title; its own line breaks are kept.
+        fig: The figure it goes on.
+        fontsize: Points.
+
+    Returns:
+        The wrapped text.
+
+    Example:
+        >>> fig = pyplot().figure(figsize=(2, 2))
+        >>> len(wrap_title("a long title " * 4, fig).splitlines()) > 1
+        True
+    """
     import textwrap
 
     chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
@@ -175,12 +276,21 @@ def wrap_title(text: str, fig: Any, fontsize: float = 10.0) -> str:
 
 
 def distinct_decimals(values: Any, max_decimals: int = 6) -> int:
-    """The fewest decimals (at least 3 significant digits for the largest value) with which values that
-    differ also look different: 0.98047, 0.98053 and 0.97999 need 5 (0.98047 / 0.98053 / 0.97999), not
-    ``.3g``'s 0.98 / 0.981 / 0.98.
+    """The fewest decimals with which values that differ also look different.
 
-    >>> distinct_decimals([0.98047, 0.98053, 0.97999])
-    5
+    At least 3 significant digits for the largest value: 0.98047, 0.98053 and 0.97999 need 5
+    (0.98047 / 0.98053 / 0.97999), not ``.3g``'s 0.98 / 0.981 / 0.98.
+
+    Args:
+        values: Numbers (NaN and inf are ignored).
+        max_decimals: The most decimals returned.
+
+    Returns:
+        The number of decimals (0 for no finite values).
+
+    Example:
+        >>> distinct_decimals([0.98047, 0.98053, 0.97999])
+        5
     """
     arr = np.asarray(values, dtype=float)
     arr = arr[np.isfinite(arr)]
@@ -198,8 +308,30 @@ def distinct_decimals(values: Any, max_decimals: int = 6) -> int:
 def heatmap(df: Any, x: str, y: str, value: str, *, ax: Any = None, title: str | None = None, fmt: str | None = None):
     """Mean of ``value`` over the grid of ``x`` (columns) and ``y`` (rows), annotated in every cell.
 
-    ``fmt`` (a format spec) sets the labels; by default every cell shows the same number of decimals,
-    as many as it takes for cells whose values differ to read differently (:func:`distinct_decimals`).
+    Args:
+        df: Any DataFrame with those columns (``SweepResult.df``, ``Store.df``).
+        x: The column across.
+        y: The column up.
+        value: The column averaged in each cell (NaN rows left out).
+        ax: Axes to draw on (a new figure when None).
+        title: The title (``mean <value>`` by default).
+        fmt: A format spec for the labels; by default every cell shows the same number of decimals,
+            as many as it takes for cells whose values differ to read differently (:func:`distinct_decimals`).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: A column not in the table, or no values left to plot.
+
+    Example:
+        >>> import pandas as pd
+        >>> from wanlab import plots
+        >>> df = pd.DataFrame({"steps": [10, 10, 30, 30], "guidance_scale": [1.0, 5.0, 1.0, 5.0],
+        ...                    "smoothness": [0.90, 0.92, 0.97, 0.95]})
+        >>> fig = plots.heatmap(df, x="steps", y="guidance_scale", value="smoothness")
+        >>> [t.get_text() for t in fig.axes[0].texts]
+        ['0.900', '0.970', '0.920', '0.950']
     """
     _check_columns(df, [x, y, value])
     data = df.dropna(subset=[value])

@@ -18,7 +18,18 @@ ENVIRONMENT_FIELDS = ("python", "platform", "machine", "versions", "torch_thread
 
 @functools.lru_cache(maxsize=None)
 def package_version(name: str) -> str | None:
-    """Installed version of a package (cached: looking it up costs milliseconds on every run)."""
+    """Installed version of a package (cached: looking it up costs milliseconds on every run).
+
+    Args:
+        name: The distribution name.
+
+    Returns:
+        Its version, or None when not installed.
+
+    Example:
+        >>> package_version("numpy") is not None, package_version("no-such-package-x")
+        (True, None)
+    """
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -26,7 +37,19 @@ def package_version(name: str) -> str | None:
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
-    """Python, platform, package versions, torch thread count and the device that ran."""
+    """The environment a run ran in (:data:`ENVIRONMENT_FIELDS`).
+
+    Args:
+        device: The device that ran (``"cpu"``, ``"cuda:0"``).
+
+    Returns:
+        Python, platform, machine, the versions of :data:`VERSIONED`, torch thread count, the device
+        and its name (the GPU's for CUDA).
+
+    Example:
+        >>> environment()["device"]  # doctest: +SKIP
+        'cpu'
+    """
     import torch
 
     device_name = platform.processor() or platform.machine()
@@ -44,10 +67,27 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 
 
 def stable_hash(data: Any, length: int = 16) -> str:
-    """Short hex sha256 of canonical JSON: the same data gives the same key in every process."""
+    """Short hex sha256 of canonical JSON: the same data gives the same key in every process.
+
+    Args:
+        data: JSON-able data (values JSON cannot encode are hashed as their ``str``).
+        length: Hex digits kept.
+
+    Returns:
+        The hash.
+
+    Example:
+        >>> stable_hash({"b": 1, "a": 2}) == stable_hash({"a": 2, "b": 1})
+        True
+    """
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def now_iso() -> str:
+    """The local time now, ISO 8601 with its UTC offset (``2026-12-06T07:30:00+0000``).
+
+    Returns:
+        The timestamp records carry as ``created``.
+    """
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")

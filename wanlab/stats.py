@@ -1,26 +1,7 @@
 """Which differences in a sweep are real: means with bootstrap intervals over seeds, paired differences.
 
-A sweep table has one row per run. The seed is the random unit: for each setting of the axis
-studied (``by``), every seed gives one value (its runs over the other swept axes averaged, or
-those axes held fixed), and the 95 % interval of the mean comes from resampling seeds. Two
-settings run on the same seeds are compared seed by seed (paired: the shared starting noise
-cancels), and a difference counts as real when its interval excludes zero after the
-Holm-Bonferroni adjustment over all the comparisons of the table.
-
-Intervals are *expanded percentile* bootstrap intervals (Hesterberg 2015, "What teachers should
-know about the bootstrap", The American Statistician 69(4)): percentiles of the bootstrap means
-at ``alpha' = 2 Phi(-sqrt(n / (n - 1)) t_{n-1, 1 - alpha/2})``, which corrects the plain
-percentile interval's under-coverage at small n. No percentile interval can reach 95 % with
-fewer than 6 seeds (it never extends beyond the sample, which misses the mean with probability
-``2^(1-n)``), so with fewer seeds the interval is NaN and says why; ``method="t"`` gives Student-t
-intervals instead, which assume normal seed-to-seed variation.
-
-Example::
-
-    fx = wanlab.stats.effects(result.df, "smoothness", by="guidance_scale", axes=["flow_shift"])
-    fx.means          # guidance_scale, seeds, mean, sd, ci_low, ci_high, note
-    fx.differences    # a, b, seeds, difference (b - a), ci_low, ci_high, excludes_zero, p, p_adjusted, significant
-    print(fx)         # the same as sentences
+:func:`effects` (the table a notebook asks for, an :class:`Effects`), :func:`interval` (one mean
+with its interval, an :class:`Interval`), :func:`holm` and :func:`min_seeds`.
 """
 
 from __future__ import annotations
@@ -41,13 +22,41 @@ TAIL_COUNT = 20
 
 
 def min_seeds(level: float = LEVEL) -> int:
-    """Fewest seeds for which a percentile bootstrap interval can cover the mean with probability ``level``."""
+    """Fewest seeds for which a percentile bootstrap interval can cover the mean with probability ``level``.
+
+    A percentile interval never extends beyond the sample, which misses the mean with probability
+    ``2^(1-n)``.
+
+    Args:
+        level: The confidence level.
+
+    Returns:
+        The number of seeds (6 for 95 %).
+
+    Example:
+        >>> min_seeds(0.95), min_seeds(0.9)
+        (6, 5)
+    """
     return max(2, math.ceil(1 + math.log2(1 / (1 - level)) - 1e-12))
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over ``n`` seeds, its sd across seeds, its interval, the p-value of "the mean is 0", and why it is NaN."""
+    """A mean over seeds with its interval (:func:`interval`).
+
+    Attributes:
+        n: The number of seeds (finite values).
+        mean: Their mean.
+        sd: Their sd across seeds (ddof 1).
+        low: The interval's lower end (NaN when it cannot be had).
+        high: Its upper end.
+        p: The two-sided p-value of "the mean is 0".
+        note: Why the interval is NaN, else empty.
+
+    Example:
+        >>> interval([0.2, 0.4]).note
+        "needs 6 seeds for a 95% bootstrap interval, has 2; method='t' assumes normal seed-to-seed variation"
+    """
 
     n: int
     mean: float
@@ -98,7 +107,28 @@ def interval(values: Any, *, level: float = LEVEL, method: str = "bootstrap", n_
              rng: np.random.Generator | None = None) -> Interval:
     """Mean of ``values`` (one per seed) with its ``level`` interval and the p-value for a zero mean.
 
-    Example: ``interval([0.2, 0.4, 0.1, 0.3, 0.5, 0.2, 0.3, 0.4])`` -> mean 0.3, low 0.2, high 0.41.
+    Intervals are *expanded percentile* bootstrap intervals (Hesterberg 2015, "What teachers should
+    know about the bootstrap", The American Statistician 69(4)): percentiles of the bootstrap means
+    at ``alpha' = 2 Phi(-sqrt(n / (n - 1)) t_{n-1, 1 - alpha/2})``, which corrects the plain
+    percentile interval's under-coverage at small n. No percentile interval can reach 95 % with
+    fewer than 6 seeds (:func:`min_seeds`), so with fewer seeds the interval is NaN and ``note``
+    says why; ``method="t"`` gives Student-t intervals instead, which assume normal seed-to-seed
+    variation.
+
+    Args:
+        values: One value per seed (NaN and inf are left out).
+        level: The confidence level.
+        method: ``"bootstrap"`` or ``"t"``.
+        n_boot: Bootstrap resamples.
+        rng: The random generator (a fixed seed 0 when None, so results are reproducible).
+
+    Returns:
+        The :class:`Interval`.
+
+    Example:
+        >>> iv = interval([0.2, 0.4, 0.1, 0.3, 0.5, 0.2, 0.3, 0.4])
+        >>> round(iv.mean, 2), round(iv.low, 2), round(iv.high, 2)
+        (0.3, 0.2, 0.41)
     """
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -130,7 +160,15 @@ def interval(values: Any, *, level: float = LEVEL, method: str = "bootstrap", n_
 def holm(p: Sequence[float]) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (NaN stays NaN and does not count as a comparison).
 
-    Example: ``holm([0.01, 0.04, 0.03])`` -> ``[0.03, 0.06, 0.06]``.
+    Args:
+        p: p-values.
+
+    Returns:
+        The adjusted p-values, in the same order.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+        [0.03, 0.06, 0.06]
     """
     values = np.asarray(p, dtype=np.float64)
     out = np.full_like(values, np.nan)
@@ -146,7 +184,33 @@ def holm(p: Sequence[float]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Effects:
-    """What :func:`effects` found: ``means`` per setting and paired ``differences`` between settings."""
+    """What :func:`effects` found: ``means`` per setting and paired ``differences`` between settings.
+
+    Shows itself as tables in a notebook and as sentences when printed.
+
+    Attributes:
+        metric: The metric.
+        by: The column whose settings are compared.
+        means: DataFrame: (held axes), ``by``, seeds, mean, sd, ci_low, ci_high, note.
+        differences: DataFrame: (held axes), a, b, seeds, difference (b - a), ci_low, ci_high,
+            excludes_zero, p, p_adjusted, significant, note.
+        level: The confidence level.
+        method: ``"bootstrap"`` or ``"t"``.
+        adjust: ``"holm"`` or ``"none"``.
+        pooled: The axes averaged over.
+        held: The axes held fixed (estimated separately).
+        dropped: Runs left out for a NaN metric.
+        notes: What the tables share (e.g. runs left out).
+
+    Example:
+        >>> import pandas as pd
+        >>> from wanlab import stats
+        >>> df = pd.DataFrame({"seed": list(range(6)) * 2, "guidance_scale": [1.0] * 6 + [5.0] * 6,
+        ...                    "smoothness": [0.90, 0.91, 0.89, 0.92, 0.90, 0.91, 0.95, 0.96, 0.95, 0.97, 0.94, 0.96]})
+        >>> fx = stats.effects(df, "smoothness", by="guidance_scale")
+        >>> fx.differences[["a", "b", "seeds", "significant"]].values.tolist()
+        [[1.0, 5.0, 6, True]]
+    """
 
     metric: str
     by: str
@@ -161,7 +225,18 @@ class Effects:
     notes: tuple[str, ...] = field(default=())
 
     def summary(self) -> str:
-        """The tables as sentences: one line per setting and per difference, the real ones marked."""
+        """The tables as sentences: one line per setting and per difference, the real ones marked.
+
+        Returns:
+            The text ``print(fx)`` shows.
+
+        Example:
+            >>> print(fx.summary())  # doctest: +SKIP
+            smoothness by guidance_scale (mean and 95% bootstrap interval over seeds)
+              guidance_scale=1: 0.905 [0.8933, 0.915] (6 seeds)
+              guidance_scale=5: 0.955 [0.9445, 0.965] (6 seeds)
+              5 - 1: +0.05 [0.04333, 0.05667] (6 paired seeds, Holm-adjusted p 0) -> differs
+        """
         how = f"mean and {self.level:.0%} {'bootstrap' if self.method == 'bootstrap' else 't'} interval over seeds"
         axes = (f"; averaged over {', '.join(self.pooled)}" if self.pooled else "") + \
                (f"; per {', '.join(self.held)}" if self.held else "")
@@ -182,8 +257,17 @@ class Effects:
         return self.summary()
 
     def to_html(self, css_class: str = "wanlab-table") -> str:
-        """Both tables as HTML, under the line that says what they are; a difference whose interval
-        excludes zero after the adjustment is marked "differs"."""
+        """Both tables as HTML, under the line that says what they are.
+
+        A difference whose interval excludes zero after the adjustment is marked "differs"; a note
+        every row shares is said once, above the tables.
+
+        Args:
+            css_class: The tables' CSS class.
+
+        Returns:
+            An HTML fragment (what a notebook shows).
+        """
         import html
 
         from .tables import html_table
@@ -259,20 +343,48 @@ def effects(df: Any, metric: str, by: str, *, seed: str = "seed", axes: Sequence
             adjust: str = "holm", random_state: int = 0) -> Effects:
     """Mean of ``metric`` per setting of ``by`` with its interval over seeds, and paired differences between settings.
 
-    ``df``: one row per run (``SweepResult.df``): a ``seed`` column, the ``by`` column, the
-    metric, and optionally ``status`` (only ``done`` rows count). Rows whose metric is NaN are
-    left out and counted in ``dropped`` (e.g. ``temporal_flicker`` of moving clips).
-    ``axes``: the other swept columns. By default (``hold=False``) they are *pooled*: each seed's
-    value for a setting is the mean of its runs over those axes, and a paired difference
-    compares runs that share seed and axes values, then averages per seed; the effect is the
-    average over the other axes' grid. ``hold=True`` instead estimates everything separately for
-    each combination of the axes (more comparisons, fewer runs each).
-    ``reference``: compare every setting with this one (else every pair, later minus earlier).
-    ``adjust="holm"`` controls the chance of any false "differs" over all comparisons returned at
-    ``1 - level``; ``"none"`` tests each at ``1 - level``. ``method``, ``level``, ``n_boot``: see
-    the module docstring; ``random_state`` makes the bootstrap reproducible.
+    The seed is the random unit: for each setting of ``by``, every seed gives one value, and the
+    interval of the mean comes from resampling seeds (:func:`interval`). Two settings run on the
+    same seeds are compared seed by seed (paired: the shared starting noise cancels), and a
+    difference counts as real when its interval excludes zero after the Holm-Bonferroni
+    adjustment over all the comparisons of the table.
 
-    Example: ``effects(df, "smoothness", by="guidance_scale", axes=["flow_shift"]).differences``.
+    Args:
+        df: One row per run (``SweepResult.df``): a ``seed`` column, the ``by`` column, the metric,
+            and optionally ``status`` (only ``done`` rows count). Rows whose metric is NaN are left
+            out and counted in ``dropped`` (e.g. ``temporal_flicker`` of moving clips).
+        metric: The metric column.
+        by: The column whose settings are compared.
+        seed: The seed column.
+        axes: The other swept columns. By default (``hold=False``) they are *pooled*: each seed's
+            value for a setting is the mean of its runs over those axes, and a paired difference
+            compares runs that share seed and axes values, then averages per seed; the effect is
+            the average over the other axes' grid.
+        hold: Estimate everything separately for each combination of ``axes`` instead (more
+            comparisons, fewer runs each).
+        reference: Compare every setting with this one (else every pair, later minus earlier).
+        level: The confidence level, in [0.5, 1).
+        method: ``"bootstrap"`` (expanded percentile, needs 6 seeds for 95 %) or ``"t"``.
+        n_boot: Bootstrap resamples (>= 100).
+        adjust: ``"holm"`` controls the chance of any false "differs" over all comparisons returned
+            at ``1 - level``; ``"none"`` tests each at ``1 - level``.
+        random_state: Seed of the bootstrap (reproducible results).
+
+    Returns:
+        The :class:`Effects`: ``means``, ``differences``, and ``print(fx)`` as sentences.
+
+    Raises:
+        ValueError: An unknown method or adjustment, a bad level or n_boot, a column not in the
+            table, or a reference that is not a setting with results.
+
+    Example:
+        >>> import pandas as pd
+        >>> from wanlab import stats
+        >>> df = pd.DataFrame({"seed": list(range(6)) * 2, "guidance_scale": [1.0] * 6 + [5.0] * 6,
+        ...                    "smoothness": [0.90, 0.91, 0.89, 0.92, 0.90, 0.91, 0.95, 0.96, 0.95, 0.97, 0.94, 0.96]})
+        >>> fx = stats.effects(df, "smoothness", by="guidance_scale")
+        >>> round(float(fx.differences["difference"][0]), 3), bool(fx.differences["significant"][0])
+        (0.05, True)
     """
     import pandas as pd
 

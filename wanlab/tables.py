@@ -13,7 +13,18 @@ CELL = "padding:2px 8px;text-align:right;white-space:nowrap"
 
 
 def cell_text(value: Any) -> str:
-    """A table cell's text: floats to 4 significant digits, missing values as a dash."""
+    """A table cell's text: floats to 4 significant digits, missing values as a dash.
+
+    Args:
+        value: A cell (numpy scalars are read as Python values).
+
+    Returns:
+        The text: NaN and None as ``—``, infinity as ``∞``.
+
+    Example:
+        >>> cell_text(0.123456), cell_text(None), cell_text(float("inf"))
+        ('0.1235', '—', '∞')
+    """
     if value is None:
         return "—"
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
@@ -33,13 +44,26 @@ def cell_text(value: Any) -> str:
 def html_table(df: Any, *, index: bool = False, columns: Sequence[str] | None = None,
                row_class: str | None = None, links: Mapping[Any, str] | None = None,
                cut: Mapping[str, int] | None = None, css_class: str = "wanlab-table") -> str:
-    """An HTML table of a DataFrame.
+    """An HTML table of a DataFrame (cells by :func:`cell_text`, HTML-escaped).
 
-    ``columns`` picks and orders columns; ``index`` adds the index as the first column; ``row_class``
-    names a column whose value becomes each row's CSS class; ``links`` maps an index value to a URL
-    shown in a first ``video`` column (linked as its file type, e.g. ``mp4``, the file name as its tooltip); ``cut`` shortens a column's text to that many characters.
+    Args:
+        df: The DataFrame.
+        index: Add the index as the first column.
+        columns: Pick and order columns (default: all).
+        row_class: A column whose value becomes each row's CSS class.
+        links: Map an index value to a URL shown in a first ``video`` column (linked as its file
+            type, e.g. ``mp4``, the file name as its tooltip).
+        cut: Shorten a column's text to that many characters.
+        css_class: The table's CSS class.
 
-    >>> html_table(result.df, row_class="status")  # doctest: +SKIP
+    Returns:
+        The ``<table>`` HTML.
+
+    Example:
+        >>> import pandas as pd
+        >>> html_table(pd.DataFrame({"psnr": [float("inf")]})).count("<td")
+        1
+        >>> html_table(result.df, row_class="status")  # doctest: +SKIP
     """
     cols = list(df.columns if columns is None else columns)
     cut = dict(cut or {})

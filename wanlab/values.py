@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterable, Mapping, TypeGuard
+from typing import Any, Iterable, Mapping
 
 #: Wan 2.1 generates 16 frames per second (here, below every layer that needs it, so a request's
 #: duration needs no numpy).
@@ -18,21 +18,62 @@ from .errors import ParamError
 
 
 def is_int(value: object) -> TypeGuard[int]:
-    """An ``int`` that is not a ``bool``."""
+    """Whether ``value`` is an ``int`` that is not a ``bool``.
+
+    Args:
+        value: Anything.
+
+    Returns:
+        True for ints (numpy integers and bools are not).
+
+    Example:
+        >>> is_int(3), is_int(True), is_int(3.0)
+        (True, False, False)
+    """
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_number(value: object) -> bool:
-    """An ``int`` or ``float`` that is not a ``bool`` (NaN included: range checks refuse it)."""
+    """Whether ``value`` is an ``int`` or ``float`` that is not a ``bool``.
+
+    Args:
+        value: Anything.
+
+    Returns:
+        True for ints and floats, NaN included (range checks refuse it).
+
+    Example:
+        >>> is_number(0.5), is_number(False), is_number("1")
+        (True, False, False)
+    """
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_int(name: str, value: object, lo: int | None = None, hi: int | None = None, *,
               optional: bool = False, rule: str | None = None) -> Any:
-    """``value`` as an int in ``lo..hi`` (either bound may be None); None passes when ``optional``.
+    """``value`` as an int in ``lo..hi``.
 
-    >>> check_int("steps", 30, 1, 40)
-    30
+    Args:
+        name: The field, for the message.
+        value: The value given.
+        lo: The least value allowed (None: no bound).
+        hi: The largest value allowed (None: no bound).
+        optional: None passes (and is returned).
+        rule: The rule in words for the message (default: from the bounds).
+
+    Returns:
+        The int (or None when optional).
+
+    Raises:
+        ParamError: Not an int (a bool or a float is not), or out of range.
+
+    Example:
+        >>> check_int("steps", 30, 1, 40)
+        30
+        >>> check_int("steps", 50, 1, 40)
+        Traceback (most recent call last):
+        ...
+        wanlab.errors.ParamError: steps: must be an integer in 1..40; got 50
     """
     if value is None and optional:
         return None
@@ -49,15 +90,32 @@ def check_int(name: str, value: object, lo: int | None = None, hi: int | None = 
             rule += " or None"
     if not is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ParamError(name, rule, value)
-    return int(value)
+    return int(value)  # type: ignore[arg-type]
 
 
 def check_number(name: str, value: object, lo: float | None = None, hi: float | None = None, *,
                  lo_open: bool = False, hi_open: bool = False, optional: bool = False, rule: str | None = None) -> Any:
-    """``value`` as a finite float in the range (``lo_open``/``hi_open`` exclude the bound).
+    """``value`` as a finite float in the range.
 
-    >>> check_number("guidance_scale", 5, 0, 10)
-    5.0
+    Args:
+        name: The field, for the message.
+        value: The value given (an int or float, not a bool).
+        lo: The least value allowed (None: no bound).
+        hi: The largest value allowed (None: no bound).
+        lo_open: Exclude ``lo`` itself.
+        hi_open: Exclude ``hi`` itself.
+        optional: None passes (and is returned).
+        rule: The rule in words for the message (default: from the bounds).
+
+    Returns:
+        The float (-0.0 as 0.0: one value, one run key), or None when optional.
+
+    Raises:
+        ParamError: Not a number, not finite, or out of range.
+
+    Example:
+        >>> check_number("guidance_scale", 5, 0, 10)
+        5.0
     """
     if value is None and optional:
         return None
@@ -87,14 +145,47 @@ def check_number(name: str, value: object, lo: float | None = None, hi: float | 
 
 
 def check_bool(name: str, value: object) -> bool:
-    """``value`` when it is True or False (not 0/1, not a string)."""
+    """``value`` when it is True or False (not 0/1, not a string).
+
+    Args:
+        name: The field, for the message.
+        value: The value given.
+
+    Returns:
+        The bool.
+
+    Raises:
+        ParamError: Anything but a bool.
+
+    Example:
+        >>> check_bool("fast_mode", False)
+        False
+    """
     if not isinstance(value, bool):
         raise ParamError(name, "True or False", value)
     return value
 
 
 def check_text(name: str, value: object, lo: int = 0, hi: int | None = None) -> str:
-    """A string of ``lo..hi`` characters (long values are shown by their length in the message)."""
+    """A string of ``lo..hi`` characters, valid Unicode.
+
+    Args:
+        name: The field, for the message.
+        value: The value given.
+        lo: The fewest characters.
+        hi: The most characters (None: no bound).
+
+    Returns:
+        The string.
+
+    Raises:
+        ParamError: Not a string, of the wrong length (long values are shown by their length in the
+            message), or with a lone surrogate.
+
+    Example:
+        >>> check_text("prompt", "a fox", 1, 2000)
+        'a fox'
+    """
     rule = f"a string of {lo}..{hi} characters" if hi is not None else f"a string of at least {lo} characters"
     if not isinstance(value, str):
         raise ParamError(name, rule, value)
@@ -105,11 +196,24 @@ def check_text(name: str, value: object, lo: int = 0, hi: int | None = None) -> 
 
 
 def check_unicode(name: str, value: str) -> str:
-    """``value`` when it is valid Unicode text: a lone UTF-16 surrogate (``"\\ud800"``, which JSON's
-    ``\\u`` escapes can carry) cannot be written as UTF-8, stored or tokenized, so it is refused.
+    r"""``value`` when it is valid Unicode text.
 
-    >>> check_unicode("prompt", "a fox")
-    'a fox'
+    A lone UTF-16 surrogate (``"\ud800"``, which JSON's ``\u`` escapes can carry) cannot be
+    written as UTF-8, stored or tokenized, so it is refused.
+
+    Args:
+        name: The field, for the message.
+        value: A string.
+
+    Returns:
+        The string.
+
+    Raises:
+        ParamError: It holds a lone surrogate (the message names its position).
+
+    Example:
+        >>> check_unicode("prompt", "a fox")
+        'a fox'
     """
     try:
         value.encode("utf-8")
@@ -120,7 +224,24 @@ def check_unicode(name: str, value: str) -> str:
 
 
 def check_choice(name: str, value: object, options: Iterable[Any], rule: str | None = None) -> Any:
-    """``value`` when it equals one of ``options`` (and has its type: 1 is not True)."""
+    """``value`` when it equals one of ``options`` (and has its type: 1 is not True).
+
+    Args:
+        name: The field, for the message.
+        value: The value given.
+        options: The values allowed.
+        rule: The rule in words (default: ``one of ...``).
+
+    Returns:
+        The matching option.
+
+    Raises:
+        ParamError: No option matches.
+
+    Example:
+        >>> check_choice("method", "dis", ("dis", "farneback"))
+        'dis'
+    """
     options = tuple(options)
     for option in options:
         if type(option) is type(value) and option == value:
@@ -131,7 +252,20 @@ def check_choice(name: str, value: object, options: Iterable[Any], rule: str | N
 def check_known(where: str, data: Mapping[str, Any], known: Iterable[str], what: str = "a field") -> None:
     """Refuse the first key of ``data`` (in sorted order) that is not in ``known``, listing the known ones.
 
-    ``where`` prefixes the field name (``"cache_params"`` gives ``cache_params.treshold: ...``).
+    Args:
+        where: Prefixes the field name (``"cache_params"`` gives ``cache_params.treshold: ...``).
+        data: The mapping checked.
+        known: The keys allowed.
+        what: What a key is, in words.
+
+    Raises:
+        ParamError: An unknown key.
+
+    Example:
+        >>> check_known("cache_params", {"treshold": 0.1}, ("threshold",))
+        Traceback (most recent call last):
+        ...
+        wanlab.errors.ParamError: cache_params.treshold: must be a field (threshold); got 0.1
     """
     known = tuple(known)
     unknown = sorted((k for k in data if k not in known), key=str)
@@ -141,8 +275,20 @@ def check_known(where: str, data: Mapping[str, Any], known: Iterable[str], what:
 
 
 def plain(value: Any) -> Any:
-    """JSON/TOML-able form of a value: objects with ``to_plain()`` or ``to_dict()`` through it, mappings
-    with string keys, tuples as lists, paths as strings, numpy scalars and arrays as Python values."""
+    """JSON/TOML-able form of a value.
+
+    Args:
+        value: Anything: objects with ``to_plain()`` or ``to_dict()`` go through it, mappings get
+            string keys, tuples become lists, paths strings, numpy scalars and arrays Python values.
+
+    Returns:
+        The plain value (others are returned as they are).
+
+    Example:
+        >>> from pathlib import Path
+        >>> plain({"size": (64, 64), 1: Path("runs")})
+        {'size': [64, 64], '1': 'runs'}
+    """
     if hasattr(value, "to_plain") and not isinstance(value, type):
         return value.to_plain()
     if hasattr(value, "to_dict") and not isinstance(value, (type, Mapping)):

@@ -1,9 +1,7 @@
-"""The result of a generation: uint8 frames plus everything needed to know where they came from.
+"""The result of a generation: :class:`Video` (uint8 frames plus the record of where they came from).
 
-``Video.save("x.mp4")`` writes a browser-playable h264 mp4, a lossless FFV1 copy
-(``x.lossless.mkv``) that reads back bit-exact, and a JSON sidecar (``x.json``) with the record.
-Both video files are encoded in-process with PyAV (FFmpeg's libraries): no ffmpeg process is
-started per file, which made saving a small video cost more than generating it.
+Also the file side of a video: :func:`encode` / :func:`decode` with PyAV, :func:`read_frames`, and the
+names of the files beside a saved video (:func:`sidecar_path`, :func:`lossless_path`, :func:`probes_path`).
 """
 from __future__ import annotations
 
@@ -50,8 +48,26 @@ def _even(frames: np.ndarray) -> np.ndarray:
 
 
 def encode(frames: np.ndarray, target: Any, fps: float, spec: dict[str, Any], container: str | None = None) -> None:
-    """Encode uint8 RGB frames with PyAV into ``target``: a file path (an mp4 then starts with its index,
-    so browsers play it while it loads) or a binary file object in memory."""
+    """Encode uint8 RGB frames with PyAV (FFmpeg's libraries, in-process) into ``target``.
+
+    No ffmpeg process is started per file: that made saving a small video cost more than generating it.
+    Odd heights or widths are padded with one black row/column for yuv420p.
+
+    Args:
+        frames: uint8 (T, H, W, 3) RGB frames.
+        target: A file path (an mp4 then starts with its index, so browsers play it while it loads)
+            or a binary file object in memory.
+        fps: Frame rate.
+        spec: Codec, pixel format and options: :data:`PLAYABLE` (h264) or :data:`LOSSLESS` (FFV1).
+        container: The container format (``"mp4"``, ``"matroska"``); None guesses it from a path's suffix.
+
+    Example:
+        >>> import io
+        >>> buffer = io.BytesIO()
+        >>> encode(np.zeros((2, 16, 16, 3), np.uint8), buffer, 16.0, LOSSLESS, container="matroska")
+        >>> buffer.getvalue()[:4] == bytes.fromhex("1a45dfa3")  # a Matroska header
+        True
+    """
     import fractions
 
     import av
@@ -71,7 +87,20 @@ def encode(frames: np.ndarray, target: Any, fps: float, spec: dict[str, Any], co
 
 
 def decode(path: Path) -> tuple[np.ndarray, float]:
-    """All frames of a video file as uint8 (T, H, W, 3) and its frame rate; one-line errors."""
+    """All frames of a video file and its frame rate, decoded with PyAV.
+
+    Args:
+        path: A video file FFmpeg reads (.mp4, .mkv, ...).
+
+    Returns:
+        The frames as uint8 (T, H, W, 3) and the stream's average frame rate (16.0 when it has none).
+
+    Raises:
+        WanlabError: The file is not a readable video or holds no frames (a one-line message).
+
+    Example:
+        >>> frames, fps = decode(Path("fox.lossless.mkv"))  # doctest: +SKIP
+    """
     import av
 
     try:
@@ -91,7 +120,32 @@ def decode(path: Path) -> tuple[np.ndarray, float]:
 class Video:
     """Frames ``(T, H, W, 3)`` uint8 at ``fps``, with the request, model and record that made them.
 
-    Two videos are equal when their frames are (same digest) at the same fps.
+    Two videos are equal when their frames are (same digest) at the same fps. In a notebook a Video
+    shows itself as a looping player (small videos enlarged, pixelated).
+
+    Attributes:
+        frames: uint8 (T, H, W, 3) RGB frames (checked and made C-contiguous on creation).
+        fps: Frame rate (a positive number; Wan's 16 by default).
+        params: The request that made the video (None for frames from elsewhere).
+        model: The model's identity (``wanlab.identity(...).to_dict()``).
+        timings: Seconds per phase of the generation (``encode``, ``denoise``, ``decode``, ...).
+        record: The rest of the run's record (everything but the fields above).
+        path: Where the video was saved or loaded from.
+        latents: The final latents when the backend kept them (not saved).
+        files: Files these frames already are, by run-folder name (a service's downloads).
+        probes: What probes recorded inside the model (a :class:`wanlab.probes.Probes`), or None.
+
+    Raises:
+        ValueError: ``frames`` is not uint8 (T, H, W, 3) or ``fps`` is not a positive number.
+
+    Example:
+        >>> import numpy as np
+        >>> from wanlab import Video
+        >>> video = Video(np.zeros((4, 8, 8, 3), np.uint8), fps=16)
+        >>> video.num_frames, video.width, video.height, video.duration
+        (4, 8, 8, 0.25)
+        >>> video == Video(video.frames.copy(), fps=16)
+        True
     """
 
     frames: np.ndarray
@@ -136,22 +190,27 @@ class Video:
 
     @property
     def seed(self) -> int | None:
+        """The request's seed (None without params)."""
         return self.params.seed if self.params else None
 
     @property
     def num_frames(self) -> int:
+        """Number of frames T."""
         return int(self.frames.shape[0])
 
     @property
     def height(self) -> int:
+        """Frame height H in pixels."""
         return int(self.frames.shape[1])
 
     @property
     def width(self) -> int:
+        """Frame width W in pixels."""
         return int(self.frames.shape[2])
 
     @property
     def duration(self) -> float:
+        """Length in seconds: frames / fps."""
         return self.num_frames / self.fps
 
     def __len__(self) -> int:
@@ -159,7 +218,16 @@ class Video:
 
     # --- files -----------------------------------------------------------------------------------
     def to_record(self) -> dict[str, Any]:
-        """The JSON sidecar: record, params, model, timings, fps, shape and digest."""
+        """The JSON sidecar of the video.
+
+        Returns:
+            The record with the Video's own fields (:data:`OWN_FIELDS`: fps, shape, digest, timings,
+            model, params) written over it; JSON-ready.
+
+        Example:
+            >>> Video(np.zeros((1, 2, 2, 3), np.uint8)).to_record()["shape"]
+            [1, 2, 2, 3]
+        """
         out = dict(self.record)
         out.update(
             fps=self.fps, shape=list(self.frames.shape), digest=self.digest, timings=dict(self.timings),
@@ -169,17 +237,30 @@ class Video:
 
     def save(self, path: str | os.PathLike[str], *, lossless: bool = True, sidecar: bool = True,
              atomic: bool = True) -> Path:
-        """Write the video by extension (.mp4, .mkv, .gif, .npz) plus a JSON sidecar; return the path.
+        """Write the video by extension (.mp4, .mkv, .gif, .npz) plus a JSON sidecar.
 
-        For .mp4, ``lossless=True`` also writes ``NAME.lossless.mkv`` (FFV1), which :meth:`load`
-        prefers, since h264 yuv420p changes pixel values (the two are encoded at once, on two threads:
-        FFmpeg's encoders run without Python's lock). .mkv and .npz are lossless themselves. Each file
-        is written atomically; ``atomic=False`` writes straight into a folder that is built
-        atomically as a whole (a store's run). With the sidecar, recorded probes go to
-        ``NAME.probes.npz`` beside it (a store keeps them in the run folder itself).
+        .mp4 is browser-playable h264; since h264 yuv420p changes pixel values, ``lossless=True`` also
+        writes ``NAME.lossless.mkv`` (FFV1), which :meth:`load` prefers (the two are encoded at once,
+        on two threads: FFmpeg's encoders run without Python's lock). .mkv and .npz are lossless
+        themselves. With the sidecar, recorded probes go to ``NAME.probes.npz`` beside it (a store
+        keeps them in the run folder itself). Sets :attr:`path`.
 
-        >>> video.save("fox.mp4")  # doctest: +SKIP
-        PosixPath('fox.mp4')
+        Args:
+            path: The file to write; its suffix picks the format.
+            lossless: For .mp4, also write the lossless ``NAME.lossless.mkv``.
+            sidecar: Also write ``NAME.json`` (:meth:`to_record`) and ``NAME.probes.npz``.
+            atomic: Write each file atomically; False writes straight into a folder that is built
+                atomically as a whole (a store's run).
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: The suffix is not one of .mp4, .mkv, .gif, .npz.
+
+        Example:
+            >>> video.save("fox.mp4")  # doctest: +SKIP
+            PosixPath('fox.mp4')
         """
         target = Path(path)
         ext = check_suffix(target)
@@ -223,8 +304,22 @@ class Video:
     def load(cls, path: str | os.PathLike[str]) -> "Video":
         """Read a saved video: frames from the lossless copy when present, record from the sidecar.
 
-        ``path`` may also be a run folder of a store (or its ``video.mp4``): then the frames come from
-        the run's lossless copy and the record from its ``record.json``.
+        Args:
+            path: A video file wanlab wrote (.mp4, .mkv, .gif, .npz), or a run folder of a store (or
+                its ``video.mp4``): then the frames come from the run's lossless copy and the record
+                from its ``record.json``.
+
+        Returns:
+            The Video with its params, model, timings, record and probes (when saved beside it).
+
+        Raises:
+            FileNotFoundError: No file at ``path``.
+            WanlabError: A folder that is not a run folder, an unreadable video or record.
+
+        Example:
+            >>> video = Video.load("fox.mp4")  # doctest: +SKIP
+            >>> video.params.prompt  # doctest: +SKIP
+            'a fox'
         """
         source = Path(path)
         if source.is_dir():
@@ -266,7 +361,15 @@ class Video:
 
     # --- looking -----------------------------------------------------------------------------------
     def to_mp4_bytes(self) -> bytes:
-        """The playable h264 mp4 as bytes (for inline display and reports)."""
+        """The playable h264 mp4 as bytes (for inline display and reports).
+
+        Returns:
+            The bytes of an h264 yuv420p mp4 (:data:`PLAYABLE`).
+
+        Example:
+            >>> Video(np.zeros((2, 16, 16, 3), np.uint8)).to_mp4_bytes()[4:8]
+            b'ftyp'
+        """
         buffer = io.BytesIO()
         encode(self.frames, buffer, self.fps, PLAYABLE, container="mp4")
         return buffer.getvalue()
@@ -290,9 +393,23 @@ SUFFIXES = (".mp4", ".mkv", ".gif", ".npz")
 
 
 def check_suffix(path: str | os.PathLike[str]) -> str:
-    """The lower-case suffix of a path :meth:`Video.save` can write, or ValueError naming the rule.
+    """The lower-case suffix of a path :meth:`Video.save` can write.
 
-    Checked before a video is made (``wanlab generate --out x.avi`` fails at once)."""
+    Checked before a video is made (``wanlab generate --out x.avi`` fails at once).
+
+    Args:
+        path: The file a video is to be saved to.
+
+    Returns:
+        Its suffix, lower-case (one of :data:`SUFFIXES`).
+
+    Raises:
+        ValueError: Any other suffix (the message names the rule and the path).
+
+    Example:
+        >>> check_suffix("fox.MP4")
+        '.mp4'
+    """
     ext = Path(path).suffix.lower()
     if ext not in SUFFIXES:
         raise ValueError(f"path: must end in {', '.join(SUFFIXES[:-1])} or {SUFFIXES[-1]}; got {str(path)!r}")
@@ -310,7 +427,20 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 
 def read_frames(path: Path) -> tuple[np.ndarray, float]:
-    """Frames (uint8 (T, H, W, 3)) and frame rate of a video file of any format wanlab writes."""
+    """Frames and frame rate of a video file of any format wanlab writes.
+
+    Args:
+        path: An .npz (frames and fps arrays), .gif (read at 16 fps) or a file FFmpeg decodes.
+
+    Returns:
+        uint8 (T, H, W, 3) frames and the frame rate.
+
+    Raises:
+        WanlabError: A video file FFmpeg cannot read (see :func:`decode`).
+
+    Example:
+        >>> frames, fps = read_frames(Path("fox.lossless.mkv"))  # doctest: +SKIP
+    """
     if path.suffix.lower() == ".npz":
         with np.load(path) as data:
             return data["frames"], float(data["fps"])
@@ -322,15 +452,48 @@ def read_frames(path: Path) -> tuple[np.ndarray, float]:
 
 
 def sidecar_path(path: Path) -> Path:
-    """``x.mp4`` -> ``x.json``."""
+    """The JSON sidecar beside a saved video.
+
+    Args:
+        path: The video's path.
+
+    Returns:
+        The path with the suffix ``.json``.
+
+    Example:
+        >>> sidecar_path(Path("runs/fox.mp4")).as_posix()
+        'runs/fox.json'
+    """
     return path.with_suffix(".json")
 
 
 def probes_path(path: Path) -> Path:
-    """``x.mp4`` -> ``x.probes.npz`` (the recorded probes beside a saved video)."""
+    """The recorded probes beside a saved video.
+
+    Args:
+        path: The video's path.
+
+    Returns:
+        The path with the suffix ``.probes.npz``.
+
+    Example:
+        >>> probes_path(Path("fox.mp4")).name
+        'fox.probes.npz'
+    """
     return path.with_suffix(PROBES_SUFFIX)
 
 
 def lossless_path(path: Path) -> Path:
-    """``x.mp4`` -> ``x.lossless.mkv``."""
+    """The lossless FFV1 copy beside a saved mp4.
+
+    Args:
+        path: The mp4's path.
+
+    Returns:
+        The path with the suffix ``.lossless.mkv``.
+
+    Example:
+        >>> lossless_path(Path("fox.mp4")).name
+        'fox.lossless.mkv'
+    """
     return path.with_suffix(LOSSLESS_SUFFIX)

@@ -21,7 +21,18 @@ CALIBRATION_SEED = 0
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a cache method's diffusers config may depend on besides its parameters."""
+    """What a cache method's diffusers config may depend on besides its parameters.
+
+    Attributes:
+        steps: The request's denoising steps.
+        transformer_dtype: The transformer's dtype (TaylorSeer's ``taylor_factors_dtype="auto"``).
+        current_timestep: A callable giving the scheduler's current timestep.
+        mag_ratios: MagCache's calibrated magnitude ratios.
+
+    Example:
+        >>> BuildContext(steps=30).steps
+        30
+    """
 
     steps: int
     transformer_dtype: Any = None
@@ -34,8 +45,21 @@ Check = Callable[[str, Any], Any]
 
 @dataclass(frozen=True)
 class CacheMethod:
-    """One cache method: ``params`` maps each parameter to ``(default, check)``; ``build`` turns the
-    resolved parameters into the diffusers config; ``refused`` says why wanlab does not run it."""
+    """One cache method wanlab runs on Wan (or refuses).
+
+    Attributes:
+        name: The method's name (``Accel.cache``).
+        summary: One line on what it is and where it comes from.
+        params: Each parameter (named as diffusers' config field) to ``(default, check)``.
+        build: Turns the resolved parameters and a :class:`BuildContext` into the diffusers config
+            (diffusers is imported only then).
+        validate: An extra cross-parameter check (raises ParamError).
+        refused: Why wanlab does not run it, for methods it refuses.
+
+    Example:
+        >>> METHODS["first_block"].params["threshold"][0]
+        0.05
+    """
 
     name: str
     summary: str

@@ -1,5 +1,6 @@
-"""The acceleration setting, :class:`Accel`, and its named presets: validated, canonical, part of
-every run key and record. Nothing here imports torch or diffusers.
+"""The acceleration setting, :class:`Accel`, and its named presets (:data:`PRESETS`).
+
+Validated, canonical, part of every run key and record. Nothing here imports torch or diffusers.
 """
 from __future__ import annotations
 
@@ -35,19 +36,28 @@ def _json(value: Any) -> Any:
 class Accel:
     """One acceleration setting: validated on construction, part of a run's key and record.
 
-    - ``cache``: one of :data:`CACHE_METHODS`; ``cache_params``: that method's parameters (missing
-      ones take their defaults, see ``METHODS[cache].params``; unknown or out-of-range ones raise
-      :class:`~wanlab.ParamError`). wanlab's own parameters: MagCache ``mag_ratios="auto"``
-      (calibrate), ``calibration_prompt``, ``calibration_seed``; TaylorSeer ``modules`` (which of
-      attn1, attn2, ffn to predict) and ``taylor_factors_dtype="auto"`` (the transformer's dtype);
-      PAB ``per_branch`` (one cache per guidance branch, the method as published).
-    - ``compile``: one of :data:`COMPILE_MODES`.
-    - ``attention_backend``: ``None`` or a diffusers backend name (:data:`ATTENTION_BACKENDS`;
-      on CPU only :data:`CPU_ATTENTION_BACKENDS` work).
-    - ``name``: a label for tables and plots (presets set it); not part of the identity.
+    Attributes:
+        cache: One of :data:`CACHE_METHODS`.
+        cache_params: That method's parameters (missing ones take their defaults, see
+            ``METHODS[cache].params``). wanlab's own parameters: MagCache ``mag_ratios="auto"``
+            (calibrate), ``calibration_prompt``, ``calibration_seed``; TaylorSeer ``modules`` (which
+            of attn1, attn2, ffn to predict) and ``taylor_factors_dtype="auto"`` (the transformer's
+            dtype); PAB ``per_branch`` (one cache per guidance branch, the method as published).
+        compile: One of :data:`COMPILE_MODES`.
+        attention_backend: ``None`` or a diffusers backend name (:data:`ATTENTION_BACKENDS`; on CPU
+            only :data:`CPU_ATTENTION_BACKENDS` work).
+        name: A label for tables and plots (presets set it); not part of the identity.
 
-    >>> Accel.coerce("fbc").cache_params["threshold"]
-    0.1
+    Raises:
+        ParamError: An unknown or refused method, an unknown or out-of-range parameter, an unknown
+            compile mode or attention backend, or an empty name.
+
+    Example:
+        >>> from wanlab.accel import Accel
+        >>> Accel.coerce("fbc").cache_params["threshold"]
+        0.1
+        >>> Accel(cache="first_block", cache_params={"threshold": 0.3}).label
+        'first_block(threshold=0.3)'
     """
 
     cache: str = "none"
@@ -91,16 +101,25 @@ class Accel:
 
     @property
     def method(self) -> CacheMethod:
+        """The cache method's description (:data:`METHODS`)."""
         return METHODS[self.cache]
 
     @property
     def is_default(self) -> bool:
+        """Whether the setting is exact: no cache, no compile, the default attention."""
         return self.cache == "none" and self.compile == "off" and self.attention_backend is None
 
     def to_dict(self) -> dict[str, Any]:
-        """Canonical JSON form, what records and run keys hold: ``{"cache": ...}`` plus only the
-        fields that differ from the default (all of the method's parameters, defaults filled in).
-        The exact setting is ``{"cache": "none"}``."""
+        """Canonical JSON form, what records and run keys hold.
+
+        Returns:
+            ``{"cache": ...}`` plus only the fields that differ from the default (all of the
+            method's parameters, defaults filled in). The exact setting is ``{"cache": "none"}``.
+
+        Example:
+            >>> Accel.preset("fbc").to_dict()
+            {'cache': 'first_block', 'cache_params': {'threshold': 0.1}}
+        """
         out: dict[str, Any] = {"cache": self.cache}
         if self.cache != "none":
             out["cache_params"] = {k: _json(v) for k, v in self.cache_params.items()}
@@ -111,8 +130,16 @@ class Accel:
         return out
 
     def to_plain(self) -> str | dict[str, Any]:
-        """The short TOML form: the preset's name when the setting is one, else a table of what differs
-        from the defaults (parameters left at their defaults are left out: TOML has no None)."""
+        """The short TOML form of the setting.
+
+        Returns:
+            The preset's name when the setting is one, else a table of what differs from the
+            defaults (parameters left at their defaults are left out: TOML has no None).
+
+        Example:
+            >>> Accel.preset("fbc").to_plain()
+            'fbc'
+        """
         if self.name in PRESETS and Accel.preset(self.name) == self:
             return self.name
         changed = self.changed_params()
@@ -124,21 +151,56 @@ class Accel:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Accel":
-        """Inverse of :meth:`to_dict` (also accepts ``name``); unknown keys raise ParamError."""
+        """Inverse of :meth:`to_dict`.
+
+        Args:
+            data: ``cache``, ``cache_params``, ``compile``, ``attention_backend`` and ``name``, each optional.
+
+        Returns:
+            The validated Accel.
+
+        Raises:
+            ParamError: Not a mapping, an unknown key, or a value that breaks its rule.
+
+        Example:
+            >>> Accel.from_dict({"cache": "none"}) == Accel()
+            True
+        """
         if not isinstance(data, Mapping):
             raise ParamError("accel", "a mapping with cache, cache_params, compile, attention_backend", data)
         check_known("", data, ("cache", "cache_params", "compile", "attention_backend", "name"), "an acceleration field")
         return cls(**dict(data))
 
     def key(self) -> str:
-        """16 hex digits identifying the setting (sha256 of :meth:`to_dict`), the same in every process."""
+        """The setting's identity, the same in every process.
+
+        Returns:
+            16 hex digits (sha256 of :meth:`to_dict`).
+
+        Example:
+            >>> Accel.preset("fbc").key() == Accel(cache="first_block", cache_params={"threshold": 0.1}).key()
+            True
+        """
         from ..record import stable_hash
 
         return stable_hash(self.to_dict())
 
     def replace(self, **changes: Any) -> "Accel":
-        """A new validated Accel with ``changes`` applied (``cache_params`` are merged when the
-        method stays the same)."""
+        """A new validated Accel with ``changes`` applied (its ``name`` dropped).
+
+        Args:
+            **changes: New field values; ``cache_params`` are merged when the method stays the same.
+
+        Returns:
+            The new Accel.
+
+        Raises:
+            ParamError: An unknown field, or a value that breaks its rule.
+
+        Example:
+            >>> Accel.preset("fbc").replace(cache_params={"threshold": 0.3})
+            Accel(cache='first_block', cache_params={'threshold': 0.3})
+        """
         fields_: dict[str, Any] = {"cache": self.cache, "cache_params": dict(self.cache_params), "compile": self.compile,
                    "attention_backend": self.attention_backend, "name": None}
         check_known("", changes, fields_, "an acceleration field")
@@ -150,14 +212,25 @@ class Accel:
         return Accel(**fields_)
 
     def changed_params(self) -> dict[str, Any]:
-        """The cache parameters that differ from the method's defaults (JSON form)."""
+        """The cache parameters that differ from the method's defaults.
+
+        Returns:
+            Name to value, JSON form.
+
+        Example:
+            >>> Accel.preset("fbc").changed_params()
+            {'threshold': 0.1}
+        """
         defaults = {k: d for k, (d, _) in self.method.params.items()}
         return {k: _json(v) for k, v in self.cache_params.items() if v != defaults[k]}
 
     @property
     def label(self) -> str:
-        """``name`` when set, else the name of the preset it equals (``fbc``), else a short description
-        such as ``first_block(threshold=0.3)+compile:blocks``; the same for a setting read from a record."""
+        """A short label for tables and plots.
+
+        ``name`` when set, else the name of the preset it equals (``fbc``), else a short description
+        such as ``first_block(threshold=0.3)+compile:blocks``; the same for a setting read from a record.
+        """
         if self.name:
             return self.name
         for preset, spec in PRESETS.items():
@@ -189,14 +262,43 @@ class Accel:
     # --- construction ----------------------------------------------------------------------------
     @classmethod
     def preset(cls, name: str) -> "Accel":
-        """A named setting from :data:`PRESETS` (``"exact"``, ``"fbc"``, ``"mag"``, ...)."""
+        """A named setting from :data:`PRESETS`.
+
+        Args:
+            name: ``"exact"``, ``"fbc"``, ``"mag"``, ...
+
+        Returns:
+            The Accel, named.
+
+        Raises:
+            ParamError: An unknown name.
+
+        Example:
+            >>> Accel.preset("mag").cache
+            'mag'
+        """
         if not isinstance(name, str) or name not in PRESETS:
             raise ParamError("preset", f"one of {', '.join(PRESETS)}", name)
         return cls(**PRESETS[name], name=name)
 
     @classmethod
     def coerce(cls, value: Any, where: str = "accel") -> "Accel":
-        """An Accel from an Accel, a preset name, a mapping (:meth:`from_dict`) or None (exact)."""
+        """An Accel from any form a caller may give.
+
+        Args:
+            value: An Accel, a preset name, a mapping (:meth:`from_dict`) or None (exact).
+            where: The field name for the error message.
+
+        Returns:
+            The Accel (``value`` itself when it is one).
+
+        Raises:
+            ParamError: Anything else, or a mapping that breaks a rule.
+
+        Example:
+            >>> Accel.coerce(None).is_default
+            True
+        """
         if value is None:
             return cls()
         if isinstance(value, Accel):

@@ -71,7 +71,22 @@ def _points(backend: Any, points: Any) -> list["Params"]:
 
 
 def rel_l2(a: Any, b: Any) -> float:
-    """``|a - b| / |b|`` over all elements (float64): relative L2 error of ``a`` against reference ``b``."""
+    """Relative L2 error of ``a`` against reference ``b``: ``|a - b| / |b|`` over all elements (float64).
+
+    Args:
+        a: An array (or tensor).
+        b: The reference, same shape.
+
+    Returns:
+        The error (``|a - b|`` when ``b`` is all zero).
+
+    Raises:
+        ValueError: The shapes differ.
+
+    Example:
+        >>> rel_l2([0.0, 4.0], [0.0, 5.0])
+        0.2
+    """
     import numpy as np
 
     a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -83,26 +98,27 @@ def rel_l2(a: Any, b: Any) -> float:
 
 def study(backend: Any, points: Any, settings: Any, *, repeats: int = 1, warmup: str | bool = "auto",
           timing: str = "median", progress: bool = False) -> "pd.DataFrame":
-    """Run the exact baseline and each acceleration setting on the same requests; one row per
-    (point, setting).
+    """Run the exact baseline and each acceleration setting on the same requests; one row per (point, setting).
 
-    ``backend`` is a loaded pipeline or any backend (a Ray pool runs each request's settings on one
-    worker, so timings compare like with like).
+    Args:
+        backend: A loaded pipeline or any backend (a Ray pool runs each request's settings on one
+            worker, so timings compare like with like).
+        points: A :class:`~wanlab.Params`, a mapping of fields (the model's native settings fill
+            the rest), a list of those, or a :class:`~wanlab.Sweep` (its points). Seeds of -1 are
+            drawn once per point, so the baseline and every setting see the same noise.
+        settings: A list of :class:`Accel` / preset names / mappings, or a mapping label -> setting.
+            The exact baseline (label ``"exact"``) is always run first and need not be listed.
+        repeats: Runs per (point, setting), interleaved (the order of the settings alternates).
+            Outputs must repeat bit for bit (checked: ``repeatable``).
+        warmup: ``"auto"`` runs the exact baseline once untimed before timing anything, and each
+            compiled setting once per point (compilation is not what a study measures); True warms
+            every setting; False none.
+        timing: ``"median"`` or ``"min"`` of the repeats' denoising times (``"min"``, best of N, is
+            the steadier one on a loaded machine).
+        progress: Print a line per run.
 
-    - ``points``: a :class:`~wanlab.Params`, a mapping of fields (the model's native settings fill
-      the rest), a list of those, or a :class:`~wanlab.Sweep` (its points). Seeds of -1 are drawn
-      once per point, so the baseline and every setting see the same noise.
-    - ``settings``: a list of :class:`Accel` / preset names / mappings, or a mapping label -> setting.
-      The exact baseline (label ``"exact"``) is always run first and need not be listed.
-    - ``repeats``: runs per (point, setting), interleaved (the order of the settings alternates).
-      Outputs must repeat bit for bit (checked: ``repeatable``).
-    - ``timing``: ``"median"`` or ``"min"`` of the repeats' denoising times (``"min"``, best of N, is
-      the steadier one on a loaded machine).
-    - ``warmup``: ``"auto"`` runs the exact baseline once untimed before timing anything, and each
-      compiled setting once per point (compilation is not what a study measures); True warms every
-      setting; False none.
-
-    Columns: ``point``, the request fields, ``setting`` (label), ``cache``, ``compile``,
+    Returns:
+        A pandas DataFrame. Columns: ``point``, the request fields, ``setting`` (label), ``cache``, ``compile``,
     ``attention_backend``, ``accel_key``, ``denoise_s`` (denoising loop only; MagCache calibration
     and hook setup are in ``setup_s``), ``speedup`` (exact ``denoise_s`` / this ``denoise_s`` on the
     same point), ``psnr`` (dB, from the mean squared error over all frames against the exact frames,
@@ -113,6 +129,13 @@ def study(backend: Any, points: Any, settings: Any, *, repeats: int = 1, warmup:
     ``identical`` (frames bit-identical to exact), ``calls``, ``calls_full``, ``calls_skipped``,
     ``calls_partial``, ``block_work`` (see :class:`CallCounter`; NaN under compile),
     ``repeatable``, ``digest``. ``df.attrs`` holds the machine (threads, device) and the settings.
+
+    Raises:
+        ParamError: Bad points, settings (or labels that repeat), repeats, warmup or timing.
+
+    Example:
+        >>> df = wanlab.accel.study(pipe, {"prompt": "a fox", "seed": 1}, ["fbc", "mag"], repeats=3)  # doctest: +SKIP
+        >>> wanlab.accel.summarize(df)[["setting", "speedup", "psnr", "pareto"]]  # doctest: +SKIP
     """
     import numpy as np
     import pandas as pd
@@ -183,10 +206,27 @@ def study(backend: Any, points: Any, settings: Any, *, repeats: int = 1, warmup:
 
 def fidelity(frames: Any, exact_frames: Any, latents: Any = None, exact_latents: Any = None, *,
              identical: bool | None = None) -> dict[str, Any]:
-    """How far a run is from the exact run of the same request: ``psnr`` (pooled over frames, see
-    :func:`pooled_psnr`), ``psnr_frame_mean``, ``ssim``, and of the final latents ``rel_l2`` and
-    ``max_abs`` (NaN when either run has none), and ``identical`` (frames bit for bit; computed
-    unless given, e.g. from digests)."""
+    """How far a run is from the exact run of the same request.
+
+    Args:
+        frames: The run's uint8 (T, H, W, 3) frames.
+        exact_frames: The exact run's frames.
+        latents: The run's final latents, or None.
+        exact_latents: The exact run's final latents, or None.
+        identical: Whether the frames are bit-identical, when already known (e.g. from digests);
+            computed when None.
+
+    Returns:
+        ``psnr`` (pooled over frames, see :func:`pooled_psnr`), ``psnr_frame_mean``, ``ssim`` (by
+        :func:`wanlab.metrics.compare`), of the final latents ``rel_l2`` and ``max_abs`` (NaN when
+        either run has none), and ``identical``.
+
+    Example:
+        >>> import numpy as np
+        >>> frames = np.zeros((2, 8, 8, 3), np.uint8)
+        >>> fidelity(frames, frames)["psnr"], fidelity(frames, frames)["rel_l2"]
+        (inf, nan)
+    """
     import numpy as np
 
     from ..metrics import compare
@@ -213,8 +253,27 @@ STAT_COLUMNS = ("calls", "calls_full", "calls_skipped", "calls_partial", "block_
 
 def study_row(label: str, accel: Accel, *, denoise: float, setup: float, exact_denoise: float,
               fidelity: Mapping[str, Any], stats: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The columns :func:`study` (and ``SweepResult.accel_study``) give one (request, setting):
-    the setting, its timings and speedup over exact, its fidelity and its work counters."""
+    """The row :func:`study` (and ``SweepResult.accel_study``) gives one (request, setting).
+
+    Args:
+        label: The setting's label.
+        accel: The setting.
+        denoise: Its denoising seconds.
+        setup: Its setup seconds (MagCache calibration, hooks).
+        exact_denoise: The exact run's denoising seconds on the same request.
+        fidelity: What :func:`fidelity` returned.
+        stats: The run's work counters (``record["accel_stats"]``), or None.
+
+    Returns:
+        The setting, its timings and speedup over exact, its fidelity and its work counters
+        (:data:`STAT_COLUMNS`, NaN where not counted).
+
+    Example:
+        >>> row = study_row("fbc", Accel.preset("fbc"), denoise=2.0, setup=0.1, exact_denoise=3.0,
+        ...                 fidelity={"psnr": 40.0}, stats=None)
+        >>> row["speedup"], row["calls_skipped"]
+        (1.5, nan)
+    """
     stats = stats or {}
     row = {"setting": label, "cache": accel.cache, "compile": accel.compile,
            "attention_backend": accel.attention_backend, "accel_key": accel.key(), "denoise_s": denoise,
@@ -226,11 +285,25 @@ def study_row(label: str, accel: Accel, *, denoise: float, setup: float, exact_d
 
 
 def summarize(df: "pd.DataFrame") -> "pd.DataFrame":
-    """One row per setting, in study order: mean ``speedup`` (and the worst, ``speedup_min``),
-    ``psnr`` pooled over points (:func:`pooled_psnr`), mean ``ssim``/``rel_l2`` over points, ``calls_skipped`` as a fraction of all calls, mean
-    ``block_work``, the mean of every ``<metric>_change`` column (a metric's change from the exact
-    run, e.g. ``adherence_change``, when the sweep measured it), and ``pareto`` (True when no other setting is both at least as fast and at
-    least as faithful, one of them strictly)."""
+    """One row per setting of a study, in study order.
+
+    Args:
+        df: The DataFrame :func:`study` (or ``SweepResult.accel_study``) returned.
+
+    Returns:
+        A DataFrame: mean ``speedup`` (and the worst, ``speedup_min``), ``psnr`` pooled over points
+        (:func:`pooled_psnr`), mean ``ssim``/``rel_l2`` over points, ``calls_skipped`` as a fraction
+        of all calls (``skipped``), mean ``block_work``, the mean of every ``<metric>_change`` column
+        (a metric's change from the exact run, e.g. ``adherence_change``, when the sweep measured
+        it), and ``pareto`` (True when no other setting is both at least as fast and at least as
+        faithful, one of them strictly).
+
+    Raises:
+        ValueError: Not a study's table.
+
+    Example:
+        >>> wanlab.accel.summarize(df)[["setting", "speedup", "psnr", "pareto"]]  # doctest: +SKIP
+    """
     import numpy as np
     import pandas as pd
 
@@ -258,7 +331,19 @@ def summarize(df: "pd.DataFrame") -> "pd.DataFrame":
 
 
 def pareto_mask(speed: Sequence[float], fidelity: Sequence[float]) -> list[bool]:
-    """True for points no other point dominates (higher-or-equal in both, strictly higher in one)."""
+    """Which points no other point dominates (higher-or-equal in both, strictly higher in one).
+
+    Args:
+        speed: Speed per point (higher is better).
+        fidelity: Fidelity per point (higher is better).
+
+    Returns:
+        True for the Pareto front (False for points with NaN).
+
+    Example:
+        >>> pareto_mask([1.0, 2.0, 1.5], [40.0, 30.0, 25.0])
+        [True, True, False]
+    """
     pts = list(zip([float(s) for s in speed], [float(f) for f in fidelity]))
     out = []
     for i, (s, f) in enumerate(pts):
@@ -268,8 +353,21 @@ def pareto_mask(speed: Sequence[float], fidelity: Sequence[float]) -> list[bool]
 
 
 def plot_study(df: "pd.DataFrame", *, title: str | None = None):
-    """Speedup (x) against ``psnr`` vs exact (y; pooled over frames and points), one point per setting, the Pareto
-    front drawn as a line; settings bit-identical to exact (PSNR = inf) sit on a band at the top."""
+    """Speedup (x) against ``psnr`` vs exact (y; pooled over frames and points), one point per setting.
+
+    The Pareto front is drawn as a line; settings bit-identical to exact (PSNR = inf) sit on a band
+    at the top.
+
+    Args:
+        df: A study's table, or its :func:`summarize`.
+        title: The title.
+
+    Returns:
+        The matplotlib Figure.
+
+    Example:
+        >>> wanlab.accel.plot_study(df)  # doctest: +SKIP
+    """
     import numpy as np
 
     from ..plots import pyplot

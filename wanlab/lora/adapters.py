@@ -1,5 +1,8 @@
-"""LoRA adapters: each file located, converted to canonical form and loaded into the transformer once
-(cached by content hash), then weighted per call."""
+"""LoRA adapters of one pipeline (:class:`LoRASet`) and the helpers that name a LoRA file by its hash.
+
+Each file is located, converted to canonical form and loaded into the transformer once (cached by
+content hash), then weighted per call.
+"""
 from __future__ import annotations
 
 import warnings
@@ -18,11 +21,20 @@ _HASHES: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns)
 
 
 def locate_hashed(path: str, policy: SourcePolicy | None = None) -> tuple[Source, str]:
-    """The local file a LoRA path means under ``policy`` (default: any local file, the hub cache, public
-    https URLs) and its sha256, hashes cached by path, size and mtime; LoRAError when it is missing,
-    refused or not a .safetensors file.
+    """The local file a LoRA path means and its sha256 (hashes cached by path, size and mtime).
 
-    >>> source, sha = locate_hashed("style.safetensors")  # doctest: +SKIP
+    Args:
+        path: A local file, a Hugging Face repo id (or a file in one) or an https URL.
+        policy: Which path forms are accepted (default: any local file, the hub cache, public https URLs).
+
+    Returns:
+        The :class:`~wanlab.lora.sources.Source` and the file's sha256.
+
+    Raises:
+        LoRAError: The file is missing, refused by the policy or not a .safetensors file.
+
+    Example:
+        >>> source, sha = locate_hashed("style.safetensors")  # doctest: +SKIP
     """
     source = locate(path, policy)
     if source.sha256 is not None:
@@ -37,8 +49,19 @@ def locate_hashed(path: str, policy: SourcePolicy | None = None) -> tuple[Source
 def file_hash(path: str, policy: SourcePolicy | None = None) -> str:
     """sha256 of a LoRA file, whatever the path form (local, hub id, URL); no model needed.
 
-    >>> file_hash("style.safetensors")  # doctest: +SKIP
-    '5be1...'
+    Args:
+        path: A local file, a Hugging Face repo id (or a file in one) or an https URL.
+        policy: Which path forms are accepted (see :func:`locate_hashed`).
+
+    Returns:
+        The hex sha256.
+
+    Raises:
+        LoRAError: The file is missing, refused or not a .safetensors file.
+
+    Example:
+        >>> file_hash("style.safetensors")  # doctest: +SKIP
+        '5be1...'
     """
     return locate_hashed(path, policy)[1]
 
@@ -46,8 +69,19 @@ def file_hash(path: str, policy: SourcePolicy | None = None) -> str:
 def describe(loras: Sequence[LoRA], policy: SourcePolicy | None = None) -> list[dict[str, Any]]:
     """Path, scale and sha256 of each requested LoRA (for records and run keys; no model needed).
 
-    >>> describe([LoRA("style.safetensors", 0.8)])  # doctest: +SKIP
-    [{'path': 'style.safetensors', 'scale': 0.8, 'sha256': '5be1...'}]
+    Args:
+        loras: The request's LoRAs.
+        policy: Which path forms are accepted (see :func:`locate_hashed`).
+
+    Returns:
+        One ``{path, scale, sha256}`` per LoRA, in order.
+
+    Raises:
+        LoRAError: A file is missing, refused or not a .safetensors file.
+
+    Example:
+        >>> describe([LoRA("style.safetensors", 0.8)])  # doctest: +SKIP
+        [{'path': 'style.safetensors', 'scale': 0.8, 'sha256': '5be1...'}]
     """
     return [{"path": lo.path, "scale": lo.scale, "sha256": file_hash(lo.path, policy)} for lo in loras]
 
@@ -74,12 +108,18 @@ class _Adapter:
 class LoRASet:
     """The adapters loaded into one pipeline; :meth:`apply` activates exactly the requested ones.
 
-    ``policy`` (a :class:`~wanlab.lora.sources.SourcePolicy`, also settable later as
-    ``loras.policy``) says which path forms are accepted: by default any local file, Hugging Face
-    repos in the local hub cache and https URLs to public hosts.
+    Each file is located, converted to canonical form and loaded into the transformer once (cached
+    by content hash), then weighted per call.
 
-    >>> pipe.loras.apply([LoRA("style.safetensors", 0.8)])[0]["modules"][:2]  # doctest: +SKIP
-    ['blocks.0.attn1.to_q', 'blocks.0.attn1.to_k']
+    Args:
+        pipe: The diffusers pipeline holding the transformer.
+        policy: A :class:`~wanlab.lora.sources.SourcePolicy` (also settable later as
+            ``loras.policy``) saying which path forms are accepted: by default any local file,
+            Hugging Face repos in the local hub cache and https URLs to public hosts.
+
+    Example:
+        >>> pipe.loras.apply([LoRA("style.safetensors", 0.8)])[0]["modules"][:2]  # doctest: +SKIP
+        ['blocks.0.attn1.to_q', 'blocks.0.attn1.to_k']
     """
 
     def __init__(self, pipe: Any, *, policy: SourcePolicy | None = None) -> None:
@@ -89,26 +129,65 @@ class LoRASet:
         self._layout: ModelLayout | None = None
 
     def locate(self, path: str) -> tuple[Source, str]:
-        """:func:`locate_hashed` under this set's :attr:`policy`."""
+        """:func:`locate_hashed` under this set's :attr:`policy`.
+
+        Args:
+            path: A LoRA path in any form.
+
+        Returns:
+            The source and its sha256.
+        """
         return locate_hashed(path, self.policy)
 
     def file_hash(self, path: str) -> str:
-        """sha256 of a LoRA file under this set's :attr:`policy`, whatever the path form."""
+        """sha256 of a LoRA file under this set's :attr:`policy`, whatever the path form.
+
+        Args:
+            path: A LoRA path in any form.
+
+        Returns:
+            The hex sha256.
+        """
         return file_hash(path, self.policy)
 
     def describe(self, loras: Sequence[LoRA]) -> list[dict[str, Any]]:
-        """Path, scale and sha256 of each requested LoRA under this set's :attr:`policy` (records, run keys)."""
+        """Path, scale and sha256 of each requested LoRA under this set's :attr:`policy` (records, run keys).
+
+        Args:
+            loras: The request's LoRAs.
+
+        Returns:
+            One ``{path, scale, sha256}`` per LoRA.
+        """
         return describe(loras, self.policy)
 
     def layout(self) -> ModelLayout:
-        """The transformer's LoRA targets (built once)."""
+        """The transformer's LoRA targets (built once).
+
+        Returns:
+            The :class:`~wanlab.lora.layout.ModelLayout`.
+        """
         if self._layout is None:
             self._layout = ModelLayout.of(self.pipe.transformer)
         return self._layout
 
     def inspect(self, path: str) -> formats.Converted:
-        """What a LoRA file holds for this model (convention, modules it changes, names that match
-        nothing), without loading it; LoRAError with the reason when it would be refused."""
+        """What a LoRA file holds for this model, without loading it.
+
+        Args:
+            path: A LoRA path in any form.
+
+        Returns:
+            The :class:`~wanlab.lora.formats.Converted` file: convention, modules it changes, names
+            that match nothing.
+
+        Raises:
+            LoRAError: The file would be refused (the message gives the reason).
+
+        Example:
+            >>> pipe.loras.inspect("style.safetensors").format  # doctest: +SKIP
+            'kohya'
+        """
         source, _ = self.locate(path)
         tensors, config = formats.read(source.file, path)
         return formats.convert(tensors, self.layout(), name=path, config=config)
@@ -116,8 +195,16 @@ class LoRASet:
     def apply(self, loras: Sequence[LoRA]) -> list[dict[str, Any]]:
         """Load what is new, then weight the requested adapters; none requested means the base model.
 
-        Returns one record entry per LoRA: path, scale and sha256 (what run keys use), the source
-        kind, the convention recognised, the modules it changes, and a warning when it changes nothing.
+        Args:
+            loras: The request's LoRAs.
+
+        Returns:
+            One record entry per LoRA: path, scale and sha256 (what run keys use), the source kind,
+            the convention recognised, the modules it changes, and a warning when it changes nothing.
+
+        Raises:
+            LoRAError: A file given twice, missing, refused, of an unknown convention, or that
+                diffusers would load other than it says.
         """
         located = [self.locate(lo.path) for lo in loras]
         hashes = [sha for _, sha in located]
@@ -169,8 +256,23 @@ class LoRASet:
 
 
 def check_loaded(transformer: Any, name: str, converted: formats.Converted, text: str) -> None:
-    """Check that peft holds adapter ``name`` as exactly ``converted``'s tensors, off the meta device, at
-    scale 1 (LoRAError otherwise): what diffusers loaded is what the file says, never garbage."""
+    """Check that peft holds adapter ``name`` as exactly ``converted``'s tensors, off the meta device, at scale 1.
+
+    What diffusers loaded is what the file says, never garbage.
+
+    Args:
+        transformer: The transformer the adapter was loaded into.
+        name: The peft adapter name.
+        converted: What the file holds in canonical form.
+        text: The LoRA path as given (for messages).
+
+    Raises:
+        LoRAError: Modules left unloaded or on the meta device, a non-zero module the file lacks, a
+            scale other than 1, or values other than the file's.
+
+    Example:
+        >>> check_loaded(pipe.transformer, "lora_5be1", converted, "style.safetensors")  # doctest: +SKIP
+    """
     import torch
     from peft.tuners.lora import LoraLayer
 

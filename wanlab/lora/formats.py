@@ -1,16 +1,7 @@
 """Every community Wan LoRA convention converted to one canonical diffusers/peft state dict, or refused.
 
-Read: diffusers/peft names (``transformer.``, ``base_model.model.`` or none; with or without peft's
-``.default`` tag), original Wan names (``diffusion_model.`` as ComfyUI, ai-toolkit and diffusion-pipe
-write them, or none as DiffSynth-Studio does) with ``lora_A/lora_B`` or ``lora_down/lora_up``,
-kohya/musubi-tuner ``lora_unet_*`` (whole or partial files, with or without ``.alpha``), ``.alpha``
-on any module, bias deltas ``.diff_b`` and full weight deltas ``.diff``.
-
-Canonical form: ``transformer.<diffusers module>.lora_A.weight`` (r x in) and ``lora_B.weight``
-(out x r) with each module's alpha/rank folded into the factors, so peft runs every module at
-scale 1 and a request's LoRA scale is the only weight; ``lora_B.bias`` carries bias deltas. A full
-weight delta D of a Linear (out x in) becomes an exact factor pair: ``(I, D)`` or ``(D, I)``,
-whichever has the smaller rank.
+:func:`read` reads a file, :func:`convert` converts it (the conventions and the canonical form are
+listed there), :class:`Converted` is the result.
 """
 from __future__ import annotations
 
@@ -29,7 +20,12 @@ from .layout import ModelLayout, diffusers_name
 
 @dataclass(frozen=True)
 class Converted:
-    """A LoRA file in canonical form, with what it changes in one model."""
+    """A LoRA file in canonical form, with what it changes in one model (:func:`convert`).
+
+    Example:
+        >>> pipe.loras.inspect("style.safetensors").modules[:1]  # doctest: +SKIP
+        ('blocks.0.attn1.to_q',)
+    """
 
     #: canonical peft keys (``transformer.blocks.0.attn1.to_q.lora_A.weight``) -> tensors; empty when it changes nothing
     state_dict: dict[str, Any]
@@ -45,7 +41,14 @@ class Converted:
     dropped: tuple[str, ...]
 
     def warning(self, name: str) -> str | None:
-        """The warning a user should see for this LoRA (nothing matched, or nothing changes), or None."""
+        """The warning a user should see for this LoRA (nothing matched, or nothing changes).
+
+        Args:
+            name: The LoRA path as given.
+
+        Returns:
+            The warning, or None.
+        """
         touched = f"it touches {count(len(self.modules), 'module')}"
         if self.unmatched:
             return (f"LoRA {name} names {count(len(self.unmatched), 'module')} this model lacks, ignored (e.g. "
@@ -57,10 +60,21 @@ class Converted:
 
 
 def read(path: str | Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The tensors of a ``.safetensors`` LoRA and its peft config (diffusers' file metadata, or the
-    ``adapter_config.json`` beside peft's ``adapter_model.safetensors``); unreadable files refused in one sentence.
+    """The tensors of a ``.safetensors`` LoRA and its peft config.
 
-    >>> tensors, config = read("style.safetensors", "style.safetensors")  # doctest: +SKIP
+    Args:
+        path: The local file.
+        name: The LoRA path as given (for messages).
+
+    Returns:
+        The tensors by key, and the peft config (diffusers' file metadata, or the
+        ``adapter_config.json`` beside peft's ``adapter_model.safetensors``) or None.
+
+    Raises:
+        LoRAError: The file or its config cannot be read (one sentence).
+
+    Example:
+        >>> tensors, config = read("style.safetensors", "style.safetensors")  # doctest: +SKIP
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
@@ -79,8 +93,23 @@ def read(path: str | Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | 
 
 
 def peft_config(metadata: Mapping[str, str], adapter_config: Path | None, name: str) -> dict[str, Any] | None:
-    """lora_alpha / alpha_pattern / use_rslora / use_dora as diffusers (file metadata) or peft
-    (``adapter_config.json``) saved them; None when neither is there."""
+    """lora_alpha / alpha_pattern / use_rslora / use_dora as diffusers (file metadata) or peft saved them.
+
+    Args:
+        metadata: The safetensors file's metadata.
+        adapter_config: peft's ``adapter_config.json`` beside the file, or None.
+        name: The LoRA path as given (for messages).
+
+    Returns:
+        The config, or None when neither is there.
+
+    Raises:
+        LoRAError: The config does not parse.
+
+    Example:
+        >>> peft_config({}, None, "style.safetensors") is None
+        True
+    """
     raw = metadata.get("lora_adapter_metadata")
     try:
         if raw:
@@ -108,13 +137,37 @@ def convert(tensors: Mapping[str, Any], layout: ModelLayout, *, name: str,
             config: Mapping[str, Any] | None = None) -> Converted:
     """The canonical form of a LoRA state dict for the model ``layout`` describes.
 
-    Raises :class:`LoRAError` (one sentence naming ``name``, what was recognised and what is
-    wrong) for an empty file, full model weights, LyCORIS/DoRA variants, another model family's
-    LoRA, shapes of another Wan size, or keys that match no module at all.
+    Read: diffusers/peft names (``transformer.``, ``base_model.model.`` or none; with or without peft's
+    ``.default`` tag), original Wan names (``diffusion_model.`` as ComfyUI, ai-toolkit and diffusion-pipe
+    write them, or none as DiffSynth-Studio does) with ``lora_A/lora_B`` or ``lora_down/lora_up``,
+    kohya/musubi-tuner ``lora_unet_*`` (whole or partial files, with or without ``.alpha``), ``.alpha``
+    on any module, bias deltas ``.diff_b`` and full weight deltas ``.diff``.
 
-    >>> converted = convert(load_file("style.safetensors"), ModelLayout.of(transformer), name="style")  # doctest: +SKIP
-    >>> converted.modules[:1]  # doctest: +SKIP
-    ('blocks.0.attn1.to_q',)
+    Canonical form: ``transformer.<diffusers module>.lora_A.weight`` (r x in) and ``lora_B.weight``
+    (out x r) with each module's alpha/rank folded into the factors, so peft runs every module at
+    scale 1 and a request's LoRA scale is the only weight; ``lora_B.bias`` carries bias deltas. A full
+    weight delta D of a Linear (out x in) becomes an exact factor pair: ``(I, D)`` or ``(D, I)``,
+    whichever has the smaller rank.
+
+    Args:
+        tensors: The file's tensors by key.
+        layout: The model's LoRA targets.
+        name: The LoRA path as given (for messages).
+        config: Its peft config (:func:`peft_config`), or None.
+
+    Returns:
+        The :class:`Converted` file.
+
+    Raises:
+        LoRAError: One sentence naming ``name``, what was recognised and what is wrong, for an empty
+            file, full model weights, LyCORIS/DoRA variants, another model family's LoRA, shapes of
+            another Wan size, or keys that match no module at all.
+
+    Example:
+        >>> converted = convert(load_file("style.safetensors"), ModelLayout.of(transformer),  # doctest: +SKIP
+        ...                     name="style")
+        >>> converted.modules[:1]  # doctest: +SKIP
+        ('blocks.0.attn1.to_q',)
     """
     if not tensors:
         raise LoRAError(f"loras.path: {name} is an empty safetensors file: it holds no tensors, so there is no "
@@ -159,7 +212,7 @@ def convert(tensors: Mapping[str, Any], layout: ModelLayout, *, name: str,
 
 
 def _group(name: str, parsed: Mapping[str, Key], tensors: Mapping[str, Any]) -> dict[str, _Group]:
-    """module (as written, prefix removed) -> its tensors by role; one peft adapter per file."""
+    """Each module (as written, prefix removed) with its tensors by role; one peft adapter per file."""
     tags = sorted({p.tag for p in parsed.values() if p.tag is not None})
     if len(tags) > 1:
         raise LoRAError(f"loras.path: {name} holds {len(tags)} peft adapters ({', '.join(tags)}); save one adapter "
@@ -314,7 +367,7 @@ def _canonical(name: str, fmt: str, matched: Mapping[str, _Group], layout: Model
 
 
 def _scale(name: str, group: _Group, target: str, config: Mapping[str, Any]) -> float:
-    """alpha / rank of one module: its ``.alpha`` tensor, else the peft config, else 1 (alpha = rank)."""
+    """The alpha / rank of one module: its ``.alpha`` tensor, else the peft config, else 1 (alpha = rank)."""
     rank = int(group.tensors["down"].shape[0])
     if "alpha" in group.tensors:
         alpha = float(group.tensors["alpha"].float().reshape(-1)[0])
@@ -332,7 +385,7 @@ def _scale(name: str, group: _Group, target: str, config: Mapping[str, Any]) -> 
 
 
 def _pattern_value(patterns: Mapping[str, Any], names: tuple[str, ...], default: Any) -> Any:
-    """peft's ``alpha_pattern`` lookup: a key matches a module name or its dotted suffix."""
+    """The lookup in peft's ``alpha_pattern``: a key matches a module name or its dotted suffix."""
     for key, value in patterns.items():
         regex = rf"{key[1:]}$" if key.startswith("^") else rf"(.*\.)?{key}$"
         if any(re.match(regex, n) for n in names):
@@ -362,7 +415,19 @@ def _identity_pair(diff: Any) -> tuple[Any, Any]:
 
 
 def count(n: int, word: str) -> str:
-    """``"1 module"``, ``"2 modules"``."""
+    """A count with its noun, plural when not 1.
+
+    Args:
+        n: The count.
+        word: The noun, singular.
+
+    Returns:
+        ``"1 module"``, ``"2 modules"``.
+
+    Example:
+        >>> count(1, "module"), count(2, "module")
+        ('1 module', '2 modules')
+    """
     return f"{n} {word}{'s' * (n != 1)}"
 
 

@@ -30,7 +30,20 @@ UNDERSCORE_PREFIXES = ("lora_unet__", "lora_unet_", "lycoris_", "lora_transforme
 
 @dataclass(frozen=True)
 class Key:
-    """One parsed key: ``prefix`` + ``module`` as the file writes them, the ``role``, peft's adapter ``tag``."""
+    """One parsed key (:func:`parse`).
+
+    Attributes:
+        key: The key as the file writes it.
+        prefix: The prefix before the module (``transformer.``, ``lora_unet_``, ...).
+        module: The module as the file names it.
+        role: ``down``/``up`` (the two factors), ``up_bias`` (peft's ``lora_B.bias``), ``down_bias``,
+            ``alpha``, ``diff`` (a full weight delta) or ``diff_b`` (a bias delta).
+        tag: peft's adapter tag (``default``), or None.
+
+    Example:
+        >>> parse("transformer.blocks.0.attn1.to_q.lora_A.default.weight").tag
+        'default'
+    """
 
     key: str
     prefix: str
@@ -40,11 +53,20 @@ class Key:
 
 
 def parse(key: str) -> Key | None:
-    """Split one LoRA key; None when it is not a LoRA key (a plain ``.weight``, say).
+    """Split one LoRA key into (module as the file names it, role).
 
-    >>> key = parse("diffusion_model.blocks.0.self_attn.q.lora_down.weight")
-    >>> key.prefix, key.module, key.role
-    ('diffusion_model.', 'blocks.0.self_attn.q', 'down')
+    Args:
+        key: A state-dict key.
+
+    Returns:
+        The :class:`Key`, or None when it is not a LoRA key (a plain ``.weight``, say).
+
+    Example:
+        >>> key = parse("diffusion_model.blocks.0.self_attn.q.lora_down.weight")
+        >>> key.prefix, key.module, key.role
+        ('diffusion_model.', 'blocks.0.self_attn.q', 'down')
+        >>> parse("lora_unet_blocks_0_ffn_0.alpha").role
+        'alpha'
     """
     stem, _, last = key.rpartition(".")
     if not stem:
@@ -68,10 +90,17 @@ def _keyed(key: str, path: str, role: str, tag: str | None) -> Key:
 
 
 def split_prefix(path: str) -> tuple[str, str]:
-    """``("diffusion_model.", "blocks.0.ffn.0")`` from ``"diffusion_model.blocks.0.ffn.0"``.
+    """Split the convention's prefix from a module path (dotted prefixes may stack).
 
-    >>> split_prefix("lora_unet_blocks_0_ffn_0")
-    ('lora_unet_', 'blocks_0_ffn_0')
+    Args:
+        path: A module path as a file writes it.
+
+    Returns:
+        ``(prefix, module)``: ``("diffusion_model.", "blocks.0.ffn.0")`` from ``"diffusion_model.blocks.0.ffn.0"``.
+
+    Example:
+        >>> split_prefix("lora_unet_blocks_0_ffn_0")
+        ('lora_unet_', 'blocks_0_ffn_0')
     """
     for prefix in UNDERSCORE_PREFIXES:
         if path.startswith(prefix) and len(path) > len(prefix):
@@ -85,7 +114,18 @@ def split_prefix(path: str) -> tuple[str, str]:
 
 
 def unsupported_kind(keys: list[str]) -> tuple[str, str] | None:
-    """``(adapter type, example key)`` when a file holds a LyCORIS/DoRA/OFT variant wanlab cannot apply."""
+    """The LyCORIS/DoRA/OFT variant a file holds, which wanlab cannot apply.
+
+    Args:
+        keys: The file's keys.
+
+    Returns:
+        ``(adapter type, example key)``, or None for plain LoRA.
+
+    Example:
+        >>> unsupported_kind(["blocks.0.attn1.to_q.hada_w1_a"])
+        ('LyCORIS LoHa', 'blocks.0.attn1.to_q.hada_w1_a')
+    """
     for key in keys:
         for fragment, kind in UNSUPPORTED.items():
             if fragment in f".{key}":
@@ -94,7 +134,18 @@ def unsupported_kind(keys: list[str]) -> tuple[str, str] | None:
 
 
 def foreign_model(keys: list[str]) -> str | None:
-    """The model family a LoRA's key names point to when they are not Wan's (for the refusal)."""
+    """The model family a LoRA's key names point to when they are not Wan's (for the refusal).
+
+    Args:
+        keys: The file's keys (the first 2000 are read).
+
+    Returns:
+        The family in words, or None.
+
+    Example:
+        >>> foreign_model(["lora_unet_down_blocks_0_attentions_0.lora_down.weight"])
+        'a Stable Diffusion / SDXL UNet LoRA'
+    """
     text = " ".join(keys[:2000])
     checks = (
         (("lora_te_", "lora_te1_", "lora_te2_", "text_encoder.", "text_model."), "a text-encoder LoRA"),

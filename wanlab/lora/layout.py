@@ -44,10 +44,17 @@ KNOWN_WIDTHS = {1536: "Wan 2.1 1.3B", 3072: "Wan 2.2 5B", 5120: "Wan 2.1/2.2 14B
 
 
 def diffusers_name(original: str) -> str | None:
-    """The diffusers name of an original Wan module name, or None if it is not one.
+    """The diffusers name of an original Wan module name.
 
-    >>> diffusers_name("blocks.3.self_attn.q")
-    'blocks.3.attn1.to_q'
+    Args:
+        original: An original Wan name (``blocks.3.self_attn.q``, ``head.head``).
+
+    Returns:
+        The diffusers name, or None if it is not one.
+
+    Example:
+        >>> diffusers_name("blocks.3.self_attn.q")
+        'blocks.3.attn1.to_q'
     """
     match = _BLOCK.match(original)
     if match:
@@ -57,7 +64,18 @@ def diffusers_name(original: str) -> str | None:
 
 
 def original_name(diffusers: str) -> str | None:
-    """The original Wan name of a diffusers module name (the inverse of :func:`diffusers_name`)."""
+    """The original Wan name of a diffusers module name (the inverse of :func:`diffusers_name`).
+
+    Args:
+        diffusers: A diffusers module name.
+
+    Returns:
+        The original Wan name, or None if it has none.
+
+    Example:
+        >>> original_name("blocks.3.norm3")
+        'blocks.3.norm2'
+    """
     match = _BLOCK.match(diffusers)
     if match:
         inner = _BLOCK_ORIGINAL.get(match.group(2))
@@ -69,9 +87,18 @@ def original_name(diffusers: str) -> str | None:
 class ModelLayout:
     """What a LoRA may target in one transformer: Linear shapes and every other parameter's shape.
 
-    ``linear`` maps a diffusers module name to ``(in_features, out_features)``; ``other`` maps the
-    name of every other module with weights (norms, the patch embedding) to ``{"weight": shape,
-    "bias": shape}``, and each bare parameter (``blocks.0.scale_shift_table``) to ``{"": shape}``.
+    Attributes:
+        linear: A diffusers module name to ``(in_features, out_features)``.
+        other: The name of every other module with weights (norms, the patch embedding) to
+            ``{"weight": shape, "bias": shape}``, and each bare parameter (``blocks.0.scale_shift_table``)
+            to ``{"": shape}``.
+        width: The transformer's width (heads x head dim).
+        blocks: Its number of blocks.
+
+    Example:
+        >>> layout = ModelLayout(linear={"blocks.0.attn1.to_q": (24, 24)}, other={}, width=24, blocks=1)
+        >>> layout.resolve("blocks.0.self_attn.q"), layout.resolve("blocks_0_attn1_to_q")
+        ('blocks.0.attn1.to_q', 'blocks.0.attn1.to_q')
     """
 
     linear: Mapping[str, tuple[int, int]]
@@ -91,9 +118,16 @@ class ModelLayout:
     def of(cls, transformer: Any) -> "ModelLayout":
         """The layout of a diffusers ``WanTransformer3DModel`` (peft-wrapped layers count as their base).
 
-        >>> layout = ModelLayout.of(wanlab.load("tiny").diffusers.transformer)  # doctest: +SKIP
-        >>> layout.linear["blocks.0.attn1.to_q"]  # doctest: +SKIP
-        (24, 24)
+        Args:
+            transformer: The transformer.
+
+        Returns:
+            Its layout.
+
+        Example:
+            >>> layout = ModelLayout.of(wanlab.load("tiny").diffusers.transformer)  # doctest: +SKIP
+            >>> layout.linear["blocks.0.attn1.to_q"]  # doctest: +SKIP
+            (24, 24)
         """
         import torch
 
@@ -116,8 +150,14 @@ class ModelLayout:
         return cls(linear=linear, other=other, width=width, blocks=int(config.num_layers))
 
     def resolve(self, name: str) -> str | None:
-        """The diffusers name of ``name`` in this model (given in diffusers, original Wan or kohya
-        underscore form), or None when no module of this model has that name."""
+        """The diffusers name of a module name in this model.
+
+        Args:
+            name: A module name in diffusers, original Wan or kohya underscore form.
+
+        Returns:
+            The diffusers name, or None when no module of this model has that name.
+        """
         if name in self.linear or name in self.other:
             return name
         converted = diffusers_name(name)
@@ -128,6 +168,17 @@ class ModelLayout:
         return None
 
     def describe_width(self, width: int) -> str:
-        """``"width 5120, as in Wan 2.1/2.2 14B"``: a transformer width and the published model that has it."""
+        """A transformer width and the published model that has it.
+
+        Args:
+            width: A transformer width.
+
+        Returns:
+            ``"width 5120, as in Wan 2.1/2.2 14B"`` (the width alone when no published model has it).
+
+        Example:
+            >>> ModelLayout({}, {}, 24, 1).describe_width(5120)
+            'width 5120, as in Wan 2.1/2.2 14B'
+        """
         known = KNOWN_WIDTHS.get(width)
         return f"width {width}" + (f", as in {known}" if known else "")

@@ -1,5 +1,7 @@
-"""Where a LoRA path points: a local file, a Hugging Face repo (or a file in it) in the local hub cache,
-or an https URL downloaded once into a cache keyed by the file's sha256.
+"""Where a LoRA path points (:func:`locate`), under which :class:`SourcePolicy`.
+
+A local file, a Hugging Face repo (or a file in it) in the local hub cache, or an https URL
+downloaded once into a cache keyed by the file's sha256.
 
 A :class:`SourcePolicy` says which of these a caller accepts: the library default takes any local
 path, the hub cache and public https URLs; the HTTP service uses :meth:`SourcePolicy.service`
@@ -26,7 +28,15 @@ GIB = 1 << 30
 
 
 def default_cache_dir() -> Path:
-    """``$WANLAB_LORA_CACHE``, else ``~/.cache/wanlab/loras``: where downloaded LoRA files are kept."""
+    """Where downloaded LoRA files are kept.
+
+    Returns:
+        ``$WANLAB_LORA_CACHE``, else ``~/.cache/wanlab/loras``.
+
+    Example:
+        >>> default_cache_dir()  # doctest: +SKIP
+        PosixPath('/root/.cache/wanlab/loras')
+    """
     return Path(os.environ.get("WANLAB_LORA_CACHE") or Path.home() / ".cache" / "wanlab" / "loras")
 
 
@@ -34,15 +44,25 @@ def default_cache_dir() -> Path:
 class SourcePolicy:
     """Which LoRA path forms are accepted, and the limits of downloads.
 
-    ``local_roots``: None accepts any local path; a tuple accepts only files that resolve (symlinks
-    followed) inside one of these folders, relative paths being taken inside them; ``()`` accepts
-    no local file. ``hub``: Hugging Face repo ids through the local hub cache (``hub_cache``,
-    default huggingface_hub's); ``hub_download`` also fetches missing ones from the Hub.
-    ``urls``: URLs, reached under ``net`` (https to public addresses by default), at most
-    ``max_bytes`` each and ``max_seconds`` in all, kept in ``cache_dir``.
+    The library default takes any local path, the hub cache and public https URLs; the HTTP service
+    uses :meth:`service`.
 
-    >>> SourcePolicy.service(["/srv/loras"], cache_dir="/srv/cache").local_roots
-    ('/srv/loras',)
+    Attributes:
+        local_roots: None accepts any local path; a tuple accepts only files that resolve (symlinks
+            followed) inside one of these folders, relative paths being taken inside them; ``()``
+            accepts no local file.
+        hub: Accept Hugging Face repo ids through the local hub cache.
+        hub_download: Also fetch missing ones from the Hub.
+        hub_cache: The hub cache (default huggingface_hub's).
+        urls: Accept URLs, reached under ``net``.
+        net: The network policy (https to public addresses by default).
+        cache_dir: Where downloads are kept (default :func:`default_cache_dir`).
+        max_bytes: The most bytes a download may have.
+        max_seconds: The most seconds a download may take in all.
+
+    Example:
+        >>> SourcePolicy.service(["/srv/loras"], cache_dir="/srv/cache").local_roots
+        ('/srv/loras',)
     """
 
     local_roots: tuple[str, ...] | None = None
@@ -62,21 +82,48 @@ class SourcePolicy:
     @classmethod
     def service(cls, local_roots: list[str] | tuple[str, ...] = (), *, cache_dir: str, max_bytes: int = 2 * GIB,
                 max_seconds: float = 600.0, allow: tuple[str, ...] = ()) -> "SourcePolicy":
-        """The hosted API's policy: files only inside ``local_roots``, hub ids from the local cache only,
-        https URLs to public addresses only (plus ``allow``-listed networks), every redirect checked alike."""
+        """The hosted API's policy.
+
+        Files only inside ``local_roots``, hub ids from the local cache only, https URLs to public
+        addresses only (plus ``allow``-listed networks), every redirect checked alike.
+
+        Args:
+            local_roots: The folders local LoRA files may be in.
+            cache_dir: Where downloads are kept.
+            max_bytes: The most bytes a download may have.
+            max_seconds: The most seconds a download may take.
+            allow: Networks or addresses allowed besides public addresses.
+
+        Returns:
+            The policy.
+        """
         return cls(local_roots=tuple(local_roots), hub=True, hub_download=False, urls=True,
                    net=NetPolicy(schemes=("https",), allow=allow, max_redirects=5, timeout_s=30.0),
                    cache_dir=cache_dir, max_bytes=max_bytes, max_seconds=max_seconds)
 
     def cache(self) -> Path:
-        """The download cache folder: ``cache_dir``, else :func:`default_cache_dir`."""
+        """The download cache folder.
+
+        Returns:
+            ``cache_dir``, else :func:`default_cache_dir`.
+        """
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
 
 
 @dataclass(frozen=True)
 class Source:
-    """A LoRA path resolved to a local file: ``kind`` is ``"file"``, ``"hub"`` or ``"url"``;
-    ``sha256`` is set when known without reading the file (downloads are stored by it)."""
+    """A LoRA path resolved to a local file (:func:`locate`).
+
+    Attributes:
+        text: The path as given.
+        kind: ``"file"``, ``"hub"`` or ``"url"``.
+        file: The local file.
+        sha256: Set when known without reading the file (downloads are stored by it).
+
+    Example:
+        >>> locate("style.safetensors").kind  # doctest: +SKIP
+        'file'
+    """
 
     text: str
     kind: str
@@ -85,10 +132,23 @@ class Source:
 
 
 def locate(text: str, policy: SourcePolicy | None = None) -> Source:
-    """The local file a LoRA path means under ``policy``, downloading a URL once; LoRAError otherwise.
+    """The local file a LoRA path means under ``policy``, downloading a URL once.
 
-    >>> locate("Remade-AI/Cyberpunk").file  # doctest: +SKIP
-    PosixPath('/root/.cache/huggingface/hub/models--Remade-AI--Cyberpunk/snapshots/.../cyberpunk.safetensors')
+    Args:
+        text: A local file, ``owner/repo`` or ``owner/repo/file.safetensors`` (also after ``hf://``),
+            or a URL.
+        policy: Which forms are accepted (default :class:`SourcePolicy`).
+
+    Returns:
+        The :class:`Source`.
+
+    Raises:
+        LoRAError: A form the policy refuses, a missing file, a repo not in the cache or with no
+            (or several) .safetensors files, or a download that fails.
+
+    Example:
+        >>> locate("Remade-AI/Cyberpunk").file  # doctest: +SKIP
+        PosixPath('/root/.cache/huggingface/hub/models--Remade-AI--Cyberpunk/snapshots/.../cyberpunk.safetensors')
     """
     policy = policy or SourcePolicy()
     if "\x00" in text:
@@ -185,8 +245,21 @@ def download(url: str, policy: SourcePolicy) -> tuple[Path, str]:
     ``<cache>/sha256/<hash>.safetensors`` once complete and checked; an index entry per URL
     (``<cache>/urls/<sha256 of the URL>.json``) lets later calls work offline.
 
-    >>> download("https://example.org/style.safetensors", SourcePolicy())  # doctest: +SKIP
-    (PosixPath('/root/.cache/wanlab/loras/sha256/5be1....safetensors'), '5be1...')
+    Args:
+        url: The URL.
+        policy: The network policy and limits.
+
+    Returns:
+        The cached file and its sha256.
+
+    Raises:
+        LoRAError: A URL the network policy refuses, an answer other than 200, a file over
+            ``max_bytes`` or a download over ``max_seconds``, no connection, or bytes that are not
+            a safetensors file.
+
+    Example:
+        >>> download("https://example.org/style.safetensors", SourcePolicy())  # doctest: +SKIP
+        (PosixPath('/root/.cache/wanlab/loras/sha256/5be1....safetensors'), '5be1...')
     """
     import httpx
 

@@ -1,25 +1,10 @@
-"""Motion and comparison metrics for uint8 videos of shape (T, H, W, 3).
+"""Video metrics: motion (flow-based), similarity, adherence and reference-model quality scores.
 
-Every function takes a uint8 RGB array ``(T, H, W, 3)`` or any object with a ``.frames``
-attribute holding one (e.g. ``wanlab.Video``); the motion metrics also take a :class:`Flows`, so
-several of them share one flow computation.
-
-Flow-based scores use classical OpenCV optical flow (DIS by default, Farneback optionally)
-instead of the RAFT / AMT networks of VBench and EvalCrafter. They are *proxies* that follow the
-published definitions (thresholds, counts, formulas); they are not numerically comparable to
-the numbers in those papers' leaderboards. Each metric's definition, reference (file and line),
-what differs and why, and the synthetic checks it passes are tabulated in ``docs/metrics.md``.
-
-Flow is computed on luma at a working resolution whose short side is at most
-``WORK_SHORT_SIDE`` px (frames are downscaled with area averaging, never upscaled); flow vectors
-are always reported in pixels of the *original* resolution.
-
-Modules: :mod:`.optical_flow` (shared flow), :mod:`.dynamics` (VBench's dynamic degree, static filter,
-temporal flicker), :mod:`.interpolation` (smoothness), :mod:`.consistency` (warp error, warped flicker),
-:mod:`.similarity` (PSNR, SSIM), :mod:`.synthetic` (videos with known motion, for validation);
-:mod:`.adherence` (the toy's captions checked exactly, read by :mod:`.shapes`), :mod:`.reference` (CLIP score and
-VBench's subject / background consistency and aesthetic quality, with evaluators from :mod:`.evaluators`).
-``cv2`` and ``skimage`` are imported inside functions so ``import wanlab`` stays fast.
+Every function takes a uint8 RGB array ``(T, H, W, 3)`` or anything with ``.frames`` (a
+``wanlab.Video``); the motion metrics also take a :class:`Flows`, so several share one flow.
+Flow-based scores are *proxies* (OpenCV flow instead of VBench's and EvalCrafter's RAFT / AMT
+networks) that follow the published definitions; ``docs/metrics.md`` gives each one's reference
+(file and line), what differs and the synthetic checks it passes.
 """
 
 from __future__ import annotations
@@ -56,15 +41,33 @@ def motion(video: Any, fps: float = WAN_FPS, method: str = "dis", *,
            max_short_side: int | None = WORK_SHORT_SIDE) -> dict[str, float]:
     """All scalar motion metrics of one video, sharing a single flow computation.
 
-    Keys (:data:`MOTION_KEYS`): ``flow_magnitude`` (mean px/frame), ``dynamic_degree`` (1.0
-    dynamic / 0.0 not, VBench's rule), ``dynamic_score`` (mean top-5 % magnitude per sampled pair,
-    px), ``dynamic_threshold`` (px), ``static`` (1.0 / 0.0: VBench's static filter),
-    ``temporal_flicker`` (VBench's, in [0, 1]; NaN unless ``static``), ``warped_flicker``
-    (motion-compensated flicker, [0, 1], defined for every clip), ``smoothness`` ([0, 1], higher
-    is smoother), ``warp_error`` (wanlab convention: [0, 1]^2 MSE averaged over RGB, lower is
-    better). Needs T >= 3. See the individual functions for definitions.
+    See the individual functions for definitions and their sources (VBench, EvalCrafter).
 
-    Example: ``metrics.motion(video)["smoothness"]``.
+    Args:
+        video: uint8 (T, H, W, 3) frames with T >= 3, a ``wanlab.Video``, or :class:`Flows`.
+        fps: Frame rate (dynamic degree samples at ~8 fps).
+        method: Flow estimator, ``"dis"`` or ``"farneback"``.
+        max_short_side: Short side of the flow's working grid in px (None: full resolution).
+
+    Returns:
+        The keys of :data:`MOTION_KEYS`: ``flow_magnitude`` (mean px/frame), ``dynamic_degree`` (1.0
+        dynamic / 0.0 not, VBench's rule), ``dynamic_score`` (mean top-5 % magnitude per sampled
+        pair, px), ``dynamic_threshold`` (px), ``static`` (1.0 / 0.0: VBench's static filter),
+        ``temporal_flicker`` (VBench's, in [0, 1]; NaN unless ``static``), ``warped_flicker``
+        (motion-compensated flicker, [0, 1], defined for every clip), ``smoothness`` ([0, 1],
+        higher is smoother), ``warp_error`` (wanlab convention: [0, 1]^2 MSE averaged over RGB,
+        lower is better).
+
+    Raises:
+        ValueError: Frames that are not uint8 (T, H, W, 3) with T >= 3, an unknown method, a bad fps.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> scores = metrics.motion(pan)
+        >>> round(scores["flow_magnitude"], 1), scores["dynamic_degree"], round(scores["smoothness"], 2)
+        (3.0, 1.0, 1.0)
     """
     flows = Flows.of(video, method, max_short_side, min_frames=3)
     dyn = dynamic_degree_of(flows, fps)

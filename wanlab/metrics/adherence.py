@@ -1,14 +1,6 @@
 """Exact prompt adherence on the toy model's captions: does the clip show what its caption asks?
 
-The toy's captions name four attributes (``"a red square moving right quickly"``: colour, shape,
-direction, speed class; ``"a blue circle standing still"``: direction and speed "still"), and its
-videos are simple enough to read them back exactly: :func:`wanlab.metrics.shapes.score_frames`, the
-strict reader of the toy evaluator (``wanlab.toy.scoring``), says which colour, shape, direction and
-speed class a clip shows. :func:`adherence` compares that reading with the caption, attribute by
-attribute. This is ground truth, not a learned proxy: every clip of ``wanlab.toy.data`` adheres
-fully to its own caption, and a caption that changes one attribute fails that attribute alone
-(``tests/test_adherence.py``). For real Wan prompts use the reference metrics
-(:func:`wanlab.metrics.clip_score` and the VBench dimensions), which need no closed vocabulary.
+:func:`adherence` checks a clip; :func:`caption_attributes` reads what a caption asks for.
 """
 from __future__ import annotations
 
@@ -25,8 +17,9 @@ ADHERENCE_KEYS = ("adherence", *(f"adherence_{a}" for a in ATTRIBUTES), "adheren
 
 
 def caption_attributes(prompt: str) -> dict[str, str]:
-    """The attributes a toy caption asks for: colour, shape, direction, speed (``"still"`` twice for
-    a shape standing still).
+    """The attributes a toy caption asks for: colour, shape, direction, speed.
+
+    A shape standing still has ``"still"`` for both direction and speed.
 
     Args:
         prompt: a caption of the toy's vocabulary, ``"a <colour> <shape> moving <direction> <speed>"``
@@ -39,8 +32,9 @@ def caption_attributes(prompt: str) -> dict[str, str]:
         ParamError: ``prompt`` is not a string, uses words outside the toy's vocabulary (named), or
             is not in one of the two caption forms.
 
-    >>> caption_attributes("a red square moving right quickly")["direction"]
-    'right'
+    Example:
+        >>> caption_attributes("a red square moving right quickly")["direction"]
+        'right'
     """
     if not isinstance(prompt, str):
         raise ParamError("prompt", "a toy caption (a string)", prompt)
@@ -58,6 +52,17 @@ def caption_attributes(prompt: str) -> dict[str, str]:
 
 def adherence(video: Any, prompt: str) -> dict[str, float]:
     """Whether a toy-model clip shows what its caption asks, per attribute and overall.
+
+    The toy's captions name four attributes (``"a red square moving right quickly"``: colour, shape,
+    direction, speed class; ``"a blue circle standing still"``: direction and speed "still"), and
+    its videos are simple enough to read them back exactly: :func:`wanlab.metrics.shapes.score_frames`,
+    the strict reader of the toy evaluator (``wanlab.toy.scoring``), says which colour, shape,
+    direction and speed class a clip shows, and this compares that reading with the caption,
+    attribute by attribute. This is ground truth, not a learned proxy: every clip of
+    ``wanlab.toy.data`` adheres fully to its own caption, and a caption that changes one attribute
+    fails that attribute alone (``tests/test_adherence.py``). For real Wan prompts use the
+    reference metrics (:func:`wanlab.metrics.clip_score` and the VBench dimensions), which need no
+    closed vocabulary.
 
     Each attribute is 1.0 when the strict reader (:func:`wanlab.metrics.shapes.score_frames`) reads
     the caption's value from the frames and 0.0 otherwise; ``adherence`` is their mean (so in
@@ -77,12 +82,13 @@ def adherence(video: Any, prompt: str) -> dict[str, float]:
         ParamError: the prompt is not a toy caption (the unknown words are named) or the frames are
             not uint8 ``(T, H, W, 3)`` with T >= 2.
 
-    >>> from wanlab.toy import data
-    >>> clip = data.make_clip(np.random.default_rng(0), "a red square moving left quickly")
-    >>> adherence(clip.frames, "a red square moving left quickly")["adherence"]
-    1.0
-    >>> adherence(clip.frames, "a blue square moving left quickly")["adherence_colour"]
-    0.0
+    Example:
+        >>> from wanlab.toy import data
+        >>> clip = data.make_clip(np.random.default_rng(0), "a red square moving left quickly")
+        >>> adherence(clip.frames, "a red square moving left quickly")["adherence"]
+        1.0
+        >>> adherence(clip.frames, "a blue square moving left quickly")["adherence_colour"]
+        0.0
     """
     wanted = caption_attributes(prompt)
     frames = np.asarray(getattr(video, "frames", video))

@@ -24,8 +24,17 @@ MB_RELATIVE, MB_ABSOLUTE = 0.01, 0.002
 
 @dataclass(frozen=True)
 class Residuals:
-    """Per consecutive pair, over the pixels wanlab trusts: mean squared RGB error ([0, 1] scale,
-    averaged over channels) and mean absolute RGB error (0-255), plus the share of trusted pixels."""
+    """What is left after warping, per consecutive pair, over the pixels wanlab trusts (:func:`residuals_of`).
+
+    Attributes:
+        mse: Mean squared RGB error ([0, 1] scale, averaged over channels).
+        mae: Mean absolute RGB error (0-255).
+        valid: The share of trusted pixels.
+
+    Example:
+        >>> residuals_of(Flows(video)).mse.mean()  # doctest: +SKIP
+        0.0004
+    """
 
     mse: np.ndarray
     mae: np.ndarray
@@ -35,9 +44,18 @@ class Residuals:
 def residuals_of(flows: Flows) -> Residuals:
     """Warp each frame t+1 onto t and measure what is left where the flow is trusted (wanlab convention).
 
-    Trusted: forward-backward consistent pixels whose flow stays inside frame t+1 (the backward
-    flow is sampled with an out-of-frame value there, which fails the check). All pixels count
-    when none is trusted. Shared by :func:`warp_error` and :func:`warped_flicker`.
+    Trusted: forward-backward consistent pixels (Sundaram et al. 2010) whose flow stays inside
+    frame t+1 (the backward flow is sampled with an out-of-frame value there, which fails the
+    check). All pixels count when none is trusted. Shared by :func:`warp_error` and :func:`warped_flicker`.
+
+    Args:
+        flows: The video's :class:`~wanlab.metrics.Flows`.
+
+    Returns:
+        The :class:`Residuals` per pair.
+
+    Example:
+        >>> residuals_of(Flows(video)).valid  # doctest: +SKIP
     """
     import cv2
 
@@ -146,7 +164,29 @@ def warp_error(video: Any, method: str = "dis", *, convention: str = "wanlab",
     flow of a synthetic video, or RAFT's to reproduce EvalCrafter's number. EvalCrafter uses
     RAFT; with DIS this is a proxy.
 
-    Example: ``metrics.warp_error(video, convention="evalcrafter").mean``.
+    Args:
+        video: uint8 (T, H, W, 3) frames, a ``wanlab.Video`` or :class:`~wanlab.metrics.Flows` (a video,
+            not Flows, for ``"evalcrafter"`` or with ``given_flow``).
+        method: ``"dis"`` or ``"farneback"``.
+        convention: ``"wanlab"`` or ``"evalcrafter"`` (:data:`CONVENTIONS`), see above.
+        max_short_side: Short side of the working grid in px (``"wanlab"`` only; None: full resolution).
+        given_flow: ``(forward, backward)`` flows to use instead of estimating them, see above.
+
+    Returns:
+        The error per pair and its mean.
+
+    Raises:
+        ValueError: An unknown convention, bad frames or settings, Flows where a video is needed,
+            frames under 32x32 px for ``"evalcrafter"``, or given flows of the wrong shape.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> round(metrics.warp_error(pan).mean, 4)
+        0.0
+        >>> metrics.warp_error(pan, convention="evalcrafter").mean > 0  # the columns leaving the frame
+        True
     """
     flows = _flows_for(video, method, convention, max_short_side, given_flow)
     per = residuals_of(flows).mse if convention == "wanlab" else _evalcrafter_errors(flows)
@@ -162,10 +202,29 @@ def warped_flicker(video: Any, method: str = "dis", *, max_short_side: int | Non
     convention trusts, on the flow's working grid. 1.0 = nothing changes along the motion; a
     clean pan scores like a clean static clip, and brightness flicker lowers a pan's score as
     much as a static clip's. Noise is averaged by the working-grid downscaling, so values are
-    not interchangeable with :func:`temporal_flicker`'s full-resolution ones.
+    not interchangeable with :func:`temporal_flicker`'s full-resolution ones. A pan whose
+    brightness jitters by up to +-15 levels from frame to frame scores 0.957 (a still clip with
+    the same jitter: 0.957 too).
 
-    Example: ``metrics.warped_flicker(video).mean`` -> 0.957 for a pan whose brightness jitters by up to
-    +-15 levels from frame to frame (a still clip with the same jitter: 0.957 too).
+    Args:
+        video: uint8 (T, H, W, 3) frames, a ``wanlab.Video`` or :class:`~wanlab.metrics.Flows`.
+        method: ``"dis"`` or ``"farneback"``.
+        max_short_side: Short side of the working grid in px (None: full resolution).
+        given_flow: ``(forward, backward)`` flows to use instead of estimating them,
+            ``(T-1, h, w, 2)`` in working px.
+
+    Returns:
+        The flicker per pair, in [0, 1], and its mean.
+
+    Raises:
+        ValueError: Bad frames or settings, or given flows of the wrong shape.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> round(metrics.warped_flicker(pan).mean, 2)
+        1.0
     """
     flows = _flows_for(video, method, "wanlab", max_short_side, given_flow)
     per = (255.0 - residuals_of(flows).mae) / 255.0

@@ -25,11 +25,22 @@ END_CHAIN_MIN_SIDE = 60
 
 @dataclass(frozen=True)
 class DynamicDegree:
-    """VBench dynamic-degree verdict.
+    """VBench dynamic-degree verdict (:func:`dynamic_degree`).
 
-    ``per_pair``: mean of the top 5 % flow magnitudes of each sampled pair, in px of the
-    original resolution; ``threshold``: px a pair must exceed; ``required``: how many pairs
-    must exceed it; ``interval``: frame step of the ~8 fps sampling.
+    Attributes:
+        dynamic: The verdict.
+        per_pair: Mean of the top 5 % flow magnitudes of each sampled pair, in px of the original resolution.
+        threshold: px a pair must exceed.
+        required: How many pairs must exceed it.
+        interval: Frame step of the ~8 fps sampling.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> verdict = metrics.dynamic_degree(pan)
+        >>> verdict.dynamic, verdict.threshold, verdict.required, verdict.interval, verdict.exceeded
+        (True, 1.5, 1, 2, 4)
     """
 
     dynamic: bool
@@ -51,12 +62,24 @@ class DynamicDegree:
 
 @dataclass(frozen=True)
 class StaticFilter:
-    """VBench static-clip verdict (the filter its temporal flicker runs on first).
+    """VBench static-clip verdict (the filter its temporal flicker runs on first; :func:`static_filter`).
 
-    ``per_pair``: mean of the top 2 % flow magnitudes of each consecutive pair (px, original
-    resolution); ``first_last``: the same for the first -> last and last -> first frame flows;
-    ``threshold``: ``3 * min(H, W) / 256`` px; ``allowed``: ``round(2 * T / 16)`` pairs may exceed
-    it; both end-to-end scores must stay within ``end_threshold = 2 * threshold * allowed``.
+    Both end-to-end scores must stay within ``end_threshold = 2 * threshold * allowed``.
+
+    Attributes:
+        static: The verdict.
+        per_pair: Mean of the top 2 % flow magnitudes of each consecutive pair (px, original resolution).
+        first_last: The same for the first -> last and last -> first frame flows.
+        threshold: ``3 * min(H, W) / 256`` px.
+        allowed: ``round(2 * T / 16)`` pairs may exceed it.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> verdict = metrics.static_filter(pan)
+        >>> verdict.static, verdict.threshold, verdict.allowed, verdict.exceeded
+        (False, 0.75, 1, 8)
     """
 
     static: bool
@@ -67,7 +90,7 @@ class StaticFilter:
 
     @property
     def end_threshold(self) -> float:
-        """px the first <-> last scores must not exceed (VBench: ``thres * count_num * 2``)."""
+        """Pixels the first <-> last scores must not exceed (VBench: ``thres * count_num * 2``)."""
         return self.threshold * self.allowed * 2
 
     @property
@@ -78,9 +101,21 @@ class StaticFilter:
 
 @dataclass(frozen=True)
 class TemporalFlicker(PairScores):
-    """VBench temporal flicker: ``per_pair`` and ``mean`` in [0, 1] for a static clip, NaN for a moving one.
+    """VBench temporal flicker (:func:`temporal_flicker`): in [0, 1] for a static clip, NaN for a moving one.
 
-    ``static`` says which; ``static_filter`` holds the verdict with its numbers.
+    Attributes:
+        per_pair: One value per consecutive pair (NaN for a moving clip).
+        mean: Their mean.
+        static: Whether the clip passed the static filter.
+        static_filter: The filter's verdict with its numbers.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)
+        >>> still = synthetic.scene(frames=9, width=128, height=64)
+        >>> metrics.temporal_flicker(still).mean, metrics.temporal_flicker(pan).static
+        (1.0, False)
     """
 
     static: bool
@@ -94,7 +129,22 @@ def _sample_interval(fps: float) -> int:
 
 
 def dynamic_degree_of(flows: Flows, fps: float) -> DynamicDegree:
-    """:func:`dynamic_degree` of flows already computed (shared with other metrics)."""
+    """:func:`dynamic_degree` of flows already computed (shared with other metrics).
+
+    Args:
+        flows: The video's :class:`~wanlab.metrics.Flows`.
+        fps: The video's frame rate.
+
+    Returns:
+        The verdict.
+
+    Raises:
+        ValueError: A bad fps, or fewer frames than two samples need.
+
+    Example:
+        >>> dynamic_degree_of(Flows(video), 16.0).dynamic  # doctest: +SKIP
+        True
+    """
     k = _sample_interval(fps)
     T, H, W = flows.frames.shape[:3]
     n = (T - 1) // k + 1  # sampled frames
@@ -119,7 +169,24 @@ def dynamic_degree(video: Any, fps: float = WAN_FPS, method: str = "dis", *,
     when at least ``round(4 * N / 16)`` pairs (N sampled frames; at least 1) score above
     ``6 * min(H, W) / 256`` px. Source: VBench ``vbench/dynamic_degree.py``.
 
-    Example: ``metrics.dynamic_degree(video).dynamic`` -> True for an 8 px/frame pan.
+    Args:
+        video: uint8 (T, H, W, 3) frames, a ``wanlab.Video`` or :class:`~wanlab.metrics.Flows`.
+        fps: The video's frame rate.
+        method: ``"dis"`` or ``"farneback"``.
+        max_short_side: Short side of the flow's working grid in px (None: full resolution).
+
+    Returns:
+        The :class:`DynamicDegree` verdict with its numbers.
+
+    Raises:
+        ValueError: Bad frames or settings, a bad fps, or fewer frames than two samples need.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> metrics.dynamic_degree(pan).dynamic
+        True
     """
     return dynamic_degree_of(Flows.of(video, method, max_short_side), fps)
 
@@ -162,7 +229,18 @@ def _end_to_end(flows: Flows) -> np.ndarray:
 
 
 def static_filter_of(flows: Flows) -> StaticFilter:
-    """:func:`static_filter` of flows already computed (shared with other metrics)."""
+    """:func:`static_filter` of flows already computed (shared with other metrics).
+
+    Args:
+        flows: The video's :class:`~wanlab.metrics.Flows`.
+
+    Returns:
+        The verdict.
+
+    Example:
+        >>> static_filter_of(Flows(video)).static  # doctest: +SKIP
+        False
+    """
     T, H, W = flows.frames.shape[:3]
     per = np.array(in_parallel(lambda m: top_mean(m, STATIC_TOP), flows.magnitudes))
     threshold = 3.0 * min(H, W) / 256.0
@@ -182,13 +260,40 @@ def static_filter(video: Any, method: str = "dis", *, max_short_side: int | None
     81 frames of 832x480: a slow pan of ~1 px/frame still passes, as in VBench). Source:
     VBench ``vbench/cli/static_filter.py``.
 
-    Example: ``metrics.static_filter(video).static`` -> False for a 3 px/frame pan.
+    Args:
+        video: uint8 (T, H, W, 3) frames, a ``wanlab.Video`` or :class:`~wanlab.metrics.Flows`.
+        method: ``"dis"`` or ``"farneback"``.
+        max_short_side: Short side of the flow's working grid in px (None: full resolution).
+
+    Returns:
+        The :class:`StaticFilter` verdict with its numbers.
+
+    Raises:
+        ValueError: Bad frames or settings.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> metrics.static_filter(pan).static
+        False
     """
     return static_filter_of(Flows.of(video, method, max_short_side))
 
 
 def temporal_flicker_of(flows: Flows) -> TemporalFlicker:
-    """:func:`temporal_flicker` of flows already computed (shared with other metrics)."""
+    """:func:`temporal_flicker` of flows already computed (shared with other metrics).
+
+    Args:
+        flows: The video's :class:`~wanlab.metrics.Flows`.
+
+    Returns:
+        The scores (NaN for a moving clip).
+
+    Example:
+        >>> temporal_flicker_of(Flows(video)).mean  # doctest: +SKIP
+        0.92
+    """
     import cv2
 
     verdict = static_filter_of(flows)
@@ -205,15 +310,31 @@ def temporal_flicker_of(flows: Flows) -> TemporalFlicker:
 def temporal_flicker(video: Any, method: str = "dis", *, max_short_side: int | None = WORK_SHORT_SIDE) -> TemporalFlicker:
     """VBench temporal flickering, defined on static clips only: ``(255 - mean |f(t+1) - f(t)|) / 255``.
 
-    The clip first goes through :func:`static_filter` (VBench runs it before this metric). For a
-    static clip ``per_pair[t]`` uses the mean absolute RGB difference of frames t, t+1 at full
-    resolution (1.0 = no change at all); for a moving clip ``per_pair`` and ``mean`` are NaN and
-    ``static`` is False, because there the frame difference measures motion, not flicker (a
+    The clip first goes through :func:`static_filter` (VBench runs it before this metric). A
+    moving clip gets NaN because there the frame difference measures motion, not flicker (a
     flicker-free 3 px/frame pan would score below a static clip with +-15 brightness jitter).
     Slow motion that passes the filter still lowers the score, as in VBench. For flicker in
     moving clips see :func:`warped_flicker`. Source: VBench ``vbench/temporal_flickering.py``.
 
-    Example: ``metrics.temporal_flicker(video).mean`` -> 0.92 for a static clip whose every
-    other frame is 20 levels brighter.
+    Args:
+        video: uint8 (T, H, W, 3) frames, a ``wanlab.Video`` or :class:`~wanlab.metrics.Flows`.
+        method: ``"dis"`` or ``"farneback"`` (for the static filter's flow).
+        max_short_side: Short side of the flow's working grid in px (None: full resolution).
+
+    Returns:
+        For a static clip ``per_pair[t]`` from the mean absolute RGB difference of frames t, t+1 at
+        full resolution (1.0 = no change at all); for a moving clip ``per_pair`` and ``mean`` are NaN
+        and ``static`` is False. A static clip whose every other frame is 20 levels brighter scores 0.92.
+
+    Raises:
+        ValueError: Bad frames or settings.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)
+        >>> still = synthetic.scene(frames=9, width=128, height=64)
+        >>> metrics.temporal_flicker(still).mean, metrics.temporal_flicker(pan).mean
+        (1.0, nan)
     """
     return temporal_flicker_of(Flows.of(video, method, max_short_side))

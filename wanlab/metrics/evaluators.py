@@ -1,23 +1,9 @@
-"""The networks the reference metrics score with: found in the local Hugging Face cache, loaded once.
+"""The networks the reference metrics score with (:class:`Evaluator`), loaded once per process (:func:`loaded`).
 
-An evaluator is named by a Hugging Face repo id (read from the local cache only, like Wan's weights:
-no download is ever attempted, ``HF_HUB_OFFLINE`` or not) or by a local folder that
-``save_pretrained`` wrote. A missing one is one :class:`EvaluatorMissing` sentence with the
-``huggingface-cli download`` command. Each (evaluator, device) pair is loaded once per process and
-kept (:func:`loaded`; :func:`clear` drops them); models run in eval mode, float32, on the device the
-caller names (a pipeline's device when a sweep measures), with gradients off.
+Found in the local Hugging Face cache or a local folder, never downloaded.
 
-The evaluators and what each reference loads (``docs/metrics.md`` gives the file and line):
-
-* :data:`CLIP_B32` ``openai/clip-vit-base-patch32``: OpenAI CLIP ViT-B/32, as converted to
-  transformers; VBench's background consistency loads the same weights through OpenAI's ``clip``
-  package (``clip.load("ViT-B/32")``), and CLIP score is commonly reported with it.
-* :data:`DINO_B16` ``facebook/dino-vitb16``: DINO ViT-B/16 (Caron et al. 2021), transformers' port of
-  the ``dino_vitb16`` checkpoint VBench's subject consistency loads through ``torch.hub``.
-* :data:`CLIP_L14` ``openai/clip-vit-large-patch14``: the image tower of the LAION aesthetic predictor.
-* :data:`AESTHETIC_HEAD` ``sa_0_4_vit_l_14_linear.pth``: LAION-AI/aesthetic-predictor's linear head
-  (768 -> 1), as VBench uses it. It is not on the hub: it is read from a local file
-  (``$WANLAB_CACHE/evaluators/``, or any path or ``owner/repo/file`` of the hub cache you name).
+The evaluators and what each reference loads are listed at their constants (``docs/metrics.md``
+gives the file and line).
 """
 from __future__ import annotations
 
@@ -31,22 +17,49 @@ from ..errors import WanlabError
 
 
 class EvaluatorMissing(WanlabError, FileNotFoundError):
-    """An evaluator's weights are not on this machine; the message says how to get them."""
+    """An evaluator's weights are not on this machine; the message says how to get them.
+
+    Also a ``FileNotFoundError``.
+
+    Example:
+        >>> try:  # doctest: +SKIP
+        ...     wanlab.metrics.clip_score(video, "a fox")
+        ... except wanlab.metrics.EvaluatorMissing as exc:
+        ...     print(exc)  # the huggingface-cli download command to run
+    """
 
 
 @dataclass(frozen=True)
 class Evaluator:
-    """A scoring network: its hub repo id, the revision wanlab documents, and its architecture."""
+    """A scoring network.
+
+    Attributes:
+        repo_id: Its Hugging Face repo id.
+        architecture: ``"clip"`` (transformers CLIPModel) or ``"vit"`` (transformers ViTModel).
+        revision: The revision wanlab documents.
+
+    Example:
+        >>> CLIP_B32.repo_id, CLIP_B32.architecture
+        ('openai/clip-vit-base-patch32', 'clip')
+    """
 
     repo_id: str
     architecture: str  # "clip" (transformers CLIPModel) or "vit" (transformers ViTModel)
     revision: str = "main"
 
 
+#: OpenAI CLIP ViT-B/32, as converted to transformers; VBench's background consistency loads the same
+#: weights through OpenAI's ``clip`` package (``clip.load("ViT-B/32")``), and CLIP score is commonly
+#: reported with it.
 CLIP_B32 = Evaluator("openai/clip-vit-base-patch32", "clip")
+#: The image tower of the LAION aesthetic predictor.
 CLIP_L14 = Evaluator("openai/clip-vit-large-patch14", "clip")
+#: DINO ViT-B/16 (Caron et al. 2021), transformers' port of the ``dino_vitb16`` checkpoint VBench's
+#: subject consistency loads through ``torch.hub``.
 DINO_B16 = Evaluator("facebook/dino-vitb16", "vit")
-#: The LAION aesthetic predictor's linear head (file name as LAION-AI/aesthetic-predictor publishes it).
+#: The LAION aesthetic predictor's linear head (file name as LAION-AI/aesthetic-predictor publishes it;
+#: 768 -> 1, as VBench uses it). It is not on the hub: it is read from a local file
+#: (``$WANLAB_CACHE/evaluators/``, or any path or ``owner/repo/file`` of the hub cache you name).
 AESTHETIC_HEAD = "sa_0_4_vit_l_14_linear.pth"
 AESTHETIC_HEAD_URL = "https://github.com/LAION-AI/aesthetic-predictor/raw/main/sa_0_4_vit_l_14_linear.pth"
 
@@ -55,20 +68,36 @@ _LOADED: dict[tuple[str, str, str], Any] = {}
 
 
 def hub_cache() -> str:
-    """The Hugging Face hub cache folder, read from the environment now: ``HF_HUB_CACHE``, else
-    ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    """The Hugging Face hub cache folder, read from the environment now.
+
+    Returns:
+        ``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``.
+
+    Example:
+        >>> hub_cache()  # doctest: +SKIP
+        '/home/me/.cache/huggingface/hub'
+    """
     home = os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface")
     return os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
 
 
 def wanlab_cache() -> Path:
-    """wanlab's cache folder: ``$WANLAB_CACHE``, default ``~/.cache/wanlab``."""
+    """The cache folder of wanlab.
+
+    Returns:
+        ``$WANLAB_CACHE``, default ``~/.cache/wanlab``.
+
+    Example:
+        >>> wanlab_cache()  # doctest: +SKIP
+        PosixPath('/home/me/.cache/wanlab')
+    """
     return Path(os.environ.get("WANLAB_CACHE") or Path.home() / ".cache" / "wanlab")
 
 
 def resolve(source: str | os.PathLike[str], metric: str, revision: str = "main") -> Path:
-    """The local folder of an evaluator: ``source`` itself when it is a folder, else the snapshot of
-    the hub repo ``source`` in the local cache (never downloaded).
+    """The local folder of an evaluator (never downloaded).
+
+    ``source`` itself when it is a folder, else the snapshot of the hub repo ``source`` in the local cache.
 
     Args:
         source: a hub repo id (``"openai/clip-vit-base-patch32"``) or a local folder.
@@ -81,9 +110,10 @@ def resolve(source: str | os.PathLike[str], metric: str, revision: str = "main")
     Raises:
         EvaluatorMissing: neither a folder nor in the cache; the message gives the download command.
 
-    >>> resolve("no-such/evaluator", "clip_score")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    wanlab.metrics.evaluators.EvaluatorMissing: clip_score needs the evaluator 'no-such/evaluator', which is ...
+    Example:
+        >>> resolve("no-such/evaluator", "clip_score")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        wanlab.metrics.evaluators.EvaluatorMissing: clip_score needs the evaluator 'no-such/evaluator', which is ...
     """
     path = Path(source)
     if path.is_dir():
@@ -101,19 +131,57 @@ def resolve(source: str | os.PathLike[str], metric: str, revision: str = "main")
 
 
 def commit_of(folder: Path) -> str | None:
-    """The hub commit a cache snapshot folder holds (``.../snapshots/<commit>``), None for other folders."""
+    """The hub commit a cache snapshot folder holds.
+
+    Args:
+        folder: A folder.
+
+    Returns:
+        The 40-digit commit of ``.../snapshots/<commit>``, None for other folders.
+
+    Example:
+        >>> commit_of(Path("hub/models--x--y/snapshots/" + "a" * 40)) == "a" * 40
+        True
+    """
     return folder.name if folder.parent.name == "snapshots" and len(folder.name) == 40 else None
 
 
 def describe(folder: Path, source: str | os.PathLike[str]) -> str:
-    """How a score names its evaluator: ``repo_id@commit`` for a hub cache snapshot, else the folder or file."""
+    """How a score names its evaluator.
+
+    Args:
+        folder: Where the evaluator was found.
+        source: What the caller named (repo id or path).
+
+    Returns:
+        ``repo_id@commit`` for a hub cache snapshot, else the folder or file, resolved.
+
+    Example:
+        >>> describe(Path("hub/models--x--y/snapshots/" + "a" * 40), "x/y") == "x/y@" + "a" * 40
+        True
+    """
     commit = commit_of(folder)
     return f"{source}@{commit}" if commit and not Path(source).exists() else str(Path(folder).resolve())
 
 
 def head_file(source: str | os.PathLike[str] | None, metric: str = "aesthetic_quality") -> Path:
-    """The aesthetic head's weights file: ``source`` (a file, or ``owner/repo/file`` in the hub cache),
-    or by default ``$WANLAB_CACHE/evaluators/sa_0_4_vit_l_14_linear.pth``; EvaluatorMissing otherwise."""
+    """The aesthetic head's weights file.
+
+    Args:
+        source: A file, or ``owner/repo/file`` in the hub cache; None for the default
+            ``$WANLAB_CACHE/evaluators/sa_0_4_vit_l_14_linear.pth``.
+        metric: The metric that needs it (named in the error).
+
+    Returns:
+        The file's path.
+
+    Raises:
+        EvaluatorMissing: The file is not here; the message says how to get it.
+
+    Example:
+        >>> head_file(None)  # doctest: +SKIP
+        PosixPath('/home/me/.cache/wanlab/evaluators/sa_0_4_vit_l_14_linear.pth')
+    """
     if source is None:
         path = wanlab_cache() / "evaluators" / AESTHETIC_HEAD
         if path.is_file():
@@ -140,6 +208,11 @@ def head_file(source: str | os.PathLike[str] | None, metric: str = "aesthetic_qu
 
 
 def default_device() -> str:
+    """Where evaluators run unless told: ``"cuda"`` when available, else ``"cpu"``.
+
+    Returns:
+        The device name.
+    """
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -147,14 +220,28 @@ def default_device() -> str:
 
 def loaded(source: str | os.PathLike[str], architecture: str, metric: str, device: str | None = None,
            revision: str = "main") -> tuple[Any, Any, Path]:
-    """(model, processor or None, folder) for an evaluator, loaded once per process and device.
+    """An evaluator, loaded once per process and device and kept (:func:`clear` drops them).
 
-    ``architecture`` ``"clip"`` loads ``CLIPModel`` and its ``CLIPProcessor`` (tokenizer and image
-    processor, as saved with it); ``"vit"`` loads ``ViTModel`` without its pooler.
+    Models run in eval mode, float32, on the device the caller names (a pipeline's device when a
+    sweep measures), with gradients off.
+
+    Args:
+        source: A hub repo id in the local cache, or a local folder that ``save_pretrained`` wrote.
+        architecture: ``"clip"`` loads ``CLIPModel`` and its ``CLIPProcessor`` (tokenizer and image
+            processor, as saved with it); ``"vit"`` loads ``ViTModel`` without its pooler.
+        metric: The metric that needs it (named in the error).
+        device: Where it runs (default CUDA when available, else CPU).
+        revision: The hub revision to read from the cache.
+
+    Returns:
+        (model, processor or None, folder).
 
     Raises:
         EvaluatorMissing: the weights are not here (see :func:`resolve`).
         ValueError: ``architecture`` is neither ``"clip"`` nor ``"vit"``.
+
+    Example:
+        >>> model, processor, folder = loaded(CLIP_B32.repo_id, "clip", "clip_score")  # doctest: +SKIP
     """
     if architecture not in ("clip", "vit"):
         raise ValueError(f"architecture: must be 'clip' or 'vit'; got {architecture!r}")
@@ -194,6 +281,10 @@ def _load(folder: Path, architecture: str, device: str) -> tuple[Any, Any]:
 
 
 def clear() -> None:
-    """Forget every loaded evaluator (frees their memory; the next use loads again)."""
+    """Forget every loaded evaluator (frees their memory; the next use loads again).
+
+    Example:
+        >>> clear()
+    """
     with _LOCK:
         _LOADED.clear()

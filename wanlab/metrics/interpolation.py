@@ -1,18 +1,6 @@
-"""Motion smoothness after VBench: how well the odd frames are predicted by interpolating their neighbours.
+"""Motion smoothness after VBench (:func:`smoothness`).
 
-VBench interpolates frame 2i+1 from frames 2i and 2i+2 with the AMT network and scores the mean
-absolute difference at full resolution. wanlab's proxy interpolates along the optical flow: the
-flow 2i -> 2i+2 is moved to the middle frame's grid (so a moving object is sampled where it is at
-mid-time, not where it was), both neighbours are sampled half-way along it with bicubic
-interpolation at full resolution, and averaged. Constant-velocity motion is then predicted up to
-interpolation error and occlusion strips; jerky motion is not. ``docs/metrics.md`` lists the
-error floor this leaves, measured on synthetic videos.
-
-The difference is taken at full-resolution pixels on a lattice of every ``s``-th row and column
-(``s`` = the working grid's scale, 2 at 832x480: as many points as the flow has), shifted from one
-predicted frame to the next so that every pixel position counts equally often: an unbiased
-estimate of VBench's mean over all pixels, with noise and fine texture at full resolution, at a
-quarter of the cost.
+How well the odd frames are predicted by interpolating their neighbours along the optical flow.
 """
 
 from __future__ import annotations
@@ -33,6 +21,17 @@ def midpoint_flow(flows: Flows, start: int) -> np.ndarray:
     Solves ``u(x) = F(x - u(x)/2)`` by fixed-point iteration from ``u = F``: the mid-time point
     ``x`` came from ``x - u/2`` in frame ``start``. ``F`` is chained from the two consecutive
     flows (DIS misses fast objects over two frames; the chain is the 2-frame displacement).
+
+    Args:
+        flows: The video's :class:`~wanlab.metrics.Flows`.
+        start: The first frame of the three.
+
+    Returns:
+        (h, w, 2) float32 flow in working px.
+
+    Example:
+        >>> midpoint_flow(Flows(video), 0).shape  # doctest: +SKIP
+        (240, 416, 2)
     """
     span = flows.span(start, 2)
     u = span
@@ -42,14 +41,36 @@ def midpoint_flow(flows: Flows, start: int) -> np.ndarray:
 
 
 def lattice_stride(flows: Flows) -> int:
-    """Step between the full-resolution pixels smoothness compares: the working grid's scale, rounded (2 at 832x480)."""
+    """Step between the full-resolution pixels smoothness compares: the working grid's scale, rounded.
+
+    Args:
+        flows: The video's :class:`~wanlab.metrics.Flows`.
+
+    Returns:
+        The stride (2 at 832x480 with the default working grid, 1 when not downscaled).
+
+    Example:
+        >>> lattice_stride(Flows(video))  # doctest: +SKIP
+        2
+    """
     H, W = flows.frames.shape[1:3]
     h, w = flows.gray.shape[1:]
     return max(1, round(min(W / w, H / h)))
 
 
 def smoothness_of(flows: Flows) -> PairScores:
-    """:func:`smoothness` of flows already computed (shared with other metrics)."""
+    """:func:`smoothness` of flows already computed (shared with other metrics).
+
+    Args:
+        flows: The video's :class:`~wanlab.metrics.Flows` (T >= 3).
+
+    Returns:
+        The scores per predicted frame and their mean.
+
+    Example:
+        >>> smoothness_of(Flows(video)).mean  # doctest: +SKIP
+        0.9999
+    """
     import cv2
 
     frames = flows.frames
@@ -92,8 +113,33 @@ def smoothness(video: Any, method: str = "dis", *, max_short_side: int | None = 
     ``vfi_score``). The prediction averages frames 2i and 2i+2 sampled (bicubic) half-way along
     the flow 2i -> 2i+2, moved to the middle frame's grid (:func:`midpoint_flow`); the flow is
     estimated on the working grid and upsampled. VBench interpolates with the AMT network
-    instead (``vbench/motion_smoothness.py``): a proxy, not comparable to its numbers. Needs T >= 3.
+    instead (``vbench/motion_smoothness.py``): a proxy, not comparable to its numbers.
+    Constant-velocity motion is then predicted up to interpolation error and occlusion strips;
+    jerky motion is not. ``docs/metrics.md`` lists the error floor this leaves, measured on
+    synthetic videos. A textured square moving 2 px/frame scores 0.9999.
 
-    Example: ``metrics.smoothness(video).mean`` -> 0.9999 for a textured square moving 2 px/frame.
+    The difference is taken at full-resolution pixels on a lattice of every ``s``-th row and
+    column (``s`` = :func:`lattice_stride`, 2 at 832x480: as many points as the flow has), shifted
+    from one predicted frame to the next so that every pixel position counts equally often: an
+    unbiased estimate of VBench's mean over all pixels, with noise and fine texture at full
+    resolution, at a quarter of the cost.
+
+    Args:
+        video: uint8 (T, H, W, 3) frames with T >= 3, a ``wanlab.Video`` or :class:`~wanlab.metrics.Flows`.
+        method: ``"dis"`` or ``"farneback"``.
+        max_short_side: Short side of the flow's working grid in px (None: full resolution).
+
+    Returns:
+        ``per_pair[i]`` for each predicted frame 2i+1, in [0, 1], and their ``mean``.
+
+    Raises:
+        ValueError: Bad frames (T < 3) or settings.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> round(metrics.smoothness(pan).mean, 2)
+        1.0
     """
     return smoothness_of(Flows.of(video, method, max_short_side, min_frames=3))

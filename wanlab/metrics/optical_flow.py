@@ -44,20 +44,52 @@ MAX_WORK_THREADS = 2
 
 @dataclass(frozen=True)
 class PairScores:
-    """One score per frame pair (``per_pair``, float64) and their mean."""
+    """One score per frame pair and their mean.
+
+    Attributes:
+        per_pair: float64 array, one value per pair of frames.
+        mean: Their mean.
+
+    Example:
+        >>> PairScores(np.array([1.0, 3.0]), 2.0).mean
+        2.0
+    """
 
     per_pair: np.ndarray
     mean: float
 
 
 def check_method(method: str) -> None:
-    """Raise ValueError unless ``method`` names a flow estimator wanlab offers."""
+    """Check that ``method`` names a flow estimator wanlab offers.
+
+    Args:
+        method: The name given.
+
+    Raises:
+        ValueError: Not one of :data:`FLOW_METHODS`.
+
+    Example:
+        >>> check_method("dis")
+    """
     if method not in FLOW_METHODS:
         raise ValueError(f"method: must be one of {FLOW_METHODS}; got {method!r}")
 
 
 def working_size(h: int, w: int, max_short_side: int | None) -> tuple[int, int]:
-    """(h, w) of the working grid: short side <= max_short_side, aspect kept, never upscaled."""
+    """The size of the flow's working grid: short side <= max_short_side, aspect kept, never upscaled.
+
+    Args:
+        h: Frame height.
+        w: Frame width.
+        max_short_side: The largest short side in px; None keeps the frame size.
+
+    Returns:
+        The working (h, w).
+
+    Example:
+        >>> working_size(480, 832, 240)
+        (240, 416)
+    """
     if max_short_side is None or min(h, w) <= max_short_side:
         return h, w
     s = max_short_side / min(h, w)
@@ -65,13 +97,40 @@ def working_size(h: int, w: int, max_short_side: int | None) -> tuple[int, int]:
 
 
 def pixel_grid(h: int, w: int) -> np.ndarray:
-    """(h, w, 2) float32 pixel coordinates (x, y): a cv2.remap map for zero flow."""
+    """Pixel coordinates (x, y) of an h x w grid: a cv2.remap map for zero flow.
+
+    Args:
+        h: Grid height.
+        w: Grid width.
+
+    Returns:
+        (h, w, 2) float32, ``[y, x] == (x, y)``.
+
+    Example:
+        >>> pixel_grid(2, 3)[1, 2].tolist()
+        [2.0, 1.0]
+    """
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     return np.dstack([xs, ys])
 
 
 def remap(img: np.ndarray, grid: np.ndarray, flow_: np.ndarray, interpolation: int | None = None) -> np.ndarray:
-    """Sample ``img`` at ``grid + flow_`` (bilinear unless told otherwise, borders replicated)."""
+    """Sample ``img`` at ``grid + flow_`` (borders replicated).
+
+    Args:
+        img: An (h, w) or (h, w, c) float32 image or field.
+        grid: :func:`pixel_grid` of the output size.
+        flow_: (h, w, 2) float32 displacements added to the grid.
+        interpolation: A cv2 ``INTER_*`` flag; bilinear when None.
+
+    Returns:
+        The sampled image, the grid's size.
+
+    Example:
+        >>> img = np.arange(6, dtype=np.float32).reshape(2, 3)
+        >>> remap(img, pixel_grid(2, 3), np.zeros((2, 3, 2), np.float32)).tolist() == img.tolist()
+        True
+    """
     import cv2
 
     mode = cv2.INTER_LINEAR if interpolation is None else interpolation
@@ -79,12 +138,37 @@ def remap(img: np.ndarray, grid: np.ndarray, flow_: np.ndarray, interpolation: i
 
 
 def compose(first: np.ndarray, second: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Flow a -> c from flows a -> b (``first``) and b -> c (``second``): ``f(x) + g(x + f(x))``."""
+    """Chain two flows: ``f(x) + g(x + f(x))``.
+
+    Args:
+        first: Flow a -> b, (h, w, 2) float32.
+        second: Flow b -> c, (h, w, 2) float32.
+        grid: :func:`pixel_grid` of (h, w).
+
+    Returns:
+        Flow a -> c, (h, w, 2) float32.
+
+    Example:
+        >>> one = np.ones((4, 4, 2), np.float32)
+        >>> compose(one, one, pixel_grid(4, 4))[0, 0].tolist()
+        [2.0, 2.0]
+    """
     return first + remap(second, grid, first)
 
 
 def sq_norm(f: np.ndarray) -> np.ndarray:
-    """|f|^2 of an (h, w, 2) vector field (faster than ``(f**2).sum(-1)``)."""
+    """|f|^2 of an (h, w, 2) vector field (faster than ``(f**2).sum(-1)``).
+
+    Args:
+        f: The field.
+
+    Returns:
+        (h, w) squared lengths.
+
+    Example:
+        >>> sq_norm(np.array([[[3.0, 4.0]]])).tolist()
+        [[25.0]]
+    """
     return f[..., 0] * f[..., 0] + f[..., 1] * f[..., 1]
 
 
@@ -95,6 +179,17 @@ def top_mean(values: np.ndarray, fraction: float) -> float:
     a sorted 1-in-16 subsample gives a bound below the k-th largest value (checked by counting),
     and only the values above it are sorted. ``np.partition`` is 5-60x slower on flow
     magnitudes, whose many equal values (a still background) are its worst case.
+
+    Args:
+        values: Any array (flattened).
+        fraction: The share of largest values averaged, in (0, 1].
+
+    Returns:
+        Their mean (float64).
+
+    Example:
+        >>> top_mean(np.arange(100.0), 0.05)
+        97.0
     """
     flat = values.ravel()
     k = max(1, int(flat.size * fraction))
@@ -107,8 +202,21 @@ def top_mean(values: np.ndarray, fraction: float) -> float:
 
 
 def in_parallel(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-    """``[fn(x) for x in items]`` on up to ``MAX_WORK_THREADS`` threads, in order: the numpy parts of
-    one pair's work overlap OpenCV's of another's."""
+    """``[fn(x) for x in items]`` on up to ``MAX_WORK_THREADS`` threads, in order.
+
+    The numpy parts of one pair's work overlap OpenCV's of another's (both release the GIL).
+
+    Args:
+        fn: The work for one item.
+        items: The items.
+
+    Returns:
+        The results, in the items' order.
+
+    Example:
+        >>> in_parallel(lambda x: x * x, range(4))
+        [0, 1, 4, 9]
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     items = list(items)
@@ -132,16 +240,36 @@ def _check_given_flow(name: str, given: Any, shape: tuple[int, ...]) -> np.ndarr
 class Flows:
     """Working-resolution frames of one video and the optical flows its motion metrics share, computed once.
 
-    ``method``: ``"dis"`` or ``"farneback"``; ``max_short_side``: working-grid short side (``None``:
-    full resolution); ``size``: an explicit working (h, w) instead (EvalCrafter's half resolution);
-    ``forward`` / ``backward``: flows you already have (RAFT, or the exact flow of a synthetic
-    video), ``(T-1, h, w, 2)`` in working px, used instead of estimating them; ``fine_backward``:
-    estimate the backward flow as precisely as the forward one (else a coarser one, for masks).
+    Flows are computed lazily (first use of :attr:`forward` / :attr:`backward`) in working px.
 
-    Example::
+    Args:
+        video: uint8 (T, H, W, 3) frames or a ``wanlab.Video``.
+        method: ``"dis"`` or ``"farneback"``.
+        max_short_side: Working-grid short side in px (``None``: full resolution).
+        size: An explicit working (h, w) instead (EvalCrafter's half resolution).
+        forward: A flow you already have (RAFT, or the exact flow of a synthetic video),
+            ``(T-1, h, w, 2)`` in working px, used instead of estimating it.
+        backward: The same for the backward flow.
+        fine_backward: Estimate the backward flow as precisely as the forward one (else a coarser
+            one, for occlusion masks).
+        min_frames: The fewest frames accepted.
 
-        flows = Flows(video)                  # nothing computed yet
-        smoothness(flows), warp_error(flows)  # one forward and one backward flow, shared
+    Attributes:
+        rgb: (T, h, w, 3) uint8 working-resolution frames.
+        gray: (T, h, w) uint8 luma.
+        scale: (sx, sy), original px per working px.
+
+    Raises:
+        ValueError: Bad frames, method or ``max_short_side``, a working grid under 16x16 px, or
+            given flows of the wrong shape or with non-finite values.
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> flows = metrics.Flows(pan)  # nothing computed yet
+        >>> round(metrics.smoothness(flows).mean, 2), round(metrics.warp_error(flows).mean, 4)  # flows shared
+        (1.0, 0.0)
     """
 
     def __init__(self, video: Any, method: str = "dis", *, max_short_side: int | None = WORK_SHORT_SIDE,
@@ -182,7 +310,20 @@ class Flows:
 
     @classmethod
     def of(cls, video: Any, method: str, max_short_side: int | None, min_frames: int = 2) -> "Flows":
-        """``video`` itself when it already is a :class:`Flows` (with the same settings), else new flows for it."""
+        """``video`` itself when it already is a :class:`Flows` (with the same settings), else new flows for it.
+
+        Args:
+            video: Frames, a Video, or Flows.
+            method: The flow estimator asked for.
+            max_short_side: The working-grid short side asked for.
+            min_frames: The fewest frames the caller needs.
+
+        Returns:
+            The Flows.
+
+        Raises:
+            ValueError: Flows computed with other settings, or too few frames.
+        """
         if isinstance(video, Flows):
             if (video.method, video.max_short_side) != (method, max_short_side):
                 raise ValueError(f"flows: were computed with method={video.method!r}, max_short_side="
@@ -225,16 +366,27 @@ class Flows:
 
     @cached_property
     def forward(self) -> np.ndarray:
-        """Flow t -> t+1, (T-1, h, w, 2), working px."""
+        """Flow t -> t+1, (T-1, h, w, 2) float32, working px (computed on first use)."""
         return self._pairs([(t, t + 1) for t in range(len(self.gray) - 1)], DIS_FINEST_SCALE)
 
     @cached_property
     def backward(self) -> np.ndarray:
-        """Flow t+1 -> t, (T-1, h, w, 2), working px (coarser unless ``fine_backward``: it feeds occlusion masks)."""
+        """Flow t+1 -> t, (T-1, h, w, 2) float32, working px.
+
+        Coarser unless ``fine_backward``: it feeds occlusion masks.
+        """
         return self._pairs([(t + 1, t) for t in range(len(self.gray) - 1)], self.backward_finest_scale)
 
     def span(self, start: int, steps: int) -> np.ndarray:
-        """Flow start -> start+steps by chaining forward flows with :func:`compose`; cached."""
+        """Flow start -> start+steps by chaining forward flows with :func:`compose`; cached.
+
+        Args:
+            start: The first frame.
+            steps: How many frames ahead.
+
+        Returns:
+            (h, w, 2) float32, working px.
+        """
         key = (start, steps)
         if key not in self._spans:
             acc = self.forward[start]
@@ -245,15 +397,29 @@ class Flows:
 
     @cached_property
     def magnitudes(self) -> np.ndarray:
-        """(T-1, h, w) float32 magnitudes of the forward flow in original px."""
+        """Magnitudes of the forward flow in original px, (T-1, h, w) float32."""
         return np.stack(in_parallel(self.magnitude, self.forward))
 
     def to_original(self, f: np.ndarray) -> np.ndarray:
-        """Convert working-px flow vectors to original-resolution px."""
+        """Convert working-px flow vectors to original-resolution px.
+
+        Args:
+            f: Flow vectors (..., 2) in working px.
+
+        Returns:
+            The vectors scaled by :attr:`scale`.
+        """
         return f * np.asarray(self.scale, dtype=np.float32)
 
     def magnitude(self, f: np.ndarray) -> np.ndarray:
-        """Flow magnitude of one (h, w, 2) field in original px, (h, w) float32."""
+        """Flow magnitude of one field in original px.
+
+        Args:
+            f: (h, w, 2) float32 flow in working px.
+
+        Returns:
+            (h, w) float32 magnitudes.
+        """
         import cv2
 
         u, v = cv2.split(f)
@@ -264,13 +430,28 @@ class Flows:
 def flow(video: Any, method: str = "dis", *, max_short_side: int | None = WORK_SHORT_SIDE) -> np.ndarray:
     """Dense optical flow between consecutive frames: OpenCV DIS (Kroeger et al. 2016) or Farneback (2003).
 
-    Computed on luma downscaled (area averaging) so its short side is at most
-    ``max_short_side`` px (``None``: full resolution). Returns float32
-    ``(T-1, h, w, 2)`` on that working grid (h, w = H, W when no downscaling):
-    ``[..., 0]`` = dx (rightwards), ``[..., 1]`` = dy (downwards), in pixels of
-    the ORIGINAL resolution, mapping frame t to frame t+1.
+    Computed on luma downscaled (area averaging) so its short side is at most ``max_short_side`` px.
 
-    Example: ``metrics.flow(video)[..., 0].mean()`` is the mean rightward motion in px/frame.
+    Args:
+        video: uint8 (T, H, W, 3) frames (T >= 2), a ``wanlab.Video`` or :class:`Flows`.
+        method: ``"dis"`` or ``"farneback"``.
+        max_short_side: Short side of the working grid in px (``None``: full resolution).
+
+    Returns:
+        float32 ``(T-1, h, w, 2)`` on the working grid (h, w = H, W when no downscaling):
+        ``[..., 0]`` = dx (rightwards), ``[..., 1]`` = dy (downwards), in pixels of the ORIGINAL
+        resolution, mapping frame t to frame t+1.
+
+    Raises:
+        ValueError: Bad frames or settings (see :class:`Flows`).
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> f = metrics.flow(pan)
+        >>> f.shape, round(float(f[..., 0].mean()), 1)  # the mean rightward motion, px/frame
+        ((8, 64, 128, 2), 3.0)
     """
     f = Flows.of(video, method, max_short_side)
     return f.to_original(f.forward)
@@ -279,11 +460,27 @@ def flow(video: Any, method: str = "dis", *, max_short_side: int | None = WORK_S
 def flow_magnitude(video: Any, method: str = "dis", *, max_short_side: int | None = WORK_SHORT_SIDE) -> PairScores:
     """Mean optical-flow magnitude per consecutive pair, in px/frame of the original resolution.
 
-    ``per_pair[t]`` averages ``sqrt(dx^2 + dy^2)`` of ``flow()`` over all pixels; ``mean``
-    averages the pairs. The statistic of EvalCrafter's ``flow_score``
-    (``metrics/RAFT/optical_flow_scores.py`` l. 81-88), with DIS instead of RAFT.
+    The statistic of EvalCrafter's ``flow_score`` (``metrics/RAFT/optical_flow_scores.py``
+    l. 81-88), with DIS instead of RAFT.
 
-    Example: ``metrics.flow_magnitude(video).mean`` -> 3.0 for a 3 px/frame pan.
+    Args:
+        video: uint8 (T, H, W, 3) frames (T >= 2), a ``wanlab.Video`` or :class:`Flows`.
+        method: ``"dis"`` or ``"farneback"``.
+        max_short_side: Short side of the working grid in px (``None``: full resolution).
+
+    Returns:
+        ``per_pair[t]`` averages ``sqrt(dx^2 + dy^2)`` of :func:`flow` over all pixels; ``mean``
+        averages the pairs.
+
+    Raises:
+        ValueError: Bad frames or settings (see :class:`Flows`).
+
+    Example:
+        >>> from wanlab import metrics
+        >>> from wanlab.metrics import synthetic
+        >>> pan = synthetic.scene(pan=synthetic.linear(3, 9, start=(0, 0)), width=128, height=64)  # 3 px/frame
+        >>> round(metrics.flow_magnitude(pan).mean, 1)
+        3.0
     """
     mags = Flows.of(video, method, max_short_side).magnitudes
     per = mags.reshape(len(mags), -1).mean(axis=1, dtype=np.float64)

@@ -39,10 +39,24 @@ def _write_tokenizer(folder: Path) -> int:
 
 def save_clip(folder: str | os.PathLike[str], size: str = "tiny", *, seed: int = 0,
               projection_dim: int | None = None) -> Path:
-    """A random ``CLIPModel`` with its ``CLIPProcessor`` (character tokenizer, CLIP image processor) in ``folder``.
+    """Save a random ``CLIPModel`` with its ``CLIPProcessor`` (character tokenizer, CLIP image processor).
 
-    ``size``: ``"tiny"`` (2 layers of width 32, 224 px, patch 32), ``"base"`` (ViT-B/32: transformers'
-    default ``CLIPConfig``) or ``"large"`` (ViT-L/14, projection 768).
+    Args:
+        folder: Where to save it (created).
+        size: ``"tiny"`` (2 layers of width 32, 224 px, patch 32), ``"base"`` (ViT-B/32: transformers'
+            default ``CLIPConfig``) or ``"large"`` (ViT-L/14, projection 768).
+        seed: The weights' seed.
+        projection_dim: The embedding size (default by size: 16, 512, 768).
+
+    Returns:
+        The folder.
+
+    Raises:
+        ValueError: Another size.
+
+    Example:
+        >>> folder = save_clip(tmp_path / "clip")  # doctest: +SKIP
+        >>> wanlab.metrics.clip_score(video, "a fox", model=folder)  # doctest: +SKIP
     """
     import torch
     import transformers
@@ -67,8 +81,23 @@ def save_clip(folder: str | os.PathLike[str], size: str = "tiny", *, seed: int =
 
 
 def save_vit(folder: str | os.PathLike[str], size: str = "tiny", *, seed: int = 0) -> Path:
-    """A random ``ViTModel`` as ``facebook/dino-vitb16`` is saved: ``"tiny"`` (2 layers of width 32,
-    patch 16) or ``"base"`` (ViT-B/16: transformers' default ``ViTConfig``)."""
+    """Save a random ``ViTModel`` as ``facebook/dino-vitb16`` is saved.
+
+    Args:
+        folder: Where to save it.
+        size: ``"tiny"`` (2 layers of width 32, patch 16) or ``"base"`` (ViT-B/16: transformers'
+            default ``ViTConfig``).
+        seed: The weights' seed.
+
+    Returns:
+        The folder.
+
+    Raises:
+        ValueError: Another size.
+
+    Example:
+        >>> wanlab.metrics.subject_consistency(video, model=save_vit(tmp_path / "dino"))  # doctest: +SKIP
+    """
     import torch
     from transformers import ViTConfig, ViTModel
 
@@ -82,7 +111,19 @@ def save_vit(folder: str | os.PathLike[str], size: str = "tiny", *, seed: int = 
 
 
 def save_aesthetic_head(path: str | os.PathLike[str], *, seed: int = 0, dim: int = 768) -> Path:
-    """A random ``nn.Linear(dim, 1)`` state dict saved with ``torch.save``, as LAION's ``.pth`` is."""
+    """Save a random ``nn.Linear(dim, 1)`` state dict with ``torch.save``, as LAION's ``.pth`` is.
+
+    Args:
+        path: The file (its folder is created).
+        seed: The weights' seed.
+        dim: The input width (768: CLIP ViT-L/14 embeddings).
+
+    Returns:
+        The path.
+
+    Example:
+        >>> head = save_aesthetic_head(tmp_path / "head.pth")  # doctest: +SKIP
+    """
     import torch
 
     torch.manual_seed(seed)
@@ -94,8 +135,20 @@ def save_aesthetic_head(path: str | os.PathLike[str], *, seed: int = 0, dim: int
 
 def into_hub_cache(folder: str | os.PathLike[str], cache: str | os.PathLike[str], repo_id: str,
                    commit: str = "0" * 40) -> Path:
-    """Lay ``folder``'s files out as the Hugging Face cache holds ``repo_id`` at ``commit`` (on ``main``);
-    returns the snapshot folder."""
+    """Lay ``folder``'s files out as the Hugging Face cache holds ``repo_id`` at ``commit`` (on ``main``).
+
+    Args:
+        folder: A saved model's folder.
+        cache: The hub cache folder.
+        repo_id: The repo id it stands for (``openai/clip-vit-base-patch32``).
+        commit: The snapshot's commit.
+
+    Returns:
+        The snapshot folder.
+
+    Example:
+        >>> into_hub_cache(save_clip(tmp_path / "clip"), hub, "openai/clip-vit-base-patch32")  # doctest: +SKIP
+    """
     import shutil
 
     repo = Path(cache) / f"models--{repo_id.replace('/', '--')}"

@@ -1,22 +1,8 @@
 """Prompt adherence and visual quality of real-model videos, as their reference implementations define them.
 
-* :func:`clip_score`: text-frame CLIP similarity as torchmetrics' ``CLIPScore`` computes it (the
-  form the video-generation literature reports): every frame against the prompt, ``100 * cos`` of
-  the L2-normalised CLIP image and text embeddings, averaged over frames, then ``max(., 0)``.
-  Evaluator :data:`~.evaluators.CLIP_B32` unless ``model=`` names another CLIP; preprocessing is the
-  evaluator's own ``CLIPProcessor`` (shortest side to 224 bicubic, centre crop 224, CLIP mean/std).
-* :func:`subject_consistency`: VBench's (DINO ViT-B/16 CLS features of every frame, resized to
-  224 on the short side without crop, ImageNet mean/std).
-* :func:`background_consistency`: VBench's (CLIP ViT-B/32 image embeddings of every frame,
-  resized to 224 bicubic and centre-cropped, CLIP mean/std).
-  Both consistencies use VBench's formula, :func:`consistency_of`.
-* :func:`aesthetic_quality`: VBench's (LAION aesthetic predictor: CLIP ViT-L/14 image embeddings,
-  L2-normalised, through a linear head, divided by 10, averaged over every frame).
-
-Frames go in as uint8 ``(T, H, W, 3)``; every frame is scored, in batches, on ``device`` (default:
-CUDA when available). Resizing follows torchvision's tensor ``Resize`` as VBench calls it (uint8 in,
-``antialias=False``, rounded back to uint8), reimplemented with ``torch.nn.functional.interpolate``
-so torchvision is not needed. Sources, evaluators and differences: ``docs/metrics.md``.
+:func:`clip_score` (torchmetrics' ``CLIPScore``), VBench's :func:`subject_consistency`,
+:func:`background_consistency` and :func:`aesthetic_quality`, :func:`quality` for several at once, and
+the formulas and preprocessing they share. Sources, evaluators and differences: ``docs/metrics.md``.
 """
 from __future__ import annotations
 
@@ -41,8 +27,9 @@ QUALITY_KEYS = ("clip_score", "subject_consistency", "background_consistency", "
 
 # --- formulas on features (no network) ---------------------------------------------------------------
 def consistency_of(features: Any) -> float:
-    """VBench's consistency of per-frame features ``(T, D)``: mean over frames i >= 1 of
-    ``(max(0, cos(f_i, f_{i-1})) + max(0, cos(f_i, f_0))) / 2``.
+    """VBench's consistency of per-frame features ``(T, D)``.
+
+    The mean over frames i >= 1 of ``(max(0, cos(f_i, f_{i-1})) + max(0, cos(f_i, f_0))) / 2``.
 
     Args:
         features: ``(T, D)`` array or tensor, T >= 2 (normalised here).
@@ -53,8 +40,9 @@ def consistency_of(features: Any) -> float:
     Raises:
         ValueError: fewer than 2 frames, or not 2-D.
 
-    >>> round(consistency_of(np.ones((5, 3))), 9)
-    1.0
+    Example:
+        >>> round(consistency_of(np.ones((5, 3))), 9)
+        1.0
     """
     f = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features, dtype=np.float64)
     if f.ndim != 2 or len(f) < 2:
@@ -66,10 +54,20 @@ def consistency_of(features: Any) -> float:
 
 
 def clip_score_of(image_embeds: Any, text_embed: Any) -> float:
-    """torchmetrics' CLIP score of frames against one text: ``max(100 * mean_i cos(img_i, text), 0)``.
+    """The CLIP score of frames against one text, as torchmetrics computes it.
 
-    >>> clip_score_of(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 0.0]))
-    50.0
+    ``max(100 * mean_i cos(img_i, text), 0)``.
+
+    Args:
+        image_embeds: ``(T, D)`` image embeddings (array or tensor; normalised here).
+        text_embed: ``(D,)`` text embedding.
+
+    Returns:
+        A float in [0, 100].
+
+    Example:
+        >>> clip_score_of(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 0.0]))
+        50.0
     """
     img = np.asarray(image_embeds.detach().cpu() if hasattr(image_embeds, "detach") else image_embeds, np.float64)
     txt = np.asarray(text_embed.detach().cpu() if hasattr(text_embed, "detach") else text_embed, np.float64).ravel()
@@ -80,8 +78,24 @@ def clip_score_of(image_embeds: Any, text_embed: Any) -> float:
 
 # --- preprocessing as VBench does it (torchvision tensor transforms, reimplemented) -------------------
 def resize_short(x: Any, size: int, mode: str) -> Any:
-    """torchvision ``Resize(size, interpolation=mode, antialias=False)`` of a uint8 ``(N, 3, H, W)``
-    tensor: short side to ``size``, long side ``int(size * long / short)``, rounded back to uint8."""
+    """The torchvision ``Resize(size, interpolation=mode, antialias=False)`` of a uint8 ``(N, 3, H, W)`` tensor.
+
+    As VBench calls torchvision's tensor ``Resize`` (uint8 in, ``antialias=False``, rounded back to
+    uint8), reimplemented with ``torch.nn.functional.interpolate`` so torchvision is not needed.
+
+    Args:
+        x: uint8 ``(N, 3, H, W)`` tensor.
+        size: The new short side.
+        mode: ``"bicubic"`` or ``"bilinear"``.
+
+    Returns:
+        uint8 tensor: short side ``size``, long side ``int(size * long / short)`` (``x`` itself when unchanged).
+
+    Example:
+        >>> import torch  # doctest: +SKIP
+        >>> resize_short(torch.zeros(1, 3, 480, 832, dtype=torch.uint8), 224, "bicubic").shape  # doctest: +SKIP
+        torch.Size([1, 3, 224, 388])
+    """
     import torch
     import torch.nn.functional as F
 
@@ -98,14 +112,38 @@ def resize_short(x: Any, size: int, mode: str) -> Any:
 
 
 def center_crop(x: Any, size: int) -> Any:
-    """torchvision ``CenterCrop(size)`` of an ``(N, C, H, W)`` tensor at least ``size`` on each side."""
+    """The torchvision ``CenterCrop(size)`` of an ``(N, C, H, W)`` tensor.
+
+    Args:
+        x: A tensor (or array) at least ``size`` on each side.
+        size: The crop's side.
+
+    Returns:
+        The centre ``size`` x ``size`` crop.
+
+    Example:
+        >>> center_crop(np.zeros((1, 3, 224, 388)), 224).shape
+        (1, 3, 224, 224)
+    """
     h, w = x.shape[-2:]
     top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
     return x[..., top:top + size, left:left + size]
 
 
 def normalize(x: Any, mean: Sequence[float], std: Sequence[float]) -> Any:
-    """uint8 ``(N, 3, H, W)`` -> float ``/255``, then ``(x - mean) / std`` per channel."""
+    """uint8 ``(N, 3, H, W)`` -> float ``/255``, then ``(x - mean) / std`` per channel.
+
+    Args:
+        x: A uint8 tensor.
+        mean: Per-channel mean (of [0, 1] values).
+        std: Per-channel standard deviation.
+
+    Returns:
+        A float32 tensor on ``x``'s device.
+
+    Example:
+        >>> normalize(x, CLIP_MEAN, CLIP_STD)  # doctest: +SKIP
+    """
     import torch
 
     m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
@@ -114,13 +152,36 @@ def normalize(x: Any, mean: Sequence[float], std: Sequence[float]) -> Any:
 
 
 def vbench_clip_transform(x: Any, size: int = 224) -> Any:
-    """VBench's ``clip_transform(224)`` (vbench/utils.py): bicubic resize, centre crop, CLIP mean/std."""
+    """VBench's ``clip_transform(224)`` (vbench/utils.py): bicubic resize, centre crop, CLIP mean/std.
+
+    Args:
+        x: uint8 ``(N, 3, H, W)`` tensor.
+        size: The resize and crop size.
+
+    Returns:
+        Normalised float32 ``(N, 3, size, size)``.
+
+    Example:
+        >>> vbench_clip_transform(x).shape  # doctest: +SKIP
+        torch.Size([8, 3, 224, 224])
+    """
     return normalize(center_crop(resize_short(x, size, "bicubic"), size), CLIP_MEAN, CLIP_STD)
 
 
 def vbench_dino_transform(x: Any, size: int = 224) -> Any:
-    """VBench's ``dino_transform(224)`` (vbench/utils.py): bilinear resize of the short side, no crop,
-    ImageNet mean/std."""
+    """VBench's ``dino_transform(224)`` (vbench/utils.py): bilinear short-side resize, no crop, ImageNet mean/std.
+
+    Args:
+        x: uint8 ``(N, 3, H, W)`` tensor.
+        size: The new short side.
+
+    Returns:
+        Normalised float32, short side ``size``.
+
+    Example:
+        >>> vbench_dino_transform(x).shape  # doctest: +SKIP
+        torch.Size([8, 3, 224, 388])
+    """
     return normalize(resize_short(x, size, "bilinear"), IMAGENET_MEAN, IMAGENET_STD)
 
 
@@ -132,16 +193,38 @@ def _batches(frames: np.ndarray, device: str, batch: int):
 
 
 def _embeds(out: Any) -> Any:
-    """``get_image_features`` / ``get_text_features`` give a tensor (transformers 4) or an output whose
-    ``pooler_output`` is the projected embedding (transformers 5)."""
+    """The embedding tensor of ``get_image_features`` / ``get_text_features``, in either transformers.
+
+    They give a tensor (transformers 4) or an output whose ``pooler_output`` is the projected
+    embedding (transformers 5).
+    """
     return out if hasattr(out, "ndim") else out.pooler_output
 
 
 # --- features through the evaluators ------------------------------------------------------------------
 def dino_features(video: Any, model: str | os.PathLike[str] = ev.DINO_B16.repo_id, *, device: str | None = None,
                   batch_size: int = BATCH, metric: str = "subject_consistency") -> Any:
-    """DINO CLS features ``(T, 768)`` of every frame, after VBench's DINO preprocessing (positional
-    encodings interpolated to the frame's aspect, as DINO's ``VisionTransformer`` does)."""
+    """DINO CLS features of every frame, after VBench's DINO preprocessing.
+
+    Positional encodings are interpolated to the frame's aspect, as DINO's ``VisionTransformer`` does.
+
+    Args:
+        video: uint8 frames ``(T, H, W, 3)`` or a ``wanlab.Video``.
+        model: A DINO ViT hub repo id in the local cache, or a local folder.
+        device: Where the evaluator runs (default CUDA when available, else CPU).
+        batch_size: Frames per forward pass.
+        metric: The metric asking (named in a missing evaluator's message).
+
+    Returns:
+        A float32 CPU tensor ``(T, 768)``.
+
+    Raises:
+        EvaluatorMissing: The evaluator is not in the local cache.
+
+    Example:
+        >>> dino_features(video).shape  # doctest: +SKIP
+        torch.Size([81, 768])
+    """
     import torch
 
     frames = as_frames(video)
@@ -158,8 +241,25 @@ def dino_features(video: Any, model: str | os.PathLike[str] = ev.DINO_B16.repo_i
 def clip_image_features(video: Any, model: str | os.PathLike[str] = ev.CLIP_B32.repo_id, *,
                         device: str | None = None, batch_size: int = BATCH,
                         metric: str = "background_consistency") -> Any:
-    """CLIP image embeddings ``(T, D)`` (projected, as ``clip``'s ``encode_image``) of every frame,
-    after VBench's ``clip_transform(224)``."""
+    """CLIP image embeddings of every frame, after VBench's ``clip_transform(224)``.
+
+    Args:
+        video: uint8 frames ``(T, H, W, 3)`` or a ``wanlab.Video``.
+        model: A CLIP hub repo id in the local cache, or a local folder.
+        device: Where the evaluator runs (default CUDA when available, else CPU).
+        batch_size: Frames per forward pass.
+        metric: The metric asking (named in a missing evaluator's message).
+
+    Returns:
+        A float32 CPU tensor ``(T, D)``, projected, as ``clip``'s ``encode_image``.
+
+    Raises:
+        EvaluatorMissing: The evaluator is not in the local cache.
+
+    Example:
+        >>> clip_image_features(video).shape  # doctest: +SKIP
+        torch.Size([81, 512])
+    """
     import torch
 
     frames = as_frames(video)
@@ -179,7 +279,9 @@ def clip_score(video: Any, prompt: str, *, model: str | os.PathLike[str] = ev.CL
 
     Every frame is paired with the prompt: ``max(100 * mean_t cos(E_img(frame_t), E_txt(prompt)), 0)``,
     embeddings from the evaluator's ``get_image_features`` / ``get_text_features`` after its own
-    ``CLIPProcessor``; the prompt is tokenised to at most 77 tokens (truncated, keeping the end token).
+    ``CLIPProcessor`` (shortest side to 224 bicubic, centre crop 224, CLIP mean/std); the prompt is
+    tokenised to at most 77 tokens (truncated, keeping the end token). This is the form the
+    video-generation literature reports. Every frame is scored, in batches.
 
     Args:
         video: uint8 frames ``(T, H, W, 3)`` or a ``wanlab.Video``.
@@ -196,8 +298,9 @@ def clip_score(video: Any, prompt: str, *, model: str | os.PathLike[str] = ev.CL
         EvaluatorMissing: the evaluator is not in the local cache (the message says how to get it).
         ValueError: bad frames, or an empty prompt.
 
-    >>> wanlab.metrics.clip_score(video, "a cat on a fence")  # doctest: +SKIP
-    31.2
+    Example:
+        >>> wanlab.metrics.clip_score(video, "a cat on a fence")  # doctest: +SKIP
+        31.2
     """
     import torch
 
@@ -222,6 +325,9 @@ def subject_consistency(video: Any, *, model: str | os.PathLike[str] = ev.DINO_B
                         device: str | None = None, batch_size: int = BATCH) -> float:
     """VBench's subject consistency: :func:`consistency_of` the DINO ViT-B/16 CLS features of every frame.
 
+    Frames are resized to 224 on the short side without crop (bilinear) and normalised with the
+    ImageNet mean/std (VBench's ``dino_transform``).
+
     Args:
         video: uint8 frames ``(T, H, W, 3)``, T >= 2, or a ``wanlab.Video``.
         model: a DINO ViT hub repo id in the local cache, or a local folder (default
@@ -236,8 +342,9 @@ def subject_consistency(video: Any, *, model: str | os.PathLike[str] = ev.DINO_B
         EvaluatorMissing: the evaluator is not in the local cache.
         ValueError: bad frames, or fewer than 2.
 
-    >>> wanlab.metrics.subject_consistency(video)  # doctest: +SKIP
-    0.95
+    Example:
+        >>> wanlab.metrics.subject_consistency(video)  # doctest: +SKIP
+        0.95
     """
     as_frames(video, min_frames=2)
     return consistency_of(dino_features(video, model, device=device, batch_size=batch_size))
@@ -246,6 +353,9 @@ def subject_consistency(video: Any, *, model: str | os.PathLike[str] = ev.DINO_B
 def background_consistency(video: Any, *, model: str | os.PathLike[str] = ev.CLIP_B32.repo_id,
                            device: str | None = None, batch_size: int = BATCH) -> float:
     """VBench's background consistency: :func:`consistency_of` the CLIP ViT-B/32 image embeddings of every frame.
+
+    Frames are resized to 224 (bicubic), centre-cropped and normalised with the CLIP mean/std
+    (VBench's ``clip_transform``).
 
     Args:
         video: uint8 frames ``(T, H, W, 3)``, T >= 2, or a ``wanlab.Video``.
@@ -261,16 +371,33 @@ def background_consistency(video: Any, *, model: str | os.PathLike[str] = ev.CLI
         EvaluatorMissing: the evaluator is not in the local cache.
         ValueError: bad frames, or fewer than 2.
 
-    >>> wanlab.metrics.background_consistency(video)  # doctest: +SKIP
-    0.93
+    Example:
+        >>> wanlab.metrics.background_consistency(video)  # doctest: +SKIP
+        0.93
     """
     as_frames(video, min_frames=2)
     return consistency_of(clip_image_features(video, model, device=device, batch_size=batch_size))
 
 
 def load_aesthetic_head(source: str | os.PathLike[str] | None = None, device: str | None = None) -> Any:
-    """LAION's linear aesthetic head (``nn.Linear(768, 1)``) from a ``.pth`` / ``.safetensors`` state
-    dict (see :func:`wanlab.metrics.evaluators.head_file`), loaded once per process and device."""
+    """LAION's linear aesthetic head (``nn.Linear(768, 1)``), loaded once per process and device.
+
+    Args:
+        source: A ``.pth`` / ``.safetensors`` state dict (see :func:`wanlab.metrics.evaluators.head_file`
+            for where it is looked for when None).
+        device: Where the head runs (default CUDA when available, else CPU).
+
+    Returns:
+        The head, in eval mode, without gradients.
+
+    Raises:
+        EvaluatorMissing: No head file.
+        ValueError: The file is not a Linear(768, 1) state dict.
+
+    Example:
+        >>> load_aesthetic_head("sa_0_4_vit_l_14_linear.pth").in_features  # doctest: +SKIP
+        768
+    """
     import torch
 
     path = ev.head_file(source)
@@ -299,6 +426,9 @@ def aesthetic_quality(video: Any, *, model: str | os.PathLike[str] = ev.CLIP_L14
                       batch_size: int = BATCH) -> float:
     """VBench's aesthetic quality: LAION's aesthetic predictor on every frame, divided by 10, averaged.
 
+    The predictor takes CLIP ViT-L/14 image embeddings (after VBench's ``clip_transform``),
+    L2-normalised, through a linear head (:func:`load_aesthetic_head`).
+
     Args:
         video: uint8 frames ``(T, H, W, 3)`` or a ``wanlab.Video``.
         model: the CLIP ViT-L/14 image tower (hub repo id in the local cache, or a folder).
@@ -311,9 +441,11 @@ def aesthetic_quality(video: Any, *, model: str | os.PathLike[str] = ev.CLIP_L14
 
     Raises:
         EvaluatorMissing: the CLIP model or the head is not here.
+        ValueError: The CLIP model's embeddings do not fit the head (LAION's needs CLIP ViT-L/14).
 
-    >>> wanlab.metrics.aesthetic_quality(video)  # doctest: +SKIP
-    0.52
+    Example:
+        >>> wanlab.metrics.aesthetic_quality(video)  # doctest: +SKIP
+        0.52
     """
     import torch
 
@@ -330,12 +462,25 @@ def aesthetic_quality(video: Any, *, model: str | os.PathLike[str] = ev.CLIP_L14
 
 def quality(video: Any, prompt: str | None = None, metrics: Sequence[str] = QUALITY_KEYS, *,
             device: str | None = None, **models: Any) -> dict[str, float]:
-    """Several reference metrics of one video at once: ``{name: value}`` for each name of ``metrics``.
+    """Several reference metrics of one video at once.
 
-    ``models`` passes an evaluator per metric: ``clip_score="folder"``, ``aesthetic_head="x.pth"``, ...
+    Args:
+        video: uint8 frames ``(T, H, W, 3)`` or a ``wanlab.Video``.
+        prompt: The prompt (needed for ``clip_score``).
+        metrics: Names among :data:`QUALITY_KEYS`.
+        device: Where the evaluators run (default CUDA when available, else CPU).
+        **models: An evaluator per metric: ``clip_score="folder"``, ``aesthetic_head="x.pth"``, ...
+
+    Returns:
+        ``{name: value}`` for each name of ``metrics``.
 
     Raises:
         ValueError: an unknown metric name, or ``clip_score`` without a prompt.
+        EvaluatorMissing: An evaluator is not in the local cache.
+
+    Example:
+        >>> wanlab.metrics.quality(video, "a cat on a fence", ["clip_score", "aesthetic_quality"])  # doctest: +SKIP
+        {'clip_score': 31.2, 'aesthetic_quality': 0.52}
     """
     unknown = [m for m in metrics if m not in QUALITY_KEYS]
     if unknown:

@@ -1,27 +1,8 @@
 """Measure what a generated clip shows: direction, speed class, colour, shape, and whether one shape stays whole.
 
-:func:`score_frames` reads one uint8 clip (T, H, W, 3); distances scale with the frame's short side / 64:
-
-* **foreground**: each frame's background is its median colour (the shape covers under 10 % of the
-  frame); a pixel is foreground when its RGB distance to that background exceeds half the clip's
-  median (over frames) 99.5th-percentile distance, and at least ``MIN_CONTRAST``. One threshold for
-  the whole clip, so a shape that fades loses area instead of being re-thresholded.
-* **components**: 8-connected foreground regions of at least ``MIN_PIXELS`` pixels, per frame.
-* **visible**: every frame (frame 0 included) holds exactly one component, and its area stays
-  within +-``AREA_TOLERANCE`` (30 %) of the clip's median area.
-* **velocity**: least-squares slope of the largest component's centroid over time (px/frame); the
-  mean optical flow (``wanlab.metrics.flow``, DIS) over foreground pixels is reported alongside.
-* **direction** (strict): "still" when both velocity components are under ``DIRECTION_MIN``
-  (0.3 px/frame); "right" / "left" / "down" / "up" when exactly one axis reaches it (its sign says
-  which); "diagonal" when both do - a diagonal clip matches no caption.
-* **speed class**: "still" under ``STILL_MAX`` px/frame, "slowly" under ``SLOW_MAX`` (midway
-  between 1.25 and 2.5), else "quickly".
-* **colour**: mean RGB of the strongest foreground pixels, nearest palette colour.
-* **shape**: median over frames of the component's fill of its bounding box: square ~1, circle
-  ~pi/4, triangle ~1/2 (thresholds :data:`SQUARE_MIN_FILL`, :data:`CIRCLE_MIN_FILL`).
-
-The rules are the toy evaluator's (``wanlab.toy.scoring`` re-exports them); they live among the metrics
-because :func:`wanlab.metrics.adherence` checks a caption with them.
+:func:`score_frames` applies the rules (listed there). They are the toy evaluator's
+(``wanlab.toy.scoring`` re-exports them); they live among the metrics because
+:func:`wanlab.metrics.adherence` checks a caption with them.
 """
 from __future__ import annotations
 
@@ -46,9 +27,11 @@ MIN_PIXELS = 6
 
 
 def _median_colour(frames: np.ndarray) -> np.ndarray:
-    """Per frame and channel, the median of uint8 values (T, 3) float32, from 256-bin histograms:
-    exactly ``np.median(frames.reshape(T, -1, 3), axis=1)`` (the mean of the two middle values when
-    the count is even), without sorting each frame's pixels."""
+    """Per frame and channel, the median of uint8 values (T, 3) float32, from 256-bin histograms.
+
+    Exactly ``np.median(frames.reshape(T, -1, 3), axis=1)`` (the mean of the two middle values when
+    the count is even), without sorting each frame's pixels.
+    """
     T = len(frames)
     n = frames.shape[1] * frames.shape[2]
     flat = frames.reshape(T, -1, 3)
@@ -64,11 +47,18 @@ def _median_colour(frames: np.ndarray) -> np.ndarray:
 
 
 def foreground(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mask (T, H, W) bool, distance to each frame's median colour (T, H, W) float32), one threshold per clip.
+    """The foreground of a clip, one threshold per clip (see :func:`score_frames`).
 
-    >>> mask, dist = foreground(np.zeros((2, 16, 16, 3), np.uint8))
-    >>> bool(mask.any())
-    False
+    Args:
+        frames: uint8 (T, H, W, 3).
+
+    Returns:
+        (mask (T, H, W) bool, distance to each frame's median colour (T, H, W) float32).
+
+    Example:
+        >>> mask, dist = foreground(np.zeros((2, 16, 16, 3), np.uint8))
+        >>> bool(mask.any())
+        False
     """
     f = frames.astype(np.float32)
     bg = _median_colour(frames) if frames.dtype == np.uint8 else np.median(f.reshape(len(f), -1, 3), axis=1)
@@ -78,8 +68,10 @@ def foreground(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _components(mask: np.ndarray, min_pixels: int) -> tuple[int, np.ndarray | None]:
-    """How many 8-connected regions of at least ``min_pixels`` pixels the mask holds, and the largest
-    one's boolean mask (the lowest label among equals; None when there is none)."""
+    """How many 8-connected regions of at least ``min_pixels`` pixels the mask holds, and the largest.
+
+    The largest one's boolean mask is the lowest label among equals; None when there is none.
+    """
     import cv2
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -98,8 +90,17 @@ def _fill(mask: np.ndarray) -> float:
 def classify_direction(vx: float, vy: float, unit: float = 1.0) -> str:
     """The strict direction of a velocity (px/frame): one axis at least ``DIRECTION_MIN``, the other below.
 
-    >>> classify_direction(1.3, 0.1), classify_direction(1.3, -0.9), classify_direction(0.1, -0.2)
-    ('right', 'diagonal', 'still')
+    Args:
+        vx: Velocity rightwards, px/frame.
+        vy: Velocity downwards, px/frame.
+        unit: The frame's short side / 64 (thresholds scale with it).
+
+    Returns:
+        ``"right"``, ``"left"``, ``"down"``, ``"up"``, ``"diagonal"`` or ``"still"``.
+
+    Example:
+        >>> classify_direction(1.3, 0.1), classify_direction(1.3, -0.9), classify_direction(0.1, -0.2)
+        ('right', 'diagonal', 'still')
     """
     along_x, along_y = abs(vx) >= DIRECTION_MIN * unit, abs(vy) >= DIRECTION_MIN * unit
     if along_x and along_y:
@@ -112,7 +113,19 @@ def classify_direction(vx: float, vy: float, unit: float = 1.0) -> str:
 
 
 def classify_speed(speed: float, unit: float = 1.0) -> str:
-    """Speed class of a speed in px/frame: still < 0.5 <= slowly < 1.875 <= quickly."""
+    """Speed class of a speed in px/frame: still < 0.5 <= slowly < 1.875 <= quickly.
+
+    Args:
+        speed: px/frame.
+        unit: The frame's short side / 64 (thresholds scale with it).
+
+    Returns:
+        ``"still"``, ``"slowly"`` or ``"quickly"``.
+
+    Example:
+        >>> classify_speed(0.2), classify_speed(1.25), classify_speed(2.5)
+        ('still', 'slowly', 'quickly')
+    """
     if speed < STILL_MAX * unit:
         return "still"
     return "slowly" if speed < SLOW_MAX * unit else "quickly"
@@ -121,11 +134,41 @@ def classify_speed(speed: float, unit: float = 1.0) -> str:
 def score_frames(frames: Any, *, use_flow: bool = True) -> dict[str, Any]:
     """What one clip shows, with the measurements behind it.
 
-    >>> from wanlab.toy import data
-    >>> clip = data.make_clip(np.random.default_rng(0), "a red square moving left quickly")
-    >>> s = score_frames(clip.frames, use_flow=False)
-    >>> s["direction"], s["speed"], s["colour"], s["shape"], s["visible"]
-    ('left', 'quickly', 'red', 'square', True)
+    Distances scale with the frame's short side / 64:
+
+    * **foreground**: each frame's background is its median colour (the shape covers under 10 % of the
+      frame); a pixel is foreground when its RGB distance to that background exceeds half the clip's
+      median (over frames) 99.5th-percentile distance, and at least ``MIN_CONTRAST``. One threshold for
+      the whole clip, so a shape that fades loses area instead of being re-thresholded.
+    * **components**: 8-connected foreground regions of at least ``MIN_PIXELS`` pixels, per frame.
+    * **visible**: every frame (frame 0 included) holds exactly one component, and its area stays
+      within +-``AREA_TOLERANCE`` (30 %) of the clip's median area.
+    * **velocity**: least-squares slope of the largest component's centroid over time (px/frame); the
+      mean optical flow (``wanlab.metrics.flow``, DIS) over foreground pixels is reported alongside.
+    * **direction** (strict): "still" when both velocity components are under ``DIRECTION_MIN``
+      (0.3 px/frame); "right" / "left" / "down" / "up" when exactly one axis reaches it (its sign says
+      which); "diagonal" when both do - a diagonal clip matches no caption.
+    * **speed class**: "still" under ``STILL_MAX`` px/frame, "slowly" under ``SLOW_MAX`` (midway
+      between 1.25 and 2.5), else "quickly".
+    * **colour**: mean RGB of the strongest foreground pixels, nearest palette colour.
+    * **shape**: median over frames of the component's fill of its bounding box: square ~1, circle
+      ~pi/4, triangle ~1/2 (thresholds :data:`SQUARE_MIN_FILL`, :data:`CIRCLE_MIN_FILL`).
+
+    Args:
+        frames: uint8 (T, H, W, 3) or a ``wanlab.Video``.
+        use_flow: Also report the mean optical flow over foreground pixels (``flow_velocity``).
+
+    Returns:
+        ``direction``, ``speed``, ``colour``, ``shape`` (None when nothing shows), ``visible``, and
+        the measurements: ``velocity``, ``flow_velocity``, ``fill``, ``components`` (per frame) and
+        ``area_range`` (min, max, median).
+
+    Example:
+        >>> from wanlab.toy import data
+        >>> clip = data.make_clip(np.random.default_rng(0), "a red square moving left quickly")
+        >>> s = score_frames(clip.frames, use_flow=False)
+        >>> s["direction"], s["speed"], s["colour"], s["shape"], s["visible"]
+        ('left', 'quickly', 'red', 'square', True)
     """
     from .optical_flow import flow
 

@@ -27,7 +27,18 @@ from ..frames import WAN_FPS
 
 @dataclass(frozen=True)
 class MetricSet:
-    """One name of :data:`METRIC_SETS`: the values it stores, and the value whose presence marks it done."""
+    """One name of :data:`METRIC_SETS`.
+
+    Attributes:
+        name: The set's name.
+        keys: The values it stores.
+        done_key: The value whose presence in a run's metrics marks it done.
+        needs_prompt: Whether it compares the frames with the prompt.
+
+    Example:
+        >>> METRIC_SETS["clip_score"].needs_prompt
+        True
+    """
 
     name: str
     keys: tuple[str, ...]
@@ -65,8 +76,11 @@ def check_metrics(value: Any, field: str = "metrics") -> tuple[str, ...]:
     Raises:
         ParamError: anything else, naming the unknown names.
 
-    >>> check_metrics(["motion", "adherence", "motion"])
-    ('motion', 'adherence')
+    Example:
+        >>> check_metrics(["motion", "adherence", "motion"])
+        ('motion', 'adherence')
+        >>> check_metrics("quality")
+        ('clip_score', 'subject_consistency', 'background_consistency', 'aesthetic_quality')
     """
     if value is True:
         return DEFAULT
@@ -88,12 +102,28 @@ def check_metrics(value: Any, field: str = "metrics") -> tuple[str, ...]:
 
 
 def known_names() -> list[str]:
+    """Every name ``metrics=`` accepts.
+
+    Returns:
+        The set names, then the aliases (``quality``).
+    """
     return [*METRIC_SETS, *ALIASES]
 
 
 def missing(stored: dict[str, Any], names: Sequence[str]) -> list[str]:
-    """The sets of ``names`` a run's stored metrics lack and that did not fail before (``<name>_error``;
-    ``metrics_error`` for motion, as earlier wanlab versions recorded it)."""
+    """The sets of ``names`` a run's stored metrics lack and that did not fail before.
+
+    Args:
+        stored: The run's metrics.
+        names: Set names.
+
+    Returns:
+        The names still to compute (a failure is kept under :func:`error_key`).
+
+    Example:
+        >>> missing({"static": 0.0}, ["motion", "adherence"])
+        ['adherence']
+    """
     out = []
     for name in names:
         error_key = "metrics_error" if name == "motion" else f"{name}_error"
@@ -103,12 +133,27 @@ def missing(stored: dict[str, Any], names: Sequence[str]) -> list[str]:
 
 
 def error_key(name: str) -> str:
-    """Where a set's failure is kept in a run's metrics."""
+    """Where a set's failure is kept in a run's metrics.
+
+    Args:
+        name: A set name.
+
+    Returns:
+        ``<name>_error``; ``metrics_error`` for motion, as earlier wanlab versions recorded it.
+
+    Example:
+        >>> error_key("motion"), error_key("clip_score")
+        ('metrics_error', 'clip_score_error')
+    """
     return "metrics_error" if name == "motion" else f"{name}_error"
 
 
 def error_keys() -> tuple[str, ...]:
-    """Every key a set's failure can be kept under (``metrics_error``, ``adherence_error``, ...)."""
+    """Every key a set's failure can be kept under.
+
+    Returns:
+        ``metrics_error``, ``adherence_error``, ...
+    """
     return tuple(error_key(n) for n in METRIC_SETS)
 
 
@@ -131,6 +176,13 @@ def compute(name: str, video: Any, prompt: str | None = None, *, device: str | N
 
     Raises:
         ParamError: an unknown name, or a set that needs the prompt without one.
+        EvaluatorMissing: A reference metric's evaluator is not in the local cache.
+
+    Example:
+        >>> import numpy as np
+        >>> video = np.zeros((3, 16, 16, 3), np.uint8)
+        >>> compute("motion", video)["flow_magnitude"]
+        0.0
     """
     from . import adherence, motion
     from .reference import quality
@@ -149,8 +201,22 @@ def compute(name: str, video: Any, prompt: str | None = None, *, device: str | N
 
 
 def evaluator_of(name: str, evaluators: dict[str, Any] | None = None) -> str:
-    """What scored a reference metric, as stored beside its value (``<name>_evaluator``):
-    ``repo_id@commit`` of the cache snapshot (or the folder given), plus the aesthetic head's file."""
+    """What scored a reference metric, as stored beside its value (``<name>_evaluator``).
+
+    Args:
+        name: A reference metric's name.
+        evaluators: Per-set evaluator overrides (as :func:`compute` takes them).
+
+    Returns:
+        ``repo_id@commit`` of the cache snapshot (or the folder given), plus the aesthetic head's file.
+
+    Raises:
+        EvaluatorMissing: The evaluator is not in the local cache.
+
+    Example:
+        >>> evaluator_of("clip_score")  # doctest: +SKIP
+        'openai/clip-vit-base-patch32@3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268'
+    """
     from . import evaluators as ev
 
     default = {"clip_score": ev.CLIP_B32, "subject_consistency": ev.DINO_B16,

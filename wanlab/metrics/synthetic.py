@@ -1,10 +1,8 @@
 """Synthetic videos whose motion is known exactly, to validate the metrics (tests, benchmarks, docs).
 
-A scene is a smooth random RGB texture (Gaussian-filtered white noise, periodic) as background,
-optionally panning, with optionally a differently textured rectangle moving over it. Sub-pixel
-positions are rendered exactly: textures are moved with the Fourier shift theorem and the
-rectangle's edges are anti-aliased by their pixel coverage. Trajectories (:func:`linear`,
-:func:`jittered`, :func:`random_steps`) give the rectangle's top-left corner per frame.
+A scene (:func:`scene`) is a smooth random RGB texture as background, optionally panning, with
+optionally a differently textured rectangle moving over it along a trajectory (:func:`linear`,
+:func:`jittered`, :func:`random_steps`: the rectangle's top-left corner per frame).
 
 Example::
 
@@ -26,7 +24,23 @@ Trajectory = list[tuple[float, float]]
 
 def texture(h: int, w: int, *, sigma: float = 3.0, contrast: float = 40.0, mean: float = 128.0,
             seed: int = 0) -> np.ndarray:
-    """(h, w, 3) float64 periodic texture: white noise blurred by a Gaussian of ``sigma`` px, sd ``contrast`` around ``mean``."""
+    """A periodic texture: white noise blurred by a Gaussian (in the Fourier domain).
+
+    Args:
+        h: Height.
+        w: Width.
+        sigma: The Gaussian's sd in px.
+        contrast: The texture's sd.
+        mean: Its mean.
+        seed: The noise's seed.
+
+    Returns:
+        (h, w, 3) float64.
+
+    Example:
+        >>> round(float(texture(32, 32, mean=120.0).mean()), 6)
+        120.0
+    """
     rng = np.random.default_rng(seed)
     ky = np.fft.fftfreq(h)[:, None, None]
     kx = np.fft.fftfreq(w)[None, :, None]
@@ -37,7 +51,21 @@ def texture(h: int, w: int, *, sigma: float = 3.0, contrast: float = 40.0, mean:
 
 
 def shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """``image`` (periodic) with its content moved ``dx`` px right and ``dy`` px down; exact for any sub-pixel shift."""
+    """A periodic image with its content moved, exact for any sub-pixel shift (Fourier shift theorem).
+
+    Args:
+        image: (h, w, ...) periodic image.
+        dx: px right.
+        dy: px down.
+
+    Returns:
+        The moved image (float64; integer shifts are a roll).
+
+    Example:
+        >>> img = texture(16, 16)
+        >>> bool(np.allclose(shifted(shifted(img, 2.5, 0), -2.5, 0), img))
+        True
+    """
     if float(dx).is_integer() and float(dy).is_integer():
         return np.roll(image, (int(dy), int(dx)), axis=(0, 1))
     h, w = image.shape[:2]
@@ -57,13 +85,36 @@ def scene(positions: Sequence[tuple[float, float]] | None = None, pan: Sequence[
           *, frames: int | None = None, width: int = 832, height: int = 480, object_size: tuple[int, int] = (160, 120),
           background_sigma: float = 3.0, object_sigma: float = 2.0, contrast: float = 40.0,
           brightness: Sequence[float] | None = None, noise: float = 0.0, seed: int = 0) -> np.ndarray:
-    """uint8 (T, height, width, 3) video with exactly known motion.
+    """A video with exactly known motion.
 
-    ``positions[t]``: top-left corner (x, y) of a textured ``object_size`` (w, h) rectangle in
-    frame t (None: no rectangle); ``pan[t]``: how far the background has moved (dx, dy) by frame
-    t (None: still); ``frames``: T when neither is given. ``brightness[t]``: levels added to
-    frame t (flicker); ``noise``: sd of Gaussian noise added per pixel and frame. Background mean
-    120, rectangle mean 140, both with sd ``contrast``; values are rounded and clipped to 0..255.
+    Sub-pixel positions are rendered exactly: textures are moved with the Fourier shift theorem and
+    the rectangle's edges are anti-aliased by their pixel coverage. Background mean 120, rectangle
+    mean 140, both with sd ``contrast``; values are rounded and clipped to 0..255.
+
+    Args:
+        positions: ``positions[t]``: top-left corner (x, y) of a textured ``object_size`` (w, h)
+            rectangle in frame t (None: no rectangle).
+        pan: ``pan[t]``: how far the background has moved (dx, dy) by frame t (None: still).
+        frames: T when neither is given.
+        width: Frame width.
+        height: Frame height.
+        object_size: The rectangle's (w, h).
+        background_sigma: The background texture's blur, px.
+        object_sigma: The rectangle texture's blur, px.
+        contrast: The textures' sd.
+        brightness: ``brightness[t]``: levels added to frame t (flicker).
+        noise: sd of Gaussian noise added per pixel and frame.
+        seed: The textures' and noise's seed.
+
+    Returns:
+        uint8 (T, height, width, 3).
+
+    Raises:
+        ValueError: ``positions``, ``pan``, ``brightness`` and ``frames`` give different frame counts (or none).
+
+    Example:
+        >>> scene(pan=linear(3, 5, start=(0, 0)), width=64, height=32).shape
+        (5, 32, 64, 3)
     """
     lengths = {len(s) for s in (positions, pan, brightness) if s is not None} | ({frames} if frames else set())
     if len(lengths) != 1:
@@ -102,21 +153,65 @@ def scene(positions: Sequence[tuple[float, float]] | None = None, pan: Sequence[
 
 def linear(speed: float, frames: int, *, start: tuple[float, float] = START,
            direction: tuple[float, float] = (1.0, 0.0)) -> Trajectory:
-    """Constant velocity: ``speed`` px/frame along ``direction`` (a unit vector; rightwards by default)."""
+    """Constant velocity: ``speed`` px/frame along ``direction``.
+
+    Args:
+        speed: px/frame.
+        frames: T.
+        start: The first position (x, y).
+        direction: A unit vector (rightwards by default).
+
+    Returns:
+        T positions (x, y).
+
+    Example:
+        >>> linear(2, 3, start=(0, 0))
+        [(0.0, 0.0), (2.0, 0.0), (4.0, 0.0)]
+    """
     ux, uy = direction
     return [(start[0] + speed * ux * t, start[1] + speed * uy * t) for t in range(frames)]
 
 
 def jittered(speed: float, frames: int, *, amount: float = 0.5, seed: int = 0,
              start: tuple[float, float] = START) -> Trajectory:
-    """Rightward steps of ``speed * U(1 - amount, 1 + amount)`` px: the same mean speed as :func:`linear`, jittered."""
+    """Rightward steps of ``speed * U(1 - amount, 1 + amount)`` px: the same mean speed as :func:`linear`, jittered.
+
+    Args:
+        speed: Mean px/frame.
+        frames: T.
+        amount: The jitter's relative half-width.
+        seed: The steps' seed.
+        start: The first position (x, y).
+
+    Returns:
+        T positions (x, y).
+
+    Example:
+        >>> len(jittered(4, 9))
+        9
+    """
     steps = speed * np.random.default_rng(seed).uniform(1 - amount, 1 + amount, frames - 1)
     return _from_steps(steps, start)
 
 
 def random_steps(low: float, high: float, frames: int, *, seed: int = 0,
                  start: tuple[float, float] = START) -> Trajectory:
-    """Rightward steps drawn uniformly from [low, high] px: jerky motion."""
+    """Rightward steps drawn uniformly from [low, high] px: jerky motion.
+
+    Args:
+        low: The smallest step, px.
+        high: The largest step, px.
+        frames: T.
+        seed: The steps' seed.
+        start: The first position (x, y).
+
+    Returns:
+        T positions (x, y).
+
+    Example:
+        >>> len(random_steps(0, 8, 9))
+        9
+    """
     return _from_steps(np.random.default_rng(seed).uniform(low, high, frames - 1), start)
 
 

@@ -29,8 +29,18 @@ Measured = dict[str, float]
 
 @dataclass(frozen=True)
 class Check:
-    """One row: ``id``, the ``metric`` it validates, the synthetic ``video``, what is ``expected``,
-    and ``run`` returning the measured values (by name) and whether the expectation holds."""
+    """One row of the validation table.
+
+    Attributes:
+        id: The row's id (``flow-pan``).
+        metric: The metric it validates.
+        video: The synthetic video, in words.
+        expected: What the metric's definition promises, in words.
+        run: Returns the measured values (by name) and whether the expectation holds.
+
+    Example:
+        >>> values, ok = CHECKS[0].run()  # doctest: +SKIP
+    """
 
     id: str
     metric: str
@@ -49,11 +59,21 @@ def _deficit(video: np.ndarray) -> float:
 
 
 def flow_pans() -> tuple[Measured, bool]:
+    """The ``flow-pan`` row: measures ``flow_magnitude`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     out = {f"err_{v:g}": 100 * (flow_magnitude(_pan(v, 9)).mean - v) / v for v in (0.5, 1.0, 3.0, 8.0)}
     return out, all(abs(e) < 3.0 for e in out.values())
 
 
 def flow_object() -> tuple[Measured, bool]:
+    """The ``flow-object`` row: measures ``flow`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     video = syn.scene(syn.linear(16, 9))
     f = flow(video)  # working grid 416x240: the square's interior is x 20+8t..100+8t, y 90..150
     inside = np.stack([f[t, 95:145, 25 + 8 * t:95 + 8 * t, 0] for t in range(len(f))])
@@ -63,6 +83,11 @@ def flow_object() -> tuple[Measured, bool]:
 
 
 def dynamic_pan() -> tuple[Measured, bool]:
+    """The ``dynamic-rule`` row: measures ``dynamic_degree`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     fast, slow = dynamic_degree(_pan(8, 17)), dynamic_degree(_pan(0.5, 17))
     out = {"fast_pair_px": float(fast.per_pair.mean()), "fast_exceeded": fast.exceeded, "required": fast.required,
            "slow_pair_px": float(slow.per_pair.mean()), "threshold_px": fast.threshold}
@@ -70,6 +95,11 @@ def dynamic_pan() -> tuple[Measured, bool]:
 
 
 def static_rule() -> tuple[Measured, bool]:
+    """The ``static-rule`` row: measures ``static_filter`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     still = static_filter(syn.scene(frames=81, noise=2.0))
     pan1, pan3 = static_filter(_pan(1, 81)), static_filter(_pan(3, 81))
     square = static_filter(syn.scene(syn.linear(4, 81, start=(20.0, 180.0))))
@@ -79,6 +109,11 @@ def static_rule() -> tuple[Measured, bool]:
 
 
 def flicker_alternating() -> tuple[Measured, bool]:
+    """The ``flicker-alternating`` row: measures ``temporal_flicker`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     still = syn.scene(frames=9, contrast=15.0)
     flashing = still.copy()
     flashing[1::2] += 20
@@ -92,6 +127,11 @@ def _jitter(frames: int, seed: int = 3) -> list[float]:
 
 
 def flicker_moving() -> tuple[Measured, bool]:
+    """The ``flicker-moving`` row: measures ``temporal_flicker`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     pan = temporal_flicker(_pan(3, 33))
     jittery = temporal_flicker(syn.scene(frames=33, brightness=_jitter(33)))
     out = {"pan": pan.mean, "jittered_still": jittery.mean}
@@ -99,6 +139,11 @@ def flicker_moving() -> tuple[Measured, bool]:
 
 
 def warped_flicker_check() -> tuple[Measured, bool]:
+    """The ``warped-flicker`` row: measures ``warped_flicker`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     jitter = _jitter(33)
     out = {"clean_pan": warped_flicker(_pan(3, 33)).mean,
            "jittered_pan": warped_flicker(_pan(3, 33, brightness=jitter)).mean,
@@ -118,6 +163,11 @@ def _smooth_vs_jitter(speed: float) -> Callable[[], tuple[Measured, bool]]:
 
 
 def smooth_vs_random_steps() -> tuple[Measured, bool]:
+    """The ``smooth-random-steps`` row: measures ``smoothness`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     out: Measured = {}
     for s in DRAWS:
         out[f"linear16_{s}"] = _deficit(syn.scene(syn.linear(16, SMOOTH_FRAMES), seed=s))
@@ -126,6 +176,11 @@ def smooth_vs_random_steps() -> tuple[Measured, bool]:
 
 
 def smooth_noise() -> tuple[Measured, bool]:
+    """The ``smooth-noise`` row: measures ``smoothness`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     video = syn.scene(frames=SMOOTH_FRAMES, noise=5.0)
     f = video.astype(np.float64)
     hand = np.mean([np.abs((f[i] + f[i + 2]) / 2 - f[i + 1]).mean() for i in range(0, SMOOTH_FRAMES - 2, 2)])
@@ -134,6 +189,11 @@ def smooth_noise() -> tuple[Measured, bool]:
 
 
 def smooth_floor() -> tuple[Measured, bool]:
+    """The ``smooth-floor`` row: measures ``smoothness`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     fine = _pan(3, SMOOTH_FRAMES, background_sigma=1.0)
     out = {"fine_pan_2.5": _deficit(_pan(2.5, SMOOTH_FRAMES, background_sigma=1.0)), "fine_pan_3": _deficit(fine),
            "fine_pan_3_full_res_flow": (1.0 - smoothness(fine, max_short_side=None).mean) * 1e4}
@@ -149,6 +209,11 @@ def _translation(step: int, frames: int = 5) -> tuple[np.ndarray, np.ndarray]:
 
 
 def warp_exact() -> tuple[Measured, bool]:
+    """The ``warp-exact`` row: measures ``warp_error`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     video, fw = _translation(4)
     given = (fw, -fw)
     wanlab = warp_error(video, given_flow=given).mean
@@ -161,6 +226,11 @@ def warp_exact() -> tuple[Measured, bool]:
 
 
 def warp_channels() -> tuple[Measured, bool]:
+    """The ``warp-channels`` row: measures ``warp_error`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     video = syn.scene(frames=5, noise=3.0)
     zero = np.zeros((4, 240, 416, 2), np.float32)
     wanlab = warp_error(video, given_flow=(zero, zero)).mean
@@ -169,6 +239,11 @@ def warp_channels() -> tuple[Measured, bool]:
 
 
 def warp_ordering() -> tuple[Measured, bool]:
+    """The ``warp-ordering`` row: measures ``warp_error`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     pan, noisy = _pan(8, 9), syn.scene(frames=9, noise=3.0)
     out = {"wanlab_pan": warp_error(pan).mean * 1e4, "wanlab_noisy_still": warp_error(noisy).mean * 1e4,
            "evalcrafter_pan": warp_error(pan, convention="evalcrafter").mean * 1e4,
@@ -179,6 +254,11 @@ def warp_ordering() -> tuple[Measured, bool]:
 
 
 def psnr_noise() -> tuple[Measured, bool]:
+    """The ``psnr-ssim`` row: measures ``psnr, ssim`` on its synthetic videos (see :data:`CHECKS`).
+
+    Returns:
+        The measured values by name, and whether the expectation holds.
+    """
     gray = np.full((3, 64, 64, 3), 128, np.uint8)
     out: Measured = {}
     for sigma in (3.0, 10.0):
@@ -230,12 +310,30 @@ CHECKS = [
 
 
 def format_measured(values: Measured) -> str:
-    """``name value`` pairs, 4 significant digits (the docs' Measured column)."""
+    """``name value`` pairs, 4 significant digits (the docs' Measured column).
+
+    Args:
+        values: Measured values by name.
+
+    Returns:
+        The text.
+
+    Example:
+        >>> format_measured({"err_3": 0.123456, "ok": 1.0})
+        'err_3 0.1235, ok 1'
+    """
     return ", ".join(f"{k} {v:.4g}" for k, v in values.items())
 
 
 def table() -> str:
-    """Run every check; the Markdown table of ``docs/metrics.md``."""
+    """Run every check.
+
+    Returns:
+        The Markdown table of ``docs/metrics.md``.
+
+    Example:
+        >>> print(table())  # doctest: +SKIP
+    """
     lines = ["| id | metric | synthetic video (832x480 unless said) | expected | measured | passes |",
              "|---|---|---|---|---|---|"]
     for check in CHECKS:
@@ -246,7 +344,14 @@ def table() -> str:
 
 
 def write(path: str) -> None:
-    """Replace the table between ``<!-- validation:start -->`` and ``<!-- validation:end -->`` in ``path``."""
+    """Replace the table between ``<!-- validation:start -->`` and ``<!-- validation:end -->`` in ``path`` (atomically).
+
+    Args:
+        path: A Markdown file holding both markers.
+
+    Example:
+        >>> write("docs/metrics.md")  # doctest: +SKIP
+    """
     from ..fsutil import write_text
 
     with open(path) as fh:

@@ -5,11 +5,13 @@ and without changing them, the model's clean-video prediction at every step (:cl
 cross-attention maps from the video to the prompt's words (:class:`Attention`) and each block's
 step-to-step output change (:class:`Features`); ``video.probes`` holds them (:class:`Probes`) and
 they are stored with the run. Definitions, with the papers and code they follow, are in
-:mod:`wanlab.probes.results` and docs/metrics.md.
+each class's docstring and docs/metrics.md.
 
->>> video = pipe.generate(prompt="a red square moving right quickly", seed=1, probes=["trajectory"])  # doctest: +SKIP
->>> video.probes["trajectory"].preview(-1).shape  # doctest: +SKIP
-(17, 64, 64, 3)
+Example:
+    >>> video = pipe.generate(prompt="a red square moving right quickly", seed=1,  # doctest: +SKIP
+    ...                       probes=["trajectory"])
+    >>> video.probes["trajectory"].preview(-1).shape  # doctest: +SKIP
+    (17, 64, 64, 3)
 """
 from __future__ import annotations
 

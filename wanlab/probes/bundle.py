@@ -1,5 +1,7 @@
-"""``video.probes``: the recorded probes of one run together (:class:`Probes`), saved to one compressed
-``.npz`` and read back (no torch)."""
+"""``video.probes``: the recorded probes of one run together (:class:`Probes`).
+
+Saved to one compressed ``.npz`` and read back (no torch).
+"""
 from __future__ import annotations
 
 import io
@@ -15,16 +17,25 @@ from ..fsutil import atomic_file
 from .results import Attention, Features, Trajectory
 
 FORMAT = 1
-KINDS: dict[str, type[Trajectory] | type[Attention] | type[Features]] = {
-    "trajectory": Trajectory, "attention": Attention, "features": Features}
+KINDS = {"trajectory": Trajectory, "attention": Attention, "features": Features}
 
 
 class Probes(Mapping[str, Any]):
     """``video.probes``: the recorded probes by name (``"trajectory"``, ``"attention"``, ``"features"``).
 
+    A read-only mapping; a probe not recorded raises ``KeyError`` naming those that were.
     ``save(path)`` writes one compressed ``.npz`` (atomically); ``Probes.load(path)`` reads it back.
 
-    >>> video.probes["trajectory"].distance  # doctest: +SKIP
+    Args:
+        items: Probe name to :class:`Trajectory`, :class:`Attention` or :class:`Features`.
+
+    Example:
+        >>> import numpy as np
+        >>> from wanlab.probes import Features, Probes
+        >>> probes = Probes({"features": Features(np.array([[0.1, 0.2]]), np.full((2, 1, 2), 3), blocks=[0, 1])})
+        >>> list(probes), round(probes.summary()["features_mean_change"], 2)
+        (['features'], 0.15)
+        >>> video.probes["trajectory"].distance  # doctest: +SKIP
     """
 
     def __init__(self, items: Mapping[str, Any]) -> None:
@@ -47,8 +58,11 @@ class Probes(Mapping[str, Any]):
         return f"Probes({', '.join(self._items)})"
 
     def summary(self) -> dict[str, float]:
-        """Scalar summaries of every probe that has them, as ``probe_name`` columns
-        (``trajectory_decided_step``, ``features_mean_change``, ...)."""
+        """Scalar summaries of every probe that has them.
+
+        Returns:
+            ``probe_name`` columns (``trajectory_decided_step``, ``features_mean_change``, ...).
+        """
         out: dict[str, float] = {}
         for name, probe in self._items.items():
             if hasattr(probe, "summary"):
@@ -62,7 +76,11 @@ class Probes(Mapping[str, Any]):
                    for k, v in probe.arrays().items() if k != "meta")
 
     def to_bytes(self) -> bytes:
-        """The compressed ``.npz`` bytes: each probe's arrays under ``name/array``, its metadata as JSON."""
+        """The compressed ``.npz`` bytes.
+
+        Returns:
+            The bytes: each probe's arrays under ``name/array``, its metadata as JSON.
+        """
         arrays: dict[str, Any] = {"format": np.asarray(FORMAT)}
         for name, probe in self._items.items():
             for key, value in probe.arrays().items():
@@ -72,7 +90,19 @@ class Probes(Mapping[str, Any]):
         return buffer.getvalue()
 
     def save(self, path: str | os.PathLike[str], *, atomic: bool = True) -> Path:
-        """Write the probes to ``path`` (a compressed ``.npz``), atomically unless told not to."""
+        """Write the probes to a compressed ``.npz``.
+
+        Args:
+            path: The file.
+            atomic: Write atomically (False inside a folder that is itself built atomically).
+
+        Returns:
+            The path.
+
+        Example:
+            >>> video.probes.save("fox.probes.npz")  # doctest: +SKIP
+            PosixPath('fox.probes.npz')
+        """
         target = Path(path)
         data = self.to_bytes()
         if atomic:
@@ -85,6 +115,12 @@ class Probes(Mapping[str, Any]):
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Probes":
         """Read probes saved by :meth:`save`.
+
+        Args:
+            path: The ``.npz`` file.
+
+        Returns:
+            The Probes.
 
         Raises:
             WanlabError: the file is not a readable probes file.

@@ -1,5 +1,7 @@
-"""Figures of recorded probes (matplotlib): the trajectory grid (steps x frames), attention overlays
-(the word's map over the frames) and the feature-change heatmap (blocks x steps, skipped calls marked).
+"""Figures of recorded probes (matplotlib).
+
+The trajectory grid (steps x frames), attention overlays (the word's map over the frames) and the
+feature-change heatmap (blocks x steps, skipped calls marked).
 
 Each takes what a stored run gives back (``video.probes`` or ``run.probes()``), so every figure can be
 redrawn from the store.
@@ -15,8 +17,22 @@ from ..plots import _frame_indices, pyplot
 
 
 def overlay(frame: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """A uint8 frame ``(H, W, 3)`` with a map ``(H, W)`` in [0, 1] blended over it (matplotlib's
-    ``inferno`` colours); what the attention overlay and the probe viewer show."""
+    """A frame with a map blended over it in matplotlib's ``inferno`` colours.
+
+    What the attention overlay and the probe viewer show.
+
+    Args:
+        frame: uint8 ``(H, W, 3)``.
+        heat: ``(H, W)`` in [0, 1] (clipped).
+        alpha: The map's weight.
+
+    Returns:
+        uint8 ``(H, W, 3)``.
+
+    Example:
+        >>> overlay(np.zeros((4, 4, 3), np.uint8), np.ones((4, 4))).shape
+        (4, 4, 3)
+    """
     from matplotlib import colormaps
 
     colours = colormaps["inferno"](np.clip(heat, 0, 1))[..., :3] * 255.0
@@ -41,6 +57,9 @@ def trajectory_grid(trajectory: Any, *, steps: Sequence[int] | None = None, n_st
         steps: step indices (default ``n_steps`` evenly spaced, first and last included).
         frames: frame indices (default ``n_frames`` evenly spaced).
         decoder: None for the latent-to-RGB previews, or a pipeline to decode each with the VAE.
+        n_steps: How many steps when ``steps`` is not given.
+        n_frames: How many frames when ``frames`` is not given.
+        width: Inches per frame.
 
     Returns:
         A matplotlib figure.
@@ -48,7 +67,8 @@ def trajectory_grid(trajectory: Any, *, steps: Sequence[int] | None = None, n_st
     Raises:
         ProbeError: a step outside the run's steps.
 
-    >>> trajectory_grid(video.probes["trajectory"])  # doctest: +SKIP
+    Example:
+        >>> trajectory_grid(video.probes["trajectory"])  # doctest: +SKIP
     """
     picked = _steps(trajectory.steps, steps, n_steps)
     distance = trajectory.distance
@@ -81,7 +101,11 @@ def attention_overlay(video: Any, words: Sequence[str] | str | None = None, *, n
     Args:
         video: a :class:`wanlab.Video` recorded with the attention probe.
         words: words of the prompt (default: every recorded word).
-        step, block: one recorded step or block instead of the average.
+        n_frames: How many frames, evenly spaced, when ``frames`` is not given.
+        frames: Frame indices.
+        step: One recorded step instead of the average.
+        block: One recorded block instead of the average.
+        width: Inches per frame.
 
     Returns:
         A matplotlib figure.
@@ -89,7 +113,8 @@ def attention_overlay(video: Any, words: Sequence[str] | str | None = None, *, n
     Raises:
         ProbeError: a word the prompt lacks, or a video without the attention probe.
 
-    >>> attention_overlay(video, ["red", "square"])  # doctest: +SKIP
+    Example:
+        >>> attention_overlay(video, ["red", "square"])  # doctest: +SKIP
     """
     if not video.probes or "attention" not in video.probes:
         raise ProbeError("attention_overlay needs a video recorded with probes=['attention']", "probes")
@@ -117,10 +142,20 @@ def attention_overlay(video: Any, words: Sequence[str] | str | None = None, *, n
 
 
 def feature_heatmap(features: Any, *, ax: Any = None, title: str | None = None):
-    """Blocks x steps: each block's relative L1 output change from the previous step (log colour
-    scale), with the calls an acceleration setting served from its cache marked ``x``.
+    """Blocks x steps: each block's relative L1 output change from the previous step (log colour scale).
 
-    >>> feature_heatmap(video.probes["features"])  # doctest: +SKIP
+    The calls an acceleration setting served from its cache are marked ``x`` (conditional branch).
+
+    Args:
+        features: A :class:`~wanlab.probes.Features` (``video.probes["features"]``).
+        ax: Axes to draw on (a new figure when None).
+        title: The title.
+
+    Returns:
+        A matplotlib figure.
+
+    Example:
+        >>> feature_heatmap(video.probes["features"])  # doctest: +SKIP
     """
     from matplotlib.colors import LogNorm
 

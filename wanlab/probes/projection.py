@@ -1,12 +1,9 @@
-"""The latent-to-RGB projection trajectory previews use: ``rgb = latent @ factors + bias`` per latent
-cell, then ``(rgb + 1) * 127.5`` clipped to uint8 (ComfyUI's ``latent_rgb_factors`` previews).
+"""The latent-to-RGB projection trajectory previews use (ComfyUI's ``latent_rgb_factors`` previews).
 
-- Wan 2.1's 16-channel VAE (real Wan): the published factors of ComfyUI's
-  ``comfy/latent_formats.py`` (class ``Wan21``).
-- Built-in models: factors fitted by least squares from each model's normalised clean latents to its
-  VAE's frames, averaged over each latent cell (:func:`fit`), stored in ``projections.json`` beside
-  this module with the model's fingerprint; refit with ``python -m wanlab.probes.projection toy``.
-- Any other model: fitted on first use from latents drawn N(0, 1) and decoded by its VAE.
+``rgb = latent @ factors + bias`` per latent cell, then ``(rgb + 1) * 127.5`` clipped to uint8.
+
+:func:`projection_for` picks a model's projection; :func:`fit` fits one; ``python -m
+wanlab.probes.projection toy`` refits the built-ins' (stored in ``projections.json``).
 """
 from __future__ import annotations
 
@@ -34,7 +31,20 @@ FIT_PROMPTS = ["a red square moving right quickly", "a blue circle moving left s
 
 
 def cell_means(frames: np.ndarray, grid: tuple[int, int, int], temporal: int) -> np.ndarray:
-    """Frames uint8 ``(T, H, W, 3)`` averaged over each latent cell, in [-1, 1]: ``(T', H', W', 3)``."""
+    """Frames averaged over each latent cell, in [-1, 1].
+
+    Args:
+        frames: uint8 ``(T, H, W, 3)``.
+        grid: The latent grid ``(T', H', W')``.
+        temporal: The VAE's temporal factor.
+
+    Returns:
+        float64 ``(T', H', W', 3)``.
+
+    Example:
+        >>> cell_means(np.full((5, 16, 16, 3), 255, np.uint8), (2, 2, 2), 4).shape
+        (2, 2, 2, 3)
+    """
     from .results import latent_frame_index
 
     t_lat, h_lat, w_lat = grid
@@ -46,8 +56,19 @@ def cell_means(frames: np.ndarray, grid: tuple[int, int, int], temporal: int) ->
 
 
 def fit(latents: list[np.ndarray], frames: list[np.ndarray], temporal: int) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares ``factors (C, 3)`` and ``bias (3,)`` mapping normalised latents ``(1, C, T', H', W')``
-    to the cell means of the frames they decode to."""
+    """Least-squares projection from normalised latents to the cell means of the frames they decode to.
+
+    Args:
+        latents: Latents ``(1, C, T', H', W')``, one per video.
+        frames: The uint8 frames each decodes to.
+        temporal: The VAE's temporal factor.
+
+    Returns:
+        ``factors`` float32 ``(C, 3)`` and ``bias`` float32 ``(3,)``.
+
+    Example:
+        >>> factors, bias = fit(lats, frames, 4)  # doctest: +SKIP
+    """
     xs, ys = [], []
     for lat, fr in zip(latents, frames):
         lat = np.asarray(lat, np.float64)[0]
@@ -62,6 +83,11 @@ def fit(latents: list[np.ndarray], frames: list[np.ndarray], temporal: int) -> t
 
 
 def stored() -> dict[str, Any]:
+    """The built-ins' fitted projections, by model fingerprint.
+
+    Returns:
+        The content of ``projections.json`` (empty when it is missing).
+    """
     try:
         return json.loads(STORED.read_text())
     except FileNotFoundError:
@@ -69,7 +95,26 @@ def stored() -> dict[str, Any]:
 
 
 def projection_for(pipeline: Any) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(factors, bias, name)`` for a :class:`wanlab.Pipeline`'s model (see the module docstring)."""
+    """The projection of a :class:`wanlab.Pipeline`'s model (cached on the pipeline).
+
+    - Wan 2.1's 16-channel VAE (real Wan): the published factors of ComfyUI's
+      ``comfy/latent_formats.py`` (class ``Wan21``).
+    - Built-in models: factors fitted by least squares from each model's normalised clean latents to
+      its VAE's frames, averaged over each latent cell (:func:`fit`), stored in ``projections.json``
+      beside this module with the model's fingerprint; refit with ``python -m wanlab.probes.projection toy``.
+    - Any other model: fitted on first use from latents drawn N(0, 1) and decoded by its VAE.
+
+    Args:
+        pipeline: A loaded pipeline.
+
+    Returns:
+        ``(factors, bias, name)``, the name saying where they came from (``comfyui:Wan21``, ``fitted:toy``, ...).
+
+    Example:
+        >>> factors, bias, name = projection_for(wanlab.load("toy"))  # doctest: +SKIP
+        >>> name  # doctest: +SKIP
+        'fitted:toy'
+    """
     cached = getattr(pipeline, "_probe_projection", None)
     if cached is not None:
         return cached
@@ -103,8 +148,19 @@ def _fit_random(pipeline: Any, count: int = 4) -> tuple[np.ndarray, np.ndarray, 
 
 
 def fit_builtin(model: str, seeds: int = 12) -> dict[str, Any]:
-    """Fit the projection of a built-in model from its own generations (native settings, the model's
-    demo prompts, ``seeds`` seeds) and return the entry stored in ``projections.json``."""
+    """Fit the projection of a built-in model from its own generations.
+
+    Args:
+        model: A built-in model (``"toy"``, ``"tiny"``).
+        seeds: Generations (native settings, the :data:`FIT_PROMPTS` in turn, seeds 0..seeds-1).
+
+    Returns:
+        The entry stored in ``projections.json``.
+
+    Example:
+        >>> fit_builtin("toy")["fitted_on"]  # doctest: +SKIP
+        '12 generations at native settings'
+    """
     import wanlab
 
     pipe = wanlab.load(model, progress=False)
@@ -121,7 +177,14 @@ def fit_builtin(model: str, seeds: int = 12) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m wanlab.probes.projection MODEL...``: refit and store the built-ins' projections."""
+    """``python -m wanlab.probes.projection MODEL...``: refit and store the built-ins' projections.
+
+    Args:
+        argv: Model names (default: toy and tiny).
+
+    Example:
+        >>> main(["toy"])  # doctest: +SKIP
+    """
     import wanlab
     from ..fsutil import write_json
 

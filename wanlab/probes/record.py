@@ -1,13 +1,6 @@
-"""Recording probes during one denoising call: observing hooks only.
+"""Recording probes during one denoising call with observing hooks only.
 
-:func:`recording` installs, for one call, a wrapper around the scheduler's ``step`` (the guided
-prediction, hence the trajectory, and the step count) and torch forward hooks on the transformer,
-its blocks and their cross-attention (through :mod:`wanlab.models.internals`), and removes them all
-on exit, also on errors. The hooks never change a tensor the model uses: they read inputs and
-outputs and compute on copies (attention probabilities are computed beside the model's own
-attention, in chunks of video tokens, so the extra memory is ``chunk x text tokens x heads``, never
-video tokens squared), and draw no random numbers. The frames are therefore bit-identical to a
-run without probes (tests/test_probes_exact.py checks the digests).
+:func:`recording` installs the hooks; the :class:`Recorder` holds what they gather.
 """
 from __future__ import annotations
 
@@ -28,7 +21,22 @@ WORK_UNITS = ("attn1.to_out.0", "attn2.to_out.0", "ffn.net.2")
 
 
 class Recorder:
-    """What the hooks of one call gather; :meth:`results` turns it into :class:`Probes`."""
+    """What the hooks of one call gather; :meth:`results` turns it into :class:`Probes`.
+
+    Args:
+        pipeline: The :class:`wanlab.Pipeline` running the call.
+        params: The call's resolved request.
+        probes: Canonical probe settings (:func:`wanlab.probes.spec.normalize`).
+
+    Raises:
+        ProbeError: Steps or blocks outside the request's or the model's, or a word the prompt lacks.
+
+    Example:
+        >>> with recording(pipe, params, {"trajectory": {"dtype": "float32", "max_mb": 64.0}}) as rec:  # doctest: +SKIP
+        ...     ...
+        >>> rec.results(pipe)  # doctest: +SKIP
+        Probes(trajectory)
+    """
 
     def __init__(self, pipeline: Any, params: Any, probes: Mapping[str, Mapping[str, Any]]) -> None:
         dpipe = pipeline.diffusers
@@ -77,6 +85,11 @@ class Recorder:
 
     # --- installing ---------------------------------------------------------------------------------
     def install(self, stack: contextlib.ExitStack) -> None:
+        """Install the hooks; ``stack`` removes them on exit (also on errors).
+
+        Args:
+            stack: The ExitStack of the call.
+        """
         stack.enter_context(internals.wrap_scheduler_step(self.pipeline.diffusers.scheduler, self._on_step))
         self.handles.append(self.transformer.register_forward_pre_hook(self._on_call))
         if "features" in self.probes:
@@ -95,6 +108,7 @@ class Recorder:
         stack.callback(self.remove)
 
     def remove(self) -> None:
+        """Remove every hook installed (the scheduler's wrapper goes with the stack)."""
         for handle in self.handles:
             handle.remove()
         self.handles = []
@@ -194,7 +208,14 @@ class Recorder:
 
     # --- results ------------------------------------------------------------------------------------
     def results(self, pipeline: Any) -> Probes:
-        """The recorded probes of the finished call, as numpy results (:class:`Probes`)."""
+        """The recorded probes of the finished call, as numpy results.
+
+        Args:
+            pipeline: The pipeline (for the trajectory's latent-to-RGB projection).
+
+        Returns:
+            The :class:`Probes`.
+        """
         from .projection import projection_for
 
         p = self.params
@@ -224,12 +245,31 @@ class Recorder:
 
 @contextlib.contextmanager
 def recording(pipeline: Any, params: Any, probes: Mapping[str, Mapping[str, Any]] | None) -> Iterator[Recorder | None]:
-    """Record ``probes`` (canonical, :func:`wanlab.probes.spec.normalize`) during one denoising call
-    of ``params`` on ``pipeline`` (a :class:`wanlab.Pipeline` whose scheduler is the call's); yields
-    None when there is nothing to record.
+    """Record probes during one denoising call.
+
+    Installs, for one call, a wrapper around the scheduler's ``step`` (the guided prediction, hence
+    the trajectory, and the step count) and torch forward hooks on the transformer, its blocks and
+    their cross-attention (through :mod:`wanlab.models.internals`), and removes them all on exit,
+    also on errors. The hooks never change a tensor the model uses: they read inputs and outputs
+    and compute on copies (attention probabilities are computed beside the model's own attention,
+    in chunks of video tokens, so the extra memory is ``chunk x text tokens x heads``, never video
+    tokens squared), and draw no random numbers. The frames are therefore bit-identical to a run
+    without probes (tests/test_probes_exact.py checks the digests).
+
+    Args:
+        pipeline: A :class:`wanlab.Pipeline` whose scheduler is the call's.
+        params: The call's resolved request.
+        probes: Canonical settings (:func:`wanlab.probes.spec.normalize`), or None.
+
+    Yields:
+        The :class:`Recorder`, or None when there is nothing to record.
 
     Raises:
         ProbeError: steps or blocks outside the request's or the model's, or a word the prompt lacks.
+
+    Example:
+        >>> with recording(pipe, params, normalize(["features"])) as rec:  # doctest: +SKIP
+        ...     pipe.diffusers(...)
     """
     if not probes:
         yield None

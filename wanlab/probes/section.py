@@ -1,5 +1,8 @@
-"""The probes section of a sweep report: when the layout is decided (the trajectory's decided step)
-against the swept axes, with intervals over seeds, and what one run's trajectory looks like."""
+"""The probes section of a sweep report (:func:`probe_section`).
+
+When the layout is decided (the trajectory's decided step) against the swept axes, with intervals
+over seeds, and what one run's trajectory looks like.
+"""
 from __future__ import annotations
 
 import html
@@ -19,9 +22,21 @@ def probe_section(result: "SweepResult", out: Path, done: "pd.DataFrame",
     """HTML parts of the report's probes section (empty when the sweep recorded no trajectory).
 
     Writes ``decided_step.png`` (the decided step against the first swept axis) and
-    ``trajectory_grid.png`` (the first run's predictions, steps x frames) into ``out``; ``image(path,
-    alt, css_class)`` makes the page's tag for each (the report embeds them as data URIs), and
-    ``effects(column)`` the report's effects blocks of a column over the swept axes.
+    ``trajectory_grid.png`` (the first run's predictions, steps x frames) into ``out``.
+
+    Args:
+        result: The sweep's result.
+        out: The report folder.
+        done: The finished runs' table.
+        image: ``image(path, alt, css_class)`` makes the page's tag for each figure (the report
+            embeds them as data URIs).
+        effects: ``effects(column)`` gives the report's effects blocks of a column over the swept axes.
+
+    Returns:
+        The section's HTML parts, in order.
+
+    Example:
+        >>> parts = probe_section(result, out, done, image, effects)  # doctest: +SKIP
     """
     from .plots import trajectory_grid
 

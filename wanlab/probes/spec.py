@@ -1,11 +1,7 @@
 """Which probes a run records and with what settings: ``probes=`` validated into one canonical form.
 
-``probes`` is a probe name (``"trajectory"``), a list of names, or a mapping from names to settings
-(``{"attention": {"words": ["square"], "steps": [0, 1]}}``; ``None`` or ``{}`` for the defaults).
-:func:`normalize` returns ``{name: settings}`` with every setting filled in, or raises
-:class:`~wanlab.errors.ProbeError` naming the field, the rule and the value. What depends on the
-request or the model (a step past the last, a block the transformer lacks) is checked by
-:func:`check_against` when the run starts, before any step is taken.
+:func:`normalize` checks what the caller gave; what depends on the request or the model (a step
+past the last, a block the transformer lacks) is checked by :func:`check_against` when the run starts.
 """
 from __future__ import annotations
 
@@ -27,13 +23,23 @@ DTYPES = ("float32", "float16")
 def normalize(probes: Any) -> dict[str, dict[str, Any]] | None:
     """``probes`` in canonical form (``{name: settings}``, names in :data:`NAMES` order), or None for none.
 
-    >>> normalize(["trajectory"])
-    {'trajectory': {'dtype': 'float32', 'max_mb': 64.0}}
-    >>> normalize({"features": {"blocks": [0]}})
-    {'features': {'blocks': [0]}}
+    Args:
+        probes: A probe name (``"trajectory"``), a list of names, or a mapping from names to settings
+            (``{"attention": {"words": ["square"], "steps": [0, 1]}}``; ``None`` or ``{}`` for the
+            defaults, :data:`DEFAULTS`).
+
+    Returns:
+        ``{name: settings}`` with every setting filled in, or None for no probes.
 
     Raises:
-        ProbeError: an unknown probe or setting, or a setting that breaks its rule.
+        ProbeError: an unknown probe or setting, or a setting that breaks its rule (naming the
+            field, the rule and the value).
+
+    Example:
+        >>> normalize(["trajectory"])
+        {'trajectory': {'dtype': 'float32', 'max_mb': 64.0}}
+        >>> normalize({"features": {"blocks": [0]}})
+        {'features': {'blocks': [0]}}
     """
     if probes is None:
         return None
@@ -112,8 +118,18 @@ def _check(field: str, key: str, value: Any) -> Any:
 def check_against(probes: Mapping[str, Mapping[str, Any]], *, steps: int, blocks: int) -> None:
     """Check step and block indices against a request's ``steps`` and a transformer's ``blocks``.
 
+    Run when the run starts, before any step is taken.
+
+    Args:
+        probes: :func:`normalize`'s output.
+        steps: The request's denoising steps.
+        blocks: The transformer's blocks.
+
     Raises:
         ProbeError: naming the setting, the valid range and the index given.
+
+    Example:
+        >>> check_against({"features": {"blocks": [0, 1]}}, steps=30, blocks=2)
     """
     for name, settings in probes.items():
         for key, limit, what in (("steps", steps, "the request's steps"), ("blocks", blocks, "the model's blocks")):
@@ -124,11 +140,19 @@ def check_against(probes: Mapping[str, Mapping[str, Any]], *, steps: int, blocks
 
 
 def check_accel(probes: Mapping[str, Any] | None, accel: Any) -> None:
-    """Refuse probes that hook inside the blocks with a compiled transformer (``accel.compile``):
-    compiled blocks do not run Python hooks as written. The trajectory needs no block hook.
+    """Refuse probes that hook inside the blocks with a compiled transformer (``accel.compile``).
+
+    Compiled blocks do not run Python hooks as written. The trajectory needs no block hook.
+
+    Args:
+        probes: :func:`normalize`'s output, or None.
+        accel: The run's acceleration setting.
 
     Raises:
         ProbeError: naming ``probes``, the rule and the probes asked for.
+
+    Example:
+        >>> check_accel({"trajectory": {}}, wanlab.accel.Accel(compile="blocks"))  # doctest: +SKIP
     """
     if probes and getattr(accel, "compile", "off") != "off" and set(probes) - {"trajectory"}:
         raise ProbeError.invalid("probes", "only trajectory with compile (attention and features hook inside the "

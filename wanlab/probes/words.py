@@ -15,8 +15,16 @@ MARK = "\u2581"  # SentencePiece's word-start marker
 def merge_pieces(pieces: list[str], special: set[str] | frozenset[str] = frozenset()) -> dict[str, list[int]]:
     """``{word: token positions}`` in order of first occurrence, from a tokenizer's pieces.
 
-    >>> merge_pieces(["▁a", "▁re", "d", "▁s", "qua", "re", ",", "</s>"], {"</s>"})
-    {'a': [0], 'red': [1, 2], 'square': [3, 4, 5]}
+    Args:
+        pieces: The tokenizer's pieces, in order.
+        special: Special tokens (they belong to no word).
+
+    Returns:
+        Word (lower case) to its token positions.
+
+    Example:
+        >>> merge_pieces(["▁a", "▁re", "d", "▁s", "qua", "re", ",", "</s>"], {"</s>"})
+        {'a': [0], 'red': [1, 2], 'square': [3, 4, 5]}
     """
     words: dict[str, list[int]] = {}
     current: list[int] = []
@@ -47,8 +55,23 @@ def merge_pieces(pieces: list[str], special: set[str] | frozenset[str] = frozens
 
 
 def prompt_words(tokenizer: Any, prompt: str, max_length: int) -> dict[str, list[int]]:
-    """The words of ``prompt`` as the model reads it: cleaned as diffusers cleans it, tokenized with
-    the end token and cut at ``max_length`` tokens (a word past the cut is not read, so not listed)."""
+    """The words of ``prompt`` as the model reads it.
+
+    Cleaned as diffusers cleans it, tokenized with the end token and cut at ``max_length`` tokens (a
+    word past the cut is not read, so not listed).
+
+    Args:
+        tokenizer: The pipeline's tokenizer.
+        prompt: The prompt.
+        max_length: The text length the model reads.
+
+    Returns:
+        Word to its token positions (see :func:`merge_pieces`).
+
+    Example:
+        >>> prompt_words(pipe.tokenizer, "a red square", 512)  # doctest: +SKIP
+        {'a': [0], 'red': [1], 'square': [2, 3]}
+    """
     from ..models.internals import prompt_clean
 
     ids = tokenizer(prompt_clean(prompt), add_special_tokens=True, truncation=True, max_length=max_length).input_ids

@@ -1,11 +1,6 @@
-"""The store's index: an SQLite cache of every run's table row, kept in step with the run folders.
+"""The store's index (:class:`Index`): an SQLite cache of every run's table row, kept in step with the folders.
 
-The folders are the truth; ``index.sqlite`` only makes tables fast (3000 runs: ``df`` in ~0.2 s).
-Each row carries the stamp (size and modification time of ``record.json`` and ``metrics.json``)
-it was built from; a read compares stamps with the folders and rebuilds what is missing, stale or
-gone, so a folder added, removed or edited by hand shows at once. A damaged or older index file is
-rebuilt. Only one process at a time writes it (SQLite's own locking; SQLite over NFS is
-unreliable, which is why a Ray pool leaves the index to the driver).
+Also the table cells it shares with ``Store.df``: :func:`loras_text`, :func:`accel_label`.
 """
 from __future__ import annotations
 
@@ -36,13 +31,36 @@ STALE_TEMP_SECONDS = 3600.0
 
 
 def loras_text(loras: Any) -> str:
-    """LoRAs as one string for tables: ``path:scale`` joined by ``; `` (empty when none)."""
+    """LoRAs as one string for tables.
+
+    Args:
+        loras: LoRAs in any form :meth:`wanlab.LoRA.coerce` takes, or None.
+
+    Returns:
+        ``path:scale`` joined by ``; `` (empty when none).
+
+    Example:
+        >>> loras_text([("a.safetensors", 0.5), "b.safetensors"])
+        'a.safetensors:0.5; b.safetensors:1'
+    """
     items = [LoRA.coerce(lo) for lo in (loras or [])]
     return "; ".join(f"{lo.path}:{lo.scale:g}" for lo in items)
 
 
 def accel_label(data: Any) -> str:
-    """The short label of a record's ``"accel"`` entry (``exact``, ``fbc``, ``first_block(threshold=0.3)``)."""
+    """The short label of a record's ``"accel"`` entry.
+
+    Args:
+        data: The record's ``accel`` dict (None or empty for exact).
+
+    Returns:
+        The label (``exact``, ``fbc``, ``first_block(threshold=0.3)``); a setting this version no
+        longer knows is shown as its JSON.
+
+    Example:
+        >>> accel_label(None)
+        'exact'
+    """
     return "exact" if not data else _accel_label(json.dumps(data, sort_keys=True))
 
 
@@ -58,7 +76,15 @@ def _accel_label(text: str) -> str:
 
 
 def stamp(folder: str) -> str | None:
-    """What changes when a run's record or metrics change; None when the folder is not a run."""
+    """What changes when a run's record or metrics change.
+
+    Args:
+        folder: The run folder's path.
+
+    Returns:
+        ``mtime_ns:size`` of ``record.json`` and of ``metrics.json`` (``-`` when absent); None when
+        the folder is not a run.
+    """
     try:
         rec = os.stat(os.path.join(folder, RUN_RECORD))
     except OSError:
@@ -72,7 +98,15 @@ def stamp(folder: str) -> str | None:
 
 
 def row_of(folder: Path) -> dict[str, Any] | None:
-    """The index row of one run folder: core columns, metrics and extra (None for a damaged record)."""
+    """The index row of one run folder.
+
+    Args:
+        folder: The run folder.
+
+    Returns:
+        ``{"key", "core", "metrics", "extra", "stored"}``; None for a damaged record (not listed
+        until repaired: ``Run.record`` names the file).
+    """
     run = Run(folder)
     try:
         rec = run.record
@@ -94,14 +128,29 @@ def row_of(folder: Path) -> dict[str, Any] | None:
 
 
 class Index:
-    """The index of the store at ``root`` (see the module docstring)."""
+    """The index of the store at ``root``.
+
+    The folders are the truth; ``index.sqlite`` only makes tables fast (3000 runs: ``df`` in ~0.2 s).
+    Each row carries the stamp (size and modification time of ``record.json`` and ``metrics.json``)
+    it was built from; a read compares stamps with the folders and rebuilds what is missing, stale
+    or gone, so a folder added, removed or edited by hand shows at once. A damaged or older index
+    file is rebuilt. Only one process at a time writes it (SQLite's own locking; SQLite over NFS is
+    unreliable, which is why a Ray pool leaves the index to the driver).
+
+    Args:
+        root: The store's folder.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.file = root / INDEX_NAME
 
     def scan(self) -> dict[str, str]:
-        """{key: stamp} of every whole run folder (temporary build folders never match a key)."""
+        """Every whole run folder with its stamp (temporary build folders never match a key).
+
+        Returns:
+            Key to :func:`stamp`.
+        """
         out: dict[str, str] = {}
         try:
             entries = list(os.scandir(self.root))
@@ -116,7 +165,14 @@ class Index:
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection to the index, created (or recreated when damaged or of another version)."""
+        """A connection to the index, created (or recreated when damaged or of another version).
+
+        Yields:
+            An open sqlite3 connection (closed on exit).
+
+        Raises:
+            sqlite3.Error: The index cannot be opened even after recreating it.
+        """
         for attempt in (1, 2):
             con = sqlite3.connect(self.file, timeout=60.0, isolation_level=None)
             try:
@@ -147,7 +203,13 @@ class Index:
             return
 
     def put(self, keys: Sequence[str]) -> None:
-        """Index (or re-index) these runs now; the index is a cache, so trouble here is left to the next read."""
+        """Index (or re-index) these runs now.
+
+        The index is a cache, so trouble here is left to the next read.
+
+        Args:
+            keys: Run keys in this store.
+        """
         with contextlib.suppress(sqlite3.Error, OSError):
             rows = []
             for key in keys:
@@ -160,7 +222,16 @@ class Index:
                 con.execute("COMMIT")
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every run's row, oldest first, after bringing the index up to date with the folders."""
+        """Every run's row, oldest first, after bringing the index up to date with the folders.
+
+        A read-only store (someone else's runs) is read from its folders without an index.
+
+        Returns:
+            The rows (as :func:`row_of`).
+
+        Raises:
+            sqlite3.OperationalError: The index of a writable store cannot be used.
+        """
         if not self.root.is_dir():
             return []
         if not self.file.exists():
@@ -196,7 +267,11 @@ class Index:
         return [json.loads(text) for (text,) in found]
 
     def rebuild(self) -> int:
-        """Rebuild from the run folders (also removes left-overs of killed writers); returns the number of runs."""
+        """Rebuild from the run folders (also removes left-overs of killed writers).
+
+        Returns:
+            The number of runs.
+        """
         self.clean_temp()
         if not self.root.is_dir():
             return 0
@@ -207,7 +282,11 @@ class Index:
         return len(self.rows())
 
     def clean_temp(self, max_age: float = STALE_TEMP_SECONDS) -> None:
-        """Remove build folders of writers that were killed (older than ``max_age`` seconds)."""
+        """Remove build folders of writers that were killed.
+
+        Args:
+            max_age: Seconds; younger build folders may belong to a writer at work and are kept.
+        """
         import shutil
 
         now = time.time()

@@ -1,4 +1,7 @@
-"""One stored run: a folder named by its run key, holding the video files, the record and the metrics."""
+"""One stored run (:class:`Run`): a folder named by its run key, with the video files, record and metrics.
+
+:func:`file_problem` says what is wrong with one.
+"""
 from __future__ import annotations
 
 import json
@@ -21,20 +24,52 @@ VIDEO_FILES = (RUN_MP4, RUN_LOSSLESS)
 
 
 class RunNotFoundError(WanlabError, KeyError):
-    """No run with that key in the store (a ``KeyError`` too, so ``except KeyError`` works)."""
+    """No run with that key in the store (a ``KeyError`` too, so ``except KeyError`` works).
+
+    Example:
+        >>> try:  # doctest: +SKIP
+        ...     store.get("000000")
+        ... except KeyError as exc:
+        ...     print(exc)
+        no run '000000' in store runs/demo
+    """
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
 
 def read_json(path: Path) -> Any:
+    """The parsed JSON of a file.
+
+    Args:
+        path: The file.
+
+    Returns:
+        Its content.
+
+    Raises:
+        OSError: The file cannot be read.
+        ValueError: It is not JSON.
+    """
     return json.loads(path.read_text())
 
 
 def file_problem(folder: Path, stored: Any, *, deep: bool = False) -> str | None:
-    """What is wrong with a run folder's video files, given the sizes and hashes its record holds
-    (``stored``; older runs have none: then presence and non-zero size), in one sentence; None when fine.
-    ``deep`` also compares sha256s."""
+    """What is wrong with a run folder's video files, in one sentence.
+
+    Args:
+        folder: The run folder.
+        stored: The sizes and hashes its record holds (``record["stored"]``); older runs have none:
+            then presence and non-zero size are checked.
+        deep: Also compare the files' sha256s.
+
+    Returns:
+        The problem, or None when the files are whole.
+
+    Example:
+        >>> file_problem(Path("runs/demo/7db355e5747bd6ab"), run.record.get("stored"))  # doctest: +SKIP
+        'video.mp4 is empty'
+    """
     import stat as stat_
 
     try:
@@ -71,7 +106,19 @@ def file_problem(folder: Path, stored: Any, *, deep: bool = False) -> str | None
 
 
 class Run:
-    """One stored run: ``key``, ``path`` (its folder), ``record``, ``params``, ``metrics``, ``video()``, ``mp4``."""
+    """One stored run: ``key``, ``path`` (its folder), ``record``, ``params``, ``metrics``, ``video()``, ``mp4``.
+
+    Made by :class:`Store` (``put``, ``get``, ``find``, iteration); the record is read once, on first use.
+
+    Args:
+        path: The run folder.
+        record: Its record when the caller has already read it.
+
+    Example:
+        >>> run = store.get("7db355")  # doctest: +SKIP
+        >>> run.params.seed, run.metrics, run.mp4.name  # doctest: +SKIP
+        (1, {'flow': 0.5}, 'video.mp4')
+    """
 
     def __init__(self, path: str | os.PathLike[str], record: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
@@ -94,7 +141,12 @@ class Run:
 
     @property
     def record(self) -> dict[str, Any]:
-        """The reproducibility record (``record.json``), read once; a damaged file names itself."""
+        """The reproducibility record (``record.json``), read once.
+
+        Raises:
+            RunNotFoundError: The folder has no record.
+            WanlabError: The record does not read or has no params (the message names the file).
+        """
         if self._record is None:
             file = self.path / RUN_RECORD
             if not file.is_file():
@@ -111,14 +163,17 @@ class Run:
 
     @property
     def params(self) -> Params:
+        """The run's request (its seed resolved)."""
         return Params.from_dict(self.record["params"])
 
     @property
     def seed(self) -> int:
+        """The seed the run used."""
         return int(self.record["params"]["seed"])
 
     @property
     def model(self) -> dict[str, Any]:
+        """The model's identity as recorded (``id``, ``fingerprint``, ...)."""
         return dict(self.record.get("model") or {})
 
     @property
@@ -133,14 +188,17 @@ class Run:
 
     @property
     def created(self) -> str | None:
+        """When the run was generated (ISO 8601, UTC), None when not recorded."""
         return self.record.get("created")
 
     @property
     def seconds(self) -> float | None:
+        """The generation's total seconds, None when not recorded."""
         return (self.record.get("timings") or {}).get("total")
 
     @property
     def extra(self) -> dict[str, Any]:
+        """The values ``Store.put(extra=...)`` kept (sweep name, task id, ...)."""
         return dict(self.record.get("extra") or {})
 
     @property
@@ -164,10 +222,19 @@ class Run:
 
     @property
     def has_latents(self) -> bool:
+        """Whether the final latents were stored (``put(latents=True)``)."""
         return (self.path / LATENTS_NAME).is_file()
 
     def latents(self) -> Any:
-        """The final latents (float32 numpy array) when they were stored (``put(latents=True)``), else None."""
+        """The final latents when they were stored (``put(latents=True)``).
+
+        Returns:
+            A float32 numpy array, or None.
+
+        Example:
+            >>> store.get("7db355").latents().shape  # doctest: +SKIP
+            (1, 16, 5, 60, 104)
+        """
         if not self.has_latents:
             return None
         import numpy as np
@@ -175,14 +242,21 @@ class Run:
         return np.load(self.path / LATENTS_NAME, allow_pickle=False)
 
     def damage(self, *, deep: bool = False) -> str | None:
-        """Why the run's stored files cannot be trusted, in one sentence; None when they are whole.
+        """Why the run's stored files cannot be trusted, in one sentence.
 
         Checks that the record reads, and that the mp4 and the lossless copy are regular files (not
-        links) of the sizes the record holds. With ``deep``, also their sha256 (or, for runs stored
-        before sizes and hashes were recorded, the lossless frames against the recorded digest).
+        links) of the sizes the record holds.
 
-        >>> store.get("3f5a09c1").damage()  # doctest: +SKIP
-        'video.lossless.mkv is 1024 bytes; the record says 88313 (truncated or replaced)'
+        Args:
+            deep: Also check their sha256 (or, for runs stored before sizes and hashes were recorded,
+                the lossless frames against the recorded digest).
+
+        Returns:
+            The problem, or None when the files are whole.
+
+        Example:
+            >>> store.get("3f5a09c1").damage()  # doctest: +SKIP
+            'video.lossless.mkv is 1024 bytes; the record says 88313 (truncated or replaced)'
         """
         try:
             stored = self.record.get("stored") or {}
@@ -200,10 +274,15 @@ class Run:
 
     @property
     def has_probes(self) -> bool:
+        """Whether the run holds recorded probes (``probes.npz``)."""
         return (self.path / RUN_PROBES).is_file()
 
     def probes(self) -> Any:
-        """What probes recorded in this run (a :class:`wanlab.probes.Probes`), or None for a run without."""
+        """What probes recorded in this run.
+
+        Returns:
+            A :class:`wanlab.probes.Probes`, or None for a run without.
+        """
         if not self.has_probes:
             return None
         from ..probes.bundle import Probes
@@ -213,8 +292,19 @@ class Run:
     def video(self, *, check: bool = True) -> "Video":
         """The run's video with its stored frames (the lossless copy) and its record.
 
-        With ``check`` (default) the frames' digest is compared with the recorded one and a
-        mismatch raises :class:`WanlabError` (a damaged file).
+        Args:
+            check: Compare the frames' digest with the recorded one.
+
+        Returns:
+            The :class:`~wanlab.Video` (params, model, timings, record and probes filled in).
+
+        Raises:
+            WanlabError: No video file in the folder, or (with ``check``) frames that do not match the
+                recorded digest (a damaged file).
+
+        Example:
+            >>> store.get("7db355").video().num_frames  # doctest: +SKIP
+            81
         """
         from ..video import Video, read_frames
 

@@ -1,6 +1,6 @@
-"""The run store: one folder per run on local disk, written atomically, indexed for fast tables.
+"""The run store (:class:`Store`): one folder per run on local disk, written atomically, indexed.
 
-A store is a folder::
+Also :func:`find_run` (a run from a folder or a key) and :func:`default_store_path`. A store is a folder::
 
     STORE/
       <key>/                  one run; the key is 16 hex digits (wanlab.keys)
@@ -14,11 +14,6 @@ A store is a folder::
       tasks/<task_id>.json    tasks of the hosted API's shape (wanlab.tasks)
       index.sqlite            a cache of the run folders behind ``df`` and ``find`` (wanlab.store.index)
       .tmp-*                  runs being written; never visible as runs
-
-A run is built in a temporary folder beside its final place, fsynced and renamed into place, so
-it is whole or absent, never half written, even when the writer is killed. Two processes may
-write one store at once: different keys land in different folders, and for the same key the
-second writer finds the first one's run and returns it.
 """
 from __future__ import annotations
 
@@ -56,8 +51,20 @@ def _save_latents(path: Path, latents: Any) -> None:
 
 
 def check_probe_size(probes: Any, limit_mb: float) -> None:
-    """Refuse probes whose arrays exceed ``limit_mb`` megabytes (before compression): a run's probes
-    stay bounded whatever the settings; the message names what to change."""
+    """Refuse probes whose arrays exceed ``limit_mb`` megabytes (before compression).
+
+    A run's probes stay bounded whatever the probe settings.
+
+    Args:
+        probes: A :class:`wanlab.probes.Probes` (anything with ``nbytes``).
+        limit_mb: The most megabytes allowed.
+
+    Raises:
+        WanlabError: The probes are larger; the message names what to change.
+
+    Example:
+        >>> check_probe_size(video.probes, Store.max_probe_mb)  # doctest: +SKIP
+    """
     mb = probes.nbytes / 2 ** 20
     if mb > limit_mb:
         raise WanlabError(f"store: this run's probes take {mb:.1f} MB, over the store's max_probe_mb={limit_mb:g}; "
@@ -68,11 +75,29 @@ class Store:
     """A run store on local disk (see the module docstring for the layout).
 
     ``put`` writes runs atomically; ``get``/``has``/``find``/``runs`` read them; ``df`` is a pandas
-    table of every run, served from an SQLite index kept in step with the run folders. Safe for
-    several processes (and threads) at once.
+    table of every run, served from an SQLite index kept in step with the run folders. A store is a
+    container of :class:`Run`: ``len(store)``, ``key in store``, ``for run in store``.
 
-    >>> store = wanlab.Store("runs/demo")  # doctest: +SKIP
-    >>> store.df[["seed", "guidance_scale", "flow_magnitude"]]  # doctest: +SKIP
+    A run is built in a temporary folder beside its final place, fsynced and renamed into place, so
+    it is whole or absent, never half written, even when the writer is killed. Two processes (or
+    threads) may write one store at once: different keys land in different folders, and for the
+    same key the second writer finds the first one's run and returns it.
+
+    Args:
+        path: The store's folder (created on the first write); a Store gives its own path.
+
+    Raises:
+        WanlabError: ``path`` is a file.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from wanlab import Params, Store, Video
+        >>> store = Store(tempfile.mkdtemp())
+        >>> video = Video(np.zeros((1, 16, 16, 3), np.uint8), params=Params(prompt="a fox", seed=1),
+        ...               model={"id": "demo", "fingerprint": "f" * 16})  # as a backend's generate records it
+        >>> run = store.put(video, metrics={"flow": 0.5})
+        >>> len(store), store.get(run.key[:6]) == run, store.df[["seed", "flow", "status"]].values.tolist()
+        (1, True, [[1, 0.5, 'stored']])
     """
 
     #: The most a run's probes may take (megabytes of arrays, before compression).
@@ -103,11 +128,36 @@ class Store:
 
     # --- reading one run -----------------------------------------------------------------------------
     def has(self, key: str) -> bool:
-        """True when a whole run with this key is in the store."""
+        """Whether a whole run with this key is in the store.
+
+        Args:
+            key: A full run key (16 hex digits); anything else gives False.
+
+        Returns:
+            True when the run folder and its record exist.
+
+        Example:
+            >>> store.has("7db355e5747bd6ab")  # doctest: +SKIP
+            True
+        """
         return isinstance(key, str) and KEY_RE.match(key) is not None and (self.path / key / RUN_RECORD).is_file()
 
     def get(self, key: str) -> Run:
-        """The run with this key (or a unique prefix of at least 6 digits of it)."""
+        """The run with this key.
+
+        Args:
+            key: A run key, or a unique prefix of at least 6 hex digits of it (a Run is returned as is).
+
+        Returns:
+            The :class:`Run`.
+
+        Raises:
+            RunNotFoundError: Not a key or prefix, an ambiguous prefix, or no such run (also a ``KeyError``).
+
+        Example:
+            >>> store.get("7db355")  # doctest: +SKIP
+            Run(7db355e5747bd6ab, seed=1, 832x480x81, steps=30)
+        """
         if isinstance(key, Run):
             return key
         if not isinstance(key, str) or not PREFIX_RE.match(key):
@@ -126,19 +176,36 @@ class Store:
     def put(self, video: "Video", metrics: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
             *, key_parts: Mapping[str, Any] | None = None, latents: bool = False,
             files: Mapping[str, str | os.PathLike[str]] | None = None) -> Run:
-        """Store a video as a run, atomically; return the :class:`Run`.
+        """Store a video as a run, atomically.
 
-        ``key_parts`` (a backend's ``key_parts(params, accel)``, computed before generating) names the
-        run; without it they are read from the video's record. If the key is already stored (this or
-        another process wrote it), the existing run is returned and nothing is rewritten; ``metrics``
-        given then are merged into its metrics. ``extra`` (JSON-able) is kept in the record under
-        ``"extra"`` (sweep name, task id, ...). ``latents=True`` also keeps the video's final latents
-        (``latents.npy``, float32); they are added to an existing run that lacks them when the frames
-        are the same (same digest). ``files`` places existing files in the run folder as they are
-        instead of encoding them (``{"video.mp4": path}``: the mp4 a service returned); by default the
-        video's own :attr:`~wanlab.Video.files`. The video's recorded probes (:attr:`~wanlab.Video.probes`)
-        are kept as ``probes.npz`` (compressed; refused over the store's ``max_probe_mb``), also added to
-        an existing run that lacks them when the frames are the same.
+        If the key is already stored (this or another process wrote it), the existing run is returned
+        and nothing is rewritten; ``metrics`` given then are merged into its metrics. The video's
+        recorded probes (:attr:`~wanlab.Video.probes`) are kept as ``probes.npz`` (compressed), and
+        like latents are added to an existing run that lacks them when the frames are the same (same
+        digest). A failure or pending entry under the key is forgotten. Sets the video's ``path``.
+
+        Args:
+            video: A :class:`~wanlab.Video` with params (as a backend's ``generate`` returns).
+            metrics: Measurements to keep in ``metrics.json``.
+            extra: JSON-able values kept in the record under ``"extra"`` (sweep name, task id, ...).
+            key_parts: A backend's ``key_parts(params, accel)``, computed before generating, which
+                names the run; without it they are read from the video's record.
+            latents: Also keep the video's final latents (``latents.npy``, float32).
+            files: Existing files to place in the run folder as they are instead of encoding them
+                (``{"video.mp4": path}``: the mp4 a service returned); by default the video's own
+                :attr:`~wanlab.Video.files`.
+
+        Returns:
+            The stored :class:`Run`.
+
+        Raises:
+            ValueError: Not a Video with params, ``latents=True`` for a video without latents, or a
+                record without a model fingerprint or resolved seed.
+            WanlabError: Probes over :attr:`max_probe_mb`; a half-written folder in the run's place;
+                probes or latents to add to a run that holds other frames.
+
+        Example:
+            >>> run = store.put(pipe.generate(prompt="a fox", seed=1), metrics={"flow": 0.5})  # doctest: +SKIP
         """
         if not hasattr(video, "to_record") or getattr(video, "params", None) is None:
             raise ValueError("store.put: needs a wanlab.Video with params (as a backend's generate returns)")
@@ -208,7 +275,24 @@ class Store:
         return run
 
     def put_metrics(self, key: str, metrics: Mapping[str, Any], *, replace: bool = False) -> Run:
-        """Add ``metrics`` to a run's ``metrics.json`` (or replace it all with ``replace=True``), atomically."""
+        """Add measurements to a run's ``metrics.json``, atomically.
+
+        Args:
+            key: The run's key or a unique prefix.
+            metrics: Name to value (JSON-able; numpy values are made plain).
+            replace: Replace the run's metrics as a whole instead of adding to them.
+
+        Returns:
+            The :class:`Run`.
+
+        Raises:
+            ValueError: ``metrics`` is not a mapping.
+            RunNotFoundError: No such run.
+
+        Example:
+            >>> store.put_metrics(run.key, {"clip_score": 0.31}).metrics  # doctest: +SKIP
+            {'flow': 0.5, 'clip_score': 0.31}
+        """
         if not isinstance(metrics, Mapping):
             raise ValueError(f"metrics: must be a dict of name -> value; got {type(metrics).__name__}")
         run = self.get(key)
@@ -221,32 +305,71 @@ class Store:
 
     # --- failures and pending remote work ---------------------------------------------------------------
     def put_failure(self, key: str, params: Params, error: str, extra: Mapping[str, Any] | None = None) -> None:
-        """Record that the request with this key failed (``failures/<key>.json``); not a run, so
-        ``has(key)`` stays False and a retry runs it again. A later successful ``put`` removes it."""
+        """Record that the request with this key failed (``failures/<key>.json``).
+
+        Not a run, so ``has(key)`` stays False and a retry runs it again. A later successful ``put``
+        removes it.
+
+        Args:
+            key: The run key the request would have had.
+            params: The request (a Params or its dict).
+            error: What went wrong, in words.
+            extra: JSON-able values kept beside it (sweep name, ...).
+
+        Raises:
+            ValueError: ``key`` is not a run key.
+        """
         check_key(key)
         data = {"key": key, "params": params.to_dict() if isinstance(params, Params) else dict(params),
                 "error": str(error), "extra": plain(dict(extra or {})), "created": now_iso()}
         write_json(self.path / FAILURES_DIR / f"{key}.json", data)
 
     def forget_failure(self, key: str) -> None:
-        """Drop the failure recorded under ``key``, if any (a later attempt succeeded)."""
+        """Drop the failure recorded under ``key``, if any (a later attempt succeeded).
+
+        Args:
+            key: The run key.
+        """
         (self.path / FAILURES_DIR / f"{key}.json").unlink(missing_ok=True)
 
     def failures(self) -> dict[str, dict[str, Any]]:
-        """Recorded failures by key (those whose key has since been stored are left out)."""
+        """Recorded failures by key.
+
+        Returns:
+            Key to the failure's record (``params``, ``error``, ``extra``, ``created``); those whose key
+            has since been stored are left out.
+        """
         return {key: data for key, data in self._records(FAILURES_DIR).items() if not self.has(key)}
 
     def put_pending(self, key: str, data: Mapping[str, Any]) -> None:
-        """Record remote work accepted for this key and not stored yet (``pending/<key>.json``: the
-        service, its task id): a sweep killed while waiting polls that task again instead of paying twice."""
+        """Record remote work accepted for this key and not stored yet (``pending/<key>.json``).
+
+        A sweep killed while waiting polls that task again instead of paying twice.
+
+        Args:
+            key: The run key.
+            data: JSON-able facts of the work: the service, its task id.
+
+        Raises:
+            ValueError: ``key`` is not a run key.
+        """
         check_key(key)
         write_json(self.path / PENDING_DIR / f"{key}.json", {"key": key, **plain(dict(data)), "created": now_iso()})
 
     def forget_pending(self, key: str) -> None:
+        """Drop the pending entry under ``key``, if any (the run is stored, or the task is gone).
+
+        Args:
+            key: The run key.
+        """
         (self.path / PENDING_DIR / f"{key}.json").unlink(missing_ok=True)
 
     def pending(self) -> dict[str, dict[str, Any]]:
-        """Remote work accepted and not stored yet, by key."""
+        """Remote work accepted and not stored yet.
+
+        Returns:
+            Key to what :meth:`put_pending` recorded (plus ``key`` and ``created``).
+        """
         return {key: data for key, data in self._records(PENDING_DIR).items() if not self.has(key)}
 
     def _records(self, sub: str) -> dict[str, dict[str, Any]]:
@@ -262,16 +385,32 @@ class Store:
 
     # --- reading -------------------------------------------------------------------------------------
     def runs(self) -> Iterator[Run]:
-        """Every run, oldest first."""
+        """Every run, oldest first.
+
+        Yields:
+            Each :class:`Run` (damaged records are left out; :attr:`df` lists them).
+        """
         for row in self.index.rows():
             yield Run(self.path / row["key"])
 
     def find(self, model: Any = None, **params: Any) -> list[Run]:
         """Runs whose params match every given field, oldest first.
 
-        A value may be a list (or tuple/set) of accepted values, except for ``loras`` (a list of
-        LoRAs is one value). ``model`` matches the model id, its fingerprint or a fingerprint
-        prefix of at least 8 digits (or a backend: its fingerprint).
+        Args:
+            model: The model id, its fingerprint or a fingerprint prefix of at least 8 digits (or a
+                backend: its fingerprint); None for any model.
+            **params: Params fields and the value to match; a value may be a list (or tuple/set) of
+                accepted values, except for ``loras`` (a list of LoRAs is one value).
+
+        Returns:
+            The matching runs.
+
+        Raises:
+            ParamError: A name that is not a Params field.
+
+        Example:
+            >>> store.find(seed=[1, 2], guidance_scale=5.0)  # doctest: +SKIP
+            [Run(7db355e5747bd6ab, seed=1, 832x480x81, steps=30)]
         """
         names = Params.field_names()
         for name, value in params.items():
@@ -292,14 +431,22 @@ class Store:
 
     @property
     def df(self) -> "pd.DataFrame":
-        """The table of every run as the store holds it now (read on each access), oldest first:
-        ``key``, every Params field (``loras`` as text), ``model`` (id), ``fingerprint``, ``digest``,
-        ``seconds`` (generation time), ``created``, ``device``, ``dtype``, ``accel`` (the acceleration
-        setting's label, ``exact`` when none), ``exact`` (frames bit-exact), ``prompt_tokens``,
-        ``truncated``, ``path`` (run folder), ``mp4``, ``status`` (``stored``, or ``damaged`` when a video file
-        is missing, a link, empty or not the size its record says, or the record does not read: such runs
-        are listed, not dropped) and ``reason``, then one column per metric, then the ``extra`` values
-        (prefixed ``extra_`` where a name is taken)."""
+        """The table of every run as the store holds it now (read on each access), oldest first.
+
+        Columns: ``key``, every Params field (``loras`` as text), ``model`` (id), ``fingerprint``,
+        ``digest``, ``seconds`` (generation time), ``created``, ``device``, ``dtype``, ``accel`` (the
+        acceleration setting's label, ``exact`` when none), ``exact`` (frames bit-exact),
+        ``prompt_tokens``, ``truncated``, ``path`` (run folder), ``mp4``, ``status`` (``stored``, or
+        ``damaged`` when a video file is missing, a link, empty or not the size its record says, or the
+        record does not read: such runs are listed, not dropped) and ``reason``, then one column per
+        metric, then the ``extra`` values (prefixed ``extra_`` where a name is taken).
+
+        Returns:
+            A pandas DataFrame, one row per run.
+
+        Example:
+            >>> store.df[["seed", "guidance_scale", "flow_magnitude"]]  # doctest: +SKIP
+        """
         import pandas as pd
 
         rows = []
@@ -331,8 +478,11 @@ class Store:
         return pd.DataFrame(rows, columns=columns)
 
     def rebuild_index(self) -> int:
-        """Rebuild the index from the run folders (also removes left-overs of killed writers); returns
-        the number of runs."""
+        """Rebuild the index from the run folders (also removes left-overs of killed writers).
+
+        Returns:
+            The number of runs.
+        """
         return self.index.rebuild()
 
     @contextlib.contextmanager
@@ -363,13 +513,38 @@ def _matcher(name: str, value: Any) -> Callable[[Any], bool]:
 
 
 def default_store_path() -> Path:
-    """Where tasks go and keys are looked up by default: ``$WANLAB_STORE`` or ``runs/tasks``."""
+    """Where tasks go and keys are looked up by default.
+
+    Returns:
+        ``$WANLAB_STORE`` when set, else ``runs/tasks``.
+
+    Example:
+        >>> default_store_path()  # doctest: +SKIP
+        PosixPath('runs/tasks')
+    """
     return Path(os.environ.get("WANLAB_STORE", "runs/tasks"))
 
 
 def find_run(ref: Any, store: Any = None) -> Run:
-    """A run from a :class:`Run`, a run folder (or a file in it), or a key looked up in ``store``
-    (default: ``$WANLAB_STORE``, ``runs`` and each store folder directly under ``runs``)."""
+    """A run from a :class:`Run`, a run folder (or a file in it), or a key.
+
+    Args:
+        ref: A Run, a run folder or a file in one, or a run key (or a unique prefix of 6+ digits).
+        store: Where to look a key up; default: ``$WANLAB_STORE``, ``runs`` and each store folder
+            directly under ``runs``.
+
+    Returns:
+        The :class:`Run`.
+
+    Raises:
+        ValueError: ``ref`` is none of these kinds.
+        RunNotFoundError: A folder without a record, a file outside a run folder, or a key not found.
+        FileNotFoundError: A path that does not exist and is not a key either.
+
+    Example:
+        >>> find_run("runs/demo/7db355e5747bd6ab").seed  # doctest: +SKIP
+        1
+    """
     if isinstance(ref, Run):
         return ref
     text = os.fspath(ref) if isinstance(ref, (str, os.PathLike)) else None

@@ -14,13 +14,29 @@ from .viewer import FrameCache, Scrubbed, caption, frame_label, image_of, transp
 
 
 def compare_metrics(videos: Mapping[str, Any], reference: str | None = None, *, motion: bool = True):
-    """A table (pandas DataFrame, one row per video) of what tells the videos apart.
+    """A table of what tells the videos apart, one row per video.
 
-    Columns: ``frames``, ``size``, ``fps``, ``seed``; ``psnr`` (dB, from the MSE over all frames),
-    ``psnr_frame_mean`` (dB, the mean of per-frame PSNR) and ``ssim`` against the ``reference`` video
-    (:func:`wanlab.metrics.compare`; the first by default; NaN where shapes differ, inf PSNR for identical frames);
-    with ``motion``, the scalar motion metrics of :func:`wanlab.metrics.motion` (NaN for videos shorter
-    than 3 frames).
+    Args:
+        videos: Label to video (a :class:`wanlab.Video` or uint8 (T, H, W, 3) frames).
+        reference: The label PSNR/SSIM are measured against (default: the first).
+        motion: Also the scalar motion metrics of :func:`wanlab.metrics.motion` (NaN for videos
+            shorter than 3 frames).
+
+    Returns:
+        A pandas DataFrame indexed by label. Columns: ``frames``, ``size``, ``fps``, ``seed``;
+        ``psnr`` (dB, from the MSE over all frames), ``psnr_frame_mean`` (dB, the mean of per-frame
+        PSNR) and ``ssim`` against the reference (:func:`wanlab.metrics.compare`; NaN where shapes
+        differ, inf PSNR for identical frames); then the motion metrics.
+
+    Raises:
+        ValueError: A reference that is not a label, or bad frames.
+
+    Example:
+        >>> import numpy as np
+        >>> video = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+        >>> table = compare_metrics({"a": video, "b": video}, motion=False)
+        >>> table.loc["b", ["psnr", "ssim"]].tolist()
+        [inf, 1.0]
     """
     import pandas as pd
 
@@ -53,10 +69,32 @@ def compare_metrics(videos: Mapping[str, Any], reference: str | None = None, *, 
 class Compare(Scrubbed, widgets.VBox):
     """Several videos in one row, one shared slider and play button, a metrics table under them.
 
-    ``videos``: ``{label: video}`` or a list. ``reference``: the label PSNR/SSIM are measured against
-    (default: the first). ``metrics=False`` skips the table (and its cost). ``cmp.index`` (get or set)
-    is the shared frame index; ``cmp.indices`` the index each video shows (the same, clamped to each
-    video's last frame); ``cmp.metrics`` the table as a DataFrame.
+    Every video shows the same frame index; a shorter one holds its last frame. ``cmp.index`` (get
+    or set) is the shared frame index; ``cmp.indices`` the index each video shows; ``cmp.metrics``
+    the table as a DataFrame (:func:`compare_metrics`: PSNR/SSIM against the reference, motion
+    metrics per video).
+
+    Args:
+        videos: ``{label: video}`` or a list of videos.
+        reference: The label PSNR/SSIM are measured against (default: the first).
+        metrics: False skips the table (and its cost).
+        fps: The playback rate (default: the videos' common rate).
+        zoom: Enlarge frames by a whole factor (default: small videos to a visible size).
+        format: ``"png"``, ``"jpeg"`` or ``"auto"``.
+        quality: JPEG quality.
+        titles: Labels for a list of videos.
+
+    Raises:
+        ValueError: Bad frames, fps, zoom or labels, or a reference that is not a label.
+
+    Example:
+        >>> import numpy as np
+        >>> from wanlab.widgets import Compare
+        >>> still = np.zeros((9, 32, 32, 3), np.uint8)
+        >>> cmp = Compare({"long": still, "short": still[:5]}, metrics=False)
+        >>> cmp.index = 7
+        >>> cmp.indices
+        {'long': 7, 'short': 4}
     """
 
     def __init__(self, videos: Any, *, reference: str | None = None, metrics: bool = True, fps: float | None = None,
@@ -98,7 +136,7 @@ class Compare(Scrubbed, widgets.VBox):
 
     @property
     def indices(self) -> dict[str, int]:
-        """The frame index each video shows now."""
+        """The frame index each video shows now (the shared index, clamped to each video's last frame)."""
         return {label: min(self.index, len(c) - 1) for label, c in self.caches.items()}
 
     def _on_index(self, change: Mapping[str, Any]) -> None:

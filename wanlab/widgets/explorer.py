@@ -31,25 +31,39 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class SweepExplorer(widgets.VBox):
-    """Pick a point of a sweep with one dropdown per swept parameter; see its frames, its metrics, and
-    where it sits on a metric-vs-parameter plot.
+    """Pick a point of a sweep with one dropdown per swept parameter; see its frames, metrics and plot.
 
-    ``result`` is a :class:`wanlab.SweepResult` (its ``df``, ``sweep.swept`` and store are used), or a
-    sweep table (pandas DataFrame) together with ``params`` (the swept column names) and ``loader`` (a
-    callable from a table row to a :class:`~wanlab.Video`; by default ``Video.load(row["path"])``).
-    ``metric`` is the metric plotted first (default ``flow_magnitude`` when there is one); ``x`` the
-    parameter on the plot's x axis (default: the first numeric swept parameter other than ``seed``
-    that varies; ``seed`` only when nothing else is swept, and then as categories, never a line).
-    The plot shows every finished point (grey), the line through the points that share
-    the selection's other values, and the selected point (red). The metric menu lists the metrics
-    that vary over the table (not thresholds such as ``dynamic_threshold``, nor constants). Below it, when ``seed`` is swept
-    with several values, ``explorer.effects`` holds what changing ``x`` does to the metric over seeds
-    (:func:`wanlab.stats.effects`: means with intervals, paired differences), shown as tables.
+    The frames and metrics are the point's; the plot shows where it sits against a parameter.
+
+    The plot shows every finished point (grey), the line through the points that share the
+    selection's other values, and the selected point (red). The metric menu lists the metrics that
+    vary over the table (not thresholds such as ``dynamic_threshold``, nor constants). Below it,
+    when ``seed`` is swept with several values, ``explorer.effects`` holds what changing ``x`` does
+    to the metric over seeds (:func:`wanlab.stats.effects`: means with intervals, paired
+    differences), shown as tables.
 
     Points that failed show their error; pending ones say so. For ``zip`` sweeps and other sparse
     tables, choosing a value with no point at the other values moves the other dropdowns to the first
     point that has it. ``explorer.select(**values)`` picks a point from code; ``explorer.row``,
     ``explorer.video``, ``explorer.viewer`` and ``explorer.figure`` are what is shown.
+
+    Args:
+        result: A :class:`wanlab.SweepResult` (its ``df``, ``sweep.swept`` and store are used), or a
+            sweep table (pandas DataFrame) together with ``params`` and ``loader``.
+        metric: The metric plotted first (default ``flow_magnitude`` when there is one).
+        params: The swept column names (for a table).
+        loader: A callable from a table row to a :class:`~wanlab.Video` (for a table; by default
+            ``Video.load(row["path"])``).
+        x: The parameter on the plot's x axis (default: the first numeric swept parameter other
+            than ``seed`` that varies; ``seed`` only when nothing else is swept, and then as
+            categories, never a line).
+        zoom: Enlarge frames by a whole factor (default: small videos to a visible size).
+        format: ``"png"``, ``"jpeg"`` or ``"auto"``.
+
+    Example:
+        >>> sweep = wanlab.Sweep(base={"prompt": "a fox"}, grid={"guidance_scale": [1, 5]}, seeds=6)  # doctest: +SKIP
+        >>> result = sweep.run(pipe, store="runs/fox")  # doctest: +SKIP
+        >>> SweepExplorer(result, metric="smoothness")  # doctest: +SKIP
     """
 
     def __init__(self, result: Any, metric: str | None = None, *, params: Sequence[str] | None = None,
@@ -181,7 +195,21 @@ class SweepExplorer(widgets.VBox):
 
     # --- choosing --------------------------------------------------------------------------------
     def select(self, **values: Any) -> "SweepExplorer":
-        """Choose a point by its swept values, e.g. ``explorer.select(seed=2, guidance_scale=5.0)``."""
+        """Choose a point by its swept values.
+
+        Args:
+            **values: Swept parameter to value; the others keep theirs (or move to the first point
+                that has these).
+
+        Returns:
+            The explorer itself.
+
+        Raises:
+            ValueError: A name that is not a swept parameter, or a value it does not take.
+
+        Example:
+            >>> explorer.select(seed=2, guidance_scale=5.0)  # doctest: +SKIP
+        """
         unknown = [k for k in values if k not in self.dropdowns]
         if unknown:
             raise ValueError(f"select: {unknown} are not swept parameters; they are {self.params}")
@@ -208,8 +236,10 @@ class SweepExplorer(widgets.VBox):
         self._update()
 
     def _snap(self, changed: str | None) -> None:
-        """Where the chosen combination has no point (zip sweeps), move the other dropdowns to the
-        first point that has the value just chosen."""
+        """Move the other dropdowns to the first point that has the value just chosen.
+
+        Only where the chosen combination has no point (zip sweeps).
+        """
         if self._mask(self.selected).any() or changed is None:
             return
         rows = np.flatnonzero(self._mask({changed: self.dropdowns[changed].value}))

@@ -23,9 +23,11 @@ def _figure_png(fig: Any) -> bytes:
 
 
 class ProbeViewer(widgets.VBox):
-    """A video's probes, one tab each: the trajectory (a step slider x a frame slider over the
-    previews, beside the final frame), the attention (a word picker and a frame slider, the word's map
-    over the frames) and the features (the change heatmap with skipped calls marked).
+    """A video's probes, one tab each.
+
+    The trajectory (a step slider x a frame slider over the previews, beside the final frame), the
+    attention (a word picker and a frame slider, the word's map over the frames) and the features
+    (the change heatmap with skipped calls marked).
 
     Args:
         video: a :class:`wanlab.Video` with probes (``generate(probes=...)``, ``Video.load``, ``run.video()``).
@@ -34,7 +36,9 @@ class ProbeViewer(widgets.VBox):
     Raises:
         ProbeError: a video recorded without probes.
 
-    >>> ProbeViewer(pipe.generate(prompt="a red square moving right quickly", probes=["trajectory"]))  # doctest: +SKIP
+    Example:
+        >>> video = pipe.generate(prompt="a red square moving right quickly", probes=["trajectory"])  # doctest: +SKIP
+        >>> ProbeViewer(video)  # doctest: +SKIP
     """
 
     def __init__(self, video: Any, *, decoder: Any = None) -> None:
@@ -91,13 +95,31 @@ class ProbeViewer(widgets.VBox):
 
     # --- what the sliders show ------------------------------------------------------------------------
     def preview(self, step: int) -> np.ndarray:
-        """The trajectory's preview at ``step`` (cached per step)."""
+        """The trajectory's preview at ``step`` (cached per step).
+
+        Args:
+            step: A recorded denoising step.
+
+        Returns:
+            uint8 (T, H, W, 3) frames: the prediction of the final video at that step.
+        """
         if step not in self._previews:
             self._previews[step] = self.video.probes["trajectory"].preview(step, decoder=self.decoder)
         return self._previews[step]
 
     def attention_frame(self, word: str, index: int) -> np.ndarray:
-        """Frame ``index`` with ``word``'s attention map over it."""
+        """Frame ``index`` with ``word``'s attention map over it.
+
+        Args:
+            word: A word of the prompt that was recorded.
+            index: The frame.
+
+        Returns:
+            uint8 (H, W, 3) frame with the map blended over it.
+
+        Raises:
+            ProbeError: A word the prompt lacks.
+        """
         from ..probes.plots import overlay
 
         if word not in self._maps:
