@@ -17,7 +17,8 @@ from ..fsutil import atomic_file
 from .results import Attention, Features, Trajectory
 
 FORMAT = 1
-KINDS = {"trajectory": Trajectory, "attention": Attention, "features": Features}
+KINDS: dict[str, type[Trajectory] | type[Attention] | type[Features]] = {
+    "trajectory": Trajectory, "attention": Attention, "features": Features}
 
 
 class Probes(Mapping[str, Any]):
