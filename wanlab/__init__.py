@@ -12,7 +12,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import lazy
-from .errors import GenerationError, LoadError, LoRAError, ParamError, ProbeError, TaskError, WanlabError
+from .errors import (
+    AuthError,
+    DownloadError,
+    EvaluatorMissing,
+    GenerationError,
+    LoadError,
+    LoRAError,
+    LoRAWarning,
+    ModelMismatchWarning,
+    ParamError,
+    ProbeError,
+    PromptWarning,
+    QueueClosed,
+    QueueFull,
+    RunNotFoundError,
+    ServiceError,
+    SubmitUncertain,
+    TaskError,
+    TaskTimeout,
+    TrainedSizeWarning,
+    TruncationError,
+    UnsafeURLError,
+    WanlabError,
+)
 from .params import LoRA, Params
 
 if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of the lazy names
@@ -46,8 +69,12 @@ _LAZY = {
 }
 _SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy", "keys", "stats", "ray", "probes"}
 
-__all__ = ["Params", "LoRA", "ParamError", "ProbeError", "LoadError", "LoRAError", "TaskError", "GenerationError",
-           "WanlabError",
-           "__version__", *_LAZY, *sorted(_SUBMODULES)]
+#: wanlab's exceptions (every one a :class:`WanlabError`) and warnings, exported flat.
+_ERRORS = ["WanlabError", "ParamError", "TruncationError", "ProbeError", "LoadError", "LoRAError", "GenerationError",
+           "TaskError", "TaskTimeout", "QueueFull", "QueueClosed", "ServiceError", "AuthError", "SubmitUncertain",
+           "DownloadError", "UnsafeURLError", "RunNotFoundError", "EvaluatorMissing"]
+_WARNINGS = ["PromptWarning", "TrainedSizeWarning", "LoRAWarning", "ModelMismatchWarning"]
+
+__all__ = ["Params", "LoRA", *_ERRORS, *_WARNINGS, "__version__", *_LAZY, *sorted(_SUBMODULES)]
 
 __getattr__, __dir__ = lazy.attach(__name__, _LAZY, _SUBMODULES)

@@ -27,11 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import WanlabError
-
-
-class EvaluatorMissing(WanlabError, FileNotFoundError):
-    """An evaluator's weights are not on this machine; the message says how to get them."""
+from ..errors import EvaluatorMissing
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,7 @@ def resolve(source: str | os.PathLike[str], metric: str, revision: str = "main")
 
     >>> resolve("no-such/evaluator", "clip_score")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    wanlab.metrics.evaluators.EvaluatorMissing: clip_score needs the evaluator 'no-such/evaluator', which is ...
+    wanlab.errors.EvaluatorMissing: clip_score needs the evaluator 'no-such/evaluator', which is ...
     """
     path = Path(source)
     if path.is_dir():
