@@ -25,7 +25,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import EvaluatorMissing
 
@@ -157,11 +157,23 @@ def loaded(source: str | os.PathLike[str], architecture: str, metric: str, devic
     folder = resolve(source, metric, revision)
     device = device or default_device()
     key = (str(folder.resolve()), architecture, str(device))
+    model, processor = once(key, lambda: _load(folder, architecture, device))
+    return model, processor, folder
+
+
+def once(key: tuple[str, str, str], load: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """The ``(model, processor or None)`` kept under ``key`` (folder, architecture, device), made by
+    ``load()`` on first use, once per process even when threads ask at the same time."""
     with _LOCK:
         if key not in _LOADED:
-            _LOADED[key] = _load(folder, architecture, device)
-        model, processor = _LOADED[key]
-    return model, processor, folder
+            _LOADED[key] = load()
+        return _LOADED[key]
+
+
+def loaded_keys() -> list[tuple[str, str, str]]:
+    """The ``(folder, architecture, device)`` of every evaluator this process holds now."""
+    with _LOCK:
+        return list(_LOADED)
 
 
 def _load(folder: Path, architecture: str, device: str) -> tuple[Any, Any]:
