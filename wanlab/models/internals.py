@@ -284,13 +284,13 @@ def vae_decode_unclamped(vae: Any, z: Any) -> Any:
 
     vae.clear_cache()
     x = vae.post_quant_conv(z)
-    out = []
+    chunks = []
     for i in range(z.shape[2]):
         vae._conv_idx = [0]
-        out.append(vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
-                               first_chunk=(i == 0)))
+        chunks.append(vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                                  first_chunk=(i == 0)))
     vae.clear_cache()
-    out = torch.cat(out, 2)
+    out = torch.cat(chunks, 2)
     if vae.config.patch_size is not None:
         out = unpatchify(out, patch_size=vae.config.patch_size)
     return out
