@@ -290,3 +290,47 @@ def test_causal_conv_padding_is_what_the_convolution_pads_with(pipe):
     with torch.inference_mode():
         expected = F.conv3d(F.pad(x, pad), conv.weight, conv.bias, conv.stride)
         assert torch.allclose(conv(x), expected, atol=1e-6)
+
+
+#: wanlab's own objects reached by a private name from another function (not diffusers' or torch's), and the
+#: standard library's documented underscore names.
+OWN_PRIVATE = {("errors.py", "_getframe"), ("server/run.py", "_exit"), ("probes/projection.py", "_probe_projection"),
+               ("server/testing.py", "_cond"), ("server/testing.py", "_seen")}
+
+
+def test_no_module_but_internals_reaches_a_private_name():
+    """diffusers' and torch's private names are touched in wanlab/models/internals.py only: an attribute
+    ``x._name`` of anything but ``self``/``cls``, a ``getattr``-family call or ``__dict__`` key naming
+    ``"_name"``, or ``from library import _name`` anywhere else is reported with its file and line."""
+    import ast
+    from pathlib import Path
+
+    import wanlab
+
+    root = Path(wanlab.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == "models/internals.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name)
+                                                        and node.value.id in ("self", "cls")):
+                names = [node.attr]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+                    "getattr", "hasattr", "setattr", "delattr") and len(node.args) > 1:
+                first = node.args[0]
+                if not (isinstance(first, ast.Name) and first.id in ("self", "cls")) and isinstance(
+                        node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+                    names = [node.args[1].value]
+            elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and \
+                    node.value.attr == "__dict__" and isinstance(node.slice, ast.Constant):
+                names = [str(node.slice.value)]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and not (node.module or "").startswith("wanlab"):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if name.startswith("_") and not name.startswith("__") and (rel, name) not in OWN_PRIVATE:
+                    found.append(f"wanlab/{rel}:{node.lineno}: {name}")
+    assert found == [], ("private names reached outside wanlab/models/internals.py (move diffusers'/torch's there, "
+                         f"with a test here; give wanlab's own a public name): {found}")
