@@ -45,7 +45,7 @@ def build(arch: str, device: str, full_vae: bool):
     from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from wanlab.models import tiny
+    from wanlab.models import internals, tiny
     from wanlab.models.identity import ModelIdentity, generation_settings, scheduler_settings
     from wanlab.pipeline import Pipeline
 
@@ -69,7 +69,7 @@ def build(arch: str, device: str, full_vae: bool):
     finally:
         torch.set_default_dtype(saved)
     # as from_pretrained(dtype=bfloat16) does: the modules diffusers keeps in float32 stay float32
-    keep = set(getattr(transformer, "_keep_in_fp32_modules", None) or ())
+    keep = internals.keep_in_fp32_modules(transformer)
     for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
         if keep & set(name.split(".")) and tensor.is_floating_point():
             tensor.data = tensor.data.float()

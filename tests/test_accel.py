@@ -13,6 +13,7 @@ from wanlab import ParamError
 from wanlab.accel import METHODS as CACHE_METHODS_SPEC
 from wanlab.accel import PRESETS, Accel
 from wanlab.keys import run_key
+from wanlab.models import internals
 
 CACHE_PARAMS = {name: m.params for name, m in CACHE_METHODS_SPEC.items()}
 
@@ -206,19 +207,17 @@ def test_every_method_skips_work_and_switching_off_is_bit_identical(pipe, cache_
     assert not transformer.is_cache_enabled
     # no trace left on the modules (torch.compile guards on them)
     assert not any("forward" in m.__dict__ for m in transformer.modules())
-    assert not any("_diffusers_hook" in m.__dict__ for m in transformer.modules() if m is not transformer)
+    assert not any(internals.hook_registry(m) is not None for m in transformer.modules() if m is not transformer)
     # and an accelerated call repeats bit for bit
     assert pipe.generate(**CASE, accel=METHODS[name]).digest == accelerated.digest
 
 
 def test_attention_backend_is_restored(pipe):
-    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
-
-    active = _AttentionBackendRegistry._active_backend
+    active = internals.active_attention_backend()
     before = pipe.generate(**CASE)
     math_ = pipe.generate(**CASE, accel=Accel(attention_backend="_native_math"))
     assert math_.record["accel"] == {"cache": "none", "attention_backend": "_native_math"}
-    assert _AttentionBackendRegistry._active_backend == active  # diffusers' reset leaves it changed
+    assert internals.active_attention_backend() == active  # diffusers' reset leaves it changed
     assert pipe.generate(**CASE).digest == before.digest
 
 
@@ -238,12 +237,12 @@ def test_hooks_are_removed_when_the_call_fails(pipe):
 def test_taylorseer_targets_wans_blocks_where_diffusers_defaults_match_nothing(pipe):
     from diffusers.hooks import TaylorSeerCacheConfig
 
-    from wanlab.accel.apply import _hooked_modules, applied
+    from wanlab.accel.apply import applied
 
     transformer = pipe.diffusers.transformer
     transformer.enable_cache(TaylorSeerCacheConfig())
     try:
-        assert _hooked_modules(transformer) == []  # diffusers' default: silently nothing
+        assert internals.hooked_modules(transformer) == []  # diffusers' default: silently nothing
     finally:
         transformer.disable_cache()
     p = pipe.params(**CASE)
@@ -253,7 +252,7 @@ def test_taylorseer_targets_wans_blocks_where_diffusers_defaults_match_nothing(p
                                             for m in ("attn1", "attn2", "ffn"))
     with applied(pipe, Accel("taylorseer", {"modules": ["ffn"]}), p) as acc:
         assert acc.hooked == [f"blocks.{i}.ffn" for i in range(layers)]
-    assert _hooked_modules(transformer) == []
+    assert internals.hooked_modules(transformer) == []
 
 
 def test_a_hook_enabled_outside_wanlab_is_reported(pipe):

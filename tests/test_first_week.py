@@ -257,7 +257,8 @@ def test_explorer_metric_menu_has_no_thresholds_or_constants():
     menu = list(ex.metric_dropdown.options)
     assert "dynamic_threshold" not in menu and "static" not in menu
     assert "flow_magnitude" in menu and "warped_flicker" in menu
-    assert "dynamic_threshold" in ex._row_table(0)  # still shown with the selected run's values
+    ex.select(seed=int(df["seed"][0]))
+    assert "dynamic_threshold" in ex.table.value  # still shown with the selected run's values
 
 
 def test_explorer_effects_sit_under_the_plot_across_the_width():

@@ -165,9 +165,11 @@ def test_load_errors_are_one_clear_sentence(tmp_path):
 
 
 def test_progress_per_call_does_not_stick(pipe, base):
-    before = dict(pipe.diffusers._progress_bar_config)
+    from wanlab.models import internals
+
+    before = internals.progress_bar_config(pipe.diffusers)
     pipe.generate(base, progress=True)
-    assert pipe.diffusers._progress_bar_config == before
+    assert internals.progress_bar_config(pipe.diffusers) == before
 
 
 def test_stage_timings_wait_for_gpu_work(monkeypatch):

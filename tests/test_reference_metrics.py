@@ -115,10 +115,10 @@ def test_evaluators_load_once_per_process(hub):
     frames = video()
     metrics.background_consistency(frames)
     metrics.clip_score(frames, "a red square")
-    assert len(ev._LOADED) == 1  # both use openai/clip-vit-base-patch32
+    assert len(ev.loaded_keys()) == 1  # both use openai/clip-vit-base-patch32
     first = ev.loaded(ev.CLIP_B32.repo_id, "clip", "x")[0]
     metrics.subject_consistency(frames)
-    assert len(ev._LOADED) == 2 and ev.loaded(ev.CLIP_B32.repo_id, "clip", "x")[0] is first
+    assert len(ev.loaded_keys()) == 2 and ev.loaded(ev.CLIP_B32.repo_id, "clip", "x")[0] is first
     assert not first.training and not any(p.requires_grad for p in first.parameters())
 
 

@@ -9,10 +9,33 @@ ipywidgets) load on first use, so ``import wanlab`` is fast.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .errors import GenerationError, LoadError, LoRAError, ParamError, ProbeError, TaskError, WanlabError
+from . import lazy
+from .errors import (
+    AuthError,
+    DownloadError,
+    EvaluatorMissing,
+    GenerationError,
+    LoadError,
+    LoRAError,
+    LoRAWarning,
+    ModelMismatchWarning,
+    ParamError,
+    ProbeError,
+    PromptWarning,
+    QueueClosed,
+    QueueFull,
+    RunNotFoundError,
+    ServiceError,
+    SubmitUncertain,
+    TaskError,
+    TaskTimeout,
+    TrainedSizeWarning,
+    TruncationError,
+    UnsafeURLError,
+    WanlabError,
+)
 from .params import LoRA, Params
 
 if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of the lazy names
@@ -30,38 +53,28 @@ if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of th
 __version__ = "0.2.0"
 
 _LAZY = {
-    "load": ("pipeline", "load"),
-    "connect": ("client", "connect"),
-    "identity": ("models.identity", "identity"),
-    "ModelIdentity": ("models.identity", "ModelIdentity"),
-    "Pipeline": ("pipeline", "Pipeline"),
-    "Backend": ("backend", "Backend"),
-    "Job": ("backend", "Job"),
-    "Video": ("video", "Video"),
-    "Store": ("store", "Store"),
-    "Sweep": ("sweep", "Sweep"),
-    "SweepResult": ("sweep", "SweepResult"),
-    "verify": ("reproduce", "verify"),
-    "show": ("player", "show"),
+    "load": "pipeline",
+    "connect": "client",
+    "identity": "models.identity",
+    "ModelIdentity": "models.identity",
+    "Pipeline": "pipeline",
+    "Backend": "backend",
+    "Job": "backend",
+    "Video": "video",
+    "Store": "store",
+    "Sweep": "sweep",
+    "SweepResult": "sweep",
+    "verify": "reproduce",
+    "show": "player",
 }
 _SUBMODULES = {"metrics", "plots", "widgets", "accel", "toy", "keys", "stats", "ray", "probes"}
 
-__all__ = ["Params", "LoRA", "ParamError", "ProbeError", "LoadError", "LoRAError", "TaskError", "GenerationError",
-           "WanlabError",
-           "__version__", *_LAZY, *sorted(_SUBMODULES)]
+#: wanlab's exceptions (every one a :class:`WanlabError`) and warnings, exported flat.
+_ERRORS = ["WanlabError", "ParamError", "TruncationError", "ProbeError", "LoadError", "LoRAError", "GenerationError",
+           "TaskError", "TaskTimeout", "QueueFull", "QueueClosed", "ServiceError", "AuthError", "SubmitUncertain",
+           "DownloadError", "UnsafeURLError", "RunNotFoundError", "EvaluatorMissing"]
+_WARNINGS = ["PromptWarning", "TrainedSizeWarning", "LoRAWarning", "ModelMismatchWarning"]
 
+__all__ = ["Params", "LoRA", *_ERRORS, *_WARNINGS, "__version__", *_LAZY, *sorted(_SUBMODULES)]
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attr)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module 'wanlab' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy.attach(__name__, _LAZY, _SUBMODULES)

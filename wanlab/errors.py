@@ -218,6 +218,21 @@ class AuthError(ServiceError):
     """The service refused the API key (401) or what it may do (403)."""
 
 
+class DownloadError(ServiceError):
+    """A file did not arrive whole (cut short, wrong size or digest, or not what was promised)."""
+
+
+class RunNotFoundError(WanlabError, KeyError):
+    """No run with that key in the store (a ``KeyError`` too, so ``except KeyError`` works)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class EvaluatorMissing(WanlabError, FileNotFoundError):
+    """An evaluator's weights are not on this machine; the message says how to get them."""
+
+
 class ProbeError(WanlabError, ValueError):
     """A probe was asked for something it cannot give.
 

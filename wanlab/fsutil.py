@@ -1,7 +1,5 @@
-"""Atomic file and folder writes: a reader sees the old state or the whole new one, never a part.
-
-Also the cross-process :func:`file_lock` and :func:`sha256_file`.
-"""
+"""Atomic file and folder writes (a reader sees the old state or the whole new one, never a part) and
+the one file lock every writer shares (:class:`FileLock`, :func:`file_lock`)."""
 from __future__ import annotations
 
 import contextlib
@@ -180,33 +178,91 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` across processes.
-
-    Several processes that need one result (Ray workers on one machine hashing a checkpoint)
-    compute it once.
+class FileLock:
+    """An exclusive ``flock`` on a lock file (created, with its folder, if missing), across processes and
+    threads: each holder opens the file itself, so two threads of one process exclude each other too.
+    The kernel releases it when the holding process dies; the file is left in place.
 
     Args:
-        path: The lock file (created if missing, with its folder).
+        path: the lock file.
+        mode: permission bits of a lock file created here (the umask applies).
 
-    Yields:
-        None, while the lock is held.
-
-    Example:
-        >>> with file_lock("~/.cache/wanlab/fingerprint.lock"):  # doctest: +SKIP
-        ...     fingerprint = compute_once()
+    >>> with FileLock("runs/.lock"):  # doctest: +SKIP
+    ...     ...  # read-modify-write under the lock
+    >>> claim = FileLock("runs/tasks/abc.lock")  # doctest: +SKIP
+    >>> claim.acquire(blocking=False)  # doctest: +SKIP
+    True
     """
-    import fcntl
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o666) -> None:
+        self.path = Path(path)
+        self.mode = mode
+        self._fd: int | None = None
+
+    def __repr__(self) -> str:
+        return f"FileLock({str(self.path)!r}, locked={self.locked})"
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._fd is not None
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock, waiting for another holder unless ``blocking`` is False.
+
+        Returns:
+            True when held; False when ``blocking`` is False and another holder has it.
+
+        Raises:
+            RuntimeError: this object already holds it (the lock is not re-entrant).
+            OSError: the lock file cannot be created or opened.
+        """
+        import fcntl
+
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path}: this FileLock is already held (it is not re-entrant)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, self.mode)
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let go of the lock (nothing when not held, so calling it twice is safe)."""
+        import fcntl
+
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str], *, mode: int = 0o666) -> Iterator[None]:
+    """Hold an exclusive :class:`FileLock` on ``path`` for the context: several processes that need one
+    result (Ray workers on one machine hashing a checkpoint) compute it once; a read-modify-write of
+    a shared file is not interleaved.
+
+    >>> with file_lock("runs/.lock"):  # doctest: +SKIP
+    ...     ...
+    """
+    with FileLock(path, mode=mode):
+        yield
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -22,6 +22,7 @@ from .backend import Job, request
 from .errors import GenerationError, ParamError, PromptWarning, TrainedSizeWarning, TruncationError, warn
 from .frames import WAN_FPS, to_uint8
 from .keys import key_parts
+from .models import internals
 from .models.registry import DEFAULT_MODEL
 from .models.scope import prompt_message, scope_of, size_message
 from .params import Params
@@ -250,7 +251,7 @@ class Pipeline(TaskMethods):
             with torch.inference_mode():
                 embeds, _ = self.diffusers.encode_prompt(
                     prompt=text, do_classifier_free_guidance=False,
-                    max_sequence_length=self.max_sequence_length, device=self.diffusers._execution_device,
+                    max_sequence_length=self.max_sequence_length, device=internals.execution_device(self.diffusers),
                 )
             self._embeds[key] = embeds
             while len(self._embeds) > EMBED_CACHE_SIZE:
@@ -298,7 +299,7 @@ class Pipeline(TaskMethods):
                     on_step(i + 1, p.steps)
                 return {}
 
-            saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
+            saved_bar = internals.progress_bar_config(pipe)
             if progress is not None:
                 pipe.set_progress_bar_config(disable=not progress, leave=False)
             generator = torch.Generator("cpu").manual_seed(p.seed)
@@ -317,7 +318,7 @@ class Pipeline(TaskMethods):
                     synchronize(self.device)  # GPU kernels run asynchronously: the loop ends when they do
                     t_end = time.perf_counter()
             finally:
-                pipe._progress_bar_config = saved_bar
+                internals.restore_progress_bar_config(pipe, saved_bar)
             recorded = recorder.results(self) if recorder is not None else None
         timings = {"loras": t_encode - t_start, "encode": t_accel - t_encode, "denoise": t_end - t_denoise,
                    "setup": t_denoise - t_accel}
@@ -334,11 +335,8 @@ class Pipeline(TaskMethods):
         pipe = self.diffusers
         vae = pipe.vae
         latents = latents.to(get_module_execution_device(vae), dtype=vae.dtype)
-        z = vae.config.z_dim
-        mean = torch.tensor(vae.config.latents_mean).view(1, z, 1, 1, 1).to(latents.device, latents.dtype)
-        inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1).to(latents.device, latents.dtype)
         with torch.inference_mode():
-            video = vae.decode(latents / inv_std + mean, return_dict=False)[0]
+            video = vae.decode(internals.denormalize_latents(vae, latents), return_dict=False)[0]
             check_finite(video, "the decoded frames (VAE output)")
             video = pipe.video_processor.postprocess_video(video, output_type="np")
         return to_uint8(video[0])

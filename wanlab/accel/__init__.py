@@ -19,9 +19,9 @@ call), :mod:`~wanlab.accel.pab`, :mod:`~wanlab.accel.magcache` (MagCache), :mod:
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .. import lazy
 from .methods import CALIBRATION_PROMPT, CALIBRATION_SEED, METHODS, TAYLORSEER_MODULES, CacheMethod
 from .setting import ATTENTION_BACKENDS, CACHE_METHODS, COMPILE_MODES, CPU_ATTENTION_BACKENDS, PRESETS, Accel
 
@@ -40,11 +40,4 @@ _LAZY = {
 
 __all__ = ["Accel", "PRESETS", "CACHE_METHODS", "METHODS", "CacheMethod", "COMPILE_MODES", "ATTENTION_BACKENDS",
            "CPU_ATTENTION_BACKENDS", "TAYLORSEER_MODULES", "CALIBRATION_PROMPT", "CALIBRATION_SEED", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'wanlab.accel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy.attach(__name__, _LAZY)

@@ -22,6 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from ..errors import ParamError
+from ..models import internals
 from .methods import BuildContext
 from .setting import CPU_ATTENTION_BACKENDS, Accel
 
@@ -140,12 +141,12 @@ def applied(pipe: Any, accel: Accel | str | Mapping[str, Any] | None, params: "P
                                    current_timestep=lambda: dpipe.current_timestep,
                                    mag_ratios=state.calibration["ratios"] if state.calibration else None)
             config = accel.method.build(accel.cache_params, context)  # type: ignore[misc]
-            stack.callback(_restore_modules, transformer, _module_state(transformer))
+            stack.callback(internals.restore_hook_state, transformer, internals.hook_state(transformer))
             _enable_cache(transformer, config)
             stack.callback(transformer.disable_cache)
             if accel.cache == "pab" and accel.cache_params["per_branch"]:
                 per_branch(transformer)
-            state.hooked = _hooked_modules(transformer)
+            state.hooked = internals.hooked_modules(transformer)
             if not state.hooked:
                 raise ParamError("cache", f"a method that hooks some module of this transformer "
                                  f"({type(transformer).__name__}); {accel.cache} hooked none", accel.cache)
@@ -155,29 +156,6 @@ def applied(pipe: Any, accel: Accel | str | Mapping[str, Any] | None, params: "P
             state.counter = CallCounter(transformer)
             stack.callback(state.counter.remove)
         yield state
-
-
-def _module_state(transformer: Any) -> dict[int, tuple[bool, bool]]:
-    """Per submodule: whether it has an instance ``forward`` and a diffusers hook registry."""
-    return {id(m): ("forward" in m.__dict__, "_diffusers_hook" in m.__dict__) for m in transformer.modules()}
-
-
-def _restore_modules(transformer: Any, before: dict[int, tuple[bool, bool]]) -> None:
-    """After ``disable_cache``: drop the instance ``forward`` and the empty hook registries that
-    enabling left on the blocks, so every module is as it was (``torch.compile`` guards on them:
-    without this, each cached call makes the next compiled call recompile)."""
-    for module in transformer.modules():
-        had_forward, had_registry = before.get(id(module), (False, False))
-        registry = module.__dict__.get("_diffusers_hook")
-        if registry is not None and registry.hooks:
-            continue  # hooks that are not ours
-        if not had_forward and "forward" in module.__dict__:
-            del module.__dict__["forward"]
-        if not had_registry and registry is not None and module is not transformer:
-            del module.__dict__["_diffusers_hook"]
-    root = transformer.__dict__.get("_diffusers_hook")
-    if root is not None:
-        root.invalidate_child_registries_cache()
 
 
 def _enable_cache(transformer: Any, config: Any) -> None:
@@ -192,47 +170,27 @@ def _enable_cache(transformer: Any, config: Any) -> None:
         logger.setLevel(level)
 
 
-def _hooked_modules(transformer: Any) -> list[str]:
-    """Names of the transformer's submodules that carry a cache hook now."""
-    names = []
-    for name, module in transformer.named_modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        if registry is not None and registry.hooks:
-            names.append(name or "<root>")
-    return names
-
-
 @contextlib.contextmanager
 def _attention_backend(transformer: Any, backend: str, device: str) -> Iterator[None]:
     """Set the attention backend of every attention processor and restore it, and diffusers'
     process-wide active backend (which ``reset_attention_backend`` leaves changed), afterwards."""
-    from diffusers.models import attention_dispatch
     from diffusers.utils import logging as dlog
 
     if not device.startswith("cuda") and backend not in CPU_ATTENTION_BACKENDS:
         raise ParamError("attention_backend", f"one that runs on {device} ({', '.join(CPU_ATTENTION_BACKENDS)})",
                          backend)
-    registry = attention_dispatch._AttentionBackendRegistry
-    active = registry.get_active_backend()[0]
-    processors = []
-    for module in transformer.modules():
-        processor = getattr(module, "processor", None)
-        if processor is not None and hasattr(processor, "_attention_backend"):
-            processors.append((processor, processor._attention_backend))
     logger = dlog.get_logger("diffusers.models.modeling_utils")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # "Attention backends are an experimental feature" on every call
-    try:
+    with internals.attention_backends_restored(transformer):
+        level = logger.level
+        logger.setLevel(logging.ERROR)  # "Attention backends are an experimental feature" on every call
         try:
-            transformer.set_attention_backend(backend)
-        except (RuntimeError, ValueError, ImportError) as exc:
-            raise ParamError("attention_backend", f"a backend usable here ({exc})", backend) from None
-        yield
-    finally:
-        logger.setLevel(level)
-        for processor, value in processors:
-            processor._attention_backend = value
-        registry.set_active_backend(active)
+            try:
+                transformer.set_attention_backend(backend)
+            except (RuntimeError, ValueError, ImportError) as exc:
+                raise ParamError("attention_backend", f"a backend usable here ({exc})", backend) from None
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -240,19 +198,8 @@ def _compiled(transformer: Any, mode: str) -> Iterator[None]:
     """Compile the transformer (or its repeated blocks) with ``torch.compile``, once per module;
     the compiled callables are kept and reused, and the plain ones restored after the call."""
     modules = [transformer] if mode == "transformer" else [
-        m for m in transformer.modules() if type(m).__name__ in (getattr(transformer, "_repeated_blocks", None) or ())]
+        m for m in transformer.modules() if type(m).__name__ in internals.repeated_block_names(transformer)]
     if not modules:
         raise ParamError("compile", f"'transformer': {type(transformer).__name__} declares no repeated blocks", mode)
-    saved = [m._compiled_call_impl for m in modules]
-    try:
-        for m in modules:
-            compiled = getattr(m, "_wanlab_compiled", None)
-            if compiled is None:
-                m.compile()
-                compiled = m._compiled_call_impl
-                m._wanlab_compiled = compiled
-            m._compiled_call_impl = compiled
+    with internals.compiled_calls(modules):
         yield
-    finally:
-        for m, impl in zip(modules, saved):
-            m._compiled_call_impl = impl

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import ParamError
+from ..models import internals
 from .setting import Accel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,7 +151,7 @@ def _measure_ratios(pipe: Any, params: "Params", accel: Accel) -> tuple[list[flo
     import torch
 
     transformer = pipe.diffusers.transformer
-    blocks = transformer.blocks
+    blocks = internals.transformer_blocks(transformer)
     cfg = params.guidance_scale > 1.0
     branches = ("cond", "uncond") if cfg else ("cond",)  # WanPipeline's call order within a step
     seen: dict[str, Any] = {"calls": 0, "branch": "cond", "input": None}

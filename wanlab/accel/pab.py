@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..models import internals
+
 PAB_HOOK = "pyramid_attention_broadcast"  # the name diffusers registers its PAB hooks under
 
 
 def _hook_class() -> type:
-    from diffusers.hooks.hooks import CacheContext, ModelHook, StateManager
+    from diffusers.hooks.hooks import CacheContext, StateManager
     from diffusers.hooks.pyramid_attention_broadcast import PyramidAttentionBroadcastState
 
-    class BranchPABHook(ModelHook):
+    class BranchPABHook(internals.stateful_hook_base()):  # type: ignore[misc]
         """PAB on one attention layer, its cache and call count kept per cache context."""
-
-        _is_stateful = True
 
         def __init__(self, timestep_skip_range: tuple[float, float], block_skip_range: int,
                      current_timestep_callback: Callable[[], Any]) -> None:
@@ -74,7 +74,7 @@ def per_branch(transformer: Any) -> int:
     cls = hook_class()
     replaced = 0
     for _, module in transformer.named_modules():
-        registry = getattr(module, "_diffusers_hook", None)
+        registry = internals.hook_registry(module)
         hook = registry.get_hook(PAB_HOOK) if registry is not None else None
         if hook is None or isinstance(hook, cls):
             continue
@@ -82,7 +82,7 @@ def per_branch(transformer: Any) -> int:
         registry.remove_hook(PAB_HOOK, recurse=False)
         registry.register_hook(branch, PAB_HOOK)
         replaced += 1
-    root = getattr(transformer, "_diffusers_hook", None)
+    root = internals.hook_registry(transformer)
     if root is not None:
         root.invalidate_child_registries_cache()
     return replaced

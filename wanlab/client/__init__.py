@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import lazy
 from ..errors import ParamError
 from ..values import check_choice, check_int, check_number
 
@@ -110,17 +111,5 @@ def _loopback(url: str) -> bool:
         return False
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Remote":
-        from .remote import Remote
-
-        return Remote
-    if name == "RetryPolicy":
-        from .transport import RetryPolicy
-
-        return RetryPolicy
-    if name in ("ApiKey", "read_key_file"):
-        from . import credentials
-
-        return getattr(credentials, name)
-    raise AttributeError(f"module 'wanlab.client' has no attribute {name!r}")
+__getattr__, __dir__ = lazy.attach(__name__, {"Remote": "remote", "RetryPolicy": "transport", "ApiKey": "credentials",
+                                             "read_key_file": "credentials"})

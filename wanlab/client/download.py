@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import ServiceError, UnsafeURLError
+from ..errors import DownloadError, UnsafeURLError
 from ..fsutil import atomic_file
 from ..netguard import NetPolicy, stream
 from .transport import Transport, shown_url
@@ -24,10 +24,6 @@ from .transport import Transport, shown_url
 #: The largest file accepted (an 81-frame 1280x720 mp4 is tens of MB; a lossless copy a few hundred).
 MAX_BYTES = 4 << 30
 CHUNK = 1 << 20
-
-
-class DownloadError(ServiceError):
-    """A file did not arrive whole (cut short, wrong size or digest, or not what was promised)."""
 
 
 @dataclass(frozen=True)

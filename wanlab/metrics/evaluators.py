@@ -11,22 +11,9 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..errors import WanlabError
-
-
-class EvaluatorMissing(WanlabError, FileNotFoundError):
-    """An evaluator's weights are not on this machine; the message says how to get them.
-
-    Also a ``FileNotFoundError``.
-
-    Example:
-        >>> try:  # doctest: +SKIP
-        ...     wanlab.metrics.clip_score(video, "a fox")
-        ... except wanlab.metrics.EvaluatorMissing as exc:
-        ...     print(exc)  # the huggingface-cli download command to run
-    """
+from ..errors import EvaluatorMissing
 
 
 @dataclass(frozen=True)
@@ -110,10 +97,9 @@ def resolve(source: str | os.PathLike[str], metric: str, revision: str = "main")
     Raises:
         EvaluatorMissing: neither a folder nor in the cache; the message gives the download command.
 
-    Example:
-        >>> resolve("no-such/evaluator", "clip_score")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        wanlab.metrics.evaluators.EvaluatorMissing: clip_score needs the evaluator 'no-such/evaluator', which is ...
+    >>> resolve("no-such/evaluator", "clip_score")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    wanlab.errors.EvaluatorMissing: clip_score needs the evaluator 'no-such/evaluator', which is ...
     """
     path = Path(source)
     if path.is_dir():
@@ -248,11 +234,23 @@ def loaded(source: str | os.PathLike[str], architecture: str, metric: str, devic
     folder = resolve(source, metric, revision)
     device = device or default_device()
     key = (str(folder.resolve()), architecture, str(device))
+    model, processor = once(key, lambda: _load(folder, architecture, device))
+    return model, processor, folder
+
+
+def once(key: tuple[str, str, str], load: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """The ``(model, processor or None)`` kept under ``key`` (folder, architecture, device), made by
+    ``load()`` on first use, once per process even when threads ask at the same time."""
     with _LOCK:
         if key not in _LOADED:
-            _LOADED[key] = _load(folder, architecture, device)
-        model, processor = _LOADED[key]
-    return model, processor, folder
+            _LOADED[key] = load()
+        return _LOADED[key]
+
+
+def loaded_keys() -> list[tuple[str, str, str]]:
+    """The ``(folder, architecture, device)`` of every evaluator this process holds now."""
+    with _LOCK:
+        return list(_LOADED)
 
 
 def _load(folder: Path, architecture: str, device: str) -> tuple[Any, Any]:

@@ -403,22 +403,23 @@ def load_aesthetic_head(source: str | os.PathLike[str] | None = None, device: st
     path = ev.head_file(source)
     device = device or ev.default_device()
     key = (str(path.resolve()), "aesthetic-head", str(device))
-    with ev._LOCK:
-        if key not in ev._LOADED:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
 
-                state = load_file(str(path))
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            head = torch.nn.Linear(AESTHETIC_DIM, 1)
-            try:
-                head.load_state_dict(state)
-            except (RuntimeError, KeyError) as exc:
-                raise ValueError(f"aesthetic head: {path} is not a Linear(768, 1) state dict (weight, bias): "
-                                 f"{str(exc).splitlines()[0]}") from None
-            ev._LOADED[key] = (head.eval().requires_grad_(False).to(device), None)
-        return ev._LOADED[key][0]
+    def load() -> tuple[Any, None]:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        head = torch.nn.Linear(AESTHETIC_DIM, 1)
+        try:
+            head.load_state_dict(state)
+        except (RuntimeError, KeyError) as exc:
+            raise ValueError(f"aesthetic head: {path} is not a Linear(768, 1) state dict (weight, bias): "
+                             f"{str(exc).splitlines()[0]}") from None
+        return head.eval().requires_grad_(False).to(device), None
+
+    return ev.once(key, load)[0]
 
 
 def aesthetic_quality(video: Any, *, model: str | os.PathLike[str] = ev.CLIP_L14.repo_id,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LoadError
+from . import internals
 from .registry import DEFAULT_MODEL
 from .identity import (
     ModelIdentity,
@@ -57,7 +58,7 @@ def cast(pipe: Any, dtype: Any) -> None:
 
     pipe.text_encoder.to(dtype=dtype)
     transformer = pipe.transformer
-    keep = set(transformer._keep_in_fp32_modules or ())
+    keep = internals.keep_in_fp32_modules(transformer)
     torch.nn.Module.to(transformer, dtype=dtype)
     for name, module in transformer.named_modules():
         if name.split(".")[-1] in keep:

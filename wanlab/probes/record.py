@@ -59,7 +59,6 @@ class Recorder:
             self.f_prev: dict[int, Any] = {}
             self.f_change = np.full((max(params.steps - 1, 0), len(self.f_blocks)), np.nan, np.float32)
             self.f_units = np.zeros((params.steps, self.branches, len(self.blocks)), np.int8)
-            self.f_current: int | None = None
             self.f_input_prev: Any = None
             self.f_input_change = np.full(max(params.steps - 1, 0), np.nan, np.float32)
         if "attention" in self.probes:
@@ -94,7 +93,6 @@ class Recorder:
         self.handles.append(self.transformer.register_forward_pre_hook(self._on_call))
         if "features" in self.probes:
             for index, block in enumerate(self.blocks):
-                self.handles.append(block.register_forward_pre_hook(self._block_start(index)))
                 if index in self.f_blocks:
                     self.handles.append(block.register_forward_hook(self._block_end(index)))
                 for unit in WORK_UNITS:
@@ -137,11 +135,6 @@ class Recorder:
             raise ProbeError(f"probes.trajectory: {self.params.steps} steps of latents {shape[1:]} take "
                              f"{total_mb:.1f} MB, over max_mb={settings['max_mb']:g}; raise "
                              "probes.trajectory.max_mb or use dtype='float16'", "probes.trajectory.max_mb")
-
-    def _block_start(self, index: int) -> Any:
-        def hook(_module: Any, _args: Any) -> None:
-            self.f_current = index
-        return hook
 
     def _unit_ran(self, index: int) -> Any:
         def hook(_module: Any, _args: Any, _output: Any) -> None:

@@ -115,10 +115,6 @@ class Worker:
         _ = encoded.digest
         return encoded
 
-    def ping(self) -> int:
-        """This actor's process id (cheap: says the actor is up)."""
-        return os.getpid()
-
 
 def check_worker(name: str, info: dict[str, Any], expected: Any, version: str) -> None:
     """Refuse a worker whose loaded model is not the one the driver identified, or whose wanlab differs:

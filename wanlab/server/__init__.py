@@ -14,8 +14,9 @@ server is built.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .. import lazy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import create_app
@@ -27,11 +28,4 @@ if TYPE_CHECKING:  # pragma: no cover
 _LAZY = {"ServerConfig": "config", "Service": "service", "create_app": "app", "serve": "run",
          "ServerProcess": "testing", "start_server": "testing", "WebhookReceiver": "testing"}
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'wanlab.server' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy.attach(__name__, _LAZY)

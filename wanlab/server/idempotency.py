@@ -19,9 +19,9 @@ import hmac
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from ..fsutil import write_json
+from ..fsutil import file_lock, write_json
 from .errors import ApiError
 
 HEADER = "Idempotency-Key"
@@ -64,18 +64,9 @@ class Idempotency:
         """The index name of ``key`` sent with ``owner``'s API key (keys of two API keys never meet)."""
         return hmac.new(self._secret, f"{owner or ''}\0{key}".encode(), hashlib.sha256).hexdigest()
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold the index's lock (every thread and process on this store) while looking up and accepting."""
-        import fcntl
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+        return file_lock(self.folder / ".lock", mode=0o600)
 
     def find(self, digest: str, request: str, task_exists: Any) -> str | None:
         """The task accepted under ``digest`` (None: none yet, or its task file is missing); a 409 when it was

@@ -25,6 +25,7 @@ from ..params import (
     TASK_STATUSES,
 )
 from ..tasks import STATUSES, TASK_TYPE
+from .idempotency import MAX_CHARS, PATTERN
 
 JSON = "application/json"
 
@@ -131,7 +132,7 @@ def responses(*codes: int, ok: dict[str, Any] | None = None, ok_status: int = 20
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False, "description":
                    "a wanlab extension: the same key with the same body again (e.g. after a lost answer) returns the "
                    "task accepted first instead of a new one; keys are per API key and kept across restarts",
-                   "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"}}
+                   "schema": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS, "pattern": PATTERN}}
 
 
 WAIT = {"name": "wanlab_wait", "in": "query", "required": False, "description":

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..errors import WanlabError
+from ..errors import RunNotFoundError, WanlabError
 from ..frames import WAN_FPS
 from ..params import Params
 from ..video import OWN_FIELDS, RUN_LOSSLESS, RUN_MP4, RUN_PROBES, RUN_RECORD
@@ -21,21 +21,6 @@ METRICS_NAME = "metrics.json"
 LATENTS_NAME = "latents.npy"
 #: The files every run holds beside its record; the record keeps each one's size and sha256 (``"stored"``).
 VIDEO_FILES = (RUN_MP4, RUN_LOSSLESS)
-
-
-class RunNotFoundError(WanlabError, KeyError):
-    """No run with that key in the store (a ``KeyError`` too, so ``except KeyError`` works).
-
-    Example:
-        >>> try:  # doctest: +SKIP
-        ...     store.get("000000")
-        ... except KeyError as exc:
-        ...     print(exc)
-        no run '000000' in store runs/demo
-    """
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 def read_json(path: Path) -> Any:

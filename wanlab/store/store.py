@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from ..errors import ParamError, WanlabError
-from ..fsutil import atomic_dir, atomic_file, sha256_file, write_json
+from ..fsutil import atomic_dir, atomic_file, file_lock, sha256_file, write_json
 from ..keys import KEY_LENGTH, KEY_RE, MIN_PREFIX, PREFIX_RE, check_key, record_key_parts, run_key
 from ..params import Params
 from ..record import now_iso
@@ -485,18 +485,9 @@ class Store:
         """
         return self.index.rebuild()
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock on the store across processes (for read-modify-write of metrics)."""
-        import fcntl
-
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return file_lock(self.path / ".lock")
 
 
 def _matcher(name: str, value: Any) -> Callable[[Any], bool]:

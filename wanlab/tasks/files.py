@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import TaskError, TaskTimeout
-from ..fsutil import write_json
+from ..fsutil import FileLock, write_json
 from ..values import plain
 from .shape import FAILED, FINISHED, STATUSES
 
@@ -132,33 +132,19 @@ class TaskFiles:
     def claim(self, task_id: str) -> "Claim | None":
         """Become the one process that owns this task: a :class:`Claim` holding its lock (released by
         :meth:`Claim.release`, or by the kernel when the process dies), or None when another holds it."""
-        import fcntl
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / f"{check_task_id(task_id)}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return Claim(fd)
+        lock = FileLock(self.folder / f"{check_task_id(task_id)}.lock", mode=0o644)
+        return Claim(lock) if lock.acquire(blocking=False) else None
 
 
 class Claim:
     """The lock a queue holds on one task from the moment it accepts (or resumes) it until it ends."""
 
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
+    def __init__(self, lock: FileLock) -> None:
+        self._lock = lock
 
     def release(self) -> None:
         """Let go of the task (safe to call twice)."""
-        import fcntl
-
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        self._lock.release()
 
 
 def task_result(store: Any, task_id: str) -> dict[str, Any]:

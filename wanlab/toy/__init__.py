@@ -7,8 +7,7 @@ direction, speed class, colour, shape, and one whole shape visible in every fram
 """
 from __future__ import annotations
 
-from typing import Any
-
+from .. import lazy
 from . import data
 
 #: Names served from ``wanlab.toy.scoring`` (imported on first use, so ``python -m wanlab.toy.scoring`` runs clean).
@@ -16,11 +15,4 @@ _SCORING = ("Report", "empty_prompt_directions", "evaluate", "evaluate_clips", "
             "speed_contrast")
 
 __all__ = ["data", *_SCORING]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SCORING:
-        from . import scoring
-
-        return getattr(scoring, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy.attach(__name__, dict.fromkeys(_SCORING, "scoring"))

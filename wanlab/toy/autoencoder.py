@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..models import internals
+
 
 def clips_tensor(clips: Sequence[Any], frame: Sequence[int] | None = None):
     """(B, 3, T, H, W) float in [-1, 1] and shape coverage (B, 1, T, H, W) of ``data.Clip`` objects.
@@ -52,26 +54,12 @@ def latent_coverage(coverage: Any, spatial: int, temporal: int):
 
 def decode_unclamped(vae: Any, z: Any):
     """``AutoencoderKLWan._decode`` without its final clamp (so saturated pixels keep a gradient)."""
-    import torch
-    from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
-
-    vae.clear_cache()
-    x = vae.post_quant_conv(z)
-    out = []
-    for i in range(z.shape[2]):
-        vae._conv_idx = [0]
-        out.append(vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
-                               first_chunk=(i == 0)))
-    vae.clear_cache()
-    out = torch.cat(out, 2)
-    if vae.config.patch_size is not None:
-        out = unpatchify(out, patch_size=vae.config.patch_size)
-    return out
+    return internals.vae_decode_unclamped(vae, z)
 
 
 def encode_mean(vae: Any, x: Any):
     """Encoder mean (the posterior's mode), shape (B, z_dim, T', H', W')."""
-    return vae._encode(x)[:, : vae.config.z_dim]
+    return internals.vae_encode(vae, x)[:, : vae.config.z_dim]
 
 
 def reconstruction_loss(y: Any, x: Any, coverage: Any, fg_weight: float, l1: float, edge: float = 0.0):
@@ -105,20 +93,19 @@ def init_frame_aligned(vae: Any) -> None:
     0.0
     """
     import torch
-    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
 
-    time_convs = {id(m.time_conv) for m in vae.modules() if isinstance(m, WanResample) and hasattr(m, "time_conv")}
+    time_convs = internals.vae_time_convs(vae)
     with torch.no_grad():
-        for module in vae.modules():
-            if isinstance(module, WanResample) and hasattr(module, "time_conv"):
-                conv = module.time_conv
-                conv.weight.zero_()
-                conv.bias.zero_()
-                eye = torch.eye(conv.in_channels)
-                # downsample3d: window (f_2k-2, f_2k-1, f_2k) -> f_2k; upsample3d: z_k -> (z_k, z_k)
-                for half in range(conv.out_channels // conv.in_channels):
-                    conv.weight[half * conv.in_channels:(half + 1) * conv.in_channels, :, 2, 0, 0] = eye
-            elif isinstance(module, WanCausalConv3d) and module.kernel_size[0] > 1 and id(module) not in time_convs:
+        for conv in time_convs:
+            conv.weight.zero_()
+            conv.bias.zero_()
+            eye = torch.eye(conv.in_channels)
+            # downsample3d: window (f_2k-2, f_2k-1, f_2k) -> f_2k; upsample3d: z_k -> (z_k, z_k)
+            for half in range(conv.out_channels // conv.in_channels):
+                conv.weight[half * conv.in_channels:(half + 1) * conv.in_channels, :, 2, 0, 0] = eye
+        time_ids = {id(conv) for conv in time_convs}
+        for module in internals.vae_causal_convs(vae):
+            if module.kernel_size[0] > 1 and id(module) not in time_ids:
                 module.weight[:, :, :-1] = 0.0
 
 
@@ -131,10 +118,7 @@ class single_frame_convs:
     """
 
     def __init__(self, vae: Any) -> None:
-        from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
-
-        self.convs = [m for m in vae.modules() if isinstance(m, WanCausalConv3d) and m.kernel_size[0] > 1
-                      and m.stride[0] == 1]
+        self.convs = [m for m in internals.vae_causal_convs(vae) if m.kernel_size[0] > 1 and m.stride[0] == 1]
 
     def __enter__(self) -> "single_frame_convs":
         for conv in self.convs:
@@ -154,7 +138,7 @@ def _single_frame_forward(conv: Any):
     def forward(x, cache_x=None):
         if x.shape[2] != 1 or cache_x is not None:
             return stock(conv, x, cache_x)
-        pad_w, _, pad_h = conv._padding[:3]
+        pad_w, _, pad_h = internals.causal_conv_padding(conv)[:3]
         out = F.conv2d(x[:, :, 0], conv.weight[:, :, -1], conv.bias, stride=conv.stride[1:], padding=(pad_h, pad_w))
         return out[:, :, None]
 

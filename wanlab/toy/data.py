@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +26,6 @@ SHAPES = ("square", "circle", "triangle")
 DIRECTIONS = ("right", "left", "up", "down")
 #: Speed word -> px/frame. A still shape has speed class "still".
 SPEEDS: dict[str, float] = {"slowly": 1.25, "quickly": 2.5}
-SPEED_CLASSES = ("still", "slowly", "quickly")
 #: Unit vector (dx, dy) in image coordinates (y points down).
 DIRECTION_VECTORS: dict[str, tuple[int, int]] = {"right": (1, 0), "left": (-1, 0), "up": (0, -1), "down": (0, 1)}
 COLOUR_JITTER = 12
@@ -161,9 +160,3 @@ def clip_seed(seed: int, stage: int, index: int) -> np.random.Generator:
     """The generator of one clip: a pure function of (seed, stage, index), so runs resume exactly."""
     return np.random.default_rng([seed, stage, index])
 
-
-def iter_clips(seed: int, stage: int, start: int = 0, **kwargs: Any) -> Iterator[Clip]:
-    i = start
-    while True:
-        yield make_clip(clip_seed(seed, stage, i), **kwargs)
-        i += 1

@@ -35,7 +35,7 @@ def build_tokenizer():
 
 def tokenize(tokenizer: Any, texts: list[str], max_length: int):
     """Token ids and mask exactly as ``WanPipeline._get_t5_prompt_embeds`` makes them."""
-    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+    from ..models.internals import prompt_clean
 
     out = tokenizer([prompt_clean(t) for t in texts], padding="max_length", max_length=max_length,
                     truncation=True, add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
