@@ -313,8 +313,23 @@ def test_reading_a_result_starts_no_queue(tmp_path, monkeypatch):
 
     reader = Reader()
     assert reader.task_result(task_id)["task"]["status"] == TaskStatus.SUCCEED
-    assert reader.wait(task_id, timeout=5)["task"]["status"] == TaskStatus.SUCCEED and reader._task_queue is None
+    assert reader.wait(task_id, timeout=5)["task"]["status"] == TaskStatus.SUCCEED and not reader.queue_started
     owner.close()
+
+
+def test_a_backend_makes_its_task_queue_on_its_first_submit_and_lets_it_go_on_close(tmp_path):
+    from wanlab.tasks import TaskMethods
+
+    class Backend(FakeBackend, TaskMethods):
+        """A backend with the task methods, as every wanlab backend has them."""
+
+    backend = Backend()
+    assert not backend.queue_started
+    task_id = backend.submit(_request(74), store=tmp_path / "store")
+    assert backend.queue_started and backend.task_queue() is backend.task_queue()
+    assert backend.wait(task_id, timeout=30)["task"]["status"] == TaskStatus.SUCCEED
+    backend.close()
+    assert not backend.queue_started
 
 
 def test_statuses_are_the_hosted_apis_strings_in_every_form():
