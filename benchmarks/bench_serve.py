@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from wanlab.taskstatus import FINISHED, TaskStatus
+
 PROMPT = "a red square moving right quickly"
 
 
@@ -59,7 +61,7 @@ def in_process(bodies: list[dict], threads: int | None) -> tuple[float, float]:
         ids = [queue.submit(Params.from_api(body, local=True)) for body in bodies]
         results = [queue.wait(task_id, timeout=3600) for task_id in ids]
         queue.close()
-    assert all(r["task"]["status"] == "TASK_STATUS_SUCCEED" for r in results)
+    assert all(r["task"]["status"] == TaskStatus.SUCCEED for r in results)
     return span(results)
 
 
@@ -82,7 +84,7 @@ async def client(http, bodies: list[dict], poll: float, polls: list, counts: dic
             reply = await http.get("/v3/async/task-result", params={"task_id": task_id})
             polls.append((time.time(), time.perf_counter() - started))
             result = reply.json()
-            if result["task"]["status"] in ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"):
+            if result["task"]["status"] in FINISHED:
                 results.setdefault(task_id, []).append((body["seed"], result))
                 break
         else:
@@ -120,7 +122,7 @@ def over_server(args, bodies: list[dict]) -> dict:
         finally:
             server.stop()
     finals = [r for answers in results.values() for _, r in answers]
-    succeeded = sum(r["task"]["status"] == "TASK_STATUS_SUCCEED" for r in finals)
+    succeeded = sum(r["task"]["status"] == TaskStatus.SUCCEED for r in finals)
     seeds_ok = all(int(r["extra"]["seed"]) == seed for answers in results.values() for seed, r in answers)
     keys = {r["extra"]["wanlab"]["run_key"] for r in finals}
     wall, ran = span(finals)

@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from wanlab.taskstatus import FINISHED, TaskStatus
+
 SUBMIT = "/v3/async/wan-t2v"
 RESULT = "/v3/async/task-result"
 
@@ -184,24 +186,24 @@ class StandinServer(ThreadingHTTPServer):
             return None
         body = task["body"]
         age = time.time() - task["submitted"]
-        status, progress, videos, reason = "TASK_STATUS_QUEUED", 0, [], ""
+        status, progress, videos, reason = TaskStatus.QUEUED, 0, [], ""
         if age >= self.task_seconds:
             with self.lock:  # a task ends once: as it ended when first seen finished
                 failed = task.setdefault("failed", body.get("prompt") in self.fail_prompts)
             if failed:
-                status, reason = "TASK_STATUS_FAILED", "the service could not run this prompt"
+                status, reason = TaskStatus.FAILED, "the service could not run this prompt"
             else:
-                status, progress = "TASK_STATUS_SUCCEED", 100
+                status, progress = TaskStatus.SUCCEED, 100
                 host = self.cdn or self
                 host.store_video(task_id, body)
                 videos = [{"video_url": f"{host.url}/videos/{task_id}.mp4?sig=secret-signature",
                            "video_url_ttl": "3600", "video_type": "mp4"}]
         elif age >= self.task_seconds / 2:
-            status, progress = "TASK_STATUS_PROCESSING", 50
+            status, progress = TaskStatus.PROCESSING, 50
         ms = lambda t: str(int(t * 1000))  # noqa: E731
         submitted = task["submitted"]
         return {"task": {"task_id": task_id, "task_type": "WAN_TXT_TO_VIDEO", "status": status, "reason": reason,
-                         "eta": 0 if status.endswith(("SUCCEED", "FAILED")) else 1, "progress_percent": progress},
+                         "eta": 0 if status in FINISHED else 1, "progress_percent": progress},
                 "images": [], "videos": videos, "audios": [],
                 "extra": {"seed": str(body.get("seed", -1)), "enable_nsfw_detection": False,
                           "debug_info": {"request_info": json.dumps(body), "submit_time_ms": ms(submitted),

@@ -10,7 +10,7 @@ from wanlab import Params, Sweep, Video
 from wanlab.backend import IdentityBackend, Job, is_backend
 from wanlab.keys import run_key
 from wanlab.store import Store
-from wanlab.tasks import SUCCEED, TaskQueue
+from wanlab.tasks import TaskQueue, TaskStatus
 
 BASE = {"prompt": "a square moving right", "steps": 3}
 
@@ -49,7 +49,7 @@ def test_the_task_queue_runs_on_a_backend_that_is_not_a_pipeline(tmp_path):
     queue = TaskQueue(backend, tmp_path / "store")
     task_id = queue.submit(prompt="a square", seed=5)
     result = queue.wait(task_id, timeout=30)
-    assert result["task"]["status"] == SUCCEED and result["extra"]["seed"] == "5"
+    assert result["task"]["status"] == TaskStatus.SUCCEED and result["extra"]["seed"] == "5"
     run = Store(tmp_path / "store").get(result["extra"]["wanlab"]["run_key"])
     assert run.params.width == 32 and run.extra == {"task_id": task_id}
     queue.close()

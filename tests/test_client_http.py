@@ -24,6 +24,7 @@ from wanlab.client.service import service_identity
 from wanlab.errors import AuthError, GenerationError, ParamError, ServiceError, TaskError, WanlabError
 from wanlab.netguard import NetPolicy
 from wanlab.sweep import Sweep
+from wanlab.taskstatus import TaskStatus
 
 KEY = "sk-standin-0123456789abcdef"
 LOCAL = dict(width=32, height=32, num_frames=5, steps=2)
@@ -127,7 +128,7 @@ def test_the_api_mode_sends_the_published_body_at_the_api_sizes(api):
                                "height": 480, "seed": 3, "steps": 1, "guidance_scale": 5.0, "flow_shift": 5.0,
                                "loras": []}
     result = remote.wait(task_id, timeout=30)
-    assert result["task"]["status"] == "TASK_STATUS_SUCCEED"
+    assert result["task"]["status"] == TaskStatus.SUCCEED
     video = remote.video(task_id)
     assert video.frames.shape == (81, 480, 832, 3) and video.record["exact"] is False
     assert api.routes(POST) == 1
@@ -218,7 +219,7 @@ def test_5xx_and_lost_connections_are_retried_but_a_submit_is_never_sent_twice(a
     remote = local(api)
     api.faults[GET] = [Fault(502), Fault(500)]
     task_id = remote.submit(prompt="a fox", seed=1, **LOCAL)
-    assert remote.wait(task_id, timeout=30)["task"]["status"] == "TASK_STATUS_SUCCEED"
+    assert remote.wait(task_id, timeout=30)["task"]["status"] == TaskStatus.SUCCEED
     api.faults[GET] = [Fault(500)] * 3
     with pytest.raises(ServiceError, match=r"answered 500 Internal Server Error"):
         remote.task_result(task_id)  # 3 tries, then the error

@@ -28,6 +28,7 @@ from wanlab.reproduce import format_report
 from tests.helpers import accepted
 from wanlab.server.testing import start_server
 from wanlab.sweep import Sweep
+from wanlab.taskstatus import TaskStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Long enough to outlast a restart of the server on a busy 2-core machine.
@@ -126,7 +127,7 @@ def test_a_refused_key_and_another_keys_tasks(server):
     task_id = mine.submit(prompt="only mine", seed=1, **SMALL)
     with pytest.raises(TaskError, match="unknown task id"):
         connect(server.base_url, server.keys[1]).task_result(task_id)
-    assert mine.wait(task_id, timeout=120)["task"]["status"] == "TASK_STATUS_SUCCEED"
+    assert mine.wait(task_id, timeout=120)["task"]["status"] == TaskStatus.SUCCEED
 
 
 def test_the_hosted_api_mode_gives_lossy_frames_keyed_by_the_service(server, tmp_path):

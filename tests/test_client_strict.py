@@ -12,6 +12,7 @@ import pytest
 from wanlab.client import connect
 from wanlab.errors import ParamError
 from wanlab.server.testing import start_server
+from wanlab.taskstatus import TaskStatus
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_the_api_mode_sends_the_published_body_and_reads_the_published_result(st
     result = remote.task_result(task_id)
     task = result["task"]
     assert task["task_id"] == task_id and task["task_type"] == "WAN_TXT_TO_VIDEO"
-    assert task["status"] in ("TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING")
+    assert task["status"] in (TaskStatus.QUEUED, TaskStatus.PROCESSING)
     assert isinstance(task["eta"], int) and isinstance(task["progress_percent"], int)
     assert result["images"] == [] and result["audios"] == [] and result["videos"] == []
     assert result["extra"]["seed"] == "5"

@@ -15,6 +15,7 @@ import wanlab
 from wanlab import Params, ParamError, Sweep, Video
 from wanlab.cli import main
 from wanlab.store import Store
+from wanlab.taskstatus import TaskStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(width=32, height=32, num_frames=5, steps=2)
@@ -148,7 +149,7 @@ def test_the_first_task_says_where_its_store_is(pipe, tmp_path, monkeypatch, cap
     fresh = Pipeline(pipe.diffusers, pipe.identity, device=pipe.device)  # a pipeline with no task queue yet
     task_id = fresh.submit(prompt="a fox", seed=1, **SMALL)
     assert f"tasks and their videos go to {tmp_path / 'tasks-here'}" in capsys.readouterr().err
-    assert fresh.wait(task_id, timeout=60)["task"]["status"] == "TASK_STATUS_SUCCEED"
+    assert fresh.wait(task_id, timeout=60)["task"]["status"] == TaskStatus.SUCCEED
     fresh.close()
 
 

@@ -12,7 +12,7 @@ import pytest
 from wanlab.keys import record_key_parts, run_key, unreadable_loras
 from wanlab.params import Params
 from wanlab.store import Store
-from wanlab.tasks import task_result
+from wanlab.tasks import read_task_result
 
 DATA = Path(__file__).resolve().parent / "data"
 EXPECTED = json.loads((DATA / "legacy_expected.json").read_text())
@@ -56,7 +56,7 @@ CORE_PREFIX = ["key", "prompt", "negative_prompt", "width", "height", "seed", "s
 
 
 def test_the_finished_task_reads_back_as_written(legacy):
-    assert task_result(legacy, EXPECTED["task_id"]) == EXPECTED["task_result"]
+    assert read_task_result(legacy, EXPECTED["task_id"]) == EXPECTED["task_result"]
     assert EXPECTED["task_key"] in legacy
 
 

@@ -168,6 +168,7 @@ def test_the_published_body_as_the_current_docs_give_it():
     """model_name optional; a missing width or height means 832x480 (the docs say both are forced);
     the options outside the request are read by ApiOptions."""
     from wanlab.params import ApiOptions
+    from wanlab.taskstatus import TaskStatus
 
     p = Params.from_api({"height": 1280, "width": 720, "seed": -1, "prompt": "a cat"})  # the docs' example
     assert (p.width, p.height, p.seed) == (720, 1280, -1)
@@ -180,6 +181,7 @@ def test_the_published_body_as_the_current_docs_give_it():
     options = ApiOptions.from_body(body)
     assert (options.fast_mode, options.enable_safety_checker, options.webhook_url, options.test_mode,
             options.test_status) == (True, False, "https://hooks.example/x", True, "TASK_STATUS_FAILED")
+    assert options.test_status is TaskStatus.FAILED and ApiOptions().test_status is TaskStatus.SUCCEED
     local = Params.from_api({"prompt": "a cat", "width": 64, "height": 64, "num_frames": 17}, local=True)
     assert (local.width, local.num_frames) == (64, 17)
 

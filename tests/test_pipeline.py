@@ -8,6 +8,7 @@ import pytest
 
 import wanlab
 from wanlab import LoadError, LoRAError, ParamError, Params
+from wanlab.taskstatus import TaskStatus
 
 #: sha256 of the tiny model's weights and vocabulary: the same on every machine (fixed seeds).
 TINY_FINGERPRINT = "aedea0b8717dd26540e3842411403a107e352950ebdbe43638ea525fa02398a7"
@@ -223,4 +224,4 @@ def test_a_broken_adapter_is_a_recorded_failure_in_sweeps_and_tasks(pipe, base, 
 
     queue = TaskQueue(pipe, tmp_path / "tasks")
     done = queue.wait(queue.submit(base.replace(loras=[(broken, 1.0)])), timeout=60)
-    assert done["task"]["status"] == "TASK_STATUS_FAILED" and "non-finite values" in done["task"]["reason"]
+    assert done["task"]["status"] == TaskStatus.FAILED and "non-finite values" in done["task"]["reason"]

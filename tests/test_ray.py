@@ -21,6 +21,7 @@ import pytest
 from wanlab import LoRA, Params, Sweep, WanlabError
 from wanlab.backend import Job
 from wanlab.store import Store
+from wanlab.taskstatus import TaskStatus
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +181,7 @@ def test_the_pool_passes_probes_to_its_workers_and_stores_what_they_recorded(poo
 
 
 def test_a_task_queue_runs_on_the_pool_with_progress(pool2, pipe, one_thread, tmp_path):
-    from wanlab.tasks import SUCCEED, TaskQueue
+    from wanlab.tasks import TaskQueue
 
     queue = TaskQueue(pool2, tmp_path / "tasks")
     try:
@@ -188,7 +189,7 @@ def test_a_task_queue_runs_on_the_pool_with_progress(pool2, pipe, one_thread, tm
         results = [queue.wait(i, timeout=120) for i in ids]
     finally:
         queue.close()
-    assert [r["task"]["status"] for r in results] == [SUCCEED] * 3
+    assert [r["task"]["status"] for r in results] == [TaskStatus.SUCCEED] * 3
     assert all(r["task"]["progress_percent"] == 100 for r in results)
     store = Store(tmp_path / "tasks")
     for seed, result in zip((1, 2, 3), results):
@@ -373,7 +374,7 @@ def test_wanlab_serve_runs_its_tasks_on_a_ray_pool(cluster, pipe, one_thread, tm
         task_id = http.post("/v3/async/wan-t2v", json=body).json()["task_id"]
         result = server.wait_task(task_id)
     assert health["server"]["ray"] is True and health["server"]["workers"] == 1
-    assert result["task"]["status"] == "TASK_STATUS_SUCCEED", result["task"]["reason"]
+    assert result["task"]["status"] == TaskStatus.SUCCEED, result["task"]["reason"]
     run = Store(tmp_path / "store").get(result["extra"]["wanlab"]["run_key"])
     assert run.record["worker"] == "ray-0"
     assert run.digest == pipe.generate(**SMALL, seed=5).digest

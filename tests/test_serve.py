@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from wanlab.server.testing import WebhookReceiver, start_server
+from wanlab.taskstatus import TaskStatus
 
 PROMPT = "a paper boat drifting down a rain gutter"
-SUCCEED, FAILED = "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"
 
 
 def body(seed: int, **fields) -> dict:
@@ -96,7 +96,7 @@ def test_health_is_the_served_models_identity(server):
     assert health["model"]["fingerprint"] == wanlab.identity("tiny").fingerprint
     assert health["model"]["model_id"] == "tiny" and health["model"]["rules"] == "local"
     assert health["server"]["auth"] is True and health["server"]["webhooks"] is True
-    assert set(health["queue"]) == {"TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "finished"}
+    assert set(health["queue"]) == {TaskStatus.QUEUED, TaskStatus.PROCESSING, "finished"}
 
 
 def test_a_task_goes_queued_processing_succeed_in_the_published_shape(server, http):
@@ -110,11 +110,12 @@ def test_a_task_goes_queued_processing_succeed_in_the_published_shape(server, ht
         if not seen or seen[-1] != status:
             seen.append(status)
         progress.append(result["task"]["progress_percent"])
-        if status in (SUCCEED, FAILED):
+        if status in (TaskStatus.SUCCEED, TaskStatus.FAILED):
             break
         assert result["videos"] == [] and result["task"]["progress_percent"] < 100
         time.sleep(0.02)
-    assert seen[-1] == SUCCEED and set(seen) <= {"TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", SUCCEED}
+    assert seen[-1] == TaskStatus.SUCCEED
+    assert set(seen) <= {TaskStatus.QUEUED, TaskStatus.PROCESSING, TaskStatus.SUCCEED}
     assert progress == sorted(progress) and progress[-1] == 100 and result["task"]["eta"] == 0
     assert result["extra"]["seed"] == "11" and len(result["videos"]) == 1
     wanlab = result["extra"]["wanlab"]
@@ -295,7 +296,7 @@ def test_unknown_and_missing_fields_are_named(http):
 
 def test_model_name_may_name_the_api_model_or_the_served_one(server, http):
     for name in ("wan2.1-t2v", "wan-t2v", "tiny"):
-        assert server.wait_task(submit(http, body(16, model_name=name)))["task"]["status"] == SUCCEED
+        assert server.wait_task(submit(http, body(16, model_name=name)))["task"]["status"] == TaskStatus.SUCCEED
 
 
 def test_bodies_that_are_not_json_too_large_or_malformed(server, http):
@@ -333,7 +334,7 @@ def test_lora_paths_in_the_allowed_folder_hub_cache_and_urls(server, http, lora_
     by_name = server.wait_task(submit(http, body(17, loras=[{"path": name, "scale": 0.8}])))
     by_path = server.wait_task(submit(http, body(17, loras=[{"path": str(lora_dir / name), "scale": 0.8}])))
     plain = server.wait_task(submit(http, body(17)))
-    assert by_name["task"]["status"] == by_path["task"]["status"] == SUCCEED, by_name["task"]["reason"]
+    assert by_name["task"]["status"] == by_path["task"]["status"] == TaskStatus.SUCCEED, by_name["task"]["reason"]
     record = httpx.get(by_name["extra"]["wanlab"]["files"]["record_url"]).json()
     assert record["loras"][0]["source"] == "file" and len(record["loras"][0]["sha256"]) == 64
     assert by_name["extra"]["wanlab"]["run_key"] == by_path["extra"]["wanlab"]["run_key"]  # the same file
@@ -349,7 +350,7 @@ def test_lora_paths_in_the_allowed_folder_hub_cache_and_urls(server, http, lora_
         assert error["message"].startswith("loras[0].path: ")
     offline = server.wait_task(submit(http, body(18, loras=[{"path": "https://lora.invalid/style.safetensors"}])))
     reason = offline["task"]["reason"]
-    assert offline["task"]["status"] == FAILED and "lora.invalid" in reason
+    assert offline["task"]["status"] == TaskStatus.FAILED and "lora.invalid" in reason
     assert "\n" not in reason and "Traceback" not in reason and offline["videos"] == []
 
 
@@ -358,7 +359,7 @@ def test_fast_mode_runs_the_documented_preset_and_the_safety_checker_is_stated(s
     from wanlab.server.config import FAST_MODE_PRESET
 
     fast = server.wait_task(submit(http, body(19, fast_mode=True, enable_safety_checker=False)))
-    assert fast["task"]["status"] == SUCCEED, fast["task"]["reason"]
+    assert fast["task"]["status"] == TaskStatus.SUCCEED, fast["task"]["reason"]
     wanlab = fast["extra"]["wanlab"]
     assert wanlab["accel"] == Accel.preset(FAST_MODE_PRESET).to_dict()
     assert wanlab["service"]["fast_mode"] is True and wanlab["service"]["enable_safety_checker"] is False
@@ -375,7 +376,7 @@ def test_a_webhook_announces_the_final_result(server, http, hooks):
     assert event["event_type"] == "ASYNC_TASK_RESULT"
     payload = event["payload"]
     check_published_shape(payload)
-    assert payload["task"]["task_id"] == task_id and payload["task"]["status"] == SUCCEED
+    assert payload["task"]["task_id"] == task_id and payload["task"]["status"] == TaskStatus.SUCCEED
     assert httpx.get(payload["videos"][0]["video_url"]).status_code == 200
     result = server.wait_task(task_id)
     assert result["extra"]["wanlab"]["webhook"] == {"state": "delivered", "attempts": 1, "test_mode": False}
@@ -397,7 +398,7 @@ def test_a_failing_webhook_is_retried_with_backoff_and_each_try_logged(server, h
 
 
 def test_webhook_test_mode_sends_a_simulated_event_without_running(server, http, hooks):
-    for status in (SUCCEED, FAILED):
+    for status in (TaskStatus.SUCCEED, TaskStatus.FAILED):
         path = f"/ok/test-{status}"
         hook = {"url": hooks.url(path), "test_mode": {"enabled": True, "return_task_status": status}}
         task_id = submit(http, body(22, extra={"webhook": hook}))
@@ -406,7 +407,7 @@ def test_webhook_test_mode_sends_a_simulated_event_without_running(server, http,
         result = http.get("/v3/async/task-result", params={"task_id": task_id}).json()
         check_published_shape(result)
         assert result["task"]["status"] == status and result["videos"] == []
-        assert (result["task"]["reason"] == "") == (status == SUCCEED)
+        assert (result["task"]["reason"] == "") == (status == TaskStatus.SUCCEED)
         assert result["extra"]["wanlab"]["webhook"]["test_mode"] is True
 
 

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 import pytest
 
 from wanlab.server.testing import HOST, start_server
+from wanlab.taskstatus import TaskStatus
 
-SUCCEED, FAILED = "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"
 BODY = {"prompt": "a blue circle moving left slowly", "width": 32, "height": 32, "num_frames": 5, "steps": 2}
 
 
@@ -46,7 +46,7 @@ def post_raw(http, text: str):
 def done(http, server, seed: int) -> dict:
     task_id = http.post("/v3/async/wan-t2v", json={**BODY, "seed": seed}).json()["task_id"]
     result = server.wait_task(task_id)
-    assert result["task"]["status"] == SUCCEED, result
+    assert result["task"]["status"] == TaskStatus.SUCCEED, result
     return result
 
 
@@ -61,10 +61,10 @@ def test_lone_surrogates_anywhere_are_a_400_naming_the_field(server, http):
         assert answer.json()["metadata"]["field"] == field and "surrogate" in answer.json()["message"]
     # the server still answers, and every task it accepted reads back after a restart
     task_id = http.post("/v3/async/wan-t2v", json={**BODY, "prompt": "a caf\u00e9 \U0001F98A", "seed": 4}).json()["task_id"]
-    assert server.wait_task(task_id)["task"]["status"] == SUCCEED
+    assert server.wait_task(task_id)["task"]["status"] == TaskStatus.SUCCEED
     server.stop()
     server.restart()
-    assert http.get("/v3/async/task-result", params={"task_id": task_id}).json()["task"]["status"] == SUCCEED
+    assert http.get("/v3/async/task-result", params={"task_id": task_id}).json()["task"]["status"] == TaskStatus.SUCCEED
     assert "Traceback" not in server.log()
 
 
@@ -189,16 +189,16 @@ def test_damaged_runs_are_never_a_success_and_symlinks_are_never_served(server, 
     data = lossless.read_bytes()
     lossless.write_bytes(data[: len(data) // 2])  # truncated
     answer = http.get("/v3/async/task-result", params={"task_id": result["task"]["task_id"]}).json()
-    assert answer["task"]["status"] == FAILED and answer["videos"] == []
+    assert answer["task"]["status"] == TaskStatus.FAILED and answer["videos"] == []
     assert "damaged" in answer["task"]["reason"] and "video.lossless.mkv" in answer["task"]["reason"]
     row = wanlab.Store(server.store).df.set_index("key").loc[run_key]
     assert row["status"] == "damaged" and "truncated" in row["reason"]
     lossless.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the same size, one bit changed
     flipped = http.get("/v3/async/task-result", params={"task_id": result["task"]["task_id"]}).json()
-    assert flipped["task"]["status"] == FAILED and "sha256" in flipped["task"]["reason"]
+    assert flipped["task"]["status"] == TaskStatus.FAILED and "sha256" in flipped["task"]["reason"]
     lossless.write_bytes(data)
     assert http.get("/v3/async/task-result", params={"task_id": result["task"]["task_id"]}).json()["task"][
-        "status"] == SUCCEED
+        "status"] == TaskStatus.SUCCEED
     mp4 = folder / "video.mp4"
     saved = mp4.read_bytes()
     mp4.unlink()
@@ -245,26 +245,26 @@ def test_a_run_removed_replaced_by_a_link_or_with_an_edited_record_is_failed_nev
 
     record = json.loads((folder / "record.json").read_text())
     (folder / "record.json").write_text(json.dumps({**record, "stored": [1, 2]}))
-    assert answer()["status"] == FAILED and "malformed" in answer()["reason"]
+    assert answer()["status"] == TaskStatus.FAILED and "malformed" in answer()["reason"]
     (folder / "record.json").write_text("[1]")
-    assert answer()["status"] == FAILED and http.get(record_url).status_code == 404
+    assert answer()["status"] == TaskStatus.FAILED and http.get(record_url).status_code == 404
     (folder / "record.json").write_text(json.dumps(record))
-    assert answer()["status"] == SUCCEED
+    assert answer()["status"] == TaskStatus.SUCCEED
     real = folder.with_name(run_key + ".real")
     folder.rename(real)
     folder.symlink_to(real)  # the run folder itself a link
-    assert answer()["status"] == FAILED and "link" in answer()["reason"]
+    assert answer()["status"] == TaskStatus.FAILED and "link" in answer()["reason"]
     folder.unlink()
-    assert answer()["status"] == FAILED and "not in the store" in answer()["reason"]  # removed
+    assert answer()["status"] == TaskStatus.FAILED and "not in the store" in answer()["reason"]  # removed
     real.rename(folder)
     mp4 = folder / "video.mp4"
     stamp = mp4.stat()
     data = mp4.read_bytes()
     mp4.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     os.utime(mp4, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # size and modification time put back
-    assert answer()["status"] == FAILED and "sha256" in answer()["reason"]
+    assert answer()["status"] == TaskStatus.FAILED and "sha256" in answer()["reason"]
     mp4.write_bytes(data)
-    assert answer()["status"] == SUCCEED and "Traceback" not in server.log()
+    assert answer()["status"] == TaskStatus.SUCCEED and "Traceback" not in server.log()
 
 
 def test_numbers_beyond_any_float_lora_urls_and_a_lone_width_are_checked_at_submit(http):
@@ -351,12 +351,12 @@ def test_a_full_disk_is_507_and_a_task_whose_end_cannot_be_written_is_never_queu
             raise AssertionError(f"{exc!r}; the server's log:\n{srv.log()[-4000:]}") from exc
         fill(small_disk)  # the task file is written; its video and its end find no room
         result = srv.wait_task(task_id)
-        assert result["task"]["status"] == FAILED and "could not be stored" in result["task"]["reason"]
+        assert result["task"]["status"] == TaskStatus.FAILED and "could not be stored" in result["task"]["reason"]
         assert not (store / "tasks" / f"{task_id}.json").exists()  # set aside: never read as queued
         srv.kill()
         (small_disk / "filler").unlink()
         srv.restart()
         again = http.get("/v3/async/task-result", params={"task_id": task_id}).json()
-        assert again["task"]["status"] == FAILED and "final state" in again["task"]["reason"]
-        assert http.get("/health").json()["queue"]["TASK_STATUS_QUEUED"] == 0  # not resumed, not run again
+        assert again["task"]["status"] == TaskStatus.FAILED and "final state" in again["task"]["reason"]
+        assert http.get("/health").json()["queue"][TaskStatus.QUEUED] == 0  # not resumed, not run again
         assert "Traceback" not in srv.log()

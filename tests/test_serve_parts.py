@@ -17,6 +17,7 @@ from wanlab.server.config import ServerConfig
 from wanlab.server.errors import ApiError
 from wanlab.server.urls import UrlSigner
 from wanlab.server.webhooks import WebhookRules
+from wanlab.taskstatus import TaskStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_A, KEY_B = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef"
@@ -346,7 +347,7 @@ def test_workers_run_jobs_on_several_copies_at_once_with_the_same_frames(pipe, t
         ids = [queue.submit(prompt="a kite", width=32, height=32, num_frames=5, steps=6, seed=s) for s in range(1, 5)]
         results = [queue.wait(task_id, timeout=300) for task_id in ids]
         queue.close()
-        assert [r["task"]["status"] for r in results] == ["TASK_STATUS_SUCCEED"] * 4
+        assert [r["task"]["status"] for r in results] == [TaskStatus.SUCCEED] * 4
         spans = [(int(r["extra"]["debug_info"]["execute_time_ms"]), int(r["extra"]["debug_info"]["complete_time_ms"]))
                  for r in results]
         assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:])  # two at once

@@ -17,8 +17,8 @@ import httpx
 from wanlab.server.testing import start_server
 from wanlab.store import Store
 from wanlab.tasks import TaskFiles
+from wanlab.taskstatus import TaskStatus
 
-QUEUED, PROCESSING, SUCCEED = "TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "TASK_STATUS_SUCCEED"
 #: Slow enough on tiny to be caught mid-generation (about two seconds each on one thread).
 SLOW = {"prompt": "a lighthouse beam sweeping over fog", "width": 64, "height": 64, "num_frames": 17, "steps": 40}
 
@@ -67,24 +67,25 @@ def test_a_server_life_loses_no_accepted_task(tmp_path):
         files = TaskFiles(first.store)
 
         crashed = submit_all(first, range(1, 4))  # 2
-        wait_for_status(first, crashed[0], PROCESSING)
+        wait_for_status(first, crashed[0], TaskStatus.PROCESSING)
         deadline = time.monotonic() + 30  # the answer says PROCESSING a moment before the task file does
-        while files.read(crashed[0])["status"] != PROCESSING and time.monotonic() < deadline:
+        while files.read(crashed[0])["status"] != TaskStatus.PROCESSING and time.monotonic() < deadline:
             time.sleep(0.01)
         first.kill()
         assert first.process.returncode == -9
         status = {task_id: files.read(task_id)["status"] for task_id in crashed}
-        assert status[crashed[0]] == PROCESSING and set(status.values()) <= {QUEUED, PROCESSING}
+        assert status[crashed[0]] == TaskStatus.PROCESSING
+        assert set(status.values()) <= {TaskStatus.QUEUED, TaskStatus.PROCESSING}
         second = start_server(store=first.store, keys=first.keys, wait=False)
         third = start_server(store=first.store, keys=first.keys, wait=False, args=["--drain-timeout", "0.2"])
         servers += [second, third]
         second.wait_ready(), third.wait_ready()
         results = {task_id: second.wait_task(task_id) for task_id in crashed}
-        assert [r["task"]["status"] for r in results.values()] == [SUCCEED] * 3
+        assert [r["task"]["status"] for r in results.values()] == [TaskStatus.SUCCEED] * 3
         with third.client() as http:
             for task_id in crashed:
                 answer = http.get("/v3/async/task-result", params={"task_id": task_id}).json()
-                assert answer["task"]["status"] == SUCCEED
+                assert answer["task"]["status"] == TaskStatus.SUCCEED
         keys = {r["extra"]["wanlab"]["run_key"] for r in results.values()}
         store = Store(first.store)
         assert len(keys) == 3 and set(store.df["key"]) == keys  # each task once; the store whole
@@ -95,23 +96,23 @@ def test_a_server_life_loses_no_accepted_task(tmp_path):
             assert store.get(result["extra"]["wanlab"]["run_key"]).params.seed == int(result["extra"]["seed"])
 
         stopped = submit_all(second, range(10, 13))  # 3
-        wait_for_status(second, stopped[0], PROCESSING)
+        wait_for_status(second, stopped[0], TaskStatus.PROCESSING)
         assert second.stop() == 0
-        assert files.read(stopped[0])["status"] == SUCCEED  # finished before the server stopped
-        assert files.read(stopped[2])["status"] == QUEUED  # never started: kept for the next server
+        assert files.read(stopped[0])["status"] == TaskStatus.SUCCEED  # finished before the server stopped
+        assert files.read(stopped[2])["status"] == TaskStatus.QUEUED  # never started: kept for the next server
         assert "Application shutdown complete" in second.log()
 
         (drained,) = submit_all(third, [20], width=128, height=128)  # 4: long enough to outlast the server's shutdown
-        wait_for_status(third, drained, PROCESSING)
+        wait_for_status(third, drained, TaskStatus.PROCESSING)
         started = time.monotonic()
         assert third.stop() == 0 and time.monotonic() - started < 30
         data = files.read(drained)
-        assert data["status"] == QUEUED and data["result"]["task"]["status"] == QUEUED
+        assert data["status"] == TaskStatus.QUEUED and data["result"]["task"]["status"] == TaskStatus.QUEUED
         assert "written back as queued" in third.log()
 
         second.restart()  # 5
         for task_id in [*stopped, drained]:
-            assert second.wait_task(task_id)["task"]["status"] == SUCCEED
+            assert second.wait_task(task_id)["task"]["status"] == TaskStatus.SUCCEED
         assert len(Store(first.store).df) == 7
     finally:
         for server in servers:

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from wanlab.server.testing import start_server
+from wanlab.taskstatus import TaskStatus
 
 JS = Path(__file__).resolve().parent / "js"
-SUCCEED, FAILED, QUEUED = "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED", "TASK_STATUS_QUEUED"
 BODY = {"prompt": "a red square moving right quickly", "width": 32, "height": 32, "steps": 2, "seed": 3}
 
 
@@ -81,7 +81,7 @@ def test_the_javascript_sdk_submits_with_a_bare_key_and_frames_and_polls_to_the_
     ran = run_js(server, {"model_name": "wan-t2v", **BODY, "frames": 5})
     assert "error" not in ran, ran
     final = ran["final"]
-    assert final["task"]["status"] == SUCCEED and final["extra"]["wanlab"]["params"]["num_frames"] == 5
+    assert final["task"]["status"] == TaskStatus.SUCCEED and final["extra"]["wanlab"]["params"]["num_frames"] == 5
     video = httpx.get(final["videos"][0]["video_url"], timeout=30)
     assert video.status_code == 200 and video.content[4:8] == b"ftyp"
     wrong = run_js(server, {**BODY, "frames": 5}, key="wanlab-not-a-key-0123456789")

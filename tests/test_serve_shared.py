@@ -19,6 +19,7 @@ from wanlab.errors import ServiceError
 from tests.helpers import accepted
 from wanlab.server.testing import start_server
 from wanlab.sweep import Sweep
+from wanlab.taskstatus import TaskStatus
 
 SUBMIT = "/v3/async/wan-t2v"
 RESULT = "/v3/async/task-result"
@@ -111,7 +112,7 @@ def test_one_key_cannot_fill_the_queue_and_keys_are_served_in_turn(server):
         long = {**body("fair a", 0, steps=40), "width": 64, "height": 64, "num_frames": 17}  # the rest waits
         first = a.post(SUBMIT, json=long).json()["task_id"]
         deadline = time.monotonic() + 60
-        while status(a, first)["status"] != "TASK_STATUS_PROCESSING":
+        while status(a, first)["status"] != TaskStatus.PROCESSING:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         mine, over = [], None
@@ -132,7 +133,7 @@ def test_one_key_cannot_fill_the_queue_and_keys_are_served_in_turn(server):
         started = {}
         for key, task_id in [(0, first), *((0, t) for t in mine), *((1, t) for t in theirs)]:
             result = server.wait_task(task_id, key=server.keys[key])
-            assert result["task"]["status"] == "TASK_STATUS_SUCCEED"
+            assert result["task"]["status"] == TaskStatus.SUCCEED
             started[task_id] = int(result["extra"]["debug_info"]["execute_time_ms"])
         order = sorted(started, key=started.__getitem__)
         taken, waiting = mine[:-3], mine[-3:]  # taken by the backend before b came
@@ -220,7 +221,7 @@ def test_a_long_poll_answers_as_soon_as_the_task_changes_and_at_once_when_it_has
     with server.client() as http:
         task_id = http.post(SUBMIT, json=body("long poll", 1, steps=20)).json()["task_id"]
         seen, polls = [], 0
-        while not seen or seen[-1][0] not in ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"):
+        while not seen or seen[-1][0] not in (TaskStatus.SUCCEED, TaskStatus.FAILED):
             answer = http.get(RESULT, params={"task_id": task_id, "wanlab_wait": "30"})
             polls += 1
             assert answer.status_code == 200, answer.text
@@ -229,7 +230,7 @@ def test_a_long_poll_answers_as_soon_as_the_task_changes_and_at_once_when_it_has
             seen.append(now)
             arrived = time.time()
         result = answer.json()
-        assert seen[-1] == ("TASK_STATUS_SUCCEED", 100) and polls <= 25  # about one per step, never per 10 ms
+        assert seen[-1] == (TaskStatus.SUCCEED, 100) and polls <= 25  # about one per step, never per 10 ms
         assert arrived - int(result["extra"]["debug_info"]["complete_time_ms"]) / 1000 < 1.0
         assert result["videos"] and http.get(result["videos"][0]["video_url"]).status_code == 200
         start = time.monotonic()
@@ -266,7 +267,7 @@ class _Queue:
 class _Service:
     def __init__(self) -> None:
         self.queue = _Queue()
-        self.status, self.progress = "TASK_STATUS_QUEUED", 0
+        self.status, self.progress = TaskStatus.QUEUED, 0
 
     def result(self, task_id, owner, base):
         return {"task": {"status": self.status, "progress_percent": self.progress}}
@@ -283,7 +284,7 @@ class _Service:
 
 
 @pytest.mark.parametrize("fields, least, most", [
-    ({"status": "TASK_STATUS_PROCESSING"}, 0.1, 2.0),  # a status change: answered at once (not after 10 s)
+    ({"status": TaskStatus.PROCESSING}, 0.1, 2.0),  # a status change: answered at once (not after 10 s)
     ({"progress": 50}, 0.5, 2.0),  # progress alone: not before 0.5 s from the request
 ])
 def test_a_long_poll_wakes_on_the_queues_change(fields, least, most):
@@ -311,5 +312,5 @@ def test_a_long_poll_ends_when_the_server_stops_and_when_its_time_is_up():
     asyncio.run(answer(service, "t", None, "http://x", 30.0, stopping=lambda: time.monotonic() > stop_at))
     assert time.monotonic() - start < 1.0
     start = time.monotonic()
-    assert asyncio.run(answer(service, "t", None, "http://x", 0.3))["task"]["status"] == "TASK_STATUS_QUEUED"
+    assert asyncio.run(answer(service, "t", None, "http://x", 0.3))["task"]["status"] == TaskStatus.QUEUED
     assert 0.3 <= time.monotonic() - start < 2.0

@@ -61,8 +61,8 @@ def _digests(result: Mapping[str, Any]) -> Mapping[str, str]:
     return {k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, Mapping) else {}
 
 
-def video_entry(result: Mapping[str, Any], task_id: str) -> tuple[str, str]:
-    """The first video's URL and type (``mp4`` or ``gif``) of a SUCCEED result."""
+def first_video(result: Mapping[str, Any], task_id: str) -> tuple[str, str]:
+    """The first video's URL and type (``mp4`` or ``gif``), read from a SUCCEED result's ``videos``."""
     videos = result.get("videos")
     entry = videos[0] if isinstance(videos, list) and videos and isinstance(videos[0], Mapping) else {}
     url = entry.get("video_url")
@@ -107,7 +107,7 @@ def wanlab_video(remote: "Remote", task_id: str, result: Mapping[str, Any], para
     if record_url is None or lossless_url is None:
         raise ServiceError(f"task {task_id}: the server's result links no record and lossless copy")
     digests = _digests(result)
-    url, _ = video_entry(result, task_id)
+    url, _ = first_video(result, task_id)
     # the three files at once: on a busy server each request waits its turn
     mp4_ = remote.in_parallel(remote.download, remote.transport.url(url), folder / RUN_MP4, digests.get(RUN_MP4))
     lossless_ = remote.in_parallel(remote.download, remote.transport.url(lossless_url), folder / RUN_LOSSLESS,
@@ -141,7 +141,7 @@ def api_video(remote: "Remote", task_id: str, result: Mapping[str, Any], params:
               folder: Path) -> Video:
     """A hosted-API download: the mp4 as served, decoded; the record says it is lossy (``exact: false``)."""
     p = params if params is not None else _asked(result, task_id)
-    url, kind = video_entry(result, task_id)
+    url, kind = first_video(result, task_id)
     name = RUN_MP4 if kind == "mp4" else "video.gif"
     got = remote.download(remote.transport.url(url) if url.startswith("/") else url, folder / name)
     frames, rate = _frames(got.path, task_id)

@@ -213,7 +213,7 @@ class Remote:
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Poll until the task has finished and return its result (TaskTimeout after ``timeout`` s)."""
         from ..errors import TaskTimeout
-        from ..tasks.shape import FINISHED
+        from ..taskstatus import FINISHED
 
         check_number("timeout", timeout, 0, optional=True, rule="a number of seconds >= 0 or None")
         start = time.monotonic()
@@ -302,14 +302,14 @@ class Remote:
         """The task of this job at the service: the one it resumes, or a new one (its idempotency key
         announced to ``job.on_submit`` before it is sent, its task id to ``job.on_accepted`` before anything
         else happens)."""
-        from ..tasks.shape import FAILED
+        from ..taskstatus import TaskStatus
 
         p = job.params
         task_id = None
         idempotency_key = None
         if job.resume:
             try:
-                if self.task_result(job.resume)["task"]["status"] == FAILED:
+                if self.task_result(job.resume)["task"]["status"] == TaskStatus.FAILED:
                     log.info("task %s failed earlier at %s; submitting the request again", job.resume, self.base_url)
                 else:
                     task_id = job.resume
@@ -342,7 +342,7 @@ class Remote:
 
     def _follow(self, task_id: str, job: Job) -> dict[str, Any]:
         """Poll the task to its end, reporting start and progress to the job's callbacks."""
-        from ..tasks.shape import FAILED, QUEUED, SUCCEED
+        from ..taskstatus import TaskStatus
 
         steps = job.params.steps
         started = False
@@ -354,19 +354,20 @@ class Remote:
             result = self.task_result(task_id, wait=self.long_poll_s)
             task = result["task"]
             status = task["status"]
-            if status != QUEUED and not started:
+            if status != TaskStatus.QUEUED and not started:
                 started = True
                 if job.on_start is not None:
                     job.on_start()
-            if job.on_step is not None and status != QUEUED:
-                now = steps if status == SUCCEED else min(steps, int(task.get("progress_percent") or 0) * steps // 100)
+            if job.on_step is not None and status != TaskStatus.QUEUED:
+                percent = int(task.get("progress_percent") or 0)
+                now = steps if status == TaskStatus.SUCCEED else min(steps, percent * steps // 100)
                 if now > done:
                     done = now
                     job.on_step(done, steps)
-            if status == SUCCEED:
+            if status == TaskStatus.SUCCEED:
                 self.polling.learn(job.params, result)
                 return result
-            if status == FAILED:
+            if status == TaskStatus.FAILED:
                 raise TaskError(f"task {task_id} failed at {self.base_url}: {task.get('reason') or 'no reason given'}")
             held, seen = self._held(asked, self.long_poll_s, seen, task), _state(task)
             if held:

@@ -22,9 +22,9 @@ from ..params import (
     SIZE_MULTIPLE,
     SIZE_RANGE,
     STEPS_RANGE,
-    TASK_STATUSES,
 )
-from ..tasks import STATUSES, TASK_TYPE
+from ..tasks import TASK_TYPE
+from ..taskstatus import FINISHED, TaskStatus
 from .idempotency import MAX_CHARS, PATTERN
 
 JSON = "application/json"
@@ -39,7 +39,7 @@ def request_body(local: bool, model_id: str | None = None) -> dict[str, Any]:
         size = {"type": "integer", "enum": sorted({n for pair in API_SIZES for n in pair})}
     names = list(API_MODEL_NAMES) + ([model_id] if model_id and model_id not in API_MODEL_NAMES else [])
     test_mode = {"type": "object", "additionalProperties": False, "properties": {
-        "enabled": {"type": "boolean"}, "return_task_status": {"type": "string", "enum": list(TASK_STATUSES)}}}
+        "enabled": {"type": "boolean"}, "return_task_status": {"type": "string", "enum": [s.value for s in FINISHED]}}}
     webhook = {"type": "object", "additionalProperties": False, "required": ["url"], "properties": {
         "url": {"type": "string", "minLength": 1, "maxLength": 2048, "format": "uri"}, "test_mode": test_mode}}
     lora = {"type": "object", "additionalProperties": False, "required": ["path"], "properties": {
@@ -88,7 +88,7 @@ _INTEGER_TEXT = {"type": "string", "pattern": "^-?[0-9]+$"}
 TASK_RESULT = {"type": "object", "required": ["task", "images", "videos", "audios", "extra"], "properties": {
     "task": {"type": "object", "required": ["task_id", "task_type", "status", "reason", "eta", "progress_percent"],
              "properties": {"task_id": _STRING, "task_type": {"type": "string", "enum": [TASK_TYPE]},
-                            "status": {"type": "string", "enum": list(STATUSES)}, "reason": _STRING,
+                            "status": {"type": "string", "enum": [s.value for s in TaskStatus]}, "reason": _STRING,
                             "eta": {"type": "integer", "minimum": 0},
                             "progress_percent": {"type": "integer", "minimum": 0, "maximum": 100}}},
     "images": {"type": "array", "maxItems": 0},

@@ -23,10 +23,11 @@ from ..errors import LoRAError, ParamError, TaskError, UnsafeURLError
 from ..netguard import precheck
 from ..params import API_FIELDS, ApiOptions, Params
 from ..store import Store
-from ..tasks import FAILED as TASK_FAILED, FINISHED, PROCESSING, QUEUED, SUCCEED, QueueClosed, QueueFull, TaskFiles, TaskQueue
-from ..tasks.files import FORMAT, TASK_ID_RE
+from ..tasks import QueueClosed, QueueFull, TaskFiles, TaskQueue
+from ..tasks.files import FORMAT, TASK_ID_RE, task_file_data
 from ..tasks.queue import reason_of
-from ..tasks.shape import task_result, video_entry
+from ..tasks.shape import make_task_result, make_video_entry
+from ..taskstatus import FINISHED, TaskStatus
 from ..video import RUN_LOSSLESS, RUN_MP4, RUN_RECORD
 from .auth import ApiKeys, ServerSecret
 from .config import ServerConfig
@@ -144,7 +145,7 @@ class Service:
             self.backend, self.identity = backend, backend.identity
             if self.state == LOADING:
                 self.state = READY
-            resumed = self.queue.counts()[QUEUED]
+            resumed = self.queue.counts()[TaskStatus.QUEUED]
             sent = self.deliveries.resume(self._undelivered)
             log.info("model %s ready in %.1f s; %d unfinished task(s) queued again, %d webhook(s) resumed",
                      self.identity.model_id, time.perf_counter() - started, resumed, sent)
@@ -279,18 +280,18 @@ class Service:
         """Webhook test mode: a task that does not run, ends with the requested status, and is announced."""
         task_id, now = str(uuid.uuid4()), time.time()
         status = options.test_status
-        reason = "" if status == SUCCEED else TEST_FAILURE
+        reason = "" if status == TaskStatus.SUCCEED else TEST_FAILURE
         recorded = {"api": {"enable_safety_checker": options.enable_safety_checker, "fast_mode": options.fast_mode},
                     "webhook": {"url": options.webhook_url, "test_mode": True}}
-        result = task_result(task_id=task_id, status=status, reason=reason, seed=params.seed,
-                             request={**params.to_dict(), "loras": len(params.loras)}, submitted=now, finished=now,
-                             wanlab={"run_key": None, "params": params.to_dict(), "accel": None, "test_mode": True})
+        result = make_task_result(task_id=task_id, status=status, reason=reason, seed=params.seed,
+                                  request={**params.to_dict(), "loras": len(params.loras)}, submitted=now,
+                                  finished=now, wanlab={"run_key": None, "params": params.to_dict(), "accel": None,
+                                                        "test_mode": True})
         if accepting is not None:
             accepting(task_id)
-        self.files.write({"task_id": task_id, "status": status, "reason": reason, "params": params.to_dict(),
-                          "accel": None, "key": None, "key_parts": None, "model": self.identity.fingerprint,
-                          "submitted": now, "started": None, "finished": now, "run_key": None, "owner": owner,
-                          "options": recorded, "result": result})
+        self.files.write(task_file_data(task_id=task_id, status=status, reason=reason, params=params,
+                                        model=self.identity.fingerprint, submitted=now, finished=now, owner=owner,
+                                        options=recorded, result=result))
         self.deliveries.accepted(task_id, options.webhook_url)
         self.deliveries.send(task_id, options.webhook_url, event(self.present(result, recorded)))
         return task_id
@@ -323,7 +324,7 @@ class Service:
         at, seconds = self._retry_after
         if time.monotonic() - at < 1.0 or self.queue is None:
             return seconds
-        etas = [r["task"]["eta"] for r in self.queue.tasks() if r["task"]["status"] == PROCESSING]
+        etas = [r["task"]["eta"] for r in self.queue.tasks() if r["task"]["status"] == TaskStatus.PROCESSING]
         seconds = max(1, int(math.ceil(min(etas)))) if etas else 1
         self._retry_after = (time.monotonic(), seconds)
         return seconds
@@ -377,17 +378,17 @@ class Service:
         videos: list[dict[str, str]] = []
         run_key = wanlab.get("run_key")
         task = dict(result["task"])
-        if task["status"] == SUCCEED and run_key is not None:  # (a webhook test-mode task has no run)
+        if task["status"] == TaskStatus.SUCCEED and run_key is not None:  # (a webhook test-mode task has no run)
             damage = self.runs.damage(run_key)
             if damage is None:
-                videos.append(video_entry(self.signer.url(base, run_key, RUN_MP4), self.config.url_ttl))
+                videos.append(make_video_entry(self.signer.url(base, run_key, RUN_MP4), self.config.url_ttl))
                 wanlab["files"] = {"lossless_url": self.signer.url(base, run_key, RUN_LOSSLESS),
                                    "record_url": self.signer.url(base, run_key, RUN_RECORD),
                                    "sha256": self.runs.hashes(run_key)}
             else:
-                task.update(status=TASK_FAILED, reason=f"{DAMAGED}: {damage}. The video was made, but its stored files "
-                                                  "cannot be served; ask the server's operator to restore them, or "
-                                                  "submit the request again")
+                task.update(status=TaskStatus.FAILED,
+                            reason=f"{DAMAGED}: {damage}. The video was made, but its stored files cannot be served; "
+                                   "ask the server's operator to restore them, or submit the request again")
         task["reason"] = self.redactor.scrub(str(task.get("reason") or ""))
         api = dict(options.get("api") or {})
         wanlab["service"] = {"enable_safety_checker": api.get("enable_safety_checker", True),
@@ -432,7 +433,7 @@ class Service:
 
     def _finished(self, task: Any, result: Mapping[str, Any]) -> None:
         took = f" in {task.finished - task.started:.2f} s" if task.started and task.finished else ""
-        log.info("task %s %s%s%s", task.task_id, result["task"]["status"].removeprefix("TASK_STATUS_"), took,
+        log.info("task %s %s%s%s", task.task_id, TaskStatus(result["task"]["status"]).name, took,
                  f": {task.reason}" if task.reason else f" (run {task.run_key})")
         webhook = (task.options or {}).get("webhook")
         if webhook and webhook.get("url"):

@@ -13,7 +13,7 @@
 
 The server runs ``python -m wanlab.cli serve`` with this wanlab on its path, its output in a log
 file (:meth:`ServerProcess.log`), API keys written to a 0600 file (:attr:`ServerProcess.keys`).
-Only httpx and the standard library are imported here.
+Only httpx, the standard library and :mod:`wanlab.taskstatus` are imported here.
 """
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from ..taskstatus import FINISHED
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 180.0
@@ -121,7 +123,7 @@ class ServerProcess:
             deadline = time.monotonic() + timeout
             while True:
                 body = http.get("/v3/async/task-result", params={"task_id": task_id}).json()
-                if body.get("task", {}).get("status") in ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"):
+                if body.get("task", {}).get("status") in FINISHED:
                     return body
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"task {task_id} did not finish within {timeout:g} s: {body}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..params import Params
-from .shape import FINISHED, PROCESSING, QUEUED, SUCCEED
+from ..taskstatus import FINISHED, TaskStatus
 
 PRIOR_STEP_RATE = 5e-4
 PRIOR_TAIL_RATE = 1.5e-6
@@ -73,9 +73,9 @@ class Rates:
 def progress(task: Any) -> int:
     """``progress_percent``: 0 while queued, the share of denoising steps done (at most 99) while
     processing, 100 only once the video is stored."""
-    if task.status == SUCCEED:
+    if task.status == TaskStatus.SUCCEED:
         return 100
-    if task.status == QUEUED:
+    if task.status == TaskStatus.QUEUED:
         return 0
     return min(99, int(100 * task.done / task.params.steps))
 
@@ -83,9 +83,10 @@ def progress(task: Any) -> int:
 def remaining(task: Any, rates: Rates) -> float:
     """Seconds this task still needs (its own measured step time while it runs, else the rates)."""
     p = task.params
-    per_step = task.step_time if task.status == PROCESSING and task.step_time is not None else rates.per_step(p)
+    measured = task.status == TaskStatus.PROCESSING and task.step_time is not None
+    per_step = task.step_time if measured else rates.per_step(p)
     left = per_step * (p.steps - task.done) + rates.after_steps(p)
-    if task.status == PROCESSING and task.last_step is not None and task.done < p.steps:
+    if task.status == TaskStatus.PROCESSING and task.last_step is not None and task.done < p.steps:
         left -= min(time.perf_counter() - task.last_step, per_step)  # the step under way
     return max(left, 0.0)
 
@@ -95,7 +96,7 @@ def eta(task: Any, processing: Sequence[Any], waiting: Sequence[Any], capacity: 
     the work of the running tasks and of those ahead of it (itself included), shared by ``capacity``."""
     if task.status in FINISHED:
         return 0.0
-    if task.status == PROCESSING:
+    if task.status == TaskStatus.PROCESSING:
         return remaining(task, rates)
     ahead = list(processing) + (list(waiting[: list(waiting).index(task) + 1]) if task in waiting else [task])
     return sum(remaining(t, rates) for t in ahead) / min(capacity, len(ahead))

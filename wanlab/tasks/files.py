@@ -23,12 +23,16 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import TaskError, TaskTimeout
 from ..fsutil import FileLock, write_json
+from ..keys import run_key as key_of
+from ..taskstatus import FINISHED, TaskStatus
 from ..values import plain
-from .shape import FAILED, FINISHED, STATUSES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..params import Params
 
 log = logging.getLogger("wanlab.tasks")
 TASKS_DIR = "tasks"
@@ -61,10 +65,11 @@ class TaskFiles:
         return self.folder / f"{check_task_id(task_id)}.json"
 
     def write(self, data: Mapping[str, Any]) -> None:
-        """Write one task's file (atomically: readers see the old file or the new one)."""
+        """Write one task's file (atomically: readers see the old file or the new one); ``data`` as
+        :func:`task_file_data` makes it."""
         out = {"format": FORMAT, **plain(dict(data))}
-        if out.get("status") not in STATUSES:
-            raise ValueError(f"task status: must be one of {', '.join(STATUSES)}; got {out.get('status')!r}")
+        if out.get("status") not in tuple(TaskStatus):
+            raise ValueError(f"task status: must be one of {', '.join(TaskStatus)}; got {out.get('status')!r}")
         write_json(self.path(out["task_id"]), out)
 
     def set_aside(self, task_id: str) -> None:
@@ -101,8 +106,8 @@ class TaskFiles:
             return None
         reason = UNWRITTEN_REASON
         result = dict(data.get("result") or {})
-        task = {**dict(result.get("task") or {}), "status": FAILED, "reason": reason, "eta": 0}
-        return {**data, "status": FAILED, "reason": reason, "result": {**result, "task": task}}
+        task = {**dict(result.get("task") or {}), "status": TaskStatus.FAILED, "reason": reason, "eta": 0}
+        return {**data, "status": TaskStatus.FAILED, "reason": reason, "result": {**result, "task": task}}
 
     def result(self, task_id: str) -> dict[str, Any]:
         """The task's answer in the hosted API's shape, as its file last recorded it."""
@@ -147,11 +152,59 @@ class Claim:
         self._lock.release()
 
 
-def task_result(store: Any, task_id: str) -> dict[str, Any]:
-    """A task's result in the hosted API's shape from a store folder, from any process.
+def task_file_data(*, task_id: str, status: TaskStatus, params: Params, result: Mapping[str, Any],
+                   reason: str = "", accel: Any = None, parts: Mapping[str, Any] | None = None, model: str = "",
+                   submitted: float, started: float | None = None, finished: float | None = None,
+                   run_key: str | None = None, owner: str | None = None,
+                   options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What one task's file holds (:meth:`TaskFiles.write` adds the format number): the one place its
+    fields are named.
 
-    >>> wanlab.tasks.task_result("runs/tasks", task_id)["task"]["status"]  # doctest: +SKIP
-    'TASK_STATUS_SUCCEED'
+    Args:
+        task_id: the task's uuid.
+        status: its status now.
+        params: its request.
+        result: its answer in the hosted API's shape (:func:`wanlab.tasks.shape.make_task_result`) as of now.
+        reason: why it failed ("" unless FAILED).
+        accel: its acceleration setting (an ``Accel``), or None.
+        parts: its run key's parts (:func:`wanlab.keys.run_key`), or None for a task that makes no run.
+        model: the model's fingerprint.
+        submitted: when it was accepted; ``started``, ``finished``: when it started and ended (epoch seconds).
+        run_key: the key of the run it stored, once stored.
+        owner: who submitted it (opaque; ``wanlab serve`` keeps a hash of the API key).
+        options: what the service needs of it later (e.g. its webhook).
+
+    Returns:
+        The file's fields as a plain dict.
+
+    Example:
+        >>> files.write(task_file_data(task_id=task_id, status=TaskStatus.QUEUED, params=params,  # doctest: +SKIP
+        ...                            result=make_task_result(task_id=task_id, status=TaskStatus.QUEUED),
+        ...                            submitted=time.time()))
+    """
+    return {"task_id": task_id, "status": status, "reason": reason,
+            "params": params.to_dict(), "accel": accel.to_dict() if accel is not None else None,
+            "key": key_of(parts) if parts else None, "key_parts": dict(parts) if parts else None,
+            "model": model, "submitted": submitted, "started": started, "finished": finished,
+            "run_key": run_key, "owner": owner, "options": dict(options or {}), "result": dict(result)}
+
+
+def read_task_result(store: Any, task_id: str) -> dict[str, Any]:
+    """A task's result in the hosted API's shape, read from a store's task file, from any process.
+
+    Args:
+        store: a :class:`~wanlab.store.Store` or its folder.
+        task_id: the task's id, as ``submit`` returned it.
+
+    Returns:
+        The result as its file last recorded it (a file of the earlier format: its finished result).
+
+    Raises:
+        TaskError: an id that is not a uuid, a task the store does not hold, or a file that cannot be read.
+
+    Example:
+        >>> wanlab.tasks.read_task_result("runs", task_id)["task"]["status"]  # doctest: +SKIP
+        'TASK_STATUS_SUCCEED'
     """
     return TaskFiles(getattr(store, "path", store)).result(task_id)
 

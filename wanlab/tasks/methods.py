@@ -39,6 +39,16 @@ class TaskMethods:
                 self._task_queue = TaskQueue(self, store)
             return self._task_queue
 
+    @property
+    def queue_started(self) -> bool:
+        """Whether this backend has made its task queue (a ``submit`` or ``cancel`` does; reading a
+        result or waiting for one before that starts nothing and reads the store's task files).
+
+        >>> pipe.task_result(task_id); pipe.queue_started  # doctest: +SKIP
+        False
+        """
+        return self._task_queue is not None
+
     def submit(self, params: Any = None, *, store: Any = None, accel: Any = None, **fields: Any) -> str:
         """Queue a generation; returns its task id (a uuid4 string). The request is validated now (bad
         fields raise :class:`~wanlab.ParamError`, as the API answers 400) and the task written to the

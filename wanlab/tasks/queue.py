@@ -33,11 +33,12 @@ from ..backend import Job
 from ..errors import QueueClosed, QueueFull, TaskError, TaskTimeout, WanlabError
 from ..params import Params
 from ..store import Store, default_store_path
+from ..taskstatus import FINISHED, TaskStatus
 from ..values import check_int, check_number
 from .eta import Rates, eta, progress
 from .fair import FairQueue
 from .files import TaskFiles, check_task_id, wait_file
-from .shape import FAILED, FINISHED, LOCAL_URL_TTL, PROCESSING, QUEUED, SUCCEED, task_result, video_entry
+from .shape import LOCAL_URL_TTL, make_task_result, make_video_entry
 from .task import Task
 
 DEFAULT_MAXSIZE = 16
@@ -198,11 +199,12 @@ class TaskQueue:
             if task is None:
                 status = self._stored(task_id)["task"]["status"]  # raises for unknown ids
                 raise TaskError(f"task {task_id} is {status}; only queued tasks can be cancelled")
-            if task.status != QUEUED or (task not in self._queue and not (task.future and task.future.cancel())):
+            if task.status != TaskStatus.QUEUED or (task not in self._queue
+                                                    and not (task.future and task.future.cancel())):
                 raise TaskError(f"task {task_id} is {task.status}; only queued tasks can be cancelled")
             if task in self._queue:
                 self._queue.remove(task)
-            self._end(task, FAILED, CANCELLED_REASON)
+            self._end(task, TaskStatus.FAILED, CANCELLED_REASON)
         try:
             self._persist(task, final=True)
         finally:
@@ -231,7 +233,8 @@ class TaskQueue:
         """How many tasks in memory are queued, processing and finished."""
         with self._cond:
             statuses = [t.status for t in self._tasks.values()]
-        return {QUEUED: statuses.count(QUEUED), PROCESSING: statuses.count(PROCESSING),
+        return {TaskStatus.QUEUED: statuses.count(TaskStatus.QUEUED),
+                TaskStatus.PROCESSING: statuses.count(TaskStatus.PROCESSING),
                 "finished": sum(statuses.count(s) for s in FINISHED)}
 
     def close(self, timeout: float | None = None) -> None:
@@ -267,7 +270,7 @@ class TaskQueue:
                 raise TaskError("abandon() is for a closed queue: call close() first")
             tasks = [t for t in self._running if not t.abandoned]
             for task in tasks:
-                task.abandoned, task.status, task.started, task.done = True, QUEUED, None, 0
+                task.abandoned, task.status, task.started, task.done = True, TaskStatus.QUEUED, None, 0
                 task.version += 1
         for task in tasks:
             self._persist(task)
@@ -316,7 +319,7 @@ class TaskQueue:
         with self._cond:
             if task.abandoned:
                 return
-            task.status, task.started, task.last_step = PROCESSING, time.time(), time.perf_counter()
+            task.status, task.started, task.last_step = TaskStatus.PROCESSING, time.time(), time.perf_counter()
             task.version += 1
             self._cond.notify_all()
         try:
@@ -354,16 +357,16 @@ class TaskQueue:
                     if task.abandoned:  # abandon() wrote it back as queued while it was being stored
                         return
                     task.run_key, task.done = run.key, task.params.steps
-                    self._end(task, SUCCEED, "")
+                    self._end(task, TaskStatus.SUCCEED, "")
                 self._rates.save()
             else:
                 with self._cond:
                     if not task.abandoned:
-                        self._end(task, FAILED, reason_of(error))
+                        self._end(task, TaskStatus.FAILED, reason_of(error))
         except Exception as exc:  # noqa: BLE001 - storing failed: the task says so
             with self._cond:
                 if not task.abandoned:
-                    self._end(task, FAILED, f"the video was made but could not be stored: {reason_of(exc)}")
+                    self._end(task, TaskStatus.FAILED, f"the video was made but could not be stored: {reason_of(exc)}")
         finally:
             try:
                 if not cancelled and not task.abandoned:
@@ -383,7 +386,7 @@ class TaskQueue:
         if claim is not None:
             claim.release()
 
-    def _end(self, task: Task, status: str, reason: str) -> None:
+    def _end(self, task: Task, status: TaskStatus, reason: str) -> None:
         """Set a final status (under the lock) and forget the oldest finished tasks beyond the limit."""
         task.status, task.reason, task.finished = status, reason, time.time()
         task.version += 1
@@ -447,34 +450,36 @@ class TaskQueue:
 
     def _fail_file(self, files: TaskFiles, data: dict[str, Any], exc: BaseException) -> None:
         reason = f"{files.path(data['task_id'])} could not be read back ({reason_of(exc)}); the task cannot run"
-        result = task_result(task_id=data["task_id"], status=FAILED, reason=reason, submitted=data.get("submitted"),
-                             finished=time.time())
+        result = make_task_result(task_id=data["task_id"], status=TaskStatus.FAILED, reason=reason,
+                                  submitted=data.get("submitted"), finished=time.time())
         with contextlib.suppress(OSError, ValueError):
-            files.write({**data, "status": FAILED, "reason": reason, "finished": time.time(), "result": result})
+            files.write({**data, "status": TaskStatus.FAILED, "reason": reason, "finished": time.time(),
+                         "result": result})
 
     # --- answers -------------------------------------------------------------------------------------
     def _progress(self, task: Task) -> int:
         return progress(task)
 
     def _eta(self, task: Task) -> float:
-        waiting = [t for t in self._running if t.status == QUEUED] + list(self._queue)
-        return eta(task, [t for t in self._running if t.status == PROCESSING], waiting, self._capacity(), self._rates)
+        waiting = [t for t in self._running if t.status == TaskStatus.QUEUED] + list(self._queue)
+        running = [t for t in self._running if t.status == TaskStatus.PROCESSING]
+        return eta(task, running, waiting, self._capacity(), self._rates)
 
     def _result(self, task: Task) -> dict[str, Any]:
         videos = []
-        if task.status == SUCCEED and task.run_key is not None:
+        if task.status == TaskStatus.SUCCEED and task.run_key is not None:
             try:
                 url, ttl = self.video_url(task.store.get(task.run_key), task)
-                videos.append(video_entry(url, ttl))
+                videos.append(make_video_entry(url, ttl))
             except WanlabError:  # the run was removed or damaged since: no URL (the service says why)
                 pass
         wanlab = {"run_key": task.run_key or (_key_of(task.parts) if task.parts else None),
                   "params": task.params.to_dict(),
                   "accel": task.accel.to_dict() if task.accel is not None else None, "store": str(task.store.path)}
-        return task_result(task_id=task.task_id, status=task.status, reason=task.reason, eta=self._eta(task),
-                           progress=self._progress(task), videos=videos, seed=task.params.seed,
-                           request=_request_info(task.params), submitted=task.submitted, started=task.started,
-                           finished=task.finished, wanlab=wanlab)
+        return make_task_result(task_id=task.task_id, status=task.status, reason=task.reason, eta=self._eta(task),
+                                progress=self._progress(task), videos=videos, seed=task.params.seed,
+                                request=_request_info(task.params), submitted=task.submitted, started=task.started,
+                                finished=task.finished, wanlab=wanlab)
 
     def _stored(self, task_id: str) -> dict[str, Any]:
         """A task's result from one of the stores this queue has written to."""

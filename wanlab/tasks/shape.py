@@ -22,12 +22,8 @@ import json
 import math
 from typing import Any, Mapping, Sequence
 
-QUEUED = "TASK_STATUS_QUEUED"
-PROCESSING = "TASK_STATUS_PROCESSING"
-SUCCEED = "TASK_STATUS_SUCCEED"
-FAILED = "TASK_STATUS_FAILED"
-STATUSES = (QUEUED, PROCESSING, SUCCEED, FAILED)
-FINISHED = (SUCCEED, FAILED)
+from ..taskstatus import FINISHED, TaskStatus
+
 TASK_TYPE = "WAN_TXT_TO_VIDEO"
 #: How long an in-process ``file://`` video URL is promised to stay valid (a store keeps its runs).
 LOCAL_URL_TTL = 86400
@@ -38,17 +34,25 @@ def ms(t: float | None) -> str:
     return "0" if t is None else str(int(t * 1000))
 
 
-def video_entry(url: str, ttl: int, video_type: str = "mp4") -> dict[str, str]:
-    """One ``videos`` entry."""
+def make_video_entry(url: str, ttl: int, video_type: str = "mp4") -> dict[str, str]:
+    """One ``videos`` entry of a result, made from a video's URL, its lifetime and type.
+
+    >>> make_video_entry("file:///runs/ab/video.mp4", 86400)
+    {'video_url': 'file:///runs/ab/video.mp4', 'video_url_ttl': '86400', 'video_type': 'mp4'}
+    """
     return {"video_url": url, "video_url_ttl": str(int(ttl)), "video_type": video_type}
 
 
-def task_result(*, task_id: str, status: str, reason: str = "", eta: float = 0.0, progress: int = 0,
+def make_task_result(*, task_id: str, status: TaskStatus, reason: str = "", eta: float = 0.0, progress: int = 0,
                 videos: Sequence[Mapping[str, str]] = (), seed: int | None = None,
                 request: Mapping[str, Any] | None = None, submitted: float | None = None,
                 started: float | None = None, finished: float | None = None,
                 wanlab: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A task result in the published shape (see the module docstring)."""
+    """A task result in the published shape (see the module docstring), made from the task's fields.
+
+    >>> make_task_result(task_id="t", status=TaskStatus.QUEUED, eta=2.5)["task"]["eta"]
+    3
+    """
     return {
         "task": {"task_id": task_id, "task_type": TASK_TYPE, "status": status, "reason": reason,
                  "eta": 0 if status in FINISHED else int(math.ceil(max(eta, 0.0))),

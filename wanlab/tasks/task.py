@@ -9,7 +9,8 @@ from typing import Any, Mapping
 
 from ..params import Params
 from ..store import Store
-from .shape import QUEUED
+from ..taskstatus import TaskStatus
+from .files import task_file_data
 
 
 @dataclass(eq=False)
@@ -24,7 +25,7 @@ class Task:
     model: str = ""
     owner: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    status: str = QUEUED
+    status: TaskStatus = TaskStatus.QUEUED
     reason: str = ""
     done: int = 0
     submitted: float = field(default_factory=time.time)
@@ -41,14 +42,12 @@ class Task:
     abandoned: bool = False  # written back as queued by TaskQueue.abandon: its job's end is ignored
 
     def file_data(self, result: Mapping[str, Any]) -> dict[str, Any]:
-        """What the task's file holds: the request, setting, key, status, times, owner, options, result."""
-        from ..keys import run_key
-
-        return {"task_id": self.task_id, "status": self.status, "reason": self.reason,
-                "params": self.params.to_dict(), "accel": self.accel.to_dict() if self.accel is not None else None,
-                "key": run_key(self.parts) if self.parts else None, "key_parts": self.parts or None,
-                "model": self.model, "submitted": self.submitted, "started": self.started, "finished": self.finished,
-                "run_key": self.run_key, "owner": self.owner, "options": self.options, "result": dict(result)}
+        """What the task's file holds (:func:`~wanlab.tasks.files.task_file_data`): the request, setting,
+        key, status, times, owner, options, result."""
+        return task_file_data(task_id=self.task_id, status=self.status, reason=self.reason, params=self.params,
+                              accel=self.accel, parts=self.parts, model=self.model, submitted=self.submitted,
+                              started=self.started, finished=self.finished, run_key=self.run_key, owner=self.owner,
+                              options=self.options, result=result)
 
     @classmethod
     def from_file(cls, data: Mapping[str, Any], store: Store) -> "Task":
