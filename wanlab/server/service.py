@@ -133,12 +133,7 @@ class Service:
         try:
             self.identity = identity(self.config.model, device=self.config.device, dtype=self.config.dtype)
             backend = self._factory(self.config)
-            if hasattr(backend, "set_lora_policy"):
-                backend.set_lora_policy(self.lora_policy)
-            elif hasattr(backend, "loras"):
-                backend.loras.policy = self.lora_policy
-            elif hasattr(backend, "lora_policy"):  # a Ray pool: resolved in the driver, sent with each job
-                backend.lora_policy = self.lora_policy
+            backend.set_lora_policy(self.lora_policy)
             self.queue = TaskQueue(backend, self.store, maxsize=self.config.queue_size, resume=True,
                                    max_per_owner=self.config.max_queued_per_key, video_url=self._video_url, on_finish=self._finished)
             self.backend, self.identity = backend, backend.identity
@@ -166,7 +161,7 @@ class Service:
             for task_id in self.abandoned:
                 log.warning("task %s was still running at shutdown; written back as queued", task_id)
         self.deliveries.close()
-        if self.backend is not None and not self.abandoned and hasattr(self.backend, "close"):
+        if self.backend is not None and not self.abandoned:
             self.backend.close()
 
     # --- who -----------------------------------------------------------------------------------------
