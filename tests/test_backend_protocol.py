@@ -18,7 +18,7 @@ from wanlab.lora import SourcePolicy
 from wanlab.params import LoRA
 from wanlab.pipeline import Pipeline
 from wanlab.ray.raypool import RayPool
-from wanlab.server.workers import LocalWorkers
+from wanlab.workers import LocalWorkers
 
 BACKENDS = [Pipeline, Remote, RayPool, LocalWorkers, FakeBackend]
 METHODS = sorted(name for name, value in vars(Backend).items() if inspect.isfunction(value) and not name.startswith("_"))

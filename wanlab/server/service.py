@@ -54,20 +54,13 @@ def integral(value: Any) -> Any:
 
 def load_backend(config: ServerConfig) -> Any:
     """The backend ``wanlab serve`` runs tasks on: one pipeline, ``--workers N`` copies in this process,
-    or (``--ray``) a pool of Ray workers; the service needs only the backend protocol.
+    or (``--ray``) a pool of Ray workers (:func:`wanlab.backends.open_backend`); the service needs only the
+    backend protocol.
     """
-    from ..pipeline import load
+    from ..backends import open_backend
 
-    if config.ray is not None:
-        from ..ray import pool
-
-        return pool(config.model, workers=config.workers, address=config.ray or None, dtype=config.dtype)
-    if config.workers == 1:
-        return load(config.model, device=config.device, dtype=config.dtype, progress=False)
-    from .workers import LocalWorkers, devices
-
-    return LocalWorkers([load(config.model, device=d, dtype=config.dtype, progress=False)
-                         for d in devices(config.workers, config.device)])
+    return open_backend(config.model, ray=config.ray, workers=config.workers, device=config.device,
+                        dtype=config.dtype)
 
 
 class Service:

@@ -1,4 +1,4 @@
-"""``wanlab serve --workers N``: N copies of the model in one process, as one backend.
+"""N copies of the model in one process, as one backend (``wanlab serve --workers N``): :class:`LocalWorkers`.
 
 Each copy is a :class:`~wanlab.pipeline.Pipeline` with its own worker thread; a job goes to the
 copy with the fewest jobs in flight. On a machine with several GPUs (and no ``--device``) copy
@@ -14,9 +14,9 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Sequence
 
-from ..backend import BackendBase, Job
-from ..params import Params
-from ..tasks import TaskMethods
+from .backend import BackendBase, Job
+from .params import Params
+from .tasks import TaskMethods
 
 
 def devices(workers: int, device: str | None) -> list[str | None]:
