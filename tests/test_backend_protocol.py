@@ -62,12 +62,13 @@ def test_backends_are_backends_and_keyers_are_not(pipe):
     assert not is_backend(IdentityBackend(fake.identity)) and not is_backend("tiny")
 
     class NoClose:
-        identity, max_in_flight = fake.identity, 1
+        identity, max_in_flight, records_probes = fake.identity, 1, True
         params, key_parts, start, generate = fake.params, fake.key_parts, fake.start, fake.generate
         submit, task_result, wait, cancel, set_lora_policy = (fake.submit, fake.task_result, fake.wait, fake.cancel,
                                                               fake.set_lora_policy)
 
     assert not is_backend(NoClose())
+    assert not remote(fake.identity).records_probes and pipe.records_probes and fake.records_probes
 
 
 def test_a_backend_without_start_or_close_cannot_be_made():

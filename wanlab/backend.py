@@ -88,7 +88,8 @@ class Backend(Protocol):
     """Anything that turns requests into videos: what callers above the backend layer may use.
 
     ``identity`` and ``params``/``key_parts`` (requests and run keys), ``start(job) -> Future[Video]`` with at
-    most ``max_in_flight`` jobs running at once (the runner keeps that many started), ``generate`` (one video,
+    most ``max_in_flight`` jobs running at once (the runner keeps that many started), ``records_probes``
+    (whether jobs may ask for :mod:`wanlab.probes`; a sweep refuses them up front where not), ``generate`` (one video,
     in this thread's time), the hosted API's task methods (``submit``, ``task_result``, ``wait``, ``cancel``:
     :class:`wanlab.tasks.TaskMethods` gives them to local backends), the LoRA source policy
     (``set_lora_policy``) and ``close``. :class:`BackendBase` gives what every backend shares.
@@ -99,6 +100,7 @@ class Backend(Protocol):
 
     identity: "ModelIdentity"
     max_in_flight: int
+    records_probes: bool
 
     def params(self, params: Params | None = None, **fields: Any) -> Params: ...
 
@@ -253,6 +255,9 @@ class BackendBase(Keyer, Closing):
     """What every backend shares besides its requests and keys (:class:`Keyer`): the LoRA source policy,
     ``generate`` as one started job waited for, and ``with backend:`` closing it. A backend adds
     ``max_in_flight``, ``start``, ``close`` and the task methods."""
+
+    #: Whether jobs may ask for probes (:mod:`wanlab.probes`); a backend that returns frames only says False.
+    records_probes: bool = True
 
     def set_lora_policy(self, policy: "SourcePolicy | None") -> None:
         """Which LoRA path forms jobs may use from now on (a :class:`wanlab.lora.SourcePolicy`; None: the
