@@ -21,7 +21,8 @@ from wanlab.ray.raypool import RayPool
 from wanlab.workers import LocalWorkers
 
 BACKENDS = [Pipeline, Remote, RayPool, LocalWorkers, FakeBackend]
-METHODS = sorted(name for name, value in vars(Backend).items() if inspect.isfunction(value) and not name.startswith("_"))
+METHODS = sorted(name for name, value in vars(Backend).items()
+                 if inspect.isfunction(value) and not name.startswith("_"))
 
 
 def shape(fn):

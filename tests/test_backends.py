@@ -18,7 +18,8 @@ KEY = "sk-standin-0123456789abcdef"
 
 
 @pytest.mark.parametrize("choice, message", [
-    (dict(ray="", remote="http://x"), "ray: must be left out with remote (the service runs the tasks); got '(no address)'"),
+    (dict(ray="", remote="http://x"),
+     "ray: must be left out with remote (the service runs the tasks); got '(no address)'"),
     (dict(ray="head:6379", device="cpu"), "device: must be left out with ray (each worker runs on the GPU Ray gives "
                                           "it, or the CPU); got 'cpu'"),
     (dict(remote="http://x", dtype="float16"), "dtype: must be left out with remote (the service runs its own model"),
@@ -95,7 +96,8 @@ def test_sweep_generate_and_serve_share_the_flags():
 def test_the_sweep_command_refuses_them_before_anything_runs(tmp_path, capsys, argv, message):
     from wanlab import Sweep
 
-    file = Sweep(base={"prompt": "a fox", "steps": 2}, grid={"seed": [1]}, name="s", model="tiny").save(tmp_path / "s.toml")
+    sweep = Sweep(base={"prompt": "a fox", "steps": 2}, grid={"seed": [1]}, name="s", model="tiny")
+    file = sweep.save(tmp_path / "s.toml")
     assert main(["sweep", str(file), "--dry-run", *argv]) == 2
     assert message in capsys.readouterr().err
 

@@ -98,9 +98,14 @@ class Backend(Protocol):
     True
     """
 
-    identity: "ModelIdentity"
-    max_in_flight: int
-    records_probes: bool
+    @property
+    def identity(self) -> "ModelIdentity": ...
+
+    @property
+    def max_in_flight(self) -> int: ...
+
+    @property
+    def records_probes(self) -> bool: ...
 
     def params(self, params: Params | None = None, **fields: Any) -> Params: ...
 
@@ -193,8 +198,13 @@ class Keyer:
 
     identity: "ModelIdentity"
     accel: Any = None
-    #: Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: the library's default).
-    lora_policy: "SourcePolicy | None" = None
+    _lora_policy: "SourcePolicy | None" = None
+
+    @property
+    def lora_policy(self) -> "SourcePolicy | None":
+        """Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: the library's default);
+        backends set it with ``set_lora_policy``."""
+        return self._lora_policy
 
     def params(self, params: Params | None = None, **fields: Any) -> Params:
         """The validated request: fields given (keywords, or set in ``params``) are kept, the others come from
@@ -268,7 +278,7 @@ class BackendBase(Keyer, Closing):
 
         >>> backend.set_lora_policy(wanlab.lora.SourcePolicy(urls=False))  # doctest: +SKIP
         """
-        self.lora_policy = policy
+        self._lora_policy = policy
 
     @abstractmethod
     def start(self, job: Job) -> "Future[Video]":

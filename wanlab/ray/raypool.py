@@ -91,10 +91,8 @@ class RayPool(TaskMethods, BackendBase):
         if runtime_env is not None and not isinstance(runtime_env, dict):
             raise ParamError("runtime_env", "None or a dict (Ray's runtime environment)", runtime_env)
         self.accel = Accel.coerce(load_options.get("accel"))
-        #: Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: local files, the hub
-        #: cache, https URLs; :meth:`set_lora_policy`): applied here (run keys: LoRA files as the driver reads
-        #: them, each worker must read the same bytes) and sent with each job to the worker.
-        self.lora_policy = None
+        # The LoRA source policy (set_lora_policy) applies here (run keys: LoRA files as the driver reads them,
+        # each worker must read the same bytes) and is sent with each job to its worker.
         ray = connect(address)
         if num_gpus > 0 and not has_gpus(ray):
             print(f"wanlab.ray: the Ray cluster has no GPUs: CPU workers with {threads} torch thread"
