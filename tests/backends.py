@@ -8,17 +8,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from wanlab.backend import Job, request
+from wanlab.backend import BackendBase, Job
 from wanlab.keys import key_parts
 from wanlab.lora import describe
 from wanlab.models.identity import ModelIdentity
+from wanlab.tasks import TaskMethods
 from wanlab.video import Video
 
 
-class FakeBackend:
+class FakeBackend(TaskMethods, BackendBase):
     """Frames drawn from the request alone (a bright square whose speed follows ``guidance_scale``),
     so runs are exact and reproducible; ``fail_seeds`` fail, ``gate`` (an Event) holds every job
-    until it is set, and the backend counts what it ran and how many jobs ran at once."""
+    until it is set, and the backend counts what it ran and how many jobs ran at once. Requests, keys,
+    ``generate`` and the task methods are the ones every backend shares (BackendBase, TaskMethods)."""
 
     def __init__(self, *, max_in_flight: int = 2, fail_seeds: tuple[int, ...] = (), gate: threading.Event | None = None,
                  fingerprint: str = "f" * 64, step_seconds: float = 0.0) -> None:
@@ -34,15 +36,6 @@ class FakeBackend:
         self.peak = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="fake-backend")
-
-    def params(self, params=None, **fields):
-        return request(self.identity.native, params, **fields)
-
-    def key_parts(self, params, accel=None, loras=None):
-        return key_parts(self.identity, params, accel, describe(params.loras) if loras is None else loras)
-
-    def generate(self, params=None, *, accel=None, progress=None, **fields):
-        return self.start(Job(self.params(params, **fields).resolved(), accel)).result()
 
     def start(self, job: Job):
         return self._pool.submit(self._run, job)

@@ -218,14 +218,17 @@ def test_the_pools_lora_policy_reaches_every_worker(pool2, pipe, one_thread, tmp
 
     make_lora_files(pipe, tmp_path / "loras")
     p = Params(**SMALL, seed=4, loras=[LoRA("style_diffusers.safetensors", 0.8)])  # a name inside the allowed root
-    saved = pipe.loras.policy
-    pool2.lora_policy = pipe.loras.policy = SourcePolicy(local_roots=(str(tmp_path / "loras"),))
+    saved = pipe.lora_policy
+    policy = SourcePolicy(local_roots=(str(tmp_path / "loras"),))
+    pool2.set_lora_policy(policy)
+    pipe.set_lora_policy(policy)
     try:
         videos = [f.result() for f in [pool2.start(Job(p)), pool2.start(Job(p))]]
         local = pipe.generate(p)
         assert pool2.key_parts(p) == pipe.key_parts(p)
     finally:
-        pool2.lora_policy, pipe.loras.policy = None, saved
+        pool2.set_lora_policy(None)
+        pipe.set_lora_policy(saved)
     assert {v.record["worker"] for v in videos} == {"ray-0", "ray-1"}  # both resolved the name as the driver did
     assert {v.digest for v in videos} == {local.digest}
 

@@ -336,7 +336,7 @@ def test_workers_run_jobs_on_several_copies_at_once_with_the_same_frames(pipe, t
 
     import wanlab
     from tests.backends import FakeBackend
-    from wanlab.server.workers import LocalWorkers
+    from wanlab.workers import LocalWorkers
     from wanlab.tasks import TaskQueue
 
     second = wanlab.load("tiny", progress=False)

@@ -81,8 +81,8 @@ def _one_line(params: Params) -> str:
 def cmd_generate(args: argparse.Namespace) -> int:
     from .backend import request
     from .lora import describe
+    from .backends import open_from_args
     from .models.identity import identity
-    from .pipeline import load
     from .video import check_suffix
 
     check_suffix(args.out)
@@ -98,7 +98,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"wanlab: {model.model_id} request: {_one_line(params)} (the model's native settings fill what is "
               "not given)", file=sys.stderr)
     with _quiet(args.quiet):
-        pipe = load(args.model, device=args.device, dtype=args.dtype, progress=not args.quiet)
+        pipe = open_from_args(args, args.model, progress=not args.quiet)
         video = pipe.generate(params, progress=not args.quiet, accel=accel)
     path = video.save(args.out)
     stats = video.record.get("accel_stats") or {}
@@ -145,31 +145,9 @@ def _connect(args: argparse.Namespace, model: str | None = None, where: str = "-
              max_in_flight: int | None = None) -> Any:
     """The service of ``--remote``, with the key of ``--api-key-file`` (else the environment); a model
     asked for (``--model``, or the sweep file's, named by ``where``) must be the one it serves."""
-    from .client import connect
-    from .client.credentials import read_key_file
+    from .backends import open_from_args
 
-    for flag in ("device", "dtype"):
-        if getattr(args, flag, None):
-            raise ParamError(f"--{flag}", "left out with --remote (the service runs its own model its own way)",
-                             getattr(args, flag))
-    key = read_key_file(args.api_key_file) if args.api_key_file else None
-    remote = connect(args.remote, key, kind=args.remote_kind, max_in_flight=max_in_flight)
-    if model and model != remote.identity.model_id:
-        remote.close()
-        raise ParamError(where, f"the model {args.remote} serves ({remote.identity.model_id}), or left out", model)
-    return remote
-
-
-def _remote_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--remote", default=None, metavar="URL",
-                        help="run on a service with the hosted API's contract instead of a local model: a `wanlab "
-                             "serve` box (exact frames, the same run keys as local runs) or the hosted API (lossy "
-                             "mp4 downloads, the API's sizes; every task is billed)")
-    parser.add_argument("--api-key-file", default=None, metavar="FILE",
-                        help="file whose first line is the service's API key (default: $WANLAB_API_KEY, else "
-                             "$NOVITA_API_KEY; none for a server started with --no-auth)")
-    parser.add_argument("--remote-kind", default="auto", choices=("auto", "wanlab", "api"),
-                        help="what --remote is: auto (ask its /health), wanlab or api (treat it as the hosted API)")
+    return open_from_args(args, model, model_named_by=where, max_in_flight=max_in_flight)
 
 
 def _quiet(on: bool) -> Any:
@@ -263,8 +241,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or with --dry-run, list) a TOML sweep. Exit code 0: every point of this shard done;
     1: some failed or are left pending; 2: an error before running."""
+    from .backends import check_args, open_from_args
     from .models.identity import identity
-    from .pipeline import load
     from .sweep import Sweep, check_shard
 
     sweep = Sweep.load(args.file)
@@ -272,10 +250,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep = sweep.replace(model=args.model)  # said on the command line: the study runs on this model
     if args.probes is not None:
         sweep = sweep.replace(probes=[name.strip() for name in args.probes.split(",") if name.strip()] or None)
-    if args.workers is not None and args.ray is None:
-        raise ParamError("--workers", "used with --ray", args.workers)
-    if args.ray is not None and args.remote:
-        raise ParamError("--ray", "left out with --remote (the service runs the tasks)", args.ray or "(no address)")
+    check_args(args)  # --remote, --ray, --workers, --device and --dtype agree
     shard = check_shard(args.shard) if args.shard else (0, 1)
     store = args.store or str(sweep.default_store())
     mine = set(sweep.shard(*shard))
@@ -310,12 +285,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not Path(store).exists():
         print(f"wanlab: runs go to {Path(store).resolve()}", file=sys.stderr)
     with _quiet(True):
-        if remote is not None:
-            backend = remote
-        elif args.ray is not None:
-            backend = _ray_pool(args, model)
-        else:
-            backend = load(model, device=args.device, dtype=args.dtype, progress=False)
+        backend = remote if remote is not None else open_from_args(args, model)
         try:
             result = sweep.run(backend, store=store, metrics=_metrics_option(args), progress=not args.quiet,
                                max_failures=args.max_failures, shard=shard, retry_failed=not args.no_retry,
@@ -339,16 +309,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"report: {write_sweep_report(result, Path(args.report))}")
     mine_df = df[df["point"].isin(mine)]
     return 0 if (mine_df["status"] == "done").all() else 1
-
-
-def _ray_pool(args: argparse.Namespace, model: str) -> Any:
-    """``wanlab sweep --ray [ADDRESS] --workers N``: the sweep's backend is a pool of Ray workers."""
-    from .ray import pool
-
-    if args.device is not None:
-        raise ParamError("--device", "left out with --ray (each worker runs on the GPU Ray gives it, or the CPU)",
-                         args.device)
-    return pool(model, workers=args.workers, address=args.ray or None, dtype=args.dtype)
 
 
 def _print_accel_summary(result: Any) -> None:
@@ -378,6 +338,8 @@ def _native_text(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import add_backend_args
+
     parser = _Parser(prog="wanlab", description="Study Wan 2.1 text-to-video: generate, sweep, measure, verify.")
     parser.add_argument("--version", action="version", version=f"wanlab {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
@@ -398,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output file: .mp4 (with NAME.lossless.mkv and NAME.json beside it), .mkv, .gif or .npz; "
                           "default wanlab-video.mp4")
     gen.add_argument("--quiet", action="store_true", help="no progress bar and no library warnings")
-    _remote_args(gen)
+    add_backend_args(gen, ray=False)
     gen.set_defaults(func=cmd_generate, model=None)
 
     models = sub.add_parser("models", help="list the built-in models, their native settings and what they are for")
@@ -445,13 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--max-in-flight", type=int, default=None, metavar="K",
                     help="points running at once (default: the backend's); with --remote, tasks at the service at "
                          "once (default: the server's queue limit, else 4)")
-    _remote_args(sw)
-    sw.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                    help="run on a pool of Ray workers, one GPU each (CPU workers where the cluster has no GPU): "
-                         "ADDRESS is the cluster's head (HOST:PORT, ray://HOST:PORT or auto); without it, "
-                         "$RAY_ADDRESS or a new Ray on this machine. The store stays on this machine")
-    sw.add_argument("--workers", type=int, default=None, metavar="N",
-                    help="with --ray: workers to start (default: as many as the cluster holds)")
+    add_backend_args(sw)
     sw.set_defaults(func=cmd_sweep)
 
     me = sub.add_parser("measure", help="compute metrics for runs already in a store (no regenerating)",

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .backend import Job, request
+from .backend import BackendBase, Job
 from .errors import GenerationError, ParamError, PromptWarning, TrainedSizeWarning, TruncationError, warn
 from .frames import WAN_FPS, to_uint8
-from .keys import key_parts
 from .models import internals
 from .models.registry import DEFAULT_MODEL
 from .models.scope import prompt_message, scope_of, size_message
@@ -90,7 +89,7 @@ def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = 
     return Pipeline(loaded.diffusers, loaded.identity, device=loaded.device, accel=loaded.accel)
 
 
-class Pipeline(TaskMethods):
+class Pipeline(TaskMethods, BackendBase):
     """A loaded Wan pipeline: validated requests in, :class:`Video` out (a backend, :mod:`wanlab.backend`).
 
     ``pipe.diffusers`` is the underlying ``diffusers.WanPipeline`` for anything wanlab does not wrap;
@@ -169,17 +168,21 @@ class Pipeline(TaskMethods):
         return 1
 
     # --- requests ----------------------------------------------------------------------------------
-    def params(self, params: Params | None = None, **fields: Any) -> Params:
-        """The validated request: fields given (keywords, or set in ``params``) are kept, the others
-        come from the model's native settings (see :func:`wanlab.backend.request`)."""
-        return request(self.identity.native, params, **fields)
+    def describe_loras(self, params: Params) -> list[dict[str, Any]]:
+        """Each LoRA of ``params`` as records and run keys hold it, its file hashed under this pipeline's LoRA
+        policy (a missing one raises :class:`~wanlab.LoRAError`)."""
+        return self.loras.describe(params.loras)
 
-    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
-        """What the run key of ``params`` with ``accel`` (None: this pipeline's default) is the hash of;
-        LoRA files are hashed (a missing one raises :class:`~wanlab.LoRAError`) unless ``loras`` gives
-        their descriptions (:func:`wanlab.keys.unreadable_loras` for a stand-in key)."""
-        return key_parts(self.identity, params, self.accel if accel is None else accel,
-                         self.loras.describe(params.loras) if loras is None else loras)
+    @property
+    def lora_policy(self) -> Any:
+        """Which LoRA path forms jobs may use (``pipe.loras.policy``)."""
+        return self.loras.policy
+
+    def set_lora_policy(self, policy: Any) -> None:
+        """Which LoRA path forms jobs may use from now on (None: the library's default)."""
+        from .lora import SourcePolicy
+
+        self.loras.policy = policy or SourcePolicy()
 
     def prompt_tokens(self, text: str) -> int:
         """How many tokens ``text`` encodes to (with the end token) before any truncation, after the

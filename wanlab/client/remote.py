@@ -29,9 +29,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..backend import Job, request
+from ..backend import BackendBase, Job, request
 from ..errors import ParamError, ServiceError, SubmitUncertain, TaskError
-from ..keys import key_parts
 from ..params import Params
 from ..values import check_number, check_unicode
 from .download import DownloadError, fetch
@@ -56,11 +55,11 @@ WAIT_PARAM = "wanlab_wait"
 WAIT_MARGIN_S = 5.0
 
 
-class Remote:
+class Remote(BackendBase):
     """A service with the hosted API's contract as a backend (see the module docstring).
 
-    ``identity``, ``params``, ``key_parts``, ``start``, ``generate`` (the backend protocol) and the
-    hosted API's ``submit``, ``task_result``, ``wait``, plus ``video(task_id)`` for a finished task.
+    The backend protocol (:class:`wanlab.backend.Backend`; ``with remote:`` closes it), the hosted API's
+    ``submit``, ``task_result``, ``wait`` among it, plus ``video(task_id)`` for a finished task.
     ``kind`` is ``"wanlab"`` (a wanlab server: exact frames, keys as local runs) or ``"api"``.
 
     >>> remote = wanlab.connect("http://127.0.0.1:8000")  # doctest: +SKIP
@@ -103,12 +102,6 @@ class Remote:
     def __repr__(self) -> str:
         return f"Remote({self.base_url!r}, kind={self.kind!r}, model={self.identity.model_id!r})"
 
-    def __enter__(self) -> "Remote":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     @property
     def base_url(self) -> str:
         return self.transport.base_url
@@ -143,14 +136,9 @@ class Remote:
         return self.accel
 
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
-        """Each LoRA as run keys hold it (:func:`wanlab.client.wire.describe_loras`)."""
-        return describe_loras(params, self.kind)
-
-    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
-        """What the run key of ``params`` on this service is the hash of (``accel``: None or the
-        service's own; another one is refused)."""
-        return key_parts(self.identity, params, self.check_accel(accel),
-                         self.describe_loras(params) if loras is None else loras)
+        """Each LoRA as run keys hold it (:func:`wanlab.client.wire.describe_loras`; what
+        :meth:`set_lora_policy` rules out raises LoRAError)."""
+        return describe_loras(params, self.kind, self.lora_policy)
 
     def body(self, params: Params) -> dict[str, Any]:
         """The JSON body of ``POST /v3/async/wan-t2v`` for ``params`` (:func:`wanlab.client.wire.body`)."""
@@ -184,7 +172,7 @@ class Remote:
             self._requests[task_id] = (params, accel)
         return task_id
 
-    def task_result(self, task_id: str, wait: float | None = None) -> dict[str, Any]:
+    def task_result(self, task_id: str, *, wait: float | None = None) -> dict[str, Any]:
         """The task's state as the service gives it (the published shape); TaskError for an unknown id.
         ``wait`` (seconds, on a service with a long poll; at most :attr:`long_poll_s`): the answer comes once
         the task's status or progress changes or it ends, or after that long."""
@@ -293,6 +281,8 @@ class Remote:
         accel = self.check_accel(job.accel)
         if self.identity.rules == "api":
             p.check_api()
+        if self.lora_policy is not None:
+            self.describe_loras(p)  # a LoRA path the policy rules out is refused before it is sent
         with self._slots:  # held while the task is at the service; its download overlaps the next one's run
             task_id = self._accepted(job, accel)
             result = self._follow(task_id, job)

@@ -11,6 +11,7 @@ from ..errors import ParamError
 from ..params import Params
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..lora import SourcePolicy
     from ..models.identity import ModelIdentity
 
 #: How LoRA files a service reads (and this machine cannot) are keyed: by the request's path.
@@ -54,15 +55,25 @@ def check_service_lora(path: str) -> str:
     return path
 
 
-def describe_loras(params: Params, kind: str) -> list[dict[str, Any]]:
+def describe_loras(params: Params, kind: str, policy: "SourcePolicy | None" = None) -> list[dict[str, Any]]:
     """Each LoRA as run keys hold it: for a wanlab server a file by its sha256 when this machine can read
-    it (the same file the server reads), else (and always for the hosted API) by the request's path."""
+    it (the same file the server reads), else (and always for the hosted API) by the request's path.
+    ``policy`` (a remote's ``set_lora_policy``): URLs it does not allow and local files outside its folders
+    raise :class:`~wanlab.LoRAError` here, before any call (the service applies its own policy as well)."""
+    from dataclasses import replace
+
+    from ..errors import LoRAError
     from ..lora import SourcePolicy, file_hash
 
+    local = SourcePolicy(hub=False, urls=False) if policy is None else replace(policy, hub=False, urls=False)
     out = []
     for lo in params.loras:
+        if policy is not None and "://" in lo.path and not lo.path.startswith("hf://") and not policy.urls:
+            raise LoRAError(f"loras.path: must be a local file or a Hugging Face repo id here (URLs are not "
+                            f"allowed); got {lo.path}")
         sha = f"{REQUEST_PATH}{lo.path}"
-        if kind == "wanlab" and Path(lo.path).expanduser().is_file():
-            sha = file_hash(lo.path, SourcePolicy(hub=False, urls=False))
+        if (kind == "wanlab" or policy is not None) and Path(lo.path).expanduser().is_file():
+            digest = file_hash(lo.path, local)  # a file the policy rules out raises LoRAError
+            sha = digest if kind == "wanlab" else sha
         out.append({"path": lo.path, "scale": lo.scale, "sha256": sha})
     return out

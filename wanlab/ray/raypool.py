@@ -16,9 +16,9 @@ import time
 import warnings
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from ..backend import Job, request
+from ..backend import BackendBase, Job
 from ..errors import ParamError, WanlabError
 from ..models.registry import DEFAULT_MODEL
 from ..params import Params
@@ -68,7 +68,7 @@ def pool(model: str | os.PathLike[str] = DEFAULT_MODEL, *, workers: int | None =
                    load_options=load_options)
 
 
-class RayPool(TaskMethods):
+class RayPool(TaskMethods, BackendBase):
     """Workers on Ray behind the backend protocol (see the module docstring and :func:`pool`)."""
 
     def __init__(self, model: Any, *, workers: int | None, num_gpus: float, address: str | None, threads: int,
@@ -91,9 +91,8 @@ class RayPool(TaskMethods):
         if runtime_env is not None and not isinstance(runtime_env, dict):
             raise ParamError("runtime_env", "None or a dict (Ray's runtime environment)", runtime_env)
         self.accel = Accel.coerce(load_options.get("accel"))
-        #: Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: local files, the hub
-        #: cache, https URLs), as ``pipe.loras.policy``: applied here (run keys) and on every worker.
-        self.lora_policy: Any = None
+        # The LoRA source policy (set_lora_policy) applies here (run keys: LoRA files as the driver reads them,
+        # each worker must read the same bytes) and is sent with each job to its worker.
         ray = connect(address)
         if num_gpus > 0 and not has_gpus(ray):
             print(f"wanlab.ray: the Ray cluster has no GPUs: CPU workers with {threads} torch thread"
@@ -143,30 +142,12 @@ class RayPool(TaskMethods):
         return (f"RayPool(model={self.identity.model_id!r}, workers={len(self._lanes)}, "
                 f"{'num_gpus=%g' % self.num_gpus if self.num_gpus else 'cpu, threads=%d' % self.threads})")
 
-    def __enter__(self) -> "RayPool":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     # --- the backend protocol --------------------------------------------------------------------------
     @property
     def max_in_flight(self) -> int:
         """Jobs worth starting at once: one more than the live workers, so a worker that finishes finds its
         next job waiting while the driver stores the last video (and a task queue's eta stays close)."""
         return len(self._alive()) + 1
-
-    def params(self, params: Params | None = None, **fields: Any) -> Params:
-        return request(self.identity.native, params, **fields)
-
-    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
-        """What the run key of ``params`` is the hash of: the driver's identity of the model (each worker
-        matched it) and the LoRA files as the driver reads them (each worker must read the same bytes)."""
-        from ..keys import key_parts
-        from ..lora import describe
-
-        return key_parts(self.identity, params, self.accel if accel is None else accel,
-                         describe(params.loras, self.lora_policy) if loras is None else loras)
 
     def start(self, job: Job) -> "Future[Video]":
         """Queue ``job`` for the next free worker (``job.affinity``: the worker that ran its first
@@ -196,33 +177,6 @@ class RayPool(TaskMethods):
             return failed(WanlabError("the Ray pool is closed"))
         self._changed()  # the last worker may have gone meanwhile
         return ticket.future
-
-    def generate(self, params: Params | None = None, *, progress: bool | None = None,
-                 on_step: Callable[[int, int], None] | None = None, accel: Any = None, truncate: str = "warn",
-                 **fields: Any) -> "Video":
-        """Generate one video on the next free worker (as :meth:`wanlab.Pipeline.generate`)."""
-        from ..accel.setting import Accel
-
-        p = self.params(params, **fields).resolved()
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=p.steps, desc="generate", unit="step", leave=False)
-
-        def step(done: int, total: int) -> None:
-            if bar is not None:
-                bar.update(done - bar.n)
-            if on_step is not None:
-                on_step(done, total)
-
-        job = Job(p, Accel.coerce(self.accel if accel is None else accel), truncate=truncate,
-                  on_step=step if (bar is not None or on_step is not None) else None)
-        try:
-            return self.start(job).result()
-        finally:
-            if bar is not None:
-                bar.close()
 
     # --- workers -----------------------------------------------------------------------------------------
     @property

@@ -5,7 +5,6 @@
 - :mod:`~wanlab.server.app`: the FastAPI routes; :mod:`~wanlab.server.schema`: their OpenAPI schemas;
 - :mod:`~wanlab.server.auth` (API keys, the store's secret), :mod:`~wanlab.server.urls` (signed
   file URLs), :mod:`~wanlab.server.webhooks` (deliveries), :mod:`~wanlab.server.errors` (error bodies);
-- :mod:`~wanlab.server.workers`: ``--workers N`` copies of the model as one backend;
 - :mod:`~wanlab.server.run` (uvicorn) and :mod:`~wanlab.server.cli` (the ``serve`` subcommand);
 - :mod:`~wanlab.server.testing`: a real server in a subprocess on a free loopback port, for tests.
 

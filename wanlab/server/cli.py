@@ -20,6 +20,8 @@ DESCRIPTION = (
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``wanlab`` command's subparsers."""
+    from ..backends import add_backend_args
+
     p = sub.add_parser("serve", help="serve the hosted API (POST /v3/async/wan-t2v, task-result) over HTTP",
                        description=DESCRIPTION)
     p.add_argument("--model", required=True, help="a built-in model (toy, tiny), a local diffusers folder or a hub "
@@ -31,13 +33,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true", help="serve without keys (only on a loopback --host)")
     p.add_argument("--store", default=None, metavar="DIR",
                    help="run store for tasks and videos (default: $WANLAB_STORE, else runs/tasks)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="copies of the model generating at once (one per GPU when there are several; default 1; "
-                        "with --ray: as many as the cluster holds)")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="run tasks on a pool of Ray workers, one GPU each (wanlab[ray]): ADDRESS is the cluster's "
-                        "head (HOST:PORT, ray://HOST:PORT or auto); without it, $RAY_ADDRESS or a new Ray on this "
-                        "machine. The store stays on this machine")
+    add_backend_args(p, remote=False, local_workers=True)
     p.add_argument("--allow-local-sizes", action="store_true",
                    help="also accept num_frames and any size that is a multiple of 16 (for tiny/toy; default: the "
                         "API's four sizes and 81 frames only)")

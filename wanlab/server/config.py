@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends import check_choice
 from ..errors import ParamError
 from ..netguard import parse_host
 from ..store import default_store_path
@@ -97,9 +98,7 @@ class ServerConfig:
         if self.ray is not None:  # a Ray pool: the cluster's address ("" = $RAY_ADDRESS or a Ray on this machine)
             check_text("ray", self.ray, 0, 512)
             set_("workers", check_int("workers", self.workers, 1, 1024, optional=True))
-            if self.device is not None:
-                raise ParamError("device", "left out with ray (each worker runs on the GPU Ray gives it, or the CPU)",
-                                 self.device)
+            check_choice(ray=self.ray, device=self.device)  # the rule wanlab.backends.open_backend applies
         else:
             set_("workers", check_int("workers", 1 if self.workers is None else self.workers, 1, 64))
         set_("url_ttl", check_int("url_ttl", self.url_ttl, 1, 7 * 86400))

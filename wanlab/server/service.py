@@ -55,20 +55,13 @@ def integral(value: Any) -> Any:
 
 def load_backend(config: ServerConfig) -> Any:
     """The backend ``wanlab serve`` runs tasks on: one pipeline, ``--workers N`` copies in this process,
-    or (``--ray``) a pool of Ray workers; the service needs only the backend protocol.
+    or (``--ray``) a pool of Ray workers (:func:`wanlab.backends.open_backend`); the service needs only the
+    backend protocol.
     """
-    from ..pipeline import load
+    from ..backends import open_backend
 
-    if config.ray is not None:
-        from ..ray import pool
-
-        return pool(config.model, workers=config.workers, address=config.ray or None, dtype=config.dtype)
-    if config.workers == 1:
-        return load(config.model, device=config.device, dtype=config.dtype, progress=False)
-    from .workers import LocalWorkers, devices
-
-    return LocalWorkers([load(config.model, device=d, dtype=config.dtype, progress=False)
-                         for d in devices(config.workers, config.device)])
+    return open_backend(config.model, ray=config.ray, workers=config.workers, device=config.device,
+                        dtype=config.dtype)
 
 
 class Service:
@@ -134,12 +127,7 @@ class Service:
         try:
             self.identity = identity(self.config.model, device=self.config.device, dtype=self.config.dtype)
             backend = self._factory(self.config)
-            if hasattr(backend, "set_lora_policy"):
-                backend.set_lora_policy(self.lora_policy)
-            elif hasattr(backend, "loras"):
-                backend.loras.policy = self.lora_policy
-            elif hasattr(backend, "lora_policy"):  # a Ray pool: resolved in the driver, sent with each job
-                backend.lora_policy = self.lora_policy
+            backend.set_lora_policy(self.lora_policy)
             self.queue = TaskQueue(backend, self.store, maxsize=self.config.queue_size, resume=True,
                                    max_per_owner=self.config.max_queued_per_key, video_url=self._video_url, on_finish=self._finished)
             self.backend, self.identity = backend, backend.identity
@@ -167,7 +155,7 @@ class Service:
             for task_id in self.abandoned:
                 log.warning("task %s was still running at shutdown; written back as queued", task_id)
         self.deliveries.close()
-        if self.backend is not None and not self.abandoned and hasattr(self.backend, "close"):
+        if self.backend is not None and not self.abandoned:
             self.backend.close()
 
     # --- who -----------------------------------------------------------------------------------------

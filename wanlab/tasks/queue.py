@@ -284,7 +284,7 @@ class TaskQueue:
             self._dispatcher.start()
 
     def _capacity(self) -> int:
-        return max(1, int(getattr(self.backend, "max_in_flight", 1)))
+        return max(1, int(self.backend.max_in_flight))
 
     def _loop(self) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""``wanlab serve --workers N``: N copies of the model in one process, as one backend.
+"""N copies of the model in one process, as one backend (``wanlab serve --workers N``): :class:`LocalWorkers`.
 
 Each copy is a :class:`~wanlab.pipeline.Pipeline` with its own worker thread; a job goes to the
 copy with the fewest jobs in flight. On a machine with several GPUs (and no ``--device``) copy
@@ -14,9 +14,9 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Sequence
 
-from ..backend import Job
-from ..params import Params
-from ..tasks import TaskMethods
+from .backend import BackendBase, Job
+from .params import Params
+from .tasks import TaskMethods
 
 
 def devices(workers: int, device: str | None) -> list[str | None]:
@@ -29,7 +29,7 @@ def devices(workers: int, device: str | None) -> list[str | None]:
     return [f"cuda:{i % count}" for i in range(workers)] if count > 1 else [None] * workers
 
 
-class LocalWorkers(TaskMethods):
+class LocalWorkers(TaskMethods, BackendBase):
     """Several loaded pipelines of one model behind the backend protocol.
 
     >>> workers = LocalWorkers([wanlab.load("toy"), wanlab.load("toy")])  # doctest: +SKIP
@@ -47,6 +47,7 @@ class LocalWorkers(TaskMethods):
                                  f"{pipe.identity.model_id} with other weights or settings")
         self.pipes = list(pipes)
         self.identity = first
+        self.accel = self.pipes[0].accel
         self._busy = [0] * len(self.pipes)
         self._lock = threading.Lock()
         on_cpu = all(p.device == "cpu" for p in self.pipes)
@@ -60,23 +61,16 @@ class LocalWorkers(TaskMethods):
         return sum(p.max_in_flight for p in self.pipes)
 
     @property
-    def loras(self) -> Any:
-        """The first copy's LoRA set (its ``policy`` is set on every copy by :meth:`set_lora_policy`)."""
-        return self.pipes[0].loras
+    def lora_policy(self) -> Any:
+        """The copies' LoRA source policy (set on every copy by :meth:`set_lora_policy`)."""
+        return self.pipes[0].lora_policy
 
     def set_lora_policy(self, policy: Any) -> None:
         for pipe in self.pipes:
-            pipe.loras.policy = policy
+            pipe.set_lora_policy(policy)
 
-    def params(self, params: Params | None = None, **fields: Any) -> Params:
-        return self.pipes[0].params(params, **fields)
-
-    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
-        return self.pipes[0].key_parts(params, accel, loras)
-
-    def generate(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> Any:
-        """One video, on the least busy copy."""
-        return self.start(Job(self.params(params, **fields).resolved(), accel)).result()
+    def describe_loras(self, params: Params) -> list[dict[str, Any]]:
+        return self.pipes[0].describe_loras(params)
 
     def start(self, job: Job) -> "Future[Any]":
         """Run ``job`` on the least busy copy."""
