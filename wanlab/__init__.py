@@ -1,7 +1,8 @@
 """wanlab: study the Wan 2.1 text-to-video model from notebooks and sweep scripts.
 
 The public API is short: ``Params`` (the validated request), ``load`` (a local pipeline),
-``connect`` (a service with the hosted API's contract), ``identity`` (which model, without loading
+``connect`` (a service with the hosted API's contract), ``open_backend`` (either, or a Ray
+pool, from what a user names), ``identity`` (which model, without loading
 it), ``Video`` (the result), ``Store`` and ``Sweep`` (many runs), ``verify``, ``metrics``, ``plots``,
 ``widgets`` and ``show``. Every way a request
 becomes a video is a backend (:mod:`wanlab.backend`). Heavy libraries (torch, diffusers, cv2,
@@ -37,10 +38,12 @@ from .errors import (
     WanlabError,
 )
 from .params import LoRA, Params
+from .taskstatus import TaskStatus
 
 if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of the lazy names
     from . import accel, keys, metrics, plots, probes, ray, stats, toy, widgets
     from .backend import Backend, Job
+    from .backends import open_backend
     from .client import connect
     from .models.identity import ModelIdentity, identity
     from .pipeline import Pipeline, load
@@ -60,6 +63,7 @@ _LAZY = {
     "Pipeline": "pipeline",
     "Backend": "backend",
     "Job": "backend",
+    "open_backend": "backends",
     "Video": "video",
     "Store": "store",
     "Sweep": "sweep",
@@ -75,6 +79,6 @@ _ERRORS = ["WanlabError", "ParamError", "TruncationError", "ProbeError", "LoadEr
            "DownloadError", "UnsafeURLError", "RunNotFoundError", "EvaluatorMissing"]
 _WARNINGS = ["PromptWarning", "TrainedSizeWarning", "LoRAWarning", "ModelMismatchWarning"]
 
-__all__ = ["Params", "LoRA", *_ERRORS, *_WARNINGS, "__version__", *_LAZY, *sorted(_SUBMODULES)]
+__all__ = ["Params", "LoRA", "TaskStatus", *_ERRORS, *_WARNINGS, "__version__", *_LAZY, *sorted(_SUBMODULES)]
 
 __getattr__, __dir__ = lazy.attach(__name__, _LAZY, _SUBMODULES)
