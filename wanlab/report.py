@@ -381,16 +381,16 @@ def _accel_section(report: _Report) -> list[str]:
 def _table_section(report: _Report, csv: Path, video_files: Mapping[int, Path]) -> list[str]:
     """The sweep table (links to each point's video), also in ``metrics.csv``."""
     return ["<h2>Metrics</h2>", metrics_table(report.table, {i: f"videos/{p.name}" for i, p in video_files.items()}),
-            f'<p class="meta">Also in <a href="{csv.name}">{csv.name}</a>. Motion metrics are computed with '
-            "classical optical flow: proxies for VBench / EvalCrafter scores, not comparable to their "
-            "published numbers.</p>"]
+            (f'<p class="meta">Also in <a href="{csv.name}">{csv.name}</a>. Motion metrics are computed with '
+             "classical optical flow: proxies for VBench / EvalCrafter scores, not comparable to their "
+             "published numbers.</p>")]
 
 
 def _definition_section(report: _Report) -> list[str]:
     """The sweep's TOML and the store that holds its runs."""
     return ["<h2>Sweep definition</h2>", f"<pre>{html.escape(report.sweep.to_toml())}</pre>",
-            f'<p class="meta">Store: {html.escape(str(Path(report.result.store.path).resolve()))}. Re-run the same '
-            "definition to resume; every run there has its full reproducibility record.</p>"]
+            (f'<p class="meta">Store: {html.escape(str(Path(report.result.store.path).resolve()))}. Re-run the '
+             "same definition to resume; every run there has its full reproducibility record.</p>")]
 
 
 def _effects_sections(result: "SweepResult", metric: str, done: "pd.DataFrame") -> list[str]:
