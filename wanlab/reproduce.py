@@ -176,26 +176,20 @@ def _backend_for(record: Mapping[str, Any], model: Any, device: str | None, sour
 
 def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None, device: str | None = None,
            store: Any = None) -> dict[str, Any]:
-    """Re-generate ``run`` from its record and compare.
-
-    The record is checked first, with no model loaded. A run downloaded from a service that is not
-    wanlab (``exact: false`` in its record) cannot be re-generated bit for bit: give that service as
-    ``backend`` and it is compared with a new download (digest and PSNR; ``lossy`` in the result says
-    so): the stored frames are the first download's, decoded, and neither service environment is
-    known, so no environment is compared.
+    """Re-generate ``run`` from its record and compare; the record is checked first, with no model loaded.
 
     Args:
         run: A :class:`~wanlab.store.Run`, a run folder (or a file in it), a run key looked up in
             ``store``, a video file saved with ``Video.save`` (with its ``.json`` sidecar), or a
             :class:`~wanlab.Video`.
-        model: A model to load instead of the record's model id (a built-in name, folder or hub id);
-            either way it is loaded with the recorded dtype, ``max_sequence_length`` and VAE/offload
-            settings.
-        backend: A loaded pipeline or other backend to re-generate on (nothing is loaded).
+        model: A model to load instead of the record's model id (a built-in name, folder or hub id),
+            with the recorded dtype, ``max_sequence_length`` and VAE/offload settings.
+        backend: A loaded pipeline or other backend to re-generate on. A run downloaded from a service
+            that is not wanlab (``exact: false``) cannot be re-generated bit for bit: give that service
+            here and it is compared with a new download (digest and PSNR, no environment: ``lossy``).
         pipe: The same as ``backend`` (its older name).
         device: Where a loaded model runs (default: the recorded device when this machine has it).
-        store: Where a run key is looked up (default: ``$WANLAB_STORE``, ``runs`` and the stores
-            directly under ``runs``).
+        store: Where a run key is looked up (default: ``$WANLAB_STORE``, ``runs`` and the stores under it).
 
     Returns:
         A dict: ``identical`` (frames bit-identical and nothing below changed), ``frames_identical``,
@@ -208,7 +202,7 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
         edited in the record after the run), ``frames`` (None when identical, else per-frame
         ``max_abs_delta`` and ``psnr`` lists with ``max_abs_delta_max``, ``psnr_min``,
         ``frames_differing``), ``damage`` (None, or why the stored run's files are missing, truncated or
-        do not match their record: such a run is never ``identical``), ``seconds`` and ``notes``.
+        do not match their record: such a run is never ``identical``), ``seconds``, ``lossy`` and ``notes``.
 
     Raises:
         ValueError: Both a backend (``backend``/``pipe``) and ``model`` are given.
@@ -218,41 +212,45 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
     >>> wanlab.verify("runs/demo/47b29c18240fe222")["identical"]  # doctest: +SKIP
     True
     """
-    given = [b for b in (backend, pipe) if b is not None]
-    if len(given) > 1 or (given and model is not None):
-        raise ValueError("verify: pass backend= (a loaded pipeline or other backend) or model= (a model to load), "
-                         "not both")
+    given = _given_backend(model, backend, pipe)
     source = _source(run, store)
     record = source.record
     param_changes, setting_changes, notes = check_record(source)
-    key = record.get("key") or source.key
-    exact = bool(record.get("exact", True))
-    if not exact and not given:
-        raise WanlabError(f"run {key} was downloaded from {(record.get('model') or {}).get('id', 'a service')} as a "
-                          "lossy mp4 (exact: false): it cannot be re-generated bit for bit; pass that service as "
-                          "backend= to compare it with a new download (digest and PSNR; the service bills it)")
+    key, exact = record.get("key") or source.key, bool(record.get("exact", True))
+    if not exact and given is None:
+        raise _lossy_refused(record, key)
     params = Params.from_dict(record["params"])
-    backend_ = given[0] if given else _backend_for(record, model, device, source)
-    if not exact:
-        notes += _lossy_notes(backend_)
-
-    # Re-generate with the recorded acceleration, then compare what the new record says with the old.
-    video = backend_.generate(params, progress=False, accel=record.get("accel"))
+    backend_ = given if given is not None else _backend_for(record, model, device, source)
+    notes += [] if exact else _lossy_notes(backend_)
+    video = backend_.generate(params, progress=False, accel=record.get("accel"))  # the recorded acceleration
     setting_changes.update(_regeneration_changes(record, video.record))
     device_ = getattr(backend_, "device", "remote")
     environment_changes = _environment_changes(record, video.record, device_) if exact else {}
     frames_identical, frames, shape_expected, damage = _compare_frames(source, video, notes)
     identical = frames_identical and not (environment_changes or param_changes or setting_changes or damage)
-    return {
-        "identical": identical, "frames_identical": frames_identical, "key": key, "run": str(source.path),
-        "damage": damage,
-        "model": backend_.identity.model_id, "device": device_,
-        "digest_expected": record["digest"], "digest_actual": video.digest,
-        "shape_expected": shape_expected, "shape_actual": list(video.frames.shape),
-        "environment_changes": environment_changes, "param_changes": param_changes,
-        "setting_changes": setting_changes, "frames": frames,
-        "seconds": float(video.timings.get("total", 0.0)), "lossy": not exact, "notes": notes,
-    }
+    return {"identical": identical, "frames_identical": frames_identical, "key": key, "run": str(source.path),
+            "damage": damage, "model": backend_.identity.model_id, "device": device_,
+            "digest_expected": record["digest"], "digest_actual": video.digest, "shape_expected": shape_expected,
+            "shape_actual": list(video.frames.shape), "environment_changes": environment_changes,
+            "param_changes": param_changes, "setting_changes": setting_changes, "frames": frames,
+            "seconds": float(video.timings.get("total", 0.0)), "lossy": not exact, "notes": notes}
+
+
+def _given_backend(model: Any, backend: Any, pipe: Any) -> Any:
+    """The backend ``verify`` was given (``backend`` or ``pipe``), or None; a ValueError when it was given
+    two, or one and a model to load."""
+    given = [b for b in (backend, pipe) if b is not None]
+    if len(given) > 1 or (given and model is not None):
+        raise ValueError("verify: pass backend= (a loaded pipeline or other backend) or model= (a model to load), "
+                         "not both")
+    return given[0] if given else None
+
+
+def _lossy_refused(record: Mapping[str, Any], key: str) -> WanlabError:
+    """Why a lossy download cannot be verified without the service it came from."""
+    return WanlabError(f"run {key} was downloaded from {(record.get('model') or {}).get('id', 'a service')} as a "
+                       "lossy mp4 (exact: false): it cannot be re-generated bit for bit; pass that service as "
+                       "backend= to compare it with a new download (digest and PSNR; the service bills it)")
 
 
 def _lossy_notes(backend: Any) -> list[str]:
