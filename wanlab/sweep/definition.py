@@ -117,20 +117,21 @@ class Sweep:
         self._points = self._materialize(None)
 
         # --- the reference point every other is compared with (e.g. steps = 40), if any
-        self.reference: dict[str, Any] | None = None
-        if reference is not None:
-            if not isinstance(reference, Mapping) or not reference:
-                raise ParamError("reference", "a table of swept fields and their reference values", reference)
-            for key, value in reference.items():
-                if key not in self.swept:
-                    raise ParamError(f"reference.{key}", f"a swept field ({', '.join(self.swept)})", value)
-                if key == ACCEL:
-                    value = check_accel("reference.accel", value)
-                if not any(self.value_of(i, p, key) == self.cell_of(key, value) for i, p in enumerate(self._points)):
-                    raise ParamError(f"reference.{key}", "a value some point of the sweep has", value)
-            self.reference = {k: (check_accel("reference.accel", v) if k == ACCEL else plain(v))
-                              for k, v in reference.items()}
+        self.reference: dict[str, Any] | None = self._check_reference(reference) if reference is not None else None
         self._freeze()
+
+    def _check_reference(self, reference: Any) -> dict[str, Any]:
+        """The ``reference`` table checked: swept fields, each with a value some point has."""
+        if not isinstance(reference, Mapping) or not reference:
+            raise ParamError("reference", "a table of swept fields and their reference values", reference)
+        for key, value in reference.items():
+            if key not in self.swept:
+                raise ParamError(f"reference.{key}", f"a swept field ({', '.join(self.swept)})", value)
+            if key == ACCEL:
+                value = check_accel("reference.accel", value)
+            if not any(self.value_of(i, p, key) == self.cell_of(key, value) for i, p in enumerate(self._points)):
+                raise ParamError(f"reference.{key}", "a value some point of the sweep has", value)
+        return {k: (check_accel("reference.accel", v) if k == ACCEL else plain(v)) for k, v in reference.items()}
 
     def _freeze(self) -> None:
         """A sweep is a value: its definition is read-only (make another with :meth:`replace`)."""
