@@ -368,7 +368,8 @@ def _accel_section(report: _Report) -> list[str]:
     write_text(report.out / "accel_study.csv", study.to_csv(index=False))
     summary = summarize(study)
     fig = plot_study(summary, title=f"{report.name}: speed vs fidelity (against {study.attrs['reference']})")
-    parts.append(image_tag(report.save(fig, "accel_speed_vs_psnr.png"), "speedup against PSNR per acceleration setting"))
+    plot_file = report.save(fig, "accel_speed_vs_psnr.png")
+    parts.append(image_tag(plot_file, "speedup against PSNR per acceleration setting"))
     parts.append(f'<div class="scroll">{html_table(summary, css_class="metrics")}</div>')
     parts.append('<p class="meta">Speedup: the exact run\'s denoising time over the setting\'s, one run each '
                  '(see <a href="accel_study.csv">accel_study.csv</a>); PSNR pooled over frames and points, '

@@ -92,9 +92,9 @@ def resolve(model: Any) -> ResolvedModel:
     if folder.exists():
         if not folder.is_dir():
             raise LoadError(f"{folder} is a file; a model is a built-in name, a diffusers folder or a hub id.")
-        spec = builtin_for_folder(folder)
-        if spec is not None:
-            return _resolved(spec.name, "builtin", spec, spec.folder)
+        shipped = builtin_for_folder(folder)
+        if shipped is not None:
+            return _resolved(shipped.name, "builtin", shipped, shipped.folder)
         check_folder(folder)
         return _resolved(str(folder.resolve()), "folder", None, folder.resolve())
     if HUB_ID.match(name) and not name.startswith((".", "/", "~")):

@@ -230,7 +230,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 #: The routes' OpenAPI security: a bearer key.
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _add_task_routes(app: FastAPI, service: Service) -> None:

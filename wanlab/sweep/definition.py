@@ -420,7 +420,7 @@ class Sweep:
         return Path("runs") / slug_part(self.name or "sweep")
 
     def run(self, backend: Any = None, store: "Store | str | os.PathLike[str] | None" = None, *,
-            metrics: bool | str | Sequence[str] = True, progress: bool = True, max_failures: int | None = None,
+            metrics: bool | str | Sequence[str] | None = True, progress: bool = True, max_failures: int | None = None,
             shard: "tuple[int, int] | str | None" = None, retry_failed: bool = True,
             max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False,
             probes: Any = None) -> "SweepResult":
