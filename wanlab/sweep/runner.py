@@ -9,10 +9,11 @@ never loses it. Work a remote service accepted is recorded before waiting for it
 so a sweep killed meanwhile polls that task again instead of paying twice; a submit is recorded there
 before it is sent (its idempotency key), so one whose answer was lost is not paid again by a rerun
 (a wanlab server is asked under the same key; another service is not asked unless
-``retry_uncertain=True``). ``shard=(i, n)`` runs
-points ``i, i+n, ...`` so n processes (or machines sharing a folder) split a sweep with no
-coordinator. Library warnings are silenced while it runs (wanlab's own show). A sweep over ``accel`` times its runs: one job at a time, nothing stored meanwhile,
-the first request run once untimed and each compiled setting once per size.
+``retry_uncertain=True``). ``shard=(i, n)`` runs points ``i, i+n, ...`` so n processes (or machines
+sharing a folder) split a sweep with no coordinator. Library warnings are silenced while it runs
+(wanlab's own show). A sweep over ``accel`` (an acceleration study) times its runs: one job at a
+time, the first request run once untimed and each compiled setting once per size. The phases of one
+run live in :mod:`wanlab.sweep.execution`.
 """
 from __future__ import annotations
 
@@ -164,9 +165,9 @@ def _check_options(sweep: "Sweep", *, metrics: Any, progress: bool, max_failures
     names = check_metrics(sweep.metrics if metrics is True and sweep.metrics is not None else metrics)
     check_choice("truncate", truncate, ("warn", "error"))
     return RunOptions(metrics=names, probes=normalize(probes) if probes is not None else sweep.probes,
-                    shard=check_shard(shard) if shard is not None else (0, 1), progress=progress,
-                    max_failures=max_failures, retry_failed=retry_failed, max_in_flight=max_in_flight,
-                    truncate=truncate, retry_uncertain=retry_uncertain)
+                      shard=check_shard(shard) if shard is not None else (0, 1), progress=progress,
+                      max_failures=max_failures, retry_failed=retry_failed, max_in_flight=max_in_flight,
+                      truncate=truncate, retry_uncertain=retry_uncertain)
 
 
 def _open_backend(sweep: "Sweep", backend: Any, probes: Any) -> Any:
