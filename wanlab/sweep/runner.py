@@ -11,9 +11,9 @@ before it is sent (its idempotency key), so one whose answer was lost is not pai
 (a wanlab server is asked under the same key; another service is not asked unless
 ``retry_uncertain=True``). ``shard=(i, n)`` runs points ``i, i+n, ...`` so n processes (or machines
 sharing a folder) split a sweep with no coordinator. Library warnings are silenced while it runs
-(wanlab's own show). A sweep over ``accel`` (an acceleration study) times its runs: one job at a
-time, the first request run once untimed and each compiled setting once per size. The phases of one
-run live in :mod:`wanlab.sweep.execution`.
+(wanlab's own show). A sweep over ``accel`` (an acceleration study) times its runs: one job at a time,
+nothing stored meanwhile, the first request run once untimed and each compiled setting once per size.
+The phases of one run live in :mod:`wanlab.sweep.execution`.
 """
 from __future__ import annotations
 
