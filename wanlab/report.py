@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -35,7 +36,7 @@ from .tables import html_table
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .sweep import SweepResult
+    from .sweep import Sweep, SweepResult
 
 #: Videos smaller than this (px wide) are shown scaled up by a whole factor, pixels kept sharp.
 MIN_SHOWN_WIDTH = 160
@@ -133,112 +134,114 @@ def _copy_run_files(run: Any, target: Path) -> Path:
 
 def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_magnitude",
                        title: str | None = None, x: str | None = None, hue: str | None = None) -> Path:
-    """Write the report folder of a sweep result (see the module docstring); return ``out/report.html``."""
-    from . import __version__
-    from .plots import compare_grid
+    """Write the report folder of a sweep result (see the module docstring for its files).
+
+    Args:
+        result: The sweep's table (``Sweep.run`` or ``Sweep.result``).
+        out: The report folder (made when missing; files already there are overwritten).
+        metric: The metric the main plot, the heatmap and the effects show.
+        title: The page's heading (default ``Sweep: <name>``).
+        x: The main plot's x axis (default: the first swept field, :meth:`SweepResult.default_axes`).
+        hue: The main plot's lines (default: the second swept field).
+
+    Returns:
+        The path of ``out/report.html``.
+
+    Raises:
+        OSError: A file cannot be written.
+
+    >>> write_sweep_report(Sweep.load("sweeps/demo.toml").result(), Path("report"))  # doctest: +SKIP
+    PosixPath('report/report.html')
+    """
     from .probes.section import probe_section
-    from .sweep import format_value
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    sweep, df = result.sweep, result.df
-    done = df[df["status"] == "done"]
-    name = sweep.name or "sweep"
+    report = _Report.begin(result, Path(out), metric, x, hue)
+    video_files = _copy_videos(report)
+    csv = write_text(report.out / "metrics.csv", report.table.to_csv(index=False))
+    parts = _header(report, title)
+    parts += _videos_section(report, video_files)
+    parts += _frame_grid_section(report)
+    parts += _metric_section(report)
+    parts += _extra_metric_sections(report)
+    parts += _reference_section(report)
+    parts += _accel_section(report)
+    parts += probe_section(result, report.out, report.done, image_tag, report.effects)
+    parts += _table_section(report, csv, video_files)
+    parts += _definition_section(report)
+    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title or report.name)}'
+            f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return write_text(report.out / "report.html", page)
 
-    # --- videos, named by their point
+
+@dataclass
+class _Report:
+    """What every section of one report reads: the result, its table, its done rows and the plot axes."""
+
+    result: "SweepResult"
+    out: Path
+    metric: str
+    df: "pd.DataFrame"
+    done: "pd.DataFrame"
+    table: "pd.DataFrame"  # df, with the comparison against the sweep's reference point when it names one
+    px: str
+    phue: str | None
+
+    @classmethod
+    def begin(cls, result: "SweepResult", out: Path, metric: str, x: str | None, hue: str | None) -> "_Report":
+        out.mkdir(parents=True, exist_ok=True)
+        df = result.df
+        px, phue = result.default_axes(x, hue)
+        return cls(result, out, metric, df, df[df["status"] == "done"],
+                   result.compare() if result.sweep.reference else df, px, phue)
+
+    @property
+    def sweep(self) -> "Sweep":
+        return self.result.sweep
+
+    @property
+    def name(self) -> str:
+        return self.sweep.name or "sweep"
+
+    def varied(self) -> list[str]:
+        """The swept fields whose value differs between done points (all swept fields when none does)."""
+        done = self.done
+        return [n for n in self.sweep.swept if len(done) and done[n].astype(str).nunique() > 1] or self.sweep.swept
+
+    def has(self, metric: str) -> bool:
+        """Whether some done point has a value of ``metric``."""
+        return bool(len(self.done)) and metric in self.df.columns and bool(self.done[metric].notna().any())
+
+    def effects(self, metric: str) -> list[str]:
+        return _effects_sections(self.result, metric, self.done)
+
+    def save(self, fig: Any, filename: str, dpi: int = 90) -> Path:
+        path = self.out / filename
+        fig.savefig(path, dpi=dpi)
+        return path
+
+
+def _copy_videos(report: _Report) -> dict[int, Path]:
+    """Each done point's files copied to ``videos/``, named by its point (the mp4 of each point)."""
+    result, sweep = report.result, report.sweep
     video_files: dict[int, Path] = {}
     names: set[str] = set()
-    for _, row in done.iterrows():
+    for _, row in report.done.iterrows():
         i = int(row["point"])
-        run = result.store.get(row["key"])
         name_i = sweep.slug(i, result.points[i])
         if name_i in names:  # two points that print alike (e.g. LoRA files of one name in two folders)
             name_i = f"{name_i}_point{i}"
         names.add(name_i)
-        video_files[i] = _copy_run_files(run, out / "videos" / f"{name_i}.mp4")
+        video_files[i] = _copy_run_files(result.store.get(row["key"]), report.out / "videos" / f"{name_i}.mp4")
+    return video_files
 
-    # --- table (with the comparison against the sweep's reference point, when it names one)
-    table = result.compare() if sweep.reference else df
-    csv = write_text(out / "metrics.csv", table.to_csv(index=False))
 
-    # --- frame grid
-    grid_file: Path | None = None
-    grid_note = ""
-    if len(done):
-        shown = done.head(MAX_GRID_ROWS)
-        free = [n for n in sweep.swept if done[n].astype(str).nunique() > 1] or sweep.swept
-        videos = {sweep.label(int(r["point"]), result.points[int(r["point"])], free, short=True, sep="\n"):
-                  result.store.get(r["key"]).video() for _, r in shown.iterrows()}
-        fig = compare_grid(videos, n=GRID_FRAMES, width=1.4, fontsize=11)
-        grid_file = out / "frame_grid.png"
-        fig.savefig(grid_file, dpi=90)
-        if len(done) > MAX_GRID_ROWS:
-            grid_note = (f"(the first {MAX_GRID_ROWS} of {len(done)} videos; every video plays in the Videos "
-                         "section above)")
+def _header(report: _Report, title: str | None) -> list[str]:
+    """The heading, the sweep's question, and one line of counts, model, environment and version."""
+    from . import __version__
 
-    # --- metric plots
-    plot_file: Path | None = None
-    heat_file: Path | None = None
-    plot_note = ""
-    have_metric = metric in df.columns and done[metric].notna().any() if len(done) else False
-    px, phue = result.default_axes(x, hue)
-    if have_metric:
-        fig = result.plot(y=metric, x=px, hue=phue)
-        plot_file = out / "metric_vs_param.png"
-        fig.savefig(plot_file, dpi=90)
-        if phue is not None and px != "seed" and done[px].nunique() > 1 and done[phue].nunique() > 1:
-            heat_file = out / "heatmap.png"
-            result.heatmap(value=metric, x=px, y=phue).savefig(heat_file, dpi=90)
-    else:
-        plot_note = f"no {metric} values to plot (metrics off, or no point done)"
-    ref_file: Path | None = None
-    if sweep.reference and table["ssim_vs_ref"].notna().any():
-        from .plots import metric_plot
-
-        ref_x = next(iter(sweep.reference))
-        ref_hue = next((n for n in sweep.swept if n not in (ref_x, "seed") and done[n].nunique() > 1
-                        and done[n].dtype.kind in "if"), None)
-        ref_label = ", ".join(f"{k}={format_value(v)}" for k, v in sweep.reference.items())
-        fig = metric_plot(table[table["status"] == "done"], x=ref_x, y="ssim_vs_ref", hue=ref_hue,
-                          title=f"SSIM against the {ref_label} run of the same other settings")
-        ref_file = out / "vs_reference.png"
-        fig.savefig(ref_file, dpi=90)
-
-    # --- acceleration: each setting against the exact run (the sweep's accel reference, else "exact")
-    accel_file: Path | None = None
-    accel_summary = None
-    accel_note = ""
-    if "accel" in sweep.swept and len(done):
-        from .accel import plot_study, summarize
-
-        try:
-            study = result.accel_study()
-        except ValueError as exc:
-            accel_note = str(exc)
-        else:
-            write_text(out / "accel_study.csv", study.to_csv(index=False))
-            accel_summary = summarize(study)
-            accel_file = out / "accel_speed_vs_psnr.png"
-            plot_study(accel_summary, title=f"{name}: speed vs fidelity (against {study.attrs['reference']})"
-                       ).savefig(accel_file, dpi=90)
-
-    # --- effects: what each swept field does to the metric, with intervals over seeds
-    effects_html: list[str] = []
-    if have_metric:
-        effects_html = _effects_sections(result, metric, done)
-    # --- the same for prompt adherence and the reference quality metrics, when the sweep measured them
-    extra: list[tuple[str, Path | None, list[str]]] = []
-    for other in (m for m in EXTRA_METRICS if m != metric and m in df.columns and len(done) and done[m].notna().any()):
-        other_file = out / f"{other}_vs_param.png"
-        result.plot(y=other, x=px, hue=phue).savefig(other_file, dpi=90)
-        extra.append((other, other_file, _effects_sections(result, other, done)))
-
-    # --- the page
+    result, df, done = report.result, report.df, report.done
     counts = result.counts
-    model = done.iloc[0] if len(done) else None
-    record: dict[str, Any] = {}
-    if model is not None:
-        record = result.store.get(model["key"]).record
+    record: dict[str, Any] = result.store.get(done.iloc[0]["key"]).record if len(done) else {}
     env = record.get("environment") or {}
     model_info = record.get("model") or {}
     meta = [f"{len(df)} points: {counts['done']} done, {counts['failed']} failed, {counts['pending']} pending"]
@@ -249,89 +252,146 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
         torch_version = (env.get("versions") or {}).get("torch")
         meta.append(html.escape(f"{env.get('device')}, torch {torch_version}, {env.get('torch_threads')} threads"))
     meta.append(f"wanlab {__version__}, {time.strftime('%Y-%m-%d %H:%M')}")
-
-    parts = [f"<h1>{html.escape(title or f'Sweep: {name}')}</h1>"]
-    if sweep.question:
-        parts.append(f'<p class="question">Question: {html.escape(sweep.question)}</p>')
+    parts = [f"<h1>{html.escape(title or f'Sweep: {report.name}')}</h1>"]
+    if report.sweep.question:
+        parts.append(f'<p class="question">Question: {html.escape(report.sweep.question)}</p>')
     parts.append(f'<p class="meta">{" · ".join(meta)}</p>')
+    return parts
 
-    parts.append("<h2>Videos</h2>")
+
+def _videos_section(report: _Report, video_files: Mapping[int, Path]) -> list[str]:
+    """Every done video, captioned with what varies (and the metric), then the failed points' errors."""
+    result, sweep, metric = report.result, report.sweep, report.metric
+    free = report.varied()
     figures = []
-    free = [n for n in sweep.swept if len(done) and done[n].astype(str).nunique() > 1] or sweep.swept
-    prompts_vary = "prompt" in free
-    for _, row in done.iterrows():
+    for _, row in report.done.iterrows():
         i = int(row["point"])
         caption = html.escape(sweep.label(i, result.points[i], [n for n in free if n != "prompt"]))
-        if prompts_vary:
+        if "prompt" in free:
             caption = f"<i>{html.escape(result.points[i].prompt)}</i><br>{caption}"
         if metric in row and not _missing(row[metric]):
             caption += f"<br>{html.escape(metric)} {row[metric]:.3g}"
-        width = int(result.points[i].width)
-        figures.append(video_tag(video_files[i], width, caption))
-    parts.append(f'<div class="videos">{"".join(figures)}</div>' if figures else "<p>No video yet.</p>")
-    failed = df[df["status"] == "failed"]
+        figures.append(video_tag(video_files[i], int(result.points[i].width), caption))
+    parts = ["<h2>Videos</h2>",
+             f'<div class="videos">{"".join(figures)}</div>' if figures else "<p>No video yet.</p>"]
+    failed = report.df[report.df["status"] == "failed"]
     if len(failed):
         items = "".join(
             f"<li>point {i} ({html.escape(sweep.label(i, result.points[i]))}): {html.escape(str(r['error']))}</li>"
             for i, r in ((int(r["point"]), r) for _, r in failed.iterrows()))
         parts.append(f'<p class="failed-list">Failed:</p><ul class="failed-list">{items}</ul>')
+    return parts
 
-    if grid_file is not None:
-        parts.append(f"<h2>Frame grid {grid_note}</h2>")
-        parts.append(image_tag(grid_file, "frame grid", "plot pixel"))
-        parts.append(f'<p class="meta">{FRAME_ZERO_NOTE}</p>')
-    parts.append(f"<h2>{html.escape(metric)} vs {html.escape(px)}</h2>")
-    if plot_file is not None:
-        parts.append(image_tag(plot_file, f"{metric} vs {px}"))
-        if heat_file is not None:
-            parts.append(image_tag(heat_file, f"{metric} heatmap"))
-    else:
-        parts.append(f"<p>{html.escape(plot_note)}</p>")
 
-    if effects_html:
+def _frame_grid_section(report: _Report) -> list[str]:
+    """``frame_grid.png``: the first videos' frames side by side, labelled with what varies."""
+    from .plots import compare_grid
+
+    result, sweep, done = report.result, report.sweep, report.done
+    if not len(done):
+        return []
+    free = report.varied()
+    videos = {sweep.label(int(r["point"]), result.points[int(r["point"])], free, short=True, sep="\n"):
+              result.store.get(r["key"]).video() for _, r in done.head(MAX_GRID_ROWS).iterrows()}
+    grid_file = report.save(compare_grid(videos, n=GRID_FRAMES, width=1.4, fontsize=11), "frame_grid.png")
+    grid_note = ""
+    if len(done) > MAX_GRID_ROWS:
+        grid_note = f"(the first {MAX_GRID_ROWS} of {len(done)} videos; every video plays in the Videos section above)"
+    return [f"<h2>Frame grid {grid_note}</h2>", image_tag(grid_file, "frame grid", "plot pixel"),
+            f'<p class="meta">{FRAME_ZERO_NOTE}</p>']
+
+
+def _metric_section(report: _Report) -> list[str]:
+    """``metric_vs_param.png`` (and ``heatmap.png`` over two varied fields), then the metric's effects."""
+    result, done, metric, px, phue = report.result, report.done, report.metric, report.px, report.phue
+    parts = [f"<h2>{html.escape(metric)} vs {html.escape(px)}</h2>"]
+    if not report.has(metric):
+        return parts + [f"<p>{html.escape(f'no {metric} values to plot (metrics off, or no point done)')}</p>"]
+    parts.append(image_tag(report.save(result.plot(y=metric, x=px, hue=phue), "metric_vs_param.png"),
+                           f"{metric} vs {px}"))
+    if phue is not None and px != "seed" and done[px].nunique() > 1 and done[phue].nunique() > 1:
+        heat_file = report.save(result.heatmap(value=metric, x=px, y=phue), "heatmap.png")
+        parts.append(image_tag(heat_file, f"{metric} heatmap"))
+    effects = report.effects(metric)
+    if effects:
         parts.append(f"<h2>Effects on {html.escape(metric)}, over seeds</h2>")
-        parts.extend(effects_html)
+        parts.extend(effects)
+    return parts
 
-    for other, other_file, other_effects in extra:
-        parts.append(f"<h2>{html.escape(other)} vs {html.escape(px)}</h2>")
-        parts.append(image_tag(other_file, f"{other} vs {px}"))
+
+def _extra_metric_sections(report: _Report) -> list[str]:
+    """The same plot and effects for prompt adherence and the reference quality metrics the sweep measured."""
+    parts = []
+    for other in (m for m in EXTRA_METRICS if m != report.metric and report.has(m)):
+        other_file = report.save(report.result.plot(y=other, x=report.px, hue=report.phue), f"{other}_vs_param.png")
+        parts.append(f"<h2>{html.escape(other)} vs {html.escape(report.px)}</h2>")
+        parts.append(image_tag(other_file, f"{other} vs {report.px}"))
+        other_effects = report.effects(other)
         if other_effects:
             parts.append(f"<h3>Effects on {html.escape(other)}, over seeds</h3>")
             parts.extend(other_effects)
+    return parts
 
-    if ref_file is not None:
-        parts.append(f"<h2>Against the reference ({html.escape(ref_label)})</h2>")
-        parts.append(image_tag(ref_file, "similarity to the reference run"))
 
-    if "accel" in sweep.swept:
-        parts.append("<h2>Acceleration: speed vs fidelity</h2>")
-        if accel_file is not None and accel_summary is not None:
-            parts.append(image_tag(accel_file, "speedup against PSNR per acceleration setting"))
-            parts.append(f'<div class="scroll">{html_table(accel_summary, css_class="metrics")}</div>')
-            parts.append('<p class="meta">Speedup: the exact run\'s denoising time over the setting\'s, one run each '
-                         '(see <a href="accel_study.csv">accel_study.csv</a>); PSNR pooled over frames and points, '
-                         "SSIM and relative L2 of the final latents averaged over points; skipped: the share of "
-                         "transformer calls served from the cache. <code>wanlab.accel.study</code> repeats and "
-                         "interleaves runs for steadier speedups.</p>")
-        else:
-            parts.append(f"<p>{html.escape(accel_note or 'no point done yet')}</p>")
+def _reference_section(report: _Report) -> list[str]:
+    """``vs_reference.png``: SSIM against the sweep's reference point (when it names one)."""
+    from .plots import metric_plot
+    from .sweep import format_value
 
-    parts.extend(probe_section(result, out, done, image_tag, lambda metric: _effects_sections(result, metric, done)))
+    sweep, table, done = report.sweep, report.table, report.done
+    if not sweep.reference or not table["ssim_vs_ref"].notna().any():
+        return []
+    ref_x = next(iter(sweep.reference))
+    ref_hue = next((n for n in sweep.swept if n not in (ref_x, "seed") and done[n].nunique() > 1
+                    and done[n].dtype.kind in "if"), None)
+    ref_label = ", ".join(f"{k}={format_value(v)}" for k, v in sweep.reference.items())
+    fig = metric_plot(table[table["status"] == "done"], x=ref_x, y="ssim_vs_ref", hue=ref_hue,
+                      title=f"SSIM against the {ref_label} run of the same other settings")
+    return [f"<h2>Against the reference ({html.escape(ref_label)})</h2>",
+            image_tag(report.save(fig, "vs_reference.png"), "similarity to the reference run")]
 
-    parts.append("<h2>Metrics</h2>")
-    parts.append(metrics_table(table, {i: f"videos/{p.name}" for i, p in video_files.items()}))
-    parts.append(f'<p class="meta">Also in <a href="{csv.name}">{csv.name}</a>. Motion metrics are computed with '
-                 "classical optical flow: proxies for VBench / EvalCrafter scores, not comparable to their "
-                 "published numbers.</p>")
 
-    parts.append("<h2>Sweep definition</h2>")
-    parts.append(f"<pre>{html.escape(sweep.to_toml())}</pre>")
-    parts.append(f'<p class="meta">Store: {html.escape(str(Path(result.store.path).resolve()))}. Re-run the same '
-                 "definition to resume; every run there has its full reproducibility record.</p>")
+def _accel_section(report: _Report) -> list[str]:
+    """For a sweep over ``accel``: ``accel_study.csv`` and ``accel_speed_vs_psnr.png``, each setting
+    against the exact run (the sweep's accel reference, else ``"exact"``), and their summary table."""
+    from .accel import plot_study, summarize
 
-    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title or name)}'
-            f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
-    return write_text(out / "report.html", page)
+    if "accel" not in report.sweep.swept:
+        return []
+    parts = ["<h2>Acceleration: speed vs fidelity</h2>"]
+    if not len(report.done):
+        return parts + [f"<p>{html.escape('no point done yet')}</p>"]
+    try:
+        study = report.result.accel_study()
+    except ValueError as exc:
+        return parts + [f"<p>{html.escape(str(exc) or 'no point done yet')}</p>"]
+    write_text(report.out / "accel_study.csv", study.to_csv(index=False))
+    summary = summarize(study)
+    fig = plot_study(summary, title=f"{report.name}: speed vs fidelity (against {study.attrs['reference']})")
+    plot_file = report.save(fig, "accel_speed_vs_psnr.png")
+    parts.append(image_tag(plot_file, "speedup against PSNR per acceleration setting"))
+    parts.append(f'<div class="scroll">{html_table(summary, css_class="metrics")}</div>')
+    parts.append('<p class="meta">Speedup: the exact run\'s denoising time over the setting\'s, one run each '
+                 '(see <a href="accel_study.csv">accel_study.csv</a>); PSNR pooled over frames and points, '
+                 "SSIM and relative L2 of the final latents averaged over points; skipped: the share of "
+                 "transformer calls served from the cache. <code>wanlab.accel.study</code> repeats and "
+                 "interleaves runs for steadier speedups.</p>")
+    return parts
+
+
+def _table_section(report: _Report, csv: Path, video_files: Mapping[int, Path]) -> list[str]:
+    """The sweep table (links to each point's video), also in ``metrics.csv``."""
+    return ["<h2>Metrics</h2>", metrics_table(report.table, {i: f"videos/{p.name}" for i, p in video_files.items()}),
+            (f'<p class="meta">Also in <a href="{csv.name}">{csv.name}</a>. Motion metrics are computed with '
+             "classical optical flow: proxies for VBench / EvalCrafter scores, not comparable to their "
+             "published numbers.</p>")]
+
+
+def _definition_section(report: _Report) -> list[str]:
+    """The sweep's TOML and the store that holds its runs."""
+    return ["<h2>Sweep definition</h2>", f"<pre>{html.escape(report.sweep.to_toml())}</pre>",
+            (f'<p class="meta">Store: {html.escape(str(Path(report.result.store.path).resolve()))}. Re-run the '
+             "same definition to resume; every run there has its full reproducibility record.</p>")]
 
 
 def _effects_sections(result: "SweepResult", metric: str, done: "pd.DataFrame") -> list[str]:

@@ -176,126 +176,161 @@ def _backend_for(record: Mapping[str, Any], model: Any, device: str | None, sour
 
 def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None, device: str | None = None,
            store: Any = None) -> dict[str, Any]:
-    """Re-generate ``run`` from its record and compare.
+    """Re-generate ``run`` from its record and compare; the record is checked first, with no model loaded.
 
-    ``run``: a :class:`~wanlab.store.Run`, a run folder (or a file in it), a run key looked up
-    in ``store`` (default: ``$WANLAB_STORE``, ``runs`` and the stores directly under ``runs``), a
-    video file saved with ``Video.save`` (with its ``.json`` sidecar), or a :class:`~wanlab.Video`.
-    The record is checked first, with no model loaded. The backend is ``backend`` (or ``pipe``) if
-    given, else ``model`` (a built-in name, folder or hub id), else the record's model id, loaded
-    with the recorded dtype, ``max_sequence_length`` and VAE/offload settings, on ``device`` or the
-    recorded device (when this machine has it). A run downloaded from a service that is not wanlab
-    (``exact: false`` in its record) cannot be re-generated bit for bit: give that service as
-    ``backend`` and it is compared with a new download (digest and PSNR; ``lossy`` in the result says
-    so): the stored frames are the first download's, decoded, and neither service environment is
-    known, so no environment is compared.
+    Args:
+        run: A :class:`~wanlab.store.Run`, a run folder (or a file in it), a run key looked up in
+            ``store``, a video file saved with ``Video.save`` (with its ``.json`` sidecar), or a
+            :class:`~wanlab.Video`.
+        model: A model to load instead of the record's model id (a built-in name, folder or hub id),
+            with the recorded dtype, ``max_sequence_length`` and VAE/offload settings.
+        backend: A loaded pipeline or other backend to re-generate on. A run downloaded from a service
+            that is not wanlab (``exact: false``) cannot be re-generated bit for bit: give that service
+            here and it is compared with a new download (digest and PSNR, no environment: ``lossy``).
+        pipe: The same as ``backend`` (its older name).
+        device: Where a loaded model runs (default: the recorded device when this machine has it).
+        store: Where a run key is looked up (default: ``$WANLAB_STORE``, ``runs`` and the stores under it).
 
-    Returns a dict: ``identical`` (frames bit-identical and nothing below changed), ``frames_identical``,
-    ``key``, ``run`` (folder), ``model`` (id used), ``digest_expected``/``digest_actual``,
-    ``shape_expected``/``shape_actual``, ``environment_changes`` ({field: (recorded, now)}, e.g.
-    ``torch_threads``, ``versions.torch``), ``param_changes`` ({field: (value the run was made with,
-    value in the record now)}: non-empty only when the record was edited after the run),
-    ``setting_changes`` (model fingerprint, dtype, scheduler, acceleration or LoRA files that differ
-    between the record and the re-generation; names starting ``record.`` are key-relevant settings
-    edited in the record after the run), ``frames`` (None when identical, else per-frame
-    ``max_abs_delta`` and ``psnr`` lists with ``max_abs_delta_max``, ``psnr_min``,
-    ``frames_differing``), ``damage`` (None, or why the stored run's files are missing, truncated or
-    do not match their record: such a run is never ``identical``), ``seconds`` and ``notes``.
+    Returns:
+        A dict: ``identical`` (frames bit-identical and nothing below changed), ``frames_identical``,
+        ``key``, ``run`` (folder), ``model`` (id used), ``digest_expected``/``digest_actual``,
+        ``shape_expected``/``shape_actual``, ``environment_changes`` ({field: (recorded, now)}, e.g.
+        ``torch_threads``, ``versions.torch``), ``param_changes`` ({field: (value the run was made with,
+        value in the record now)}: non-empty only when the record was edited after the run),
+        ``setting_changes`` (model fingerprint, dtype, scheduler, acceleration or LoRA files that differ
+        between the record and the re-generation; names starting ``record.`` are key-relevant settings
+        edited in the record after the run), ``frames`` (None when identical, else per-frame
+        ``max_abs_delta`` and ``psnr`` lists with ``max_abs_delta_max``, ``psnr_min``,
+        ``frames_differing``), ``damage`` (None, or why the stored run's files are missing, truncated or
+        do not match their record: such a run is never ``identical``), ``seconds``, ``lossy`` and ``notes``.
+
+    Raises:
+        ValueError: Both a backend (``backend``/``pipe``) and ``model`` are given.
+        WanlabError: The run cannot be found or its record is incomplete, it names no model, or it is a
+            lossy download and no service to download it again is given.
 
     >>> wanlab.verify("runs/demo/47b29c18240fe222")["identical"]  # doctest: +SKIP
     True
     """
+    given = _given_backend(model, backend, pipe)
+    source = _source(run, store)
+    record = source.record
+    param_changes, setting_changes, notes = check_record(source)
+    key, exact = record.get("key") or source.key, bool(record.get("exact", True))
+    if not exact and given is None:
+        raise _lossy_refused(record, key)
+    params = Params.from_dict(record["params"])
+    backend_ = given if given is not None else _backend_for(record, model, device, source)
+    notes += [] if exact else _lossy_notes(backend_)
+    video = backend_.generate(params, progress=False, accel=record.get("accel"))  # the recorded acceleration
+    setting_changes.update(_regeneration_changes(record, video.record))
+    device_ = getattr(backend_, "device", "remote")
+    environment_changes = _environment_changes(record, video.record, device_) if exact else {}
+    frames_identical, frames, shape_expected, damage = _compare_frames(source, video, notes)
+    identical = frames_identical and not (environment_changes or param_changes or setting_changes or damage)
+    return {"identical": identical, "frames_identical": frames_identical, "key": key, "run": str(source.path),
+            "damage": damage, "model": backend_.identity.model_id, "device": device_,
+            "digest_expected": record["digest"], "digest_actual": video.digest, "shape_expected": shape_expected,
+            "shape_actual": list(video.frames.shape), "environment_changes": environment_changes,
+            "param_changes": param_changes, "setting_changes": setting_changes, "frames": frames,
+            "seconds": float(video.timings.get("total", 0.0)), "lossy": not exact, "notes": notes}
+
+
+def _given_backend(model: Any, backend: Any, pipe: Any) -> Any:
+    """The backend ``verify`` was given (``backend`` or ``pipe``), or None; a ValueError when it was given
+    two, or one and a model to load."""
     given = [b for b in (backend, pipe) if b is not None]
     if len(given) > 1 or (given and model is not None):
         raise ValueError("verify: pass backend= (a loaded pipeline or other backend) or model= (a model to load), "
                          "not both")
-    source = _source(run, store)
-    record = source.record
-    param_changes, setting_changes, notes = check_record(source)
-    key = record.get("key") or source.key
-    exact = bool(record.get("exact", True))
-    if not exact and not given:
-        raise WanlabError(f"run {key} was downloaded from {(record.get('model') or {}).get('id', 'a service')} as a "
-                          "lossy mp4 (exact: false): it cannot be re-generated bit for bit; pass that service as "
-                          "backend= to compare it with a new download (digest and PSNR; the service bills it)")
-    params = Params.from_dict(record["params"])
-    backend_ = given[0] if given else _backend_for(record, model, device, source)
-    if not exact:
-        notes.append("a lossy download compared with a new download of the same request: PSNR says how far apart "
-                     "two downloads are, not whether the model reproduces")
-        if getattr(backend_.identity, "exact", True):
-            notes.append(f"the new frames come from {backend_.identity.model_id}, not from the service the run was "
-                         "downloaded from: they differ by the service's compression at least")
+    return given[0] if given else None
 
-    # Re-generate with the recorded acceleration, then compare what the new record says with the old:
-    # weights, generation settings, acceleration (and MagCache calibration), LoRA file contents.
-    video = backend_.generate(params, progress=False, accel=record.get("accel"))
-    now_record = video.record
+
+def _lossy_refused(record: Mapping[str, Any], key: str) -> WanlabError:
+    """Why a lossy download cannot be verified without the service it came from."""
+    return WanlabError(f"run {key} was downloaded from {(record.get('model') or {}).get('id', 'a service')} as a "
+                       "lossy mp4 (exact: false): it cannot be re-generated bit for bit; pass that service as "
+                       "backend= to compare it with a new download (digest and PSNR; the service bills it)")
+
+
+def _lossy_notes(backend: Any) -> list[str]:
+    """What comparing a lossy download with a new one can and cannot say."""
+    notes = [("a lossy download compared with a new download of the same request: PSNR says how far apart "
+              "two downloads are, not whether the model reproduces")]
+    if getattr(backend.identity, "exact", True):
+        notes.append(f"the new frames come from {backend.identity.model_id}, not from the service the run was "
+                     "downloaded from: they differ by the service's compression at least")
+    return notes
+
+
+def _regeneration_changes(record: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """What the re-generation's record says differently from the run's: weights, generation settings,
+    acceleration (and MagCache calibration), LoRA file contents."""
+    changes: dict[str, tuple[Any, Any]] = {}
     recorded_model = (record.get("model") or {}).get("fingerprint")
-    if recorded_model != (now_record.get("model") or {}).get("fingerprint"):
-        setting_changes["model.fingerprint"] = (recorded_model, (now_record.get("model") or {}).get("fingerprint"))
+    if recorded_model != (now.get("model") or {}).get("fingerprint"):
+        changes["model.fingerprint"] = (recorded_model, (now.get("model") or {}).get("fingerprint"))
     for section in ("settings", "accel"):
-        for name, change in _changes(record.get(section) or {}, now_record.get(section) or {}).items():
-            setting_changes[f"{section}.{name}"] = change
+        for name, change in _changes(record.get(section) or {}, now.get(section) or {}).items():
+            changes[f"{section}.{name}"] = change
     recorded_loras = [lo.get("sha256") for lo in record.get("loras") or []]
-    now_loras = [lo.get("sha256") for lo in now_record.get("loras") or []]
+    now_loras = [lo.get("sha256") for lo in now.get("loras") or []]
     if recorded_loras != now_loras:
-        setting_changes["loras.sha256"] = (recorded_loras, now_loras)
-    calibration = [(r.get("accel_calibration") or {}).get("sha256") for r in (record, now_record)]
+        changes["loras.sha256"] = (recorded_loras, now_loras)
+    calibration = [(r.get("accel_calibration") or {}).get("sha256") for r in (record, now)]
     if calibration[0] != calibration[1]:
-        setting_changes["accel_calibration.sha256"] = tuple(calibration)
+        changes["accel_calibration.sha256"] = (calibration[0], calibration[1])
+    return changes
 
-    device_ = getattr(backend_, "device", "remote")
-    if exact:
-        now_env = now_record.get("environment") or environment(device_)
-        environment_changes = _changes(_env_subset(record.get("environment") or {}), _env_subset(now_env))
-    else:  # a service's environment is not known, then or now
-        environment_changes = {}
 
-    digest_expected = record["digest"]
-    shape_expected = list(record.get("shape") or [])
-    expected_frames = None
+def _environment_changes(record: Mapping[str, Any], now: Mapping[str, Any], device: Any) -> dict[str, tuple[Any, Any]]:
+    """The recorded environment fields that differ now (the re-generation's, else this machine's)."""
+    now_env = now.get("environment") or environment(device)
+    return _changes(_env_subset(record.get("environment") or {}), _env_subset(now_env))
+
+
+def _stored_frames(source: Any, notes: list[str]) -> np.ndarray | None:
+    """The run's stored frames when they are exact (its lossless copy), else None and a note why."""
     lossless = getattr(source, "lossless", None)
     if lossless is not None and not Path(lossless).exists():
         notes.append(f"the run's lossless copy {Path(lossless).name} is missing, so its stored frames are not exact; "
                      "compared by digest only")
-    elif exact and not getattr(source, "exact", True):
+    elif bool(source.record.get("exact", True)) and not getattr(source, "exact", True):
         notes.append(f"{Path(source.path).name} has no lossless copy, so its frames are h264-compressed; compared by "
                      "digest only")
     else:
         try:
-            expected_frames = source.video(check=False).frames
-            if not shape_expected:
-                shape_expected = list(expected_frames.shape)
+            return source.video(check=False).frames
         except (OSError, ValueError, WanlabError) as exc:
             notes.append(f"the stored frames could not be read ({exc}); compared by digest only")
+    return None
+
+
+def _compare_frames(source: Any, video: Video,
+                    notes: list[str]) -> tuple[bool, dict[str, Any] | None, list[int], str | None]:
+    """The re-generated frames against the stored run: ``frames_identical``, the per-frame differences
+    (None when equal or not comparable), the expected shape and the stored run's damage; notes added."""
+    digest_expected = source.record["digest"]
+    shape_expected = list(source.record.get("shape") or [])
+    expected_frames = _stored_frames(source, notes)
+    if expected_frames is not None and not shape_expected:
+        shape_expected = list(expected_frames.shape)
     if expected_frames is not None and frames_digest(expected_frames) != digest_expected:
         notes.append("the stored lossless frames do not match the recorded digest (damaged file or edited "
                      "record); frames were compared with the stored file")
     frames_identical = video.digest == digest_expected
-    shape_actual = list(video.frames.shape)
     frames = None
     if expected_frames is not None and not np.array_equal(expected_frames, video.frames):
         frames_identical = False
         if expected_frames.shape == video.frames.shape:
             frames = frame_differences(expected_frames, video.frames)
         else:
-            notes.append(f"frame shapes differ: {list(expected_frames.shape)} stored, {shape_actual} now")
+            notes.append(f"frame shapes differ: {list(expected_frames.shape)} stored, {list(video.frames.shape)} now")
     damage = source.damage(deep=True) if hasattr(source, "damage") else None
     if damage:
         notes.append(f"the stored run is damaged: {damage}; it is not identical to its record, whatever the "
                      "re-generation gave (restore its files, or store the re-generated video again)")
-    identical = frames_identical and not (environment_changes or param_changes or setting_changes or damage)
-    return {
-        "identical": identical, "frames_identical": frames_identical, "key": key, "run": str(source.path),
-        "damage": damage,
-        "model": backend_.identity.model_id, "device": device_,
-        "digest_expected": digest_expected, "digest_actual": video.digest,
-        "shape_expected": shape_expected, "shape_actual": shape_actual,
-        "environment_changes": environment_changes, "param_changes": param_changes,
-        "setting_changes": setting_changes, "frames": frames,
-        "seconds": float(video.timings.get("total", 0.0)), "lossy": not exact, "notes": notes,
-    }
+    return frames_identical, frames, shape_expected, damage
 
 
 def _show(value: Any) -> str:

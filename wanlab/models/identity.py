@@ -20,19 +20,10 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ..errors import LoadError, ParamError
-from .registry import (
-    BUILTIN_NAMES,
-    DEFAULT_MODEL,
-    REAL_MAX_SEQUENCE_LENGTH,
-    REAL_NATIVE,
-    Builtin,
-    builtin,
-    builtin_for_folder,
-    read_card,
-)
+from .registry import DEFAULT_MODEL
+from .resolution import ResolvedModel, resolve
 from ..values import check_bool, check_int, plain
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt")
 DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
           "bfloat16": "bfloat16", "bf16": "bfloat16"}
@@ -106,76 +97,6 @@ class ModelIdentity:
 
 def _rebuild(data: Mapping[str, Any]) -> ModelIdentity:
     return ModelIdentity.from_dict(data)
-
-
-# --------------------------------------------------------------------------------------------------
-# where a model comes from
-@dataclass(frozen=True)
-class ModelSource:
-    """A model name resolved: ``source`` is ``builtin``, ``folder`` or ``hub``; ``folder`` is the
-    checkpoint folder when there is one (a hub id's folder in the local cache, once looked up)."""
-
-    model_id: str
-    source: str
-    builtin: Builtin | None = None
-    folder: Path | None = None
-
-
-def resolve(model: Any) -> ModelSource:
-    """Tell what ``model`` names (a built-in, a folder, a hub id) without loading anything.
-
-    A folder that is a built-in's shipped checkpoint is that built-in. A hub id is looked up in the
-    local Hugging Face cache only; one that is not there is a :class:`LoadError` at once.
-    """
-    name = os.fspath(model) if isinstance(model, os.PathLike) else model
-    if not isinstance(name, str) or not name:
-        raise ParamError("model", "a built-in name, a folder or a hub id", model)
-    if name in BUILTIN_NAMES:
-        spec = builtin(name)
-        return ModelSource(name, "builtin", spec, spec.folder)
-    folder = Path(name).expanduser()
-    if folder.exists():
-        if not folder.is_dir():
-            raise LoadError(f"{folder} is a file; a model is a built-in name, a diffusers folder or a hub id.")
-        spec = builtin_for_folder(folder)
-        if spec is not None:
-            return ModelSource(spec.name, "builtin", spec, spec.folder)
-        check_folder(folder)
-        return ModelSource(str(folder.resolve()), "folder", None, folder.resolve())
-    if HUB_ID.match(name) and not name.startswith((".", "/", "~")):
-        return ModelSource(name, "hub", None, hub_folder(name))
-    if any(sep in name for sep in ("/", os.sep)) or name.startswith((".", "~")):
-        raise LoadError(f"no such model folder: {folder}.")
-    raise LoadError(f"unknown model {name!r}: use a built-in model ({', '.join(BUILTIN_NAMES)}), a local diffusers "
-                    "folder, or a hub id such as 'Wan-AI/Wan2.1-T2V-1.3B-Diffusers'.")
-
-
-def check_folder(folder: Path) -> None:
-    """Refuse a folder that is not a diffusers Wan pipeline (one sentence)."""
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise LoadError(f"{folder} is not a diffusers pipeline folder: it has no model_index.json.")
-    try:
-        cls = json.loads(index.read_text()).get("_class_name", "")
-    except ValueError as exc:
-        raise LoadError(f"{folder}/model_index.json is not valid JSON: {exc}.") from exc
-    if not str(cls).startswith("Wan"):
-        raise LoadError(f"{folder} holds a {cls or 'unnamed'} pipeline, not a Wan text-to-video pipeline.")
-
-
-def hub_folder(repo_id: str) -> Path:
-    """The local snapshot of a hub repository, or a LoadError saying how to get it here (no network)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
-        cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
-            os.environ.get("HF_HOME", os.path.join(Path.home(), ".cache", "huggingface")), "hub")
-        raise LoadError(f"{repo_id!r} is not in the local Hugging Face cache ({cache}): download it where there is "
-                        f"internet (huggingface-cli download {repo_id}), then copy that cache folder here (or set "
-                        "HF_HOME / HF_HUB_CACHE to it), or pass a local diffusers folder.") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,16 +177,22 @@ def files_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def recorded_fingerprint(source: ModelSource) -> str | None:
+def recorded_fingerprint(source: ResolvedModel) -> str | None:
     """The fingerprint a built-in or a carded folder records, trusted only while its files match
     its ``SHA256SUMS`` (so an edited checkpoint is identified by its files instead)."""
-    recorded = source.builtin.fingerprint if source.builtin is not None else None
-    if source.folder is not None and source.builtin is None:
-        card = read_card(source.folder)
-        recorded = card.fingerprint if card is not None else None
-    if recorded is None or source.folder is None:
-        return recorded
-    return recorded if _sums_match(source.folder) else None
+    if source.recorded is None or source.folder is None:
+        return source.recorded
+    return source.recorded if _sums_match(source.folder) else None
+
+
+def weights_fingerprint(source: ResolvedModel) -> str:
+    """The weights' fingerprint without loading them: the recorded one (:func:`recorded_fingerprint`),
+    else the hashes of the folder's files (cached on disk)."""
+    fingerprint = recorded_fingerprint(source)
+    if fingerprint is None:
+        assert source.folder is not None  # a model built in code always records its fingerprint
+        fingerprint = files_fingerprint(source.folder)
+    return fingerprint
 
 
 def _sums_match(folder: Path) -> bool:
@@ -317,7 +244,7 @@ def scheduler_settings(scheduler_class: type, config: Mapping[str, Any]) -> dict
             "config": {k: v for k, v in dict(config).items() if not k.startswith("_") and k != "flow_shift"}}
 
 
-def _scheduler_of(source: ModelSource) -> dict[str, Any]:
+def _scheduler_of(source: ResolvedModel) -> dict[str, Any]:
     """The scheduler settings of a model from its configuration alone (no weights)."""
     import diffusers
 
@@ -373,14 +300,43 @@ def check_max_sequence_length(value: Any) -> int | None:
     return check_int("max_sequence_length", value, 1, 512, optional=True)
 
 
-def native_and_length(source: ModelSource) -> tuple[dict[str, Any], int]:
-    """The native request fields and text length a model declares (built-in, card, or Wan's own)."""
-    if source.builtin is not None:
-        return dict(source.builtin.native), source.builtin.max_sequence_length
-    card = read_card(source.folder) if source.folder is not None else None
-    if card is not None:
-        return dict(card.native), card.max_sequence_length
-    return dict(REAL_NATIVE), REAL_MAX_SEQUENCE_LENGTH
+@dataclass(frozen=True)
+class LoadOptions:
+    """The options of ``wanlab.load`` and :func:`identity` that change frames, checked: ``device``
+    resolved, ``dtype`` a name, ``group_offload`` a mode or None, ``max_sequence_length`` None for the
+    model's own."""
+
+    device: str
+    dtype: str
+    cpu_offload: bool = False
+    vae_tiling: bool = False
+    max_sequence_length: int | None = None
+    group_offload: str | None = None
+
+
+def check_load_options(*, device: str | None = None, dtype: Any = None, cpu_offload: bool = False,
+                       vae_tiling: bool = False, max_sequence_length: int | None = None,
+                       group_offload: str | bool | None = None) -> LoadOptions:
+    """``wanlab.load``'s model options checked, each bad one a :class:`~wanlab.ParamError` naming it
+    (a CUDA device on a machine without one: a :class:`~wanlab.LoadError`)."""
+    device_ = resolve_device(device)
+    dtype_ = dtype_name(dtype, device_)
+    for flag, value in (("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling)):
+        check_bool(flag, value)
+    length = check_max_sequence_length(max_sequence_length)
+    offload = check_group_offload(group_offload, device_, cpu_offload)
+    return LoadOptions(device_, dtype_, cpu_offload, vae_tiling, length, offload)
+
+
+def identify(source: ResolvedModel, options: LoadOptions, *, fingerprint: str,
+             scheduler: Mapping[str, Any]) -> ModelIdentity:
+    """The identity of a resolved model run with ``options``, given its weights' fingerprint and its
+    scheduler's settings (from its configuration, or from the loaded scheduler)."""
+    settings = generation_settings(dtype=options.dtype,
+                                   max_sequence_length=options.max_sequence_length or source.max_sequence_length,
+                                   scheduler=scheduler, cpu_offload=options.cpu_offload,
+                                   vae_tiling=options.vae_tiling, group_offload=options.group_offload)
+    return ModelIdentity(source.model_id, source.source, fingerprint, settings, source.native)
 
 
 def identity(model: Any = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None, cpu_offload: bool = False,
@@ -390,20 +346,21 @@ def identity(model: Any = DEFAULT_MODEL, *, device: str | None = None, dtype: An
     computed without loading weights (built-ins and carded folders: their recorded fingerprint;
     other folders and hub ids: their files' hashes, cached on disk).
 
+    Args:
+        model: A built-in name, a checkpoint folder or a hub id (in the local cache).
+        device, dtype, cpu_offload, vae_tiling, max_sequence_length, group_offload: As ``wanlab.load``.
+
+    Returns:
+        The model's :class:`ModelIdentity`.
+
+    Raises:
+        ParamError: An option is not one ``wanlab.load`` accepts.
+        LoadError: The model cannot be found or read (see :func:`resolve`).
+
     >>> wanlab.identity("toy").fingerprint[:12]  # doctest: +SKIP
     'b8597b6922fc'
     """
     source = resolve(model)
-    device_ = resolve_device(device)
-    for flag, value in (("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling)):
-        check_bool(flag, value)
-    offload = check_group_offload(group_offload, device_, cpu_offload)
-    native, length = native_and_length(source)
-    fingerprint = recorded_fingerprint(source)
-    if fingerprint is None:
-        assert source.folder is not None
-        fingerprint = files_fingerprint(source.folder)
-    settings = generation_settings(
-        dtype=dtype_name(dtype, device_), max_sequence_length=check_max_sequence_length(max_sequence_length) or length,
-        scheduler=_scheduler_of(source), cpu_offload=cpu_offload, vae_tiling=vae_tiling, group_offload=offload)
-    return ModelIdentity(source.model_id, source.source, fingerprint, settings, native)
+    options = check_load_options(device=device, dtype=dtype, cpu_offload=cpu_offload, vae_tiling=vae_tiling,
+                                 max_sequence_length=max_sequence_length, group_offload=group_offload)
+    return identify(source, options, fingerprint=weights_fingerprint(source), scheduler=_scheduler_of(source))

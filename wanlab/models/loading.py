@@ -1,7 +1,8 @@
 """Loading a Wan 2.1 model's weights from a built-in name, a local folder or the local hub cache.
 
-The model is resolved and identified first (:mod:`wanlab.models.identity`: a missing hub id fails at
-once, without retries), then loaded with diffusers' own classes, cast and placed.
+The model is resolved once first (:mod:`wanlab.models.resolution`: a missing hub id fails at once,
+without retries), then loaded with diffusers' own classes, cast and placed, and identified
+(:mod:`wanlab.models.identity`) from the same resolution and the loaded weights.
 :func:`wanlab.load` wraps the result as a :class:`~wanlab.pipeline.Pipeline`.
 """
 from __future__ import annotations
@@ -16,18 +17,13 @@ from . import internals
 from .registry import DEFAULT_MODEL
 from .identity import (
     ModelIdentity,
-    ModelSource,
-    check_group_offload,
-    check_max_sequence_length,
-    dtype_name,
-    generation_settings,
-    native_and_length,
+    check_load_options,
+    identify,
     recorded_fingerprint,
-    resolve,
-    resolve_device,
     scheduler_settings,
     tensors_fingerprint,
 )
+from .resolution import ResolvedModel, resolve
 from ..values import check_bool
 
 
@@ -101,7 +97,7 @@ def apply_group_offload(pipe: Any, mode: str, device: str) -> None:
                               use_stream=True)
 
 
-def _weights(source: ModelSource, dtype: Any) -> Any:
+def _weights(source: ResolvedModel, dtype: Any) -> Any:
     if source.builtin is not None and source.builtin.build is not None:
         pipe = source.builtin.build()
         cast(pipe, dtype)
@@ -113,7 +109,7 @@ def _weights(source: ModelSource, dtype: Any) -> Any:
     return pipe
 
 
-def _fingerprint(source: ModelSource, pipe: Any) -> str:
+def _fingerprint(source: ResolvedModel, pipe: Any) -> str:
     """The weights' fingerprint: recorded (checked for a model built in code), else the files' hashes."""
     from .identity import files_fingerprint
 
@@ -145,18 +141,19 @@ class Loaded:
 def load_weights(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None,
                  cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
                  progress: bool | None = None, accel: Any = None, group_offload: str | bool | None = None) -> Loaded:
-    """Resolve, identify and load a model with diffusers' own classes (see :func:`wanlab.load`)."""
+    """Resolve, identify and load a model with diffusers' own classes (see :func:`wanlab.load`).
+
+    The model is resolved once (:func:`~wanlab.models.resolution.resolve`); its weights are loaded from
+    that, and its identity made from that and the loaded weights and scheduler.
+    """
     from ..accel.setting import Accel
 
-    device_ = resolve_device(device)
+    options = check_load_options(device=device, dtype=dtype, cpu_offload=cpu_offload, vae_tiling=vae_tiling,
+                                 max_sequence_length=max_sequence_length, group_offload=group_offload)
+    device_, dtype_, offload = options.device, options.dtype, options.group_offload
     default_accel = Accel.coerce(accel)
-    dtype_ = dtype_name(dtype, device_)
-    for flag, value in (("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling)):
-        check_bool(flag, value)
     if progress is not None:
         check_bool("progress", progress)
-    length = check_max_sequence_length(max_sequence_length)
-    offload = check_group_offload(group_offload, device_, cpu_offload)
     source = resolve(model)
     if not progress:  # None (the default) and False: no loading bars ("Loading pipeline components", weights)
         quiet_loading()
@@ -178,9 +175,6 @@ def load_weights(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str |
     if vae_tiling:
         pipe.vae.enable_tiling()
     pipe.set_progress_bar_config(disable=progress is False, leave=False)  # denoising bars: on unless False
-    native, declared = native_and_length(source)
-    settings = generation_settings(dtype=dtype_, max_sequence_length=length or declared,
-                                   scheduler=scheduler_settings(type(pipe.scheduler), pipe.scheduler.config),
-                                   cpu_offload=cpu_offload, vae_tiling=vae_tiling, group_offload=offload)
-    identity = ModelIdentity(source.model_id, source.source, _fingerprint(source, pipe), settings, native)
+    identity = identify(source, options, fingerprint=_fingerprint(source, pipe),
+                        scheduler=scheduler_settings(type(pipe.scheduler), pipe.scheduler.config))
     return Loaded(pipe, identity, device_, default_accel)

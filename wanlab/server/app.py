@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import logging
 from typing import Any, AsyncIterator
@@ -154,9 +155,17 @@ async def read_json(request: Request, limit: int, timeout: float) -> Any:
 
 
 def create_app(service: Service) -> FastAPI:
-    """The FastAPI application serving ``service`` (the model starts loading when the app starts)."""
-    config = service.config
+    """The FastAPI application serving ``service`` (the model starts loading when the app starts).
 
+    Args:
+        service: What answers: the queue, the store and the model being served.
+
+    Returns:
+        The application: error handlers, the task routes, the file and health routes, and an OpenAPI
+        schema without FastAPI's own validation answers.
+
+    >>> uvicorn.run(create_app(Service(config)))  # doctest: +SKIP
+    """
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.start()
@@ -165,7 +174,15 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="wanlab serve", version=__version__, lifespan=lifespan, redoc_url=None,
                   description="The hosted Wan 2.1 text-to-video API (async), served by wanlab on your own machine.")
+    _add_error_handlers(app)
+    _add_task_routes(app, service)
+    _add_file_and_health_routes(app, service)
+    app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
+    return app
 
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every failure answered in the body of :mod:`wanlab.server.errors` (FastAPI's own never reaches a client)."""
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
@@ -211,15 +228,22 @@ def create_app(service: Service) -> FastAPI:
         return error_response(ApiError(500, "INTERNAL_ERROR", f"the server failed to answer ({type(exc).__name__}); "
                                                               "the operator's log has the details"))
 
+
+#: The routes' OpenAPI security: a bearer key.
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _add_task_routes(app: FastAPI, service: Service) -> None:
+    """``POST /v3/async/wan-t2v`` (submit) and ``GET /v3/async/task-result`` (its state, or a long poll)."""
+    config = service.config
+
     def base(request: Request) -> str:
         return config.public_url or str(request.base_url).rstrip("/")
-
-    bearer = [{"bearer": []}]
 
     @app.post("/v3/async/wan-t2v", summary="Submit a Wan 2.1 text-to-video task",
               responses=schema.responses(400, 401, 408, 409, 413, 415, 429, 503, 507, ok=schema.SUBMITTED),
               openapi_extra={"requestBody": {"required": True, "content": {schema.JSON: {
-                  "schema": schema.request_body(config.allow_local_sizes, config.model)}}}, "security": bearer,
+                  "schema": schema.request_body(config.allow_local_sizes, config.model)}}}, "security": BEARER,
                   "parameters": [schema.IDEMPOTENCY_KEY]})
     async def submit(request: Request) -> JSONResponse:
         owner = service.authenticate(request.headers.get("authorization"))
@@ -229,7 +253,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/v3/async/task-result", summary="The state and result of a task",
              responses=schema.responses(400, 401, 404, ok=schema.TASK_RESULT),
-             openapi_extra={"security": bearer, "parameters": [schema.WAIT]})
+             openapi_extra={"security": BEARER, "parameters": [schema.WAIT]})
     async def task_result(request: Request, task_id: str = Query(..., description="as returned by POST "
                                                                                 "/v3/async/wan-t2v")) -> JSONResponse:
         # On the event loop itself: an answer from memory (or one small file) takes well under a millisecond,
@@ -242,13 +266,18 @@ def create_app(service: Service) -> FastAPI:
         return JsonResponse(await answer(service, task_id, owner, base(request), seconds,
                                          lambda: service.state != "ok" or service.exit_requested()))
 
+
+def _add_file_and_health_routes(app: FastAPI, service: Service) -> None:
+    """``GET /v3/files/<run key>/<file>`` (a task's file by its signed URL) and ``GET /health``."""
+    config = service.config
+
+    def binary() -> dict[str, Any]:
+        return {kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in ("video/mp4", "video/x-matroska", schema.JSON)}
+
     @app.api_route("/v3/files/{run_key}/{name}", methods=["GET", "HEAD"], summary="A task's file by its signed URL",
-                   responses={**schema.responses(403, 404, 416), 200: {"description": "the file", "content": {
-                       kind: {"schema": {"type": "string", "format": "binary"}} for kind in
-                       ("video/mp4", "video/x-matroska", schema.JSON)}},
-                       206: {"description": "the requested byte range", "content": {
-                           kind: {"schema": {"type": "string", "format": "binary"}} for kind in
-                           ("video/mp4", "video/x-matroska", schema.JSON)}}})
+                   responses={**schema.responses(403, 404, 416), 200: {"description": "the file", "content": binary()},
+                              206: {"description": "the requested byte range", "content": binary()}})
     def files(run_key: str, name: str, expires: str | None = None, signature: str | None = None) -> Any:
         path, media_type = service.file(run_key, name, expires, signature)
         headers = {"Cache-Control": f"private, max-age={config.url_ttl}"}
@@ -264,17 +293,17 @@ def create_app(service: Service) -> FastAPI:
         status, body = service.health()
         return JsonResponse(body, status_code=status, headers={"Retry-After": "5"} if status == 503 else None)
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            from fastapi.openapi.utils import get_openapi
 
-            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            spec.setdefault("components", {})["securitySchemes"] = schema.security()
-            for path in spec.get("paths", {}).values():
-                for operation in path.values():
-                    operation.get("responses", {}).pop("422", None)
-            app.openapi_schema = spec
-        return app.openapi_schema
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI schema (made once): with the bearer security scheme, without FastAPI's 422 answers
+    (validation failures are 400s in the API's own error body)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
 
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
+        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        spec.setdefault("components", {})["securitySchemes"] = schema.security()
+        for path in spec.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        app.openapi_schema = spec
+    return app.openapi_schema

@@ -1,8 +1,9 @@
 """Sweeps: many validated requests from one definition, run into a store, resumable and shardable.
 
 :mod:`~wanlab.sweep.definition` (the :class:`Sweep` and its axes), :mod:`~wanlab.sweep.toml` (sweep
-files), :mod:`~wanlab.sweep.runner` (running on a backend), :mod:`~wanlab.sweep.result` (the table,
-:class:`SweepResult`), :mod:`~wanlab.sweep.values` (seeds, labels, shards).
+files), :mod:`~wanlab.sweep.runner` (running on a backend; one run's phases in
+:mod:`~wanlab.sweep.execution`), :mod:`~wanlab.sweep.result` (the table, :class:`SweepResult`),
+:mod:`~wanlab.sweep.values` (seeds, labels, shards).
 """
 from __future__ import annotations
 

@@ -117,20 +117,21 @@ class Sweep:
         self._points = self._materialize(None)
 
         # --- the reference point every other is compared with (e.g. steps = 40), if any
-        self.reference: dict[str, Any] | None = None
-        if reference is not None:
-            if not isinstance(reference, Mapping) or not reference:
-                raise ParamError("reference", "a table of swept fields and their reference values", reference)
-            for key, value in reference.items():
-                if key not in self.swept:
-                    raise ParamError(f"reference.{key}", f"a swept field ({', '.join(self.swept)})", value)
-                if key == ACCEL:
-                    value = check_accel("reference.accel", value)
-                if not any(self.value_of(i, p, key) == self.cell_of(key, value) for i, p in enumerate(self._points)):
-                    raise ParamError(f"reference.{key}", "a value some point of the sweep has", value)
-            self.reference = {k: (check_accel("reference.accel", v) if k == ACCEL else plain(v))
-                              for k, v in reference.items()}
+        self.reference: dict[str, Any] | None = self._check_reference(reference) if reference is not None else None
         self._freeze()
+
+    def _check_reference(self, reference: Any) -> dict[str, Any]:
+        """The ``reference`` table checked: swept fields, each with a value some point has."""
+        if not isinstance(reference, Mapping) or not reference:
+            raise ParamError("reference", "a table of swept fields and their reference values", reference)
+        for key, value in reference.items():
+            if key not in self.swept:
+                raise ParamError(f"reference.{key}", f"a swept field ({', '.join(self.swept)})", value)
+            if key == ACCEL:
+                value = check_accel("reference.accel", value)
+            if not any(self.value_of(i, p, key) == self.cell_of(key, value) for i, p in enumerate(self._points)):
+                raise ParamError(f"reference.{key}", "a value some point of the sweep has", value)
+        return {k: (check_accel("reference.accel", v) if k == ACCEL else plain(v)) for k, v in reference.items()}
 
     def _freeze(self) -> None:
         """A sweep is a value: its definition is read-only (make another with :meth:`replace`)."""
@@ -407,8 +408,10 @@ class Sweep:
 
     # --- running -----------------------------------------------------------------------------------------
     @property
-    def keeps_latents(self) -> bool:
-        """Whether runs keep their final latents: when ``accel`` is swept (latent error vs exact)."""
+    def is_accel_study(self) -> bool:
+        """Whether the sweep is an acceleration study (``accel`` is swept): :meth:`run` then times its runs
+        (one job at a time, each request warmed up first, a request's settings on one worker) and keeps
+        each run's final latents (their error against the exact run's, :meth:`SweepResult.accel_study`)."""
         return ACCEL in self.swept
 
     def default_store(self) -> Path:
@@ -416,21 +419,60 @@ class Sweep:
         the same for ``Sweep.run`` and ``wanlab sweep``."""
         return Path("runs") / slug_part(self.name or "sweep")
 
-    def run(self, backend: Any = None, store: "Store | str | os.PathLike[str] | None" = None,
-            **options: Any) -> "SweepResult":
+    def run(self, backend: Any = None, store: "Store | str | os.PathLike[str] | None" = None, *,
+            metrics: bool | str | Sequence[str] | None = True, progress: bool = True, max_failures: int | None = None,
+            shard: "tuple[int, int] | str | None" = None, retry_failed: bool = True,
+            max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False,
+            probes: Any = None) -> "SweepResult":
         """Run the points not yet in ``store`` on ``backend`` and return the whole sweep's table.
 
-        ``backend`` is a loaded pipeline or any backend (``wanlab.connect``, ``wanlab.ray.pool``), or a
-        model name, or None for the sweep's ``model``; ``store`` a :class:`wanlab.Store` or its folder
-        (default :meth:`default_store`). See :func:`wanlab.sweep.runner.run` for the options
-        (``metrics``, ``progress``, ``max_failures``, ``shard``, ``retry_failed``, ``max_in_flight``,
-        ``truncate``, ``retry_uncertain``).
+        Points already in the store (same run key) are skipped, so a killed sweep resumes where it stopped;
+        a failing point is recorded with its error and the sweep goes on. Ctrl-C stops the sweep; what
+        finished is in the store and the next run resumes. A sweep over ``accel`` (:attr:`is_accel_study`)
+        times its runs: one job at a time, each keeping its final latents.
+
+        Args:
+            backend: A loaded pipeline or any backend (``wanlab.connect``, ``wanlab.ray.pool``), a model
+                name, or None for the sweep's ``model``.
+            store: A :class:`wanlab.Store` or its folder (default :meth:`default_store`).
+            metrics: The metric sets to compute for every stored run (also for runs stored earlier without
+                them): True the sweep's own (its file's ``metrics = [...]``, else ``["motion"]``), False none,
+                or names of :data:`wanlab.metrics.suite.METRIC_SETS` (``"motion"``, ``"adherence"``,
+                ``"clip_score"``, ``"subject_consistency"``, ``"background_consistency"``,
+                ``"aesthetic_quality"``; ``"quality"`` for the last four). Evaluators run on the backend's
+                device.
+            progress: One ``tqdm.auto`` bar over the runs to do, with ETA (and runs per worker).
+            max_failures: After that many failures in this call, stop gracefully: the rest stay pending,
+                ``result.stopped`` says so and a warning is issued.
+            shard: ``(i, n)`` or ``"i/n"``: run only points ``i, i+n, i+2n, ...`` (0 <= i < n), so n
+                processes sharing a folder split a sweep with no coordinator.
+            retry_failed: Run points whose earlier attempt failed again (default); False keeps them failed.
+            max_in_flight: Points running at once (default: the backend's ``max_in_flight``).
+            truncate: ``"warn"`` (default) or ``"error"``: a prompt longer than the model reads fails its
+                point and stops the sweep (the points not reached stay pending).
+            retry_uncertain: Submit again a point whose earlier submit got no answer (the service may have
+                accepted it, and may bill it twice) on a service that cannot be asked under the same
+                idempotency key (the hosted API); default False: such a point fails again, saying so. A
+                wanlab server is always asked under the same key, and returns the task it accepted.
+            probes: What every run records inside the model (:mod:`wanlab.probes`; default: the sweep's own
+                ``probes``). Stored with each run; their scalar summaries (e.g. ``trajectory_decided_step``)
+                are kept as the run's metrics, so they are columns of ``SweepResult.df``. Runs stored
+                earlier without them are generated again (the frames come out the same) and the probes added.
+
+        Returns:
+            The whole sweep's :class:`~wanlab.sweep.result.SweepResult` (``ran``: the points this call ran).
+
+        Raises:
+            ParamError: An option is not one this accepts (naming it), the backend or store is not one,
+                or probes are asked of a backend that returns frames only.
 
         >>> result = Sweep.load("sweeps/demo.toml").run()  # doctest: +SKIP
         """
         from .runner import run
 
-        return run(self, backend, store, **options)
+        return run(self, backend, store, metrics=metrics, progress=progress, max_failures=max_failures, shard=shard,
+                   retry_failed=retry_failed, max_in_flight=max_in_flight, truncate=truncate,
+                   retry_uncertain=retry_uncertain, probes=probes)
 
     def result(self, model: Any = None, store: "Store | str | os.PathLike[str] | None" = None) -> "SweepResult":
         """The sweep's table as the store holds it now, without running anything and without loading
