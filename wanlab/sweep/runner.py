@@ -37,14 +37,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def backend_for(sweep: "Sweep", backend: Any) -> Any:
-    """The backend to run on: the one given, or the model it names (or the sweep's own) loaded."""
-    from ..pipeline import load
-    from ..models.registry import DEFAULT_MODEL
+    """The backend to run on: the one given, or the model it names (or the sweep's own) opened."""
+    from ..backends import open_backend
 
     if is_backend(backend):
         return backend
     if backend is None or isinstance(backend, (str, os.PathLike)):
-        return load(backend or sweep.model or DEFAULT_MODEL, progress=False)
+        return open_backend(backend or sweep.model)
     raise ParamError("backend", "a wanlab backend (wanlab.load, wanlab.connect, wanlab.ray.pool), a model name "
                      "or None (the sweep's model)", backend)
 
@@ -176,7 +175,7 @@ def _open_backend(sweep: "Sweep", backend: Any, probes: Any) -> Any:
     with quiet():
         backend_ = backend_for(sweep, backend)
     check_model(sweep, backend_)
-    if probes and getattr(backend_, "records_probes", True) is False:
+    if probes and not backend_.records_probes:
         raise ParamError("probes", f"left out with {type(backend_).__name__} (it returns frames only; record probes "
                          "with a local pipeline or a Ray pool)", list(probes))
     return backend_
