@@ -20,14 +20,14 @@ import os
 import platform
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from wanlab import metrics, stats  # noqa: E402
-from wanlab.metrics import consistency, dynamics, interpolation, optical_flow, synthetic  # noqa: E402
+from wanlab import metrics, stats
+from wanlab.metrics import consistency, dynamics, interpolation, optical_flow, synthetic
 
 T, H, W = 81, 480, 832
 

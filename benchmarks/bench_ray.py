@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the local Ray listens on 127.0.0.1 only
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import add_sweep_args, twelve_points  # noqa: E402
+from workload import add_sweep_args, twelve_points
 
 
 def load_average() -> str:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared workload beside this script
-from workload import add_sweep_args, twelve_points  # noqa: E402
+from workload import add_sweep_args, twelve_points
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -51,8 +51,7 @@ def main() -> None:
     from diffusers.utils import export_to_video
 
     import wanlab
-    from wanlab.frames import to_uint8
-    from wanlab.frames import frames_digest
+    from wanlab.frames import frames_digest, to_uint8
 
     pipe = wanlab.load("tiny", progress=False)
     sweep = twelve_points(args)

@@ -58,7 +58,7 @@ def frames_for(body: dict[str, Any]) -> np.ndarray:
 
 
 class Handler(BaseHTTPRequestHandler):
-    server: "StandinServer"
+    server: StandinServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: Any) -> None:  # quiet
@@ -145,7 +145,7 @@ class StandinServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, keys: tuple[str, ...] = (), task_seconds: float = 0.05, cdn: "StandinServer | None" = None):
+    def __init__(self, keys: tuple[str, ...] = (), task_seconds: float = 0.05, cdn: StandinServer | None = None):
         super().__init__(("127.0.0.1", 0), Handler)
         self.keys = keys
         self.task_seconds = task_seconds
@@ -214,8 +214,9 @@ class StandinServer(ThreadingHTTPServer):
         with self.lock:
             if task_id in self.videos:
                 return
-        from wanlab.video import PLAYABLE, encode
         import io
+
+        from wanlab.video import PLAYABLE, encode
 
         buffer = io.BytesIO()
         encode(frames_for(body), buffer, 16.0, PLAYABLE, container="mp4")

@@ -296,7 +296,7 @@ def test_calibration_matches_diffusers_calibrate_mode(pipe, cache_dir):
     finally:
         dpipe.transformer.disable_cache()
         dpipe.scheduler = saved
-    printed = [eval(line) for line in out.getvalue().splitlines() if line.startswith("[1.0")]  # noqa: S307
+    printed = [eval(line) for line in out.getvalue().splitlines() if line.startswith("[1.0")]
     assert printed == [ours["cond"], ours["uncond"]]
 
 

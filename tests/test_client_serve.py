@@ -21,11 +21,11 @@ import pytest
 
 import wanlab
 from tests.conftest import SMALL
+from tests.helpers import accepted
 from wanlab.client import RetryPolicy, connect
 from wanlab.errors import AuthError, TaskError
 from wanlab.keys import run_key
 from wanlab.reproduce import format_report
-from tests.helpers import accepted
 from wanlab.server.testing import start_server
 from wanlab.sweep import Sweep
 from wanlab.taskstatus import TaskStatus

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 import wanlab
-
 from wanlab import Video
 from wanlab.cli import main
 from wanlab.demo import DEMO_SWEEP_ENV, PACKAGE_DEMO, REPO_DEMO, demo_sweep_path, run_demo

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import wanlab
-from wanlab import Params, ParamError, Sweep, Video
+from wanlab import ParamError, Params, Sweep, Video
 from wanlab.cli import main
 from wanlab.store import Store
 from wanlab.taskstatus import TaskStatus

@@ -277,7 +277,7 @@ def test_explorer_effects_sit_under_the_plot_across_the_width():
 
 
 # --- 10. quiet and exact ----------------------------------------------------------------------------------
-def _run(code: str) -> "subprocess.CompletedProcess[str]":
+def _run(code: str) -> subprocess.CompletedProcess[str]:
     import subprocess
     import sys
 
@@ -376,10 +376,9 @@ def test_metric_plot_title_fits_the_figure():
 
 def test_metric_plot_legend_covers_no_point():
     import numpy as np
+    import pandas as pd
 
     from wanlab.plots import metric_plot
-
-    import pandas as pd
 
     rows = [{"seed": s, "guidance_scale": g, "flow_shift": f, "status": "done",
              "flow_magnitude": 1.0 + ((7 * s + 3 * g + 5 * f) % 17) / 8}  # points over the whole axes

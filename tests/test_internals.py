@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator
 from importlib.metadata import version
-from typing import Iterator
 
 import pytest
 import torch

@@ -13,8 +13,16 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.helpers import (CONVENTIONS, TOP_LINEARS, base_linear, block_modules, original_name, random_delta,
-                           write_lora, write_tensors)
+from tests.helpers import (
+    CONVENTIONS,
+    TOP_LINEARS,
+    base_linear,
+    block_modules,
+    original_name,
+    random_delta,
+    write_lora,
+    write_tensors,
+)
 from wanlab import LoRAError, Params
 from wanlab.errors import LoRAWarning
 

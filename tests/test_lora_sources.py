@@ -56,12 +56,12 @@ def server():
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             if self.path == "/stall":
                 time.sleep(1.5)
             self._answer(b"")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
 
         def log_message(self, *args) -> None:
@@ -90,7 +90,7 @@ def tls_server(tmp_path):
     body = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", str(len(body["data"])))
             self.end_headers()

@@ -15,8 +15,14 @@ pytest.importorskip("transformers")
 from wanlab import metrics  # noqa: E402
 from wanlab.metrics import evaluators as ev  # noqa: E402
 from wanlab.metrics import random_evaluators as fake  # noqa: E402
-from wanlab.metrics.reference import (clip_image_features, consistency_of, dino_features, resize_short,  # noqa: E402
-                                      vbench_clip_transform, vbench_dino_transform)
+from wanlab.metrics.reference import (  # noqa: E402
+    clip_image_features,
+    consistency_of,
+    dino_features,
+    resize_short,
+    vbench_clip_transform,
+    vbench_dino_transform,
+)
 
 #: Agreement with reference code on the same weights and inputs: float32 networks, batched vs one at a time.
 TOL = 1e-4

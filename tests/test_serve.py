@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
-
-from http.client import HTTPConnection
 
 import httpx
 import numpy as np

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
@@ -293,7 +292,7 @@ def test_a_connection_that_sends_no_whole_request_is_closed_after_the_header_tim
         while time.monotonic() - started < 30:
             try:
                 chunk = sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 sock.sendall(b"X-Trickle: 1\r\n")
                 continue
             except ConnectionResetError:

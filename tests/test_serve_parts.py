@@ -265,7 +265,7 @@ def test_a_webhook_answered_with_a_redirect_is_not_resent_as_a_get_nor_called_de
     seen: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the standard library's name
+        def do_POST(self):
             seen.append("POST")
             self.rfile.read(int(self.headers.get("content-length", 0)))
             self.send_response(302)
@@ -273,7 +273,7 @@ def test_a_webhook_answered_with_a_redirect_is_not_resent_as_a_get_nor_called_de
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             seen.append("GET")
             self.send_response(200)
             self.send_header("Content-Length", "0")
@@ -336,8 +336,8 @@ def test_workers_run_jobs_on_several_copies_at_once_with_the_same_frames(pipe, t
 
     import wanlab
     from tests.backends import FakeBackend
-    from wanlab.workers import LocalWorkers
     from wanlab.tasks import TaskQueue
+    from wanlab.workers import LocalWorkers
 
     second = wanlab.load("tiny", progress=False)
     try:

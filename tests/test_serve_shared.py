@@ -14,9 +14,8 @@ import httpx
 import pytest
 
 import wanlab
-from wanlab.client import RetryPolicy, connect
-from wanlab.errors import ServiceError
 from tests.helpers import accepted
+from wanlab.client import RetryPolicy, connect
 from wanlab.server.testing import start_server
 from wanlab.sweep import Sweep
 from wanlab.taskstatus import TaskStatus
@@ -52,10 +51,10 @@ class LosingProxy:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 self.forward(None)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.forward(self.rfile.read(int(self.headers.get("content-length") or 0)))
 
             def forward(self, data) -> None:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import wanlab
-from wanlab import LoRAError, ParamError, Params, WanlabError
 from tests.helpers import key_for, record_key
+from wanlab import LoRAError, ParamError, Params, WanlabError
 from wanlab.keys import record_key_parts
 from wanlab.store import RunNotFoundError, Store
 

@@ -11,8 +11,8 @@ import wanlab
 from tests.helpers import key_for
 from wanlab import Params
 from wanlab.cli import main
-from wanlab.store import Run, Store
 from wanlab.reproduce import format_report
+from wanlab.store import Run, Store
 
 PROMPT = "a lighthouse beam sweeping over a stormy sea"
 

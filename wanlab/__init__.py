@@ -48,9 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover - what editors and type checkers see of th
     from .models.identity import ModelIdentity, identity
     from .pipeline import Pipeline, load
     from .player import show
+    from .reproduce import verify
     from .store import Store
     from .sweep import Sweep, SweepResult
-    from .reproduce import verify
     from .video import Video
 
 __version__ = "0.2.0"

@@ -8,9 +8,10 @@ Backends: :class:`wanlab.Pipeline` (local), ``wanlab.connect`` (a service), ``wa
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from .errors import ParamError
 from .params import Params
@@ -99,7 +100,7 @@ class Backend(Protocol):
     """
 
     @property
-    def identity(self) -> "ModelIdentity": ...
+    def identity(self) -> ModelIdentity: ...
 
     @property
     def max_in_flight(self) -> int: ...
@@ -111,11 +112,11 @@ class Backend(Protocol):
 
     def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]: ...
 
-    def start(self, job: Job) -> "Future[Video]": ...
+    def start(self, job: Job) -> Future[Video]: ...
 
     def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
                  on_step: StepCallback | None = None, truncate: str = "warn", probes: Any = None,
-                 **fields: Any) -> "Video": ...
+                 **fields: Any) -> Video: ...
 
     def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str: ...
 
@@ -125,7 +126,7 @@ class Backend(Protocol):
 
     def cancel(self, task_id: str) -> dict[str, Any]: ...
 
-    def set_lora_policy(self, policy: "SourcePolicy | None") -> None: ...
+    def set_lora_policy(self, policy: SourcePolicy | None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -196,12 +197,12 @@ class Keyer:
     :meth:`describe_loras` (how LoRA files are known in run keys).
     """
 
-    identity: "ModelIdentity"
+    identity: ModelIdentity
     accel: Any = None
-    _lora_policy: "SourcePolicy | None" = None
+    _lora_policy: SourcePolicy | None = None
 
     @property
-    def lora_policy(self) -> "SourcePolicy | None":
+    def lora_policy(self) -> SourcePolicy | None:
         """Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: the library's default);
         backends set it with ``set_lora_policy``."""
         return self._lora_policy
@@ -269,7 +270,7 @@ class BackendBase(Keyer, Closing):
     #: Whether jobs may ask for probes (:mod:`wanlab.probes`); a backend that returns frames only says False.
     records_probes: bool = True
 
-    def set_lora_policy(self, policy: "SourcePolicy | None") -> None:
+    def set_lora_policy(self, policy: SourcePolicy | None) -> None:
         """Which LoRA path forms jobs may use from now on (a :class:`wanlab.lora.SourcePolicy`; None: the
         library's default: any local file, the hub cache, public https URLs).
 
@@ -281,12 +282,12 @@ class BackendBase(Keyer, Closing):
         self._lora_policy = policy
 
     @abstractmethod
-    def start(self, job: Job) -> "Future[Video]":
+    def start(self, job: Job) -> Future[Video]:
         """Start ``job``; the Future holds its video or its error. Subclasses say where it runs."""
 
     def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
                  on_step: StepCallback | None = None, truncate: str = "warn", probes: Any = None,
-                 **fields: Any) -> "Video":
+                 **fields: Any) -> Video:
         """Generate one video: the request validated here, run as one :meth:`start` ed job, waited for.
 
         Args:
@@ -351,7 +352,7 @@ class IdentityBackend(Keyer):
     >>> keyer = IdentityBackend(wanlab.identity("toy"))  # doctest: +SKIP
     """
 
-    def __init__(self, identity: "ModelIdentity", accel: Any = None) -> None:
+    def __init__(self, identity: ModelIdentity, accel: Any = None) -> None:
         from .accel.setting import Accel
 
         self.identity = identity

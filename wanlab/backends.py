@@ -70,7 +70,7 @@ def open_backend(model: str | os.PathLike[str] | None = None, *, remote: str | N
                  workers: int | None = None, device: str | None = None, dtype: str | None = None,
                  api_key: Any = None, remote_kind: str = "auto", max_in_flight: int | None = None,
                  progress: bool | None = False, local_workers: bool = True, flags: bool = False,
-                 model_named_by: str | None = None) -> "Backend":
+                 model_named_by: str | None = None) -> Backend:
     """The backend a user names: a service (``remote``), a pool of Ray workers (``ray``), ``workers`` local
     copies of ``model``, or ``model`` loaded once.
 
@@ -177,7 +177,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def open_from_args(args: argparse.Namespace, model: str | os.PathLike[str] | None = None, *,
                    model_named_by: str | None = None, max_in_flight: int | None = None,
-                   progress: bool | None = False) -> "Backend":
+                   progress: bool | None = False) -> Backend:
     """:func:`open_backend` for the options :func:`add_backend_args` added (the API key read from
     ``--api-key-file``, else the environment), errors naming the flags.
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import ParamError, WanlabError
@@ -80,8 +81,8 @@ def _one_line(params: Params) -> str:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from .backend import request
-    from .lora import describe
     from .backends import open_from_args
+    from .lora import describe
     from .models.identity import identity
     from .video import check_suffix
 

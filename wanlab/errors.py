@@ -256,7 +256,7 @@ class ProbeError(WanlabError, ValueError):
         self.field = field
 
     @classmethod
-    def invalid(cls, field: str, rule: str, value: object) -> "ProbeError":
+    def invalid(cls, field: str, rule: str, value: object) -> ProbeError:
         """The error for a setting that broke its rule: ``"{field}: must be {rule}; got {value!r}"``.
 
         Args:

@@ -6,7 +6,8 @@ digest that names a video's exact content, the float-to-uint8 rule, PSNR and the
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

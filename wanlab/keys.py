@@ -8,7 +8,8 @@ read back with the same keys.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import ParamError
 from .params import Params
@@ -51,7 +52,7 @@ def accel_dict(accel: Any) -> dict[str, Any]:
     return Accel.coerce(accel).to_dict()
 
 
-def key_parts(identity: "ModelIdentity | Mapping[str, Any]", params: Params, accel: Any = None,
+def key_parts(identity: ModelIdentity | Mapping[str, Any], params: Params, accel: Any = None,
               loras: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """What the run key of ``params`` on ``identity`` with ``accel`` is the hash of.
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import ParamError
 from .taskstatus import FINISHED, TaskStatus
@@ -102,7 +103,7 @@ class LoRA:
         object.__setattr__(self, "scale", check_number("loras.scale", self.scale, lo, hi))
 
     @classmethod
-    def coerce(cls, value: object) -> "LoRA":
+    def coerce(cls, value: object) -> LoRA:
         """Make a LoRA of any of the forms a request may give.
 
         Args:
@@ -272,7 +273,7 @@ class Params:
         return {name: getattr(self, name) for name in self.field_names() if name in self._explicit}  # type: ignore[attr-defined]
 
     # --- derived records -------------------------------------------------------------------------
-    def replace(self, **changes: Any) -> "Params":
+    def replace(self, **changes: Any) -> Params:
         """A new validated Params with ``changes`` applied.
 
         Args:
@@ -291,7 +292,7 @@ class Params:
         check_known("", changes, self.field_names(), "one of the Params fields")
         return Params(**{**self.explicit_fields(), **changes})
 
-    def resolved(self) -> "Params":
+    def resolved(self) -> Params:
         """This request with ``seed=-1`` replaced by a seed drawn from 0..9999999999.
 
         Returns:
@@ -347,7 +348,7 @@ class Params:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Params":
+    def from_dict(cls, data: Mapping[str, Any]) -> Params:
         """Inverse of :meth:`to_dict`.
 
         Args:
@@ -371,7 +372,7 @@ class Params:
 
     # --- the hosted API's body -------------------------------------------------------------------
     @classmethod
-    def from_api(cls, body: Mapping[str, Any], *, local: bool = False) -> "Params":
+    def from_api(cls, body: Mapping[str, Any], *, local: bool = False) -> Params:
         """Validate a hosted-API JSON body (``POST /v3/async/wan-t2v``).
 
         API field names, unknown fields refused, and as the API documents, when ``width`` or
@@ -507,7 +508,7 @@ class ApiOptions:
     test_status: TaskStatus = TaskStatus.SUCCEED
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "ApiOptions":
+    def from_body(cls, body: Mapping[str, Any]) -> ApiOptions:
         """Read and check the options of a hosted-API body (its other fields are left alone).
 
         Args:

@@ -12,9 +12,10 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def check_finite(tensor: Any, what: str) -> None:
 
 def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None,
          cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
-         progress: bool | None = None, accel: Any = None, group_offload: str | bool | None = None) -> "Pipeline":
+         progress: bool | None = None, accel: Any = None, group_offload: str | bool | None = None) -> Pipeline:
     """Load a Wan 2.1 text-to-video pipeline.
 
     ``model`` is a built-in name (``"toy"``: trained on moving shapes, the default; ``"tiny"``: random
@@ -99,7 +100,7 @@ class Pipeline(TaskMethods, BackendBase):
     >>> video = pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
     """
 
-    def __init__(self, pipe: Any, identity: "ModelIdentity", *, device: str, accel: Any = None) -> None:
+    def __init__(self, pipe: Any, identity: ModelIdentity, *, device: str, accel: Any = None) -> None:
         from .accel.setting import Accel
         from .lora import LoRASet
 
@@ -407,7 +408,7 @@ class Pipeline(TaskMethods, BackendBase):
         return Video(frames, fps=WAN_FPS, params=p, model=self.model_info, timings=timings, record=record,
                      latents=latents.float().cpu().numpy(), probes=info["probes"])
 
-    def start(self, job: Job) -> "Future[Video]":
+    def start(self, job: Job) -> Future[Video]:
         """Run ``job`` on this pipeline's worker thread, with the torch thread count of the thread that
         starts it (or ``job.threads``); the Future holds its video (or its error)."""
         import torch

@@ -4,12 +4,12 @@ Every function returns a closed ``matplotlib.figure.Figure`` (shown by Jupyter, 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .values import check_int
-
 
 #: Units of the measurements wanlab stores, for axis labels.
 UNITS = {

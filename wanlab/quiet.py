@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 #: Libraries whose warnings and log records :func:`quiet` hides.
 LIBRARIES = ("peft", "huggingface_hub", "diffusers", "transformers", "accelerate", "torch")

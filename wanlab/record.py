@@ -16,7 +16,7 @@ VERSIONED = ("torch", "diffusers", "transformers", "peft", "numpy", "accelerate"
 ENVIRONMENT_FIELDS = ("python", "platform", "machine", "versions", "torch_threads", "device", "device_name")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def package_version(name: str) -> str | None:
     """Installed version of a package (cached: looking it up costs milliseconds on every run).
 

@@ -26,9 +26,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .fsutil import write_text
 from .tables import html_table
@@ -88,7 +89,7 @@ def image_tag(path: str | os.PathLike[str], alt: str, css: str = "plot") -> str:
     return f'<img class="{css}" alt="{html.escape(alt)}" src="{data_uri(path, "image/png")}">'
 
 
-def fold_constants(df: "pd.DataFrame", keep: tuple[str, ...] = ("point", "status")) -> tuple[dict[str, Any], "pd.DataFrame"]:
+def fold_constants(df: pd.DataFrame, keep: tuple[str, ...] = ("point", "status")) -> tuple[dict[str, Any], pd.DataFrame]:
     """Columns with one value in every row (said once, above the table) and the table without them."""
     constant = {}
     for name in df.columns:
@@ -100,7 +101,7 @@ def fold_constants(df: "pd.DataFrame", keep: tuple[str, ...] = ("point", "status
     return constant, df.drop(columns=list(constant))
 
 
-def metrics_table(df: "pd.DataFrame", links: Mapping[int, str]) -> str:
+def metrics_table(df: pd.DataFrame, links: Mapping[int, str]) -> str:
     """The sweep table for the page: bookkeeping columns left out, constant columns folded into one
     line above it, and the table in its own scrolling box (the page never scrolls sideways)."""
     from .tables import cell_text, html_table
@@ -132,7 +133,7 @@ def _copy_run_files(run: Any, target: Path) -> Path:
     return target
 
 
-def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_magnitude",
+def write_sweep_report(result: SweepResult, out: Path, *, metric: str = "flow_magnitude",
                        title: str | None = None, x: str | None = None, hue: str | None = None) -> Path:
     """Write the report folder of a sweep result (see the module docstring for its files).
 
@@ -177,17 +178,17 @@ def write_sweep_report(result: "SweepResult", out: Path, *, metric: str = "flow_
 class _Report:
     """What every section of one report reads: the result, its table, its done rows and the plot axes."""
 
-    result: "SweepResult"
+    result: SweepResult
     out: Path
     metric: str
-    df: "pd.DataFrame"
-    done: "pd.DataFrame"
-    table: "pd.DataFrame"  # df, with the comparison against the sweep's reference point when it names one
+    df: pd.DataFrame
+    done: pd.DataFrame
+    table: pd.DataFrame  # df, with the comparison against the sweep's reference point when it names one
     px: str
     phue: str | None
 
     @classmethod
-    def begin(cls, result: "SweepResult", out: Path, metric: str, x: str | None, hue: str | None) -> "_Report":
+    def begin(cls, result: SweepResult, out: Path, metric: str, x: str | None, hue: str | None) -> _Report:
         out.mkdir(parents=True, exist_ok=True)
         df = result.df
         px, phue = result.default_axes(x, hue)
@@ -195,7 +196,7 @@ class _Report:
                    result.compare() if result.sweep.reference else df, px, phue)
 
     @property
-    def sweep(self) -> "Sweep":
+    def sweep(self) -> Sweep:
         return self.result.sweep
 
     @property
@@ -394,7 +395,7 @@ def _definition_section(report: _Report) -> list[str]:
              "same definition to resume; every run there has its full reproducibility record.</p>")]
 
 
-def _effects_sections(result: "SweepResult", metric: str, done: "pd.DataFrame") -> list[str]:
+def _effects_sections(result: SweepResult, metric: str, done: pd.DataFrame) -> list[str]:
     """One block per swept field (other than seed) with several values: :meth:`SweepResult.effects`
     as HTML, or why there is none (one seed cannot tell an effect from noise)."""
     axes = [n for n in result.sweep.swept if n != "seed" and done[n].astype(str).nunique() > 1]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class SavedVideo:
         self.exact = path is None or lossless_path(path).exists() or path.suffix.lower() in (".mkv", ".npz")
 
     @classmethod
-    def load(cls, path: Path) -> "SavedVideo":
+    def load(cls, path: Path) -> SavedVideo:
         if not sidecar_path(path).is_file():
             raise WanlabError(f"{path}: no sidecar {sidecar_path(path).name} beside it: a video cannot be "
                               "re-generated without the record Video.save writes there")

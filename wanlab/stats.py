@@ -7,9 +7,10 @@ with its interval, an :class:`Interval`), :func:`holm` and :func:`min_seeds`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterable, Mapping, TypeGuard
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeGuard
 
 #: Wan 2.1 generates 16 frames per second (here, below every layer that needs it, so a request's
 #: duration needs no numpy).

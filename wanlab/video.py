@@ -301,7 +301,7 @@ class Video:
                 np.savez_compressed(fh, frames=self.frames, fps=np.float64(self.fps))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Video":
+    def load(cls, path: str | os.PathLike[str]) -> Video:
         """Read a saved video: frames from the lossless copy when present, record from the sidecar.
 
         Args:
@@ -339,7 +339,7 @@ class Video:
         return cls._from_record(frames, float(meta.get("fps", fps)), meta, source, probes_path(source))
 
     @classmethod
-    def _load_run(cls, folder: Path, shown: Path | None = None) -> "Video":
+    def _load_run(cls, folder: Path, shown: Path | None = None) -> Video:
         meta = _read_record(folder / RUN_RECORD)
         exact = folder / RUN_LOSSLESS
         frames, fps = read_frames(exact if exact.exists() else (shown or folder / RUN_MP4))
@@ -348,7 +348,7 @@ class Video:
 
     @classmethod
     def _from_record(cls, frames: np.ndarray, fps: float, meta: dict[str, Any], path: Path,
-                     probes_file: Path | None = None) -> "Video":
+                     probes_file: Path | None = None) -> Video:
         params = Params.from_dict(meta["params"]) if meta.get("params") else None
         record = {k: v for k, v in meta.items() if k not in OWN_FIELDS}
         probes = None

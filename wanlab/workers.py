@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Any, Sequence
+from typing import Any
 
 from .backend import BackendBase, Job
 from .params import Params
@@ -72,7 +73,7 @@ class LocalWorkers(TaskMethods, BackendBase):
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
         return self.pipes[0].describe_loras(params)
 
-    def start(self, job: Job) -> "Future[Any]":
+    def start(self, job: Job) -> Future[Any]:
         """Run ``job`` on the least busy copy."""
         with self._lock:
             index = min(range(len(self.pipes)), key=lambda i: self._busy[i])

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamError
 from ..models import internals
@@ -112,7 +113,7 @@ class Applied:
 
 
 @contextlib.contextmanager
-def applied(pipe: Any, accel: Accel | str | Mapping[str, Any] | None, params: "Params") -> Iterator[Applied]:
+def applied(pipe: Any, accel: Accel | str | Mapping[str, Any] | None, params: Params) -> Iterator[Applied]:
     """Apply ``accel`` to ``pipe``'s transformer for one denoising call of ``params``, and undo it.
 
     ``pipe`` is a :class:`wanlab.Pipeline` (its ``diffusers`` pipeline, ``device`` and, for MagCache's

@@ -16,8 +16,9 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamError
 from ..models import internals
@@ -47,7 +48,7 @@ def clear_calibrations(disk: bool = False) -> None:
             file.unlink(missing_ok=True)
 
 
-def calibration_inputs(pipe: Any, params: "Params", accel: Accel) -> dict[str, Any]:
+def calibration_inputs(pipe: Any, params: Params, accel: Accel) -> dict[str, Any]:
     """Everything MagCache's calibrated ratios depend on: model weights (and LoRAs), the request's
     shape and sampler settings, the calibration prompt and seed, device, thread count (it changes
     results in the last bits) and library versions."""
@@ -66,7 +67,7 @@ def calibration_inputs(pipe: Any, params: "Params", accel: Accel) -> dict[str, A
     }
 
 
-def calibration_key(pipe: Any, params: "Params", accel: Accel) -> str:
+def calibration_key(pipe: Any, params: Params, accel: Accel) -> str:
     from ..record import stable_hash
 
     return stable_hash(calibration_inputs(pipe, params, accel), 24)
@@ -84,7 +85,7 @@ def _from_disk(file: Path, key: str, steps: int) -> dict[str, Any] | None:
     return data if data.get("key") == key and len(data.get("ratios") or []) == steps else None
 
 
-def calibrate(pipe: Any, params: "Params", accel: Accel | str | Mapping[str, Any] = "mag", *,
+def calibrate(pipe: Any, params: Params, accel: Accel | str | Mapping[str, Any] = "mag", *,
               force: bool = False) -> dict[str, Any]:
     """MagCache magnitude ratios for ``params``' step count and settings on ``pipe``'s model.
 
@@ -146,7 +147,7 @@ def remember(calibration: Mapping[str, Any]) -> None:
         _CALIBRATIONS.setdefault(data["key"], data)
 
 
-def _measure_ratios(pipe: Any, params: "Params", accel: Accel) -> tuple[list[float], list[float] | None]:
+def _measure_ratios(pipe: Any, params: Params, accel: Accel) -> tuple[list[float], list[float] | None]:
     """One exact run of the calibration request, recording the block stack's residual ratios per branch."""
     import torch
 

@@ -6,8 +6,9 @@ cross-parameter check, and for methods wanlab refuses, why.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import ParamError
 from ..values import check_bool, check_choice, check_int, check_number, check_text, is_number

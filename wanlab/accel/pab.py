@@ -14,7 +14,8 @@ Measured (64x64x17, 30 steps, rel. L2 of latents, 2 / 8 layers): skip 2 per-bran
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..models import internals
 

@@ -4,9 +4,10 @@ Validated, canonical, part of every run key and record. Nothing here imports tor
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ParamError
 from ..values import check_choice, check_known
@@ -150,7 +151,7 @@ class Accel:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Accel":
+    def from_dict(cls, data: Mapping[str, Any]) -> Accel:
         """Inverse of :meth:`to_dict`.
 
         Args:
@@ -185,7 +186,7 @@ class Accel:
 
         return stable_hash(self.to_dict())
 
-    def replace(self, **changes: Any) -> "Accel":
+    def replace(self, **changes: Any) -> Accel:
         """A new validated Accel with ``changes`` applied (its ``name`` dropped).
 
         Args:
@@ -261,7 +262,7 @@ class Accel:
 
     # --- construction ----------------------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str) -> "Accel":
+    def preset(cls, name: str) -> Accel:
         """A named setting from :data:`PRESETS`.
 
         Args:
@@ -282,7 +283,7 @@ class Accel:
         return cls(**PRESETS[name], name=name)
 
     @classmethod
-    def coerce(cls, value: Any, where: str = "accel") -> "Accel":
+    def coerce(cls, value: Any, where: str = "accel") -> Accel:
         """An Accel from any form a caller may give.
 
         Args:

@@ -9,7 +9,8 @@ run, and the work the cache skipped; :func:`summarize` aggregates per setting an
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..backend import Job
 from ..errors import ParamError
@@ -47,7 +48,7 @@ def _settings(settings: Any) -> list[tuple[str, Accel]]:
 
 
 
-def _points(backend: Any, points: Any) -> list["Params"]:
+def _points(backend: Any, points: Any) -> list[Params]:
     from ..params import Params
 
     if hasattr(points, "points") and callable(points.points) and not isinstance(points, Mapping):
@@ -97,7 +98,7 @@ def rel_l2(a: Any, b: Any) -> float:
 
 
 def study(backend: Any, points: Any, settings: Any, *, repeats: int = 1, warmup: str | bool = "auto",
-          timing: str = "median", progress: bool = False) -> "pd.DataFrame":
+          timing: str = "median", progress: bool = False) -> pd.DataFrame:
     """Run the exact baseline and each acceleration setting on the same requests; one row per (point, setting).
 
     Args:
@@ -155,7 +156,7 @@ def study(backend: Any, points: Any, settings: Any, *, repeats: int = 1, warmup:
 
         bar = tqdm(total=total, desc="accel study", unit="run", dynamic_ncols=True)
 
-    def run(p: "Params", accel: Accel):
+    def run(p: Params, accel: Accel):
         # one affinity per request: a pool runs every setting of it on the same worker
         return backend.start(Job(p, accel, affinity=f"study:{p.to_dict()}")).result()
 
@@ -284,7 +285,7 @@ def study_row(label: str, accel: Accel, *, denoise: float, setup: float, exact_d
     return row
 
 
-def summarize(df: "pd.DataFrame") -> "pd.DataFrame":
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """One row per setting of a study, in study order.
 
     Args:
@@ -352,7 +353,7 @@ def pareto_mask(speed: Sequence[float], fidelity: Sequence[float]) -> list[bool]
     return out
 
 
-def plot_study(df: "pd.DataFrame", *, title: str | None = None):
+def plot_study(df: pd.DataFrame, *, title: str | None = None):
     """Speedup (x) against ``psnr`` vs exact (y; pooled over frames and points), one point per setting.
 
     The Pareto front is drawn as a line; settings bit-identical to exact (PSNR = inf) sit on a band

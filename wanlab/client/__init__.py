@@ -24,9 +24,9 @@ __all__ = ["connect", "Remote", "RetryPolicy", "ApiKey", "read_key_file"]
 
 
 def connect(base_url: str, api_key: Any = None, *, kind: str = "auto", max_in_flight: int | None = None,
-            timeout: float = 30.0, retry: "RetryPolicy | None" = None, net_policy: "NetPolicy | None" = None,
+            timeout: float = 30.0, retry: RetryPolicy | None = None, net_policy: NetPolicy | None = None,
             model_name: str | None = None, rules: str | None = None, ready_timeout: float = 120.0,
-            poll_min: float = 0.01, poll_max: float = 5.0) -> "Remote":
+            poll_min: float = 0.01, poll_max: float = 5.0) -> Remote:
     """A backend that runs requests on the service at ``base_url`` (a ``wanlab serve`` box or the hosted
     API), usable wherever a local pipeline is: ``sweep.run(remote, store)``, ``remote.generate(...)``,
     ``remote.submit(...)`` / ``task_result`` / ``wait``.

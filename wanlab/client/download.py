@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import DownloadError, UnsafeURLError
 from ..fsutil import atomic_file

@@ -11,9 +11,10 @@ Neither record ever holds the API key or a video URL (a signed URL is a credenti
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from concurrent.futures import wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError, ParamError, ServiceError
 from ..frames import WAN_FPS, frames_digest
@@ -74,7 +75,7 @@ def first_video(result: Mapping[str, Any], task_id: str) -> tuple[str, str]:
     return url, kind
 
 
-def service_entry(remote: "Remote", task_id: str, result: Mapping[str, Any]) -> dict[str, Any]:
+def service_entry(remote: Remote, task_id: str, result: Mapping[str, Any]) -> dict[str, Any]:
     """The record's ``service`` entry: where the run came from (no key, no video URL)."""
     extra: Any = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
     entry = {"url": remote.base_url, "kind": remote.kind, "task_id": task_id,
@@ -100,7 +101,7 @@ def service_timings(debug: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def wanlab_video(remote: "Remote", task_id: str, result: Mapping[str, Any], params: Params | None,
+def wanlab_video(remote: Remote, task_id: str, result: Mapping[str, Any], params: Params | None,
                  folder: Path) -> Video:
     """A wanlab server's run: record, lossless copy (checked against the record's digest) and mp4."""
     record_url, lossless_url = record_link(result), lossless_link(result)
@@ -137,7 +138,7 @@ def wanlab_video(remote: "Remote", task_id: str, result: Mapping[str, Any], para
                  files={RUN_MP4: mp4.path, RUN_LOSSLESS: lossless.path})
 
 
-def api_video(remote: "Remote", task_id: str, result: Mapping[str, Any], params: Params | None,
+def api_video(remote: Remote, task_id: str, result: Mapping[str, Any], params: Params | None,
               folder: Path) -> Video:
     """A hosted-API download: the mp4 as served, decoded; the record says it is lossy (``exact: false``)."""
     p = params if params is not None else _asked(result, task_id)

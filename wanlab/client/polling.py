@@ -10,7 +10,8 @@ then polled when it should end (from its own start time), and again soon after, 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..params import Params
 from ..values import check_number

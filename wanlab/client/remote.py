@@ -25,9 +25,10 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..backend import BackendBase, Job, request
 from ..errors import ParamError, ServiceError, SubmitUncertain, TaskError
@@ -238,7 +239,7 @@ class Remote(BackendBase):
         return self._fetch(task_id, self.wait(task_id), p)
 
     # --- the backend protocol ----------------------------------------------------------------------
-    def start(self, job: Job) -> "Future[Any]":
+    def start(self, job: Job) -> Future[Any]:
         """Run ``job`` as one task (or poll ``job.resume``); the Future holds its Video or its error."""
         with self._lock:
             if self._pool is None:
@@ -326,7 +327,7 @@ class Remote(BackendBase):
             if job.on_accepted is not None:
                 try:
                     job.on_accepted(task_id)
-                except Exception as exc:  # noqa: BLE001 - the task is accepted (and paid): fetch it anyway
+                except Exception as exc:
                     log.warning("task %s: recording it failed (%s); fetching it anyway", task_id, exc)
         return task_id
 
@@ -400,7 +401,7 @@ class Remote(BackendBase):
         weakref.finalize(video, shutil.rmtree, str(folder), True)
         return video
 
-    def in_parallel(self, fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+    def in_parallel(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """``fn(*args)`` on the download threads (a task's files come at once)."""
         with self._lock:
             if self._downloads is None:

@@ -19,9 +19,10 @@ import random
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import AuthError, ParamError, ServiceError, SubmitUncertain
 from ..values import check_int, check_number

@@ -22,7 +22,7 @@ LOCAL_FIELDS = ("prompt", "negative_prompt", "width", "height", "seed", "steps",
                 "num_frames")
 
 
-def body(params: Params, identity: "ModelIdentity", kind: str) -> dict[str, Any]:
+def body(params: Params, identity: ModelIdentity, kind: str) -> dict[str, Any]:
     """The JSON body for ``params``: the hosted API's fields, ``num_frames`` too where the service takes
     local sizes, and ``model_name`` for a service that is not wanlab (a wanlab server needs none).
 
@@ -55,7 +55,7 @@ def check_service_lora(path: str) -> str:
     return path
 
 
-def describe_loras(params: Params, kind: str, policy: "SourcePolicy | None" = None) -> list[dict[str, Any]]:
+def describe_loras(params: Params, kind: str, policy: SourcePolicy | None = None) -> list[dict[str, Any]]:
     """Each LoRA as run keys hold it: for a wanlab server a file by its sha256 when this machine can read
     it (the same file the server reads), else (and always for the hosted API) by the request's path.
     ``policy`` (a remote's ``set_lora_policy``): URLs it does not allow and local files outside its folders

@@ -6,8 +6,9 @@ content hash), then weighted per call.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import LoRAError, LoRAWarning
 from ..fsutil import sha256_file
@@ -15,7 +16,6 @@ from ..params import LoRA
 from . import formats
 from .layout import ModelLayout
 from .sources import Source, SourcePolicy, locate
-
 
 _HASHES: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256, for every LoRASet
 

@@ -7,8 +7,9 @@ converter uses for full checkpoints (note the swapped ``norm2``/``norm3``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 #: original Wan name inside ``blocks.N.`` -> diffusers name
 BLOCK_NAMES = {
@@ -115,7 +116,7 @@ class ModelLayout:
                 self._underscored.setdefault(original.replace(".", "_"), name)
 
     @classmethod
-    def of(cls, transformer: Any) -> "ModelLayout":
+    def of(cls, transformer: Any) -> ModelLayout:
         """The layout of a diffusers ``WanTransformer3DModel`` (peft-wrapped layers count as their base).
 
         Args:

@@ -81,7 +81,7 @@ class SourcePolicy:
 
     @classmethod
     def service(cls, local_roots: list[str] | tuple[str, ...] = (), *, cache_dir: str, max_bytes: int = 2 * GIB,
-                max_seconds: float = 600.0, allow: tuple[str, ...] = ()) -> "SourcePolicy":
+                max_seconds: float = 600.0, allow: tuple[str, ...] = ()) -> SourcePolicy:
         """The hosted API's policy.
 
         Files only inside ``local_roots``, hub ids from the local cache only, https URLs to public

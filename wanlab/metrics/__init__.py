@@ -11,17 +11,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from .similarity import FrameScores, PSNRScores, compare, psnr, ssim
-from .consistency import CONVENTIONS, residuals_of, warp_error, warped_flicker
-from .dynamics import (DynamicDegree, StaticFilter, TemporalFlicker, dynamic_degree, dynamic_degree_of,
-                       static_filter, temporal_flicker, temporal_flicker_of)
 from ..frames import WAN_FPS
 from .adherence import ADHERENCE_KEYS, adherence, caption_attributes
+from .consistency import CONVENTIONS, residuals_of, warp_error, warped_flicker
+from .dynamics import (
+    DynamicDegree,
+    StaticFilter,
+    TemporalFlicker,
+    dynamic_degree,
+    dynamic_degree_of,
+    static_filter,
+    temporal_flicker,
+    temporal_flicker_of,
+)
 from .evaluators import EvaluatorMissing
-from .reference import (QUALITY_KEYS, aesthetic_quality, background_consistency, clip_score, consistency_of, quality,
-                        subject_consistency)
-from .optical_flow import FLOW_METHODS, WORK_SHORT_SIDE, Flows, PairScores, flow, flow_magnitude
 from .interpolation import smoothness, smoothness_of
+from .optical_flow import FLOW_METHODS, WORK_SHORT_SIDE, Flows, PairScores, flow, flow_magnitude
+from .reference import (
+    QUALITY_KEYS,
+    aesthetic_quality,
+    background_consistency,
+    clip_score,
+    consistency_of,
+    quality,
+    subject_consistency,
+)
+from .similarity import FrameScores, PSNRScores, compare, psnr, ssim
 
 __all__ = [
     "FLOW_METHODS", "WORK_SHORT_SIDE", "WAN_FPS", "CONVENTIONS", "MOTION_KEYS",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import EvaluatorMissing
 
@@ -108,7 +109,7 @@ def resolve(source: str | os.PathLike[str], metric: str, revision: str = "main")
 
     try:
         return Path(snapshot_download(str(source), revision=revision, cache_dir=hub_cache(), local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached, a bad repo id, no such revision: all say the same
+    except Exception:
         rev = f" --revision {revision}" if revision != "main" else ""
         raise EvaluatorMissing(
             f"{metric} needs the evaluator {str(source)!r}, which is not in the local Hugging Face cache "
@@ -185,7 +186,7 @@ def head_file(source: str | os.PathLike[str] | None, metric: str = "aesthetic_qu
         try:
             return Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), cache_dir=hub_cache(),
                                         local_files_only=True))
-        except Exception:  # noqa: BLE001 - not cached
+        except Exception:
             pass
     raise EvaluatorMissing(
         f"{metric} needs the aesthetic head {str(source)!r}, which is neither a file nor in the local Hugging Face "
@@ -256,7 +257,6 @@ def loaded_keys() -> list[tuple[str, str, str]]:
 def _load(folder: Path, architecture: str, device: str) -> tuple[Any, Any]:
     import torch
     import transformers
-
     from transformers.utils import logging as hf_logging
 
     from ..quiet import quiet

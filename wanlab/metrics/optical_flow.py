@@ -10,9 +10,10 @@ so several metrics share one flow computation (``motion()`` does exactly that).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -309,7 +310,7 @@ class Flows:
             self.__dict__["backward"] = _check_given_flow("backward", backward, pairs)
 
     @classmethod
-    def of(cls, video: Any, method: str, max_short_side: int | None, min_frames: int = 2) -> "Flows":
+    def of(cls, video: Any, method: str, max_short_side: int | None, min_frames: int = 2) -> Flows:
         """``video`` itself when it already is a :class:`Flows` (with the same settings), else new flows for it.
 
         Args:

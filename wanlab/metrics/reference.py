@@ -7,7 +7,8 @@ the formulas and preprocessing they share. Sources, evaluators and differences: 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -18,8 +18,9 @@ name                       values                                       needs
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ParamError
 from ..frames import WAN_FPS

@@ -9,8 +9,8 @@ re-runs every row and compares it with the docs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

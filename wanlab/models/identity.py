@@ -14,15 +14,16 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import LoadError, ParamError
+from ..values import check_bool, check_int, plain
 from .registry import DEFAULT_MODEL
 from .resolution import ResolvedModel, resolve
-from ..values import check_bool, check_int, plain
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt")
 DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
@@ -80,7 +81,7 @@ class ModelIdentity:
                 "latents": self.latents, "rules": self.rules}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelIdentity":
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelIdentity:
         known = ("model_id", "source", "fingerprint", "settings", "native", "exact", "latents", "rules")
         missing = [k for k in ("model_id", "source", "fingerprint") if k not in data]
         if missing:
@@ -90,7 +91,7 @@ class ModelIdentity:
     def __hash__(self) -> int:
         return hash((self.model_id, self.source, self.fingerprint, json.dumps(plain(self.settings), sort_keys=True)))
 
-    def same_model(self, other: "ModelIdentity") -> bool:
+    def same_model(self, other: ModelIdentity) -> bool:
         """Whether ``other`` generates the same frames for the same request (weights and settings)."""
         return self.fingerprint == other.fingerprint and plain(self.settings) == plain(other.settings)
 
@@ -135,7 +136,7 @@ class FileHashes:
         self.changed = False
         self._held = contextlib.ExitStack()
 
-    def __enter__(self) -> "FileHashes":
+    def __enter__(self) -> FileHashes:
         from ..fsutil import file_lock
 
         self._held.enter_context(file_lock(self.file.with_suffix(".lock")))

@@ -44,7 +44,8 @@ helpers): each helper reads, computes on the side, or saves and restores.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 
 def transformer_blocks(transformer: Any) -> list[Any]:

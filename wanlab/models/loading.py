@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LoadError
+from ..values import check_bool
 from . import internals
-from .registry import DEFAULT_MODEL
 from .identity import (
     ModelIdentity,
     check_load_options,
@@ -23,8 +23,8 @@ from .identity import (
     scheduler_settings,
     tensors_fingerprint,
 )
+from .registry import DEFAULT_MODEL
 from .resolution import ResolvedModel, resolve
-from ..values import check_bool
 
 
 def torch_dtype(name: str) -> Any:
@@ -83,7 +83,7 @@ def from_folder(folder: str, dtype: Any) -> Any:
     try:
         vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=torch.float32, local_files_only=True)
         return WanPipeline.from_pretrained(folder, vae=vae, dtype=dtype, local_files_only=True)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise LoadError(f"could not load the Wan pipeline in {folder}: {exc}".rstrip(".") + ".") from exc
 
 

@@ -10,8 +10,9 @@ is outside; the pipeline warns with it (:class:`~wanlab.errors.PromptWarning`,
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .registry import BUILTIN_NAMES, builtin, read_card
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ class Probes(Mapping[str, Any]):
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Probes":
+    def load(cls, path: str | os.PathLike[str]) -> Probes:
         """Read probes saved by :meth:`save`.
 
         Args:

@@ -186,6 +186,7 @@ def main(argv: list[str]) -> None:
         >>> main(["toy"])  # doctest: +SKIP
     """
     import wanlab
+
     from ..fsutil import write_json
 
     data = stored()

@@ -5,7 +5,8 @@ together and saves them). Each class's docstring gives its definition and the co
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -245,7 +246,7 @@ class Trajectory:
         return {"x0": self.x0, "factors": self.factors, "bias": self.bias, "meta": meta}
 
     @classmethod
-    def from_arrays(cls, a: Mapping[str, Any]) -> "Trajectory":
+    def from_arrays(cls, a: Mapping[str, Any]) -> Trajectory:
         """Inverse of :meth:`arrays`.
 
         Args:
@@ -387,7 +388,7 @@ class Attention:
         return {"per_step": self.per_step, "per_block": self.per_block, "meta": meta}
 
     @classmethod
-    def from_arrays(cls, a: Mapping[str, Any]) -> "Attention":
+    def from_arrays(cls, a: Mapping[str, Any]) -> Attention:
         """Inverse of :meth:`arrays`.
 
         Args:
@@ -480,7 +481,7 @@ class Features:
                 "meta": {"blocks": self.blocks, "settings": self.settings}}
 
     @classmethod
-    def from_arrays(cls, a: Mapping[str, Any]) -> "Features":
+    def from_arrays(cls, a: Mapping[str, Any]) -> Features:
         """Inverse of :meth:`arrays`.
 
         Args:

@@ -6,8 +6,9 @@ over seeds, and what one run's trajectory looks like.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -17,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 COLUMN = "trajectory_decided_step"
 
 
-def probe_section(result: "SweepResult", out: Path, done: "pd.DataFrame",
+def probe_section(result: SweepResult, out: Path, done: pd.DataFrame,
                   image: Callable[[Path, str, str], str], effects: Callable[[str], list[str]]) -> list[str]:
     """HTML parts of the report's probes section (empty when the sweep recorded no trajectory).
 

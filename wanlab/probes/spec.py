@@ -5,7 +5,8 @@ past the last, a block the transformer lacks) is checked by :func:`check_against
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import ProbeError
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import queue
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..backend import Job
 from ..errors import WanlabError
@@ -44,7 +45,7 @@ class Worker:
 
             with quiet():
                 self.pipe = load(model, progress=False, **options)
-        except Exception as exc:  # noqa: BLE001 - kept and raised by info(), as the error it is
+        except Exception as exc:
             self.error = exc
 
     def info(self) -> dict[str, Any]:
@@ -62,8 +63,8 @@ class Worker:
                 "node": self.node, "device": self.pipe.device,
                 "device_name": env["device_name"], "threads": torch.get_num_threads(), "versions": env["versions"]}
 
-    def run(self, params: "Params", accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
-            attempt: int, lora_policy: Any = None, probes: Any = None) -> "Video":
+    def run(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
+            attempt: int, lora_policy: Any = None, probes: Any = None) -> Video:
         """Run one request and return its video (``calibration``: a MagCache calibration another worker
         measured; ``lora_policy``: the driver's LoRA source policy; ``attempt``: 1, or more on a retry)."""
         job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes)
@@ -71,11 +72,11 @@ class Worker:
         with quiet():
             return self._finish(self.pipe.start(job).result(), attempt)
 
-    def stream(self, params: "Params", accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
+    def stream(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
                attempt: int, lora_policy: Any = None, probes: Any = None) -> Iterator[tuple[Any, ...]]:
         """Run one request, yielding ``("start",)``, ``("step", done, total)`` per denoising step, then
         ``("video", video)``: the driver calls the job's callbacks as these arrive (a Ray streaming generator)."""
-        events: "queue.Queue[tuple[Any, ...]]" = queue.Queue()
+        events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes,
                   on_start=lambda: events.put(("start",)),
                   on_step=lambda done, total: events.put(("step", done, total)))
@@ -91,7 +92,7 @@ class Worker:
             video = self._finish(future.result(), attempt)
         yield ("video", video)
 
-    def _prepare(self, params: "Params", accel: Any, calibration: dict[str, Any] | None, lora_policy: Any) -> None:
+    def _prepare(self, params: Params, accel: Any, calibration: dict[str, Any] | None, lora_policy: Any) -> None:
         """Read LoRA paths under the driver's policy, and adopt a MagCache calibration another worker
         measured when it is the one this worker would measure."""
         if lora_policy is not None:
@@ -104,7 +105,7 @@ class Worker:
         if calibration_key(self.pipe, params, Accel.coerce(accel)) == calibration.get("key"):
             remember(calibration)
 
-    def _finish(self, video: "Video", attempt: int) -> "Video":
+    def _finish(self, video: Video, attempt: int) -> Video:
         """Name the worker in the record (the sweep's progress counts runs per worker), then encode the run's
         files and hash the frames here, on the worker, so the driver only writes bytes."""
         from .encoded import EncodedVideo

@@ -29,7 +29,7 @@ class EncodedVideo(Video):
     encoded: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, video: Video) -> "EncodedVideo":
+    def of(cls, video: Video) -> EncodedVideo:
         """``video`` with its mp4 and lossless copy encoded now (in a scratch folder, by ``Video.save``)."""
         with tempfile.TemporaryDirectory(prefix="wanlab-encode-") as tmp:
             target = video.save(Path(tmp) / "video.mp4", sidecar=False, atomic=False)

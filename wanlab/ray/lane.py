@@ -46,7 +46,7 @@ def own_error(ray: Any, exc: BaseException) -> BaseException:
 class Lane(threading.Thread):
     """One worker of a pool seen from the driver (see the module docstring)."""
 
-    def __init__(self, ray: Any, name: str, actor: Any, scheduler: Scheduler, identity: "ModelIdentity",
+    def __init__(self, ray: Any, name: str, actor: Any, scheduler: Scheduler, identity: ModelIdentity,
                  version: str, max_retries: int, on_change: Any) -> None:
         super().__init__(name=f"wanlab-ray-{name}", daemon=True)
         self.ray = ray
@@ -82,7 +82,7 @@ class Lane(threading.Thread):
             except WorkerLost as exc:
                 self._set("closed" if self.scheduler.closed else "dead", exc)
                 break
-            except BaseException as exc:  # noqa: BLE001 - the model did not load on this worker
+            except BaseException as exc:
                 self._set("refused", own_error(self.ray, exc))
                 self._kill()
                 break
@@ -114,7 +114,7 @@ class Lane(threading.Thread):
         while True:
             try:
                 return self.ray.get(self.actor.info.remote())
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 if isinstance(exc, self.ray.exceptions.ActorUnavailableError):
                     time.sleep(0.2)  # its process is being restarted
                     continue
@@ -134,7 +134,7 @@ class Lane(threading.Thread):
             except WorkerLost as exc:
                 self._lose(ticket, exc)
                 raise
-            except BaseException as exc:  # noqa: BLE001 - the job's own failure: this worker goes on
+            except BaseException as exc:
                 self.failures += 1
                 self.scheduler.done(ticket)
                 ticket.future.set_exception(exc)
@@ -162,7 +162,7 @@ class Lane(threading.Thread):
         self.scheduler.done(ticket)
         ticket.future.set_exception(error)
 
-    def _execute(self, ticket: Ticket) -> "Video":
+    def _execute(self, ticket: Ticket) -> Video:
         """Run one ticket on the actor; the job's callbacks run here, in the driver, as events arrive."""
         import numpy as np
 
@@ -186,9 +186,9 @@ class Lane(threading.Thread):
                                 job.on_start()
                             elif kind == "step" and job.on_step is not None:
                                 job.on_step(*rest)
-                        except BaseException as exc:  # noqa: BLE001 - fails the job once it has ended
+                        except BaseException as exc:
                             callback_error = exc
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             if lost(self.ray, exc):
                 raise WorkerLost(str(exc).splitlines()[0]) from None
             raise own_error(self.ray, exc) from None
@@ -208,7 +208,7 @@ class Lane(threading.Thread):
     def _kill(self) -> None:
         try:
             self.ray.kill(self.actor)
-        except Exception:  # noqa: BLE001 - already gone
+        except Exception:
             pass
 
     def stop(self) -> None:

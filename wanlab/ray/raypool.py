@@ -41,7 +41,7 @@ MAX_RESTARTS = 3
 def pool(model: str | os.PathLike[str] = DEFAULT_MODEL, *, workers: int | None = None, num_gpus: float = 1,
          address: str | None = None, threads: int = 1, max_retries: int = MAX_RETRIES,
          max_restarts: int = MAX_RESTARTS, runtime_env: dict[str, Any] | None = None,
-         **load_options: Any) -> "RayPool":
+         **load_options: Any) -> RayPool:
     """A backend of ``workers`` Ray actors, each loading ``model`` once; usable wherever a pipeline is
     (``sweep.run(pool, store)``, ``pool.submit``/``task_result``, ``wanlab.accel.study``).
 
@@ -149,7 +149,7 @@ class RayPool(TaskMethods, BackendBase):
         next job waiting while the driver stores the last video (and a task queue's eta stays close)."""
         return len(self._alive()) + 1
 
-    def start(self, job: Job) -> "Future[Video]":
+    def start(self, job: Job) -> Future[Video]:
         """Queue ``job`` for the next free worker (``job.affinity``: the worker that ran its first
         job); the Future holds its video or its error. ``job.threads`` is not used: each worker runs
         with the pool's ``threads``; ``job.resume`` and ``on_accepted`` concern remote services (a pool's
@@ -225,14 +225,14 @@ class RayPool(TaskMethods, BackendBase):
                 lane.join(timeout=10)
 
 
-def failed(exc: BaseException) -> "Future[Video]":
+def failed(exc: BaseException) -> Future[Video]:
     """A Future that already holds the exception ``exc`` (a job refused before it is queued)."""
-    future: "Future[Video]" = Future()
+    future: Future[Video] = Future()
     future.set_exception(exc)
     return future
 
 
-def _identity(model: Any, device: str, options: dict[str, Any]) -> "ModelIdentity":
+def _identity(model: Any, device: str, options: dict[str, Any]) -> ModelIdentity:
     """The identity every worker must load, computed here without weights (the driver may have no GPU:
     the settings that change frames do not include the device, only the dtype it implies)."""
     from ..models.identity import check_group_offload, dtype_name, identity
@@ -248,7 +248,7 @@ def _identity(model: Any, device: str, options: dict[str, Any]) -> "ModelIdentit
     return ident
 
 
-def _calibration_group(identity: "ModelIdentity", params: Params, accel: Any,
+def _calibration_group(identity: ModelIdentity, params: Params, accel: Any,
                        loras: list[dict[str, Any]]) -> str | None:
     """Jobs needing the same MagCache calibration share this name (None: the job needs none)."""
     from ..record import stable_hash

@@ -34,7 +34,7 @@ class Ticket:
     workers that died under it; ``started`` says its future is marked running (a retry keeps it so).
     """
 
-    job: "Job"
+    job: Job
     future: Future = field(default_factory=Future)
     loras: list[dict[str, Any]] = field(default_factory=list)
     calibration_group: str | None = None

@@ -20,14 +20,15 @@ import errno
 import functools
 import json
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import ParamError
@@ -96,7 +97,7 @@ def find_bad_text(value: Any, where: str = "") -> ApiError | None:
     elif isinstance(value, dict):
         for key, item in value.items():
             if find_bad_text(key) is not None:
-                return ApiError.invalid(ParamError(f"{where}.{ascii(key)}" if where else ascii(key),
+                return ApiError.invalid(ParamError(f"{where}.{key!a}" if where else ascii(key),
                                                    "a field name in valid Unicode (no lone UTF-16 surrogate)",
                                                    "<a field name with a lone surrogate>"))
             found = find_bad_text(item, f"{where}.{key}" if where else key)

@@ -52,7 +52,7 @@ class ServerSecret:
         return "ServerSecret(<hidden>)"
 
     @classmethod
-    def of_store(cls, store: str | os.PathLike[str]) -> "ServerSecret":
+    def of_store(cls, store: str | os.PathLike[str]) -> ServerSecret:
         """The secret of the store at ``store``, made (atomically, 0600) when it has none yet.
 
         >>> ServerSecret.of_store("runs/serve").derive("urls")  # doctest: +SKIP

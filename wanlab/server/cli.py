@@ -9,7 +9,14 @@ import argparse
 import sys
 from typing import Any
 
-from .config import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_BODY, DEFAULT_QUEUE_SIZE, DEFAULT_URL_TTL, FAST_MODE_PRESET, ServerConfig
+from .config import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_MAX_BODY,
+    DEFAULT_QUEUE_SIZE,
+    DEFAULT_URL_TTL,
+    FAST_MODE_PRESET,
+    ServerConfig,
+)
 
 DESCRIPTION = (
     "Serve the hosted Wan 2.1 T2V API over HTTP on this machine: POST /v3/async/wan-t2v with "

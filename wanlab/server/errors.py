@@ -14,7 +14,8 @@ status codes but no error body; this is the shape its other endpoints answer wit
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import ParamError
 
@@ -36,7 +37,7 @@ class ApiError(Exception):
         return {"code": self.status, "reason": self.reason, "message": self.message, "metadata": self.metadata}
 
     @classmethod
-    def invalid(cls, exc: ParamError | ValueError, field: str | None = None) -> "ApiError":
+    def invalid(cls, exc: ParamError | ValueError, field: str | None = None) -> ApiError:
         """400 for a field that broke its rule (a :class:`ParamError` carries field, rule and value)."""
         if isinstance(exc, ParamError):
             name = field or exc.field

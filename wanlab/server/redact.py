@@ -4,8 +4,9 @@ server is laid out.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 class Redactor:
@@ -22,7 +23,7 @@ class Redactor:
         self._paths = sorted(((p, s) for p, s in found.items() if p not in ("", "/", ".")), key=lambda i: -len(i[0]))
 
     @classmethod
-    def of_server(cls, lora_dirs: Iterable[str], lora_cache: Any, store: Path) -> "Redactor":
+    def of_server(cls, lora_dirs: Iterable[str], lora_cache: Any, store: Path) -> Redactor:
         """The paths of a server: its LoRA folders and cache, the hub cache, its store and the home folder."""
         paths = {str(folder): f"<LoRA folder {i + 1}>" for i, folder in enumerate(lora_dirs)}
         if lora_cache:

@@ -15,8 +15,9 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .. import __version__
 from ..errors import LoRAError, ParamError, TaskError, UnsafeURLError
@@ -137,7 +138,7 @@ class Service:
             sent = self.deliveries.resume(self._undelivered)
             log.info("model %s ready in %.1f s; %d unfinished task(s) queued again, %d webhook(s) resumed",
                      self.identity.model_id, time.perf_counter() - started, resumed, sent)
-        except BaseException as exc:  # noqa: BLE001 - the reason is shown at /health and the server stops
+        except BaseException as exc:
             self.state, self.reason = FAILED, reason_of(exc)
             log.error("wanlab serve: the model %s could not be loaded: %s", self.config.model, self.reason)
             if self.on_failure is not None:

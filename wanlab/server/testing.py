@@ -26,9 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..taskstatus import FINISHED
 
@@ -146,7 +147,7 @@ class ServerProcess:
                 self.process.wait(30)
         return int(self.process.returncode)
 
-    def restart(self, *, wait: bool = True, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
+    def restart(self, *, wait: bool = True, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
         """Start the same server again (same port, store and keys) after it stopped; returns self."""
         if self.alive():
             raise RuntimeError("restart: the server is still running; stop() or kill() it first")
@@ -155,7 +156,7 @@ class ServerProcess:
             self.wait_ready(timeout)
         return self
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -206,7 +207,7 @@ def start_server(*, model: str = "tiny", store: str | os.PathLike[str] | None = 
 
 
 def _launch(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "ab")  # noqa: SIM115 - the child keeps it; closed with the process
+    log = open(log_path, "ab")
     try:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     finally:
@@ -235,7 +236,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with receiver._cond:
                     receiver._seen[self.path] = count = receiver._seen.get(self.path, 0) + 1
@@ -291,7 +292,7 @@ class WebhookReceiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 import time
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from ..keys import KEY_RE

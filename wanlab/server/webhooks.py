@@ -28,9 +28,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import ParamError, TaskError, UnsafeURLError
 from ..fsutil import write_json
@@ -224,7 +225,7 @@ class Deliveries:
                          "given")
         except UnsafeURLError as exc:  # the destination is not allowed: trying again cannot help
             error, final = str(exc), True
-        except Exception as exc:  # noqa: BLE001 - timeouts, refused connections, DNS: tried again
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         seconds = time.perf_counter() - started
         ok = status is not None and 200 <= status < 300

@@ -10,8 +10,9 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import WanlabError
 from ..keys import KEY_RE

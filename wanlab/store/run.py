@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RunNotFoundError, WanlabError
 from ..frames import WAN_FPS
@@ -253,7 +254,7 @@ class Run:
         if deep and not stored:
             try:
                 self.video(check=True)
-            except Exception as exc:  # noqa: BLE001 - any failure to read the frames back is damage
+            except Exception as exc:
                 return f"its frames cannot be read back as recorded ({exc})"
         return None
 
@@ -274,7 +275,7 @@ class Run:
 
         return Probes.load(self.path / RUN_PROBES)
 
-    def video(self, *, check: bool = True) -> "Video":
+    def video(self, *, check: bool = True) -> Video:
         """The run's video with its stored frames (the lossless copy) and its record.
 
         Args:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamError, WanlabError
 from ..fsutil import atomic_dir, atomic_file, file_lock, sha256_file, write_json
@@ -173,7 +174,7 @@ class Store:
         raise RunNotFoundError(f"no run {key!r} in store {self.path}")
 
     # --- writing -------------------------------------------------------------------------------------
-    def put(self, video: "Video", metrics: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+    def put(self, video: Video, metrics: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
             *, key_parts: Mapping[str, Any] | None = None, latents: bool = False,
             files: Mapping[str, str | os.PathLike[str]] | None = None) -> Run:
         """Store a video as a run, atomically.
@@ -430,7 +431,7 @@ class Store:
         return out
 
     @property
-    def df(self) -> "pd.DataFrame":
+    def df(self) -> pd.DataFrame:
         """The table of every run as the store holds it now (read on each access), oldest first.
 
         Columns: ``key``, every Params field (``loras`` as text), ``model`` (id), ``fingerprint``,

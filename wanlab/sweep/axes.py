@@ -3,7 +3,8 @@ only), and expanding them into each point's overrides, outermost axis first."""
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import ParamError
 from ..params import SEED_MAX
@@ -14,7 +15,7 @@ from .values import ACCEL, check_accel, check_field, check_values
 Axes = tuple[dict[str, list[Any]], dict[str, list[Any]], "list[dict[str, Any]] | None", "int | list[int] | None"]
 
 
-def read_axes(grid: Mapping[str, Sequence[Any]] | None, zip: Mapping[str, Sequence[Any]] | None,  # noqa: A002
+def read_axes(grid: Mapping[str, Sequence[Any]] | None, zip: Mapping[str, Sequence[Any]] | None,
               points: Sequence[Mapping[str, Any]] | None, seeds: Sequence[int] | int | None) -> Axes:
     """Validate the axes of a sweep; a field in two axes, a bad value or zip lists of unequal length
     raise :class:`~wanlab.ParamError` naming the axis and the field.
@@ -75,7 +76,7 @@ def read_axes(grid: Mapping[str, Sequence[Any]] | None, zip: Mapping[str, Sequen
 
 
 def overrides_of(seeds: Sequence[int] | None, points: Sequence[Mapping[str, Any]] | None,
-                 zip: Mapping[str, Sequence[Any]], grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:  # noqa: A002
+                 zip: Mapping[str, Sequence[Any]], grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Per point, the values the axes set: the product of seeds, points, the zipped lists and each grid
     field, in that order (the last grid field varies fastest).
 

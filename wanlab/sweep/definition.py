@@ -21,9 +21,10 @@ runs on a backend (as ``generate`` does), else from ``Params``' defaults.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamError
 from ..params import SEED_MAX, Params
@@ -62,7 +63,7 @@ class Sweep:
 
     def __init__(self, base: Params | Mapping[str, Any] | None = None,
                  grid: Mapping[str, Sequence[Any]] | None = None,
-                 zip: Mapping[str, Sequence[Any]] | None = None,  # noqa: A002 (the contract's name)
+                 zip: Mapping[str, Sequence[Any]] | None = None,
                  points: Sequence[Mapping[str, Any]] | None = None,
                  seeds: Sequence[int] | int | None = None, *, name: str | None = None,
                  model: str | None = None, question: str | None = None, sweep_seed: int | None = None,
@@ -145,7 +146,7 @@ class Sweep:
         if self.reference is not None:
             self.reference = MappingProxyType(self.reference)  # type: ignore[assignment]
 
-    def replace(self, **changes: Any) -> "Sweep":
+    def replace(self, **changes: Any) -> Sweep:
         """A new sweep with some of the definition changed, e.g. ``sweep.replace(grid={"steps": [10, 20]})``
         or ``sweep.replace(base={**sweep.base_fields, "width": 64})``; the rest is kept."""
         check_known("", changes, TOP_LEVEL_KEYS, "a sweep key")
@@ -350,7 +351,7 @@ class Sweep:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, question: str | None = None,
-                  default_name: str | None = None) -> "Sweep":
+                  default_name: str | None = None) -> Sweep:
         check_known("", data, TOP_LEVEL_KEYS, "a sweep key")
         for key in ("base", "grid", "zip"):
             if key in data and not isinstance(data[key], Mapping):
@@ -381,7 +382,7 @@ class Sweep:
 
     # --- files -------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Sweep":
+    def load(cls, path: str | os.PathLike[str]) -> Sweep:
         """Read a TOML sweep file; its leading ``# Question: ...`` comment becomes ``question``.
 
         The sweep's ``name`` defaults to the file's stem.
@@ -419,11 +420,11 @@ class Sweep:
         the same for ``Sweep.run`` and ``wanlab sweep``."""
         return Path("runs") / slug_part(self.name or "sweep")
 
-    def run(self, backend: Any = None, store: "Store | str | os.PathLike[str] | None" = None, *,
+    def run(self, backend: Any = None, store: Store | str | os.PathLike[str] | None = None, *,
             metrics: bool | str | Sequence[str] | None = True, progress: bool = True, max_failures: int | None = None,
-            shard: "tuple[int, int] | str | None" = None, retry_failed: bool = True,
+            shard: tuple[int, int] | str | None = None, retry_failed: bool = True,
             max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False,
-            probes: Any = None) -> "SweepResult":
+            probes: Any = None) -> SweepResult:
         """Run the points not yet in ``store`` on ``backend`` and return the whole sweep's table.
 
         Points already in the store (same run key) are skipped, so a killed sweep resumes where it stopped;
@@ -474,7 +475,7 @@ class Sweep:
                    retry_failed=retry_failed, max_in_flight=max_in_flight, truncate=truncate,
                    retry_uncertain=retry_uncertain, probes=probes)
 
-    def result(self, model: Any = None, store: "Store | str | os.PathLike[str] | None" = None) -> "SweepResult":
+    def result(self, model: Any = None, store: Store | str | os.PathLike[str] | None = None) -> SweepResult:
         """The sweep's table as the store holds it now, without running anything and without loading
         a model (``model``: a backend, a :class:`~wanlab.models.identity.ModelIdentity`, a model name, or None
         for the sweep's own)."""

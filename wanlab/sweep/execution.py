@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .result import SweepResult
 
 
-def point_keys(sweep: "Sweep", keyer: Any, points: list["Params"]) -> tuple[list[dict[str, Any]], list[str | None]]:
+def point_keys(sweep: Sweep, keyer: Any, points: list[Params]) -> tuple[list[dict[str, Any]], list[str | None]]:
     """Each point's key parts, and for a point whose LoRA file cannot be read why not (its key is then a
     stand-in from the files' paths, under which its failure is recorded)."""
     parts: list[dict[str, Any]] = []
@@ -67,7 +67,7 @@ class SweepRun:
     failures recorded, videos handed to :meth:`store_video`), and :meth:`finish` (the table).
     """
 
-    def __init__(self, sweep: "Sweep", backend: Any, store: "Store", options: RunOptions) -> None:
+    def __init__(self, sweep: Sweep, backend: Any, store: Store, options: RunOptions) -> None:
         self.sweep, self.backend, self.store, self.options = sweep, backend, store, options
         #: An acceleration study (``accel`` is swept): runs are timed, so one job at a time, each request
         #: warmed up first and a request's settings on one worker; each run keeps its final latents
@@ -105,15 +105,15 @@ class SweepRun:
         self.bar = tqdm(total=len(self.todo), desc=f"sweep {self.sweep.name or ''}".strip(), unit="run",
                         disable=not self.options.progress, dynamic_ncols=True)
 
-    def _lacks_output(self, run: "Run") -> bool:
+    def _lacks_output(self, run: Run) -> bool:
         """Whether a stored run lacks what only generating it again gives: latents, probes."""
         return (self.accel_study and not run.has_latents) or (bool(self.options.probes) and not run.has_probes)
 
-    def _incomplete(self, run: "Run") -> bool:
+    def _incomplete(self, run: Run) -> bool:
         return bool(needs(run, self.options.metrics)) or self._lacks_output(run)
 
     # --- the loop ----------------------------------------------------------------------------------------------
-    def execute(self) -> "SweepResult":
+    def execute(self) -> SweepResult:
         """Start the planned points, at most ``capacity`` in flight, settle them all; the table."""
         self._note()
         with quiet():  # library notices (peft on every second LoRA, ...) say nothing about a sweep
@@ -160,7 +160,7 @@ class SweepRun:
                   on_submit=functools.partial(self._sending, key), on_accepted=functools.partial(self._accepted, key))
         self.inflight[self.backend.start(job)] = i
 
-    def _warm_up(self, params: "Params", accel: Any) -> None:
+    def _warm_up(self, params: Params, accel: Any) -> None:
         """Accel studies time single runs: run the first request once untimed (first-call overheads),
         and a compiled setting once per size (compilation is not what is measured)."""
         wanted: list[Any] = ["first"] if not self.warmed else []
@@ -203,7 +203,7 @@ class SweepRun:
             else:
                 try:
                     self.store_video(i, future.result())
-                except Exception as exc:  # noqa: BLE001 - e.g. a full disk: recorded, the sweep goes on
+                except Exception as exc:
                     self._fail(i, f"the video was made but could not be stored: {type(exc).__name__}: {exc}")
             self.bar.update(1)
             self._note()
@@ -224,7 +224,7 @@ class SweepRun:
         self.bar.set_postfix_str("; ".join(bits), refresh=False)
 
     # --- store ---------------------------------------------------------------------------------------------
-    def store_video(self, i: int, video: "Video") -> None:
+    def store_video(self, i: int, video: Video) -> None:
         """Store point ``i``'s video first, then measure it (a metrics failure is kept on the run)."""
         point = self.points[i]
         run = self.store.put(video, extra={"sweep": self.sweep.name, "point": i}, key_parts=self.parts[i],
@@ -248,10 +248,10 @@ class SweepRun:
                 continue
             try:
                 self.store_video(i, future.result())
-            except Exception:  # noqa: BLE001 - it failed: the next run retries it
+            except Exception:
                 pass
 
-    def finish(self) -> "SweepResult":
+    def finish(self) -> SweepResult:
         """The whole sweep's table, with the points this call ran and why it stopped early, if it did."""
         from .result import SweepResult
 

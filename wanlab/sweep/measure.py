@@ -9,7 +9,8 @@ unless asked (``redo=True``); the run itself is never lost.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..metrics.suite import check_metrics, compute, error_key, missing
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..video import Video
 
 
-def needs(run: "Run", names: Sequence[str]) -> list[str]:
+def needs(run: Run, names: Sequence[str]) -> list[str]:
     """The sets of ``names`` a stored run still lacks. Motion measured before its definitions changed
     (no ``static`` key: temporal flicker then also scored moving clips) counts as lacking; a failure
     recorded in the run's record (older wanlab) counts as done."""
@@ -28,7 +29,7 @@ def needs(run: "Run", names: Sequence[str]) -> list[str]:
     return missing(stored, names)
 
 
-def measure(store: "Store", run: "Run", video: "Video", names: Sequence[str], *, device: str | None = None,
+def measure(store: Store, run: Run, video: Video, names: Sequence[str], *, device: str | None = None,
             evaluators: dict[str, Any] | None = None, redo: bool = False) -> dict[str, Any]:
     """Compute the sets of ``names`` that ``run`` lacks (all of them with ``redo``) and store them.
 
@@ -43,14 +44,14 @@ def measure(store: "Store", run: "Run", video: "Video", names: Sequence[str], *,
             values.update(compute(name, video, prompt, device=device, evaluators=evaluators))
             if redo:
                 values[error_key(name)] = None
-        except Exception as exc:  # noqa: BLE001 - e.g. too few frames, a missing evaluator: kept, the rest go on
+        except Exception as exc:
             values[error_key(name)] = f"{type(exc).__name__}: {exc}"
     if values:
         store.put_metrics(run.key, values)  # with redo, an error now gone is overwritten by None
     return values
 
 
-def measure_store(store: "Store | str | os.PathLike[str]", metrics: Any = True, *, keys: Sequence[str] | None = None,
+def measure_store(store: Store | str | os.PathLike[str], metrics: Any = True, *, keys: Sequence[str] | None = None,
                   redo: bool = False, device: str | None = None, evaluators: dict[str, Any] | None = None,
                   progress: bool = True) -> dict[str, int]:
     """Measure the runs of a store (all, or ``keys``) with the sets ``metrics`` names, without regenerating.

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import WanlabError
 from ..metrics import ADHERENCE_KEYS, MOTION_KEYS, QUALITY_KEYS
@@ -44,7 +45,7 @@ class SweepResult:
     ``ran`` lists the points this call generated; ``stopped`` says why a run stopped early.
     """
 
-    def __init__(self, sweep: "Sweep", store: "Store", backend: Any, *, points: list[Params], keys: list[str],
+    def __init__(self, sweep: Sweep, store: Store, backend: Any, *, points: list[Params], keys: list[str],
                  ran: Sequence[int] = (), stopped: str | None = None, shard: tuple[int, int] = (0, 1)) -> None:
         self.sweep = sweep
         self.store = store
@@ -57,7 +58,7 @@ class SweepResult:
         self.shard = shard
         self.df = self._table()
 
-    def _table(self) -> "pd.DataFrame":
+    def _table(self) -> pd.DataFrame:
         import pandas as pd
 
         failures = self.store.failures()
@@ -157,7 +158,7 @@ class SweepResult:
                                                                   row_class="status", cut={"digest": 12})
 
     # --- selecting ---------------------------------------------------------------------------------------
-    def select(self, **filters: Any) -> "pd.DataFrame":
+    def select(self, **filters: Any) -> pd.DataFrame:
         """Rows whose columns (or Params fields) equal the given values, e.g. ``select(seed=1, status="done")``."""
         mask = [self._matches(i, filters) for i in range(len(self.df))]
         return self.df[mask]
@@ -181,12 +182,12 @@ class SweepResult:
                 return False
         return True
 
-    def runs(self, **filters: Any) -> list["Run"]:
+    def runs(self, **filters: Any) -> list[Run]:
         """The stored runs of the done points that match ``filters``, in sweep order."""
         rows = self.select(**filters)
         return [self.store.get(key) for key in rows.loc[rows["status"] == "done", "key"]]
 
-    def get(self, **filters: Any) -> "Run":
+    def get(self, **filters: Any) -> Run:
         """The stored run of the one point that matches ``filters`` (LookupError unless exactly one is done).
 
         >>> result.get(seed=1, guidance_scale=5.0)  # doctest: +SKIP
@@ -203,11 +204,11 @@ class SweepResult:
             raise LookupError(f"point {i} ({self.sweep.label(i, self.points[i])}) is {row['status']}{reason}")
         return self.store.get(row["key"])
 
-    def video(self, **filters: Any) -> "Video":
+    def video(self, **filters: Any) -> Video:
         """The video of the one point that matches ``filters``, e.g. ``result.video(seed=1, guidance_scale=5)``."""
         return self.get(**filters).video()
 
-    def videos(self, **filters: Any) -> dict[str, "Video"]:
+    def videos(self, **filters: Any) -> dict[str, Video]:
         """Videos of the done points matching ``filters``, labelled by the swept fields the filters leave
         free (ready for ``wanlab.show`` and ``plots.compare_grid``)."""
         rows = self.select(**filters)
@@ -215,13 +216,13 @@ class SweepResult:
         free = [n for n in self.sweep.swept if n not in filters or isinstance(filters[n], (list, tuple, set))]
         if len(rows) > 1:
             free = [n for n in free if rows[n].astype(str).nunique() > 1] or free
-        out: dict[str, "Video"] = {}
+        out: dict[str, Video] = {}
         for _, row in rows.iterrows():
             i = int(row["point"])
             out[self.sweep.label(i, self.points[i], free) or f"point {i}"] = self.store.get(row["key"]).video()
         return out
 
-    def compare(self, **reference: Any) -> "pd.DataFrame":
+    def compare(self, **reference: Any) -> pd.DataFrame:
         """The table plus ``psnr_vs_ref`` (dB, ``psnr`` as :func:`wanlab.metrics.compare` defines it: from the
         MSE over all frames) and ``ssim_vs_ref``: each done point's frames against
         the reference point that shares its other swept values, e.g. ``compare(steps=40)`` in a steps
@@ -286,7 +287,7 @@ class SweepResult:
         axes = [a for a in self.sweep.swept if a not in (by, "seed")]
         return effects(self.df, metric, by, axes=axes, **options)
 
-    def accel_study(self, reference: Any = None) -> "pd.DataFrame":
+    def accel_study(self, reference: Any = None) -> pd.DataFrame:
         """For a sweep over ``accel``: the table of :func:`wanlab.accel.study`, from the stored runs.
 
         One row per done point (``point``, the other swept fields, ``setting`` = the accel label,

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from ..backend import is_backend
 from ..errors import ParamError
 from ..keys import run_key
+from ..metrics.suite import check_metrics
 from ..quiet import quiet
 from ..values import check_bool, check_choice, check_int
-from ..metrics.suite import check_metrics
 from .execution import RunOptions, SweepRun, point_keys
 from .values import check_shard
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .result import SweepResult
 
 
-def backend_for(sweep: "Sweep", backend: Any) -> Any:
+def backend_for(sweep: Sweep, backend: Any) -> Any:
     """The backend to run on: the one given, or the model it names (or the sweep's own) opened."""
     from ..backends import open_backend
 
@@ -66,7 +66,7 @@ def names_model(name: str, ident: Any) -> bool:
         return False
 
 
-def check_model(sweep: "Sweep", backend: Any) -> None:
+def check_model(sweep: Sweep, backend: Any) -> None:
     """Warn when the sweep names a model other than the backend it runs on: its runs, keys and table are
     the backend's, and a study written for one model says little about another (``tiny``'s videos are noise)."""
     from ..errors import ModelMismatchWarning, warn
@@ -79,7 +79,7 @@ def check_model(sweep: "Sweep", backend: Any) -> None:
          f"which model the study is for with sweep.replace(model=...) (wanlab sweep --model)", ModelMismatchWarning)
 
 
-def keyer_for(sweep: "Sweep", model: Any) -> Any:
+def keyer_for(sweep: Sweep, model: Any) -> Any:
     """What computes the sweep's keys: a backend, or a model known by its identity (nothing loaded)."""
     from ..backend import IdentityBackend
     from ..models.identity import ModelIdentity, identity
@@ -94,7 +94,7 @@ def keyer_for(sweep: "Sweep", model: Any) -> Any:
     raise ParamError("model", "a backend, a ModelIdentity, a model name or None (the sweep's model)", model)
 
 
-def store_for(sweep: "Sweep", store: Any) -> "Store":
+def store_for(sweep: Sweep, store: Any) -> Store:
     from ..store import Store
 
     if isinstance(store, Store):
@@ -106,7 +106,7 @@ def store_for(sweep: "Sweep", store: Any) -> "Store":
     return Store(store)
 
 
-def result(sweep: "Sweep", model: Any = None, store: Any = None) -> "SweepResult":
+def result(sweep: Sweep, model: Any = None, store: Any = None) -> SweepResult:
     """The sweep's table as the store holds it now (nothing runs, nothing loads)."""
     from .result import SweepResult
 
@@ -117,10 +117,10 @@ def result(sweep: "Sweep", model: Any = None, store: Any = None) -> "SweepResult
     return SweepResult(sweep, store_, keyer, points=points, keys=[run_key(p) for p in parts])
 
 
-def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any = True, progress: bool = True,
+def run(sweep: Sweep, backend: Any = None, store: Any = None, *, metrics: Any = True, progress: bool = True,
         max_failures: int | None = None, shard: Any = None, retry_failed: bool = True,
         max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False,
-        probes: Any = None) -> "SweepResult":
+        probes: Any = None) -> SweepResult:
     """Run the points of ``sweep`` not yet in ``store`` on ``backend``; the whole sweep's table.
 
     The engine behind :meth:`Sweep.run <wanlab.sweep.definition.Sweep.run>`, which documents the
@@ -151,7 +151,7 @@ def run(sweep: "Sweep", backend: Any = None, store: Any = None, *, metrics: Any 
     return outcome
 
 
-def _check_options(sweep: "Sweep", *, metrics: Any, progress: bool, max_failures: int | None, shard: Any,
+def _check_options(sweep: Sweep, *, metrics: Any, progress: bool, max_failures: int | None, shard: Any,
                    retry_failed: bool, max_in_flight: int | None, truncate: str, retry_uncertain: bool,
                    probes: Any) -> RunOptions:
     """:func:`run`'s options checked (a bad one raises :class:`~wanlab.ParamError` naming it), defaults filled in."""
@@ -169,7 +169,7 @@ def _check_options(sweep: "Sweep", *, metrics: Any, progress: bool, max_failures
                       truncate=truncate, retry_uncertain=retry_uncertain)
 
 
-def _open_backend(sweep: "Sweep", backend: Any, probes: Any) -> Any:
+def _open_backend(sweep: Sweep, backend: Any, probes: Any) -> Any:
     """The backend the sweep runs on (:func:`backend_for`, library notices silenced), checked against the
     model the sweep names and the probes it records."""
     with quiet():

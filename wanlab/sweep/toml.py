@@ -6,8 +6,9 @@ then ``[base]``, ``[grid]``, ``[zip]`` and ``[[points]]``; arrays stay on one li
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 def read_toml(path: str | Path) -> tuple[dict[str, Any], str | None]:

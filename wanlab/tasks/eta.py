@@ -7,9 +7,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-
-from typing import Any, Sequence
+from typing import Any
 
 from ..params import Params
 from ..taskstatus import FINISHED, TaskStatus

@@ -10,7 +10,8 @@ delays another key's task by at most one task of its own.
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 class FairQueue:

@@ -22,8 +22,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TaskError, TaskTimeout
 from ..fsutil import FileLock, write_json
@@ -134,7 +135,7 @@ class TaskFiles:
                 out.append(data)
         return sorted(out, key=lambda d: (d.get("submitted") or 0.0, d["task_id"]))
 
-    def claim(self, task_id: str) -> "Claim | None":
+    def claim(self, task_id: str) -> Claim | None:
         """Become the one process that owns this task: a :class:`Claim` holding its lock (released by
         :meth:`Claim.release`, or by the kernel when the process dies), or None when another holds it."""
         lock = FileLock(self.folder / f"{check_task_id(task_id)}.lock", mode=0o644)

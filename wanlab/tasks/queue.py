@@ -25,9 +25,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..backend import Job
 from ..errors import QueueClosed, QueueFull, TaskError, TaskTimeout, WanlabError
@@ -297,7 +298,7 @@ class TaskQueue:
                 self._running.append(task)
             try:
                 self._dispatch(task)
-            except BaseException as exc:  # noqa: BLE001 - the dispatcher must outlive every task
+            except BaseException as exc:
                 self._complete(task, None, exc)
 
     def _dispatch(self, task: Task) -> None:
@@ -308,7 +309,7 @@ class TaskQueue:
             job = Job(task.params, task.accel, on_step=self._step_counter(task), on_start=lambda: self._started(task),
                       truncate=str(task.options.get("truncate", "warn")), threads=task.options.get("torch_threads"))
             future = self.backend.start(job)
-        except BaseException as exc:  # noqa: BLE001 - the task fails with the reason; the queue goes on
+        except BaseException as exc:
             self._complete(task, None, exc)
             return
         task.future = future
@@ -363,7 +364,7 @@ class TaskQueue:
                 with self._cond:
                     if not task.abandoned:
                         self._end(task, TaskStatus.FAILED, reason_of(error))
-        except Exception as exc:  # noqa: BLE001 - storing failed: the task says so
+        except Exception as exc:
             with self._cond:
                 if not task.abandoned:
                     self._end(task, TaskStatus.FAILED, f"the video was made but could not be stored: {reason_of(exc)}")

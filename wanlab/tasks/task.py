@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..params import Params
 from ..store import Store
@@ -50,7 +51,7 @@ class Task:
                               options=self.options, result=result)
 
     @classmethod
-    def from_file(cls, data: Mapping[str, Any], store: Store) -> "Task":
+    def from_file(cls, data: Mapping[str, Any], store: Store) -> Task:
         """An unfinished task read back from its file: queued again."""
         from ..accel.setting import Accel
 

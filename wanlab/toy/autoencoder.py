@@ -10,7 +10,8 @@ the first latent frame means what the others mean; :func:`decode_unclamped` and
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -120,7 +121,7 @@ class single_frame_convs:
     def __init__(self, vae: Any) -> None:
         self.convs = [m for m in internals.vae_causal_convs(vae) if m.kernel_size[0] > 1 and m.stride[0] == 1]
 
-    def __enter__(self) -> "single_frame_convs":
+    def __enter__(self) -> single_frame_convs:
         for conv in self.convs:
             conv.forward = _single_frame_forward(conv)
         return self

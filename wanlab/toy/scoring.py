@@ -13,14 +13,28 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..metrics.shapes import (AREA_TOLERANCE, ATTRIBUTES, CIRCLE_MIN_FILL, COLUMNS, DIRECTION_MIN, MIN_CONTRAST,
-                              MIN_PIXELS, SLOW_MAX, SQUARE_MIN_FILL, STILL_MAX, classify_direction, classify_speed,
-                              foreground, score_frames)
+from ..metrics.shapes import (
+    AREA_TOLERANCE,
+    ATTRIBUTES,
+    CIRCLE_MIN_FILL,
+    COLUMNS,
+    DIRECTION_MIN,
+    MIN_CONTRAST,
+    MIN_PIXELS,
+    SLOW_MAX,
+    SQUARE_MIN_FILL,
+    STILL_MAX,
+    classify_direction,
+    classify_speed,
+    foreground,
+    score_frames,
+)
 from .data import COLOURS, DIRECTIONS, HELD_OUT, SHAPES, TRAIN_CAPTIONS, caption, parse_caption
 
 __all__ = ["AREA_TOLERANCE", "ATTRIBUTES", "CIRCLE_MIN_FILL", "COLUMNS", "DIRECTION_MIN", "MIN_CONTRAST", "MIN_PIXELS",
@@ -199,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import wanlab
+
     from ..fsutil import write_json
     from .data import all_captions, make_clip
 

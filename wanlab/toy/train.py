@@ -39,14 +39,22 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import data
-from .autoencoder import (clips_tensor, decode_unclamped, encode_mean, init_frame_aligned, latent_coverage,
-                          reconstruction_loss, single_frame_convs)
+from .autoencoder import (
+    clips_tensor,
+    decode_unclamped,
+    encode_mean,
+    init_frame_aligned,
+    latent_coverage,
+    reconstruction_loss,
+    single_frame_convs,
+)
 from .recipe import RECIPE, RECIPES, STAGES, TEST_RECIPE, recipe_hash, stage_hash
 from .resume import Loop, StopTraining, generator, load_checkpoint, lr_at
 from .text import build_tokenizer, text_embeddings, tokenize

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import ipywidgets as widgets
 

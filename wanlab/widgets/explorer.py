@@ -6,7 +6,8 @@ import io
 import math
 import os
 from collections import OrderedDict
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -194,7 +195,7 @@ class SweepExplorer(widgets.VBox):
         return mask
 
     # --- choosing --------------------------------------------------------------------------------
-    def select(self, **values: Any) -> "SweepExplorer":
+    def select(self, **values: Any) -> SweepExplorer:
         """Choose a point by its swept values.
 
         Args:

@@ -5,13 +5,15 @@ Also the parts the other widgets share (play button and slider, image, caption, 
 from __future__ import annotations
 
 import html
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 
 from ..player import auto_zoom, common_fps, encode_frame, pick_format
 from ..values import check_int
+
 
 def frame_label(index: int, last: int, fps: float) -> str:
     """The line under a scrubbed frame.
