@@ -91,7 +91,7 @@ def check_int(name: str, value: object, lo: int | None = None, hi: int | None = 
             rule += " or None"
     if not is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ParamError(name, rule, value)
-    return int(value)  # type: ignore[arg-type]
+    return int(value)
 
 
 def check_number(name: str, value: object, lo: float | None = None, hi: float | None = None, *,

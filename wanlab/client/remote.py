@@ -93,7 +93,8 @@ class Remote(BackendBase):
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._downloads: ThreadPoolExecutor | None = None
-        server = info.health.get("server") if isinstance(info.health.get("server"), Mapping) else {}
+        announced = info.health.get("server")
+        server: Mapping[str, Any] = announced if isinstance(announced, Mapping) else {}
         #: The header this service deduplicates submits by (None: it does not say it does, so none is sent).
         self.idempotency_header = server.get("idempotency_header") if self.kind == "wanlab" and \
             server.get("idempotency_header") == IDEMPOTENCY_HEADER else None

@@ -104,6 +104,6 @@ def build():
         vae = AutoencoderKLWan(**VAE_CONFIG)
     scheduler = UniPCMultistepScheduler(**SCHEDULER_CONFIG)
     for module in (text_encoder, transformer, vae):
-        module.eval().requires_grad_(False)  # type: ignore[union-attr]  # all three are torch modules
+        module.eval().requires_grad_(False)
     return WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae,
                        scheduler=scheduler)

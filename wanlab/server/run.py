@@ -98,7 +98,7 @@ def json_errors_protocol() -> type:
     class JsonErrorsH11Protocol(H11Protocol):
         _headers_timer: Any = None
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._arm()
 

@@ -200,8 +200,9 @@ class Service:
             raise self._unavailable()
         if options.webhook_url and options.test_mode:
             return self._test_task(params, options, owner, accepting)
-        recorded = {"api": {"enable_safety_checker": options.enable_safety_checker, "fast_mode": options.fast_mode},
-                    "webhook": {"url": options.webhook_url} if options.webhook_url else None}
+        recorded: dict[str, Any] = {
+            "api": {"enable_safety_checker": options.enable_safety_checker, "fast_mode": options.fast_mode},
+            "webhook": {"url": options.webhook_url} if options.webhook_url else None}
         if idempotency is not None:
             recorded["idempotency"] = idempotency
         try:
@@ -267,7 +268,9 @@ class Service:
     def _test_task(self, params: Params, options: ApiOptions, owner: str | None,
                    accepting: Callable[[str], None] | None = None) -> str:
         """Webhook test mode: a task that does not run, ends with the requested status, and is announced."""
-        task_id, now = str(uuid.uuid4()), time.time()
+        task_id, now, url = str(uuid.uuid4()), time.time(), options.webhook_url
+        if url is None:
+            raise ValueError("webhook test mode needs the webhook's url")
         status = options.test_status
         reason = "" if status == TaskStatus.SUCCEED else TEST_FAILURE
         recorded = {"api": {"enable_safety_checker": options.enable_safety_checker, "fast_mode": options.fast_mode},
@@ -281,8 +284,8 @@ class Service:
         self.files.write(task_file_data(task_id=task_id, status=status, reason=reason, params=params,
                                         model=self.identity.fingerprint, submitted=now, finished=now, owner=owner,
                                         options=recorded, result=result))
-        self.deliveries.accepted(task_id, options.webhook_url)
-        self.deliveries.send(task_id, options.webhook_url, event(self.present(result, recorded)))
+        self.deliveries.accepted(task_id, url)
+        self.deliveries.send(task_id, url, event(self.present(result, recorded)))
         return task_id
 
     def _unavailable(self) -> ApiError:

@@ -72,7 +72,7 @@ class SweepResult:
             metrics: dict[str, Any] = {}
             run = self.store.get(key) if self.store.has(key) else None
             try:
-                record = run.record if run is not None else None
+                record = run.record if run is not None else {}
             except WanlabError as exc:  # a damaged record.json: the point says so, the table stands
                 run, failures = None, {**failures, key: {"error": str(exc)}}
             if run is not None:

@@ -5,13 +5,14 @@ then ``[base]``, ``[grid]``, ``[zip]`` and ``[[points]]``; arrays stay on one li
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 
-def read_toml(path: str | Path) -> tuple[dict[str, Any], str | None]:
+def read_toml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str | None]:
     """A TOML file's tables and its leading question (ValueError naming the file when it is not TOML)."""
     file = Path(path)
     if not file.is_file():

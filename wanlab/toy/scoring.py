@@ -161,7 +161,8 @@ def speed_contrast(pipe: Any, guidance_scales: Sequence[float] = (2.0, 3.0, 4.0,
 
     out = []
     for g in guidance_scales:
-        quick, slow = [], []
+        quick: list[float] = []
+        slow: list[float] = []
         for q_text, s_text in speed_pairs(n_pairs):
             for seed in seeds:
                 for text, into in ((q_text, quick), (s_text, slow)):
