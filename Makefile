@@ -17,6 +17,8 @@ lab:
 
 test: setup
 	$(dir $(PY))lint-imports --no-cache
+	$(dir $(PY))ruff check wanlab tests benchmarks scripts
+	$(dir $(PY))mypy
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: setup
