@@ -229,6 +229,11 @@ class Target:
     Attributes:
         url: The parsed ``httpx.URL``.
         address: The first address its host resolved to, all of them checked.
+
+    Example:
+        >>> target = check_url("http://127.0.0.1:9000/hook", NetPolicy(schemes=("http",), allow=("127.0.0.1",)))
+        >>> str(target.url), target.address
+        ('http://127.0.0.1:9000/hook', IPv4Address('127.0.0.1'))
     """
 
     url: Any  # httpx.URL
