@@ -1,12 +1,17 @@
 """wanlab: study the Wan 2.1 text-to-video model from notebooks and sweep scripts.
 
-The public API is short: ``Params`` (the validated request), ``load`` (a local pipeline),
-``connect`` (a service with the hosted API's contract), ``open_backend`` (either, or a Ray
-pool, from what a user names), ``identity`` (which model, without loading
-it), ``Video`` (the result), ``Store`` and ``Sweep`` (many runs), ``verify``, ``metrics``, ``plots``,
-``widgets`` and ``show``. Every way a request
-becomes a video is a backend (:mod:`wanlab.backend`). Heavy libraries (torch, diffusers, cv2,
-ipywidgets) load on first use, so ``import wanlab`` is fast.
+The public API is short: ``Params`` (the validated request), ``load`` (a local pipeline), ``connect``
+(a service with the hosted API's contract), ``open_backend`` (either, or a Ray pool, from what a user
+names), ``identity`` (which model, without loading it), ``Video``
+(the result), ``Store`` and ``Sweep`` (many runs), ``verify``, ``metrics``, ``plots``, ``widgets``,
+``show``, and every :class:`WanlabError`. Every way a request becomes a video is a backend
+(:mod:`wanlab.backend`). Heavy libraries (torch, diffusers, cv2, ipywidgets) load on first use.
+
+Example:
+    >>> import wanlab
+    >>> pipe = wanlab.load("toy")  # doctest: +SKIP
+    >>> video = pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
+    >>> wanlab.show(video)  # doctest: +SKIP
 """
 from __future__ import annotations
 

@@ -21,8 +21,16 @@ DEMO_SWEEP_ENV = "WANLAB_DEMO_SWEEP"
 
 
 def demo_sweep_path() -> Path:
-    """``$WANLAB_DEMO_SWEEP`` if set, else the repository's ``sweeps/demo.toml`` when present, else the
-    package's copy."""
+    """The demo's sweep file.
+
+    Returns:
+        ``$WANLAB_DEMO_SWEEP`` if set, else the repository's ``sweeps/demo.toml`` when present (a checkout),
+        else the package's copy (:data:`PACKAGE_DEMO`).
+
+    Example:
+        >>> demo_sweep_path().name  # doctest: +SKIP
+        'demo.toml'
+    """
     override = os.environ.get(DEMO_SWEEP_ENV)
     if override:
         return Path(override)
@@ -33,7 +41,25 @@ def run_demo(out: Path, model: str | None = None, progress: bool = True, *,
              sweep: str | os.PathLike[str] | None = None) -> Path:
     """Run the demo sweep into ``out/store`` and write its report folder; return ``out/report.html``.
 
-    ``model`` overrides the sweep file's ``model``; ``sweep`` runs another sweep file instead.
+    Runs already in ``out/store`` are reused, so a second call only writes the report again.
+
+    Args:
+        out: The output folder (created if missing).
+        model: A model name or folder overriding the sweep file's ``model`` (default: the file's,
+            else ``toy``).
+        progress: Print the loading step, progress bars and the sweep's summary.
+        sweep: Another sweep file to run instead of :func:`demo_sweep_path`.
+
+    Returns:
+        The path of the written ``report.html``.
+
+    Raises:
+        wanlab.ParamError: The sweep file breaks a rule (a bad grid value or key).
+        wanlab.LoadError: The model cannot be loaded.
+
+    Example:
+        >>> run_demo(Path("demo-out"))  # doctest: +SKIP
+        PosixPath('demo-out/report.html')
     """
     from .pipeline import load
     from .report import write_sweep_report

@@ -14,13 +14,13 @@ from typing import Any
 
 def attach(package: str, attributes: Mapping[str, str] | None = None,
            submodules: Iterable[str] = ()) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """A module ``__getattr__`` and ``__dir__`` for ``package`` that import on first use.
+    """Build a module ``__getattr__`` and ``__dir__`` for ``package`` that import on first use.
 
     Args:
-        package: the package's ``__name__``.
-        attributes: each lazy name mapped to the module, relative to ``package``, that defines it under
+        package: The package's ``__name__``.
+        attributes: Each lazy name mapped to the module, relative to ``package``, that defines it under
             the same name (``{"load": "pipeline", "identity": "models.identity"}``).
-        submodules: submodules served as attributes (``wanlab.metrics`` after a bare ``import wanlab``).
+        submodules: Submodules served as attributes (``wanlab.metrics`` after a bare ``import wanlab``).
 
     Returns:
         ``(__getattr__, __dir__)``: the first imports a lazy name's module and keeps the value in the
@@ -28,10 +28,22 @@ def attach(package: str, attributes: Mapping[str, str] | None = None,
         namespace and every lazy name.
 
     Raises:
-        ValueError: a name is both a lazy attribute and a submodule. The returned ``__getattr__`` raises
+        ValueError: A name is both a lazy attribute and a submodule. The returned ``__getattr__`` raises
             ``AttributeError`` for a name the package does not serve, as a module does.
 
-    >>> __getattr__, __dir__ = attach(__name__, {"Store": "store"}, submodules=["metrics"])  # doctest: +SKIP
+    Example:
+        In a package's ``__init__.py``:
+
+        >>> __getattr__, __dir__ = attach(__name__, {"Store": "store"}, submodules=["metrics"])  # doctest: +SKIP
+
+        The returned pair, without importing anything yet:
+
+        >>> get, names = attach("wanlab.toy", {"evaluate": "scoring"})
+        >>> "evaluate" in names()
+        True
+        >>> get("nothing")
+        Traceback (most recent call last):
+        AttributeError: module 'wanlab.toy' has no attribute 'nothing'
     """
     lazy = dict(attributes or {})
     subs = frozenset(submodules)

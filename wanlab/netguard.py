@@ -1,11 +1,8 @@
 """Outgoing HTTP to user-given URLs that cannot be turned against the host (SSRF).
 
-Every hop (the URL and each redirect) is checked before it is contacted: its scheme must be
-allowed, and every address its host resolves to must be public (not loopback, private,
-link-local, shared, multicast or reserved) unless the policy allow-lists that network. The
-connection then goes to the checked address itself (TLS still verifies the host name), so a
-DNS answer that changes between check and connect cannot reach another address. Used for LoRA
-downloads and, in the HTTP service, webhook deliveries.
+Holds :class:`NetPolicy` (which URLs may be reached), the checks (:func:`precheck`, :func:`check_url`,
+:func:`is_public`) and :func:`stream` / :func:`request`, which check every hop and connect to the
+checked address. Used for LoRA downloads and, in the HTTP service, webhook deliveries.
 """
 from __future__ import annotations
 
@@ -29,23 +26,36 @@ NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::
 class NetPolicy:
     """Which URLs outgoing requests may reach.
 
-    ``schemes``: allowed URL schemes (https only by default). ``allow``: networks or addresses
-    (``"127.0.0.1"``, ``"10.0.0.0/8"``, ``"::1"``) reachable although they are not public.
-    ``max_redirects``: redirects followed, each one checked like the first URL. ``timeout_s``:
-    seconds each connect, read or write may wait. ``ca_file``: a PEM file of certificate
-    authorities to trust instead of the default ones (certifi's), for a site's own CA. ``hosts``:
-    when given, the only destinations that the URL and every redirect may name: ``"HOST:PORT"``
-    admits that host name or address at that port only, a bare ``"HOST"`` only at the scheme's own
-    port (80 for http, 443 for https); a name admits the name only, never the address it resolves to
-    (``localhost`` does not admit ``127.0.0.1``), and an address only itself. With ``hosts``, a
-    non-public address is reached only when the URL names it literally (a listed name that resolves
-    to a private or loopback address is refused even when the address is in ``allow``).
-    ``keep_method``: a redirect that would turn the request into another method (301, 302 or 303
-    answering a POST) is not followed; its answer is returned as it is (a webhook's receiver must
-    answer at the URL given, not send the event elsewhere as a GET).
+    Attributes:
+        schemes: Allowed URL schemes (https only by default), lower-cased.
+        allow: Networks or addresses (``"127.0.0.1"``, ``"10.0.0.0/8"``, ``"::1"``) reachable although
+            they are not public.
+        max_redirects: Redirects followed, each one checked like the first URL.
+        timeout_s: Seconds each connect, read or write may wait.
+        ca_file: A PEM file of certificate authorities to trust instead of the default ones
+            (certifi's), for a site's own CA.
+        hosts: When given, the only destinations that the URL and every redirect may name:
+            ``"HOST:PORT"`` admits that host name or address at that port only, a bare ``"HOST"`` only
+            at the scheme's own port (80 for http, 443 for https); a name admits the name only, never
+            the address it resolves to (``localhost`` does not admit ``127.0.0.1``), and an address only
+            itself. With ``hosts``, a non-public address is reached only when the URL names it
+            literally (a listed name that resolves to a private or loopback address is refused even
+            when the address is in ``allow``).
+        keep_method: A redirect that would turn the request into another method (301, 302 or 303
+            answering a POST) is not followed; its answer is returned as it is (a webhook's receiver
+            must answer at the URL given, not send the event elsewhere as a GET).
 
-    >>> NetPolicy(schemes=("http", "https"), allow=("127.0.0.1",))  # a test server on loopback
-    NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0, ca_file=None, hosts=(), keep_method=False)
+    Raises:
+        wanlab.UnsafeURLError: An ``allow`` entry is not an address or network, or a ``hosts`` entry
+            is not ``HOST`` or ``HOST:PORT``.
+
+    Example:
+        >>> NetPolicy(schemes=("http", "https"), allow=("127.0.0.1",))  # doctest: +NORMALIZE_WHITESPACE
+        NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0,
+                  ca_file=None, hosts=(), keep_method=False)
+        >>> NetPolicy(allow=("intranet",))
+        Traceback (most recent call last):
+        wanlab.errors.UnsafeURLError: allow: must be IP addresses or networks such as '10.0.0.0/8'; got 'intranet'
     """
 
     schemes: tuple[str, ...] = ("https",)
@@ -69,7 +79,23 @@ class NetPolicy:
                 raise UnsafeURLError(f"allow: must be IP addresses or networks such as '10.0.0.0/8'; got {entry!r}")
 
     def allows_host(self, host: str, port: int, scheme: str = "https") -> bool:
-        """True when ``hosts`` is empty or lists ``host`` at ``port`` (a bare entry: the scheme's own port)."""
+        """True when ``hosts`` is empty or lists ``host`` at ``port`` (a bare entry: the scheme's own port).
+
+        Args:
+            host: The URL's host (an IPv6 literal with or without brackets); case is ignored.
+            port: The port the request goes to.
+            scheme: The URL's scheme, which names a bare entry's port.
+
+        Returns:
+            Whether the destination is admitted.
+
+        Example:
+            >>> policy = NetPolicy(hosts=("hooks.example.org", "127.0.0.1:9000"))
+            >>> policy.allows_host("hooks.example.org", 443), policy.allows_host("hooks.example.org", 8443)
+            (True, False)
+            >>> policy.allows_host("127.0.0.1", 9000, "http")
+            True
+        """
         if not self.hosts:
             return True
         wanted = host.strip("[]").lower()
@@ -77,7 +103,19 @@ class NetPolicy:
         return any(h == wanted and (p if p is not None else own) == port for h, p in map(parse_host, self.hosts))
 
     def allows(self, address: Address) -> bool:
-        """True when ``address`` is public or inside an allow-listed network."""
+        """True when ``address`` is public or inside an allow-listed network.
+
+        Args:
+            address: An ``ipaddress`` address; an IPv6 address carrying an IPv4 one is judged by it.
+
+        Returns:
+            Whether a request may connect to it.
+
+        Example:
+            >>> policy = NetPolicy(allow=("10.0.0.0/8",))
+            >>> policy.allows(ipaddress.ip_address("10.1.2.3")), policy.allows(ipaddress.ip_address("127.0.0.1"))
+            (True, False)
+        """
         if is_public(address):
             return True
         plain = _unmapped(address)
@@ -87,8 +125,22 @@ class NetPolicy:
 def parse_host(entry: str) -> tuple[str, int | None]:
     """``"HOST"`` or ``"HOST:PORT"`` (an IPv6 address in brackets when it has a port) as (host, port or None).
 
-    >>> parse_host("hooks.example.org"), parse_host("127.0.0.1:9000"), parse_host("[::1]:9000")
-    (('hooks.example.org', None), ('127.0.0.1', 9000), ('::1', 9000))
+    Args:
+        entry: One entry of :attr:`NetPolicy.hosts`.
+
+    Returns:
+        ``(host, port)``: the host lower-cased, the port ``None`` when the entry names none.
+
+    Raises:
+        wanlab.UnsafeURLError: ``entry`` is not a string of that form (a scheme, path, user info, space or
+            port outside 1..65535).
+
+    Example:
+        >>> parse_host("hooks.example.org"), parse_host("127.0.0.1:9000"), parse_host("[::1]:9000")
+        (('hooks.example.org', None), ('127.0.0.1', 9000), ('::1', 9000))
+        >>> parse_host("https://hooks.example.org")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        wanlab.errors.UnsafeURLError: host: must be HOST or HOST:PORT (...), without scheme or path; got 'https://...'
     """
     rule = "HOST or HOST:PORT (an IPv6 address as [ADDRESS]:PORT), without scheme or path"
     text = entry.strip() if isinstance(entry, str) else ""
@@ -109,15 +161,39 @@ def parse_host(entry: str) -> tuple[str, int | None]:
 def is_public(address: Address) -> bool:
     """True for globally routable unicast addresses (an IPv4-mapped IPv6 address counts as its IPv4).
 
-    >>> is_public(ipaddress.ip_address("169.254.169.254")), is_public(ipaddress.ip_address("93.184.216.34"))
-    (False, True)
+    An IPv6 address that carries an IPv4 one (mapped ``::ffff:a.b.c.d``, IPv4-compatible, NAT64,
+    6to4, Teredo) is judged by that IPv4 address.
+
+    Args:
+        address: An ``ipaddress`` address.
+
+    Returns:
+        False for loopback, private, link-local, shared, multicast, reserved and unspecified addresses.
+
+    Example:
+        >>> is_public(ipaddress.ip_address("169.254.169.254")), is_public(ipaddress.ip_address("93.184.216.34"))
+        (False, True)
+        >>> is_public(ipaddress.ip_address("::ffff:127.0.0.1"))
+        False
     """
     plain = _unmapped(address)
     return plain.is_global and not plain.is_multicast
 
 
 def address_kind(address: Address) -> str:
-    """Why an address is not public, in words (``"loopback"``, ``"private"``, ``"link-local"`` ...)."""
+    """Why an address is not public, in words (``"loopback"``, ``"private"``, ``"link-local"`` ...).
+
+    Args:
+        address: An ``ipaddress`` address (judged as :func:`is_public` judges it).
+
+    Returns:
+        ``"loopback"``, ``"link-local"``, ``"multicast"``, ``"unspecified"``, ``"private"``,
+        ``"reserved"``, ``"not globally routable"``, or ``"public"``.
+
+    Example:
+        >>> address_kind(ipaddress.ip_address("169.254.169.254")), address_kind(ipaddress.ip_address("::1"))
+        ('link-local', 'loopback')
+    """
     plain = _unmapped(address)
     for attribute, word in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
                             ("is_multicast", "multicast"), ("is_unspecified", "unspecified"),
@@ -128,9 +204,11 @@ def address_kind(address: Address) -> str:
 
 
 def _unmapped(address: Address) -> Address:
-    """The IPv4 address an IPv6 address carries, when it carries one (then it is judged by it): mapped
-    (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``, e.g. ``::7f00:1``), NAT64 (``64:ff9b::/96``),
-    6to4 (``2002::/16``) and Teredo (``2001::/32``, its client); else the address itself."""
+    """The IPv4 address an IPv6 address carries, when it carries one (then it is judged by it); else the address.
+
+    Carried: mapped (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``, e.g. ``::7f00:1``), NAT64
+    (``64:ff9b::/96``), 6to4 (``2002::/16``) and Teredo (``2001::/32``, its client).
+    """
     if not isinstance(address, ipaddress.IPv6Address):
         return address
     if address.ipv4_mapped is not None:
@@ -147,20 +225,45 @@ def _unmapped(address: Address) -> Address:
 
 @dataclass(frozen=True)
 class Target:
-    """A URL that passed the policy, and the checked address to connect to."""
+    """A URL that passed the policy, and the checked address to connect to.
+
+    Attributes:
+        url: The parsed ``httpx.URL``.
+        address: The first address its host resolved to, all of them checked.
+
+    Example:
+        >>> target = check_url("http://127.0.0.1:9000/hook", NetPolicy(schemes=("http",), allow=("127.0.0.1",)))
+        >>> str(target.url), target.address
+        ('http://127.0.0.1:9000/hook', IPv4Address('127.0.0.1'))
+    """
 
     url: Any  # httpx.URL
     address: Address
 
 
 def check_url(url: str, policy: NetPolicy) -> Target:
-    """Check ``url`` against ``policy`` (scheme, then every resolved address); raise
-    :class:`UnsafeURLError` naming the URL, the rule and the address, or ``OSError`` when the host
-    does not resolve.
+    """Check ``url`` against ``policy``: :func:`precheck`, then every address its host resolves to.
 
-    >>> check_url("https://10.0.0.7/x", NetPolicy())
-    Traceback (most recent call last):
-    wanlab.errors.UnsafeURLError: https://10.0.0.7/x: must reach only public addresses; got 10.0.0.7 (private)
+    Every address must be public (not loopback, private, link-local, shared, multicast or reserved)
+    unless ``policy.allow`` lists its network.
+
+    Args:
+        url: The URL to reach.
+        policy: The policy it must pass.
+
+    Returns:
+        A :class:`Target`: the parsed URL and the checked address to connect to.
+
+    Raises:
+        wanlab.UnsafeURLError: The URL breaks a rule; the message names the URL, the rule and the address.
+        OSError: The host does not resolve.
+
+    Example:
+        >>> check_url("https://10.0.0.7/x", NetPolicy())
+        Traceback (most recent call last):
+        wanlab.errors.UnsafeURLError: https://10.0.0.7/x: must reach only public addresses; got 10.0.0.7 (private)
+        >>> check_url("http://127.0.0.1:9000/hook", NetPolicy(schemes=("http",), allow=("127.0.0.1",))).address
+        IPv4Address('127.0.0.1')
     """
     parsed, port = precheck(url, policy)
     addresses = resolve(parsed.host, port)
@@ -176,13 +279,29 @@ def check_url(url: str, policy: NetPolicy) -> Target:
 
 
 def precheck(url: str, policy: NetPolicy) -> tuple[Any, int]:
-    """What can be known of ``url`` without DNS (scheme, host, port, user info, allowed hosts, and an IP
-    literal's address): the parsed URL and its port, or :class:`UnsafeURLError`. A service runs it when a
-    request names the URL, :func:`check_url` again when it is fetched.
+    """Check what can be known of ``url`` without DNS.
 
-    >>> precheck("https://[::ffff:127.0.0.1]/x", NetPolicy())
-    Traceback (most recent call last):
-    wanlab.errors.UnsafeURLError: https://[::ffff:127.0.0.1]/x: must reach only public addresses; got 127.0.0.1 (loopback)
+    That is the scheme, host, port, user info, allowed hosts, and an IP literal's address. A service
+    runs it when a request names the URL, :func:`check_url` again when it is fetched.
+
+    Args:
+        url: The URL.
+        policy: The policy it must pass.
+
+    Returns:
+        ``(parsed, port)``: the ``httpx.URL`` and its port (the scheme's own when it names none).
+
+    Raises:
+        wanlab.UnsafeURLError: The URL is invalid, has a scheme the policy does not allow, no host, a user
+            name or password, a port outside 1..65535, a host outside ``policy.hosts``, or names a
+            non-public address the policy does not allow.
+
+    Example:
+        >>> precheck("https://[::ffff:127.0.0.1]/x", NetPolicy())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        wanlab.errors.UnsafeURLError: https://[::ffff:127.0.0.1]/x: must reach only public ...; got 127.0.0.1 (loopback)
+        >>> precheck("https://example.org/x", NetPolicy())[1]
+        443
     """
     import httpx
 
@@ -218,7 +337,22 @@ def _literal(host: str) -> Address | None:
 
 
 def resolve(host: str, port: int) -> list[Address]:
-    """Every address ``host`` resolves to (an IP literal resolves to itself); OSError when none."""
+    """Every address ``host`` resolves to (an IP literal resolves to itself).
+
+    Args:
+        host: A host name or IP literal (an IPv6 literal with or without brackets).
+        port: The port (passed to ``getaddrinfo``).
+
+    Returns:
+        The distinct addresses, in the resolver's order.
+
+    Raises:
+        OSError: The host does not resolve (``socket.gaierror``) or resolves to no address.
+
+    Example:
+        >>> resolve("[::1]", 443)
+        [IPv6Address('::1')]
+    """
     try:
         return [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
@@ -239,11 +373,32 @@ def stream(method: str, url: str, policy: NetPolicy, *, headers: Mapping[str, st
            content: bytes | None = None) -> Iterator[Any]:
     """An ``httpx.Response`` (not yet read) for ``url``, each hop checked and pinned to its address.
 
-    Redirects are followed by hand, up to ``policy.max_redirects``, each re-checked; proxies from
-    the environment are ignored (a proxy would connect to unchecked addresses).
+    Every hop (the URL and each redirect) passes :func:`check_url` before it is contacted. The
+    connection then goes to the checked address itself (the ``Host`` header and TLS still use the
+    host name, so the certificate is verified against it), so a DNS answer that changes between
+    check and connect cannot reach another address. Redirects are followed by hand, up to
+    ``policy.max_redirects``; proxies from the environment are ignored (a proxy would connect to
+    unchecked addresses).
 
-    >>> with stream("GET", "https://example.org/lora.safetensors", NetPolicy()) as response:  # doctest: +SKIP
-    ...     data = response.read()
+    Args:
+        method: The HTTP method.
+        url: The URL.
+        policy: The policy every hop must pass.
+        headers: Request headers (``Host`` is set by this function).
+        content: The request body; dropped when a redirect turns the request into a GET.
+
+    Yields:
+        The final ``httpx.Response``, closed when the block ends.
+
+    Raises:
+        wanlab.UnsafeURLError: A hop breaks the policy, or there are more than ``policy.max_redirects``
+            redirects.
+        OSError: A host does not resolve.
+        httpx.HTTPError: The connection fails or times out.
+
+    Example:
+        >>> with stream("GET", "https://example.org/lora.safetensors", NetPolicy()) as response:  # doctest: +SKIP
+        ...     data = response.read()
     """
     import ssl
 
@@ -275,8 +430,24 @@ def request(method: str, url: str, policy: NetPolicy, *, headers: Mapping[str, s
             content: bytes | None = None) -> Any:
     """:func:`stream`, read whole: for small requests such as a webhook delivery.
 
-    >>> request("POST", "https://example.org/hook", NetPolicy(), content=b"{}").status_code  # doctest: +SKIP
-    200
+    Args:
+        method: The HTTP method.
+        url: The URL.
+        policy: The policy every hop must pass.
+        headers: Request headers.
+        content: The request body.
+
+    Returns:
+        The ``httpx.Response``, its body read.
+
+    Raises:
+        wanlab.UnsafeURLError: A hop breaks the policy, or there are too many redirects.
+        OSError: A host does not resolve.
+        httpx.HTTPError: The connection fails or times out.
+
+    Example:
+        >>> request("POST", "https://example.org/hook", NetPolicy(), content=b"{}").status_code  # doctest: +SKIP
+        200
     """
     with stream(method, url, policy, headers=headers, content=content) as response:
         response.read()

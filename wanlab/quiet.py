@@ -20,8 +20,17 @@ LIBRARIES = ("peft", "huggingface_hub", "diffusers", "transformers", "accelerate
 def quiet(on: bool = True) -> Iterator[None]:
     """Inside the block, hide warnings raised from :data:`LIBRARIES` and their log records below ERROR.
 
-    >>> with quiet():  # doctest: +SKIP
-    ...     pipe = wanlab.load("toy")
+    Warnings issued by wanlab itself still show; the loggers' levels are restored on exit.
+
+    Args:
+        on: ``False`` makes the block a no-op (so callers can pass a ``--quiet`` flag straight through).
+
+    Yields:
+        Nothing; the silencing holds while the block runs.
+
+    Example:
+        >>> with quiet():  # doctest: +SKIP
+        ...     pipe = wanlab.load("toy")
     """
     if not on:
         yield

@@ -1,21 +1,16 @@
-"""Acceleration: cache hooks, ``torch.compile`` and attention backends as validated, recorded settings,
-and the study of what each costs in fidelity.
+"""Acceleration: cache hooks, ``torch.compile`` and attention backends as validated, recorded settings.
 
-diffusers ships the mechanisms; wanlab makes each one an :class:`Accel` setting that is part of a
-run's key and record, set per pipeline (``wanlab.load(..., accel=...)``) or per call
-(``pipe.generate(..., accel=...)``), applied around the denoising loop only and always undone:
+An :class:`Accel` (``cache`` of :data:`CACHE_METHODS`, ``compile``, ``attention_backend``; named ones in
+:data:`PRESETS`) is part of a run's key and record, set per pipeline (``wanlab.load(..., accel=...)``)
+or per call (``pipe.generate(..., accel=...)``), applied around the denoising loop only and always
+undone (:func:`applied`). :func:`study`, :func:`summarize` and :func:`plot_study` measure what each
+setting costs in fidelity. Modules: ``setting``, ``methods``, ``apply``, ``pab``, ``magcache``, ``tradeoff``.
 
-- ``cache``: ``"none"`` (exact), ``"first_block"``, ``"mag"`` (MagCache, calibrated on the model),
-  ``"taylorseer"``, ``"pab"`` (one cache per guidance branch) or ``"seacache"``, with
-  ``cache_params`` validated per method (:data:`METHODS`); ``"faster"`` is refused with its reason.
-- ``compile``: ``"off"``, ``"transformer"`` or ``"blocks"`` (regional compilation).
-- ``attention_backend``: ``None`` or a diffusers attention backend name.
-
-:func:`study` runs the exact baseline and each setting on the same requests and returns speedup
-and fidelity; :func:`summarize` aggregates it per setting and :func:`plot_study` draws speed
-against PSNR with the Pareto front marked. The modules: :mod:`~wanlab.accel.setting` (the value and
-presets), :mod:`~wanlab.accel.methods` (one spec per method), :mod:`~wanlab.accel.apply` (around a
-call), :mod:`~wanlab.accel.pab`, :mod:`~wanlab.accel.magcache` (MagCache), :mod:`~wanlab.accel.tradeoff`.
+Example:
+    >>> from wanlab.accel import Accel
+    >>> Accel.coerce("fbc").cache, "mag" in PRESETS
+    ('first_block', True)
+    >>> video = pipe.generate(prompt="a red square moving right quickly", accel="fbc")  # doctest: +SKIP
 """
 from __future__ import annotations
 

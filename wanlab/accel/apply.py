@@ -1,19 +1,8 @@
 """Applying an acceleration setting around one denoising call, and undoing it.
 
-Every hook is enabled just before the denoising loop and removed right after it (also on
-errors), so a later exact call gives output bit-identical to one made before. What wanlab adds
-on top of diffusers' mechanisms, each measured on the tiny model:
-
-- TaylorSeer's default module patterns match no module of Wan's transformer (it silently does
-  nothing); wanlab targets ``blocks.N.attn1/attn2/ffn`` and refuses a setting that hooks nothing.
-- PAB keeps one cache per guidance branch (:mod:`wanlab.accel.pab`).
-- Setting an attention backend in diffusers changes the process-wide default and
-  ``reset_attention_backend()`` does not restore it; wanlab restores both.
-- ``disable_cache()`` leaves instance ``forward`` attributes and empty hook registries that make
-  ``torch.compile`` recompile every call; wanlab removes them.
-- Work skipped is counted per call (:class:`CallCounter`): transformer calls made, calls served
-  from the cache, and the fraction of attention/feed-forward computations that ran
-  (``record["accel_stats"]``; not counted under ``torch.compile``).
+Holds :func:`applied` (the context the pipeline runs its denoising loop in; what wanlab adds on top of
+diffusers' mechanisms is listed there), :class:`Applied` (what it did, for the run's record) and
+:class:`CallCounter` (the work a cache skipped).
 """
 from __future__ import annotations
 
@@ -35,8 +24,24 @@ WORK_UNITS = ("attn1.to_out.0", "attn2.to_out.0", "ffn.net.2")
 
 
 class CallCounter:
-    """Counts, during one generation, the transformer calls and the attention/feed-forward
-    computations that actually ran (output projections of attn1, attn2 and ffn in every block)."""
+    """Counts, during one generation, the transformer calls and the attention/feed-forward computations that ran.
+
+    A computation is counted at its output projection (:data:`WORK_UNITS`: attn1, attn2 and ffn in
+    every block), through torch forward hooks that change no tensor.
+
+    Args:
+        transformer: A diffusers ``WanTransformer3DModel``; the hooks are registered on construction.
+
+    Attributes:
+        blocks: The transformer's block count.
+        per_call: Per transformer call, the units run in each block.
+
+    Example:
+        >>> counter = CallCounter(pipe.diffusers.transformer)  # doctest: +SKIP
+        >>> pipe.generate(prompt="a red square moving right quickly", steps=4)  # doctest: +SKIP
+        >>> counter.remove(); counter.stats()["calls"]  # doctest: +SKIP
+        8
+    """
 
     def __init__(self, transformer: Any) -> None:
         self.blocks = len(transformer.blocks)
@@ -60,14 +65,20 @@ class CallCounter:
         return hook
 
     def remove(self) -> None:
+        """Remove the hooks (the counts stay)."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
 
     def stats(self) -> dict[str, Any]:
-        """``calls`` (transformer calls made: steps x branches), ``calls_full`` (every block computed),
-        ``calls_skipped`` (the block stack served from the cache: nothing after the first block ran),
-        ``calls_partial`` (the rest) and ``block_work`` (fraction of attention/FFN computations run)."""
+        """The counts, as the record's ``"accel_stats"`` holds them.
+
+        Returns:
+            ``calls`` (transformer calls made: steps x branches), ``calls_full`` (every block computed),
+            ``calls_skipped`` (the block stack served from the cache: nothing after the first block ran),
+            ``calls_partial`` (the rest) and ``block_work`` (fraction of attention/FFN computations run;
+            None when no call was made).
+        """
         per_unit = len(WORK_UNITS)
         full = skipped = units = 0
         for counts in self.per_call:
@@ -84,7 +95,23 @@ class CallCounter:
 
 
 class Applied:
-    """What :func:`applied` did for one call: the setting, MagCache's calibration and the counts."""
+    """What :func:`applied` did for one call: the setting, MagCache's calibration and the counts.
+
+    Args:
+        accel: The setting applied.
+
+    Attributes:
+        accel: The setting.
+        calibration: What :func:`wanlab.accel.calibrate` returned, for MagCache with ``mag_ratios="auto"``;
+            else ``None``.
+        counter: The :class:`CallCounter`, or ``None`` under ``torch.compile``.
+        hooked: Names of the modules the cache hooked.
+
+    Example:
+        >>> with applied(pipe, "fbc", params) as state:  # doctest: +SKIP
+        ...     latents = pipe.diffusers(...)
+        >>> state.record()["cache"], state.stats()["calls_skipped"]  # doctest: +SKIP
+    """
 
     def __init__(self, accel: Accel) -> None:
         self.accel = accel
@@ -93,11 +120,20 @@ class Applied:
         self.hooked: list[str] = []
 
     def record(self) -> dict[str, Any]:
-        """The record's ``"accel"`` entry: the setting's canonical form (part of the run key)."""
+        """The record's ``"accel"`` entry: the setting's canonical form (part of the run key).
+
+        Returns:
+            ``Accel.to_dict()``.
+        """
         return self.accel.to_dict()
 
     def calibration_record(self) -> dict[str, Any] | None:
-        """The record's ``"accel_calibration"`` entry for MagCache with calibrated ratios."""
+        """The record's ``"accel_calibration"`` entry for MagCache with calibrated ratios.
+
+        Returns:
+            ``key``, ``sha256``, ``ratios``, ``source``, ``prompt`` and ``seed`` of the calibration, or
+            ``None`` when there was none.
+        """
         c = self.calibration
         if c is None:
             return None
@@ -105,7 +141,11 @@ class Applied:
                 "prompt": c["prompt"], "seed": c["seed"]}
 
     def stats(self) -> dict[str, Any]:
-        """The record's ``"accel_stats"``: :meth:`CallCounter.stats` (None values under compile)."""
+        """The record's ``"accel_stats"``: :meth:`CallCounter.stats` (None values under compile).
+
+        Returns:
+            The counts, each ``None`` when the call ran under ``torch.compile`` (hooks are not counted there).
+        """
         if self.counter is None:
             return {"calls": None, "calls_full": None, "calls_skipped": None, "calls_partial": None,
                     "block_work": None}
@@ -116,10 +156,42 @@ class Applied:
 def applied(pipe: Any, accel: Accel | str | Mapping[str, Any] | None, params: Params) -> Iterator[Applied]:
     """Apply ``accel`` to ``pipe``'s transformer for one denoising call of ``params``, and undo it.
 
-    ``pipe`` is a :class:`wanlab.Pipeline` (its ``diffusers`` pipeline, ``device`` and, for MagCache's
-    calibration, ``denoise``). Order: MagCache calibration (an exact run, when needed), attention
-    backend, cache hook, compilation, work counters; undone in reverse order on exit, also when the
-    call raises, so the next exact call is bit-identical to one made before.
+    Order: MagCache calibration (an exact run, when needed), attention backend, cache hook,
+    compilation, work counters; undone in reverse order on exit, also when the call raises, so the
+    next exact call gives output bit-identical to one made before. What wanlab adds on top of
+    diffusers' mechanisms, each measured on the tiny model:
+
+    - TaylorSeer's default module patterns match no module of Wan's transformer (it silently does
+      nothing); wanlab targets ``blocks.N.attn1/attn2/ffn`` and refuses a setting that hooks nothing.
+    - PAB keeps one cache per guidance branch (:mod:`wanlab.accel.pab`).
+    - Setting an attention backend in diffusers changes the process-wide default and
+      ``reset_attention_backend()`` does not restore it; wanlab restores both.
+    - ``disable_cache()`` leaves instance ``forward`` attributes and empty hook registries that make
+      ``torch.compile`` recompile every call; wanlab removes them.
+    - Work skipped is counted per call (:class:`CallCounter`): transformer calls made, calls served
+      from the cache, and the fraction of attention/feed-forward computations that ran
+      (``record["accel_stats"]``; not counted under ``torch.compile``).
+
+    Args:
+        pipe: A :class:`wanlab.Pipeline` (its ``diffusers`` pipeline, ``device`` and, for MagCache's
+            calibration, ``identity``, ``loras`` and ``denoise``).
+        accel: The setting, or anything :meth:`Accel.coerce` takes (a preset name, a mapping, ``None``).
+        params: The request about to run (its steps size the cache; MagCache calibrates at its shape).
+
+    Yields:
+        An :class:`Applied`, for the run's record.
+
+    Raises:
+        wanlab.ParamError: The setting is invalid, its cache hooks no module of this transformer, its
+            attention backend cannot run on this device or here, or ``compile="blocks"`` on a model
+            without repeated blocks.
+        RuntimeError: A cache hook was enabled on the transformer outside wanlab.
+
+    Example:
+        >>> params = pipe.params(prompt="a red square moving right quickly")  # doctest: +SKIP
+        >>> with applied(pipe, "fbc", params) as state:  # doctest: +SKIP
+        ...     latents = pipe.diffusers(...)
+        >>> state.stats()["calls_skipped"]  # doctest: +SKIP
     """
     from .magcache import calibrate
     from .pab import per_branch
@@ -173,8 +245,10 @@ def _enable_cache(transformer: Any, config: Any) -> None:
 
 @contextlib.contextmanager
 def _attention_backend(transformer: Any, backend: str, device: str) -> Iterator[None]:
-    """Set the attention backend of every attention processor and restore it, and diffusers'
-    process-wide active backend (which ``reset_attention_backend`` leaves changed), afterwards."""
+    """Set the attention backend of every attention processor; afterwards restore it and the active one.
+
+    diffusers' process-wide active backend is restored too (``reset_attention_backend`` leaves it changed).
+    """
     from diffusers.utils import logging as dlog
 
     if not device.startswith("cuda") and backend not in CPU_ATTENTION_BACKENDS:
@@ -196,8 +270,10 @@ def _attention_backend(transformer: Any, backend: str, device: str) -> Iterator[
 
 @contextlib.contextmanager
 def _compiled(transformer: Any, mode: str) -> Iterator[None]:
-    """Compile the transformer (or its repeated blocks) with ``torch.compile``, once per module;
-    the compiled callables are kept and reused, and the plain ones restored after the call."""
+    """Compile the transformer (or its repeated blocks) with ``torch.compile``, once per module.
+
+    The compiled callables are kept and reused, and the plain ones restored after the call.
+    """
     modules = [transformer] if mode == "transformer" else [
         m for m in transformer.modules() if type(m).__name__ in internals.repeated_block_names(transformer)]
     if not modules:

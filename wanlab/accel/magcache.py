@@ -1,13 +1,8 @@
 """MagCache's magnitude ratios, measured on the model itself and cached (memory and disk).
 
-MagCache skips steps by predicting how much the block stack's residual changes from one step to
-the next; the per-step ratios are a property of the model, its LoRAs and the sampler settings,
-not of the prompt. With ``mag_ratios="auto"`` wanlab measures them with one exact run of a fixed
-calibration prompt and seed at the request's size, frames, steps, guidance and flow shift, the
-way diffusers' ``MagCacheConfig(calibrate=True)`` does, and keeps them per
-(weights, LoRAs, request shape, settings, device, threads, versions) in memory and under
-``$WANLAB_CACHE/magcache/`` (default ``~/.cache/wanlab``). Several processes that need the same
-calibration at once (Ray actors on one machine) wait on a file lock: it is computed once.
+Holds :func:`calibrate` (what the ratios are and how they are measured is there), the cache key
+(:func:`calibration_inputs`, :func:`calibration_key`), :func:`remember` for ratios another process
+measured, and :func:`clear_calibrations` / :func:`cache_dir` for the cache.
 """
 from __future__ import annotations
 
@@ -33,14 +28,29 @@ _LOCK = threading.Lock()
 
 
 def cache_dir() -> Path:
-    """Where calibrations are kept on disk: ``$WANLAB_CACHE/magcache`` (default ``~/.cache/wanlab``)."""
+    """Where calibrations are kept on disk: ``$WANLAB_CACHE/magcache`` (default ``~/.cache/wanlab``).
+
+    Returns:
+        The folder (it may not exist yet).
+
+    Example:
+        >>> cache_dir().name
+        'magcache'
+    """
     from ..models.identity import cache_root
 
     return cache_root() / "magcache"
 
 
 def clear_calibrations(disk: bool = False) -> None:
-    """Forget calibrated MagCache ratios held in memory (and on disk when ``disk=True``)."""
+    """Forget calibrated MagCache ratios held in memory (and on disk when ``disk=True``).
+
+    Args:
+        disk: Also delete the calibration files in :func:`cache_dir`.
+
+    Example:
+        >>> clear_calibrations()
+    """
     with _LOCK:
         _CALIBRATIONS.clear()
     if disk and cache_dir().is_dir():
@@ -49,9 +59,23 @@ def clear_calibrations(disk: bool = False) -> None:
 
 
 def calibration_inputs(pipe: Any, params: Params, accel: Accel) -> dict[str, Any]:
-    """Everything MagCache's calibrated ratios depend on: model weights (and LoRAs), the request's
-    shape and sampler settings, the calibration prompt and seed, device, thread count (it changes
-    results in the last bits) and library versions."""
+    """Everything MagCache's calibrated ratios depend on (hashed into :func:`calibration_key`).
+
+    That is the model weights (and LoRAs), the request's shape and sampler settings, the calibration
+    prompt and seed, device, thread count (it changes results in the last bits) and library versions.
+
+    Args:
+        pipe: A :class:`wanlab.Pipeline`.
+        params: The request.
+        accel: A MagCache setting (its ``calibration_prompt`` and ``calibration_seed``).
+
+    Returns:
+        A JSON-ready dict, stored with the calibration as ``inputs``.
+
+    Example:
+        >>> calibration_inputs(pipe, params, Accel(cache="mag"))["steps"] == params.steps  # doctest: +SKIP
+        True
+    """
     import torch
 
     from ..record import package_version
@@ -68,6 +92,19 @@ def calibration_inputs(pipe: Any, params: Params, accel: Accel) -> dict[str, Any
 
 
 def calibration_key(pipe: Any, params: Params, accel: Accel) -> str:
+    """The key a calibration is cached under: a stable hash of :func:`calibration_inputs`.
+
+    Args:
+        pipe: A :class:`wanlab.Pipeline`.
+        params: The request.
+        accel: A MagCache setting.
+
+    Returns:
+        24 hex digits; the calibration file is ``cache_dir() / f"{key}.json"``.
+
+    Example:
+        >>> calibration_key(pipe, params, Accel(cache="mag"))  # doctest: +SKIP
+    """
     from ..record import stable_hash
 
     return stable_hash(calibration_inputs(pipe, params, accel), 24)
@@ -89,16 +126,35 @@ def calibrate(pipe: Any, params: Params, accel: Accel | str | Mapping[str, Any] 
               force: bool = False) -> dict[str, Any]:
     """MagCache magnitude ratios for ``params``' step count and settings on ``pipe``'s model.
 
-    Returns ``{"key", "ratios", "cond", "uncond", "sha256", "source", "prompt", "seed", "seconds"}``:
-    ``ratios`` (one per step) is what MagCache uses, the mean of the conditional and unconditional
-    branches' ratios (``cond``/``uncond``; ``uncond`` is None without guidance), measured as diffusers'
-    ``MagCacheConfig(calibrate=True)`` does: mean over tokens of
-    ``|residual(step)| / |residual(step - 1)|``, where the residual is the block stack's output minus
-    its input. ``source`` says whether the ratios were calibrated now or came from the memory or
-    disk cache.
+    MagCache (Ma et al. 2025, "MagCache: Fast Video Generation with Magnitude-Aware Cache") skips
+    steps by predicting how much the block stack's residual changes from one step to the next; the
+    per-step ratios are a property of the model, its LoRAs and the sampler settings, not of the
+    prompt. They are measured with one exact run of a fixed calibration prompt and seed at the
+    request's size, frames, steps, guidance and flow shift, the way diffusers'
+    ``MagCacheConfig(calibrate=True)`` does (``MagCacheBlockHook._perform_calibration_step``): mean
+    over tokens of ``|residual(step)| / |residual(step - 1)|``, where the residual is the block
+    stack's output minus its input. They are kept per :func:`calibration_key` in memory and under
+    :func:`cache_dir`; several processes that need the same calibration at once (Ray actors on one
+    machine) wait on a file lock, so it is computed once.
 
-    >>> wanlab.accel.calibrate(pipe, pipe.params(prompt="a fox"))["source"]  # doctest: +SKIP
-    'calibrated'
+    Args:
+        pipe: A :class:`wanlab.Pipeline`.
+        params: The request whose shape and sampler settings the ratios are for.
+        accel: A MagCache setting, or anything :meth:`Accel.coerce` takes (default ``"mag"``).
+        force: Measure again even when a cached calibration exists.
+
+    Returns:
+        ``{"key", "ratios", "cond", "uncond", "sha256", "source", "prompt", "seed", "seconds", ...}``:
+        ``ratios`` (one per step) is what MagCache uses, the mean of the conditional and unconditional
+        branches' ratios (``cond``/``uncond``; ``uncond`` is None without guidance). ``source`` says
+        whether the ratios were ``"calibrated"`` now or came from the ``"memory"`` or ``"disk"`` cache.
+
+    Raises:
+        wanlab.ParamError: ``accel`` is not a MagCache setting.
+
+    Example:
+        >>> wanlab.accel.calibrate(pipe, pipe.params(prompt="a fox"))["source"]  # doctest: +SKIP
+        'calibrated'
     """
     from ..fsutil import file_lock, write_json
 
@@ -131,11 +187,21 @@ def calibrate(pipe: Any, params: Params, accel: Accel | str | Mapping[str, Any] 
 
 
 def remember(calibration: Mapping[str, Any]) -> None:
-    """Keep a calibration measured by another process on the same model and settings (a Ray pool's
-    other worker sends the ``accel_calibration`` of its record) in memory, so this process does not
-    measure it again. Its ratios must hash to its ``sha256``.
+    """Keep in memory a calibration another process measured on the same model and settings.
 
-    >>> remember(video.record["accel_calibration"])  # doctest: +SKIP
+    A Ray pool's other worker sends the ``accel_calibration`` of its record, so this process does not
+    measure it again. A calibration already held under the same key is kept.
+
+    Args:
+        calibration: ``key``, ``ratios`` and ``sha256`` (``cond``, ``uncond``, ``prompt``, ``seed``,
+            ``seconds`` when known).
+
+    Raises:
+        ValueError: The ratios do not hash to ``sha256``.
+        KeyError: ``key`` or ``ratios`` is missing.
+
+    Example:
+        >>> remember(video.record["accel_calibration"])  # doctest: +SKIP
     """
     ratios = [float(r) for r in calibration["ratios"]]
     if _ratios_sha256(ratios) != calibration.get("sha256"):

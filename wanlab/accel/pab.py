@@ -1,16 +1,7 @@
 """Pyramid attention broadcast with one cache per guidance branch, as a registered diffusers hook.
 
-diffusers' PAB keeps one cache and one call counter per attention layer, shared by the two
-transformer calls per step that classifier-free guidance makes, so what is reused depends on
-the parity of the skip range: with 2, every unconditional call reuses the conditional call's
-attention of the same step; with 3, the branches reuse each other's older outputs. The method as
-published has each branch reuse its own previous step. :func:`per_branch` replaces each PAB hook
-diffusers registered with a :class:`BranchPABHook` under the same name (so ``disable_cache``
-removes it as it removes diffusers' own), whose state is kept per cache context (``cond`` /
-``uncond``, which ``WanPipeline`` sets around each call).
-
-Measured (64x64x17, 30 steps, rel. L2 of latents, 2 / 8 layers): skip 2 per-branch 1.0e-3 /
-2.0e-3, shared 2.8e-4 / 1.1e-3; skip 3 per-branch 1.9e-3 / 5.2e-3, shared 5.2e-3 / 1.4e-2.
+Holds :func:`per_branch`, which swaps diffusers' PAB hooks for per-branch ones (why, and what it
+measured, is there), and :func:`hook_class`, the hook (``BranchPABHook``).
 """
 from __future__ import annotations
 
@@ -64,14 +55,51 @@ _CLASS: list[type] = []
 
 
 def hook_class() -> type:
-    """The :class:`BranchPABHook` class (made once, on first use: it subclasses diffusers' ModelHook)."""
+    """The ``BranchPABHook`` class (made once, on first use: it subclasses diffusers' ModelHook).
+
+    A ``BranchPABHook`` is PAB on one attention layer, with its cache and call count kept per cache
+    context (diffusers' ``PyramidAttentionBroadcastState`` in a ``StateManager``).
+
+    Returns:
+        The class; ``cls(timestep_skip_range, block_skip_range, current_timestep_callback)`` makes a hook.
+
+    Example:
+        >>> hook_class().__name__  # doctest: +SKIP
+        'BranchPABHook'
+    """
     if not _CLASS:
         _CLASS.append(_hook_class())
     return _CLASS[0]
 
 
 def per_branch(transformer: Any) -> int:
-    """Replace every diffusers PAB hook under ``transformer`` by a per-branch one; return how many."""
+    """Replace every diffusers PAB hook under ``transformer`` by a per-branch one; return how many.
+
+    Pyramid attention broadcast (PAB; Zhao et al. 2024, "Real-Time Video Generation with Pyramid
+    Attention Broadcast") reuses attention outputs of earlier steps. diffusers' PAB
+    (``diffusers.hooks.pyramid_attention_broadcast``) keeps one cache and one call counter per
+    attention layer, shared by the two transformer calls per step that classifier-free guidance
+    makes, so what is reused depends on the parity of the skip range: with 2, every unconditional
+    call reuses the conditional call's attention of the same step; with 3, the branches reuse each
+    other's older outputs. The method as published has each branch reuse its own previous step.
+    Each PAB hook diffusers registered is replaced with a ``BranchPABHook`` (:func:`hook_class`) under
+    the same name (so ``disable_cache`` removes it as it removes diffusers' own), whose state is kept
+    per cache context (``cond`` / ``uncond``, which ``WanPipeline`` sets around each call).
+
+    Measured (64x64x17, 30 steps, rel. L2 of latents, 2 / 8 layers): skip 2 per-branch 1.0e-3 /
+    2.0e-3, shared 2.8e-4 / 1.1e-3; skip 3 per-branch 1.9e-3 / 5.2e-3, shared 5.2e-3 / 1.4e-2.
+
+    Args:
+        transformer: A diffusers transformer after ``enable_cache(PyramidAttentionBroadcastConfig(...))``.
+
+    Returns:
+        How many hooks were replaced (0 when there were none, or they were per-branch already).
+
+    Example:
+        >>> transformer.enable_cache(PyramidAttentionBroadcastConfig(...))  # doctest: +SKIP
+        >>> per_branch(transformer) > 0  # doctest: +SKIP
+        True
+    """
     cls = hook_class()
     replaced = 0
     for _, module in transformer.named_modules():

@@ -1,44 +1,9 @@
 """Every private name of diffusers and torch that wanlab relies on, in one place.
 
-The pipeline, acceleration, probes and the toy model's training look inside diffusers' and torch's
-objects. What they touch that is not public API lives here, each with a test in
-``tests/test_internals.py`` that fails, naming the name and the installed versions, when a release
-moves it. Probes look inside ``WanTransformer3DModel`` while it generates:
-
-- the block list ``transformer.blocks``, each block's self-attention ``block.attn1`` (whose first input
-  is the timestep-modulated input) and cross-attention ``block.attn2``
-  (``WanTransformerBlock``: self-attention ``attn1``, cross-attention ``attn2``, feed-forward ``ffn``);
-- how ``WanAttnProcessor`` turns a cross-attention's inputs into queries and keys
-  (``diffusers.models.transformers.transformer_wan._get_qkv_projections``, then ``norm_q``/``norm_k``
-  and a split into heads): :func:`cross_attention_qk` repeats it so attention probabilities can be
-  computed beside the model's own attention, never instead of it;
-- the scheduler's ``step(model_output, timestep, sample)``, wrapped on the per-call scheduler
-  instance (:func:`wrap_scheduler_step`), and its ``sigmas``, ``step_index`` and
-  ``index_for_timestep`` (:func:`step_sigma`);
-- the prompt cleaning diffusers applies before tokenizing (``pipeline_wan.prompt_clean``).
-
-The pipeline and acceleration (:mod:`wanlab.pipeline`, :mod:`wanlab.accel`):
-
-- ``DiffusionPipeline._execution_device`` and ``_progress_bar_config`` (:func:`execution_device`,
-  :func:`progress_bar_config`, :func:`restore_progress_bar_config`);
-- the VAE latents' de-normalisation ``WanPipeline.__call__`` applies before decoding, from the VAE
-  config's ``latents_mean`` / ``latents_std`` (:func:`denormalize_latents`);
-- ``ModelMixin._keep_in_fp32_modules`` and ``_repeated_blocks`` (:func:`keep_in_fp32_modules`,
-  :func:`repeated_block_names`);
-- diffusers' hook registry on each module, ``module._diffusers_hook`` (:func:`hook_registry`,
-  :func:`hooked_modules`, :func:`hook_state`, :func:`restore_hook_state`) and ``ModelHook._is_stateful``
-  (:func:`stateful_hook_base`);
-- the attention-backend registry ``attention_dispatch._AttentionBackendRegistry`` and each
-  processor's ``_attention_backend`` (:func:`attention_backends_restored`, :func:`active_attention_backend`);
-- torch's ``Module._compiled_call_impl``, where ``Module.compile`` keeps the compiled callable
-  (:func:`compiled_calls`).
-
-The toy model's VAE training (:mod:`wanlab.toy.autoencoder`): ``AutoencoderKLWan._encode``, its
-decoder's feature cache (``_feat_map``, ``_conv_idx``), ``WanResample.time_conv`` and
-``WanCausalConv3d._padding`` (:func:`vae_encode`, :func:`vae_decode_unclamped`, :func:`vae_time_convs`,
-:func:`vae_causal_convs`, :func:`causal_conv_padding`).
-
-Nothing here changes a tensor the model uses, except where a function says so (the toy's training
+Helpers for the transformer and scheduler (probes), the pipeline, diffusers' hooks, attention backends
+and compilation (acceleration), and the VAE (the toy model's training). Each private name has a test in
+``tests/test_internals.py`` that fails, naming the name and the installed versions, when a release moves
+it. Nothing here changes a tensor the model uses, except where a function says so (the toy's training
 helpers): each helper reads, computes on the side, or saves and restores.
 """
 from __future__ import annotations
@@ -49,25 +14,79 @@ from typing import Any
 
 
 def transformer_blocks(transformer: Any) -> list[Any]:
-    """The transformer's blocks in the order they run (``WanTransformer3DModel.blocks``)."""
+    """The transformer's blocks in the order they run (``WanTransformer3DModel.blocks``).
+
+    Each is a ``WanTransformerBlock``: self-attention ``attn1``, cross-attention ``attn2``, feed-forward
+    ``ffn``.
+
+    Args:
+        transformer: A diffusers ``WanTransformer3DModel``.
+
+    Returns:
+        The blocks, as a new list.
+
+    Example:
+        >>> transformer = wanlab.load("tiny").diffusers.transformer  # doctest: +SKIP
+        >>> len(transformer_blocks(transformer))  # doctest: +SKIP
+        2
+    """
     return list(transformer.blocks)
 
 
 def self_attention(block: Any) -> Any:
-    """A block's self-attention module, ``block.attn1``: its first input is the block's timestep-modulated
-    input ``norm1(h) * (1 + scale_msa) + shift_msa`` (what TeaCache compares between steps)."""
+    """A block's self-attention module, ``block.attn1``.
+
+    Its first input is the block's timestep-modulated input ``norm1(h) * (1 + scale_msa) + shift_msa``
+    (what TeaCache compares between steps).
+
+    Args:
+        block: A ``WanTransformerBlock``.
+
+    Returns:
+        The ``WanAttention`` module.
+
+    Example:
+        >>> first = self_attention(transformer_blocks(transformer)[0])  # doctest: +SKIP
+    """
     return block.attn1
 
 
 def cross_attention(block: Any) -> Any:
-    """A block's cross-attention module (video tokens attend to the prompt's tokens): ``block.attn2``."""
+    """A block's cross-attention module (video tokens attend to the prompt's tokens): ``block.attn2``.
+
+    Args:
+        block: A ``WanTransformerBlock``.
+
+    Returns:
+        The ``WanAttention`` module.
+
+    Example:
+        >>> attn = cross_attention(transformer_blocks(transformer)[-1])  # doctest: +SKIP
+    """
     return block.attn2
 
 
 def cross_attention_qk(attn: Any, hidden_states: Any, encoder_hidden_states: Any) -> tuple[Any, Any]:
-    """Queries ``(B, N, heads, d)`` and keys ``(B, L, heads, d)`` of a cross-attention, computed as
-    ``WanAttnProcessor`` computes them (projections, RMS norms, split into heads; no rotary embedding
-    in cross-attention). The image branch of image-to-video models (``add_k_proj``) is not read."""
+    """Queries and keys of a cross-attention, computed as ``WanAttnProcessor`` computes them.
+
+    That is diffusers' ``transformer_wan._get_qkv_projections``, then ``norm_q`` / ``norm_k`` (RMS norms)
+    and a split into heads; cross-attention has no rotary embedding. Probes use it to compute attention
+    probabilities beside the model's own attention, never instead of it. The image branch of
+    image-to-video models (``add_k_proj``) is not read.
+
+    Args:
+        attn: A cross-attention module (:func:`cross_attention`).
+        hidden_states: Its video-token input, ``(B, N, dim)``.
+        encoder_hidden_states: The prompt embeddings, ``(B, L, text dim)``.
+
+    Returns:
+        ``(query, key)``: ``(B, N, heads, d)`` and ``(B, L, heads, d)`` tensors.
+
+    Example:
+        >>> query, key = cross_attention_qk(attn, hidden, prompt_embeds)  # doctest: +SKIP
+        >>> q, k = query.transpose(1, 2), key.transpose(1, 2)  # (B, heads, tokens, d)  # doctest: +SKIP
+        >>> probs = (q @ k.mT * q.shape[-1] ** -0.5).softmax(-1)  # doctest: +SKIP
+    """
     from diffusers.models.transformers.transformer_wan import _get_qkv_projections
 
     query, key, _value = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
@@ -77,8 +96,22 @@ def cross_attention_qk(attn: Any, hidden_states: Any, encoder_hidden_states: Any
 
 
 def step_sigma(scheduler: Any, timestep: Any) -> Any:
-    """The sigma of the step the scheduler is about to take at ``timestep`` (its ``sigmas`` at its
-    ``step_index``, or at ``index_for_timestep`` before the first step initialises that index)."""
+    """The sigma of the step the scheduler is about to take at ``timestep``.
+
+    That is its ``sigmas`` at its ``step_index``, or at ``index_for_timestep`` before the first step
+    initialises that index.
+
+    Args:
+        scheduler: A diffusers flow scheduler (``UniPCMultistepScheduler``, ...) after ``set_timesteps``.
+        timestep: The timestep about to be taken.
+
+    Returns:
+        The sigma, a 0-d tensor.
+
+    Example:
+        >>> scheduler.set_timesteps(10)  # doctest: +SKIP
+        >>> float(step_sigma(scheduler, scheduler.timesteps[0]))  # doctest: +SKIP
+    """
     index = scheduler.step_index
     if index is None:
         index = scheduler.index_for_timestep(timestep)
@@ -87,9 +120,24 @@ def step_sigma(scheduler: Any, timestep: Any) -> Any:
 
 @contextlib.contextmanager
 def wrap_scheduler_step(scheduler: Any, observe: Callable[[Any, Any, Any, Any], None]) -> Iterator[None]:
-    """Call ``observe(model_output, timestep, sample, sigma)`` before each ``scheduler.step``, for as long
-    as the context lasts; ``step`` itself runs unchanged (the wrapper is an instance attribute, removed
-    on exit). ``model_output`` is the guided prediction the pipeline hands the scheduler."""
+    """Call ``observe(model_output, timestep, sample, sigma)`` before each ``scheduler.step`` while the context lasts.
+
+    ``step`` itself runs unchanged (the wrapper is an instance attribute of this scheduler, removed on
+    exit). ``model_output`` is the guided prediction the pipeline hands the scheduler.
+
+    Args:
+        scheduler: The scheduler instance the pipeline steps (``pipe.scheduler``).
+        observe: Called with the step's model output, timestep, sample and :func:`step_sigma`.
+
+    Yields:
+        Nothing; the wrapper is in place inside the block.
+
+    Example:
+        >>> seen = []  # doctest: +SKIP
+        >>> observe = lambda out, t, x, sigma: seen.append(float(sigma))  # doctest: +SKIP
+        >>> with wrap_scheduler_step(pipe.scheduler, observe):  # doctest: +SKIP
+        ...     pipe(prompt="a red square moving right quickly", num_inference_steps=4)
+    """
     had = "step" in scheduler.__dict__
     original = scheduler.step
 
@@ -108,7 +156,18 @@ def wrap_scheduler_step(scheduler: Any, observe: Callable[[Any, Any, Any, Any], 
 
 
 def prompt_clean(text: str) -> str:
-    """The text diffusers' Wan pipeline tokenizes for ``text`` (ftfy, HTML entities, whitespace)."""
+    """The text diffusers' Wan pipeline tokenizes for ``text`` (ftfy, HTML entities, whitespace).
+
+    Args:
+        text: A prompt.
+
+    Returns:
+        ``diffusers.pipelines.wan.pipeline_wan.prompt_clean(text)``.
+
+    Example:
+        >>> prompt_clean("  a red &amp; blue   square ")  # doctest: +SKIP
+        'a red & blue square'
+    """
     from diffusers.pipelines.wan.pipeline_wan import prompt_clean as clean
 
     return clean(text)
@@ -116,28 +175,75 @@ def prompt_clean(text: str) -> str:
 
 # --- the pipeline ---------------------------------------------------------------------------------------
 def execution_device(pipe: Any) -> Any:
-    """The device a diffusers pipeline runs its models on (``DiffusionPipeline._execution_device``: the
-    onload device under offloading), where it wants prompt embeddings."""
+    """The device a diffusers pipeline runs its models on, where it wants prompt embeddings.
+
+    ``DiffusionPipeline._execution_device``: the onload device under offloading.
+
+    Args:
+        pipe: A diffusers pipeline.
+
+    Returns:
+        A ``torch.device``.
+
+    Example:
+        >>> execution_device(wanlab.load("tiny").diffusers)  # doctest: +SKIP
+        device(type='cpu')
+    """
     return pipe._execution_device
 
 
 def progress_bar_config(pipe: Any) -> dict[str, Any]:
-    """A copy of the pipeline's denoising progress-bar settings (``DiffusionPipeline._progress_bar_config``,
-    which ``set_progress_bar_config`` replaces; empty before the first call), for
-    :func:`restore_progress_bar_config`."""
+    """A copy of the pipeline's denoising progress-bar settings, for :func:`restore_progress_bar_config`.
+
+    ``DiffusionPipeline._progress_bar_config``, which ``set_progress_bar_config`` replaces.
+
+    Args:
+        pipe: A diffusers pipeline.
+
+    Returns:
+        The settings (``tqdm`` keywords); empty before the first ``set_progress_bar_config``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> pipe = SimpleNamespace()  # stands for a pipeline never configured
+        >>> saved = progress_bar_config(pipe)
+        >>> pipe._progress_bar_config = {"disable": True}  # what set_progress_bar_config(disable=True) does
+        >>> restore_progress_bar_config(pipe, saved)
+        >>> saved, progress_bar_config(pipe)
+        ({}, {})
+    """
     return dict(getattr(pipe, "_progress_bar_config", {}))
 
 
 def restore_progress_bar_config(pipe: Any, config: dict[str, Any]) -> None:
-    """Put back settings :func:`progress_bar_config` returned (``set_progress_bar_config`` cannot unset
-    a key it never had)."""
+    """Put back settings :func:`progress_bar_config` returned (``set_progress_bar_config`` cannot unset a key).
+
+    Args:
+        pipe: A diffusers pipeline.
+        config: What :func:`progress_bar_config` returned.
+
+    Example:
+        See :func:`progress_bar_config`.
+    """
     pipe._progress_bar_config = config
 
 
 def denormalize_latents(vae: Any, latents: Any) -> Any:
-    """What ``WanPipeline.__call__`` hands the VAE: latents as the denoising loop leaves them,
+    """What ``WanPipeline.__call__`` hands the VAE, from latents as the denoising loop leaves them.
+
     ``latents * latents_std + latents_mean`` per channel (the VAE config's statistics), computed as
-    diffusers computes it (dividing by ``1 / latents_std``), in ``latents``' dtype and device."""
+    diffusers computes it (dividing by ``1 / latents_std``), in ``latents``' dtype and device.
+
+    Args:
+        vae: A diffusers ``AutoencoderKLWan``.
+        latents: ``(B, z_dim, T', H', W')`` latents.
+
+    Returns:
+        The de-normalised latents, same shape.
+
+    Example:
+        >>> frames = vae.decode(denormalize_latents(vae, latents), return_dict=False)[0]  # doctest: +SKIP
+    """
     import torch
 
     z = vae.config.z_dim
@@ -147,14 +253,38 @@ def denormalize_latents(vae: Any, latents: Any) -> Any:
 
 
 def keep_in_fp32_modules(model: Any) -> set[str]:
-    """Names of the submodules a diffusers model keeps in float32 whatever its dtype
-    (``ModelMixin._keep_in_fp32_modules``; for Wan's transformer its norms, rotary and time embedding)."""
+    """Names of the submodules a diffusers model keeps in float32 whatever its dtype.
+
+    ``ModelMixin._keep_in_fp32_modules``; for Wan's transformer its norms, rotary and time embedding.
+
+    Args:
+        model: A diffusers model.
+
+    Returns:
+        The names (empty when the model declares none).
+
+    Example:
+        >>> sorted(keep_in_fp32_modules(transformer))  # doctest: +SKIP
+        ['norm1', 'norm2', 'norm3', 'rope', 'scale_shift_table', 'time_embedder']
+    """
     return set(model._keep_in_fp32_modules or ())
 
 
 def repeated_block_names(model: Any) -> tuple[str, ...]:
-    """Class names of a diffusers model's repeated blocks (``ModelMixin._repeated_blocks``: what regional
-    compilation compiles); empty when the model declares none."""
+    """Class names of a diffusers model's repeated blocks (what regional compilation compiles).
+
+    ``ModelMixin._repeated_blocks``.
+
+    Args:
+        model: A diffusers model.
+
+    Returns:
+        The class names; empty when the model declares none.
+
+    Example:
+        >>> repeated_block_names(transformer)  # doctest: +SKIP
+        ('WanTransformerBlock',)
+    """
     return tuple(getattr(model, "_repeated_blocks", None) or ())
 
 
@@ -164,12 +294,36 @@ HOOK_REGISTRY = "_diffusers_hook"
 
 
 def hook_registry(module: Any) -> Any:
-    """The diffusers ``HookRegistry`` attached to ``module``, or None when none was ever attached."""
+    """The diffusers ``HookRegistry`` attached to ``module``, or None when none was ever attached.
+
+    Args:
+        module: A torch module.
+
+    Returns:
+        Its ``HookRegistry`` (kept under :data:`HOOK_REGISTRY`), or ``None``.
+
+    Example:
+        >>> import torch
+        >>> hook_registry(torch.nn.Linear(2, 2)) is None
+        True
+    """
     return module.__dict__.get(HOOK_REGISTRY)
 
 
 def hooked_modules(model: Any) -> list[str]:
-    """Names of ``model``'s submodules that carry a diffusers hook now (``"<root>"`` for the model)."""
+    """Names of ``model``'s submodules that carry a diffusers hook now (``"<root>"`` for the model).
+
+    Args:
+        model: A torch module.
+
+    Returns:
+        The names, in ``named_modules`` order.
+
+    Example:
+        >>> import torch
+        >>> hooked_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+        []
+    """
     names = []
     for name, module in model.named_modules():
         registry = hook_registry(module)
@@ -179,16 +333,41 @@ def hooked_modules(model: Any) -> list[str]:
 
 
 def hook_state(model: Any) -> dict[int, tuple[bool, bool]]:
-    """Per submodule (by ``id``): whether it has an instance ``forward`` and a diffusers hook registry,
-    for :func:`restore_hook_state` after hooks are removed."""
+    """Per submodule (by ``id``): whether it has an instance ``forward`` and a diffusers hook registry.
+
+    Saved before hooks are added, for :func:`restore_hook_state` after they are removed.
+
+    Args:
+        model: A torch module.
+
+    Returns:
+        ``{id(module): (has instance forward, has hook registry)}`` for every module under ``model``.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 2)
+        >>> hook_state(model) == {id(model): (False, False)}
+        True
+    """
     return {id(m): ("forward" in m.__dict__, HOOK_REGISTRY in m.__dict__) for m in model.modules()}
 
 
 def restore_hook_state(model: Any, before: dict[int, tuple[bool, bool]]) -> None:
-    """After ``disable_cache``: drop the instance ``forward`` and the empty hook registries that enabling
-    left on the submodules, so every module is as :func:`hook_state` saw it (``torch.compile`` guards on
-    them: without this, each cached call makes the next compiled call recompile). Registries that still
-    hold hooks (not wanlab's) are left alone."""
+    """After ``disable_cache``, put every module back as :func:`hook_state` saw it.
+
+    Drops the instance ``forward`` and the empty hook registries that enabling a cache left on the
+    submodules (``torch.compile`` guards on them: without this, each cached call makes the next
+    compiled call recompile). Registries that still hold hooks (not wanlab's) are left alone.
+
+    Args:
+        model: The torch module hooks were added to and removed from.
+        before: What :func:`hook_state` returned before they were added.
+
+    Example:
+        >>> before = hook_state(transformer)  # doctest: +SKIP
+        >>> transformer.enable_cache(config); transformer.disable_cache()  # doctest: +SKIP
+        >>> restore_hook_state(transformer, before)  # doctest: +SKIP
+    """
     for module in model.modules():
         had_forward, had_registry = before.get(id(module), (False, False))
         registry = hook_registry(module)
@@ -204,8 +383,20 @@ def restore_hook_state(model: Any, before: dict[int, tuple[bool, bool]]) -> None
 
 
 def stateful_hook_base() -> type:
-    """diffusers' ``ModelHook`` marked stateful (``_is_stateful = True``), so that the registry's
-    ``reset_stateful_hooks`` (called by ``cache_context`` users and ``disable_cache``) resets a subclass."""
+    """A base class for wanlab's hooks: diffusers' ``ModelHook`` marked stateful (``_is_stateful = True``).
+
+    The registry's ``reset_stateful_hooks`` (called by ``cache_context`` users and ``disable_cache``)
+    then resets a subclass.
+
+    Returns:
+        A new ``ModelHook`` subclass with ``_is_stateful = True``.
+
+    Example:
+        >>> class CountingHook(stateful_hook_base()):  # doctest: +SKIP
+        ...     def reset_state(self, module):
+        ...         self.calls = 0
+        ...         return module
+    """
     from diffusers.hooks.hooks import ModelHook
 
     class StatefulModelHook(ModelHook):
@@ -222,15 +413,36 @@ def _attention_registry() -> Any:
 
 
 def active_attention_backend() -> Any:
-    """diffusers' process-wide active attention backend (``_AttentionBackendRegistry``), which
-    ``set_attention_backend`` changes and ``reset_attention_backend`` does not restore."""
+    """The process-wide active attention backend of diffusers (``_AttentionBackendRegistry``).
+
+    ``set_attention_backend`` changes it and ``reset_attention_backend`` does not restore it.
+
+    Returns:
+        The active ``AttentionBackendName``.
+
+    Example:
+        >>> active_attention_backend()  # doctest: +SKIP
+        <AttentionBackendName.NATIVE: 'native'>
+    """
     return _attention_registry().get_active_backend()[0]
 
 
 @contextlib.contextmanager
 def attention_backends_restored(model: Any) -> Iterator[None]:
-    """Save, and on exit restore, every attention processor's backend under ``model`` (the processors'
-    ``_attention_backend``) and diffusers' process-wide active backend."""
+    """Save, and on exit restore, every attention processor's backend under ``model`` and the active one.
+
+    That is each processor's ``_attention_backend`` and diffusers' process-wide active backend.
+
+    Args:
+        model: A diffusers model.
+
+    Yields:
+        Nothing; whatever the block changes is put back on exit, also after an error.
+
+    Example:
+        >>> with attention_backends_restored(transformer):  # doctest: +SKIP
+        ...     transformer.set_attention_backend("flash")
+    """
     registry = _attention_registry()
     active = registry.get_active_backend()[0]
     processors = []
@@ -253,6 +465,17 @@ def compiled_calls(modules: Iterable[Any]) -> Iterator[None]:
     ``Module.compile`` keeps the compiled callable in ``Module._compiled_call_impl``; it is made once
     per module (kept as ``_wanlab_compiled``, so later contexts reuse it without recompiling) and the
     plain call is restored on exit.
+
+    Args:
+        modules: torch modules (e.g. a transformer's repeated blocks).
+
+    Yields:
+        Nothing; calls to the modules inside the block run compiled.
+
+    Example:
+        >>> blocks = transformer_blocks(transformer)  # doctest: +SKIP
+        >>> with compiled_calls(blocks):  # doctest: +SKIP
+        ...     pipe(prompt="a red square moving right quickly")
     """
     modules = list(modules)
     saved = [m._compiled_call_impl for m in modules]
@@ -272,14 +495,37 @@ def compiled_calls(modules: Iterable[Any]) -> Iterator[None]:
 
 # --- the VAE (the toy model's training) -----------------------------------------------------------------
 def vae_encode(vae: Any, x: Any) -> Any:
-    """``AutoencoderKLWan._encode``: the encoder's output (posterior mean and log-variance stacked on
-    channels), ``(B, 2 * z_dim, T', H', W')``, without sampling."""
+    """``AutoencoderKLWan._encode``: the encoder's output, without sampling.
+
+    Args:
+        vae: A diffusers ``AutoencoderKLWan``.
+        x: Videos ``(B, 3, T, H, W)`` in [-1, 1].
+
+    Returns:
+        The posterior mean and log-variance stacked on channels, ``(B, 2 * z_dim, T', H', W')``.
+
+    Example:
+        >>> mean = vae_encode(vae, x)[:, : vae.config.z_dim]  # doctest: +SKIP
+    """
     return vae._encode(x)
 
 
 def vae_decode_unclamped(vae: Any, z: Any) -> Any:
-    """``AutoencoderKLWan._decode`` without its final clamp: one latent frame at a time through the
-    causal decoder and its feature cache (``_feat_map``, ``_conv_idx``), then ``unpatchify``."""
+    """``AutoencoderKLWan._decode`` without its final clamp (for training the decoder).
+
+    Decodes one latent frame at a time through the causal decoder and its feature cache
+    (``_feat_map``, ``_conv_idx``), then ``unpatchify``; the VAE's cache is cleared before and after.
+
+    Args:
+        vae: A diffusers ``AutoencoderKLWan``.
+        z: Latents ``(B, z_dim, T', H', W')`` as the VAE takes them (de-normalised).
+
+    Returns:
+        Videos ``(B, 3, T, H, W)``, not clamped to [-1, 1].
+
+    Example:
+        >>> x = vae_decode_unclamped(vae, z)  # doctest: +SKIP
+    """
     import torch
     from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
 
@@ -298,22 +544,52 @@ def vae_decode_unclamped(vae: Any, z: Any) -> Any:
 
 
 def vae_time_convs(vae: Any) -> list[Any]:
-    """The temporal convolutions of the VAE's resampling layers (``WanResample.time_conv``: the
-    encoder's temporal downsampling and the decoder's temporal upsampling), in module order."""
+    """The temporal convolutions of the VAE's resampling layers (``WanResample.time_conv``), in module order.
+
+    Those are the encoder's temporal downsampling and the decoder's temporal upsampling.
+
+    Args:
+        vae: A diffusers ``AutoencoderKLWan``.
+
+    Returns:
+        The ``WanCausalConv3d`` modules.
+
+    Example:
+        >>> [conv.kernel_size for conv in vae_time_convs(vae)]  # doctest: +SKIP
+    """
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanResample
 
     return [m.time_conv for m in vae.modules() if isinstance(m, WanResample) and hasattr(m, "time_conv")]
 
 
 def vae_causal_convs(vae: Any) -> list[Any]:
-    """Every causal 3D convolution of the VAE (``WanCausalConv3d``, time convolutions included), in
-    module order."""
+    """Every causal 3D convolution of the VAE (``WanCausalConv3d``, time convolutions included), in module order.
+
+    Args:
+        vae: A diffusers ``AutoencoderKLWan``.
+
+    Returns:
+        The modules.
+
+    Example:
+        >>> len(vae_causal_convs(vae))  # doctest: +SKIP
+    """
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 
     return [m for m in vae.modules() if isinstance(m, WanCausalConv3d)]
 
 
 def causal_conv_padding(conv: Any) -> tuple[int, ...]:
-    """A ``WanCausalConv3d``'s padding as ``F.pad`` takes it (``_padding``: width left/right, height
-    top/bottom, time past/future; the past gets ``2 * padding[0]`` and the future none)."""
+    """A ``WanCausalConv3d``'s padding as ``F.pad`` takes it (its ``_padding``).
+
+    Args:
+        conv: A ``WanCausalConv3d``.
+
+    Returns:
+        ``(width left, width right, height top, height bottom, time past, time future)``; the past gets
+        ``2 * padding[0]`` and the future none.
+
+    Example:
+        >>> pad_w, _, pad_h = causal_conv_padding(conv)[:3]  # doctest: +SKIP
+    """
     return tuple(conv._padding)

@@ -1,10 +1,8 @@
 """The built-in offline models, and model cards: what a checkpoint folder declares about itself.
 
-A built-in is either built in code from fixed seeds (``tiny``) or a trained checkpoint folder
-shipped inside the package (``toy``). A checkpoint folder may carry a model card, ``wanlab.json``:
-its name, description, native request fields, text length (``max_sequence_length``), weights
-fingerprint and demo prompts, so that the same folder gives the same identity and defaults
-whether it is named (``"toy"``) or given by its path, and before any weight is loaded.
+Holds :class:`Builtin` and the registry (:func:`builtin`, :func:`builtins`, :data:`DEFAULT_MODEL`:
+``tiny`` built in code from fixed seeds, ``toy`` a trained checkpoint shipped inside the package),
+and :class:`Card` with :func:`read_card` / :func:`write_card` for a folder's ``wanlab.json``.
 """
 from __future__ import annotations
 
@@ -33,7 +31,26 @@ TRAINED_FIELDS = frozenset({"width", "height", "num_frames"})
 
 @dataclass(frozen=True)
 class Card:
-    """What a checkpoint declares about itself (``wanlab.json``); see the module docstring."""
+    """What a checkpoint declares about itself (``wanlab.json``).
+
+    A card lets the same folder give the same identity and defaults whether it is named (``"toy"``)
+    or given by its path, and before any weight is loaded.
+
+    Attributes:
+        name: The model's name.
+        description: One line about it.
+        native: Request fields (``wanlab.Params`` names) generation fills in when they are not given.
+        max_sequence_length: The text length the model was trained with.
+        fingerprint: The sha256 its weights hash to, or ``None``.
+        demo_prompts: Prompts that show what it can do.
+        vocabulary: A closed vocabulary, by kind of word.
+        trained: The request size it was trained at.
+
+    Example:
+        >>> card = read_card(TOY_FOLDER)
+        >>> card.name, dict(card.trained)
+        ('toy', {'width': 64, 'height': 64, 'num_frames': 17})
+    """
 
     name: str
     description: str = ""
@@ -47,6 +64,15 @@ class Card:
     trained: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The card as ``wanlab.json`` holds it (with ``format``; ``vocabulary`` and ``trained`` only when set).
+
+        Returns:
+            A JSON-ready dict that :func:`read_card` reads back to an equal card.
+
+        Example:
+            >>> Card("mine", native={"steps": 20}).to_dict()["native"], sorted(Card("mine").to_dict())[:3]
+            ({'steps': 20}, ['demo_prompts', 'description', 'fingerprint'])
+        """
         out = {"format": CARD_FORMAT, "name": self.name, "description": self.description, "native": dict(self.native),
                "max_sequence_length": self.max_sequence_length, "fingerprint": self.fingerprint,
                "demo_prompts": list(self.demo_prompts)}
@@ -58,8 +84,25 @@ class Card:
 
 
 def read_card(folder: Path) -> Card | None:
-    """The model card of a checkpoint folder, or None when it has none; a damaged card, or native
-    settings that are not valid request fields, is a LoadError naming the file."""
+    """The model card of a checkpoint folder, or None when it has none.
+
+    Args:
+        folder: A checkpoint folder.
+
+    Returns:
+        The :class:`Card` read from ``folder/wanlab.json``, or ``None`` when there is no such file.
+
+    Raises:
+        wanlab.LoadError: The card is damaged (unreadable, not JSON, another format, a missing name), its
+            native settings are not valid request fields or hold a prompt, or ``trained`` names
+            another field; the message names the file.
+
+    Example:
+        >>> read_card(TOY_FOLDER).name
+        'toy'
+        >>> read_card(Path("/nonexistent")) is None
+        True
+    """
     from ..params import Params
 
     file = folder / CARD_NAME
@@ -86,7 +129,22 @@ def read_card(folder: Path) -> Card | None:
 
 
 def write_card(folder: str | os.PathLike[str], card: Card) -> Path:
-    """Write ``card`` as the folder's ``wanlab.json`` (atomically); e.g. after training a checkpoint."""
+    """Write ``card`` as the folder's ``wanlab.json`` (atomically); e.g. after training a checkpoint.
+
+    Args:
+        folder: The checkpoint folder (it must exist).
+        card: The card.
+
+    Returns:
+        The path of the written file.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> path = write_card(folder, Card("mine", native={"steps": 20}, max_sequence_length=16))
+        >>> path.name, read_card(folder) == Card("mine", native={"steps": 20}, max_sequence_length=16)
+        ('wanlab.json', True)
+    """
     from ..fsutil import write_json
 
     target = Path(folder) / CARD_NAME
@@ -98,11 +156,25 @@ def write_card(folder: str | os.PathLike[str], card: Card) -> Path:
 class Builtin:
     """An offline model: built in code (``build``) or a shipped checkpoint ``folder`` with a card.
 
-    ``native`` holds request fields (``wanlab.Params`` names) that generation fills in when they are
-    not given; ``vocabulary`` and ``trained`` say what a model trained on a closed world knows (its
-    words by kind, the size it was trained at: :mod:`wanlab.models.scope` warns outside them); ``max_sequence_length`` is the text length the model was trained with (a property of
-    the model, not of the request); ``fingerprint`` is the sha256 its weights hash to (recorded, so
-    that run keys are known without loading it).
+    Attributes:
+        name: Its name (``"tiny"``, ``"toy"``).
+        description: One line about it.
+        build: Builds the pipeline in code, or ``None`` for a shipped checkpoint.
+        folder: The shipped checkpoint folder, or ``None`` for a model built in code.
+        native: Request fields (``wanlab.Params`` names) that generation fills in when they are not given.
+        max_sequence_length: The text length the model was trained with (a property of the model, not
+            of the request).
+        fingerprint: The sha256 its weights hash to (recorded, so that run keys are known without
+            loading it).
+        demo_prompts: Prompts that show what it can do.
+        vocabulary: What a model trained on a closed world knows: its words by kind
+            (:mod:`wanlab.models.scope` warns outside them).
+        trained: The size it was trained at (``width``, ``height``, ``num_frames``).
+
+    Example:
+        >>> toy = builtin("toy")
+        >>> toy.folder == TOY_FOLDER, toy.build is None, TINY.folder is None
+        (True, True, True)
     """
 
     name: str
@@ -153,14 +225,37 @@ BUILTIN_NAMES = ("tiny", *BUILTIN_FOLDERS)
 
 
 def builtin(name: str) -> Builtin:
-    """One built-in model; a shipped checkpoint whose card is missing or damaged is a LoadError."""
+    """One built-in model, read from its model card for a shipped checkpoint.
+
+    Args:
+        name: One of :data:`BUILTIN_NAMES` (``"tiny"``, ``"toy"``).
+
+    Returns:
+        The :class:`Builtin`.
+
+    Raises:
+        KeyError: ``name`` is not a built-in.
+        wanlab.LoadError: The shipped checkpoint's card is missing or damaged.
+
+    Example:
+        >>> builtin("toy").name, builtin("tiny").fingerprint == TINY_FINGERPRINT
+        ('toy', True)
+    """
     if name == "tiny":
         return TINY
     return _from_card(name, BUILTIN_FOLDERS[name])
 
 
 def builtins() -> dict[str, Builtin]:
-    """The built-in models by name (those whose shipped checkpoint cannot be read are left out)."""
+    """The built-in models by name (those whose shipped checkpoint cannot be read are left out).
+
+    Returns:
+        ``{name: Builtin}`` in :data:`BUILTIN_NAMES` order.
+
+    Example:
+        >>> list(builtins())
+        ['tiny', 'toy']
+    """
     out = {}
     for name in BUILTIN_NAMES:
         try:
@@ -171,7 +266,21 @@ def builtins() -> dict[str, Builtin]:
 
 
 def builtin_for_folder(folder: Path) -> Builtin | None:
-    """The built-in whose shipped checkpoint is ``folder`` (the same folder by path), if any."""
+    """The built-in whose shipped checkpoint is ``folder`` (the same folder by path), if any.
+
+    Args:
+        folder: A checkpoint folder.
+
+    Returns:
+        The :class:`Builtin`, or ``None`` when ``folder`` is not a shipped checkpoint (or does not exist).
+
+    Raises:
+        wanlab.LoadError: It is a shipped checkpoint whose card is damaged.
+
+    Example:
+        >>> builtin_for_folder(TOY_FOLDER).name, builtin_for_folder(Path("/nonexistent"))
+        ('toy', None)
+    """
     for name, shipped in BUILTIN_FOLDERS.items():
         if shipped.exists() and folder.exists() and os.path.samefile(shipped, folder):
             return builtin(name)

@@ -1,9 +1,6 @@
 """The built-in ``tiny`` model: a real diffusers ``WanPipeline`` with seeded random weights, built offline.
 
-Every component is the class the 14B model uses (UMT5 text encoder, T5 tokenizer,
-``WanTransformer3DModel``, ``AutoencoderKLWan``, UniPC flow scheduler), only small. The
-tokenizer is a Unigram vocabulary trained with the ``tokenizers`` library on an embedded corpus,
-so nothing is downloaded. Fixed seeds give identical weights on every machine.
+Holds its component configs, the embedded tokenizer corpus and :func:`build`.
 """
 from __future__ import annotations
 
@@ -89,7 +86,22 @@ def _train_tokenizer():
 
 
 def build():
-    """Build the tiny ``WanPipeline`` from fixed seeds (about 0.1 s plus tokenizer training)."""
+    """Build the tiny ``WanPipeline`` from fixed seeds (about 0.1 s plus tokenizer training).
+
+    Every component is the class the 14B model uses (UMT5 text encoder, T5 tokenizer,
+    ``WanTransformer3DModel``, ``AutoencoderKLWan``, UniPC flow scheduler), only small. The
+    tokenizer is a Unigram vocabulary trained with the ``tokenizers`` library on :data:`CORPUS`, so
+    nothing is downloaded. Fixed seeds give identical weights on every machine (their sha256 is
+    :data:`wanlab.models.registry.TINY_FINGERPRINT`); the global torch RNG is left as it was.
+
+    Returns:
+        A diffusers ``WanPipeline`` on the CPU in float32, in eval mode without gradients.
+
+    Example:
+        >>> pipe = build()  # doctest: +SKIP
+        >>> pipe.transformer.config.num_layers  # doctest: +SKIP
+        2
+    """
     import torch
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel

@@ -1,13 +1,8 @@
-"""Synthetic captioned clips of one moving shape, with the ground truth kept alongside each clip.
+"""The toy model's data: synthetic captioned clips of one moving shape, with the ground truth alongside.
 
-A clip is ``num_frames`` RGB frames (default 17 at 64x64) of one shape (square, circle or
-triangle pointing up) in one of five colours on a random dark uniform background, moving right,
-left, up or down at 1.25 ("slowly") or 2.5 ("quickly") px/frame, or standing still. Edges are
-anti-aliased analytically (pixel coverage), so sub-pixel positions render smoothly. The caption
-names every attribute: ``"a red square moving right quickly"``, ``"a blue circle standing still"``.
-
-Some caption combinations are held out of every training stage (:data:`HELD_OUT`) so the
-evaluation can report generalisation to unseen combinations of seen words separately.
+Holds the vocabulary (colours, shapes, motions, :data:`WORDS`), the 135 captions and the 15
+held out of training (:data:`HELD_OUT`), :func:`caption` / :func:`parse_caption`, and
+:func:`make_clip`, which renders a :class:`Clip` (how a clip looks is described there).
 """
 from __future__ import annotations
 
@@ -42,14 +37,50 @@ WORDS = ("a", *COLOURS, *SHAPES, "moving", *DIRECTIONS, *SPEEDS, "standing", "st
 
 
 def caption(colour: str, shape: str, direction: str, speed: str | None) -> str:
-    """The caption of a clip: ``"a red square moving right quickly"`` / ``"a red square standing still"``."""
+    """The caption of a clip: ``"a red square moving right quickly"`` / ``"a red square standing still"``.
+
+    Args:
+        colour: A key of :data:`COLOURS`.
+        shape: One of :data:`SHAPES`.
+        direction: One of :data:`DIRECTIONS`, or ``"still"``.
+        speed: A key of :data:`SPEEDS`; ignored (``None``) for ``"still"``.
+
+    Returns:
+        The caption; the words are not checked (:func:`parse_caption` checks them).
+
+    Example:
+        >>> caption("red", "square", "right", "quickly")
+        'a red square moving right quickly'
+        >>> caption("blue", "circle", "still", None)
+        'a blue circle standing still'
+    """
     if direction == "still":
         return f"a {colour} {shape} standing still"
     return f"a {colour} {shape} moving {direction} {speed}"
 
 
 def parse_caption(text: str) -> dict[str, Any]:
-    """Attributes named by a caption (inverse of :func:`caption`); ValueError for other text."""
+    """Attributes named by a caption (inverse of :func:`caption`).
+
+    Args:
+        text: A caption; surrounding whitespace is ignored.
+
+    Returns:
+        ``{"colour", "shape", "direction", "speed"}``; ``direction`` and ``speed`` are ``"still"`` for a
+        shape standing still.
+
+    Raises:
+        ValueError: ``text`` is not a toy caption (wrong pattern or a word outside the vocabulary).
+
+    Example:
+        >>> parse_caption("a red square moving right quickly")
+        {'colour': 'red', 'shape': 'square', 'direction': 'right', 'speed': 'quickly'}
+        >>> parse_caption("a blue circle standing still")["speed"]
+        'still'
+        >>> parse_caption("a purple square standing still")
+        Traceback (most recent call last):
+        ValueError: not a toy caption: 'a purple square standing still'
+    """
     words = text.strip().split()
     if len(words) == 5 and words[0] == "a" and words[3:] == ["standing", "still"]:
         colour, shape, direction, speed = words[1], words[2], "still", None
@@ -64,7 +95,16 @@ def parse_caption(text: str) -> dict[str, Any]:
 
 
 def all_captions() -> list[str]:
-    """All 135 captions, in a fixed order (colour, shape, motion)."""
+    """All 135 captions, in a fixed order (colour, shape, motion).
+
+    Returns:
+        5 colours x 3 shapes x 9 motions (:data:`MOTIONS`) captions.
+
+    Example:
+        >>> captions = all_captions()
+        >>> len(captions), captions[0], len(HELD_OUT), len(TRAIN_CAPTIONS)
+        (135, 'a red square moving right slowly', 15, 120)
+    """
     return [caption(c, s, d, v) for c, s, (d, v) in itertools.product(COLOURS, SHAPES, MOTIONS)]
 
 
@@ -86,7 +126,21 @@ TRAIN_CAPTIONS: tuple[str, ...] = tuple(c for c in all_captions() if c not in HE
 
 @dataclass
 class Clip:
-    """One clip: uint8 frames (T, H, W, 3), the shape's coverage (T, H, W) in [0, 1], and its truth."""
+    """One clip: uint8 frames (T, H, W, 3), the shape's coverage (T, H, W) in [0, 1], and its truth.
+
+    Attributes:
+        frames: ``numpy.uint8`` frames ``(T, H, W, 3)``.
+        coverage: ``float32`` ``(T, H, W)``: the fraction of each pixel the shape covers.
+        caption: The clip's caption.
+        truth: What :func:`make_clip` drew: the :func:`parse_caption` attributes plus ``speed_px``
+            (px/frame), ``size`` (px), ``centres`` (one ``(x, y)`` per frame), ``colour_rgb`` and
+            ``background_rgb``.
+
+    Example:
+        >>> clip = make_clip(clip_seed(0, 0, 0), "a red square moving right quickly")
+        >>> clip.frames.shape, clip.truth["speed_px"]
+        ((17, 64, 64, 3), 2.5)
+    """
 
     frames: np.ndarray
     coverage: np.ndarray
@@ -119,7 +173,36 @@ def _coverage(shape: str, cx: float, cy: float, size: float, h: int, w: int) -> 
 
 def make_clip(rng: np.random.Generator, text: str | None = None, *, width: int = WIDTH, height: int = HEIGHT,
               num_frames: int = NUM_FRAMES, captions: tuple[str, ...] = TRAIN_CAPTIONS) -> Clip:
-    """Render one clip: ``text`` (a caption) or one drawn from ``captions``; all else drawn from ``rng``."""
+    """Render one clip: ``text`` (a caption) or one drawn from ``captions``; all else drawn from ``rng``.
+
+    A clip is ``num_frames`` RGB frames (default 17 at 64x64) of one shape (square, circle or
+    triangle pointing up) in one of five colours (each channel jittered by up to
+    :data:`COLOUR_JITTER`) on a random dark uniform background, moving right, left, up or down at
+    1.25 ("slowly") or 2.5 ("quickly") px/frame, or standing still. Sizes and speeds are for 64x64
+    and scale with the smaller side. The start is drawn so the whole shape stays in every frame.
+    Edges are anti-aliased analytically (pixel coverage), so sub-pixel positions render smoothly.
+
+    Args:
+        rng: The generator every random choice is drawn from (:func:`clip_seed` makes one per clip).
+        text: The caption to render; ``None`` draws one from ``captions``.
+        width: Frame width in px.
+        height: Frame height in px.
+        num_frames: Frames per clip.
+        captions: The captions to draw from when ``text`` is ``None`` (default: :data:`TRAIN_CAPTIONS`).
+
+    Returns:
+        The :class:`Clip`, with its ground truth.
+
+    Raises:
+        ValueError: ``text`` is not a toy caption.
+
+    Example:
+        >>> clip = make_clip(np.random.default_rng(0), "a green circle moving up slowly")
+        >>> clip.frames.dtype, clip.coverage.shape, clip.truth["direction"], clip.truth["speed_px"]
+        (dtype('uint8'), (17, 64, 64), 'up', 1.25)
+        >>> make_clip(np.random.default_rng(0), width=128, height=128, num_frames=9).frames.shape
+        (9, 128, 128, 3)
+    """
     if text is None:
         text = captions[int(rng.integers(len(captions)))]
     attrs = parse_caption(text)
@@ -157,6 +240,21 @@ def make_clip(rng: np.random.Generator, text: str | None = None, *, width: int =
 
 
 def clip_seed(seed: int, stage: int, index: int) -> np.random.Generator:
-    """The generator of one clip: a pure function of (seed, stage, index), so runs resume exactly."""
+    """The generator of one clip: a pure function of (seed, stage, index), so runs resume exactly.
+
+    Args:
+        seed: The recipe's seed.
+        stage: A number per training stage, so stages draw different clips.
+        index: The clip's index within the stage.
+
+    Returns:
+        ``numpy.random.default_rng([seed, stage, index])``.
+
+    Example:
+        >>> a = make_clip(clip_seed(1, 2, 3)).frames
+        >>> b = make_clip(clip_seed(1, 2, 3)).frames
+        >>> bool((a == b).all())
+        True
+    """
     return np.random.default_rng([seed, stage, index])
 

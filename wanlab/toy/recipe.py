@@ -96,12 +96,42 @@ RECIPES: dict[str, dict[str, Any]] = {"full": RECIPE, "test": TEST_RECIPE, "warm
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:
-    """Short sha256 of a recipe's canonical JSON (keys sorted)."""
+    """Short sha256 of a recipe's canonical JSON (keys sorted).
+
+    Args:
+        recipe: A recipe (plain JSON data), e.g. :data:`RECIPE`.
+
+    Returns:
+        The first 16 hex digits of the sha256 of ``json.dumps(recipe, sort_keys=True)``.
+
+    Example:
+        >>> recipe_hash({"b": 1, "a": 2}) == recipe_hash({"a": 2, "b": 1})
+        True
+        >>> len(recipe_hash(RECIPE))
+        16
+    """
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def stage_hash(recipe: dict[str, Any], stage: str) -> str:
-    """Hash of the recipe parts a stage depends on: the global settings, its own section and earlier ones."""
+    """Hash of the recipe parts a stage depends on: the global settings, its own section and earlier ones.
+
+    Args:
+        recipe: A recipe, e.g. :data:`RECIPE`.
+        stage: One of :data:`STAGES`.
+
+    Returns:
+        :func:`recipe_hash` of those parts, so a later stage's settings never change an earlier stage's hash.
+
+    Raises:
+        ValueError: ``stage`` is not one of :data:`STAGES`.
+
+    Example:
+        >>> stage_hash(RECIPE, "vae") == stage_hash(WARM_RECIPE, "vae")
+        True
+        >>> stage_hash(RECIPE, "transformer") == stage_hash(WARM_RECIPE, "transformer")
+        False
+    """
     keys = ["seed", "threads", "width", "height", "num_frames"]
     keys += [s for s in STAGES[: STAGES.index(stage) + 1] if s in recipe]
     return recipe_hash({k: recipe[k] for k in keys})

@@ -16,16 +16,39 @@ import numpy as np
 
 
 class StopTraining(Exception):
-    """Raised when ``stop_after`` asks to stop (tests of resuming)."""
+    """Raised by :meth:`Loop.end_step` when ``stop_after`` asks to stop (tests of resuming)."""
 
 
 def seed_int(*key: int) -> int:
-    """A 62-bit seed that is a pure function of ``key`` (numpy's SeedSequence)."""
+    """A 62-bit seed that is a pure function of ``key`` (numpy's SeedSequence).
+
+    Args:
+        *key: Integers, e.g. (seed, stage, step).
+
+    Returns:
+        An int in ``[0, 2**62)``, the same for the same key on every machine.
+
+    Example:
+        >>> seed_int(1, 2, 3) == seed_int(1, 2, 3) != seed_int(1, 2, 4)
+        True
+    """
     return int(np.random.default_rng([int(k) for k in key]).integers(2**62))
 
 
 def generator(*key: int):
-    """A ``torch.Generator`` seeded from ``key`` (e.g. seed, stage, step)."""
+    """A ``torch.Generator`` seeded from ``key`` (e.g. seed, stage, step).
+
+    Args:
+        *key: Integers, as for :func:`seed_int`.
+
+    Returns:
+        A CPU ``torch.Generator`` seeded with ``seed_int(*key)``.
+
+    Example:
+        >>> import torch
+        >>> bool((torch.rand(3, generator=generator(7, 1, 0)) == torch.rand(3, generator=generator(7, 1, 0))).all())
+        True
+    """
     import torch
 
     return torch.Generator().manual_seed(seed_int(*key))
@@ -34,8 +57,19 @@ def generator(*key: int):
 def lr_at(step: int, total: int, base: float, warmup: int, min_ratio: float) -> float:
     """Linear warmup to ``base``, then cosine decay to ``base * min_ratio`` at ``total``.
 
-    >>> lr_at(0, 100, 1.0, 10, 0.1), lr_at(9, 100, 1.0, 10, 0.1), round(lr_at(100, 100, 1.0, 10, 0.1), 6)
-    (0.1, 1.0, 0.1)
+    Args:
+        step: The step (0-based).
+        total: Steps in the run; the rate stays at ``base * min_ratio`` from there on.
+        base: The peak learning rate.
+        warmup: Warmup steps (step ``warmup - 1`` reaches ``base``).
+        min_ratio: The final rate as a fraction of ``base``.
+
+    Returns:
+        The learning rate at ``step``.
+
+    Example:
+        >>> lr_at(0, 100, 1.0, 10, 0.1), lr_at(9, 100, 1.0, 10, 0.1), round(lr_at(100, 100, 1.0, 10, 0.1), 6)
+        (0.1, 1.0, 0.1)
     """
     if step < warmup:
         return base * (step + 1) / warmup
@@ -44,7 +78,15 @@ def lr_at(step: int, total: int, base: float, warmup: int, min_ratio: float) -> 
 
 
 def save_checkpoint(obj: Any, path: Path) -> None:
-    """``torch.save`` atomically (temporary file, fsync, rename): a reader sees the old file or the new one."""
+    """``torch.save`` atomically (temporary file, fsync, rename): a reader sees the old file or the new one.
+
+    Args:
+        obj: What to save (state dicts, tensors, plain data).
+        path: The checkpoint file.
+
+    Example:
+        >>> save_checkpoint({"model": model.state_dict(), "step": 10}, Path("work/vae.pt"))  # doctest: +SKIP
+    """
     import torch
 
     from ..fsutil import atomic_file
@@ -54,7 +96,21 @@ def save_checkpoint(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> Any:
-    """A checkpoint written by :func:`save_checkpoint` (CPU tensors)."""
+    """A checkpoint written by :func:`save_checkpoint` (CPU tensors).
+
+    Args:
+        path: The checkpoint file (a trusted one: it is unpickled with ``weights_only=False``).
+
+    Returns:
+        The saved object, its tensors on the CPU.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+
+    Example:
+        >>> load_checkpoint(Path("work/vae.pt"))["step"]  # doctest: +SKIP
+        10
+    """
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=False)
@@ -63,10 +119,41 @@ def load_checkpoint(path: Path) -> Any:
 class Loop:
     """One resumable training loop of ``total`` steps, checkpointed to ``path``.
 
-    ``loop.resume()`` loads the checkpoint (or returns None); ``loop.steps()`` yields the remaining
-    step indices; after each step ``loop.end_step(done, payload, **values)`` logs every
-    ``log_every`` steps and, every ``ckpt_every`` steps and at the end, saves ``payload()`` with the
-    loop's state, then stops if ``stop_after(name, done)`` asks to (tests of resuming).
+    ``loop.resume()`` loads the checkpoint (or returns None); ``loop.steps()`` gives the remaining
+    step indices; after each step, ``loop.log(done, **values)`` when ``loop.due(done)``, then
+    ``loop.end_step(done, payload)``, which every ``ckpt_every`` steps and at the end saves
+    ``payload()`` with the loop's state, then stops if ``stop_after(name, done)`` asks to.
+
+    Args:
+        name: The stage's name (in log lines and messages).
+        path: The checkpoint file.
+        total: Steps in the loop.
+        log_every: Steps between log lines (:meth:`due`).
+        ckpt_every: Steps between checkpoints.
+        progress: Print log lines and resuming.
+        stop_after: ``stop_after(name, done)`` returning True stops the loop with :class:`StopTraining`
+            after that step's checkpoint (tests of resuming).
+
+    Attributes:
+        state: ``{"step", "log", "elapsed", "cpu"}``: the next step, the log lines, and the wall and CPU
+            seconds at the last checkpoint.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "stage.pt"
+        >>> stop = lambda name, done: done == 2
+        >>> loop = Loop("stage", path, 4, log_every=1, ckpt_every=1, stop_after=stop)
+        >>> loop.resume() is None
+        True
+        >>> try:
+        ...     for step in loop.steps():
+        ...         loop.end_step(step + 1, lambda: {"weights": step})
+        ... except StopTraining as exc:
+        ...     print(exc)
+        stage: stopped after 2 steps
+        >>> again = Loop("stage", path, 4, log_every=1, ckpt_every=1)
+        >>> again.resume()["weights"], again.steps()
+        (1, range(2, 4))
     """
 
     def __init__(self, name: str, path: Path, total: int, *, log_every: int, ckpt_every: int,
@@ -78,7 +165,12 @@ class Loop:
         self._t0, self._c0 = time.perf_counter(), time.process_time()
 
     def resume(self) -> dict[str, Any] | None:
-        """The saved checkpoint (its state restored into this loop), or None when there is none."""
+        """The saved checkpoint (its state restored into this loop), or None when there is none.
+
+        Returns:
+            The dict :meth:`end_step` saved (``payload()`` plus ``"state"``), or ``None`` when ``path``
+            does not exist (the loop then starts at step 0).
+        """
         if not self.path.exists():
             self._t0, self._c0 = time.perf_counter(), time.process_time()
             return None
@@ -91,10 +183,16 @@ class Loop:
         return ck
 
     def steps(self) -> range:
+        """The step indices left: from the resumed step to ``total``.
+
+        Returns:
+            ``range(state["step"], total)``.
+        """
         return range(self.state["step"], self.total)
 
     @property
     def elapsed(self) -> float:
+        """Wall seconds since the loop started, counting the sessions before a resume."""
         return time.perf_counter() - self._t0
 
     @property
@@ -108,7 +206,12 @@ class Loop:
         return float(self.state.get("cpu", 0.0))
 
     def log(self, done: int, **values: Any) -> None:
-        """Record one log line (and print it when ``progress``)."""
+        """Record one log line in ``state["log"]`` (and print it with an ETA when ``progress``).
+
+        Args:
+            done: Steps done.
+            **values: What to log (floats are rounded to 6 digits), e.g. ``loss=0.12``.
+        """
         elapsed = self.elapsed
         line = {"stage": self.name, "step": done, "elapsed_s": round(elapsed, 2),
                 **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in values.items()}}
@@ -119,11 +222,26 @@ class Loop:
             print(f"[{self.name}] {done}/{self.total} {vals} ({elapsed:.0f} s, eta {eta:.0f} s)", flush=True)
 
     def due(self, done: int) -> bool:
-        """Whether step ``done`` is a logging step."""
+        """Whether step ``done`` is a logging step.
+
+        Args:
+            done: Steps done.
+
+        Returns:
+            True every ``log_every`` steps and at ``total``.
+        """
         return done % self.log_every == 0 or done == self.total
 
     def end_step(self, done: int, payload: Callable[[], dict[str, Any]]) -> None:
-        """Checkpoint ``payload()`` plus the loop state when due, then stop if asked to."""
+        """Checkpoint ``payload()`` plus the loop state when due, then stop if asked to.
+
+        Args:
+            done: Steps done.
+            payload: Called only when a checkpoint is due; returns what to save besides the state.
+
+        Raises:
+            StopTraining: ``stop_after(name, done)`` asked to stop before ``total``.
+        """
         if done % self.ckpt_every and done != self.total:
             return
         self.state.update(step=done, elapsed=self.elapsed, cpu=time.process_time() - self._c0)

@@ -1,13 +1,9 @@
 """Evaluate the toy model: how often its clips show what their captions ask.
 
-The clip reader (:func:`score_frames`: direction, speed class, colour, shape, visible) is
+Holds :func:`evaluate` / :func:`evaluate_clips` (accuracy per attribute in a :class:`Report`),
+:func:`speed_contrast` and :func:`empty_prompt_directions`, and ``python -m wanlab.toy.scoring``
+(:func:`main`), which prints all of them for a model. The clip reader (:func:`score_frames`) is
 ``wanlab.metrics.shapes``, re-exported here.
-
-:func:`evaluate` generates clips from a pipeline for seen and held-out captions and reports
-accuracy per attribute, split and guidance; :func:`evaluate_clips` scores clips with known captions
-(ground truth scores 100 %); :func:`speed_contrast` checks that "quickly" captions measure a larger
-``flow_magnitude`` than their "slowly" twins; :func:`empty_prompt_directions` counts the directions
-an empty prompt produces. ``python -m wanlab.toy.scoring`` prints all of them for a model.
 """
 from __future__ import annotations
 
@@ -49,12 +45,42 @@ def _correct(pred: dict[str, Any], truth: dict[str, Any]) -> dict[str, bool]:
 
 @dataclass
 class Report:
-    """Per-clip rows; accuracy per (split, guidance) of each attribute, and the share of visible clips."""
+    """Per-clip rows; accuracy per (split, guidance) of each attribute, and the share of visible clips.
+
+    Its ``repr`` is :meth:`table`, so a notebook cell ending in a report shows the table.
+
+    Attributes:
+        rows: One dict per clip: ``caption``, ``split`` (``"seen"``, ``"held-out"`` or
+            ``"ground-truth"``), ``pred`` (:func:`score_frames`), ``truth`` (:func:`parse_caption`),
+            ``correct`` (one bool per column of :data:`COLUMNS`), and for generated clips ``seed`` and
+            ``guidance_scale``.
+
+    Example:
+        >>> from wanlab.toy import data
+        >>> report = evaluate_clips([data.make_clip(np.random.default_rng(0), "a red square standing still")])
+        >>> report.rows[0]["correct"]
+        {'direction': True, 'speed': True, 'colour': True, 'shape': True, 'visible': True}
+    """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def accuracy(self, split: str | None = None, guidance: float | None = None) -> dict[str, float]:
-        """Share of rows right per column (and ``n``), over one split and guidance or all of them."""
+        """Share of rows right per column (and ``n``), over one split and guidance or all of them.
+
+        Args:
+            split: Only rows of this split (``"seen"``, ``"held-out"``, ``"ground-truth"``); ``None``: all.
+            guidance: Only rows generated at this guidance scale; ``None``: all.
+
+        Returns:
+            ``{column: share in [0, 1]}`` for each of :data:`COLUMNS`, plus ``"n"`` (the rows counted);
+            ``{}`` when no row matches.
+
+        Example:
+            >>> from wanlab.toy import data
+            >>> report = evaluate_clips([data.make_clip(np.random.default_rng(0), "a red square standing still")])
+            >>> report.accuracy()["shape"], report.accuracy()["n"], report.accuracy("seen")
+            (1.0, 1, {})
+        """
         rows = [r for r in self.rows if (split is None or r["split"] == split)
                 and (guidance is None or r.get("guidance_scale") == guidance)]
         if not rows:
@@ -62,7 +88,20 @@ class Report:
         return {a: float(np.mean([r["correct"][a] for r in rows])) for a in COLUMNS} | {"n": len(rows)}
 
     def table(self) -> str:
-        """Markdown table: accuracy per split (and guidance, when several were run)."""
+        """Markdown table: accuracy per split (and guidance, when several were run).
+
+        Returns:
+            One row per (guidance, split) with ``n`` and each column's accuracy in %, plus an ``all``
+            row per guidance when there are several splits.
+
+        Example:
+            >>> from wanlab.toy import data
+            >>> clips = [data.make_clip(np.random.default_rng(i), c) for i, c in enumerate(data.HELD_OUT[:3])]
+            >>> print(evaluate_clips(clips).table())
+            | guidance | captions | n | direction | speed | colour | shape | visible |
+            |---|---|---|---|---|---|---|---|
+            | - | ground-truth | 3 | 100.0% | 100.0% | 100.0% | 100.0% | 100.0% |
+        """
         guidances = sorted({r.get("guidance_scale") for r in self.rows}, key=lambda g: (g is None, g))
         splits = [s for s in ("seen", "held-out", "ground-truth") if any(r["split"] == s for r in self.rows)]
         lines = ["| guidance | captions | n | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (3 + len(COLUMNS))]
@@ -81,10 +120,23 @@ class Report:
 def evaluate_clips(clips: Iterable[Any], split: str = "ground-truth") -> Report:
     """Score clips whose caption is known (objects with ``.frames`` and ``.caption``).
 
-    >>> from wanlab.toy import data
-    >>> clips = [data.make_clip(np.random.default_rng(i), c) for i, c in enumerate(data.HELD_OUT[:3])]
-    >>> evaluate_clips(clips).accuracy()["direction"]
-    1.0
+    Rendered ground truth (:func:`wanlab.toy.data.make_clip`) scores 100 %, which checks the reader.
+
+    Args:
+        clips: Objects with ``.frames`` (uint8 ``(T, H, W, 3)``) and ``.caption`` (a toy caption).
+        split: The split recorded in each row.
+
+    Returns:
+        A :class:`Report` with one row per clip.
+
+    Raises:
+        ValueError: A clip's caption is not a toy caption.
+
+    Example:
+        >>> from wanlab.toy import data
+        >>> clips = [data.make_clip(np.random.default_rng(i), c) for i, c in enumerate(data.HELD_OUT[:3])]
+        >>> evaluate_clips(clips).accuracy()["direction"]
+        1.0
     """
     report = Report()
     for clip in clips:
@@ -96,7 +148,21 @@ def evaluate_clips(clips: Iterable[Any], split: str = "ground-truth") -> Report:
 
 
 def prompts_for(n_prompts: int, seed: int = 0) -> list[tuple[str, str]]:
-    """``n_prompts`` (caption, split) pairs: half seen captions, half held-out, in a seeded spread."""
+    """``n_prompts`` (caption, split) pairs: half seen captions, half held-out, in a seeded spread.
+
+    Args:
+        n_prompts: How many pairs; the held-out half is ``n_prompts // 2`` (captions repeat past 15).
+        seed: Seed of the spread.
+
+    Returns:
+        ``(caption, "seen")`` pairs first, then ``(caption, "held-out")`` pairs.
+
+    Example:
+        >>> [split for _, split in prompts_for(5)]
+        ['seen', 'seen', 'seen', 'held-out', 'held-out']
+        >>> prompts_for(4)[2]
+        ('a white triangle moving down slowly', 'held-out')
+    """
     rng = np.random.default_rng(seed)
     n_held = n_prompts // 2
     seen = [TRAIN_CAPTIONS[i] for i in rng.permutation(len(TRAIN_CAPTIONS))]
@@ -114,10 +180,29 @@ def evaluate(pipe: Any, n_prompts: int = 40, seeds: Sequence[int] = (1000, 1001)
              progress: bool = False, **fields: Any) -> Report:
     """Generate clips with ``pipe`` (a ``wanlab.Pipeline``) and score them against their captions.
 
-    Prompts: ``prompts`` (toy captions; split "seen" or "held-out" by :data:`HELD_OUT`) or
-    :func:`prompts_for(n_prompts)`. Each prompt runs with every seed and guidance scale
-    (default: the pipeline's native one). ``fields`` override other request fields (steps, ...).
-    Example: ``evaluate(wanlab.load("toy"), 8, [11]).accuracy()["direction"]``.
+    Each prompt runs with every seed and guidance scale.
+
+    Args:
+        pipe: A pipeline, or anything with ``generate(prompt=, seed=, guidance_scale=, **fields)``
+            returning an object with ``.frames``.
+        n_prompts: How many prompts :func:`prompts_for` picks when ``prompts`` is not given.
+        seeds: The seeds each prompt runs with.
+        guidance_scales: The guidance scales to run; default: ``fields["guidance_scale"]`` if given,
+            else the pipeline's native one (5.0 when it has none).
+        prompts: Toy captions to run instead, each split "seen" or "held-out" by :data:`HELD_OUT`.
+        progress: Print a counter with the elapsed time.
+        **fields: Other request fields (``steps``, ``num_frames``, ...) passed to every ``generate``.
+
+    Returns:
+        A :class:`Report` with one row per (guidance, prompt, seed).
+
+    Raises:
+        ValueError: A prompt is not a toy caption.
+        wanlab.ParamError: A field breaks its rule (raised by ``pipe.generate``).
+
+    Example:
+        >>> report = evaluate(wanlab.load("toy"), 8, [11])  # doctest: +SKIP
+        >>> report.accuracy("held-out")["direction"]  # doctest: +SKIP
     """
     pairs = ([(p, "held-out" if p in HELD_OUT else "seen") for p in prompts] if prompts is not None
              else prompts_for(n_prompts))
@@ -142,7 +227,19 @@ def evaluate(pipe: Any, n_prompts: int = 40, seeds: Sequence[int] = (1000, 1001)
 
 
 def speed_pairs(n_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
-    """``n_pairs`` ("... quickly", "... slowly") caption twins (same colour, shape, direction), seeded spread."""
+    """``n_pairs`` ("... quickly", "... slowly") caption twins (same colour, shape, direction), seeded spread.
+
+    Args:
+        n_pairs: How many twins (at most 60, the (colour, shape, direction) triples).
+        seed: Seed of the spread.
+
+    Returns:
+        ``(quickly caption, slowly caption)`` pairs.
+
+    Example:
+        >>> speed_pairs(1)
+        [('a green circle moving right quickly', 'a green circle moving right slowly')]
+    """
     triples = list(itertools.product(COLOURS, SHAPES, DIRECTIONS))
     order = np.random.default_rng(seed).permutation(len(triples))
     picks = [triples[i] for i in order[:n_pairs]]
@@ -153,9 +250,28 @@ def speed_contrast(pipe: Any, guidance_scales: Sequence[float] = (2.0, 3.0, 4.0,
                    seeds: Sequence[int] = (1000, 1001), **fields: Any) -> list[dict[str, Any]]:
     """Per guidance: mean ``flow_magnitude`` of "quickly" and "slowly" twins, and how often quickly is larger.
 
-    Each twin pair runs with the same seeds; ``quicker`` is the share of (pair, seed) where the
-    "quickly" clip measures the larger ``wanlab.metrics.flow_magnitude`` (px/frame, whole frame).
-    Example: ``speed_contrast(wanlab.load("toy"), [2.0], n_pairs=2, seeds=[1])``.
+    Each twin pair (:func:`speed_pairs`) runs with the same seeds; ``quicker`` is the share of
+    (pair, seed) where the "quickly" clip measures the larger ``wanlab.metrics.flow_magnitude``
+    (px/frame, whole frame).
+
+    Args:
+        pipe: A pipeline (as for :func:`evaluate`).
+        guidance_scales: One result row per guidance scale.
+        n_pairs: Twin pairs per guidance scale.
+        seeds: The seeds each caption runs with.
+        **fields: Other request fields passed to every ``generate``.
+
+    Returns:
+        One dict per guidance scale: ``guidance_scale``, ``n`` (pairs x seeds), ``quickly_flow``,
+        ``slowly_flow`` (means, px/frame) and ``quicker`` (a share in [0, 1]); :func:`speed_table`
+        prints them.
+
+    Raises:
+        wanlab.ParamError: A field breaks its rule (raised by ``pipe.generate``).
+
+    Example:
+        >>> rows = speed_contrast(wanlab.load("toy"), [2.0], n_pairs=2, seeds=[1])  # doctest: +SKIP
+        >>> print(speed_table(rows))  # doctest: +SKIP
     """
     from .. import metrics
 
@@ -175,7 +291,21 @@ def speed_contrast(pipe: Any, guidance_scales: Sequence[float] = (2.0, 3.0, 4.0,
 
 
 def speed_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of :func:`speed_contrast` rows."""
+    """Markdown table of :func:`speed_contrast` rows.
+
+    Args:
+        rows: The rows :func:`speed_contrast` returns.
+
+    Returns:
+        The table, one line per row.
+
+    Example:
+        >>> print(speed_table([{"guidance_scale": 3.0, "n": 16, "quickly_flow": 2.1, "slowly_flow": 1.05,
+        ...                     "quicker": 0.9375}]))
+        | guidance | pairs x seeds | flow_magnitude quickly | slowly | quickly larger |
+        |---|---|---|---|---|
+        | 3 | 16 | 2.10 | 1.05 | 94% |
+    """
     lines = ["| guidance | pairs x seeds | flow_magnitude quickly | slowly | quickly larger |", "|---|---|---|---|---|"]
     lines += [f"| {r['guidance_scale']:g} | {r['n']} | {r['quickly_flow']:.2f} | {r['slowly_flow']:.2f} | "
               f"{100 * r['quicker']:.0f}% |" for r in rows]
@@ -183,7 +313,25 @@ def speed_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def empty_prompt_directions(pipe: Any, seeds: Sequence[int], **fields: Any) -> dict[str, int]:
-    """Direction counts of clips generated from an empty prompt (should be spread, not one direction)."""
+    """Direction counts of clips generated from an empty prompt (should be spread, not one direction).
+
+    Args:
+        pipe: A pipeline (as for :func:`evaluate`).
+        seeds: One clip per seed, from the prompt ``" "``.
+        **fields: Other request fields passed to every ``generate``.
+
+    Returns:
+        ``{direction: clips}`` as :func:`score_frames` reads them without optical flow (``"still"``
+        included).
+
+    Raises:
+        wanlab.ParamError: A field breaks its rule (raised by ``pipe.generate``).
+
+    Example:
+        >>> counts = empty_prompt_directions(wanlab.load("toy"), range(16))  # doctest: +SKIP
+        >>> sum(counts.values())  # doctest: +SKIP
+        16
+    """
     counts: dict[str, int] = {}
     for seed in seeds:
         video = pipe.generate(prompt=" ", seed=int(seed), **fields)

@@ -17,13 +17,18 @@ CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,'-!?"
 
 
 def build_tokenizer():
-    """transformers' ``T5Tokenizer`` over a closed vocabulary: every caption word is one token.
+    """Build transformers' ``T5Tokenizer`` over a closed vocabulary: every caption word is one token.
 
-    Scores are canonical (words -1 each, characters -10 each), so a caption word always wins over
-    spelling it in characters.
+    The vocabulary is T5's specials, every word of :data:`wanlab.toy.data.WORDS` and the single
+    characters of :data:`CHARS`. Scores are canonical (words -1 each, characters -10 each), so a
+    caption word always wins over spelling it in characters.
 
-    >>> len(build_tokenizer()("a red square moving right quickly").input_ids)
-    7
+    Returns:
+        A ``transformers.T5Tokenizer``; it appends ``</s>`` to each text.
+
+    Example:
+        >>> len(build_tokenizer()("a red square moving right quickly").input_ids)
+        7
     """
     from transformers import T5Tokenizer
 
@@ -34,7 +39,23 @@ def build_tokenizer():
 
 
 def tokenize(tokenizer: Any, texts: list[str], max_length: int):
-    """Token ids and mask exactly as ``WanPipeline._get_t5_prompt_embeds`` makes them."""
+    """Token ids and mask exactly as ``WanPipeline._get_t5_prompt_embeds`` makes them.
+
+    Each text is cleaned as diffusers cleans a prompt, then padded or truncated to ``max_length``.
+
+    Args:
+        tokenizer: A tokenizer, e.g. from :func:`build_tokenizer`.
+        texts: The prompts.
+        max_length: Tokens per prompt (the pipeline's ``max_sequence_length``).
+
+    Returns:
+        ``(input_ids, attention_mask)``: two ``torch.long`` tensors of shape ``(len(texts), max_length)``.
+
+    Example:
+        >>> ids, mask = tokenize(build_tokenizer(), ["a red square", "a blue circle moving left"], 8)
+        >>> tuple(ids.shape), mask.sum(dim=1).tolist()
+        ((2, 8), [4, 6])
+    """
     from ..models.internals import prompt_clean
 
     out = tokenizer([prompt_clean(t) for t in texts], padding="max_length", max_length=max_length,
@@ -43,6 +64,20 @@ def tokenize(tokenizer: Any, texts: list[str], max_length: int):
 
 
 def text_embeddings(text_encoder: Any, ids: Any, mask: Any):
-    """``WanPipeline``'s prompt embeddings: encoder states, zeros after each prompt's length."""
+    """``WanPipeline``'s prompt embeddings: encoder states, zeros after each prompt's length.
+
+    Args:
+        text_encoder: A transformers ``UMT5EncoderModel`` (or any encoder called as ``encoder(ids, mask)``).
+        ids: Token ids, ``(batch, length)``, from :func:`tokenize`.
+        mask: The attention mask from :func:`tokenize`, same shape.
+
+    Returns:
+        A tensor ``(batch, length, d_model)`` in the encoder's dtype, zero where ``mask`` is 0.
+
+    Example:
+        >>> ids, mask = tokenize(tokenizer, ["a red square moving right"], 16)  # doctest: +SKIP
+        >>> text_embeddings(pipe.text_encoder, ids, mask).shape  # doctest: +SKIP
+        torch.Size([1, 16, 32])
+    """
     states = text_encoder(ids, mask).last_hidden_state
     return states * mask[..., None].to(states.dtype)
