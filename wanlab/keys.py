@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ParamError
+from .inputs import AccelLike
 from .params import Params
 from .record import stable_hash
 from .values import plain
@@ -31,7 +32,7 @@ PREFIX_RE = re.compile(f"^[0-9a-f]{{{MIN_PREFIX},{KEY_LENGTH}}}$")
 UNREADABLE = "unreadable:"
 
 
-def accel_dict(accel: Any) -> dict[str, Any]:
+def accel_dict(accel: AccelLike) -> dict[str, Any]:
     """An acceleration setting in the canonical form records and keys hold.
 
     Args:
@@ -52,7 +53,7 @@ def accel_dict(accel: Any) -> dict[str, Any]:
     return Accel.coerce(accel).to_dict()
 
 
-def key_parts(identity: ModelIdentity | Mapping[str, Any], params: Params, accel: Any = None,
+def key_parts(identity: ModelIdentity | Mapping[str, Any], params: Params, accel: AccelLike = None,
               loras: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """What the run key of ``params`` on ``identity`` with ``accel`` is the hash of.
 

@@ -9,12 +9,13 @@ run, and the work the cache skipped; :func:`summarize` aggregates per setting an
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..backend import Job
+from ..backend import Backend, Job
 from ..errors import ParamError
 from ..frames import pooled_psnr
+from ..inputs import AccelLike
 from ..values import check_choice, check_int
 from .setting import Accel
 
@@ -97,7 +98,8 @@ def rel_l2(a: Any, b: Any) -> float:
     return float(np.linalg.norm(a64 - b64) / norm) if norm else float(np.linalg.norm(a64 - b64))
 
 
-def study(backend: Any, points: Any, settings: Any, *, repeats: int = 1, warmup: str | bool = "auto",
+def study(backend: Backend, points: Any, settings: Iterable[AccelLike] | Mapping[str, AccelLike], *,
+          repeats: int = 1, warmup: str | bool = "auto",
           timing: str = "median", progress: bool = False) -> pd.DataFrame:
     """Run the exact baseline and each acceleration setting on the same requests; one row per (point, setting).
 

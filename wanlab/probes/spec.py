@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ProbeError
+from ..inputs import AccelLike, ProbesLike
 
 #: Probe names, in the order they are recorded and stored.
 NAMES = ("trajectory", "attention", "features")
@@ -21,7 +22,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 DTYPES = ("float32", "float16")
 
 
-def normalize(probes: Any) -> dict[str, dict[str, Any]] | None:
+def normalize(probes: ProbesLike) -> dict[str, dict[str, Any]] | None:
     """``probes`` in canonical form (``{name: settings}``, names in :data:`NAMES` order), or None for none.
 
     Args:
@@ -140,7 +141,7 @@ def check_against(probes: Mapping[str, Mapping[str, Any]], *, steps: int, blocks
                                          chosen)
 
 
-def check_accel(probes: Mapping[str, Any] | None, accel: Any) -> None:
+def check_accel(probes: Mapping[str, Any] | None, accel: AccelLike) -> None:
     """Refuse probes that hook inside the blocks with a compiled transformer (``accel.compile``).
 
     Compiled blocks do not run Python hooks as written. The trajectory needs no block hook.

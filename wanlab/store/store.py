@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamError, WanlabError
 from ..fsutil import atomic_dir, atomic_file, file_lock, sha256_file, write_json
+from ..inputs import PathLike, StoreLike
 from ..keys import KEY_LENGTH, KEY_RE, MIN_PREFIX, PREFIX_RE, check_key, record_key_parts, run_key
 from ..params import Params
 from ..record import now_iso
@@ -517,7 +518,7 @@ def default_store_path() -> Path:
     return Path(os.environ.get("WANLAB_STORE", "runs/tasks"))
 
 
-def find_run(ref: Any, store: Any = None) -> Run:
+def find_run(ref: Run | PathLike, store: StoreLike | None = None) -> Run:
     """A run from a :class:`Run`, a run folder (or a file in it), or a key.
 
     Args:
