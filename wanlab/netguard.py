@@ -44,8 +44,9 @@ class NetPolicy:
     answering a POST) is not followed; its answer is returned as it is (a webhook's receiver must
     answer at the URL given, not send the event elsewhere as a GET).
 
-    >>> NetPolicy(schemes=("http", "https"), allow=("127.0.0.1",))  # a test server on loopback
-    NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0, ca_file=None, hosts=(), keep_method=False)
+    >>> NetPolicy(schemes=("http", "https"), allow=("127.0.0.1",))  # doctest: +NORMALIZE_WHITESPACE
+    NetPolicy(schemes=('http', 'https'), allow=('127.0.0.1',), max_redirects=5, timeout_s=30.0, ca_file=None,
+              hosts=(), keep_method=False)
     """
 
     schemes: tuple[str, ...] = ("https",)
@@ -65,8 +66,9 @@ class NetPolicy:
         for entry in self.allow:
             try:
                 ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise UnsafeURLError(f"allow: must be IP addresses or networks such as '10.0.0.0/8'; got {entry!r}")
+            except ValueError as exc:
+                raise UnsafeURLError(
+                    f"allow: must be IP addresses or networks such as '10.0.0.0/8'; got {entry!r}") from exc
 
     def allows_host(self, host: str, port: int, scheme: str = "https") -> bool:
         """True when ``hosts`` is empty or lists ``host`` at ``port`` (a bare entry: the scheme's own port)."""
@@ -180,9 +182,10 @@ def precheck(url: str, policy: NetPolicy) -> tuple[Any, int]:
     literal's address): the parsed URL and its port, or :class:`UnsafeURLError`. A service runs it when a
     request names the URL, :func:`check_url` again when it is fetched.
 
-    >>> precheck("https://[::ffff:127.0.0.1]/x", NetPolicy())
+    >>> precheck("https://[::ffff:127.0.0.1]/x", NetPolicy())  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
-    wanlab.errors.UnsafeURLError: https://[::ffff:127.0.0.1]/x: must reach only public addresses; got 127.0.0.1 (loopback)
+    wanlab.errors.UnsafeURLError: https://[::ffff:127.0.0.1]/x: must reach only public addresses;
+        got 127.0.0.1 (loopback)
     """
     import httpx
 
