@@ -96,10 +96,10 @@ def timing_table(video: np.ndarray, repeat: int) -> float:
             rows = list(times.items())
     total = best_of(lambda: metrics.motion(video), repeat)
     h, w = optical_flow.working_size(H, W, metrics.WORK_SHORT_SIDE)
-    steady = (f"steady = best of {repeat} after the first call" if repeat
-              else "steady = the first call (--quality-repeat N)")
+    timing_note = (f"steady = best of {repeat} after the first call" if repeat
+                   else "steady = the first call (--quality-repeat N)")
     print(f"\nmotion metrics, {T} frames {W}x{H}, flow at {w}x{h} (DIS, stride {optical_flow.DIS_PATCH_STRIDE}), "
-          + steady)
+          + timing_note)
     print(f"{'step':<22}{'time [ms]':>10}")
     for name, sec in rows:
         print(f"{name:<22}{sec * 1e3:>10.1f}")
@@ -196,10 +196,11 @@ def quality_table(video: np.ndarray, repeat: int, device: str, size: str, only: 
     ]
     cases = [c for c in cases if not only or c[0] in only]
     names = {"base": "real architectures", "tiny": "2-layer stand-ins"}[size]
-    steady = (f"steady = best of {repeat} after the first call" if repeat
-              else "steady = the first call (--quality-repeat N)")
+    timing_note = (f"steady = best of {repeat} after the first call" if repeat
+                   else "steady = the first call (--quality-repeat N)")
     print(f"\nadherence and quality metrics, {len(video)} frames {video.shape[2]}x{video.shape[1]}, random weights "
-          f"({names}, built in {build:.1f} s), device {device}, torch threads {torch.get_num_threads()}, " + steady)
+          f"({names}, built in {build:.1f} s), device {device}, torch threads {torch.get_num_threads()}, "
+          + timing_note)
     print(f"{'metric':<24}{'evaluator':<16}{'first call [s]':>15}{'steady [s]':>12}   budget")
     worst = 0.0
     for name, evaluator, budgeted, fn in cases:
