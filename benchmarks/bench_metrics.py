@@ -21,6 +21,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -77,29 +78,33 @@ def timing_table(video: np.ndarray, repeat: int) -> float:
         t0 = time.perf_counter()
         flows = metrics.Flows(video, min_frames=3)
         times["resize + luma"] = time.perf_counter() - t0
-        for name, fn in [
-            ("forward flow", lambda: flows.forward),
-            ("backward flow", lambda: flows.backward),
-            ("flow_magnitude", lambda: metrics.flow_magnitude(flows)),
-            ("dynamic_degree", lambda: dynamics.dynamic_degree_of(flows, metrics.WAN_FPS)),
-            ("static filter", lambda: dynamics.static_filter_of(flows)),
-            ("temporal_flicker", lambda: dynamics.temporal_flicker_of(flows)),
-            ("warp_error+warped", lambda: consistency.residuals_of(flows)),
-            ("smoothness", lambda: interpolation.smoothness_of(flows)),
-        ]:
+        steps: list[tuple[str, Callable[[metrics.Flows], object]]] = [
+            ("forward flow", lambda f: f.forward),
+            ("backward flow", lambda f: f.backward),
+            ("flow_magnitude", metrics.flow_magnitude),
+            ("dynamic_degree", lambda f: dynamics.dynamic_degree_of(f, metrics.WAN_FPS)),
+            ("static filter", dynamics.static_filter_of),
+            ("temporal_flicker", dynamics.temporal_flicker_of),
+            ("warp_error+warped", consistency.residuals_of),
+            ("smoothness", interpolation.smoothness_of),
+        ]
+        for name, fn in steps:
             t0 = time.perf_counter()
-            fn()
+            fn(flows)
             times[name] = time.perf_counter() - t0
         if not rows or sum(times.values()) < sum(t for _, t in rows):
             rows = list(times.items())
     total = best_of(lambda: metrics.motion(video), repeat)
     h, w = optical_flow.working_size(H, W, metrics.WORK_SHORT_SIDE)
+    timing_note = (f"steady = best of {repeat} after the first call" if repeat
+                   else "steady = the first call (--quality-repeat N)")
     print(f"\nmotion metrics, {T} frames {W}x{H}, flow at {w}x{h} (DIS, stride {optical_flow.DIS_PATCH_STRIDE}), "
-          + (f"steady = best of {repeat} after the first call" if repeat else "steady = the first call (--quality-repeat N)"))
+          + timing_note)
     print(f"{'step':<22}{'time [ms]':>10}")
     for name, sec in rows:
         print(f"{name:<22}{sec * 1e3:>10.1f}")
-    print(f"{'sum of steps':<22}{sum(s for _, s in rows) * 1e3:>10.1f}   (the static filter includes temporal_flicker's)")
+    print(f"{'sum of steps':<22}{sum(s for _, s in rows) * 1e3:>10.1f}   "
+          "(the static filter includes temporal_flicker's)")
     print(f"{'motion() end to end':<22}{total * 1e3:>10.1f}   ({'PASS' if total < 1.0 else 'FAIL'}: budget 1000 ms)")
     return total
 
@@ -130,7 +135,7 @@ def accuracy_table(frames: int, repeat: int) -> None:
             inside = [f[t, int(195 * k):int(285 * k), int((55 + 16 * t) * k):int((185 + 16 * t) * k), 0]
                       for t in range(len(f))]
             square_err = float(np.mean([np.abs(a - 16).mean() for a in inside]))
-            sec = best_of(lambda: metrics.flow(pans[3.0], method, max_short_side=short), repeat)
+            sec = best_of(partial(metrics.flow, pans[3.0], method, max_short_side=short), repeat)
             h, w = optical_flow.working_size(H, W, short)
             cells = "".join(f"{e:>+9.2%}" for e in errs)
             print(f"{label:<15}{f'{w}x{h}':>9}{sec / (frames - 1) * 1e3:>9.2f}{cells}{square_err:>9.2f}")
@@ -153,7 +158,7 @@ def effects_table(repeat: int) -> float:
           f"{stats.N_BOOT} bootstrap resamples, best of {repeat}")
     worst = 0.0
     for label, kw in cases:
-        sec = best_of(lambda: stats.effects(df, "smoothness", "guidance_scale", **kw), repeat)
+        sec = best_of(partial(stats.effects, df, "smoothness", "guidance_scale", **kw), repeat)
         worst = max(worst, sec)
         print(f"{label:<26}{sec * 1e3:>8.1f} ms   ({'PASS' if sec < 1.0 else 'FAIL'}: budget 1000 ms)")
     return worst
@@ -184,14 +189,18 @@ def quality_table(video: np.ndarray, repeat: int, device: str, size: str, only: 
         ("adherence", "-", True, lambda: metrics.adherence(video, prompt)),
         ("clip_score", "CLIP ViT-B/32", True, lambda: metrics.clip_score(video, prompt, device=device)),
         ("subject_consistency", "DINO ViT-B/16", True, lambda: metrics.subject_consistency(video, device=device)),
-        ("background_consistency", "CLIP ViT-B/32", True, lambda: metrics.background_consistency(video, device=device)),
-        ("aesthetic_quality", "CLIP ViT-L/14", False, lambda: metrics.aesthetic_quality(video, head=head, device=device)),
+        ("background_consistency", "CLIP ViT-B/32", True,
+         lambda: metrics.background_consistency(video, device=device)),
+        ("aesthetic_quality", "CLIP ViT-L/14", False,
+         lambda: metrics.aesthetic_quality(video, head=head, device=device)),
     ]
     cases = [c for c in cases if not only or c[0] in only]
     names = {"base": "real architectures", "tiny": "2-layer stand-ins"}[size]
+    timing_note = (f"steady = best of {repeat} after the first call" if repeat
+                   else "steady = the first call (--quality-repeat N)")
     print(f"\nadherence and quality metrics, {len(video)} frames {video.shape[2]}x{video.shape[1]}, random weights "
           f"({names}, built in {build:.1f} s), device {device}, torch threads {torch.get_num_threads()}, "
-          + (f"steady = best of {repeat} after the first call" if repeat else "steady = the first call (--quality-repeat N)"))
+          + timing_note)
     print(f"{'metric':<24}{'evaluator':<16}{'first call [s]':>15}{'steady [s]':>12}   budget")
     worst = 0.0
     for name, evaluator, budgeted, fn in cases:

@@ -7,7 +7,8 @@ and mp4 downloaded, verified and stored (the sweep keeps one more point started 
 and storing while the server runs the next, as the in-process sweep stores one run while it
 generates the next). The
 digests of every point are asserted equal across all variants (this process runs torch with the
-server's thread count, read from its first record). Variants run ``--rounds`` times, interleaved in rotating order; the table
+server's thread count, read from its first record). Variants run ``--rounds`` times, interleaved in
+rotating order; the table
 shows the fastest round (the least disturbed by other work on a shared machine) and the median, and
 per run: bytes downloaded, task-result polls. "in-process, one job at a time" stores each run before
 generating the next (``max_in_flight=1``), as the server's task queue does for each of its tasks.

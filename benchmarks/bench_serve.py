@@ -134,7 +134,7 @@ def over_server(args, bodies: list[dict]) -> dict:
 
 
 def percentile(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))] if values else float("nan")
 
 
 def main() -> None:

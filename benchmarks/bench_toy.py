@@ -33,7 +33,7 @@ def main() -> None:
     prompts = ["a red square moving right quickly", "a blue circle moving left slowly"]
     pipe.generate(prompt=prompts[0], seed=0, **fields)  # warm-up
     rows = []
-    for label, extra in (("native (guidance %g)" % fields["guidance_scale"], {}),
+    for label, extra in ((f"native (guidance {fields['guidance_scale']:g})", {}),
                          ("guidance 1 (no CFG pass)", {"guidance_scale": 1.0})):
         wall, cpu = [], []
         for i in range(args.repeats):

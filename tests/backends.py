@@ -73,6 +73,6 @@ def frames(p) -> np.ndarray:
     rng = np.random.default_rng(p.seed)
     out = rng.integers(0, 40, (p.num_frames, p.height, p.width, 3), dtype=np.uint8)
     for t in range(p.num_frames):
-        x = int(round(2 + t * p.guidance_scale)) % max(p.width - 8, 1)
+        x = round(2 + t * p.guidance_scale) % max(p.width - 8, 1)
         out[t, 8:16, x:x + 8] = 220
     return out

@@ -136,7 +136,8 @@ def test_a_wide_sweep_report_fits_1280_px_without_a_sideways_scroll(browser_cont
                                " document.querySelector('.scroll').scrollWidth,"
                                " document.querySelector('.scroll').clientWidth]")
         page_scroll, page_width, table_scroll, box_width = widths
-        assert page_scroll <= page_width, f"the page scrolls sideways: {page_scroll} px wide in a {page_width} px window"
+        assert page_scroll <= page_width, (f"the page scrolls sideways: {page_scroll} px wide "
+                                           f"in a {page_width} px window")
         assert box_width <= page_width and table_scroll >= box_width
         assert page.locator("video").count() == 16 and page.locator("img.plot").count() >= 2
         OUTPUT.mkdir(parents=True, exist_ok=True)

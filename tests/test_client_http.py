@@ -154,9 +154,9 @@ def test_unknown_tasks_and_cancel(api):
 # --- errors as wanlab's, what the service said ------------------------------------------------------------------
 def test_a_400_is_a_param_error_with_the_services_field(api):
     remote = local(api)
-    api.faults[POST] = [Fault(400, {"code": 400, "reason": "INVALID_REQUEST_BODY", "message": "steps: must be an "
-                                    "integer in 1..40; got 50", "metadata": {"field": "steps",
-                                                                            "rule": "an integer in 1..40", "value": 50}})]
+    api.faults[POST] = [Fault(400, {"code": 400, "reason": "INVALID_REQUEST_BODY",
+                                    "message": "steps: must be an integer in 1..40; got 50",
+                                    "metadata": {"field": "steps", "rule": "an integer in 1..40", "value": 50}})]
     with pytest.raises(ParamError) as info:
         remote.submit(prompt="a fox", seed=1, **LOCAL)
     assert (info.value.field, info.value.rule, info.value.value) == ("steps", "an integer in 1..40", 50)
@@ -327,7 +327,8 @@ def test_a_point_whose_submit_got_no_answer_is_not_submitted_again_unless_asked(
     assert "SubmitUncertain: an earlier submit of this request" in again.df["error"][0]
     assert "retry_uncertain=True" in again.df["error"][0] and key in wanlab.Store(tmp_path / "store").pending()
     api.faults[POST] = [Fault(400, {"message": "refused"})]  # a refusal: surely not accepted, nothing pending
-    retried = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1, retry_uncertain=True)
+    retried = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1,
+                        retry_uncertain=True)
     assert list(retried.df["status"]) == ["failed", "done"] and not wanlab.Store(tmp_path / "store").pending()
     final = sweep.run(remote, tmp_path / "store", progress=False, metrics=False, max_in_flight=1)
     assert (final.df["status"] == "done").all() and len(api.accepted) == 3  # the uncertain one, paid again

@@ -164,7 +164,8 @@ def test_the_cli_generates_and_sweeps_on_a_remote(server, tmp_path):
 def _sweep_file(tmp_path: Path, prompt: str, steps: int) -> Path:
     file = tmp_path / "remote.toml"
     file.write_text(f'name = "killed"\n[base]\nprompt = "{prompt}"\nwidth = 32\nheight = 32\nnum_frames = 5\n'
-                    f'steps = {steps}\n[grid]\nseed = [1, 2, 3]\nguidance_scale = [1.0, 3.0]\nflow_shift = [3.0, 5.0]\n')
+                    f'steps = {steps}\n[grid]\nseed = [1, 2, 3]\nguidance_scale = [1.0, 3.0]\n'
+                    'flow_shift = [3.0, 5.0]\n')
     return file
 
 

@@ -206,7 +206,8 @@ def test_the_report_folds_constant_columns_and_captions_prompts(pipe, tmp_path):
 def test_a_bad_lora_scale_on_the_command_line_is_one_line(capsys):
     assert main(["generate", "--prompt", "x", "--lora", "a.safetensors:abc", "--out", "x.mp4"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "wanlab: error: --lora: must be PATH or PATH:SCALE with a number for SCALE; got 'a.safetensors:abc'"
+    assert err.strip() == ("wanlab: error: --lora: must be PATH or PATH:SCALE with a number for SCALE; "
+                           "got 'a.safetensors:abc'")
 
 
 def test_token_counts_follow_the_cleaning_diffusers_applies(pipe):

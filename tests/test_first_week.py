@@ -2,6 +2,9 @@
 study they describe, one PSNR per name, what the toy knows, warnings at the caller's line."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import wanlab
@@ -20,7 +23,8 @@ def test_params_repr_shows_only_the_fields_set():
 
 
 def test_describe_marks_set_fields_and_defaults():
-    lines = {line.split()[0]: line.split()[-1] for line in Params(prompt="a fox", seed=1, steps=9).describe().splitlines()}
+    described = Params(prompt="a fox", seed=1, steps=9).describe()
+    lines = {line.split()[0]: line.split()[-1] for line in described.splitlines()}
     assert lines["seed"] == "set" and lines["steps"] == "set" and lines["prompt"] == "set"
     assert lines["width"] == "default" and lines["guidance_scale"] == "default"
 
@@ -97,7 +101,8 @@ def test_capitals_are_unknown_to_the_toy_and_the_warning_says_so(toy):
 def test_a_size_away_from_the_trained_one_warns_at_the_callers_line(toy):
     from wanlab.errors import TrainedSizeWarning
 
-    with pytest.warns(TrainedSizeWarning, match=r"trained at 64x64, 17 frames; this request is 48x48, 5 frames") as seen:
+    with pytest.warns(TrainedSizeWarning,
+                      match=r"trained at 64x64, 17 frames; this request is 48x48, 5 frames") as seen:
         toy.generate(prompt="a yellow triangle moving up quickly", width=48, height=48, num_frames=5, **TINY_RUN)
     assert seen[0].filename == __file__
 
@@ -278,9 +283,6 @@ def test_explorer_effects_sit_under_the_plot_across_the_width():
 
 # --- 10. quiet and exact ----------------------------------------------------------------------------------
 def _run(code: str) -> subprocess.CompletedProcess[str]:
-    import subprocess
-    import sys
-
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
@@ -332,7 +334,8 @@ def test_notebook_02_runs_enough_seeds_for_intervals_and_states_its_answer():
     book = nbformat.read(REPO / "notebooks" / "02_sweeps.ipynb", as_version=4)
     code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
     sweep_cell = next(c.source for c in book.cells if c.cell_type == "code" and "wanlab.Sweep(" in c.source)
-    grid = ast.literal_eval(sweep_cell.split("grid=", 1)[1].split(",\n", 1)[0].replace("list(range(1, 9))", "[1,2,3,4,5,6,7,8]"))
+    grid_text = sweep_cell.split("grid=", 1)[1].split(",\n", 1)[0]
+    grid = ast.literal_eval(grid_text.replace("list(range(1, 9))", "[1,2,3,4,5,6,7,8]"))
     assert len(grid["seed"]) >= 6  # stats.effects' bootstrap needs 6 or more seeds
     assert "effects(result.df" in code
     answer = [c.source for c in book.cells if c.cell_type == "markdown" and c.source.startswith("**The answer**")]
@@ -352,7 +355,8 @@ def _demo_like_table(seeds=(1, 2)):
 
     rng = np.random.default_rng(4)
     rows = [{"seed": s, "guidance_scale": g, "flow_shift": f, "status": "done",
-             "flow_magnitude": 1.6 + 0.1 * g + rng.normal(0, 0.2), "warped_flicker": 0.98 + 1e-4 * g + rng.normal(0, 3e-4)}
+             "flow_magnitude": 1.6 + 0.1 * g + rng.normal(0, 0.2),
+             "warped_flicker": 0.98 + 1e-4 * g + rng.normal(0, 3e-4)}
             for s in seeds for g in (1.0, 2.0, 5.0) for f in (1.0, 3.0, 6.0)]
     return pd.DataFrame(rows)
 
@@ -389,7 +393,8 @@ def test_metric_plot_legend_covers_no_point():
     legend = _extent(ax.get_legend(), fig)
     points = np.vstack([ax.transData.transform(line.get_xydata()) for line in ax.get_lines()]
                        + [ax.transData.transform(c.get_offsets()) for c in ax.collections if len(c.get_offsets())])
-    inside = (points[:, 0] >= legend.x0) & (points[:, 0] <= legend.x1) & (points[:, 1] >= legend.y0) & (points[:, 1] <= legend.y1)
+    inside = ((points[:, 0] >= legend.x0) & (points[:, 0] <= legend.x1)
+              & (points[:, 1] >= legend.y0) & (points[:, 1] <= legend.y1))
     assert not inside.any()
     assert legend.x1 <= fig.bbox.width  # and the legend itself is inside the figure
 
@@ -453,9 +458,6 @@ def test_report_frame_grid_is_capped_with_a_note(pipe, tmp_path):
 
 # --- 9. getting to the notebooks ------------------------------------------------------------------------------
 def test_make_lab_installs_the_lab_extra_and_opens_the_notebooks():
-    import subprocess
-    import sys
-
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -467,7 +469,8 @@ def test_make_lab_installs_the_lab_extra_and_opens_the_notebooks():
     dry = subprocess.run(["make", "-n", "lab"], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert dry.returncode == 0, dry.stderr
     assert "scripts/setup.sh lab" in dry.stdout and "-m jupyterlab notebooks/" in dry.stdout
-    bad = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh"), "nope"], capture_output=True, text=True, timeout=30)
+    bad = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh"), "nope"], capture_output=True, text=True,
+                         timeout=30)
     assert bad.returncode == 2 and "must be test or lab" in bad.stderr
     assert "make lab" in (REPO / "README.md").read_text()
 

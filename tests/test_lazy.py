@@ -35,7 +35,7 @@ def test_attach_imports_on_first_use_and_keeps_the_value(package):
     assert vars(package)["Thing"] is thing  # kept: the next lookup does not reach __getattr__
     assert package.other.VALUE == 7
     with pytest.raises(AttributeError, match=r"^module 'lazypkg' has no attribute 'missing'$"):
-        package.missing
+        _ = package.missing
 
 
 def test_attach_refuses_a_name_that_is_both_attribute_and_submodule():
@@ -50,4 +50,4 @@ def test_every_name_a_package_exports_resolves_and_is_listed(name):
     for attr in module.__all__:
         assert getattr(module, attr) is not None, attr
     with pytest.raises(AttributeError, match=rf"^module '{name}' has no attribute 'no_such_name'$"):
-        module.no_such_name
+        _ = module.no_such_name

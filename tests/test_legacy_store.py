@@ -52,7 +52,8 @@ def test_the_table_reads_back_row_for_row(legacy):
 
 
 CORE_PREFIX = ["key", "prompt", "negative_prompt", "width", "height", "seed", "steps", "guidance_scale", "flow_shift",
-               "loras", "num_frames", "model", "fingerprint", "digest", "seconds", "created", "device", "dtype", "accel"]
+               "loras", "num_frames", "model", "fingerprint", "digest", "seconds", "created", "device", "dtype",
+               "accel"]
 
 
 def test_the_finished_task_reads_back_as_written(legacy):

@@ -111,7 +111,8 @@ def test_cli_metrics_and_measure(pipe, tmp_path, capsys):
     file = tmp_path / "s.toml"
     sweep().save(file)
     store = tmp_path / "runs"
-    assert main(["sweep", str(file), "--store", str(store), "--quiet", "--metrics", "adherence", "--model", "tiny"]) == 0
+    assert main(["sweep", str(file), "--store", str(store), "--quiet", "--metrics", "adherence",
+                 "--model", "tiny"]) == 0
     df = Store(store).df
     assert df["adherence"].notna().all() and "flow_magnitude" not in df.columns
     assert main(["measure", str(store), "--metrics", "motion,adherence", "--quiet"]) == 0

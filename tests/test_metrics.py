@@ -201,7 +201,8 @@ def test_warp_error_conventions_by_hand_with_exact_flow() -> None:
 def test_warp_error_orders_pan_and_noise_by_convention() -> None:
     pan, noisy = moving(8.0, 0, t=5), moving(0, 0, t=5, noise=3.0)
     assert metrics.warp_error(pan).mean < metrics.warp_error(noisy).mean
-    assert metrics.warp_error(pan, convention="evalcrafter").mean > metrics.warp_error(noisy, convention="evalcrafter").mean
+    assert (metrics.warp_error(pan, convention="evalcrafter").mean
+            > metrics.warp_error(noisy, convention="evalcrafter").mean)
     zero = np.zeros((4, H // 2, W // 2, 2), np.float32)  # the same pixels, on the same half-resolution grid
     wanlab = metrics.warp_error(noisy, max_short_side=H // 2, given_flow=(zero, zero)).mean
     evalcrafter = metrics.warp_error(noisy, convention="evalcrafter", given_flow=(zero, zero)).mean
@@ -234,31 +235,41 @@ def test_psnr_of_known_gaussian_noise(sigma: float) -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda v: metrics.flow(v.astype(np.float32)), "frames: must be uint8 (T, H, W, 3) with values 0-255; got dtype float32"),
+        (lambda v: metrics.flow(v.astype(np.float32)),
+         "frames: must be uint8 (T, H, W, 3) with values 0-255; got dtype float32"),
         (lambda v: metrics.flow(v[..., 0]), "frames: must be uint8 (T, H, W, 3) (RGB frames); got shape (3, 96, 128)"),
         (lambda v: metrics.flow(np.concatenate([v, v[..., :1]], -1)), "got shape (3, 96, 128, 4)"),
-        (lambda v: metrics.flow(v[:1]), "frames: must hold at least 2 frames (T >= 2) of at least 1x1 px; got shape (1, 96, 128, 3)"),
+        (lambda v: metrics.flow(v[:1]),
+         "frames: must hold at least 2 frames (T >= 2) of at least 1x1 px; got shape (1, 96, 128, 3)"),
         (lambda v: metrics.smoothness(v[:2]), "at least 3 frames (T >= 3)"),
         (lambda v: metrics.motion(v[:2]), "at least 3 frames"),
-        (lambda v: metrics.flow(v[:, :8, :8]), "frames: must give a working grid of at least 16x16 px for optical flow; got 8x8"),
+        (lambda v: metrics.flow(v[:, :8, :8]),
+         "frames: must give a working grid of at least 16x16 px for optical flow; got 8x8"),
         (lambda v: metrics.flow(v, max_short_side=8), "max_short_side: must be None or an integer >= 16 px; got 8"),
-        (lambda v: metrics.flow(v, max_short_side=240.0), "max_short_side: must be None or an integer >= 16 px; got 240.0"),
+        (lambda v: metrics.flow(v, max_short_side=240.0),
+         "max_short_side: must be None or an integer >= 16 px; got 240.0"),
         (lambda v: metrics.flow(v, "raft"), "method: must be one of ('dis', 'farneback'); got 'raft'"),
         (lambda v: metrics.dynamic_degree(v, fps=0), "fps: must be a positive number of frames per second; got 0"),
-        (lambda v: metrics.temporal_flicker(v.tolist()), "frames: must be uint8 (T, H, W, 3) with values 0-255; got dtype int64"),
+        (lambda v: metrics.temporal_flicker(v.tolist()),
+         "frames: must be uint8 (T, H, W, 3) with values 0-255; got dtype int64"),
         (lambda v: metrics.temporal_flicker("clip.mp4"), "frames: must be a numpy uint8 array (T, H, W, 3), a list of "
                                                          "frames or a Video; got str"),
-        (lambda v: metrics.warp_error(v, convention="raft"), "convention: must be one of ('wanlab', 'evalcrafter'); got 'raft'"),
-        (lambda v: metrics.warp_error(v[:, :30, :30], convention="evalcrafter"), "frames: must be at least 32x32 px for convention='evalcrafter', which works at half resolution; got 30x30"),
+        (lambda v: metrics.warp_error(v, convention="raft"),
+         "convention: must be one of ('wanlab', 'evalcrafter'); got 'raft'"),
+        (lambda v: metrics.warp_error(v[:, :30, :30], convention="evalcrafter"),
+         "frames: must be at least 32x32 px for convention='evalcrafter', which works at half resolution; "
+         "got 30x30"),
         (lambda v: metrics.warp_error(v, given_flow=np.zeros(3)), "given_flow: must be a pair (forward, backward)"),
         (lambda v: metrics.warp_error(metrics.Flows(v), convention="evalcrafter"), "video: must be a video for "
                                                                                   "convention='evalcrafter'"),
         (lambda v: metrics.warp_error(v, given_flow=(np.zeros((2, 9, 9, 2)),) * 2),
-         "forward: must be a float array of shape (2, 96, 128, 2) (T-1 pairs, working h, w, (dx, dy)); got float64 (2, 9, 9, 2)"),
-        (lambda v: metrics.Flows(v, forward=np.full((2, 96, 128, 2), np.nan)), "forward: must be finite; got 49152 non-finite"),
+         "forward: must be a float array of shape (2, 96, 128, 2) (T-1 pairs, working h, w, (dx, dy)); "
+         "got float64 (2, 9, 9, 2)"),
+        (lambda v: metrics.Flows(v, forward=np.full((2, 96, 128, 2), np.nan)),
+         "forward: must be finite; got 49152 non-finite"),
         (lambda v: metrics.psnr(v, v.astype(np.int16)), "b: must be uint8"),
-        (lambda v: metrics.compare(v, v[:, :, :64]), "a and b: must have the same shape (T, H, W, 3); got a (3, 96, 128, 3) "
-                                                     "and b (3, 96, 64, 3)"),
+        (lambda v: metrics.compare(v, v[:, :, :64]),
+         "a and b: must have the same shape (T, H, W, 3); got a (3, 96, 128, 3) and b (3, 96, 64, 3)"),
         (lambda v: metrics.psnr(v, v[:2]), "got a (3, 96, 128, 3) and b (2, 96, 128, 3)"),
         (lambda v: metrics.ssim(v[:, :5, :5], v[:, :5, :5]), "frames: ssim needs frames of at least 7x7 px"),
     ],
@@ -269,7 +280,8 @@ def test_bad_input_raises_clear_value_error(call, message: str) -> None:
 
 
 def test_synthetic_scene_rejects_mismatched_lengths() -> None:
-    with pytest.raises(ValueError, match=re.escape("positions, pan, brightness, frames: must give one frame count; got [3, 4]")):
+    message = "positions, pan, brightness, frames: must give one frame count; got [3, 4]"
+    with pytest.raises(ValueError, match=re.escape(message)):
         synthetic.scene(synthetic.linear(1, 3), pan=synthetic.linear(1, 4))
 
 

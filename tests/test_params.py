@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import FrozenInstanceError
 
 import pytest
 
@@ -94,7 +95,7 @@ def test_loras_forms_and_limits(tmp_path):
 
 def test_frozen_and_replace_validates():
     p = Params(**OK)
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError):
         p.steps = 3  # type: ignore[misc]
     q = p.replace(steps=10, seed=4)
     assert (q.steps, q.seed, p.steps) == (10, 4, 30)
@@ -130,7 +131,8 @@ def test_api_round_trip_and_names():
         ({"model_name": "wan2.1-t2v"}, r"^prompt: must be given"),
         ({"model_name": "wan2.1-t2v", "prompt": "x", "num_frames": 81}, r"^num_frames: must be a field of the Wan"),
         ({"model_name": "wan2.1-t2v", "prompt": "x", "cfg": 3}, r"^cfg: must be a field"),
-        ({"model_name": "wan2.1-t2v", "prompt": "x", "width": 128, "height": 128}, r"^width x height: must be one of the API sizes 832x480, 480x832, 1280x720, 720x1280; got '128x128'"),
+        ({"model_name": "wan2.1-t2v", "prompt": "x", "width": 128, "height": 128},
+         r"^width x height: must be one of the API sizes 832x480, 480x832, 1280x720, 720x1280; got '128x128'"),
         ({"model_name": "wan2.1-t2v", "prompt": "x", "width": 832, "height": 832}, r"^width x height"),
         ({"model_name": "wan2.1-t2v", "prompt": "x", "loras": {"path": "a"}}, r"^loras: must be a list"),
         ({"model_name": "wan2.1-t2v", "prompt": "x", "extra": 3}, r"^extra: must be a JSON object"),
@@ -176,8 +178,8 @@ def test_the_published_body_as_the_current_docs_give_it():
     assert Params.from_api({"prompt": "a cat", "model_name": "wan-t2v"}).prompt == "a cat"
     assert set(Params.from_api({"prompt": "a cat"}).explicit_fields()) == set(Params.field_names())
     body = {"prompt": "a cat", "fast_mode": True, "enable_safety_checker": False,
-            "extra": {"webhook": {"url": "https://hooks.example/x", "test_mode": {"enabled": True,
-                                                                               "return_task_status": "TASK_STATUS_FAILED"}}}}
+            "extra": {"webhook": {"url": "https://hooks.example/x",
+                                  "test_mode": {"enabled": True, "return_task_status": "TASK_STATUS_FAILED"}}}}
     options = ApiOptions.from_body(body)
     assert (options.fast_mode, options.enable_safety_checker, options.webhook_url, options.test_mode,
             options.test_status) == (True, False, "https://hooks.example/x", True, "TASK_STATUS_FAILED")

@@ -1,6 +1,8 @@
 """Probes (wanlab.probes): validation, the three probes' known answers, saving and loading with a run."""
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -167,10 +169,10 @@ def test_features_equal_an_independent_plain_forward_hook_computation(pipe, smal
     assert features.change.shape == (3, 2)
     for block in (0, 1):
         cond = [out for call, out in outputs[block] if call % 2 == 1]  # calls 1, 3, 5, 7: the conditional branch
-        expected = [float((b - a).abs().mean() / a.abs().mean()) for a, b in zip(cond, cond[1:])]
+        expected = [float((b - a).abs().mean() / a.abs().mean()) for a, b in pairwise(cond)]
         assert np.allclose(features.change[:, block], expected, rtol=1e-6, atol=0)
     cond = [x for call, x in modulated if call % 2 == 1]
-    expected = [float((b - a).abs().mean() / a.abs().mean()) for a, b in zip(cond, cond[1:])]
+    expected = [float((b - a).abs().mean() / a.abs().mean()) for a, b in pairwise(cond)]
     assert np.allclose(features.input_change, expected, rtol=1e-6, atol=0)
     assert not features.skipped.any() and features.skipped_calls == 0
 

@@ -230,7 +230,8 @@ def test_aesthetic_quality_equals_vbench_and_ignores_frame_order(hub):
     assert metrics.aesthetic_quality(frames[::-1], model=str(hub["large"]), head=str(hub["head"])) == pytest.approx(
         ours, abs=TOL)
     with pytest.raises(ValueError, match="head takes 768"):
-        metrics.aesthetic_quality(frames, model=ev.CLIP_B32.repo_id, head=str(hub["head"]))  # the 16-d tiny CLIP B/32 does not fit the head
+        # the 16-d tiny CLIP B/32 does not fit the head
+        metrics.aesthetic_quality(frames, model=ev.CLIP_B32.repo_id, head=str(hub["head"]))
 
 
 def test_quality_runs_several_and_checks_names(hub):

@@ -146,7 +146,8 @@ def test_the_per_key_limit_is_validated_and_defaults_to_a_quarter_of_the_queue()
 
     assert ServerConfig(model="tiny", no_auth=True).max_queued_per_key == 25
     assert ServerConfig(model="tiny", no_auth=True, queue_size=2).max_queued_per_key == 1
-    with pytest.raises(ParamError, match=r"max_queued_per_key: must be an integer in 1\.\.8 \(at most queue_size\); got 9"):
+    with pytest.raises(ParamError,
+                       match=r"max_queued_per_key: must be an integer in 1\.\.8 \(at most queue_size\); got 9"):
         ServerConfig(model="tiny", no_auth=True, queue_size=8, max_queued_per_key=9)
     with pytest.raises(ParamError, match="max_queued_per_key"):
         ServerConfig(model="tiny", no_auth=True, max_queued_per_key=0)

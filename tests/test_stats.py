@@ -124,13 +124,15 @@ def test_holm_adjustment() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(metric="nope"), "nope: must be a column of the table; the columns are seed, guidance_scale, flow_shift, status, score"),
+    (dict(metric="nope"),
+     "nope: must be a column of the table; the columns are seed, guidance_scale, flow_shift, status, score"),
     (dict(axes=["cfg"]), "cfg: must be a column of the table"),
     (dict(method="wald"), "method: must be one of ('bootstrap', 't'); got 'wald'"),
     (dict(adjust="bh"), "adjust: must be one of ('holm', 'none'); got 'bh'"),
     (dict(level=95), "level: must be a number in [0.5, 1); got 95"),
     (dict(n_boot=10), "n_boot: must be an integer >= 100; got 10"),
-    (dict(reference=4.0), "reference: must be a value of guidance_scale with results; got 4.0 (values: [3.0, 5.0, 7.0])"),
+    (dict(reference=4.0),
+     "reference: must be a value of guidance_scale with results; got 4.0 (values: [3.0, 5.0, 7.0])"),
 ])
 def test_bad_input_is_named(kwargs: dict, message: str) -> None:
     metric = kwargs.pop("metric", "score")

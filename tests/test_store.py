@@ -79,7 +79,7 @@ def test_key_needs_a_resolved_seed(pipe):
 
 
 def test_key_covers_generation_settings_not_environment(real_run):
-    _, video, run = real_run
+    _, video, _ = real_run
     record = video.to_record()
     key = record_key(record)
     same = json.loads(json.dumps(record))
@@ -265,7 +265,7 @@ def test_two_writer_processes_lose_nothing(tmp_path):
     a = _child(WRITER, str(store.path), "0", "8", "5", "32", shared.key)
     b = _child(WRITER, str(store.path), "4", "12", "5", "32", shared.key)  # seeds 4..7 race for the same keys
     for child in (a, b):
-        out, err = child.communicate(timeout=120)
+        _, err = child.communicate(timeout=120)
         assert child.returncode == 0, err
     assert len(store) == 13 and not _visible_temp(store)
     df = store.df
@@ -311,6 +311,7 @@ def test_runs_with_damaged_files_or_records_are_listed_with_a_status_and_reason(
     df = store.df.set_index("key")
     assert len(df) == 4  # nothing dropped
     assert df.loc[runs[0].key, "status"] == "stored"
-    assert df.loc[runs[1].key, "status"] == "damaged" and df.loc[runs[1].key, "reason"] == "video.lossless.mkv is missing"
+    assert df.loc[runs[1].key, "status"] == "damaged"
+    assert df.loc[runs[1].key, "reason"] == "video.lossless.mkv is missing"
     assert "video.mp4 is 100 bytes; the record says" in df.loc[runs[2].key, "reason"]
     assert df.loc[runs[3].key, "status"] == "damaged" and "record cannot be read" in df.loc[runs[3].key, "reason"]

@@ -111,7 +111,7 @@ def test_shards_split_round_robin_and_cover_everything():
     sweep = small_sweep(grid={"seed": [1, 2, 3], "steps": [1, 2, 3]})
     shares = [sweep.shard(i, 4) for i in range(4)]
     assert shares[1] == [1, 5]
-    assert sorted(sum(shares, [])) == list(range(len(sweep)))
+    assert sorted(i for share in shares for i in share) == list(range(len(sweep)))
     assert check_shard("1/3") == (1, 3) and check_shard((0, 1)) == (0, 1)
     for bad in ("3/3", "1/0", "-1/2", "a/b", (2, 2)):
         with pytest.raises(ParamError, match="shard"):

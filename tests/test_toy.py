@@ -70,7 +70,7 @@ def test_tokenizer_reloads_with_the_same_ids(toy):
     from wanlab.toy import data
     from wanlab.toy.train import build_tokenizer, tokenize
 
-    texts = list(data.all_captions()[:20]) + ["", "a purple cat"]
+    texts = [*data.all_captions()[:20], "", "a purple cat"]
     a, ma = tokenize(build_tokenizer(), texts, 16)
     b, mb = tokenize(toy.diffusers.tokenizer, texts, 16)
     assert (a == b).all() and (ma == mb).all()
@@ -106,7 +106,7 @@ def _shifted(clip, dx_per_frame: float, dy_per_frame: float):
     bg = np.median(frames[0].reshape(-1, 3), axis=0).astype(np.uint8)
     out = np.empty_like(frames)
     for t, frame in enumerate(frames):
-        sx, sy = int(round(t * dx_per_frame)), int(round(t * dy_per_frame))
+        sx, sy = round(t * dx_per_frame), round(t * dy_per_frame)
         out[t] = bg
         h, w = frame.shape[:2]
         src = frame[max(0, -sy):h - max(0, sy), max(0, -sx):w - max(0, sx)]

@@ -73,7 +73,8 @@ def test_digest_depends_on_every_pixel_and_shape(noise_frames):
 def test_bad_frames_and_paths_are_clear_errors(tmp_path, noise_frames):
     with pytest.raises(ValueError, match=r"^frames: must be uint8 \(T, H, W, 3\) with values 0-255; got dtype float32"):
         Video(noise_frames.astype(np.float32))
-    with pytest.raises(ValueError, match=r"^frames: must be uint8 \(T, H, W, 3\) \(RGB frames\); got shape \(9, 48, 64\)"):
+    with pytest.raises(ValueError,
+                       match=r"^frames: must be uint8 \(T, H, W, 3\) \(RGB frames\); got shape \(9, 48, 64\)"):
         Video(noise_frames[..., 0])
     with pytest.raises(ValueError, match=r"^fps: must be a positive number; got 0"):
         Video(noise_frames, fps=0)

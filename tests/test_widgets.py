@@ -348,7 +348,7 @@ def test_sweep_explorer_shows_the_effect_of_x_over_seeds():
 def test_sweep_explorer_keeps_the_frame_index_across_selections():
     from wanlab.widgets import SweepExplorer
 
-    df, loader, videos, _ = sweep_table()
+    df, loader, _, _ = sweep_table()
     ex = SweepExplorer(df, params=["seed", "guidance_scale"], loader=loader)
     ex.viewer.index = 3
     ex.select(guidance_scale=5.0)
@@ -361,7 +361,7 @@ def test_sweep_explorer_keeps_the_frame_index_across_selections():
 def test_sweep_explorer_reuses_encoded_frames_and_closes_old_viewers():
     from wanlab.widgets import SweepExplorer
 
-    df, loader, videos, _ = sweep_table()
+    df, loader, _, _ = sweep_table()
     ex = SweepExplorer(df, params=["seed", "guidance_scale"], loader=loader)
     first = ex.viewer
     first.index = 2

@@ -75,8 +75,9 @@ class NetPolicy:
         for entry in self.allow:
             try:
                 ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise UnsafeURLError(f"allow: must be IP addresses or networks such as '10.0.0.0/8'; got {entry!r}")
+            except ValueError as exc:
+                raise UnsafeURLError(
+                    f"allow: must be IP addresses or networks such as '10.0.0.0/8'; got {entry!r}") from exc
 
     def allows_host(self, host: str, port: int, scheme: str = "https") -> bool:
         """True when ``hosts`` is empty or lists ``host`` at ``port`` (a bare entry: the scheme's own port).

@@ -256,7 +256,10 @@ class Params:
         lines = []
         for name in self.field_names():
             value = getattr(self, name)
-            shown = repr(value) if name in ("prompt", "negative_prompt") else str(list(value) if name == "loras" else value)
+            if name in ("prompt", "negative_prompt"):
+                shown = repr(value)
+            else:
+                shown = str(list(value) if name == "loras" else value)
             lines.append(f"{name:<16} {shown:<12} {'set' if name in self._explicit else 'default'}")  # type: ignore[attr-defined]
         return "\n".join(lines)
 

@@ -99,7 +99,7 @@ def fit_width(frames: np.ndarray, max_width: int | None) -> np.ndarray:
         >>> fit_width(np.zeros((1, 480, 832, 3), np.uint8), 416).shape
         (1, 240, 416, 3)
     """
-    t, h, w, _ = frames.shape
+    _, h, w, _ = frames.shape
     if max_width is None or w <= max_width:
         return frames
     import cv2

@@ -14,8 +14,9 @@ from .values import check_int
 #: Units of the measurements wanlab stores, for axis labels.
 UNITS = {
     "flow_magnitude": "px/frame", "dynamic_score": "px per sampled pair", "dynamic_threshold": "px",
-    "dynamic_degree": "1 dynamic, 0 static", "temporal_flicker": "0..1, 1 = no change", "smoothness": "0..1, 1 = smooth",
-    "warp_error": "mean squared error, [0, 1] scale", "psnr_vs_ref": "dB", "ssim_vs_ref": "-1..1", "psnr": "dB", "psnr_frame_mean": "dB",
+    "dynamic_degree": "1 dynamic, 0 static", "temporal_flicker": "0..1, 1 = no change",
+    "smoothness": "0..1, 1 = smooth", "warp_error": "mean squared error, [0, 1] scale",
+    "psnr_vs_ref": "dB", "ssim_vs_ref": "-1..1", "psnr": "dB", "psnr_frame_mean": "dB",
     "seconds": "s", "denoise_s": "s", "speedup": "x", "calls_skipped": "calls",
     "adherence": "share of caption attributes shown, 0..1", "adherence_visible": "1 = one whole shape throughout",
     "clip_score": "100 x cosine, 0..100",

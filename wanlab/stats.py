@@ -249,7 +249,8 @@ class Effects:
         adjust = "Holm-adjusted " if self.adjust == "holm" else ""
         for row in self.differences.to_dict("records"):
             verdict = " -> differs" if row["significant"] else ""
-            lines.append(f"  {_where(row, self.held)}{_fmt(row['b'])} - {_fmt(row['a'])}: {_num(row['difference'], '+')} "
+            lines.append(f"  {_where(row, self.held)}{_fmt(row['b'])} - {_fmt(row['a'])}: "
+                         f"{_num(row['difference'], '+')} "
                          f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}] ({row['seeds']} paired seeds, "
                          f"{adjust}p {_num(row['p_adjusted'])}){verdict}{_note(row)}")
         return "\n".join(lines)
@@ -313,7 +314,8 @@ def _where(row: dict, held: Sequence[str]) -> str:
 def _check(df: Any, names: Sequence[str]) -> None:
     for name in names:
         if name not in df.columns:
-            raise ValueError(f"{name}: must be a column of the table; the columns are {', '.join(map(str, df.columns))}")
+            raise ValueError(f"{name}: must be a column of the table; "
+                             f"the columns are {', '.join(map(str, df.columns))}")
 
 
 def _ordered(values: Any) -> list:

@@ -80,9 +80,13 @@ def html_table(df: Any, *, index: bool = False, columns: Sequence[str] | None = 
             cells = f"<td style='{CELL};text-align:left'>{html.escape(str(key))}</td>" + cells
         if links is not None:
             link = links.get(key)
-            cells = (f"<td style='{CELL}'><a href=\"{html.escape(link)}\" title=\"{html.escape(link.rsplit('/', 1)[-1])}\">"
-                     f"{html.escape(link.rsplit('.', 1)[-1] if '.' in link.rsplit('/', 1)[-1] else 'open')}</a></td>"
-                     if link else "<td></td>") + cells
+            if link:
+                file = link.rsplit("/", 1)[-1]
+                text = link.rsplit(".", 1)[-1] if "." in file else "open"
+                cells = (f"<td style='{CELL}'><a href=\"{html.escape(link)}\" title=\"{html.escape(file)}\">"
+                         f"{html.escape(text)}</a></td>") + cells
+            else:
+                cells = "<td></td>" + cells
         css = f' class="{html.escape(str(row[row_class]))}"' if row_class else ""
         body.append(f"<tr{css}>{cells}</tr>")
     return (f"<table class='{css_class}' style='border-collapse:collapse;font-size:12px;line-height:1.4'>"

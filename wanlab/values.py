@@ -11,11 +11,11 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
+from .errors import ParamError
+
 #: Wan 2.1 generates 16 frames per second (here, below every layer that needs it, so a request's
 #: duration needs no numpy).
 WAN_FPS = 16.0
-
-from .errors import ParamError
 
 
 def is_int(value: object) -> TypeGuard[int]:

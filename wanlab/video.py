@@ -73,7 +73,7 @@ def encode(frames: np.ndarray, target: Any, fps: float, spec: dict[str, Any], co
     import av
 
     frames = _even(frames) if spec["pix_fmt"] == "yuv420p" else frames
-    t, h, w, _ = frames.shape
+    _, h, w, _ = frames.shape
     seekable_file = isinstance(target, (str, os.PathLike))
     options = {"movflags": "+faststart"} if spec["codec"] == "libx264" and seekable_file else {}
     target = os.fspath(target) if seekable_file else target

@@ -4,7 +4,8 @@ the same ``Store.df()`` rows and the same task results.
 
 It holds four tiny runs (plain, with a LoRA, with an acceleration setting and its latents, and one
 made by a task), one recorded failure (a point whose LoRA file is missing, under its stand-in key)
-and the task's finished result; ``legacy_expected.json`` lists (with the ``toy`` model's identity and one key) what that code computed for each.
+and the task's finished result; ``legacy_expected.json`` lists (with the ``toy`` model's identity and
+one key) what that code computed for each.
 
 Run once, from the repository root, with the code of that commit::
 
@@ -42,8 +43,9 @@ def main() -> None:
     for b, _ in enumerate(pipe.diffusers.transformer.blocks):
         for proj in ("to_q", "to_k", "to_v", "to_out.0"):
             layer = pipe.diffusers.transformer.get_submodule(f"blocks.{b}.attn1.{proj}")
-            tensors[f"transformer.blocks.{b}.attn1.{proj}.lora_A.weight"] = torch.randn(2, layer.in_features, generator=gen)
-            tensors[f"transformer.blocks.{b}.attn1.{proj}.lora_B.weight"] = torch.randn(layer.out_features, 2, generator=gen)
+            prefix = f"transformer.blocks.{b}.attn1.{proj}"
+            tensors[f"{prefix}.lora_A.weight"] = torch.randn(2, layer.in_features, generator=gen)
+            tensors[f"{prefix}.lora_B.weight"] = torch.randn(layer.out_features, 2, generator=gen)
     save_file(tensors, str(LORA))
 
     store = Store(OUT)

@@ -29,7 +29,8 @@ _LAZY = {
     "applied": "apply", "Applied": "apply", "CallCounter": "apply", "WORK_UNITS": "apply",
     "calibrate": "magcache", "calibration_key": "magcache", "clear_calibrations": "magcache",
     "cache_dir": "magcache",
-    "study": "tradeoff", "summarize": "tradeoff", "plot_study": "tradeoff", "pareto_mask": "tradeoff", "rel_l2": "tradeoff",
+    "study": "tradeoff", "summarize": "tradeoff", "plot_study": "tradeoff", "pareto_mask": "tradeoff",
+    "rel_l2": "tradeoff",
     "fidelity": "tradeoff", "study_row": "tradeoff", "STAT_COLUMNS": "tradeoff", "pooled_psnr": "tradeoff",
 }
 

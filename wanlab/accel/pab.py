@@ -39,7 +39,8 @@ def _hook_class() -> type:
             state = self._state()
             lo, hi = self.timestep_skip_range
             inside = lo < self.current_timestep_callback() < hi
-            if state.cache is None or state.iteration == 0 or not inside or state.iteration % self.block_skip_range == 0:
+            if (state.cache is None or state.iteration == 0 or not inside
+                    or state.iteration % self.block_skip_range == 0):
                 state.cache = self.fn_ref.original_forward(*args, **kwargs)
             state.iteration += 1
             return state.cache

@@ -169,7 +169,8 @@ class Accel:
         """
         if not isinstance(data, Mapping):
             raise ParamError("accel", "a mapping with cache, cache_params, compile, attention_backend", data)
-        check_known("", data, ("cache", "cache_params", "compile", "attention_backend", "name"), "an acceleration field")
+        check_known("", data, ("cache", "cache_params", "compile", "attention_backend", "name"),
+                    "an acceleration field")
         return cls(**dict(data))
 
     def key(self) -> str:
@@ -202,8 +203,8 @@ class Accel:
             >>> Accel.preset("fbc").replace(cache_params={"threshold": 0.3})
             Accel(cache='first_block', cache_params={'threshold': 0.3})
         """
-        fields_: dict[str, Any] = {"cache": self.cache, "cache_params": dict(self.cache_params), "compile": self.compile,
-                   "attention_backend": self.attention_backend, "name": None}
+        fields_: dict[str, Any] = {"cache": self.cache, "cache_params": dict(self.cache_params),
+                                   "compile": self.compile, "attention_backend": self.attention_backend, "name": None}
         check_known("", changes, fields_, "an acceleration field")
         if "cache" in changes and changes["cache"] != self.cache:
             fields_["cache_params"] = {}

@@ -341,7 +341,8 @@ def _canonical(name: str, fmt: str, matched: Mapping[str, _Group], layout: Model
             if factors or bias is not None:
                 zero.append(target)
             continue
-        if not factors and bias is not None:  # a bias delta alone: peft needs a factor pair, an exactly-zero one adds nothing
+        if not factors and bias is not None:
+            # a bias delta alone: peft needs a factor pair, an exactly-zero one adds nothing
             n_in, n_out = layout.linear[target]
             factors.append((torch.zeros(1, n_in, dtype=bias.dtype), torch.zeros(n_out, 1, dtype=bias.dtype)))
         dtype = _common_dtype([x for pair in factors for x in pair])

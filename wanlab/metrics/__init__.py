@@ -42,7 +42,8 @@ __all__ = [
     "FLOW_METHODS", "WORK_SHORT_SIDE", "WAN_FPS", "CONVENTIONS", "MOTION_KEYS",
     "Flows", "PairScores", "FrameScores", "PSNRScores", "DynamicDegree", "StaticFilter", "TemporalFlicker",
     "flow", "flow_magnitude", "dynamic_degree", "static_filter", "temporal_flicker", "warped_flicker",
-    "smoothness", "warp_error", "psnr", "ssim", "motion", "compare", "ADHERENCE_KEYS", "adherence", "caption_attributes",
+    "smoothness", "warp_error", "psnr", "ssim", "motion", "compare", "ADHERENCE_KEYS", "adherence",
+    "caption_attributes",
     "QUALITY_KEYS", "EvaluatorMissing", "clip_score", "subject_consistency", "background_consistency",
     "aesthetic_quality", "consistency_of", "quality",
 ]

@@ -77,7 +77,7 @@ def residuals_of(flows: Flows) -> Residuals:
         mae = float(np.mean(cv2.mean(cv2.absdiff(diff, 0.0), mask=mask)[:3]))
         return mse, mae, share
 
-    flows.backward  # computed once, before the threads share it
+    _ = flows.backward  # computed once, before the threads share it
     mse, mae, valid = np.asarray(in_parallel(pair, range(len(flows.forward)))).T.reshape(3, -1)
     return Residuals(mse, mae, valid)
 
@@ -110,7 +110,7 @@ def _evalcrafter_errors(flows: Flows) -> np.ndarray:
         n = int(keep.sum())
         return float(sq[keep].sum(dtype=np.float64)) / n if n else float(sq.sum(dtype=np.float64)) / sq.size
 
-    flows.backward  # computed once, before the threads share it
+    _ = flows.backward  # computed once, before the threads share it
     return np.asarray(in_parallel(pair, range(len(flows.forward))))
 
 
@@ -129,7 +129,8 @@ def _flows_for(video: Any, method: str, convention: str, max_short_side: int | N
         shape = np.shape(frames)
         if len(shape) == 4 and min(shape[1:3]) < 2 * MIN_FLOW_SIDE:
             raise ValueError(f"frames: must be at least {2 * MIN_FLOW_SIDE}x{2 * MIN_FLOW_SIDE} px for "
-                             f"convention='evalcrafter', which works at half resolution; got {shape[2]}x{shape[1]} (WxH)")
+                             f"convention='evalcrafter', which works at half resolution; "
+                             f"got {shape[2]}x{shape[1]} (WxH)")
         size = (shape[1] // 2, shape[2] // 2) if len(shape) == 4 else None
         fw, bw = given_flow if given_flow is not None else (None, None)
         return Flows(video, method, max_short_side=None, size=size, forward=fw, backward=bw, fine_backward=True)

@@ -7,6 +7,7 @@ DIS flow instead of RAFT, so thresholds and counts are VBench's while the flow i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -151,8 +152,9 @@ def dynamic_degree_of(flows: Flows, fps: float) -> DynamicDegree:
     if n < 2:
         raise ValueError(f"frames: dynamic_degree samples every {k}th frame (fps={fps}) and needs at least "
                          f"{k + 1} frames; got T={T}")
-    flows.forward  # computed once, before the threads share it
-    per = np.array(in_parallel(lambda i: top_mean(flows.magnitude(flows.span(i * k, k)), DYNAMIC_TOP), range(n - 1)))
+    _ = flows.forward  # computed once, before the threads share it
+    per = np.array(in_parallel(lambda i: top_mean(flows.magnitude(flows.span(i * k, k)), DYNAMIC_TOP),
+                               range(n - 1)))
     required = max(1, round(4 * n / 16))
     threshold = 6.0 * min(H, W) / 256.0
     dynamic = int(np.count_nonzero(per > threshold)) >= required
@@ -302,12 +304,13 @@ def temporal_flicker_of(flows: Flows) -> TemporalFlicker:
         per = np.full(len(frames) - 1, np.nan)
         return TemporalFlicker(per, float("nan"), False, verdict)
     n = frames[0].size
-    diff = [sum(cv2.sumElems(cv2.absdiff(a, b))) / n for a, b in zip(frames[:-1], frames[1:])]
+    diff = [sum(cv2.sumElems(cv2.absdiff(a, b))) / n for a, b in pairwise(frames)]
     per = (255.0 - np.asarray(diff, dtype=np.float64)) / 255.0
     return TemporalFlicker(per, float(per.mean()), True, verdict)
 
 
-def temporal_flicker(video: Any, method: str = "dis", *, max_short_side: int | None = WORK_SHORT_SIDE) -> TemporalFlicker:
+def temporal_flicker(video: Any, method: str = "dis", *,
+                     max_short_side: int | None = WORK_SHORT_SIDE) -> TemporalFlicker:
     """VBench temporal flickering, defined on static clips only: ``(255 - mean |f(t+1) - f(t)|) / 255``.
 
     The clip first goes through :func:`static_filter` (VBench runs it before this metric). A

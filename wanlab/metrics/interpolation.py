@@ -82,7 +82,8 @@ def smoothness_of(flows: Flows) -> PairScores:
     for oy in range(step):
         for ox in range(step):
             points = pixel_grid(H, W)[oy::step, ox::step]  # full-resolution pixels compared
-            on_work = (points + 0.5) * np.array([w / W, h / H], dtype=np.float32) - 0.5  # the same points on the working grid
+            # the same points on the working grid
+            on_work = (points + 0.5) * np.array([w / W, h / H], dtype=np.float32) - 0.5
             lattices[oy * step + ox] = (oy, ox, points, np.ascontiguousarray(on_work))
 
     def predicted(i: int) -> float:
@@ -100,7 +101,7 @@ def smoothness_of(flows: Flows) -> PairScores:
         real = np.ascontiguousarray(frames[a + 1, oy::step, ox::step]).astype(np.float32)
         return (255.0 - np.mean(cv2.mean(cv2.absdiff(pred, real))[:3])) / 255.0
 
-    flows.forward  # computed once, before the threads share it
+    _ = flows.forward  # computed once, before the threads share it
     per = np.asarray(in_parallel(predicted, range((len(frames) - 1) // 2)), dtype=np.float64)
     return PairScores(per, float(per.mean()))
 

@@ -282,7 +282,8 @@ class Flows:
         check_method(method)
         if max_short_side is not None and (isinstance(max_short_side, bool) or not isinstance(max_short_side, int)
                                            or max_short_side < MIN_FLOW_SIDE):
-            raise ValueError(f"max_short_side: must be None or an integer >= {MIN_FLOW_SIDE} px; got {max_short_side!r}")
+            raise ValueError(f"max_short_side: must be None or an integer >= {MIN_FLOW_SIDE} px; "
+                             f"got {max_short_side!r}")
         H, W = frames.shape[1:3]
         h, w = working_size(H, W, max_short_side) if size is None else size
         if min(h, w) < MIN_FLOW_SIDE:

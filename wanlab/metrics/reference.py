@@ -127,7 +127,7 @@ def center_crop(x: Any, size: int) -> Any:
         (1, 3, 224, 224)
     """
     h, w = x.shape[-2:]
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    top, left = round((h - size) / 2.0), round((w - size) / 2.0)
     return x[..., top:top + size, left:left + size]
 
 

@@ -184,7 +184,8 @@ def smooth_noise() -> tuple[Measured, bool]:
     video = syn.scene(frames=SMOOTH_FRAMES, noise=5.0)
     f = video.astype(np.float64)
     hand = np.mean([np.abs((f[i] + f[i + 2]) / 2 - f[i + 1]).mean() for i in range(0, SMOOTH_FRAMES - 2, 2)])
-    out = {"deficit": _deficit(video), "by_hand": hand / 255 * 1e4, "gaussian_theory": 5 * math.sqrt(3 / math.pi) / 255 * 1e4}
+    out = {"deficit": _deficit(video), "by_hand": hand / 255 * 1e4,
+           "gaussian_theory": 5 * math.sqrt(3 / math.pi) / 255 * 1e4}
     return out, abs(out["deficit"] - out["by_hand"]) < 1.0
 
 
@@ -272,20 +273,22 @@ def psnr_noise() -> tuple[Measured, bool]:
 
 
 CHECKS = [
-    Check("flow-pan", "flow_magnitude", "pan at 0.5, 1, 3, 8 px/frame, 9 frames", "mean magnitude within 3 % of the speed "
-          "(err_v in %)", flow_pans),
+    Check("flow-pan", "flow_magnitude", "pan at 0.5, 1, 3, 8 px/frame, 9 frames",
+          "mean magnitude within 3 % of the speed (err_v in %)", flow_pans),
     Check("flow-object", "flow", "160x120 square moving 16 px/frame over a still background",
           "flow inside the square 16 +- 0.3 px, background < 0.05 px (working px: 8 and 0)", flow_object),
     Check("dynamic-rule", "dynamic_degree", "pans at 8 and 0.5 px/frame, 17 frames",
           "8 px/frame dynamic, pairs 2 frames apart score 16 +- 0.8 px; 0.5 px/frame not dynamic", dynamic_pan),
-    Check("static-rule", "static_filter", "81 frames: still + noise sd 2, pans at 1 and 3 px/frame, square at 4 px/frame",
+    Check("static-rule", "static_filter",
+          "81 frames: still + noise sd 2, pans at 1 and 3 px/frame, square at 4 px/frame",
           "still and 1 px/frame pan static (80 px end to end < 112.5), 3 px/frame pan and square not", static_rule),
     Check("flicker-alternating", "temporal_flicker", "still clip, every other frame +20 levels",
           "static; every pair exactly (255 - 20) / 255", flicker_alternating),
     Check("flicker-moving", "temporal_flicker", "flicker-free 3 px/frame pan; still clip with +-15 brightness jitter",
           "pan: NaN (not static); jittered still: a score < 1", flicker_moving),
     Check("warped-flicker", "warped_flicker", "3 px/frame pan, clean and with +-15 jitter; still with the same jitter",
-          "clean pan > 0.99 (bilinear resampling floor); jittered pan = jittered still +- 0.002, both >= 0.02 below the clean pan",
+          "clean pan > 0.99 (bilinear resampling floor); jittered pan = jittered still +- 0.002, "
+          "both >= 0.02 below the clean pan",
           warped_flicker_check),
     *[Check(f"smooth-jitter-{v}", "smoothness", f"square at {v} px/frame: linear vs steps U(0.5, 1.5) x {v}, "
             f"{SMOOTH_FRAMES} frames, draws {DRAWS}", "linear scores higher in every draw (values: 1e4 x (1 - score))",

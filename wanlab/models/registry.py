@@ -116,10 +116,12 @@ def read_card(folder: Path) -> Card | None:
         Params(**{"prompt": "x", **{k: v for k, v in native.items() if k != "prompt"}})  # the fields and ranges
         if "prompt" in native:
             raise ValueError("a model card's native settings do not hold a prompt")
-        vocabulary = {str(kind): tuple(str(w) for w in words) for kind, words in (data.get("vocabulary") or {}).items()}
+        vocabulary = {str(kind): tuple(str(w) for w in words)
+                      for kind, words in (data.get("vocabulary") or {}).items()}
         trained = {str(k): int(v) for k, v in (data.get("trained") or {}).items()}
         if set(trained) - TRAINED_FIELDS:
-            raise ValueError(f"trained holds {sorted(set(trained) - TRAINED_FIELDS)}; it may hold {sorted(TRAINED_FIELDS)}")
+            raise ValueError(f"trained holds {sorted(set(trained) - TRAINED_FIELDS)}; "
+                             f"it may hold {sorted(TRAINED_FIELDS)}")
         return Card(name=str(data["name"]), description=str(data.get("description", "")), native=native,
                     max_sequence_length=int(data.get("max_sequence_length", REAL_MAX_SEQUENCE_LENGTH)),
                     fingerprint=data.get("fingerprint"), demo_prompts=tuple(data.get("demo_prompts") or ()),
@@ -217,7 +219,8 @@ def _from_card(name: str, folder: Path) -> Builtin:
 TINY_FINGERPRINT = "aedea0b8717dd26540e3842411403a107e352950ebdbe43638ea525fa02398a7"
 
 TINY = Builtin("tiny", "seeded random weights in the real diffusers Wan classes: every code path in seconds "
-               "(tests); its videos are noise", build=_build_tiny, native={"width": 128, "height": 128, "num_frames": 33},
+               "(tests); its videos are noise", build=_build_tiny,
+               native={"width": 128, "height": 128, "num_frames": 33},
                max_sequence_length=512, fingerprint=TINY_FINGERPRINT)
 #: The built-ins by name, each read when asked for (a shipped checkpoint's entry from its model card).
 BUILTIN_FOLDERS = {"toy": TOY_FOLDER}

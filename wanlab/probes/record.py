@@ -181,7 +181,7 @@ class Recorder:
             context = args[1] if len(args) > 1 else kwargs.get("encoder_hidden_states")
             query, key = internals.cross_attention_qk(module, hidden, context)
             q, k = query[0], key[0]  # (N, heads, d), (L, heads, d)
-            n, heads, dim = q.shape
+            n, _, dim = q.shape
             if self.a_per_step is None:
                 self.a_per_step = torch.zeros((len(self.a_steps), n, len(self.a_words)), dtype=torch.float32,
                                               device=q.device)

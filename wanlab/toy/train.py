@@ -225,7 +225,7 @@ class Trainer:
         fg_weight = float(r.get("fg_weight", 0.0))
         weights = 1.0 + fg_weight * torch.cat(encoded["coverage"]).float() if fg_weight else None
         cap_index = torch.tensor(encoded["captions"])
-        texts = list(data.TRAIN_CAPTIONS) + [""]
+        texts = [*data.TRAIN_CAPTIONS, ""]
         ids, mask = tokenize(tok, texts, r["max_sequence_length"])
         empty = len(texts) - 1
         with torch.random.fork_rng(devices=[]):
