@@ -45,7 +45,8 @@ MIN_SHOWN_WIDTH = 160
 MAX_GRID_ROWS = 9
 GRID_FRAMES = 6
 #: Besides the report's main metric, these get their own plot and effects when the sweep measured them.
-EXTRA_METRICS = ("adherence", "adherence_visible", "clip_score", "subject_consistency", "background_consistency", "aesthetic_quality")
+EXTRA_METRICS = ("adherence", "adherence_visible", "clip_score", "subject_consistency", "background_consistency",
+                 "aesthetic_quality")
 #: Said under the frame grid: frame 0 is shown as generated, and why it may look unlike the rest.
 FRAME_ZERO_NOTE = ("Every frame is shown as generated. Wan's VAE is causal in time: latent frame 0 encodes frame 0 "
                    "alone, and each later latent frame covers several frames, so frame 0 may look sharper or "
@@ -89,7 +90,8 @@ def image_tag(path: str | os.PathLike[str], alt: str, css: str = "plot") -> str:
     return f'<img class="{css}" alt="{html.escape(alt)}" src="{data_uri(path, "image/png")}">'
 
 
-def fold_constants(df: pd.DataFrame, keep: tuple[str, ...] = ("point", "status")) -> tuple[dict[str, Any], pd.DataFrame]:
+def fold_constants(df: pd.DataFrame,
+                   keep: tuple[str, ...] = ("point", "status")) -> tuple[dict[str, Any], pd.DataFrame]:
     """Columns with one value in every row (said once, above the table) and the table without them."""
     constant = {}
     for name in df.columns:
@@ -307,7 +309,7 @@ def _metric_section(report: _Report) -> list[str]:
     result, done, metric, px, phue = report.result, report.done, report.metric, report.px, report.phue
     parts = [f"<h2>{html.escape(metric)} vs {html.escape(px)}</h2>"]
     if not report.has(metric):
-        return parts + [f"<p>{html.escape(f'no {metric} values to plot (metrics off, or no point done)')}</p>"]
+        return [*parts, f"<p>{html.escape(f'no {metric} values to plot (metrics off, or no point done)')}</p>"]
     parts.append(image_tag(report.save(result.plot(y=metric, x=px, hue=phue), "metric_vs_param.png"),
                            f"{metric} vs {px}"))
     if phue is not None and px != "seed" and done[px].nunique() > 1 and done[phue].nunique() > 1:
@@ -361,11 +363,11 @@ def _accel_section(report: _Report) -> list[str]:
         return []
     parts = ["<h2>Acceleration: speed vs fidelity</h2>"]
     if not len(report.done):
-        return parts + [f"<p>{html.escape('no point done yet')}</p>"]
+        return [*parts, f"<p>{html.escape('no point done yet')}</p>"]
     try:
         study = report.result.accel_study()
     except ValueError as exc:
-        return parts + [f"<p>{html.escape(str(exc) or 'no point done yet')}</p>"]
+        return [*parts, f"<p>{html.escape(str(exc) or 'no point done yet')}</p>"]
     write_text(report.out / "accel_study.csv", study.to_csv(index=False))
     summary = summarize(study)
     fig = plot_study(summary, title=f"{report.name}: speed vs fidelity (against {study.attrs['reference']})")

@@ -30,7 +30,8 @@ class ApiKey:
 
     def __init__(self, value: Any, source: str) -> None:
         if not isinstance(value, str) or not value.strip():
-            raise ParamError("api_key", "a non-empty string", "<empty>" if isinstance(value, str) else type(value).__name__)
+            raise ParamError("api_key", "a non-empty string",
+                             "<empty>" if isinstance(value, str) else type(value).__name__)
         value = value.strip()
         if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
             raise ParamError("api_key", "one token without spaces, line breaks or control characters",

@@ -159,7 +159,8 @@ class Transport:
             except httpx.TransportError as exc:
                 arrived = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
                 if arrived and not replay and not idempotent:
-                    raise SubmitUncertain(f"{what}: the connection broke after the request was sent ({_describe(exc)}); "
+                    raise SubmitUncertain(f"{what}: the connection broke after the request was sent "
+                                          f"({_describe(exc)}); "
                                           "the service may have accepted it, so it is not sent again (that could pay "
                                           "twice)") from None
                 arrived_once |= arrived
@@ -228,8 +229,8 @@ class Transport:
             if self.key is None:
                 return AuthError(f"{what}: the service asks for an API key and none was given: pass api_key=, set "
                                  f"$WANLAB_API_KEY (or $NOVITA_API_KEY), or use --api-key-file (401{tail})", status)
-            return AuthError(f"{what}: the API key was refused (401 Unauthorized; the key from {self.key.source}){tail}",
-                             status)
+            return AuthError(f"{what}: the API key was refused (401 Unauthorized; the key from "
+                             f"{self.key.source}){tail}", status)
         if status == 403:
             return AuthError(f"{what}: the service refused this with the key given (403 Forbidden){tail}", status)
         if 300 <= status < 400:

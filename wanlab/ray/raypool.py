@@ -140,7 +140,7 @@ class RayPool(TaskMethods, BackendBase):
 
     def __repr__(self) -> str:
         return (f"RayPool(model={self.identity.model_id!r}, workers={len(self._lanes)}, "
-                f"{'num_gpus=%g' % self.num_gpus if self.num_gpus else 'cpu, threads=%d' % self.threads})")
+                f"{f'num_gpus={self.num_gpus:g}' if self.num_gpus else f'cpu, threads={self.threads:d}'})")
 
     # --- the backend protocol --------------------------------------------------------------------------
     @property

@@ -87,7 +87,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """The validated configuration of ``wanlab serve`` arguments."""
     fields: dict[str, Any] = dict(
         model=args.model, host=args.host, port=args.port, api_keys=args.api_keys, no_auth=args.no_auth,
-        workers=args.workers, ray=args.ray, allow_local_sizes=args.allow_local_sizes, webhook_allow=tuple(args.webhook_allow),
+        workers=args.workers, ray=args.ray, allow_local_sizes=args.allow_local_sizes,
+        webhook_allow=tuple(args.webhook_allow),
         public_url=args.public_url, url_ttl=args.url_ttl, queue_size=args.queue_size,
         max_queued_per_key=args.max_queued_per_key, max_body=args.max_body, body_timeout_s=args.body_timeout,
         lora_dirs=tuple(args.lora_dir), lora_cache=args.lora_cache, lora_max_bytes=args.lora_max_mb << 20,

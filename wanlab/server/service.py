@@ -130,7 +130,8 @@ class Service:
             backend = self._factory(self.config)
             backend.set_lora_policy(self.lora_policy)
             self.queue = TaskQueue(backend, self.store, maxsize=self.config.queue_size, resume=True,
-                                   max_per_owner=self.config.max_queued_per_key, video_url=self._video_url, on_finish=self._finished)
+                                   max_per_owner=self.config.max_queued_per_key, video_url=self._video_url,
+                                   on_finish=self._finished)
             self.backend, self.identity = backend, backend.identity
             if self.state == LOADING:
                 self.state = READY
@@ -314,7 +315,7 @@ class Service:
         if time.monotonic() - at < 1.0 or self.queue is None:
             return seconds
         etas = [r["task"]["eta"] for r in self.queue.tasks() if r["task"]["status"] == TaskStatus.PROCESSING]
-        seconds = max(1, int(math.ceil(min(etas)))) if etas else 1
+        seconds = max(1, math.ceil(min(etas))) if etas else 1
         self._retry_after = (time.monotonic(), seconds)
         return seconds
 
@@ -439,11 +440,13 @@ class Service:
 
 def _is_result(result: Any) -> bool:
     """Whether a task file's ``result`` has the published shape, with the types the provider's SDKs parse."""
-    if not isinstance(result, dict) or not isinstance(result.get("task"), dict) or not isinstance(result.get("extra"), dict):
+    if (not isinstance(result, dict) or not isinstance(result.get("task"), dict)
+            or not isinstance(result.get("extra"), dict)):
         return False
     task, extra = result["task"], result["extra"]
     debug = extra.get("debug_info")
-    if not all(k in task for k in TASK_FIELDS) or not isinstance(debug, dict) or not all(k in debug for k in DEBUG_FIELDS):
+    if (not all(k in task for k in TASK_FIELDS) or not isinstance(debug, dict)
+            or not all(k in debug for k in DEBUG_FIELDS)):
         return False
     numbers = [task["eta"], task["progress_percent"]]
     texts = [debug[f"{n}_time_ms"] for n in ("submit", "execute", "complete")]

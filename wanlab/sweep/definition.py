@@ -48,8 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .result import SweepResult
 
 AXES = ("seeds", "points", "zip", "grid")
-TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "metrics", "probes", "base", "grid", "zip",
-                  "points")
+TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "metrics", "probes", "base", "grid",
+                  "zip", "points")
 
 
 class Sweep:

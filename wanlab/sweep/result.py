@@ -279,7 +279,8 @@ class SweepResult:
         from ..stats import effects
 
         if by not in self.sweep.swept or by == "seed":
-            raise ValueError(f"by: must be a swept field other than seed ({', '.join(n for n in self.sweep.swept if n != 'seed')}); "
+            raise ValueError("by: must be a swept field other than seed ("
+                             f"{', '.join(n for n in self.sweep.swept if n != 'seed')}); "
                              f"got {by!r}")
         if self.df["seed"].nunique() < 2:
             raise ValueError("effects: the sweep has one seed; differences need several seeds to tell from noise "

@@ -56,7 +56,7 @@ def make_task_result(*, task_id: str, status: TaskStatus, reason: str = "", eta:
     """
     return {
         "task": {"task_id": task_id, "task_type": TASK_TYPE, "status": status, "reason": reason,
-                 "eta": 0 if status in FINISHED else int(math.ceil(max(eta, 0.0))),
+                 "eta": 0 if status in FINISHED else math.ceil(max(eta, 0.0)),
                  "progress_percent": int(progress)},
         "images": [],
         "videos": [dict(v) for v in videos],
