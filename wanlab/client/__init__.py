@@ -79,8 +79,11 @@ def connect(base_url: str, api_key: Any = None, *, kind: str = "auto", max_in_fl
 
 
 def check_base_url(base_url: Any) -> str:
-    """``base_url`` as the client uses it (no trailing slash), or a ParamError: http(s), a host, and no
-    user name, password, query or fragment (a key goes in ``api_key``, never in a URL)."""
+    """``base_url`` as the client uses it (no trailing slash), or a ParamError.
+
+    Http(s), a host, and no user name, password, query or fragment (a key goes in ``api_key``, never in
+    a URL).
+    """
     import httpx
 
     if not isinstance(base_url, str) or not base_url.strip():

@@ -61,8 +61,10 @@ class ApiKey:
 
 
 def find_key(api_key: Any = None) -> ApiKey | None:
-    """The key to send: ``api_key`` when given (a string or an :class:`ApiKey`), else the first of
-    :data:`ENV_VARS` that is set, else None (a server started with ``--no-auth`` needs none).
+    """The key to send.
+
+    ``api_key`` when given (a string or an :class:`ApiKey`), else the first of :data:`ENV_VARS`
+    that is set, else None (a server started with ``--no-auth`` needs none).
 
     >>> find_key("sk-123").source
     'the api_key argument'
@@ -79,8 +81,10 @@ def find_key(api_key: Any = None) -> ApiKey | None:
 
 
 def read_key_file(path: str | os.PathLike[str]) -> ApiKey:
-    """The key in a file: its first line that is neither blank nor a ``#`` comment. Warns when other
-    users may read the file (``chmod 600`` it).
+    """The key in a file.
+
+    Its first line that is neither blank nor a ``#`` comment. Warns when other users may read the
+    file (``chmod 600`` it).
 
     >>> read_key_file("~/.config/wanlab/key")  # doctest: +SKIP
     ApiKey(from /root/.config/wanlab/key, hidden)

@@ -86,8 +86,11 @@ def fetch_json(transport: Transport, url: str, *, policy: NetPolicy | None = Non
 
 @contextlib.contextmanager
 def _response(transport: Transport, url: str, policy: NetPolicy | None) -> Iterator[Any]:
-    """An open response for ``url``: through the service's connections when it is on the service's
-    address, else through the network guard (no key, every hop checked)."""
+    """An open response for ``url``.
+
+    Through the service's connections when it is on the service's address, else through the
+    network guard (no key, every hop checked).
+    """
     if transport.same_origin(url):
         response = transport.send("GET", url, stream=True, what=f"download {shown_url(url)}")
         try:

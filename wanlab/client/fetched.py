@@ -88,8 +88,10 @@ def service_entry(remote: Remote, task_id: str, result: Mapping[str, Any]) -> di
 
 
 def service_timings(debug: Mapping[str, Any]) -> dict[str, float]:
-    """The service's own timings (seconds) from ``debug_info``'s epoch-millisecond strings: ``queue``
-    (submit to start), ``generate`` (start to complete) and ``total``."""
+    """The service's own timings (seconds) from ``debug_info``'s epoch-millisecond strings.
+
+    ``queue`` (submit to start), ``generate`` (start to complete) and ``total``.
+    """
     submit, execute, complete = (moment(debug, f"{n}_time_ms") for n in ("submit", "execute", "complete"))
     out = {}
     if submit is not None and execute is not None:

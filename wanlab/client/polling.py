@@ -1,5 +1,7 @@
-"""When to ask a service about a task again: often while it is young, rarer as it ages, and at the
-moment it should end once tasks of its shape have finished before.
+"""When to ask a service about a task again.
+
+Often while it is young, rarer as it ages, and at the moment it should end once tasks of its shape
+have finished before.
 
 Without history a task is polled after about a tenth of its age (between ``poll_min`` and
 ``poll_max`` seconds, never more often than half the service's ``eta``), so a short task is seen
@@ -31,8 +33,10 @@ def shape(params: Params) -> tuple[Any, ...]:
 
 
 def moment(debug: Mapping[str, Any], name: str) -> float | None:
-    """A ``debug_info`` time (``submit_time_ms`` ...) in epoch seconds; None when it has not happened
-    (``"0"``, as the hosted API and wanlab send it, an empty string from older servers, or absent).
+    """A ``debug_info`` time (``submit_time_ms`` ...) in epoch seconds.
+
+    None when it has not happened (``"0"``, as the hosted API and wanlab send it, an empty string
+    from older servers, or absent).
 
     >>> moment({"execute_time_ms": "1700000000000"}, "execute_time_ms"), moment({"execute_time_ms": "0"}, "execute_time_ms")
     (1700000000.0, None)

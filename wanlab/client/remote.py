@@ -109,9 +109,12 @@ class Remote(BackendBase):
 
     # --- requests and keys ---------------------------------------------------------------------------
     def params(self, params: Params | None = None, **fields: Any) -> Params:
-        """The validated request: fields not given come from the served model's native settings, else
-        the API's defaults; under the API's rules from the API's defaults alone (as the service reads a
-        body), and local sizes and ``num_frames`` are refused here, before any call."""
+        """The validated request.
+
+        Fields not given come from the served model's native settings, else the API's defaults; under
+        the API's rules from the API's defaults alone (as the service reads a body), and local sizes
+        and ``num_frames`` are refused here, before any call.
+        """
         if self.identity.rules != "api":
             p = request(self.identity.native, params, **fields)
         else:
@@ -123,8 +126,10 @@ class Remote(BackendBase):
         return p
 
     def check_accel(self, accel: Any) -> Any:
-        """``accel`` when this service runs it (None: its own setting), else a ParamError before any call:
-        the API's body has no field for an acceleration setting."""
+        """``accel`` when this service runs it (None: its own setting), else a ParamError before any call.
+
+        The API's body has no field for an acceleration setting.
+        """
         from ..accel.setting import Accel
 
         if accel is None:
@@ -138,7 +143,8 @@ class Remote(BackendBase):
 
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
         """Each LoRA as run keys hold it (:func:`wanlab.client.wire.describe_loras`; what
-        :meth:`set_lora_policy` rules out raises LoRAError)."""
+        :meth:`set_lora_policy` rules out raises LoRAError).
+        """
         return describe_loras(params, self.kind, self.lora_policy)
 
     def body(self, params: Params) -> dict[str, Any]:
@@ -174,9 +180,12 @@ class Remote(BackendBase):
         return task_id
 
     def task_result(self, task_id: str, *, wait: float | None = None) -> dict[str, Any]:
-        """The task's state as the service gives it (the published shape); TaskError for an unknown id.
-        ``wait`` (seconds, on a service with a long poll; at most :attr:`long_poll_s`): the answer comes once
-        the task's status or progress changes or it ends, or after that long."""
+        """The task's state as the service gives it (the published shape).
+
+        TaskError for an unknown id. ``wait`` (seconds, on a service with a long poll; at most
+        :attr:`long_poll_s`): the answer comes once the task's status or progress changes or it ends, or
+        after that long.
+        """
         if not isinstance(task_id, str) or not task_id:
             raise ParamError("task_id", "a task id string", task_id)
         check_unicode("task_id", task_id)
@@ -231,8 +240,11 @@ class Remote(BackendBase):
                         "submitted task runs (and is billed) to its end")
 
     def video(self, task_id: str, params: Params | None = None) -> Any:
-        """The :class:`~wanlab.Video` of a finished task (downloaded and verified now). ``params``: the
-        request, when it was not submitted through this client (a wanlab server's record says it)."""
+        """The :class:`~wanlab.Video` of a finished task (downloaded and verified now).
+
+        ``params``: the request, when it was not submitted through this client (a wanlab server's
+        record says it).
+        """
         with self._lock:
             known = self._requests.get(task_id)
         p = params if params is not None else (known[0] if known else None)
@@ -290,9 +302,11 @@ class Remote(BackendBase):
         return self._fetch(task_id, result, p)
 
     def _accepted(self, job: Job, accel: Any) -> str:
-        """The task of this job at the service: the one it resumes, or a new one (its idempotency key
-        announced to ``job.on_submit`` before it is sent, its task id to ``job.on_accepted`` before anything
-        else happens)."""
+        """The task of this job at the service.
+
+        The one it resumes, or a new one (its idempotency key announced to ``job.on_submit`` before it is
+        sent, its task id to ``job.on_accepted`` before anything else happens).
+        """
         from ..taskstatus import TaskStatus
 
         p = job.params
@@ -369,14 +383,17 @@ class Remote(BackendBase):
     def _held(self, asked: float, wait: float | None, seen: Any, task: Mapping[str, Any]) -> bool:
         """Whether a long poll sent at ``asked`` did its work (the task changed from ``seen``, or the service
         held the answer for the time asked), so the next may go at once; else (a server that answers long
-        polls of this task at once, e.g. one that does not run it) the usual poll pause comes first."""
+        polls of this task at once, e.g. one that does not run it) the usual poll pause comes first.
+        """
         if not self.long_poll_s or not wait:
             return False
         return _state(task) != seen or time.monotonic() - asked >= 0.9 * min(wait, self.long_poll_s)
 
     def _fetch(self, task_id: str, result: Mapping[str, Any], params: Params | None) -> Any:
-        """Download a finished task's files into a folder of their own (removed with the Video) and build
-        its Video; a download that does not arrive whole is tried again with a fresh result."""
+        """Download a finished task's files into a folder of their own (removed with the Video) and build its Video.
+
+        A download that does not arrive whole is tried again with a fresh result.
+        """
         folder = Path(tempfile.mkdtemp(prefix="wanlab-download-"))
         try:
             for attempt in range(DOWNLOAD_TRIES):
@@ -420,7 +437,8 @@ def _state(task: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def _long_poll_s(server: Mapping[str, Any], timeout: float) -> float | None:
     """Seconds a task-result may wait at a wanlab server that announces a long poll (``server.long_poll``:
-    its parameter and longest wait), kept :data:`WAIT_MARGIN_S` under the read ``timeout``; None without one."""
+    its parameter and longest wait), kept :data:`WAIT_MARGIN_S` under the read ``timeout``; None without one.
+    """
     offer = server.get("long_poll")
     if not isinstance(offer, Mapping) or offer.get("param") != WAIT_PARAM:
         return None

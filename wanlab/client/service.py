@@ -34,9 +34,12 @@ NOT_WANLAB = (400, 401, 403, 404, 405, 410, 501)
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    """What the client knows about a service: ``kind`` (``"wanlab"`` or ``"api"``), the identity its
-    runs are keyed by, the acceleration setting it runs (a wanlab server's own, else None), how many
-    tasks it queues (None: not said) and the ``/health`` answer it came from."""
+    """What the client knows about a service.
+
+    ``kind`` (``"wanlab"`` or ``"api"``), the identity its runs are keyed by, the acceleration
+    setting it runs (a wanlab server's own, else None), how many tasks it queues (None: not said)
+    and the ``/health`` answer it came from.
+    """
 
     kind: str
     identity: ModelIdentity
@@ -61,8 +64,10 @@ def canonical_url(base_url: str) -> str:
 
 
 def service_identity(base_url: str, model_name: str = API_MODEL_NAME, rules: str = "api") -> ModelIdentity:
-    """The identity of a service that is not wanlab: its address and ``model_name``, hashed (so the same
-    request to the same service has the same run key); frames lossy, no latents.
+    """The identity of a service that is not wanlab.
+
+    Its address and ``model_name``, hashed (so the same request to the same service has the same run
+    key); frames lossy, no latents.
 
     >>> service_identity("https://api.example.org").source
     'service'
@@ -77,8 +82,10 @@ def service_identity(base_url: str, model_name: str = API_MODEL_NAME, rules: str
 
 def probe(transport: Transport, kind: str, *, model_name: str = API_MODEL_NAME, rules: str | None = None,
           ready_timeout: float = 120.0) -> ServiceInfo:
-    """Tell what ``transport``'s service is (see the module docstring); waits up to ``ready_timeout``
-    seconds while a wanlab server loads its model (503)."""
+    """Tell what ``transport``'s service is (see the module docstring).
+
+    Waits up to ``ready_timeout`` seconds while a wanlab server loads its model (503).
+    """
     if kind not in KINDS:
         raise ParamError("kind", f"one of {', '.join(KINDS)}", kind)
     if kind == "api":
@@ -106,7 +113,9 @@ def probe(transport: Transport, kind: str, *, model_name: str = API_MODEL_NAME, 
 
 def identity_of(health: Any) -> ModelIdentity | None:
     """The :class:`ModelIdentity` a wanlab server's ``/health`` answer carries (None when it has none).
-    Its frames are exact (lossless copies are fetched); latents do not travel."""
+
+    Its frames are exact (lossless copies are fetched); latents do not travel.
+    """
     if not isinstance(health, Mapping):
         return None
     for candidate in (health.get("identity"), health.get("model"), health):
@@ -130,7 +139,8 @@ def _accel_of(health: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 def _queue_limit(health: Mapping[str, Any]) -> int | None:
     """How many tasks the server queues for one key, from the names a health answer may give it (a wanlab
-    server's ``max_queued_per_key`` when smaller than its queue)."""
+    server's ``max_queued_per_key`` when smaller than its queue).
+    """
     server = health.get("server")
     per_key = server.get("max_queued_per_key") if isinstance(server, Mapping) else None
     whole = _whole_queue(health)

@@ -1,5 +1,7 @@
-"""HTTP to one service: one pool of kept-alive connections, timeouts, the key, bounded retries, and
-the service's refusals turned into wanlab's errors, saying what the service said.
+"""HTTP to one service.
+
+One pool of kept-alive connections, timeouts, the key, bounded retries, and the service's refusals
+turned into wanlab's errors, saying what the service said.
 
 - 400 (and 422) -> :class:`~wanlab.ParamError` with the service's field, rule and value;
 - 401 -> :class:`~wanlab.errors.AuthError` "the API key was refused"; 403 -> AuthError;
@@ -36,9 +38,11 @@ MAX_SAID = 300
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long to keep trying: ``attempts`` tries of a request that got no answer or a 5xx (the first
-    included), waits of ``backoff_s * 2**n`` seconds (at most ``max_backoff_s``, with jitter) between
-    them, and at most ``busy_s`` seconds of waiting in all while the service answers 429 or 503.
+    """How long to keep trying.
+
+    ``attempts`` tries of a request that got no answer or a 5xx (the first included), waits of
+    ``backoff_s * 2**n`` seconds (at most ``max_backoff_s``, with jitter) between them, and at most
+    ``busy_s`` seconds of waiting in all while the service answers 429 or 503.
 
     >>> RetryPolicy(attempts=3).attempts
     3
@@ -138,7 +142,8 @@ class Transport:
         ``patience`` replaces :attr:`RetryPolicy.busy_s` (seconds of 429/503 waits) for this request;
         ``headers`` are sent besides the key's; ``idempotent=True``: the service deduplicates this request
         (an ``Idempotency-Key``), so it is sent again, and when no try got an answer after one may have
-        arrived, :class:`~wanlab.errors.SubmitUncertain`."""
+        arrived, :class:`~wanlab.errors.SubmitUncertain`.
+        """
         import httpx
 
         url = self.url(path)

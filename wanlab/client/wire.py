@@ -1,5 +1,7 @@
-"""A request as a service receives it: the JSON body of ``POST /v3/async/wan-t2v``, the LoRA paths the
-hosted API can read, and how LoRA files are described in run keys when this machine cannot read them.
+"""A request as a service receives it.
+
+The JSON body of ``POST /v3/async/wan-t2v``, the LoRA paths the hosted API can read, and how LoRA
+files are described in run keys when this machine cannot read them.
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ LOCAL_FIELDS = ("prompt", "negative_prompt", "width", "height", "seed", "steps",
 
 
 def body(params: Params, identity: ModelIdentity, kind: str) -> dict[str, Any]:
-    """The JSON body for ``params``: the hosted API's fields, ``num_frames`` too where the service takes
-    local sizes, and ``model_name`` for a service that is not wanlab (a wanlab server needs none).
+    """The JSON body for ``params``.
+
+    The hosted API's fields, ``num_frames`` too where the service takes local sizes, and ``model_name``
+    for a service that is not wanlab (a wanlab server needs none).
 
     >>> body(Params(prompt="a fox", seed=1), service_identity("https://api.example.org"), "api")["width"]  # doctest: +SKIP
     832
@@ -56,10 +60,13 @@ def check_service_lora(path: str) -> str:
 
 
 def describe_loras(params: Params, kind: str, policy: SourcePolicy | None = None) -> list[dict[str, Any]]:
-    """Each LoRA as run keys hold it: for a wanlab server a file by its sha256 when this machine can read
-    it (the same file the server reads), else (and always for the hosted API) by the request's path.
-    ``policy`` (a remote's ``set_lora_policy``): URLs it does not allow and local files outside its folders
-    raise :class:`~wanlab.LoRAError` here, before any call (the service applies its own policy as well)."""
+    """Each LoRA as run keys hold it.
+
+    For a wanlab server a file by its sha256 when this machine can read it (the same file the server
+    reads), else (and always for the hosted API) by the request's path. ``policy`` (a remote's
+    ``set_lora_policy``): URLs it does not allow and local files outside its folders raise
+    :class:`~wanlab.LoRAError` here, before any call (the service applies its own policy as well).
+    """
     from dataclasses import replace
 
     from ..errors import LoRAError
