@@ -54,8 +54,11 @@ def storage_full() -> ApiError:
 
 
 class JsonResponse(JSONResponse):
-    """JSON with every non-ASCII character escaped: any text, even one a client sent back to be
-    echoed in an error, renders (a lone surrogate cannot be encoded as UTF-8, its escape can)."""
+    """JSON with every non-ASCII character escaped.
+
+    Any text, even one a client sent back to be echoed in an error, renders (a lone surrogate
+    cannot be encoded as UTF-8, its escape can).
+    """
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
@@ -74,8 +77,11 @@ def _reject_constant(name: str) -> Any:
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are unique: a key given twice makes the request ambiguous (which one counts
-    differs between parsers), so it is refused."""
+    """A JSON object whose keys are unique.
+
+    A key given twice makes the request ambiguous (which one counts differs between parsers), so it is
+    refused.
+    """
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
@@ -88,7 +94,8 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def find_bad_text(value: Any, where: str = "") -> ApiError | None:
     """A 400 for the first text in a parsed body (a value or a field name) that is not valid Unicode
-    (a lone UTF-16 surrogate such as ``"\\ud800"``), naming its field; None when all text is valid."""
+    (a lone UTF-16 surrogate such as ``"\\ud800"``), naming its field; None when all text is valid.
+    """
     if isinstance(value, str):
         try:
             check_unicode(where or "body", value)
@@ -112,10 +119,13 @@ def find_bad_text(value: Any, where: str = "") -> ApiError | None:
 
 
 async def read_json(request: Request, limit: int, timeout: float) -> Any:
-    """The request body as JSON: 415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 408
-    when it has not arrived whole within ``timeout`` seconds (a body that trickles), 400 if not JSON, if a
-    key is given twice in an object, or if a text is not valid Unicode. :class:`ClientGone` when the
-    client left before sending it."""
+    """The request body as JSON.
+
+    415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 408 when it has not arrived
+    whole within ``timeout`` seconds (a body that trickles), 400 if not JSON, if a key is given twice in
+    an object, or if a text is not valid Unicode. :class:`ClientGone` when the client left before sending
+    it.
+    """
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind not in JSON_TYPES and not (kind.startswith("application/") and kind.endswith("+json")):
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type: must be application/json; got "
@@ -296,8 +306,11 @@ def _add_file_and_health_routes(app: FastAPI, service: Service) -> None:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The app's OpenAPI schema (made once): with the bearer security scheme, without FastAPI's 422 answers
-    (validation failures are 400s in the API's own error body)."""
+    """The app's OpenAPI schema (made once).
+
+    With the bearer security scheme, without FastAPI's 422 answers (validation failures are 400s in the
+    API's own error body).
+    """
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 

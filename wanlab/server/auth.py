@@ -114,8 +114,10 @@ def is_key(key: str) -> bool:
 
 
 def read_keys(path: str | os.PathLike[str]) -> list[str]:
-    """The keys of a key file (UTF-8, a byte-order mark allowed); ParamError when it cannot be read or
-    holds no valid key (lines that are not keys are skipped: :func:`parse_keys`).
+    """The keys of a key file (UTF-8, a byte-order mark allowed).
+
+    ParamError when it cannot be read or holds no valid key (lines that are not keys are skipped:
+    :func:`parse_keys`).
 
     >>> read_keys("keys.txt")  # doctest: +SKIP
     ['alice-key-0123456789abcdef']
@@ -199,8 +201,10 @@ class ApiKeys:
                 log.info("API key file %s changed: %d key(s) in force", self.path, len(keys))
 
     def owner(self, authorization: str | None) -> str:
-        """The owner id (hex digest) of the key in an ``Authorization`` header: ``Bearer KEY``, or the
-        bare ``KEY`` as the provider's JavaScript SDK sends it; 401 otherwise."""
+        """The owner id (hex digest) of the key in an ``Authorization`` header.
+
+        ``Bearer KEY``, or the bare ``KEY`` as the provider's JavaScript SDK sends it; 401 otherwise.
+        """
         if not authorization:
             raise unauthorized("Authorization: must be 'Bearer <API key>'; got no Authorization header")
         text = authorization.strip()

@@ -153,8 +153,10 @@ class ServerConfig:
         return f"http://{host}:{self.port}"
 
     def webhook_warnings(self) -> list[str]:
-        """Sentences about allow-list entries that can never be delivered to (logged when the server starts):
-        a loopback name admits the name only, never the loopback address it resolves to."""
+        """Sentences about allow-list entries that can never be delivered to (logged when the server starts).
+
+        A loopback name admits the name only, never the loopback address it resolves to.
+        """
         return [f"--webhook-allow {entry}: a name admits only public addresses, so no webhook to it can be "
                 f"delivered; list the address instead (127.0.0.1:PORT or [::1]:PORT)"
                 for entry in self.webhook_allow if parse_host(entry)[0] in LOOPBACK_NAMES]

@@ -69,8 +69,11 @@ class Idempotency:
         return file_lock(self.folder / ".lock", mode=0o600)
 
     def find(self, digest: str, request: str, task_exists: Any) -> str | None:
-        """The task accepted under ``digest`` (None: none yet, or its task file is missing); a 409 when it was
-        accepted for another request body. ``task_exists(task_id)`` says whether a task file is there."""
+        """The task accepted under ``digest`` (None: none yet, or its task file is missing).
+
+        A 409 when it was accepted for another request body. ``task_exists(task_id)`` says whether a task file
+        is there.
+        """
         try:
             entry = json.loads((self.folder / f"{digest}.json").read_text())
         except FileNotFoundError:

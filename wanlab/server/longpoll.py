@@ -1,6 +1,8 @@
-"""A long poll of ``GET /v3/async/task-result``: ``wanlab_wait=SECONDS`` (a wanlab extension, under a name
-the hosted API does not use) holds the answer until the task's status or progress changes, or it ends,
-or the seconds run out, so a client learns of a finished task at once instead of at its next poll.
+"""A long poll of ``GET /v3/async/task-result``.
+
+``wanlab_wait=SECONDS`` (a wanlab extension, under a name the hosted API does not use) holds the answer
+until the task's status or progress changes, or it ends, or the seconds run out, so a client learns of a
+finished task at once instead of at its next poll.
 
 A change of status (or the end) is answered at once; a change of progress alone at the earliest
 :data:`PROGRESS_EVERY_S` after the request came (a progress bar moves twice a second, and a client that
@@ -58,7 +60,8 @@ async def answer(service: Any, task_id: str, owner: str | None, base: str, secon
                  stopping: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """The task's result once its status or progress differs from now (or it ends;
     progress alone: not before :data:`PROGRESS_EVERY_S`), at most ``seconds``
-    from now; ``stopping()`` true ends the wait early (the server is shutting down)."""
+    from now; ``stopping()`` true ends the wait early (the server is shutting down).
+    """
     queue = service.queue
     if seconds <= 0 or queue is None:
         return service.result(task_id, owner, base)

@@ -1,6 +1,7 @@
-"""What the service's answers must not show: this machine's paths (LoRA folders and cache, the hub
-cache, the store, the home folder). A client learns what was wrong with its request, not how the
-server is laid out.
+"""What the service's answers must not show.
+
+This machine's paths (LoRA folders and cache, the hub cache, the store, the home folder). A client
+learns what was wrong with its request, not how the server is laid out.
 """
 from __future__ import annotations
 

@@ -42,8 +42,10 @@ def missing_dependencies() -> str | None:
 
 def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any] | None = None,
           access_log: bool = True) -> int:
-    """Serve ``config`` until stopped (SIGTERM or Ctrl-C); returns the exit code (0 clean, 2 the model failed
-    to load; Ctrl-C raises KeyboardInterrupt after the clean stop).
+    """Serve ``config`` until stopped (SIGTERM or Ctrl-C).
+
+    Returns the exit code (0 clean, 2 the model failed to load; Ctrl-C raises KeyboardInterrupt after the
+    clean stop).
 
     >>> serve(ServerConfig(model="tiny", no_auth=True, port=8000))  # doctest: +SKIP
     """
@@ -89,7 +91,8 @@ def json_errors_protocol() -> type:
     header) in the service's documented error body instead of uvicorn's plain text, and closing a
     connection whose request line and headers have not arrived within :data:`HEADERS_TIMEOUT_S` (408: a
     connection held open without a request, or headers that trickle); uvicorn takes a protocol class
-    for this (``Config(http=...)``)."""
+    for this (``Config(http=...)``).
+    """
     import json
 
     import h11

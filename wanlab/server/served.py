@@ -56,14 +56,16 @@ class ServedRuns:
 
     def hashes(self, run_key: str) -> dict[str, str]:
         """The sha256 of the run's video files as its record holds them (clients check their downloads), as
-        read by the last :meth:`damage` check of a whole run (empty before it, or for a damaged run)."""
+        read by the last :meth:`damage` check of a whole run (empty before it, or for a damaged run).
+        """
         with self._lock:
             known = self._checked.get(run_key)
         return dict(known[2]) if known is not None else {}
 
     def file(self, run_key: str, name: str) -> Path | None:
         """The path of a run's file when the run is whole and the file is a regular file in a real run folder,
-        else None (logged)."""
+        else None (logged).
+        """
         if not self.store.has(run_key) or self.damage(run_key) is not None:
             return None
         folder = self.store.path / run_key
@@ -73,8 +75,10 @@ class ServedRuns:
         return folder / name
 
     def record(self, run_key: str) -> dict[str, Any]:
-        """A run's record as a signed URL serves it: what makes the video, without what tells who asked for it
-        or when (:data:`PRIVATE`)."""
+        """A run's record as a signed URL serves it.
+
+        What makes the video, without what tells who asked for it or when (:data:`PRIVATE`).
+        """
         return {k: v for k, v in self.store.get(run_key).record.items() if k not in PRIVATE}
 
     def _logged_once(self, run_key: str, problem: str) -> str:

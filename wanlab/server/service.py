@@ -55,9 +55,10 @@ def integral(value: Any) -> Any:
 
 
 def load_backend(config: ServerConfig) -> Any:
-    """The backend ``wanlab serve`` runs tasks on: one pipeline, ``--workers N`` copies in this process,
-    or (``--ray``) a pool of Ray workers (:func:`wanlab.backends.open_backend`); the service needs only the
-    backend protocol.
+    """The backend ``wanlab serve`` runs tasks on.
+
+    One pipeline, ``--workers N`` copies in this process, or (``--ray``) a pool of Ray workers
+    (:func:`wanlab.backends.open_backend`); the service needs only the backend protocol.
     """
     from ..backends import open_backend
 
@@ -146,8 +147,11 @@ class Service:
                 self.on_failure()
 
     def close(self) -> None:
-        """Stop taking tasks; the running ones finish (within ``drain_timeout_s``, else they are written
-        back as queued for the next server and listed in :attr:`abandoned`); queued ones stay queued."""
+        """Stop taking tasks.
+
+        The running ones finish (within ``drain_timeout_s``, else they are written back as queued for
+        the next server and listed in :attr:`abandoned`); queued ones stay queued.
+        """
         if self.state != FAILED:
             self.state = STOPPING
         queue = self.queue
@@ -172,10 +176,12 @@ class Service:
 
     # --- submit --------------------------------------------------------------------------------------
     def submit(self, body: Any, owner: str | None, idempotency_key: str | None = None) -> str:
-        """Validate a published request body, queue it (or, in webhook test mode, announce it); its task id.
-        With ``idempotency_key`` (the ``Idempotency-Key`` header): the task accepted earlier under that key
-        from this owner, if any (409 for another body), else a new one recorded under it
-        (:mod:`wanlab.server.idempotency`)."""
+        """Validate a published request body, queue it (or, in webhook test mode, announce it).
+
+        Its task id. With ``idempotency_key`` (the ``Idempotency-Key`` header): the task accepted earlier
+        under that key from this owner, if any (409 for another body), else a new one recorded under it
+        (:mod:`wanlab.server.idempotency`).
+        """
         if idempotency_key is None:
             return self._submit(body, owner)
         key = check_key(idempotency_key)
@@ -194,8 +200,11 @@ class Service:
 
     def _submit(self, body: Any, owner: str | None, accepting: Callable[[str], None] | None = None,
                 idempotency: str | None = None) -> str:
-        """:meth:`submit` itself; ``accepting(task_id)`` is called once the task is accepted, before its file
-        is written (the idempotency index entry), and ``idempotency`` (the index name) is kept in its options."""
+        """:meth:`submit` itself.
+
+        ``accepting(task_id)`` is called once the task is accepted, before its file is written (the
+        idempotency index entry), and ``idempotency`` (the index name) is kept in its options.
+        """
         params, options = self.validate(body)
         if self.state != READY or self.queue is None:
             raise self._unavailable()
@@ -295,8 +304,11 @@ class Service:
                                             "restart (queued tasks are kept)", 10)
 
     def _busy(self, exc: QueueFull) -> ApiError:
-        """429 naming the limit that was hit: the whole queue (``--queue-size``) or this key's share of it
-        (``--max-queued-per-key``), with Retry-After."""
+        """429 naming the limit that was hit.
+
+        The whole queue (``--queue-size``) or this key's share of it (``--max-queued-per-key``), with
+        Retry-After.
+        """
         wait = self._retry_seconds()
         if exc.limit == "max_per_owner":
             message = (f"this API key already has {exc.value} tasks waiting, the most one key may queue on this "
@@ -361,8 +373,10 @@ class Service:
             log.error("task %s cannot be answered: %s", task_id, problem)
 
     def present(self, result: Mapping[str, Any], options: Mapping[str, Any], base: str | None = None) -> dict[str, Any]:
-        """A result as this server answers it: fresh signed URLs (under ``base``), what the options did,
-        and no server paths."""
+        """A result as this server answers it.
+
+        Fresh signed URLs (under ``base``), what the options did, and no server paths.
+        """
         base = base or self.config.public_base
         wanlab = {k: v for k, v in dict(result["extra"].get("wanlab") or {}).items() if k != "store"}
         videos: list[dict[str, str]] = []
@@ -408,8 +422,10 @@ class Service:
         return (200 if self.state == READY else 503), body
 
     def file(self, run_key: str, name: str, expires: str | None, signature: str | None) -> tuple[Path, str]:
-        """The run file a signed URL names, and its media type: 403 for a bad or expired signature, 404 if absent
-        (or not a regular file in its run folder)."""
+        """The run file a signed URL names, and its media type.
+
+        403 for a bad or expired signature, 404 if absent (or not a regular file in its run folder).
+        """
         path = file_path(run_key, name)
         self.signer.check(path, expires, signature)
         found = self.runs.file(run_key, name) if name in FILES else None

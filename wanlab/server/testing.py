@@ -98,8 +98,10 @@ class ServerProcess:
         return self.process.poll() is None
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
-        """Wait until ``GET /health`` answers 200 and return its body; RuntimeError (with the log) if the
-        server exits or reports a failed load first."""
+        """Wait until ``GET /health`` answers 200 and return its body.
+
+        RuntimeError (with the log) if the server exits or reports a failed load first.
+        """
         import httpx
 
         deadline = time.monotonic() + timeout

@@ -156,8 +156,11 @@ class Deliveries:
         return out
 
     def resume(self, answer: Callable[[str], tuple[str, dict[str, Any]] | None]) -> int:
-        """Send what a stopped server left undelivered: ``answer(task_id)`` gives (url, body) for a task
-        that has finished, None for one still to run (its end will be sent as usual). Returns how many."""
+        """Send what a stopped server left undelivered.
+
+        ``answer(task_id)`` gives (url, body) for a task that has finished, None for one still to run
+        (its end will be sent as usual). Returns how many.
+        """
         sent = 0
         for task_id in self.undelivered():
             with contextlib.suppress(TaskError, OSError, ValueError, KeyError):
