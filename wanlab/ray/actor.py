@@ -49,8 +49,11 @@ class Worker:
             self.error = exc
 
     def info(self) -> dict[str, Any]:
-        """What the driver checks before sending jobs: the loaded model's identity, wanlab's version, where
-        this worker runs. Raises the load error if the model did not load."""
+        """What the driver checks before sending jobs.
+
+        The loaded model's identity, wanlab's version, where this worker runs. Raises the load error if the
+        model did not load.
+        """
         if self.error is not None:
             raise self.error
         import torch
@@ -66,7 +69,8 @@ class Worker:
     def run(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
             attempt: int, lora_policy: Any = None, probes: Any = None) -> Video:
         """Run one request and return its video (``calibration``: a MagCache calibration another worker
-        measured; ``lora_policy``: the driver's LoRA source policy; ``attempt``: 1, or more on a retry)."""
+        measured; ``lora_policy``: the driver's LoRA source policy; ``attempt``: 1, or more on a retry).
+        """
         job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes)
         self._prepare(params, accel, calibration, lora_policy)
         with quiet():
@@ -75,7 +79,8 @@ class Worker:
     def stream(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
                attempt: int, lora_policy: Any = None, probes: Any = None) -> Iterator[tuple[Any, ...]]:
         """Run one request, yielding ``("start",)``, ``("step", done, total)`` per denoising step, then
-        ``("video", video)``: the driver calls the job's callbacks as these arrive (a Ray streaming generator)."""
+        ``("video", video)``: the driver calls the job's callbacks as these arrive (a Ray streaming generator).
+        """
         events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes,
                   on_start=lambda: events.put(("start",)),
@@ -94,7 +99,8 @@ class Worker:
 
     def _prepare(self, params: Params, accel: Any, calibration: dict[str, Any] | None, lora_policy: Any) -> None:
         """Read LoRA paths under the driver's policy, and adopt a MagCache calibration another worker
-        measured when it is the one this worker would measure."""
+        measured when it is the one this worker would measure.
+        """
         if lora_policy is not None:
             self.pipe.loras.policy = lora_policy
         if calibration is None:
@@ -107,7 +113,8 @@ class Worker:
 
     def _finish(self, video: Video, attempt: int) -> Video:
         """Name the worker in the record (the sweep's progress counts runs per worker), then encode the run's
-        files and hash the frames here, on the worker, so the driver only writes bytes."""
+        files and hash the frames here, on the worker, so the driver only writes bytes.
+        """
         from .encoded import EncodedVideo
 
         video.record["worker"] = self.name
@@ -118,8 +125,10 @@ class Worker:
 
 
 def check_worker(name: str, info: dict[str, Any], expected: Any, version: str) -> None:
-    """Refuse a worker whose loaded model is not the one the driver identified, or whose wanlab differs:
-    its runs would be stored under keys that do not describe them."""
+    """Refuse a worker whose loaded model is not the one the driver identified, or whose wanlab differs.
+
+    Its runs would be stored under keys that do not describe them.
+    """
     from ..models.identity import ModelIdentity
 
     loaded = ModelIdentity.from_dict(info["identity"])

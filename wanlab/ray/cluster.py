@@ -52,8 +52,11 @@ def connect(address: str | None) -> Any:
 
 
 def capacity(ray: Any, num_gpus: float, threads: int) -> tuple[int, str]:
-    """How many workers the cluster holds now, and in what: ``(n, "GPU")`` at ``num_gpus`` each, or
-    ``(n, "CPU")`` at ``threads`` CPUs each when the pool runs CPU actors."""
+    """How many workers the cluster holds now, and in what.
+
+    ``(n, "GPU")`` at ``num_gpus`` each, or ``(n, "CPU")`` at ``threads`` CPUs each when the pool
+    runs CPU actors.
+    """
     resources = ray.cluster_resources()
     if num_gpus > 0:
         return int(resources.get("GPU", 0) // num_gpus), "GPU"

@@ -29,7 +29,8 @@ class WorkerLost(Exception):
 
 def lost(ray: Any, exc: BaseException) -> bool:
     """Whether ``exc`` says the worker (process, node, or the object it returned) is gone, rather than
-    that the job itself failed."""
+    that the job itself failed.
+    """
     e = ray.exceptions
     kinds = (e.RayActorError, e.WorkerCrashedError, e.NodeDiedError, e.ObjectLostError, e.OwnerDiedError,
              e.LocalRayletDiedError, e.OutOfMemoryError)

@@ -42,8 +42,10 @@ def pool(model: str | os.PathLike[str] = DEFAULT_MODEL, *, workers: int | None =
          address: str | None = None, threads: int = 1, max_retries: int = MAX_RETRIES,
          max_restarts: int = MAX_RESTARTS, runtime_env: dict[str, Any] | None = None,
          **load_options: Any) -> RayPool:
-    """A backend of ``workers`` Ray actors, each loading ``model`` once; usable wherever a pipeline is
-    (``sweep.run(pool, store)``, ``pool.submit``/``task_result``, ``wanlab.accel.study``).
+    """A backend of ``workers`` Ray actors, each loading ``model`` once.
+
+    Usable wherever a pipeline is (``sweep.run(pool, store)``, ``pool.submit``/``task_result``,
+    ``wanlab.accel.study``).
 
     - ``workers``: actors to start (default: as many as the cluster holds now);
     - ``num_gpus``: GPUs per actor; on a cluster without GPUs the actors are CPU actors (said once);
@@ -145,16 +147,21 @@ class RayPool(TaskMethods, BackendBase):
     # --- the backend protocol --------------------------------------------------------------------------
     @property
     def max_in_flight(self) -> int:
-        """Jobs worth starting at once: one more than the live workers, so a worker that finishes finds its
-        next job waiting while the driver stores the last video (and a task queue's eta stays close)."""
+        """Jobs worth starting at once.
+
+        One more than the live workers, so a worker that finishes finds its next job waiting while the
+        driver stores the last video (and a task queue's eta stays close).
+        """
         return len(self._alive()) + 1
 
     def start(self, job: Job) -> Future[Video]:
-        """Queue ``job`` for the next free worker (``job.affinity``: the worker that ran its first
-        job); the Future holds its video or its error. ``job.threads`` is not used: each worker runs
-        with the pool's ``threads``; ``job.resume`` and ``on_accepted`` concern remote services (a pool's
-        work dies with its driver, so there is nothing to resume). Callbacks (``on_start``, ``on_step``)
-        run in this process."""
+        """Queue ``job`` for the next free worker (``job.affinity``: the worker that ran its first job).
+
+        The Future holds its video or its error. ``job.threads`` is not used: each worker runs with the
+        pool's ``threads``; ``job.resume`` and ``on_accepted`` concern remote services (a pool's work
+        dies with its driver, so there is nothing to resume). Callbacks (``on_start``, ``on_step``) run
+        in this process.
+        """
         from ..accel.setting import Accel
         from ..lora import describe
 
@@ -234,7 +241,8 @@ def failed(exc: BaseException) -> Future[Video]:
 
 def _identity(model: Any, device: str, options: dict[str, Any]) -> ModelIdentity:
     """The identity every worker must load, computed here without weights (the driver may have no GPU:
-    the settings that change frames do not include the device, only the dtype it implies)."""
+    the settings that change frames do not include the device, only the dtype it implies).
+    """
     from ..models.identity import check_group_offload, dtype_name, identity
 
     dtype = dtype_name(options.get("dtype"), device)

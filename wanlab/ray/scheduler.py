@@ -90,7 +90,8 @@ class Scheduler:
     def take(self, worker: str, timeout: float | None = None) -> Ticket | None:
         """The next ticket ``worker`` may run, waiting for one; None once closed (or after ``timeout``).
 
-        The ticket's future is marked running here; cancelled ones are dropped."""
+        The ticket's future is marked running here; cancelled ones are dropped.
+        """
         with self._cond:
             while not self._closed:
                 ticket = self._pick(worker)
@@ -130,8 +131,11 @@ class Scheduler:
         return None
 
     def retry(self, ticket: Ticket) -> None:
-        """Queue a ticket again at the front (it has waited longest): its worker died under it. Its future
-        stays running; RuntimeError once closed (then the caller fails it)."""
+        """Queue a ticket again at the front (it has waited longest).
+
+        Its worker died under it. Its future stays running; RuntimeError once closed (then the caller
+        fails it).
+        """
         with self._cond:
             self._release(ticket)
             if self._closed:
