@@ -1,7 +1,10 @@
-"""How long tasks still take: measured seconds per denoising step (scaled by each request's size) and
-per output pixel for decoding and storing, kept per model in the store (``tasks/rates.json``), so a
-restarted queue starts from what it measured; before any measurement, priors measured on the tiny
-model on 2 CPU cores (a GPU replaces them with the first step)."""
+"""How long tasks still take.
+
+Measured seconds per denoising step (scaled by each request's size) and per output pixel for decoding
+and storing, kept per model in the store (``tasks/rates.json``), so a restarted queue starts from
+what it measured; before any measurement, priors measured on the tiny model on 2 CPU cores (a GPU
+replaces them with the first step).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +34,8 @@ def pixels(params: Params) -> float:
 
 class Rates:
     """Seconds per unit of :func:`work` per step (``step``) and per output pixel after the last step
-    (``tail``), running averages, read from and written to ``folder/rates.json`` under ``model``."""
+    (``tail``), running averages, read from and written to ``folder/rates.json`` under ``model``.
+    """
 
     def __init__(self, folder: Path, model: str) -> None:
         self.file = Path(folder) / RATES_FILE
@@ -71,8 +75,11 @@ class Rates:
 
 
 def progress(task: Any) -> int:
-    """``progress_percent``: 0 while queued, the share of denoising steps done (at most 99) while
-    processing, 100 only once the video is stored."""
+    """``progress_percent``.
+
+    0 while queued, the share of denoising steps done (at most 99) while processing, 100 only
+    once the video is stored.
+    """
     if task.status == TaskStatus.SUCCEED:
         return 100
     if task.status == TaskStatus.QUEUED:
@@ -92,8 +99,11 @@ def remaining(task: Any, rates: Rates) -> float:
 
 
 def eta(task: Any, processing: Sequence[Any], waiting: Sequence[Any], capacity: int, rates: Rates) -> float:
-    """``eta`` in seconds: 0 when finished, the task's own remaining time while it runs; while it waits,
-    the work of the running tasks and of those ahead of it (itself included), shared by ``capacity``."""
+    """``eta`` in seconds.
+
+    0 when finished, the task's own remaining time while it runs; while it waits, the work of the
+    running tasks and of those ahead of it (itself included), shared by ``capacity``.
+    """
     if task.status in FINISHED:
         return 0.0
     if task.status == TaskStatus.PROCESSING:

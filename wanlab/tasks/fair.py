@@ -1,8 +1,10 @@
-"""The tasks waiting to run, served fairly: one line per owner (``wanlab serve``: the API key's digest;
-tasks without an owner form one line of their own), oldest first within a line, and the next task
-taken from the owner served least recently (round-robin, remembering who was served last: an owner
-whose task was just started waits behind one that has had none), so a key that queued many tasks
-delays another key's task by at most one task of its own.
+"""The tasks waiting to run, served fairly.
+
+One line per owner (``wanlab serve``: the API key's digest; tasks without an owner form one line of
+their own), oldest first within a line, and the next task taken from the owner served least recently
+(round-robin, remembering who was served last: an owner whose task was just started waits behind one
+that has had none), so a key that queued many tasks delays another key's task by at most one task of
+its own.
 
 :class:`FairQueue` offers what the task queue asks of a deque (``append``, ``popleft``, ``remove``,
 ``in``, ``len``); iterating it gives the tasks in the order they will be dispatched.

@@ -1,5 +1,7 @@
-"""Tasks on disk: ``STORE/tasks/<task_id>.json``, written when a task is accepted and at every change
-of status, atomically, so results outlive the process and a restart finds every accepted task.
+"""Tasks on disk.
+
+``STORE/tasks/<task_id>.json``, written when a task is accepted and at every change of status,
+atomically, so results outlive the process and a restart finds every accepted task.
 
 A task file holds the request, its acceleration setting, its run key, its status and times, an
 opaque ``owner`` (``wanlab serve`` keeps a hash of the API key there) and ``options`` (what the
@@ -66,17 +68,22 @@ class TaskFiles:
         return self.folder / f"{check_task_id(task_id)}.json"
 
     def write(self, data: Mapping[str, Any]) -> None:
-        """Write one task's file (atomically: readers see the old file or the new one); ``data`` as
-        :func:`task_file_data` makes it."""
+        """Write one task's file (atomically: readers see the old file or the new one).
+
+        ``data`` as :func:`task_file_data` makes it.
+        """
         out = {"format": FORMAT, **plain(dict(data))}
         if out.get("status") not in tuple(TaskStatus):
             raise ValueError(f"task status: must be one of {', '.join(TaskStatus)}; got {out.get('status')!r}")
         write_json(self.path(out["task_id"]), out)
 
     def set_aside(self, task_id: str) -> None:
-        """When a task's final state could not be written (a full disk): move its last file aside
-        (a rename needs no free space), so that it is neither run again nor read as still queued;
-        :meth:`read` then gives it as FAILED, saying why. Nothing happens if it has no file."""
+        """When a task's final state could not be written (a full disk).
+
+        Move its last file aside (a rename needs no free space), so that it is neither run again
+        nor read as still queued; :meth:`read` then gives it as FAILED, saying why. Nothing
+        happens if it has no file.
+        """
         with contextlib.suppress(FileNotFoundError):
             os.replace(self.path(task_id), self.folder / f"{task_id}{UNWRITTEN}")
 
@@ -122,8 +129,8 @@ class TaskFiles:
         return sorted(f.stem for f in self.folder.glob("*.json") if TASK_ID_RE.match(f.stem))
 
     def unfinished(self) -> list[dict[str, Any]]:
-        """Files of tasks accepted but not finished (queued, or running when their process stopped),
-        oldest first."""
+        """Files of tasks accepted but not finished (queued, or running when their process stopped), oldest first.
+        """
         out = []
         for task_id in self.ids():
             try:
@@ -136,8 +143,11 @@ class TaskFiles:
         return sorted(out, key=lambda d: (d.get("submitted") or 0.0, d["task_id"]))
 
     def claim(self, task_id: str) -> Claim | None:
-        """Become the one process that owns this task: a :class:`Claim` holding its lock (released by
-        :meth:`Claim.release`, or by the kernel when the process dies), or None when another holds it."""
+        """Become the one process that owns this task.
+
+        A :class:`Claim` holding its lock (released by :meth:`Claim.release`, or by the kernel when
+        the process dies), or None when another holds it.
+        """
         lock = FileLock(self.folder / f"{check_task_id(task_id)}.lock", mode=0o644)
         return Claim(lock) if lock.acquire(blocking=False) else None
 
@@ -158,8 +168,9 @@ def task_file_data(*, task_id: str, status: TaskStatus, params: Params, result: 
                    submitted: float, started: float | None = None, finished: float | None = None,
                    run_key: str | None = None, owner: str | None = None,
                    options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What one task's file holds (:meth:`TaskFiles.write` adds the format number): the one place its
-    fields are named.
+    """What one task's file holds (:meth:`TaskFiles.write` adds the format number).
+
+    The one place its fields are named.
 
     Args:
         task_id: the task's uuid.

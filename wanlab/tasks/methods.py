@@ -50,17 +50,21 @@ class TaskMethods:
         return self._task_queue is not None
 
     def submit(self, params: Any = None, *, store: Any = None, accel: Any = None, **fields: Any) -> str:
-        """Queue a generation; returns its task id (a uuid4 string). The request is validated now (bad
-        fields raise :class:`~wanlab.ParamError`, as the API answers 400) and the task written to the
-        store, so it outlives this process.
+        """Queue a generation.
+
+        Returns its task id (a uuid4 string). The request is validated now (bad fields raise
+        :class:`~wanlab.ParamError`, as the API answers 400) and the task written to the store, so it
+        outlives this process.
 
         >>> task_id = pipe.submit(prompt="a red square moving right quickly")  # doctest: +SKIP
         """
         return self.task_queue(store).submit(params, store=store, accel=accel, **fields)
 
     def task_result(self, task_id: str) -> dict[str, Any]:
-        """The task's state in the hosted API's shape (``task``, ``images``, ``videos``, ``audios``, ``extra``);
-        with no queue in this process, as the default store's task file says (nothing starts)."""
+        """The task's state in the hosted API's shape (``task``, ``images``, ``videos``, ``audios``, ``extra``).
+
+        With no queue in this process, as the default store's task file says (nothing starts).
+        """
         if self._task_queue is None:
             return _default_files().result(task_id)
         return self._task_queue.result(task_id)

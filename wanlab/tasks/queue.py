@@ -50,7 +50,8 @@ log = logging.getLogger("wanlab.tasks")
 
 def caller_threads() -> int | None:
     """The calling thread's torch thread count when torch is in use (a task runs with the count its
-    submitter had, not the dispatcher thread's default); None otherwise."""
+    submitter had, not the dispatcher thread's default); None otherwise.
+    """
     torch = sys.modules.get("torch")
     return int(torch.get_num_threads()) if torch is not None else None
 
@@ -193,8 +194,11 @@ class TaskQueue:
             return self._result(task)
 
     def cancel(self, task_id: str) -> dict[str, Any]:
-        """Cancel a queued task: it ends FAILED with reason "cancelled ..."; running or finished
-        tasks cannot be cancelled (:class:`TaskError`)."""
+        """Cancel a queued task.
+
+        It ends FAILED with reason "cancelled ..."; running or finished tasks cannot be
+        cancelled (:class:`TaskError`).
+        """
         with self._cond:
             task = self._tasks.get(task_id) if isinstance(task_id, str) else None
             if task is None:
@@ -216,7 +220,8 @@ class TaskQueue:
     def listen(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` at every change of any task (status, progress, a file written), on the queue's
         threads and under its lock: it must be quick and must not call the queue (e.g. wake an event loop).
-        :meth:`unlisten` stops it."""
+        :meth:`unlisten` stops it.
+        """
         with self._cond:
             self._cond.listeners.add(listener)
 
@@ -239,9 +244,12 @@ class TaskQueue:
                 "finished": sum(statuses.count(s) for s in FINISHED)}
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop taking tasks; running tasks finish (within ``timeout`` seconds; after it they go on in
-        the background, see :meth:`abandon`), queued ones stay queued in the store for the next queue
-        on it (this queue lets go of them). Safe to call twice."""
+        """Stop taking tasks.
+
+        Running tasks finish (within ``timeout`` seconds; after it they go on in the background, see
+        :meth:`abandon`), queued ones stay queued in the store for the next queue on it (this queue
+        lets go of them). Safe to call twice.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closing = True
@@ -263,9 +271,12 @@ class TaskQueue:
             self._finisher.shutdown(wait=True)
 
     def abandon(self) -> list[str]:
-        """For a closed queue whose process is about to exit: write every task still running back as
-        queued and let go of it, so the next queue on the store runs it once; the end of its job is
-        ignored here (no run stored, no file written). Returns their task ids."""
+        """For a closed queue whose process is about to exit.
+
+        Write every task still running back as queued and let go of it, so the next queue on the
+        store runs it once; the end of its job is ignored here (no run stored, no file written).
+        Returns their task ids.
+        """
         with self._cond:
             if not self._closing:
                 raise TaskError("abandon() is for a closed queue: call close() first")
@@ -408,7 +419,8 @@ class TaskQueue:
         """Write the task's file if this version is newer than the last written (outside the queue lock).
 
         A write that fails (a full disk) raises; with ``final`` (the task's end) the task's file is
-        set aside instead, so that the store never says queued or processing for a task that ended."""
+        set aside instead, so that the store never says queued or processing for a task that ended.
+        """
         with self._cond:
             version, data = task.version, task.file_data(self._result(task))
         with task.write_lock:
@@ -428,8 +440,10 @@ class TaskQueue:
             self._cond.notify_all()
 
     def _resume(self) -> None:
-        """Queue this store's unfinished tasks of this backend's model that no live process owns
-        (oldest first); a task file that cannot be read back ends FAILED, naming the file."""
+        """Queue this store's unfinished tasks of this backend's model that no live process owns (oldest first).
+
+        A task file that cannot be read back ends FAILED, naming the file.
+        """
         files = TaskFiles(self.store.path)
         for data in files.unfinished():
             if data.get("model") != self.backend.identity.fingerprint:

@@ -1,5 +1,6 @@
 """One task as a queue holds it, and its file's fields (what is written when it is accepted and at
-every change, and read back by the next queue on the store)."""
+every change, and read back by the next queue on the store).
+"""
 from __future__ import annotations
 
 import threading
@@ -43,8 +44,10 @@ class Task:
     abandoned: bool = False  # written back as queued by TaskQueue.abandon: its job's end is ignored
 
     def file_data(self, result: Mapping[str, Any]) -> dict[str, Any]:
-        """What the task's file holds (:func:`~wanlab.tasks.files.task_file_data`): the request, setting,
-        key, status, times, owner, options, result."""
+        """What the task's file holds (:func:`~wanlab.tasks.files.task_file_data`).
+
+        The request, setting, key, status, times, owner, options, result.
+        """
         return task_file_data(task_id=self.task_id, status=self.status, reason=self.reason, params=self.params,
                               accel=self.accel, parts=self.parts, model=self.model, submitted=self.submitted,
                               started=self.started, finished=self.finished, run_key=self.run_key, owner=self.owner,
