@@ -148,7 +148,8 @@ class Sweep:
 
     def replace(self, **changes: Any) -> Sweep:
         """A new sweep with some of the definition changed, e.g. ``sweep.replace(grid={"steps": [10, 20]})``
-        or ``sweep.replace(base={**sweep.base_fields, "width": 64})``; the rest is kept."""
+        or ``sweep.replace(base={**sweep.base_fields, "width": 64})``; the rest is kept.
+        """
         check_known("", changes, TOP_LEVEL_KEYS, "a sweep key")
         data = self.to_dict()
         if "sweep_seed" in data and not self._sweep_seed_given:
@@ -187,7 +188,8 @@ class Sweep:
 
     def _build_accels(self) -> list[Any]:
         """Per point, its :class:`~wanlab.accel.Accel`, or None where the sweep sets none (the
-        backend's default applies)."""
+        backend's default applies).
+        """
         from ..accel.setting import Accel
 
         out = []
@@ -246,7 +248,8 @@ class Sweep:
 
     def accels(self) -> list[Any]:
         """Per point, its acceleration setting (:class:`wanlab.accel.Accel`), or None where the sweep
-        sets none (the backend's default applies), in sweep order."""
+        sets none (the backend's default applies), in sweep order.
+        """
         return list(self._accels)
 
     def _check_accel_labels(self) -> None:
@@ -410,14 +413,19 @@ class Sweep:
     # --- running -----------------------------------------------------------------------------------------
     @property
     def is_accel_study(self) -> bool:
-        """Whether the sweep is an acceleration study (``accel`` is swept): :meth:`run` then times its runs
-        (one job at a time, each request warmed up first, a request's settings on one worker) and keeps
-        each run's final latents (their error against the exact run's, :meth:`SweepResult.accel_study`)."""
+        """Whether the sweep is an acceleration study (``accel`` is swept).
+
+        :meth:`run` then times its runs (one job at a time, each request warmed up first, a request's
+        settings on one worker) and keeps each run's final latents (their error against the exact run's,
+        :meth:`SweepResult.accel_study`).
+        """
         return ACCEL in self.swept
 
     def default_store(self) -> Path:
-        """Where the sweep's runs go when no store is given: ``runs/<name>`` (the name made file-safe),
-        the same for ``Sweep.run`` and ``wanlab sweep``."""
+        """Where the sweep's runs go when no store is given.
+
+        ``runs/<name>`` (the name made file-safe), the same for ``Sweep.run`` and ``wanlab sweep``.
+        """
         return Path("runs") / slug_part(self.name or "sweep")
 
     def run(self, backend: Any = None, store: Store | str | os.PathLike[str] | None = None, *,
@@ -478,7 +486,8 @@ class Sweep:
     def result(self, model: Any = None, store: Store | str | os.PathLike[str] | None = None) -> SweepResult:
         """The sweep's table as the store holds it now, without running anything and without loading
         a model (``model``: a backend, a :class:`~wanlab.models.identity.ModelIdentity`, a model name, or None
-        for the sweep's own)."""
+        for the sweep's own).
+        """
         from .runner import result
 
         return result(self, model, store)

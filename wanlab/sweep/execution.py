@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def point_keys(sweep: Sweep, keyer: Any, points: list[Params]) -> tuple[list[dict[str, Any]], list[str | None]]:
     """Each point's key parts, and for a point whose LoRA file cannot be read why not (its key is then a
-    stand-in from the files' paths, under which its failure is recorded)."""
+    stand-in from the files' paths, under which its failure is recorded).
+    """
     parts: list[dict[str, Any]] = []
     problems: list[str | None] = []
     for p, accel in zip(points, sweep.accels()):
@@ -86,7 +87,8 @@ class SweepRun:
     # --- plan ----------------------------------------------------------------------------------------------
     def plan(self) -> None:
         """The points, their keys, and which of the shard's points to run (not done, or done without
-        what this call asks for: metrics, latents, probes)."""
+        what this call asks for: metrics, latents, probes).
+        """
         from tqdm.auto import tqdm
 
         shard, store = self.options.shard, self.store
@@ -134,8 +136,11 @@ class SweepRun:
 
     # --- start ---------------------------------------------------------------------------------------------
     def start(self, i: int) -> None:
-        """Point ``i``: done by now (another process: measured at most), failed (its LoRA file cannot be
-        read), or sent to the backend (an accel study's request warmed up first)."""
+        """Point ``i``.
+
+        Done by now (another process: measured at most), failed (its LoRA file cannot be read), or sent
+        to the backend (an accel study's request warmed up first).
+        """
         key, params, accel = self.keys[i], self.points[i], self.accels[i]
         if self.store.has(key):
             run = self.store.get(key)
@@ -161,8 +166,11 @@ class SweepRun:
         self.inflight[self.backend.start(job)] = i
 
     def _warm_up(self, params: Params, accel: Any) -> None:
-        """Accel studies time single runs: run the first request once untimed (first-call overheads),
-        and a compiled setting once per size (compilation is not what is measured)."""
+        """Accel studies time single runs.
+
+        Run the first request once untimed (first-call overheads), and a compiled setting once per
+        size (compilation is not what is measured).
+        """
         wanted: list[Any] = ["first"] if not self.warmed else []
         if accel is not None and accel.compile != "off":
             wanted.append((accel.key(), params.width, params.height, params.num_frames))

@@ -20,9 +20,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def needs(run: Run, names: Sequence[str]) -> list[str]:
-    """The sets of ``names`` a stored run still lacks. Motion measured before its definitions changed
-    (no ``static`` key: temporal flicker then also scored moving clips) counts as lacking; a failure
-    recorded in the run's record (older wanlab) counts as done."""
+    """The sets of ``names`` a stored run still lacks.
+
+    Motion measured before its definitions changed (no ``static`` key: temporal flicker then also
+    scored moving clips) counts as lacking; a failure recorded in the run's record (older wanlab)
+    counts as done.
+    """
     stored = dict(run.metrics)
     if (run.record.get("extra") or {}).get("metrics_error"):
         stored.setdefault("metrics_error", run.record["extra"]["metrics_error"])

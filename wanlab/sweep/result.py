@@ -210,7 +210,8 @@ class SweepResult:
 
     def videos(self, **filters: Any) -> dict[str, Video]:
         """Videos of the done points matching ``filters``, labelled by the swept fields the filters leave
-        free (ready for ``wanlab.show`` and ``plots.compare_grid``)."""
+        free (ready for ``wanlab.show`` and ``plots.compare_grid``).
+        """
         rows = self.select(**filters)
         rows = rows[rows["status"] == "done"]
         free = [n for n in self.sweep.swept if n not in filters or isinstance(filters[n], (list, tuple, set))]
@@ -227,7 +228,8 @@ class SweepResult:
         MSE over all frames) and ``ssim_vs_ref``: each done point's frames against
         the reference point that shares its other swept values, e.g. ``compare(steps=40)`` in a steps
         sweep compares every step count with the 40-step run of the same seed. Without arguments
-        the sweep's own ``reference`` is used. The reference itself scores ``inf`` / 1.0."""
+        the sweep's own ``reference`` is used. The reference itself scores ``inf`` / 1.0.
+        """
         from ..metrics import compare
 
         reference = reference or dict(self.sweep.reference or {})
@@ -254,8 +256,11 @@ class SweepResult:
         return df
 
     def _reference_pairs(self, reference: Mapping[str, Any]) -> list[tuple[Any, Any, Any]]:
-        """``(index, row, reference row)`` for each done point whose reference is done: the done point
-        with the ``reference`` values (settings by label) and the same other swept values."""
+        """``(index, row, reference row)`` for each done point whose reference is done.
+
+        The done point with the ``reference`` values (settings by label) and the same other swept
+        values.
+        """
         reference = {n: self.sweep.cell_of(n, v) for n, v in reference.items()}
         others = [n for n in self.sweep.swept if n not in reference]
         done = self.df[self.df["status"] == "done"]
@@ -269,10 +274,11 @@ class SweepResult:
         return pairs
 
     def effects(self, metric: str, by: str, **options: Any) -> Any:
-        """What changing ``by`` does to ``metric``, over the sweep's seeds: per setting the mean and its
-        95 % bootstrap interval, and the paired differences between settings on the same seeds, Holm-
-        adjusted, flagging those that exclude zero (:func:`wanlab.stats.effects`; the other swept axes
-        are pooled per seed unless ``hold=True``).
+        """What changing ``by`` does to ``metric``, over the sweep's seeds.
+
+        Per setting the mean and its 95 % bootstrap interval, and the paired differences between
+        settings on the same seeds, Holm- adjusted, flagging those that exclude zero
+        (:func:`wanlab.stats.effects`; the other swept axes are pooled per seed unless ``hold=True``).
 
         >>> result.effects("flow_magnitude", by="guidance_scale").differences  # doctest: +SKIP
         """
@@ -354,8 +360,10 @@ class SweepResult:
         return write_text(Path(path), self.df.to_csv(index=False))
 
     def plot(self, y: str = "flow_magnitude", x: str | None = None, hue: str | None = None):
-        """Metric ``y`` against swept field ``x`` (one line per ``hue`` value), mean and spread over the
-        other axes; ``x``/``hue`` default to the first swept numeric fields other than ``seed``."""
+        """Metric ``y`` against swept field ``x`` (one line per ``hue`` value), mean and spread over the other axes.
+
+        ``x``/``hue`` default to the first swept numeric fields other than ``seed``.
+        """
         from ..plots import metric_plot
 
         x, hue = self.default_axes(x, hue)
@@ -371,8 +379,11 @@ class SweepResult:
         return heatmap(self.df[self.df["status"] == "done"], x=x, y=y, value=value)
 
     def default_axes(self, x: str | None, second: str | None) -> tuple[str, str | None]:
-        """The plot's x axis and line (or heatmap row) field: the ones given, else the first swept
-        numeric fields other than seed that vary (accel for an acceleration sweep)."""
+        """The plot's x axis and line (or heatmap row) field.
+
+        The ones given, else the first swept numeric fields other than seed that vary (accel for
+        an acceleration sweep).
+        """
         numeric = [n for n in self.sweep.swept if n != "seed" and n in self.df.columns
                    and self.df[n].nunique() > 1 and self.df[n].dtype.kind in "if"]
         if x is None:

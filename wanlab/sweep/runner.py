@@ -49,8 +49,11 @@ def backend_for(sweep: Sweep, backend: Any) -> Any:
 
 
 def names_model(name: str, ident: Any) -> bool:
-    """Whether the model ``name`` (a sweep's ``model``) is the one ``ident`` identifies: the same name,
-    the same folder, or the same weights fingerprint (a name wanlab cannot identify matches nothing else)."""
+    """Whether the model ``name`` (a sweep's ``model``) is the one ``ident`` identifies.
+
+    The same name, the same folder, or the same weights fingerprint (a name wanlab cannot identify matches
+    nothing else).
+    """
     from pathlib import Path
 
     from ..errors import LoadError
@@ -67,8 +70,11 @@ def names_model(name: str, ident: Any) -> bool:
 
 
 def check_model(sweep: Sweep, backend: Any) -> None:
-    """Warn when the sweep names a model other than the backend it runs on: its runs, keys and table are
-    the backend's, and a study written for one model says little about another (``tiny``'s videos are noise)."""
+    """Warn when the sweep names a model other than the backend it runs on.
+
+    Its runs, keys and table are the backend's, and a study written for one model says little about another
+    (``tiny``'s videos are noise).
+    """
     from ..errors import ModelMismatchWarning, warn
 
     ident = getattr(backend, "identity", None)
@@ -171,7 +177,8 @@ def _check_options(sweep: Sweep, *, metrics: Any, progress: bool, max_failures: 
 
 def _open_backend(sweep: Sweep, backend: Any, probes: Any) -> Any:
     """The backend the sweep runs on (:func:`backend_for`, library notices silenced), checked against the
-    model the sweep names and the probes it records."""
+    model the sweep names and the probes it records.
+    """
     with quiet():
         backend_ = backend_for(sweep, backend)
     check_model(sweep, backend_)

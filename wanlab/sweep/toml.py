@@ -77,7 +77,8 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
 
 def leading_question(text: str) -> str | None:
     """The first paragraph of a TOML file's leading comment (up to a bare ``#`` line), without ``#``
-    and a leading ``Question:``."""
+    and a leading ``Question:``.
+    """
     lines: list[str] = []
     for line in text.splitlines():
         stripped = line.strip()

@@ -1,5 +1,8 @@
-"""Small pieces of a sweep definition: seeds drawn from a sweep seed, swept values as TOML holds them
-and as tables and file names show them, and shard specifications."""
+"""Small pieces of a sweep definition.
+
+Seeds drawn from a sweep seed, swept values as TOML holds them and as tables and file names show
+them, and shard specifications.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -55,8 +58,10 @@ def check_field(where: str, name: object) -> str:
 
 
 def check_accel(where: str, value: Any) -> Any:
-    """A validated acceleration setting in its plain (TOML) form; errors name where it was given
-    (``grid.accel[1].cache_params.threshold``)."""
+    """A validated acceleration setting in its plain (TOML) form.
+
+    Errors name where it was given (``grid.accel[1].cache_params.threshold``).
+    """
     from ..accel.setting import Accel
 
     try:
