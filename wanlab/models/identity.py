@@ -124,11 +124,13 @@ def cache_root() -> Path:
 
 
 class FileHashes:
-    """sha256 of files, kept on disk by resolved path, size and modification time
-    (``$WANLAB_CACHE/file-hashes.json``): a 14B checkpoint is hashed once, not on every identity.
+    """sha256 of files, kept on disk by resolved path, size and modification time (``$WANLAB_CACHE/file-hashes.json``).
+
+    A 14B checkpoint is hashed once, not on every identity.
 
     Used as ``with FileHashes() as hashes:``, which holds a lock across processes, so processes
-    identifying one checkpoint at once (a Ray pool's workers on one machine) hash it once."""
+    identifying one checkpoint at once (a Ray pool's workers on one machine) hash it once.
+    """
 
     def __init__(self) -> None:
         self.file = cache_root() / "file-hashes.json"
@@ -180,15 +182,19 @@ def files_fingerprint(folder: Path) -> str:
 
 def recorded_fingerprint(source: ResolvedModel) -> str | None:
     """The fingerprint a built-in or a carded folder records, trusted only while its files match
-    its ``SHA256SUMS`` (so an edited checkpoint is identified by its files instead)."""
+    its ``SHA256SUMS`` (so an edited checkpoint is identified by its files instead).
+    """
     if source.recorded is None or source.folder is None:
         return source.recorded
     return source.recorded if _sums_match(source.folder) else None
 
 
 def weights_fingerprint(source: ResolvedModel) -> str:
-    """The weights' fingerprint without loading them: the recorded one (:func:`recorded_fingerprint`),
-    else the hashes of the folder's files (cached on disk)."""
+    """The weights' fingerprint without loading them.
+
+    The recorded one (:func:`recorded_fingerprint`), else the hashes of the folder's files (cached on
+    disk).
+    """
     fingerprint = recorded_fingerprint(source)
     if fingerprint is None:
         assert source.folder is not None  # a model built in code always records its fingerprint
@@ -239,8 +245,11 @@ def dtype_name(dtype: Any, device: str) -> str:
 
 
 def scheduler_settings(scheduler_class: type, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The scheduler part of the settings: its class and every config value but ``flow_shift`` (set per
-    request) and diffusers' private ``_`` keys."""
+    """The scheduler part of the settings.
+
+    Its class and every config value but ``flow_shift`` (set per request) and diffusers' private ``_``
+    keys.
+    """
     return {"class": scheduler_class.__name__,
             "config": {k: v for k, v in dict(config).items() if not k.startswith("_") and k != "flow_shift"}}
 
@@ -303,9 +312,11 @@ def check_max_sequence_length(value: Any) -> int | None:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """The options of ``wanlab.load`` and :func:`identity` that change frames, checked: ``device``
-    resolved, ``dtype`` a name, ``group_offload`` a mode or None, ``max_sequence_length`` None for the
-    model's own."""
+    """The options of ``wanlab.load`` and :func:`identity` that change frames, checked.
+
+    ``device`` resolved, ``dtype`` a name, ``group_offload`` a mode or None, ``max_sequence_length``
+    None for the model's own.
+    """
 
     device: str
     dtype: str
@@ -319,7 +330,8 @@ def check_load_options(*, device: str | None = None, dtype: Any = None, cpu_offl
                        vae_tiling: bool = False, max_sequence_length: int | None = None,
                        group_offload: str | bool | None = None) -> LoadOptions:
     """``wanlab.load``'s model options checked, each bad one a :class:`~wanlab.ParamError` naming it
-    (a CUDA device on a machine without one: a :class:`~wanlab.LoadError`)."""
+    (a CUDA device on a machine without one: a :class:`~wanlab.LoadError`).
+    """
     device_ = resolve_device(device)
     dtype_ = dtype_name(dtype, device_)
     for flag, value in (("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling)):
@@ -332,7 +344,8 @@ def check_load_options(*, device: str | None = None, dtype: Any = None, cpu_offl
 def identify(source: ResolvedModel, options: LoadOptions, *, fingerprint: str,
              scheduler: Mapping[str, Any]) -> ModelIdentity:
     """The identity of a resolved model run with ``options``, given its weights' fingerprint and its
-    scheduler's settings (from its configuration, or from the loaded scheduler)."""
+    scheduler's settings (from its configuration, or from the loaded scheduler).
+    """
     settings = generation_settings(dtype=options.dtype,
                                    max_sequence_length=options.max_sequence_length or source.max_sequence_length,
                                    scheduler=scheduler, cpu_offload=options.cpu_offload,

@@ -89,7 +89,8 @@ def from_folder(folder: str, dtype: Any) -> Any:
 
 def apply_group_offload(pipe: Any, mode: str, device: str) -> None:
     """diffusers' pipeline-level group offloading (every component) onto ``device`` (CUDA), with a
-    CUDA stream overlapping transfers and compute. Not measured by wanlab: this workplace has no GPU."""
+    CUDA stream overlapping transfers and compute. Not measured by wanlab: this workplace has no GPU.
+    """
     import torch
 
     pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),

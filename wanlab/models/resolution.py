@@ -32,8 +32,9 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A model name resolved once, with what it declares about itself (its card read once): what
-    :func:`identity` identifies and :func:`~wanlab.models.loading.load_weights` loads.
+    """A model name resolved once, with what it declares about itself (its card read once).
+
+    What :func:`identity` identifies and :func:`~wanlab.models.loading.load_weights` loads.
 
     - ``model_id``: the built-in's name, the folder (resolved) or the hub id;
     - ``source``: ``builtin``, ``folder`` or ``hub``;
