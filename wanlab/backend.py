@@ -1,6 +1,8 @@
-"""The backend protocol (:class:`Backend`): what sweeps, task queues, the service and ``verify`` need from
-anything that turns requests into videos; :class:`Job`, one request to run; :class:`BackendBase`, what
-every backend shares (requests and run keys from its model's identity, the LoRA source policy, ``with``).
+"""The backend protocol (:class:`Backend`).
+
+What sweeps, task queues, the service and ``verify`` need from anything that turns requests into videos;
+:class:`Job`, one request to run; :class:`BackendBase`, what every backend shares (requests and run keys
+from its model's identity, the LoRA source policy, ``with``).
 
 Backends: :class:`wanlab.Pipeline` (local), ``wanlab.connect`` (a service), ``wanlab.ray.pool`` (Ray workers);
 :mod:`wanlab.backends` opens the one a user names.
@@ -141,9 +143,10 @@ def is_backend(value: Any) -> bool:
 
 
 def request(native: Mapping[str, Any], params: Params | None = None, **fields: Any) -> Params:
-    """The one rule for a backend's request: fields given (as keywords, or set explicitly in a
-    ``Params``) are kept; every other field comes from the model's ``native`` settings, then from
-    the hosted API's defaults.
+    """The one rule for a backend's request.
+
+    Fields given (as keywords, or set explicitly in a ``Params``) are kept; every other field
+    comes from the model's ``native`` settings, then from the hosted API's defaults.
 
     Args:
         native: the model's native settings (``identity.native``).
@@ -191,10 +194,11 @@ class Closing(ABC):
 
 
 class Keyer:
-    """Requests and run keys of one model, from its :class:`~wanlab.models.identity.ModelIdentity`: the part
-    of the protocol every backend shares. Subclasses set ``identity`` and ``accel`` (the default acceleration
-    setting) and override the hooks where their rules differ: :meth:`check_accel` (which settings run) and
-    :meth:`describe_loras` (how LoRA files are known in run keys).
+    """Requests and run keys of one model, from its :class:`~wanlab.models.identity.ModelIdentity`.
+
+    The part of the protocol every backend shares. Subclasses set ``identity`` and ``accel`` (the default
+    acceleration setting) and override the hooks where their rules differ: :meth:`check_accel` (which
+    settings run) and :meth:`describe_loras` (how LoRA files are known in run keys).
     """
 
     identity: ModelIdentity
@@ -203,13 +207,17 @@ class Keyer:
 
     @property
     def lora_policy(self) -> SourcePolicy | None:
-        """Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: the library's default);
-        backends set it with ``set_lora_policy``."""
+        """Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: the library's default).
+
+        Backends set it with ``set_lora_policy``.
+        """
         return self._lora_policy
 
     def params(self, params: Params | None = None, **fields: Any) -> Params:
-        """The validated request: fields given (keywords, or set in ``params``) are kept, the others come from
-        the model's native settings, then the hosted API's defaults (:func:`request`).
+        """The validated request.
+
+        Fields given (keywords, or set in ``params``) are kept, the others come from the model's native
+        settings, then the hosted API's defaults (:func:`request`).
 
         Args:
             params: a request whose explicitly set fields are kept.
@@ -250,22 +258,29 @@ class Keyer:
                          self.describe_loras(params) if loras is None else loras)
 
     def check_accel(self, accel: Any) -> Any:
-        """The acceleration setting a job asking for ``accel`` runs with: this backend's default for None.
-        Backends that run only some settings refuse the others here (ParamError)."""
+        """The acceleration setting a job asking for ``accel`` runs with.
+
+        This backend's default for None. Backends that run only some settings refuse the others here
+        (ParamError).
+        """
         return self.accel if accel is None else accel
 
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
-        """Each LoRA of ``params`` as run keys hold it (path, scale, the file's sha256 under
-        :attr:`lora_policy`); LoRAError for a file that cannot be read."""
+        """Each LoRA of ``params`` as run keys hold it (path, scale, the file's sha256 under :attr:`lora_policy`).
+
+        LoRAError for a file that cannot be read.
+        """
         from .lora import describe
 
         return describe(params.loras, self.lora_policy)
 
 
 class BackendBase(Keyer, Closing):
-    """What every backend shares besides its requests and keys (:class:`Keyer`): the LoRA source policy,
-    ``generate`` as one started job waited for, and ``with backend:`` closing it. A backend adds
-    ``max_in_flight``, ``start``, ``close`` and the task methods."""
+    """What every backend shares besides its requests and keys (:class:`Keyer`).
+
+    The LoRA source policy, ``generate`` as one started job waited for, and ``with backend:`` closing
+    it. A backend adds ``max_in_flight``, ``start``, ``close`` and the task methods.
+    """
 
     #: Whether jobs may ask for probes (:mod:`wanlab.probes`); a backend that returns frames only says False.
     records_probes: bool = True
@@ -342,8 +357,10 @@ def step_progress(total: int, progress: bool | None, on_step: StepCallback | Non
 
 
 class IdentityBackend(Keyer):
-    """A model known by its :class:`~wanlab.models.identity.ModelIdentity` alone: requests and run keys, no
-    generation. What a sweep's table, its dry run and record checks need without loading weights.
+    """A model known by its :class:`~wanlab.models.identity.ModelIdentity` alone.
+
+    Requests and run keys, no generation. What a sweep's table, its dry run and record checks need without
+    loading weights.
 
     Args:
         identity: the model's identity (:func:`wanlab.identity`).

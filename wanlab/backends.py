@@ -1,7 +1,9 @@
-"""Opening the backend a user names: a model (loaded here, or ``workers`` copies of it), a service with the
-hosted API's contract (``remote``) or a pool of Ray workers (``ray``): :func:`open_backend`; and the command
-line's flags that name one (``--remote``, ``--ray``, ``--workers``), defined once for ``sweep``, ``generate``
-and ``serve``: :func:`add_backend_args`, :func:`open_from_args`.
+"""Opening the backend a user names.
+
+A model (loaded here, or ``workers`` copies of it), a service with the hosted API's contract (``remote``) or
+a pool of Ray workers (``ray``): :func:`open_backend`; and the command line's flags that name one
+(``--remote``, ``--ray``, ``--workers``), defined once for ``sweep``, ``generate`` and ``serve``:
+:func:`add_backend_args`, :func:`open_from_args`.
 """
 from __future__ import annotations
 
@@ -71,8 +73,10 @@ def open_backend(model: str | os.PathLike[str] | None = None, *, remote: str | N
                  api_key: Any = None, remote_kind: str = "auto", max_in_flight: int | None = None,
                  progress: bool | None = False, local_workers: bool = True, flags: bool = False,
                  model_named_by: str | None = None) -> Backend:
-    """The backend a user names: a service (``remote``), a pool of Ray workers (``ray``), ``workers`` local
-    copies of ``model``, or ``model`` loaded once.
+    """The backend a user names.
+
+    A service (``remote``), a pool of Ray workers (``ray``), ``workers`` local copies of ``model``, or
+    ``model`` loaded once.
 
     Args:
         model: a built-in model, a local diffusers folder or a hub id (None: the default model, ``toy``); with
@@ -134,9 +138,11 @@ def open_backend(model: str | os.PathLike[str] | None = None, *, remote: str | N
 
 def add_backend_args(parser: argparse.ArgumentParser, *, remote: bool = True, ray: bool = True,
                      local_workers: bool = False) -> None:
-    """Add the options that name a backend to ``parser``: ``--remote URL`` with ``--api-key-file`` and
-    ``--remote-kind``, and ``--ray [ADDRESS]`` with ``--workers N`` (with ``local_workers``, ``--workers`` alone
-    means copies of the model here). :func:`open_from_args` opens what they name.
+    """Add the options that name a backend to ``parser``.
+
+    ``--remote URL`` with ``--api-key-file`` and ``--remote-kind``, and ``--ray [ADDRESS]`` with ``--workers N``
+    (with ``local_workers``, ``--workers`` alone means copies of the model here). :func:`open_from_args` opens
+    what they name.
 
     Args:
         parser: the subcommand's parser.
@@ -164,8 +170,9 @@ def add_backend_args(parser: argparse.ArgumentParser, *, remote: bool = True, ra
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Refuse contradictory backend options (:func:`check_choice`, errors naming the flags) before anything
-    loads: what :func:`add_backend_args` added, with ``--device`` and ``--dtype`` where the command has them.
+    """Refuse contradictory backend options (:func:`check_choice`, errors naming the flags) before anything loads.
+
+    What :func:`add_backend_args` added, with ``--device`` and ``--dtype`` where the command has them.
 
     Raises:
         ParamError: naming the flag, the rule and the value.

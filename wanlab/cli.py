@@ -144,8 +144,11 @@ def _save_as_served(video: Any, out: str) -> Path:
 
 def _connect(args: argparse.Namespace, model: str | None = None, where: str = "--model",
              max_in_flight: int | None = None) -> Any:
-    """The service of ``--remote``, with the key of ``--api-key-file`` (else the environment); a model
-    asked for (``--model``, or the sweep file's, named by ``where``) must be the one it serves."""
+    """The service of ``--remote``, with the key of ``--api-key-file`` (else the environment).
+
+    A model asked for (``--model``, or the sweep file's, named by ``where``) must be the one it
+    serves.
+    """
     from .backends import open_from_args
 
     return open_from_args(args, model, model_named_by=where, max_in_flight=max_in_flight)
@@ -240,8 +243,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run (or with --dry-run, list) a TOML sweep. Exit code 0: every point of this shard done;
-    1: some failed or are left pending; 2: an error before running."""
+    """Run (or with --dry-run, list) a TOML sweep.
+
+    Exit code 0: every point of this shard done; 1: some failed or are left pending; 2: an
+    error before running.
+    """
     from .backends import check_args, open_from_args
     from .models.identity import identity
     from .sweep import Sweep, check_shard

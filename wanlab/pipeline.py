@@ -39,8 +39,10 @@ TRUNCATE = ("warn", "error")
 
 
 def synchronize(device: str) -> None:
-    """Wait for the work queued on ``device`` (CUDA and MPS run kernels asynchronously), so a stage's
-    time is its own; nothing to do on CPU."""
+    """Wait for the work queued on ``device`` (CUDA and MPS run kernels asynchronously), so a stage's time is its own.
+
+    Nothing to do on CPU.
+    """
     import torch
 
     if device.startswith("cuda"):
@@ -159,9 +161,12 @@ class Pipeline(TaskMethods, BackendBase):
 
     @property
     def max_in_flight(self) -> int:
-        """Jobs worth starting at once: 2 when generating leaves CPU free (a GPU, or torch using fewer
-        threads than there are cores), so storing one run overlaps the next generation; else 1 (on 2
-        CPU cores with torch on both, overlapping made sweeps ~10 % slower: benchmarks/bench_sweep.py)."""
+        """Jobs worth starting at once.
+
+        2 when generating leaves CPU free (a GPU, or torch using fewer threads than there are cores),
+        so storing one run overlaps the next generation; else 1 (on 2 CPU cores with torch on both,
+        overlapping made sweeps ~10 % slower: benchmarks/bench_sweep.py).
+        """
         import torch
 
         if self.device != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1):
@@ -171,7 +176,8 @@ class Pipeline(TaskMethods, BackendBase):
     # --- requests ----------------------------------------------------------------------------------
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
         """Each LoRA of ``params`` as records and run keys hold it, its file hashed under this pipeline's LoRA
-        policy (a missing one raises :class:`~wanlab.LoRAError`)."""
+        policy (a missing one raises :class:`~wanlab.LoRAError`).
+        """
         return self.loras.describe(params.loras)
 
     @property
@@ -187,7 +193,8 @@ class Pipeline(TaskMethods, BackendBase):
 
     def prompt_tokens(self, text: str) -> int:
         """How many tokens ``text`` encodes to (with the end token) before any truncation, after the
-        cleaning diffusers applies to prompts (ftfy, HTML entities, whitespace)."""
+        cleaning diffusers applies to prompts (ftfy, HTML entities, whitespace).
+        """
         from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
         if text not in self._tokens:
@@ -215,9 +222,12 @@ class Pipeline(TaskMethods, BackendBase):
         return out
 
     def advise(self, params: Params, truncate: str = "warn") -> None:
-        """Warn (once each) about what this model cannot follow in ``params``: a prompt longer than it
-        reads, words outside its vocabulary, a size away from the one it was trained at. The warnings
-        point at the caller's line; :meth:`generate` and :meth:`start` call this in the caller's thread."""
+        """Warn (once each) about what this model cannot follow in ``params``.
+
+        A prompt longer than it reads, words outside its vocabulary, a size away from the one it was
+        trained at. The warnings point at the caller's line; :meth:`generate` and :meth:`start` call
+        this in the caller's thread.
+        """
         fields = ["prompt"] + (["negative_prompt"] if params.guidance_scale > 1.0 and params.negative_prompt else [])
         for name in fields:
             unknown = self.scope.unknown_words(getattr(params, name))
@@ -269,8 +279,10 @@ class Pipeline(TaskMethods, BackendBase):
 
     def denoise(self, params: Params, *, accel: Any = None, on_step: Callable[[int, int], None] | None = None,
                 progress: bool | None = None, probes: Any = None) -> tuple[Any, dict[str, Any]]:
-        """The denoising loop alone for a resolved request: its LoRAs, a fresh scheduler with its
-        ``flow_shift``, cached prompt embeddings and ``accel`` applied around the loop.
+        """The denoising loop alone for a resolved request.
+
+        Its LoRAs, a fresh scheduler with its ``flow_shift``, cached prompt embeddings and
+        ``accel`` applied around the loop.
 
         Returns the final latents and what happened: ``timings`` (loras, encode, denoise), the record's
         ``loras`` entry, the applied setting (``accel``, an :class:`wanlab.accel.apply.Applied`) and the
@@ -330,7 +342,8 @@ class Pipeline(TaskMethods, BackendBase):
 
     def decode(self, latents: Any) -> np.ndarray:
         """VAE-decode final latents (a tensor or a numpy array, normalised as the denoising loop leaves
-        them) to uint8 frames (T, H, W, 3), as diffusers' own call does."""
+        them) to uint8 frames (T, H, W, 3), as diffusers' own call does.
+        """
         import torch
         from diffusers.utils.torch_utils import get_module_execution_device
 
@@ -410,7 +423,8 @@ class Pipeline(TaskMethods, BackendBase):
 
     def start(self, job: Job) -> Future[Video]:
         """Run ``job`` on this pipeline's worker thread, with the torch thread count of the thread that
-        starts it (or ``job.threads``); the Future holds its video (or its error)."""
+        starts it (or ``job.threads``); the Future holds its video (or its error).
+        """
         import torch
 
         threads = job.threads or torch.get_num_threads()

@@ -104,8 +104,11 @@ def fold_constants(df: pd.DataFrame,
 
 
 def metrics_table(df: pd.DataFrame, links: Mapping[int, str]) -> str:
-    """The sweep table for the page: bookkeeping columns left out, constant columns folded into one
-    line above it, and the table in its own scrolling box (the page never scrolls sideways)."""
+    """The sweep table for the page.
+
+    Bookkeeping columns left out, constant columns folded into one line above it, and the table in
+    its own scrolling box (the page never scrolls sideways).
+    """
     from .tables import cell_text, html_table
 
     shown = df.drop(columns=[c for c in ("key", "path") if c in df.columns])
@@ -355,8 +358,11 @@ def _reference_section(report: _Report) -> list[str]:
 
 
 def _accel_section(report: _Report) -> list[str]:
-    """For a sweep over ``accel``: ``accel_study.csv`` and ``accel_speed_vs_psnr.png``, each setting
-    against the exact run (the sweep's accel reference, else ``"exact"``), and their summary table."""
+    """For a sweep over ``accel``.
+
+    ``accel_study.csv`` and ``accel_speed_vs_psnr.png``, each setting against the exact run (the
+    sweep's accel reference, else ``"exact"``), and their summary table.
+    """
     from .accel import plot_study, summarize
 
     if "accel" not in report.sweep.swept:
@@ -398,8 +404,11 @@ def _definition_section(report: _Report) -> list[str]:
 
 
 def _effects_sections(result: SweepResult, metric: str, done: pd.DataFrame) -> list[str]:
-    """One block per swept field (other than seed) with several values: :meth:`SweepResult.effects`
-    as HTML, or why there is none (one seed cannot tell an effect from noise)."""
+    """One block per swept field (other than seed) with several values.
+
+    :meth:`SweepResult.effects` as HTML, or why there is none (one seed cannot tell an effect from
+    noise).
+    """
     axes = [n for n in result.sweep.swept if n != "seed" and done[n].astype(str).nunique() > 1]
     if not axes:
         return []

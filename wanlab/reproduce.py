@@ -32,8 +32,11 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".npz", ".gif")
 
 
 class SavedVideo:
-    """A saved or in-memory :class:`~wanlab.Video` as something to verify: ``record`` (its sidecar),
-    ``key`` (the run key its record hashes to), ``path`` and ``video()``; the interface of a stored Run."""
+    """A saved or in-memory :class:`~wanlab.Video` as something to verify.
+
+    ``record`` (its sidecar), ``key`` (the run key its record hashes to), ``path`` and ``video()``; the
+    interface of a stored Run.
+    """
 
     def __init__(self, video: Video, path: Path | None = None, record: Mapping[str, Any] | None = None) -> None:
         if video.params is None:
@@ -125,8 +128,11 @@ def _pick_device(recorded: str | None) -> str | None:
 
 
 def check_record(source: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """What a record says about itself, without any model: ``param_changes`` and ``setting_changes``
-    made to it after the run (its frozen ``key_parts`` against what it says now), and notes."""
+    """What a record says about itself, without any model.
+
+    ``param_changes`` and ``setting_changes`` made to it after the run (its frozen ``key_parts``
+    against what it says now), and notes.
+    """
     record = source.record
     for field in ("params", "model", "digest"):
         if field not in record:
@@ -154,7 +160,8 @@ def check_record(source: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]
 
 def _backend_for(record: Mapping[str, Any], model: Any, device: str | None, source: Any) -> Any:
     """The recorded model, loaded with the recorded settings (or ``model``), on ``device`` or the
-    recorded device when this machine has it."""
+    recorded device when this machine has it.
+    """
     from .pipeline import load
 
     settings = dict(record.get("settings") or {})
@@ -238,8 +245,10 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
 
 
 def _given_backend(model: Any, backend: Any, pipe: Any) -> Any:
-    """The backend ``verify`` was given (``backend`` or ``pipe``), or None; a ValueError when it was given
-    two, or one and a model to load."""
+    """The backend ``verify`` was given (``backend`` or ``pipe``), or None.
+
+    A ValueError when it was given two, or one and a model to load.
+    """
     given = [b for b in (backend, pipe) if b is not None]
     if len(given) > 1 or (given and model is not None):
         raise ValueError("verify: pass backend= (a loaded pipeline or other backend) or model= (a model to load), "
@@ -265,8 +274,10 @@ def _lossy_notes(backend: Any) -> list[str]:
 
 
 def _regeneration_changes(record: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """What the re-generation's record says differently from the run's: weights, generation settings,
-    acceleration (and MagCache calibration), LoRA file contents."""
+    """What the re-generation's record says differently from the run's.
+
+    Weights, generation settings, acceleration (and MagCache calibration), LoRA file contents.
+    """
     changes: dict[str, tuple[Any, Any]] = {}
     recorded_model = (record.get("model") or {}).get("fingerprint")
     if recorded_model != (now.get("model") or {}).get("fingerprint"):
@@ -309,8 +320,11 @@ def _stored_frames(source: Any, notes: list[str]) -> np.ndarray | None:
 
 def _compare_frames(source: Any, video: Video,
                     notes: list[str]) -> tuple[bool, dict[str, Any] | None, list[int], str | None]:
-    """The re-generated frames against the stored run: ``frames_identical``, the per-frame differences
-    (None when equal or not comparable), the expected shape and the stored run's damage; notes added."""
+    """The re-generated frames against the stored run.
+
+    ``frames_identical``, the per-frame differences (None when equal or not comparable), the expected
+    shape and the stored run's damage; notes added.
+    """
     digest_expected = source.record["digest"]
     shape_expected = list(source.record.get("shape") or [])
     expected_frames = _stored_frames(source, notes)
