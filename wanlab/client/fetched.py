@@ -52,6 +52,7 @@ def lossless_link(result: Mapping[str, Any]) -> str | None:
 
 
 def record_link(result: Mapping[str, Any]) -> str | None:
+    """The URL of the run record a wanlab server links in a task result (None: it links none)."""
     links = _links(result)
     return next((links[k] for k in RECORD_NAMES if isinstance(links.get(k), str) and links[k]), None)
 

@@ -138,8 +138,9 @@ def _accel_of(health: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _queue_limit(health: Mapping[str, Any]) -> int | None:
-    """How many tasks the server queues for one key, from the names a health answer may give it (a wanlab
-    server's ``max_queued_per_key`` when smaller than its queue).
+    """How many tasks the server queues for one key, from the names a health answer may give it.
+
+    A wanlab server's ``max_queued_per_key`` when smaller than its queue.
     """
     server = health.get("server")
     per_key = server.get("max_queued_per_key") if isinstance(server, Mapping) else None

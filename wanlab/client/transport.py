@@ -124,6 +124,7 @@ class Transport:
         return (other.scheme, other.host, other.port) == (self._origin.scheme, self._origin.host, self._origin.port)
 
     def close(self) -> None:
+        """Close the kept-alive connections."""
         self._client.close()
 
     def count(self, name: str, amount: float = 1) -> None:
@@ -136,13 +137,31 @@ class Transport:
              query: Mapping[str, str] | None = None, replay: bool = True, stream: bool = False,
              what: str | None = None, patience: float | None = None, headers: Mapping[str, str] | None = None,
              idempotent: bool = False) -> Any:
-        """Send a request and return the ``httpx.Response`` of a 2xx answer (with ``stream=True`` not yet
-        read: close it). Retries and errors as the module docstring says; ``replay=False`` for a request
-        that must not run twice. ``what`` names the request in messages (default ``METHOD URL``);
-        ``patience`` replaces :attr:`RetryPolicy.busy_s` (seconds of 429/503 waits) for this request;
-        ``headers`` are sent besides the key's; ``idempotent=True``: the service deduplicates this request
-        (an ``Idempotency-Key``), so it is sent again, and when no try got an answer after one may have
-        arrived, :class:`~wanlab.errors.SubmitUncertain`.
+        """Send a request and return the ``httpx.Response`` of a 2xx answer.
+
+        Retries and errors as the module docstring says.
+
+        Args:
+            method: the HTTP method.
+            path: a path on the service, or a URL on its origin (the key goes nowhere else).
+            body: a JSON body.
+            query: query parameters.
+            replay: False for a request that must not run twice.
+            stream: return the response unread (close it).
+            what: names the request in messages (default ``METHOD URL``).
+            patience: replaces :attr:`RetryPolicy.busy_s` (seconds of 429/503 waits) for this request.
+            headers: sent besides the key's.
+            idempotent: the service deduplicates this request (an ``Idempotency-Key``), so it is sent
+                again; when no try got an answer after one may have arrived,
+                :class:`~wanlab.errors.SubmitUncertain`.
+
+        Returns:
+            The ``httpx.Response`` of a 2xx answer.
+
+        Raises:
+            AuthError: the key was refused (401) or lacks permission (403).
+            SubmitUncertain: a request that must not run twice may have arrived, with no answer.
+            ServiceError: a URL off the service's origin, a refusal, or no answer after the retries.
         """
         import httpx
 
