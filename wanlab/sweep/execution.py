@@ -30,8 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def point_keys(sweep: Sweep, keyer: Any, points: list[Params]) -> tuple[list[dict[str, Any]], list[str | None]]:
-    """Each point's key parts, and for a point whose LoRA file cannot be read why not (its key is then a
-    stand-in from the files' paths, under which its failure is recorded).
+    """Each point's key parts, and for a point whose LoRA file cannot be read why not.
+
+    Such a point's key is a stand-in from the files' paths, under which its failure is recorded.
     """
     parts: list[dict[str, Any]] = []
     problems: list[str | None] = []
@@ -86,8 +87,10 @@ class SweepRun:
 
     # --- plan ----------------------------------------------------------------------------------------------
     def plan(self) -> None:
-        """The points, their keys, and which of the shard's points to run (not done, or done without
-        what this call asks for: metrics, latents, probes).
+        """Plan: the points, their keys, and which of the shard's points to run.
+
+        A point runs when it is not done, or done without what this call asks for (metrics, latents,
+        probes).
         """
         from tqdm.auto import tqdm
 

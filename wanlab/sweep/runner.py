@@ -101,6 +101,7 @@ def keyer_for(sweep: Sweep, model: Any) -> Any:
 
 
 def store_for(sweep: Sweep, store: Any) -> Store:
+    """The sweep's store: ``store`` itself, its folder opened, or the sweep's default store for None."""
     from ..store import Store
 
     if isinstance(store, Store):
@@ -138,8 +139,15 @@ def run(sweep: Sweep, backend: Any = None, store: Any = None, *, metrics: Any = 
         sweep: The sweep to run.
         backend: A backend, a model name, or None (the sweep's model).
         store: A :class:`wanlab.Store`, its folder, or None (:meth:`Sweep.default_store`).
-        metrics, progress, max_failures, shard, retry_failed, max_in_flight, truncate, retry_uncertain, probes:
-            As :meth:`Sweep.run <wanlab.sweep.definition.Sweep.run>`.
+        metrics: As :meth:`Sweep.run <wanlab.sweep.definition.Sweep.run>`, like the rest.
+        progress: Show a bar over the runs to do.
+        max_failures: Failures in this call after which the sweep stops gracefully.
+        shard: ``(i, n)`` or ``"i/n"``: run only this shard's points.
+        retry_failed: Run points whose earlier attempt failed again.
+        max_in_flight: Points running at once (None: the backend's).
+        truncate: ``"warn"`` or ``"error"`` for prompts longer than the model reads.
+        retry_uncertain: Submit again a point whose earlier submit got no answer.
+        probes: What every run records inside the model (None: the sweep's own).
 
     Returns:
         The whole sweep's :class:`~wanlab.sweep.result.SweepResult`.
@@ -176,8 +184,9 @@ def _check_options(sweep: Sweep, *, metrics: Any, progress: bool, max_failures: 
 
 
 def _open_backend(sweep: Sweep, backend: Any, probes: Any) -> Any:
-    """The backend the sweep runs on (:func:`backend_for`, library notices silenced), checked against the
-    model the sweep names and the probes it records.
+    """The backend the sweep runs on, checked against the model the sweep names and the probes it records.
+
+    Opened by :func:`backend_for`, library notices silenced.
     """
     with quiet():
         backend_ = backend_for(sweep, backend)

@@ -76,8 +76,9 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
 
 
 def leading_question(text: str) -> str | None:
-    """The first paragraph of a TOML file's leading comment (up to a bare ``#`` line), without ``#``
-    and a leading ``Question:``.
+    """The first paragraph of a TOML file's leading comment, without ``#`` and a leading ``Question:``.
+
+    The paragraph ends at a bare ``#`` line.
     """
     lines: list[str] = []
     for line in text.splitlines():
@@ -96,6 +97,13 @@ def leading_question(text: str) -> str | None:
 
 
 def wrap_comment(text: str, width: int = 98) -> list[str]:
+    """``text`` as TOML comment lines (``# ...``), each holding at most ``width`` characters of text.
+
+    A word longer than ``width`` gets a line of its own.
+
+    >>> wrap_comment("one two three", width=7)
+    ['# one two', '# three']
+    """
     words, lines, line = text.split(), [], ""
     for word in words:
         if line and len(line) + 1 + len(word) > width:

@@ -27,8 +27,9 @@ SHORT_NAMES = {
 
 
 def draw_seeds(sweep_seed: int, n: int) -> list[int]:
-    """``n`` distinct seeds in 0..9999999999 drawn from ``sweep_seed`` (sha256-based: the same on every
-    machine and Python version).
+    """``n`` distinct seeds in 0..9999999999 drawn from ``sweep_seed``.
+
+    They are sha256-based: the same on every machine and Python version.
 
     >>> len(set(draw_seeds(7, 4)))
     4
