@@ -68,8 +68,10 @@ class Worker:
 
     def run(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
             attempt: int, lora_policy: Any = None, probes: Any = None) -> Video:
-        """Run one request and return its video (``calibration``: a MagCache calibration another worker
-        measured; ``lora_policy``: the driver's LoRA source policy; ``attempt``: 1, or more on a retry).
+        """Run one request and return its video.
+
+        ``calibration``: a MagCache calibration another worker measured; ``lora_policy``: the driver's
+        LoRA source policy; ``attempt``: 1, or more on a retry.
         """
         job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes)
         self._prepare(params, accel, calibration, lora_policy)
@@ -78,8 +80,10 @@ class Worker:
 
     def stream(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
                attempt: int, lora_policy: Any = None, probes: Any = None) -> Iterator[tuple[Any, ...]]:
-        """Run one request, yielding ``("start",)``, ``("step", done, total)`` per denoising step, then
-        ``("video", video)``: the driver calls the job's callbacks as these arrive (a Ray streaming generator).
+        """Run one request, yielding its events as they happen (a Ray streaming generator).
+
+        ``("start",)``, ``("step", done, total)`` per denoising step, then ``("video", video)``: the
+        driver calls the job's callbacks as these arrive.
         """
         events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes,
@@ -98,8 +102,9 @@ class Worker:
         yield ("video", video)
 
     def _prepare(self, params: Params, accel: Any, calibration: dict[str, Any] | None, lora_policy: Any) -> None:
-        """Read LoRA paths under the driver's policy, and adopt a MagCache calibration another worker
-        measured when it is the one this worker would measure.
+        """Read LoRA paths under the driver's policy, and adopt another worker's MagCache calibration.
+
+        The calibration is adopted when it is the one this worker would measure.
         """
         if lora_policy is not None:
             self.pipe.loras.policy = lora_policy
@@ -112,8 +117,10 @@ class Worker:
             remember(calibration)
 
     def _finish(self, video: Video, attempt: int) -> Video:
-        """Name the worker in the record (the sweep's progress counts runs per worker), then encode the run's
-        files and hash the frames here, on the worker, so the driver only writes bytes.
+        """Name the worker in the record, then encode the run's files and hash the frames here.
+
+        The sweep's progress counts runs per worker; encoding on the worker leaves the driver only bytes
+        to write.
         """
         from .encoded import EncodedVideo
 

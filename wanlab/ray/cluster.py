@@ -64,4 +64,5 @@ def capacity(ray: Any, num_gpus: float, threads: int) -> tuple[int, str]:
 
 
 def has_gpus(ray: Any) -> bool:
+    """Whether the Ray cluster ``ray`` is connected to has any GPU."""
     return ray.cluster_resources().get("GPU", 0) > 0

@@ -28,8 +28,9 @@ class WorkerLost(Exception):
 
 
 def lost(ray: Any, exc: BaseException) -> bool:
-    """Whether ``exc`` says the worker (process, node, or the object it returned) is gone, rather than
-    that the job itself failed.
+    """Whether ``exc`` says the worker is gone rather than that the job itself failed.
+
+    Gone: its process, its node, or the object it returned.
     """
     e = ray.exceptions
     kinds = (e.RayActorError, e.WorkerCrashedError, e.NodeDiedError, e.ObjectLostError, e.OwnerDiedError,
@@ -75,6 +76,7 @@ class Lane(threading.Thread):
 
     # --- the thread -----------------------------------------------------------------------------------
     def run(self) -> None:
+        """The lane's thread: wait for the worker to load, check it, then run the jobs it takes."""
         from .actor import check_worker
 
         while not self.scheduler.closed:

@@ -29,8 +29,8 @@ class Ticket:
     """One job on its way through a pool: the job, the future its caller holds and what routing needs.
 
     ``loras`` are the driver's descriptions of the job's LoRA files (the worker must read the same
-    bytes, under the same ``lora_policy``); ``calibration_group`` names the MagCache calibration the job needs (None: none);
-    ``calibration`` is that calibration when another worker has measured it; ``attempts`` counts the
+    bytes, under the same ``lora_policy``); ``calibration_group`` names the MagCache calibration the
+    job needs (None: none); ``calibration`` is that calibration when another worker has measured it; ``attempts`` counts the
     workers that died under it; ``started`` says its future is marked running (a retry keeps it so).
     """
 
@@ -46,6 +46,7 @@ class Ticket:
 
     @property
     def affinity(self) -> str | None:
+        """The worker this job should run on (the one that ran its first job), or None."""
         return self.job.affinity
 
 
@@ -157,6 +158,7 @@ class Scheduler:
         ticket.calibrating = False
 
     def queued(self) -> int:
+        """How many tickets wait for a worker."""
         with self._cond:
             return len(self._queue)
 
@@ -177,5 +179,6 @@ class Scheduler:
 
     @property
     def closed(self) -> bool:
+        """Whether the pool closed the queue (it takes no more tickets)."""
         with self._cond:
             return self._closed
