@@ -102,35 +102,61 @@ class Backend(Protocol):
     """
 
     @property
-    def identity(self) -> ModelIdentity: ...
+    def identity(self) -> ModelIdentity:
+        """The model and the settings that change frames (:class:`~wanlab.models.identity.ModelIdentity`)."""
+        ...
 
     @property
-    def max_in_flight(self) -> int: ...
+    def max_in_flight(self) -> int:
+        """Jobs worth starting at once (the sweep runner keeps that many started)."""
+        ...
 
     @property
-    def records_probes(self) -> bool: ...
+    def records_probes(self) -> bool:
+        """Whether jobs may ask for :mod:`wanlab.probes` (a sweep refuses them up front where not)."""
+        ...
 
-    def params(self, params: Params | None = None, **fields: Any) -> Params: ...
+    def params(self, params: Params | None = None, **fields: Any) -> Params:
+        """The validated request: fields given are kept, the others come from the model's native settings."""
+        ...
 
-    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]: ...
+    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
+        """What the run key of ``params`` under ``accel`` hashes (:func:`wanlab.keys.run_key`)."""
+        ...
 
-    def start(self, job: Job) -> Future[Video]: ...
+    def start(self, job: Job) -> Future[Video]:
+        """Start ``job``; the Future holds its :class:`~wanlab.Video` or its error."""
+        ...
 
     def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
                  on_step: StepCallback | None = None, truncate: str = "warn", probes: Any = None,
-                 **fields: Any) -> Video: ...
+                 **fields: Any) -> Video:
+        """Generate one video in this thread's time (validated, started, waited for)."""
+        ...
 
-    def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str: ...
+    def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str:
+        """Queue a generation as a task and return its task id (the hosted API's ``submit``)."""
+        ...
 
-    def task_result(self, task_id: str) -> dict[str, Any]: ...
+    def task_result(self, task_id: str) -> dict[str, Any]:
+        """The task's state in the hosted API's shape, without waiting."""
+        ...
 
-    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]: ...
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the task has finished (TaskTimeout after ``timeout`` s) and return its result."""
+        ...
 
-    def cancel(self, task_id: str) -> dict[str, Any]: ...
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a queued task (TaskError once it has started, or where the service has no cancel)."""
+        ...
 
-    def set_lora_policy(self, policy: SourcePolicy | None) -> None: ...
+    def set_lora_policy(self, policy: SourcePolicy | None) -> None:
+        """Set which LoRA path forms jobs may use from now on (None: the library's default)."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop: running jobs finish, queued ones stay queued or are cancelled; resources are released."""
+        ...
 
 
 def is_backend(value: Any) -> bool:
@@ -286,11 +312,13 @@ class BackendBase(Keyer, Closing):
     records_probes: bool = True
 
     def set_lora_policy(self, policy: SourcePolicy | None) -> None:
-        """Which LoRA path forms jobs may use from now on (a :class:`wanlab.lora.SourcePolicy`; None: the
-        library's default: any local file, the hub cache, public https URLs).
+        """Set which LoRA path forms jobs may use from now on.
+
+        None is the library's default: any local file, the hub cache, public https URLs.
 
         Args:
-            policy: the policy, as the service sets it (:meth:`wanlab.lora.SourcePolicy.service`).
+            policy: a :class:`wanlab.lora.SourcePolicy`, as the service sets it
+                (:meth:`wanlab.lora.SourcePolicy.service`), or None.
 
         >>> backend.set_lora_policy(wanlab.lora.SourcePolicy(urls=False))  # doctest: +SKIP
         """
@@ -331,8 +359,18 @@ class BackendBase(Keyer, Closing):
 @contextmanager
 def step_progress(total: int, progress: bool | None, on_step: StepCallback | None = None,
                   desc: str = "generate") -> Iterator[StepCallback | None]:
-    """An ``on_step`` that draws a tqdm bar over ``total`` denoising steps when ``progress`` is true and calls
-    ``on_step`` too; the bar closes when the block ends. Without ``progress``: ``on_step`` itself.
+    """An ``on_step`` that draws a tqdm bar over ``total`` denoising steps when ``progress`` is true.
+
+    It calls ``on_step`` too; the bar closes when the block ends. Without ``progress``: ``on_step`` itself.
+
+    Args:
+        total: the denoising steps.
+        progress: draw the bar.
+        on_step: the caller's own callback (None: none).
+        desc: the bar's label.
+
+    Yields:
+        The callback to give a job (None when there is nothing to call).
 
     >>> with step_progress(3, False) as step:
     ...     step is None

@@ -398,8 +398,16 @@ class Pipeline(TaskMethods, BackendBase):
         return latents, {"timings": timings, "loras": loras, "accel": acc, "probes": recorded}
 
     def decode(self, latents: Any) -> np.ndarray:
-        """VAE-decode final latents (a tensor or a numpy array, normalised as the denoising loop leaves
-        them) to uint8 frames (T, H, W, 3), as diffusers' own call does.
+        """VAE-decode final latents to uint8 frames (T, H, W, 3), as diffusers' own call does.
+
+        Args:
+            latents: a tensor or a numpy array, normalised as the denoising loop leaves them.
+
+        Returns:
+            The frames.
+
+        Raises:
+            GenerationError: NaN or inf in the decoded frames.
         """
         import torch
         from diffusers.utils.torch_utils import get_module_execution_device

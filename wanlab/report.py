@@ -87,6 +87,7 @@ def video_tag(path: str | os.PathLike[str], width: int, caption: str = "") -> st
 
 
 def image_tag(path: str | os.PathLike[str], alt: str, css: str = "plot") -> str:
+    """An ``<img>`` holding the PNG at ``path`` inline (a data URI), so the page stands alone."""
     return f'<img class="{css}" alt="{html.escape(alt)}" src="{data_uri(path, "image/png")}">'
 
 
