@@ -72,6 +72,7 @@ class ModelIdentity:
 
     @property
     def max_sequence_length(self) -> int | None:
+        """The text length prompts are encoded at (None: the model's own)."""
         return self.settings.get("max_sequence_length")
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +83,17 @@ class ModelIdentity:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelIdentity:
+        """The identity :meth:`to_dict` wrote (unknown keys are ignored).
+
+        Args:
+            data: the plain form, e.g. a wanlab server's ``/health`` identity.
+
+        Returns:
+            The :class:`ModelIdentity`.
+
+        Raises:
+            ParamError: ``model_id``, ``source`` or ``fingerprint`` is missing.
+        """
         known = ("model_id", "source", "fingerprint", "settings", "native", "exact", "latents", "rules")
         missing = [k for k in ("model_id", "source", "fingerprint") if k not in data]
         if missing:
@@ -119,7 +131,7 @@ def tensors_fingerprint(pipe: Any) -> str:
 
 
 def cache_root() -> Path:
-    """wanlab's cache folder: ``$WANLAB_CACHE``, default ``~/.cache/wanlab``."""
+    """The wanlab cache folder: ``$WANLAB_CACHE``, default ``~/.cache/wanlab``."""
     return Path(os.environ.get("WANLAB_CACHE", Path.home() / ".cache" / "wanlab"))
 
 
@@ -153,6 +165,7 @@ class FileHashes:
             self.save()
 
     def __call__(self, path: Path) -> str:
+        """The sha256 of the file at ``path``, hashed again only when its size or modification time changed."""
         from ..fsutil import sha256_file
 
         real = path.resolve()
@@ -164,6 +177,7 @@ class FileHashes:
         return self.known[key]
 
     def save(self) -> None:
+        """Write the known hashes to disk when any is new (a write that fails is skipped)."""
         from ..fsutil import write_json
 
         if self.changed:
@@ -181,8 +195,9 @@ def files_fingerprint(folder: Path) -> str:
 
 
 def recorded_fingerprint(source: ResolvedModel) -> str | None:
-    """The fingerprint a built-in or a carded folder records, trusted only while its files match
-    its ``SHA256SUMS`` (so an edited checkpoint is identified by its files instead).
+    """The fingerprint a built-in or a carded folder records, trusted only while its files match its ``SHA256SUMS``.
+
+    An edited checkpoint is then identified by its files instead.
     """
     if source.recorded is None or source.folder is None:
         return source.recorded
@@ -307,6 +322,7 @@ def check_group_offload(value: Any, device: str, cpu_offload: bool) -> str | Non
 
 
 def check_max_sequence_length(value: Any) -> int | None:
+    """``max_sequence_length`` checked: None, or an int in 1..512 (else a ParamError naming it)."""
     return check_int("max_sequence_length", value, 1, 512, optional=True)
 
 
@@ -329,8 +345,9 @@ class LoadOptions:
 def check_load_options(*, device: str | None = None, dtype: Any = None, cpu_offload: bool = False,
                        vae_tiling: bool = False, max_sequence_length: int | None = None,
                        group_offload: str | bool | None = None) -> LoadOptions:
-    """``wanlab.load``'s model options checked, each bad one a :class:`~wanlab.ParamError` naming it
-    (a CUDA device on a machine without one: a :class:`~wanlab.LoadError`).
+    """``wanlab.load``'s model options checked, each bad one a :class:`~wanlab.ParamError` naming it.
+
+    A CUDA device on a machine without one is a :class:`~wanlab.LoadError`.
     """
     device_ = resolve_device(device)
     dtype_ = dtype_name(dtype, device_)
@@ -343,8 +360,10 @@ def check_load_options(*, device: str | None = None, dtype: Any = None, cpu_offl
 
 def identify(source: ResolvedModel, options: LoadOptions, *, fingerprint: str,
              scheduler: Mapping[str, Any]) -> ModelIdentity:
-    """The identity of a resolved model run with ``options``, given its weights' fingerprint and its
-    scheduler's settings (from its configuration, or from the loaded scheduler).
+    """The identity of a resolved model run with ``options``.
+
+    Given its weights' fingerprint and its scheduler's settings (from its configuration, or from the
+    loaded scheduler).
     """
     settings = generation_settings(dtype=options.dtype,
                                    max_sequence_length=options.max_sequence_length or source.max_sequence_length,
@@ -356,13 +375,19 @@ def identify(source: ResolvedModel, options: LoadOptions, *, fingerprint: str,
 def identity(model: Any = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None, cpu_offload: bool = False,
              vae_tiling: bool = False, max_sequence_length: int | None = None,
              group_offload: str | bool | None = None) -> ModelIdentity:
-    """The :class:`ModelIdentity` that ``wanlab.load(model, ...)`` with the same options will have,
-    computed without loading weights (built-ins and carded folders: their recorded fingerprint;
-    other folders and hub ids: their files' hashes, cached on disk).
+    """The :class:`ModelIdentity` that ``wanlab.load(model, ...)`` with the same options will have.
+
+    Computed without loading weights: built-ins and carded folders give their recorded fingerprint,
+    other folders and hub ids their files' hashes (cached on disk).
 
     Args:
         model: A built-in name, a checkpoint folder or a hub id (in the local cache).
-        device, dtype, cpu_offload, vae_tiling, max_sequence_length, group_offload: As ``wanlab.load``.
+        device: As ``wanlab.load`` (only the dtype it implies changes the identity).
+        dtype: As ``wanlab.load``.
+        cpu_offload: As ``wanlab.load``.
+        vae_tiling: As ``wanlab.load``.
+        max_sequence_length: As ``wanlab.load``.
+        group_offload: As ``wanlab.load``.
 
     Returns:
         The model's :class:`ModelIdentity`.
@@ -371,8 +396,10 @@ def identity(model: Any = DEFAULT_MODEL, *, device: str | None = None, dtype: An
         ParamError: An option is not one ``wanlab.load`` accepts.
         LoadError: The model cannot be found or read (see :func:`resolve`).
 
-    >>> wanlab.identity("toy").fingerprint[:12]  # doctest: +SKIP
-    'b8597b6922fc'
+    Example:
+        >>> ident = identity("tiny")
+        >>> ident.model_id, ident.source, ident.native["num_frames"], ident.settings["dtype"]
+        ('tiny', 'builtin', 33, 'float32')
     """
     source = resolve(model)
     options = check_load_options(device=device, dtype=dtype, cpu_offload=cpu_offload, vae_tiling=vae_tiling,

@@ -76,7 +76,7 @@ def quiet_loading() -> None:
 
 
 def from_folder(folder: str, dtype: Any) -> Any:
-    """diffusers' ``WanPipeline`` from a checkpoint folder, offline, with the VAE in float32."""
+    """Load diffusers' ``WanPipeline`` from a checkpoint folder, offline, with the VAE in float32."""
     import torch
     from diffusers import AutoencoderKLWan, WanPipeline
 
@@ -88,8 +88,9 @@ def from_folder(folder: str, dtype: Any) -> Any:
 
 
 def apply_group_offload(pipe: Any, mode: str, device: str) -> None:
-    """diffusers' pipeline-level group offloading (every component) onto ``device`` (CUDA), with a
-    CUDA stream overlapping transfers and compute. Not measured by wanlab: this workplace has no GPU.
+    """Turn on diffusers' pipeline-level group offloading (every component) onto ``device`` (CUDA).
+
+    A CUDA stream overlaps transfers and compute. Not measured by wanlab: this workplace has no GPU.
     """
     import torch
 
