@@ -29,12 +29,14 @@ def work(params: Params) -> float:
 
 
 def pixels(params: Params) -> float:
+    """Output pixels of a request (frames x height x width): what decoding and storing scale with."""
     return float(params.num_frames * params.height * params.width)
 
 
 class Rates:
-    """Seconds per unit of :func:`work` per step (``step``) and per output pixel after the last step
-    (``tail``), running averages, read from and written to ``folder/rates.json`` under ``model``.
+    """Seconds per unit of :func:`work` per step (``step``) and per output pixel after the last step (``tail``).
+
+    Running averages, read from and written to ``folder/rates.json`` under ``model``.
     """
 
     def __init__(self, folder: Path, model: str) -> None:
@@ -48,17 +50,21 @@ class Rates:
         self.tail: float | None = saved.get("tail_rate")
 
     def add_step(self, seconds: float, params: Params) -> None:
+        """Fold in one denoising step of ``params`` that took ``seconds``."""
         rate = seconds / work(params)
         self.step = rate if self.step is None else 0.5 * (self.step + rate)
 
     def add_tail(self, seconds: float, params: Params) -> None:
+        """Fold in the ``seconds`` a task of ``params`` took after its last step (decode, store)."""
         rate = seconds / pixels(params)
         self.tail = rate if self.tail is None else 0.5 * (self.tail + rate)
 
     def per_step(self, params: Params) -> float:
+        """Expected seconds per denoising step of ``params`` (a prior until one is measured)."""
         return (self.step if self.step is not None else PRIOR_STEP_RATE) * work(params)
 
     def after_steps(self, params: Params) -> float:
+        """Expected seconds after the last step of ``params`` (a prior until one is measured)."""
         return (self.tail if self.tail is not None else PRIOR_TAIL_RATE) * pixels(params)
 
     def save(self) -> None:

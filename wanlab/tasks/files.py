@@ -65,6 +65,7 @@ class TaskFiles:
         return f"TaskFiles({str(self.folder)!r})"
 
     def path(self, task_id: str) -> Path:
+        """The file of task ``task_id`` (a ParamError for an id that is not a uuid4 string)."""
         return self.folder / f"{check_task_id(task_id)}.json"
 
     def write(self, data: Mapping[str, Any]) -> None:
@@ -129,8 +130,7 @@ class TaskFiles:
         return sorted(f.stem for f in self.folder.glob("*.json") if TASK_ID_RE.match(f.stem))
 
     def unfinished(self) -> list[dict[str, Any]]:
-        """Files of tasks accepted but not finished (queued, or running when their process stopped), oldest first.
-        """
+        """Files of tasks accepted but not finished (queued, or running when their process stopped), oldest first."""
         out = []
         for task_id in self.ids():
             try:
@@ -181,7 +181,9 @@ def task_file_data(*, task_id: str, status: TaskStatus, params: Params, result: 
         accel: its acceleration setting (an ``Accel``), or None.
         parts: its run key's parts (:func:`wanlab.keys.run_key`), or None for a task that makes no run.
         model: the model's fingerprint.
-        submitted: when it was accepted; ``started``, ``finished``: when it started and ended (epoch seconds).
+        submitted: when it was accepted (epoch seconds).
+        started: when it started (None: not yet).
+        finished: when it ended (None: not yet).
         run_key: the key of the run it stored, once stored.
         owner: who submitted it (opaque; ``wanlab serve`` keeps a hash of the API key).
         options: what the service needs of it later (e.g. its webhook).

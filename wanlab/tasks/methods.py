@@ -59,8 +59,10 @@ class TaskMethods:
 
     @property
     def queue_started(self) -> bool:
-        """Whether this backend has made its task queue (a ``submit`` or ``cancel`` does; reading a
-        result or waiting for one before that starts nothing and reads the store's task files).
+        """Whether this backend has made its task queue.
+
+        A ``submit`` or ``cancel`` does; reading a result or waiting for one before that starts nothing
+        and reads the store's task files.
 
         >>> pipe.task_result(task_id); pipe.queue_started  # doctest: +SKIP
         False

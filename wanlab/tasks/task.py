@@ -1,5 +1,7 @@
-"""One task as a queue holds it, and its file's fields (what is written when it is accepted and at
-every change, and read back by the next queue on the store).
+"""One task as a queue holds it (:class:`Task`), and its file's fields.
+
+The file is written when the task is accepted and at every change, and read back by the next queue on
+the store.
 """
 from __future__ import annotations
 
