@@ -48,6 +48,7 @@ FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def storage_full() -> ApiError:
+    """507: the store's disk is full; nothing was accepted (Retry-After: 60)."""
     return ApiError(507, "INSUFFICIENT_STORAGE", "the server's store has no room left on its disk; nothing was "
                                                  "accepted (retry later; the operator must free space)",
                     {"retry_after": 60}, headers={"Retry-After": "60"})
@@ -61,10 +62,12 @@ class JsonResponse(JSONResponse):
     """
 
     def render(self, content: Any) -> bytes:
+        """``content`` as compact ASCII JSON (NaN and infinity refused)."""
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def error_response(error: ApiError) -> JsonResponse:
+    """The response for ``error``: its documented body, status and headers."""
     return JsonResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
@@ -93,8 +96,10 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def find_bad_text(value: Any, where: str = "") -> ApiError | None:
-    """A 400 for the first text in a parsed body (a value or a field name) that is not valid Unicode
-    (a lone UTF-16 surrogate such as ``"\\ud800"``), naming its field; None when all text is valid.
+    r"""A 400 for the first text in a parsed body (a value or a field name) that is not valid Unicode.
+
+    Such text holds a lone UTF-16 surrogate such as ``"\ud800"``; the answer names its field. None
+    when all text is valid.
     """
     if isinstance(value, str):
         try:

@@ -1,10 +1,11 @@
 """Who may call the service: the operator's API keys, checked in constant time and never kept.
 
 - The key file (``--api-keys FILE``) holds one key per line; ``#`` at the start of a line or after
-  a space starts a comment, blank lines are skipped. Keys are 16 to 512 printable ASCII characters without spaces; other lines are
-  logged (by line number, never their text) and skipped. The file is read again every second and
-  its content compared, so a lab member is added or removed without a restart, and a removed key
-  stops working within a second, whatever the edit. A deleted or empty key file: no key is valid.
+  a space starts a comment, blank lines are skipped. Keys are 16 to 512 printable ASCII characters
+  without spaces; other lines are logged (by line number, never their text) and skipped. The file is
+  read again every second and its content compared, so a lab member is added or removed without a
+  restart, and a removed key stops working within a second, whatever the edit. A deleted or empty
+  key file: no key is valid.
 - A key comes as ``Authorization: Bearer KEY`` or, as the provider's JavaScript SDK sends it, as
   the bare ``Authorization: KEY``.
 - In memory a key exists only as its HMAC-SHA256 under the store's server secret; a presented key
@@ -86,11 +87,24 @@ class ServerSecret:
 
 
 def parse_keys(text: str) -> tuple[list[str], list[str]]:
-    """The keys of a key file's text, and one sentence per line that is not a valid key (naming the
-    line and what is wrong, never the line's text): such lines are skipped, every other key counts.
+    r"""The keys of a key file's text, and one sentence per line that is not a valid key.
 
-    >>> parse_keys("# lab\\nalice-key-0123456789abcdef\\nshort\\n")
-    (['alice-key-0123456789abcdef'], ['line 3: not a key of 16..512 printable ASCII characters without spaces (5 characters; not shown); ignored'])
+    Each sentence names the line and what is wrong, never the line's text: such lines are skipped,
+    every other key counts.
+
+    Args:
+        text: the key file's text.
+
+    Returns:
+        ``(keys, problems)``.
+
+    Example:
+        >>> keys, problems = parse_keys("# lab\nalice-key-0123456789abcdef\nshort\n")
+        >>> keys
+        ['alice-key-0123456789abcdef']
+        >>> problems  # doctest: +NORMALIZE_WHITESPACE
+        ['line 3: not a key of 16..512 printable ASCII characters without spaces (5 characters;
+          not shown); ignored']
     """
     keys: list[str] = []
     problems: list[str] = []
@@ -171,6 +185,7 @@ class ApiKeys:
         return len(self._digests)
 
     def digest(self, key: str) -> bytes:
+        """The keyed hash a key is kept and compared as (the key itself is never kept)."""
         return hmac.new(self._hash_key, key.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
 
     def _reload(self, force: bool = False) -> None:

@@ -102,6 +102,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``wanlab serve``: run the service until stopped.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: the server's own (:func:`wanlab.server.run.serve`), 2 when a server dependency is
+        missing.
+    """
     from .run import missing_dependencies, serve
 
     config = config_from_args(args)

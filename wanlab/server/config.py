@@ -163,6 +163,7 @@ class ServerConfig:
 
     @property
     def auth(self) -> bool:
+        """Whether requests need an API key (not ``--no-auth``)."""
         return not self.no_auth
 
     def summary(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
+        """The documented error body: ``code``, ``reason``, ``message`` and ``metadata``."""
         return {"code": self.status, "reason": self.reason, "message": self.message, "metadata": self.metadata}
 
     @classmethod
@@ -65,6 +66,7 @@ def echo(value: Any) -> Any:
 
 
 def unauthorized(message: str) -> ApiError:
+    """401 with ``message`` and the Bearer challenge header."""
     return ApiError(401, "INVALID_API_KEY", message, headers={"WWW-Authenticate": 'Bearer realm="wanlab"'})
 
 
@@ -75,6 +77,7 @@ def not_found(task_id: Any) -> ApiError:
 
 
 def unavailable(reason: str, message: str, retry_after: int) -> ApiError:
+    """503 for ``reason`` (e.g. the model still loading), saying when to retry (``Retry-After``)."""
     return ApiError(503, reason, message, {"retry_after": retry_after}, headers={"Retry-After": str(retry_after)})
 
 

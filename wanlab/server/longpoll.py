@@ -58,9 +58,10 @@ def state(result: dict[str, Any]) -> tuple[Any, Any]:
 
 async def answer(service: Any, task_id: str, owner: str | None, base: str, seconds: float,
                  stopping: Callable[[], bool] = lambda: False) -> dict[str, Any]:
-    """The task's result once its status or progress differs from now (or it ends;
-    progress alone: not before :data:`PROGRESS_EVERY_S`), at most ``seconds``
-    from now; ``stopping()`` true ends the wait early (the server is shutting down).
+    """The task's result once its status or progress differs from now, or after at most ``seconds``.
+
+    A change of progress alone counts only after :data:`PROGRESS_EVERY_S`; the task's end always does.
+    ``stopping()`` true ends the wait early (the server is shutting down).
     """
     queue = service.queue
     if seconds <= 0 or queue is None:

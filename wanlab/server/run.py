@@ -87,8 +87,10 @@ def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any
 
 
 def json_errors_protocol() -> type:
-    """uvicorn's HTTP/1.1 protocol (h11), answering a request it cannot parse (a malformed request line or
-    header) in the service's documented error body instead of uvicorn's plain text, and closing a
+    """The uvicorn HTTP/1.1 protocol (h11) with the service's error bodies and a timeout for headers.
+
+    It answers a request it cannot parse (a malformed request line or header) in the service's
+    documented error body instead of uvicorn's plain text, and closes a
     connection whose request line and headers have not arrived within :data:`HEADERS_TIMEOUT_S` (408: a
     connection held open without a request, or headers that trickle); uvicorn takes a protocol class
     for this (``Config(http=...)``).

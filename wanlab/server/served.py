@@ -55,16 +55,18 @@ class ServedRuns:
         return self._logged_once(run_key, known[1]) if known[1] else None
 
     def hashes(self, run_key: str) -> dict[str, str]:
-        """The sha256 of the run's video files as its record holds them (clients check their downloads), as
-        read by the last :meth:`damage` check of a whole run (empty before it, or for a damaged run).
+        """The sha256 of the run's video files as its record holds them (clients check their downloads).
+
+        As read by the last :meth:`damage` check of a whole run (empty before it, or for a damaged run).
         """
         with self._lock:
             known = self._checked.get(run_key)
         return dict(known[2]) if known is not None else {}
 
     def file(self, run_key: str, name: str) -> Path | None:
-        """The path of a run's file when the run is whole and the file is a regular file in a real run folder,
-        else None (logged).
+        """The path of a run's file, or None (logged).
+
+        None unless the run is whole and the file is a regular file in a real run folder.
         """
         if not self.store.has(run_key) or self.damage(run_key) is not None:
             return None

@@ -69,6 +69,7 @@ class ServerProcess:
 
     @property
     def base_url(self) -> str:
+        """The server's address (``http://127.0.0.1:PORT``)."""
         return f"http://{HOST}:{self.port}"
 
     @property
@@ -95,6 +96,7 @@ class ServerProcess:
         return ""
 
     def alive(self) -> bool:
+        """Whether the server's process is still running."""
         return self.process.poll() is None
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
@@ -220,7 +222,8 @@ class WebhookReceiver:
     """A webhook endpoint on 127.0.0.1 for tests: records every POST and answers by path.
 
     ``/ok`` answers 200; ``/fail/N`` answers 500 to its first N posts, then 200; ``/redirect/URL``
-    answers 302 to the (URL-quoted) URL, ``/redirect-307/URL`` 307. :attr:`events` holds ``(path, json body)`` in arrival order.
+    answers 302 to the (URL-quoted) URL, ``/redirect-307/URL`` 307. :attr:`events` holds
+    ``(path, json body)`` in arrival order.
 
     >>> with WebhookReceiver() as hooks:  # doctest: +SKIP
     ...     hooks.url("/ok"), hooks.wait(1)
@@ -270,6 +273,7 @@ class WebhookReceiver:
         return f"{HOST}:{self.port}"
 
     def url(self, path: str = "/ok") -> str:
+        """The receiver's URL for ``path`` (a webhook target)."""
         return f"http://{HOST}:{self.port}{path}"
 
     def posts(self, path: str) -> list[Any]:
@@ -291,6 +295,7 @@ class WebhookReceiver:
                 self._cond.wait(remaining)
 
     def close(self) -> None:
+        """Stop receiving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
 

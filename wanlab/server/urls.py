@@ -27,6 +27,7 @@ FILES: Mapping[str, str] = {RUN_MP4: "video/mp4", RUN_LOSSLESS: "video/x-matrosk
 
 
 def file_path(run_key: str, name: str) -> str:
+    """The URL path of one run file (before signing)."""
     return f"{PREFIX}/{run_key}/{name}"
 
 
@@ -47,6 +48,7 @@ class UrlSigner:
         return f"UrlSigner(ttl={self.ttl})"
 
     def signature(self, path: str, expires: int) -> str:
+        """The HMAC-SHA256 (hex) of ``path`` and its expiry time, under this server's secret."""
         return hmac.new(self._key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
     def url(self, base: str, run_key: str, name: str, *, now: float | None = None) -> str:

@@ -111,9 +111,11 @@ class Deliveries:
         self._timer.start()
 
     def record_file(self, task_id: str) -> Path:
+        """The file that records the delivery of ``task_id``'s webhook."""
         return self.folder / f"{task_id}.json"
 
     def read(self, task_id: str) -> dict[str, Any] | None:
+        """The delivery record of ``task_id`` (None: none, or unreadable)."""
         with contextlib.suppress(OSError, ValueError):
             data = json.loads(self.record_file(task_id).read_text())
             return data if isinstance(data, dict) else None
