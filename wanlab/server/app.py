@@ -180,7 +180,8 @@ def create_app(service: Service) -> FastAPI:
         The application: error handlers, the task routes, the file and health routes, and an OpenAPI
         schema without FastAPI's own validation answers.
 
-    >>> uvicorn.run(create_app(Service(config)))  # doctest: +SKIP
+    Example:
+        >>> uvicorn.run(create_app(Service(config)))  # doctest: +SKIP
     """
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

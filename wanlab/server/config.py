@@ -57,10 +57,46 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Everything ``wanlab serve`` is started with (see ``wanlab serve --help`` for each field).
+    """Everything ``wanlab serve`` is started with, validated when it is made.
 
-    >>> ServerConfig(model="tiny", no_auth=True).public_base
-    'http://127.0.0.1:8000'
+    Each field is a ``wanlab serve`` option of the same name (``wanlab serve --help``).
+
+    Attributes:
+        model: a built-in model, a local diffusers folder or a hub id from the local cache.
+        host: the address to listen on.
+        port: the port.
+        api_keys: the key file, one key per line (re-read when it changes).
+        no_auth: serve without keys (only on a loopback ``host``).
+        store: the run store for tasks and videos.
+        workers: copies of the model generating at once (with ``ray``: Ray workers; None: as many as
+            the cluster holds).
+        ray: a Ray cluster's address (``""``: ``$RAY_ADDRESS`` or a Ray on this machine; None: no Ray).
+        allow_local_sizes: also accept ``num_frames`` and any size that is a multiple of 16.
+        webhook_allow: hosts webhooks may be sent to (none: bodies with a webhook are refused).
+        webhook_attempts: tries per webhook.
+        webhook_timeout_s: seconds per webhook try.
+        webhook_backoff_s: seconds before the first retry, doubling for each next one.
+        public_url: the base of the video URLs handed out (None: the address a client called).
+        url_ttl: seconds a signed video URL stays valid.
+        max_body: the largest request body in bytes (larger: 413).
+        body_timeout_s: seconds a request body may take to arrive (slower: 408).
+        queue_size: tasks waiting at most (more: 429 with Retry-After).
+        max_queued_per_key: tasks one API key may have waiting (None: a quarter of ``queue_size``).
+        lora_dirs: folders whose .safetensors files requests may name as LoRA paths.
+        lora_cache: where LoRA downloads are kept by sha256.
+        lora_max_bytes: the largest LoRA download.
+        fast_mode_accel: the acceleration preset that ``fast_mode: true`` runs.
+        device: where a local model runs (None: CUDA if present).
+        dtype: the model's dtype (None: bfloat16 on CUDA, float32 on CPU).
+        drain_timeout_s: on SIGTERM, seconds to wait for running tasks before writing them back as
+            queued (None: wait for them).
+
+    Raises:
+        ParamError: a field that breaks its rule, naming it (e.g. ``no_auth`` on a public ``host``).
+
+    Example:
+        >>> ServerConfig(model="tiny", no_auth=True).public_base
+        'http://127.0.0.1:8000'
     """
 
     model: str

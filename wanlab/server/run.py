@@ -44,10 +44,19 @@ def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any
           access_log: bool = True) -> int:
     """Serve ``config`` until stopped (SIGTERM or Ctrl-C).
 
-    Returns the exit code (0 clean, 2 the model failed to load; Ctrl-C raises KeyboardInterrupt after the
-    clean stop).
+    Args:
+        config: the validated :class:`~wanlab.server.config.ServerConfig`.
+        backend_factory: makes the backend from ``config`` (None: :func:`wanlab.server.service.load_backend`).
+        access_log: log every request.
 
-    >>> serve(ServerConfig(model="tiny", no_auth=True, port=8000))  # doctest: +SKIP
+    Returns:
+        The exit code: 0 after a clean stop, 2 when the model failed to load.
+
+    Raises:
+        KeyboardInterrupt: after the clean stop, when Ctrl-C stopped it.
+
+    Example:
+        >>> serve(ServerConfig(model="tiny", no_auth=True, port=8000))  # doctest: +SKIP
     """
     if "torch" not in sys.modules:  # OpenMP reads it once, when torch loads
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -67,10 +67,23 @@ def load_backend(config: ServerConfig) -> Any:
 
 
 class Service:
-    """What ``wanlab serve`` does, callable without HTTP (see the module docstring).
+    """What ``wanlab serve`` does, callable without HTTP; one per server process.
 
-    ``backend_factory(config)`` makes the backend (default :func:`load_backend`); ``on_failure`` is
-    called when loading fails (the server then stops).
+    It loads the model in the background (``GET /health`` says ``loading`` until then, and task results
+    are answered from the store meanwhile), runs tasks through a :class:`~wanlab.tasks.TaskQueue` over
+    any backend, keeps tasks in the store when accepted, and presents each result in the published
+    shape with freshly signed file URLs. Every refusal is an :class:`~wanlab.server.errors.ApiError`
+    with its HTTP status.
+
+    Args:
+        config: the validated :class:`~wanlab.server.config.ServerConfig`.
+        backend_factory: makes the backend from ``config`` (None: :func:`load_backend`).
+        on_failure: called when loading fails (the server then stops).
+
+    Example:
+        >>> service = Service(ServerConfig(model="tiny", no_auth=True, store="runs/serve"))  # doctest: +SKIP
+        >>> service.start().join(); service.health()[0]  # doctest: +SKIP
+        200
     """
 
     def __init__(self, config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any] | None = None,
@@ -166,7 +179,17 @@ class Service:
 
     # --- who -----------------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> str | None:
-        """The caller's owner id (None when the server runs without keys); 401 for a missing or wrong key."""
+        """The caller's owner id from its ``Authorization`` header.
+
+        Args:
+            authorization: the header's value (None: absent).
+
+        Returns:
+            The owner id (a hex digest of the key), or None when the server runs without keys.
+
+        Raises:
+            ApiError: 401 for a missing or wrong key.
+        """
         return None if self.keys is None else self.keys.owner(authorization)
 
     def _owns(self, owner: str | None, task_owner: Any) -> bool:
@@ -176,11 +199,21 @@ class Service:
 
     # --- submit --------------------------------------------------------------------------------------
     def submit(self, body: Any, owner: str | None, idempotency_key: str | None = None) -> str:
-        """Validate a published request body, queue it (or, in webhook test mode, announce it).
+        """Validate a published request body and queue it (or, in webhook test mode, announce it).
 
-        Its task id. With ``idempotency_key`` (the ``Idempotency-Key`` header): the task accepted earlier
-        under that key from this owner, if any (409 for another body), else a new one recorded under it
-        (:mod:`wanlab.server.idempotency`).
+        Args:
+            body: the parsed JSON body of ``POST /v3/async/wan-t2v``.
+            owner: the caller's owner id (None without keys).
+            idempotency_key: the ``Idempotency-Key`` header: the task accepted earlier under that key from
+                this owner is answered again (409 for another body); else a new task is recorded under it
+                (:mod:`wanlab.server.idempotency`).
+
+        Returns:
+            The task id.
+
+        Raises:
+            ApiError: 400 for a bad field, 409 for a reused key with another body, 429 when the queue or
+                this key's share is full, 503 while the model loads or the server stops, 507 on a full disk.
         """
         if idempotency_key is None:
             return self._submit(body, owner)
@@ -226,7 +259,17 @@ class Service:
         return task_id
 
     def validate(self, body: Any) -> tuple[Params, ApiOptions]:
-        """The request and its options from a body; ApiError 400 naming the field, the rule and the value."""
+        """The request and its options from a body.
+
+        Args:
+            body: the parsed JSON body.
+
+        Returns:
+            ``(params, options)``: the validated request and the API's options (webhook, fast mode, ...).
+
+        Raises:
+            ApiError: 400 naming the field, the rule and the value.
+        """
         local = self.config.allow_local_sizes
         if not isinstance(body, dict):
             raise ApiError.invalid(ParamError("body", "a JSON object with the fields of the Wan 2.1 T2V API", body))
@@ -333,7 +376,19 @@ class Service:
 
     # --- answers -------------------------------------------------------------------------------------
     def result(self, task_id: Any, owner: str | None, base: str | None = None) -> dict[str, Any]:
-        """A task's result in the published shape, if ``owner`` may read it (else 404, as for unknown ids)."""
+        """A task's result in the published shape, if ``owner`` may read it.
+
+        Args:
+            task_id: the ``task_id`` query parameter.
+            owner: the caller's owner id (None without keys).
+            base: the server's public address for the signed URLs (None: the configured one).
+
+        Returns:
+            The result (``task``, ``videos``, ``images``, ``audios``, ``extra``).
+
+        Raises:
+            ApiError: 404 for an unknown id, a malformed one, or another key's task (indistinguishable).
+        """
         result, options = self._lookup(task_id, owner)
         return self.present(result, options, base)
 
@@ -373,9 +428,15 @@ class Service:
             log.error("task %s cannot be answered: %s", task_id, problem)
 
     def present(self, result: Mapping[str, Any], options: Mapping[str, Any], base: str | None = None) -> dict[str, Any]:
-        """A result as this server answers it.
+        """A result as this server answers it: fresh signed URLs, what the options did, no server paths.
 
-        Fresh signed URLs (under ``base``), what the options did, and no server paths.
+        Args:
+            result: the task's result as the queue or its file holds it.
+            options: the task's API options.
+            base: the server's public address for the signed URLs (None: the configured one).
+
+        Returns:
+            The result as answered.
         """
         base = base or self.config.public_base
         wanlab = {k: v for k, v in dict(result["extra"].get("wanlab") or {}).items() if k != "store"}
@@ -410,7 +471,11 @@ class Service:
                           "wanlab": wanlab}}  # in the published order (task files keep keys sorted)
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        """``GET /health``: 200 with the model's identity when ready, 503 while loading, failed or stopping."""
+        """``GET /health``: 200 with the model's identity when ready, 503 while loading, failed or stopping.
+
+        Returns:
+            ``(status, body)``.
+        """
         model = None
         if self.identity is not None:
             model = {**self.identity.to_dict(), "rules": "local" if self.config.allow_local_sizes else "api"}
@@ -424,7 +489,17 @@ class Service:
     def file(self, run_key: str, name: str, expires: str | None, signature: str | None) -> tuple[Path, str]:
         """The run file a signed URL names, and its media type.
 
-        403 for a bad or expired signature, 404 if absent (or not a regular file in its run folder).
+        Args:
+            run_key: the run's key.
+            name: the file's name in the run folder (``video.mp4``, ...).
+            expires: the URL's ``expires`` parameter.
+            signature: the URL's ``signature`` parameter.
+
+        Returns:
+            ``(path, media type)``.
+
+        Raises:
+            ApiError: 403 for a bad or expired signature, 404 if absent (or not a regular file in its run folder).
         """
         path = file_path(run_key, name)
         self.signer.check(path, expires, signature)

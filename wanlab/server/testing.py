@@ -173,11 +173,34 @@ def start_server(*, model: str = "tiny", store: str | os.PathLike[str] | None = 
                  wait: bool = True, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
     """Start ``wanlab serve --model MODEL`` on 127.0.0.1 and (with ``wait``) return once it is ready.
 
-    ``keys``: how many API keys to make, or the keys (another server's ``keys``: several servers on
-    one store with the same keys); none with ``no_auth``. ``store`` defaults to a new temporary folder;
-    ``args`` are further ``wanlab serve`` options (``["--webhook-allow", "127.0.0.1:9000"]``); ``env``
-    adds environment variables; ``threads`` sets the server's torch threads (``OMP_NUM_THREADS``; 1 by
-    default, steady on a shared machine; None: torch's default). See the module docstring for an example.
+    Args:
+        model: the model to serve.
+        store: the server's store (None: a new temporary folder).
+        keys: how many API keys to make, or the keys (another server's ``keys``: several servers on one
+            store with the same keys); none with ``no_auth``.
+        no_auth: serve without keys.
+        allow_local_sizes: pass ``--allow-local-sizes`` (small sizes and ``num_frames`` for tiny/toy).
+        args: further ``wanlab serve`` options (``["--webhook-allow", "127.0.0.1:9000"]``).
+        env: environment variables added for the server.
+        port: the port (None: a free one, tried again if another process takes it first).
+        threads: the server's torch threads (``OMP_NUM_THREADS``; 1 is steady on a shared machine;
+            None: torch's default).
+        wait: wait until ``GET /health`` answers 200.
+        timeout: seconds to wait for that.
+
+    Returns:
+        The :class:`ServerProcess` (``with server:`` stops it with SIGTERM).
+
+    Raises:
+        RuntimeError: the server exited or was not ready within ``timeout`` (its log is in the message).
+
+    Example:
+        >>> with start_server(model="tiny") as server:  # doctest: +SKIP
+        ...     with server.client() as http:
+        ...         task_id = http.post("/v3/async/wan-t2v", json={"prompt": "a fox", "width": 32, "height": 32,
+        ...                                                        "num_frames": 5, "steps": 2}).json()["task_id"]
+        ...     server.wait_task(task_id)["task"]["status"]
+        'TASK_STATUS_SUCCEED'
     """
     folder = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="wanlab-serve-")) / "store"
     folder.mkdir(parents=True, exist_ok=True)
