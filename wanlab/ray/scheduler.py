@@ -30,8 +30,9 @@ class Ticket:
 
     ``loras`` are the driver's descriptions of the job's LoRA files (the worker must read the same
     bytes, under the same ``lora_policy``); ``calibration_group`` names the MagCache calibration the
-    job needs (None: none); ``calibration`` is that calibration when another worker has measured it; ``attempts`` counts the
-    workers that died under it; ``started`` says its future is marked running (a retry keeps it so).
+    job needs (None: none); ``calibration`` is that calibration when another worker has measured it;
+    ``attempts`` counts the workers that died under it; ``started`` says its future is marked running
+    (a retry keeps it so).
     """
 
     job: Job
