@@ -57,8 +57,9 @@ class Job:
         ParamError: ``params`` is not a :class:`~wanlab.Params` with a resolved seed.
         ProbeError: ``probes`` names an unknown probe or breaks a setting's rule.
 
-    >>> Job(Params(prompt="a fox", seed=1)).truncate
-    'warn'
+    Example:
+        >>> Job(Params(prompt="a fox", seed=1)).truncate
+        'warn'
     """
 
     params: Params
@@ -97,8 +98,9 @@ class Backend(Protocol):
     :class:`wanlab.tasks.TaskMethods` gives them to local backends), the LoRA source policy
     (``set_lora_policy``) and ``close``. :class:`BackendBase` gives what every backend shares.
 
-    >>> isinstance(wanlab.load("tiny"), Backend)  # doctest: +SKIP
-    True
+    Example:
+        >>> isinstance(wanlab.load("tiny"), Backend)  # doctest: +SKIP
+        True
     """
 
     @property
@@ -162,8 +164,9 @@ class Backend(Protocol):
 def is_backend(value: Any) -> bool:
     """Whether ``value`` offers the whole backend protocol (:class:`Backend`).
 
-    >>> is_backend("toy")
-    False
+    Example:
+        >>> is_backend("toy")
+        False
     """
     return isinstance(value, Backend)
 
@@ -185,8 +188,9 @@ def request(native: Mapping[str, Any], params: Params | None = None, **fields: A
     Raises:
         ParamError: ``params`` is not a Params, a field is unknown or breaks its rule, or no prompt is given.
 
-    >>> request({"width": 64, "height": 64}, Params(prompt="a fox", steps=10)).width
-    64
+    Example:
+        >>> request({"width": 64, "height": 64}, Params(prompt="a fox", steps=10)).width
+        64
     """
     if params is not None and not isinstance(params, Params):
         raise ParamError("params", "a wanlab.Params", params)
@@ -204,8 +208,9 @@ def request(native: Mapping[str, Any], params: Params | None = None, **fields: A
 class Closing(ABC):
     """Base: ``with thing:`` calls ``thing.close()`` at the end of the block (backends, connections).
 
-    >>> with wanlab.connect("http://127.0.0.1:8000") as remote:  # doctest: +SKIP
-    ...     remote.generate(prompt="a red square moving right quickly")
+    Example:
+        >>> with wanlab.connect("http://127.0.0.1:8000") as remote:  # doctest: +SKIP
+        ...     remote.generate(prompt="a red square moving right quickly")
     """
 
     @abstractmethod
@@ -255,8 +260,9 @@ class Keyer:
         Raises:
             ParamError: a field that is unknown or breaks its rule.
 
-        >>> backend.params(prompt="a fox").steps  # doctest: +SKIP
-        25
+        Example:
+            >>> backend.params(prompt="a fox").steps  # doctest: +SKIP
+            25
         """
         return request(self.identity.native, params, **fields)
 
@@ -276,7 +282,8 @@ class Keyer:
             LoRAError: a LoRA file that cannot be read (when ``loras`` is None).
             ParamError: an unresolved seed, or a setting this backend does not run.
 
-        >>> wanlab.keys.run_key(backend.key_parts(backend.params(prompt="a fox", seed=1)))  # doctest: +SKIP
+        Example:
+            >>> wanlab.keys.run_key(backend.key_parts(backend.params(prompt="a fox", seed=1)))  # doctest: +SKIP
         """
         from .keys import key_parts
 
@@ -320,7 +327,8 @@ class BackendBase(Keyer, Closing):
             policy: a :class:`wanlab.lora.SourcePolicy`, as the service sets it
                 (:meth:`wanlab.lora.SourcePolicy.service`), or None.
 
-        >>> backend.set_lora_policy(wanlab.lora.SourcePolicy(urls=False))  # doctest: +SKIP
+        Example:
+            >>> backend.set_lora_policy(wanlab.lora.SourcePolicy(urls=False))  # doctest: +SKIP
         """
         self._lora_policy = policy
 
@@ -348,7 +356,8 @@ class BackendBase(Keyer, Closing):
         Raises:
             ParamError: a request field or setting that breaks its rule.
 
-        >>> backend.generate(prompt="a blue circle moving left slowly", seed=3)  # doctest: +SKIP
+        Example:
+            >>> backend.generate(prompt="a blue circle moving left slowly", seed=3)  # doctest: +SKIP
         """
         p = self.params(params, **fields).resolved()
         with step_progress(p.steps, progress, on_step) as step:
@@ -372,9 +381,10 @@ def step_progress(total: int, progress: bool | None, on_step: StepCallback | Non
     Yields:
         The callback to give a job (None when there is nothing to call).
 
-    >>> with step_progress(3, False) as step:
-    ...     step is None
-    True
+    Example:
+        >>> with step_progress(3, False) as step:
+        ...     step is None
+        True
     """
     if not progress:
         yield on_step
@@ -404,7 +414,8 @@ class IdentityBackend(Keyer):
         identity: the model's identity (:func:`wanlab.identity`).
         accel: the default acceleration setting of its keys.
 
-    >>> keyer = IdentityBackend(wanlab.identity("toy"))  # doctest: +SKIP
+    Example:
+        >>> keyer = IdentityBackend(wanlab.identity("toy"))  # doctest: +SKIP
     """
 
     def __init__(self, identity: ModelIdentity, accel: Any = None) -> None:

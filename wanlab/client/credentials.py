@@ -22,8 +22,9 @@ ENV_VARS = ("WANLAB_API_KEY", "NOVITA_API_KEY")
 class ApiKey:
     """A secret API key: ``headers()`` gives the Bearer header; nothing else ever shows the value.
 
-    >>> ApiKey("sk-123", "the api_key argument")
-    ApiKey(from the api_key argument, hidden)
+    Example:
+        >>> ApiKey("sk-123", "the api_key argument")
+        ApiKey(from the api_key argument, hidden)
     """
 
     __slots__ = ("_value", "source")
@@ -66,8 +67,9 @@ def find_key(api_key: Any = None) -> ApiKey | None:
     ``api_key`` when given (a string or an :class:`ApiKey`), else the first of :data:`ENV_VARS`
     that is set, else None (a server started with ``--no-auth`` needs none).
 
-    >>> find_key("sk-123").source
-    'the api_key argument'
+    Example:
+        >>> find_key("sk-123").source
+        'the api_key argument'
     """
     if isinstance(api_key, ApiKey):
         return api_key
@@ -86,8 +88,9 @@ def read_key_file(path: str | os.PathLike[str]) -> ApiKey:
     Its first line that is neither blank nor a ``#`` comment. Warns when other users may read the
     file (``chmod 600`` it).
 
-    >>> read_key_file("~/.config/wanlab/key")  # doctest: +SKIP
-    ApiKey(from /root/.config/wanlab/key, hidden)
+    Example:
+        >>> read_key_file("~/.config/wanlab/key")  # doctest: +SKIP
+        ApiKey(from /root/.config/wanlab/key, hidden)
     """
     file = Path(path).expanduser()
     try:

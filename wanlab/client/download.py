@@ -41,7 +41,8 @@ def fetch(transport: Transport, url: str, target: Path, *, policy: NetPolicy | N
           sha256: str | None = None, max_bytes: int = MAX_BYTES) -> Downloaded:
     """Download ``url`` to ``target`` (atomically), verified as the module docstring says.
 
-    >>> fetch(transport, result["videos"][0]["video_url"], Path("video.mp4"))  # doctest: +SKIP
+    Example:
+        >>> fetch(transport, result["videos"][0]["video_url"], Path("video.mp4"))  # doctest: +SKIP
     """
     start = time.perf_counter()
     digest = hashlib.sha256()

@@ -38,10 +38,11 @@ def moment(debug: Mapping[str, Any], name: str) -> float | None:
     None when it has not happened (``"0"``, as the hosted API and wanlab send it, an empty string
     from older servers, or absent).
 
-    >>> moment({"execute_time_ms": "1700000000000"}, "execute_time_ms")
-    1700000000.0
-    >>> moment({"execute_time_ms": "0"}, "execute_time_ms") is None
-    True
+    Example:
+        >>> moment({"execute_time_ms": "1700000000000"}, "execute_time_ms")
+        1700000000.0
+        >>> moment({"execute_time_ms": "0"}, "execute_time_ms") is None
+        True
     """
     try:
         value = float(debug.get(name)) / 1000.0  # type: ignore[arg-type]
@@ -53,8 +54,9 @@ def moment(debug: Mapping[str, Any], name: str) -> float | None:
 class Polling:
     """Poll timing for one service (see the module docstring); safe to share between threads.
 
-    >>> Polling(0.01, 5.0).pause(age=2.0, task={"eta": 0})
-    0.2
+    Example:
+        >>> Polling(0.01, 5.0).pause(age=2.0, task={"eta": 0})
+        0.2
     """
 
     def __init__(self, poll_min: float = 0.01, poll_max: float = 5.0) -> None:

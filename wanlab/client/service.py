@@ -51,8 +51,9 @@ class ServiceInfo:
 def canonical_url(base_url: str) -> str:
     """A base URL as identities hold it: scheme and host in lower case, no default port, no trailing slash.
 
-    >>> canonical_url("HTTPS://API.Example.org:443/")
-    'https://api.example.org'
+    Example:
+        >>> canonical_url("HTTPS://API.Example.org:443/")
+        'https://api.example.org'
     """
     import httpx
 
@@ -69,8 +70,9 @@ def service_identity(base_url: str, model_name: str = API_MODEL_NAME, rules: str
     Its address and ``model_name``, hashed (so the same request to the same service has the same run
     key); frames lossy, no latents.
 
-    >>> service_identity("https://api.example.org").source
-    'service'
+    Example:
+        >>> service_identity("https://api.example.org").source
+        'service'
     """
     if rules not in RULES:
         raise ParamError("rules", f"one of {', '.join(RULES)}", rules)

@@ -44,8 +44,9 @@ class RetryPolicy:
     ``backoff_s * 2**n`` seconds (at most ``max_backoff_s``, with jitter) between them, and at most
     ``busy_s`` seconds of waiting in all while the service answers 429 or 503.
 
-    >>> RetryPolicy(attempts=3).attempts
-    3
+    Example:
+        >>> RetryPolicy(attempts=3).attempts
+        3
     """
 
     attempts: int = 6

@@ -30,11 +30,12 @@ def body(params: Params, identity: ModelIdentity, kind: str) -> dict[str, Any]:
     The hosted API's fields, ``num_frames`` too where the service takes local sizes, and ``model_name``
     for a service that is not wanlab (a wanlab server needs none).
 
-    >>> from wanlab.client.service import service_identity
-    >>> api = service_identity("https://api.example.org")
-    >>> out = body(Params(prompt="a fox", seed=1), api, "api")
-    >>> out["model_name"], out["width"], out["height"], "num_frames" in out
-    ('wan2.1-t2v', 832, 480, False)
+    Example:
+        >>> from wanlab.client.service import service_identity
+        >>> api = service_identity("https://api.example.org")
+        >>> out = body(Params(prompt="a fox", seed=1), api, "api")
+        >>> out["model_name"], out["width"], out["height"], "num_frames" in out
+        ('wan2.1-t2v', 832, 480, False)
     """
     if identity.rules == "api":
         out = params.to_api()
@@ -50,8 +51,9 @@ def check_service_lora(path: str) -> str:
 
     Anything else is a ParamError before any call: the service cannot read files on this machine.
 
-    >>> check_service_lora("Remade-AI/Cyberpunk")
-    'Remade-AI/Cyberpunk'
+    Example:
+        >>> check_service_lora("Remade-AI/Cyberpunk")
+        'Remade-AI/Cyberpunk'
     """
     if "://" in path:
         if not path.startswith("https://"):

@@ -56,7 +56,8 @@ class ServerSecret:
     def of_store(cls, store: str | os.PathLike[str]) -> ServerSecret:
         """The secret of the store at ``store``, made (atomically, 0600) when it has none yet.
 
-        >>> ServerSecret.of_store("runs/serve").derive("urls")  # doctest: +SKIP
+        Example:
+            >>> ServerSecret.of_store("runs/serve").derive("urls")  # doctest: +SKIP
         """
         file = Path(store) / SECRET_FILE
         if not file.exists():
@@ -133,8 +134,9 @@ def read_keys(path: str | os.PathLike[str]) -> list[str]:
     ParamError when it cannot be read or holds no valid key (lines that are not keys are skipped:
     :func:`parse_keys`).
 
-    >>> read_keys("keys.txt")  # doctest: +SKIP
-    ['alice-key-0123456789abcdef']
+    Example:
+        >>> read_keys("keys.txt")  # doctest: +SKIP
+        ['alice-key-0123456789abcdef']
     """
     file = Path(path)
     try:
@@ -158,9 +160,10 @@ class ApiKeys:
     within that time. Lines that are not keys are logged and skipped; a key file that is deleted,
     unreadable, empty or all comments means no key is valid (logged once, until it changes).
 
-    >>> keys = ApiKeys("keys.txt", ServerSecret.of_store("runs/serve"))  # doctest: +SKIP
-    >>> keys.owner("Bearer " + key)  # doctest: +SKIP
-    '3f5a...'
+    Example:
+        >>> keys = ApiKeys("keys.txt", ServerSecret.of_store("runs/serve"))  # doctest: +SKIP
+        >>> keys.owner("Bearer " + key)  # doctest: +SKIP
+        '3f5a...'
     """
 
     def __init__(self, path: str | os.PathLike[str], secret: ServerSecret, *, reload_s: float = RELOAD_S) -> None:

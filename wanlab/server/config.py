@@ -32,8 +32,9 @@ DEFAULT_KEY_SHARE = 4
 def default_max_queued_per_key(queue_size: int) -> int:
     """The default per-key bound: a quarter of the queue (so four keys at least share it), at least 1.
 
-    >>> default_max_queued_per_key(100)
-    25
+    Example:
+        >>> default_max_queued_per_key(100)
+        25
     """
     return max(1, queue_size // DEFAULT_KEY_SHARE)
 #: The acceleration preset ``fast_mode: true`` runs (README "Serve the API": the study behind the choice).

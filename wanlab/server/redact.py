@@ -13,8 +13,9 @@ from typing import Any
 class Redactor:
     """Replaces this machine's paths in text with names for them.
 
-    >>> Redactor({"/srv/loras": "<LoRA folder 1>"}).scrub("/srv/loras/x.safetensors: no such file")
-    '<LoRA folder 1>/x.safetensors: no such file'
+    Example:
+        >>> Redactor({"/srv/loras": "<LoRA folder 1>"}).scrub("/srv/loras/x.safetensors: no such file")
+        '<LoRA folder 1>/x.safetensors: no such file'
     """
 
     def __init__(self, paths: dict[str, str]) -> None:

@@ -248,8 +248,9 @@ class WebhookReceiver:
     answers 302 to the (URL-quoted) URL, ``/redirect-307/URL`` 307. :attr:`events` holds
     ``(path, json body)`` in arrival order.
 
-    >>> with WebhookReceiver() as hooks:  # doctest: +SKIP
-    ...     hooks.url("/ok"), hooks.wait(1)
+    Example:
+        >>> with WebhookReceiver() as hooks:  # doctest: +SKIP
+        ...     hooks.url("/ok"), hooks.wait(1)
     """
 
     def __init__(self) -> None:

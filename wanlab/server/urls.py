@@ -34,10 +34,11 @@ def file_path(run_key: str, name: str) -> str:
 class UrlSigner:
     """Makes and checks signed file URLs valid ``ttl`` seconds.
 
-    >>> signer = UrlSigner(b"k" * 32, ttl=3600)
-    >>> url = signer.url("http://127.0.0.1:8000", "0123456789abcdef", "video.mp4", now=0)
-    >>> url.split("?")[0], signer.check("/v3/files/0123456789abcdef/video.mp4", "3600", url[-64:], now=10)
-    ('http://127.0.0.1:8000/v3/files/0123456789abcdef/video.mp4', None)
+    Example:
+        >>> signer = UrlSigner(b"k" * 32, ttl=3600)
+        >>> url = signer.url("http://127.0.0.1:8000", "0123456789abcdef", "video.mp4", now=0)
+        >>> url.split("?")[0], signer.check("/v3/files/0123456789abcdef/video.mp4", "3600", url[-64:], now=10)
+        ('http://127.0.0.1:8000/v3/files/0123456789abcdef/video.mp4', None)
     """
 
     def __init__(self, key: bytes, ttl: int) -> None:

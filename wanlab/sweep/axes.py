@@ -25,8 +25,9 @@ def read_axes(grid: Mapping[str, Sequence[Any]] | None, zip: Mapping[str, Sequen
     A field in two axes, a bad value or zip lists of unequal length raise
     :class:`~wanlab.ParamError` naming the axis and the field.
 
-    >>> read_axes({"steps": [10, 20]}, None, None, [1, 2])[0]
-    {'steps': [10, 20]}
+    Example:
+        >>> read_axes({"steps": [10, 20]}, None, None, [1, 2])[0]
+        {'steps': [10, 20]}
     """
     seen: dict[str, str] = {}
 
@@ -87,8 +88,9 @@ def overrides_of(seeds: Sequence[int] | None, points: Sequence[Mapping[str, Any]
     The product of seeds, points, the zipped lists and each grid field, in that order (the last grid
     field varies fastest).
 
-    >>> overrides_of([1, 2], None, {}, {"steps": [10, 20]})
-    [{'seed': 1, 'steps': 10}, {'seed': 1, 'steps': 20}, {'seed': 2, 'steps': 10}, {'seed': 2, 'steps': 20}]
+    Example:
+        >>> overrides_of([1, 2], None, {}, {"steps": [10, 20]})
+        [{'seed': 1, 'steps': 10}, {'seed': 1, 'steps': 20}, {'seed': 2, 'steps': 10}, {'seed': 2, 'steps': 20}]
     """
     axes: list[list[dict[str, Any]]] = []
     if seeds is not None:

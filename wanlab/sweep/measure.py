@@ -76,8 +76,9 @@ def measure_store(store: Store | str | os.PathLike[str], metrics: Any = True, *,
     Raises:
         ParamError: unknown metric names.
 
-    >>> measure_store("runs/demo", ["adherence", "clip_score"])  # doctest: +SKIP
-    {'measured': 54, 'failed': 0, 'skipped': 0}
+    Example:
+        >>> measure_store("runs/demo", ["adherence", "clip_score"])  # doctest: +SKIP
+        {'measured': 54, 'failed': 0, 'skipped': 0}
     """
     from tqdm.auto import tqdm
 

@@ -101,8 +101,9 @@ def wrap_comment(text: str, width: int = 98) -> list[str]:
 
     A word longer than ``width`` gets a line of its own.
 
-    >>> wrap_comment("one two three", width=7)
-    ['# one two', '# three']
+    Example:
+        >>> wrap_comment("one two three", width=7)
+        ['# one two', '# three']
     """
     words, lines, line = text.split(), [], ""
     for word in words:

@@ -31,8 +31,9 @@ def draw_seeds(sweep_seed: int, n: int) -> list[int]:
 
     They are sha256-based: the same on every machine and Python version.
 
-    >>> len(set(draw_seeds(7, 4)))
-    4
+    Example:
+        >>> len(set(draw_seeds(7, 4)))
+        4
     """
     seeds: list[int] = []
     counter = 0
@@ -110,8 +111,9 @@ def column_value(params: Params, name: str) -> Any:
 def check_shard(shard: tuple[int, int] | str | Sequence[int]) -> tuple[int, int]:
     """``(i, n)`` or ``"i/n"`` with 0 <= i < n, checked.
 
-    >>> check_shard("1/3")
-    (1, 3)
+    Example:
+        >>> check_shard("1/3")
+        (1, 3)
     """
     rule = "i/N (or (i, N)) with 0 <= i < N, e.g. 0/2 and 1/2"
     if isinstance(shard, str):

@@ -19,12 +19,13 @@ from typing import Any
 class FairQueue:
     """Waiting tasks (anything with an ``owner`` attribute) in per-owner lines served in turn.
 
-    >>> from types import SimpleNamespace as T
-    >>> q = FairQueue()
-    >>> for name, owner in [("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B")]:
-    ...     q.append(T(name=name, owner=owner))
-    >>> [t.name for t in q]
-    ['a1', 'b1', 'a2', 'a3']
+    Example:
+        >>> from types import SimpleNamespace as T
+        >>> q = FairQueue()
+        >>> for name, owner in [("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B")]:
+        ...     q.append(T(name=name, owner=owner))
+        >>> [t.name for t in q]
+        ['a1', 'b1', 'a2', 'a3']
     """
 
     def __init__(self) -> None:

@@ -64,8 +64,9 @@ class TaskMethods:
         A ``submit`` or ``cancel`` does; reading a result or waiting for one before that starts nothing
         and reads the store's task files.
 
-        >>> pipe.task_result(task_id); pipe.queue_started  # doctest: +SKIP
-        False
+        Example:
+            >>> pipe.task_result(task_id); pipe.queue_started  # doctest: +SKIP
+            False
         """
         return self._task_queue is not None
 

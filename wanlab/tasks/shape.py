@@ -38,8 +38,9 @@ def ms(t: float | None) -> str:
 def make_video_entry(url: str, ttl: int, video_type: str = "mp4") -> dict[str, str]:
     """One ``videos`` entry of a result, made from a video's URL, its lifetime and type.
 
-    >>> make_video_entry("file:///runs/ab/video.mp4", 86400)
-    {'video_url': 'file:///runs/ab/video.mp4', 'video_url_ttl': '86400', 'video_type': 'mp4'}
+    Example:
+        >>> make_video_entry("file:///runs/ab/video.mp4", 86400)
+        {'video_url': 'file:///runs/ab/video.mp4', 'video_url_ttl': '86400', 'video_type': 'mp4'}
     """
     return {"video_url": url, "video_url_ttl": str(int(ttl)), "video_type": video_type}
 
@@ -51,8 +52,9 @@ def make_task_result(*, task_id: str, status: TaskStatus, reason: str = "", eta:
                 wanlab: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A task result in the published shape (see the module docstring), made from the task's fields.
 
-    >>> make_task_result(task_id="t", status=TaskStatus.QUEUED, eta=2.5)["task"]["eta"]
-    3
+    Example:
+        >>> make_task_result(task_id="t", status=TaskStatus.QUEUED, eta=2.5)["task"]["eta"]
+        3
     """
     return {
         "task": {"task_id": task_id, "task_type": TASK_TYPE, "status": status, "reason": reason,
