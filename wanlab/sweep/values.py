@@ -31,9 +31,18 @@ def draw_seeds(sweep_seed: int, n: int) -> list[int]:
 
     They are sha256-based: the same on every machine and Python version.
 
+    Args:
+        sweep_seed: the sweep's seed.
+        n: how many seeds.
+
+    Returns:
+        The seeds, in draw order (a longer draw starts with the shorter one).
+
     Example:
-        >>> len(set(draw_seeds(7, 4)))
-        4
+        >>> draw_seeds(7, 3)
+        [4638304645, 310628025, 672527803]
+        >>> draw_seeds(7, 2) == draw_seeds(7, 3)[:2]
+        True
     """
     seeds: list[int] = []
     counter = 0
@@ -82,7 +91,18 @@ def check_values(where: str, values: object) -> list[Any]:
 
 
 def format_value(value: Any) -> str:
-    """A short human form of a swept value (floats as ``3.0``, LoRAs as ``name@scale``)."""
+    """A short human form of a swept value (floats as ``3.0``, LoRAs as ``name@scale``).
+
+    Args:
+        value: a swept value (a number, a string, a LoRA or a list of them).
+
+    Returns:
+        The text, at most 40 characters.
+
+    Example:
+        >>> format_value(3.0), format_value(0.25), format_value([])
+        ('3.0', '0.25', 'none')
+    """
     if isinstance(value, float):
         return repr(value) if not value.is_integer() else f"{value:.1f}"
     if isinstance(value, (list, tuple)):
@@ -96,7 +116,18 @@ def format_value(value: Any) -> str:
 
 
 def slug_part(text: str) -> str:
-    """``text`` with what file names dislike replaced by ``-``."""
+    """``text`` with what file names dislike replaced by ``-``.
+
+    Args:
+        text: any text.
+
+    Returns:
+        The file-safe text (``"x"`` when nothing is left).
+
+    Example:
+        >>> slug_part("cfg study/2")
+        'cfg-study-2'
+    """
     return re.sub(r"[^A-Za-z0-9.@+-]+", "-", text).strip("-") or "x"
 
 
@@ -111,9 +142,22 @@ def column_value(params: Params, name: str) -> Any:
 def check_shard(shard: tuple[int, int] | str | Sequence[int]) -> tuple[int, int]:
     """``(i, n)`` or ``"i/n"`` with 0 <= i < n, checked.
 
+    Args:
+        shard: the shard as a string ``"i/n"`` or a pair.
+
+    Returns:
+        ``(i, n)``.
+
+    Raises:
+        ParamError: not of that form, or ``i`` out of range.
+
     Example:
         >>> check_shard("1/3")
         (1, 3)
+        >>> check_shard("3/3")
+        Traceback (most recent call last):
+        ...
+        wanlab.errors.ParamError: shard: must be i/N (or (i, N)) with 0 <= i < N, e.g. 0/2 and 1/2; got '3/3'
     """
     rule = "i/N (or (i, N)) with 0 <= i < N, e.g. 0/2 and 1/2"
     if isinstance(shard, str):
