@@ -164,6 +164,12 @@ class Backend(Protocol):
 def is_backend(value: Any) -> bool:
     """Whether ``value`` offers the whole backend protocol (:class:`Backend`).
 
+    Args:
+        value: anything.
+
+    Returns:
+        True for a loaded pipeline, ``wanlab.connect``'s Remote, a Ray pool, ...; False for a model name.
+
     Example:
         >>> is_backend("toy")
         False
@@ -293,8 +299,14 @@ class Keyer:
     def check_accel(self, accel: Any) -> Any:
         """The acceleration setting a job asking for ``accel`` runs with.
 
-        This backend's default for None. Backends that run only some settings refuse the others here
-        (ParamError).
+        Args:
+            accel: the setting asked for (None: this backend's default).
+
+        Returns:
+            The setting. Backends that run only some settings override this and refuse the others.
+
+        Raises:
+            ParamError: (in such backends) a setting this backend does not run.
         """
         return self.accel if accel is None else accel
 
@@ -415,7 +427,12 @@ class IdentityBackend(Keyer):
         accel: the default acceleration setting of its keys.
 
     Example:
-        >>> keyer = IdentityBackend(wanlab.identity("toy"))  # doctest: +SKIP
+        >>> from wanlab.models.identity import identity
+        >>> from wanlab.keys import run_key
+        >>> keyer = IdentityBackend(identity("tiny", device="cpu"))
+        >>> request = keyer.params(prompt="a fox", seed=1)  # the model's native size filled in
+        >>> request.width, request.num_frames, len(run_key(keyer.key_parts(request)))
+        (128, 33, 16)
     """
 
     def __init__(self, identity: ModelIdentity, accel: Any = None) -> None:
