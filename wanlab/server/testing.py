@@ -57,7 +57,22 @@ def write_keys(path: str | os.PathLike[str], keys: int | Sequence[str] = 2) -> l
 
 @dataclass
 class ServerProcess:
-    """A running ``wanlab serve`` subprocess (see the module docstring)."""
+    """A running ``wanlab serve`` subprocess, made by :func:`start_server`; ``with`` stops it.
+
+    Attributes:
+        args: the command line it runs.
+        port: its loopback port.
+        store: its store folder.
+        keys: its API keys (empty for a server without keys).
+        log_path: the file its output goes to.
+        env: its environment.
+        process: the subprocess.
+
+    Example:
+        >>> with start_server(model="tiny") as server:  # doctest: +SKIP
+        ...     server.wait_ready()["status"]
+        'ready'
+    """
 
     args: list[str]
     port: int
@@ -78,19 +93,38 @@ class ServerProcess:
         return self.keys[0] if self.keys else None
 
     def headers(self, key: str | None = None) -> dict[str, str]:
-        """``Authorization: Bearer KEY`` for ``key`` (default: the first key)."""
+        """``Authorization: Bearer KEY`` for ``key``.
+
+        Args:
+            key: an API key (None: the first key).
+
+        Returns:
+            The header, or ``{}`` for a server without keys.
+        """
         key = key or self.key
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def client(self, key: str | None = None, **kwargs: Any) -> Any:
-        """An ``httpx.Client`` for this server with ``key`` (default: the first)."""
+        """An ``httpx.Client`` for this server, its base URL and key set.
+
+        Args:
+            key: an API key (None: the first).
+            **kwargs: more ``httpx.Client`` arguments (``timeout`` defaults to 30 s).
+
+        Returns:
+            The client (``with`` closes it).
+        """
         import httpx
 
         return httpx.Client(base_url=self.base_url, headers=self.headers(key), timeout=kwargs.pop("timeout", 30.0),
                             **kwargs)
 
     def log(self) -> str:
-        """The server's output so far."""
+        """The server's output so far.
+
+        Returns:
+            The log's text ("" when it cannot be read).
+        """
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")
         return ""
@@ -102,7 +136,14 @@ class ServerProcess:
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
         """Wait until ``GET /health`` answers 200 and return its body.
 
-        RuntimeError (with the log) if the server exits or reports a failed load first.
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            The health body.
+
+        Raises:
+            RuntimeError: (with the log) the server exited, reported a failed load, or was not ready in time.
         """
         import httpx
 
@@ -123,7 +164,20 @@ class ServerProcess:
 
     def wait_task(self, task_id: str, timeout: float = 120.0, key: str | None = None,
                   interval: float = 0.05) -> dict[str, Any]:
-        """Poll ``task-result`` until the task has finished; its last answer."""
+        """Poll ``task-result`` until the task has finished; its last answer.
+
+        Args:
+            task_id: the task's id.
+            timeout: seconds to wait at most.
+            key: the API key to ask with (None: the first).
+            interval: seconds between polls.
+
+        Returns:
+            The finished task's result.
+
+        Raises:
+            TimeoutError: the task did not finish within ``timeout``.
+        """
         with self.client(key) as http:
             deadline = time.monotonic() + timeout
             while True:
@@ -141,7 +195,14 @@ class ServerProcess:
         self.process.wait(30)
 
     def stop(self, timeout: float = 120.0) -> int:
-        """SIGTERM and wait (then SIGKILL after ``timeout``); the exit code."""
+        """Send SIGTERM and wait (then SIGKILL after ``timeout``).
+
+        Args:
+            timeout: seconds to wait for a clean stop.
+
+        Returns:
+            The server's exit code.
+        """
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -152,7 +213,18 @@ class ServerProcess:
         return int(self.process.returncode)
 
     def restart(self, *, wait: bool = True, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
-        """Start the same server again (same port, store and keys) after it stopped; returns self."""
+        """Start the same server again (same port, store and keys) after it stopped.
+
+        Args:
+            wait: wait until it is ready.
+            timeout: seconds to wait for that.
+
+        Returns:
+            This :class:`ServerProcess`.
+
+        Raises:
+            RuntimeError: it is still running, or it did not become ready.
+        """
         if self.alive():
             raise RuntimeError("restart: the server is still running; stop() or kill() it first")
         self.process = _launch(self.args, self.env, self.log_path)
@@ -246,11 +318,14 @@ class WebhookReceiver:
 
     ``/ok`` answers 200; ``/fail/N`` answers 500 to its first N posts, then 200; ``/redirect/URL``
     answers 302 to the (URL-quoted) URL, ``/redirect-307/URL`` 307. :attr:`events` holds
-    ``(path, json body)`` in arrival order.
+    ``(path, json body)`` in arrival order; ``with`` closes it.
 
     Example:
-        >>> with WebhookReceiver() as hooks:  # doctest: +SKIP
-        ...     hooks.url("/ok"), hooks.wait(1)
+        >>> import json, urllib.request
+        >>> with WebhookReceiver() as hooks:
+        ...     post = urllib.request.Request(hooks.url("/ok"), data=json.dumps({"n": 1}).encode(), method="POST")
+        ...     urllib.request.urlopen(post).status, hooks.wait(1)
+        (200, [{'n': 1}])
     """
 
     def __init__(self) -> None:
@@ -297,16 +372,42 @@ class WebhookReceiver:
         return f"{HOST}:{self.port}"
 
     def url(self, path: str = "/ok") -> str:
-        """The receiver's URL for ``path`` (a webhook target)."""
+        """The receiver's URL for ``path`` (a webhook target).
+
+        Args:
+            path: ``/ok``, ``/fail/N``, ``/redirect/URL`` or ``/redirect-307/URL``.
+
+        Returns:
+            The URL.
+        """
         return f"http://{HOST}:{self.port}{path}"
 
     def posts(self, path: str) -> list[Any]:
-        """Bodies received at ``path``."""
+        """Bodies received at ``path``.
+
+        Args:
+            path: a path, e.g. ``/ok``.
+
+        Returns:
+            The JSON bodies, in arrival order.
+        """
         with self._cond:
             return [body for p, body in self.events if p == path]
 
     def wait(self, count: int, path: str | None = None, timeout: float = 60.0) -> list[Any]:
-        """Wait until ``count`` posts arrived (at ``path``, or anywhere); their bodies."""
+        """Wait until ``count`` posts arrived (at ``path``, or anywhere); their bodies.
+
+        Args:
+            count: how many posts.
+            path: only posts to this path (None: any).
+            timeout: seconds to wait at most.
+
+        Returns:
+            The JSON bodies so far, in arrival order.
+
+        Raises:
+            TimeoutError: fewer arrived within ``timeout``.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
