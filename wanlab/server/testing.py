@@ -71,7 +71,7 @@ class ServerProcess:
     Example:
         >>> with start_server(model="tiny") as server:  # doctest: +SKIP
         ...     server.wait_ready()["status"]
-        'ready'
+        'ok'
     """
 
     args: list[str]
