@@ -38,15 +38,22 @@ MAX_SAID = 300
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long to keep trying.
+    """How long to keep trying; give it to :func:`wanlab.connect` as ``retry=``.
 
-    ``attempts`` tries of a request that got no answer or a 5xx (the first included), waits of
-    ``backoff_s * 2**n`` seconds (at most ``max_backoff_s``, with jitter) between them, and at most
-    ``busy_s`` seconds of waiting in all while the service answers 429 or 503.
+    Attributes:
+        attempts: tries of a request that got no answer or a 5xx, the first included (1..100).
+        backoff_s: the first wait between tries; the n-th is ``backoff_s * 2**n`` seconds, jittered.
+        max_backoff_s: the longest wait between tries.
+        busy_s: seconds of waiting in all while the service answers 429 or 503 (honouring Retry-After).
+
+    Raises:
+        ParamError: a field out of range, named ``retry.<field>``.
 
     Example:
         >>> RetryPolicy(attempts=3).attempts
         3
+        >>> 0.125 <= RetryPolicy(backoff_s=0.25).delay(0) <= 0.25
+        True
     """
 
     attempts: int = 6
@@ -60,7 +67,14 @@ class RetryPolicy:
             check_number(f"retry.{name}", getattr(self, name), 0)
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait before try ``attempt + 1`` (attempt counts from 0): exponential, jittered."""
+        """Seconds to wait before try ``attempt + 1``: exponential, jittered.
+
+        Args:
+            attempt: the try that failed, counted from 0.
+
+        Returns:
+            ``min(max_backoff_s, backoff_s * 2**attempt)`` times a random factor in 0.5..1.
+        """
         return min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * random.uniform(0.5, 1.0)
 
 
