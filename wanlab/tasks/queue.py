@@ -188,7 +188,17 @@ class TaskQueue:
         return task.task_id
 
     def result(self, task_id: str) -> dict[str, Any]:
-        """The task's state in the hosted API's shape (tasks not in memory: from the store)."""
+        """The task's state in the hosted API's shape (tasks not in memory: from the store).
+
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            The result (``task``, ``videos``, ``images``, ``audios``, ``extra``).
+
+        Raises:
+            TaskError: no such task here or in the store.
+        """
         with self._cond:
             task = self._tasks.get(task_id) if isinstance(task_id, str) else None
             if task is not None:
@@ -196,7 +206,14 @@ class TaskQueue:
         return self._stored(task_id)
 
     def task(self, task_id: str) -> Task | None:
-        """The in-memory task (None when it is only in the store)."""
+        """The in-memory task (None when it is only in the store).
+
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            The :class:`~wanlab.tasks.task.Task`, or None.
+        """
         with self._cond:
             return self._tasks.get(task_id)
 
@@ -230,10 +247,16 @@ class TaskQueue:
             return self._result(task)
 
     def cancel(self, task_id: str) -> dict[str, Any]:
-        """Cancel a queued task.
+        """Cancel a queued task; it ends FAILED with reason "cancelled ...".
 
-        It ends FAILED with reason "cancelled ..."; running or finished tasks cannot be
-        cancelled (:class:`TaskError`).
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            The cancelled task's result.
+
+        Raises:
+            TaskError: no such task, or it is running or finished.
         """
         with self._cond:
             task = self._tasks.get(task_id) if isinstance(task_id, str) else None
@@ -266,17 +289,29 @@ class TaskQueue:
             self._cond.listeners.add(listener)
 
     def unlisten(self, listener: Callable[[], None]) -> None:
-        """Stop calling ``listener`` (nothing happens when it was not listening)."""
+        """Stop calling ``listener`` (nothing happens when it was not listening).
+
+        Args:
+            listener: a callable given to :meth:`listen`.
+        """
         with self._cond:
             self._cond.listeners.discard(listener)
 
     def tasks(self) -> list[dict[str, Any]]:
-        """Results of the tasks this queue holds in memory, oldest first."""
+        """Results of the tasks this queue holds in memory, oldest first.
+
+        Returns:
+            One result per task, in the hosted API's shape.
+        """
         with self._cond:
             return [self._result(task) for task in self._tasks.values()]
 
     def counts(self) -> dict[str, int]:
-        """How many tasks in memory are queued, processing and finished."""
+        """How many tasks in memory are queued, processing and finished.
+
+        Returns:
+            Counts under ``TASK_STATUS_QUEUED``, ``TASK_STATUS_PROCESSING`` and ``"finished"``.
+        """
         with self._cond:
             statuses = [t.status for t in self._tasks.values()]
         return {TaskStatus.QUEUED: statuses.count(TaskStatus.QUEUED),
@@ -289,6 +324,9 @@ class TaskQueue:
         Running tasks finish (within ``timeout`` seconds; after it they go on in the background, see
         :meth:`abandon`), queued ones stay queued in the store for the next queue on it (this queue
         lets go of them). Safe to call twice.
+
+        Args:
+            timeout: seconds to wait for running tasks (None: until they finish).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -315,7 +353,12 @@ class TaskQueue:
 
         Write every task still running back as queued and let go of it, so the next queue on the
         store runs it once; the end of its job is ignored here (no run stored, no file written).
-        Returns their task ids.
+
+        Returns:
+            The ids of the tasks written back.
+
+        Raises:
+            TaskError: the queue is not closed (call :meth:`close` first).
         """
         with self._cond:
             if not self._closing:
