@@ -1,11 +1,8 @@
 """Which model a backend runs, known without loading its weights: :class:`ModelIdentity`.
 
-A run key is the hash of the request and of everything about the model that changes frames:
-the weights (a fingerprint), the generation settings (dtype, text length, scheduler, offload and
-tiling) and the acceleration setting. :func:`identity` computes the first two for a built-in
-name, a checkpoint folder or a hub id from the recorded fingerprint or the files' hashes (cached
-on disk by size and modification time) and the scheduler's configuration file, so a sweep's
-table, its dry run and ``verify``'s record checks never wait for a 14B model to load.
+:func:`identity` computes it for a built-in name, a checkpoint folder or a hub id (from the recorded
+fingerprint or the files' hashes, cached on disk, and the scheduler's configuration file), so a
+sweep's table, its dry run and ``verify``'s record checks never wait for a 14B model to load.
 """
 from __future__ import annotations
 
@@ -37,14 +34,27 @@ RULES = ("local", "api")
 class ModelIdentity:
     """Everything about a backend's model that run keys and records need, and what it can give.
 
-    - ``model_id``: a built-in name, a folder (resolved), a hub id, or a service's model name;
-    - ``source``: ``builtin``, ``folder``, ``hub``, ``wanlab-server`` or ``service``;
-    - ``fingerprint``: sha256 of the weights (or the service's identity);
-    - ``settings``: the generation settings that change frames (part of every run key);
-    - ``native``: request fields filled in when a request leaves them out;
-    - ``exact``: frames are bit-reproducible and stored losslessly (False: lossy downloads);
-    - ``latents``: final latents come with each video;
-    - ``rules``: ``"local"`` or ``"api"`` (see :data:`RULES`).
+    A run key is the hash of the request and of everything about the model that changes frames: the
+    weights (``fingerprint``), the generation ``settings`` and the acceleration setting.
+
+    Attributes:
+        model_id: a built-in name, a folder (resolved), a hub id, or a service's model name.
+        source: ``builtin``, ``folder``, ``hub``, ``wanlab-server`` or ``service``.
+        fingerprint: sha256 of the weights (or the service's identity).
+        settings: the generation settings that change frames (dtype, text length, scheduler, offload,
+            tiling; part of every run key).
+        native: request fields filled in when a request leaves them out.
+        exact: frames are bit-reproducible and stored losslessly (False: lossy downloads).
+        latents: final latents come with each video.
+        rules: ``"local"`` or ``"api"`` (see :data:`RULES`).
+
+    Raises:
+        ParamError: ``rules`` is not one of :data:`RULES`.
+
+    Example:
+        >>> ident = identity("tiny", device="cpu")
+        >>> ident.model_info["source"], ident.same_model(ModelIdentity.from_dict(ident.to_dict()))
+        ('builtin', True)
     """
 
     model_id: str
@@ -76,7 +86,12 @@ class ModelIdentity:
         return self.settings.get("max_sequence_length")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form (``wanlab serve`` publishes it at ``GET /health``)."""
+        """Plain JSON form (``wanlab serve`` publishes it at ``GET /health``).
+
+        Returns:
+            ``model_id``, ``source``, ``fingerprint``, ``settings``, ``native``, ``exact``, ``latents`` and
+            ``rules``; :meth:`from_dict` reads it back.
+        """
         return {"model_id": self.model_id, "source": self.source, "fingerprint": self.fingerprint,
                 "settings": plain(self.settings), "native": dict(self.native), "exact": self.exact,
                 "latents": self.latents, "rules": self.rules}
@@ -104,7 +119,14 @@ class ModelIdentity:
         return hash((self.model_id, self.source, self.fingerprint, json.dumps(plain(self.settings), sort_keys=True)))
 
     def same_model(self, other: ModelIdentity) -> bool:
-        """Whether ``other`` generates the same frames for the same request (weights and settings)."""
+        """Whether ``other`` generates the same frames for the same request (weights and settings).
+
+        Args:
+            other: another identity.
+
+        Returns:
+            True when the fingerprints and the settings are equal (the id and source may differ).
+        """
         return self.fingerprint == other.fingerprint and plain(self.settings) == plain(other.settings)
 
 
