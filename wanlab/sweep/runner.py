@@ -37,7 +37,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def backend_for(sweep: Sweep, backend: Any) -> Any:
-    """The backend to run on: the one given, or the model it names (or the sweep's own) opened."""
+    """The backend to run on: the one given, or the model it names (or the sweep's own) opened.
+
+    Args:
+        sweep: the sweep.
+        backend: a backend, a model name, or None (the sweep's ``model``, else the default model).
+
+    Returns:
+        The backend (one opened here is the caller's to close).
+
+    Raises:
+        ParamError: ``backend`` is neither a backend, a model name nor None.
+        LoadError: the named model cannot be loaded.
+    """
     from ..backends import open_backend
 
     if is_backend(backend):
@@ -53,6 +65,19 @@ def names_model(name: str, ident: Any) -> bool:
 
     The same name, the same folder, or the same weights fingerprint (a name wanlab cannot identify matches
     nothing else).
+
+    Args:
+        name: the model the sweep names.
+        ident: the backend's :class:`~wanlab.models.identity.ModelIdentity`.
+
+    Returns:
+        Whether they are the same model.
+
+    Example:
+        >>> from wanlab.models.identity import identity
+        >>> tiny = identity("tiny", device="cpu")
+        >>> names_model("tiny", tiny), names_model("no-such-model", tiny)
+        (True, False)
     """
     from pathlib import Path
 
@@ -74,6 +99,10 @@ def check_model(sweep: Sweep, backend: Any) -> None:
 
     Its runs, keys and table are the backend's, and a study written for one model says little about another
     (``tiny``'s videos are noise).
+
+    Args:
+        sweep: the sweep.
+        backend: the backend it runs on.
     """
     from ..errors import ModelMismatchWarning, warn
 
@@ -86,7 +115,20 @@ def check_model(sweep: Sweep, backend: Any) -> None:
 
 
 def keyer_for(sweep: Sweep, model: Any) -> Any:
-    """What computes the sweep's keys: a backend, or a model known by its identity (nothing loaded)."""
+    """What computes the sweep's keys: a backend, or a model known by its identity (nothing loaded).
+
+    Args:
+        sweep: the sweep.
+        model: a backend, a :class:`~wanlab.models.identity.ModelIdentity`, a model name, or None (the
+            sweep's model, else the default model).
+
+    Returns:
+        The backend, or an :class:`~wanlab.backend.IdentityBackend`.
+
+    Raises:
+        ParamError: ``model`` is none of those.
+        LoadError: a named model cannot be found.
+    """
     from ..backend import IdentityBackend
     from ..models.identity import ModelIdentity, identity
     from ..models.registry import DEFAULT_MODEL
@@ -101,7 +143,18 @@ def keyer_for(sweep: Sweep, model: Any) -> Any:
 
 
 def store_for(sweep: Sweep, store: Any) -> Store:
-    """The sweep's store: ``store`` itself, its folder opened, or the sweep's default store for None."""
+    """The sweep's store: ``store`` itself, its folder opened, or the sweep's default store for None.
+
+    Args:
+        sweep: the sweep.
+        store: a :class:`~wanlab.Store`, a folder, or None (``runs/<name>``).
+
+    Returns:
+        The :class:`~wanlab.Store`.
+
+    Raises:
+        ParamError: ``store`` is none of those.
+    """
     from ..store import Store
 
     if isinstance(store, Store):
@@ -114,7 +167,18 @@ def store_for(sweep: Sweep, store: Any) -> Store:
 
 
 def result(sweep: Sweep, model: Any = None, store: Any = None) -> SweepResult:
-    """The sweep's table as the store holds it now (nothing runs, nothing loads)."""
+    """The sweep's table as the store holds it now (nothing runs, nothing loads).
+
+    The engine behind :meth:`Sweep.result <wanlab.sweep.definition.Sweep.result>`.
+
+    Args:
+        sweep: the sweep.
+        model: as :func:`keyer_for`.
+        store: as :func:`store_for`.
+
+    Returns:
+        The :class:`~wanlab.sweep.result.SweepResult`.
+    """
     from .result import SweepResult
 
     keyer = keyer_for(sweep, model)
