@@ -1,20 +1,7 @@
-"""The client backend: a service with the hosted API's contract, used wherever a local pipeline is.
+"""The client backend: :class:`Remote`, a service with the hosted API's contract used wherever a pipeline is.
 
-:class:`Remote` (made by :func:`wanlab.connect`) turns each job into one task: ``POST
-/v3/async/wan-t2v``, then ``GET /v3/async/task-result`` until it ends, then the download, verified.
-At most ``slots`` tasks are at the service at once (``connect(max_in_flight=K)``); a sweep keeps one
-more job started, which downloads and stores a finished task while the service runs the next.
-The task id is handed to ``job.on_accepted`` before the first poll (a sweep writes it to the store),
-and a job with ``resume`` polls that task instead of submitting again: what a killed sweep paid for
-is fetched, never paid twice. Each submit of a job is announced to ``job.on_submit`` with a fresh
-idempotency key before it is sent (a sweep records it): against a wanlab server the key goes along
-(``Idempotency-Key``), so a submit whose answer was lost is sent again under it, now or in a rerun
-(``job.uncertain``), and the server returns the task it accepted; another service cannot be asked,
-so such a job fails (:class:`~wanlab.errors.SubmitUncertain`) unless ``job.retry_uncertain``.
-A task the service failed ends the job with the service's reason.
-Polls are timed by :mod:`wanlab.client.polling`; a wanlab server that offers a long poll (``/health``:
-``server.long_poll``) is asked to hold each answer until the task changes (``wanlab_wait``), so its
-end is seen at once, with no poll pauses.
+Each job is one task (submit, poll, download, verified); how tasks are resumed, deduplicated and
+polled is in the class's docstring.
 """
 from __future__ import annotations
 
@@ -61,6 +48,21 @@ class Remote(BackendBase):
 
     It has the backend protocol (:class:`wanlab.backend.Backend`; ``with remote:`` closes it) with the
     hosted API's ``submit``, ``task_result`` and ``wait``, plus ``video(task_id)`` for a finished task.
+
+    Each job is one task: ``POST /v3/async/wan-t2v``, then ``GET /v3/async/task-result`` until it
+    ends, then the download, verified. At most ``slots`` tasks are at the service at once
+    (``connect(max_in_flight=K)``); a sweep keeps one more job started, which downloads and stores a
+    finished task while the service runs the next. The task id is handed to ``job.on_accepted``
+    before the first poll (a sweep writes it to the store), and a job with ``resume`` polls that task
+    instead of submitting again: what a killed sweep paid for is fetched, never paid twice. Each
+    submit of a job is announced to ``job.on_submit`` with a fresh idempotency key before it is sent
+    (a sweep records it): against a wanlab server the key goes along (``Idempotency-Key``), so a
+    submit whose answer was lost is sent again under it, now or in a rerun (``job.uncertain``), and
+    the server returns the task it accepted; another service cannot be asked, so such a job fails
+    (:class:`~wanlab.errors.SubmitUncertain`) unless ``job.retry_uncertain``. A task the service
+    failed ends the job with the service's reason. Polls are timed by :mod:`wanlab.client.polling`; a
+    wanlab server that offers a long poll (``/health``: ``server.long_poll``) is asked to hold each
+    answer until the task changes (``wanlab_wait``), so its end is seen at once.
 
     Attributes:
         kind: ``"wanlab"`` (a wanlab server: exact frames, keys as local runs) or ``"api"``.

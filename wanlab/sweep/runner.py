@@ -1,19 +1,8 @@
 """Running a sweep into a store on any backend: resumable, failure tolerant, shardable.
 
-Points already in the store (same run key) are skipped, so a killed sweep resumes where it
-stopped; a failing point is recorded with its error and the sweep goes on (``max_failures=K``
-stops it gracefully after K failures: the rest stay pending, ``result.stopped`` says so and a
-warning is issued). Up to ``max_in_flight`` points run at once (default: the backend's own); each
-video is stored as its job completes, then measured: a metrics failure is recorded on the run and
-never loses it. Work a remote service accepted is recorded before waiting for it (``pending/``),
-so a sweep killed meanwhile polls that task again instead of paying twice; a submit is recorded there
-before it is sent (its idempotency key), so one whose answer was lost is not paid again by a rerun
-(a wanlab server is asked under the same key; another service is not asked unless
-``retry_uncertain=True``). ``shard=(i, n)`` runs points ``i, i+n, ...`` so n processes (or machines
-sharing a folder) split a sweep with no coordinator. Library warnings are silenced while it runs
-(wanlab's own show). A sweep over ``accel`` (an acceleration study) times its runs: one job at a time,
-nothing stored meanwhile, the first request run once untimed and each compiled setting once per size.
-The phases of one run live in :mod:`wanlab.sweep.execution`.
+:func:`run` is the engine behind ``Sweep.run`` (its docstring says how a run resumes, fails, shards and
+times acceleration studies); :func:`result` reads the table without running. The phases of one run
+live in :mod:`wanlab.sweep.execution`.
 """
 from __future__ import annotations
 
@@ -198,6 +187,21 @@ def run(sweep: Sweep, backend: Any = None, store: Any = None, *, metrics: Any = 
     arguments. In named phases: the options are checked, the backend opened, the run planned (which
     points, under which keys), then each point started and each finished job settled (its video
     stored, then measured), and the table returned.
+
+    Points already in the store (same run key) are skipped, so a killed sweep resumes where it
+    stopped; a failing point is recorded with its error and the sweep goes on (``max_failures=K``
+    stops it gracefully after K failures: the rest stay pending, ``result.stopped`` says so and a
+    warning is issued). Up to ``max_in_flight`` points run at once (default: the backend's own); each
+    video is stored as its job completes, then measured: a metrics failure is recorded on the run and
+    never loses it. Work a remote service accepted is recorded before waiting for it (``pending/``),
+    so a sweep killed meanwhile polls that task again instead of paying twice; a submit is recorded
+    there before it is sent (its idempotency key), so one whose answer was lost is not paid again by
+    a rerun (a wanlab server is asked under the same key; another service is not asked unless
+    ``retry_uncertain=True``). ``shard=(i, n)`` runs points ``i, i+n, ...`` so n processes (or
+    machines sharing a folder) split a sweep with no coordinator. Library warnings are silenced while
+    it runs (wanlab's own show). A sweep over ``accel`` (an acceleration study) times its runs: one
+    job at a time, nothing stored meanwhile, the first request run once untimed and each compiled
+    setting once per size.
 
     Args:
         sweep: The sweep to run.
