@@ -83,7 +83,14 @@ class ServerSecret:
         return cls(key)
 
     def derive(self, purpose: str) -> bytes:
-        """A key for one purpose (``"urls"``, ``"owners"``): HMAC-SHA256 of the purpose."""
+        """A key for one purpose (``"urls"``, ``"owners"``): HMAC-SHA256 of the purpose.
+
+        Args:
+            purpose: what the key is for.
+
+        Returns:
+            32 bytes, independent of every other purpose's key.
+        """
         return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
 
@@ -123,7 +130,18 @@ def parse_keys(text: str) -> tuple[list[str], list[str]]:
 
 
 def is_key(key: str) -> bool:
-    """Whether ``key`` has the form of an API key: 16..512 printable ASCII characters, no spaces."""
+    """Whether ``key`` has the form of an API key: 16..512 printable ASCII characters, no spaces.
+
+    Args:
+        key: a candidate key.
+
+    Returns:
+        Whether it has that form.
+
+    Example:
+        >>> is_key("alice-key-0123456789abcdef"), is_key("short"), is_key("has a space in it, so no")
+        (True, False, False)
+    """
     lo, hi = KEY_CHARS
     return lo <= len(key) <= hi and all(33 <= ord(c) <= 126 for c in key)
 
@@ -131,8 +149,16 @@ def is_key(key: str) -> bool:
 def read_keys(path: str | os.PathLike[str]) -> list[str]:
     """The keys of a key file (UTF-8, a byte-order mark allowed).
 
-    ParamError when it cannot be read or holds no valid key (lines that are not keys are skipped:
-    :func:`parse_keys`).
+    Lines that are not keys are logged and skipped (:func:`parse_keys`).
+
+    Args:
+        path: the key file.
+
+    Returns:
+        The keys.
+
+    Raises:
+        ParamError: the file cannot be read or holds no valid key.
 
     Example:
         >>> read_keys("keys.txt")  # doctest: +SKIP
@@ -221,7 +247,15 @@ class ApiKeys:
     def owner(self, authorization: str | None) -> str:
         """The owner id (hex digest) of the key in an ``Authorization`` header.
 
-        ``Bearer KEY``, or the bare ``KEY`` as the provider's JavaScript SDK sends it; 401 otherwise.
+        Args:
+            authorization: the header's value: ``Bearer KEY``, or the bare ``KEY`` as the provider's
+                JavaScript SDK sends it.
+
+        Returns:
+            The owner id of the key.
+
+        Raises:
+            ApiError: 401 for a missing header, another form, or a key not in force.
         """
         if not authorization:
             raise unauthorized("Authorization: must be 'Bearer <API key>'; got no Authorization header")

@@ -23,7 +23,19 @@ RATES_FILE = "rates.json"
 
 
 def work(params: Params) -> float:
-    """Relative cost of one denoising step: latent tokens, doubled under classifier-free guidance."""
+    """Relative cost of one denoising step: latent tokens, doubled under classifier-free guidance.
+
+    Args:
+        params: the request.
+
+    Returns:
+        The latent tokens (frames compressed 4x in time, 16x16 pixels per token), times 2 when
+        ``guidance_scale > 1``.
+
+    Example:
+        >>> work(Params(prompt="a fox", width=64, height=64, num_frames=17, guidance_scale=5.0))
+        160.0
+    """
     tokens = ((params.num_frames - 1) // 4 + 1) * max(params.height // 16, 1) * max(params.width // 16, 1)
     return float(tokens) * (2.0 if params.guidance_scale > 1.0 else 1.0)
 
@@ -85,6 +97,12 @@ def progress(task: Any) -> int:
 
     0 while queued, the share of denoising steps done (at most 99) while processing, 100 only
     once the video is stored.
+
+    Args:
+        task: a queue's task.
+
+    Returns:
+        The percentage.
     """
     if task.status == TaskStatus.SUCCEED:
         return 100
@@ -94,7 +112,15 @@ def progress(task: Any) -> int:
 
 
 def remaining(task: Any, rates: Rates) -> float:
-    """Seconds this task still needs (its own measured step time while it runs, else the rates)."""
+    """Seconds this task still needs (its own measured step time while it runs, else the rates).
+
+    Args:
+        task: a queue's task.
+        rates: the measured rates.
+
+    Returns:
+        The seconds, at least 0.
+    """
     p = task.params
     measured = task.status == TaskStatus.PROCESSING and task.step_time is not None
     per_step = task.step_time if measured else rates.per_step(p)
@@ -109,6 +135,16 @@ def eta(task: Any, processing: Sequence[Any], waiting: Sequence[Any], capacity: 
 
     0 when finished, the task's own remaining time while it runs; while it waits, the work of the
     running tasks and of those ahead of it (itself included), shared by ``capacity``.
+
+    Args:
+        task: the task asked about.
+        processing: the tasks running now.
+        waiting: the tasks waiting, in the order they will start.
+        capacity: tasks the backend runs at once.
+        rates: the measured rates.
+
+    Returns:
+        The seconds.
     """
     if task.status in FINISHED:
         return 0.0
