@@ -58,15 +58,33 @@ class FairQueue:
                 del lines[owner]
 
     def count(self, owner: Any) -> int:
-        """How many tasks of ``owner`` wait."""
+        """How many tasks of ``owner`` wait.
+
+        Args:
+            owner: an owner (None: the tasks without one).
+
+        Returns:
+            The count.
+        """
         return len(self._lines.get(owner, ()))
 
     def append(self, task: Any) -> None:
-        """Queue ``task`` at the end of its owner's line."""
+        """Queue ``task`` at the end of its owner's line.
+
+        Args:
+            task: anything with an ``owner`` attribute.
+        """
         self._lines.setdefault(task.owner, collections.deque()).append(task)
 
     def popleft(self) -> Any:
-        """The next task: the oldest of the owner served least recently (never served: first)."""
+        """Take the next task: the oldest of the owner served least recently (never served: first).
+
+        Returns:
+            The task.
+
+        Raises:
+            IndexError: no task waits.
+        """
         if not self._lines:
             raise IndexError("pop from an empty FairQueue")
         owner = _next(self._lines, self._served)
@@ -81,7 +99,14 @@ class FairQueue:
         return task
 
     def remove(self, task: Any) -> None:
-        """Take ``task`` out of its line (ValueError when it does not wait here)."""
+        """Take ``task`` out of its line.
+
+        Args:
+            task: a waiting task.
+
+        Raises:
+            ValueError: it does not wait here.
+        """
         owner = getattr(task, "owner", None)
         line = self._lines.get(owner)
         if line is None:
