@@ -36,9 +36,12 @@ NOT_WANLAB = (400, 401, 403, 404, 405, 410, 501)
 class ServiceInfo:
     """What the client knows about a service.
 
-    ``kind`` (``"wanlab"`` or ``"api"``), the identity its runs are keyed by, the acceleration
-    setting it runs (a wanlab server's own, else None), how many tasks it queues (None: not said)
-    and the ``/health`` answer it came from.
+    Attributes:
+        kind: ``"wanlab"`` or ``"api"``.
+        identity: the identity its runs are keyed by.
+        accel: the acceleration setting it runs (a wanlab server's own, else None).
+        queue_limit: how many tasks it queues for one key (None: not said).
+        health: the ``/health`` answer it came from.
     """
 
     kind: str
@@ -50,6 +53,12 @@ class ServiceInfo:
 
 def canonical_url(base_url: str) -> str:
     """A base URL as identities hold it: scheme and host in lower case, no default port, no trailing slash.
+
+    Args:
+        base_url: a service's address.
+
+    Returns:
+        The canonical form.
 
     Example:
         >>> canonical_url("HTTPS://API.Example.org:443/")
@@ -70,6 +79,17 @@ def service_identity(base_url: str, model_name: str = API_MODEL_NAME, rules: str
     Its address and ``model_name``, hashed (so the same request to the same service has the same run
     key); frames lossy, no latents.
 
+    Args:
+        base_url: the service's address.
+        model_name: the model's name in its API.
+        rules: ``"api"`` or ``"local"``.
+
+    Returns:
+        The :class:`~wanlab.models.identity.ModelIdentity` (source ``"service"``).
+
+    Raises:
+        ParamError: ``rules`` is not one of :data:`~wanlab.models.identity.RULES`.
+
     Example:
         >>> service_identity("https://api.example.org").source
         'service'
@@ -87,6 +107,20 @@ def probe(transport: Transport, kind: str, *, model_name: str = API_MODEL_NAME, 
     """Tell what ``transport``'s service is (see the module docstring).
 
     Waits up to ``ready_timeout`` seconds while a wanlab server loads its model (503).
+
+    Args:
+        transport: the connection to the service.
+        kind: ``"auto"`` (ask ``/health``), ``"wanlab"`` (insist on a wanlab server) or ``"api"``.
+        model_name: the model's name in run keys when the service is not wanlab.
+        rules: the rules to use (None: the service's own; for a wanlab server it must be its own).
+        ready_timeout: seconds to wait for a loading server.
+
+    Returns:
+        The :class:`ServiceInfo`.
+
+    Raises:
+        ParamError: a bad ``kind``, or ``rules`` other than a wanlab server's own.
+        ServiceError: with ``kind="wanlab"``, a service that is not one; or ``/health`` failing.
     """
     if kind not in KINDS:
         raise ParamError("kind", f"one of {', '.join(KINDS)}", kind)
@@ -117,6 +151,21 @@ def identity_of(health: Any) -> ModelIdentity | None:
     """The :class:`ModelIdentity` a wanlab server's ``/health`` answer carries (None when it has none).
 
     Its frames are exact (lossless copies are fetched); latents do not travel.
+
+    Args:
+        health: the parsed ``/health`` answer.
+
+    Returns:
+        The identity, or None.
+
+    Raises:
+        ServiceError: an identity is there but cannot be read.
+
+    Example:
+        >>> identity_of({"status": "ok"}) is None
+        True
+        >>> identity_of({"model": {"model_id": "toy", "source": "builtin", "fingerprint": "ab"}}).latents
+        False
     """
     if not isinstance(health, Mapping):
         return None
