@@ -29,7 +29,14 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Downloaded:
-    """A file that arrived whole: where it is, its size, its sha256 and how long it took."""
+    """A file that arrived whole.
+
+    Attributes:
+        path: where it is.
+        size: its size in bytes.
+        sha256: its sha256 (hex).
+        seconds: how long the download took.
+    """
 
     path: Path
     size: int
@@ -40,6 +47,21 @@ class Downloaded:
 def fetch(transport: Transport, url: str, target: Path, *, policy: NetPolicy | None = None,
           sha256: str | None = None, max_bytes: int = MAX_BYTES) -> Downloaded:
     """Download ``url`` to ``target`` (atomically), verified as the module docstring says.
+
+    Args:
+        transport: the service's connection (used when ``url`` is on the service's address).
+        url: the file's URL.
+        target: where to write it.
+        policy: where URLs on other hosts may be fetched from (None: https to public addresses).
+        sha256: the digest the file must have (None: not checked).
+        max_bytes: the largest file accepted.
+
+    Returns:
+        The :class:`Downloaded` file.
+
+    Raises:
+        DownloadError: refused by the policy, a non-200 answer, too large, broken off, shorter than
+            promised, or another sha256.
 
     Example:
         >>> fetch(transport, result["videos"][0]["video_url"], Path("video.mp4"))  # doctest: +SKIP
@@ -73,7 +95,19 @@ def fetch(transport: Transport, url: str, target: Path, *, policy: NetPolicy | N
 
 
 def fetch_json(transport: Transport, url: str, *, policy: NetPolicy | None = None) -> Any:
-    """A small JSON document (a run's record) from ``url``."""
+    """A small JSON document (a run's record) from ``url``.
+
+    Args:
+        transport: the service's connection.
+        url: the document's URL.
+        policy: where URLs on other hosts may be fetched from.
+
+    Returns:
+        The parsed JSON.
+
+    Raises:
+        DownloadError: the download failed or is not JSON.
+    """
     import json
 
     with _response(transport, url, policy) as response:

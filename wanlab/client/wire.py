@@ -30,6 +30,14 @@ def body(params: Params, identity: ModelIdentity, kind: str) -> dict[str, Any]:
     The hosted API's fields, ``num_frames`` too where the service takes local sizes, and ``model_name``
     for a service that is not wanlab (a wanlab server needs none).
 
+    Args:
+        params: the validated request.
+        identity: the service's identity (its ``rules`` decide the fields).
+        kind: ``"wanlab"`` or ``"api"``.
+
+    Returns:
+        The body.
+
     Example:
         >>> from wanlab.client.service import service_identity
         >>> api = service_identity("https://api.example.org")
@@ -49,7 +57,16 @@ def body(params: Params, identity: ModelIdentity, kind: str) -> dict[str, Any]:
 def check_service_lora(path: str) -> str:
     """A LoRA path the hosted API can read: a Hugging Face repo id or file, or an https URL.
 
-    Anything else is a ParamError before any call: the service cannot read files on this machine.
+    Anything else is refused before any call: the service cannot read files on this machine.
+
+    Args:
+        path: a LoRA's path.
+
+    Returns:
+        The path.
+
+    Raises:
+        ParamError: (field ``loras.path``) a URL other than https, or a local file or path.
 
     Example:
         >>> check_service_lora("Remade-AI/Cyberpunk")
@@ -72,6 +89,17 @@ def describe_loras(params: Params, kind: str, policy: SourcePolicy | None = None
     reads), else (and always for the hosted API) by the request's path. ``policy`` (a remote's
     ``set_lora_policy``): URLs it does not allow and local files outside its folders raise
     :class:`~wanlab.LoRAError` here, before any call (the service applies its own policy as well).
+
+    Args:
+        params: the request.
+        kind: ``"wanlab"`` or ``"api"``.
+        policy: the remote's LoRA source policy (None: none of its own).
+
+    Returns:
+        One dict per LoRA (path, scale, and the sha256 where known).
+
+    Raises:
+        LoRAError: a path the policy rules out.
     """
     from dataclasses import replace
 
