@@ -32,6 +32,12 @@ DEFAULT_KEY_SHARE = 4
 def default_max_queued_per_key(queue_size: int) -> int:
     """The default per-key bound: a quarter of the queue (so four keys at least share it), at least 1.
 
+    Args:
+        queue_size: the whole queue's bound.
+
+    Returns:
+        The per-key bound.
+
     Example:
         >>> default_max_queued_per_key(100)
         25
@@ -47,7 +53,18 @@ WEBHOOK_BACKOFF_S = 2.0
 
 
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1).
+
+    Args:
+        host: a host name or address.
+
+    Returns:
+        Whether it is loopback.
+
+    Example:
+        >>> is_loopback("localhost"), is_loopback("127.0.0.2"), is_loopback("[::1]"), is_loopback("0.0.0.0")
+        (True, True, True, False)
+    """
     if host.lower() in LOOPBACK_NAMES:
         return True
     try:
