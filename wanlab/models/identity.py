@@ -137,7 +137,14 @@ def _rebuild(data: Mapping[str, Any]) -> ModelIdentity:
 # --------------------------------------------------------------------------------------------------
 # fingerprints
 def tensors_fingerprint(pipe: Any) -> str:
-    """sha256 over every weight of text encoder, transformer and VAE plus the tokenizer's vocabulary."""
+    """sha256 over every weight of text encoder, transformer and VAE plus the tokenizer's vocabulary.
+
+    Args:
+        pipe: a loaded ``diffusers.WanPipeline``.
+
+    Returns:
+        The hex digest (names, dtypes, shapes and bytes of every tensor, in sorted order).
+    """
     import torch
 
     digest = hashlib.sha256()
@@ -153,7 +160,11 @@ def tensors_fingerprint(pipe: Any) -> str:
 
 
 def cache_root() -> Path:
-    """The wanlab cache folder: ``$WANLAB_CACHE``, default ``~/.cache/wanlab``."""
+    """The wanlab cache folder: ``$WANLAB_CACHE``, default ``~/.cache/wanlab``.
+
+    Returns:
+        The folder (not made here).
+    """
     return Path(os.environ.get("WANLAB_CACHE", Path.home() / ".cache" / "wanlab"))
 
 
@@ -208,7 +219,14 @@ class FileHashes:
 
 
 def files_fingerprint(folder: Path) -> str:
-    """sha256 over the relative names and sha256s of a checkpoint folder's files (cached on disk)."""
+    """sha256 over the relative names and sha256s of a checkpoint folder's files (cached on disk).
+
+    Args:
+        folder: the checkpoint folder; its weight files (:data:`WEIGHT_SUFFIXES`) are hashed.
+
+    Returns:
+        The hex digest.
+    """
     digest = hashlib.sha256()
     with FileHashes() as hashes:
         for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
@@ -220,6 +238,12 @@ def recorded_fingerprint(source: ResolvedModel) -> str | None:
     """The fingerprint a built-in or a carded folder records, trusted only while its files match its ``SHA256SUMS``.
 
     An edited checkpoint is then identified by its files instead.
+
+    Args:
+        source: the resolved model.
+
+    Returns:
+        The recorded fingerprint, or None (none recorded, or the files no longer match).
     """
     if source.recorded is None or source.folder is None:
         return source.recorded
@@ -231,6 +255,12 @@ def weights_fingerprint(source: ResolvedModel) -> str:
 
     The recorded one (:func:`recorded_fingerprint`), else the hashes of the folder's files (cached on
     disk).
+
+    Args:
+        source: the resolved model.
+
+    Returns:
+        The fingerprint.
     """
     fingerprint = recorded_fingerprint(source)
     if fingerprint is None:
@@ -256,7 +286,22 @@ def _sums_match(folder: Path) -> bool:
 # --------------------------------------------------------------------------------------------------
 # settings and the identity itself
 def resolve_device(device: str | None) -> str:
-    """``device`` checked (``cpu``, ``cuda``, ``cuda:N``, ``mps``), or the default: CUDA when present."""
+    """``device`` checked (``cpu``, ``cuda``, ``cuda:N``, ``mps``), or the default: CUDA when present.
+
+    Args:
+        device: the device asked for (None: the default).
+
+    Returns:
+        The device.
+
+    Raises:
+        ParamError: not one of those forms.
+        LoadError: CUDA asked for on a machine without a CUDA GPU.
+
+    Example:
+        >>> resolve_device("cpu")
+        'cpu'
+    """
     import torch
 
     if device is None:
@@ -269,7 +314,22 @@ def resolve_device(device: str | None) -> str:
 
 
 def dtype_name(dtype: Any, device: str) -> str:
-    """The weights' dtype as a name: given, or bfloat16 on CUDA and float32 elsewhere."""
+    """The weights' dtype as a name: given, or bfloat16 on CUDA and float32 elsewhere.
+
+    Args:
+        dtype: a name (``"bf16"``, ``"float32"``, ...), a ``torch.dtype``, or None.
+        device: the device the model runs on.
+
+    Returns:
+        ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+
+    Raises:
+        ParamError: an unknown dtype.
+
+    Example:
+        >>> dtype_name(None, "cpu"), dtype_name(None, "cuda"), dtype_name("bf16", "cpu")
+        ('float32', 'bfloat16', 'bfloat16')
+    """
     if dtype is None:
         return "bfloat16" if device.startswith("cuda") else "float32"
     if not isinstance(dtype, str):
@@ -286,6 +346,13 @@ def scheduler_settings(scheduler_class: type, config: Mapping[str, Any]) -> dict
 
     Its class and every config value but ``flow_shift`` (set per request) and diffusers' private ``_``
     keys.
+
+    Args:
+        scheduler_class: the scheduler's class.
+        config: its configuration.
+
+    Returns:
+        ``{"class": name, "config": {...}}``.
     """
     return {"class": scheduler_class.__name__,
             "config": {k: v for k, v in dict(config).items() if not k.startswith("_") and k != "flow_shift"}}
@@ -315,7 +382,19 @@ def _scheduler_of(source: ResolvedModel) -> dict[str, Any]:
 def generation_settings(*, dtype: str, max_sequence_length: int, scheduler: Mapping[str, Any],
                         cpu_offload: bool = False, vae_tiling: bool = False,
                         group_offload: str | None = None) -> dict[str, Any]:
-    """Every setting besides the request that changes frames, in the form records and run keys hold."""
+    """Every setting besides the request that changes frames, in the form records and run keys hold.
+
+    Args:
+        dtype: the weights' dtype name.
+        max_sequence_length: the text length prompts are encoded at.
+        scheduler: :func:`scheduler_settings`.
+        cpu_offload: model CPU offload on.
+        vae_tiling: VAE tiling on.
+        group_offload: the group offload mode (None: off; left out of the settings then).
+
+    Returns:
+        The settings (the VAE's dtype is always float32).
+    """
     out = {"dtype": dtype, "vae_dtype": "float32", "max_sequence_length": max_sequence_length,
            "scheduler": dict(scheduler), "cpu_offload": cpu_offload, "vae_tiling": vae_tiling}
     if group_offload:
@@ -327,7 +406,23 @@ GROUP_OFFLOAD_MODES = ("block_level", "leaf_level")
 
 
 def check_group_offload(value: Any, device: str, cpu_offload: bool) -> str | None:
-    """Validate ``load(group_offload=...)``: None, ``"block_level"`` or ``"leaf_level"``, CUDA only."""
+    """Validate ``load(group_offload=...)``: None, ``"block_level"`` or ``"leaf_level"``, CUDA only.
+
+    Args:
+        value: None, False, True (``"block_level"``) or a mode name.
+        device: the resolved device.
+        cpu_offload: whether model CPU offload is also asked for.
+
+    Returns:
+        The mode, or None for off.
+
+    Raises:
+        ParamError: an unknown mode, a device that is not CUDA, or with ``cpu_offload``.
+
+    Example:
+        >>> check_group_offload(None, "cpu", False), check_group_offload(True, "cuda", False)
+        (None, 'block_level')
+    """
     if value is None or value is False:
         return None
     if value is True:
