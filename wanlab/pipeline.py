@@ -41,6 +41,9 @@ def synchronize(device: str) -> None:
     """Wait for the work queued on ``device`` (CUDA and MPS run kernels asynchronously), so a stage's time is its own.
 
     Nothing to do on CPU.
+
+    Args:
+        device: ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"cpu"``.
     """
     import torch
 
@@ -54,6 +57,13 @@ def check_finite(tensor: Any, what: str) -> None:
     """Raise :class:`GenerationError` when ``tensor`` holds NaN or infinity: garbage is never a result.
 
     Checked after every denoising step (so the message names the first bad step) and after decoding.
+
+    Args:
+        tensor: latents or decoded frames.
+        what: names the tensor in the message (``"the latents after step 3"``).
+
+    Raises:
+        GenerationError: NaN or inf found (the count is in the message; the run is not stored).
     """
     import torch
 
@@ -311,6 +321,12 @@ class Pipeline(TaskMethods, BackendBase):
         """Text-encoder embedding of ``text`` at this model's sequence length, cached per text.
 
         Bit-identical to letting diffusers encode the prompt inside its call.
+
+        Args:
+            text: a prompt.
+
+        Returns:
+            The embedding tensor.
         """
         import torch
 
@@ -341,9 +357,23 @@ class Pipeline(TaskMethods, BackendBase):
         Its LoRAs, a fresh scheduler with its ``flow_shift``, cached prompt embeddings and
         ``accel`` applied around the loop.
 
-        Returns the final latents and what happened: ``timings`` (loras, encode, denoise), the record's
-        ``loras`` entry, the applied setting (``accel``, an :class:`wanlab.accel.apply.Applied`) and the
-        recorded ``probes`` (a :class:`wanlab.probes.Probes`, or None when ``probes`` asks for none).
+        Args:
+            params: the resolved request.
+            accel: the acceleration setting (an ``Accel``; None: exact).
+            on_step: called as ``on_step(done, total)`` after each step.
+            progress: show a progress bar over the steps.
+            probes: what to record inside the model (:mod:`wanlab.probes`).
+
+        Returns:
+            ``(latents, info)``: the final latents and what happened: ``timings`` (loras, encode,
+            denoise), the record's ``loras`` entry, the applied setting (``accel``, an
+            :class:`wanlab.accel.apply.Applied`) and the recorded ``probes`` (a
+            :class:`wanlab.probes.Probes`, or None when ``probes`` asks for none).
+
+        Raises:
+            GenerationError: NaN or inf in the latents after a step.
+            LoRAError: a LoRA file that cannot be loaded.
+            ProbeError: a probe setting that breaks its rule, or a word the prompt lacks.
         """
         import torch
 
