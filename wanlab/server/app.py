@@ -62,12 +62,26 @@ class JsonResponse(JSONResponse):
     """
 
     def render(self, content: Any) -> bytes:
-        """``content`` as compact ASCII JSON (NaN and infinity refused)."""
+        """``content`` as compact ASCII JSON (NaN and infinity refused).
+
+        Args:
+            content: what to answer.
+
+        Returns:
+            The bytes.
+        """
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def error_response(error: ApiError) -> JsonResponse:
-    """The response for ``error``: its documented body, status and headers."""
+    """The response for ``error``: its documented body, status and headers.
+
+    Args:
+        error: the refusal.
+
+    Returns:
+        The :class:`JsonResponse`.
+    """
     return JsonResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
@@ -100,6 +114,17 @@ def find_bad_text(value: Any, where: str = "") -> ApiError | None:
 
     Such text holds a lone UTF-16 surrogate such as ``"\ud800"``; the answer names its field. None
     when all text is valid.
+
+    Args:
+        value: the parsed body, or a part of it.
+        where: the field path of ``value`` (``""``: the body).
+
+    Returns:
+        The 400 :class:`~wanlab.server.errors.ApiError`, or None.
+
+    Example:
+        >>> find_bad_text({"prompt": "a fox"}) is None, find_bad_text({"prompt": "a \ud800 fox"}).status
+        (True, 400)
     """
     if isinstance(value, str):
         try:
@@ -126,10 +151,19 @@ def find_bad_text(value: Any, where: str = "") -> ApiError | None:
 async def read_json(request: Request, limit: int, timeout: float) -> Any:
     """The request body as JSON.
 
-    415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 408 when it has not arrived
-    whole within ``timeout`` seconds (a body that trickles), 400 if not JSON, if a key is given twice in
-    an object, or if a text is not valid Unicode. :class:`ClientGone` when the client left before sending
-    it.
+    Args:
+        request: the incoming request.
+        limit: the largest body in bytes.
+        timeout: seconds the body may take to arrive.
+
+    Returns:
+        The parsed body.
+
+    Raises:
+        ApiError: 415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 408 when it has
+            not arrived whole within ``timeout`` seconds (a body that trickles), 400 if not JSON, if a
+            key is given twice in an object, or if a text is not valid Unicode.
+        ClientGone: the client left before sending it.
     """
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind not in JSON_TYPES and not (kind.startswith("application/") and kind.endswith("+json")):
