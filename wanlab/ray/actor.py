@@ -27,7 +27,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Worker:
-    """The body of one Ray actor (see the module docstring); the pool wraps it with ``ray.remote``."""
+    """The body of one Ray actor (see the module docstring); the pool wraps it with ``ray.remote``.
+
+    A load error is kept and raised by :meth:`info`, so the driver reports it.
+
+    Args:
+        name: the worker's name (``ray-0``, ...).
+        model: the model to load.
+        options: ``wanlab.load`` options.
+        threads: torch threads for this worker.
+    """
 
     def __init__(self, name: str, model: str, options: dict[str, Any], threads: int) -> None:
         import ray
@@ -51,8 +60,12 @@ class Worker:
     def info(self) -> dict[str, Any]:
         """What the driver checks before sending jobs.
 
-        The loaded model's identity, wanlab's version, where this worker runs. Raises the load error if the
-        model did not load.
+        Returns:
+            The loaded model's identity, wanlab's version, pid, node, device and its name, torch
+            threads and library versions.
+
+        Raises:
+            Exception: the load error, when the model did not load.
         """
         if self.error is not None:
             raise self.error
@@ -135,6 +148,15 @@ def check_worker(name: str, info: dict[str, Any], expected: Any, version: str) -
     """Refuse a worker whose loaded model is not the one the driver identified, or whose wanlab differs.
 
     Its runs would be stored under keys that do not describe them.
+
+    Args:
+        name: the worker's name.
+        info: what :meth:`Worker.info` returned.
+        expected: the identity the driver computed.
+        version: the driver's wanlab version.
+
+    Raises:
+        WanlabError: another wanlab version, other weights, or other settings.
     """
     from ..models.identity import ModelIdentity
 
