@@ -26,7 +26,14 @@ DESCRIPTION = (
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``serve`` to the ``wanlab`` command's subparsers."""
+    """Add ``serve`` to the ``wanlab`` command's subparsers.
+
+    Args:
+        sub: the ``wanlab`` parser's subparsers.
+
+    Returns:
+        The ``serve`` parser.
+    """
     from ..backends import add_backend_args
 
     p = sub.add_parser("serve", help="serve the hosted API (POST /v3/async/wan-t2v, task-result) over HTTP",
@@ -84,7 +91,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    """The validated configuration of ``wanlab serve`` arguments."""
+    """The validated configuration of ``wanlab serve`` arguments.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The :class:`~wanlab.server.config.ServerConfig`.
+
+    Raises:
+        ParamError: a bad option, named as its flag's field.
+    """
     fields: dict[str, Any] = dict(
         model=args.model, host=args.host, port=args.port, api_keys=args.api_keys, no_auth=args.no_auth,
         workers=args.workers, ray=args.ray, allow_local_sizes=args.allow_local_sizes,

@@ -28,7 +28,11 @@ MISSING = "wanlab serve needs FastAPI and uvicorn: pip install 'wanlab[serve]' (
 
 
 def missing_dependencies() -> str | None:
-    """The one line to print when the server's packages are not installed, else None."""
+    """The one line to print when the server's packages are not installed, else None.
+
+    Returns:
+        The line (how to install ``wanlab[serve]``), or None when FastAPI and uvicorn are there.
+    """
     import importlib.util
 
     for name in ("fastapi", "uvicorn"):

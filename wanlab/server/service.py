@@ -50,7 +50,18 @@ log = logging.getLogger("wanlab.server")
 
 
 def integral(value: Any) -> Any:
-    """A JSON number without a fractional part as an int (JSON does not tell 30 from 30.0; 30.5 stays)."""
+    """A JSON number without a fractional part as an int (JSON does not tell 30 from 30.0; 30.5 stays).
+
+    Args:
+        value: a parsed JSON value.
+
+    Returns:
+        The value, as an int where it is a whole float.
+
+    Example:
+        >>> integral(30.0), integral(30.5), integral("30")
+        (30, 30.5, '30')
+    """
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
@@ -59,6 +70,16 @@ def load_backend(config: ServerConfig) -> Any:
 
     One pipeline, ``--workers N`` copies in this process, or (``--ray``) a pool of Ray workers
     (:func:`wanlab.backends.open_backend`); the service needs only the backend protocol.
+
+    Args:
+        config: the server's configuration (model, workers, ray, device, dtype).
+
+    Returns:
+        The backend.
+
+    Raises:
+        LoadError: the model cannot be loaded.
+        ParamError: contradictory backend options.
     """
     from ..backends import open_backend
 
@@ -129,7 +150,11 @@ class Service:
 
     # --- life ----------------------------------------------------------------------------------------
     def start(self) -> threading.Thread:
-        """Load the model in a background thread (the server answers meanwhile)."""
+        """Load the model in a background thread (the server answers meanwhile).
+
+        Returns:
+            The started thread.
+        """
         thread = threading.Thread(target=self.load, name="wanlab-serve-load", daemon=True)
         thread.start()
         return thread

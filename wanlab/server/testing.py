@@ -38,14 +38,41 @@ READY_TIMEOUT_S = 180.0
 
 
 def free_port(host: str = HOST) -> int:
-    """A TCP port nothing listens on right now (the kernel's choice)."""
+    """A TCP port nothing listens on right now (the kernel's choice).
+
+    Another process may take it before it is used; :func:`start_server` tries again then.
+
+    Args:
+        host: the address to bind on.
+
+    Returns:
+        The port.
+
+    Example:
+        >>> 0 < free_port() < 65536
+        True
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 def write_keys(path: str | os.PathLike[str], keys: int | Sequence[str] = 2) -> list[str]:
-    """Write API keys to a key file (mode 0600): ``keys`` fresh ones, or those given; returns them."""
+    """Write API keys to a key file (mode 0600): ``keys`` fresh ones, or those given.
+
+    Args:
+        path: the key file (its folder is made).
+        keys: how many fresh keys, or the keys.
+
+    Returns:
+        The keys written.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> keys = write_keys(pathlib.Path(tempfile.mkdtemp()) / "keys.txt", 2)
+        >>> len(keys), keys[0].startswith("wanlab-test-")
+        (2, True)
+    """
     keys = [f"wanlab-test-{secrets.token_urlsafe(24)}" for _ in range(keys)] if isinstance(keys, int) else list(keys)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
