@@ -56,13 +56,39 @@ def draw_seeds(sweep_seed: int, n: int) -> list[int]:
 
 
 def default_sweep_seed(text: str) -> int:
-    """The sweep seed of a sweep that gives none: derived from its name (or prompt), never random."""
+    """The sweep seed of a sweep that gives none: derived from its name (or prompt), never random.
+
+    Args:
+        text: the sweep's name, else its prompt.
+
+    Returns:
+        The seed (the same in every process that loads the same definition).
+
+    Example:
+        >>> default_sweep_seed("cfg study") == default_sweep_seed("cfg study")
+        True
+    """
     digest = hashlib.sha256(f"wanlab-sweep:{text}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % (SWEEP_SEED_MAX + 1)
 
 
 def check_field(where: str, name: object) -> str:
-    """A swept field's name: a Params field or ``accel``."""
+    """A swept field's name: a Params field or ``accel``.
+
+    Args:
+        where: the axis it is given in (``"grid"``, ``"points[2]"``, ...), for the error.
+        name: the field's name.
+
+    Returns:
+        The name.
+
+    Raises:
+        ParamError: not a Params field or ``accel`` (named ``<where>.<name>``).
+
+    Example:
+        >>> check_field("grid", "steps")
+        'steps'
+    """
     if not isinstance(name, str) or (name not in Params.field_names() and name != ACCEL):
         raise ParamError(f"{where}.{name}", f"a Params field ({', '.join(Params.field_names())}) or accel", name)
     return name
@@ -72,6 +98,20 @@ def check_accel(where: str, value: Any) -> Any:
     """A validated acceleration setting in its plain (TOML) form.
 
     Errors name where it was given (``grid.accel[1].cache_params.threshold``).
+
+    Args:
+        where: where it was given.
+        value: an ``Accel``, a preset name or a mapping.
+
+    Returns:
+        The setting as plain data.
+
+    Raises:
+        ParamError: a bad setting, named by where it was given.
+
+    Example:
+        >>> check_accel("grid.accel[0]", "exact")
+        'exact'
     """
     from ..accel.setting import Accel
 
@@ -84,7 +124,22 @@ def check_accel(where: str, value: Any) -> Any:
 
 
 def check_values(where: str, values: object) -> list[Any]:
-    """A non-empty list of values in plain form (TOML tables and lists)."""
+    """A non-empty list of values in plain form (TOML tables and lists).
+
+    Args:
+        where: the field's place in the definition, for the error.
+        values: the values given.
+
+    Returns:
+        The values as a list.
+
+    Raises:
+        ParamError: not a non-empty list or tuple.
+
+    Example:
+        >>> check_values("grid.steps", (10, 20))
+        [10, 20]
+    """
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, (list, tuple)) or not values:
         raise ParamError(where, "a non-empty list of values", values)
     return [plain(v) for v in values]
