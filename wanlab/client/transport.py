@@ -79,7 +79,19 @@ class RetryPolicy:
 
 
 def retry_after(response: Any) -> float | None:
-    """The ``Retry-After`` of a response in seconds (a number of seconds or an HTTP date), or None."""
+    """The ``Retry-After`` of a response in seconds (a number of seconds or an HTTP date), or None.
+
+    Args:
+        response: an ``httpx.Response`` (anything with ``headers``).
+
+    Returns:
+        The seconds (at least 0), or None when absent or unreadable.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> retry_after(SimpleNamespace(headers={"retry-after": "3"})), retry_after(SimpleNamespace(headers={}))
+        (3.0, None)
+    """
     value = response.headers.get("retry-after")
     if not value:
         return None
@@ -94,7 +106,18 @@ def retry_after(response: Any) -> float | None:
 
 
 def shown_url(url: Any) -> str:
-    """A URL as messages show it: without its query (a signed URL's signature) and fragment."""
+    """A URL as messages show it: without its query (a signed URL's signature) and fragment.
+
+    Args:
+        url: a URL (a string or an ``httpx.URL``).
+
+    Returns:
+        The URL without query and fragment.
+
+    Example:
+        >>> shown_url("https://h.org/v3/files/k/video.mp4?expires=1&signature=ab")
+        'https://h.org/v3/files/k/video.mp4'
+    """
     text = str(url)
     return text.split("?", 1)[0].split("#", 1)[0]
 
@@ -102,8 +125,23 @@ def shown_url(url: Any) -> str:
 class Transport:
     """Requests to one service at ``base_url`` (an ``httpx.Client``: thread-safe, connections reused).
 
-    ``timeout`` bounds each connect, read and write (seconds); ``connections`` the open connections.
     ``stats`` counts requests, retries, busy waits and bytes received.
+
+    Args:
+        base_url: the service's address.
+        key: the API key (None: none sent).
+        timeout: seconds for each connect (at most 10), read and write.
+        retry: how long to keep trying (None: :class:`RetryPolicy`'s defaults).
+        connections: the most open connections.
+
+    Raises:
+        ParamError: ``timeout`` is not a positive number.
+
+    Example:
+        >>> transport = Transport("http://127.0.0.1:8000/", None)
+        >>> transport.url("/health"), transport.same_origin("http://127.0.0.1:8001/x")
+        ('http://127.0.0.1:8000/health', False)
+        >>> transport.close()
     """
 
     def __init__(self, base_url: str, key: ApiKey | None, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
@@ -128,11 +166,25 @@ class Transport:
         return f"Transport({self.base_url!r}, key={'set' if self.key else 'none'})"
 
     def url(self, path: str) -> str:
-        """The absolute URL of a route (``/v3/async/task-result``) or an absolute URL unchanged."""
+        """The absolute URL of a route (``/v3/async/task-result``) or an absolute URL unchanged.
+
+        Args:
+            path: a route or an absolute URL.
+
+        Returns:
+            The absolute URL.
+        """
         return path if "://" in path else f"{self.base_url}{path}"
 
     def same_origin(self, url: str) -> bool:
-        """Whether ``url`` is on this service (scheme, host and port): only there does the key go."""
+        """Whether ``url`` is on this service (scheme, host and port): only there does the key go.
+
+        Args:
+            url: an absolute URL.
+
+        Returns:
+            Whether scheme, host and port are the service's.
+        """
         import httpx
 
         other = httpx.URL(url)
@@ -143,7 +195,12 @@ class Transport:
         self._client.close()
 
     def count(self, name: str, amount: float = 1) -> None:
-        """Add to one of :attr:`stats` (requests run on many threads at once)."""
+        """Add to one of :attr:`stats` (requests run on many threads at once).
+
+        Args:
+            name: the counter.
+            amount: what to add.
+        """
         with self._count_lock:
             self.stats[name] = self.stats.get(name, 0) + amount
 
@@ -237,7 +294,20 @@ class Transport:
             raise self.error(response, what)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """:meth:`send`, and the answer's JSON (a ServiceError when it is not JSON)."""
+        """:meth:`send`, and the answer's JSON.
+
+        Args:
+            method: the HTTP method.
+            path: a route or a URL on the service.
+            **kwargs: as :meth:`send`.
+
+        Returns:
+            The parsed JSON.
+
+        Raises:
+            ServiceError: the answer is not JSON, or as :meth:`send`.
+            AuthError: as :meth:`send`.
+        """
         response = self.send(method, path, **kwargs)
         try:
             return response.json()
@@ -253,7 +323,17 @@ class Transport:
 
     # --- errors --------------------------------------------------------------------------------------
     def error(self, response: Any, what: str, note: str = "") -> Exception:
-        """The wanlab error for a refusal (see the module docstring), with what the service said."""
+        """The wanlab error for a refusal (see the module docstring), with what the service said.
+
+        Args:
+            response: the refusal.
+            what: names the request in the message.
+            note: added in parentheses.
+
+        Returns:
+            The error to raise: ParamError (400, 422), AuthError (401, 403), or ServiceError (a
+            redirect, or any other status).
+        """
         status = response.status_code
         said, detail = _said(response)
         if self.key is not None:
