@@ -41,14 +41,39 @@ def work(params: Params) -> float:
 
 
 def pixels(params: Params) -> float:
-    """Output pixels of a request (frames x height x width): what decoding and storing scale with."""
+    """Output pixels of a request (frames x height x width): what decoding and storing scale with.
+
+    Args:
+        params: the request.
+
+    Returns:
+        The pixel count.
+
+    Example:
+        >>> pixels(Params(prompt="a fox", width=64, height=64, num_frames=17))
+        69632.0
+    """
     return float(params.num_frames * params.height * params.width)
 
 
 class Rates:
     """Seconds per unit of :func:`work` per step (``step``) and per output pixel after the last step (``tail``).
 
-    Running averages, read from and written to ``folder/rates.json`` under ``model``.
+    Running averages, read from and written to ``folder/rates.json`` under ``model``; a prior until
+    one is measured.
+
+    Args:
+        folder: the store's folder.
+        model: the model's fingerprint (rates are kept per model).
+
+    Example:
+        >>> import tempfile
+        >>> request = Params(prompt="a fox", width=64, height=64, num_frames=17, guidance_scale=5.0)
+        >>> rates = Rates(tempfile.mkdtemp(), "tiny")
+        >>> rates.per_step(request)  # the prior: 5e-4 s per unit of work
+        0.08
+        >>> rates.add_step(0.32, request); rates.per_step(request)
+        0.32
     """
 
     def __init__(self, folder: Path, model: str) -> None:
@@ -62,21 +87,45 @@ class Rates:
         self.tail: float | None = saved.get("tail_rate")
 
     def add_step(self, seconds: float, params: Params) -> None:
-        """Fold in one denoising step of ``params`` that took ``seconds``."""
+        """Fold in one denoising step of ``params`` that took ``seconds``.
+
+        Args:
+            seconds: the step's time.
+            params: its request.
+        """
         rate = seconds / work(params)
         self.step = rate if self.step is None else 0.5 * (self.step + rate)
 
     def add_tail(self, seconds: float, params: Params) -> None:
-        """Fold in the ``seconds`` a task of ``params`` took after its last step (decode, store)."""
+        """Fold in the ``seconds`` a task of ``params`` took after its last step (decode, store).
+
+        Args:
+            seconds: the time after the last step.
+            params: its request.
+        """
         rate = seconds / pixels(params)
         self.tail = rate if self.tail is None else 0.5 * (self.tail + rate)
 
     def per_step(self, params: Params) -> float:
-        """Expected seconds per denoising step of ``params`` (a prior until one is measured)."""
+        """Expected seconds per denoising step of ``params`` (a prior until one is measured).
+
+        Args:
+            params: the request.
+
+        Returns:
+            The seconds.
+        """
         return (self.step if self.step is not None else PRIOR_STEP_RATE) * work(params)
 
     def after_steps(self, params: Params) -> float:
-        """Expected seconds after the last step of ``params`` (a prior until one is measured)."""
+        """Expected seconds after the last step of ``params`` (a prior until one is measured).
+
+        Args:
+            params: the request.
+
+        Returns:
+            The seconds.
+        """
         return (self.tail if self.tail is not None else PRIOR_TAIL_RATE) * pixels(params)
 
     def save(self) -> None:
