@@ -1,6 +1,8 @@
-"""The backend protocol (:class:`Backend`): what sweeps, task queues, the service and ``verify`` need from
-anything that turns requests into videos; :class:`Job`, one request to run; :class:`BackendBase`, what
-every backend shares (requests and run keys from its model's identity, the LoRA source policy, ``with``).
+"""The backend protocol (:class:`Backend`).
+
+What sweeps, task queues, the service and ``verify`` need from anything that turns requests into videos;
+:class:`Job`, one request to run; :class:`BackendBase`, what every backend shares (requests and run keys
+from its model's identity, the LoRA source policy, ``with``).
 
 Backends: :class:`wanlab.Pipeline` (local), ``wanlab.connect`` (a service), ``wanlab.ray.pool`` (Ray workers);
 :mod:`wanlab.backends` opens the one a user names.
@@ -55,8 +57,9 @@ class Job:
         ParamError: ``params`` is not a :class:`~wanlab.Params` with a resolved seed.
         ProbeError: ``probes`` names an unknown probe or breaks a setting's rule.
 
-    >>> Job(Params(prompt="a fox", seed=1)).truncate
-    'warn'
+    Example:
+        >>> Job(Params(prompt="a fox", seed=1)).truncate
+        'warn'
     """
 
     params: Params
@@ -95,55 +98,90 @@ class Backend(Protocol):
     :class:`wanlab.tasks.TaskMethods` gives them to local backends), the LoRA source policy
     (``set_lora_policy``) and ``close``. :class:`BackendBase` gives what every backend shares.
 
-    >>> isinstance(wanlab.load("tiny"), Backend)  # doctest: +SKIP
-    True
+    Example:
+        >>> isinstance(wanlab.load("tiny"), Backend)  # doctest: +SKIP
+        True
     """
 
     @property
-    def identity(self) -> ModelIdentity: ...
+    def identity(self) -> ModelIdentity:
+        """The model and the settings that change frames (:class:`~wanlab.models.identity.ModelIdentity`)."""
+        ...
 
     @property
-    def max_in_flight(self) -> int: ...
+    def max_in_flight(self) -> int:
+        """Jobs worth starting at once (the sweep runner keeps that many started)."""
+        ...
 
     @property
-    def records_probes(self) -> bool: ...
+    def records_probes(self) -> bool:
+        """Whether jobs may ask for :mod:`wanlab.probes` (a sweep refuses them up front where not)."""
+        ...
 
-    def params(self, params: Params | None = None, **fields: Any) -> Params: ...
+    def params(self, params: Params | None = None, **fields: Any) -> Params:
+        """The validated request: fields given are kept, the others come from the model's native settings."""
+        ...
 
-    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]: ...
+    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
+        """What the run key of ``params`` under ``accel`` hashes (:func:`wanlab.keys.run_key`)."""
+        ...
 
-    def start(self, job: Job) -> Future[Video]: ...
+    def start(self, job: Job) -> Future[Video]:
+        """Start ``job``; the Future holds its :class:`~wanlab.Video` or its error."""
+        ...
 
     def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
                  on_step: StepCallback | None = None, truncate: str = "warn", probes: Any = None,
-                 **fields: Any) -> Video: ...
+                 **fields: Any) -> Video:
+        """Generate one video in this thread's time (validated, started, waited for)."""
+        ...
 
-    def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str: ...
+    def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str:
+        """Queue a generation as a task and return its task id (the hosted API's ``submit``)."""
+        ...
 
-    def task_result(self, task_id: str) -> dict[str, Any]: ...
+    def task_result(self, task_id: str) -> dict[str, Any]:
+        """The task's state in the hosted API's shape, without waiting."""
+        ...
 
-    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]: ...
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the task has finished (TaskTimeout after ``timeout`` s) and return its result."""
+        ...
 
-    def cancel(self, task_id: str) -> dict[str, Any]: ...
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a queued task (TaskError once it has started, or where the service has no cancel)."""
+        ...
 
-    def set_lora_policy(self, policy: SourcePolicy | None) -> None: ...
+    def set_lora_policy(self, policy: SourcePolicy | None) -> None:
+        """Set which LoRA path forms jobs may use from now on (None: the library's default)."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop: running jobs finish, queued ones stay queued or are cancelled; resources are released."""
+        ...
 
 
 def is_backend(value: Any) -> bool:
     """Whether ``value`` offers the whole backend protocol (:class:`Backend`).
 
-    >>> is_backend("toy")
-    False
+    Args:
+        value: anything.
+
+    Returns:
+        True for a loaded pipeline, ``wanlab.connect``'s Remote, a Ray pool, ...; False for a model name.
+
+    Example:
+        >>> is_backend("toy")
+        False
     """
     return isinstance(value, Backend)
 
 
 def request(native: Mapping[str, Any], params: Params | None = None, **fields: Any) -> Params:
-    """The one rule for a backend's request: fields given (as keywords, or set explicitly in a
-    ``Params``) are kept; every other field comes from the model's ``native`` settings, then from
-    the hosted API's defaults.
+    """The one rule for a backend's request.
+
+    Fields given (as keywords, or set explicitly in a ``Params``) are kept; every other field
+    comes from the model's ``native`` settings, then from the hosted API's defaults.
 
     Args:
         native: the model's native settings (``identity.native``).
@@ -156,8 +194,9 @@ def request(native: Mapping[str, Any], params: Params | None = None, **fields: A
     Raises:
         ParamError: ``params`` is not a Params, a field is unknown or breaks its rule, or no prompt is given.
 
-    >>> request({"width": 64, "height": 64}, Params(prompt="a fox", steps=10)).width
-    64
+    Example:
+        >>> request({"width": 64, "height": 64}, Params(prompt="a fox", steps=10)).width
+        64
     """
     if params is not None and not isinstance(params, Params):
         raise ParamError("params", "a wanlab.Params", params)
@@ -175,8 +214,9 @@ def request(native: Mapping[str, Any], params: Params | None = None, **fields: A
 class Closing(ABC):
     """Base: ``with thing:`` calls ``thing.close()`` at the end of the block (backends, connections).
 
-    >>> with wanlab.connect("http://127.0.0.1:8000") as remote:  # doctest: +SKIP
-    ...     remote.generate(prompt="a red square moving right quickly")
+    Example:
+        >>> with wanlab.connect("http://127.0.0.1:8000") as remote:  # doctest: +SKIP
+        ...     remote.generate(prompt="a red square moving right quickly")
     """
 
     @abstractmethod
@@ -191,10 +231,11 @@ class Closing(ABC):
 
 
 class Keyer:
-    """Requests and run keys of one model, from its :class:`~wanlab.models.identity.ModelIdentity`: the part
-    of the protocol every backend shares. Subclasses set ``identity`` and ``accel`` (the default acceleration
-    setting) and override the hooks where their rules differ: :meth:`check_accel` (which settings run) and
-    :meth:`describe_loras` (how LoRA files are known in run keys).
+    """Requests and run keys of one model, from its :class:`~wanlab.models.identity.ModelIdentity`.
+
+    The part of the protocol every backend shares. Subclasses set ``identity`` and ``accel`` (the default
+    acceleration setting) and override the hooks where their rules differ: :meth:`check_accel` (which
+    settings run) and :meth:`describe_loras` (how LoRA files are known in run keys).
     """
 
     identity: ModelIdentity
@@ -203,13 +244,17 @@ class Keyer:
 
     @property
     def lora_policy(self) -> SourcePolicy | None:
-        """Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: the library's default);
-        backends set it with ``set_lora_policy``."""
+        """Which LoRA path forms jobs may use (a :class:`wanlab.lora.SourcePolicy`; None: the library's default).
+
+        Backends set it with ``set_lora_policy``.
+        """
         return self._lora_policy
 
     def params(self, params: Params | None = None, **fields: Any) -> Params:
-        """The validated request: fields given (keywords, or set in ``params``) are kept, the others come from
-        the model's native settings, then the hosted API's defaults (:func:`request`).
+        """The validated request.
+
+        Fields given (keywords, or set in ``params``) are kept, the others come from the model's native
+        settings, then the hosted API's defaults (:func:`request`).
 
         Args:
             params: a request whose explicitly set fields are kept.
@@ -221,8 +266,9 @@ class Keyer:
         Raises:
             ParamError: a field that is unknown or breaks its rule.
 
-        >>> backend.params(prompt="a fox").steps  # doctest: +SKIP
-        25
+        Example:
+            >>> backend.params(prompt="a fox").steps  # doctest: +SKIP
+            25
         """
         return request(self.identity.native, params, **fields)
 
@@ -242,7 +288,8 @@ class Keyer:
             LoRAError: a LoRA file that cannot be read (when ``loras`` is None).
             ParamError: an unresolved seed, or a setting this backend does not run.
 
-        >>> wanlab.keys.run_key(backend.key_parts(backend.params(prompt="a fox", seed=1)))  # doctest: +SKIP
+        Example:
+            >>> wanlab.keys.run_key(backend.key_parts(backend.params(prompt="a fox", seed=1)))  # doctest: +SKIP
         """
         from .keys import key_parts
 
@@ -250,34 +297,50 @@ class Keyer:
                          self.describe_loras(params) if loras is None else loras)
 
     def check_accel(self, accel: Any) -> Any:
-        """The acceleration setting a job asking for ``accel`` runs with: this backend's default for None.
-        Backends that run only some settings refuse the others here (ParamError)."""
+        """The acceleration setting a job asking for ``accel`` runs with.
+
+        Args:
+            accel: the setting asked for (None: this backend's default).
+
+        Returns:
+            The setting. Backends that run only some settings override this and refuse the others.
+
+        Raises:
+            ParamError: (in such backends) a setting this backend does not run.
+        """
         return self.accel if accel is None else accel
 
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
-        """Each LoRA of ``params`` as run keys hold it (path, scale, the file's sha256 under
-        :attr:`lora_policy`); LoRAError for a file that cannot be read."""
+        """Each LoRA of ``params`` as run keys hold it (path, scale, the file's sha256 under :attr:`lora_policy`).
+
+        LoRAError for a file that cannot be read.
+        """
         from .lora import describe
 
         return describe(params.loras, self.lora_policy)
 
 
 class BackendBase(Keyer, Closing):
-    """What every backend shares besides its requests and keys (:class:`Keyer`): the LoRA source policy,
-    ``generate`` as one started job waited for, and ``with backend:`` closing it. A backend adds
-    ``max_in_flight``, ``start``, ``close`` and the task methods."""
+    """What every backend shares besides its requests and keys (:class:`Keyer`).
+
+    The LoRA source policy, ``generate`` as one started job waited for, and ``with backend:`` closing
+    it. A backend adds ``max_in_flight``, ``start``, ``close`` and the task methods.
+    """
 
     #: Whether jobs may ask for probes (:mod:`wanlab.probes`); a backend that returns frames only says False.
     records_probes: bool = True
 
     def set_lora_policy(self, policy: SourcePolicy | None) -> None:
-        """Which LoRA path forms jobs may use from now on (a :class:`wanlab.lora.SourcePolicy`; None: the
-        library's default: any local file, the hub cache, public https URLs).
+        """Set which LoRA path forms jobs may use from now on.
+
+        None is the library's default: any local file, the hub cache, public https URLs.
 
         Args:
-            policy: the policy, as the service sets it (:meth:`wanlab.lora.SourcePolicy.service`).
+            policy: a :class:`wanlab.lora.SourcePolicy`, as the service sets it
+                (:meth:`wanlab.lora.SourcePolicy.service`), or None.
 
-        >>> backend.set_lora_policy(wanlab.lora.SourcePolicy(urls=False))  # doctest: +SKIP
+        Example:
+            >>> backend.set_lora_policy(wanlab.lora.SourcePolicy(urls=False))  # doctest: +SKIP
         """
         self._lora_policy = policy
 
@@ -305,7 +368,8 @@ class BackendBase(Keyer, Closing):
         Raises:
             ParamError: a request field or setting that breaks its rule.
 
-        >>> backend.generate(prompt="a blue circle moving left slowly", seed=3)  # doctest: +SKIP
+        Example:
+            >>> backend.generate(prompt="a blue circle moving left slowly", seed=3)  # doctest: +SKIP
         """
         p = self.params(params, **fields).resolved()
         with step_progress(p.steps, progress, on_step) as step:
@@ -316,12 +380,23 @@ class BackendBase(Keyer, Closing):
 @contextmanager
 def step_progress(total: int, progress: bool | None, on_step: StepCallback | None = None,
                   desc: str = "generate") -> Iterator[StepCallback | None]:
-    """An ``on_step`` that draws a tqdm bar over ``total`` denoising steps when ``progress`` is true and calls
-    ``on_step`` too; the bar closes when the block ends. Without ``progress``: ``on_step`` itself.
+    """An ``on_step`` that draws a tqdm bar over ``total`` denoising steps when ``progress`` is true.
 
-    >>> with step_progress(3, False) as step:
-    ...     step is None
-    True
+    It calls ``on_step`` too; the bar closes when the block ends. Without ``progress``: ``on_step`` itself.
+
+    Args:
+        total: the denoising steps.
+        progress: draw the bar.
+        on_step: the caller's own callback (None: none).
+        desc: the bar's label.
+
+    Yields:
+        The callback to give a job (None when there is nothing to call).
+
+    Example:
+        >>> with step_progress(3, False) as step:
+        ...     step is None
+        True
     """
     if not progress:
         yield on_step
@@ -342,14 +417,22 @@ def step_progress(total: int, progress: bool | None, on_step: StepCallback | Non
 
 
 class IdentityBackend(Keyer):
-    """A model known by its :class:`~wanlab.models.identity.ModelIdentity` alone: requests and run keys, no
-    generation. What a sweep's table, its dry run and record checks need without loading weights.
+    """A model known by its :class:`~wanlab.models.identity.ModelIdentity` alone.
+
+    Requests and run keys, no generation. What a sweep's table, its dry run and record checks need without
+    loading weights.
 
     Args:
         identity: the model's identity (:func:`wanlab.identity`).
         accel: the default acceleration setting of its keys.
 
-    >>> keyer = IdentityBackend(wanlab.identity("toy"))  # doctest: +SKIP
+    Example:
+        >>> from wanlab.models.identity import identity
+        >>> from wanlab.keys import run_key
+        >>> keyer = IdentityBackend(identity("tiny", device="cpu"))
+        >>> request = keyer.params(prompt="a fox", seed=1)  # the model's native size filled in
+        >>> request.width, request.num_frames, len(run_key(keyer.key_parts(request)))
+        (128, 33, 16)
     """
 
     def __init__(self, identity: ModelIdentity, accel: Any = None) -> None:

@@ -1,7 +1,9 @@
-"""Opening the backend a user names: a model (loaded here, or ``workers`` copies of it), a service with the
-hosted API's contract (``remote``) or a pool of Ray workers (``ray``): :func:`open_backend`; and the command
-line's flags that name one (``--remote``, ``--ray``, ``--workers``), defined once for ``sweep``, ``generate``
-and ``serve``: :func:`add_backend_args`, :func:`open_from_args`.
+"""Opening the backend a user names.
+
+A model (loaded here, or ``workers`` copies of it), a service with the hosted API's contract (``remote``) or
+a pool of Ray workers (``ray``): :func:`open_backend`; and the command line's flags that name one
+(``--remote``, ``--ray``, ``--workers``), defined once for ``sweep``, ``generate`` and ``serve``:
+:func:`add_backend_args`, :func:`open_from_args`.
 """
 from __future__ import annotations
 
@@ -47,7 +49,12 @@ def check_choice(*, remote: str | None = None, ray: str | None = None, workers: 
     Raises:
         ParamError: naming the option, the rule and the value.
 
-    >>> check_choice(ray="", workers=3)  # agrees; ray="" with device="cpu" raises "device: must be left out with ray"
+    Example:
+        >>> check_choice(ray="", workers=3)  # agrees: nothing to say
+        >>> check_choice(ray="", device="cpu")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        wanlab.errors.ParamError: device: must be left out with ray (each worker runs on the GPU Ray gives it, ...
     """
     name = _namer(flags)
     if workers is not None and ray is None and (remote or not local_workers):
@@ -71,8 +78,10 @@ def open_backend(model: str | os.PathLike[str] | None = None, *, remote: str | N
                  api_key: Any = None, remote_kind: str = "auto", max_in_flight: int | None = None,
                  progress: bool | None = False, local_workers: bool = True, flags: bool = False,
                  model_named_by: str | None = None) -> Backend:
-    """The backend a user names: a service (``remote``), a pool of Ray workers (``ray``), ``workers`` local
-    copies of ``model``, or ``model`` loaded once.
+    """The backend a user names.
+
+    A service (``remote``), a pool of Ray workers (``ray``), ``workers`` local copies of ``model``, or
+    ``model`` loaded once.
 
     Args:
         model: a built-in model, a local diffusers folder or a hub id (None: the default model, ``toy``); with
@@ -84,7 +93,8 @@ def open_backend(model: str | os.PathLike[str] | None = None, *, remote: str | N
             model in this process (:class:`wanlab.workers.LocalWorkers`; None or 1: one pipeline).
         device: where a local model runs (None: CUDA if present).
         dtype: the model's dtype (None: bfloat16 on CUDA, float32 on CPU).
-        api_key: the service's API key (a string or :class:`wanlab.client.credentials.ApiKey`; None: ``$WANLAB_API_KEY``, else ``$NOVITA_API_KEY``, else none).
+        api_key: the service's API key (a string or :class:`wanlab.client.credentials.ApiKey`; None:
+            ``$WANLAB_API_KEY``, else ``$NOVITA_API_KEY``, else none).
         remote_kind: ``"auto"`` (ask the service's ``/health``), ``"wanlab"`` or ``"api"``.
         max_in_flight: with ``remote``, tasks at the service at once (None: its queue limit, else 4).
         progress: loading bars of a local model (:func:`wanlab.load`'s ``progress``).
@@ -100,9 +110,11 @@ def open_backend(model: str | os.PathLike[str] | None = None, *, remote: str | N
         LoadError: a model that cannot be loaded.
         ServiceError: a service that cannot be reached.
 
-    >>> backend = open_backend("toy")  # doctest: +SKIP
-    >>> backend = open_backend(ray="", workers=4)  # doctest: +SKIP
-    >>> backend = open_backend(remote="http://127.0.0.1:8000")  # doctest: +SKIP
+    Example:
+        >>> backend = open_backend("toy")  # doctest: +SKIP
+        >>> backend = open_backend(ray="", workers=4)  # doctest: +SKIP
+        >>> with open_backend(remote="http://127.0.0.1:8000") as backend:  # doctest: +SKIP
+        ...     video = backend.generate(prompt="a red square moving right quickly", seed=1)
     """
     from .models.registry import DEFAULT_MODEL
     from .pipeline import load
@@ -134,9 +146,11 @@ def open_backend(model: str | os.PathLike[str] | None = None, *, remote: str | N
 
 def add_backend_args(parser: argparse.ArgumentParser, *, remote: bool = True, ray: bool = True,
                      local_workers: bool = False) -> None:
-    """Add the options that name a backend to ``parser``: ``--remote URL`` with ``--api-key-file`` and
-    ``--remote-kind``, and ``--ray [ADDRESS]`` with ``--workers N`` (with ``local_workers``, ``--workers`` alone
-    means copies of the model here). :func:`open_from_args` opens what they name.
+    """Add the options that name a backend to ``parser``.
+
+    ``--remote URL`` with ``--api-key-file`` and ``--remote-kind``, and ``--ray [ADDRESS]`` with ``--workers N``
+    (with ``local_workers``, ``--workers`` alone means copies of the model here). :func:`open_from_args` opens
+    what they name.
 
     Args:
         parser: the subcommand's parser.
@@ -144,7 +158,12 @@ def add_backend_args(parser: argparse.ArgumentParser, *, remote: bool = True, ra
         ray: add ``--ray`` and ``--workers``.
         local_workers: ``--workers`` without ``--ray`` is local copies (``wanlab serve``), else refused.
 
-    >>> add_backend_args(argparse.ArgumentParser(), remote=False)
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_backend_args(parser, remote=False)
+        >>> args = parser.parse_args(["--ray", "--workers", "4"])
+        >>> args.ray, args.workers
+        ('', 4)
     """
     if remote:
         parser.add_argument("--remote", default=None, metavar="URL",
@@ -164,11 +183,23 @@ def add_backend_args(parser: argparse.ArgumentParser, *, remote: bool = True, ra
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Refuse contradictory backend options (:func:`check_choice`, errors naming the flags) before anything
-    loads: what :func:`add_backend_args` added, with ``--device`` and ``--dtype`` where the command has them.
+    """Refuse contradictory backend options (:func:`check_choice`, errors naming the flags) before anything loads.
+
+    What :func:`add_backend_args` added, with ``--device`` and ``--dtype`` where the command has them.
+
+    Args:
+        args: the parsed command line.
 
     Raises:
         ParamError: naming the flag, the rule and the value.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_backend_args(parser)
+        >>> check_args(parser.parse_args(["--remote", "http://127.0.0.1:8000", "--ray"]))
+        Traceback (most recent call last):
+        ...
+        wanlab.errors.ParamError: --ray: must be left out with --remote (the service runs the tasks); got '(no address)'
     """
     check_choice(remote=getattr(args, "remote", None), ray=getattr(args, "ray", None),
                  workers=getattr(args, "workers", None), device=getattr(args, "device", None),
@@ -178,8 +209,9 @@ def check_args(args: argparse.Namespace) -> None:
 def open_from_args(args: argparse.Namespace, model: str | os.PathLike[str] | None = None, *,
                    model_named_by: str | None = None, max_in_flight: int | None = None,
                    progress: bool | None = False) -> Backend:
-    """:func:`open_backend` for the options :func:`add_backend_args` added (the API key read from
-    ``--api-key-file``, else the environment), errors naming the flags.
+    """:func:`open_backend` for the options :func:`add_backend_args` added, errors naming the flags.
+
+    The API key is read from ``--api-key-file``, else the environment.
 
     Args:
         args: the parsed command line.
@@ -193,6 +225,11 @@ def open_from_args(args: argparse.Namespace, model: str | os.PathLike[str] | Non
 
     Raises:
         ParamError: contradictory options, or a service serving another model.
+        LoadError: a model that cannot be loaded.
+        ServiceError: a service that cannot be reached.
+
+    Example:
+        >>> backend = open_from_args(parser.parse_args(["--remote", "http://127.0.0.1:8000"]))  # doctest: +SKIP
     """
     check_args(args)
     key = None

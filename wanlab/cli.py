@@ -80,6 +80,19 @@ def _one_line(params: Params) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """``wanlab generate``: one video from the command line's request, saved to ``--out``.
+
+    Every field, LoRA path and the output's suffix is checked before the model loads.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code, 0.
+
+    Raises:
+        ParamError: a bad field, option or output file (printed as one line, exit code 2).
+    """
     from .backend import request
     from .backends import open_from_args
     from .lora import describe
@@ -144,8 +157,11 @@ def _save_as_served(video: Any, out: str) -> Path:
 
 def _connect(args: argparse.Namespace, model: str | None = None, where: str = "--model",
              max_in_flight: int | None = None) -> Any:
-    """The service of ``--remote``, with the key of ``--api-key-file`` (else the environment); a model
-    asked for (``--model``, or the sweep file's, named by ``where``) must be the one it serves."""
+    """The service of ``--remote``, with the key of ``--api-key-file`` (else the environment).
+
+    A model asked for (``--model``, or the sweep file's, named by ``where``) must be the one it
+    serves.
+    """
     from .backends import open_from_args
 
     return open_from_args(args, model, model_named_by=where, max_in_flight=max_in_flight)
@@ -175,7 +191,14 @@ def _accel_arg(text: str | None) -> Any:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """The built-in models: native settings, size on disk, what each is for."""
+    """``wanlab models``: the built-in models, their native settings, size on disk and what each is for.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code, 0.
+    """
     from .models.registry import builtins
     from .models.scope import Scope, size_text
 
@@ -197,6 +220,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``wanlab demo``: the demo sweep (on the offline toy model unless ``--model``) and its report.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code, 0.
+    """
     from .demo import run_demo
 
     with _quiet(args.quiet):
@@ -206,6 +237,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """``wanlab verify RUN``: re-generate a stored run and print the report (``--json``: as JSON).
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 when the run is identical, 1 when it differs.
+    """
     import json
 
     from .reproduce import format_report, to_json, verify
@@ -226,7 +265,17 @@ def _metrics_option(args: argparse.Namespace) -> Any:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    """Measure the runs of a store; exit 0 when every set was computed (or already there), 1 when some failed."""
+    """``wanlab measure STORE``: compute metric sets for the runs of a store.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 when every set was computed (or already there), 1 when some failed.
+
+    Raises:
+        ParamError: the store is not a folder, or a metric set is unknown.
+    """
     from .sweep.measure import measure_store
 
     if not Path(args.store).is_dir():
@@ -240,8 +289,15 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run (or with --dry-run, list) a TOML sweep. Exit code 0: every point of this shard done;
-    1: some failed or are left pending; 2: an error before running."""
+    """``wanlab sweep FILE``: run (or with ``--dry-run``, list) a TOML sweep.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: 0 when every point of this shard is done, 1 when some failed or are left pending
+        (an error before running exits 2, through :func:`main`).
+    """
     from .backends import check_args, open_from_args
     from .models.identity import identity
     from .sweep import Sweep, check_shard
@@ -339,6 +395,15 @@ def _native_text(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``wanlab`` command's parser, with every subcommand.
+
+    Returns:
+        The parser; each subcommand sets ``func``, the function that runs it.
+
+    Example:
+        >>> build_parser().parse_args(["models"]).func.__name__
+        'cmd_models'
+    """
     from .backends import add_backend_args
 
     parser = _Parser(prog="wanlab", description="Study Wan 2.1 text-to-video: generate, sweep, measure, verify.")
@@ -444,6 +509,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``wanlab`` command; wanlab's errors are printed as one line.
+
+    Args:
+        argv: the arguments (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: the subcommand's, 2 for an error, 130 when interrupted.
+
+    Example:
+        >>> main(["generate", "--steps", "0"])  # doctest: +SKIP
+        2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,10 +1,9 @@
 """The local backend: a loaded Wan pipeline that turns validated requests into :class:`Video` s.
 
-:func:`load` makes one (the weights through :mod:`wanlab.models.loading`). It runs diffusers' own ``WanPipeline`` call
-with what wanlab adds around it: a fresh scheduler per call (``flow_shift``), prompt embeddings
-encoded once per text (bit-identical to encoding each time), LoRAs loaded once and weighted per
-call, the acceleration setting applied around the denoising loop only, staged timings, a
-garbage check after every step, and a record that says everything needed to repeat the run.
+:func:`load` makes a :class:`Pipeline` (the weights through :mod:`wanlab.models.loading`); it runs
+diffusers' own ``WanPipeline`` call with wanlab's additions: a fresh scheduler per call, cached prompt
+embeddings, LoRAs weighted per call, acceleration around the denoising loop, staged timings, a garbage
+check after every step, and a record that says everything needed to repeat the run.
 """
 from __future__ import annotations
 
@@ -39,8 +38,13 @@ TRUNCATE = ("warn", "error")
 
 
 def synchronize(device: str) -> None:
-    """Wait for the work queued on ``device`` (CUDA and MPS run kernels asynchronously), so a stage's
-    time is its own; nothing to do on CPU."""
+    """Wait for the work queued on ``device`` (CUDA and MPS run kernels asynchronously), so a stage's time is its own.
+
+    Nothing to do on CPU.
+
+    Args:
+        device: ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"cpu"``.
+    """
     import torch
 
     if device.startswith("cuda"):
@@ -53,6 +57,13 @@ def check_finite(tensor: Any, what: str) -> None:
     """Raise :class:`GenerationError` when ``tensor`` holds NaN or infinity: garbage is never a result.
 
     Checked after every denoising step (so the message names the first bad step) and after decoding.
+
+    Args:
+        tensor: latents or decoded frames.
+        what: names the tensor in the message (``"the latents after step 3"``).
+
+    Raises:
+        GenerationError: NaN or inf found (the count is in the message; the run is not stored).
     """
     import torch
 
@@ -67,20 +78,38 @@ def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = 
          progress: bool | None = None, accel: Any = None, group_offload: str | bool | None = None) -> Pipeline:
     """Load a Wan 2.1 text-to-video pipeline.
 
-    ``model`` is a built-in name (``"toy"``: trained on moving shapes, the default; ``"tiny"``: random
-    weights, for tests), a local diffusers folder, or a hub id such as
-    ``"Wan-AI/Wan2.1-T2V-14B-Diffusers"`` read from the local Hugging Face cache (no download is
-    attempted: a missing one fails at once, saying how to get it). ``dtype`` applies to transformer
-    and text encoder (default bfloat16 on CUDA, float32 on CPU); the VAE stays float32, as Wan
-    recommends. ``accel`` is the default acceleration setting of every call (a
-    :class:`wanlab.accel.Accel`, a preset name such as ``"fbc"`` or a mapping; default exact);
-    ``group_offload`` (``"block_level"``, ``"leaf_level"`` or True; CUDA only) uses diffusers' group
-    offloading instead of moving the whole pipeline to the device. ``progress``: None (default) loads
-    quietly (no "Loading pipeline components" or weights bars) and shows a bar while generating; True
-    shows the loading bars too (worth it for the 14B model's minutes of loading); False shows none.
+    No download is attempted: a hub id missing from the local Hugging Face cache fails at once, saying
+    how to get it.
 
-    >>> pipe = wanlab.load("toy")  # doctest: +SKIP
-    >>> pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
+    Args:
+        model: a built-in name (``"toy"``: trained on moving shapes, the default; ``"tiny"``: random
+            weights, for tests), a local diffusers folder, or a hub id such as
+            ``"Wan-AI/Wan2.1-T2V-14B-Diffusers"`` read from the local Hugging Face cache.
+        device: ``"cuda"``, ``"cpu"``, ... (None: CUDA when available, else CPU).
+        dtype: the transformer's and text encoder's dtype (None: bfloat16 on CUDA, float32 on CPU);
+            the VAE stays float32, as Wan recommends.
+        cpu_offload: move each component to the device only while it runs (diffusers' model offload).
+        vae_tiling: decode the VAE in tiles (less memory for large videos).
+        max_sequence_length: the text length prompts are encoded at (None: the model's).
+        progress: None loads quietly and shows a bar while generating; True shows the loading bars
+            too (worth it for the 14B model's minutes of loading); False shows none.
+        accel: the default acceleration setting of every call (a :class:`wanlab.accel.Accel`, a preset
+            name such as ``"fbc"`` or a mapping; None: exact).
+        group_offload: ``"block_level"``, ``"leaf_level"`` or True (CUDA only): diffusers' group
+            offloading instead of moving the whole pipeline to the device.
+
+    Returns:
+        The loaded :class:`Pipeline`.
+
+    Raises:
+        ParamError: a bad option (an unknown ``model`` form, ``device``, ``dtype``, ...).
+        LoadError: no such model, a folder that is not a diffusers Wan pipeline, a hub id not in the
+            local cache, or weights that do not load.
+
+    Example:
+        >>> pipe = wanlab.load("toy")  # doctest: +SKIP
+        >>> pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
+        Video(17 frames, 64x64, 16 fps, seed=1, digest=...)
     """
     from .models.loading import load_weights
 
@@ -91,13 +120,23 @@ def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = 
 
 
 class Pipeline(TaskMethods, BackendBase):
-    """A loaded Wan pipeline: validated requests in, :class:`Video` out (a backend, :mod:`wanlab.backend`).
+    """A loaded Wan pipeline: validated requests in, :class:`Video` out.
 
-    ``pipe.diffusers`` is the underlying ``diffusers.WanPipeline`` for anything wanlab does not wrap;
-    ``pipe.identity`` says which model and settings it runs.
+    A backend (:mod:`wanlab.backend`): besides :meth:`generate` it has the hosted API's task methods
+    (``submit``, ``task_result``, ``wait``, ``cancel``). Make one with :func:`wanlab.load`.
 
-    >>> pipe = wanlab.load("toy")  # doctest: +SKIP
-    >>> video = pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
+    Attributes:
+        diffusers: the underlying ``diffusers.WanPipeline``, for anything wanlab does not wrap.
+        identity: which model and settings it runs (:class:`~wanlab.models.identity.ModelIdentity`).
+        device: the device it runs on.
+        accel: the default acceleration setting; ``generate(accel=...)`` overrides it per call.
+        loras: the LoRA adapters loaded into it (:class:`wanlab.lora.LoRASet`).
+
+    Example:
+        >>> pipe = wanlab.load("toy")  # doctest: +SKIP
+        >>> video = pipe.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
+        >>> with wanlab.load("toy") as pipe:  # doctest: +SKIP
+        ...     task_id = pipe.submit(prompt="a blue circle moving left slowly")
     """
 
     def __init__(self, pipe: Any, identity: ModelIdentity, *, device: str, accel: Any = None) -> None:
@@ -128,10 +167,12 @@ class Pipeline(TaskMethods, BackendBase):
     # --- identity ----------------------------------------------------------------------------------
     @property
     def model_id(self) -> str:
+        """The model's id (a built-in name, a folder's path or a hub id)."""
         return self.identity.model_id
 
     @property
     def source(self) -> str:
+        """Where the weights came from (``"builtin"``, ``"folder"`` or ``"hub"``)."""
         return self.identity.source
 
     @property
@@ -151,17 +192,25 @@ class Pipeline(TaskMethods, BackendBase):
 
     @property
     def model_info(self) -> dict[str, str]:
+        """The model as records hold it (id, source, fingerprint)."""
         return self.identity.model_info
 
     def generation_settings(self) -> dict[str, Any]:
-        """Every setting besides the request that changes frames: part of records and run keys."""
+        """Every setting besides the request that changes frames.
+
+        Returns:
+            The identity's settings (dtype, sequence length, scheduler, ...): part of records and run keys.
+        """
         return self.identity.to_dict()["settings"]
 
     @property
     def max_in_flight(self) -> int:
-        """Jobs worth starting at once: 2 when generating leaves CPU free (a GPU, or torch using fewer
-        threads than there are cores), so storing one run overlaps the next generation; else 1 (on 2
-        CPU cores with torch on both, overlapping made sweeps ~10 % slower: benchmarks/bench_sweep.py)."""
+        """Jobs worth starting at once.
+
+        2 when generating leaves CPU free (a GPU, or torch using fewer threads than there are cores),
+        so storing one run overlaps the next generation; else 1 (on 2 CPU cores with torch on both,
+        overlapping made sweeps ~10 % slower: benchmarks/bench_sweep.py).
+        """
         import torch
 
         if self.device != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1):
@@ -170,8 +219,17 @@ class Pipeline(TaskMethods, BackendBase):
 
     # --- requests ----------------------------------------------------------------------------------
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
-        """Each LoRA of ``params`` as records and run keys hold it, its file hashed under this pipeline's LoRA
-        policy (a missing one raises :class:`~wanlab.LoRAError`)."""
+        """Each LoRA of ``params`` as records and run keys hold it.
+
+        Args:
+            params: the request whose LoRAs are described.
+
+        Returns:
+            One dict per LoRA (path, scale, the file's sha256 under this pipeline's LoRA policy).
+
+        Raises:
+            LoRAError: a LoRA file that is missing or cannot be read under the policy.
+        """
         return self.loras.describe(params.loras)
 
     @property
@@ -180,14 +238,26 @@ class Pipeline(TaskMethods, BackendBase):
         return self.loras.policy
 
     def set_lora_policy(self, policy: Any) -> None:
-        """Which LoRA path forms jobs may use from now on (None: the library's default)."""
+        """Set which LoRA path forms jobs may use from now on.
+
+        Args:
+            policy: a :class:`wanlab.lora.SourcePolicy` (None: the library's default).
+        """
         from .lora import SourcePolicy
 
         self.loras.policy = policy or SourcePolicy()
 
     def prompt_tokens(self, text: str) -> int:
-        """How many tokens ``text`` encodes to (with the end token) before any truncation, after the
-        cleaning diffusers applies to prompts (ftfy, HTML entities, whitespace)."""
+        """How many tokens ``text`` encodes to (with the end token), before any truncation.
+
+        Counted after the cleaning diffusers applies to prompts (ftfy, HTML entities, whitespace).
+
+        Args:
+            text: a prompt.
+
+        Returns:
+            The token count; more than :attr:`max_sequence_length` means the text encoder cuts it.
+        """
         from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
         if text not in self._tokens:
@@ -215,9 +285,16 @@ class Pipeline(TaskMethods, BackendBase):
         return out
 
     def advise(self, params: Params, truncate: str = "warn") -> None:
-        """Warn (once each) about what this model cannot follow in ``params``: a prompt longer than it
-        reads, words outside its vocabulary, a size away from the one it was trained at. The warnings
-        point at the caller's line; :meth:`generate` and :meth:`start` call this in the caller's thread."""
+        """Warn (once each) about what this model cannot follow in ``params``.
+
+        A prompt longer than it reads, words outside its vocabulary, a size away from the one it was
+        trained at. The warnings point at the caller's line; :meth:`generate` and :meth:`start` call
+        this in the caller's thread.
+
+        Args:
+            params: the resolved request.
+            truncate: ``"warn"`` checks prompt lengths too; ``"error"`` leaves them to the run, which refuses.
+        """
         fields = ["prompt"] + (["negative_prompt"] if params.guidance_scale > 1.0 and params.negative_prompt else [])
         for name in fields:
             unknown = self.scope.unknown_words(getattr(params, name))
@@ -244,6 +321,12 @@ class Pipeline(TaskMethods, BackendBase):
         """Text-encoder embedding of ``text`` at this model's sequence length, cached per text.
 
         Bit-identical to letting diffusers encode the prompt inside its call.
+
+        Args:
+            text: a prompt.
+
+        Returns:
+            The embedding tensor.
         """
         import torch
 
@@ -269,12 +352,28 @@ class Pipeline(TaskMethods, BackendBase):
 
     def denoise(self, params: Params, *, accel: Any = None, on_step: Callable[[int, int], None] | None = None,
                 progress: bool | None = None, probes: Any = None) -> tuple[Any, dict[str, Any]]:
-        """The denoising loop alone for a resolved request: its LoRAs, a fresh scheduler with its
-        ``flow_shift``, cached prompt embeddings and ``accel`` applied around the loop.
+        """The denoising loop alone for a resolved request.
 
-        Returns the final latents and what happened: ``timings`` (loras, encode, denoise), the record's
-        ``loras`` entry, the applied setting (``accel``, an :class:`wanlab.accel.apply.Applied`) and the
-        recorded ``probes`` (a :class:`wanlab.probes.Probes`, or None when ``probes`` asks for none).
+        Its LoRAs, a fresh scheduler with its ``flow_shift``, cached prompt embeddings and
+        ``accel`` applied around the loop.
+
+        Args:
+            params: the resolved request.
+            accel: the acceleration setting (an ``Accel``; None: exact).
+            on_step: called as ``on_step(done, total)`` after each step.
+            progress: show a progress bar over the steps.
+            probes: what to record inside the model (:mod:`wanlab.probes`).
+
+        Returns:
+            ``(latents, info)``: the final latents and what happened: ``timings`` (loras, encode,
+            denoise), the record's ``loras`` entry, the applied setting (``accel``, an
+            :class:`wanlab.accel.apply.Applied`) and the recorded ``probes`` (a
+            :class:`wanlab.probes.Probes`, or None when ``probes`` asks for none).
+
+        Raises:
+            GenerationError: NaN or inf in the latents after a step.
+            LoRAError: a LoRA file that cannot be loaded.
+            ProbeError: a probe setting that breaks its rule, or a word the prompt lacks.
         """
         import torch
 
@@ -329,8 +428,17 @@ class Pipeline(TaskMethods, BackendBase):
         return latents, {"timings": timings, "loras": loras, "accel": acc, "probes": recorded}
 
     def decode(self, latents: Any) -> np.ndarray:
-        """VAE-decode final latents (a tensor or a numpy array, normalised as the denoising loop leaves
-        them) to uint8 frames (T, H, W, 3), as diffusers' own call does."""
+        """VAE-decode final latents to uint8 frames (T, H, W, 3), as diffusers' own call does.
+
+        Args:
+            latents: a tensor or a numpy array, normalised as the denoising loop leaves them.
+
+        Returns:
+            The frames.
+
+        Raises:
+            GenerationError: NaN or inf in the decoded frames.
+        """
         import torch
         from diffusers.utils.torch_utils import get_module_execution_device
 
@@ -349,23 +457,36 @@ class Pipeline(TaskMethods, BackendBase):
     def generate(self, params: Params | None = None, *, progress: bool | None = None,
                  on_step: Callable[[int, int], None] | None = None, accel: Any = None, truncate: str = "warn",
                  probes: Any = None, **fields: Any) -> Video:
-        """Generate one video. Fields the request leaves unset come from the model's native settings.
+        """Generate one video.
 
-        A ``seed`` of -1 is drawn and recorded; the same model, request and environment give
-        bit-identical frames. ``on_step(done, total)`` is called after each denoising step.
-        ``accel`` (an :class:`wanlab.accel.Accel`, a preset name or a mapping) overrides the
-        pipeline's default acceleration for this call only; it is recorded and part of the run key.
-        A prompt longer than the model's ``max_sequence_length`` is cut by the text encoder: wanlab
-        warns once per text and records ``prompt_tokens`` and ``truncated``; ``truncate="error"``
-        refuses it instead. ``probes`` (names, or names mapped to settings: :mod:`wanlab.probes`) records
-        what happens inside the model into ``video.probes``, without changing the frames.
+        Fields the request leaves unset come from the model's native settings. A ``seed`` of -1 is drawn
+        and recorded; the same model, request and environment give bit-identical frames.
+
+        Args:
+            params: a request (:class:`~wanlab.Params`) whose explicitly set fields are kept.
+            progress: show a progress bar over the denoising steps (None: the pipeline's default).
+            on_step: called as ``on_step(done, total)`` after each denoising step.
+            accel: the acceleration setting for this call only (a :class:`wanlab.accel.Accel`, a preset
+                name or a mapping; None: the pipeline's default); recorded and part of the run key.
+            truncate: ``"warn"`` (once per text) when a prompt is longer than the model's
+                ``max_sequence_length`` and so cut; ``"error"`` refuses it instead.
+            probes: names, or names mapped to settings (:mod:`wanlab.probes`): what happens inside the
+                model is recorded into ``video.probes``, without changing the frames.
+            **fields: request fields (``prompt``, ``seed``, ``steps``, ``width``, ...).
+
+        Returns:
+            The :class:`~wanlab.Video`: frames, timings, and a record that says how to repeat it.
 
         Raises:
             ParamError: a request field that breaks its rule.
+            TruncationError: with ``truncate="error"``, a prompt longer than the model reads.
             ProbeError: a probe name or setting that breaks its rule, or a word the prompt lacks.
+            LoRAError: a LoRA file that is missing or cannot be loaded.
+            GenerationError: NaN or inf in the latents, or every frame black.
 
-        >>> pipe.generate(prompt="a blue circle moving left slowly", seed=3, steps=20)  # doctest: +SKIP
-        Video(17 frames, 64x64, 16 fps, seed=3, digest=...)
+        Example:
+            >>> pipe.generate(prompt="a blue circle moving left slowly", seed=3, steps=20)  # doctest: +SKIP
+            Video(17 frames, 64x64, 16 fps, seed=3, digest=...)
         """
         from .accel.setting import Accel
 
@@ -375,7 +496,20 @@ class Pipeline(TaskMethods, BackendBase):
         return self.run(job, progress=progress)
 
     def run(self, job: Job, *, progress: bool | None = False) -> Video:
-        """Run one :class:`~wanlab.backend.Job` in this thread and return its video."""
+        """Run one :class:`~wanlab.backend.Job` in this thread and return its video.
+
+        Args:
+            job: the resolved request with its acceleration, callbacks and probes.
+            progress: show a progress bar over the denoising steps.
+
+        Returns:
+            The generated :class:`~wanlab.Video`.
+
+        Raises:
+            ParamError: ``job.truncate`` is not ``"warn"`` or ``"error"``.
+            TruncationError: with ``truncate="error"``, a prompt longer than the model reads.
+            GenerationError: NaN or inf in the latents, or every frame black.
+        """
         from .accel.setting import Accel
 
         if job.truncate not in TRUNCATE:
@@ -409,8 +543,16 @@ class Pipeline(TaskMethods, BackendBase):
                      latents=latents.float().cpu().numpy(), probes=info["probes"])
 
     def start(self, job: Job) -> Future[Video]:
-        """Run ``job`` on this pipeline's worker thread, with the torch thread count of the thread that
-        starts it (or ``job.threads``); the Future holds its video (or its error)."""
+        """Run ``job`` on this pipeline's worker thread.
+
+        It runs with the torch thread count of the thread that starts it (or ``job.threads``).
+
+        Args:
+            job: the resolved request with its acceleration, callbacks and probes.
+
+        Returns:
+            A Future that holds the job's :class:`~wanlab.Video` (or its error).
+        """
         import torch
 
         threads = job.threads or torch.get_num_threads()
@@ -436,7 +578,17 @@ class Pipeline(TaskMethods, BackendBase):
             worker.shutdown(wait=True)
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Save the base pipeline, without LoRA adapters (loadable with ``wanlab.load(folder)``)."""
+        """Save the base pipeline, without LoRA adapters.
+
+        Args:
+            folder: where to write the diffusers folder.
+
+        Returns:
+            The folder, loadable again with ``wanlab.load(folder)``.
+
+        Example:
+            >>> folder = wanlab.load("tiny").save_pretrained("models/tiny-copy")  # doctest: +SKIP
+        """
         target = Path(folder)
         with self._lock:
             self.loras.unload()

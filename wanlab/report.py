@@ -1,22 +1,7 @@
 """A sweep's report folder: videos, a frame grid, the metrics table, plots and one self-contained HTML page.
 
-:func:`write_sweep_report` writes into ``out``::
-
-    videos/<point>.mp4        one playable mp4 per done point, named by its swept values
-                              (with <point>.lossless.mkv and <point>.json: ``Video.load`` reads them exactly)
-    frame_grid.png            rows = videos, columns = the same frame indices
-    metrics.csv               the sweep table (``SweepResult.df``; with ``psnr_vs_ref`` and
-                              ``ssim_vs_ref`` when the sweep names a ``reference`` point)
-    metric_vs_param.png       a metric against the first swept parameter, one line per the second
-    heatmap.png               the metric's mean over two swept parameters (when there are two)
-    <metric>_vs_param.png     the same plot for prompt adherence and each reference quality metric the
-                              sweep measured (``adherence``, ``clip_score``, ...), with their effects
-    vs_reference.png          SSIM against the reference point (when the sweep names one)
-    accel_study.csv           for a sweep over ``accel``: ``SweepResult.accel_study()``, each run
-                              against the exact run of the same request (speedup, PSNR, SSIM, ...)
-    accel_speed_vs_psnr.png   its per-setting summary: speedup against PSNR, Pareto front marked
-    report.html               all of the above in one file: videos and images embedded as base64,
-                              so it opens anywhere (browsers play the h264 mp4s inline)
+:func:`write_sweep_report` writes it (its docstring lists the files); the rest are the HTML pieces the
+page is made of.
 """
 from __future__ import annotations
 
@@ -45,7 +30,8 @@ MIN_SHOWN_WIDTH = 160
 MAX_GRID_ROWS = 9
 GRID_FRAMES = 6
 #: Besides the report's main metric, these get their own plot and effects when the sweep measured them.
-EXTRA_METRICS = ("adherence", "adherence_visible", "clip_score", "subject_consistency", "background_consistency", "aesthetic_quality")
+EXTRA_METRICS = ("adherence", "adherence_visible", "clip_score", "subject_consistency", "background_consistency",
+                 "aesthetic_quality")
 #: Said under the frame grid: frame 0 is shown as generated, and why it may look unlike the rest.
 FRAME_ZERO_NOTE = ("Every frame is shown as generated. Wan's VAE is causal in time: latent frame 0 encodes frame 0 "
                    "alone, and each later latent frame covers several frames, so frame 0 may look sharper or "
@@ -74,23 +60,78 @@ pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
 
 
 def data_uri(path: str | os.PathLike[str], mime: str) -> str:
-    """``data:<mime>;base64,...`` of a file's bytes."""
+    """``data:<mime>;base64,...`` of a file's bytes.
+
+    Args:
+        path: the file.
+        mime: its media type, e.g. ``"image/png"``.
+
+    Returns:
+        The data URI.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> _ = path.write_bytes(b"hi")
+        >>> data_uri(path, "text/plain")
+        'data:text/plain;base64,aGk='
+    """
     return f"data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode('ascii')}"
 
 
 def video_tag(path: str | os.PathLike[str], width: int, caption: str = "") -> str:
-    """A ``<figure>`` with an embedded, looping, muted mp4 (plays inline in every browser)."""
+    """A ``<figure>`` with an embedded, looping, muted mp4 (plays inline in every browser).
+
+    Args:
+        path: the mp4.
+        width: the video's width in pixels (small videos are shown enlarged by a whole factor).
+        caption: the figure's caption (HTML).
+
+    Returns:
+        The HTML.
+
+    Example:
+        >>> video_tag("report/videos/seed1.mp4", 64, "seed=1")  # doctest: +SKIP
+    """
     shown = width * max(1, math.ceil(MIN_SHOWN_WIDTH / max(width, 1)))
     return (f'<figure><video src="{data_uri(path, "video/mp4")}" width="{shown}" autoplay loop muted playsinline '
             f'controls></video><figcaption>{caption}</figcaption></figure>')
 
 
 def image_tag(path: str | os.PathLike[str], alt: str, css: str = "plot") -> str:
+    """An ``<img>`` holding the PNG at ``path`` inline (a data URI), so the page stands alone.
+
+    Args:
+        path: the PNG.
+        alt: its alternative text.
+        css: its CSS class.
+
+    Returns:
+        The HTML.
+
+    Example:
+        >>> image_tag("report/frame_grid.png", "frame grid")  # doctest: +SKIP
+    """
     return f'<img class="{css}" alt="{html.escape(alt)}" src="{data_uri(path, "image/png")}">'
 
 
-def fold_constants(df: pd.DataFrame, keep: tuple[str, ...] = ("point", "status")) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Columns with one value in every row (said once, above the table) and the table without them."""
+def fold_constants(df: pd.DataFrame,
+                   keep: tuple[str, ...] = ("point", "status")) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Columns with one value in every row (said once, above the table) and the table without them.
+
+    Args:
+        df: the table.
+        keep: columns never folded.
+
+    Returns:
+        ``(constant, table)``: the folded columns' values by name, and the table without them.
+
+    Example:
+        >>> import pandas as pd
+        >>> constant, table = fold_constants(pd.DataFrame({"point": [0, 1], "steps": [20, 20], "seed": [1, 2]}))
+        >>> {k: int(v) for k, v in constant.items()}, list(table.columns)
+        ({'steps': 20}, ['point', 'seed'])
+    """
     constant = {}
     for name in df.columns:
         if name in keep or len(df) < 2:
@@ -102,8 +143,18 @@ def fold_constants(df: pd.DataFrame, keep: tuple[str, ...] = ("point", "status")
 
 
 def metrics_table(df: pd.DataFrame, links: Mapping[int, str]) -> str:
-    """The sweep table for the page: bookkeeping columns left out, constant columns folded into one
-    line above it, and the table in its own scrolling box (the page never scrolls sideways)."""
+    """The sweep table for the page.
+
+    Bookkeeping columns left out, constant columns folded into one line above it, and the table in its
+    own scrolling box (the page never scrolls sideways).
+
+    Args:
+        df: the sweep table (``SweepResult.df``).
+        links: per row, the relative path its point's link goes to.
+
+    Returns:
+        The HTML.
+    """
     from .tables import cell_text, html_table
 
     shown = df.drop(columns=[c for c in ("key", "path") if c in df.columns])
@@ -135,7 +186,25 @@ def _copy_run_files(run: Any, target: Path) -> Path:
 
 def write_sweep_report(result: SweepResult, out: Path, *, metric: str = "flow_magnitude",
                        title: str | None = None, x: str | None = None, hue: str | None = None) -> Path:
-    """Write the report folder of a sweep result (see the module docstring for its files).
+    """Write the report folder of a sweep result.
+
+    The files written into ``out``::
+
+        videos/<point>.mp4        one playable mp4 per done point, named by its swept values
+                                  (with <point>.lossless.mkv and <point>.json: ``Video.load`` reads them exactly)
+        frame_grid.png            rows = videos, columns = the same frame indices
+        metrics.csv               the sweep table (``SweepResult.df``; with ``psnr_vs_ref`` and
+                                  ``ssim_vs_ref`` when the sweep names a ``reference`` point)
+        metric_vs_param.png       a metric against the first swept parameter, one line per the second
+        heatmap.png               the metric's mean over two swept parameters (when there are two)
+        <metric>_vs_param.png     the same plot for prompt adherence and each reference quality metric the
+                                  sweep measured (``adherence``, ``clip_score``, ...), with their effects
+        vs_reference.png          SSIM against the reference point (when the sweep names one)
+        accel_study.csv           for a sweep over ``accel``: ``SweepResult.accel_study()``, each run
+                                  against the exact run of the same request (speedup, PSNR, SSIM, ...)
+        accel_speed_vs_psnr.png   its per-setting summary: speedup against PSNR, Pareto front marked
+        report.html               all of the above in one file: videos and images embedded as base64,
+                                  so it opens anywhere (browsers play the h264 mp4s inline)
 
     Args:
         result: The sweep's table (``Sweep.run`` or ``Sweep.result``).
@@ -151,8 +220,9 @@ def write_sweep_report(result: SweepResult, out: Path, *, metric: str = "flow_ma
     Raises:
         OSError: A file cannot be written.
 
-    >>> write_sweep_report(Sweep.load("sweeps/demo.toml").result(), Path("report"))  # doctest: +SKIP
-    PosixPath('report/report.html')
+    Example:
+        >>> write_sweep_report(Sweep.load("sweeps/demo.toml").result(), Path("report"))  # doctest: +SKIP
+        PosixPath('report/report.html')
     """
     from .probes.section import probe_section
 
@@ -307,7 +377,7 @@ def _metric_section(report: _Report) -> list[str]:
     result, done, metric, px, phue = report.result, report.done, report.metric, report.px, report.phue
     parts = [f"<h2>{html.escape(metric)} vs {html.escape(px)}</h2>"]
     if not report.has(metric):
-        return parts + [f"<p>{html.escape(f'no {metric} values to plot (metrics off, or no point done)')}</p>"]
+        return [*parts, f"<p>{html.escape(f'no {metric} values to plot (metrics off, or no point done)')}</p>"]
     parts.append(image_tag(report.save(result.plot(y=metric, x=px, hue=phue), "metric_vs_param.png"),
                            f"{metric} vs {px}"))
     if phue is not None and px != "seed" and done[px].nunique() > 1 and done[phue].nunique() > 1:
@@ -353,19 +423,22 @@ def _reference_section(report: _Report) -> list[str]:
 
 
 def _accel_section(report: _Report) -> list[str]:
-    """For a sweep over ``accel``: ``accel_study.csv`` and ``accel_speed_vs_psnr.png``, each setting
-    against the exact run (the sweep's accel reference, else ``"exact"``), and their summary table."""
+    """For a sweep over ``accel``.
+
+    ``accel_study.csv`` and ``accel_speed_vs_psnr.png``, each setting against the exact run (the
+    sweep's accel reference, else ``"exact"``), and their summary table.
+    """
     from .accel import plot_study, summarize
 
     if "accel" not in report.sweep.swept:
         return []
     parts = ["<h2>Acceleration: speed vs fidelity</h2>"]
     if not len(report.done):
-        return parts + [f"<p>{html.escape('no point done yet')}</p>"]
+        return [*parts, f"<p>{html.escape('no point done yet')}</p>"]
     try:
         study = report.result.accel_study()
     except ValueError as exc:
-        return parts + [f"<p>{html.escape(str(exc) or 'no point done yet')}</p>"]
+        return [*parts, f"<p>{html.escape(str(exc) or 'no point done yet')}</p>"]
     write_text(report.out / "accel_study.csv", study.to_csv(index=False))
     summary = summarize(study)
     fig = plot_study(summary, title=f"{report.name}: speed vs fidelity (against {study.attrs['reference']})")
@@ -396,8 +469,11 @@ def _definition_section(report: _Report) -> list[str]:
 
 
 def _effects_sections(result: SweepResult, metric: str, done: pd.DataFrame) -> list[str]:
-    """One block per swept field (other than seed) with several values: :meth:`SweepResult.effects`
-    as HTML, or why there is none (one seed cannot tell an effect from noise)."""
+    """One block per swept field (other than seed) with several values.
+
+    :meth:`SweepResult.effects` as HTML, or why there is none (one seed cannot tell an effect from
+    noise).
+    """
     axes = [n for n in result.sweep.swept if n != "seed" and done[n].astype(str).nunique() > 1]
     if not axes:
         return []

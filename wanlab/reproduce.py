@@ -1,12 +1,9 @@
 """Re-generate a stored run from its record and report whether it comes out identical, or what differs.
 
-What can be verified: a run in a store (its folder, its key, a :class:`~wanlab.store.Run`), a video
-saved with ``Video.save`` (its file: the record is the JSON sidecar beside it, the frames the
-lossless copy), or a :class:`~wanlab.Video` in memory as ``generate`` returned it.
-
-``verify`` runs in the current environment on purpose (it does not re-apply the recorded torch
-thread count or versions): the point is to learn whether *this* environment reproduces the run,
-and if not, which recorded facts differ from now and how far the frames moved.
+:func:`verify` runs in the current environment on purpose (it does not re-apply the recorded torch
+thread count or versions): the point is to learn whether *this* environment reproduces the run, and if
+not, which recorded facts differ from now and how far the frames moved. :func:`format_report` and
+:func:`to_json` present its answer.
 """
 from __future__ import annotations
 
@@ -32,8 +29,26 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".npz", ".gif")
 
 
 class SavedVideo:
-    """A saved or in-memory :class:`~wanlab.Video` as something to verify: ``record`` (its sidecar),
-    ``key`` (the run key its record hashes to), ``path`` and ``video()``; the interface of a stored Run."""
+    """A saved or in-memory :class:`~wanlab.Video` as something to verify, with a stored Run's interface.
+
+    Args:
+        video: the video (its params and model recorded by ``generate``).
+        path: the file it was saved to (None: in memory).
+        record: its sidecar record as written (None: ``video.to_record()``).
+
+    Attributes:
+        record: the generation record.
+        key: the run key its record hashes to.
+        path: the file, or ``<in memory>``.
+        exact: whether the frames are lossless (in memory, a lossless copy beside the file, or .mkv/.npz).
+
+    Raises:
+        WanlabError: the video holds no generation record.
+
+    Example:
+        >>> SavedVideo.load(Path("out/fox.mp4")).key  # doctest: +SKIP
+        '47b29c18240fe222'
+    """
 
     def __init__(self, video: Video, path: Path | None = None, record: Mapping[str, Any] | None = None) -> None:
         if video.params is None:
@@ -51,6 +66,17 @@ class SavedVideo:
 
     @classmethod
     def load(cls, path: Path) -> SavedVideo:
+        """A video file saved with ``Video.save``, with the record in its JSON sidecar.
+
+        Args:
+            path: the video file.
+
+        Returns:
+            The :class:`SavedVideo`.
+
+        Raises:
+            WanlabError: no sidecar beside the file, one that cannot be read, or one without a generation record.
+        """
         if not sidecar_path(path).is_file():
             raise WanlabError(f"{path}: no sidecar {sidecar_path(path).name} beside it: a video cannot be "
                               "re-generated without the record Video.save writes there")
@@ -63,6 +89,14 @@ class SavedVideo:
         return cls(Video.load(path), path, record)
 
     def video(self, check: bool = False) -> Video:
+        """The video, as verify compares it (the lossless copy's frames where there is one).
+
+        Args:
+            check: accepted for a stored Run's signature; the frames were checked when loaded.
+
+        Returns:
+            The :class:`~wanlab.Video`.
+        """
         return self._video
 
 
@@ -104,7 +138,23 @@ def _env_subset(env: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def frame_differences(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
-    """Per-frame max |delta| (0..255) and PSNR (dB, inf for an equal frame) of two equal-shaped videos."""
+    """Per-frame max |delta| (0..255) and PSNR (dB, inf for an equal frame) of two equal-shaped videos.
+
+    Args:
+        expected: the stored frames, uint8 (T, H, W, 3).
+        actual: the re-generated frames, the same shape.
+
+    Returns:
+        ``max_abs_delta`` and ``psnr`` (lists, one per frame), ``max_abs_delta_max``, ``psnr_min`` and
+        ``frames_differing``.
+
+    Example:
+        >>> a = np.zeros((3, 4, 4, 3), np.uint8)
+        >>> b = a.copy(); b[2, 0, 0, 0] = 10
+        >>> d = frame_differences(a, b)
+        >>> d["max_abs_delta"], d["frames_differing"], round(d["psnr_min"], 2)
+        ([0, 0, 10], 1, 44.94)
+    """
     deltas = [int(np.max(np.abs(e.astype(np.int16) - a.astype(np.int16)))) for e, a in zip(expected, actual)]
     psnrs = [float(v) for v in psnr_per_frame(expected, actual)]
     return {"max_abs_delta": deltas, "psnr": psnrs, "max_abs_delta_max": max(deltas), "psnr_min": min(psnrs),
@@ -125,8 +175,23 @@ def _pick_device(recorded: str | None) -> str | None:
 
 
 def check_record(source: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """What a record says about itself, without any model: ``param_changes`` and ``setting_changes``
-    made to it after the run (its frozen ``key_parts`` against what it says now), and notes."""
+    """What a record says about itself, without any model.
+
+    Args:
+        source: a stored Run or a :class:`SavedVideo` (anything with ``record``, ``key`` and ``path``).
+
+    Returns:
+        ``(param_changes, setting_changes, notes)``: the params and key-relevant settings changed in
+        the record after the run (its frozen ``key_parts`` against what it says now), each
+        ``{field: (value the run was made with, value now)}``, and sentences about what cannot be told.
+
+    Raises:
+        WanlabError: the record lacks ``params``, ``model`` or ``digest``.
+
+    Example:
+        >>> check_record(wanlab.Store("runs/demo").get("47b29c18240fe222"))  # doctest: +SKIP
+        ({}, {}, [])
+    """
     record = source.record
     for field in ("params", "model", "digest"):
         if field not in record:
@@ -153,8 +218,10 @@ def check_record(source: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]
 
 
 def _backend_for(record: Mapping[str, Any], model: Any, device: str | None, source: Any) -> Any:
-    """The recorded model, loaded with the recorded settings (or ``model``), on ``device`` or the
-    recorded device when this machine has it."""
+    """The recorded model (or ``model``), loaded with the recorded settings.
+
+    It runs on ``device``, else the recorded device when this machine has it.
+    """
     from .pipeline import load
 
     settings = dict(record.get("settings") or {})
@@ -210,8 +277,11 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
         WanlabError: The run cannot be found or its record is incomplete, it names no model, or it is a
             lossy download and no service to download it again is given.
 
-    >>> wanlab.verify("runs/demo/47b29c18240fe222")["identical"]  # doctest: +SKIP
-    True
+    Example:
+        >>> wanlab.verify("runs/demo/47b29c18240fe222")["identical"]  # doctest: +SKIP
+        True
+        >>> print(wanlab.format_report(wanlab.verify("out/fox.mp4", model="toy")))  # doctest: +SKIP
+        identical: run 47b29c18240fe222 regenerates bit for bit on toy (cpu); digest ...
     """
     given = _given_backend(model, backend, pipe)
     source = _source(run, store)
@@ -238,8 +308,10 @@ def verify(run: Any, *, model: Any = None, backend: Any = None, pipe: Any = None
 
 
 def _given_backend(model: Any, backend: Any, pipe: Any) -> Any:
-    """The backend ``verify`` was given (``backend`` or ``pipe``), or None; a ValueError when it was given
-    two, or one and a model to load."""
+    """The backend ``verify`` was given (``backend`` or ``pipe``), or None.
+
+    A ValueError when it was given two, or one and a model to load.
+    """
     given = [b for b in (backend, pipe) if b is not None]
     if len(given) > 1 or (given and model is not None):
         raise ValueError("verify: pass backend= (a loaded pipeline or other backend) or model= (a model to load), "
@@ -265,8 +337,10 @@ def _lossy_notes(backend: Any) -> list[str]:
 
 
 def _regeneration_changes(record: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """What the re-generation's record says differently from the run's: weights, generation settings,
-    acceleration (and MagCache calibration), LoRA file contents."""
+    """What the re-generation's record says differently from the run's.
+
+    Weights, generation settings, acceleration (and MagCache calibration), LoRA file contents.
+    """
     changes: dict[str, tuple[Any, Any]] = {}
     recorded_model = (record.get("model") or {}).get("fingerprint")
     if recorded_model != (now.get("model") or {}).get("fingerprint"):
@@ -309,8 +383,11 @@ def _stored_frames(source: Any, notes: list[str]) -> np.ndarray | None:
 
 def _compare_frames(source: Any, video: Video,
                     notes: list[str]) -> tuple[bool, dict[str, Any] | None, list[int], str | None]:
-    """The re-generated frames against the stored run: ``frames_identical``, the per-frame differences
-    (None when equal or not comparable), the expected shape and the stored run's damage; notes added."""
+    """The re-generated frames against the stored run.
+
+    ``frames_identical``, the per-frame differences (None when equal or not comparable), the expected
+    shape and the stored run's damage; notes added.
+    """
     digest_expected = source.record["digest"]
     shape_expected = list(source.record.get("shape") or [])
     expected_frames = _stored_frames(source, notes)
@@ -342,7 +419,27 @@ def _show(value: Any) -> str:
 
 
 def format_report(result: Mapping[str, Any]) -> str:
-    """The human-readable form of :func:`verify`'s dict (what ``wanlab verify`` prints)."""
+    """The human-readable form of :func:`verify`'s dict (what ``wanlab verify`` prints).
+
+    Args:
+        result: what :func:`verify` returned.
+
+    Returns:
+        Lines of text: identical or different, and what differs (frames, environment, params, settings).
+
+    Example:
+        >>> a = np.zeros((3, 4, 4, 3), np.uint8)
+        >>> b = a.copy(); b[2, 0, 0, 0] = 10
+        >>> print(format_report({"identical": False, "frames_identical": False, "key": "47b29c18240fe222",
+        ...                      "model": "toy", "device": "cpu", "frames": frame_differences(a, b),
+        ...                      "environment_changes": {"torch_threads": (2, 4)}}))
+        different: run 47b29c18240fe222 regenerated on toy (cpu)
+          frames: 1 of 3 differ; max |delta| 10 (of 255), min PSNR 44.94 dB
+            max |delta| per frame: 0 0 10
+            PSNR per frame (dB):   inf inf 44.9
+          environment (recorded -> now):
+            torch_threads: 2 -> 4
+    """
     key, model = result["key"], result["model"]
     if result["identical"]:
         how = "a new download gives the same frames" if result.get("lossy") else "regenerates bit for bit"
@@ -378,7 +475,18 @@ def format_report(result: Mapping[str, Any]) -> str:
 
 
 def to_json(result: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`verify`'s dict with infinite PSNRs as None and change pairs as lists (strict JSON)."""
+    """:func:`verify`'s dict as strict JSON data: infinite PSNRs as None, change pairs as lists.
+
+    Args:
+        result: what :func:`verify` returned.
+
+    Returns:
+        A dict ``json.dumps`` writes without ``Infinity``.
+
+    Example:
+        >>> to_json({"frames": {"psnr": [float("inf"), 31.5]}, "environment_changes": {"torch_threads": (2, 4)}})
+        {'frames': {'psnr': [None, 31.5]}, 'environment_changes': {'torch_threads': [2, 4]}}
+    """
     def clean(value: Any) -> Any:
         if isinstance(value, float) and math.isinf(value):
             return None

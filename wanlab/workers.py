@@ -1,10 +1,7 @@
 """N copies of the model in one process, as one backend (``wanlab serve --workers N``): :class:`LocalWorkers`.
 
-Each copy is a :class:`~wanlab.pipeline.Pipeline` with its own worker thread; a job goes to the
-copy with the fewest jobs in flight. On a machine with several GPUs (and no ``--device``) copy
-``i`` goes to ``cuda:i``; on CPU each copy's jobs run with ``cores // N`` torch threads, so the
-copies share the cores instead of fighting over them. Every copy must have the same identity
-(same weights and settings): they give the same frames for the same request.
+A job goes to the copy with the fewest jobs in flight; copies go one per GPU where there are several,
+and share the CPU cores (``cores // N`` torch threads each) on CPU.
 """
 from __future__ import annotations
 
@@ -21,7 +18,20 @@ from .tasks import TaskMethods
 
 
 def devices(workers: int, device: str | None) -> list[str | None]:
-    """Where each copy goes: ``device`` for all when given, else one GPU each while there are GPUs."""
+    """Where each copy goes: ``device`` for all when given, else one GPU each while there are GPUs.
+
+    Args:
+        workers: how many copies.
+        device: the device for every copy (None: ``cuda:i`` for copy ``i`` on a machine with several
+            GPUs, else the default device).
+
+    Returns:
+        One device (or None: the default) per copy.
+
+    Example:
+        >>> devices(2, "cpu")
+        ['cpu', 'cpu']
+    """
     if device is not None or workers == 1:
         return [device] * workers
     import torch
@@ -33,9 +43,21 @@ def devices(workers: int, device: str | None) -> list[str | None]:
 class LocalWorkers(TaskMethods, BackendBase):
     """Several loaded pipelines of one model behind the backend protocol.
 
-    >>> workers = LocalWorkers([wanlab.load("toy"), wanlab.load("toy")])  # doctest: +SKIP
-    >>> workers.max_in_flight  # doctest: +SKIP
-    2
+    Each copy is a :class:`~wanlab.pipeline.Pipeline` with its own worker thread; a job goes to the copy
+    with the fewest jobs in flight. On CPU each copy's jobs run with ``cores // N`` torch threads, so the
+    copies share the cores instead of fighting over them. Every copy must have the same identity (same
+    weights and settings): they give the same frames for the same request.
+
+    Args:
+        pipes: the loaded pipelines (:func:`wanlab.load`), at least one.
+
+    Raises:
+        ValueError: no pipeline, or pipelines of different models or settings.
+
+    Example:
+        >>> workers = LocalWorkers([wanlab.load("toy"), wanlab.load("toy")])  # doctest: +SKIP
+        >>> workers.max_in_flight  # doctest: +SKIP
+        2
     """
 
     def __init__(self, pipes: Sequence[Any]) -> None:
@@ -59,6 +81,7 @@ class LocalWorkers(TaskMethods, BackendBase):
 
     @property
     def max_in_flight(self) -> int:
+        """Jobs worth starting at once: the sum of the copies' own."""
         return sum(p.max_in_flight for p in self.pipes)
 
     @property
@@ -67,10 +90,26 @@ class LocalWorkers(TaskMethods, BackendBase):
         return self.pipes[0].lora_policy
 
     def set_lora_policy(self, policy: Any) -> None:
+        """Set which LoRA path forms jobs may use from now on, on every copy.
+
+        Args:
+            policy: a :class:`wanlab.lora.SourcePolicy` (None: the library's default).
+        """
         for pipe in self.pipes:
             pipe.set_lora_policy(policy)
 
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
+        """Each LoRA of ``params`` as records and run keys hold it (the first copy's policy).
+
+        Args:
+            params: the request whose LoRAs are described.
+
+        Returns:
+            One dict per LoRA (path, scale, the file's sha256).
+
+        Raises:
+            LoRAError: a LoRA file that is missing or cannot be read.
+        """
         return self.pipes[0].describe_loras(params)
 
     def start(self, job: Job) -> Future[Any]:
@@ -89,6 +128,7 @@ class LocalWorkers(TaskMethods, BackendBase):
             self._busy[index] -= 1
 
     def close(self) -> None:
+        """Stop the task queue and every copy's worker thread (what runs finishes)."""
         super().close()
         for pipe in self.pipes:
             pipe.close()

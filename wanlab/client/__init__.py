@@ -27,25 +27,44 @@ def connect(base_url: str, api_key: Any = None, *, kind: str = "auto", max_in_fl
             timeout: float = 30.0, retry: RetryPolicy | None = None, net_policy: NetPolicy | None = None,
             model_name: str | None = None, rules: str | None = None, ready_timeout: float = 120.0,
             poll_min: float = 0.01, poll_max: float = 5.0) -> Remote:
-    """A backend that runs requests on the service at ``base_url`` (a ``wanlab serve`` box or the hosted
-    API), usable wherever a local pipeline is: ``sweep.run(remote, store)``, ``remote.generate(...)``,
-    ``remote.submit(...)`` / ``task_result`` / ``wait``.
+    """Connect to a service with the hosted API's contract, as a backend.
 
-    - ``api_key``: the Bearer key; default ``$WANLAB_API_KEY``, else ``$NOVITA_API_KEY`` (none for a
-      server started with ``--no-auth``). It never appears in a record, log line, message or repr.
-    - ``kind``: ``"auto"`` (ask ``GET /health``: a wanlab server publishes its model's identity there),
-      ``"wanlab"`` (insist on one) or ``"api"`` (the hosted API's mode: lossy mp4 downloads, the API's
-      rules, run keys from the service's address and ``model_name``, default ``"wan2.1-t2v"``).
-      ``rules="local"`` lets a service used in the API's mode take local sizes and ``num_frames``
-      (a ``wanlab serve --allow-local-sizes`` box).
-    - ``max_in_flight``: tasks kept at the service at once (default: the server's queue limit, at most 32,
-      else 4); a sweep keeps one more point started, downloading and storing while the service works.
-    - ``timeout`` (seconds per connect/read/write), ``retry`` (:class:`RetryPolicy`), ``net_policy``
-      (where video URLs on other hosts may be fetched from; default https to public addresses),
-      ``ready_timeout`` (seconds to wait for a server that is loading), ``poll_min``/``poll_max``.
+    The service is a ``wanlab serve`` box or the hosted API. The result is usable wherever a local
+    pipeline is: ``sweep.run(remote, store)``, ``remote.generate(...)``, ``remote.submit(...)`` /
+    ``task_result`` / ``wait``. The API key never appears in a record, log line, message or repr.
 
-    >>> remote = wanlab.connect("http://127.0.0.1:8000")  # doctest: +SKIP
-    >>> remote.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
+    Args:
+        base_url: the service's http(s) address (no query or fragment).
+        api_key: the Bearer key, a string or an :class:`ApiKey` (None: ``$WANLAB_API_KEY``, else
+            ``$NOVITA_API_KEY``, else none, for a server started with ``--no-auth``).
+        kind: ``"auto"`` (ask ``GET /health``: a wanlab server publishes its model's identity there),
+            ``"wanlab"`` (insist on one) or ``"api"`` (the hosted API's mode: lossy mp4 downloads, the
+            API's rules, run keys from the service's address and ``model_name``).
+        max_in_flight: tasks kept at the service at once (None: the server's queue limit, at most 32,
+            else 4); a sweep keeps one more point started, downloading and storing while the service works.
+        timeout: seconds per connect, read and write.
+        retry: how requests that got no answer are retried (:class:`RetryPolicy`).
+        net_policy: where video URLs on other hosts may be fetched from (None: https to public addresses).
+        model_name: the model's name in run keys in the API's mode (None: ``"wan2.1-t2v"``).
+        rules: ``"local"`` lets a service used in the API's mode take local sizes and ``num_frames``
+            (a ``wanlab serve --allow-local-sizes`` box); None: the service's own.
+        ready_timeout: seconds to wait for a server that is still loading its model.
+        poll_min: the shortest pause between polls of a young task, in seconds.
+        poll_max: the longest pause between polls, in seconds.
+
+    Returns:
+        The :class:`Remote` backend (``with remote:`` closes its connections).
+
+    Raises:
+        ParamError: a bad argument (the URL, ``kind``, ``rules``, ``max_in_flight``, ...).
+        AuthError: the service refused the API key.
+        ServiceError: the service cannot be reached, is not ready in ``ready_timeout``, or is not a
+            wanlab server when ``kind="wanlab"``.
+
+    Example:
+        >>> remote = wanlab.connect("http://127.0.0.1:8000")  # doctest: +SKIP
+        >>> remote.generate(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
+        Video(17 frames, 64x64, 16 fps, seed=1, digest=...)
     """
     import warnings
 
@@ -79,8 +98,11 @@ def connect(base_url: str, api_key: Any = None, *, kind: str = "auto", max_in_fl
 
 
 def check_base_url(base_url: Any) -> str:
-    """``base_url`` as the client uses it (no trailing slash), or a ParamError: http(s), a host, and no
-    user name, password, query or fragment (a key goes in ``api_key``, never in a URL)."""
+    """``base_url`` as the client uses it (no trailing slash), or a ParamError.
+
+    Http(s), a host, and no user name, password, query or fragment (a key goes in ``api_key``, never in
+    a URL).
+    """
     import httpx
 
     if not isinstance(base_url, str) or not base_url.strip():

@@ -22,15 +22,27 @@ ENV_VARS = ("WANLAB_API_KEY", "NOVITA_API_KEY")
 class ApiKey:
     """A secret API key: ``headers()`` gives the Bearer header; nothing else ever shows the value.
 
-    >>> ApiKey("sk-123", "the api_key argument")
-    ApiKey(from the api_key argument, hidden)
+    It is never pickled, and its repr and str name where it came from, not the key.
+
+    Args:
+        value: the key (surrounding whitespace is dropped).
+        source: where it came from, for messages (``"$WANLAB_API_KEY"``, a file's path, ...).
+
+    Raises:
+        ParamError: an empty key, one with spaces or control characters, or one that is not ASCII
+            (the message shows its length and source, never the key).
+
+    Example:
+        >>> ApiKey("sk-123", "the api_key argument")
+        ApiKey(from the api_key argument, hidden)
     """
 
     __slots__ = ("_value", "source")
 
     def __init__(self, value: Any, source: str) -> None:
         if not isinstance(value, str) or not value.strip():
-            raise ParamError("api_key", "a non-empty string", "<empty>" if isinstance(value, str) else type(value).__name__)
+            raise ParamError("api_key", "a non-empty string",
+                             "<empty>" if isinstance(value, str) else type(value).__name__)
         value = value.strip()
         if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
             raise ParamError("api_key", "one token without spaces, line breaks or control characters",
@@ -51,20 +63,44 @@ class ApiKey:
         raise TypeError("an ApiKey is not pickled (it would write the key out); pass it again where it is needed")
 
     def headers(self) -> dict[str, str]:
-        """The request header that carries the key."""
+        """The request header that carries the key.
+
+        Returns:
+            ``{"Authorization": "Bearer KEY"}``.
+        """
         return {"Authorization": f"Bearer {self._value}"}
 
     def scrub(self, text: str) -> str:
-        """``text`` with the key replaced by ``***`` (for a server's error message that echoes it)."""
+        """``text`` with the key replaced by ``***`` (for a server's error message that echoes it).
+
+        Args:
+            text: any text.
+
+        Returns:
+            The text without the key.
+
+        Example:
+            >>> ApiKey("sk-123", "test").scrub("bad key sk-123")
+            'bad key ***'
+        """
         return text.replace(self._value, "***") if self._value in text else text
 
 
 def find_key(api_key: Any = None) -> ApiKey | None:
-    """The key to send: ``api_key`` when given (a string or an :class:`ApiKey`), else the first of
-    :data:`ENV_VARS` that is set, else None (a server started with ``--no-auth`` needs none).
+    """The key to send.
 
-    >>> find_key("sk-123").source
-    'the api_key argument'
+    Args:
+        api_key: a string or an :class:`ApiKey` (None: the first of :data:`ENV_VARS` that is set).
+
+    Returns:
+        The key, or None when none is given or set (a server started with ``--no-auth`` needs none).
+
+    Raises:
+        ParamError: a key that is not one token of ASCII characters.
+
+    Example:
+        >>> find_key("sk-123").source
+        'the api_key argument'
     """
     if isinstance(api_key, ApiKey):
         return api_key
@@ -78,11 +114,23 @@ def find_key(api_key: Any = None) -> ApiKey | None:
 
 
 def read_key_file(path: str | os.PathLike[str]) -> ApiKey:
-    """The key in a file: its first line that is neither blank nor a ``#`` comment. Warns when other
-    users may read the file (``chmod 600`` it).
+    """The key in a file.
 
-    >>> read_key_file("~/.config/wanlab/key")  # doctest: +SKIP
-    ApiKey(from /root/.config/wanlab/key, hidden)
+    Its first line that is neither blank nor a ``#`` comment. Warns when other users may read the
+    file (``chmod 600`` it).
+
+    Args:
+        path: the key file (``~`` is expanded).
+
+    Returns:
+        The :class:`ApiKey`, its source the file's path.
+
+    Raises:
+        ParamError: the file cannot be read as text, or holds no key.
+
+    Example:
+        >>> read_key_file("~/.config/wanlab/key")  # doctest: +SKIP
+        ApiKey(from /root/.config/wanlab/key, hidden)
     """
     file = Path(path).expanduser()
     try:

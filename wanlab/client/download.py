@@ -29,7 +29,14 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Downloaded:
-    """A file that arrived whole: where it is, its size, its sha256 and how long it took."""
+    """A file that arrived whole.
+
+    Attributes:
+        path: where it is.
+        size: its size in bytes.
+        sha256: its sha256 (hex).
+        seconds: how long the download took.
+    """
 
     path: Path
     size: int
@@ -41,7 +48,23 @@ def fetch(transport: Transport, url: str, target: Path, *, policy: NetPolicy | N
           sha256: str | None = None, max_bytes: int = MAX_BYTES) -> Downloaded:
     """Download ``url`` to ``target`` (atomically), verified as the module docstring says.
 
-    >>> fetch(transport, result["videos"][0]["video_url"], Path("video.mp4"))  # doctest: +SKIP
+    Args:
+        transport: the service's connection (used when ``url`` is on the service's address).
+        url: the file's URL.
+        target: where to write it.
+        policy: where URLs on other hosts may be fetched from (None: https to public addresses).
+        sha256: the digest the file must have (None: not checked).
+        max_bytes: the largest file accepted.
+
+    Returns:
+        The :class:`Downloaded` file.
+
+    Raises:
+        DownloadError: refused by the policy, a non-200 answer, too large, broken off, shorter than
+            promised, or another sha256.
+
+    Example:
+        >>> fetch(transport, result["videos"][0]["video_url"], Path("video.mp4"))  # doctest: +SKIP
     """
     start = time.perf_counter()
     digest = hashlib.sha256()
@@ -72,7 +95,19 @@ def fetch(transport: Transport, url: str, target: Path, *, policy: NetPolicy | N
 
 
 def fetch_json(transport: Transport, url: str, *, policy: NetPolicy | None = None) -> Any:
-    """A small JSON document (a run's record) from ``url``."""
+    """A small JSON document (a run's record) from ``url``.
+
+    Args:
+        transport: the service's connection.
+        url: the document's URL.
+        policy: where URLs on other hosts may be fetched from.
+
+    Returns:
+        The parsed JSON.
+
+    Raises:
+        DownloadError: the download failed or is not JSON.
+    """
     import json
 
     with _response(transport, url, policy) as response:
@@ -86,8 +121,11 @@ def fetch_json(transport: Transport, url: str, *, policy: NetPolicy | None = Non
 
 @contextlib.contextmanager
 def _response(transport: Transport, url: str, policy: NetPolicy | None) -> Iterator[Any]:
-    """An open response for ``url``: through the service's connections when it is on the service's
-    address, else through the network guard (no key, every hop checked)."""
+    """An open response for ``url``.
+
+    Through the service's connections when it is on the service's address, else through the
+    network guard (no key, every hop checked).
+    """
     if transport.same_origin(url):
         response = transport.send("GET", url, stream=True, what=f"download {shown_url(url)}")
         try:

@@ -46,12 +46,27 @@ def _links(result: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def lossless_link(result: Mapping[str, Any]) -> str | None:
-    """The URL of a wanlab server's lossless copy of the task's run (None when it gives none)."""
+    """The URL of a wanlab server's lossless copy of the task's run (None when it gives none).
+
+    Args:
+        result: the task result.
+
+    Returns:
+        The URL, or None.
+    """
     links = _links(result)
     return next((links[k] for k in LOSSLESS_NAMES if isinstance(links.get(k), str) and links[k]), None)
 
 
 def record_link(result: Mapping[str, Any]) -> str | None:
+    """The URL of the run record a wanlab server links in a task result (None: it links none).
+
+    Args:
+        result: the task result.
+
+    Returns:
+        The URL, or None.
+    """
     links = _links(result)
     return next((links[k] for k in RECORD_NAMES if isinstance(links.get(k), str) and links[k]), None)
 
@@ -63,7 +78,23 @@ def _digests(result: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 def first_video(result: Mapping[str, Any], task_id: str) -> tuple[str, str]:
-    """The first video's URL and type (``mp4`` or ``gif``), read from a SUCCEED result's ``videos``."""
+    """The first video's URL and type (``mp4`` or ``gif``), read from a SUCCEED result's ``videos``.
+
+    Args:
+        result: the finished task's result.
+        task_id: its id, for messages.
+
+    Returns:
+        ``(url, type)``.
+
+    Raises:
+        DownloadError: no ``video_url``.
+        ServiceError: a ``video_type`` other than mp4 or gif.
+
+    Example:
+        >>> first_video({"videos": [{"video_url": "https://x.org/v.mp4", "video_type": "mp4"}]}, "t")
+        ('https://x.org/v.mp4', 'mp4')
+    """
     videos = result.get("videos")
     entry = videos[0] if isinstance(videos, list) and videos and isinstance(videos[0], Mapping) else {}
     url = entry.get("video_url")
@@ -76,7 +107,17 @@ def first_video(result: Mapping[str, Any], task_id: str) -> tuple[str, str]:
 
 
 def service_entry(remote: Remote, task_id: str, result: Mapping[str, Any]) -> dict[str, Any]:
-    """The record's ``service`` entry: where the run came from (no key, no video URL)."""
+    """The record's ``service`` entry: where the run came from (no key, no video URL).
+
+    Args:
+        remote: the client.
+        task_id: the task's id.
+        result: its finished result.
+
+    Returns:
+        ``url``, ``kind``, ``task_id``, ``model_name``, ``seed``, ``debug_info`` (and ``run_key``
+        from a wanlab server).
+    """
     extra: Any = result.get("extra") if isinstance(result.get("extra"), Mapping) else {}
     entry = {"url": remote.base_url, "kind": remote.kind, "task_id": task_id,
              "model_name": remote.identity.settings.get("model_name", remote.identity.model_id),
@@ -88,8 +129,19 @@ def service_entry(remote: Remote, task_id: str, result: Mapping[str, Any]) -> di
 
 
 def service_timings(debug: Mapping[str, Any]) -> dict[str, float]:
-    """The service's own timings (seconds) from ``debug_info``'s epoch-millisecond strings: ``queue``
-    (submit to start), ``generate`` (start to complete) and ``total``."""
+    """The service's own timings (seconds) from ``debug_info``'s epoch-millisecond strings.
+
+    Args:
+        debug: a result's ``debug_info``.
+
+    Returns:
+        ``queue`` (submit to start), ``generate`` (start to complete) and ``total``, each where both
+        moments are known.
+
+    Example:
+        >>> service_timings({"submit_time_ms": "1000", "execute_time_ms": "3000", "complete_time_ms": "9000"})
+        {'queue': 2.0, 'generate': 6.0, 'total': 8.0}
+    """
     submit, execute, complete = (moment(debug, f"{n}_time_ms") for n in ("submit", "execute", "complete"))
     out = {}
     if submit is not None and execute is not None:
@@ -103,7 +155,23 @@ def service_timings(debug: Mapping[str, Any]) -> dict[str, float]:
 
 def wanlab_video(remote: Remote, task_id: str, result: Mapping[str, Any], params: Params | None,
                  folder: Path) -> Video:
-    """A wanlab server's run: record, lossless copy (checked against the record's digest) and mp4."""
+    """A wanlab server's run: record, lossless copy (checked against the record's digest) and mp4.
+
+    Args:
+        remote: the client.
+        task_id: the task's id.
+        result: its finished result.
+        params: the request asked (None: not known here); the record must hold the same.
+        folder: where the files are downloaded.
+
+    Returns:
+        The exact :class:`~wanlab.Video` with the server's record.
+
+    Raises:
+        ServiceError: no record or lossless link, or the server ran another request.
+        DownloadError: a download failed, the record is not a run record, or the frames do not match
+            its digest or the playable mp4.
+    """
     record_url, lossless_url = record_link(result), lossless_link(result)
     if record_url is None or lossless_url is None:
         raise ServiceError(f"task {task_id}: the server's result links no record and lossless copy")
@@ -140,7 +208,23 @@ def wanlab_video(remote: Remote, task_id: str, result: Mapping[str, Any], params
 
 def api_video(remote: Remote, task_id: str, result: Mapping[str, Any], params: Params | None,
               folder: Path) -> Video:
-    """A hosted-API download: the mp4 as served, decoded; the record says it is lossy (``exact: false``)."""
+    """A hosted-API download: the mp4 as served, decoded; the record says it is lossy (``exact: false``).
+
+    Args:
+        remote: the client.
+        task_id: the task's id.
+        result: its finished result.
+        params: the request asked (None: read from the result's ``request_info``).
+        folder: where the file is downloaded.
+
+    Returns:
+        The :class:`~wanlab.Video`, with notes where the service returned another size or frame count.
+
+    Raises:
+        DownloadError: the download failed or cannot be decoded.
+        GenerationError: every frame is black (the service's safety checker may have blanked it).
+        ParamError: ``params`` not given and the result's ``request_info`` does not say the request.
+    """
     p = params if params is not None else _asked(result, task_id)
     url, kind = first_video(result, task_id)
     name = RUN_MP4 if kind == "mp4" else "video.gif"

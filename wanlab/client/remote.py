@@ -1,20 +1,7 @@
-"""The client backend: a service with the hosted API's contract, used wherever a local pipeline is.
+"""The client backend: :class:`Remote`, a service with the hosted API's contract used wherever a pipeline is.
 
-:class:`Remote` (made by :func:`wanlab.connect`) turns each job into one task: ``POST
-/v3/async/wan-t2v``, then ``GET /v3/async/task-result`` until it ends, then the download, verified.
-At most ``slots`` tasks are at the service at once (``connect(max_in_flight=K)``); a sweep keeps one
-more job started, which downloads and stores a finished task while the service runs the next.
-The task id is handed to ``job.on_accepted`` before the first poll (a sweep writes it to the store),
-and a job with ``resume`` polls that task instead of submitting again: what a killed sweep paid for
-is fetched, never paid twice. Each submit of a job is announced to ``job.on_submit`` with a fresh
-idempotency key before it is sent (a sweep records it): against a wanlab server the key goes along
-(``Idempotency-Key``), so a submit whose answer was lost is sent again under it, now or in a rerun
-(``job.uncertain``), and the server returns the task it accepted; another service cannot be asked,
-so such a job fails (:class:`~wanlab.errors.SubmitUncertain`) unless ``job.retry_uncertain``.
-A task the service failed ends the job with the service's reason.
-Polls are timed by :mod:`wanlab.client.polling`; a wanlab server that offers a long poll (``/health``:
-``server.long_poll``) is asked to hold each answer until the task changes (``wanlab_wait``), so its
-end is seen at once, with no poll pauses.
+Each job is one task (submit, poll, download, verified); how tasks are resumed, deduplicated and
+polled is in the class's docstring.
 """
 from __future__ import annotations
 
@@ -57,14 +44,36 @@ WAIT_MARGIN_S = 5.0
 
 
 class Remote(BackendBase):
-    """A service with the hosted API's contract as a backend (see the module docstring).
+    """A service with the hosted API's contract as a backend; made by :func:`wanlab.connect`.
 
-    The backend protocol (:class:`wanlab.backend.Backend`; ``with remote:`` closes it), the hosted API's
-    ``submit``, ``task_result``, ``wait`` among it, plus ``video(task_id)`` for a finished task.
-    ``kind`` is ``"wanlab"`` (a wanlab server: exact frames, keys as local runs) or ``"api"``.
+    It has the backend protocol (:class:`wanlab.backend.Backend`; ``with remote:`` closes it) with the
+    hosted API's ``submit``, ``task_result`` and ``wait``, plus ``video(task_id)`` for a finished task.
 
-    >>> remote = wanlab.connect("http://127.0.0.1:8000")  # doctest: +SKIP
-    >>> sweep.run(remote, "runs/demo", max_in_flight=4)  # doctest: +SKIP
+    Each job is one task: ``POST /v3/async/wan-t2v``, then ``GET /v3/async/task-result`` until it
+    ends, then the download, verified. At most ``slots`` tasks are at the service at once
+    (``connect(max_in_flight=K)``); a sweep keeps one more job started, which downloads and stores a
+    finished task while the service runs the next. The task id is handed to ``job.on_accepted``
+    before the first poll (a sweep writes it to the store), and a job with ``resume`` polls that task
+    instead of submitting again: what a killed sweep paid for is fetched, never paid twice. Each
+    submit of a job is announced to ``job.on_submit`` with a fresh idempotency key before it is sent
+    (a sweep records it): against a wanlab server the key goes along (``Idempotency-Key``), so a
+    submit whose answer was lost is sent again under it, now or in a rerun (``job.uncertain``), and
+    the server returns the task it accepted; another service cannot be asked, so such a job fails
+    (:class:`~wanlab.errors.SubmitUncertain`) unless ``job.retry_uncertain``. A task the service
+    failed ends the job with the service's reason. Polls are timed by :mod:`wanlab.client.polling`; a
+    wanlab server that offers a long poll (``/health``: ``server.long_poll``) is asked to hold each
+    answer until the task changes (``wanlab_wait``), so its end is seen at once.
+
+    Attributes:
+        kind: ``"wanlab"`` (a wanlab server: exact frames, keys as local runs) or ``"api"``.
+        identity: the served model's identity (a wanlab server's own, or one from the service's address).
+        slots: tasks at the service at once.
+        max_in_flight: jobs worth starting at once (one more than ``slots``).
+        stats: counts of tasks submitted and resumed, polls and downloads.
+
+    Example:
+        >>> remote = wanlab.connect("http://127.0.0.1:8000")  # doctest: +SKIP
+        >>> sweep.run(remote, "runs/demo", max_in_flight=4)  # doctest: +SKIP
     """
 
     device = "remote"
@@ -106,13 +115,27 @@ class Remote(BackendBase):
 
     @property
     def base_url(self) -> str:
+        """The service's address, as the client uses it (no trailing slash)."""
         return self.transport.base_url
 
     # --- requests and keys ---------------------------------------------------------------------------
     def params(self, params: Params | None = None, **fields: Any) -> Params:
-        """The validated request: fields not given come from the served model's native settings, else
-        the API's defaults; under the API's rules from the API's defaults alone (as the service reads a
-        body), and local sizes and ``num_frames`` are refused here, before any call."""
+        """The validated request.
+
+        Fields not given come from the served model's native settings, else the API's defaults; under the
+        API's rules from the API's defaults alone (as the service reads a body), and local sizes and
+        ``num_frames`` are refused here, before any call.
+
+        Args:
+            params: a request whose explicitly set fields are kept.
+            **fields: request fields (``prompt``, ``seed``, ...).
+
+        Returns:
+            The validated :class:`~wanlab.Params`.
+
+        Raises:
+            ParamError: a field that breaks its rule, or one the service's rules refuse.
+        """
         if self.identity.rules != "api":
             p = request(self.identity.native, params, **fields)
         else:
@@ -124,8 +147,19 @@ class Remote(BackendBase):
         return p
 
     def check_accel(self, accel: Any) -> Any:
-        """``accel`` when this service runs it (None: its own setting), else a ParamError before any call:
-        the API's body has no field for an acceleration setting."""
+        """The acceleration setting a job asking for ``accel`` runs with at this service.
+
+        The API's body has no field for an acceleration setting, so only the service's own runs.
+
+        Args:
+            accel: the setting asked for (None: the service's own).
+
+        Returns:
+            The service's :class:`~wanlab.accel.Accel`.
+
+        Raises:
+            ParamError: ``accel`` is not the service's own setting.
+        """
         from ..accel.setting import Accel
 
         if accel is None:
@@ -138,23 +172,56 @@ class Remote(BackendBase):
         return self.accel
 
     def describe_loras(self, params: Params) -> list[dict[str, Any]]:
-        """Each LoRA as run keys hold it (:func:`wanlab.client.wire.describe_loras`; what
-        :meth:`set_lora_policy` rules out raises LoRAError)."""
+        """Each LoRA of ``params`` as run keys hold it (:func:`wanlab.client.wire.describe_loras`).
+
+        Args:
+            params: the request whose LoRAs are described.
+
+        Returns:
+            One dict per LoRA (path, scale, and a local file's sha256 for a wanlab server).
+
+        Raises:
+            LoRAError: a LoRA path that :meth:`set_lora_policy` rules out, or a file that cannot be read.
+        """
         return describe_loras(params, self.kind, self.lora_policy)
 
     def body(self, params: Params) -> dict[str, Any]:
-        """The JSON body of ``POST /v3/async/wan-t2v`` for ``params`` (:func:`wanlab.client.wire.body`)."""
+        """The JSON body of ``POST /v3/async/wan-t2v`` for ``params`` (:func:`wanlab.client.wire.body`).
+
+        Args:
+            params: the validated request.
+
+        Returns:
+            The body as a dict.
+        """
         return body(params, self.identity, self.kind)
 
     # --- the hosted API's task methods -------------------------------------------------------------
     def submit(self, params: Params | None = None, *, accel: Any = None, idempotency_key: str | None = None,
                **fields: Any) -> str:
-        """Submit one request (validated here first; its seed drawn here when -1, so it is known) and
-        return the service's task id. Every call is a task the service runs (and may bill), except that a
-        wanlab server given the same ``idempotency_key`` (1 to 255 visible ASCII characters) for the same
-        request again returns the task it accepted first (another service ignores it).
+        """Submit one request and return the service's task id.
 
-        >>> task_id = remote.submit(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
+        The request is validated here first, and a seed of -1 is drawn here, so it is known. Every call is a
+        task the service runs (and may bill), except that a wanlab server given the same
+        ``idempotency_key`` for the same request again returns the task it accepted first.
+
+        Args:
+            params: a request whose explicitly set fields are kept.
+            accel: the acceleration setting (None, or the service's own).
+            idempotency_key: 1 to 255 visible ASCII characters (a service other than wanlab ignores it).
+            **fields: request fields (``prompt``, ``seed``, ...).
+
+        Returns:
+            The task id, for :meth:`task_result`, :meth:`wait` and :meth:`video`.
+
+        Raises:
+            ParamError: a field that breaks its rule (nothing is sent).
+            AuthError: the service refused the API key.
+            SubmitUncertain: the connection broke after the request was sent, so the task may exist.
+            ServiceError: any other refusal, or an answer without a task id.
+
+        Example:
+            >>> task_id = remote.submit(prompt="a red square moving right quickly", seed=1)  # doctest: +SKIP
         """
         p = self.params(params, **fields).resolved()
         accel_ = self.check_accel(accel)
@@ -175,9 +242,26 @@ class Remote(BackendBase):
         return task_id
 
     def task_result(self, task_id: str, *, wait: float | None = None) -> dict[str, Any]:
-        """The task's state as the service gives it (the published shape); TaskError for an unknown id.
-        ``wait`` (seconds, on a service with a long poll; at most :attr:`long_poll_s`): the answer comes once
-        the task's status or progress changes or it ends, or after that long."""
+        """The task's state as the service gives it (the published shape).
+
+        Args:
+            task_id: an id :meth:`submit` returned.
+            wait: seconds the service may hold the answer until the task's status or progress changes
+                (a wanlab server's long poll, at most :attr:`long_poll_s`; None: answer at once).
+
+        Returns:
+            A dict with ``task`` (``status``, ``progress_percent``, ``eta``, ``reason``), ``videos``,
+            ``images``, ``audios`` and ``extra``.
+
+        Raises:
+            ParamError: ``task_id`` is not a string, or ``wait`` is negative.
+            TaskError: the service knows no such task (not submitted there, or with another key).
+            ServiceError: the service refused, or its answer is not a task result.
+
+        Example:
+            >>> remote.task_result(task_id)["task"]["status"]  # doctest: +SKIP
+            'TASK_STATUS_PROCESSING'
+        """
         if not isinstance(task_id, str) or not task_id:
             raise ParamError("task_id", "a task id string", task_id)
         check_unicode("task_id", task_id)
@@ -201,7 +285,24 @@ class Remote(BackendBase):
         return dict(result)
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Poll until the task has finished and return its result (TaskTimeout after ``timeout`` s)."""
+        """Poll until the task has finished and return its result.
+
+        Args:
+            task_id: an id :meth:`submit` returned.
+            timeout: seconds to wait at most (None: no limit).
+
+        Returns:
+            The finished task's result, shaped as :meth:`task_result` returns it.
+
+        Raises:
+            TaskError: the service knows no such task.
+            TaskTimeout: the task has not finished after ``timeout`` seconds (it goes on at the service).
+            ServiceError: the service refused a poll.
+
+        Example:
+            >>> remote.wait(task_id, timeout=600)["task"]["status"]  # doctest: +SKIP
+            'TASK_STATUS_SUCCEED'
+        """
         from ..errors import TaskTimeout
         from ..taskstatus import FINISHED
 
@@ -227,13 +328,42 @@ class Remote(BackendBase):
             time.sleep(pause if timeout is None else min(pause, max(timeout - age, 0.0)))
 
     def cancel(self, task_id: str) -> dict[str, Any]:
-        """The hosted API has no cancel route: a submitted task runs to its end."""
+        """Refuse: the hosted API has no cancel route, so a submitted task runs to its end.
+
+        Args:
+            task_id: the task that cannot be cancelled.
+
+        Returns:
+            Never returns.
+
+        Raises:
+            TaskError: always.
+        """
         raise TaskError(f"task {task_id} cannot be cancelled: the hosted API's contract has no cancel route, so a "
                         "submitted task runs (and is billed) to its end")
 
     def video(self, task_id: str, params: Params | None = None) -> Any:
-        """The :class:`~wanlab.Video` of a finished task (downloaded and verified now). ``params``: the
-        request, when it was not submitted through this client (a wanlab server's record says it)."""
+        """The :class:`~wanlab.Video` of a finished task, downloaded and verified now.
+
+        Waits for the task first.
+
+        Args:
+            task_id: an id :meth:`submit` returned.
+            params: the request, when it was not submitted through this client (a wanlab server's record
+                says it; the hosted API's answer does not).
+
+        Returns:
+            The task's video with its record.
+
+        Raises:
+            TaskError: the service knows no such task.
+            DownloadError: a download that breaks off, is too large, or whose content fails its checks.
+            ServiceError: the task failed, or its result is malformed.
+
+        Example:
+            >>> remote.video(task_id)  # doctest: +SKIP
+            Video(17 frames, 64x64, 16 fps, seed=1, digest=...)
+        """
         with self._lock:
             known = self._requests.get(task_id)
         p = params if params is not None else (known[0] if known else None)
@@ -241,7 +371,14 @@ class Remote(BackendBase):
 
     # --- the backend protocol ----------------------------------------------------------------------
     def start(self, job: Job) -> Future[Any]:
-        """Run ``job`` as one task (or poll ``job.resume``); the Future holds its Video or its error."""
+        """Run ``job`` as one task (or poll ``job.resume``) on a client thread.
+
+        Args:
+            job: the resolved request with its acceleration and callbacks.
+
+        Returns:
+            A Future that holds the job's :class:`~wanlab.Video` or its error.
+        """
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=max(32, self.max_in_flight),
@@ -252,9 +389,29 @@ class Remote(BackendBase):
     def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
                  on_step: Callable[[int, int], None] | None = None, truncate: str = "warn", probes: Any = None,
                  **fields: Any) -> Any:
-        """Generate one video on the service and return it (downloaded, verified).
+        """Generate one video on the service and return it, downloaded and verified.
 
-        >>> remote.generate(prompt="a blue circle moving left slowly", seed=3)  # doctest: +SKIP
+        Args:
+            params: a request whose explicitly set fields are kept.
+            accel: the acceleration setting (None, or the service's own).
+            progress: show a progress bar over the task's steps.
+            on_step: called as ``on_step(done, total)`` as the task's progress advances.
+            truncate: ``"warn"`` or ``"error"`` for prompts longer than the model reads.
+            probes: must be left out: a service returns frames only.
+            **fields: request fields (``prompt``, ``seed``, ...).
+
+        Returns:
+            The :class:`~wanlab.Video` with its record.
+
+        Raises:
+            ParamError: a field that breaks its rule, or ``probes`` given.
+            AuthError: the service refused the API key.
+            ServiceError: the service refused the task, or the task failed.
+            DownloadError: the video's download or its checks failed.
+
+        Example:
+            >>> remote.generate(prompt="a blue circle moving left slowly", seed=3)  # doctest: +SKIP
+            Video(17 frames, 64x64, 16 fps, seed=3, digest=...)
         """
         if probes:
             raise ParamError("probes", "left out with a remote backend (the service's API returns frames only; record "
@@ -291,9 +448,11 @@ class Remote(BackendBase):
         return self._fetch(task_id, result, p)
 
     def _accepted(self, job: Job, accel: Any) -> str:
-        """The task of this job at the service: the one it resumes, or a new one (its idempotency key
-        announced to ``job.on_submit`` before it is sent, its task id to ``job.on_accepted`` before anything
-        else happens)."""
+        """The task of this job at the service.
+
+        The one it resumes, or a new one (its idempotency key announced to ``job.on_submit`` before it is
+        sent, its task id to ``job.on_accepted`` before anything else happens).
+        """
         from ..taskstatus import TaskStatus
 
         p = job.params
@@ -368,16 +527,21 @@ class Remote(BackendBase):
                                           self.polling.expected_end(job.params, result)))
 
     def _held(self, asked: float, wait: float | None, seen: Any, task: Mapping[str, Any]) -> bool:
-        """Whether a long poll sent at ``asked`` did its work (the task changed from ``seen``, or the service
-        held the answer for the time asked), so the next may go at once; else (a server that answers long
-        polls of this task at once, e.g. one that does not run it) the usual poll pause comes first."""
+        """Whether a long poll sent at ``asked`` did its work, so the next may go at once.
+
+        It did when the task changed from ``seen``, or the service held the answer for the time asked;
+        else (a server that answers long polls of this task at once, e.g. one that does not run it)
+        the usual poll pause comes first.
+        """
         if not self.long_poll_s or not wait:
             return False
         return _state(task) != seen or time.monotonic() - asked >= 0.9 * min(wait, self.long_poll_s)
 
     def _fetch(self, task_id: str, result: Mapping[str, Any], params: Params | None) -> Any:
-        """Download a finished task's files into a folder of their own (removed with the Video) and build
-        its Video; a download that does not arrive whole is tried again with a fresh result."""
+        """Download a finished task's files into a folder of their own (removed with the Video) and build its Video.
+
+        A download that does not arrive whole is tried again with a fresh result.
+        """
         folder = Path(tempfile.mkdtemp(prefix="wanlab-download-"))
         try:
             for attempt in range(DOWNLOAD_TRIES):
@@ -403,7 +567,15 @@ class Remote(BackendBase):
         return video
 
     def in_parallel(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """``fn(*args)`` on the download threads (a task's files come at once)."""
+        """Run ``fn(*args)`` on the download threads (a task's files come at once).
+
+        Args:
+            fn: the function to run.
+            *args: its arguments.
+
+        Returns:
+            A Future holding what ``fn`` returns.
+        """
         with self._lock:
             if self._downloads is None:
                 self._downloads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wanlab-download")
@@ -411,7 +583,19 @@ class Remote(BackendBase):
         return pool.submit(fn, *args)
 
     def download(self, url: str, target: Path, sha256: str | None = None) -> Any:
-        """One file of a task, verified (:func:`wanlab.client.download.fetch`)."""
+        """One file of a task, downloaded and verified (:func:`wanlab.client.download.fetch`).
+
+        Args:
+            url: the file's URL.
+            target: where to write it.
+            sha256: the digest the file must have (None: not checked).
+
+        Returns:
+            The download's outcome (:class:`~wanlab.client.download.Downloaded`).
+
+        Raises:
+            DownloadError: the download broke off, was too large, or its digest differs.
+        """
         return fetch(self.transport, url, target, policy=self.net_policy, sha256=sha256)
 
 
@@ -420,8 +604,11 @@ def _state(task: Mapping[str, Any]) -> tuple[Any, Any]:
 
 
 def _long_poll_s(server: Mapping[str, Any], timeout: float) -> float | None:
-    """Seconds a task-result may wait at a wanlab server that announces a long poll (``server.long_poll``:
-    its parameter and longest wait), kept :data:`WAIT_MARGIN_S` under the read ``timeout``; None without one."""
+    """Seconds a task-result may wait at a wanlab server that announces a long poll; None without one.
+
+    ``server.long_poll`` gives its parameter and longest wait; the wait is kept :data:`WAIT_MARGIN_S`
+    under the read ``timeout``.
+    """
     offer = server.get("long_poll")
     if not isinstance(offer, Mapping) or offer.get("param") != WAIT_PARAM:
         return None

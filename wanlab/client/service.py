@@ -34,9 +34,15 @@ NOT_WANLAB = (400, 401, 403, 404, 405, 410, 501)
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    """What the client knows about a service: ``kind`` (``"wanlab"`` or ``"api"``), the identity its
-    runs are keyed by, the acceleration setting it runs (a wanlab server's own, else None), how many
-    tasks it queues (None: not said) and the ``/health`` answer it came from."""
+    """What the client knows about a service.
+
+    Attributes:
+        kind: ``"wanlab"`` or ``"api"``.
+        identity: the identity its runs are keyed by.
+        accel: the acceleration setting it runs (a wanlab server's own, else None).
+        queue_limit: how many tasks it queues for one key (None: not said).
+        health: the ``/health`` answer it came from.
+    """
 
     kind: str
     identity: ModelIdentity
@@ -48,8 +54,15 @@ class ServiceInfo:
 def canonical_url(base_url: str) -> str:
     """A base URL as identities hold it: scheme and host in lower case, no default port, no trailing slash.
 
-    >>> canonical_url("HTTPS://API.Example.org:443/")
-    'https://api.example.org'
+    Args:
+        base_url: a service's address.
+
+    Returns:
+        The canonical form.
+
+    Example:
+        >>> canonical_url("HTTPS://API.Example.org:443/")
+        'https://api.example.org'
     """
     import httpx
 
@@ -61,11 +74,25 @@ def canonical_url(base_url: str) -> str:
 
 
 def service_identity(base_url: str, model_name: str = API_MODEL_NAME, rules: str = "api") -> ModelIdentity:
-    """The identity of a service that is not wanlab: its address and ``model_name``, hashed (so the same
-    request to the same service has the same run key); frames lossy, no latents.
+    """The identity of a service that is not wanlab.
 
-    >>> service_identity("https://api.example.org").source
-    'service'
+    Its address and ``model_name``, hashed (so the same request to the same service has the same run
+    key); frames lossy, no latents.
+
+    Args:
+        base_url: the service's address.
+        model_name: the model's name in its API.
+        rules: ``"api"`` or ``"local"``.
+
+    Returns:
+        The :class:`~wanlab.models.identity.ModelIdentity` (source ``"service"``).
+
+    Raises:
+        ParamError: ``rules`` is not one of :data:`~wanlab.models.identity.RULES`.
+
+    Example:
+        >>> service_identity("https://api.example.org").source
+        'service'
     """
     if rules not in RULES:
         raise ParamError("rules", f"one of {', '.join(RULES)}", rules)
@@ -77,8 +104,24 @@ def service_identity(base_url: str, model_name: str = API_MODEL_NAME, rules: str
 
 def probe(transport: Transport, kind: str, *, model_name: str = API_MODEL_NAME, rules: str | None = None,
           ready_timeout: float = 120.0) -> ServiceInfo:
-    """Tell what ``transport``'s service is (see the module docstring); waits up to ``ready_timeout``
-    seconds while a wanlab server loads its model (503)."""
+    """Tell what ``transport``'s service is (see the module docstring).
+
+    Waits up to ``ready_timeout`` seconds while a wanlab server loads its model (503).
+
+    Args:
+        transport: the connection to the service.
+        kind: ``"auto"`` (ask ``/health``), ``"wanlab"`` (insist on a wanlab server) or ``"api"``.
+        model_name: the model's name in run keys when the service is not wanlab.
+        rules: the rules to use (None: the service's own; for a wanlab server it must be its own).
+        ready_timeout: seconds to wait for a loading server.
+
+    Returns:
+        The :class:`ServiceInfo`.
+
+    Raises:
+        ParamError: a bad ``kind``, or ``rules`` other than a wanlab server's own.
+        ServiceError: with ``kind="wanlab"``, a service that is not one; or ``/health`` failing.
+    """
     if kind not in KINDS:
         raise ParamError("kind", f"one of {', '.join(KINDS)}", kind)
     if kind == "api":
@@ -106,7 +149,24 @@ def probe(transport: Transport, kind: str, *, model_name: str = API_MODEL_NAME, 
 
 def identity_of(health: Any) -> ModelIdentity | None:
     """The :class:`ModelIdentity` a wanlab server's ``/health`` answer carries (None when it has none).
-    Its frames are exact (lossless copies are fetched); latents do not travel."""
+
+    Its frames are exact (lossless copies are fetched); latents do not travel.
+
+    Args:
+        health: the parsed ``/health`` answer.
+
+    Returns:
+        The identity, or None.
+
+    Raises:
+        ServiceError: an identity is there but cannot be read.
+
+    Example:
+        >>> identity_of({"status": "ok"}) is None
+        True
+        >>> identity_of({"model": {"model_id": "toy", "source": "builtin", "fingerprint": "ab"}}).latents
+        False
+    """
     if not isinstance(health, Mapping):
         return None
     for candidate in (health.get("identity"), health.get("model"), health):
@@ -129,8 +189,10 @@ def _accel_of(health: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _queue_limit(health: Mapping[str, Any]) -> int | None:
-    """How many tasks the server queues for one key, from the names a health answer may give it (a wanlab
-    server's ``max_queued_per_key`` when smaller than its queue)."""
+    """How many tasks the server queues for one key, from the names a health answer may give it.
+
+    A wanlab server's ``max_queued_per_key`` when smaller than its queue.
+    """
     server = health.get("server")
     per_key = server.get("max_queued_per_key") if isinstance(server, Mapping) else None
     whole = _whole_queue(health)

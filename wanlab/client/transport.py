@@ -1,5 +1,7 @@
-"""HTTP to one service: one pool of kept-alive connections, timeouts, the key, bounded retries, and
-the service's refusals turned into wanlab's errors, saying what the service said.
+"""HTTP to one service.
+
+One pool of kept-alive connections, timeouts, the key, bounded retries, and the service's refusals
+turned into wanlab's errors, saying what the service said.
 
 - 400 (and 422) -> :class:`~wanlab.ParamError` with the service's field, rule and value;
 - 401 -> :class:`~wanlab.errors.AuthError` "the API key was refused"; 403 -> AuthError;
@@ -36,12 +38,22 @@ MAX_SAID = 300
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long to keep trying: ``attempts`` tries of a request that got no answer or a 5xx (the first
-    included), waits of ``backoff_s * 2**n`` seconds (at most ``max_backoff_s``, with jitter) between
-    them, and at most ``busy_s`` seconds of waiting in all while the service answers 429 or 503.
+    """How long to keep trying; give it to :func:`wanlab.connect` as ``retry=``.
 
-    >>> RetryPolicy(attempts=3).attempts
-    3
+    Attributes:
+        attempts: tries of a request that got no answer or a 5xx, the first included (1..100).
+        backoff_s: the first wait between tries; the n-th is ``backoff_s * 2**n`` seconds, jittered.
+        max_backoff_s: the longest wait between tries.
+        busy_s: seconds of waiting in all while the service answers 429 or 503 (honouring Retry-After).
+
+    Raises:
+        ParamError: a field out of range, named ``retry.<field>``.
+
+    Example:
+        >>> RetryPolicy(attempts=3).attempts
+        3
+        >>> 0.125 <= RetryPolicy(backoff_s=0.25).delay(0) <= 0.25
+        True
     """
 
     attempts: int = 6
@@ -55,12 +67,31 @@ class RetryPolicy:
             check_number(f"retry.{name}", getattr(self, name), 0)
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait before try ``attempt + 1`` (attempt counts from 0): exponential, jittered."""
+        """Seconds to wait before try ``attempt + 1``: exponential, jittered.
+
+        Args:
+            attempt: the try that failed, counted from 0.
+
+        Returns:
+            ``min(max_backoff_s, backoff_s * 2**attempt)`` times a random factor in 0.5..1.
+        """
         return min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * random.uniform(0.5, 1.0)
 
 
 def retry_after(response: Any) -> float | None:
-    """The ``Retry-After`` of a response in seconds (a number of seconds or an HTTP date), or None."""
+    """The ``Retry-After`` of a response in seconds (a number of seconds or an HTTP date), or None.
+
+    Args:
+        response: an ``httpx.Response`` (anything with ``headers``).
+
+    Returns:
+        The seconds (at least 0), or None when absent or unreadable.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> retry_after(SimpleNamespace(headers={"retry-after": "3"})), retry_after(SimpleNamespace(headers={}))
+        (3.0, None)
+    """
     value = response.headers.get("retry-after")
     if not value:
         return None
@@ -75,7 +106,18 @@ def retry_after(response: Any) -> float | None:
 
 
 def shown_url(url: Any) -> str:
-    """A URL as messages show it: without its query (a signed URL's signature) and fragment."""
+    """A URL as messages show it: without its query (a signed URL's signature) and fragment.
+
+    Args:
+        url: a URL (a string or an ``httpx.URL``).
+
+    Returns:
+        The URL without query and fragment.
+
+    Example:
+        >>> shown_url("https://h.org/v3/files/k/video.mp4?expires=1&signature=ab")
+        'https://h.org/v3/files/k/video.mp4'
+    """
     text = str(url)
     return text.split("?", 1)[0].split("#", 1)[0]
 
@@ -83,8 +125,23 @@ def shown_url(url: Any) -> str:
 class Transport:
     """Requests to one service at ``base_url`` (an ``httpx.Client``: thread-safe, connections reused).
 
-    ``timeout`` bounds each connect, read and write (seconds); ``connections`` the open connections.
     ``stats`` counts requests, retries, busy waits and bytes received.
+
+    Args:
+        base_url: the service's address.
+        key: the API key (None: none sent).
+        timeout: seconds for each connect (at most 10), read and write.
+        retry: how long to keep trying (None: :class:`RetryPolicy`'s defaults).
+        connections: the most open connections.
+
+    Raises:
+        ParamError: ``timeout`` is not a positive number.
+
+    Example:
+        >>> transport = Transport("http://127.0.0.1:8000/", None)
+        >>> transport.url("/health"), transport.same_origin("http://127.0.0.1:8001/x")
+        ('http://127.0.0.1:8000/health', False)
+        >>> transport.close()
     """
 
     def __init__(self, base_url: str, key: ApiKey | None, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
@@ -109,21 +166,41 @@ class Transport:
         return f"Transport({self.base_url!r}, key={'set' if self.key else 'none'})"
 
     def url(self, path: str) -> str:
-        """The absolute URL of a route (``/v3/async/task-result``) or an absolute URL unchanged."""
+        """The absolute URL of a route (``/v3/async/task-result``) or an absolute URL unchanged.
+
+        Args:
+            path: a route or an absolute URL.
+
+        Returns:
+            The absolute URL.
+        """
         return path if "://" in path else f"{self.base_url}{path}"
 
     def same_origin(self, url: str) -> bool:
-        """Whether ``url`` is on this service (scheme, host and port): only there does the key go."""
+        """Whether ``url`` is on this service (scheme, host and port): only there does the key go.
+
+        Args:
+            url: an absolute URL.
+
+        Returns:
+            Whether scheme, host and port are the service's.
+        """
         import httpx
 
         other = httpx.URL(url)
         return (other.scheme, other.host, other.port) == (self._origin.scheme, self._origin.host, self._origin.port)
 
     def close(self) -> None:
+        """Close the kept-alive connections."""
         self._client.close()
 
     def count(self, name: str, amount: float = 1) -> None:
-        """Add to one of :attr:`stats` (requests run on many threads at once)."""
+        """Add to one of :attr:`stats` (requests run on many threads at once).
+
+        Args:
+            name: the counter.
+            amount: what to add.
+        """
         with self._count_lock:
             self.stats[name] = self.stats.get(name, 0) + amount
 
@@ -132,13 +209,32 @@ class Transport:
              query: Mapping[str, str] | None = None, replay: bool = True, stream: bool = False,
              what: str | None = None, patience: float | None = None, headers: Mapping[str, str] | None = None,
              idempotent: bool = False) -> Any:
-        """Send a request and return the ``httpx.Response`` of a 2xx answer (with ``stream=True`` not yet
-        read: close it). Retries and errors as the module docstring says; ``replay=False`` for a request
-        that must not run twice. ``what`` names the request in messages (default ``METHOD URL``);
-        ``patience`` replaces :attr:`RetryPolicy.busy_s` (seconds of 429/503 waits) for this request;
-        ``headers`` are sent besides the key's; ``idempotent=True``: the service deduplicates this request
-        (an ``Idempotency-Key``), so it is sent again, and when no try got an answer after one may have
-        arrived, :class:`~wanlab.errors.SubmitUncertain`."""
+        """Send a request and return the ``httpx.Response`` of a 2xx answer.
+
+        Retries and errors as the module docstring says.
+
+        Args:
+            method: the HTTP method.
+            path: a path on the service, or a URL on its origin (the key goes nowhere else).
+            body: a JSON body.
+            query: query parameters.
+            replay: False for a request that must not run twice.
+            stream: return the response unread (close it).
+            what: names the request in messages (default ``METHOD URL``).
+            patience: replaces :attr:`RetryPolicy.busy_s` (seconds of 429/503 waits) for this request.
+            headers: sent besides the key's.
+            idempotent: the service deduplicates this request (an ``Idempotency-Key``), so it is sent
+                again; when no try got an answer after one may have arrived,
+                :class:`~wanlab.errors.SubmitUncertain`.
+
+        Returns:
+            The ``httpx.Response`` of a 2xx answer.
+
+        Raises:
+            AuthError: the key was refused (401) or lacks permission (403).
+            SubmitUncertain: a request that must not run twice may have arrived, with no answer.
+            ServiceError: a URL off the service's origin, a refusal, or no answer after the retries.
+        """
         import httpx
 
         url = self.url(path)
@@ -159,7 +255,8 @@ class Transport:
             except httpx.TransportError as exc:
                 arrived = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
                 if arrived and not replay and not idempotent:
-                    raise SubmitUncertain(f"{what}: the connection broke after the request was sent ({_describe(exc)}); "
+                    raise SubmitUncertain(f"{what}: the connection broke after the request was sent "
+                                          f"({_describe(exc)}); "
                                           "the service may have accepted it, so it is not sent again (that could pay "
                                           "twice)") from None
                 arrived_once |= arrived
@@ -197,7 +294,20 @@ class Transport:
             raise self.error(response, what)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """:meth:`send`, and the answer's JSON (a ServiceError when it is not JSON)."""
+        """:meth:`send`, and the answer's JSON.
+
+        Args:
+            method: the HTTP method.
+            path: a route or a URL on the service.
+            **kwargs: as :meth:`send`.
+
+        Returns:
+            The parsed JSON.
+
+        Raises:
+            ServiceError: the answer is not JSON, or as :meth:`send`.
+            AuthError: as :meth:`send`.
+        """
         response = self.send(method, path, **kwargs)
         try:
             return response.json()
@@ -213,7 +323,17 @@ class Transport:
 
     # --- errors --------------------------------------------------------------------------------------
     def error(self, response: Any, what: str, note: str = "") -> Exception:
-        """The wanlab error for a refusal (see the module docstring), with what the service said."""
+        """The wanlab error for a refusal (see the module docstring), with what the service said.
+
+        Args:
+            response: the refusal.
+            what: names the request in the message.
+            note: added in parentheses.
+
+        Returns:
+            The error to raise: ParamError (400, 422), AuthError (401, 403), or ServiceError (a
+            redirect, or any other status).
+        """
         status = response.status_code
         said, detail = _said(response)
         if self.key is not None:
@@ -228,8 +348,8 @@ class Transport:
             if self.key is None:
                 return AuthError(f"{what}: the service asks for an API key and none was given: pass api_key=, set "
                                  f"$WANLAB_API_KEY (or $NOVITA_API_KEY), or use --api-key-file (401{tail})", status)
-            return AuthError(f"{what}: the API key was refused (401 Unauthorized; the key from {self.key.source}){tail}",
-                             status)
+            return AuthError(f"{what}: the API key was refused (401 Unauthorized; the key from "
+                             f"{self.key.source}){tail}", status)
         if status == 403:
             return AuthError(f"{what}: the service refused this with the key given (403 Forbidden){tail}", status)
         if 300 <= status < 400:

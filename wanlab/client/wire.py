@@ -1,5 +1,7 @@
-"""A request as a service receives it: the JSON body of ``POST /v3/async/wan-t2v``, the LoRA paths the
-hosted API can read, and how LoRA files are described in run keys when this machine cannot read them.
+"""A request as a service receives it.
+
+The JSON body of ``POST /v3/async/wan-t2v``, the LoRA paths the hosted API can read, and how LoRA
+files are described in run keys when this machine cannot read them.
 """
 from __future__ import annotations
 
@@ -23,11 +25,25 @@ LOCAL_FIELDS = ("prompt", "negative_prompt", "width", "height", "seed", "steps",
 
 
 def body(params: Params, identity: ModelIdentity, kind: str) -> dict[str, Any]:
-    """The JSON body for ``params``: the hosted API's fields, ``num_frames`` too where the service takes
-    local sizes, and ``model_name`` for a service that is not wanlab (a wanlab server needs none).
+    """The JSON body for ``params``.
 
-    >>> body(Params(prompt="a fox", seed=1), service_identity("https://api.example.org"), "api")["width"]  # doctest: +SKIP
-    832
+    The hosted API's fields, ``num_frames`` too where the service takes local sizes, and ``model_name``
+    for a service that is not wanlab (a wanlab server needs none).
+
+    Args:
+        params: the validated request.
+        identity: the service's identity (its ``rules`` decide the fields).
+        kind: ``"wanlab"`` or ``"api"``.
+
+    Returns:
+        The body.
+
+    Example:
+        >>> from wanlab.client.service import service_identity
+        >>> api = service_identity("https://api.example.org")
+        >>> out = body(Params(prompt="a fox", seed=1), api, "api")
+        >>> out["model_name"], out["width"], out["height"], "num_frames" in out
+        ('wan2.1-t2v', 832, 480, False)
     """
     if identity.rules == "api":
         out = params.to_api()
@@ -39,11 +55,22 @@ def body(params: Params, identity: ModelIdentity, kind: str) -> dict[str, Any]:
 
 
 def check_service_lora(path: str) -> str:
-    """A LoRA path the hosted API can read (a Hugging Face repo id or file, or an https URL), else a
-    ParamError before any call: it cannot read files on this machine.
+    """A LoRA path the hosted API can read: a Hugging Face repo id or file, or an https URL.
 
-    >>> check_service_lora("Remade-AI/Cyberpunk")
-    'Remade-AI/Cyberpunk'
+    Anything else is refused before any call: the service cannot read files on this machine.
+
+    Args:
+        path: a LoRA's path.
+
+    Returns:
+        The path.
+
+    Raises:
+        ParamError: (field ``loras.path``) a URL other than https, or a local file or path.
+
+    Example:
+        >>> check_service_lora("Remade-AI/Cyberpunk")
+        'Remade-AI/Cyberpunk'
     """
     if "://" in path:
         if not path.startswith("https://"):
@@ -56,10 +83,24 @@ def check_service_lora(path: str) -> str:
 
 
 def describe_loras(params: Params, kind: str, policy: SourcePolicy | None = None) -> list[dict[str, Any]]:
-    """Each LoRA as run keys hold it: for a wanlab server a file by its sha256 when this machine can read
-    it (the same file the server reads), else (and always for the hosted API) by the request's path.
-    ``policy`` (a remote's ``set_lora_policy``): URLs it does not allow and local files outside its folders
-    raise :class:`~wanlab.LoRAError` here, before any call (the service applies its own policy as well)."""
+    """Each LoRA as run keys hold it.
+
+    For a wanlab server a file by its sha256 when this machine can read it (the same file the server
+    reads), else (and always for the hosted API) by the request's path. ``policy`` (a remote's
+    ``set_lora_policy``): URLs it does not allow and local files outside its folders raise
+    :class:`~wanlab.LoRAError` here, before any call (the service applies its own policy as well).
+
+    Args:
+        params: the request.
+        kind: ``"wanlab"`` or ``"api"``.
+        policy: the remote's LoRA source policy (None: none of its own).
+
+    Returns:
+        One dict per LoRA (path, scale, and the sha256 where known).
+
+    Raises:
+        LoRAError: a path the policy rules out.
+    """
     from dataclasses import replace
 
     from ..errors import LoRAError

@@ -76,7 +76,7 @@ def quiet_loading() -> None:
 
 
 def from_folder(folder: str, dtype: Any) -> Any:
-    """diffusers' ``WanPipeline`` from a checkpoint folder, offline, with the VAE in float32."""
+    """Load diffusers' ``WanPipeline`` from a checkpoint folder, offline, with the VAE in float32."""
     import torch
     from diffusers import AutoencoderKLWan, WanPipeline
 
@@ -88,8 +88,10 @@ def from_folder(folder: str, dtype: Any) -> Any:
 
 
 def apply_group_offload(pipe: Any, mode: str, device: str) -> None:
-    """diffusers' pipeline-level group offloading (every component) onto ``device`` (CUDA), with a
-    CUDA stream overlapping transfers and compute. Not measured by wanlab: this workplace has no GPU."""
+    """Turn on diffusers' pipeline-level group offloading (every component) onto ``device`` (CUDA).
+
+    A CUDA stream overlaps transfers and compute. Not measured by wanlab: this workplace has no GPU.
+    """
     import torch
 
     pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
@@ -145,6 +147,29 @@ def load_weights(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str |
 
     The model is resolved once (:func:`~wanlab.models.resolution.resolve`); its weights are loaded from
     that, and its identity made from that and the loaded weights and scheduler.
+
+    Args:
+        model: a built-in name, a diffusers folder or a hub id in the local cache.
+        device: as :func:`wanlab.load`.
+        dtype: as :func:`wanlab.load`.
+        cpu_offload: as :func:`wanlab.load`.
+        vae_tiling: as :func:`wanlab.load`.
+        max_sequence_length: as :func:`wanlab.load`.
+        progress: as :func:`wanlab.load`.
+        accel: as :func:`wanlab.load`.
+        group_offload: as :func:`wanlab.load`.
+
+    Returns:
+        The :class:`Loaded` model: diffusers' pipeline, its identity, device and default acceleration.
+
+    Raises:
+        ParamError: a bad option.
+        LoadError: no such model, or weights that do not load.
+
+    Example:
+        >>> loaded = load_weights("tiny", device="cpu")  # doctest: +SKIP
+        >>> loaded.identity.model_id, loaded.device  # doctest: +SKIP
+        ('tiny', 'cpu')
     """
     from ..accel.setting import Accel
 

@@ -32,17 +32,24 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A model name resolved once, with what it declares about itself (its card read once): what
-    :func:`identity` identifies and :func:`~wanlab.models.loading.load_weights` loads.
+    """A model name resolved once, with what it declares about itself (its card read once).
 
-    - ``model_id``: the built-in's name, the folder (resolved) or the hub id;
-    - ``source``: ``builtin``, ``folder`` or ``hub``;
-    - ``builtin``: the built-in's entry, for a built-in;
-    - ``folder``: the checkpoint folder when there is one (a hub id's snapshot in the local cache);
-    - ``native`` and ``max_sequence_length``: the request fields and text length it declares (the
-      built-in's, its card's, else Wan's own);
-    - ``recorded``: the weights fingerprint its built-in entry or card records (trusted only while its
-      files match their ``SHA256SUMS``: :func:`recorded_fingerprint`).
+    What :func:`identity` identifies and :func:`~wanlab.models.loading.load_weights` loads.
+
+    Attributes:
+        model_id: the built-in's name, the folder (resolved) or the hub id.
+        source: ``builtin``, ``folder`` or ``hub``.
+        builtin: the built-in's entry, for a built-in.
+        folder: the checkpoint folder when there is one (a hub id's snapshot in the local cache).
+        native: the request fields it declares (the built-in's, its card's, else Wan's own).
+        max_sequence_length: the text length it declares.
+        recorded: the weights fingerprint its built-in entry or card records (trusted only while its
+            files match their ``SHA256SUMS``: :func:`recorded_fingerprint`).
+
+    Example:
+        >>> model = resolve("tiny")
+        >>> model.model_id, model.source, model.native["num_frames"]
+        ('tiny', 'builtin', 33)
     """
 
     model_id: str
@@ -82,6 +89,14 @@ def resolve(model: Any) -> ResolvedModel:
         ParamError: ``model`` is not a non-empty string or path.
         LoadError: No such model, a folder that is not a diffusers Wan pipeline, a hub id not in the
             local cache, or a damaged model card.
+
+    Example:
+        >>> resolve("toy").source
+        'builtin'
+        >>> resolve("no-such-model")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        wanlab.errors.LoadError: unknown model 'no-such-model': use a built-in model (tiny, toy), ...
     """
     name = os.fspath(model) if isinstance(model, os.PathLike) else model
     if not isinstance(name, str) or not name:

@@ -27,7 +27,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Worker:
-    """The body of one Ray actor (see the module docstring); the pool wraps it with ``ray.remote``."""
+    """The body of one Ray actor (see the module docstring); the pool wraps it with ``ray.remote``.
+
+    A load error is kept and raised by :meth:`info`, so the driver reports it.
+
+    Args:
+        name: the worker's name (``ray-0``, ...).
+        model: the model to load.
+        options: ``wanlab.load`` options.
+        threads: torch threads for this worker.
+    """
 
     def __init__(self, name: str, model: str, options: dict[str, Any], threads: int) -> None:
         import ray
@@ -49,8 +58,15 @@ class Worker:
             self.error = exc
 
     def info(self) -> dict[str, Any]:
-        """What the driver checks before sending jobs: the loaded model's identity, wanlab's version, where
-        this worker runs. Raises the load error if the model did not load."""
+        """What the driver checks before sending jobs.
+
+        Returns:
+            The loaded model's identity, wanlab's version, pid, node, device and its name, torch
+            threads and library versions.
+
+        Raises:
+            Exception: the load error, when the model did not load.
+        """
         if self.error is not None:
             raise self.error
         import torch
@@ -65,8 +81,11 @@ class Worker:
 
     def run(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
             attempt: int, lora_policy: Any = None, probes: Any = None) -> Video:
-        """Run one request and return its video (``calibration``: a MagCache calibration another worker
-        measured; ``lora_policy``: the driver's LoRA source policy; ``attempt``: 1, or more on a retry)."""
+        """Run one request and return its video.
+
+        ``calibration``: a MagCache calibration another worker measured; ``lora_policy``: the driver's
+        LoRA source policy; ``attempt``: 1, or more on a retry.
+        """
         job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes)
         self._prepare(params, accel, calibration, lora_policy)
         with quiet():
@@ -74,8 +93,11 @@ class Worker:
 
     def stream(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
                attempt: int, lora_policy: Any = None, probes: Any = None) -> Iterator[tuple[Any, ...]]:
-        """Run one request, yielding ``("start",)``, ``("step", done, total)`` per denoising step, then
-        ``("video", video)``: the driver calls the job's callbacks as these arrive (a Ray streaming generator)."""
+        """Run one request, yielding its events as they happen (a Ray streaming generator).
+
+        ``("start",)``, ``("step", done, total)`` per denoising step, then ``("video", video)``: the
+        driver calls the job's callbacks as these arrive.
+        """
         events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         job = Job(params, accel, truncate=truncate, threads=self.threads, probes=probes,
                   on_start=lambda: events.put(("start",)),
@@ -93,8 +115,10 @@ class Worker:
         yield ("video", video)
 
     def _prepare(self, params: Params, accel: Any, calibration: dict[str, Any] | None, lora_policy: Any) -> None:
-        """Read LoRA paths under the driver's policy, and adopt a MagCache calibration another worker
-        measured when it is the one this worker would measure."""
+        """Read LoRA paths under the driver's policy, and adopt another worker's MagCache calibration.
+
+        The calibration is adopted when it is the one this worker would measure.
+        """
         if lora_policy is not None:
             self.pipe.loras.policy = lora_policy
         if calibration is None:
@@ -106,8 +130,11 @@ class Worker:
             remember(calibration)
 
     def _finish(self, video: Video, attempt: int) -> Video:
-        """Name the worker in the record (the sweep's progress counts runs per worker), then encode the run's
-        files and hash the frames here, on the worker, so the driver only writes bytes."""
+        """Name the worker in the record, then encode the run's files and hash the frames here.
+
+        The sweep's progress counts runs per worker; encoding on the worker leaves the driver only bytes
+        to write.
+        """
         from .encoded import EncodedVideo
 
         video.record["worker"] = self.name
@@ -118,8 +145,19 @@ class Worker:
 
 
 def check_worker(name: str, info: dict[str, Any], expected: Any, version: str) -> None:
-    """Refuse a worker whose loaded model is not the one the driver identified, or whose wanlab differs:
-    its runs would be stored under keys that do not describe them."""
+    """Refuse a worker whose loaded model is not the one the driver identified, or whose wanlab differs.
+
+    Its runs would be stored under keys that do not describe them.
+
+    Args:
+        name: the worker's name.
+        info: what :meth:`Worker.info` returned.
+        expected: the identity the driver computed.
+        version: the driver's wanlab version.
+
+    Raises:
+        WanlabError: another wanlab version, other weights, or other settings.
+    """
     from ..models.identity import ModelIdentity
 
     loaded = ModelIdentity.from_dict(info["identity"])

@@ -22,7 +22,14 @@ LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def import_ray() -> Any:
-    """The ``ray`` module, or a one-line :class:`WanlabError` saying how to install it."""
+    """The ``ray`` module, imported now.
+
+    Returns:
+        The module.
+
+    Raises:
+        WanlabError: Ray is not installed (one line saying how to install it).
+    """
     try:
         import ray
     except ImportError:
@@ -31,7 +38,18 @@ def import_ray() -> Any:
 
 
 def connect(address: str | None) -> Any:
-    """Join the Ray cluster ``address`` names (see the module docstring) and return the ``ray`` module."""
+    """Join the Ray cluster ``address`` names (see the module docstring) and return the ``ray`` module.
+
+    Args:
+        address: None, ``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``.
+
+    Returns:
+        The ``ray`` module, initialised.
+
+    Raises:
+        ParamError: ``address`` is not a non-empty string or None.
+        WanlabError: Ray is not installed, or the cluster cannot be joined.
+    """
     if address is not None and (not isinstance(address, str) or not address.strip()):
         from ..errors import ParamError
 
@@ -52,8 +70,17 @@ def connect(address: str | None) -> Any:
 
 
 def capacity(ray: Any, num_gpus: float, threads: int) -> tuple[int, str]:
-    """How many workers the cluster holds now, and in what: ``(n, "GPU")`` at ``num_gpus`` each, or
-    ``(n, "CPU")`` at ``threads`` CPUs each when the pool runs CPU actors."""
+    """How many workers the cluster holds now, and in what.
+
+    Args:
+        ray: the connected ``ray`` module.
+        num_gpus: GPUs per worker (0: CPU workers).
+        threads: CPUs per CPU worker.
+
+    Returns:
+        ``(n, "GPU")`` at ``num_gpus`` each, or ``(n, "CPU")`` at ``threads`` CPUs each when the pool
+        runs CPU actors.
+    """
     resources = ray.cluster_resources()
     if num_gpus > 0:
         return int(resources.get("GPU", 0) // num_gpus), "GPU"
@@ -61,4 +88,12 @@ def capacity(ray: Any, num_gpus: float, threads: int) -> tuple[int, str]:
 
 
 def has_gpus(ray: Any) -> bool:
+    """Whether the Ray cluster ``ray`` is connected to has any GPU.
+
+    Args:
+        ray: the connected ``ray`` module.
+
+    Returns:
+        Whether it has one.
+    """
     return ray.cluster_resources().get("GPU", 0) > 0

@@ -30,7 +30,14 @@ class EncodedVideo(Video):
 
     @classmethod
     def of(cls, video: Video) -> EncodedVideo:
-        """``video`` with its mp4 and lossless copy encoded now (in a scratch folder, by ``Video.save``)."""
+        """``video`` with its mp4 and lossless copy encoded now (in a scratch folder, by ``Video.save``).
+
+        Args:
+            video: a generated video.
+
+        Returns:
+            The :class:`EncodedVideo`.
+        """
         with tempfile.TemporaryDirectory(prefix="wanlab-encode-") as tmp:
             target = video.save(Path(tmp) / "video.mp4", sidecar=False, atomic=False)
             encoded = {MP4: target.read_bytes(), LOSSLESS_SUFFIX: lossless_path(target).read_bytes()}
@@ -39,7 +46,17 @@ class EncodedVideo(Video):
 
     def save(self, path: str | os.PathLike[str], *, lossless: bool = True, sidecar: bool = True,
              atomic: bool = True) -> Path:
-        """As :meth:`wanlab.Video.save`; an mp4 (and its lossless copy) is written from the encoded bytes."""
+        """As :meth:`wanlab.Video.save`; an mp4 (and its lossless copy) is written from the encoded bytes.
+
+        Args:
+            path: the file to write.
+            lossless: write the lossless copy beside an mp4.
+            sidecar: write the JSON record beside it.
+            atomic: write through a temporary file.
+
+        Returns:
+            The path written.
+        """
         target = Path(path)
         if check_suffix(target) != MP4 or MP4 not in self.encoded or (lossless and LOSSLESS_SUFFIX not in self.encoded):
             return super().save(target, lossless=lossless, sidecar=sidecar, atomic=atomic)

@@ -28,8 +28,17 @@ class WorkerLost(Exception):
 
 
 def lost(ray: Any, exc: BaseException) -> bool:
-    """Whether ``exc`` says the worker (process, node, or the object it returned) is gone, rather than
-    that the job itself failed."""
+    """Whether ``exc`` says the worker is gone rather than that the job itself failed.
+
+    Gone: its process, its node, or the object it returned.
+
+    Args:
+        ray: the ``ray`` module.
+        exc: what a job's future raised.
+
+    Returns:
+        Whether the worker is lost (then the job is retried elsewhere).
+    """
     e = ray.exceptions
     kinds = (e.RayActorError, e.WorkerCrashedError, e.NodeDiedError, e.ObjectLostError, e.OwnerDiedError,
              e.LocalRayletDiedError, e.OutOfMemoryError)
@@ -37,14 +46,33 @@ def lost(ray: Any, exc: BaseException) -> bool:
 
 
 def own_error(ray: Any, exc: BaseException) -> BaseException:
-    """The job's own exception inside Ray's wrapper (a ``LoRAError`` stays a ``LoRAError``)."""
+    """The job's own exception inside Ray's wrapper (a ``LoRAError`` stays a ``LoRAError``).
+
+    Args:
+        ray: the ``ray`` module.
+        exc: what a job's future raised.
+
+    Returns:
+        The cause Ray wrapped, or ``exc`` itself.
+    """
     if isinstance(exc, ray.exceptions.RayTaskError) and getattr(exc, "cause", None) is not None:
         return exc.cause
     return exc
 
 
 class Lane(threading.Thread):
-    """One worker of a pool seen from the driver (see the module docstring)."""
+    """One worker of a pool seen from the driver (see the module docstring): a thread feeding its actor.
+
+    Args:
+        ray: the ``ray`` module.
+        name: the worker's name (``ray-0``, ...).
+        actor: its Ray actor handle.
+        scheduler: the pool's scheduler it takes jobs from.
+        identity: the identity its model must have.
+        version: the driver's wanlab version.
+        max_retries: how often a job whose worker died is run again.
+        on_change: called when its state changes.
+    """
 
     def __init__(self, ray: Any, name: str, actor: Any, scheduler: Scheduler, identity: ModelIdentity,
                  version: str, max_retries: int, on_change: Any) -> None:
@@ -74,6 +102,7 @@ class Lane(threading.Thread):
 
     # --- the thread -----------------------------------------------------------------------------------
     def run(self) -> None:
+        """The lane's thread: wait for the worker to load, check it, then run the jobs it takes."""
         from .actor import check_worker
 
         while not self.scheduler.closed:
@@ -216,7 +245,12 @@ class Lane(threading.Thread):
         self._kill()
 
     def describe(self) -> dict[str, Any]:
-        """This worker's state for ``RayPool.status()``."""
+        """This worker's state for ``RayPool.status()``.
+
+        Returns:
+            ``worker``, ``state``, ``runs``, ``failures``, ``deaths``, ``node``, ``pid``, ``device``,
+            ``device_name``, ``threads`` (and ``error`` when it has one).
+        """
         out = {"worker": self.worker, "state": self.state, "runs": self.runs, "failures": self.failures,
                "deaths": self.deaths, "node": self.info.get("node"), "pid": self.info.get("pid"),
                "device": self.info.get("device"), "device_name": self.info.get("device_name"),

@@ -42,26 +42,40 @@ def pool(model: str | os.PathLike[str] = DEFAULT_MODEL, *, workers: int | None =
          address: str | None = None, threads: int = 1, max_retries: int = MAX_RETRIES,
          max_restarts: int = MAX_RESTARTS, runtime_env: dict[str, Any] | None = None,
          **load_options: Any) -> RayPool:
-    """A backend of ``workers`` Ray actors, each loading ``model`` once; usable wherever a pipeline is
-    (``sweep.run(pool, store)``, ``pool.submit``/``task_result``, ``wanlab.accel.study``).
+    """A backend of ``workers`` Ray actors, each loading ``model`` once.
 
-    - ``workers``: actors to start (default: as many as the cluster holds now);
-    - ``num_gpus``: GPUs per actor; on a cluster without GPUs the actors are CPU actors (said once);
-      ``num_gpus=0`` asks for CPU actors anywhere;
-    - ``threads``: torch threads per actor (and the CPUs a CPU actor reserves); frames depend on it
-      in the last bits, so a pool of 1-thread actors gives the frames of a 1-thread local pipeline;
-    - ``address``: the Ray cluster (:mod:`wanlab.ray.cluster`: None joins the one this process or
-      ``$RAY_ADDRESS`` names, else starts Ray on this machine, listening on 127.0.0.1);
-    - ``max_retries``: how often a job whose worker died is run again on another worker;
-    - ``max_restarts``: how often Ray restarts a worker whose process died (it reloads the model);
-    - ``runtime_env``: Ray's runtime environment for the actors (``{"env_vars": {...}}``, ...);
-    - ``load_options``: ``wanlab.load`` options (dtype, cpu_offload, vae_tiling,
-      max_sequence_length, accel, group_offload).
+    Usable wherever a pipeline is (``sweep.run(pool, store)``, ``pool.submit``/``task_result``,
+    ``wanlab.accel.study``). It returns once every worker has loaded the model and matched the driver's
+    identity. Every node needs wanlab (the same version), the model's files and LoRA files under the
+    same paths; videos come back to the driver through Ray's object store and the driver alone writes
+    the store.
 
-    Returns once every worker has loaded the model and matched the driver's identity (else raises).
+    Args:
+        model: a built-in name, a diffusers folder or a hub id (the same on every node).
+        workers: actors to start (None: as many as the cluster holds now).
+        num_gpus: GPUs per actor; on a cluster without GPUs the actors are CPU actors (said once);
+            0 asks for CPU actors anywhere.
+        address: the Ray cluster (:mod:`wanlab.ray.cluster`; None joins the one this process or
+            ``$RAY_ADDRESS`` names, else starts Ray on this machine, listening on 127.0.0.1).
+        threads: torch threads per actor (and the CPUs a CPU actor reserves); frames depend on it in the
+            last bits, so a pool of 1-thread actors gives the frames of a 1-thread local pipeline.
+        max_retries: how often a job whose worker died is run again on another worker.
+        max_restarts: how often Ray restarts a worker whose process died (it reloads the model).
+        runtime_env: Ray's runtime environment for the actors (``{"env_vars": {...}}``, ...).
+        **load_options: ``wanlab.load`` options (``dtype``, ``cpu_offload``, ``vae_tiling``,
+            ``max_sequence_length``, ``accel``, ``group_offload``; not ``device``).
 
-    >>> backend = wanlab.ray.pool("Wan-AI/Wan2.1-T2V-14B-Diffusers", workers=8)  # doctest: +SKIP
-    >>> wanlab.Sweep.load("sweeps/guidance_x_shift.toml").run(backend)  # doctest: +SKIP
+    Returns:
+        The :class:`RayPool` (``with pool:`` ends its actors).
+
+    Raises:
+        ParamError: a bad option (``device`` given, an unknown load option, ``threads`` out of range, ...).
+        LoadError: the model cannot be identified on the driver.
+        WanlabError: the cluster has no room for a worker, or a worker did not start or loaded other weights.
+
+    Example:
+        >>> backend = wanlab.ray.pool("Wan-AI/Wan2.1-T2V-14B-Diffusers", workers=8)  # doctest: +SKIP
+        >>> wanlab.Sweep.load("sweeps/guidance_x_shift.toml").run(backend)  # doctest: +SKIP
     """
     return RayPool(model, workers=workers, num_gpus=num_gpus, address=address, threads=threads,
                    max_retries=max_retries, max_restarts=max_restarts, runtime_env=runtime_env,
@@ -69,7 +83,23 @@ def pool(model: str | os.PathLike[str] = DEFAULT_MODEL, *, workers: int | None =
 
 
 class RayPool(TaskMethods, BackendBase):
-    """Workers on Ray behind the backend protocol (see the module docstring and :func:`pool`)."""
+    """Workers on Ray behind the backend protocol; made by :func:`pool`, which documents its arguments.
+
+    The driver identifies the model without loading it, starts one actor per worker and refuses any
+    actor whose loaded model is not the identified one. Jobs are queued in the driver and handed to free
+    workers (:mod:`wanlab.ray.scheduler`).
+
+    Attributes:
+        identity: the model every worker loaded.
+        num_gpus: GPUs per actor (0: CPU actors).
+        threads: torch threads per actor.
+
+    Example:
+        >>> with wanlab.ray.pool("toy", workers=2, num_gpus=0) as backend:  # doctest: +SKIP
+        ...     video = backend.generate(prompt="a red square moving right quickly", seed=1)
+        ...     backend.status()["workers"][0]["state"]
+        'ready'
+    """
 
     def __init__(self, model: Any, *, workers: int | None, num_gpus: float, address: str | None, threads: int,
                  max_retries: int, max_restarts: int, runtime_env: dict[str, Any] | None,
@@ -140,21 +170,32 @@ class RayPool(TaskMethods, BackendBase):
 
     def __repr__(self) -> str:
         return (f"RayPool(model={self.identity.model_id!r}, workers={len(self._lanes)}, "
-                f"{'num_gpus=%g' % self.num_gpus if self.num_gpus else 'cpu, threads=%d' % self.threads})")
+                f"{f'num_gpus={self.num_gpus:g}' if self.num_gpus else f'cpu, threads={self.threads:d}'})")
 
     # --- the backend protocol --------------------------------------------------------------------------
     @property
     def max_in_flight(self) -> int:
-        """Jobs worth starting at once: one more than the live workers, so a worker that finishes finds its
-        next job waiting while the driver stores the last video (and a task queue's eta stays close)."""
+        """Jobs worth starting at once.
+
+        One more than the live workers, so a worker that finishes finds its next job waiting while the
+        driver stores the last video (and a task queue's eta stays close).
+        """
         return len(self._alive()) + 1
 
     def start(self, job: Job) -> Future[Video]:
-        """Queue ``job`` for the next free worker (``job.affinity``: the worker that ran its first
-        job); the Future holds its video or its error. ``job.threads`` is not used: each worker runs
-        with the pool's ``threads``; ``job.resume`` and ``on_accepted`` concern remote services (a pool's
-        work dies with its driver, so there is nothing to resume). Callbacks (``on_start``, ``on_step``)
-        run in this process."""
+        """Queue ``job`` for the next free worker (``job.affinity``: the worker that ran its first job).
+
+        ``job.threads`` is not used: each worker runs with the pool's ``threads``; ``job.resume`` and
+        ``on_accepted`` concern remote services (a pool's work dies with its driver). Callbacks
+        (``on_start``, ``on_step``) run in this process.
+
+        Args:
+            job: the resolved request with its acceleration, callbacks and probes.
+
+        Returns:
+            A Future that holds the job's :class:`~wanlab.Video`, or its error: ParamError for a bad job,
+            LoRAError for an unreadable LoRA file, WanlabError when no worker is left or the pool is closed.
+        """
         from ..accel.setting import Accel
         from ..lora import describe
 
@@ -185,7 +226,16 @@ class RayPool(TaskMethods, BackendBase):
         return {lane.worker: lane.actor for lane in self._lanes}
 
     def status(self) -> dict[str, Any]:
-        """The workers (state, runs, failures, deaths, node, pid, device) and the jobs queued."""
+        """The workers and the jobs queued.
+
+        Returns:
+            ``workers`` (per worker: state, runs, failures, deaths, node, pid, device), ``queued``, ``model``
+            and ``fingerprint``.
+
+        Example:
+            >>> [w["state"] for w in backend.status()["workers"]]  # doctest: +SKIP
+            ['ready', 'running']
+        """
         return {"workers": [lane.describe() for lane in self._lanes], "queued": self._scheduler.queued(),
                 "model": self.identity.model_id, "fingerprint": self.identity.fingerprint}
 
@@ -226,15 +276,29 @@ class RayPool(TaskMethods, BackendBase):
 
 
 def failed(exc: BaseException) -> Future[Video]:
-    """A Future that already holds the exception ``exc`` (a job refused before it is queued)."""
+    """A Future that already holds the exception ``exc`` (a job refused before it is queued).
+
+    Args:
+        exc: the error.
+
+    Returns:
+        The finished Future.
+
+    Example:
+        >>> failed(ValueError("no")).exception()
+        ValueError('no')
+    """
     future: Future[Video] = Future()
     future.set_exception(exc)
     return future
 
 
 def _identity(model: Any, device: str, options: dict[str, Any]) -> ModelIdentity:
-    """The identity every worker must load, computed here without weights (the driver may have no GPU:
-    the settings that change frames do not include the device, only the dtype it implies)."""
+    """The identity every worker must load, computed here without weights.
+
+    The driver may have no GPU: the settings that change frames do not include the device, only the
+    dtype it implies.
+    """
     from ..models.identity import check_group_offload, dtype_name, identity
 
     dtype = dtype_name(options.get("dtype"), device)

@@ -29,9 +29,10 @@ class Ticket:
     """One job on its way through a pool: the job, the future its caller holds and what routing needs.
 
     ``loras`` are the driver's descriptions of the job's LoRA files (the worker must read the same
-    bytes, under the same ``lora_policy``); ``calibration_group`` names the MagCache calibration the job needs (None: none);
-    ``calibration`` is that calibration when another worker has measured it; ``attempts`` counts the
-    workers that died under it; ``started`` says its future is marked running (a retry keeps it so).
+    bytes, under the same ``lora_policy``); ``calibration_group`` names the MagCache calibration the
+    job needs (None: none); ``calibration`` is that calibration when another worker has measured it;
+    ``attempts`` counts the workers that died under it; ``started`` says its future is marked running
+    (a retry keeps it so).
     """
 
     job: Job
@@ -46,6 +47,7 @@ class Ticket:
 
     @property
     def affinity(self) -> str | None:
+        """The worker this job should run on (the one that ran its first job), or None."""
         return self.job.affinity
 
 
@@ -63,13 +65,21 @@ class Scheduler:
 
     # --- workers ---------------------------------------------------------------------------------------
     def join(self, worker: str) -> None:
-        """``worker`` takes jobs (again, after a restart)."""
+        """``worker`` takes jobs (again, after a restart).
+
+        Args:
+            worker: the worker's name.
+        """
         with self._cond:
             self._workers.add(worker)
             self._cond.notify_all()
 
     def leave(self, worker: str) -> None:
-        """``worker`` is gone (died, refused, restarting): its affinities and calibration gates are released."""
+        """``worker`` is gone (died, refused, restarting): its affinities and calibration gates are released.
+
+        Args:
+            worker: the worker's name.
+        """
         with self._cond:
             self._workers.discard(worker)
             for affinity in [a for a, w in self._bound.items() if w == worker]:
@@ -80,7 +90,14 @@ class Scheduler:
 
     # --- tickets ---------------------------------------------------------------------------------------
     def put(self, ticket: Ticket) -> None:
-        """Queue a ticket at the back; RuntimeError once closed."""
+        """Queue a ticket at the back.
+
+        Args:
+            ticket: the job's ticket.
+
+        Raises:
+            RuntimeError: the pool is closed.
+        """
         with self._cond:
             if self._closed:
                 raise RuntimeError("the pool is closed")
@@ -90,7 +107,17 @@ class Scheduler:
     def take(self, worker: str, timeout: float | None = None) -> Ticket | None:
         """The next ticket ``worker`` may run, waiting for one; None once closed (or after ``timeout``).
 
-        The ticket's future is marked running here; cancelled ones are dropped."""
+        The ticket's future is marked running here; cancelled ones are dropped. A ticket bound to
+        another live worker (its affinity) waits for it, and one whose calibration another worker is
+        measuring waits for that.
+
+        Args:
+            worker: the worker asking.
+            timeout: seconds to wait at most (None: until a ticket or closing).
+
+        Returns:
+            The ticket, or None.
+        """
         with self._cond:
             while not self._closed:
                 ticket = self._pick(worker)
@@ -130,8 +157,16 @@ class Scheduler:
         return None
 
     def retry(self, ticket: Ticket) -> None:
-        """Queue a ticket again at the front (it has waited longest): its worker died under it. Its future
-        stays running; RuntimeError once closed (then the caller fails it)."""
+        """Queue a ticket again at the front (it has waited longest).
+
+        Its worker died under it. Its future stays running.
+
+        Args:
+            ticket: the ticket to run again.
+
+        Raises:
+            RuntimeError: the pool is closed (then the caller fails it).
+        """
         with self._cond:
             self._release(ticket)
             if self._closed:
@@ -140,7 +175,12 @@ class Scheduler:
             self._cond.notify_all()
 
     def done(self, ticket: Ticket, calibration: dict[str, Any] | None = None) -> None:
-        """A ticket ended (its future is set); a calibration it measured is kept for the others."""
+        """A ticket ended (its future is set); a calibration it measured is kept for the others.
+
+        Args:
+            ticket: the ticket.
+            calibration: the MagCache calibration it measured (None: none).
+        """
         with self._cond:
             if ticket.calibrating and calibration is not None and ticket.calibration_group is not None:
                 self._calibrations[ticket.calibration_group] = dict(calibration)
@@ -153,11 +193,20 @@ class Scheduler:
         ticket.calibrating = False
 
     def queued(self) -> int:
+        """How many tickets wait for a worker.
+
+        Returns:
+            The count.
+        """
         with self._cond:
             return len(self._queue)
 
     def drain(self) -> list[Ticket]:
-        """Remove and return every queued ticket (no worker is left to run them, or the pool closes)."""
+        """Remove and return every queued ticket (no worker is left to run them, or the pool closes).
+
+        Returns:
+            The tickets, in queue order.
+        """
         with self._cond:
             tickets = list(self._queue)
             self._queue.clear()
@@ -165,7 +214,11 @@ class Scheduler:
             return tickets
 
     def close(self) -> list[Ticket]:
-        """Stop handing out tickets; return those still queued."""
+        """Stop handing out tickets.
+
+        Returns:
+            The tickets still queued.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -173,5 +226,6 @@ class Scheduler:
 
     @property
     def closed(self) -> bool:
+        """Whether the pool closed the queue (it takes no more tickets)."""
         with self._cond:
             return self._closed

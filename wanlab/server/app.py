@@ -48,20 +48,40 @@ FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def storage_full() -> ApiError:
+    """507: the store's disk is full; nothing was accepted (Retry-After: 60)."""
     return ApiError(507, "INSUFFICIENT_STORAGE", "the server's store has no room left on its disk; nothing was "
                                                  "accepted (retry later; the operator must free space)",
                     {"retry_after": 60}, headers={"Retry-After": "60"})
 
 
 class JsonResponse(JSONResponse):
-    """JSON with every non-ASCII character escaped: any text, even one a client sent back to be
-    echoed in an error, renders (a lone surrogate cannot be encoded as UTF-8, its escape can)."""
+    """JSON with every non-ASCII character escaped.
+
+    Any text, even one a client sent back to be echoed in an error, renders (a lone surrogate
+    cannot be encoded as UTF-8, its escape can).
+    """
 
     def render(self, content: Any) -> bytes:
+        """``content`` as compact ASCII JSON (NaN and infinity refused).
+
+        Args:
+            content: what to answer.
+
+        Returns:
+            The bytes.
+        """
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def error_response(error: ApiError) -> JsonResponse:
+    """The response for ``error``: its documented body, status and headers.
+
+    Args:
+        error: the refusal.
+
+    Returns:
+        The :class:`JsonResponse`.
+    """
     return JsonResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
@@ -74,8 +94,11 @@ def _reject_constant(name: str) -> Any:
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are unique: a key given twice makes the request ambiguous (which one counts
-    differs between parsers), so it is refused."""
+    """A JSON object whose keys are unique.
+
+    A key given twice makes the request ambiguous (which one counts differs between parsers), so it is
+    refused.
+    """
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
@@ -87,8 +110,22 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def find_bad_text(value: Any, where: str = "") -> ApiError | None:
-    """A 400 for the first text in a parsed body (a value or a field name) that is not valid Unicode
-    (a lone UTF-16 surrogate such as ``"\\ud800"``), naming its field; None when all text is valid."""
+    r"""A 400 for the first text in a parsed body (a value or a field name) that is not valid Unicode.
+
+    Such text holds a lone UTF-16 surrogate such as ``"\ud800"``; the answer names its field. None
+    when all text is valid.
+
+    Args:
+        value: the parsed body, or a part of it.
+        where: the field path of ``value`` (``""``: the body).
+
+    Returns:
+        The 400 :class:`~wanlab.server.errors.ApiError`, or None.
+
+    Example:
+        >>> find_bad_text({"prompt": "a fox"}) is None, find_bad_text({"prompt": "a \ud800 fox"}).status
+        (True, 400)
+    """
     if isinstance(value, str):
         try:
             check_unicode(where or "body", value)
@@ -112,10 +149,22 @@ def find_bad_text(value: Any, where: str = "") -> ApiError | None:
 
 
 async def read_json(request: Request, limit: int, timeout: float) -> Any:
-    """The request body as JSON: 415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 408
-    when it has not arrived whole within ``timeout`` seconds (a body that trickles), 400 if not JSON, if a
-    key is given twice in an object, or if a text is not valid Unicode. :class:`ClientGone` when the
-    client left before sending it."""
+    """The request body as JSON.
+
+    Args:
+        request: the incoming request.
+        limit: the largest body in bytes.
+        timeout: seconds the body may take to arrive.
+
+    Returns:
+        The parsed body.
+
+    Raises:
+        ApiError: 415 unless it says JSON, 413 over ``limit`` bytes (declared or sent), 408 when it has
+            not arrived whole within ``timeout`` seconds (a body that trickles), 400 if not JSON, if a
+            key is given twice in an object, or if a text is not valid Unicode.
+        ClientGone: the client left before sending it.
+    """
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind not in JSON_TYPES and not (kind.startswith("application/") and kind.endswith("+json")):
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type: must be application/json; got "
@@ -165,7 +214,8 @@ def create_app(service: Service) -> FastAPI:
         The application: error handlers, the task routes, the file and health routes, and an OpenAPI
         schema without FastAPI's own validation answers.
 
-    >>> uvicorn.run(create_app(Service(config)))  # doctest: +SKIP
+    Example:
+        >>> uvicorn.run(create_app(Service(config)))  # doctest: +SKIP
     """
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -296,8 +346,11 @@ def _add_file_and_health_routes(app: FastAPI, service: Service) -> None:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The app's OpenAPI schema (made once): with the bearer security scheme, without FastAPI's 422 answers
-    (validation failures are 400s in the API's own error body)."""
+    """The app's OpenAPI schema (made once).
+
+    With the bearer security scheme, without FastAPI's 422 answers (validation failures are 400s in the
+    API's own error body).
+    """
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 

@@ -1,10 +1,11 @@
 """Who may call the service: the operator's API keys, checked in constant time and never kept.
 
 - The key file (``--api-keys FILE``) holds one key per line; ``#`` at the start of a line or after
-  a space starts a comment, blank lines are skipped. Keys are 16 to 512 printable ASCII characters without spaces; other lines are
-  logged (by line number, never their text) and skipped. The file is read again every second and
-  its content compared, so a lab member is added or removed without a restart, and a removed key
-  stops working within a second, whatever the edit. A deleted or empty key file: no key is valid.
+  a space starts a comment, blank lines are skipped. Keys are 16 to 512 printable ASCII characters
+  without spaces; other lines are logged (by line number, never their text) and skipped. The file is
+  read again every second and its content compared, so a lab member is added or removed without a
+  restart, and a removed key stops working within a second, whatever the edit. A deleted or empty
+  key file: no key is valid.
 - A key comes as ``Authorization: Bearer KEY`` or, as the provider's JavaScript SDK sends it, as
   the bare ``Authorization: KEY``.
 - In memory a key exists only as its HMAC-SHA256 under the store's server secret; a presented key
@@ -55,7 +56,8 @@ class ServerSecret:
     def of_store(cls, store: str | os.PathLike[str]) -> ServerSecret:
         """The secret of the store at ``store``, made (atomically, 0600) when it has none yet.
 
-        >>> ServerSecret.of_store("runs/serve").derive("urls")  # doctest: +SKIP
+        Example:
+            >>> ServerSecret.of_store("runs/serve").derive("urls")  # doctest: +SKIP
         """
         file = Path(store) / SECRET_FILE
         if not file.exists():
@@ -81,16 +83,36 @@ class ServerSecret:
         return cls(key)
 
     def derive(self, purpose: str) -> bytes:
-        """A key for one purpose (``"urls"``, ``"owners"``): HMAC-SHA256 of the purpose."""
+        """A key for one purpose (``"urls"``, ``"owners"``): HMAC-SHA256 of the purpose.
+
+        Args:
+            purpose: what the key is for.
+
+        Returns:
+            32 bytes, independent of every other purpose's key.
+        """
         return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
 
 def parse_keys(text: str) -> tuple[list[str], list[str]]:
-    """The keys of a key file's text, and one sentence per line that is not a valid key (naming the
-    line and what is wrong, never the line's text): such lines are skipped, every other key counts.
+    r"""The keys of a key file's text, and one sentence per line that is not a valid key.
 
-    >>> parse_keys("# lab\\nalice-key-0123456789abcdef\\nshort\\n")
-    (['alice-key-0123456789abcdef'], ['line 3: not a key of 16..512 printable ASCII characters without spaces (5 characters; not shown); ignored'])
+    Each sentence names the line and what is wrong, never the line's text: such lines are skipped,
+    every other key counts.
+
+    Args:
+        text: the key file's text.
+
+    Returns:
+        ``(keys, problems)``.
+
+    Example:
+        >>> keys, problems = parse_keys("# lab\nalice-key-0123456789abcdef\nshort\n")
+        >>> keys
+        ['alice-key-0123456789abcdef']
+        >>> problems  # doctest: +NORMALIZE_WHITESPACE
+        ['line 3: not a key of 16..512 printable ASCII characters without spaces (5 characters;
+          not shown); ignored']
     """
     keys: list[str] = []
     problems: list[str] = []
@@ -108,17 +130,39 @@ def parse_keys(text: str) -> tuple[list[str], list[str]]:
 
 
 def is_key(key: str) -> bool:
-    """Whether ``key`` has the form of an API key: 16..512 printable ASCII characters, no spaces."""
+    """Whether ``key`` has the form of an API key: 16..512 printable ASCII characters, no spaces.
+
+    Args:
+        key: a candidate key.
+
+    Returns:
+        Whether it has that form.
+
+    Example:
+        >>> is_key("alice-key-0123456789abcdef"), is_key("short"), is_key("has a space in it, so no")
+        (True, False, False)
+    """
     lo, hi = KEY_CHARS
     return lo <= len(key) <= hi and all(33 <= ord(c) <= 126 for c in key)
 
 
 def read_keys(path: str | os.PathLike[str]) -> list[str]:
-    """The keys of a key file (UTF-8, a byte-order mark allowed); ParamError when it cannot be read or
-    holds no valid key (lines that are not keys are skipped: :func:`parse_keys`).
+    """The keys of a key file (UTF-8, a byte-order mark allowed).
 
-    >>> read_keys("keys.txt")  # doctest: +SKIP
-    ['alice-key-0123456789abcdef']
+    Lines that are not keys are logged and skipped (:func:`parse_keys`).
+
+    Args:
+        path: the key file.
+
+    Returns:
+        The keys.
+
+    Raises:
+        ParamError: the file cannot be read or holds no valid key.
+
+    Example:
+        >>> read_keys("keys.txt")  # doctest: +SKIP
+        ['alice-key-0123456789abcdef']
     """
     file = Path(path)
     try:
@@ -142,9 +186,10 @@ class ApiKeys:
     within that time. Lines that are not keys are logged and skipped; a key file that is deleted,
     unreadable, empty or all comments means no key is valid (logged once, until it changes).
 
-    >>> keys = ApiKeys("keys.txt", ServerSecret.of_store("runs/serve"))  # doctest: +SKIP
-    >>> keys.owner("Bearer " + key)  # doctest: +SKIP
-    '3f5a...'
+    Example:
+        >>> keys = ApiKeys("keys.txt", ServerSecret.of_store("runs/serve"))  # doctest: +SKIP
+        >>> keys.owner("Bearer " + key)  # doctest: +SKIP
+        '3f5a...'
     """
 
     def __init__(self, path: str | os.PathLike[str], secret: ServerSecret, *, reload_s: float = RELOAD_S) -> None:
@@ -169,6 +214,7 @@ class ApiKeys:
         return len(self._digests)
 
     def digest(self, key: str) -> bytes:
+        """The keyed hash a key is kept and compared as (the key itself is never kept)."""
         return hmac.new(self._hash_key, key.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
 
     def _reload(self, force: bool = False) -> None:
@@ -199,8 +245,18 @@ class ApiKeys:
                 log.info("API key file %s changed: %d key(s) in force", self.path, len(keys))
 
     def owner(self, authorization: str | None) -> str:
-        """The owner id (hex digest) of the key in an ``Authorization`` header: ``Bearer KEY``, or the
-        bare ``KEY`` as the provider's JavaScript SDK sends it; 401 otherwise."""
+        """The owner id (hex digest) of the key in an ``Authorization`` header.
+
+        Args:
+            authorization: the header's value: ``Bearer KEY``, or the bare ``KEY`` as the provider's
+                JavaScript SDK sends it.
+
+        Returns:
+            The owner id of the key.
+
+        Raises:
+            ApiError: 401 for a missing header, another form, or a key not in force.
+        """
         if not authorization:
             raise unauthorized("Authorization: must be 'Bearer <API key>'; got no Authorization header")
         text = authorization.strip()

@@ -26,7 +26,14 @@ DESCRIPTION = (
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``serve`` to the ``wanlab`` command's subparsers."""
+    """Add ``serve`` to the ``wanlab`` command's subparsers.
+
+    Args:
+        sub: the ``wanlab`` parser's subparsers.
+
+    Returns:
+        The ``serve`` parser.
+    """
     from ..backends import add_backend_args
 
     p = sub.add_parser("serve", help="serve the hosted API (POST /v3/async/wan-t2v, task-result) over HTTP",
@@ -84,10 +91,21 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    """The validated configuration of ``wanlab serve`` arguments."""
+    """The validated configuration of ``wanlab serve`` arguments.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The :class:`~wanlab.server.config.ServerConfig`.
+
+    Raises:
+        ParamError: a bad option, named as its flag's field.
+    """
     fields: dict[str, Any] = dict(
         model=args.model, host=args.host, port=args.port, api_keys=args.api_keys, no_auth=args.no_auth,
-        workers=args.workers, ray=args.ray, allow_local_sizes=args.allow_local_sizes, webhook_allow=tuple(args.webhook_allow),
+        workers=args.workers, ray=args.ray, allow_local_sizes=args.allow_local_sizes,
+        webhook_allow=tuple(args.webhook_allow),
         public_url=args.public_url, url_ttl=args.url_ttl, queue_size=args.queue_size,
         max_queued_per_key=args.max_queued_per_key, max_body=args.max_body, body_timeout_s=args.body_timeout,
         lora_dirs=tuple(args.lora_dir), lora_cache=args.lora_cache, lora_max_bytes=args.lora_max_mb << 20,
@@ -101,6 +119,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``wanlab serve``: run the service until stopped.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit code: the server's own (:func:`wanlab.server.run.serve`), 2 when a server dependency is
+        missing.
+    """
     from .run import missing_dependencies, serve
 
     config = config_from_args(args)

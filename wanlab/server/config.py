@@ -32,8 +32,15 @@ DEFAULT_KEY_SHARE = 4
 def default_max_queued_per_key(queue_size: int) -> int:
     """The default per-key bound: a quarter of the queue (so four keys at least share it), at least 1.
 
-    >>> default_max_queued_per_key(100)
-    25
+    Args:
+        queue_size: the whole queue's bound.
+
+    Returns:
+        The per-key bound.
+
+    Example:
+        >>> default_max_queued_per_key(100)
+        25
     """
     return max(1, queue_size // DEFAULT_KEY_SHARE)
 #: The acceleration preset ``fast_mode: true`` runs (README "Serve the API": the study behind the choice).
@@ -46,7 +53,18 @@ WEBHOOK_BACKOFF_S = 2.0
 
 
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1).
+
+    Args:
+        host: a host name or address.
+
+    Returns:
+        Whether it is loopback.
+
+    Example:
+        >>> is_loopback("localhost"), is_loopback("127.0.0.2"), is_loopback("[::1]"), is_loopback("0.0.0.0")
+        (True, True, True, False)
+    """
     if host.lower() in LOOPBACK_NAMES:
         return True
     try:
@@ -57,10 +75,46 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Everything ``wanlab serve`` is started with (see ``wanlab serve --help`` for each field).
+    """Everything ``wanlab serve`` is started with, validated when it is made.
 
-    >>> ServerConfig(model="tiny", no_auth=True).public_base
-    'http://127.0.0.1:8000'
+    Each field is a ``wanlab serve`` option of the same name (``wanlab serve --help``).
+
+    Attributes:
+        model: a built-in model, a local diffusers folder or a hub id from the local cache.
+        host: the address to listen on.
+        port: the port.
+        api_keys: the key file, one key per line (re-read when it changes).
+        no_auth: serve without keys (only on a loopback ``host``).
+        store: the run store for tasks and videos.
+        workers: copies of the model generating at once (with ``ray``: Ray workers; None: as many as
+            the cluster holds).
+        ray: a Ray cluster's address (``""``: ``$RAY_ADDRESS`` or a Ray on this machine; None: no Ray).
+        allow_local_sizes: also accept ``num_frames`` and any size that is a multiple of 16.
+        webhook_allow: hosts webhooks may be sent to (none: bodies with a webhook are refused).
+        webhook_attempts: tries per webhook.
+        webhook_timeout_s: seconds per webhook try.
+        webhook_backoff_s: seconds before the first retry, doubling for each next one.
+        public_url: the base of the video URLs handed out (None: the address a client called).
+        url_ttl: seconds a signed video URL stays valid.
+        max_body: the largest request body in bytes (larger: 413).
+        body_timeout_s: seconds a request body may take to arrive (slower: 408).
+        queue_size: tasks waiting at most (more: 429 with Retry-After).
+        max_queued_per_key: tasks one API key may have waiting (None: a quarter of ``queue_size``).
+        lora_dirs: folders whose .safetensors files requests may name as LoRA paths.
+        lora_cache: where LoRA downloads are kept by sha256.
+        lora_max_bytes: the largest LoRA download.
+        fast_mode_accel: the acceleration preset that ``fast_mode: true`` runs.
+        device: where a local model runs (None: CUDA if present).
+        dtype: the model's dtype (None: bfloat16 on CUDA, float32 on CPU).
+        drain_timeout_s: on SIGTERM, seconds to wait for running tasks before writing them back as
+            queued (None: wait for them).
+
+    Raises:
+        ParamError: a field that breaks its rule, naming it (e.g. ``no_auth`` on a public ``host``).
+
+    Example:
+        >>> ServerConfig(model="tiny", no_auth=True).public_base
+        'http://127.0.0.1:8000'
     """
 
     model: str
@@ -153,14 +207,17 @@ class ServerConfig:
         return f"http://{host}:{self.port}"
 
     def webhook_warnings(self) -> list[str]:
-        """Sentences about allow-list entries that can never be delivered to (logged when the server starts):
-        a loopback name admits the name only, never the loopback address it resolves to."""
+        """Sentences about allow-list entries that can never be delivered to (logged when the server starts).
+
+        A loopback name admits the name only, never the loopback address it resolves to.
+        """
         return [f"--webhook-allow {entry}: a name admits only public addresses, so no webhook to it can be "
                 f"delivered; list the address instead (127.0.0.1:PORT or [::1]:PORT)"
                 for entry in self.webhook_allow if parse_host(entry)[0] in LOOPBACK_NAMES]
 
     @property
     def auth(self) -> bool:
+        """Whether requests need an API key (not ``--no-auth``)."""
         return not self.no_auth
 
     def summary(self) -> dict[str, Any]:

@@ -1,6 +1,8 @@
-"""A long poll of ``GET /v3/async/task-result``: ``wanlab_wait=SECONDS`` (a wanlab extension, under a name
-the hosted API does not use) holds the answer until the task's status or progress changes, or it ends,
-or the seconds run out, so a client learns of a finished task at once instead of at its next poll.
+"""A long poll of ``GET /v3/async/task-result``.
+
+``wanlab_wait=SECONDS`` (a wanlab extension, under a name the hosted API does not use) holds the answer
+until the task's status or progress changes, or it ends, or the seconds run out, so a client learns of a
+finished task at once instead of at its next poll.
 
 A change of status (or the end) is answered at once; a change of progress alone at the earliest
 :data:`PROGRESS_EVERY_S` after the request came (a progress bar moves twice a second, and a client that
@@ -34,7 +36,21 @@ RULE = f"a number of seconds in 0..{MAX_WAIT_S:g}"
 
 
 def check_wait(value: str | None) -> float:
-    """The seconds ``wanlab_wait`` asks for (0 when absent), or a 400 naming it."""
+    """The seconds ``wanlab_wait`` asks for (0 when absent).
+
+    Args:
+        value: the query parameter's value (None: absent).
+
+    Returns:
+        The seconds, 0..:data:`MAX_WAIT_S`.
+
+    Raises:
+        ApiError: 400 naming ``wanlab_wait`` for a value that is not such a number.
+
+    Example:
+        >>> check_wait(None), check_wait("2.5")
+        (0.0, 2.5)
+    """
     if value is None:
         return 0.0
     try:
@@ -49,16 +65,43 @@ def check_wait(value: str | None) -> float:
 
 
 def state(result: dict[str, Any]) -> tuple[Any, Any]:
-    """What a long poll waits to see change: the task's status and progress."""
+    """What a long poll waits to see change: the task's status and progress.
+
+    Args:
+        result: a task result.
+
+    Returns:
+        ``(status, progress_percent)``.
+
+    Example:
+        >>> state({"task": {"status": "TASK_STATUS_QUEUED", "progress_percent": 0}})
+        ('TASK_STATUS_QUEUED', 0)
+    """
     task = result["task"]
     return task["status"], task["progress_percent"]
 
 
 async def answer(service: Any, task_id: str, owner: str | None, base: str, seconds: float,
                  stopping: Callable[[], bool] = lambda: False) -> dict[str, Any]:
-    """The task's result once its status or progress differs from now (or it ends;
-    progress alone: not before :data:`PROGRESS_EVERY_S`), at most ``seconds``
-    from now; ``stopping()`` true ends the wait early (the server is shutting down)."""
+    """The task's result once its status or progress differs from now, or after at most ``seconds``.
+
+    A change of progress alone counts only after :data:`PROGRESS_EVERY_S`; the task's end always does.
+    ``stopping()`` true ends the wait early (the server is shutting down).
+
+    Args:
+        service: the :class:`~wanlab.server.service.Service`.
+        task_id: the task's id.
+        owner: the caller's owner id.
+        base: the server's public address for signed URLs.
+        seconds: the longest wait (0: answer at once).
+        stopping: says whether the server is stopping.
+
+    Returns:
+        The task's result, as ``Service.result`` gives it.
+
+    Raises:
+        ApiError: as ``Service.result`` (404 for a task this owner may not read).
+    """
     queue = service.queue
     if seconds <= 0 or queue is None:
         return service.result(task_id, owner, base)

@@ -1,6 +1,7 @@
-"""What the service's answers must not show: this machine's paths (LoRA folders and cache, the hub
-cache, the store, the home folder). A client learns what was wrong with its request, not how the
-server is laid out.
+"""What the service's answers must not show.
+
+This machine's paths (LoRA folders and cache, the hub cache, the store, the home folder). A client
+learns what was wrong with its request, not how the server is laid out.
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 class Redactor:
     """Replaces this machine's paths in text with names for them.
 
-    >>> Redactor({"/srv/loras": "<LoRA folder 1>"}).scrub("/srv/loras/x.safetensors: no such file")
-    '<LoRA folder 1>/x.safetensors: no such file'
+    Example:
+        >>> Redactor({"/srv/loras": "<LoRA folder 1>"}).scrub("/srv/loras/x.safetensors: no such file")
+        '<LoRA folder 1>/x.safetensors: no such file'
     """
 
     def __init__(self, paths: dict[str, str]) -> None:

@@ -28,7 +28,11 @@ MISSING = "wanlab serve needs FastAPI and uvicorn: pip install 'wanlab[serve]' (
 
 
 def missing_dependencies() -> str | None:
-    """The one line to print when the server's packages are not installed, else None."""
+    """The one line to print when the server's packages are not installed, else None.
+
+    Returns:
+        The line (how to install ``wanlab[serve]``), or None when FastAPI and uvicorn are there.
+    """
     import importlib.util
 
     for name in ("fastapi", "uvicorn"):
@@ -42,10 +46,21 @@ def missing_dependencies() -> str | None:
 
 def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any] | None = None,
           access_log: bool = True) -> int:
-    """Serve ``config`` until stopped (SIGTERM or Ctrl-C); returns the exit code (0 clean, 2 the model failed
-    to load; Ctrl-C raises KeyboardInterrupt after the clean stop).
+    """Serve ``config`` until stopped (SIGTERM or Ctrl-C).
 
-    >>> serve(ServerConfig(model="tiny", no_auth=True, port=8000))  # doctest: +SKIP
+    Args:
+        config: the validated :class:`~wanlab.server.config.ServerConfig`.
+        backend_factory: makes the backend from ``config`` (None: :func:`wanlab.server.service.load_backend`).
+        access_log: log every request.
+
+    Returns:
+        The exit code: 0 after a clean stop, 2 when the model failed to load.
+
+    Raises:
+        KeyboardInterrupt: after the clean stop, when Ctrl-C stopped it.
+
+    Example:
+        >>> serve(ServerConfig(model="tiny", no_auth=True, port=8000))  # doctest: +SKIP
     """
     if "torch" not in sys.modules:  # OpenMP reads it once, when torch loads
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -85,11 +100,14 @@ def serve(config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any
 
 
 def json_errors_protocol() -> type:
-    """uvicorn's HTTP/1.1 protocol (h11), answering a request it cannot parse (a malformed request line or
-    header) in the service's documented error body instead of uvicorn's plain text, and closing a
+    """The uvicorn HTTP/1.1 protocol (h11) with the service's error bodies and a timeout for headers.
+
+    It answers a request it cannot parse (a malformed request line or header) in the service's
+    documented error body instead of uvicorn's plain text, and closes a
     connection whose request line and headers have not arrived within :data:`HEADERS_TIMEOUT_S` (408: a
     connection held open without a request, or headers that trickle); uvicorn takes a protocol class
-    for this (``Config(http=...)``)."""
+    for this (``Config(http=...)``).
+    """
     import json
 
     import h11

@@ -142,4 +142,5 @@ WAIT = {"name": "wanlab_wait", "in": "query", "required": False, "description":
 
 
 def security() -> dict[str, Any]:
+    """The OpenAPI security scheme: a Bearer API key."""
     return {"bearer": {"type": "http", "scheme": "bearer", "description": "an API key of this server"}}

@@ -29,7 +29,11 @@ PRIVATE = ("extra", "created")
 
 
 class ServedRuns:
-    """The runs of ``store`` as the service serves them (see the module docstring)."""
+    """The runs of ``store`` as the service serves them (see the module docstring).
+
+    Args:
+        store: the server's :class:`~wanlab.Store`.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -38,7 +42,16 @@ class ServedRuns:
         self._lock = threading.Lock()
 
     def damage(self, run_key: Any) -> str | None:
-        """Why the run ``run_key`` cannot be served, in one sentence; None when its files are whole."""
+        """Why the run ``run_key`` cannot be served, in one sentence; None when its files are whole.
+
+        Checked again (sizes and hashes) whenever any of its files changed; each problem is logged once.
+
+        Args:
+            run_key: the run's key.
+
+        Returns:
+            The sentence, or None.
+        """
         if not isinstance(run_key, str) or not self.store.has(run_key):
             return self._logged_once(str(run_key), f"its run {run_key} is not in the store (its record is missing)")
         folder = self.store.path / run_key
@@ -55,15 +68,32 @@ class ServedRuns:
         return self._logged_once(run_key, known[1]) if known[1] else None
 
     def hashes(self, run_key: str) -> dict[str, str]:
-        """The sha256 of the run's video files as its record holds them (clients check their downloads), as
-        read by the last :meth:`damage` check of a whole run (empty before it, or for a damaged run)."""
+        """The sha256 of the run's video files as its record holds them (clients check their downloads).
+
+        As read by the last :meth:`damage` check of a whole run (empty before it, or for a damaged run).
+
+        Args:
+            run_key: the run's key.
+
+        Returns:
+            File name -> sha256.
+        """
         with self._lock:
             known = self._checked.get(run_key)
         return dict(known[2]) if known is not None else {}
 
     def file(self, run_key: str, name: str) -> Path | None:
-        """The path of a run's file when the run is whole and the file is a regular file in a real run folder,
-        else None (logged)."""
+        """The path of a run's file, or None (logged).
+
+        None unless the run is whole and the file is a regular file in a real run folder.
+
+        Args:
+            run_key: the run's key.
+            name: the file's name in the run folder.
+
+        Returns:
+            The path, or None.
+        """
         if not self.store.has(run_key) or self.damage(run_key) is not None:
             return None
         folder = self.store.path / run_key
@@ -73,8 +103,16 @@ class ServedRuns:
         return folder / name
 
     def record(self, run_key: str) -> dict[str, Any]:
-        """A run's record as a signed URL serves it: what makes the video, without what tells who asked for it
-        or when (:data:`PRIVATE`)."""
+        """A run's record as a signed URL serves it.
+
+        What makes the video, without what tells who asked for it or when (:data:`PRIVATE`).
+
+        Args:
+            run_key: the run's key.
+
+        Returns:
+            The record.
+        """
         return {k: v for k, v in self.store.get(run_key).record.items() if k not in PRIVATE}
 
     def _logged_once(self, run_key: str, problem: str) -> str:

@@ -50,14 +50,36 @@ log = logging.getLogger("wanlab.server")
 
 
 def integral(value: Any) -> Any:
-    """A JSON number without a fractional part as an int (JSON does not tell 30 from 30.0; 30.5 stays)."""
+    """A JSON number without a fractional part as an int (JSON does not tell 30 from 30.0; 30.5 stays).
+
+    Args:
+        value: a parsed JSON value.
+
+    Returns:
+        The value, as an int where it is a whole float.
+
+    Example:
+        >>> integral(30.0), integral(30.5), integral("30")
+        (30, 30.5, '30')
+    """
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def load_backend(config: ServerConfig) -> Any:
-    """The backend ``wanlab serve`` runs tasks on: one pipeline, ``--workers N`` copies in this process,
-    or (``--ray``) a pool of Ray workers (:func:`wanlab.backends.open_backend`); the service needs only the
-    backend protocol.
+    """The backend ``wanlab serve`` runs tasks on.
+
+    One pipeline, ``--workers N`` copies in this process, or (``--ray``) a pool of Ray workers
+    (:func:`wanlab.backends.open_backend`); the service needs only the backend protocol.
+
+    Args:
+        config: the server's configuration (model, workers, ray, device, dtype).
+
+    Returns:
+        The backend.
+
+    Raises:
+        LoadError: the model cannot be loaded.
+        ParamError: contradictory backend options.
     """
     from ..backends import open_backend
 
@@ -66,10 +88,23 @@ def load_backend(config: ServerConfig) -> Any:
 
 
 class Service:
-    """What ``wanlab serve`` does, callable without HTTP (see the module docstring).
+    """What ``wanlab serve`` does, callable without HTTP; one per server process.
 
-    ``backend_factory(config)`` makes the backend (default :func:`load_backend`); ``on_failure`` is
-    called when loading fails (the server then stops).
+    It loads the model in the background (``GET /health`` says ``loading`` until then, and task results
+    are answered from the store meanwhile), runs tasks through a :class:`~wanlab.tasks.TaskQueue` over
+    any backend, keeps tasks in the store when accepted, and presents each result in the published
+    shape with freshly signed file URLs. Every refusal is an :class:`~wanlab.server.errors.ApiError`
+    with its HTTP status.
+
+    Args:
+        config: the validated :class:`~wanlab.server.config.ServerConfig`.
+        backend_factory: makes the backend from ``config`` (None: :func:`load_backend`).
+        on_failure: called when loading fails (the server then stops).
+
+    Example:
+        >>> service = Service(ServerConfig(model="tiny", no_auth=True, store="runs/serve"))  # doctest: +SKIP
+        >>> service.start().join(); service.health()[0]  # doctest: +SKIP
+        200
     """
 
     def __init__(self, config: ServerConfig, *, backend_factory: Callable[[ServerConfig], Any] | None = None,
@@ -115,7 +150,11 @@ class Service:
 
     # --- life ----------------------------------------------------------------------------------------
     def start(self) -> threading.Thread:
-        """Load the model in a background thread (the server answers meanwhile)."""
+        """Load the model in a background thread (the server answers meanwhile).
+
+        Returns:
+            The started thread.
+        """
         thread = threading.Thread(target=self.load, name="wanlab-serve-load", daemon=True)
         thread.start()
         return thread
@@ -130,7 +169,8 @@ class Service:
             backend = self._factory(self.config)
             backend.set_lora_policy(self.lora_policy)
             self.queue = TaskQueue(backend, self.store, maxsize=self.config.queue_size, resume=True,
-                                   max_per_owner=self.config.max_queued_per_key, video_url=self._video_url, on_finish=self._finished)
+                                   max_per_owner=self.config.max_queued_per_key, video_url=self._video_url,
+                                   on_finish=self._finished)
             self.backend, self.identity = backend, backend.identity
             if self.state == LOADING:
                 self.state = READY
@@ -145,8 +185,11 @@ class Service:
                 self.on_failure()
 
     def close(self) -> None:
-        """Stop taking tasks; the running ones finish (within ``drain_timeout_s``, else they are written
-        back as queued for the next server and listed in :attr:`abandoned`); queued ones stay queued."""
+        """Stop taking tasks.
+
+        The running ones finish (within ``drain_timeout_s``, else they are written back as queued for
+        the next server and listed in :attr:`abandoned`); queued ones stay queued.
+        """
         if self.state != FAILED:
             self.state = STOPPING
         queue = self.queue
@@ -161,7 +204,17 @@ class Service:
 
     # --- who -----------------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> str | None:
-        """The caller's owner id (None when the server runs without keys); 401 for a missing or wrong key."""
+        """The caller's owner id from its ``Authorization`` header.
+
+        Args:
+            authorization: the header's value (None: absent).
+
+        Returns:
+            The owner id (a hex digest of the key), or None when the server runs without keys.
+
+        Raises:
+            ApiError: 401 for a missing or wrong key.
+        """
         return None if self.keys is None else self.keys.owner(authorization)
 
     def _owns(self, owner: str | None, task_owner: Any) -> bool:
@@ -171,10 +224,22 @@ class Service:
 
     # --- submit --------------------------------------------------------------------------------------
     def submit(self, body: Any, owner: str | None, idempotency_key: str | None = None) -> str:
-        """Validate a published request body, queue it (or, in webhook test mode, announce it); its task id.
-        With ``idempotency_key`` (the ``Idempotency-Key`` header): the task accepted earlier under that key
-        from this owner, if any (409 for another body), else a new one recorded under it
-        (:mod:`wanlab.server.idempotency`)."""
+        """Validate a published request body and queue it (or, in webhook test mode, announce it).
+
+        Args:
+            body: the parsed JSON body of ``POST /v3/async/wan-t2v``.
+            owner: the caller's owner id (None without keys).
+            idempotency_key: the ``Idempotency-Key`` header: the task accepted earlier under that key from
+                this owner is answered again (409 for another body); else a new task is recorded under it
+                (:mod:`wanlab.server.idempotency`).
+
+        Returns:
+            The task id.
+
+        Raises:
+            ApiError: 400 for a bad field, 409 for a reused key with another body, 429 when the queue or
+                this key's share is full, 503 while the model loads or the server stops, 507 on a full disk.
+        """
         if idempotency_key is None:
             return self._submit(body, owner)
         key = check_key(idempotency_key)
@@ -193,8 +258,11 @@ class Service:
 
     def _submit(self, body: Any, owner: str | None, accepting: Callable[[str], None] | None = None,
                 idempotency: str | None = None) -> str:
-        """:meth:`submit` itself; ``accepting(task_id)`` is called once the task is accepted, before its file
-        is written (the idempotency index entry), and ``idempotency`` (the index name) is kept in its options."""
+        """:meth:`submit` itself.
+
+        ``accepting(task_id)`` is called once the task is accepted, before its file is written (the
+        idempotency index entry), and ``idempotency`` (the index name) is kept in its options.
+        """
         params, options = self.validate(body)
         if self.state != READY or self.queue is None:
             raise self._unavailable()
@@ -217,7 +285,17 @@ class Service:
         return task_id
 
     def validate(self, body: Any) -> tuple[Params, ApiOptions]:
-        """The request and its options from a body; ApiError 400 naming the field, the rule and the value."""
+        """The request and its options from a body.
+
+        Args:
+            body: the parsed JSON body.
+
+        Returns:
+            ``(params, options)``: the validated request and the API's options (webhook, fast mode, ...).
+
+        Raises:
+            ApiError: 400 naming the field, the rule and the value.
+        """
         local = self.config.allow_local_sizes
         if not isinstance(body, dict):
             raise ApiError.invalid(ParamError("body", "a JSON object with the fields of the Wan 2.1 T2V API", body))
@@ -297,8 +375,11 @@ class Service:
                                             "restart (queued tasks are kept)", 10)
 
     def _busy(self, exc: QueueFull) -> ApiError:
-        """429 naming the limit that was hit: the whole queue (``--queue-size``) or this key's share of it
-        (``--max-queued-per-key``), with Retry-After."""
+        """429 naming the limit that was hit.
+
+        The whole queue (``--queue-size``) or this key's share of it (``--max-queued-per-key``), with
+        Retry-After.
+        """
         wait = self._retry_seconds()
         if exc.limit == "max_per_owner":
             message = (f"this API key already has {exc.value} tasks waiting, the most one key may queue on this "
@@ -317,13 +398,25 @@ class Service:
         if time.monotonic() - at < 1.0 or self.queue is None:
             return seconds
         etas = [r["task"]["eta"] for r in self.queue.tasks() if r["task"]["status"] == TaskStatus.PROCESSING]
-        seconds = max(1, int(math.ceil(min(etas)))) if etas else 1
+        seconds = max(1, math.ceil(min(etas))) if etas else 1
         self._retry_after = (time.monotonic(), seconds)
         return seconds
 
     # --- answers -------------------------------------------------------------------------------------
     def result(self, task_id: Any, owner: str | None, base: str | None = None) -> dict[str, Any]:
-        """A task's result in the published shape, if ``owner`` may read it (else 404, as for unknown ids)."""
+        """A task's result in the published shape, if ``owner`` may read it.
+
+        Args:
+            task_id: the ``task_id`` query parameter.
+            owner: the caller's owner id (None without keys).
+            base: the server's public address for the signed URLs (None: the configured one).
+
+        Returns:
+            The result (``task``, ``videos``, ``images``, ``audios``, ``extra``).
+
+        Raises:
+            ApiError: 404 for an unknown id, a malformed one, or another key's task (indistinguishable).
+        """
         result, options = self._lookup(task_id, owner)
         return self.present(result, options, base)
 
@@ -363,8 +456,16 @@ class Service:
             log.error("task %s cannot be answered: %s", task_id, problem)
 
     def present(self, result: Mapping[str, Any], options: Mapping[str, Any], base: str | None = None) -> dict[str, Any]:
-        """A result as this server answers it: fresh signed URLs (under ``base``), what the options did,
-        and no server paths."""
+        """A result as this server answers it: fresh signed URLs, what the options did, no server paths.
+
+        Args:
+            result: the task's result as the queue or its file holds it.
+            options: the task's API options.
+            base: the server's public address for the signed URLs (None: the configured one).
+
+        Returns:
+            The result as answered.
+        """
         base = base or self.config.public_base
         wanlab = {k: v for k, v in dict(result["extra"].get("wanlab") or {}).items() if k != "store"}
         videos: list[dict[str, str]] = []
@@ -398,7 +499,11 @@ class Service:
                           "wanlab": wanlab}}  # in the published order (task files keep keys sorted)
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        """``GET /health``: 200 with the model's identity when ready, 503 while loading, failed or stopping."""
+        """``GET /health``: 200 with the model's identity when ready, 503 while loading, failed or stopping.
+
+        Returns:
+            ``(status, body)``.
+        """
         model = None
         if self.identity is not None:
             model = {**self.identity.to_dict(), "rules": "local" if self.config.allow_local_sizes else "api"}
@@ -410,8 +515,20 @@ class Service:
         return (200 if self.state == READY else 503), body
 
     def file(self, run_key: str, name: str, expires: str | None, signature: str | None) -> tuple[Path, str]:
-        """The run file a signed URL names, and its media type: 403 for a bad or expired signature, 404 if absent
-        (or not a regular file in its run folder)."""
+        """The run file a signed URL names, and its media type.
+
+        Args:
+            run_key: the run's key.
+            name: the file's name in the run folder (``video.mp4``, ...).
+            expires: the URL's ``expires`` parameter.
+            signature: the URL's ``signature`` parameter.
+
+        Returns:
+            ``(path, media type)``.
+
+        Raises:
+            ApiError: 403 for a bad or expired signature, 404 if absent (or not a regular file in its run folder).
+        """
         path = file_path(run_key, name)
         self.signer.check(path, expires, signature)
         found = self.runs.file(run_key, name) if name in FILES else None
@@ -442,11 +559,13 @@ class Service:
 
 def _is_result(result: Any) -> bool:
     """Whether a task file's ``result`` has the published shape, with the types the provider's SDKs parse."""
-    if not isinstance(result, dict) or not isinstance(result.get("task"), dict) or not isinstance(result.get("extra"), dict):
+    if (not isinstance(result, dict) or not isinstance(result.get("task"), dict)
+            or not isinstance(result.get("extra"), dict)):
         return False
     task, extra = result["task"], result["extra"]
     debug = extra.get("debug_info")
-    if not all(k in task for k in TASK_FIELDS) or not isinstance(debug, dict) or not all(k in debug for k in DEBUG_FIELDS):
+    if (not all(k in task for k in TASK_FIELDS) or not isinstance(debug, dict)
+            or not all(k in debug for k in DEBUG_FIELDS)):
         return False
     numbers = [task["eta"], task["progress_percent"]]
     texts = [debug[f"{n}_time_ms"] for n in ("submit", "execute", "complete")]

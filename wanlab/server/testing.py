@@ -38,14 +38,41 @@ READY_TIMEOUT_S = 180.0
 
 
 def free_port(host: str = HOST) -> int:
-    """A TCP port nothing listens on right now (the kernel's choice)."""
+    """A TCP port nothing listens on right now (the kernel's choice).
+
+    Another process may take it before it is used; :func:`start_server` tries again then.
+
+    Args:
+        host: the address to bind on.
+
+    Returns:
+        The port.
+
+    Example:
+        >>> 0 < free_port() < 65536
+        True
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 def write_keys(path: str | os.PathLike[str], keys: int | Sequence[str] = 2) -> list[str]:
-    """Write API keys to a key file (mode 0600): ``keys`` fresh ones, or those given; returns them."""
+    """Write API keys to a key file (mode 0600): ``keys`` fresh ones, or those given.
+
+    Args:
+        path: the key file (its folder is made).
+        keys: how many fresh keys, or the keys.
+
+    Returns:
+        The keys written.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> keys = write_keys(pathlib.Path(tempfile.mkdtemp()) / "keys.txt", 2)
+        >>> len(keys), keys[0].startswith("wanlab-test-")
+        (2, True)
+    """
     keys = [f"wanlab-test-{secrets.token_urlsafe(24)}" for _ in range(keys)] if isinstance(keys, int) else list(keys)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +84,22 @@ def write_keys(path: str | os.PathLike[str], keys: int | Sequence[str] = 2) -> l
 
 @dataclass
 class ServerProcess:
-    """A running ``wanlab serve`` subprocess (see the module docstring)."""
+    """A running ``wanlab serve`` subprocess, made by :func:`start_server`; ``with`` stops it.
+
+    Attributes:
+        args: the command line it runs.
+        port: its loopback port.
+        store: its store folder.
+        keys: its API keys (empty for a server without keys).
+        log_path: the file its output goes to.
+        env: its environment.
+        process: the subprocess.
+
+    Example:
+        >>> with start_server(model="tiny") as server:  # doctest: +SKIP
+        ...     server.wait_ready()["status"]
+        'ok'
+    """
 
     args: list[str]
     port: int
@@ -69,6 +111,7 @@ class ServerProcess:
 
     @property
     def base_url(self) -> str:
+        """The server's address (``http://127.0.0.1:PORT``)."""
         return f"http://{HOST}:{self.port}"
 
     @property
@@ -77,29 +120,58 @@ class ServerProcess:
         return self.keys[0] if self.keys else None
 
     def headers(self, key: str | None = None) -> dict[str, str]:
-        """``Authorization: Bearer KEY`` for ``key`` (default: the first key)."""
+        """``Authorization: Bearer KEY`` for ``key``.
+
+        Args:
+            key: an API key (None: the first key).
+
+        Returns:
+            The header, or ``{}`` for a server without keys.
+        """
         key = key or self.key
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def client(self, key: str | None = None, **kwargs: Any) -> Any:
-        """An ``httpx.Client`` for this server with ``key`` (default: the first)."""
+        """An ``httpx.Client`` for this server, its base URL and key set.
+
+        Args:
+            key: an API key (None: the first).
+            **kwargs: more ``httpx.Client`` arguments (``timeout`` defaults to 30 s).
+
+        Returns:
+            The client (``with`` closes it).
+        """
         import httpx
 
         return httpx.Client(base_url=self.base_url, headers=self.headers(key), timeout=kwargs.pop("timeout", 30.0),
                             **kwargs)
 
     def log(self) -> str:
-        """The server's output so far."""
+        """The server's output so far.
+
+        Returns:
+            The log's text ("" when it cannot be read).
+        """
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")
         return ""
 
     def alive(self) -> bool:
+        """Whether the server's process is still running."""
         return self.process.poll() is None
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
-        """Wait until ``GET /health`` answers 200 and return its body; RuntimeError (with the log) if the
-        server exits or reports a failed load first."""
+        """Wait until ``GET /health`` answers 200 and return its body.
+
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            The health body.
+
+        Raises:
+            RuntimeError: (with the log) the server exited, reported a failed load, or was not ready in time.
+        """
         import httpx
 
         deadline = time.monotonic() + timeout
@@ -119,7 +191,20 @@ class ServerProcess:
 
     def wait_task(self, task_id: str, timeout: float = 120.0, key: str | None = None,
                   interval: float = 0.05) -> dict[str, Any]:
-        """Poll ``task-result`` until the task has finished; its last answer."""
+        """Poll ``task-result`` until the task has finished; its last answer.
+
+        Args:
+            task_id: the task's id.
+            timeout: seconds to wait at most.
+            key: the API key to ask with (None: the first).
+            interval: seconds between polls.
+
+        Returns:
+            The finished task's result.
+
+        Raises:
+            TimeoutError: the task did not finish within ``timeout``.
+        """
         with self.client(key) as http:
             deadline = time.monotonic() + timeout
             while True:
@@ -137,7 +222,14 @@ class ServerProcess:
         self.process.wait(30)
 
     def stop(self, timeout: float = 120.0) -> int:
-        """SIGTERM and wait (then SIGKILL after ``timeout``); the exit code."""
+        """Send SIGTERM and wait (then SIGKILL after ``timeout``).
+
+        Args:
+            timeout: seconds to wait for a clean stop.
+
+        Returns:
+            The server's exit code.
+        """
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -148,7 +240,18 @@ class ServerProcess:
         return int(self.process.returncode)
 
     def restart(self, *, wait: bool = True, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
-        """Start the same server again (same port, store and keys) after it stopped; returns self."""
+        """Start the same server again (same port, store and keys) after it stopped.
+
+        Args:
+            wait: wait until it is ready.
+            timeout: seconds to wait for that.
+
+        Returns:
+            This :class:`ServerProcess`.
+
+        Raises:
+            RuntimeError: it is still running, or it did not become ready.
+        """
         if self.alive():
             raise RuntimeError("restart: the server is still running; stop() or kill() it first")
         self.process = _launch(self.args, self.env, self.log_path)
@@ -169,11 +272,34 @@ def start_server(*, model: str = "tiny", store: str | os.PathLike[str] | None = 
                  wait: bool = True, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
     """Start ``wanlab serve --model MODEL`` on 127.0.0.1 and (with ``wait``) return once it is ready.
 
-    ``keys``: how many API keys to make, or the keys (another server's ``keys``: several servers on
-    one store with the same keys); none with ``no_auth``. ``store`` defaults to a new temporary folder;
-    ``args`` are further ``wanlab serve`` options (``["--webhook-allow", "127.0.0.1:9000"]``); ``env``
-    adds environment variables; ``threads`` sets the server's torch threads (``OMP_NUM_THREADS``; 1 by
-    default, steady on a shared machine; None: torch's default). See the module docstring for an example.
+    Args:
+        model: the model to serve.
+        store: the server's store (None: a new temporary folder).
+        keys: how many API keys to make, or the keys (another server's ``keys``: several servers on one
+            store with the same keys); none with ``no_auth``.
+        no_auth: serve without keys.
+        allow_local_sizes: pass ``--allow-local-sizes`` (small sizes and ``num_frames`` for tiny/toy).
+        args: further ``wanlab serve`` options (``["--webhook-allow", "127.0.0.1:9000"]``).
+        env: environment variables added for the server.
+        port: the port (None: a free one, tried again if another process takes it first).
+        threads: the server's torch threads (``OMP_NUM_THREADS``; 1 is steady on a shared machine;
+            None: torch's default).
+        wait: wait until ``GET /health`` answers 200.
+        timeout: seconds to wait for that.
+
+    Returns:
+        The :class:`ServerProcess` (``with server:`` stops it with SIGTERM).
+
+    Raises:
+        RuntimeError: the server exited or was not ready within ``timeout`` (its log is in the message).
+
+    Example:
+        >>> with start_server(model="tiny") as server:  # doctest: +SKIP
+        ...     with server.client() as http:
+        ...         task_id = http.post("/v3/async/wan-t2v", json={"prompt": "a fox", "width": 32, "height": 32,
+        ...                                                        "num_frames": 5, "steps": 2}).json()["task_id"]
+        ...     server.wait_task(task_id)["task"]["status"]
+        'TASK_STATUS_SUCCEED'
     """
     folder = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="wanlab-serve-")) / "store"
     folder.mkdir(parents=True, exist_ok=True)
@@ -218,10 +344,15 @@ class WebhookReceiver:
     """A webhook endpoint on 127.0.0.1 for tests: records every POST and answers by path.
 
     ``/ok`` answers 200; ``/fail/N`` answers 500 to its first N posts, then 200; ``/redirect/URL``
-    answers 302 to the (URL-quoted) URL, ``/redirect-307/URL`` 307. :attr:`events` holds ``(path, json body)`` in arrival order.
+    answers 302 to the (URL-quoted) URL, ``/redirect-307/URL`` 307. :attr:`events` holds
+    ``(path, json body)`` in arrival order; ``with`` closes it.
 
-    >>> with WebhookReceiver() as hooks:  # doctest: +SKIP
-    ...     hooks.url("/ok"), hooks.wait(1)
+    Example:
+        >>> import json, urllib.request
+        >>> with WebhookReceiver() as hooks:
+        ...     post = urllib.request.Request(hooks.url("/ok"), data=json.dumps({"n": 1}).encode(), method="POST")
+        ...     urllib.request.urlopen(post).status, hooks.wait(1)
+        (200, [{'n': 1}])
     """
 
     def __init__(self) -> None:
@@ -268,15 +399,42 @@ class WebhookReceiver:
         return f"{HOST}:{self.port}"
 
     def url(self, path: str = "/ok") -> str:
+        """The receiver's URL for ``path`` (a webhook target).
+
+        Args:
+            path: ``/ok``, ``/fail/N``, ``/redirect/URL`` or ``/redirect-307/URL``.
+
+        Returns:
+            The URL.
+        """
         return f"http://{HOST}:{self.port}{path}"
 
     def posts(self, path: str) -> list[Any]:
-        """Bodies received at ``path``."""
+        """Bodies received at ``path``.
+
+        Args:
+            path: a path, e.g. ``/ok``.
+
+        Returns:
+            The JSON bodies, in arrival order.
+        """
         with self._cond:
             return [body for p, body in self.events if p == path]
 
     def wait(self, count: int, path: str | None = None, timeout: float = 60.0) -> list[Any]:
-        """Wait until ``count`` posts arrived (at ``path``, or anywhere); their bodies."""
+        """Wait until ``count`` posts arrived (at ``path``, or anywhere); their bodies.
+
+        Args:
+            count: how many posts.
+            path: only posts to this path (None: any).
+            timeout: seconds to wait at most.
+
+        Returns:
+            The JSON bodies so far, in arrival order.
+
+        Raises:
+            TimeoutError: fewer arrived within ``timeout``.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -289,6 +447,7 @@ class WebhookReceiver:
                 self._cond.wait(remaining)
 
     def close(self) -> None:
+        """Stop receiving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
 

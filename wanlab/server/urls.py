@@ -27,16 +27,18 @@ FILES: Mapping[str, str] = {RUN_MP4: "video/mp4", RUN_LOSSLESS: "video/x-matrosk
 
 
 def file_path(run_key: str, name: str) -> str:
+    """The URL path of one run file (before signing)."""
     return f"{PREFIX}/{run_key}/{name}"
 
 
 class UrlSigner:
     """Makes and checks signed file URLs valid ``ttl`` seconds.
 
-    >>> signer = UrlSigner(b"k" * 32, ttl=3600)
-    >>> url = signer.url("http://127.0.0.1:8000", "0123456789abcdef", "video.mp4", now=0)
-    >>> url.split("?")[0], signer.check("/v3/files/0123456789abcdef/video.mp4", "3600", url[-64:], now=10)
-    ('http://127.0.0.1:8000/v3/files/0123456789abcdef/video.mp4', None)
+    Example:
+        >>> signer = UrlSigner(b"k" * 32, ttl=3600)
+        >>> url = signer.url("http://127.0.0.1:8000", "0123456789abcdef", "video.mp4", now=0)
+        >>> url.split("?")[0], signer.check("/v3/files/0123456789abcdef/video.mp4", "3600", url[-64:], now=10)
+        ('http://127.0.0.1:8000/v3/files/0123456789abcdef/video.mp4', None)
     """
 
     def __init__(self, key: bytes, ttl: int) -> None:
@@ -47,10 +49,24 @@ class UrlSigner:
         return f"UrlSigner(ttl={self.ttl})"
 
     def signature(self, path: str, expires: int) -> str:
+        """The HMAC-SHA256 (hex) of ``path`` and its expiry time, under this server's secret."""
         return hmac.new(self._key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
     def url(self, base: str, run_key: str, name: str, *, now: float | None = None) -> str:
-        """The signed URL of one run file under ``base`` (the server's public address)."""
+        """The signed URL of one run file under ``base`` (the server's public address).
+
+        Args:
+            base: the server's public address.
+            run_key: the run's key.
+            name: a file of :data:`FILES`.
+            now: the time it is signed at (None: now); it expires ``ttl`` seconds later.
+
+        Returns:
+            The URL with its ``expires`` and ``signature`` parameters.
+
+        Raises:
+            ValueError: not a run key, or a file a URL may not name.
+        """
         if not KEY_RE.match(run_key) or name not in FILES:
             raise ValueError(f"signed URL: must name a run key and one of {', '.join(FILES)}; got {run_key}/{name}")
         path = file_path(run_key, name)
@@ -58,7 +74,18 @@ class UrlSigner:
         return f"{base.rstrip('/')}{path}?{urlencode({'expires': expires, 'signature': self.signature(path, expires)})}"
 
     def check(self, path: str, expires: str | None, signature: str | None, *, now: float | None = None) -> None:
-        """Return when the URL's signature is right and it has not expired; 403 otherwise."""
+        """Return when the URL's signature is right and it has not expired.
+
+        Args:
+            path: the URL's path.
+            expires: its ``expires`` parameter.
+            signature: its ``signature`` parameter.
+            now: the time to check against (None: now).
+
+        Raises:
+            ApiError: 403 ``INVALID_SIGNATURE`` for a missing or altered signature, ``URL_EXPIRED``
+                once it has expired.
+        """
         if not expires or not signature or not EXPIRES_RE.fullmatch(expires):
             raise ApiError(403, "INVALID_SIGNATURE", "signature: must come with expires, as in the video_url the "
                                                      "task result gave; got a URL without them", {"path": path})

@@ -1,22 +1,8 @@
 """Webhooks: the published ``ASYNC_TASK_RESULT`` event, POSTed to ``extra.webhook.url`` when a task ends.
 
-- **Where**: only to destinations the operator listed (``--webhook-allow HOST[:PORT]``, repeatable);
-  with none listed a body with a webhook is refused (400). An entry admits exactly its host (a name
-  admits the name, an address the address: ``localhost:9003`` does not admit ``127.0.0.1:9003``) at
-  exactly its port (a bare ``HOST``: 80 for http, 443 for https only). Every hop (the URL and each
-  redirect that keeps the POST: 307, 308) must name a listed host, and every address it resolves to
-  must be public, unless the URL names a listed address itself (``127.0.0.1:9000``: a listed name
-  that resolves to a loopback or private address is refused). IPv6 forms that carry an IPv4
-  address (``::ffff:127.0.0.1``, ``::7f00:1``, NAT64, 6to4, Teredo) count as that address. The
-  connection goes to the checked address (:mod:`wanlab.netguard`), so DNS cannot move it. An answer
-  301/302/303 is not followed (that would resend the event as a GET): it is a failed try.
-- **How**: ``{"event_type": "ASYNC_TASK_RESULT", "payload": <the task result>}`` as JSON, each try
-  with a timeout (5 s), retried on a timeout, a connection error or a non-2xx answer with
-  exponential backoff (2, 4, 8, 16, 32 s) up to five times, as the hosted API does; a refused
-  destination is not retried. Every try is logged (``wanlab.server.webhooks``; the URL without
-  its query) and kept in ``STORE/webhooks/<task_id>.json``.
-- **Nothing lost**: the record is written when the task is accepted; a server that starts on the
-  store delivers what a stopped one left undelivered (one server per delivery, by the task's lock).
+:class:`WebhookRules` says where events may go (the operator's allow-list, checked at submit and at
+every hop); :class:`Deliveries` sends them with retries and records each in ``STORE/webhooks``, so a
+restarted server delivers what a stopped one left undelivered.
 """
 from __future__ import annotations
 
@@ -46,17 +32,59 @@ log = logging.getLogger("wanlab.server.webhooks")
 
 
 def event(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The published webhook body for a task result."""
+    """The published webhook body for a task result.
+
+    Args:
+        result: the task's result in the published shape.
+
+    Returns:
+        ``{"event_type": "ASYNC_TASK_RESULT", "payload": result}``.
+
+    Example:
+        >>> event({"task": {"status": "TASK_STATUS_SUCCEED"}})["event_type"]
+        'ASYNC_TASK_RESULT'
+    """
     return {"event_type": EVENT_TYPE, "payload": dict(result)}
 
 
 def shown(url: str) -> str:
-    """A URL as logs show it: scheme, host, port and path (a query may carry the receiver's token)."""
+    """A URL as logs show it: scheme, host, port and path (a query may carry the receiver's token).
+
+    Args:
+        url: the webhook URL.
+
+    Returns:
+        The URL without its query and fragment.
+
+    Example:
+        >>> shown("https://example.org/hook?token=abc")
+        'https://example.org/hook'
+    """
     return url.split("?", 1)[0].split("#", 1)[0]
 
 
 class WebhookRules:
-    """The operator's allow-list as a :class:`~wanlab.netguard.NetPolicy`, and the check at submit."""
+    """The operator's allow-list as a :class:`~wanlab.netguard.NetPolicy`, and the check at submit.
+
+    Events go only to destinations the operator listed (``--webhook-allow HOST[:PORT]``, repeatable);
+    with none listed a body with a webhook is refused (400). An entry admits exactly its host (a name
+    admits the name, an address the address: ``localhost:9003`` does not admit ``127.0.0.1:9003``) at
+    exactly its port (a bare ``HOST``: 80 for http, 443 for https only). Every hop (the URL and each
+    redirect that keeps the POST: 307, 308) must name a listed host, and every address it resolves to
+    must be public, unless the URL names a listed address itself (``127.0.0.1:9000``: a listed name that
+    resolves to a loopback or private address is refused). IPv6 forms that carry an IPv4 address
+    (``::ffff:127.0.0.1``, ``::7f00:1``, NAT64, 6to4, Teredo) count as that address. The connection goes
+    to the checked address (:mod:`wanlab.netguard`), so DNS cannot move it. An answer 301/302/303 is not
+    followed (that would resend the event as a GET): it is a failed try.
+
+    Args:
+        allow: the listed destinations, ``HOST[:PORT]`` each.
+        timeout_s: seconds per try.
+
+    Example:
+        >>> WebhookRules(("127.0.0.1:9000",), 5.0).check("http://127.0.0.1:9000/hook")
+        'http://127.0.0.1:9000/hook'
+    """
 
     def __init__(self, allow: tuple[str, ...], timeout_s: float) -> None:
         self.allow = tuple(allow)
@@ -68,7 +96,18 @@ class WebhookRules:
                                 timeout_s=timeout_s, hosts=self.allow, keep_method=True)
 
     def check(self, url: str) -> str:
-        """``url`` when this server may send to it (what is known without DNS); ParamError otherwise."""
+        """``url`` when this server may send to it (what is known without DNS).
+
+        Args:
+            url: the body's ``extra.webhook.url``.
+
+        Returns:
+            The URL.
+
+        Raises:
+            ParamError: (field ``extra.webhook.url``) no destination is allowed, not an http(s) URL with a
+                host and no credentials, a host or port not listed, or an address neither public nor listed.
+        """
         import httpx
 
         field = "extra.webhook.url"
@@ -93,7 +132,23 @@ class WebhookRules:
 
 
 class Deliveries:
-    """Sends webhook events with retries on a few threads; records and resumes them in the store."""
+    """Sends webhook events with retries on a few threads; records and resumes them in the store.
+
+    Each event is ``{"event_type": "ASYNC_TASK_RESULT", "payload": <the task result>}`` as JSON, each try
+    with a timeout (5 s), retried on a timeout, a connection error or a non-2xx answer with exponential
+    backoff (2, 4, 8, 16, 32 s) up to five times, as the hosted API does; a refused destination is not
+    retried. Every try is logged (``wanlab.server.webhooks``; the URL without its query) and kept in
+    ``STORE/webhooks/<task_id>.json``. The record is written when the task is accepted; a server that
+    starts on the store delivers what a stopped one left undelivered (one server per delivery, by the
+    task's lock).
+
+    Args:
+        store: the store's folder.
+        rules: where events may go.
+        attempts: tries per event.
+        backoff_s: seconds before the first retry, doubling for each next one.
+        workers: threads sending at once.
+    """
 
     def __init__(self, store: str | Path, rules: WebhookRules, *, attempts: int, backoff_s: float,
                  workers: int = 4) -> None:
@@ -111,9 +166,11 @@ class Deliveries:
         self._timer.start()
 
     def record_file(self, task_id: str) -> Path:
+        """The file that records the delivery of ``task_id``'s webhook."""
         return self.folder / f"{task_id}.json"
 
     def read(self, task_id: str) -> dict[str, Any] | None:
+        """The delivery record of ``task_id`` (None: none, or unreadable)."""
         with contextlib.suppress(OSError, ValueError):
             data = json.loads(self.record_file(task_id).read_text())
             return data if isinstance(data, dict) else None
@@ -123,6 +180,10 @@ class Deliveries:
         """Note, when a task is accepted, that its end is to be announced (so a restart still does).
 
         Written only where no record is yet (a task that failed at once may have been announced already).
+
+        Args:
+            task_id: the task's id.
+            url: its webhook URL (recorded without its query).
         """
         file = self.record_file(task_id)
         tmp = file.with_name(f".{file.name}.new")
@@ -135,7 +196,15 @@ class Deliveries:
             tmp.unlink(missing_ok=True)
 
     def send(self, task_id: str, url: str, body: Mapping[str, Any]) -> None:
-        """Deliver ``body`` to ``url`` in the background (first try now)."""
+        """Deliver ``body`` to ``url`` in the background (first try now).
+
+        After :meth:`close` nothing is sent: the record stays waiting for the next server on the store.
+
+        Args:
+            task_id: the task's id.
+            url: the webhook URL.
+            body: the event (:func:`event`).
+        """
         payload = json.dumps(body, allow_nan=False).encode()
         with self._cond:
             if self._closed:
@@ -145,7 +214,11 @@ class Deliveries:
             self._cond.notify()
 
     def undelivered(self) -> list[str]:
-        """Ids of tasks whose event is recorded as not yet delivered."""
+        """Ids of tasks whose event is recorded as not yet delivered.
+
+        Returns:
+            The ids, sorted.
+        """
         if not self.folder.is_dir():
             return []
         out = []
@@ -156,8 +229,15 @@ class Deliveries:
         return out
 
     def resume(self, answer: Callable[[str], tuple[str, dict[str, Any]] | None]) -> int:
-        """Send what a stopped server left undelivered: ``answer(task_id)`` gives (url, body) for a task
-        that has finished, None for one still to run (its end will be sent as usual). Returns how many."""
+        """Send what a stopped server left undelivered.
+
+        Args:
+            answer: ``answer(task_id)`` gives ``(url, body)`` for a task that has finished, None for one
+                still to run (its end will be sent as usual).
+
+        Returns:
+            How many events were sent again.
+        """
         sent = 0
         for task_id in self.undelivered():
             with contextlib.suppress(TaskError, OSError, ValueError, KeyError):
@@ -168,7 +248,11 @@ class Deliveries:
         return sent
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop: tries under way finish (within ``timeout``), later retries wait in the store for the next start."""
+        """Stop: tries under way finish, later retries wait in the store for the next start.
+
+        Args:
+            timeout: seconds to wait for the scheduler thread.
+        """
         with self._cond:
             self._closed = True
             self._due.clear()

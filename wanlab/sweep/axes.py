@@ -1,5 +1,8 @@
-"""A sweep's axes: reading ``grid``, ``zip``, ``points`` and ``seeds`` (each field varied by one axis
-only), and expanding them into each point's overrides, outermost axis first."""
+"""A sweep's axes.
+
+Reading ``grid``, ``zip``, ``points`` and ``seeds`` (each field varied by one axis only), and
+expanding them into each point's overrides, outermost axis first.
+"""
 from __future__ import annotations
 
 import itertools
@@ -17,11 +20,14 @@ Axes = tuple[dict[str, list[Any]], dict[str, list[Any]], "list[dict[str, Any]] |
 
 def read_axes(grid: Mapping[str, Sequence[Any]] | None, zip: Mapping[str, Sequence[Any]] | None,
               points: Sequence[Mapping[str, Any]] | None, seeds: Sequence[int] | int | None) -> Axes:
-    """Validate the axes of a sweep; a field in two axes, a bad value or zip lists of unequal length
-    raise :class:`~wanlab.ParamError` naming the axis and the field.
+    """Validate the axes of a sweep.
 
-    >>> read_axes({"steps": [10, 20]}, None, None, [1, 2])[0]
-    {'steps': [10, 20]}
+    A field in two axes, a bad value or zip lists of unequal length raise
+    :class:`~wanlab.ParamError` naming the axis and the field.
+
+    Example:
+        >>> read_axes({"steps": [10, 20]}, None, None, [1, 2])[0]
+        {'steps': [10, 20]}
     """
     seen: dict[str, str] = {}
 
@@ -77,11 +83,14 @@ def read_axes(grid: Mapping[str, Sequence[Any]] | None, zip: Mapping[str, Sequen
 
 def overrides_of(seeds: Sequence[int] | None, points: Sequence[Mapping[str, Any]] | None,
                  zip: Mapping[str, Sequence[Any]], grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Per point, the values the axes set: the product of seeds, points, the zipped lists and each grid
-    field, in that order (the last grid field varies fastest).
+    """Per point, the values the axes set.
 
-    >>> overrides_of([1, 2], None, {}, {"steps": [10, 20]})
-    [{'seed': 1, 'steps': 10}, {'seed': 1, 'steps': 20}, {'seed': 2, 'steps': 10}, {'seed': 2, 'steps': 20}]
+    The product of seeds, points, the zipped lists and each grid field, in that order (the last grid
+    field varies fastest).
+
+    Example:
+        >>> overrides_of([1, 2], None, {}, {"steps": [10, 20]})
+        [{'seed': 1, 'steps': 10}, {'seed': 1, 'steps': 20}, {'seed': 2, 'steps': 10}, {'seed': 2, 'steps': 20}]
     """
     axes: list[list[dict[str, Any]]] = []
     if seeds is not None:

@@ -1,22 +1,7 @@
 """A sweep's definition: a base request and the axes that vary it, validated when it is built.
 
-- ``seeds``: a list of seeds, or ``N`` for N fixed seeds drawn from the sweep's recorded ``sweep_seed``;
-- ``points``: explicit variants, each a mapping of fields (they may differ in which fields they set);
-- ``zip``: fields varied together (lists of equal length, one value of each per variant);
-- ``grid``: fields varied independently (the cartesian product, in the order given).
-
-Besides the :class:`~wanlab.Params` fields, every axis (and ``base``) takes ``accel``: an
-acceleration setting (:class:`wanlab.accel.Accel`, a preset name such as ``"fbc"``, or a mapping),
-so one sweep runs the exact baseline and each setting on the same requests.
-
-The sweep's points are the product of these axes, outermost first in the order above (the last
-grid field varies fastest). Every point is validated when the sweep is built; a bad point raises
-:class:`~wanlab.ParamError` naming the point and the field. A point whose seed is -1 (the base's
-default) gets one seed drawn from ``sweep_seed``, so a sweep is reproducible and resumable; when no
-``sweep_seed`` is given it is derived from the sweep's ``name`` (or its prompt), never drawn at
-random, so every process that loads the same definition (a resume, another shard) agrees.
-Fields neither the base nor an axis sets come from the model's native settings when the sweep
-runs on a backend (as ``generate`` does), else from ``Params``' defaults.
+:class:`Sweep` holds it (the axis rules are in its docstring); it reads and writes TOML sweep files
+and hands running to :mod:`wanlab.sweep.runner`.
 """
 from __future__ import annotations
 
@@ -48,17 +33,57 @@ if TYPE_CHECKING:  # pragma: no cover
     from .result import SweepResult
 
 AXES = ("seeds", "points", "zip", "grid")
-TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "metrics", "probes", "base", "grid", "zip",
-                  "points")
+TOP_LEVEL_KEYS = ("name", "model", "question", "seeds", "sweep_seed", "reference", "metrics", "probes", "base", "grid",
+                  "zip", "points")
 
 
 class Sweep:
-    """A base request and the axes that vary it; see the module docstring for the rules.
+    """A base request and the axes that vary it, validated when it is built.
 
-    >>> sweep = Sweep(base=Params(prompt="a fox", width=64, height=64, num_frames=17, steps=10),
-    ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]}, seeds=[1, 2])
-    >>> len(sweep)
-    8
+    The axes:
+
+    - ``seeds``: a list of seeds, or ``N`` for N fixed seeds drawn from the sweep's recorded ``sweep_seed``;
+    - ``points``: explicit variants, each a mapping of fields (they may differ in which fields they set);
+    - ``zip``: fields varied together (lists of equal length, one value of each per variant);
+    - ``grid``: fields varied independently (the cartesian product, in the order given).
+
+    Besides the :class:`~wanlab.Params` fields, every axis (and ``base``) takes ``accel``: an
+    acceleration setting (:class:`wanlab.accel.Accel`, a preset name such as ``"fbc"``, or a mapping),
+    so one sweep runs the exact baseline and each setting on the same requests.
+
+    The points are the product of these axes, outermost first in the order above (the last grid field
+    varies fastest). A point whose seed is -1 (the base's default) gets one seed drawn from
+    ``sweep_seed``; when no ``sweep_seed`` is given it is derived from ``name`` (or the prompt), never
+    drawn at random, so every process that loads the same definition (a resume, another shard) agrees.
+    Fields neither the base nor an axis sets come from the model's native settings when the sweep runs
+    on a backend (as ``generate`` does), else from ``Params``' defaults. A sweep is a value: make a
+    changed one with :meth:`replace`.
+
+    Args:
+        base: the request every point starts from (a :class:`~wanlab.Params` or a mapping of its fields).
+        grid: fields varied independently, each mapped to its values.
+        zip: fields varied together, each mapped to a list (all of one length).
+        points: explicit variants, each a mapping of fields.
+        seeds: a list of seeds, or a count of seeds to draw from ``sweep_seed``.
+        name: the sweep's name (its default store is ``runs/<name>``).
+        model: the model it runs on when :meth:`run` is given none (a name, folder or hub id).
+        question: what the sweep asks (the first comment of its TOML file, and its report's heading).
+        sweep_seed: the seed that seeds are drawn from (0..9999999999; None: derived from the name).
+        reference: the point every other is compared with, as swept fields and values (e.g. ``{"steps": 40}``).
+        metrics: metric sets :meth:`run` computes by default (names of
+            :data:`wanlab.metrics.suite.METRIC_SETS`; None: ``["motion"]``).
+        probes: what every run records inside the model (:mod:`wanlab.probes`; None: nothing).
+
+    Raises:
+        ParamError: a bad axis, field or value, naming the point and the field (``sweep point 3 (...)``).
+
+    Example:
+        >>> sweep = Sweep(base=Params(prompt="a fox", width=64, height=64, num_frames=17, steps=10),
+        ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]}, seeds=[1, 2])
+        >>> len(sweep), sweep.swept
+        (8, ['seed', 'guidance_scale', 'flow_shift'])
+        >>> sweep.label(1)
+        'seed=1, guidance_scale=3.0, flow_shift=5.0'
     """
 
     def __init__(self, base: Params | Mapping[str, Any] | None = None,
@@ -147,8 +172,26 @@ class Sweep:
             self.reference = MappingProxyType(self.reference)  # type: ignore[assignment]
 
     def replace(self, **changes: Any) -> Sweep:
-        """A new sweep with some of the definition changed, e.g. ``sweep.replace(grid={"steps": [10, 20]})``
-        or ``sweep.replace(base={**sweep.base_fields, "width": 64})``; the rest is kept."""
+        """A new sweep with some of the definition changed; the rest is kept.
+
+        Args:
+            **changes: sweep keys (``base``, ``grid``, ``zip``, ``points``, ``seeds``, ``name``, ...) and
+                their new values.
+
+        Returns:
+            The new :class:`Sweep` (a ``sweep_seed`` derived from the name is derived again).
+
+        Raises:
+            ParamError: an unknown key, or a value the new sweep refuses.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> len(sweep.replace(grid={"steps": [10, 20]}))
+            4
+            >>> sweep.replace(base={**sweep.base_fields, "width": 128}).points()[0].width
+            128
+        """
         check_known("", changes, TOP_LEVEL_KEYS, "a sweep key")
         data = self.to_dict()
         if "sweep_seed" in data and not self._sweep_seed_given:
@@ -186,8 +229,7 @@ class Sweep:
         return getattr(self, "_raw", [])
 
     def _build_accels(self) -> list[Any]:
-        """Per point, its :class:`~wanlab.accel.Accel`, or None where the sweep sets none (the
-        backend's default applies)."""
+        """Per point, its :class:`~wanlab.accel.Accel`, or None where the sweep sets none (the backend's default)."""
         from ..accel.setting import Accel
 
         out = []
@@ -237,16 +279,36 @@ class Sweep:
     def points(self, backend: Any = None) -> list[Params]:
         """Every point as a validated :class:`Params` with a concrete seed, in sweep order.
 
-        Fields the base does not set come from ``backend``'s native settings when one is given (as its
-        ``generate`` does), else from ``Params``' defaults.
+        Args:
+            backend: fields the base does not set come from this backend's native settings (as its
+                ``generate`` does); None: from ``Params``' defaults.
+
+        Returns:
+            One :class:`~wanlab.Params` per point.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> [(p.seed, p.guidance_scale, p.flow_shift) for p in sweep.points()[:2]]
+            [(1, 3.0, 3.0), (1, 3.0, 5.0)]
         """
         if backend is None:
             return list(self._points)
         return self._materialize(backend)
 
     def accels(self) -> list[Any]:
-        """Per point, its acceleration setting (:class:`wanlab.accel.Accel`), or None where the sweep
-        sets none (the backend's default applies), in sweep order."""
+        """Per point, its acceleration setting, in sweep order.
+
+        Returns:
+            A :class:`wanlab.accel.Accel` per point, or None where the sweep sets none (the backend's
+            default applies).
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> sweep.accels()[:2]
+            [None, None]
+        """
         return list(self._accels)
 
     def _check_accel_labels(self) -> None:
@@ -260,7 +322,16 @@ class Sweep:
                 raise ParamError("accel", "settings with distinct labels (give each a different name)", accel.label)
 
     def value_of(self, index: int, params: Params, name: str) -> Any:
-        """A swept value of a point: its Params field, or for ``accel`` its setting's label."""
+        """A swept value of a point: its Params field, or for ``accel`` its setting's label.
+
+        Args:
+            index: the point's index.
+            params: the point's request.
+            name: a swept field.
+
+        Returns:
+            The value as the sweep table shows it.
+        """
         if name == ACCEL:
             accel = self._accels[index]
             return "default" if accel is None else accel.label
@@ -268,7 +339,19 @@ class Sweep:
 
     @staticmethod
     def cell_of(name: str, value: Any) -> Any:
-        """A value as the sweep table shows it (acceleration settings by label; a string is a label)."""
+        """A value as the sweep table shows it (acceleration settings by label; a string is a label).
+
+        Args:
+            name: a swept field.
+            value: one of its values.
+
+        Returns:
+            The value, or a setting's label for ``accel``.
+
+        Example:
+            >>> Sweep.cell_of("accel", "fbc"), Sweep.cell_of("steps", 20)
+            ('fbc', 20)
+        """
         if name == ACCEL and not isinstance(value, str):
             from ..accel.setting import Accel
 
@@ -276,7 +359,17 @@ class Sweep:
         return value
 
     def overrides(self) -> list[dict[str, Any]]:
-        """Per point, the values its axes set (seeds drawn, -1 not yet resolved), in sweep order."""
+        """Per point, the values its axes set, in sweep order (seeds drawn, -1 not yet resolved).
+
+        Returns:
+            One dict of field values per point.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> sweep.overrides()[1]
+            {'seed': 1, 'guidance_scale': 3.0, 'flow_shift': 5.0}
+        """
         return [dict(o) for o in self._overrides]
 
     @property
@@ -292,14 +385,45 @@ class Sweep:
 
     def label(self, index: int, params: Params | None = None, fields: Sequence[str] | None = None, *,
               short: bool = False, sep: str = ", ") -> str:
-        """``"seed=1, guidance_scale=3.0"``: the swept values of one point (``short``: ``gs=3.0``)."""
+        """The swept values of one point as text, e.g. ``"seed=1, guidance_scale=3.0"``.
+
+        Args:
+            index: the point's index.
+            params: the point's request (None: computed).
+            fields: the fields to show (None: every swept field).
+            short: abbreviate field names (``gs=3.0``).
+            sep: what goes between two fields.
+
+        Returns:
+            The label.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> sweep.label(1, short=True)
+            'seed=1, gs=3.0, fs=5.0'
+        """
         p = params or self._points[index]
         names = self.swept if fields is None else list(fields)
         return sep.join(f"{SHORT_NAMES.get(n, n) if short else n}={format_value(self.value_of(index, p, n))}"
                         for n in names)
 
     def slug(self, index: int, params: Params | None = None) -> str:
-        """A file-name form of a point: ``seed1_gs3.0_fs5.0`` (prompts as ``prompt2``: the axis index)."""
+        """A file-name form of a point, e.g. ``seed1_gs3.0_fs5.0`` (prompts as ``prompt2``: the axis index).
+
+        Args:
+            index: the point's index.
+            params: the point's request (None: computed).
+
+        Returns:
+            The slug.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> sweep.slug(1)
+            'seed1_gs3.0_fs5.0'
+        """
         p = params or self._points[index]
         parts = []
         for n in self.swept:
@@ -313,13 +437,40 @@ class Sweep:
         return "_".join(parts) or f"point{index}"
 
     def shard(self, index: int, count: int) -> list[int]:
-        """Indices of the points shard ``index`` of ``count`` runs (round robin: ``index::count``)."""
+        """Indices of the points shard ``index`` of ``count`` runs (round robin: ``index::count``).
+
+        Args:
+            index: the shard, 0 <= index < count.
+            count: how many shards split the sweep.
+
+        Returns:
+            The point indices, in sweep order.
+
+        Raises:
+            ParamError: ``index`` or ``count`` out of range.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> sweep.shard(1, 3)
+            [1, 4, 7]
+        """
         index, count = check_shard((index, count))
         return list(range(index, len(self), count))
 
     # --- identity ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The definition as plain data (what the TOML file holds; the question is its comment)."""
+        """The definition as plain data (what the TOML file holds; the question is its comment).
+
+        Returns:
+            A dict that :meth:`from_dict` reads back into an equal sweep.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> sweep.to_dict()["grid"]
+            {'guidance_scale': [3.0, 5.0], 'flow_shift': [3.0, 5.0]}
+        """
         out: dict[str, Any] = {}
         if self.name:
             out["name"] = self.name
@@ -352,6 +503,23 @@ class Sweep:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, question: str | None = None,
                   default_name: str | None = None) -> Sweep:
+        """A sweep from plain data, as :meth:`to_dict` gives it and a TOML file holds it.
+
+        Args:
+            data: the definition (``base``, ``grid``, ``zip``, ``points``, ``seeds``, ``name``, ...).
+            question: what the sweep asks (a file's leading comment).
+            default_name: the name when ``data`` gives none (a file's stem).
+
+        Returns:
+            The :class:`Sweep`.
+
+        Raises:
+            ParamError: an unknown key or a bad value, naming it.
+
+        Example:
+            >>> Sweep.from_dict({"base": {"prompt": "a fox"}, "seeds": [1, 2, 3]}).seeds
+            [1, 2, 3]
+        """
         check_known("", data, TOP_LEVEL_KEYS, "a sweep key")
         for key in ("base", "grid", "zip"):
             if key in data and not isinstance(data[key], Mapping):
@@ -385,10 +553,18 @@ class Sweep:
     def load(cls, path: str | os.PathLike[str]) -> Sweep:
         """Read a TOML sweep file; its leading ``# Question: ...`` comment becomes ``question``.
 
-        The sweep's ``name`` defaults to the file's stem.
+        Args:
+            path: the sweep file; the sweep's ``name`` defaults to its stem.
 
-        >>> Sweep.load("sweeps/demo.toml").name  # doctest: +SKIP
-        'demo'
+        Returns:
+            The :class:`Sweep`.
+
+        Raises:
+            ParamError: a bad definition, the message starting with the file's path.
+
+        Example:
+            >>> Sweep.load("sweeps/demo.toml").name  # doctest: +SKIP
+            'demo'
         """
         data, question = read_toml(path)
         try:
@@ -398,11 +574,36 @@ class Sweep:
             raise
 
     def to_toml(self) -> str:
-        """The TOML text :meth:`save` writes: the question as the first comment, then the definition."""
+        """The TOML text :meth:`save` writes: the question as the first comment, then the definition.
+
+        Returns:
+            The file's text.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> print(sweep.to_toml().splitlines()[0])
+            seeds = [1, 2]
+        """
         return to_toml(self.to_dict(), self.question)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the sweep as TOML (atomically); ``Sweep.load`` gives back an equal sweep."""
+        """Write the sweep as TOML (atomically); :meth:`load` gives back an equal sweep.
+
+        Args:
+            path: the file to write.
+
+        Returns:
+            The path written.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> import tempfile, pathlib
+            >>> path = sweep.save(pathlib.Path(tempfile.mkdtemp()) / "fox.toml")
+            >>> Sweep.load(path) == sweep.replace(name="fox")
+            True
+        """
         from ..fsutil import write_text
 
         return write_text(Path(path), self.to_toml())
@@ -410,14 +611,26 @@ class Sweep:
     # --- running -----------------------------------------------------------------------------------------
     @property
     def is_accel_study(self) -> bool:
-        """Whether the sweep is an acceleration study (``accel`` is swept): :meth:`run` then times its runs
-        (one job at a time, each request warmed up first, a request's settings on one worker) and keeps
-        each run's final latents (their error against the exact run's, :meth:`SweepResult.accel_study`)."""
+        """Whether the sweep is an acceleration study (``accel`` is swept).
+
+        :meth:`run` then times its runs (one job at a time, each request warmed up first, a request's
+        settings on one worker) and keeps each run's final latents (their error against the exact run's,
+        :meth:`SweepResult.accel_study`).
+        """
         return ACCEL in self.swept
 
     def default_store(self) -> Path:
-        """Where the sweep's runs go when no store is given: ``runs/<name>`` (the name made file-safe),
-        the same for ``Sweep.run`` and ``wanlab sweep``."""
+        """Where the sweep's runs go when no store is given.
+
+        Returns:
+            ``runs/<name>`` (the name made file-safe), the same for ``Sweep.run`` and ``wanlab sweep``.
+
+        Example:
+            >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2],
+            ...               grid={"guidance_scale": [3.0, 5.0], "flow_shift": [3.0, 5.0]})
+            >>> str(sweep.replace(name="cfg study").default_store())
+            'runs/cfg-study'
+        """
         return Path("runs") / slug_part(self.name or "sweep")
 
     def run(self, backend: Any = None, store: Store | str | os.PathLike[str] | None = None, *,
@@ -466,8 +679,13 @@ class Sweep:
         Raises:
             ParamError: An option is not one this accepts (naming it), the backend or store is not one,
                 or probes are asked of a backend that returns frames only.
+            LoadError: the named model cannot be loaded.
 
-        >>> result = Sweep.load("sweeps/demo.toml").run()  # doctest: +SKIP
+        Example:
+            >>> result = Sweep.load("sweeps/demo.toml").run()  # doctest: +SKIP
+            >>> with wanlab.load("toy") as pipe:  # doctest: +SKIP
+            ...     result = sweep.run(pipe, "runs/fox", metrics=["motion"], shard="0/2")
+            >>> result.df[["seed", "guidance_scale", "flow_magnitude"]]  # doctest: +SKIP
         """
         from .runner import run
 
@@ -476,9 +694,19 @@ class Sweep:
                    retry_uncertain=retry_uncertain, probes=probes)
 
     def result(self, model: Any = None, store: Store | str | os.PathLike[str] | None = None) -> SweepResult:
-        """The sweep's table as the store holds it now, without running anything and without loading
-        a model (``model``: a backend, a :class:`~wanlab.models.identity.ModelIdentity`, a model name, or None
-        for the sweep's own)."""
+        """The sweep's table as the store holds it now, without running anything or loading a model.
+
+        Args:
+            model: a backend, a :class:`~wanlab.models.identity.ModelIdentity`, a model name, or None for
+                the sweep's own ``model``.
+            store: a :class:`wanlab.Store` or its folder (default :meth:`default_store`).
+
+        Returns:
+            The :class:`~wanlab.sweep.result.SweepResult`; points not in the store are ``pending``.
+
+        Example:
+            >>> sweep.result("toy", "runs/fox").df["status"].value_counts()  # doctest: +SKIP
+        """
         from .runner import result
 
         return result(self, model, store)

@@ -30,8 +30,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def point_keys(sweep: Sweep, keyer: Any, points: list[Params]) -> tuple[list[dict[str, Any]], list[str | None]]:
-    """Each point's key parts, and for a point whose LoRA file cannot be read why not (its key is then a
-    stand-in from the files' paths, under which its failure is recorded)."""
+    """Each point's key parts, and for a point whose LoRA file cannot be read why not.
+
+    Such a point's key is a stand-in from the files' paths, under which its failure is recorded.
+
+    Args:
+        sweep: the sweep (its points' acceleration settings).
+        keyer: the backend (or identity backend) that computes key parts.
+        points: the resolved points.
+
+    Returns:
+        ``(parts, problems)``: per point its key parts, and None or the LoRA error's text.
+    """
     parts: list[dict[str, Any]] = []
     problems: list[str | None] = []
     for p, accel in zip(points, sweep.accels()):
@@ -65,6 +75,12 @@ class SweepRun:
     Phases: :meth:`plan` (which of the shard's points to run, under which keys), :meth:`start` (one point:
     skipped, failed for an unreadable LoRA, or sent to the backend), :meth:`settle` (finished jobs:
     failures recorded, videos handed to :meth:`store_video`), and :meth:`finish` (the table).
+
+    Args:
+        sweep: the sweep.
+        backend: the backend it runs on.
+        store: the store the runs go to.
+        options: the checked options.
     """
 
     def __init__(self, sweep: Sweep, backend: Any, store: Store, options: RunOptions) -> None:
@@ -85,8 +101,11 @@ class SweepRun:
 
     # --- plan ----------------------------------------------------------------------------------------------
     def plan(self) -> None:
-        """The points, their keys, and which of the shard's points to run (not done, or done without
-        what this call asks for: metrics, latents, probes)."""
+        """Plan: the points, their keys, and which of the shard's points to run.
+
+        A point runs when it is not done, or done without what this call asks for (metrics, latents,
+        probes).
+        """
         from tqdm.auto import tqdm
 
         shard, store = self.options.shard, self.store
@@ -114,7 +133,11 @@ class SweepRun:
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def execute(self) -> SweepResult:
-        """Start the planned points, at most ``capacity`` in flight, settle them all; the table."""
+        """Start the planned points, at most ``capacity`` in flight, and settle them all.
+
+        Returns:
+            The whole sweep's table (:meth:`finish`).
+        """
         self._note()
         with quiet():  # library notices (peft on every second LoRA, ...) say nothing about a sweep
             try:
@@ -134,8 +157,14 @@ class SweepRun:
 
     # --- start ---------------------------------------------------------------------------------------------
     def start(self, i: int) -> None:
-        """Point ``i``: done by now (another process: measured at most), failed (its LoRA file cannot be
-        read), or sent to the backend (an accel study's request warmed up first)."""
+        """Start point ``i``.
+
+        It is done by now (another process: measured at most), failed (its LoRA file cannot be read),
+        or sent to the backend (an accel study's request warmed up first).
+
+        Args:
+            i: the point's index.
+        """
         key, params, accel = self.keys[i], self.points[i], self.accels[i]
         if self.store.has(key):
             run = self.store.get(key)
@@ -161,8 +190,11 @@ class SweepRun:
         self.inflight[self.backend.start(job)] = i
 
     def _warm_up(self, params: Params, accel: Any) -> None:
-        """Accel studies time single runs: run the first request once untimed (first-call overheads),
-        and a compiled setting once per size (compilation is not what is measured)."""
+        """Accel studies time single runs.
+
+        Run the first request once untimed (first-call overheads), and a compiled setting once per
+        size (compilation is not what is measured).
+        """
         wanted: list[Any] = ["first"] if not self.warmed else []
         if accel is not None and accel.compile != "off":
             wanted.append((accel.key(), params.width, params.height, params.num_frames))
@@ -185,7 +217,11 @@ class SweepRun:
 
     # --- settle --------------------------------------------------------------------------------------------
     def settle(self, block: bool) -> None:
-        """Take the jobs finished by now (``block``: wait for one): failures recorded, videos stored."""
+        """Take the jobs finished by now: failures recorded, videos stored.
+
+        Args:
+            block: wait for one job to finish first.
+        """
         if not self.inflight:
             return
         done, _ = wait(list(self.inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
@@ -225,7 +261,12 @@ class SweepRun:
 
     # --- store ---------------------------------------------------------------------------------------------
     def store_video(self, i: int, video: Video) -> None:
-        """Store point ``i``'s video first, then measure it (a metrics failure is kept on the run)."""
+        """Store point ``i``'s video first, then measure it (a metrics failure is kept on the run).
+
+        Args:
+            i: the point's index.
+            video: its video.
+        """
         point = self.points[i]
         run = self.store.put(video, extra={"sweep": self.sweep.name, "point": i}, key_parts=self.parts[i],
                              latents=self.accel_study)
@@ -252,7 +293,11 @@ class SweepRun:
                 pass
 
     def finish(self) -> SweepResult:
-        """The whole sweep's table, with the points this call ran and why it stopped early, if it did."""
+        """The whole sweep's table, with the points this call ran and why it stopped early, if it did.
+
+        Returns:
+            The :class:`~wanlab.sweep.result.SweepResult`.
+        """
         from .result import SweepResult
 
         self.ran.sort()

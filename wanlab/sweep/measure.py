@@ -20,9 +20,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def needs(run: Run, names: Sequence[str]) -> list[str]:
-    """The sets of ``names`` a stored run still lacks. Motion measured before its definitions changed
-    (no ``static`` key: temporal flicker then also scored moving clips) counts as lacking; a failure
-    recorded in the run's record (older wanlab) counts as done."""
+    """The sets of ``names`` a stored run still lacks.
+
+    Motion measured before its definitions changed (no ``static`` key: temporal flicker then also
+    scored moving clips) counts as lacking; a failure recorded in the run's record (older wanlab)
+    counts as done.
+
+    Args:
+        run: a stored run.
+        names: metric set names.
+
+    Returns:
+        The names it lacks.
+    """
     stored = dict(run.metrics)
     if (run.record.get("extra") or {}).get("metrics_error"):
         stored.setdefault("metrics_error", run.record["extra"]["metrics_error"])
@@ -32,6 +42,17 @@ def needs(run: Run, names: Sequence[str]) -> list[str]:
 def measure(store: Store, run: Run, video: Video, names: Sequence[str], *, device: str | None = None,
             evaluators: dict[str, Any] | None = None, redo: bool = False) -> dict[str, Any]:
     """Compute the sets of ``names`` that ``run`` lacks (all of them with ``redo``) and store them.
+
+    A set that fails is recorded as ``<name>_error`` on the run, never raised.
+
+    Args:
+        store: the store the run is in.
+        run: the stored run.
+        video: its video.
+        names: metric set names.
+        device: where evaluators run.
+        evaluators: evaluator overrides per set.
+        redo: compute every set again.
 
     Returns:
         What was written: values, and ``<name>_error`` strings for sets that failed.
@@ -73,8 +94,9 @@ def measure_store(store: Store | str | os.PathLike[str], metrics: Any = True, *,
     Raises:
         ParamError: unknown metric names.
 
-    >>> measure_store("runs/demo", ["adherence", "clip_score"])  # doctest: +SKIP
-    {'measured': 54, 'failed': 0, 'skipped': 0}
+    Example:
+        >>> measure_store("runs/demo", ["adherence", "clip_score"])  # doctest: +SKIP
+        {'measured': 54, 'failed': 0, 'skipped': 0}
     """
     from tqdm.auto import tqdm
 

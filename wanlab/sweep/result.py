@@ -1,8 +1,6 @@
-"""A sweep's table, one row per point, read from the store: the same from every process.
+"""A sweep's table (:class:`SweepResult`), one row per point, read from the store.
 
-Statuses: ``done`` (the run is in the store: ran now, earlier, or in another shard), ``failed``
-(the last attempt failed; ``error`` holds ``"ExceptionType: message"``), ``pending`` (not run yet:
-another shard's share, or a sweep stopped by ``max_failures``).
+It is the same from every process, and selects, compares, plots and tests effects over the sweep's seeds.
 """
 from __future__ import annotations
 
@@ -37,12 +35,34 @@ METRIC_ORDER = (*MOTION_KEYS, *ADHERENCE_KEYS, *QUALITY_KEYS)
 class SweepResult:
     """The sweep's table, one row per point, read from the store (the same from every process).
 
-    ``df`` columns: ``point`` (index in sweep order), the swept fields (``sweep.swept``; ``accel`` as
-    the setting's label), ``status`` (``done`` / ``failed`` / ``pending``), ``error``, ``seconds``
-    (generation time), ``digest`` (sha256 of the frames), for a sweep over ``accel`` also
-    ``denoise_s`` and ``calls_skipped``, one column per metric, ``key`` (the run key) and ``path``
-    (the mp4).
-    ``ran`` lists the points this call generated; ``stopped`` says why a run stopped early.
+    :meth:`Sweep.run <wanlab.sweep.definition.Sweep.run>` and :meth:`Sweep.result
+    <wanlab.sweep.definition.Sweep.result>` make it. A point's status is ``done`` (the run is in the
+    store: ran now, earlier, or in another shard), ``failed`` (the last attempt failed; ``error``
+    holds ``"ExceptionType: message"``) or ``pending`` (not run yet: another shard's share, or a sweep
+    stopped by ``max_failures``).
+
+    Attributes:
+        df: the table. Columns: ``point`` (index in sweep order), the swept fields (``sweep.swept``;
+            ``accel`` as the setting's label), ``status``, ``error``, ``seconds`` (generation time),
+            ``digest`` (sha256 of the frames), for a sweep over ``accel`` also ``denoise_s`` and
+            ``calls_skipped``, one column per metric, ``key`` (the run key) and ``path`` (the mp4).
+        sweep: the :class:`~wanlab.sweep.definition.Sweep`.
+        store: the :class:`~wanlab.Store` the runs are in.
+        points: each point's resolved request.
+        ran: the points this call generated.
+        stopped: why a run stopped early (None: it did not).
+
+    Example:
+        >>> import tempfile
+        >>> from wanlab.sweep import Sweep
+        >>> sweep = Sweep(base={"prompt": "a fox"}, seeds=[1, 2], grid={"guidance_scale": [3.0, 5.0]})
+        >>> result = sweep.result("tiny", tempfile.mkdtemp())  # what the store holds: nothing yet
+        >>> result.counts
+        {'done': 0, 'failed': 0, 'pending': 4}
+        >>> result.select(seed=1)[["point", "guidance_scale", "status"]]
+           point  guidance_scale   status
+        0      0             3.0  pending
+        1      1             5.0  pending
     """
 
     def __init__(self, sweep: Sweep, store: Store, backend: Any, *, points: list[Params], keys: list[str],
@@ -134,10 +154,12 @@ class SweepResult:
 
     @property
     def metric_names(self) -> list[str]:
+        """The table's metric columns (every column but the point, swept fields and bookkeeping)."""
         fixed = {"point", *self.sweep.swept, "status", "error", "seconds", "digest", "key", "path", *ACCEL_COLUMNS}
         return [c for c in self.df.columns if c not in fixed]
 
     def summary(self) -> str:
+        """One line: points done, failed and pending, what this call ran, the store (and why it stopped)."""
         c = self.counts
         text = (f"sweep {self.sweep.name or ''}: {len(self)} points, {c['done']} done, {c['failed']} failed, "
                 f"{c['pending']} pending; {len(self.ran)} run now; store {self.store.path}")
@@ -159,7 +181,20 @@ class SweepResult:
 
     # --- selecting ---------------------------------------------------------------------------------------
     def select(self, **filters: Any) -> pd.DataFrame:
-        """Rows whose columns (or Params fields) equal the given values, e.g. ``select(seed=1, status="done")``."""
+        """Rows whose columns (or Params fields) equal the given values.
+
+        Args:
+            **filters: column or Params field names and the values to keep (a list, tuple or set: any of them).
+
+        Returns:
+            The matching rows of :attr:`df`.
+
+        Raises:
+            ValueError: a name that is neither a column nor a Params field.
+
+        Example:
+            >>> result.select(seed=1, status="done")  # doctest: +SKIP
+        """
         mask = [self._matches(i, filters) for i in range(len(self.df))]
         return self.df[mask]
 
@@ -183,15 +218,35 @@ class SweepResult:
         return True
 
     def runs(self, **filters: Any) -> list[Run]:
-        """The stored runs of the done points that match ``filters``, in sweep order."""
+        """The stored runs of the done points that match ``filters``, in sweep order.
+
+        Args:
+            **filters: as :meth:`select`.
+
+        Returns:
+            A :class:`~wanlab.store.Run` per matching done point.
+
+        Example:
+            >>> [run.video().digest[:8] for run in result.runs(guidance_scale=5.0)]  # doctest: +SKIP
+        """
         rows = self.select(**filters)
         return [self.store.get(key) for key in rows.loc[rows["status"] == "done", "key"]]
 
     def get(self, **filters: Any) -> Run:
-        """The stored run of the one point that matches ``filters`` (LookupError unless exactly one is done).
+        """The stored run of the one point that matches ``filters``.
 
-        >>> result.get(seed=1, guidance_scale=5.0)  # doctest: +SKIP
-        Run(...)
+        Args:
+            **filters: as :meth:`select`; together they must pick exactly one point.
+
+        Returns:
+            Its :class:`~wanlab.store.Run`.
+
+        Raises:
+            LookupError: no point or several match, or the one that matches is not done (its error said).
+
+        Example:
+            >>> result.get(seed=1, guidance_scale=5.0)  # doctest: +SKIP
+            Run(...)
         """
         rows = self.select(**filters)
         if len(rows) != 1:
@@ -205,12 +260,34 @@ class SweepResult:
         return self.store.get(row["key"])
 
     def video(self, **filters: Any) -> Video:
-        """The video of the one point that matches ``filters``, e.g. ``result.video(seed=1, guidance_scale=5)``."""
+        """The video of the one point that matches ``filters``.
+
+        Args:
+            **filters: as :meth:`select`; together they must pick exactly one point.
+
+        Returns:
+            Its :class:`~wanlab.Video`.
+
+        Raises:
+            LookupError: no point or several match, or the one that matches is not done.
+
+        Example:
+            >>> result.video(seed=1, guidance_scale=5)  # doctest: +SKIP
+        """
         return self.get(**filters).video()
 
     def videos(self, **filters: Any) -> dict[str, Video]:
-        """Videos of the done points matching ``filters``, labelled by the swept fields the filters leave
-        free (ready for ``wanlab.show`` and ``plots.compare_grid``)."""
+        """Videos of the done points matching ``filters``, labelled by the swept fields the filters leave free.
+
+        Args:
+            **filters: swept fields and their values (a list, tuple or set: any of them), as :meth:`select`.
+
+        Returns:
+            Label to :class:`~wanlab.Video`, ready for ``wanlab.show`` and ``plots.compare_grid``.
+
+        Example:
+            >>> wanlab.show(result.videos(seed=1))  # doctest: +SKIP
+        """
         rows = self.select(**filters)
         rows = rows[rows["status"] == "done"]
         free = [n for n in self.sweep.swept if n not in filters or isinstance(filters[n], (list, tuple, set))]
@@ -223,11 +300,25 @@ class SweepResult:
         return out
 
     def compare(self, **reference: Any) -> pd.DataFrame:
-        """The table plus ``psnr_vs_ref`` (dB, ``psnr`` as :func:`wanlab.metrics.compare` defines it: from the
-        MSE over all frames) and ``ssim_vs_ref``: each done point's frames against
-        the reference point that shares its other swept values, e.g. ``compare(steps=40)`` in a steps
-        sweep compares every step count with the 40-step run of the same seed. Without arguments
-        the sweep's own ``reference`` is used. The reference itself scores ``inf`` / 1.0."""
+        """The table plus each done point's frames compared with its reference point's.
+
+        ``psnr_vs_ref`` (dB, ``psnr`` as :func:`wanlab.metrics.compare` defines it: from the MSE over all
+        frames) and ``ssim_vs_ref`` compare each done point with the reference point that shares its other
+        swept values, e.g. ``compare(steps=40)`` in a steps sweep compares every step count with the
+        40-step run of the same seed. The reference itself scores ``inf`` / 1.0.
+
+        Args:
+            **reference: swept fields and their reference values (none: the sweep's own ``reference``).
+
+        Returns:
+            The sweep table (a DataFrame) with ``psnr_vs_ref`` and ``ssim_vs_ref``.
+
+        Raises:
+            ValueError: no reference given and the sweep has none, or a field that is not swept.
+
+        Example:
+            >>> result.compare(steps=40)[["steps", "seed", "psnr_vs_ref"]]  # doctest: +SKIP
+        """
         from ..metrics import compare
 
         reference = reference or dict(self.sweep.reference or {})
@@ -254,8 +345,11 @@ class SweepResult:
         return df
 
     def _reference_pairs(self, reference: Mapping[str, Any]) -> list[tuple[Any, Any, Any]]:
-        """``(index, row, reference row)`` for each done point whose reference is done: the done point
-        with the ``reference`` values (settings by label) and the same other swept values."""
+        """``(index, row, reference row)`` for each done point whose reference is done.
+
+        The done point with the ``reference`` values (settings by label) and the same other swept
+        values.
+        """
         reference = {n: self.sweep.cell_of(n, v) for n, v in reference.items()}
         others = [n for n in self.sweep.swept if n not in reference]
         done = self.df[self.df["status"] == "done"]
@@ -269,17 +363,31 @@ class SweepResult:
         return pairs
 
     def effects(self, metric: str, by: str, **options: Any) -> Any:
-        """What changing ``by`` does to ``metric``, over the sweep's seeds: per setting the mean and its
-        95 % bootstrap interval, and the paired differences between settings on the same seeds, Holm-
-        adjusted, flagging those that exclude zero (:func:`wanlab.stats.effects`; the other swept axes
-        are pooled per seed unless ``hold=True``).
+        """What changing ``by`` does to ``metric``, over the sweep's seeds.
 
-        >>> result.effects("flow_magnitude", by="guidance_scale").differences  # doctest: +SKIP
+        Per setting the mean and its 95 % bootstrap interval, and the paired differences between
+        settings on the same seeds, Holm-adjusted, flagging those that exclude zero
+        (:func:`wanlab.stats.effects`; the other swept axes are pooled per seed unless ``hold=True``).
+
+        Args:
+            metric: a metric column, e.g. ``"flow_magnitude"``.
+            by: a swept field other than ``seed``.
+            **options: passed to :func:`wanlab.stats.effects` (``hold``, ``confidence``, ...).
+
+        Returns:
+            The :class:`wanlab.stats.Effects` (``means``, ``differences``).
+
+        Raises:
+            ValueError: ``by`` is not a swept field other than seed, or the sweep has one seed.
+
+        Example:
+            >>> result.effects("flow_magnitude", by="guidance_scale").differences  # doctest: +SKIP
         """
         from ..stats import effects
 
         if by not in self.sweep.swept or by == "seed":
-            raise ValueError(f"by: must be a swept field other than seed ({', '.join(n for n in self.sweep.swept if n != 'seed')}); "
+            raise ValueError("by: must be a swept field other than seed ("
+                             f"{', '.join(n for n in self.sweep.swept if n != 'seed')}); "
                              f"got {by!r}")
         if self.df["seed"].nunique() < 2:
             raise ValueError("effects: the sweep has one seed; differences need several seeds to tell from noise "
@@ -295,8 +403,9 @@ class SweepResult:
         ``speedup`` = the reference run's denoising time / this one's, ``psnr``, ``psnr_frame_mean``,
         ``ssim``, ``rel_l2`` and ``max_abs`` of the final latents, ``identical``, the work counters,
         for each measured metric of :data:`STUDY_METRICS` (flow magnitude, adherence, the reference quality
-        metrics) its value and ``<name>_change`` from the reference run, ``digest``, ``key``), compared with the run of the ``reference`` setting (default: the sweep's
-        ``reference`` accel when it names one, else ``"exact"``) that shares its other swept values;
+        metrics) its value and ``<name>_change`` from the reference run, ``digest``, ``key``), compared
+        with the run of the ``reference`` setting (default: the sweep's ``reference`` accel when it names
+        one, else ``"exact"``) that shares its other swept values;
         points whose reference is not done are left out. Feed it to :func:`wanlab.accel.summarize`
         and :func:`wanlab.accel.plot_study`. Times are single runs
         (``wanlab.accel.study`` repeats and interleaves them, for steadier speedups).
@@ -347,21 +456,57 @@ class SweepResult:
 
     # --- output -------------------------------------------------------------------------------------------
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """Write the table as CSV (atomically)."""
+        """Write the table as CSV (atomically).
+
+        Args:
+            path: the file to write.
+
+        Returns:
+            The path written.
+
+        Example:
+            >>> result.to_csv("runs/fox/table.csv")  # doctest: +SKIP
+        """
         from ..fsutil import write_text
 
         return write_text(Path(path), self.df.to_csv(index=False))
 
     def plot(self, y: str = "flow_magnitude", x: str | None = None, hue: str | None = None):
-        """Metric ``y`` against swept field ``x`` (one line per ``hue`` value), mean and spread over the
-        other axes; ``x``/``hue`` default to the first swept numeric fields other than ``seed``."""
+        """Metric ``y`` against swept field ``x``, one line per ``hue`` value, mean and spread over the other axes.
+
+        Args:
+            y: a metric column.
+            x: a swept field (None: the first swept numeric field other than ``seed`` that varies).
+            hue: a swept field for the lines (None: the next such field, or none).
+
+        Returns:
+            The matplotlib figure.
+
+        Example:
+            >>> result.plot("flow_magnitude", x="guidance_scale")  # doctest: +SKIP
+        """
         from ..plots import metric_plot
 
         x, hue = self.default_axes(x, hue)
         return metric_plot(self.df[self.df["status"] == "done"], x=x, y=y, hue=hue)
 
     def heatmap(self, value: str = "flow_magnitude", x: str | None = None, y: str | None = None):
-        """Mean of ``value`` over a grid of two swept fields."""
+        """Mean of ``value`` over a grid of two swept fields.
+
+        Args:
+            value: a metric column.
+            x: the columns' field (None: as :meth:`default_axes`).
+            y: the rows' field (None: as :meth:`default_axes`).
+
+        Returns:
+            The matplotlib figure.
+
+        Raises:
+            ValueError: the sweep varies fewer than two fields to draw.
+
+        Example:
+            >>> result.heatmap("flow_magnitude", x="guidance_scale", y="flow_shift")  # doctest: +SKIP
+        """
         from ..plots import heatmap
 
         x, y = self.default_axes(x, y)
@@ -370,8 +515,16 @@ class SweepResult:
         return heatmap(self.df[self.df["status"] == "done"], x=x, y=y, value=value)
 
     def default_axes(self, x: str | None, second: str | None) -> tuple[str, str | None]:
-        """The plot's x axis and line (or heatmap row) field: the ones given, else the first swept
-        numeric fields other than seed that vary (accel for an acceleration sweep)."""
+        """The plot's x axis and line (or heatmap row) field.
+
+        Args:
+            x: the x field given (None: the first swept numeric field other than seed that varies; accel
+                for an acceleration sweep).
+            second: the line or row field given (None: the next such field, or None).
+
+        Returns:
+            ``(x, second)``.
+        """
         numeric = [n for n in self.sweep.swept if n != "seed" and n in self.df.columns
                    and self.df[n].nunique() > 1 and self.df[n].dtype.kind in "if"]
         if x is None:

@@ -1,19 +1,8 @@
 """Running a sweep into a store on any backend: resumable, failure tolerant, shardable.
 
-Points already in the store (same run key) are skipped, so a killed sweep resumes where it
-stopped; a failing point is recorded with its error and the sweep goes on (``max_failures=K``
-stops it gracefully after K failures: the rest stay pending, ``result.stopped`` says so and a
-warning is issued). Up to ``max_in_flight`` points run at once (default: the backend's own); each
-video is stored as its job completes, then measured: a metrics failure is recorded on the run and
-never loses it. Work a remote service accepted is recorded before waiting for it (``pending/``),
-so a sweep killed meanwhile polls that task again instead of paying twice; a submit is recorded there
-before it is sent (its idempotency key), so one whose answer was lost is not paid again by a rerun
-(a wanlab server is asked under the same key; another service is not asked unless
-``retry_uncertain=True``). ``shard=(i, n)`` runs points ``i, i+n, ...`` so n processes (or machines
-sharing a folder) split a sweep with no coordinator. Library warnings are silenced while it runs
-(wanlab's own show). A sweep over ``accel`` (an acceleration study) times its runs: one job at a time,
-nothing stored meanwhile, the first request run once untimed and each compiled setting once per size.
-The phases of one run live in :mod:`wanlab.sweep.execution`.
+:func:`run` is the engine behind ``Sweep.run`` (its docstring says how a run resumes, fails, shards and
+times acceleration studies); :func:`result` reads the table without running. The phases of one run
+live in :mod:`wanlab.sweep.execution`.
 """
 from __future__ import annotations
 
@@ -37,7 +26,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def backend_for(sweep: Sweep, backend: Any) -> Any:
-    """The backend to run on: the one given, or the model it names (or the sweep's own) opened."""
+    """The backend to run on: the one given, or the model it names (or the sweep's own) opened.
+
+    Args:
+        sweep: the sweep.
+        backend: a backend, a model name, or None (the sweep's ``model``, else the default model).
+
+    Returns:
+        The backend (one opened here is the caller's to close).
+
+    Raises:
+        ParamError: ``backend`` is neither a backend, a model name nor None.
+        LoadError: the named model cannot be loaded.
+    """
     from ..backends import open_backend
 
     if is_backend(backend):
@@ -49,8 +50,24 @@ def backend_for(sweep: Sweep, backend: Any) -> Any:
 
 
 def names_model(name: str, ident: Any) -> bool:
-    """Whether the model ``name`` (a sweep's ``model``) is the one ``ident`` identifies: the same name,
-    the same folder, or the same weights fingerprint (a name wanlab cannot identify matches nothing else)."""
+    """Whether the model ``name`` (a sweep's ``model``) is the one ``ident`` identifies.
+
+    The same name, the same folder, or the same weights fingerprint (a name wanlab cannot identify matches
+    nothing else).
+
+    Args:
+        name: the model the sweep names.
+        ident: the backend's :class:`~wanlab.models.identity.ModelIdentity`.
+
+    Returns:
+        Whether they are the same model.
+
+    Example:
+        >>> from wanlab.models.identity import identity
+        >>> tiny = identity("tiny", device="cpu")
+        >>> names_model("tiny", tiny), names_model("no-such-model", tiny)
+        (True, False)
+    """
     from pathlib import Path
 
     from ..errors import LoadError
@@ -67,8 +84,15 @@ def names_model(name: str, ident: Any) -> bool:
 
 
 def check_model(sweep: Sweep, backend: Any) -> None:
-    """Warn when the sweep names a model other than the backend it runs on: its runs, keys and table are
-    the backend's, and a study written for one model says little about another (``tiny``'s videos are noise)."""
+    """Warn when the sweep names a model other than the backend it runs on.
+
+    Its runs, keys and table are the backend's, and a study written for one model says little about another
+    (``tiny``'s videos are noise).
+
+    Args:
+        sweep: the sweep.
+        backend: the backend it runs on.
+    """
     from ..errors import ModelMismatchWarning, warn
 
     ident = getattr(backend, "identity", None)
@@ -80,7 +104,20 @@ def check_model(sweep: Sweep, backend: Any) -> None:
 
 
 def keyer_for(sweep: Sweep, model: Any) -> Any:
-    """What computes the sweep's keys: a backend, or a model known by its identity (nothing loaded)."""
+    """What computes the sweep's keys: a backend, or a model known by its identity (nothing loaded).
+
+    Args:
+        sweep: the sweep.
+        model: a backend, a :class:`~wanlab.models.identity.ModelIdentity`, a model name, or None (the
+            sweep's model, else the default model).
+
+    Returns:
+        The backend, or an :class:`~wanlab.backend.IdentityBackend`.
+
+    Raises:
+        ParamError: ``model`` is none of those.
+        LoadError: a named model cannot be found.
+    """
     from ..backend import IdentityBackend
     from ..models.identity import ModelIdentity, identity
     from ..models.registry import DEFAULT_MODEL
@@ -95,6 +132,18 @@ def keyer_for(sweep: Sweep, model: Any) -> Any:
 
 
 def store_for(sweep: Sweep, store: Any) -> Store:
+    """The sweep's store: ``store`` itself, its folder opened, or the sweep's default store for None.
+
+    Args:
+        sweep: the sweep.
+        store: a :class:`~wanlab.Store`, a folder, or None (``runs/<name>``).
+
+    Returns:
+        The :class:`~wanlab.Store`.
+
+    Raises:
+        ParamError: ``store`` is none of those.
+    """
     from ..store import Store
 
     if isinstance(store, Store):
@@ -107,7 +156,18 @@ def store_for(sweep: Sweep, store: Any) -> Store:
 
 
 def result(sweep: Sweep, model: Any = None, store: Any = None) -> SweepResult:
-    """The sweep's table as the store holds it now (nothing runs, nothing loads)."""
+    """The sweep's table as the store holds it now (nothing runs, nothing loads).
+
+    The engine behind :meth:`Sweep.result <wanlab.sweep.definition.Sweep.result>`.
+
+    Args:
+        sweep: the sweep.
+        model: as :func:`keyer_for`.
+        store: as :func:`store_for`.
+
+    Returns:
+        The :class:`~wanlab.sweep.result.SweepResult`.
+    """
     from .result import SweepResult
 
     keyer = keyer_for(sweep, model)
@@ -128,12 +188,34 @@ def run(sweep: Sweep, backend: Any = None, store: Any = None, *, metrics: Any = 
     points, under which keys), then each point started and each finished job settled (its video
     stored, then measured), and the table returned.
 
+    Points already in the store (same run key) are skipped, so a killed sweep resumes where it
+    stopped; a failing point is recorded with its error and the sweep goes on (``max_failures=K``
+    stops it gracefully after K failures: the rest stay pending, ``result.stopped`` says so and a
+    warning is issued). Up to ``max_in_flight`` points run at once (default: the backend's own); each
+    video is stored as its job completes, then measured: a metrics failure is recorded on the run and
+    never loses it. Work a remote service accepted is recorded before waiting for it (``pending/``),
+    so a sweep killed meanwhile polls that task again instead of paying twice; a submit is recorded
+    there before it is sent (its idempotency key), so one whose answer was lost is not paid again by
+    a rerun (a wanlab server is asked under the same key; another service is not asked unless
+    ``retry_uncertain=True``). ``shard=(i, n)`` runs points ``i, i+n, ...`` so n processes (or
+    machines sharing a folder) split a sweep with no coordinator. Library warnings are silenced while
+    it runs (wanlab's own show). A sweep over ``accel`` (an acceleration study) times its runs: one
+    job at a time, nothing stored meanwhile, the first request run once untimed and each compiled
+    setting once per size.
+
     Args:
         sweep: The sweep to run.
         backend: A backend, a model name, or None (the sweep's model).
         store: A :class:`wanlab.Store`, its folder, or None (:meth:`Sweep.default_store`).
-        metrics, progress, max_failures, shard, retry_failed, max_in_flight, truncate, retry_uncertain, probes:
-            As :meth:`Sweep.run <wanlab.sweep.definition.Sweep.run>`.
+        metrics: As :meth:`Sweep.run <wanlab.sweep.definition.Sweep.run>`, like the rest.
+        progress: Show a bar over the runs to do.
+        max_failures: Failures in this call after which the sweep stops gracefully.
+        shard: ``(i, n)`` or ``"i/n"``: run only this shard's points.
+        retry_failed: Run points whose earlier attempt failed again.
+        max_in_flight: Points running at once (None: the backend's).
+        truncate: ``"warn"`` or ``"error"`` for prompts longer than the model reads.
+        retry_uncertain: Submit again a point whose earlier submit got no answer.
+        probes: What every run records inside the model (None: the sweep's own).
 
     Returns:
         The whole sweep's :class:`~wanlab.sweep.result.SweepResult`.
@@ -170,8 +252,10 @@ def _check_options(sweep: Sweep, *, metrics: Any, progress: bool, max_failures: 
 
 
 def _open_backend(sweep: Sweep, backend: Any, probes: Any) -> Any:
-    """The backend the sweep runs on (:func:`backend_for`, library notices silenced), checked against the
-    model the sweep names and the probes it records."""
+    """The backend the sweep runs on, checked against the model the sweep names and the probes it records.
+
+    Opened by :func:`backend_for`, library notices silenced.
+    """
     with quiet():
         backend_ = backend_for(sweep, backend)
     check_model(sweep, backend_)

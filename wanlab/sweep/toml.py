@@ -13,7 +13,22 @@ from typing import Any
 
 
 def read_toml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str | None]:
-    """A TOML file's tables and its leading question (ValueError naming the file when it is not TOML)."""
+    """A TOML file's tables and its leading question.
+
+    Args:
+        path: the sweep file.
+
+    Returns:
+        ``(data, question)``: the parsed tables, and the first paragraph of the leading comment (None
+        without one).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not valid TOML, naming the file.
+
+    Example:
+        >>> data, question = read_toml("sweeps/demo.toml")  # doctest: +SKIP
+    """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"sweep file: no such file: {file}")
@@ -30,7 +45,24 @@ def read_toml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str | None]
 
 
 def to_toml(data: Mapping[str, Any], question: str | None = None) -> str:
-    """The TOML text of a sweep definition (``Sweep.to_dict()``), its question as the first comment."""
+    """The TOML text of a sweep definition (``Sweep.to_dict()``), its question as the first comment.
+
+    Args:
+        data: the definition as plain data.
+        question: what the sweep asks (None: no comment).
+
+    Returns:
+        The file's text.
+
+    Example:
+        >>> print(to_toml({"seeds": [1, 2], "base": {"prompt": "a fox"}}, "Does guidance change motion?"))
+        # Question: Does guidance change motion?
+        seeds = [1, 2]
+        <BLANKLINE>
+        [base]
+        prompt = "a fox"
+        <BLANKLINE>
+    """
     head = "\n".join(wrap_comment(f"Question: {question}")) + "\n" if question else ""
     return head + toml_dumps(data)
 
@@ -63,7 +95,16 @@ def _toml_value(value: Any, width: int = 100) -> str:
 
 
 def toml_dumps(data: Mapping[str, Any]) -> str:
-    """TOML for a sweep definition: top-level values, then [base], [grid], [zip] and [[points]]."""
+    """TOML for a sweep definition: top-level values, then [base], [grid], [zip] and [[points]].
+
+    Arrays stay on one line when they fit in 100 columns.
+
+    Args:
+        data: the definition as plain data.
+
+    Returns:
+        The TOML text.
+    """
     lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items()
              if k not in ("base", "grid", "zip", "points")]
     for table in ("base", "grid", "zip"):
@@ -77,8 +118,20 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
 
 
 def leading_question(text: str) -> str | None:
-    """The first paragraph of a TOML file's leading comment (up to a bare ``#`` line), without ``#``
-    and a leading ``Question:``."""
+    r"""The first paragraph of a TOML file's leading comment, without ``#`` and a leading ``Question:``.
+
+    The paragraph ends at a bare ``#`` line.
+
+    Args:
+        text: the file's text.
+
+    Returns:
+        The question, or None when the file starts with no comment.
+
+    Example:
+        >>> leading_question("# Question: does it move?\n#\n# more\nseeds = 1\n")
+        'does it move?'
+    """
     lines: list[str] = []
     for line in text.splitlines():
         stripped = line.strip()
@@ -96,6 +149,14 @@ def leading_question(text: str) -> str | None:
 
 
 def wrap_comment(text: str, width: int = 98) -> list[str]:
+    """``text`` as TOML comment lines (``# ...``), each holding at most ``width`` characters of text.
+
+    A word longer than ``width`` gets a line of its own.
+
+    Example:
+        >>> wrap_comment("one two three", width=7)
+        ['# one two', '# three']
+    """
     words, lines, line = text.split(), [], ""
     for word in words:
         if line and len(line) + 1 + len(word) > width:

@@ -1,8 +1,10 @@
-"""The tasks waiting to run, served fairly: one line per owner (``wanlab serve``: the API key's digest;
-tasks without an owner form one line of their own), oldest first within a line, and the next task
-taken from the owner served least recently (round-robin, remembering who was served last: an owner
-whose task was just started waits behind one that has had none), so a key that queued many tasks
-delays another key's task by at most one task of its own.
+"""The tasks waiting to run, served fairly.
+
+One line per owner (``wanlab serve``: the API key's digest; tasks without an owner form one line of
+their own), oldest first within a line, and the next task taken from the owner served least recently
+(round-robin, remembering who was served last: an owner whose task was just started waits behind one
+that has had none), so a key that queued many tasks delays another key's task by at most one task of
+its own.
 
 :class:`FairQueue` offers what the task queue asks of a deque (``append``, ``popleft``, ``remove``,
 ``in``, ``len``); iterating it gives the tasks in the order they will be dispatched.
@@ -17,12 +19,13 @@ from typing import Any
 class FairQueue:
     """Waiting tasks (anything with an ``owner`` attribute) in per-owner lines served in turn.
 
-    >>> from types import SimpleNamespace as T
-    >>> q = FairQueue()
-    >>> for name, owner in [("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B")]:
-    ...     q.append(T(name=name, owner=owner))
-    >>> [t.name for t in q]
-    ['a1', 'b1', 'a2', 'a3']
+    Example:
+        >>> from types import SimpleNamespace as T
+        >>> q = FairQueue()
+        >>> for name, owner in [("a1", "A"), ("a2", "A"), ("a3", "A"), ("b1", "B")]:
+        ...     q.append(T(name=name, owner=owner))
+        >>> [t.name for t in q]
+        ['a1', 'b1', 'a2', 'a3']
     """
 
     def __init__(self) -> None:
@@ -55,15 +58,33 @@ class FairQueue:
                 del lines[owner]
 
     def count(self, owner: Any) -> int:
-        """How many tasks of ``owner`` wait."""
+        """How many tasks of ``owner`` wait.
+
+        Args:
+            owner: an owner (None: the tasks without one).
+
+        Returns:
+            The count.
+        """
         return len(self._lines.get(owner, ()))
 
     def append(self, task: Any) -> None:
-        """Queue ``task`` at the end of its owner's line."""
+        """Queue ``task`` at the end of its owner's line.
+
+        Args:
+            task: anything with an ``owner`` attribute.
+        """
         self._lines.setdefault(task.owner, collections.deque()).append(task)
 
     def popleft(self) -> Any:
-        """The next task: the oldest of the owner served least recently (never served: first)."""
+        """Take the next task: the oldest of the owner served least recently (never served: first).
+
+        Returns:
+            The task.
+
+        Raises:
+            IndexError: no task waits.
+        """
         if not self._lines:
             raise IndexError("pop from an empty FairQueue")
         owner = _next(self._lines, self._served)
@@ -78,7 +99,14 @@ class FairQueue:
         return task
 
     def remove(self, task: Any) -> None:
-        """Take ``task`` out of its line (ValueError when it does not wait here)."""
+        """Take ``task`` out of its line.
+
+        Args:
+            task: a waiting task.
+
+        Raises:
+            ValueError: it does not wait here.
+        """
         owner = getattr(task, "owner", None)
         line = self._lines.get(owner)
         if line is None:

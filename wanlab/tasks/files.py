@@ -1,18 +1,8 @@
-"""Tasks on disk: ``STORE/tasks/<task_id>.json``, written when a task is accepted and at every change
-of status, atomically, so results outlive the process and a restart finds every accepted task.
+"""Tasks on disk: ``STORE/tasks/<task_id>.json``, one file per task (:class:`TaskFiles`).
 
-A task file holds the request, its acceleration setting, its run key, its status and times, an
-opaque ``owner`` (``wanlab serve`` keeps a hash of the API key there) and ``options`` (what the
-service needs, e.g. a webhook), and ``result``: the task's answer in the hosted API's shape as of
-its last change. Files written by wanlab before tasks were persisted at submit hold the finished
-result alone; they read back as they are.
-
-A task whose final state cannot be written (a full disk) has its last file renamed aside, which
-needs no free space: it then reads back as FAILED, never as queued, and is not run again.
-
-Which process owns a task is decided by a lock on ``tasks/<task_id>.lock`` (``flock``), held by the
-queue that accepted (or resumed) it until the task ends: two processes on one store never run the
-same task, and a task whose process died (a ``kill -9``) holds no lock, so the next queue runs it.
+Written atomically when a task is accepted and at every change, so results outlive the process and a
+restart finds every accepted task; which process runs a task is decided by a lock beside its file
+(:meth:`TaskFiles.claim`). :func:`task_file_data` is the one place a task file's fields are named.
 """
 from __future__ import annotations
 
@@ -46,14 +36,54 @@ TASK_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 
 
 def check_task_id(task_id: Any) -> str:
-    """``task_id`` when it is a uuid string, else TaskError (unknown id)."""
+    """``task_id`` when it is a uuid string, else TaskError (unknown id).
+
+    Args:
+        task_id: anything given as a task id.
+
+    Returns:
+        The id.
+
+    Raises:
+        TaskError: not a uuid string (answered as an unknown id).
+
+    Example:
+        >>> check_task_id("0b7e3c5e-8c3a-4f0e-9a57-3f1f0c2a9d11")
+        '0b7e3c5e-8c3a-4f0e-9a57-3f1f0c2a9d11'
+        >>> check_task_id("../etc")
+        Traceback (most recent call last):
+        ...
+        wanlab.errors.TaskError: unknown task id '../etc': task ids are uuid4 strings as returned by submit
+    """
     if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
         raise TaskError(f"unknown task id {task_id!r}: task ids are uuid4 strings as returned by submit")
     return task_id
 
 
 class TaskFiles:
-    """The task files of one store folder."""
+    """The task files of one store folder: ``STORE/tasks/<task_id>.json``.
+
+    A task file holds the request, its acceleration setting, its run key, its status and times, an
+    opaque ``owner`` (``wanlab serve`` keeps a hash of the API key there), ``options`` (what the service
+    needs, e.g. a webhook) and ``result``: the task's answer in the hosted API's shape as of its last
+    change. Files written before tasks were persisted at submit hold the finished result alone; they
+    read back as they are. A task whose final state cannot be written (a full disk) has its last file
+    renamed aside (:meth:`set_aside`), which needs no free space: it then reads back as FAILED, never as
+    queued, and is not run again.
+
+    Which process owns a task is decided by a lock on ``tasks/<task_id>.lock`` (``flock``), held by the
+    queue that accepted (or resumed) it until the task ends: two processes on one store never run the
+    same task, and a task whose process died (a ``kill -9``) holds no lock, so the next queue runs it.
+
+    Args:
+        store_path: the store's folder.
+
+    Example:
+        >>> import tempfile
+        >>> files = TaskFiles(tempfile.mkdtemp())
+        >>> files.ids(), files.unfinished()
+        ([], [])
+    """
 
     def __init__(self, store_path: str | os.PathLike[str]) -> None:
         self.root = Path(store_path)
@@ -63,25 +93,58 @@ class TaskFiles:
         return f"TaskFiles({str(self.folder)!r})"
 
     def path(self, task_id: str) -> Path:
+        """The file of task ``task_id``.
+
+        Args:
+            task_id: a uuid4 string.
+
+        Returns:
+            ``STORE/tasks/<task_id>.json``.
+
+        Raises:
+            TaskError: an id that is not a uuid string.
+        """
         return self.folder / f"{check_task_id(task_id)}.json"
 
     def write(self, data: Mapping[str, Any]) -> None:
-        """Write one task's file (atomically: readers see the old file or the new one); ``data`` as
-        :func:`task_file_data` makes it."""
+        """Write one task's file (atomically: readers see the old file or the new one).
+
+        Args:
+            data: the file's fields, as :func:`task_file_data` makes them (the format number is added).
+
+        Raises:
+            ValueError: ``status`` is not a :class:`~wanlab.taskstatus.TaskStatus`.
+            TaskError: ``task_id`` is not a uuid string.
+        """
         out = {"format": FORMAT, **plain(dict(data))}
         if out.get("status") not in tuple(TaskStatus):
             raise ValueError(f"task status: must be one of {', '.join(TaskStatus)}; got {out.get('status')!r}")
         write_json(self.path(out["task_id"]), out)
 
     def set_aside(self, task_id: str) -> None:
-        """When a task's final state could not be written (a full disk): move its last file aside
-        (a rename needs no free space), so that it is neither run again nor read as still queued;
-        :meth:`read` then gives it as FAILED, saying why. Nothing happens if it has no file."""
+        """Move a task's last file aside when its final state could not be written (a full disk).
+
+        A rename needs no free space; the task is then neither run again nor read as still queued:
+        :meth:`read` gives it as FAILED, saying why. Nothing happens if it has no file.
+
+        Args:
+            task_id: the task's id.
+        """
         with contextlib.suppress(FileNotFoundError):
             os.replace(self.path(task_id), self.folder / f"{task_id}{UNWRITTEN}")
 
     def read(self, task_id: str) -> dict[str, Any]:
-        """One task's file (a file of the earlier format: its finished result, as it was written)."""
+        """One task's file (a file of the earlier format: its finished result, as it was written).
+
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            The file's fields.
+
+        Raises:
+            TaskError: no such task in this store, or its file cannot be read or is not a task record.
+        """
         file = self.path(task_id)
         try:
             data = json.loads(file.read_text())
@@ -111,19 +174,38 @@ class TaskFiles:
         return {**data, "status": TaskStatus.FAILED, "reason": reason, "result": {**result, "task": task}}
 
     def result(self, task_id: str) -> dict[str, Any]:
-        """The task's answer in the hosted API's shape, as its file last recorded it."""
+        """The task's answer in the hosted API's shape, as its file last recorded it.
+
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            The result (``task``, ``videos``, ``images``, ``audios``, ``extra``).
+
+        Raises:
+            TaskError: no such task in this store, or its file cannot be read.
+        """
         data = self.read(task_id)
         return data["result"] if data.get("format") == FORMAT else data
 
     def ids(self) -> list[str]:
-        """Ids of every task kept in this store."""
+        """Ids of every task kept in this store.
+
+        Returns:
+            The ids, sorted.
+        """
         if not self.folder.is_dir():
             return []
         return sorted(f.stem for f in self.folder.glob("*.json") if TASK_ID_RE.match(f.stem))
 
     def unfinished(self) -> list[dict[str, Any]]:
-        """Files of tasks accepted but not finished (queued, or running when their process stopped),
-        oldest first."""
+        """Files of tasks accepted but not finished (queued, or running when their process stopped).
+
+        Damaged files are logged and left out.
+
+        Returns:
+            The files' fields, oldest first.
+        """
         out = []
         for task_id in self.ids():
             try:
@@ -136,8 +218,15 @@ class TaskFiles:
         return sorted(out, key=lambda d: (d.get("submitted") or 0.0, d["task_id"]))
 
     def claim(self, task_id: str) -> Claim | None:
-        """Become the one process that owns this task: a :class:`Claim` holding its lock (released by
-        :meth:`Claim.release`, or by the kernel when the process dies), or None when another holds it."""
+        """Become the one process that owns this task.
+
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            A :class:`Claim` holding its lock (released by :meth:`Claim.release`, or by the kernel when the
+            process dies), or None when another process holds it.
+        """
         lock = FileLock(self.folder / f"{check_task_id(task_id)}.lock", mode=0o644)
         return Claim(lock) if lock.acquire(blocking=False) else None
 
@@ -158,8 +247,9 @@ def task_file_data(*, task_id: str, status: TaskStatus, params: Params, result: 
                    submitted: float, started: float | None = None, finished: float | None = None,
                    run_key: str | None = None, owner: str | None = None,
                    options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What one task's file holds (:meth:`TaskFiles.write` adds the format number): the one place its
-    fields are named.
+    """What one task's file holds (:meth:`TaskFiles.write` adds the format number).
+
+    The one place its fields are named.
 
     Args:
         task_id: the task's uuid.
@@ -170,7 +260,9 @@ def task_file_data(*, task_id: str, status: TaskStatus, params: Params, result: 
         accel: its acceleration setting (an ``Accel``), or None.
         parts: its run key's parts (:func:`wanlab.keys.run_key`), or None for a task that makes no run.
         model: the model's fingerprint.
-        submitted: when it was accepted; ``started``, ``finished``: when it started and ended (epoch seconds).
+        submitted: when it was accepted (epoch seconds).
+        started: when it started (None: not yet).
+        finished: when it ended (None: not yet).
         run_key: the key of the run it stored, once stored.
         owner: who submitted it (opaque; ``wanlab serve`` keeps a hash of the API key).
         options: what the service needs of it later (e.g. its webhook).
@@ -212,7 +304,21 @@ def read_task_result(store: Any, task_id: str) -> dict[str, Any]:
 
 def wait_file(read: Callable[[str], dict[str, Any]], task_id: str, timeout: float | None,
               interval: float = 0.1) -> dict[str, Any]:
-    """Poll a task's file (another process owns the task) until it says the task finished."""
+    """Poll a task's file (another process owns the task) until it says the task finished.
+
+    Args:
+        read: reads a task's result by id (e.g. :meth:`TaskFiles.result`).
+        task_id: the task's id.
+        timeout: seconds to wait at most (None: no limit).
+        interval: seconds between reads.
+
+    Returns:
+        The finished task's result.
+
+    Raises:
+        TaskError: no such task.
+        TaskTimeout: still unfinished after ``timeout`` seconds.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         result = read(task_id)

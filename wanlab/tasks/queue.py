@@ -1,20 +1,7 @@
 """The task queue: the hosted API's asynchronous shape (submit, poll the result) over any backend.
 
-A :class:`TaskQueue` validates a request at submit (bad fields raise at once, as the API answers
-400), writes the task to its store, and a dispatcher thread starts up to the backend's
-``max_in_flight`` tasks at a time: oldest first within each owner's tasks, the owners in turn
-(:mod:`wanlab.tasks.fair`), and at most ``max_per_owner`` waiting per owner. Each finished video goes into the store as a run
-and the task ends ``TASK_STATUS_SUCCEED`` (or ``TASK_STATUS_FAILED`` with a readable reason; a
-cancelled task is FAILED too, the API having no cancelled status).
-
-- ``progress_percent`` follows the denoising steps and stays below 100 until the video is stored;
-  ``eta`` (seconds, always a number) comes from :mod:`wanlab.tasks.eta`.
-- Polls (:meth:`result`) read memory under a lock that no disk write ever holds; :meth:`listen`
-  registers a callable told of every change (a long poll waiting on an event loop).
-- Tasks are written when accepted; a queue created on a store resumes that store's unfinished
-  tasks of the same model (:mod:`wanlab.tasks.files` decides which process runs each one).
-- Finished tasks are kept in memory up to ``keep_finished``; older ones are read from the store.
-- :meth:`close` stops taking tasks, lets running ones finish and leaves queued ones queued on disk.
+:class:`TaskQueue` validates, stores, schedules (fairly across owners) and runs tasks, keeps their
+progress and eta, and resumes a store's unfinished tasks; the rules are in its docstring.
 """
 from __future__ import annotations
 
@@ -49,8 +36,10 @@ log = logging.getLogger("wanlab.tasks")
 
 
 def caller_threads() -> int | None:
-    """The calling thread's torch thread count when torch is in use (a task runs with the count its
-    submitter had, not the dispatcher thread's default); None otherwise."""
+    """The calling thread's torch thread count when torch is in use, else None.
+
+    A task runs with the count its submitter had, not the dispatcher thread's default.
+    """
     torch = sys.modules.get("torch")
     return int(torch.get_num_threads()) if torch is not None else None
 
@@ -62,16 +51,42 @@ def reason_of(exc: BaseException) -> str:
 
 
 class TaskQueue:
-    """A bounded queue of generation tasks over ``backend``, kept in ``store`` (see the module docstring).
+    """A bounded queue of generation tasks over ``backend``, kept in ``store``.
 
-    ``maxsize`` bounds the queued tasks not yet handed to the backend, ``max_per_owner`` (None: no
-    bound of its own) those of one ``owner`` (tasks without an owner are not bounded by it); ``video_url(run, task)`` gives a finished
-    task's ``(url, ttl_seconds)`` (default: the run's mp4 as a ``file://`` URL); ``on_finish(task,
-    result)`` is called once per task that ends (``wanlab serve`` sends webhooks from it).
+    A request is validated at submit (bad fields raise at once, as the API answers 400) and written to
+    the store; a dispatcher thread starts up to the backend's ``max_in_flight`` tasks at a time: oldest
+    first within each owner's tasks, the owners in turn (:mod:`wanlab.tasks.fair`). Each finished video
+    goes into the store as a run and the task ends ``TASK_STATUS_SUCCEED`` (or ``TASK_STATUS_FAILED``
+    with a readable reason; a cancelled task is FAILED too, the API having no cancelled status).
 
-    >>> queue = TaskQueue(wanlab.load("toy"), "runs/tasks")  # doctest: +SKIP
-    >>> queue.wait(queue.submit(prompt="a red square moving right quickly"))["task"]["status"]  # doctest: +SKIP
-    'TASK_STATUS_SUCCEED'
+    - ``progress_percent`` follows the denoising steps and stays below 100 until the video is stored;
+      ``eta`` (seconds, always a number) comes from :mod:`wanlab.tasks.eta`.
+    - Polls (:meth:`result`) read memory under a lock that no disk write ever holds; :meth:`listen`
+      registers a callable told of every change (a long poll waiting on an event loop).
+    - A queue created on a store resumes that store's unfinished tasks of the same model
+      (:mod:`wanlab.tasks.files` decides which process runs each one).
+    - :meth:`close` stops taking tasks, lets running ones finish and leaves queued ones queued on disk.
+
+    Args:
+        backend: the backend the tasks run on.
+        store: a :class:`~wanlab.Store` or its folder (None: the default store).
+        maxsize: how many queued tasks not yet handed to the backend it holds (more: QueueFull).
+        keep_finished: finished tasks kept in memory; older ones are read from the store.
+        resume: run the store's unfinished tasks of the same model.
+        max_per_owner: queued tasks one ``owner`` may have (None: no bound of its own; tasks without an
+            owner are not bounded by it).
+        video_url: ``video_url(run, task)`` gives a finished task's ``(url, ttl_seconds)`` (None: the
+            run's mp4 as a ``file://`` URL).
+        on_finish: called as ``on_finish(task, result)`` once per task that ends (``wanlab serve``
+            sends webhooks from it).
+
+    Raises:
+        ParamError: ``maxsize``, ``keep_finished`` or ``max_per_owner`` out of range.
+
+    Example:
+        >>> queue = TaskQueue(wanlab.load("toy"), "runs/tasks")  # doctest: +SKIP
+        >>> queue.wait(queue.submit(prompt="a red square moving right quickly"))["task"]["status"]  # doctest: +SKIP
+        'TASK_STATUS_SUCCEED'
     """
 
     def __init__(self, backend: Any, store: Store | str | None = None, *, maxsize: int = DEFAULT_MAXSIZE,
@@ -109,13 +124,25 @@ class TaskQueue:
     def submit(self, params: Params | None = None, *, store: Store | str | None = None, accel: Any = None,
                owner: str | None = None, options: Mapping[str, Any] | None = None,
                accepting: Callable[[str], None] | None = None, **fields: Any) -> str:
-        """Validate the request (a bad field raises :class:`ParamError` now, as the API answers 400),
-        resolve its seed, write it to the store, queue it and return its task id (a uuid4 string).
+        """Validate a request, write it to the store, queue it and return its task id.
 
-        ``accel`` is a per-task acceleration setting (None: the backend's default); ``owner`` and
-        ``options`` are kept with the task for the service (who may read it, its webhook);
-        ``accepting(task_id)`` is called once the task is this queue's, before its file is written (an
-        exception from it refuses the task).
+        Args:
+            params: a request whose explicitly set fields are kept.
+            store: where this task's video goes (None: the queue's store).
+            accel: a per-task acceleration setting (None: the backend's default).
+            owner: who submitted it (tasks are bounded and served fairly per owner).
+            options: kept with the task for the service (its webhook, ...).
+            accepting: called as ``accepting(task_id)`` once the task is this queue's, before its file is
+                written; an exception from it refuses the task.
+            **fields: request fields (``prompt``, ``seed``, ...); a seed of -1 is drawn now.
+
+        Returns:
+            The task id (a uuid4 string).
+
+        Raises:
+            ParamError: a request field that breaks its rule.
+            QueueClosed: the queue is closed.
+            QueueFull: the queue, or this owner's share of it, is full.
         """
         from ..accel.setting import Accel
 
@@ -161,7 +188,17 @@ class TaskQueue:
         return task.task_id
 
     def result(self, task_id: str) -> dict[str, Any]:
-        """The task's state in the hosted API's shape (tasks not in memory: from the store)."""
+        """The task's state in the hosted API's shape (tasks not in memory: from the store).
+
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            The result (``task``, ``videos``, ``images``, ``audios``, ``extra``).
+
+        Raises:
+            TaskError: no such task here or in the store.
+        """
         with self._cond:
             task = self._tasks.get(task_id) if isinstance(task_id, str) else None
             if task is not None:
@@ -169,14 +206,31 @@ class TaskQueue:
         return self._stored(task_id)
 
     def task(self, task_id: str) -> Task | None:
-        """The in-memory task (None when it is only in the store)."""
+        """The in-memory task (None when it is only in the store).
+
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            The :class:`~wanlab.tasks.task.Task`, or None.
+        """
         with self._cond:
             return self._tasks.get(task_id)
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the task has finished (SUCCEED or FAILED), and its file says so, and return its result.
 
-        Raises :class:`TaskTimeout` (a ``TaskError`` and ``TimeoutError``) after ``timeout`` seconds.
+        Args:
+            task_id: the task's id.
+            timeout: seconds to wait at most (None: no limit).
+
+        Returns:
+            The task's result in the hosted API's shape.
+
+        Raises:
+            ParamError: a negative ``timeout``.
+            TaskError: no such task here or in the store.
+            TaskTimeout: (a ``TaskError`` and ``TimeoutError``) still unfinished after ``timeout`` seconds.
         """
         check_number("timeout", timeout, 0, optional=True, rule="a number of seconds >= 0 or None")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -193,8 +247,17 @@ class TaskQueue:
             return self._result(task)
 
     def cancel(self, task_id: str) -> dict[str, Any]:
-        """Cancel a queued task: it ends FAILED with reason "cancelled ..."; running or finished
-        tasks cannot be cancelled (:class:`TaskError`)."""
+        """Cancel a queued task; it ends FAILED with reason "cancelled ...".
+
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            The cancelled task's result.
+
+        Raises:
+            TaskError: no such task, or it is running or finished.
+        """
         with self._cond:
             task = self._tasks.get(task_id) if isinstance(task_id, str) else None
             if task is None:
@@ -214,24 +277,41 @@ class TaskQueue:
         return self.result(task_id)
 
     def listen(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` at every change of any task (status, progress, a file written), on the queue's
-        threads and under its lock: it must be quick and must not call the queue (e.g. wake an event loop).
-        :meth:`unlisten` stops it."""
+        """Call ``listener()`` at every change of any task (status, progress, a file written).
+
+        It runs on the queue's threads and under its lock: it must be quick and must not call the queue
+        (e.g. wake an event loop). :meth:`unlisten` stops it.
+
+        Args:
+            listener: a callable taking no arguments.
+        """
         with self._cond:
             self._cond.listeners.add(listener)
 
     def unlisten(self, listener: Callable[[], None]) -> None:
-        """Stop calling ``listener`` (nothing happens when it was not listening)."""
+        """Stop calling ``listener`` (nothing happens when it was not listening).
+
+        Args:
+            listener: a callable given to :meth:`listen`.
+        """
         with self._cond:
             self._cond.listeners.discard(listener)
 
     def tasks(self) -> list[dict[str, Any]]:
-        """Results of the tasks this queue holds in memory, oldest first."""
+        """Results of the tasks this queue holds in memory, oldest first.
+
+        Returns:
+            One result per task, in the hosted API's shape.
+        """
         with self._cond:
             return [self._result(task) for task in self._tasks.values()]
 
     def counts(self) -> dict[str, int]:
-        """How many tasks in memory are queued, processing and finished."""
+        """How many tasks in memory are queued, processing and finished.
+
+        Returns:
+            Counts under ``TASK_STATUS_QUEUED``, ``TASK_STATUS_PROCESSING`` and ``"finished"``.
+        """
         with self._cond:
             statuses = [t.status for t in self._tasks.values()]
         return {TaskStatus.QUEUED: statuses.count(TaskStatus.QUEUED),
@@ -239,9 +319,15 @@ class TaskQueue:
                 "finished": sum(statuses.count(s) for s in FINISHED)}
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop taking tasks; running tasks finish (within ``timeout`` seconds; after it they go on in
-        the background, see :meth:`abandon`), queued ones stay queued in the store for the next queue
-        on it (this queue lets go of them). Safe to call twice."""
+        """Stop taking tasks.
+
+        Running tasks finish (within ``timeout`` seconds; after it they go on in the background, see
+        :meth:`abandon`), queued ones stay queued in the store for the next queue on it (this queue
+        lets go of them). Safe to call twice.
+
+        Args:
+            timeout: seconds to wait for running tasks (None: until they finish).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closing = True
@@ -263,9 +349,17 @@ class TaskQueue:
             self._finisher.shutdown(wait=True)
 
     def abandon(self) -> list[str]:
-        """For a closed queue whose process is about to exit: write every task still running back as
-        queued and let go of it, so the next queue on the store runs it once; the end of its job is
-        ignored here (no run stored, no file written). Returns their task ids."""
+        """For a closed queue whose process is about to exit.
+
+        Write every task still running back as queued and let go of it, so the next queue on the
+        store runs it once; the end of its job is ignored here (no run stored, no file written).
+
+        Returns:
+            The ids of the tasks written back.
+
+        Raises:
+            TaskError: the queue is not closed (call :meth:`close` first).
+        """
         with self._cond:
             if not self._closing:
                 raise TaskError("abandon() is for a closed queue: call close() first")
@@ -408,7 +502,8 @@ class TaskQueue:
         """Write the task's file if this version is newer than the last written (outside the queue lock).
 
         A write that fails (a full disk) raises; with ``final`` (the task's end) the task's file is
-        set aside instead, so that the store never says queued or processing for a task that ended."""
+        set aside instead, so that the store never says queued or processing for a task that ended.
+        """
         with self._cond:
             version, data = task.version, task.file_data(self._result(task))
         with task.write_lock:
@@ -428,8 +523,10 @@ class TaskQueue:
             self._cond.notify_all()
 
     def _resume(self) -> None:
-        """Queue this store's unfinished tasks of this backend's model that no live process owns
-        (oldest first); a task file that cannot be read back ends FAILED, naming the file."""
+        """Queue this store's unfinished tasks of this backend's model that no live process owns (oldest first).
+
+        A task file that cannot be read back ends FAILED, naming the file.
+        """
         files = TaskFiles(self.store.path)
         for data in files.unfinished():
             if data.get("model") != self.backend.identity.fingerprint:

@@ -31,15 +31,35 @@ LOCAL_URL_TTL = 86400
 
 
 def ms(t: float | None) -> str:
-    """Epoch seconds as the API's millisecond string (``"0"`` when the moment has not come)."""
+    """Epoch seconds as the API's millisecond string (``"0"`` when the moment has not come).
+
+    Args:
+        t: epoch seconds, or None.
+
+    Returns:
+        The milliseconds as a string of an integer.
+
+    Example:
+        >>> ms(1700000000.25), ms(None)
+        ('1700000000250', '0')
+    """
     return "0" if t is None else str(int(t * 1000))
 
 
 def make_video_entry(url: str, ttl: int, video_type: str = "mp4") -> dict[str, str]:
     """One ``videos`` entry of a result, made from a video's URL, its lifetime and type.
 
-    >>> make_video_entry("file:///runs/ab/video.mp4", 86400)
-    {'video_url': 'file:///runs/ab/video.mp4', 'video_url_ttl': '86400', 'video_type': 'mp4'}
+    Args:
+        url: where the video can be downloaded.
+        ttl: seconds the URL stays valid.
+        video_type: the container, ``"mp4"``.
+
+    Returns:
+        The entry, its ttl a string of seconds.
+
+    Example:
+        >>> make_video_entry("file:///runs/ab/video.mp4", 86400)
+        {'video_url': 'file:///runs/ab/video.mp4', 'video_url_ttl': '86400', 'video_type': 'mp4'}
     """
     return {"video_url": url, "video_url_ttl": str(int(ttl)), "video_type": video_type}
 
@@ -51,12 +71,30 @@ def make_task_result(*, task_id: str, status: TaskStatus, reason: str = "", eta:
                 wanlab: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A task result in the published shape (see the module docstring), made from the task's fields.
 
-    >>> make_task_result(task_id="t", status=TaskStatus.QUEUED, eta=2.5)["task"]["eta"]
-    3
+    Args:
+        task_id: the task's id.
+        status: its status.
+        reason: why it failed ("" unless FAILED).
+        eta: seconds still to wait (rounded up; 0 once finished).
+        progress: percent done.
+        videos: its ``videos`` entries (:func:`make_video_entry`).
+        seed: the seed it runs with (None: not drawn yet, ``"-1"``).
+        request: the request as submitted (``debug_info.request_info``, JSON).
+        submitted: when it was accepted (epoch seconds).
+        started: when it started (None: not yet).
+        finished: when it ended (None: not yet).
+        wanlab: wanlab's own additions (``extra.wanlab``).
+
+    Returns:
+        The result dict.
+
+    Example:
+        >>> make_task_result(task_id="t", status=TaskStatus.QUEUED, eta=2.5)["task"]["eta"]
+        3
     """
     return {
         "task": {"task_id": task_id, "task_type": TASK_TYPE, "status": status, "reason": reason,
-                 "eta": 0 if status in FINISHED else int(math.ceil(max(eta, 0.0))),
+                 "eta": 0 if status in FINISHED else math.ceil(max(eta, 0.0)),
                  "progress_percent": int(progress)},
         "images": [],
         "videos": [dict(v) for v in videos],

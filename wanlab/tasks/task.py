@@ -1,5 +1,8 @@
-"""One task as a queue holds it, and its file's fields (what is written when it is accepted and at
-every change, and read back by the next queue on the store)."""
+"""One task as a queue holds it (:class:`Task`), and its file's fields.
+
+The file is written when the task is accepted and at every change, and read back by the next queue on
+the store.
+"""
 from __future__ import annotations
 
 import threading
@@ -16,7 +19,33 @@ from .files import task_file_data
 
 @dataclass(eq=False)
 class Task:
-    """One task as the queue holds it."""
+    """One task as the queue holds it.
+
+    Attributes:
+        task_id: its uuid4.
+        params: its resolved request.
+        accel: its acceleration setting (None: the backend's default).
+        parts: its run key's parts.
+        store: the store its video goes to.
+        model: the model's fingerprint.
+        owner: who submitted it (``wanlab serve``: the API key's digest).
+        options: what the service keeps with it (webhook, torch threads, ...).
+        status: its :class:`~wanlab.taskstatus.TaskStatus`.
+        reason: why it failed ("" unless FAILED).
+        done: denoising steps done.
+        submitted: when it was accepted (epoch seconds).
+        started: when it started (None: not yet).
+        finished: when it ended (None: not yet).
+        step_time: its measured seconds per step (None: none measured yet).
+        last_step: ``time.perf_counter()`` at its last step.
+        run_key: the key of the run it stored, once stored.
+        version: bumped at every change; ``written`` is the version its file holds.
+        written: the version last written to its file.
+        write_lock: serialises writes of its file.
+        future: the backend's Future while it runs.
+        claim: the lock that makes this queue the task's one owner (:class:`wanlab.tasks.files.Claim`).
+        abandoned: written back as queued by ``TaskQueue.abandon``: its job's end is ignored.
+    """
 
     task_id: str
     params: Params
@@ -43,8 +72,14 @@ class Task:
     abandoned: bool = False  # written back as queued by TaskQueue.abandon: its job's end is ignored
 
     def file_data(self, result: Mapping[str, Any]) -> dict[str, Any]:
-        """What the task's file holds (:func:`~wanlab.tasks.files.task_file_data`): the request, setting,
-        key, status, times, owner, options, result."""
+        """What the task's file holds (:func:`~wanlab.tasks.files.task_file_data`).
+
+        Args:
+            result: its result in the hosted API's shape as of now.
+
+        Returns:
+            The request, setting, key, status, times, owner, options and result.
+        """
         return task_file_data(task_id=self.task_id, status=self.status, reason=self.reason, params=self.params,
                               accel=self.accel, parts=self.parts, model=self.model, submitted=self.submitted,
                               started=self.started, finished=self.finished, run_key=self.run_key, owner=self.owner,
@@ -52,7 +87,15 @@ class Task:
 
     @classmethod
     def from_file(cls, data: Mapping[str, Any], store: Store) -> Task:
-        """An unfinished task read back from its file: queued again."""
+        """An unfinished task read back from its file: queued again.
+
+        Args:
+            data: the task file's fields.
+            store: the store its video goes to.
+
+        Returns:
+            The :class:`Task`, QUEUED.
+        """
         from ..accel.setting import Accel
 
         task = cls(task_id=data["task_id"], params=Params.from_dict(data["params"]),
