@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from .errors import ParamError
+from .inputs import AccelLike
 from .params import Params
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Future
 
+    from .accel.setting import Accel
     from .lora import SourcePolicy
     from .models.identity import ModelIdentity
     from .video import Video
@@ -63,7 +65,7 @@ class Job:
     """
 
     params: Params
-    accel: Any = None
+    accel: AccelLike = None
     on_step: Callable[[int, int], None] | None = None
     on_start: Callable[[], None] | None = None
     truncate: str = "warn"
@@ -122,7 +124,7 @@ class Backend(Protocol):
         """The validated request: fields given are kept, the others come from the model's native settings."""
         ...
 
-    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
+    def key_parts(self, params: Params, accel: AccelLike = None, loras: Any = None) -> dict[str, Any]:
         """What the run key of ``params`` under ``accel`` hashes (:func:`wanlab.keys.run_key`)."""
         ...
 
@@ -130,13 +132,13 @@ class Backend(Protocol):
         """Start ``job``; the Future holds its :class:`~wanlab.Video` or its error."""
         ...
 
-    def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
+    def generate(self, params: Params | None = None, *, accel: AccelLike = None, progress: bool | None = None,
                  on_step: StepCallback | None = None, truncate: str = "warn", probes: Any = None,
                  **fields: Any) -> Video:
         """Generate one video in this thread's time (validated, started, waited for)."""
         ...
 
-    def submit(self, params: Params | None = None, *, accel: Any = None, **fields: Any) -> str:
+    def submit(self, params: Params | None = None, *, accel: AccelLike = None, **fields: Any) -> str:
         """Queue a generation as a task and return its task id (the hosted API's ``submit``)."""
         ...
 
@@ -239,7 +241,7 @@ class Keyer:
     """
 
     identity: ModelIdentity
-    accel: Any = None
+    accel: Accel | None = None
     _lora_policy: SourcePolicy | None = None
 
     @property
@@ -272,7 +274,7 @@ class Keyer:
         """
         return request(self.identity.native, params, **fields)
 
-    def key_parts(self, params: Params, accel: Any = None, loras: Any = None) -> dict[str, Any]:
+    def key_parts(self, params: Params, accel: AccelLike = None, loras: Any = None) -> dict[str, Any]:
         """What the run key of ``params`` with ``accel`` is the hash of (:func:`wanlab.keys.key_parts`).
 
         Args:
@@ -296,7 +298,7 @@ class Keyer:
         return key_parts(self.identity, params, self.check_accel(accel),
                          self.describe_loras(params) if loras is None else loras)
 
-    def check_accel(self, accel: Any) -> Any:
+    def check_accel(self, accel: AccelLike) -> Any:
         """The acceleration setting a job asking for ``accel`` runs with.
 
         Args:
@@ -348,7 +350,7 @@ class BackendBase(Keyer, Closing):
     def start(self, job: Job) -> Future[Video]:
         """Start ``job``; the Future holds its video or its error. Subclasses say where it runs."""
 
-    def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
+    def generate(self, params: Params | None = None, *, accel: AccelLike = None, progress: bool | None = None,
                  on_step: StepCallback | None = None, truncate: str = "warn", probes: Any = None,
                  **fields: Any) -> Video:
         """Generate one video: the request validated here, run as one :meth:`start` ed job, waited for.
@@ -435,7 +437,7 @@ class IdentityBackend(Keyer):
         (128, 33, 16)
     """
 
-    def __init__(self, identity: ModelIdentity, accel: Any = None) -> None:
+    def __init__(self, identity: ModelIdentity, accel: AccelLike = None) -> None:
         from .accel.setting import Accel
 
         self.identity = identity

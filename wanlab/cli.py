@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__
 from .errors import ParamError, WanlabError
+from .inputs import AccelLike
 from .models.registry import DEFAULT_MODEL
 from .params import RULES, LoRA, Params
 
@@ -123,7 +124,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_remote(args: argparse.Namespace, accel: Any) -> int:
+def _generate_remote(args: argparse.Namespace, accel: AccelLike) -> int:
     """``wanlab generate --remote URL``: one task on the service, its video downloaded and verified."""
     with _connect(args, args.model) as remote:
         params = remote.params(**_fields(args))

@@ -21,6 +21,7 @@ import numpy as np
 from .backend import BackendBase, Job
 from .errors import GenerationError, ParamError, PromptWarning, TrainedSizeWarning, TruncationError, warn
 from .frames import WAN_FPS, to_uint8
+from .inputs import AccelLike
 from .models import internals
 from .models.registry import DEFAULT_MODEL
 from .models.scope import prompt_message, scope_of, size_message
@@ -75,7 +76,7 @@ def check_finite(tensor: Any, what: str) -> None:
 
 def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None,
          cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
-         progress: bool | None = None, accel: Any = None, group_offload: str | bool | None = None) -> Pipeline:
+         progress: bool | None = None, accel: AccelLike = None, group_offload: str | bool | None = None) -> Pipeline:
     """Load a Wan 2.1 text-to-video pipeline.
 
     No download is attempted: a hub id missing from the local Hugging Face cache fails at once, saying
@@ -139,7 +140,7 @@ class Pipeline(TaskMethods, BackendBase):
         ...     task_id = pipe.submit(prompt="a blue circle moving left slowly")
     """
 
-    def __init__(self, pipe: Any, identity: ModelIdentity, *, device: str, accel: Any = None) -> None:
+    def __init__(self, pipe: Any, identity: ModelIdentity, *, device: str, accel: AccelLike = None) -> None:
         from .accel.setting import Accel
         from .lora import LoRASet
 
@@ -350,7 +351,7 @@ class Pipeline(TaskMethods, BackendBase):
         with self._lock:
             self._embeds.clear()
 
-    def denoise(self, params: Params, *, accel: Any = None, on_step: Callable[[int, int], None] | None = None,
+    def denoise(self, params: Params, *, accel: AccelLike = None, on_step: Callable[[int, int], None] | None = None,
                 progress: bool | None = None, probes: Any = None) -> tuple[Any, dict[str, Any]]:
         """The denoising loop alone for a resolved request.
 
@@ -455,7 +456,7 @@ class Pipeline(TaskMethods, BackendBase):
 
     # --- generating ----------------------------------------------------------------------------------
     def generate(self, params: Params | None = None, *, progress: bool | None = None,
-                 on_step: Callable[[int, int], None] | None = None, accel: Any = None, truncate: str = "warn",
+                 on_step: Callable[[int, int], None] | None = None, accel: AccelLike = None, truncate: str = "warn",
                  probes: Any = None, **fields: Any) -> Video:
         """Generate one video.
 

@@ -15,10 +15,11 @@ import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backend import BackendBase, Job, request
 from ..errors import ParamError, ServiceError, SubmitUncertain, TaskError
+from ..inputs import AccelLike
 from ..params import Params
 from ..values import check_number, check_unicode
 from .download import DownloadError, fetch
@@ -27,6 +28,9 @@ from .polling import Polling, progress_bar
 from .service import ServiceInfo
 from .transport import Transport
 from .wire import body, check_service_lora, describe_loras
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..accel.setting import Accel
 
 log = logging.getLogger("wanlab.client")
 SUBMIT = "/v3/async/wan-t2v"
@@ -75,6 +79,8 @@ class Remote(BackendBase):
         >>> remote = wanlab.connect("http://127.0.0.1:8000")  # doctest: +SKIP
         >>> sweep.run(remote, "runs/demo", max_in_flight=4)  # doctest: +SKIP
     """
+
+    accel: Accel
 
     device = "remote"
     #: A service returns frames only: sweeps refuse ``probes`` with this backend before running anything.
@@ -146,7 +152,7 @@ class Remote(BackendBase):
                 check_service_lora(lo.path)
         return p
 
-    def check_accel(self, accel: Any) -> Any:
+    def check_accel(self, accel: AccelLike) -> Any:
         """The acceleration setting a job asking for ``accel`` runs with at this service.
 
         The API's body has no field for an acceleration setting, so only the service's own runs.
@@ -197,7 +203,7 @@ class Remote(BackendBase):
         return body(params, self.identity, self.kind)
 
     # --- the hosted API's task methods -------------------------------------------------------------
-    def submit(self, params: Params | None = None, *, accel: Any = None, idempotency_key: str | None = None,
+    def submit(self, params: Params | None = None, *, accel: AccelLike = None, idempotency_key: str | None = None,
                **fields: Any) -> str:
         """Submit one request and return the service's task id.
 
@@ -227,7 +233,7 @@ class Remote(BackendBase):
         accel_ = self.check_accel(accel)
         return self._submit(p, accel_, idempotency_key)
 
-    def _submit(self, params: Params, accel: Any, idempotency_key: str | None = None) -> str:
+    def _submit(self, params: Params, accel: AccelLike, idempotency_key: str | None = None) -> str:
         """POST the request; with a key a wanlab server honours, it goes along and the POST may be sent again."""
         header = self.idempotency_header if idempotency_key is not None else None
         data = self.transport.json("POST", SUBMIT, body=self.body(params), replay=False, idempotent=header is not None,
@@ -386,7 +392,7 @@ class Remote(BackendBase):
             pool = self._pool
         return pool.submit(self._run, job)
 
-    def generate(self, params: Params | None = None, *, accel: Any = None, progress: bool | None = None,
+    def generate(self, params: Params | None = None, *, accel: AccelLike = None, progress: bool | None = None,
                  on_step: Callable[[int, int], None] | None = None, truncate: str = "warn", probes: Any = None,
                  **fields: Any) -> Any:
         """Generate one video on the service and return it, downloaded and verified.
@@ -447,7 +453,7 @@ class Remote(BackendBase):
             result = self._follow(task_id, job)
         return self._fetch(task_id, result, p)
 
-    def _accepted(self, job: Job, accel: Any) -> str:
+    def _accepted(self, job: Job, accel: AccelLike) -> str:
         """The task of this job at the service.
 
         The one it resumes, or a new one (its idempotency key announced to ``job.on_submit`` before it is

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LoadError
+from ..inputs import AccelLike
 from ..values import check_bool
 from . import internals
 from .identity import (
@@ -137,12 +138,13 @@ class Loaded:
     diffusers: Any
     identity: ModelIdentity
     device: str
-    accel: Any
+    accel: AccelLike
 
 
 def load_weights(model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None,
                  cpu_offload: bool = False, vae_tiling: bool = False, max_sequence_length: int | None = None,
-                 progress: bool | None = None, accel: Any = None, group_offload: str | bool | None = None) -> Loaded:
+                 progress: bool | None = None, accel: AccelLike = None,
+                 group_offload: str | bool | None = None) -> Loaded:
     """Resolve, identify and load a model with diffusers' own classes (see :func:`wanlab.load`).
 
     The model is resolved once (:func:`~wanlab.models.resolution.resolve`); its weights are loaded from

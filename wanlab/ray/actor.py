@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import Job
 from ..errors import WanlabError
+from ..inputs import AccelLike
 from ..quiet import quiet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,7 +80,7 @@ class Worker:
                 "node": self.node, "device": self.pipe.device,
                 "device_name": env["device_name"], "threads": torch.get_num_threads(), "versions": env["versions"]}
 
-    def run(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
+    def run(self, params: Params, accel: AccelLike, *, truncate: str, calibration: dict[str, Any] | None,
             attempt: int, lora_policy: Any = None, probes: Any = None) -> Video:
         """Run one request and return its video.
 
@@ -91,7 +92,7 @@ class Worker:
         with quiet():
             return self._finish(self.pipe.start(job).result(), attempt)
 
-    def stream(self, params: Params, accel: Any, *, truncate: str, calibration: dict[str, Any] | None,
+    def stream(self, params: Params, accel: AccelLike, *, truncate: str, calibration: dict[str, Any] | None,
                attempt: int, lora_policy: Any = None, probes: Any = None) -> Iterator[tuple[Any, ...]]:
         """Run one request, yielding its events as they happen (a Ray streaming generator).
 
@@ -114,7 +115,7 @@ class Worker:
             video = self._finish(future.result(), attempt)
         yield ("video", video)
 
-    def _prepare(self, params: Params, accel: Any, calibration: dict[str, Any] | None, lora_policy: Any) -> None:
+    def _prepare(self, params: Params, accel: AccelLike, calibration: dict[str, Any] | None, lora_policy: Any) -> None:
         """Read LoRA paths under the driver's policy, and adopt another worker's MagCache calibration.
 
         The calibration is adopted when it is the one this worker would measure.

@@ -29,6 +29,7 @@ from .lane import Lane
 from .scheduler import Scheduler, Ticket
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..accel.setting import Accel
     from ..models.identity import ModelIdentity
     from ..video import Video
 
@@ -312,7 +313,7 @@ def _identity(model: Any, device: str, options: dict[str, Any]) -> ModelIdentity
     return ident
 
 
-def _calibration_group(identity: ModelIdentity, params: Params, accel: Any,
+def _calibration_group(identity: ModelIdentity, params: Params, accel: Accel,
                        loras: list[dict[str, Any]]) -> str | None:
     """Jobs needing the same MagCache calibration share this name (None: the job needs none)."""
     from ..record import stable_hash

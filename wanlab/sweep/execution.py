@@ -22,6 +22,7 @@ from ..quiet import quiet
 from .measure import measure, needs
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..accel.setting import Accel
     from ..params import Params
     from ..store import Run, Store
     from ..video import Video
@@ -189,7 +190,7 @@ class SweepRun:
                   on_submit=functools.partial(self._sending, key), on_accepted=functools.partial(self._accepted, key))
         self.inflight[self.backend.start(job)] = i
 
-    def _warm_up(self, params: Params, accel: Any) -> None:
+    def _warm_up(self, params: Params, accel: Accel | None) -> None:
         """Accel studies time single runs.
 
         Run the first request once untimed (first-call overheads), and a compiled setting once per

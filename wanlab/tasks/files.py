@@ -23,6 +23,7 @@ from ..taskstatus import FINISHED, TaskStatus
 from ..values import plain
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..accel.setting import Accel
     from ..params import Params
 
 log = logging.getLogger("wanlab.tasks")
@@ -243,7 +244,8 @@ class Claim:
 
 
 def task_file_data(*, task_id: str, status: TaskStatus, params: Params, result: Mapping[str, Any],
-                   reason: str = "", accel: Any = None, parts: Mapping[str, Any] | None = None, model: str = "",
+                   reason: str = "", accel: Accel | None = None, parts: Mapping[str, Any] | None = None,
+                   model: str = "",
                    submitted: float, started: float | None = None, finished: float | None = None,
                    run_key: str | None = None, owner: str | None = None,
                    options: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -11,6 +11,9 @@ import sys
 import threading
 from typing import Any
 
+from ..inputs import AccelLike, StoreLike
+from ..params import Params
+
 _LOCK = threading.Lock()
 
 
@@ -70,7 +73,8 @@ class TaskMethods:
         """
         return self._task_queue is not None
 
-    def submit(self, params: Any = None, *, store: Any = None, accel: Any = None, **fields: Any) -> str:
+    def submit(self, params: Params | None = None, *, store: StoreLike | None = None, accel: AccelLike = None,
+               **fields: Any) -> str:
         """Queue a generation and return its task id.
 
         The request is validated now (as the API answers 400) and the task is written to the store, so

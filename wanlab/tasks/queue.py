@@ -19,6 +19,7 @@ from typing import Any
 
 from ..backend import Job
 from ..errors import QueueClosed, QueueFull, TaskError, TaskTimeout, WanlabError
+from ..inputs import AccelLike, StoreLike
 from ..params import Params
 from ..store import Store, default_store_path
 from ..taskstatus import FINISHED, TaskStatus
@@ -121,7 +122,7 @@ class TaskQueue:
                     f"store={str(self.store.path)!r})")
 
     # --- the API -------------------------------------------------------------------------------------
-    def submit(self, params: Params | None = None, *, store: Store | str | None = None, accel: Any = None,
+    def submit(self, params: Params | None = None, *, store: StoreLike | None = None, accel: AccelLike = None,
                owner: str | None = None, options: Mapping[str, Any] | None = None,
                accepting: Callable[[str], None] | None = None, **fields: Any) -> str:
         """Validate a request, write it to the store, queue it and return its task id.

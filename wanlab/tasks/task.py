@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..accel.setting import Accel
 from ..params import Params
 from ..store import Store
 from ..taskstatus import TaskStatus
@@ -49,7 +50,7 @@ class Task:
 
     task_id: str
     params: Params
-    accel: Any
+    accel: Accel | None
     parts: dict[str, Any]
     store: Store
     model: str = ""
