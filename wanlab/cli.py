@@ -395,21 +395,9 @@ def _native_text(name: str) -> str:
     return ", ".join(w for w in words if w)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``wanlab`` command's parser, with every subcommand.
-
-    Returns:
-        The parser; each subcommand sets ``func``, the function that runs it.
-
-    Example:
-        >>> build_parser().parse_args(["models"]).func.__name__
-        'cmd_models'
-    """
+def _add_generate(sub: Any) -> None:
+    """``wanlab generate``: one video."""
     from .backends import add_backend_args
-
-    parser = _Parser(prog="wanlab", description="Study Wan 2.1 text-to-video: generate, sweep, measure, verify.")
-    parser.add_argument("--version", action="version", version=f"wanlab {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
     gen = sub.add_parser("generate", help="generate one video",
                          description="Generate one video from a request with the hosted Wan 2.1 T2V API's fields and "
@@ -430,14 +418,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_args(gen, ray=False)
     gen.set_defaults(func=cmd_generate, model=None)
 
+
+def _add_models(sub: Any) -> None:
+    """``wanlab models``: the built-in models."""
     models = sub.add_parser("models", help="list the built-in models, their native settings and what they are for")
     models.set_defaults(func=cmd_models)
 
+
+def _add_demo(sub: Any) -> None:
+    """``wanlab demo``: the main job."""
     demo = sub.add_parser("demo", help="the main job: a small sweep with videos, frame grid, metrics and report")
     demo.add_argument("--out", default="wanlab-demo", help="output folder (default wanlab-demo)")
     demo.add_argument("--model", default=None, help="model to run (default: the demo sweep's own, toy)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
+
+
+def _add_sweep(sub: Any) -> None:
+    """``wanlab sweep``: a TOML sweep into a run store."""
+    from .backends import add_backend_args
 
     sw = sub.add_parser("sweep", help="run a TOML sweep into a run store (resumable, shardable)",
                         description="Run the points of a TOML sweep file that are not yet in the store. A re-run "
@@ -477,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_args(sw)
     sw.set_defaults(func=cmd_sweep)
 
+
+def _add_measure(sub: Any) -> None:
+    """``wanlab measure``: metrics for stored runs."""
     me = sub.add_parser("measure", help="compute metrics for runs already in a store (no regenerating)",
                         description="Measure the runs of a store with the named metric sets, from their stored "
                                     "frames and recorded prompts; sets already stored are skipped. Exit code 0 all "
@@ -490,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--quiet", action="store_true", help="no progress bar")
     me.set_defaults(func=cmd_measure)
 
+
+def _add_verify(sub: Any) -> None:
+    """``wanlab verify``: re-generate a stored run and compare."""
     ver = sub.add_parser("verify", help="re-generate a stored run from its record: identical, or what differs",
                          description="Re-generate a stored run (or a saved video, from its .json sidecar) and "
                                      "report 'identical' or what differs (environment, params, settings, "
@@ -503,6 +508,23 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="print the full comparison as JSON")
     ver.set_defaults(func=cmd_verify)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``wanlab`` command's parser, with every subcommand.
+
+    Returns:
+        The parser; each subcommand sets ``func``, the function that runs it.
+
+    Example:
+        >>> build_parser().parse_args(["models"]).func.__name__
+        'cmd_models'
+    """
+    parser = _Parser(prog="wanlab", description="Study Wan 2.1 text-to-video: generate, sweep, measure, verify.")
+    parser.add_argument("--version", action="version", version=f"wanlab {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    for add in (_add_generate, _add_models, _add_demo, _add_sweep, _add_measure, _add_verify):
+        add(sub)
     from .server.cli import add_parser as add_serve_parser
 
     add_serve_parser(sub)
