@@ -289,6 +289,29 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _print_dry_run(sweep: Any, keyer: Any, store: str, shard: tuple[int, int], mine: set[int], model: str,
+                   remote: Any, args: argparse.Namespace) -> None:
+    """``wanlab sweep --dry-run``: the points, which are done, and what a run would generate (nothing loads)."""
+    result = sweep.result(keyer, store)
+    df = result.df
+    table = df[["point", *sweep.swept, "status", "key"]].copy()
+    if shard != (0, 1):
+        table.insert(1, "shard", ["this" if i in mine else "other" for i in df["point"]])
+    if "loras" in table.columns:
+        table["loras"] = table["loras"].replace("", "-")
+    counts = df[df["point"].isin(mine)]["status"].value_counts().to_dict()
+    print(f"sweep {sweep.name}: {len(sweep)} points, model {model}, store {store}"
+          + (f", shard {shard[0]}/{shard[1]} ({len(mine)} points)" if shard != (0, 1) else ""))
+    if sweep.question:
+        print(f"question: {sweep.question}")
+    print(table.to_string(index=False))
+    done, failed, pending = (int(counts.get(k, 0)) for k in ("done", "failed", "pending"))
+    todo = pending + (0 if args.no_retry else failed)
+    billed = f" (each a task {remote.base_url} runs and may bill)" if remote is not None else ""
+    print(f"{'this shard' if shard != (0, 1) else 'points'}: {done} done, {failed} failed, {pending} pending; "
+          f"a run would generate {todo}{billed} (dry run: nothing was run)")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``wanlab sweep FILE``: run (or with ``--dry-run``, list) a TOML sweep.
 
@@ -320,24 +343,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         remote, model = None, args.model or sweep.model or DEFAULT_MODEL
         keyer = identity(model, device=args.device, dtype=args.dtype)
     if args.dry_run:  # nothing loads: keys come from the model's identity
-        result = sweep.result(keyer, store)
-        df = result.df
-        table = df[["point", *sweep.swept, "status", "key"]].copy()
-        if shard != (0, 1):
-            table.insert(1, "shard", ["this" if i in mine else "other" for i in df["point"]])
-        if "loras" in table.columns:
-            table["loras"] = table["loras"].replace("", "-")
-        counts = df[df["point"].isin(mine)]["status"].value_counts().to_dict()
-        print(f"sweep {sweep.name}: {len(sweep)} points, model {model}, store {store}"
-              + (f", shard {shard[0]}/{shard[1]} ({len(mine)} points)" if shard != (0, 1) else ""))
-        if sweep.question:
-            print(f"question: {sweep.question}")
-        print(table.to_string(index=False))
-        done, failed, pending = (int(counts.get(k, 0)) for k in ("done", "failed", "pending"))
-        todo = pending + (0 if args.no_retry else failed)
-        billed = f" (each a task {remote.base_url} runs and may bill)" if remote is not None else ""
-        print(f"{'this shard' if shard != (0, 1) else 'points'}: {done} done, {failed} failed, {pending} pending; "
-              f"a run would generate {todo}{billed} (dry run: nothing was run)")
+        _print_dry_run(sweep, keyer, store, shard, mine, model, remote, args)
         return 0
     sweep.result(keyer, store)  # every point checked before loading (or before the service runs any)
     if not Path(store).exists():
