@@ -212,10 +212,11 @@ class Trainer:
                 torch.tensor(stats["latents_std"]).view(1, -1, 1, 1, 1))
 
     # --- 5. transformer + text encoder
-    def stage_transformer(self) -> dict[str, Any]:
+    def transformer_data(self) -> tuple[Any, Any, Any, Any, Any, int, int]:
+        """The transformer stage's training set: normalised latents, their loss weights (or None), caption
+        indices, token ids and mask of every caption and "", the index of "", and the vocabulary size."""
         import torch
-        from diffusers import WanTransformer3DModel
-        from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
+        from transformers import T5Tokenizer
 
         r = self.recipe["transformer"]
         tok = T5Tokenizer.from_pretrained(str(self.work / "tokenizer"))
@@ -224,17 +225,32 @@ class Trainer:
         latents = ((torch.cat(encoded["latents"]) - mean) / std).contiguous()
         fg_weight = float(r.get("fg_weight", 0.0))
         weights = 1.0 + fg_weight * torch.cat(encoded["coverage"]).float() if fg_weight else None
-        cap_index = torch.tensor(encoded["captions"])
         texts = [*data.TRAIN_CAPTIONS, ""]
         ids, mask = tokenize(tok, texts, r["max_sequence_length"])
-        empty = len(texts) - 1
+        return latents, weights, torch.tensor(encoded["captions"]), ids, mask, len(texts) - 1, len(tok)
+
+    def transformer_models(self, vocab_size: int) -> tuple[Any, Any]:
+        """``(transformer, text_encoder)``: seeded fresh modules, or the recipe's ``init`` checkpoint's weights."""
+        import torch
+        from diffusers import WanTransformer3DModel
+        from transformers import UMT5Config, UMT5EncoderModel
+
+        r = self.recipe["transformer"]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 2)
-            text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), **r["text_encoder"]))
+            text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=vocab_size, **r["text_encoder"]))
             torch.manual_seed(self.seed + 3)
             transformer = WanTransformer3DModel(**r["config"])
         if r.get("init"):
             self.warm_start(r["init"], transformer, text_encoder)
+        return transformer, text_encoder
+
+    def stage_transformer(self) -> dict[str, Any]:
+        import torch
+
+        r = self.recipe["transformer"]
+        latents, weights, cap_index, ids, mask, empty, vocab_size = self.transformer_data()
+        transformer, text_encoder = self.transformer_models(vocab_size)
         params = list(transformer.parameters()) + list(text_encoder.parameters())
         opt = torch.optim.AdamW(params, lr=r["lr"], betas=(0.9, 0.99), weight_decay=r["weight_decay"])
         ema_tr = copy.deepcopy(transformer).requires_grad_(False)
