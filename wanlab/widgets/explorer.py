@@ -70,43 +70,15 @@ class SweepExplorer(widgets.VBox):
     def __init__(self, result: Any, metric: str | None = None, *, params: Sequence[str] | None = None,
                  loader: Callable[[Any], Any] | None = None, x: str | None = None, zoom: int | None = None,
                  format: str = "auto") -> None:
-        import pandas as pd
-
         self.result = result
-        if isinstance(result, pd.DataFrame):
-            df = result
-            if params is None:
-                from ..params import Params
-
-                params = [c for c in df.columns if c in Params.field_names() and df[c].astype(str).nunique() > 1]
-                if not params:
-                    raise ValueError("params: give the swept column names; none of the table's columns varies")
-            self._loader = loader or _load_from_path
-        elif hasattr(result, "df") and hasattr(result, "sweep"):
-            df = result.df
-            params = list(result.sweep.swept) if params is None else list(params)
-            self._loader = loader or (lambda row: _load_from_result(result, row))
-        else:
-            raise TypeError(f"result: must be a wanlab.SweepResult or a pandas DataFrame; got {type(result).__name__}")
-        missing = [p for p in params if p not in df.columns]
-        if missing:
-            raise ValueError(f"params: {missing} are not columns of the table; the columns are {list(df.columns)}")
-        if not len(df):
-            raise ValueError("result: the sweep table has no rows")
+        df, params, self._loader = _table_of(result, params, loader)
         self.df = df.reset_index(drop=True)
         self.params = list(params)
         self.metric_names = self._metric_columns()
         #: The metric menu: the measurements that vary over the table (no thresholds, no constants).
         self.menu_metrics = [m for m in self.metric_names if m not in MEASUREMENT_SETTINGS and self._varies(m)] \
             or list(self.metric_names)
-        if not self.metric_names and metric is None:
-            metric = None
-        elif metric is None:
-            metric = "flow_magnitude" if "flow_magnitude" in self.menu_metrics else self.menu_metrics[0]
-        elif metric not in self.metric_names:
-            raise ValueError(f"metric: must be one of {self.metric_names}; got {metric!r}")
-        elif metric not in self.menu_metrics:
-            self.menu_metrics.append(metric)
+        metric = self._first_metric(metric)
         if x is not None and x not in self.params:
             raise ValueError(f"x: must be one of the swept parameters {self.params}; got {x!r}")
         self.x = x or self._default_x()
@@ -150,6 +122,18 @@ class SweepExplorer(widgets.VBox):
         self.metric_dropdown.observe(lambda change: self._on_metric(), names="value")
         self._show_effects()
         self._update()
+
+    def _first_metric(self, metric: str | None) -> str | None:
+        """The metric shown first: the one asked for (added to the menu), else flow magnitude or the menu's first."""
+        if not self.metric_names and metric is None:
+            return None
+        if metric is None:
+            return "flow_magnitude" if "flow_magnitude" in self.menu_metrics else self.menu_metrics[0]
+        if metric not in self.metric_names:
+            raise ValueError(f"metric: must be one of {self.metric_names}; got {metric!r}")
+        if metric not in self.menu_metrics:
+            self.menu_metrics.append(metric)
+        return metric
 
     def _on_metric(self) -> None:
         self._draw_plot()
@@ -421,3 +405,31 @@ def _load_from_result(result: Any, row: Any) -> Any:
     if store is not None and isinstance(key, str) and key:
         return store.get(key).video()
     return _load_from_path(row)
+
+
+def _table_of(result: Any, params: Sequence[str] | None,
+              loader: Callable[[Any], Any] | None) -> tuple[Any, list[str], Callable[[Any], Any]]:
+    """The explorer's table, swept columns and video loader for a SweepResult or a DataFrame (checked)."""
+    import pandas as pd
+
+    if isinstance(result, pd.DataFrame):
+        df = result
+        if params is None:
+            from ..params import Params
+
+            params = [c for c in df.columns if c in Params.field_names() and df[c].astype(str).nunique() > 1]
+            if not params:
+                raise ValueError("params: give the swept column names; none of the table's columns varies")
+        chosen = loader or _load_from_path
+    elif hasattr(result, "df") and hasattr(result, "sweep"):
+        df = result.df
+        params = list(result.sweep.swept) if params is None else list(params)
+        chosen = loader or (lambda row: _load_from_result(result, row))
+    else:
+        raise TypeError(f"result: must be a wanlab.SweepResult or a pandas DataFrame; got {type(result).__name__}")
+    missing = [p for p in params if p not in df.columns]
+    if missing:
+        raise ValueError(f"params: {missing} are not columns of the table; the columns are {list(df.columns)}")
+    if not len(df):
+        raise ValueError("result: the sweep table has no rows")
+    return df, list(params), chosen
