@@ -374,7 +374,7 @@ class Trainer:
             loop.end_step(done, lambda: {"model": vae.state_dict(), "opt": opt.state_dict()})
         vae.eval().requires_grad_(False)
         vae.save_pretrained(str(self.work / "vae_refined"))
-        return {"stage": "decoder", "steps": loop.total, "seconds": loop.seconds}
+        return {"stage": "decoder", "steps": loop.total, "seconds": loop.seconds, "cpu_seconds": loop.cpu_seconds}
 
     # --- assemble
     def assemble(self, summaries: list[dict[str, Any]]) -> Path:
