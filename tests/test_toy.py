@@ -238,25 +238,28 @@ def test_short_training_is_bit_identical_resumable_and_across_processes(tmp_path
     assert not [p for p in (tmp_path / "wb").rglob("*") if p.name.endswith(".tmp")]  # atomic writes left nothing
 
 
-def test_warm_recipe_starts_from_the_first_generation_and_pins_it(tmp_path):
+def test_warm_recipe_starts_from_its_pinned_checkpoint(tmp_path):
     import copy
 
     import torch
     from diffusers import WanTransformer3DModel
 
-    from wanlab.models.registry import TOY_FOLDER
+    from wanlab.fsutil import sha256_file
     from wanlab.toy.recipe import TEST_WARM_RECIPE
     from wanlab.toy.train import Trainer, train
 
-    out = train(tmp_path / "warm", "test-warm", work=str(tmp_path / "w"), progress=False)
-    shipped = WanTransformer3DModel.from_pretrained(str(TOY_FOLDER / "transformer")).state_dict()
-    warm = WanTransformer3DModel.from_pretrained(str(out / "transformer")).state_dict()
-    drift = max(float((warm[k] - shipped[k]).abs().max()) for k in shipped)
-    assert 0 < drift < 0.05  # four small steps away from the first generation, not a fresh model
-
+    base = train(tmp_path / "base", "test", work=str(tmp_path / "wb"), progress=False)  # stands in for generation 1
     recipe = copy.deepcopy(TEST_WARM_RECIPE)
+    pins = recipe["transformer"]["init"]["sha256"]
+    recipe["transformer"]["init"]["sha256"] = {name: sha256_file(base / name) for name in pins}
+    out = train(tmp_path / "warm", recipe, work=str(tmp_path / "w"), progress=False, init=base)
+    start = WanTransformer3DModel.from_pretrained(str(base / "transformer")).state_dict()
+    warm = WanTransformer3DModel.from_pretrained(str(out / "transformer")).state_dict()
+    drift = max(float((warm[k] - start[k]).abs().max()) for k in start)
+    assert 0 < drift < 0.05  # four small steps away from the checkpoint it started from, not a fresh model
+
     recipe["transformer"]["init"]["sha256"]["transformer/diffusion_pytorch_model.safetensors"] = "0" * 64
-    trainer = Trainer(tmp_path / "x", recipe, tmp_path / "wx", progress=False)
+    trainer = Trainer(tmp_path / "x", recipe, tmp_path / "wx", progress=False, init=base)
     with pytest.raises(RuntimeError, match="diffusion_pytorch_model.safetensors is not the checkpoint"):
         trainer.warm_start(recipe["transformer"]["init"], WanTransformer3DModel(**recipe["transformer"]["config"]),
                            torch.nn.Module())

@@ -72,9 +72,10 @@ class Trainer:
     """Runs a recipe's stages in a work folder (one checkpoint per stage) and assembles the pipeline."""
 
     def __init__(self, out: Path, recipe: dict[str, Any], work: Path | None = None, progress: bool = True,
-                 stop_after: Callable[[str, int], bool] | None = None) -> None:
+                 stop_after: Callable[[str, int], bool] | None = None, init: Path | None = None) -> None:
         self.out = Path(out)
         self.recipe = recipe
+        self.init = Path(init) if init else None  # where the recipe's init checkpoint is (its sha256s pin what)
         self.seed = int(recipe["seed"])
         self.work = Path(work) if work else (Path(tempfile.gettempdir()) / "wanlab-toy-work"
                                              / f"{recipe['name']}-{recipe['seed']}")
@@ -318,17 +319,19 @@ class Trainer:
 
         from ..fsutil import sha256_file
 
-        folder = init["folder"]
+        folder = str(self.init) if self.init else init["folder"]
         if folder.startswith("builtin:"):
             from ..models.registry import BUILTIN_FOLDERS
 
-            folder = BUILTIN_FOLDERS[folder.removeprefix("builtin:")]
-        folder = Path(folder)
+            folder = str(BUILTIN_FOLDERS[folder.removeprefix("builtin:")])
         for name, digest in init["sha256"].items():
-            if sha256_file(folder / name) != digest:
-                raise RuntimeError(f"{folder / name} is not the checkpoint this recipe starts from (sha256 "
-                                   f"{digest[:12]}...); check out commit 3f4b74e's wanlab/models/toy and point "
-                                   "the recipe's transformer.init.folder at it")
+            file = Path(folder) / name
+            if not file.is_file() or sha256_file(file) != digest:
+                raise RuntimeError(f"{file} is not the checkpoint this recipe starts from (sha256 {digest[:12]}...); "
+                                   "pass --init with a folder that holds it: the first generation is "
+                                   "wanlab/models/toy of commit c37a6d3 (git worktree add /tmp/toy-gen1 c37a6d3; "
+                                   "--init /tmp/toy-gen1/wanlab/models/toy)")
+        folder = Path(folder)
         transformer.load_state_dict(WanTransformer3DModel.from_pretrained(str(folder / "transformer")).state_dict())
         text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(str(folder / "text_encoder")).state_dict())
 
@@ -486,16 +489,34 @@ def pin(threads: int) -> None:
 
 def train(out: str | os.PathLike[str], recipe: str | dict[str, Any] = "full", *, work: str | None = None,
           fresh: bool = False, progress: bool = True,
-          stop_after: Callable[[str, int], bool] | None = None) -> Path:
-    """Run every stage of ``recipe`` (``"full"``, ``"test"`` or a dict) and save the pipeline to ``out``.
+          stop_after: Callable[[str, int], bool] | None = None, init: str | os.PathLike[str] | None = None) -> Path:
+    """Run every stage of ``recipe`` and save the pipeline to ``out``.
 
-    Example: ``train("out/toy", "test", work="out/toy-work")`` (seconds; ``"full"`` takes the
-    better part of two hours on one thread).
+    Args:
+        out: the folder of the diffusers pipeline (replaced, but for its ``TRAINING.md``).
+        recipe: a name in :data:`RECIPES` (``"warm-high-lr"`` trained the shipped checkpoint) or a recipe dict.
+        work: the folder of stage checkpoints (default: a temp folder named by the recipe); rerun to resume.
+        fresh: discard earlier stage checkpoints in ``work``.
+        progress: print each stage's progress.
+        stop_after: tests: ``(stage, step) -> True`` interrupts the run there.
+        init: warm recipes: the folder holding the checkpoint they start from (its files must match the
+            recipe's sha256s); default: the recipe's own folder.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        RuntimeError: ``work`` holds stages of another recipe, or ``init`` is not the pinned checkpoint.
+
+    Example:
+        >>> train("out/toy", "test", work="out/toy-work")  # doctest: +SKIP
+        PosixPath('out/toy')
     """
     import torch
 
     rec = RECIPES[recipe] if isinstance(recipe, str) else recipe
-    trainer = Trainer(Path(out), rec, Path(work) if work else None, progress, stop_after)
+    trainer = Trainer(Path(out), rec, Path(work) if work else None, progress, stop_after,
+                      Path(init) if init else None)
     if fresh and trainer.work.exists():
         shutil.rmtree(trainer.work)
         trainer.work.mkdir(parents=True)
@@ -516,11 +537,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=None, help="folder for stage checkpoints (default: a temp folder "
                                                       "named by the recipe; re-run to resume)")
     parser.add_argument("--fresh", action="store_true", help="discard earlier stage checkpoints")
+    parser.add_argument("--init", default=None, metavar="FOLDER",
+                        help="warm recipes: the folder holding the checkpoint they start from (its files' sha256 "
+                             "must match the recipe's; default: the recipe's own folder)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    out = train(args.out, args.recipe, work=args.work, fresh=args.fresh, progress=not args.quiet)
+    out = train(args.out, args.recipe, work=args.work, fresh=args.fresh, progress=not args.quiet, init=args.init)
     print(f"saved {out}")
     return 0
 
