@@ -190,7 +190,11 @@ def test_hook_registry_is_where_diffusers_keeps_a_modules_hooks(pipe):
         transformer.disable_cache()
     assert internals.hooked_modules(transformer) == []
     internals.restore_hook_state(transformer, before)
-    assert internals.hook_state(transformer) == before
+    # the submodules are as they were; the model's own registry stays (restore_hook_state keeps the root's),
+    # so whether it exists depends on what ran on this session-wide pipeline before
+    after = internals.hook_state(transformer)
+    assert {k: v for k, v in after.items() if k != id(transformer)} == \
+        {k: v for k, v in before.items() if k != id(transformer)}
     assert all(internals.hook_registry(m) is None for m in transformer.modules() if m is not transformer)
 
 
