@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from .errors import ParamError
 from .inputs import AccelLike
@@ -163,7 +163,7 @@ class Backend(Protocol):
         ...
 
 
-def is_backend(value: Any) -> bool:
+def is_backend(value: object) -> TypeGuard[Backend]:
     """Whether ``value`` offers the whole backend protocol (:class:`Backend`).
 
     Args:

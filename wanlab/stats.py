@@ -427,8 +427,10 @@ def effects(df: Any, metric: str, by: str, *, seed: str = "seed", axes: Sequence
                               "ci_high": iv.high, "note": iv.note})
         for a, b in pairs:
             first, second = column[a], column[b]
-            both = first is not None and second is not None
-            per_seed = _per_seed(second - first, seeds_of, seed_count) if both else np.array([])  # type: ignore[operator]
+            if first is not None and second is not None:
+                per_seed = _per_seed(second - first, seeds_of, seed_count)
+            else:
+                per_seed = np.array([])
             iv = interval(per_seed, level=level, method=method, n_boot=n_boot, rng=rng)
             diff_rows.append({**where, "a": a, "b": b, "seeds": iv.n, "difference": iv.mean, "ci_low": iv.low,
                               "ci_high": iv.high, "excludes_zero": bool(iv.low > 0 or iv.high < 0), "p": iv.p,

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamError
+from ..inputs import BackendLike, StoreLike
 from ..params import SEED_MAX, Params
 from ..values import check_int, check_known, plain
 from .axes import overrides_of, read_axes
@@ -633,7 +634,7 @@ class Sweep:
         """
         return Path("runs") / slug_part(self.name or "sweep")
 
-    def run(self, backend: Any = None, store: Store | str | os.PathLike[str] | None = None, *,
+    def run(self, backend: BackendLike = None, store: StoreLike | None = None, *,
             metrics: bool | str | Sequence[str] | None = True, progress: bool = True, max_failures: int | None = None,
             shard: tuple[int, int] | str | None = None, retry_failed: bool = True,
             max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False,

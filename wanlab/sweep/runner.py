@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import is_backend
 from ..errors import ParamError
+from ..inputs import BackendLike, StoreLike
 from ..keys import run_key
 from ..metrics.suite import check_metrics
 from ..quiet import quiet
@@ -20,12 +21,13 @@ from .execution import RunOptions, SweepRun, point_keys
 from .values import check_shard
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..backend import Backend
     from ..store import Store
     from .definition import Sweep
     from .result import SweepResult
 
 
-def backend_for(sweep: Sweep, backend: Any) -> Any:
+def backend_for(sweep: Sweep, backend: BackendLike) -> Backend:
     """The backend to run on: the one given, or the model it names (or the sweep's own) opened.
 
     Args:
@@ -177,7 +179,8 @@ def result(sweep: Sweep, model: Any = None, store: Any = None) -> SweepResult:
     return SweepResult(sweep, store_, keyer, points=points, keys=[run_key(p) for p in parts])
 
 
-def run(sweep: Sweep, backend: Any = None, store: Any = None, *, metrics: Any = True, progress: bool = True,
+def run(sweep: Sweep, backend: BackendLike = None, store: StoreLike | None = None, *, metrics: Any = True,
+        progress: bool = True,
         max_failures: int | None = None, shard: Any = None, retry_failed: bool = True,
         max_in_flight: int | None = None, truncate: str = "warn", retry_uncertain: bool = False,
         probes: Any = None) -> SweepResult:
